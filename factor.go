@@ -1,0 +1,91 @@
+package latchkey
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Method names, as they appear in the JSON API's "methods" lists.
+const (
+	MethodTOTP     = "totp"
+	MethodPush     = "push"
+	MethodWebAuthn = "webauthn"
+	MethodRecovery = "recovery"
+)
+
+// Authentication method references (RFC 8176) recorded on a session.
+const (
+	AMRPassword = "pwd"
+	AMROTP      = "otp"
+	AMRHardware = "hwk"
+	AMRMFA      = "mfa"
+)
+
+// TOTPCredential is an authenticator-app (RFC 6238) factor. A credential is pending until
+// ConfirmedAt is set by a correct code from the new secret.
+type TOTPCredential struct {
+	ID     int64
+	UserID UserID
+	Name   string
+	// Secret is the raw seed (20 bytes). It is plaintext only in memory: the store encrypts it
+	// with AES-GCM, binding the ciphertext to this row.
+	Secret []byte
+	// LastStep is the highest RFC 6238 time step accepted for this credential; codes for any
+	// step ≤ LastStep are refused (replay guard).
+	LastStep    int64
+	CreatedAt   time.Time
+	ConfirmedAt *time.Time
+	LastUsedAt  *time.Time
+}
+
+// Confirmed reports whether the credential is enabled.
+func (c *TOTPCredential) Confirmed() bool { return c.ConfirmedAt != nil }
+
+// LogValue keeps the secret out of logs.
+func (c *TOTPCredential) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int64("id", c.ID), slog.Int64("user_id", int64(c.UserID)))
+}
+
+// TOTPStore persists TOTP credentials.
+type TOTPStore interface {
+	// FindTOTPCredentials returns all of a user's TOTP credentials, pending ones included,
+	// oldest first.
+	FindTOTPCredentials(ctx Context, userID UserID) ([]*TOTPCredential, error)
+	// CreateTOTPCredential inserts a pending credential (ConfirmedAt nil) and sets its ID and
+	// CreatedAt. Any earlier pending credential of the same user is deleted in the same
+	// transaction, so a user has at most one pending enrolment.
+	CreateTOTPCredential(ctx Context, c *TOTPCredential) error
+	// ConfirmTOTPCredential marks a pending credential confirmed at time at, records step as
+	// used, and, in the same transaction, replaces the user's recovery codes with
+	// recoveryHashes when it is not nil. It returns ENotFound when the credential does not
+	// exist or is already confirmed, and EConflict when step ≤ LastStep.
+	ConfirmTOTPCredential(ctx Context, id int64, step int64, at time.Time, recoveryHashes [][]byte) error
+	// UseTOTPStep atomically records that step was accepted for the credential: it succeeds
+	// only when step > LastStep, so of two concurrent requests with the same code exactly one
+	// wins. The loser gets EConflict. Unknown or pending credentials give ENotFound.
+	UseTOTPStep(ctx Context, id int64, step int64, at time.Time) error
+	// DeleteTOTPCredential removes the credential of that user and, when dropRecovery is
+	// true, the user's recovery codes, in one transaction. ENotFound when nothing matched.
+	DeleteTOTPCredential(ctx Context, userID UserID, id int64, dropRecovery bool) error
+}
+
+// RecoveryCode is one single-use recovery code, stored only as a keyed hash.
+type RecoveryCode struct {
+	ID        int64
+	UserID    UserID
+	Hash      []byte
+	CreatedAt time.Time
+	UsedAt    *time.Time
+}
+
+// RecoveryCodeStore persists recovery codes.
+type RecoveryCodeStore interface {
+	// FindRecoveryCodes returns a user's recovery codes, used ones included.
+	FindRecoveryCodes(ctx Context, userID UserID) ([]*RecoveryCode, error)
+	// ReplaceRecoveryCodes deletes the user's codes and inserts the new hashes, in one
+	// transaction, so the old set stops working at once.
+	ReplaceRecoveryCodes(ctx Context, userID UserID, hashes [][]byte, at time.Time) error
+	// UseRecoveryCode atomically marks the code with that hash as used. It returns ENotFound
+	// when the user has no such code and EConflict when it was used already.
+	UseRecoveryCode(ctx Context, userID UserID, hash []byte, at time.Time) error
+}

@@ -1,0 +1,65 @@
+package latchkey
+
+import (
+	"log/slog"
+	"time"
+)
+
+// SessionState is where a session stands in the sign-in flow.
+type SessionState string
+
+// Session states.
+const (
+	// StateSecondFactor: the password was right, a second factor is still needed.
+	StateSecondFactor SessionState = "second_factor"
+	// StateEnroll: the password was right, policy requires MFA and the user has none yet.
+	StateEnroll SessionState = "enroll"
+	// StateAuthenticated: signed in.
+	StateAuthenticated SessionState = "authenticated"
+)
+
+// Session is a server-side session. The browser holds a random token; the store sees only
+// ID, a keyed hash of that token, so a database dump reveals no usable session.
+type Session struct {
+	ID     string // hex keyed hash of the cookie token
+	UserID UserID
+	State  SessionState
+	// AMR lists how the user authenticated (RFC 8176 values, e.g. "pwd", "otp", "mfa").
+	AMR []string
+	// PasswordAt is when the password was last verified (sign-in or re-authentication).
+	PasswordAt time.Time
+	// MFAAt is when a second factor was last verified; nil without one.
+	MFAAt      *time.Time
+	CreatedAt  time.Time
+	LastSeenAt time.Time
+	// ExpiresAt is the absolute end of the session (or of the sign-in flow while not
+	// authenticated).
+	ExpiresAt time.Time
+	IP        string
+	UserAgent string
+}
+
+// LogValue keeps the session ID out of logs.
+func (s *Session) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int64("user_id", int64(s.UserID)), slog.String("state", string(s.State)))
+}
+
+// SessionStore persists sessions.
+type SessionStore interface {
+	// CreateSession inserts s.
+	CreateSession(ctx Context, s *Session) error
+	// FindSessionByID returns ENotFound when there is no such session. It does not check
+	// expiry; that is the caller's rule.
+	FindSessionByID(ctx Context, id string) (*Session, error)
+	// RotateSession deletes the session oldID and inserts s, in one transaction. It returns
+	// ENotFound when oldID no longer exists (it was rotated or revoked concurrently).
+	RotateSession(ctx Context, oldID string, s *Session) error
+	// TouchSession sets LastSeenAt.
+	TouchSession(ctx Context, id string, at time.Time) error
+	// DeleteSession removes one session; deleting a missing session is not an error.
+	DeleteSession(ctx Context, id string) error
+	// DeleteUserSessions removes all sessions of a user except exceptID (may be "").
+	DeleteUserSessions(ctx Context, userID UserID, exceptID string) error
+	// DeleteExpiredSessions removes sessions whose ExpiresAt is before t and returns how many.
+	DeleteExpiredSessions(ctx Context, t time.Time) (int, error)
+}

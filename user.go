@@ -1,0 +1,73 @@
+package latchkey
+
+import (
+	"log/slog"
+	"time"
+)
+
+// UserID identifies a user. Zero means "no user".
+type UserID int64
+
+// Role is what a user may do beyond managing their own account.
+type Role string
+
+// Roles.
+const (
+	RoleUser    Role = "user"
+	RoleSupport Role = "support"
+	RoleAdmin   Role = "admin"
+)
+
+// Valid reports whether r is one of the known roles.
+func (r Role) Valid() bool { return r == RoleUser || r == RoleSupport || r == RoleAdmin }
+
+// User is an account. Username is stored normalised (see NormalizeUsername in internal/login).
+type User struct {
+	ID           UserID
+	Username     string
+	Email        string
+	Role         Role
+	PasswordHash string // PHC string, e.g. "$argon2id$v=19$m=47104,t=1,p=1$salt$hash"
+	Disabled     bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// LogValue keeps the password hash out of logs.
+func (u *User) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int64("id", int64(u.ID)), slog.String("username", u.Username))
+}
+
+// UserFilter selects users. Nil fields do not filter.
+type UserFilter struct {
+	ID       *UserID
+	Username *string
+	Role     *Role
+	Offset   int
+	Limit    int // 0 means no limit
+}
+
+// UserUpdate changes the non-nil fields of a user.
+type UserUpdate struct {
+	Email        *string
+	Role         *Role
+	PasswordHash *string
+	Disabled     *bool
+}
+
+// UserStore persists users.
+type UserStore interface {
+	// FindUserByID returns ENotFound when there is no such user.
+	FindUserByID(ctx Context, id UserID) (*User, error)
+	// FindUserByUsername returns ENotFound when there is no such user. The username is
+	// matched exactly; callers normalise it first.
+	FindUserByUsername(ctx Context, username string) (*User, error)
+	// FindUsers returns the matching users ordered by ID and the total count ignoring
+	// Offset and Limit.
+	FindUsers(ctx Context, f UserFilter) ([]*User, int, error)
+	// CreateUser inserts u and sets its ID, CreatedAt and UpdatedAt. It returns EConflict
+	// when the username is taken.
+	CreateUser(ctx Context, u *User) error
+	// UpdateUser applies upd and returns the updated user, or ENotFound.
+	UpdateUser(ctx Context, id UserID, upd UserUpdate) (*User, error)
+}
