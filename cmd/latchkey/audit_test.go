@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/latchkey/latchkey/internal/sqlstore"
+)
+
+// TestAuditVerifyDetectsTampering edits and removes entries behind the server's back (dropping
+// the append-only triggers first, as an attacker with database access could) and expects
+// `latchkey audit verify` to fail and name the first broken entry.
+func TestAuditVerifyDetectsTampering(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name, sql string
+		want      string
+	}{
+		{"edited", "UPDATE audit_events SET detail = 'forged' WHERE id = 2", "entry 2"},
+		{"removed", "DELETE FROM audit_events WHERE id = 2", "entry 3"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			data := t.TempDir()
+			for _, name := range []string{"u1", "u2", "u3"} {
+				var out, errb bytes.Buffer
+				err := run(ctx, []string{"user", "create", "--data", data, "--username", name, "--email", name + "@example.com", "--password-stdin"},
+					env(nil), strings.NewReader("a long enough passphrase\n"), &out, &errb)
+				if err != nil {
+					t.Fatal(err, errb.String())
+				}
+			}
+			cfg := defaultConfig()
+			cfg.Data = data
+			_, secrets, err := cfg.keys()
+			if err != nil {
+				t.Fatal(err)
+			}
+			db, err := sqlstore.Open(ctx, filepath.Join(data, "latchkey.db"), sqlstore.Options{SecretsKey: secrets})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range []string{"DROP TRIGGER IF EXISTS audit_events_no_update", "DROP TRIGGER IF EXISTS audit_events_no_delete", tt.sql} {
+				if _, err := db.SQL().ExecContext(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			db.Close()
+			var out, errb bytes.Buffer
+			err = run(ctx, []string{"audit", "verify", "--data", data}, env(nil), nil, &out, &errb)
+			if err == nil || exitCode(err) != 1 {
+				t.Fatalf("audit verify after tampering: %v, output %q", err, out.String())
+			}
+			if !strings.Contains(out.String(), "BROKEN at "+tt.want) {
+				t.Errorf("output %q does not name %s", out.String(), tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of the server. Precedence, lowest first: the defaults
+// below, the config file, LATCHKEY_* environment variables, command-line flags. Only this
+// package reads it; each service receives a small Options struct.
+type Config struct {
+	Addr      string `yaml:"addr"`
+	Data      string `yaml:"data"`
+	Database  string `yaml:"database"`
+	PublicURL string `yaml:"public_url"`
+	SMTP      string `yaml:"smtp"`
+	MailFrom  string `yaml:"mail_from"`
+	// MFA is "optional" or "required".
+	MFA    string `yaml:"mfa"`
+	Issuer string `yaml:"issuer"`
+	Keys   struct {
+		// Session and Secrets are base64-encoded 32-byte keys. With SQLite they are generated
+		// into the data folder when unset; with PostgreSQL they must be configured, since all
+		// nodes must share them.
+		Session     string `yaml:"session"`
+		SessionFile string `yaml:"session_file"`
+		Secrets     string `yaml:"secrets"`
+		SecretsFile string `yaml:"secrets_file"`
+	} `yaml:"keys"`
+	Session struct {
+		MaxAge      Duration `yaml:"max_age"`
+		IdleTimeout Duration `yaml:"idle_timeout"`
+		Reauth      Duration `yaml:"reauthenticate_after"`
+	} `yaml:"session"`
+	Log struct {
+		Level  string `yaml:"level"`  // debug, info, warn, error
+		Format string `yaml:"format"` // text or json
+	} `yaml:"log"`
+
+	// configFile is where the file part came from, for messages.
+	configFile string
+}
+
+// Duration is a time.Duration written as "12h" or "90m" in the config file.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 90m or 12h", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func defaultConfig() Config {
+	var c Config
+	c.Addr = "127.0.0.1:8080"
+	c.Data = "./latchkey-data"
+	c.MailFrom = "Latchkey <latchkey@localhost>"
+	c.MFA = "optional"
+	c.Issuer = "Latchkey"
+	c.Session.MaxAge = Duration(12 * time.Hour)
+	c.Session.IdleTimeout = Duration(time.Hour)
+	c.Session.Reauth = Duration(10 * time.Minute)
+	c.Log.Level = "info"
+	c.Log.Format = "text"
+	return c
+}
+
+// flagSpec is a flag shared by the server and the admin subcommands.
+type flagSpec struct {
+	name, usage string
+	field       func(*Config) *string
+}
+
+var commonFlags = []flagSpec{
+	{"data", "data folder for SQLite, keys and the mail outbox", func(c *Config) *string { return &c.Data }},
+	{"database", "database URL: empty for SQLite in the data folder, or postgres://...", func(c *Config) *string { return &c.Database }},
+	{"config", "configuration file (YAML)", func(c *Config) *string { return &c.configFile }},
+}
+
+var serveFlags = []flagSpec{
+	{"addr", "listen address", func(c *Config) *string { return &c.Addr }},
+	{"public-url", "URL users and applications reach the server at (default http:// + addr)", func(c *Config) *string { return &c.PublicURL }},
+	{"smtp", "SMTP URL (smtp://user:pass@host:port or smtps://...); empty writes mail to DATA/outbox", func(c *Config) *string { return &c.SMTP }},
+}
+
+// envName is the environment variable of a flag: --public-url → LATCHKEY_PUBLIC_URL.
+func envName(flag string) string {
+	return "LATCHKEY_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// loadConfig builds the configuration from the defaults, the file, the environment and the
+// flags already parsed into fs. It returns every problem at once.
+func loadConfig(fs *flag.FlagSet, specs []flagSpec, flagVals map[string]*string, getenv func(string) string) (*Config, error) {
+	c := defaultConfig()
+	var problems []string
+
+	// Which file? A flag beats the environment.
+	file := getenv("LATCHKEY_CONFIG")
+	if v, ok := flagVals["config"]; ok && isSet(fs, "config") {
+		file = *v
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("config file: %v", err))
+		} else {
+			dec := yaml.NewDecoder(bytes.NewReader(b))
+			dec.KnownFields(true)
+			if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+				problems = append(problems, fmt.Sprintf("config file %s: %v", file, err))
+			}
+		}
+		c.configFile = file
+	}
+
+	// Environment, then flags.
+	for _, s := range specs {
+		if s.name == "config" {
+			continue
+		}
+		if v := getenv(envName(s.name)); v != "" {
+			*s.field(&c) = v
+		}
+		if v, err := readFileVar(getenv, envName(s.name)+"_FILE"); err != nil {
+			problems = append(problems, err.Error())
+		} else if v != "" {
+			*s.field(&c) = v
+		}
+		if isSet(fs, s.name) {
+			*s.field(&c) = *flagVals[s.name]
+		}
+	}
+	for env, dst := range map[string]*string{
+		"LATCHKEY_MFA": &c.MFA, "LATCHKEY_MAIL_FROM": &c.MailFrom, "LATCHKEY_ISSUER": &c.Issuer,
+		"LATCHKEY_LOG_LEVEL": &c.Log.Level, "LATCHKEY_LOG_FORMAT": &c.Log.Format,
+		"LATCHKEY_SESSION_KEY": &c.Keys.Session, "LATCHKEY_SECRETS_KEY": &c.Keys.Secrets,
+		"LATCHKEY_SESSION_KEY_FILE": &c.Keys.SessionFile, "LATCHKEY_SECRETS_KEY_FILE": &c.Keys.SecretsFile,
+	} {
+		if v := getenv(env); v != "" {
+			*dst = v
+		}
+	}
+	problems = append(problems, c.validate()...)
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("invalid configuration:\n  - %s", strings.Join(problems, "\n  - "))
+	}
+	return &c, nil
+}
+
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+func readFileVar(getenv func(string) string, name string) (string, error) {
+	p := getenv(name)
+	if p == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("%s: %v", name, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// postgres reports whether the database is PostgreSQL.
+func (c *Config) postgres() bool {
+	return strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://")
+}
+
+// validate returns every problem of the configuration.
+func (c *Config) validate() []string {
+	var p []string
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
+		p = append(p, fmt.Sprintf("addr %q must be host:port, like 127.0.0.1:8080", c.Addr))
+	}
+	if c.Data == "" {
+		p = append(p, "data must name a folder")
+	}
+	if c.Database != "" && !c.postgres() {
+		p = append(p, fmt.Sprintf("database must be empty (SQLite in the data folder) or a postgres:// URL, not %q", redact(c.Database)))
+	} else if c.postgres() {
+		if _, err := url.Parse(c.Database); err != nil {
+			p = append(p, "database is not a valid URL")
+		}
+		if c.Keys.Session == "" && c.Keys.SessionFile == "" {
+			p = append(p, "with PostgreSQL, keys.session (or LATCHKEY_SESSION_KEY / LATCHKEY_SESSION_KEY_FILE) must be set, so that every node shares it")
+		}
+		if c.Keys.Secrets == "" && c.Keys.SecretsFile == "" {
+			p = append(p, "with PostgreSQL, keys.secrets (or LATCHKEY_SECRETS_KEY / LATCHKEY_SECRETS_KEY_FILE) must be set, so that every node shares it")
+		}
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			p = append(p, fmt.Sprintf("public-url %q must be an http:// or https:// URL with a host and no path", c.PublicURL))
+		}
+	}
+	if c.SMTP != "" {
+		u, err := url.Parse(c.SMTP)
+		if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+			p = append(p, fmt.Sprintf("smtp %q must be smtp://host:port or smtps://host:port", redact(c.SMTP)))
+		}
+	}
+	if c.MFA != "optional" && c.MFA != "required" {
+		p = append(p, fmt.Sprintf("mfa must be optional or required, not %q", c.MFA))
+	}
+	for name, k := range map[string]string{"keys.session": c.Keys.Session, "keys.secrets": c.Keys.Secrets} {
+		if k != "" {
+			if _, err := decodeKey(k); err != nil {
+				p = append(p, fmt.Sprintf("%s: %v", name, err))
+			}
+		}
+	}
+	if c.Session.MaxAge <= 0 || c.Session.IdleTimeout <= 0 || c.Session.Reauth <= 0 {
+		p = append(p, "session durations must be positive")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p = append(p, fmt.Sprintf("log.level must be debug, info, warn or error, not %q", c.Log.Level))
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		p = append(p, fmt.Sprintf("log.format must be text or json, not %q", c.Log.Format))
+	}
+	return p
+}
+
+// redact hides the password of a URL for messages.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return u.Redacted()
+}
+
+func decodeKey(s string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	if err != nil {
+		return nil, errors.New("must be base64")
+	}
+	if len(b) != 32 {
+		return nil, fmt.Errorf("must be 32 bytes, not %d", len(b))
+	}
+	return b, nil
+}
+
+// keys returns the session and secrets keys: from configuration when set, else (SQLite only)
+// from files in the data folder, generated with mode 0600 on first start.
+func (c *Config) keys() (session, secrets []byte, err error) {
+	load := func(name, inline, file string) ([]byte, error) {
+		if inline != "" {
+			return decodeKey(inline)
+		}
+		if file == "" {
+			if c.postgres() {
+				return nil, fmt.Errorf("keys.%s is not configured", name)
+			}
+			file = filepath.Join(c.Data, name+".key")
+			if err := ensureKeyFile(file); err != nil {
+				return nil, err
+			}
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("read %s key: %w", name, err)
+		}
+		k, err := decodeKey(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		return k, nil
+	}
+	if session, err = load("session", c.Keys.Session, c.Keys.SessionFile); err != nil {
+		return nil, nil, err
+	}
+	if secrets, err = load("secrets", c.Keys.Secrets, c.Keys.SecretsFile); err != nil {
+		return nil, nil, err
+	}
+	return session, secrets, nil
+}
+
+// ensureKeyFile writes a new random key to path unless it exists. O_EXCL makes two processes
+// starting at once agree on one key.
+func ensureKeyFile(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("create data folder: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("create key file: %w", err)
+	}
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.WriteString(base64.StdEncoding.EncodeToString(k) + "\n"); err != nil {
+		f.Close()
+		return fmt.Errorf("write key file: %w", err)
+	}
+	return f.Close()
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "latchkey.yaml")
+	if err := os.WriteFile(file, []byte("addr: 127.0.0.1:7000\nmfa: required\nsmtp: smtp://file.example:25\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	smtpFile := filepath.Join(dir, "smtp-url")
+	os.WriteFile(smtpFile, []byte("smtp://user:secret@fromfile.example:587\n"), 0o600)
+	cfg, _, err := parse("serve", []string{"--config", file, "--addr", "127.0.0.1:9000"},
+		env(map[string]string{"LATCHKEY_ADDR": "127.0.0.1:8000", "LATCHKEY_DATA": "/tmp/env-data", "LATCHKEY_SMTP_FILE": smtpFile}),
+		&bytes.Buffer{}, append(commonFlags, serveFlags...), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:9000" {
+		t.Errorf("Addr = %q, want the flag's value", cfg.Addr)
+	}
+	if cfg.Data != "/tmp/env-data" {
+		t.Errorf("Data = %q, want the environment's value", cfg.Data)
+	}
+	if cfg.MFA != "required" {
+		t.Errorf("MFA = %q, want the file's value", cfg.MFA)
+	}
+	if cfg.SMTP != "smtp://user:secret@fromfile.example:587" {
+		t.Errorf("SMTP = %q, want the _FILE value", cfg.SMTP)
+	}
+	if cfg.Issuer != "Latchkey" {
+		t.Errorf("Issuer = %q, want the default", cfg.Issuer)
+	}
+}
+
+func TestConfigReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(file, []byte("mfa: sometimes\nlog:\n  level: loud\n"), 0o600)
+	_, _, err := parse("serve", []string{"--config", file, "--addr", "nonsense", "--public-url", "ftp://x", "--smtp", "http://mail", "--database", "mysql://db"},
+		env(nil), &bytes.Buffer{}, append(commonFlags, serveFlags...), nil)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"addr", "public-url", "smtp", "mfa", "log.level", "database"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s:\n%v", want, err)
+		}
+	}
+	if exitCode(err) != 2 {
+		t.Errorf("exit code %d, want 2", exitCode(err))
+	}
+}
+
+func TestConfigUnknownKeyInFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "typo.yaml")
+	os.WriteFile(file, []byte("adress: 127.0.0.1:1\n"), 0o600)
+	_, _, err := parse("serve", []string{"--config", file}, env(nil), &bytes.Buffer{}, append(commonFlags, serveFlags...), nil)
+	if err == nil || !strings.Contains(err.Error(), "adress") {
+		t.Errorf("unknown key: %v", err)
+	}
+}
+
+func TestPostgresNeedsKeys(t *testing.T) {
+	_, _, err := parse("serve", []string{"--database", "postgres://u@localhost/db"}, env(nil), &bytes.Buffer{}, append(commonFlags, serveFlags...), nil)
+	if err == nil || !strings.Contains(err.Error(), "keys.session") || !strings.Contains(err.Error(), "keys.secrets") {
+		t.Fatalf("postgres without keys: %v", err)
+	}
+	k := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	_, _, err = parse("serve", []string{"--database", "postgres://u@localhost/db"},
+		env(map[string]string{"LATCHKEY_SESSION_KEY": k, "LATCHKEY_SECRETS_KEY": "dG9vIHNob3J0"}), &bytes.Buffer{}, append(commonFlags, serveFlags...), nil)
+	if err == nil || !strings.Contains(err.Error(), "keys.secrets: must be 32 bytes") {
+		t.Fatalf("short key: %v", err)
+	}
+}
+
+func TestKeysGeneratedWithMode0600(t *testing.T) {
+	dir := t.TempDir()
+	cfg := defaultConfig()
+	cfg.Data = filepath.Join(dir, "data")
+	s1, k1, err := cfg.keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"session.key", "secrets.key"} {
+		fi, err := os.Stat(filepath.Join(cfg.Data, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode = %v, want 0600", name, fi.Mode().Perm())
+		}
+	}
+	s2, k2, _ := cfg.keys()
+	if !bytes.Equal(s1, s2) || !bytes.Equal(k1, k2) || bytes.Equal(s1, k1) {
+		t.Error("keys are not stable across starts, or the two keys are equal")
+	}
+}
+
+func TestUserCreateAndAuditVerify(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	var out, errb bytes.Buffer
+	err := run(ctx, []string{"user", "create", "--data", data, "--username", "Alice", "--email", "alice@example.com", "--role", "admin", "--password-stdin"},
+		env(nil), strings.NewReader("a long enough passphrase\n"), &out, &errb)
+	if err != nil {
+		t.Fatalf("user create: %v\n%s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), `created admin user "alice"`) {
+		t.Errorf("output %q", out.String())
+	}
+	out.Reset()
+	err = run(ctx, []string{"user", "create", "--data", data, "--username", "bob", "--email", "bob@example.com", "--password-stdin"},
+		env(nil), strings.NewReader("password\n"), &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "15 characters") {
+		t.Errorf("weak password: %v", err)
+	}
+	err = run(ctx, []string{"user", "create", "--data", data}, env(nil), strings.NewReader(""), &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "--username, --email, --password-stdin") {
+		t.Errorf("missing flags: %v", err)
+	}
+	out.Reset()
+	if err := run(ctx, []string{"audit", "verify", "--data", data}, env(nil), nil, &out, &errb); err != nil {
+		t.Fatalf("audit verify: %v", err)
+	}
+	if !strings.Contains(out.String(), "intact: 1 entries") {
+		t.Errorf("audit verify output %q", out.String())
+	}
+}

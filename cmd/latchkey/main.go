@@ -1,0 +1,338 @@
+// Command latchkey is the Latchkey server and its admin commands:
+//
+//	latchkey serve [--addr A] [--data DIR] [--database URL] [--public-url URL] [--smtp URL] [--config FILE]
+//	latchkey user create --username U --email E [--role admin|support|user] --password-stdin
+//	latchkey audit verify
+//
+// Every flag also reads from LATCHKEY_<FLAG>; see README.md.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/latchkey/latchkey/internal/audit"
+	"github.com/latchkey/latchkey/internal/login"
+	"github.com/latchkey/latchkey/internal/mail"
+	"github.com/latchkey/latchkey/internal/password"
+	"github.com/latchkey/latchkey/internal/sqlstore"
+	"github.com/latchkey/latchkey/internal/web"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "latchkey:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitError carries a specific exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.code
+	}
+	return 1
+}
+
+const usage = `usage:
+  latchkey serve [flags]          run the server
+  latchkey user create [flags]    create a user
+  latchkey audit verify [flags]   check the audit trail's hash chain
+Run "latchkey <command> -h" for the flags of a command.`
+
+// run is the whole program; main only supplies the process's environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return &exitError{code: 2, err: errors.New("no command given")}
+	}
+	switch cmd := strings.Join(args[:min(2, len(args))], " "); {
+	case args[0] == "serve":
+		return runServe(ctx, args[1:], getenv, stderr)
+	case cmd == "user create":
+		return runUserCreate(ctx, args[2:], getenv, stdin, stdout, stderr)
+	case cmd == "audit verify":
+		return runAuditVerify(ctx, args[2:], getenv, stdout, stderr)
+	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintln(stderr, usage)
+		return &exitError{code: 2, err: fmt.Errorf("unknown command %q", strings.Join(args, " "))}
+	}
+}
+
+// parse parses flags and loads the configuration. extra registers command-specific flags.
+func parse(name string, args []string, getenv func(string) string, stderr io.Writer, specs []flagSpec, extra func(*flag.FlagSet)) (*Config, *flag.FlagSet, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	vals := map[string]*string{}
+	for _, s := range specs {
+		vals[s.name] = fs.String(s.name, "", s.usage+" ($"+envName(s.name)+")")
+	}
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, &exitError{code: 2, err: err}
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, &exitError{code: 2, err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	cfg, err := loadConfig(fs, specs, vals, getenv)
+	if err != nil {
+		return nil, nil, &exitError{code: 2, err: err}
+	}
+	return cfg, fs, nil
+}
+
+func newLogger(cfg *Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// app is the wired-up core shared by every command.
+type app struct {
+	cfg    *Config
+	log    *slog.Logger
+	db     *sqlstore.DB
+	login  *login.Service
+	public *url.URL
+}
+
+func (a *app) Close() error { return a.db.Close() }
+
+func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
+	if !cfg.postgres() {
+		if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+			return nil, fmt.Errorf("create data folder: %w", err)
+		}
+	}
+	sessionKey, secretsKey, err := cfg.keys()
+	if err != nil {
+		return nil, err
+	}
+	dsn := cfg.Database
+	if dsn == "" {
+		dsn = filepath.Join(cfg.Data, "latchkey.db")
+	}
+	db, err := sqlstore.Open(ctx, dsn, sqlstore.Options{SecretsKey: secretsKey})
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	public := publicURL(cfg)
+	sender, err := mail.New(mail.Options{SMTPURL: cfg.SMTP, OutboxDir: filepath.Join(cfg.Data, "outbox"), From: cfg.MailFrom, Logger: log})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("mail: %w", err)
+	}
+	svc := login.New(login.Options{
+		Store:        db,
+		Hasher:       password.New(password.Options{}),
+		Mailer:       sender,
+		Audit:        audit.New(db, log, nil),
+		Logger:       log,
+		SessionKey:   sessionKey,
+		MFA:          cfg.MFA,
+		Issuer:       cfg.Issuer,
+		PublicURL:    strings.TrimSuffix(public.String(), "/"),
+		MaxAge:       time.Duration(cfg.Session.MaxAge),
+		IdleTimeout:  time.Duration(cfg.Session.IdleTimeout),
+		ReauthWindow: time.Duration(cfg.Session.Reauth),
+	})
+	return &app{cfg: cfg, log: log, db: db, login: svc, public: public}, nil
+}
+
+func publicURL(cfg *Config) *url.URL {
+	if cfg.PublicURL != "" {
+		u, _ := url.Parse(cfg.PublicURL) // validated
+		u.Path = ""
+		return u
+	}
+	return &url.URL{Scheme: "http", Host: cfg.Addr}
+}
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, _, err := parse("serve", args, getenv, stderr, append(commonFlags, serveFlags...), nil)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	a, err := open(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// With --addr :0 the port is known only now; the default public URL follows it.
+	if cfg.PublicURL == "" {
+		a.public.Host = ln.Addr().String()
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	handler := web.New(web.Options{Login: a.login, DB: a.db, Logger: log, PublicURL: a.public, Registry: reg})
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	tok, err := a.login.SetupToken(ctx)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("setup token: %w", err)
+	}
+	if tok != "" {
+		// Printed, not logged: the link is a secret for the person at the console.
+		fmt.Fprintf(stderr, "\nNo administrator exists yet. Open this one-time link to create one:\n\n    %s/setup?token=%s\n\n", strings.TrimSuffix(a.public.String(), "/"), tok)
+	}
+	log.Info("latchkey listening", "addr", ln.Addr().String(), "public_url", a.public.String(), "database", dbKind(cfg))
+
+	go a.cleanup(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func dbKind(cfg *Config) string {
+	if cfg.postgres() {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// cleanup deletes expired sessions every ten minutes.
+func (a *app) cleanup(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := a.db.DeleteExpiredSessions(ctx, time.Now()); err != nil {
+				a.log.Error("delete expired sessions", "err", err)
+			} else if n > 0 {
+				a.log.Info("deleted expired sessions", "count", n)
+			}
+		}
+	}
+}
+
+func runUserCreate(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	var username, email, role string
+	var pwStdin bool
+	cfg, _, err := parse("user create", args, getenv, stderr, commonFlags, func(fs *flag.FlagSet) {
+		fs.StringVar(&username, "username", "", "username (required)")
+		fs.StringVar(&email, "email", "", "email address (required)")
+		fs.StringVar(&role, "role", "user", "admin, support or user")
+		fs.BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of standard input (required)")
+	})
+	if err != nil {
+		return err
+	}
+	var missing []string
+	if username == "" {
+		missing = append(missing, "--username")
+	}
+	if email == "" {
+		missing = append(missing, "--email")
+	}
+	if !pwStdin {
+		missing = append(missing, "--password-stdin")
+	}
+	if len(missing) > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("user create needs %s", strings.Join(missing, ", "))}
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read password: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	a, err := open(ctx, cfg, newLogger(cfg, stderr))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	u, err := a.login.CreateUser(ctx, login.Client{UserAgent: "latchkey user create"}, login.NewUser{Username: username, Email: email, Role: latchkeyRole(role), Password: pw})
+	if err != nil {
+		return errorText(err)
+	}
+	fmt.Fprintf(stdout, "created %s user %q (id %d)\n", u.Role, u.Username, u.ID)
+	return nil
+}
+
+func runAuditVerify(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, _, err := parse("audit verify", args, getenv, stderr, commonFlags, nil)
+	if err != nil {
+		return err
+	}
+	a, err := open(ctx, cfg, newLogger(cfg, stderr))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	rep, err := audit.Verify(ctx, a.db)
+	if err != nil {
+		return err
+	}
+	if rep.FirstBroken != 0 {
+		fmt.Fprintf(stdout, "audit trail BROKEN at entry %d: %s (%d entries checked)\n", rep.FirstBroken, rep.Reason, rep.Entries)
+		return &exitError{code: 1, err: fmt.Errorf("audit chain broken at entry %d", rep.FirstBroken)}
+	}
+	fmt.Fprintf(stdout, "audit trail intact: %d entries\n", rep.Entries)
+	return nil
+}

@@ -1,0 +1,673 @@
+// Package login owns the sign-in flow and the account-security rules: the password step,
+// second factors (TOTP, recovery codes), throttling, sessions and their rotation, recent
+// re-authentication, TOTP enrolment and removal, password changes and first-admin setup.
+//
+// It is the one place where Latchkey decides who is signed in. The HTTP layer translates
+// requests into calls on a *Service; storage only persists.
+package login
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/audit"
+	"github.com/latchkey/latchkey/internal/mail"
+	"github.com/latchkey/latchkey/internal/password"
+	"github.com/latchkey/latchkey/internal/totp"
+)
+
+// MFA policies.
+const (
+	MFAOptional = "optional"
+	MFARequired = "required"
+)
+
+// Store is the storage the sign-in service needs.
+type Store interface {
+	latchkey.UserStore
+	latchkey.TOTPStore
+	latchkey.RecoveryCodeStore
+	latchkey.SessionStore
+	latchkey.ThrottleStore
+	latchkey.SettingStore
+}
+
+// Options configures a Service. Zero durations take the defaults shown.
+type Options struct {
+	Store  Store
+	Hasher *password.Hasher
+	Policy password.Policy
+	Mailer mail.Sender
+	Audit  *audit.Recorder
+	Logger *slog.Logger
+	Now    func() time.Time // default time.Now
+	Rand   io.Reader        // default crypto/rand.Reader
+	// SessionKey keys the hashes of session tokens and recovery codes, so a database dump
+	// alone yields neither. At least 32 bytes.
+	SessionKey []byte
+	// MFA is MFAOptional or MFARequired.
+	MFA string
+	// Issuer names the service in authenticator apps ("Latchkey").
+	Issuer string
+	// PublicURL is where users reach the server; used in emails.
+	PublicURL string
+	// FlowTTL bounds an unfinished sign-in (default 10 minutes).
+	FlowTTL time.Duration
+	// MaxAge bounds a signed-in session (default 12 hours).
+	MaxAge time.Duration
+	// IdleTimeout ends a session that saw no request for this long (default 1 hour).
+	IdleTimeout time.Duration
+	// ReauthWindow is how recent the last password check must be for sensitive actions
+	// (default 10 minutes).
+	ReauthWindow time.Duration
+	Throttle     ThrottleOptions // default DefaultThrottle
+}
+
+// Service is the sign-in and account-security service. It is safe for concurrent use.
+type Service struct {
+	opt Options
+	ip  *ipLimiter
+	log *slog.Logger
+}
+
+// New returns a Service. It panics on a missing dependency, which is a wiring bug.
+func New(opt Options) *Service {
+	if opt.Store == nil || opt.Hasher == nil || opt.Mailer == nil || opt.Audit == nil {
+		panic("login: Store, Hasher, Mailer and Audit are required")
+	}
+	if len(opt.SessionKey) < 32 {
+		panic("login: SessionKey must have at least 32 bytes")
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Rand == nil {
+		opt.Rand = rand.Reader
+	}
+	if opt.Policy == (password.Policy{}) {
+		opt.Policy = password.DefaultPolicy
+	}
+	if opt.MFA == "" {
+		opt.MFA = MFAOptional
+	}
+	if opt.Issuer == "" {
+		opt.Issuer = "Latchkey"
+	}
+	opt.FlowTTL = cmpOr(opt.FlowTTL, 10*time.Minute)
+	opt.MaxAge = cmpOr(opt.MaxAge, 12*time.Hour)
+	opt.IdleTimeout = cmpOr(opt.IdleTimeout, time.Hour)
+	opt.ReauthWindow = cmpOr(opt.ReauthWindow, 10*time.Minute)
+	if opt.Throttle == (ThrottleOptions{}) {
+		opt.Throttle = DefaultThrottle
+	}
+	return &Service{opt: opt, ip: newIPLimiter(opt.Throttle.IPBurst, opt.Throttle.IPRefill), log: opt.Logger}
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Client describes where a request comes from, for throttling, audit and notifications.
+type Client struct {
+	IP        string
+	UserAgent string
+}
+
+// Result is the outcome of a sign-in step.
+type Result struct {
+	// Token is the new session token for the cookie; the previous one no longer works.
+	Token   string
+	Session *latchkey.Session
+	User    *latchkey.User
+	// State is the session's state after the step.
+	State latchkey.SessionState
+	// Methods lists the second factors (or, for StateEnroll, the methods to enrol) available.
+	Methods []string
+}
+
+// Common messages. Every authentication failure of a kind reads the same.
+const (
+	msgBadCredentials = "The username or password is incorrect."
+	msgBadCode        = "That code didn't work. Check the code and try again."
+	msgFlowExpired    = "Your sign-in took too long or was already completed. Please sign in again."
+	msgSignIn         = "Please sign in."
+)
+
+var (
+	errBadCredentials = &latchkey.Error{Code: latchkey.EInvalidCredentials, Message: msgBadCredentials}
+	errBadCode        = &latchkey.Error{Code: latchkey.EInvalidCode, Message: msgBadCode}
+	errFlowExpired    = &latchkey.Error{Code: latchkey.EFlowExpired, Message: msgFlowExpired}
+	errUnauthed       = &latchkey.Error{Code: latchkey.EUnauthenticated, Message: msgSignIn}
+)
+
+// NormalizeUsername returns the canonical form of a username: NFKC, trimmed, lower case.
+func NormalizeUsername(s string) string {
+	return strings.ToLower(strings.TrimSpace(norm.NFKC.String(s)))
+}
+
+// ValidUsername reports whether a normalised username is acceptable: 1–64 characters,
+// letters, digits and . _ - @.
+func ValidUsername(s string) bool {
+	if s == "" || len([]rune(s)) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("._-@", r) {
+			return false
+		}
+	}
+	return true
+}
+
+func userKey(username string) string { return "user:" + username }
+
+// newToken returns 32 random bytes, URL-safe base64 encoded (256 bits).
+func (s *Service) newToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := io.ReadFull(s.opt.Rand, b); err != nil {
+		return "", fmt.Errorf("read random: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func (s *Service) keyedHash(purpose, value string) []byte {
+	m := hmac.New(sha256.New, s.opt.SessionKey)
+	m.Write([]byte(purpose))
+	m.Write([]byte{0})
+	m.Write([]byte(value))
+	return m.Sum(nil)
+}
+
+// sessionID maps a cookie token to the ID stored in the database.
+func (s *Service) sessionID(token string) string {
+	return hex.EncodeToString(s.keyedHash("session", token))
+}
+
+func (s *Service) now() time.Time { return s.opt.Now().UTC() }
+
+func (s *Service) audit(ctx context.Context, c Client, u *latchkey.User, username, action, outcome, detail string) {
+	e := latchkey.AuditEvent{Username: username, Action: action, Outcome: outcome, IP: c.IP, UserAgent: c.UserAgent, Detail: detail}
+	if u != nil {
+		e.UserID, e.Username = u.ID, u.Username
+	}
+	// A failure to audit is logged by the recorder; the user's request still completes, since
+	// refusing every sign-in while the audit table is unavailable would be a denial of service.
+	_ = s.opt.Audit.Record(ctx, e)
+}
+
+// checkAccount returns an error when the account key is waiting or locked.
+func (s *Service) checkAccount(ctx context.Context, key string) (locked bool, err error) {
+	th, err := s.opt.Store.FindThrottle(ctx, key)
+	if err != nil {
+		return false, fmt.Errorf("find throttle: %w", err)
+	}
+	wait, locked := s.opt.Throttle.accountWait(th.Failures)
+	if locked {
+		return true, nil
+	}
+	if until := th.LastFailureAt.Add(wait); wait > 0 && s.now().Before(until) {
+		return false, latchkey.Throttled(until.Sub(s.now()))
+	}
+	return false, nil
+}
+
+// fail records a failed attempt against the account key and the client's IP.
+func (s *Service) fail(ctx context.Context, c Client, key string) {
+	s.ip.fail(c.IP, s.now())
+	n, err := s.opt.Store.RecordFailure(ctx, key, s.now())
+	if err != nil {
+		s.log.ErrorContext(ctx, "record failure", "err", err)
+		return
+	}
+	if n == s.opt.Throttle.LockAt {
+		s.audit(ctx, c, nil, strings.TrimPrefix(key, "user:"), latchkey.ActionLockout, latchkey.OutcomeDenied, fmt.Sprintf("%d consecutive failures", n))
+	}
+}
+
+// methods returns the second factors a user can use now.
+func (s *Service) methods(ctx context.Context, u *latchkey.User) ([]string, error) {
+	creds, err := s.opt.Store.FindTOTPCredentials(ctx, u.ID)
+	if err != nil {
+		return nil, fmt.Errorf("find totp credentials: %w", err)
+	}
+	var m []string
+	if slices.ContainsFunc(creds, (*latchkey.TOTPCredential).Confirmed) {
+		m = append(m, latchkey.MethodTOTP)
+	}
+	if len(m) == 0 {
+		return nil, nil
+	}
+	codes, err := s.opt.Store.FindRecoveryCodes(ctx, u.ID)
+	if err != nil {
+		return nil, fmt.Errorf("find recovery codes: %w", err)
+	}
+	if slices.ContainsFunc(codes, func(c *latchkey.RecoveryCode) bool { return c.UsedAt == nil }) {
+		m = append(m, latchkey.MethodRecovery)
+	}
+	return m, nil
+}
+
+// Login performs the password step. oldToken, when not empty, is the caller's current session
+// token; that session ends, so the session ID changes at every step. Unknown users, wrong
+// passwords, disabled and locked accounts all return the same EInvalidCredentials after the
+// same amount of hashing work.
+func (s *Service) Login(ctx context.Context, c Client, oldToken, username, pw string) (*Result, error) {
+	username = NormalizeUsername(username)
+	if username == "" || pw == "" {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "Enter your username and password.")
+	}
+	if err := s.ip.check(c.IP, s.now()); err != nil {
+		s.audit(ctx, c, nil, username, latchkey.ActionLogin, latchkey.OutcomeDenied, "ip throttled")
+		return nil, err
+	}
+	key := userKey(username)
+	locked, err := s.checkAccount(ctx, key)
+	if err != nil {
+		if latchkey.ErrorCode(err) == latchkey.EThrottled {
+			s.audit(ctx, c, nil, username, latchkey.ActionLogin, latchkey.OutcomeDenied, "account throttled")
+		}
+		return nil, err
+	}
+	u, err := s.opt.Store.FindUserByUsername(ctx, username)
+	if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
+		return nil, fmt.Errorf("find user: %w", err)
+	}
+	if u == nil {
+		s.opt.Hasher.VerifyDummy(ctx, pw)
+		s.fail(ctx, c, key)
+		s.audit(ctx, c, nil, username, latchkey.ActionLogin, latchkey.OutcomeFailure, "unknown user")
+		return nil, errBadCredentials
+	}
+	ok, rehash, err := s.opt.Hasher.Verify(ctx, pw, u.PasswordHash)
+	if err != nil {
+		return nil, fmt.Errorf("verify password: %w", err)
+	}
+	if !ok || locked || u.Disabled {
+		detail := "wrong password"
+		if locked {
+			detail = "account locked"
+		} else if u.Disabled {
+			detail = "account disabled"
+		}
+		s.fail(ctx, c, key)
+		s.audit(ctx, c, u, "", latchkey.ActionLogin, latchkey.OutcomeFailure, detail)
+		return nil, errBadCredentials
+	}
+	if rehash {
+		s.rehash(ctx, u, pw)
+	}
+	methods, err := s.methods(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	sess := &latchkey.Session{UserID: u.ID, AMR: []string{latchkey.AMRPassword}, PasswordAt: now, CreatedAt: now, LastSeenAt: now, IP: c.IP, UserAgent: c.UserAgent}
+	switch {
+	case len(methods) > 0:
+		sess.State, sess.ExpiresAt = latchkey.StateSecondFactor, now.Add(s.opt.FlowTTL)
+	case s.opt.MFA == MFARequired:
+		sess.State, sess.ExpiresAt = latchkey.StateEnroll, now.Add(s.opt.FlowTTL)
+		methods = []string{latchkey.MethodTOTP}
+	default:
+		sess.State, sess.ExpiresAt = latchkey.StateAuthenticated, now.Add(s.opt.MaxAge)
+	}
+	res, err := s.issue(ctx, oldToken, sess)
+	if err != nil {
+		return nil, err
+	}
+	res.User, res.Methods = u, methods
+	outcome := latchkey.OutcomeSuccess
+	if sess.State == latchkey.StateAuthenticated {
+		s.succeed(ctx, c, u)
+	} else {
+		outcome = "password_ok"
+	}
+	s.audit(ctx, c, u, "", latchkey.ActionLogin, outcome, "next: "+string(sess.State))
+	return res, nil
+}
+
+// succeed clears the failure counter after a completed sign-in.
+func (s *Service) succeed(ctx context.Context, c Client, u *latchkey.User) {
+	if err := s.opt.Store.ResetThrottle(ctx, userKey(u.Username)); err != nil {
+		s.log.ErrorContext(ctx, "reset throttle", "err", err)
+	}
+}
+
+func (s *Service) rehash(ctx context.Context, u *latchkey.User, pw string) {
+	h, err := s.opt.Hasher.Hash(ctx, pw)
+	if err == nil {
+		_, err = s.opt.Store.UpdateUser(ctx, u.ID, latchkey.UserUpdate{PasswordHash: &h})
+	}
+	if err != nil {
+		s.log.ErrorContext(ctx, "rehash password", "user_id", u.ID, "err", err)
+		return
+	}
+	u.PasswordHash = h
+}
+
+// issue stores sess under a new token, ending the session of oldToken if there was one.
+func (s *Service) issue(ctx context.Context, oldToken string, sess *latchkey.Session) (*Result, error) {
+	tok, err := s.newToken()
+	if err != nil {
+		return nil, err
+	}
+	sess.ID = s.sessionID(tok)
+	if oldToken != "" {
+		err = s.opt.Store.RotateSession(ctx, s.sessionID(oldToken), sess)
+		if latchkey.ErrorCode(err) == latchkey.ENotFound {
+			err = s.opt.Store.CreateSession(ctx, sess)
+		}
+	} else {
+		err = s.opt.Store.CreateSession(ctx, sess)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store session: %w", err)
+	}
+	return &Result{Token: tok, Session: sess, State: sess.State}, nil
+}
+
+// flow loads the unfinished sign-in of token, which must be in StateSecondFactor.
+func (s *Service) flow(ctx context.Context, token string) (*latchkey.Session, *latchkey.User, error) {
+	if token == "" {
+		return nil, nil, errFlowExpired
+	}
+	sess, err := s.opt.Store.FindSessionByID(ctx, s.sessionID(token))
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return nil, nil, errFlowExpired
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("find session: %w", err)
+	}
+	if sess.State != latchkey.StateSecondFactor || !s.now().Before(sess.ExpiresAt) {
+		return nil, nil, errFlowExpired
+	}
+	u, err := s.opt.Store.FindUserByID(ctx, sess.UserID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find user: %w", err)
+	}
+	if u.Disabled {
+		return nil, nil, errFlowExpired
+	}
+	return sess, u, nil
+}
+
+// complete turns a second-factor flow into a signed-in session under a new token.
+func (s *Service) complete(ctx context.Context, c Client, token string, sess *latchkey.Session, u *latchkey.User, amr ...string) (*Result, error) {
+	now := s.now()
+	next := *sess
+	next.State = latchkey.StateAuthenticated
+	next.AMR = append([]string{latchkey.AMRPassword}, amr...)
+	next.AMR = append(next.AMR, latchkey.AMRMFA)
+	next.MFAAt = &now
+	next.LastSeenAt = now
+	next.ExpiresAt = sess.PasswordAt.Add(s.opt.MaxAge)
+	next.IP, next.UserAgent = c.IP, c.UserAgent
+	res, err := s.issue(ctx, token, &next)
+	if err != nil {
+		return nil, err
+	}
+	res.User = u
+	s.succeed(ctx, c, u)
+	return res, nil
+}
+
+// LoginTOTP completes a sign-in with a 6-digit code. A code is accepted once only: after time
+// step T was used, codes for any step ≤ T are refused, also under concurrent requests.
+func (s *Service) LoginTOTP(ctx context.Context, c Client, token, code string) (*Result, error) {
+	sess, u, err := s.flow(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	code, err = parseCode(code)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ip.check(c.IP, s.now()); err != nil {
+		return nil, err
+	}
+	key := userKey(u.Username)
+	if locked, err := s.checkAccount(ctx, key); err != nil {
+		return nil, err
+	} else if locked {
+		s.audit(ctx, c, u, "", latchkey.ActionLoginTOTP, latchkey.OutcomeDenied, "account locked")
+		return nil, errBadCode
+	}
+	creds, err := s.opt.Store.FindTOTPCredentials(ctx, u.ID)
+	if err != nil {
+		return nil, fmt.Errorf("find totp credentials: %w", err)
+	}
+	for _, cr := range creds {
+		if !cr.Confirmed() {
+			continue
+		}
+		step, ok := totp.Verify(cr.Secret, code, s.now(), math.MinInt64)
+		if !ok {
+			continue
+		}
+		if step <= cr.LastStep {
+			s.fail(ctx, c, key)
+			s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "code for a step already used")
+			return nil, errBadCode
+		}
+		err := s.opt.Store.UseTOTPStep(ctx, cr.ID, step, s.now())
+		if latchkey.ErrorCode(err) == latchkey.EConflict {
+			s.fail(ctx, c, key)
+			s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "concurrent use of the same code")
+			return nil, errBadCode
+		} else if err != nil {
+			return nil, fmt.Errorf("use totp step: %w", err)
+		}
+		res, err := s.complete(ctx, c, token, sess, u, latchkey.AMROTP)
+		if err != nil {
+			return nil, err
+		}
+		s.audit(ctx, c, u, "", latchkey.ActionLoginTOTP, latchkey.OutcomeSuccess, "")
+		return res, nil
+	}
+	s.fail(ctx, c, key)
+	s.audit(ctx, c, u, "", latchkey.ActionLoginTOTP, latchkey.OutcomeFailure, "wrong code")
+	return nil, errBadCode
+}
+
+// LoginRecovery completes a sign-in with a single-use recovery code and tells the user by email.
+func (s *Service) LoginRecovery(ctx context.Context, c Client, token, code string) (*Result, error) {
+	sess, u, err := s.flow(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	norm, err := normalizeRecoveryCode(code)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ip.check(c.IP, s.now()); err != nil {
+		return nil, err
+	}
+	key := userKey(u.Username)
+	if locked, err := s.checkAccount(ctx, key); err != nil {
+		return nil, err
+	} else if locked {
+		s.audit(ctx, c, u, "", latchkey.ActionLoginRecovery, latchkey.OutcomeDenied, "account locked")
+		return nil, errBadCode
+	}
+	err = s.opt.Store.UseRecoveryCode(ctx, u.ID, s.keyedHash("recovery", norm), s.now())
+	switch latchkey.ErrorCode(err) {
+	case "":
+	case latchkey.ENotFound:
+		s.fail(ctx, c, key)
+		s.audit(ctx, c, u, "", latchkey.ActionLoginRecovery, latchkey.OutcomeFailure, "unknown code")
+		return nil, errBadCode
+	case latchkey.EConflict:
+		s.fail(ctx, c, key)
+		s.audit(ctx, c, u, "", latchkey.ActionLoginRecovery, latchkey.OutcomeFailure, "code already used")
+		return nil, latchkey.Errorf(latchkey.EInvalidCode, "This recovery code has already been used. Use another one.")
+	default:
+		return nil, fmt.Errorf("use recovery code: %w", err)
+	}
+	res, err := s.complete(ctx, c, token, sess, u, latchkey.AMROTP)
+	if err != nil {
+		return nil, err
+	}
+	s.audit(ctx, c, u, "", latchkey.ActionLoginRecovery, latchkey.OutcomeSuccess, "")
+	left, _ := s.recoveryLeft(ctx, u.ID)
+	s.notify(ctx, c, u, mail.RecoveryCodeUsed, left)
+	return res, nil
+}
+
+// Authenticate returns the signed-in session and user of token. Expired, idle, unfinished and
+// unknown sessions, and sessions of disabled users, give EUnauthenticated; expired and idle
+// ones are deleted on the way.
+func (s *Service) Authenticate(ctx context.Context, token string) (*latchkey.Session, *latchkey.User, error) {
+	if token == "" {
+		return nil, nil, errUnauthed
+	}
+	sess, err := s.opt.Store.FindSessionByID(ctx, s.sessionID(token))
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return nil, nil, errUnauthed
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("find session: %w", err)
+	}
+	now := s.now()
+	if sess.State != latchkey.StateAuthenticated {
+		return nil, nil, errUnauthed
+	}
+	if !now.Before(sess.ExpiresAt) || now.Sub(sess.LastSeenAt) >= s.opt.IdleTimeout {
+		if err := s.opt.Store.DeleteSession(ctx, sess.ID); err != nil {
+			s.log.ErrorContext(ctx, "delete expired session", "err", err)
+		}
+		return nil, nil, errUnauthed
+	}
+	u, err := s.opt.Store.FindUserByID(ctx, sess.UserID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find user: %w", err)
+	}
+	if u.Disabled {
+		return nil, nil, errUnauthed
+	}
+	// Write the activity time at most once a minute: most requests then cost one read.
+	if now.Sub(sess.LastSeenAt) >= time.Minute {
+		if err := s.opt.Store.TouchSession(ctx, sess.ID, now); err != nil {
+			s.log.ErrorContext(ctx, "touch session", "err", err)
+		}
+		sess.LastSeenAt = now
+	}
+	return sess, u, nil
+}
+
+// Flow returns the state of an unfinished or finished sign-in for the pages: the session of
+// token in any state, and the methods a second-factor step offers.
+func (s *Service) Flow(ctx context.Context, token string) (*latchkey.Session, []string, error) {
+	sess, u, err := s.flow(ctx, token)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := s.methods(ctx, u)
+	return sess, m, err
+}
+
+// Logout ends the session of token on the server.
+func (s *Service) Logout(ctx context.Context, c Client, token string) error {
+	if token == "" {
+		return nil
+	}
+	id := s.sessionID(token)
+	sess, err := s.opt.Store.FindSessionByID(ctx, id)
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("find session: %w", err)
+	}
+	if err := s.opt.Store.DeleteSession(ctx, id); err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	if u, err := s.opt.Store.FindUserByID(ctx, sess.UserID); err == nil {
+		s.audit(ctx, c, u, "", latchkey.ActionLogout, latchkey.OutcomeSuccess, "")
+	}
+	return nil
+}
+
+// checkPassword verifies a signed-in user's password for a sensitive action, counting a
+// failure against the account like a failed sign-in.
+func (s *Service) checkPassword(ctx context.Context, c Client, u *latchkey.User, action, pw string) error {
+	if pw == "" {
+		return latchkey.Errorf(latchkey.EInvalid, "Enter your current password.")
+	}
+	if err := s.ip.check(c.IP, s.now()); err != nil {
+		return err
+	}
+	key := userKey(u.Username)
+	if locked, err := s.checkAccount(ctx, key); err != nil {
+		return err
+	} else if locked {
+		return latchkey.Errorf(latchkey.EInvalidCredentials, "The password is incorrect.")
+	}
+	ok, _, err := s.opt.Hasher.Verify(ctx, pw, u.PasswordHash)
+	if err != nil {
+		return fmt.Errorf("verify password: %w", err)
+	}
+	if !ok {
+		s.fail(ctx, c, key)
+		s.audit(ctx, c, u, "", action, latchkey.OutcomeFailure, "wrong password")
+		return latchkey.Errorf(latchkey.EInvalidCredentials, "The password is incorrect.")
+	}
+	return nil
+}
+
+// Reauthenticate confirms the password of a signed-in user, so that sensitive actions are
+// allowed for the next ReauthWindow, and rotates the session ID.
+func (s *Service) Reauthenticate(ctx context.Context, c Client, token string, pw string) (*Result, error) {
+	sess, u, err := s.Authenticate(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkPassword(ctx, c, u, latchkey.ActionReauthenticate, pw); err != nil {
+		return nil, err
+	}
+	next := *sess
+	next.PasswordAt = s.now()
+	res, err := s.issue(ctx, token, &next)
+	if err != nil {
+		return nil, err
+	}
+	res.User = u
+	s.audit(ctx, c, u, "", latchkey.ActionReauthenticate, latchkey.OutcomeSuccess, "")
+	return res, nil
+}
+
+// Recent reports whether the session's last password check is within the re-authentication
+// window, and returns EReauthenticate otherwise.
+func (s *Service) Recent(sess *latchkey.Session) error {
+	if s.now().Sub(sess.PasswordAt) > s.opt.ReauthWindow {
+		return latchkey.Errorf(latchkey.EReauthenticate, "For your security, confirm your password to continue.")
+	}
+	return nil
+}
+
+func (s *Service) notify(ctx context.Context, c Client, u *latchkey.User, tmpl func(string, mail.Data) (mail.Message, error), left int) {
+	m, err := tmpl(u.Email, mail.Data{Username: u.Username, Time: s.now(), IP: c.IP, UserAgent: c.UserAgent, PublicURL: s.opt.PublicURL, RecoveryCodesLeft: left})
+	if err == nil {
+		err = s.opt.Mailer.Send(ctx, m)
+	}
+	if err != nil {
+		s.log.ErrorContext(ctx, "send notification", "user_id", u.ID, "err", err)
+	}
+}

@@ -1,0 +1,725 @@
+package login_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/audit"
+	"github.com/latchkey/latchkey/internal/login"
+	"github.com/latchkey/latchkey/internal/mail"
+	"github.com/latchkey/latchkey/internal/password"
+	"github.com/latchkey/latchkey/internal/sqlstore"
+	"github.com/latchkey/latchkey/internal/totp"
+)
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// outbox is a mail.Sender that keeps messages in memory.
+type outbox struct {
+	mu   sync.Mutex
+	msgs []mail.Message
+}
+
+func (o *outbox) Send(_ context.Context, m mail.Message) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.msgs = append(o.msgs, m)
+	return nil
+}
+
+func (o *outbox) subjects() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var s []string
+	for _, m := range o.msgs {
+		s = append(s, m.Subject)
+	}
+	return s
+}
+
+// fastParams keep unit tests quick; the production parameters are tested in internal/password.
+var fastParams = password.Params{Memory: 1024, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}
+
+type env struct {
+	svc   *login.Service
+	db    *sqlstore.DB
+	clock *clock
+	mail  *outbox
+	opt   login.Options
+}
+
+func newEnv(t *testing.T, mod ...func(*login.Options)) *env {
+	t.Helper()
+	ctx := context.Background()
+	c := &clock{t: time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)}
+	db, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "test.db"), sqlstore.Options{SecretsKey: make([]byte, 32), Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ob := &outbox{}
+	opt := login.Options{
+		Store:      db,
+		Hasher:     password.New(password.Options{Params: fastParams}),
+		Mailer:     ob,
+		Audit:      audit.New(db, nil, c.Now),
+		Now:        c.Now,
+		SessionKey: []byte("0123456789abcdef0123456789abcdef"),
+		PublicURL:  "http://latchkey.test",
+	}
+	for _, m := range mod {
+		m(&opt)
+	}
+	return &env{svc: login.New(opt), db: db, clock: c, mail: ob, opt: opt}
+}
+
+const goodPassword = "correct horse battery staple"
+
+func (e *env) user(t *testing.T, name string) *latchkey.User {
+	t.Helper()
+	u, err := e.svc.CreateUser(context.Background(), login.Client{}, login.NewUser{Username: name, Email: name + "@example.com", Password: goodPassword})
+	if err != nil {
+		t.Fatalf("CreateUser(%q): %v", name, err)
+	}
+	return u
+}
+
+var alice = login.Client{IP: "192.0.2.1", UserAgent: "test"}
+
+func (e *env) signIn(t *testing.T, name string) *login.Result {
+	t.Helper()
+	res, err := e.svc.Login(context.Background(), alice, "", name, goodPassword)
+	if err != nil {
+		t.Fatalf("Login(%q): %v", name, err)
+	}
+	return res
+}
+
+// enableTOTP enrols an authenticator app for a signed-in user and returns its secret and the
+// recovery codes.
+func (e *env) enableTOTP(t *testing.T, res *login.Result) ([]byte, []string) {
+	t.Helper()
+	ctx := context.Background()
+	en, err := e.svc.BeginTOTP(ctx, alice, res.Session, res.User)
+	if err != nil {
+		t.Fatalf("BeginTOTP: %v", err)
+	}
+	secret, err := totp.Decode(en.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes, err := e.svc.ConfirmTOTP(ctx, alice, res.Session, res.User, totp.Code(secret, totp.Step(e.clock.Now())))
+	if err != nil {
+		t.Fatalf("ConfirmTOTP: %v", err)
+	}
+	return secret, codes
+}
+
+func code(t *testing.T, err error) string {
+	t.Helper()
+	return latchkey.ErrorCode(err)
+}
+
+func TestLoginWithoutSecondFactor(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "alice")
+	res := e.signIn(t, "Alice ") // usernames are normalised
+	if res.State != latchkey.StateAuthenticated {
+		t.Fatalf("State = %q, want authenticated", res.State)
+	}
+	sess, u, err := e.svc.Authenticate(context.Background(), res.Token)
+	if err != nil || u.Username != "alice" {
+		t.Fatalf("Authenticate = %v, %v", u, err)
+	}
+	if got, want := sess.AMR, []string{"pwd"}; len(got) != 1 || got[0] != want[0] {
+		t.Errorf("AMR = %v, want %v", got, want)
+	}
+}
+
+func TestNoEnumeration(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "alice")
+	u := e.user(t, "bob")
+	disabled := true
+	if _, err := e.db.UpdateUser(context.Background(), u.ID, latchkey.UserUpdate{Disabled: &disabled}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, errUnknown := e.svc.Login(ctx, alice, "", "nobody", goodPassword)
+	_, errWrong := e.svc.Login(ctx, alice, "", "alice", "wrong password entirely")
+	_, errDisabled := e.svc.Login(ctx, alice, "", "bob", goodPassword)
+	for name, err := range map[string]error{"unknown": errUnknown, "wrong": errWrong, "disabled": errDisabled} {
+		if got := latchkey.ErrorCode(err); got != latchkey.EInvalidCredentials {
+			t.Errorf("%s: code = %q, want %q", name, got, latchkey.EInvalidCredentials)
+		}
+		if got, want := latchkey.ErrorMessage(err), latchkey.ErrorMessage(errWrong); got != want {
+			t.Errorf("%s: message = %q, want the same as for a wrong password %q", name, got, want)
+		}
+	}
+}
+
+// TestNoEnumerationTiming checks that an unknown user costs a password hash like a known one,
+// with the production parameters. The bound is loose on purpose: it catches a skipped hash
+// (a factor of 100+), not scheduler noise.
+func TestNoEnumerationTiming(t *testing.T) {
+	e := newEnv(t, func(o *login.Options) { o.Hasher = password.New(password.Options{}) })
+	e.user(t, "alice")
+	ctx := context.Background()
+	measure := func(name string) time.Duration {
+		best := time.Hour
+		for range 3 {
+			start := time.Now()
+			e.svc.Login(ctx, login.Client{}, "", name, "not the password at all")
+			best = min(best, time.Since(start))
+		}
+		return best
+	}
+	known, unknown := measure("alice"), measure("nobody")
+	if unknown < known/4 {
+		t.Errorf("unknown user took %v, known user %v: the unknown path skips the hash", unknown, known)
+	}
+}
+
+func TestSessionRotation(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "alice")
+	ctx := context.Background()
+	first := e.signIn(t, "alice")
+	secret, _ := e.enableTOTP(t, first)
+
+	e.clock.Add(time.Minute)
+	step1, err := e.svc.Login(ctx, alice, first.Token, "alice", goodPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if step1.State != latchkey.StateSecondFactor {
+		t.Fatalf("State = %q, want second_factor", step1.State)
+	}
+	if step1.Token == first.Token {
+		t.Fatal("the session token did not change after the password step")
+	}
+	if _, _, err := e.svc.Authenticate(ctx, first.Token); code(t, err) != latchkey.EUnauthenticated {
+		t.Errorf("old token after the password step: %v, want unauthenticated", err)
+	}
+	if _, _, err := e.svc.Authenticate(ctx, step1.Token); code(t, err) != latchkey.EUnauthenticated {
+		t.Errorf("half-signed-in token authenticates: %v", err)
+	}
+	e.clock.Add(30 * time.Second)
+	step2, err := e.svc.LoginTOTP(ctx, alice, step1.Token, totp.Code(secret, totp.Step(e.clock.Now())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if step2.Token == step1.Token {
+		t.Fatal("the session token did not change after the second factor")
+	}
+	if _, err := e.svc.LoginTOTP(ctx, alice, step1.Token, "000000"); code(t, err) != latchkey.EFlowExpired {
+		t.Errorf("old flow token after MFA: %v, want flow_expired", err)
+	}
+	sess, _, err := e.svc.Authenticate(ctx, step2.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sess.AMR; len(got) != 3 || got[0] != "pwd" || got[1] != "otp" || got[2] != "mfa" {
+		t.Errorf("AMR = %v, want [pwd otp mfa]", got)
+	}
+	// Re-authentication rotates too.
+	re, err := e.svc.Reauthenticate(ctx, alice, step2.Token, goodPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.Authenticate(ctx, step2.Token); code(t, err) != latchkey.EUnauthenticated {
+		t.Errorf("token before re-authentication still works: %v", err)
+	}
+	if _, _, err := e.svc.Authenticate(ctx, re.Token); err != nil {
+		t.Errorf("token after re-authentication: %v", err)
+	}
+	// Logout ends the session on the server.
+	if err := e.svc.Logout(ctx, alice, re.Token); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.Authenticate(ctx, re.Token); code(t, err) != latchkey.EUnauthenticated {
+		t.Errorf("token after logout: %v", err)
+	}
+}
+
+func TestTOTPWindowAndReplay(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "alice")
+	ctx := context.Background()
+	secret, _ := e.enableTOTP(t, e.signIn(t, "alice"))
+	e.clock.Add(10 * time.Minute)
+
+	try := func(offset int64) error {
+		res := e.signIn(t, "alice")
+		_, err := e.svc.LoginTOTP(ctx, alice, res.Token, totp.Code(secret, totp.Step(e.clock.Now())+offset))
+		return err
+	}
+	tests := []struct {
+		name   string
+		offset int64
+		want   string
+	}{
+		{"T+2 refused", 2, latchkey.EInvalidCode},
+		{"T-2 refused", -2, latchkey.EInvalidCode},
+		{"T-1 accepted", -1, ""},
+		{"T-1 again is a replay", -1, latchkey.EInvalidCode},
+		{"T accepted", 0, ""},
+		{"T again is a replay", 0, latchkey.EInvalidCode},
+		{"T+1 accepted", 1, ""},
+		{"T after T+1 is refused", 0, latchkey.EInvalidCode},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := code(t, try(tt.offset)); got != tt.want {
+				t.Errorf("LoginTOTP(step T%+d) = %q, want %q", tt.offset, got, tt.want)
+			}
+		})
+	}
+	events, err := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replays := 0
+	for _, ev := range events {
+		if ev.Action == latchkey.ActionCodeReplayed {
+			replays++
+		}
+	}
+	if replays != 3 {
+		t.Errorf("audited %d replayed codes, want 3", replays)
+	}
+}
+
+func TestTOTPConcurrentReplay(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "alice")
+	ctx := context.Background()
+	secret, _ := e.enableTOTP(t, e.signIn(t, "alice"))
+	e.clock.Add(5 * time.Minute)
+	const n = 8
+	tokens := make([]string, n)
+	for i := range tokens {
+		tokens[i] = e.signIn(t, "alice").Token
+	}
+	c := totp.Code(secret, totp.Step(e.clock.Now()))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for _, tok := range tokens {
+		wg.Go(func() {
+			if _, err := e.svc.LoginTOTP(ctx, alice, tok, c); err == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if ok != 1 {
+		t.Errorf("%d sessions signed in with the same code, want exactly 1", ok)
+	}
+}
+
+func TestEnrolmentNeedsCorrectCode(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "alice")
+	ctx := context.Background()
+	res := e.signIn(t, "alice")
+	en, err := e.svc.BeginTOTP(ctx, alice, res.Session, res.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := totp.Decode(en.Secret)
+	wrong := totp.Code(secret, totp.Step(e.clock.Now())+5)
+	if _, err := e.svc.ConfirmTOTP(ctx, alice, res.Session, res.User, wrong); code(t, err) != latchkey.EInvalidCode {
+		t.Fatalf("ConfirmTOTP(wrong) = %v, want invalid_code", err)
+	}
+	if _, err := e.svc.ConfirmTOTP(ctx, alice, res.Session, res.User, "12a456"); code(t, err) != latchkey.EInvalid {
+		t.Fatalf("ConfirmTOTP(non-digits) = %v, want invalid_request", err)
+	}
+	st, _ := e.svc.Status(ctx, res.User)
+	if st.TOTPEnabled {
+		t.Fatal("a wrong code enabled TOTP")
+	}
+	if again := e.signIn(t, "alice"); again.State != latchkey.StateAuthenticated {
+		t.Errorf("after a failed enrolment, sign-in state = %q, want authenticated", again.State)
+	}
+	if got := e.mail.subjects(); len(got) != 0 {
+		t.Errorf("mails after a failed enrolment: %v", got)
+	}
+	e.enableTOTP(t, res)
+	if got := e.mail.subjects(); len(got) != 1 {
+		t.Errorf("mails after enabling: %v, want one", got)
+	}
+}
+
+func TestRecoveryCodes(t *testing.T) {
+	e := newEnv(t)
+	u := e.user(t, "alice")
+	ctx := context.Background()
+	first := e.signIn(t, "alice")
+	_, codes := e.enableTOTP(t, first)
+	if len(codes) != 10 {
+		t.Fatalf("got %d recovery codes, want 10", len(codes))
+	}
+	res := e.signIn(t, "alice")
+	if got := res.Methods; len(got) != 2 || got[0] != "totp" || got[1] != "recovery" {
+		t.Errorf("Methods = %v, want [totp recovery]", got)
+	}
+	if _, err := e.svc.LoginRecovery(ctx, alice, res.Token, "  "+codes[0]+" "); err != nil {
+		t.Fatalf("LoginRecovery: %v", err)
+	}
+	res = e.signIn(t, "alice")
+	_, err := e.svc.LoginRecovery(ctx, alice, res.Token, codes[0])
+	if code(t, err) != latchkey.EInvalidCode || latchkey.ErrorMessage(err) != "This recovery code has already been used. Use another one." {
+		t.Errorf("second use = %v, want 'already been used'", err)
+	}
+	if _, err := e.svc.LoginRecovery(ctx, alice, res.Token, "abcd-efgh-jkmn-pqrs"); code(t, err) != latchkey.EInvalidCode {
+		t.Errorf("unknown code = %v, want invalid_code", err)
+	}
+	if _, err := e.svc.LoginRecovery(ctx, alice, res.Token, "short"); code(t, err) != latchkey.EInvalid {
+		t.Errorf("malformed code = %v, want invalid_request", err)
+	}
+	var sawUse bool
+	for _, s := range e.mail.subjects() {
+		if s == "A recovery code was used to sign in" {
+			sawUse = true
+		}
+	}
+	if !sawUse {
+		t.Errorf("no mail about the recovery code use: %v", e.mail.subjects())
+	}
+	// Regenerating voids the old set.
+	fresh, err := e.svc.RegenerateRecoveryCodes(ctx, alice, first.Session, u, goodPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.LoginRecovery(ctx, alice, res.Token, codes[1]); code(t, err) != latchkey.EInvalidCode {
+		t.Errorf("old code after regeneration = %v, want invalid_code", err)
+	}
+	if _, err := e.svc.LoginRecovery(ctx, alice, res.Token, fresh[0]); err != nil {
+		t.Errorf("new code after regeneration: %v", err)
+	}
+	if _, err := e.svc.RegenerateRecoveryCodes(ctx, alice, first.Session, u, "wrong"); code(t, err) != latchkey.EInvalidCredentials {
+		t.Errorf("regenerate with a wrong password = %v", err)
+	}
+	// Recovery codes are stored only hashed.
+	stored, _ := e.db.FindRecoveryCodes(ctx, u.ID)
+	for _, c := range stored {
+		for _, f := range fresh {
+			if string(c.Hash) == f {
+				t.Fatal("a recovery code is stored in the clear")
+			}
+		}
+	}
+}
+
+func TestAccountThrottling(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "alice")
+	ctx := context.Background()
+	// Failures from many IPs count against the one account.
+	for i := range 5 {
+		c := login.Client{IP: "198.51.100." + string(rune('1'+i))}
+		if _, err := e.svc.Login(ctx, c, "", "alice", "wrong"); code(t, err) != latchkey.EInvalidCredentials {
+			t.Fatalf("failure %d: %v", i+1, err)
+		}
+	}
+	_, err := e.svc.Login(ctx, login.Client{IP: "203.0.113.10"}, "", "alice", goodPassword)
+	if code(t, err) != latchkey.EThrottled {
+		t.Fatalf("after 5 failures, Login = %v, want throttled", err)
+	}
+	var le *latchkey.Error
+	if !asError(err, &le) || le.RetryAfter <= 0 {
+		t.Fatalf("throttled error without RetryAfter: %#v", err)
+	}
+	first := le.RetryAfter
+	e.clock.Add(first)
+	if _, err := e.svc.Login(ctx, alice, "", "alice", "wrong"); code(t, err) != latchkey.EInvalidCredentials {
+		t.Fatalf("after waiting: %v", err)
+	}
+	_, err = e.svc.Login(ctx, alice, "", "alice", goodPassword)
+	if !asError(err, &le) || le.Code != latchkey.EThrottled || le.RetryAfter <= first {
+		t.Fatalf("the wait did not grow: %v (first wait %v)", err, first)
+	}
+	// Unknown usernames are throttled the same way, so a 429 reveals nothing.
+	for range 6 {
+		e.svc.Login(ctx, login.Client{IP: "203.0.113.50"}, "", "nobody", "wrong")
+	}
+	if _, err := e.svc.Login(ctx, login.Client{IP: "203.0.113.51"}, "", "nobody", "wrong"); code(t, err) != latchkey.EThrottled {
+		t.Errorf("unknown user after 7 failures: %v, want throttled", err)
+	}
+	// A success resets the counter.
+	e.clock.Add(time.Hour)
+	e.signIn(t, "alice")
+	for range 4 {
+		e.svc.Login(ctx, alice, "", "alice", "wrong")
+	}
+	if _, err := e.svc.Login(ctx, alice, "", "alice", goodPassword); err != nil {
+		t.Errorf("after a success and 4 new failures: %v", err)
+	}
+}
+
+func TestLockoutAfter100Failures(t *testing.T) {
+	e := newEnv(t, func(o *login.Options) {
+		o.Throttle = login.DefaultThrottle
+		o.Throttle.IPBurst = 1000
+	})
+	e.user(t, "alice")
+	ctx := context.Background()
+	for i := 0; i < 100; i++ {
+		_, err := e.svc.Login(ctx, alice, "", "alice", "wrong")
+		var le *latchkey.Error
+		if asError(err, &le) && le.Code == latchkey.EThrottled {
+			e.clock.Add(le.RetryAfter)
+			i--
+			continue
+		}
+		if le == nil || le.Code != latchkey.EInvalidCredentials {
+			t.Fatalf("failure %d: %v", i+1, err)
+		}
+	}
+	e.clock.Add(24 * time.Hour)
+	if _, err := e.svc.Login(ctx, alice, "", "alice", goodPassword); code(t, err) != latchkey.EInvalidCredentials {
+		t.Fatalf("after 100 failures the right password gives %v, want the same invalid_credentials", err)
+	}
+	events, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	locked := false
+	for _, ev := range events {
+		locked = locked || ev.Action == latchkey.ActionLockout
+	}
+	if !locked {
+		t.Error("the lockout was not audited")
+	}
+}
+
+func TestIPThrottling(t *testing.T) {
+	e := newEnv(t, func(o *login.Options) {
+		o.Throttle = login.DefaultThrottle
+		o.Throttle.IPBurst = 3
+	})
+	ctx := context.Background()
+	ip := login.Client{IP: "192.0.2.99"}
+	for i, name := range []string{"a1", "a2", "a3"} {
+		if _, err := e.svc.Login(ctx, ip, "", name, "wrong"); code(t, err) != latchkey.EInvalidCredentials {
+			t.Fatalf("failure %d: %v", i, err)
+		}
+	}
+	if _, err := e.svc.Login(ctx, ip, "", "a4", "wrong"); code(t, err) != latchkey.EThrottled {
+		t.Errorf("4th user from one IP: %v, want throttled", err)
+	}
+	if _, err := e.svc.Login(ctx, login.Client{IP: "192.0.2.100"}, "", "a4", "wrong"); code(t, err) != latchkey.EInvalidCredentials {
+		t.Errorf("another IP: %v, want invalid_credentials", err)
+	}
+	e.clock.Add(login.DefaultThrottle.IPRefill)
+	if _, err := e.svc.Login(ctx, ip, "", "a5", "wrong"); code(t, err) != latchkey.EInvalidCredentials {
+		t.Errorf("after the refill: %v, want invalid_credentials", err)
+	}
+}
+
+func TestSessionTimeouts(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "alice")
+	ctx := context.Background()
+	res := e.signIn(t, "alice")
+	e.clock.Add(59 * time.Minute)
+	if _, _, err := e.svc.Authenticate(ctx, res.Token); err != nil {
+		t.Fatalf("after 59 idle minutes: %v", err)
+	}
+	e.clock.Add(61 * time.Minute)
+	if _, _, err := e.svc.Authenticate(ctx, res.Token); code(t, err) != latchkey.EUnauthenticated {
+		t.Fatalf("after 61 idle minutes: %v, want unauthenticated", err)
+	}
+	res = e.signIn(t, "alice")
+	for range 14 { // 11h40m of activity, never idle for an hour
+		e.clock.Add(50 * time.Minute)
+		if _, _, err := e.svc.Authenticate(ctx, res.Token); err != nil {
+			t.Fatalf("an active session ended early at %v: %v", e.clock.Now(), err)
+		}
+	}
+	e.clock.Add(30 * time.Minute)
+	if _, _, err := e.svc.Authenticate(ctx, res.Token); code(t, err) != latchkey.EUnauthenticated {
+		t.Fatalf("an active session after 12h10m: %v, want unauthenticated (max age 12h)", err)
+	}
+}
+
+func TestReauthenticationWindow(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "alice")
+	ctx := context.Background()
+	res := e.signIn(t, "alice")
+	e.clock.Add(11 * time.Minute)
+	sess, u, err := e.svc.Authenticate(ctx, res.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.BeginTOTP(ctx, alice, sess, u); code(t, err) != latchkey.EReauthenticate {
+		t.Fatalf("BeginTOTP on a stale session = %v, want reauthentication_required", err)
+	}
+	re, err := e.svc.Reauthenticate(ctx, alice, res.Token, goodPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.BeginTOTP(ctx, alice, re.Session, u); err != nil {
+		t.Fatalf("BeginTOTP after re-authentication: %v", err)
+	}
+}
+
+func TestMFARequired(t *testing.T) {
+	e := newEnv(t, func(o *login.Options) { o.MFA = login.MFARequired })
+	u := e.user(t, "alice")
+	ctx := context.Background()
+	res := e.signIn(t, "alice")
+	if res.State != latchkey.StateEnroll {
+		t.Fatalf("State = %q, want enroll", res.State)
+	}
+	if _, _, err := e.svc.Authenticate(ctx, res.Token); code(t, err) != latchkey.EUnauthenticated {
+		t.Errorf("an enroll session authenticates: %v", err)
+	}
+	// Enrol through an optional-policy service sharing the store, then try to disable.
+	opt := e.opt
+	opt.MFA = login.MFAOptional
+	other := login.New(opt)
+	ok, err := other.Login(ctx, alice, "", "alice", goodPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, _ := other.BeginTOTP(ctx, alice, ok.Session, u)
+	secret, _ := totp.Decode(en.Secret)
+	if _, err := other.ConfirmTOTP(ctx, alice, ok.Session, u, totp.Code(secret, totp.Step(e.clock.Now()))); err != nil {
+		t.Fatal(err)
+	}
+	err = e.svc.DisableTOTP(ctx, alice, ok.Session, u, goodPassword)
+	if code(t, err) != latchkey.EForbidden {
+		t.Fatalf("DisableTOTP of the last factor under required = %v, want forbidden", err)
+	}
+	if st, _ := e.svc.Status(ctx, u); !st.TOTPEnabled {
+		t.Error("the refused disable changed something")
+	}
+}
+
+func TestDisableTOTP(t *testing.T) {
+	e := newEnv(t)
+	u := e.user(t, "alice")
+	ctx := context.Background()
+	res := e.signIn(t, "alice")
+	e.enableTOTP(t, res)
+	if err := e.svc.DisableTOTP(ctx, alice, res.Session, u, "wrong"); code(t, err) != latchkey.EInvalidCredentials {
+		t.Fatalf("DisableTOTP(wrong password) = %v", err)
+	}
+	if err := e.svc.DisableTOTP(ctx, alice, res.Session, u, goodPassword); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.signIn(t, "alice").State; got != latchkey.StateAuthenticated {
+		t.Errorf("after disabling, sign-in state = %q", got)
+	}
+	if left, _ := e.db.FindRecoveryCodes(ctx, u.ID); len(left) != 0 {
+		t.Errorf("%d recovery codes survive disabling the last factor", len(left))
+	}
+	subjects := e.mail.subjects()
+	if len(subjects) != 2 || subjects[1] != "Two-factor authentication was disabled" {
+		t.Errorf("mails = %v", subjects)
+	}
+}
+
+func TestChangePassword(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "alice")
+	ctx := context.Background()
+	other := e.signIn(t, "alice")
+	res := e.signIn(t, "alice")
+	tests := []struct {
+		name, current, next, want string
+	}{
+		{"wrong current", "nope", "another long passphrase here", latchkey.EInvalidCredentials},
+		{"too short without MFA", goodPassword, "short but 8+", latchkey.EWeakPassword},
+		{"common", goodPassword, "passwordpassword", latchkey.EWeakPassword},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := e.svc.ChangePassword(ctx, alice, res.Token, tt.current, tt.next); code(t, err) != tt.want {
+				t.Errorf("ChangePassword = %v, want %s", err, tt.want)
+			}
+		})
+	}
+	next, err := e.svc.ChangePassword(ctx, alice, res.Token, goodPassword, "another long passphrase here")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.Authenticate(ctx, other.Token); code(t, err) != latchkey.EUnauthenticated {
+		t.Errorf("other session after a password change: %v", err)
+	}
+	if _, _, err := e.svc.Authenticate(ctx, next.Token); err != nil {
+		t.Errorf("this session after a password change: %v", err)
+	}
+	if _, err := e.svc.Login(ctx, alice, "", "alice", "another long passphrase here"); err != nil {
+		t.Errorf("sign in with the new password: %v", err)
+	}
+	if s := e.mail.subjects(); len(s) != 1 || s[0] != "Your password was changed" {
+		t.Errorf("mails = %v", s)
+	}
+}
+
+func TestRehashOnLogin(t *testing.T) {
+	e := newEnv(t)
+	u := e.user(t, "alice")
+	ctx := context.Background()
+	stronger := fastParams
+	stronger.Memory *= 2
+	opt := e.opt
+	opt.Hasher = password.New(password.Options{Params: stronger})
+	svc := login.New(opt)
+	if _, err := svc.Login(ctx, alice, "", "alice", goodPassword); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := e.db.FindUserByID(ctx, u.ID)
+	if after.PasswordHash == u.PasswordHash {
+		t.Fatal("the hash was not upgraded on sign-in")
+	}
+	if _, needs, _ := opt.Hasher.Verify(ctx, goodPassword, after.PasswordHash); needs {
+		t.Error("the upgraded hash still needs a rehash")
+	}
+}
+
+func TestSetupToken(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	tok, err := e.svc.SetupToken(ctx)
+	if err != nil || tok == "" {
+		t.Fatalf("SetupToken = %q, %v", tok, err)
+	}
+	nu := login.NewUser{Username: "root", Email: "root@example.com", Password: goodPassword}
+	if _, err := e.svc.CompleteSetup(ctx, alice, "forged", nu); code(t, err) != latchkey.ENotFound {
+		t.Fatalf("forged token: %v", err)
+	}
+	weak := nu
+	weak.Password = "short"
+	if _, err := e.svc.CompleteSetup(ctx, alice, tok, weak); code(t, err) != latchkey.EWeakPassword {
+		t.Fatalf("weak password: %v", err)
+	}
+	res, err := e.svc.CompleteSetup(ctx, alice, tok, nu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.User.Role != latchkey.RoleAdmin {
+		t.Errorf("role = %q", res.User.Role)
+	}
+	nu.Username = "root2"
+	if _, err := e.svc.CompleteSetup(ctx, alice, tok, nu); code(t, err) != latchkey.ENotFound {
+		t.Errorf("second use of the token: %v", err)
+	}
+	if again, _ := e.svc.SetupToken(ctx); again != "" {
+		t.Error("a setup token is issued while an admin exists")
+	}
+}

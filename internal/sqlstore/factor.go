@@ -1,0 +1,219 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/latchkey/latchkey"
+)
+
+// aad binds a TOTP ciphertext to its row: moved to another row or user, it does not decrypt.
+func aad(id int64, userID latchkey.UserID) []byte {
+	return fmt.Appendf(nil, "latchkey/totp_credentials/%d/%d", id, userID)
+}
+
+func (s *DB) seal(plain []byte, id int64, userID latchkey.UserID) ([]byte, error) {
+	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return s.aead.Seal(nonce, nonce, plain, aad(id, userID)), nil
+}
+
+func (s *DB) open(sealed []byte, id int64, userID latchkey.UserID) ([]byte, error) {
+	n := s.aead.NonceSize()
+	if len(sealed) < n {
+		return nil, errors.New("ciphertext too short")
+	}
+	plain, err := s.aead.Open(nil, sealed[:n], sealed[n:], aad(id, userID))
+	if err != nil {
+		return nil, fmt.Errorf("decrypt totp secret of credential %d: %w", id, err)
+	}
+	return plain, nil
+}
+
+// FindTOTPCredentials returns a user's TOTP credentials, pending ones included, oldest first.
+func (s *DB) FindTOTPCredentials(ctx context.Context, userID latchkey.UserID) ([]*latchkey.TOTPCredential, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT id, user_id, name, secret, last_step, created_at, confirmed_at, last_used_at
+		 FROM totp_credentials WHERE user_id = $1 ORDER BY id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("find totp credentials: %w", err)
+	}
+	defer rows.Close()
+	var out []*latchkey.TOTPCredential
+	for rows.Next() {
+		var c latchkey.TOTPCredential
+		var sealed []byte
+		var created int64
+		var confirmed, used sql.NullInt64
+		if err := rows.Scan(&c.ID, &c.UserID, &c.Name, &sealed, &c.LastStep, &created, &confirmed, &used); err != nil {
+			return nil, fmt.Errorf("scan totp credential: %w", err)
+		}
+		if c.Secret, err = s.open(sealed, c.ID, c.UserID); err != nil {
+			return nil, err
+		}
+		c.CreatedAt, c.ConfirmedAt, c.LastUsedAt = at(created), atPtr(confirmed), atPtr(used)
+		out = append(out, &c)
+	}
+	return out, rows.Err()
+}
+
+// CreateTOTPCredential inserts a pending credential, replacing the user's earlier pending one.
+func (s *DB) CreateTOTPCredential(ctx context.Context, c *latchkey.TOTPCredential) error {
+	now := s.now().UTC().Truncate(time.Microsecond)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM totp_credentials WHERE user_id = $1 AND confirmed_at IS NULL`, c.UserID); err != nil {
+			return fmt.Errorf("delete pending totp: %w", err)
+		}
+		var id int64
+		if err := tx.QueryRowContext(ctx,
+			`INSERT INTO totp_credentials (user_id, name, secret, last_step, created_at) VALUES ($1, $2, $3, 0, $4) RETURNING id`,
+			c.UserID, c.Name, []byte{}, us(now)).Scan(&id); err != nil {
+			return fmt.Errorf("insert totp credential: %w", err)
+		}
+		sealed, err := s.seal(c.Secret, id, c.UserID)
+		if err != nil {
+			return fmt.Errorf("encrypt totp secret: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE totp_credentials SET secret = $1 WHERE id = $2`, sealed, id); err != nil {
+			return fmt.Errorf("store totp secret: %w", err)
+		}
+		c.ID, c.CreatedAt, c.ConfirmedAt, c.LastStep = id, now, nil, 0
+		return nil
+	})
+}
+
+// ConfirmTOTPCredential confirms a pending credential, records step, and replaces the
+// user's recovery codes when recoveryHashes is not nil, all in one transaction.
+func (s *DB) ConfirmTOTPCredential(ctx context.Context, id int64, step int64, when time.Time, recoveryHashes [][]byte) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var userID latchkey.UserID
+		var confirmed sql.NullInt64
+		var last int64
+		err := tx.QueryRowContext(ctx, `SELECT user_id, confirmed_at, last_step FROM totp_credentials WHERE id = $1`, id).Scan(&userID, &confirmed, &last)
+		if errors.Is(err, sql.ErrNoRows) || confirmed.Valid {
+			return notFound("pending authenticator app")
+		} else if err != nil {
+			return fmt.Errorf("find totp credential: %w", err)
+		}
+		if step <= last {
+			return latchkey.Errorf(latchkey.EConflict, "This code was used already.")
+		}
+		res, err := tx.ExecContext(ctx,
+			`UPDATE totp_credentials SET confirmed_at = $1, last_step = $2, last_used_at = $1
+			 WHERE id = $3 AND confirmed_at IS NULL AND last_step < $2`, us(when), step, id)
+		if err != nil {
+			return fmt.Errorf("confirm totp credential: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return latchkey.Errorf(latchkey.EConflict, "This authenticator app was confirmed already.")
+		}
+		if recoveryHashes != nil {
+			return replaceRecoveryCodes(ctx, tx, userID, recoveryHashes, when)
+		}
+		return nil
+	})
+}
+
+// UseTOTPStep records step as used if and only if it is newer than the last used step.
+func (s *DB) UseTOTPStep(ctx context.Context, id int64, step int64, when time.Time) error {
+	res, err := s.db.ExecContext(ctx,
+		`UPDATE totp_credentials SET last_step = $1, last_used_at = $2
+		 WHERE id = $3 AND confirmed_at IS NOT NULL AND last_step < $1`, step, us(when), id)
+	if err != nil {
+		return fmt.Errorf("use totp step: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return nil
+	}
+	var confirmed sql.NullInt64
+	err = s.db.QueryRowContext(ctx, `SELECT confirmed_at FROM totp_credentials WHERE id = $1`, id).Scan(&confirmed)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && !confirmed.Valid) {
+		return notFound("authenticator app")
+	} else if err != nil {
+		return fmt.Errorf("find totp credential: %w", err)
+	}
+	return latchkey.Errorf(latchkey.EConflict, "This code was used already.")
+}
+
+// DeleteTOTPCredential removes the user's credential, and the user's recovery codes when
+// dropRecovery is true, in one transaction.
+func (s *DB) DeleteTOTPCredential(ctx context.Context, userID latchkey.UserID, id int64, dropRecovery bool) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM totp_credentials WHERE id = $1 AND user_id = $2`, id, userID)
+		if err != nil {
+			return fmt.Errorf("delete totp credential: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("authenticator app")
+		}
+		if dropRecovery {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM recovery_codes WHERE user_id = $1`, userID); err != nil {
+				return fmt.Errorf("delete recovery codes: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// FindRecoveryCodes returns a user's recovery codes, used ones included.
+func (s *DB) FindRecoveryCodes(ctx context.Context, userID latchkey.UserID) ([]*latchkey.RecoveryCode, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, user_id, hash, created_at, used_at FROM recovery_codes WHERE user_id = $1 ORDER BY id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("find recovery codes: %w", err)
+	}
+	defer rows.Close()
+	var out []*latchkey.RecoveryCode
+	for rows.Next() {
+		var c latchkey.RecoveryCode
+		var created int64
+		var used sql.NullInt64
+		if err := rows.Scan(&c.ID, &c.UserID, &c.Hash, &created, &used); err != nil {
+			return nil, fmt.Errorf("scan recovery code: %w", err)
+		}
+		c.CreatedAt, c.UsedAt = at(created), atPtr(used)
+		out = append(out, &c)
+	}
+	return out, rows.Err()
+}
+
+// ReplaceRecoveryCodes deletes the user's codes and inserts the new hashes in one transaction.
+func (s *DB) ReplaceRecoveryCodes(ctx context.Context, userID latchkey.UserID, hashes [][]byte, when time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return replaceRecoveryCodes(ctx, tx, userID, hashes, when) })
+}
+
+func replaceRecoveryCodes(ctx context.Context, tx *sql.Tx, userID latchkey.UserID, hashes [][]byte, when time.Time) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM recovery_codes WHERE user_id = $1`, userID); err != nil {
+		return fmt.Errorf("delete recovery codes: %w", err)
+	}
+	for _, h := range hashes {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO recovery_codes (user_id, hash, created_at) VALUES ($1, $2, $3)`, userID, h, us(when)); err != nil {
+			return fmt.Errorf("insert recovery code: %w", err)
+		}
+	}
+	return nil
+}
+
+// UseRecoveryCode marks the code used: ENotFound when unknown, EConflict when used already.
+func (s *DB) UseRecoveryCode(ctx context.Context, userID latchkey.UserID, hash []byte, when time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND hash = $3 AND used_at IS NULL`, us(when), userID, hash)
+	if err != nil {
+		return fmt.Errorf("use recovery code: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return nil
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND hash = $2`, userID, hash).Scan(&n); err != nil {
+		return fmt.Errorf("find recovery code: %w", err)
+	}
+	if n == 0 {
+		return notFound("recovery code")
+	}
+	return latchkey.Errorf(latchkey.EConflict, "This recovery code has already been used.")
+}

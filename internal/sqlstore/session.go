@@ -1,0 +1,166 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/latchkey/latchkey"
+)
+
+func insertSession(ctx context.Context, tx interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, s *latchkey.Session) error {
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO sessions (id, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		s.ID, s.UserID, string(s.State), strings.Join(s.AMR, " "), us(s.PasswordAt), usPtr(s.MFAAt), us(s.CreatedAt), us(s.LastSeenAt), us(s.ExpiresAt), s.IP, s.UserAgent)
+	if isUnique(err) {
+		return latchkey.Errorf(latchkey.EConflict, "The session exists already.")
+	} else if err != nil {
+		return fmt.Errorf("insert session: %w", err)
+	}
+	return nil
+}
+
+// CreateSession inserts s.
+func (s *DB) CreateSession(ctx context.Context, sess *latchkey.Session) error {
+	return insertSession(ctx, s.db, sess)
+}
+
+// FindSessionByID returns ENotFound when there is no such session.
+func (s *DB) FindSessionByID(ctx context.Context, id string) (*latchkey.Session, error) {
+	var sess latchkey.Session
+	var amr string
+	var pw, created, seen, expires int64
+	var mfa sql.NullInt64
+	err := s.db.QueryRowContext(ctx,
+		`SELECT id, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent
+		 FROM sessions WHERE id = $1`, id).
+		Scan(&sess.ID, &sess.UserID, &sess.State, &amr, &pw, &mfa, &created, &seen, &expires, &sess.IP, &sess.UserAgent)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("session")
+	} else if err != nil {
+		return nil, fmt.Errorf("find session: %w", err)
+	}
+	sess.AMR = strings.Fields(amr)
+	sess.PasswordAt, sess.MFAAt, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = at(pw), atPtr(mfa), at(created), at(seen), at(expires)
+	return &sess, nil
+}
+
+// RotateSession replaces session oldID by sess in one transaction; ENotFound when oldID is gone.
+func (s *DB) RotateSession(ctx context.Context, oldID string, sess *latchkey.Session) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id = $1`, oldID)
+		if err != nil {
+			return fmt.Errorf("delete old session: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("session")
+		}
+		return insertSession(ctx, tx, sess)
+	})
+}
+
+// TouchSession sets LastSeenAt.
+func (s *DB) TouchSession(ctx context.Context, id string, when time.Time) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE sessions SET last_seen_at = $1 WHERE id = $2`, us(when), id); err != nil {
+		return fmt.Errorf("touch session: %w", err)
+	}
+	return nil
+}
+
+// DeleteSession removes one session.
+func (s *DB) DeleteSession(ctx context.Context, id string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
+}
+
+// DeleteUserSessions removes every session of a user except exceptID.
+func (s *DB) DeleteUserSessions(ctx context.Context, userID latchkey.UserID, exceptID string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id <> $2`, userID, exceptID); err != nil {
+		return fmt.Errorf("delete user sessions: %w", err)
+	}
+	return nil
+}
+
+// DeleteExpiredSessions removes sessions that expired before t.
+func (s *DB) DeleteExpiredSessions(ctx context.Context, t time.Time) (int, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at < $1`, us(t))
+	if err != nil {
+		return 0, fmt.Errorf("delete expired sessions: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// FindThrottle returns the counter for key, or a zero Throttle.
+func (s *DB) FindThrottle(ctx context.Context, key string) (latchkey.Throttle, error) {
+	th := latchkey.Throttle{Key: key}
+	var last int64
+	err := s.db.QueryRowContext(ctx, `SELECT failures, last_failure_at FROM throttles WHERE key = $1`, key).Scan(&th.Failures, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return th, nil
+	} else if err != nil {
+		return th, fmt.Errorf("find throttle: %w", err)
+	}
+	th.LastFailureAt = at(last)
+	return th, nil
+}
+
+// RecordFailure atomically increments the counter for key and returns the new count.
+func (s *DB) RecordFailure(ctx context.Context, key string, when time.Time) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx,
+		`INSERT INTO throttles (key, failures, last_failure_at) VALUES ($1, 1, $2)
+		 ON CONFLICT (key) DO UPDATE SET failures = throttles.failures + 1, last_failure_at = excluded.last_failure_at
+		 RETURNING failures`, key, us(when)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("record failure: %w", err)
+	}
+	return n, nil
+}
+
+// ResetThrottle removes the counter for key.
+func (s *DB) ResetThrottle(ctx context.Context, key string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM throttles WHERE key = $1`, key); err != nil {
+		return fmt.Errorf("reset throttle: %w", err)
+	}
+	return nil
+}
+
+// FindSetting returns ENotFound when the key is unset.
+func (s *DB) FindSetting(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = $1`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", notFound("setting")
+	} else if err != nil {
+		return "", fmt.Errorf("find setting: %w", err)
+	}
+	return v, nil
+}
+
+// SetSetting inserts or replaces a value.
+func (s *DB) SetSetting(ctx context.Context, key, value string) error {
+	if _, err := s.db.ExecContext(ctx,
+		`INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
+		return fmt.Errorf("set setting: %w", err)
+	}
+	return nil
+}
+
+// ConsumeSetting deletes key if and only if it holds value, and reports whether it did.
+func (s *DB) ConsumeSetting(ctx context.Context, key, value string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM settings WHERE key = $1 AND value = $2`, key, value)
+	if err != nil {
+		return false, fmt.Errorf("consume setting: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}

@@ -1,0 +1,213 @@
+// Package sqlstore implements latchkey.Store on database/sql for SQLite (modernc.org/sqlite,
+// pure Go) and PostgreSQL (pgx). One set of queries with $N placeholders serves both; only
+// the migrations and the few statements that really differ are written per dialect.
+//
+// Each exported method is one transaction (or one statement); unexported helpers take the
+// *sql.Tx. The store persists and maps constraint errors to domain errors; it holds no
+// business rule. TOTP seeds are encrypted with AES-256-GCM before they reach the database.
+package sqlstore
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
+	_ "modernc.org/sqlite"              // the "sqlite" driver
+
+	"github.com/latchkey/latchkey"
+)
+
+// Dialects.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
+
+// Options configure Open.
+type Options struct {
+	// SecretsKey is the 32-byte AES-256 key that encrypts secrets at rest.
+	SecretsKey []byte
+	// Now is the clock for timestamps the store sets itself; nil means time.Now.
+	Now func() time.Time
+}
+
+// DB is the SQL store. It is safe for concurrent use.
+type DB struct {
+	db      *sql.DB
+	dialect string
+	aead    cipher.AEAD
+	now     func() time.Time
+}
+
+var _ latchkey.Store = (*DB)(nil)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Open connects to the database named by dsn and applies pending migrations. A dsn starting
+// with postgres:// or postgresql:// opens PostgreSQL; anything else is a SQLite file path.
+func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
+	if len(opt.SecretsKey) != 32 {
+		return nil, errors.New("sqlstore: the secrets key must be 32 bytes")
+	}
+	block, err := aes.NewCipher(opt.SecretsKey)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: %w", err)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	s := &DB{aead: aead, now: opt.Now}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		s.dialect = Postgres
+		if s.db, err = sql.Open("pgx", dsn); err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		s.db.SetMaxOpenConns(20)
+		s.db.SetMaxIdleConns(10)
+	} else {
+		s.dialect = SQLite
+		if dsn == "" || dsn == ":memory:" {
+			return nil, errors.New("sqlstore: a SQLite database needs a file path")
+		}
+		if err := os.MkdirAll(filepath.Dir(dsn), 0o700); err != nil {
+			return nil, fmt.Errorf("create database folder: %w", err)
+		}
+		// WAL lets readers run beside the writer; immediate transactions take the write lock at
+		// BEGIN, so two writers queue (busy_timeout) instead of deadlocking on a lock upgrade.
+		q := "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		if s.db, err = sql.Open("sqlite", "file:"+dsn+q); err != nil {
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
+		s.db.SetMaxOpenConns(8)
+	}
+	if err := s.db.PingContext(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("connect to %s: %w", s.dialect, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// SQL returns the underlying database, for tests and maintenance commands.
+func (s *DB) SQL() *sql.DB { return s.db }
+
+// Dialect returns SQLite or Postgres.
+func (s *DB) Dialect() string { return s.dialect }
+
+// Ping reports whether the database is reachable.
+func (s *DB) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// Close closes the database.
+func (s *DB) Close() error { return s.db.Close() }
+
+// migrate applies the embedded migrations of the dialect that are not yet recorded, each in
+// its own transaction. On PostgreSQL an advisory lock makes nodes starting together take turns.
+func (s *DB) migrate(ctx context.Context) error {
+	dir := "migrations/" + s.dialect
+	names, err := fs.Glob(migrations, dir+"/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)`); err != nil && s.dialect == SQLite {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for _, name := range names {
+		version := strings.TrimSuffix(filepath.Base(name), ".sql")
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if err := s.tx(ctx, func(tx *sql.Tx) error {
+			if s.dialect == Postgres {
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7305001)`); err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)`); err != nil {
+					return err
+				}
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, version)
+			return err
+		}); err != nil {
+			return fmt.Errorf("migration %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// tx runs f in a transaction, committing when it returns nil.
+func (s *DB) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// isUnique reports whether err is a unique-constraint violation in either dialect.
+func isUnique(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code == "23505"
+	}
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// us stores a time as Unix microseconds; at reads it back.
+func us(t time.Time) int64 { return t.UTC().UnixMicro() }
+
+func at(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func usPtr(t *time.Time) sql.NullInt64 {
+	if t == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: us(*t), Valid: true}
+}
+
+func atPtr(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := at(v.Int64)
+	return &t
+}
+
+func notFound(what string) error {
+	return latchkey.Errorf(latchkey.ENotFound, "The %s does not exist.", what)
+}

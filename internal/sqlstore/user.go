@@ -1,0 +1,156 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/latchkey/latchkey"
+)
+
+const userColumns = `id, username, email, role, password_hash, disabled, created_at, updated_at`
+
+func scanUser(row interface{ Scan(...any) error }) (*latchkey.User, error) {
+	var u latchkey.User
+	var created, updated int64
+	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &created, &updated); err != nil {
+		return nil, err
+	}
+	u.CreatedAt, u.UpdatedAt = at(created), at(updated)
+	return &u, nil
+}
+
+// FindUserByID returns ENotFound when there is no such user.
+func (s *DB) FindUserByID(ctx context.Context, id latchkey.UserID) (*latchkey.User, error) {
+	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("user")
+	} else if err != nil {
+		return nil, fmt.Errorf("find user: %w", err)
+	}
+	return u, nil
+}
+
+// FindUserByUsername returns ENotFound when there is no such user.
+func (s *DB) FindUserByUsername(ctx context.Context, username string) (*latchkey.User, error) {
+	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("user")
+	} else if err != nil {
+		return nil, fmt.Errorf("find user: %w", err)
+	}
+	return u, nil
+}
+
+// FindUsers returns the matching users ordered by ID, and their total count.
+func (s *DB) FindUsers(ctx context.Context, f latchkey.UserFilter) ([]*latchkey.User, int, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if f.ID != nil {
+		add("id = $%d", *f.ID)
+	}
+	if f.Username != nil {
+		add("username = $%d", *f.Username)
+	}
+	if f.Role != nil {
+		add("role = $%d", string(*f.Role))
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = " WHERE " + strings.Join(where, " AND ")
+	}
+	var total int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`+cond, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("count users: %w", err)
+	}
+	q := `SELECT ` + userColumns + ` FROM users` + cond + ` ORDER BY id`
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	if f.Offset > 0 {
+		if f.Limit <= 0 {
+			q += " LIMIT -1"
+			if s.dialect == Postgres {
+				q = strings.TrimSuffix(q, " LIMIT -1") + " LIMIT ALL"
+			}
+		}
+		q += fmt.Sprintf(" OFFSET %d", f.Offset)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("find users: %w", err)
+	}
+	defer rows.Close()
+	var users []*latchkey.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("scan user: %w", err)
+		}
+		users = append(users, u)
+	}
+	return users, total, rows.Err()
+}
+
+// CreateUser inserts u and sets its ID and timestamps; EConflict when the username is taken.
+func (s *DB) CreateUser(ctx context.Context, u *latchkey.User) error {
+	now := s.now().UTC().Truncate(time.Microsecond)
+	err := s.db.QueryRowContext(ctx,
+		`INSERT INTO users (username, email, role, password_hash, disabled, created_at, updated_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id`,
+		u.Username, u.Email, string(u.Role), u.PasswordHash, u.Disabled, us(now)).Scan(&u.ID)
+	if isUnique(err) {
+		return latchkey.Errorf(latchkey.EConflict, "The username %q is taken.", u.Username)
+	} else if err != nil {
+		return fmt.Errorf("insert user: %w", err)
+	}
+	u.CreatedAt, u.UpdatedAt = now, now
+	return nil
+}
+
+// UpdateUser applies upd and returns the updated user, or ENotFound.
+func (s *DB) UpdateUser(ctx context.Context, id latchkey.UserID, upd latchkey.UserUpdate) (*latchkey.User, error) {
+	var u *latchkey.User
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var sets []string
+		var args []any
+		set := func(col string, v any) {
+			args = append(args, v)
+			sets = append(sets, fmt.Sprintf("%s = $%d", col, len(args)))
+		}
+		if upd.Email != nil {
+			set("email", *upd.Email)
+		}
+		if upd.Role != nil {
+			set("role", string(*upd.Role))
+		}
+		if upd.PasswordHash != nil {
+			set("password_hash", *upd.PasswordHash)
+		}
+		if upd.Disabled != nil {
+			set("disabled", *upd.Disabled)
+		}
+		set("updated_at", us(s.now()))
+		args = append(args, id)
+		res, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE users SET %s WHERE id = $%d`, strings.Join(sets, ", "), len(args)), args...)
+		if err != nil {
+			return fmt.Errorf("update user: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("user")
+		}
+		u, err = scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}

@@ -1,0 +1,366 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/login"
+)
+
+// status maps an error code to its HTTP status. It is the only such mapping in Latchkey.
+func status(code string) int {
+	switch code {
+	case latchkey.EInvalid, latchkey.EWeakPassword:
+		return http.StatusBadRequest
+	case latchkey.EInvalidCredentials, latchkey.EInvalidCode, latchkey.EUnauthenticated, latchkey.EFlowExpired:
+		return http.StatusUnauthorized
+	case latchkey.EForbidden, latchkey.EReauthenticate:
+		return http.StatusForbidden
+	case latchkey.ENotFound:
+		return http.StatusNotFound
+	case latchkey.EConflict:
+		return http.StatusConflict
+	case latchkey.ETooLarge:
+		return http.StatusRequestEntityTooLarge
+	case latchkey.EUnsupportedMedia:
+		return http.StatusUnsupportedMediaType
+	case latchkey.EThrottled:
+		return http.StatusTooManyRequests
+	}
+	return http.StatusInternalServerError
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeJSONError(w http.ResponseWriter, err error) {
+	var e *latchkey.Error
+	if errors.As(err, &e) && e.Code == latchkey.EThrottled {
+		w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter/time.Second)))
+	}
+	var b errorBody
+	b.Error.Code, b.Error.Message = latchkey.ErrorCode(err), latchkey.ErrorMessage(err)
+	writeJSON(w, status(b.Error.Code), b)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// apiFunc is a JSON handler: it returns a value to encode with 200, or an error.
+type apiFunc func(w http.ResponseWriter, r *http.Request) (any, error)
+
+// api adapts an apiFunc: domain errors become {"error":{code,message}} with their status;
+// other errors are logged and answered as a generic 500.
+func (s *Server) api(f apiFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := f(w, r)
+		if err != nil {
+			if latchkey.ErrorCode(err) == latchkey.EInternal {
+				s.log.ErrorContext(r.Context(), "api error", "path", r.URL.Path, "err", err)
+			}
+			writeJSONError(w, err)
+			return
+		}
+		if v == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	})
+}
+
+type authedAPIFunc func(w http.ResponseWriter, r *http.Request, a *auth) (any, error)
+
+// auth is the signed-in caller of a request.
+type auth struct {
+	session *latchkey.Session
+	user    *latchkey.User
+	token   string
+}
+
+func (s *Server) apiAuthed(f authedAPIFunc) http.Handler {
+	return s.api(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		tok := s.token(r)
+		sess, u, err := s.login.Authenticate(r.Context(), tok)
+		if err != nil {
+			return nil, err
+		}
+		return f(w, r, &auth{session: sess, user: u, token: tok})
+	})
+}
+
+// decode reads a JSON object into v. It refuses other media types, bodies over the limit,
+// unknown fields, wrong types and trailing data, each with a message a person understands.
+func decode(r *http.Request, v any) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return latchkey.Errorf(latchkey.EUnsupportedMedia, "Send the request body as JSON with Content-Type: application/json.")
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return decodeError(err)
+		}
+		return latchkey.Errorf(latchkey.EInvalid, "The request body must hold a single JSON object.")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+		mbe *http.MaxBytesError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return latchkey.Errorf(latchkey.EInvalid, "The request body is empty; send a JSON object.")
+	case errors.As(err, &mbe):
+		return latchkey.Errorf(latchkey.ETooLarge, "The request body is too large (at most %d bytes).", mbe.Limit)
+	case errors.As(err, &syn):
+		return latchkey.Errorf(latchkey.EInvalid, "The request body is not valid JSON (error at byte %d).", syn.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return latchkey.Errorf(latchkey.EInvalid, "The request body is not valid JSON (it ends too early).")
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return latchkey.Errorf(latchkey.EInvalid, "The request body must be a JSON object.")
+		}
+		return latchkey.Errorf(latchkey.EInvalid, "The field %q must be a %s.", typ.Field, typ.Type.String())
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return latchkey.Errorf(latchkey.EInvalid, "The field %s is not known.", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return latchkey.Errorf(latchkey.EInvalid, "The request body could not be read: %s.", err.Error())
+}
+
+// required returns an EInvalid error naming the empty fields, or nil.
+func required(fields ...[2]string) error {
+	var missing []string
+	for _, f := range fields {
+		if strings.TrimSpace(f[1]) == "" {
+			missing = append(missing, fmt.Sprintf("%q", f[0]))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return latchkey.Errorf(latchkey.EInvalid, "Missing required field %s.", strings.Join(missing, ", "))
+}
+
+type loginResponse struct {
+	State   latchkey.SessionState `json:"state"`
+	Methods []string              `json:"methods,omitempty"`
+}
+
+func (s *Server) signedIn(w http.ResponseWriter, res *login.Result) loginResponse {
+	s.setSession(w, res)
+	return loginResponse{State: res.State, Methods: res.Methods}
+}
+
+func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) (any, error) {
+	var req struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if err := required([2]string{"username", req.Username}, [2]string{"password", req.Password}); err != nil {
+		return nil, err
+	}
+	res, err := s.login.Login(r.Context(), client(r), s.token(r), req.Username, req.Password)
+	if err != nil {
+		return nil, err
+	}
+	return s.signedIn(w, res), nil
+}
+
+type codeRequest struct {
+	Code string `json:"code"`
+}
+
+func (s *Server) apiLoginTOTP(w http.ResponseWriter, r *http.Request) (any, error) {
+	var req codeRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if err := required([2]string{"code", req.Code}); err != nil {
+		return nil, err
+	}
+	res, err := s.login.LoginTOTP(r.Context(), client(r), s.token(r), req.Code)
+	if err != nil {
+		return nil, err
+	}
+	return s.signedIn(w, res), nil
+}
+
+func (s *Server) apiLoginRecovery(w http.ResponseWriter, r *http.Request) (any, error) {
+	var req codeRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if err := required([2]string{"code", req.Code}); err != nil {
+		return nil, err
+	}
+	res, err := s.login.LoginRecovery(r.Context(), client(r), s.token(r), req.Code)
+	if err != nil {
+		return nil, err
+	}
+	return s.signedIn(w, res), nil
+}
+
+type sessionResponse struct {
+	User struct {
+		ID       int64  `json:"id"`
+		Username string `json:"username"`
+		Email    string `json:"email"`
+		Role     string `json:"role"`
+	} `json:"user"`
+	State     latchkey.SessionState `json:"state"`
+	AMR       []string              `json:"amr"`
+	MFA       bool                  `json:"mfa"`
+	AuthTime  time.Time             `json:"auth_time"`
+	MFATime   *time.Time            `json:"mfa_time,omitempty"`
+	ExpiresAt time.Time             `json:"expires_at"`
+}
+
+func (s *Server) apiSession(w http.ResponseWriter, r *http.Request, a *auth) (any, error) {
+	var resp sessionResponse
+	resp.User.ID, resp.User.Username, resp.User.Email, resp.User.Role = int64(a.user.ID), a.user.Username, a.user.Email, string(a.user.Role)
+	resp.State, resp.AMR, resp.AuthTime, resp.MFATime, resp.ExpiresAt = a.session.State, a.session.AMR, a.session.PasswordAt, a.session.MFAAt, a.session.ExpiresAt
+	resp.MFA = a.session.MFAAt != nil
+	return resp, nil
+}
+
+func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := s.login.Logout(r.Context(), client(r), s.token(r)); err != nil {
+		return nil, err
+	}
+	s.clearSession(w)
+	return map[string]string{"state": "signed_out"}, nil
+}
+
+func (s *Server) apiSecurity(w http.ResponseWriter, r *http.Request, a *auth) (any, error) {
+	st, err := s.login.Status(r.Context(), a.user)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{
+		"totp_enabled":        st.TOTPEnabled,
+		"recovery_codes_left": st.RecoveryCodesLeft,
+		"mfa_required":        st.MFARequired,
+	}, nil
+}
+
+type passwordRequest struct {
+	Password string `json:"password"`
+}
+
+func (s *Server) apiReauthenticate(w http.ResponseWriter, r *http.Request) (any, error) {
+	var req passwordRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if err := required([2]string{"password", req.Password}); err != nil {
+		return nil, err
+	}
+	res, err := s.login.Reauthenticate(r.Context(), client(r), s.token(r), req.Password)
+	if err != nil {
+		return nil, err
+	}
+	return s.signedIn(w, res), nil
+}
+
+func (s *Server) apiChangePassword(w http.ResponseWriter, r *http.Request) (any, error) {
+	var req struct {
+		Current string `json:"current_password"`
+		New     string `json:"new_password"`
+	}
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if err := required([2]string{"current_password", req.Current}, [2]string{"new_password", req.New}); err != nil {
+		return nil, err
+	}
+	res, err := s.login.ChangePassword(r.Context(), client(r), s.token(r), req.Current, req.New)
+	if err != nil {
+		return nil, err
+	}
+	s.setSession(w, res)
+	return map[string]bool{"changed": true}, nil
+}
+
+func (s *Server) apiBeginTOTP(w http.ResponseWriter, r *http.Request, a *auth) (any, error) {
+	en, err := s.login.BeginTOTP(r.Context(), client(r), a.session, a.user)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"secret": en.Secret, "otpauth_uri": en.URI, "qr_png": en.QRDataURL}, nil
+}
+
+func (s *Server) apiConfirmTOTP(w http.ResponseWriter, r *http.Request, a *auth) (any, error) {
+	var req codeRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if err := required([2]string{"code", req.Code}); err != nil {
+		return nil, err
+	}
+	codes, err := s.login.ConfirmTOTP(r.Context(), client(r), a.session, a.user, req.Code)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"enabled": true, "recovery_codes": codes}, nil
+}
+
+func (s *Server) apiDisableTOTP(w http.ResponseWriter, r *http.Request, a *auth) (any, error) {
+	var req passwordRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if err := required([2]string{"password", req.Password}); err != nil {
+		return nil, err
+	}
+	if err := s.login.DisableTOTP(r.Context(), client(r), a.session, a.user, req.Password); err != nil {
+		return nil, err
+	}
+	return map[string]bool{"enabled": false}, nil
+}
+
+func (s *Server) apiRegenerateRecovery(w http.ResponseWriter, r *http.Request, a *auth) (any, error) {
+	var req passwordRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if err := required([2]string{"password", req.Password}); err != nil {
+		return nil, err
+	}
+	codes, err := s.login.RegenerateRecoveryCodes(r.Context(), client(r), a.session, a.user, req.Password)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"recovery_codes": codes}, nil
+}
+
+func (s *Server) apiNotFound(w http.ResponseWriter, r *http.Request) (any, error) {
+	return nil, latchkey.Errorf(latchkey.ENotFound, "There is no API endpoint %s %s.", r.Method, r.URL.Path)
+}

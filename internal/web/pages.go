@@ -1,0 +1,584 @@
+package web
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/login"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+type pages struct {
+	t map[string]*template.Template
+}
+
+// loadPages parses each page together with the shared layout. A broken template is a
+// programming error caught by any test, so it panics.
+func loadPages() *pages {
+	base := template.Must(template.New("layout.html").ParseFS(templateFS, "templates/layout.html"))
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		panic(err)
+	}
+	p := &pages{t: map[string]*template.Template{}}
+	for _, n := range names {
+		name := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
+		if name == "layout" {
+			continue
+		}
+		p.t[name] = template.Must(template.Must(base.Clone()).ParseFS(templateFS, n))
+	}
+	return p
+}
+
+func (s *Server) staticHandler() http.Handler {
+	sub, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		panic(err)
+	}
+	fsrv := http.StripPrefix("/static/", http.FileServerFS(sub))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		fsrv.ServeHTTP(w, r)
+	})
+}
+
+// view is what every template receives.
+type view struct {
+	Title  string
+	User   *latchkey.User
+	Error  string            // a message for the whole form
+	Fields map[string]string // field name → message shown next to it
+	Flash  string
+	Next   string
+	Data   any
+}
+
+func (s *Server) render(w http.ResponseWriter, code int, name string, v *view) error {
+	t, ok := s.pages.t[name]
+	if !ok {
+		return errors.New("web: no template " + name)
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout.html", v); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type pageFunc func(w http.ResponseWriter, r *http.Request) error
+
+type authedPageFunc func(w http.ResponseWriter, r *http.Request, a *auth) error
+
+// page adapts a page handler: an error that escapes it is shown on an error page with the
+// right status, internal ones only as a generic message.
+func (s *Server) page(f pageFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := f(w, r); err != nil {
+			code := latchkey.ErrorCode(err)
+			if code == latchkey.EInternal {
+				s.log.ErrorContext(r.Context(), "page error", "path", r.URL.Path, "err", err)
+			}
+			if code == latchkey.ETooLarge {
+				http.Error(w, latchkey.ErrorMessage(err), http.StatusRequestEntityTooLarge)
+				return
+			}
+			_ = s.render(w, status(code), "error", &view{Title: "Something went wrong", Error: latchkey.ErrorMessage(err)})
+		}
+	})
+}
+
+// pageAuthed sends signed-out visitors to the sign-in page and back here afterwards.
+func (s *Server) pageAuthed(f authedPageFunc) http.Handler {
+	return s.page(func(w http.ResponseWriter, r *http.Request) error {
+		tok := s.token(r)
+		sess, u, err := s.login.Authenticate(r.Context(), tok)
+		if latchkey.ErrorCode(err) == latchkey.EUnauthenticated {
+			next := r.URL.Path
+			if r.Method != http.MethodGet {
+				next = "/settings/security"
+			}
+			http.Redirect(w, r, "/login?next="+url.QueryEscape(next), http.StatusSeeOther)
+			return nil
+		} else if err != nil {
+			return err
+		}
+		return f(w, r, &auth{session: sess, user: u, token: tok})
+	})
+}
+
+// safeNext returns p if it is a local path on this server, else "". It is what keeps the
+// "continue to" parameter from becoming an open redirect.
+func safeNext(p string) string {
+	if p == "" || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") || strings.ContainsAny(p, "\\\r\n\t") {
+		return ""
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return ""
+	}
+	return p
+}
+
+func nextOr(p, def string) string {
+	if n := safeNext(p); n != "" {
+		return n
+	}
+	return def
+}
+
+// form reads an urlencoded form. A body over the limit is reported as such.
+func form(r *http.Request) error {
+	if err := r.ParseForm(); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return latchkey.Errorf(latchkey.ETooLarge, "The form is too large.")
+		}
+		return latchkey.Errorf(latchkey.EInvalid, "The form could not be read.")
+	}
+	return nil
+}
+
+// fieldError returns a view that shows err next to field, or as a form error when it is not
+// about the input (throttling, expiry).
+func fieldError(v *view, field string, err error) *view {
+	switch latchkey.ErrorCode(err) {
+	case latchkey.EInvalid, latchkey.EInvalidCode, latchkey.EInvalidCredentials, latchkey.EWeakPassword:
+		v.Fields = map[string]string{field: latchkey.ErrorMessage(err)}
+	default:
+		v.Error = latchkey.ErrorMessage(err)
+	}
+	return v
+}
+
+// flashes are fixed messages selected by a query parameter, so that nothing a link carries is
+// reflected into the page.
+var flashes = map[string]string{
+	"totp-enabled":     "Two-factor authentication is on.",
+	"totp-disabled":    "Two-factor authentication is off.",
+	"password-changed": "Your password was changed. Other sessions were signed out.",
+	"signed-out":       "You are signed out.",
+	"saved":            "Your settings were saved.",
+	"setup-done":       "Your administrator account is ready.",
+}
+
+func flash(r *http.Request) string { return flashes[r.URL.Query().Get("done")] }
+
+func (s *Server) pageHome(w http.ResponseWriter, r *http.Request) error {
+	if _, _, err := s.login.Authenticate(r.Context(), s.token(r)); err == nil {
+		http.Redirect(w, r, "/settings/security", http.StatusSeeOther)
+		return nil
+	}
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) error {
+	next := safeNext(r.URL.Query().Get("next"))
+	if _, _, err := s.login.Authenticate(r.Context(), s.token(r)); err == nil {
+		http.Redirect(w, r, nextOr(next, "/settings/security"), http.StatusSeeOther)
+		return nil
+	}
+	return s.render(w, http.StatusOK, "login", &view{Title: "Sign in", Next: next, Flash: flash(r), Data: map[string]string{}})
+}
+
+func (s *Server) pageLoginPost(w http.ResponseWriter, r *http.Request) error {
+	if err := form(r); err != nil {
+		return err
+	}
+	next := safeNext(r.PostFormValue("next"))
+	username := r.PostFormValue("username")
+	res, err := s.login.Login(r.Context(), client(r), s.token(r), username, r.PostFormValue("password"))
+	if err != nil {
+		v := &view{Title: "Sign in", Next: next, Data: map[string]string{"Username": username}}
+		if code := latchkey.ErrorCode(err); code == latchkey.EInternal {
+			return err
+		} else if code == latchkey.EInvalid || code == latchkey.EInvalidCredentials {
+			v.Error = latchkey.ErrorMessage(err)
+		} else {
+			v.Error = latchkey.ErrorMessage(err)
+			if code == latchkey.EThrottled {
+				writeRetryAfter(w, err)
+			}
+		}
+		return s.render(w, status(latchkey.ErrorCode(err)), "login", v)
+	}
+	s.setSession(w, res)
+	switch res.State {
+	case latchkey.StateSecondFactor:
+		http.Redirect(w, r, withNext("/login/code", next), http.StatusSeeOther)
+	case latchkey.StateEnroll:
+		return s.render(w, http.StatusForbidden, "error", &view{Title: "Set up two-factor authentication", Error: "Your organisation requires two-factor authentication, and your account has none yet. Ask your administrator or support desk to help you set it up."})
+	default:
+		http.Redirect(w, r, nextOr(next, "/settings/security"), http.StatusSeeOther)
+	}
+	return nil
+}
+
+func writeRetryAfter(w http.ResponseWriter, err error) {
+	var e *latchkey.Error
+	if errors.As(err, &e) && e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(e.RetryAfter.Seconds()))))
+	}
+}
+
+func withNext(path, next string) string {
+	if next == "" {
+		return path
+	}
+	return path + "?next=" + url.QueryEscape(next)
+}
+
+// codeStep renders the second-factor pages, or sends the visitor back to sign in when there
+// is no unfinished sign-in.
+func (s *Server) codeStep(w http.ResponseWriter, r *http.Request, name, title string, code int, v *view) error {
+	_, methods, err := s.login.Flow(r.Context(), s.token(r))
+	if err != nil {
+		if latchkey.ErrorCode(err) == latchkey.EFlowExpired {
+			return s.render(w, http.StatusUnauthorized, "login", &view{Title: "Sign in", Error: latchkey.ErrorMessage(err), Next: v.Next, Data: map[string]string{}})
+		}
+		return err
+	}
+	v.Title = title
+	v.Data = map[string]any{"Methods": methods, "Recovery": contains(methods, latchkey.MethodRecovery), "TOTP": contains(methods, latchkey.MethodTOTP)}
+	return s.render(w, code, name, v)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) pageCode(w http.ResponseWriter, r *http.Request) error {
+	return s.codeStep(w, r, "code", "Two-factor authentication", http.StatusOK, &view{Next: safeNext(r.URL.Query().Get("next"))})
+}
+
+func (s *Server) pageCodePost(w http.ResponseWriter, r *http.Request) error {
+	if err := form(r); err != nil {
+		return err
+	}
+	next := safeNext(r.PostFormValue("next"))
+	res, err := s.login.LoginTOTP(r.Context(), client(r), s.token(r), r.PostFormValue("code"))
+	if err != nil {
+		if latchkey.ErrorCode(err) == latchkey.EInternal {
+			return err
+		}
+		writeRetryAfter(w, err)
+		return s.codeStep(w, r, "code", "Two-factor authentication", status(latchkey.ErrorCode(err)), fieldError(&view{Next: next}, "code", err))
+	}
+	s.setSession(w, res)
+	http.Redirect(w, r, nextOr(next, "/settings/security"), http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) pageRecovery(w http.ResponseWriter, r *http.Request) error {
+	return s.codeStep(w, r, "recovery", "Use a recovery code", http.StatusOK, &view{Next: safeNext(r.URL.Query().Get("next"))})
+}
+
+func (s *Server) pageRecoveryPost(w http.ResponseWriter, r *http.Request) error {
+	if err := form(r); err != nil {
+		return err
+	}
+	next := safeNext(r.PostFormValue("next"))
+	res, err := s.login.LoginRecovery(r.Context(), client(r), s.token(r), r.PostFormValue("code"))
+	if err != nil {
+		if latchkey.ErrorCode(err) == latchkey.EInternal {
+			return err
+		}
+		writeRetryAfter(w, err)
+		return s.codeStep(w, r, "recovery", "Use a recovery code", status(latchkey.ErrorCode(err)), fieldError(&view{Next: next}, "code", err))
+	}
+	s.setSession(w, res)
+	http.Redirect(w, r, nextOr(next, "/settings/security"), http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) pageLogout(w http.ResponseWriter, r *http.Request) error {
+	if err := s.login.Logout(r.Context(), client(r), s.token(r)); err != nil {
+		return err
+	}
+	s.clearSession(w)
+	http.Redirect(w, r, "/login?done=signed-out", http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) pageSetup(w http.ResponseWriter, r *http.Request) error {
+	tok := r.URL.Query().Get("token")
+	if !s.login.ValidSetupToken(r.Context(), tok) {
+		return latchkey.Errorf(latchkey.ENotFound, "This setup link is not valid any more. An administrator account may exist already; otherwise restart the server to get a new link.")
+	}
+	return s.render(w, http.StatusOK, "setup", &view{Title: "Create the administrator account", Data: map[string]string{"Token": tok}})
+}
+
+func (s *Server) pageSetupPost(w http.ResponseWriter, r *http.Request) error {
+	if err := form(r); err != nil {
+		return err
+	}
+	tok := r.PostFormValue("token")
+	nu := login.NewUser{Username: r.PostFormValue("username"), Email: r.PostFormValue("email"), Password: r.PostFormValue("password")}
+	res, err := s.login.CompleteSetup(r.Context(), client(r), tok, nu)
+	if err != nil {
+		if c := latchkey.ErrorCode(err); c == latchkey.EInvalid || c == latchkey.EWeakPassword || c == latchkey.EConflict {
+			field := "password"
+			if c != latchkey.EWeakPassword {
+				field = "username"
+			}
+			v := &view{Title: "Create the administrator account", Data: map[string]string{"Token": tok, "Username": nu.Username, "Email": nu.Email}}
+			v.Fields = map[string]string{field: latchkey.ErrorMessage(err)}
+			return s.render(w, http.StatusBadRequest, "setup", v)
+		}
+		return err
+	}
+	s.setSession(w, res)
+	http.Redirect(w, r, "/settings/security?done=setup-done", http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) pageReauth(w http.ResponseWriter, r *http.Request, a *auth) error {
+	return s.render(w, http.StatusOK, "reauth", &view{Title: "Confirm your password", User: a.user, Next: safeNext(r.URL.Query().Get("next"))})
+}
+
+func (s *Server) pageReauthPost(w http.ResponseWriter, r *http.Request, a *auth) error {
+	if err := form(r); err != nil {
+		return err
+	}
+	next := safeNext(r.PostFormValue("next"))
+	res, err := s.login.Reauthenticate(r.Context(), client(r), a.token, r.PostFormValue("password"))
+	if err != nil {
+		if latchkey.ErrorCode(err) == latchkey.EInternal {
+			return err
+		}
+		writeRetryAfter(w, err)
+		return s.render(w, status(latchkey.ErrorCode(err)), "reauth", fieldError(&view{Title: "Confirm your password", User: a.user, Next: next}, "password", err))
+	}
+	s.setSession(w, res)
+	http.Redirect(w, r, nextOr(next, "/settings/security"), http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) pageSecurity(w http.ResponseWriter, r *http.Request, a *auth) error {
+	st, err := s.login.Status(r.Context(), a.user)
+	if err != nil {
+		return err
+	}
+	return s.render(w, http.StatusOK, "security", &view{Title: "Security", User: a.user, Flash: flash(r), Data: st})
+}
+
+// reauthRedirect sends the user to confirm their password when err asks for it, returning
+// to next afterwards. It reports whether it did.
+func reauthRedirect(w http.ResponseWriter, r *http.Request, err error, next string) bool {
+	if latchkey.ErrorCode(err) != latchkey.EReauthenticate {
+		return false
+	}
+	http.Redirect(w, r, "/reauth?next="+url.QueryEscape(next), http.StatusSeeOther)
+	return true
+}
+
+type totpView struct {
+	Enrollment *login.Enrollment
+	From       string // "account" when started from the plain settings form
+}
+
+func (s *Server) pageTOTP(w http.ResponseWriter, r *http.Request, a *auth) error {
+	from := r.URL.Query().Get("from")
+	if from != "account" {
+		from = ""
+	}
+	en, err := s.login.PendingTOTP(r.Context(), a.user)
+	if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
+		return err
+	}
+	if err := s.login.Recent(a.session); err != nil {
+		en = nil // the enrolment page asks for a fresh password before showing a secret
+	}
+	return s.render(w, http.StatusOK, "totp", &view{Title: "Set up two-factor authentication", User: a.user, Data: totpView{Enrollment: en, From: from}})
+}
+
+func (s *Server) pageTOTPStart(w http.ResponseWriter, r *http.Request, a *auth) error {
+	if err := form(r); err != nil {
+		return err
+	}
+	back := "/settings/security/totp"
+	if r.PostFormValue("from") == "account" {
+		back += "?from=account"
+	}
+	if _, err := s.login.BeginTOTP(r.Context(), client(r), a.session, a.user); err != nil {
+		if reauthRedirect(w, r, err, back) {
+			return nil
+		}
+		return err
+	}
+	http.Redirect(w, r, back, http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) pageTOTPConfirm(w http.ResponseWriter, r *http.Request, a *auth) error {
+	if err := form(r); err != nil {
+		return err
+	}
+	from := r.PostFormValue("from")
+	if from != "account" {
+		from = ""
+	}
+	codes, err := s.login.ConfirmTOTP(r.Context(), client(r), a.session, a.user, r.PostFormValue("code"))
+	if err != nil {
+		if reauthRedirect(w, r, err, "/settings/security/totp") {
+			return nil
+		}
+		c := latchkey.ErrorCode(err)
+		if c != latchkey.EInvalid && c != latchkey.EInvalidCode {
+			return err
+		}
+		en, perr := s.login.PendingTOTP(r.Context(), a.user)
+		if perr != nil {
+			return perr
+		}
+		v := fieldError(&view{Title: "Set up two-factor authentication", User: a.user, Data: totpView{Enrollment: en, From: from}}, "code", err)
+		return s.render(w, http.StatusBadRequest, "totp", v)
+	}
+	done := "/settings/security?done=totp-enabled"
+	if from == "account" {
+		done = "/settings/account?done=saved"
+	}
+	return s.render(w, http.StatusOK, "codes", &view{Title: "Save your recovery codes", User: a.user, Next: done, Data: codes})
+}
+
+func (s *Server) pageTOTPDisable(w http.ResponseWriter, r *http.Request, a *auth) error {
+	return s.render(w, http.StatusOK, "disable", &view{Title: "Turn off two-factor authentication", User: a.user, Data: map[string]string{"From": fromParam(r.URL.Query().Get("from"))}})
+}
+
+func fromParam(s string) string {
+	if s == "account" {
+		return s
+	}
+	return ""
+}
+
+func (s *Server) pageTOTPDisablePost(w http.ResponseWriter, r *http.Request, a *auth) error {
+	if err := form(r); err != nil {
+		return err
+	}
+	from := fromParam(r.PostFormValue("from"))
+	if r.PostFormValue("confirm") != "yes" {
+		v := &view{Title: "Turn off two-factor authentication", User: a.user, Data: map[string]string{"From": from}}
+		v.Fields = map[string]string{"confirm": "Tick the box to confirm that you want to turn off two-factor authentication."}
+		return s.render(w, http.StatusBadRequest, "disable", v)
+	}
+	err := s.login.DisableTOTP(r.Context(), client(r), a.session, a.user, r.PostFormValue("password"))
+	if err != nil {
+		if latchkey.ErrorCode(err) == latchkey.EInternal {
+			return err
+		}
+		writeRetryAfter(w, err)
+		v := fieldError(&view{Title: "Turn off two-factor authentication", User: a.user, Data: map[string]string{"From": from}}, "password", err)
+		return s.render(w, status(latchkey.ErrorCode(err)), "disable", v)
+	}
+	if from == "account" {
+		http.Redirect(w, r, "/settings/account?done=saved", http.StatusSeeOther)
+		return nil
+	}
+	http.Redirect(w, r, "/settings/security?done=totp-disabled", http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) pageRecoveryCodes(w http.ResponseWriter, r *http.Request, a *auth) error {
+	return s.render(w, http.StatusOK, "regenerate", &view{Title: "New recovery codes", User: a.user})
+}
+
+func (s *Server) pageRecoveryCodesPost(w http.ResponseWriter, r *http.Request, a *auth) error {
+	if err := form(r); err != nil {
+		return err
+	}
+	codes, err := s.login.RegenerateRecoveryCodes(r.Context(), client(r), a.session, a.user, r.PostFormValue("password"))
+	if err != nil {
+		if latchkey.ErrorCode(err) == latchkey.EInternal {
+			return err
+		}
+		writeRetryAfter(w, err)
+		return s.render(w, status(latchkey.ErrorCode(err)), "regenerate", fieldError(&view{Title: "New recovery codes", User: a.user}, "password", err))
+	}
+	return s.render(w, http.StatusOK, "codes", &view{Title: "Save your recovery codes", User: a.user, Next: "/settings/security", Data: codes})
+}
+
+func (s *Server) pagePassword(w http.ResponseWriter, r *http.Request, a *auth) error {
+	return s.render(w, http.StatusOK, "password", &view{Title: "Change password", User: a.user})
+}
+
+func (s *Server) pagePasswordPost(w http.ResponseWriter, r *http.Request, a *auth) error {
+	if err := form(r); err != nil {
+		return err
+	}
+	res, err := s.login.ChangePassword(r.Context(), client(r), a.token, r.PostFormValue("current_password"), r.PostFormValue("new_password"))
+	if err != nil {
+		c := latchkey.ErrorCode(err)
+		if c == latchkey.EInternal {
+			return err
+		}
+		writeRetryAfter(w, err)
+		field := "current_password"
+		if c == latchkey.EWeakPassword || (c == latchkey.EInvalid && r.PostFormValue("new_password") == "") {
+			field = "new_password"
+		}
+		return s.render(w, status(c), "password", fieldError(&view{Title: "Change password", User: a.user}, field, err))
+	}
+	s.setSession(w, res)
+	http.Redirect(w, r, "/settings/security?done=password-changed", http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) pageAccount(w http.ResponseWriter, r *http.Request, a *auth) error {
+	st, err := s.login.Status(r.Context(), a.user)
+	if err != nil {
+		return err
+	}
+	return s.render(w, http.StatusOK, "account", &view{Title: "Account settings", User: a.user, Flash: flash(r), Data: st})
+}
+
+// pageAccountPost is the plain settings form: one checkbox, Save. Turning it on continues to
+// the enrolment step (scan and confirm); turning it off continues to the confirmation with
+// the password.
+func (s *Server) pageAccountPost(w http.ResponseWriter, r *http.Request, a *auth) error {
+	if err := form(r); err != nil {
+		return err
+	}
+	st, err := s.login.Status(r.Context(), a.user)
+	if err != nil {
+		return err
+	}
+	want := r.PostFormValue("totp") == "on"
+	switch {
+	case want && !st.TOTPEnabled:
+		if _, err := s.login.BeginTOTP(r.Context(), client(r), a.session, a.user); err != nil {
+			if reauthRedirect(w, r, err, "/settings/security/totp?from=account") {
+				return nil
+			}
+			return err
+		}
+		http.Redirect(w, r, "/settings/security/totp?from=account", http.StatusSeeOther)
+	case !want && st.TOTPEnabled:
+		http.Redirect(w, r, "/settings/security/totp/disable?from=account", http.StatusSeeOther)
+	default:
+		http.Redirect(w, r, "/settings/account?done=saved", http.StatusSeeOther)
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+// Package web is Latchkey's HTTP layer: the JSON API under /api/v1, the server-rendered pages,
+// health and metrics. It translates requests into calls on the services and their results
+// into responses; it holds no security rule of its own beyond transport concerns (cookies,
+// cross-origin protection, body limits, headers).
+package web
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/latchkey/latchkey/internal/login"
+)
+
+// Pinger reports whether the database is reachable.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Options are the dependencies of the HTTP handler.
+type Options struct {
+	Login     *login.Service
+	DB        Pinger
+	Logger    *slog.Logger
+	PublicURL *url.URL
+	// Registry receives the HTTP metrics and is served at /metrics. Nil creates a new one.
+	Registry *prometheus.Registry
+	// MaxBody bounds request bodies (default 64 KiB).
+	MaxBody int64
+	Now     func() time.Time
+}
+
+// Server is the HTTP handler of Latchkey.
+type Server struct {
+	login     *login.Service
+	db        Pinger
+	log       *slog.Logger
+	publicURL *url.URL
+	cookie    cookieConfig
+	maxBody   int64
+	now       func() time.Time
+	reg       *prometheus.Registry
+	metrics   *metrics
+	pages     *pages
+	handler   http.Handler
+}
+
+// New returns the handler with every route registered.
+func New(opt Options) *Server {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Registry == nil {
+		opt.Registry = prometheus.NewRegistry()
+	}
+	if opt.MaxBody <= 0 {
+		opt.MaxBody = 64 << 10
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.PublicURL == nil {
+		opt.PublicURL = &url.URL{Scheme: "http", Host: "127.0.0.1:8080"}
+	}
+	s := &Server{
+		login:     opt.Login,
+		db:        opt.DB,
+		log:       opt.Logger,
+		publicURL: opt.PublicURL,
+		cookie:    newCookieConfig(opt.PublicURL),
+		maxBody:   opt.MaxBody,
+		now:       opt.Now,
+		reg:       opt.Registry,
+		metrics:   newMetrics(opt.Registry),
+		pages:     loadPages(),
+	}
+	s.handler = s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }

@@ -1,0 +1,13 @@
+#!/bin/sh
+# Installs what the test suite needs and the machine may lack: Debian's Chromium for the
+# browser tests, and PostgreSQL's server binaries for the storage tests.
+set -eu
+need=""
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
+[ -z "$need" ] && exit 0
+echo "installing:$need"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need >/dev/null
