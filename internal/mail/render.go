@@ -24,7 +24,9 @@ type Data struct {
 }
 
 // SecurityURL is the link to the user's security settings.
-func (d Data) SecurityURL() string { return strings.TrimSuffix(d.PublicURL, "/") + "/settings/security" }
+func (d Data) SecurityURL() string {
+	return strings.TrimSuffix(d.PublicURL, "/") + "/settings/security"
+}
 
 // When is the event time in UTC, for people.
 func (d Data) When() string { return d.Time.UTC().Format("Monday 2 January 2006 at 15:04 UTC") }

@@ -24,7 +24,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
-	_ "modernc.org/sqlite"              // the "sqlite" driver
+	_ "modernc.org/sqlite"             // the "sqlite" driver
 
 	"github.com/latchkey/latchkey"
 )

@@ -1,0 +1,464 @@
+package sqlstore_test
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/pgtest"
+	"github.com/latchkey/latchkey/internal/sqlstore"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+var key = bytes.Repeat([]byte{42}, 32)
+
+var t0 = time.Date(2026, 11, 22, 9, 30, 15, 123456000, time.UTC)
+
+// backend opens a fresh store of one kind; dsn lets a test open the same database twice.
+type backend struct {
+	name string
+	dsn  func(t *testing.T) string
+}
+
+var backends = []backend{
+	{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "store.db") }},
+	{"postgres", func(t *testing.T) string { return pgtest.Start(t) }},
+}
+
+func open(t *testing.T, dsn string, k []byte) *sqlstore.DB {
+	t.Helper()
+	db, err := sqlstore.Open(context.Background(), dsn, sqlstore.Options{SecretsKey: k, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// each runs the contract test f against every backend.
+func each(t *testing.T, f func(t *testing.T, db *sqlstore.DB)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { f(t, open(t, b.dsn(t), key)) })
+	}
+}
+
+func errCode(err error) string { return latchkey.ErrorCode(err) }
+
+func mkUser(t *testing.T, db *sqlstore.DB, name string) *latchkey.User {
+	t.Helper()
+	u := &latchkey.User{Username: name, Email: name + "@example.com", Role: latchkey.RoleUser, PasswordHash: "$argon2id$x"}
+	if err := db.CreateUser(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestUsers(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u := mkUser(t, db, "alice")
+		if u.ID == 0 || !u.CreatedAt.Equal(t0.Truncate(time.Microsecond)) {
+			t.Fatalf("CreateUser set ID %d, CreatedAt %v", u.ID, u.CreatedAt)
+		}
+		if err := db.CreateUser(ctx, &latchkey.User{Username: "alice", Email: "x@example.com", Role: latchkey.RoleUser, PasswordHash: "h"}); errCode(err) != latchkey.EConflict {
+			t.Errorf("duplicate username: %v, want conflict", err)
+		}
+		got, err := db.FindUserByUsername(ctx, "alice")
+		if err != nil || got.ID != u.ID || got.Email != "alice@example.com" || got.Role != latchkey.RoleUser || got.Disabled || !got.CreatedAt.Equal(u.CreatedAt) {
+			t.Errorf("FindUserByUsername = %+v, %v", got, err)
+		}
+		if _, err := db.FindUserByID(ctx, 9999); errCode(err) != latchkey.ENotFound {
+			t.Errorf("FindUserByID(missing) = %v", err)
+		}
+		if _, err := db.FindUserByUsername(ctx, "nobody"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("FindUserByUsername(missing) = %v", err)
+		}
+		admin := latchkey.RoleAdmin
+		disabled := true
+		upd, err := db.UpdateUser(ctx, u.ID, latchkey.UserUpdate{Role: &admin, Disabled: &disabled})
+		if err != nil || upd.Role != admin || !upd.Disabled || upd.Email != u.Email {
+			t.Errorf("UpdateUser = %+v, %v", upd, err)
+		}
+		if _, err := db.UpdateUser(ctx, 9999, latchkey.UserUpdate{Role: &admin}); errCode(err) != latchkey.ENotFound {
+			t.Errorf("UpdateUser(missing) = %v", err)
+		}
+		mkUser(t, db, "bob")
+		mkUser(t, db, "carol")
+		users, n, err := db.FindUsers(ctx, latchkey.UserFilter{Offset: 1, Limit: 1})
+		if err != nil || n != 3 || len(users) != 1 || users[0].Username != "bob" {
+			t.Errorf("FindUsers(offset 1, limit 1) = %v, %d, %v", users, n, err)
+		}
+		users, n, _ = db.FindUsers(ctx, latchkey.UserFilter{Role: &admin})
+		if n != 1 || users[0].Username != "alice" {
+			t.Errorf("FindUsers(role admin) = %v, %d", users, n)
+		}
+		users, _, _ = db.FindUsers(ctx, latchkey.UserFilter{Offset: 2})
+		if len(users) != 1 || users[0].Username != "carol" {
+			t.Errorf("FindUsers(offset 2) = %v", users)
+		}
+	})
+}
+
+func TestTOTPCredentials(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u := mkUser(t, db, "alice")
+		secret := []byte("0123456789abcdefghij")
+		first := &latchkey.TOTPCredential{UserID: u.ID, Name: "app", Secret: []byte("first pending secret")}
+		if err := db.CreateTOTPCredential(ctx, first); err != nil {
+			t.Fatal(err)
+		}
+		c := &latchkey.TOTPCredential{UserID: u.ID, Name: "app", Secret: secret}
+		if err := db.CreateTOTPCredential(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		creds, err := db.FindTOTPCredentials(ctx, u.ID)
+		if err != nil || len(creds) != 1 || creds[0].ID != c.ID || !bytes.Equal(creds[0].Secret, secret) || creds[0].Confirmed() {
+			t.Fatalf("after a second pending enrolment: %+v, %v (want only the new pending one)", creds, err)
+		}
+		if err := db.UseTOTPStep(ctx, c.ID, 10, t0); errCode(err) != latchkey.ENotFound {
+			t.Errorf("UseTOTPStep on a pending credential = %v, want not_found", err)
+		}
+		hashes := [][]byte{[]byte("h1"), []byte("h2")}
+		if err := db.ConfirmTOTPCredential(ctx, c.ID, 100, t0, hashes); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.ConfirmTOTPCredential(ctx, c.ID, 101, t0, hashes); errCode(err) != latchkey.ENotFound {
+			t.Errorf("second confirm = %v, want not_found", err)
+		}
+		codes, _ := db.FindRecoveryCodes(ctx, u.ID)
+		if len(codes) != 2 {
+			t.Errorf("confirm stored %d recovery codes, want 2", len(codes))
+		}
+		creds, _ = db.FindTOTPCredentials(ctx, u.ID)
+		if !creds[0].Confirmed() || creds[0].LastStep != 100 || !creds[0].ConfirmedAt.Equal(t0.Truncate(time.Microsecond)) {
+			t.Errorf("confirmed credential = %+v", creds[0])
+		}
+		for _, tt := range []struct {
+			step int64
+			want string
+		}{{100, latchkey.EConflict}, {99, latchkey.EConflict}, {101, ""}, {101, latchkey.EConflict}, {103, ""}} {
+			if got := errCode(db.UseTOTPStep(ctx, c.ID, tt.step, t0)); got != tt.want {
+				t.Errorf("UseTOTPStep(%d) = %q, want %q", tt.step, got, tt.want)
+			}
+		}
+		if err := db.UseTOTPStep(ctx, 9999, 1000, t0); errCode(err) != latchkey.ENotFound {
+			t.Errorf("UseTOTPStep(missing) = %v", err)
+		}
+		other := mkUser(t, db, "mallory")
+		if err := db.DeleteTOTPCredential(ctx, other.ID, c.ID, true); errCode(err) != latchkey.ENotFound {
+			t.Errorf("delete another user's credential = %v, want not_found", err)
+		}
+		if err := db.DeleteTOTPCredential(ctx, u.ID, c.ID, true); err != nil {
+			t.Fatal(err)
+		}
+		if creds, _ := db.FindTOTPCredentials(ctx, u.ID); len(creds) != 0 {
+			t.Errorf("credentials after delete: %v", creds)
+		}
+		if codes, _ := db.FindRecoveryCodes(ctx, u.ID); len(codes) != 0 {
+			t.Errorf("recovery codes after delete with dropRecovery: %d", len(codes))
+		}
+	})
+}
+
+func TestRecoveryCodes(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u := mkUser(t, db, "alice")
+		if err := db.ReplaceRecoveryCodes(ctx, u.ID, [][]byte{[]byte("a"), []byte("b")}, t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.UseRecoveryCode(ctx, u.ID, []byte("a"), t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.UseRecoveryCode(ctx, u.ID, []byte("a"), t0); errCode(err) != latchkey.EConflict {
+			t.Errorf("second use = %v, want conflict", err)
+		}
+		if err := db.UseRecoveryCode(ctx, u.ID, []byte("zz"), t0); errCode(err) != latchkey.ENotFound {
+			t.Errorf("unknown code = %v, want not_found", err)
+		}
+		other := mkUser(t, db, "bob")
+		if err := db.UseRecoveryCode(ctx, other.ID, []byte("b"), t0); errCode(err) != latchkey.ENotFound {
+			t.Errorf("another user's code = %v, want not_found", err)
+		}
+		codes, _ := db.FindRecoveryCodes(ctx, u.ID)
+		if len(codes) != 2 || codes[0].UsedAt == nil || codes[1].UsedAt != nil {
+			t.Errorf("codes = %+v", codes)
+		}
+		if err := db.ReplaceRecoveryCodes(ctx, u.ID, [][]byte{[]byte("c")}, t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.UseRecoveryCode(ctx, u.ID, []byte("b"), t0); errCode(err) != latchkey.ENotFound {
+			t.Errorf("old code after replace = %v, want not_found", err)
+		}
+	})
+}
+
+func TestSessions(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u := mkUser(t, db, "alice")
+		mfa := t0.Add(time.Second)
+		s := &latchkey.Session{ID: "s1", UserID: u.ID, State: latchkey.StateAuthenticated, AMR: []string{"pwd", "otp", "mfa"}, PasswordAt: t0, MFAAt: &mfa, CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(time.Hour), IP: "192.0.2.1", UserAgent: "UA"}
+		if err := db.CreateSession(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.FindSessionByID(ctx, "s1")
+		if err != nil || got.State != s.State || len(got.AMR) != 3 || got.AMR[1] != "otp" || !got.MFAAt.Equal(mfa.Truncate(time.Microsecond)) || !got.ExpiresAt.Equal(s.ExpiresAt.Truncate(time.Microsecond)) || got.IP != "192.0.2.1" {
+			t.Fatalf("FindSessionByID = %+v, %v", got, err)
+		}
+		next := *s
+		next.ID = "s2"
+		if err := db.RotateSession(ctx, "s1", &next); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.FindSessionByID(ctx, "s1"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("old session after rotation: %v", err)
+		}
+		again := next
+		again.ID = "s3"
+		if err := db.RotateSession(ctx, "s1", &again); errCode(err) != latchkey.ENotFound {
+			t.Errorf("rotating a gone session = %v, want not_found", err)
+		}
+		if _, err := db.FindSessionByID(ctx, "s3"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("a failed rotation inserted the new session: %v", err)
+		}
+		if err := db.TouchSession(ctx, "s2", t0.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := db.FindSessionByID(ctx, "s2"); !got.LastSeenAt.Equal(t0.Add(time.Minute).Truncate(time.Microsecond)) {
+			t.Errorf("LastSeenAt = %v", got.LastSeenAt)
+		}
+		for _, id := range []string{"s4", "s5"} {
+			x := *s
+			x.ID, x.ExpiresAt = id, t0.Add(-time.Minute)
+			if err := db.CreateSession(ctx, &x); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := db.DeleteExpiredSessions(ctx, t0); err != nil || n != 2 {
+			t.Errorf("DeleteExpiredSessions = %d, %v, want 2", n, err)
+		}
+		x := *s
+		x.ID = "s6"
+		db.CreateSession(ctx, &x)
+		if err := db.DeleteUserSessions(ctx, u.ID, "s2"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.FindSessionByID(ctx, "s6"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("s6 survived DeleteUserSessions: %v", err)
+		}
+		if _, err := db.FindSessionByID(ctx, "s2"); err != nil {
+			t.Errorf("the excepted session was deleted: %v", err)
+		}
+		if err := db.DeleteSession(ctx, "s2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.DeleteSession(ctx, "s2"); err != nil {
+			t.Errorf("deleting a missing session: %v", err)
+		}
+	})
+}
+
+func TestThrottlesAndSettings(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		if th, err := db.FindThrottle(ctx, "user:alice"); err != nil || th.Failures != 0 {
+			t.Errorf("FindThrottle(new) = %+v, %v", th, err)
+		}
+		for i := 1; i <= 3; i++ {
+			if n, err := db.RecordFailure(ctx, "user:alice", t0.Add(time.Duration(i)*time.Second)); err != nil || n != i {
+				t.Errorf("RecordFailure #%d = %d, %v", i, n, err)
+			}
+		}
+		th, _ := db.FindThrottle(ctx, "user:alice")
+		if th.Failures != 3 || !th.LastFailureAt.Equal(t0.Add(3*time.Second).Truncate(time.Microsecond)) {
+			t.Errorf("throttle = %+v", th)
+		}
+		if err := db.ResetThrottle(ctx, "user:alice"); err != nil {
+			t.Fatal(err)
+		}
+		if th, _ := db.FindThrottle(ctx, "user:alice"); th.Failures != 0 {
+			t.Errorf("after reset: %+v", th)
+		}
+		if _, err := db.FindSetting(ctx, "k"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("FindSetting(missing) = %v", err)
+		}
+		db.SetSetting(ctx, "k", "v1")
+		db.SetSetting(ctx, "k", "v2")
+		if v, _ := db.FindSetting(ctx, "k"); v != "v2" {
+			t.Errorf("FindSetting = %q, want v2", v)
+		}
+		if ok, _ := db.ConsumeSetting(ctx, "k", "v1"); ok {
+			t.Error("consumed with the wrong value")
+		}
+		if ok, _ := db.ConsumeSetting(ctx, "k", "v2"); !ok {
+			t.Error("not consumed with the right value")
+		}
+		if ok, _ := db.ConsumeSetting(ctx, "k", "v2"); ok {
+			t.Error("consumed twice")
+		}
+	})
+}
+
+// TestConcurrentSingleUse: of many simultaneous uses of one TOTP step, one recovery code,
+// one setting, exactly one wins.
+func TestConcurrentSingleUse(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u := mkUser(t, db, "alice")
+		c := &latchkey.TOTPCredential{UserID: u.ID, Name: "app", Secret: []byte("0123456789abcdefghij")}
+		db.CreateTOTPCredential(ctx, c)
+		if err := db.ConfirmTOTPCredential(ctx, c.ID, 1, t0, [][]byte{[]byte("r")}); err != nil {
+			t.Fatal(err)
+		}
+		db.SetSetting(ctx, "token", "t")
+		const n = 12
+		for name, f := range map[string]func() error{
+			"totp step":     func() error { return db.UseTOTPStep(ctx, c.ID, 50, t0) },
+			"recovery code": func() error { return db.UseRecoveryCode(ctx, u.ID, []byte("r"), t0) },
+			"setting": func() error {
+				ok, err := db.ConsumeSetting(ctx, "token", "t")
+				if err == nil && !ok {
+					return latchkey.Errorf(latchkey.EConflict, "lost")
+				}
+				return err
+			},
+		} {
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			wins, conflicts := 0, 0
+			for range n {
+				wg.Go(func() {
+					err := f()
+					mu.Lock()
+					defer mu.Unlock()
+					switch errCode(err) {
+					case "":
+						wins++
+					case latchkey.EConflict:
+						conflicts++
+					default:
+						t.Errorf("%s: unexpected error %v", name, err)
+					}
+				})
+			}
+			wg.Wait()
+			if wins != 1 || conflicts != n-1 {
+				t.Errorf("%s: %d wins, %d conflicts, want 1 and %d", name, wins, conflicts, n-1)
+			}
+		}
+	})
+}
+
+func TestAuditTrail(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		for i := range 20 {
+			wg.Go(func() {
+				e := &latchkey.AuditEvent{Time: t0.Add(time.Duration(i) * time.Nanosecond * 1500), UserID: 1, Username: "alice", Action: latchkey.ActionLogin, Outcome: latchkey.OutcomeFailure, IP: "192.0.2.1", TicketID: int64(i)}
+				if err := db.AppendAuditEvent(ctx, e); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		events, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+		if err != nil || len(events) != 20 {
+			t.Fatalf("FindAuditEvents = %d events, %v", len(events), err)
+		}
+		prev := []byte{}
+		for _, e := range events {
+			if !bytes.Equal(e.PrevHash, prev) || !bytes.Equal(e.Hash, e.ComputeHash(e.PrevHash)) {
+				t.Fatalf("chain broken at %d", e.ID)
+			}
+			prev = e.Hash
+		}
+		page, _ := db.FindAuditEvents(ctx, latchkey.AuditFilter{AfterID: events[4].ID, Limit: 3})
+		if len(page) != 3 || page[0].ID != events[5].ID {
+			t.Errorf("page = %v", page)
+		}
+		uid := latchkey.UserID(2)
+		if none, _ := db.FindAuditEvents(ctx, latchkey.AuditFilter{UserID: &uid}); len(none) != 0 {
+			t.Errorf("user filter returned %d", len(none))
+		}
+		// Append-only: the database refuses updates and deletes.
+		if _, err := db.SQL().ExecContext(ctx, `UPDATE audit_events SET outcome = 'success' WHERE id = $1`, events[0].ID); err == nil {
+			t.Error("an audit event was updated")
+		}
+		if _, err := db.SQL().ExecContext(ctx, `DELETE FROM audit_events WHERE id = $1`, events[0].ID); err == nil {
+			t.Error("an audit event was deleted")
+		}
+	})
+}
+
+func TestSecretsEncryptedAtRest(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			dsn := b.dsn(t)
+			db := open(t, dsn, key)
+			alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
+			secret := []byte("SUPER-SECRET-SEED-20")
+			ca := &latchkey.TOTPCredential{UserID: alice.ID, Name: "app", Secret: secret}
+			cb := &latchkey.TOTPCredential{UserID: bob.ID, Name: "app", Secret: []byte("bob's own seed 12345")}
+			db.CreateTOTPCredential(ctx, ca)
+			db.CreateTOTPCredential(ctx, cb)
+			var raw []byte
+			if err := db.SQL().QueryRowContext(ctx, `SELECT secret FROM totp_credentials WHERE id = $1`, ca.ID).Scan(&raw); err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(raw, secret) || len(raw) < len(secret)+28 {
+				t.Fatalf("the stored secret is not encrypted: %q", raw)
+			}
+			// A different key cannot read it.
+			other := open(t, dsn, bytes.Repeat([]byte{7}, 32))
+			if _, err := other.FindTOTPCredentials(ctx, alice.ID); err == nil {
+				t.Error("a wrong key decrypted the secret")
+			}
+			// Alice's ciphertext copied onto Bob's row does not decrypt there.
+			if _, err := db.SQL().ExecContext(ctx, `UPDATE totp_credentials SET secret = $1 WHERE id = $2`, raw, cb.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.FindTOTPCredentials(ctx, bob.ID); err == nil {
+				t.Error("a ciphertext moved to another row decrypted")
+			}
+			if creds, err := db.FindTOTPCredentials(ctx, alice.ID); err != nil || !bytes.Equal(creds[0].Secret, secret) {
+				t.Errorf("alice's own secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestMigrationsIdempotent(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			dsn := b.dsn(t)
+			db := open(t, dsn, key)
+			mkUser(t, db, "alice")
+			db.Close()
+			// Two nodes starting at once on the same database.
+			var wg sync.WaitGroup
+			for range 2 {
+				wg.Go(func() {
+					db2, err := sqlstore.Open(context.Background(), dsn, sqlstore.Options{SecretsKey: key})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer db2.Close()
+					if _, err := db2.FindUserByUsername(context.Background(), "alice"); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+		})
+	}
+}
