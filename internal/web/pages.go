@@ -28,7 +28,7 @@ type pages struct {
 // loadPages parses each page together with the shared layout. A broken template is a
 // programming error caught by any test, so it panics.
 func loadPages() *pages {
-	base := template.Must(template.New("layout.html").ParseFS(templateFS, "templates/layout.html"))
+	base := template.Must(template.New("layout.html").Funcs(template.FuncMap{"pngDataURL": pngDataURL}).ParseFS(templateFS, "templates/layout.html"))
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
 		panic(err)
@@ -54,6 +54,15 @@ func (s *Server) staticHandler() http.Handler {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		fsrv.ServeHTTP(w, r)
 	})
+}
+
+// pngDataURL lets a PNG data: URL through html/template's URL filter, and nothing else.
+func pngDataURL(s string) template.URL {
+	const prefix = "data:image/png;base64,"
+	if !strings.HasPrefix(s, prefix) || strings.Trim(s[len(prefix):], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != "" {
+		return ""
+	}
+	return template.URL(s)
 }
 
 // view is what every template receives.
