@@ -27,7 +27,7 @@ const (
 func parseCode(code string) (string, error) {
 	c, err := totp.ParseCode(code)
 	if err != nil {
-		return "", latchkey.Errorf(latchkey.EInvalid, "%s", err.Error())
+		return "", latchkey.Errorf(latchkey.EInvalid, "Enter the 6-digit code from your authenticator app.")
 	}
 	return c, nil
 }

@@ -59,7 +59,7 @@ func (a Algorithm) hash() func() hash.Hash {
 }
 
 // ErrMalformedCode is returned by ParseCode for anything that is not six digits.
-var ErrMalformedCode = errors.New("Enter the 6-digit code from your authenticator app.")
+var ErrMalformedCode = errors.New("totp: a code is six digits")
 
 // GenerateSecret returns a new 160-bit seed from crypto/rand.
 func GenerateSecret() ([]byte, error) {
