@@ -52,7 +52,11 @@ func Throttled(d time.Duration) *Error {
 	if secs < 1 {
 		secs = 1
 	}
-	return &Error{Code: EThrottled, Message: fmt.Sprintf("Too many attempts. Try again in %d seconds.", secs), RetryAfter: time.Duration(secs) * time.Second}
+	unit := "seconds"
+	if secs == 1 {
+		unit = "second"
+	}
+	return &Error{Code: EThrottled, Message: fmt.Sprintf("Too many attempts. Try again in %d %s.", secs, unit), RetryAfter: time.Duration(secs) * time.Second}
 }
 
 // ErrorCode returns the code of the first *Error in err's chain, EInternal for any other
