@@ -452,4 +452,14 @@ func TestBrowserSetupCrossSiteAndNoScript(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("h1.page-title")),
 	)
 	browsertest.Screenshot(t, ctx, "setup-04-signed-in-no-js")
+
+	// On a phone-sized screen nothing overflows sideways.
+	for _, path := range []string{"/settings/security", "/settings/account", "/settings/password"} {
+		do(t, ctx, "phone "+path, chromedp.EmulateViewport(390, 844), chromedp.Navigate(s.url+path), chromedp.WaitVisible(chromedp.CSS("h1")))
+		browsertest.Screenshot(t, ctx, "phone"+strings.ReplaceAll(path, "/", "-"))
+		fits, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`))
+		if err != nil || !fits {
+			t.Errorf("%s overflows a 390 px wide screen (%v)", path, err)
+		}
+	}
 }

@@ -723,3 +723,44 @@ func TestSetupToken(t *testing.T) {
 		t.Error("a setup token is issued while an admin exists")
 	}
 }
+
+// TestSignInAttemptsAudited: every attempt lands in the audit trail with the time (UTC), the
+// user, the IP address, the browser and the outcome.
+func TestSignInAttemptsAudited(t *testing.T) {
+	e := newEnv(t)
+	u := e.user(t, "alice")
+	ctx := context.Background()
+	c := login.Client{IP: "198.51.100.7", UserAgent: "Mozilla/5.0 test"}
+	e.svc.Login(ctx, c, "", "alice", "wrong")
+	e.svc.Login(ctx, c, "", "ghost", "wrong")
+	if _, err := e.svc.Login(ctx, c, "", "alice", goodPassword); err != nil {
+		t.Fatal(err)
+	}
+	events, err := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct{ user, action, outcome string }
+	var got []row
+	for _, ev := range events {
+		if ev.Action != latchkey.ActionLogin {
+			continue
+		}
+		if ev.IP != c.IP || ev.UserAgent != c.UserAgent || ev.Time.Location() != time.UTC || !ev.Time.Equal(e.clock.Now()) {
+			t.Errorf("event %+v lacks the client or the UTC time", ev)
+		}
+		got = append(got, row{ev.Username, ev.Action, ev.Outcome})
+		if ev.Username == "alice" && ev.UserID != u.ID {
+			t.Errorf("event for alice has user id %d", ev.UserID)
+		}
+	}
+	want := []row{{"alice", latchkey.ActionLogin, latchkey.OutcomeFailure}, {"ghost", latchkey.ActionLogin, latchkey.OutcomeFailure}, {"alice", latchkey.ActionLogin, latchkey.OutcomeSuccess}}
+	if len(got) != len(want) {
+		t.Fatalf("audited %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("event %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package latchkey_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey"
+)
+
+func TestErrorCodeAndMessage(t *testing.T) {
+	domain := latchkey.Errorf(latchkey.EInvalidCode, "That code didn't work.")
+	wrapped := fmt.Errorf("use code: %w", domain)
+	internal := errors.New("disk on fire: /var/lib/secret")
+	tests := []struct {
+		name      string
+		err       error
+		code, msg string
+	}{
+		{"nil", nil, "", ""},
+		{"domain", domain, latchkey.EInvalidCode, "That code didn't work."},
+		{"wrapped", wrapped, latchkey.EInvalidCode, "That code didn't work."},
+		{"internal", internal, latchkey.EInternal, "Something went wrong on our side. Please try again."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := latchkey.ErrorCode(tt.err); got != tt.code {
+				t.Errorf("ErrorCode = %q, want %q", got, tt.code)
+			}
+			if got := latchkey.ErrorMessage(tt.err); got != tt.msg {
+				t.Errorf("ErrorMessage = %q, want %q", got, tt.msg)
+			}
+		})
+	}
+}
+
+func TestThrottled(t *testing.T) {
+	tests := []struct {
+		in   time.Duration
+		want time.Duration
+		msg  string
+	}{
+		{0, time.Second, "Too many attempts. Try again in 1 second."},
+		{1500 * time.Millisecond, 2 * time.Second, "Too many attempts. Try again in 2 seconds."},
+		{15 * time.Minute, 15 * time.Minute, "Too many attempts. Try again in 900 seconds."},
+	}
+	for _, tt := range tests {
+		e := latchkey.Throttled(tt.in)
+		if e.Code != latchkey.EThrottled || e.RetryAfter != tt.want || e.Message != tt.msg {
+			t.Errorf("Throttled(%v) = %+v, want RetryAfter %v, %q", tt.in, e, tt.want, tt.msg)
+		}
+	}
+}
+
+func TestAuditHashCoversEveryField(t *testing.T) {
+	base := latchkey.AuditEvent{Time: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), UserID: 1, Username: "alice", Action: "login.password", Outcome: "failure", IP: "192.0.2.1", UserAgent: "UA", Detail: "d", TicketID: 7}
+	h := base.ComputeHash([]byte("prev"))
+	edits := map[string]func(e *latchkey.AuditEvent){
+		"time":       func(e *latchkey.AuditEvent) { e.Time = e.Time.Add(time.Microsecond) },
+		"user id":    func(e *latchkey.AuditEvent) { e.UserID = 2 },
+		"username":   func(e *latchkey.AuditEvent) { e.Username = "bob" },
+		"action":     func(e *latchkey.AuditEvent) { e.Action = "logout" },
+		"outcome":    func(e *latchkey.AuditEvent) { e.Outcome = "success" },
+		"ip":         func(e *latchkey.AuditEvent) { e.IP = "192.0.2.2" },
+		"user agent": func(e *latchkey.AuditEvent) { e.UserAgent = "UB" },
+		"detail":     func(e *latchkey.AuditEvent) { e.Detail = "e" },
+		"ticket":     func(e *latchkey.AuditEvent) { e.TicketID = 8 },
+		// Moving text between fields must change the hash too (length-prefixed encoding).
+		"shifted text": func(e *latchkey.AuditEvent) { e.Username, e.Action = "alicelogin", ".password" },
+	}
+	for name, edit := range edits {
+		e := base
+		edit(&e)
+		if bytes.Equal(e.ComputeHash([]byte("prev")), h) {
+			t.Errorf("editing the %s does not change the hash", name)
+		}
+	}
+	if bytes.Equal(base.ComputeHash([]byte("other")), h) {
+		t.Error("the previous hash is not part of the hash")
+	}
+}
