@@ -384,6 +384,30 @@ func TestBrowserJourneys(t *testing.T) {
 	if on, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById('totp').checked`)); on {
 		t.Error("the checkbox is still ticked after disabling")
 	}
+
+	// Change the password: the current one is required, a weak new one is refused next to
+	// the field, and the user gets an email.
+	do(t, ctx, "password page", chromedp.Navigate(s.url+"/settings/password"), chromedp.WaitVisible(chromedp.CSS("#new_password")))
+	if a := attr(t, ctx, "#new_password", "autocomplete"); a != "new-password" {
+		t.Errorf("new password autocomplete = %q", a)
+	}
+	do(t, ctx, "weak new password",
+		chromedp.SendKeys(chromedp.CSS("#current_password"), alicePassword),
+		chromedp.SendKeys(chromedp.CSS("#new_password"), "passwordpassword"),
+		chromedp.Submit(chromedp.CSS("#new_password")),
+		chromedp.WaitVisible(chromedp.CSS("#new-error")),
+	)
+	if got := text(t, ctx, "#new-error"); !strings.Contains(got, "too common") {
+		t.Errorf("weak password error = %q", got)
+	}
+	shot("17-password-weak")
+	do(t, ctx, "change password",
+		chromedp.SendKeys(chromedp.CSS("#current_password"), alicePassword),
+		chromedp.SendKeys(chromedp.CSS("#new_password"), "a brand new long passphrase"),
+		chromedp.Submit(chromedp.CSS("#new_password")),
+		chromedp.WaitVisible(chromedp.CSS(".flash")),
+	)
+	waitMail(t, s, "Your password was changed")
 }
 
 // TestBrowserSetupCrossSiteAndNoScript: the first admin is created from the one-time setup

@@ -159,6 +159,7 @@ var (
 	errBadCode        = &latchkey.Error{Code: latchkey.EInvalidCode, Message: msgBadCode}
 	errFlowExpired    = &latchkey.Error{Code: latchkey.EFlowExpired, Message: msgFlowExpired}
 	errUnauthed       = &latchkey.Error{Code: latchkey.EUnauthenticated, Message: msgSignIn}
+	errBadPassword    = &latchkey.Error{Code: latchkey.EInvalidCredentials, Message: "The password is incorrect."}
 )
 
 // NormalizeUsername returns the canonical form of a username: NFKC, trimmed, lower case.
@@ -230,6 +231,23 @@ func (s *Service) checkAccount(ctx context.Context, key string) (locked bool, er
 		return false, latchkey.Throttled(until.Sub(s.now()))
 	}
 	return false, nil
+}
+
+// admit checks the IP and account throttles before a credential of u is checked, and returns
+// the account's throttle key. A locked account gets failure: the same answer as a wrong
+// credential.
+func (s *Service) admit(ctx context.Context, c Client, u *latchkey.User, action string, failure error) (string, error) {
+	if err := s.ip.check(c.IP, s.now()); err != nil {
+		return "", err
+	}
+	key := userKey(u.Username)
+	if locked, err := s.checkAccount(ctx, key); err != nil {
+		return "", err
+	} else if locked {
+		s.audit(ctx, c, u, "", action, latchkey.OutcomeDenied, "account locked")
+		return "", failure
+	}
+	return key, nil
 }
 
 // fail records a failed attempt against the account key and the client's IP.
@@ -442,15 +460,9 @@ func (s *Service) LoginTOTP(ctx context.Context, c Client, token, code string) (
 	if err != nil {
 		return nil, err
 	}
-	if err := s.ip.check(c.IP, s.now()); err != nil {
+	key, err := s.admit(ctx, c, u, latchkey.ActionLoginTOTP, errBadCode)
+	if err != nil {
 		return nil, err
-	}
-	key := userKey(u.Username)
-	if locked, err := s.checkAccount(ctx, key); err != nil {
-		return nil, err
-	} else if locked {
-		s.audit(ctx, c, u, "", latchkey.ActionLoginTOTP, latchkey.OutcomeDenied, "account locked")
-		return nil, errBadCode
 	}
 	creds, err := s.opt.Store.FindTOTPCredentials(ctx, u.ID)
 	if err != nil {
@@ -499,15 +511,9 @@ func (s *Service) LoginRecovery(ctx context.Context, c Client, token, code strin
 	if err != nil {
 		return nil, err
 	}
-	if err := s.ip.check(c.IP, s.now()); err != nil {
+	key, err := s.admit(ctx, c, u, latchkey.ActionLoginRecovery, errBadCode)
+	if err != nil {
 		return nil, err
-	}
-	key := userKey(u.Username)
-	if locked, err := s.checkAccount(ctx, key); err != nil {
-		return nil, err
-	} else if locked {
-		s.audit(ctx, c, u, "", latchkey.ActionLoginRecovery, latchkey.OutcomeDenied, "account locked")
-		return nil, errBadCode
 	}
 	err = s.opt.Store.UseRecoveryCode(ctx, u.ID, s.keyedHash("recovery", norm), s.now())
 	switch latchkey.ErrorCode(err) {
@@ -611,14 +617,9 @@ func (s *Service) checkPassword(ctx context.Context, c Client, u *latchkey.User,
 	if pw == "" {
 		return latchkey.Errorf(latchkey.EInvalid, "Enter your current password.")
 	}
-	if err := s.ip.check(c.IP, s.now()); err != nil {
+	key, err := s.admit(ctx, c, u, action, errBadPassword)
+	if err != nil {
 		return err
-	}
-	key := userKey(u.Username)
-	if locked, err := s.checkAccount(ctx, key); err != nil {
-		return err
-	} else if locked {
-		return latchkey.Errorf(latchkey.EInvalidCredentials, "The password is incorrect.")
 	}
 	ok, _, err := s.opt.Hasher.Verify(ctx, pw, u.PasswordHash)
 	if err != nil {
@@ -627,7 +628,7 @@ func (s *Service) checkPassword(ctx context.Context, c Client, u *latchkey.User,
 	if !ok {
 		s.fail(ctx, c, key)
 		s.audit(ctx, c, u, "", action, latchkey.OutcomeFailure, "wrong password")
-		return latchkey.Errorf(latchkey.EInvalidCredentials, "The password is incorrect.")
+		return errBadPassword
 	}
 	return nil
 }

@@ -489,3 +489,40 @@ func mustUserB(b *testing.B, f *fixture) *latchkey.User {
 	}
 	return u
 }
+
+// TestReauthenticationContinues: a stale session that starts enrolling is sent to confirm
+// its password and then back to the enrolment page, where it continues.
+func TestReauthenticationContinues(t *testing.T) {
+	f := newFixture(t, "")
+	c := f.client(t)
+	form := func(path string, v url.Values) response {
+		return c.do("POST", path, "application/x-www-form-urlencoded", v.Encode())
+	}
+	if r := form("/login", url.Values{"username": {"alice"}, "password": {pw}}); r.code != 303 {
+		t.Fatalf("login: %d", r.code)
+	}
+	f.clock.Add(11 * time.Minute)
+	r := form("/settings/security/totp", nil)
+	if r.code != 303 || r.header.Get("Location") != "/reauth?next=%2Fsettings%2Fsecurity%2Ftotp" {
+		t.Fatalf("stale start: %d Location %q", r.code, r.header.Get("Location"))
+	}
+	if creds, _ := f.db.FindTOTPCredentials(context.Background(), mustUser(t, f).ID); len(creds) != 0 {
+		t.Fatal("a stale session started an enrolment")
+	}
+	if r := c.do("GET", "/settings/security/totp", "", ""); !strings.Contains(r.raw, `action="/settings/security/totp"`) || strings.Contains(r.raw, `id="qr"`) {
+		t.Errorf("the enrolment page shows a secret to a stale session")
+	}
+	if r := form("/reauth", url.Values{"password": {"wrong"}, "next": {"/settings/security/totp"}}); r.code != 401 || !strings.Contains(r.raw, "The password is incorrect.") {
+		t.Errorf("reauth with a wrong password: %d", r.code)
+	}
+	r = form("/reauth", url.Values{"password": {pw}, "next": {"/settings/security/totp"}})
+	if r.code != 303 || r.header.Get("Location") != "/settings/security/totp" {
+		t.Fatalf("reauth: %d Location %q", r.code, r.header.Get("Location"))
+	}
+	if r := form("/settings/security/totp", nil); r.code != 303 || r.header.Get("Location") != "/settings/security/totp" {
+		t.Fatalf("start after reauth: %d %q", r.code, r.header.Get("Location"))
+	}
+	if r := c.do("GET", "/settings/security/totp", "", ""); !strings.Contains(r.raw, `id="qr"`) {
+		t.Error("no QR code after re-authentication")
+	}
+}
