@@ -215,18 +215,14 @@ func (s *Server) pageLoginPost(w http.ResponseWriter, r *http.Request) error {
 	username := r.PostFormValue("username")
 	res, err := s.login.Login(r.Context(), client(r), s.token(r), username, r.PostFormValue("password"))
 	if err != nil {
-		v := &view{Title: "Sign in", Next: next, Data: map[string]string{"Username": username}}
-		if code := latchkey.ErrorCode(err); code == latchkey.EInternal {
+		code := latchkey.ErrorCode(err)
+		if code == latchkey.EInternal {
 			return err
-		} else if code == latchkey.EInvalid || code == latchkey.EInvalidCredentials {
-			v.Error = latchkey.ErrorMessage(err)
-		} else {
-			v.Error = latchkey.ErrorMessage(err)
-			if code == latchkey.EThrottled {
-				writeRetryAfter(w, err)
-			}
 		}
-		return s.render(w, status(latchkey.ErrorCode(err)), "login", v)
+		// One message for the whole form: it must not say which of the two fields was wrong.
+		writeRetryAfter(w, err)
+		v := &view{Title: "Sign in", Next: next, Error: latchkey.ErrorMessage(err), Data: map[string]string{"Username": username}}
+		return s.render(w, status(code), "login", v)
 	}
 	s.setSession(w, res)
 	switch res.State {

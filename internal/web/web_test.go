@@ -284,6 +284,11 @@ func TestThrottledAnswersRetryAfter(t *testing.T) {
 	if ra := r.header.Get("Retry-After"); ra == "" || ra == "0" {
 		t.Errorf("Retry-After = %q", ra)
 	}
+	// The HTML form answers the same way, with the message on the page.
+	r = c.do("POST", "/login", "application/x-www-form-urlencoded", url.Values{"username": {"alice"}, "password": {pw}}.Encode())
+	if r.code != 429 || r.header.Get("Retry-After") == "" || !strings.Contains(r.raw, "Too many attempts") {
+		t.Errorf("HTML login while throttled: %d Retry-After %q", r.code, r.header.Get("Retry-After"))
+	}
 }
 
 func TestCrossSiteRefused(t *testing.T) {
