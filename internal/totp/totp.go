@@ -7,18 +7,12 @@ package totp
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/base32"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"image/png"
 	"net/url"
 	"strconv"
@@ -27,6 +21,8 @@ import (
 
 	"github.com/boombuler/barcode"
 	"github.com/boombuler/barcode/qr"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/hotp"
 )
 
 // Period is the length of a time step.
@@ -47,16 +43,6 @@ const (
 	SHA256 Algorithm = "SHA256"
 	SHA512 Algorithm = "SHA512"
 )
-
-func (a Algorithm) hash() func() hash.Hash {
-	switch a {
-	case SHA256:
-		return sha256.New
-	case SHA512:
-		return sha512.New
-	}
-	return sha1.New
-}
 
 // ErrMalformedCode is returned by ParseCode for anything that is not six digits.
 var ErrMalformedCode = errors.New("totp: a code is six digits")
@@ -106,21 +92,32 @@ func Step(t time.Time) int64 { return t.Unix() / Period }
 // Code returns the 6-digit SHA-1 code of secret at step.
 func Code(secret []byte, step int64) string { return CodeCustom(secret, step, Digits, SHA1) }
 
-// CodeCustom returns the RFC 4226 code with the given digits and algorithm.
+// CodeCustom returns the RFC 4226 code with the given digits (6 or 8) and algorithm. The
+// HMAC and dynamic truncation are pquerna/otp's; this package adds the window, the replay
+// bound and the parsing rules Latchkey needs.
 func CodeCustom(secret []byte, step int64, digits int, alg Algorithm) string {
-	var msg [8]byte
-	binary.BigEndian.PutUint64(msg[:], uint64(step))
-	m := hmac.New(alg.hash(), secret)
-	m.Write(msg[:])
-	sum := m.Sum(nil)
-	off := sum[len(sum)-1] & 0x0f
-	bin := binary.BigEndian.Uint32(sum[off:off+4]) & 0x7fffffff
-	mod := uint32(1)
-	for range digits {
-		mod *= 10
+	return codeB32(Encode(secret), step, digits, alg)
+}
+
+// codeB32 is CodeCustom for a secret already in base32, so Verify encodes it once.
+func codeB32(secret string, step int64, digits int, alg Algorithm) string {
+	opts := hotp.ValidateOpts{Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
+	if digits == 8 {
+		opts.Digits = otp.DigitsEight
 	}
-	s := strconv.FormatUint(uint64(bin%mod), 10)
-	return strings.Repeat("0", digits-len(s)) + s
+	switch alg {
+	case SHA256:
+		opts.Algorithm = otp.AlgorithmSHA256
+	case SHA512:
+		opts.Algorithm = otp.AlgorithmSHA512
+	}
+	code, err := hotp.GenerateCodeCustom(secret, uint64(step), opts)
+	if err != nil {
+		// Encode always yields valid base32, so this is unreachable; an empty code never
+		// matches a parsed one.
+		return ""
+	}
+	return code
 }
 
 // Verify reports whether code is the code of secret for a step within one step of now's
@@ -129,11 +126,12 @@ func CodeCustom(secret []byte, step int64, digits int, alg Algorithm) string {
 // well-formed (ParseCode). The comparison is constant-time.
 func Verify(secret []byte, code string, now time.Time, lastStep int64) (step int64, ok bool) {
 	t := Step(now)
+	enc := Encode(secret)
 	for _, s := range [...]int64{t - 1, t, t + 1} {
 		if s <= lastStep {
 			continue
 		}
-		if subtle.ConstantTimeCompare([]byte(Code(secret, s)), []byte(code)) == 1 {
+		if subtle.ConstantTimeCompare([]byte(codeB32(enc, s, Digits, SHA1)), []byte(code)) == 1 {
 			return s, true
 		}
 	}
