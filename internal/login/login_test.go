@@ -3,6 +3,7 @@ package login_test
 import (
 	"context"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -372,6 +373,15 @@ func TestRecoveryCodes(t *testing.T) {
 	_, codes := e.enableTOTP(t, first)
 	if len(codes) != 10 {
 		t.Fatalf("got %d recovery codes, want 10", len(codes))
+	}
+	// 16 symbols of a 32-symbol alphabet: 80 bits each (SECURITY.md asks for 64+), all distinct.
+	format := regexp.MustCompile(`^[abcdefghjkmnpqrstuvwxyz1-9]{4}(-[abcdefghjkmnpqrstuvwxyz1-9]{4}){3}$`)
+	seen := map[string]bool{}
+	for _, c := range codes {
+		if !format.MatchString(c) || seen[c] {
+			t.Errorf("recovery code %q is malformed or repeated", c)
+		}
+		seen[c] = true
 	}
 	res := e.signIn(t, "alice")
 	if got := res.Methods; len(got) != 2 || got[0] != "totp" || got[1] != "recovery" {
