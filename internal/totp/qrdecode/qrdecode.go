@@ -1,5 +1,6 @@
-// Package qrdecode reads QR codes from PNG images. Tests use it to read what a page shows, so
-// that gozxing is never linked into a binary.
+// Package qrdecode reads QR codes from PNG images. Tests (unit and browser end-to-end) use it
+// to read the QR code a page shows; it lives apart from package totp so that gozxing is never
+// linked into a binary.
 package qrdecode
 
 import (
@@ -11,7 +12,9 @@ import (
 	"github.com/makiuchi-d/gozxing/qrcode"
 )
 
-// Decode returns the text of the QR code in a PNG image.
+// Decode returns the text of the QR code in a PNG image. It tries the fast path first and
+// then gozxing's harder search, so that screenshots with scaling or surrounding page content
+// also decode. It returns an error if the data is not a PNG or holds no readable QR code.
 func Decode(pngData []byte) (string, error) {
 	img, err := png.Decode(bytes.NewReader(pngData))
 	if err != nil {
@@ -21,7 +24,11 @@ func Decode(pngData []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("bitmap: %w", err)
 	}
-	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
+	r := qrcode.NewQRCodeReader()
+	res, err := r.Decode(bmp, nil)
+	if err != nil {
+		res, err = r.Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_TRY_HARDER: true})
+	}
 	if err != nil {
 		return "", fmt.Errorf("read qr code: %w", err)
 	}
