@@ -11,7 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	netmail "net/mail"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,58 +22,93 @@ import (
 	gomail "github.com/wneessen/go-mail"
 )
 
-// Message is one email to one recipient.
+// Message is one email to one recipient. Text and HTML are the two alternative bodies; HTML
+// may be empty.
 type Message struct {
-	To      string
+	To      string // one address, e.g. "alice@example.com" or "Alice <alice@example.com>"
 	Subject string
 	Text    string
 	HTML    string
 }
 
-// Sender delivers messages.
+// Sender delivers messages. Send returns once the message is handed to the SMTP server or
+// written to the outbox.
 type Sender interface {
 	Send(ctx context.Context, m Message) error
 }
 
 // Options configure New.
 type Options struct {
-	// SMTPURL is smtp://[user:pass@]host[:port] (STARTTLS when the server offers it) or
-	// smtps://[user:pass@]host[:port] (implicit TLS). Empty selects the outbox. The query
-	// parameter insecure_skip_verify=true disables certificate checks (test servers only).
+	// SMTPURL selects SMTP delivery:
+	//
+	//	smtp://[user:password@]host[:port]   port 587 by default; STARTTLS whenever the server
+	//	                                      offers it, plain SMTP otherwise
+	//	smtps://[user:password@]host[:port]  port 465 by default; TLS from the first byte
+	//
+	// With user info the client authenticates with PLAIN or LOGIN, whichever the server
+	// offers; the credentials are only ever sent over TLS or to localhost, 127.0.0.1 or ::1.
+	// Percent-encode special characters in the user name and password. The query parameter
+	// insecure_skip_verify=true accepts any server certificate: for test servers only.
+	//
+	// Empty SMTPURL selects the outbox.
 	SMTPURL string
-	// OutboxDir receives .eml files when SMTPURL is empty.
+	// OutboxDir receives one .eml file per message when SMTPURL is empty. It is created with
+	// mode 0700 if missing.
 	OutboxDir string
-	// From is the sender address, e.g. "Latchkey <no-reply@example.com>".
-	From   string
+	// From is the sender address; default "Latchkey <latchkey@localhost>".
+	From string
+	// Logger receives one info line per message (recipient and subject, never the body);
+	// nil discards.
 	Logger *slog.Logger
-	Now    func() time.Time
+	// Now stamps the Date header and outbox file names; default time.Now.
+	Now func() time.Time
 }
 
-// New returns the Sender that Options describe, or an error listing what is wrong with them.
-func New(opt Options) (Sender, error) {
-	if opt.Logger == nil {
-		opt.Logger = slog.New(slog.DiscardHandler)
+// New returns the Sender that opts describe, or an error listing everything wrong with them.
+// Errors never contain the SMTP password.
+func New(opts Options) (Sender, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opt.Now == nil {
-		opt.Now = time.Now
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
-	if opt.From == "" {
-		opt.From = "Latchkey <latchkey@localhost>"
+	if opts.From == "" {
+		opts.From = "Latchkey <latchkey@localhost>"
 	}
-	if opt.SMTPURL == "" {
-		if opt.OutboxDir == "" {
-			return nil, errors.New("mail: either an SMTP URL or an outbox folder is needed")
+	var problems []string
+	if _, err := netmail.ParseAddress(opts.From); err != nil {
+		problems = append(problems, fmt.Sprintf("the sender address %q is not a valid email address", opts.From))
+	}
+	if opts.SMTPURL == "" {
+		if opts.OutboxDir == "" {
+			problems = append(problems, "either an SMTP URL or an outbox folder is needed")
 		}
-		return &outbox{dir: opt.OutboxDir, from: opt.From, log: opt.Logger, now: opt.Now}, nil
+		if len(problems) > 0 {
+			return nil, fmt.Errorf("mail: %s", strings.Join(problems, "; "))
+		}
+		if err := os.MkdirAll(opts.OutboxDir, 0o700); err != nil {
+			return nil, fmt.Errorf("mail: create outbox: %w", err)
+		}
+		return &outbox{dir: opts.OutboxDir, from: opts.From, log: opts.Logger, now: opts.Now}, nil
 	}
-	return newSMTP(opt)
+	s, urlProblems := newSMTP(opts)
+	problems = append(problems, urlProblems...)
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("mail: bad mail settings: %s", strings.Join(problems, "; "))
+	}
+	return s, nil
 }
 
-// newMsg builds the MIME message: multipart/alternative with a text and an HTML part.
+// newMsg builds the MIME message: multipart/alternative with a text and an HTML part, with
+// From, To, Subject, Date, Message-ID and MIME-Version headers.
 func newMsg(from string, m Message, now time.Time) (*gomail.Msg, error) {
 	msg := gomail.NewMsg()
 	if err := msg.From(from); err != nil {
-		return nil, fmt.Errorf("from address: %w", err)
+		return nil, fmt.Errorf("sender address: %w", err)
+	}
+	if m.To == "" {
+		return nil, errors.New("the message has no recipient")
 	}
 	if err := msg.To(m.To); err != nil {
 		return nil, fmt.Errorf("recipient address: %w", err)
@@ -88,6 +123,7 @@ func newMsg(from string, m Message, now time.Time) (*gomail.Msg, error) {
 	return msg, nil
 }
 
+// outbox writes messages to files instead of sending them.
 type outbox struct {
 	dir  string
 	from string
@@ -95,55 +131,75 @@ type outbox struct {
 	now  func() time.Time
 }
 
-// Send writes m as an .eml file (mode 0600) and logs the recipient, subject and file — never
-// the body, which may carry links with tokens.
+var _ Sender = (*outbox)(nil)
+
+// Send writes m to DIR/YYYYMMDDTHHMMSSZ-RANDOM.eml (mode 0600) and logs the recipient, subject
+// and file, never the body, which may carry links with tokens.
 func (o *outbox) Send(ctx context.Context, m Message) error {
-	msg, err := newMsg(o.from, m, o.now())
+	now := o.now()
+	msg, err := newMsg(o.from, m, now)
 	if err != nil {
-		return err
+		return fmt.Errorf("mail: %w", err)
 	}
 	if err := os.MkdirAll(o.dir, 0o700); err != nil {
-		return fmt.Errorf("create outbox: %w", err)
+		return fmt.Errorf("mail: create outbox: %w", err)
 	}
 	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	name := filepath.Join(o.dir, o.now().UTC().Format("20060102T150405Z")+"-"+hex.EncodeToString(rnd[:])+".eml")
+	rand.Read(rnd[:]) // never fails
+	name := filepath.Join(o.dir, now.UTC().Format("20060102T150405Z")+"-"+hex.EncodeToString(rnd[:])+".eml")
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("create message file: %w", err)
+		return fmt.Errorf("mail: create message file: %w", err)
 	}
 	if _, err := msg.WriteTo(f); err != nil {
 		f.Close()
-		return fmt.Errorf("write message file: %w", err)
+		os.Remove(name)
+		return fmt.Errorf("mail: write message file: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write message file: %w", err)
+		os.Remove(name)
+		return fmt.Errorf("mail: write message file: %w", err)
 	}
 	o.log.InfoContext(ctx, "mail written to outbox", "to", m.To, "subject", m.Subject, "file", name)
 	return nil
 }
 
+// smtpSender delivers through an SMTP server, one connection per message.
 type smtpSender struct {
 	from string
 	host string
 	opts []gomail.Option
 	log  *slog.Logger
 	now  func() time.Time
-	safe string // the URL without its password, for logs
+	safe string // the URL with its password redacted, for errors and logs
 }
 
-func newSMTP(opt Options) (Sender, error) {
-	u, err := url.Parse(opt.SMTPURL)
+var _ Sender = (*smtpSender)(nil)
+
+// newSMTP parses opts.SMTPURL and returns a sender, or every problem found with the URL.
+func newSMTP(opts Options) (*smtpSender, []string) {
+	u, err := url.Parse(opts.SMTPURL)
 	if err != nil {
-		return nil, errors.New("mail: the SMTP URL cannot be parsed")
+		// url.Error repeats the URL, password included, so it is not passed on.
+		if p := portProblem(opts.SMTPURL); p != "" {
+			return nil, []string{"SMTP URL: " + p}
+		}
+		return nil, []string{"the SMTP URL cannot be parsed (want smtp://[user:password@]host[:port] or smtps://...; percent-encode special characters in the user name and password)"}
 	}
+	safe := u.Redacted()
 	var problems []string
+	bad := func(format string, args ...any) {
+		problems = append(problems, fmt.Sprintf("SMTP URL %s: ", safe)+fmt.Sprintf(format, args...))
+	}
 	if u.Scheme != "smtp" && u.Scheme != "smtps" {
-		problems = append(problems, fmt.Sprintf("scheme must be smtp or smtps, not %q", u.Scheme))
+		bad("the scheme must be smtp or smtps, not %q", u.Scheme)
+	}
+	if u.Opaque != "" {
+		bad("write it as scheme://host:port")
 	}
 	host := u.Hostname()
 	if host == "" {
-		problems = append(problems, "the host is missing")
+		bad("the host is missing")
 	}
 	port := 587
 	if u.Scheme == "smtps" {
@@ -152,47 +208,95 @@ func newSMTP(opt Options) (Sender, error) {
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {
-			problems = append(problems, fmt.Sprintf("port %q is not a number from 1 to 65535", p))
+			bad("the port %q is not a number from 1 to 65535", p)
 		}
 		port = n
+	} else if strings.HasSuffix(u.Host, ":") {
+		bad("the port is empty")
 	}
-	if len(problems) > 0 {
-		return nil, fmt.Errorf("mail: bad SMTP URL %s: %s", u.Redacted(), strings.Join(problems, "; "))
+	if u.Path != "" && u.Path != "/" {
+		bad("a path (%q) has no meaning here", u.Path)
+	}
+	if u.User != nil && u.User.Username() == "" {
+		bad("the user name is empty")
 	}
 	tlsConf := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
-	if u.Query().Get("insecure_skip_verify") == "true" {
-		tlsConf.InsecureSkipVerify = true
+	for k, vs := range u.Query() {
+		switch k {
+		case "insecure_skip_verify":
+			v, err := strconv.ParseBool(vs[len(vs)-1])
+			if err != nil {
+				bad("insecure_skip_verify must be true or false, not %q", vs[len(vs)-1])
+			}
+			tlsConf.InsecureSkipVerify = v
+		default:
+			bad("unknown parameter %q (only insecure_skip_verify is known)", k)
+		}
 	}
-	opts := []gomail.Option{gomail.WithPort(port), gomail.WithTLSConfig(tlsConf), gomail.WithTimeout(20 * time.Second)}
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	o := []gomail.Option{
+		gomail.WithPort(port),
+		gomail.WithTLSConfig(tlsConf),
+		gomail.WithTimeout(20 * time.Second),
+	}
 	if u.Scheme == "smtps" {
-		opts = append(opts, gomail.WithSSL())
+		o = append(o, gomail.WithSSL())
 	} else {
-		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSOpportunistic))
+		o = append(o, gomail.WithTLSPolicy(gomail.TLSOpportunistic))
 	}
 	if u.User != nil {
 		pass, _ := u.User.Password()
-		auth := gomail.SMTPAuthPlain
-		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
-			auth = gomail.SMTPAuthPlainNoEnc // loopback test servers without TLS
-		}
-		opts = append(opts, gomail.WithSMTPAuth(auth), gomail.WithUsername(u.User.Username()), gomail.WithPassword(pass))
+		// PLAIN and LOGIN as go-mail implements them refuse to send credentials without TLS
+		// unless the host is localhost, 127.0.0.1 or ::1, so a downgraded STARTTLS cannot
+		// leak the password.
+		o = append(o,
+			gomail.WithOpportunisticSMTPAuth(gomail.SMTPAuthPlain, gomail.SMTPAuthLogin),
+			gomail.WithUsername(u.User.Username()),
+			gomail.WithPassword(pass),
+		)
 	}
-	return &smtpSender{from: opt.From, host: host, opts: opts, log: opt.Logger, now: opt.Now, safe: u.Redacted()}, nil
+	return &smtpSender{from: opts.From, host: host, opts: o, log: opts.Logger, now: opts.Now, safe: safe}, nil
 }
 
-// Send delivers m through the SMTP server, one connection per message.
+// portProblem describes a bad port in a URL that net/url rejects, without repeating the
+// user info.
+func portProblem(raw string) string {
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		rest = rest[i+1:]
+	}
+	i := strings.LastIndex(rest, ":")
+	if i < 0 || strings.HasSuffix(rest, "]") {
+		return ""
+	}
+	p := rest[i+1:]
+	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		return fmt.Sprintf("the port %q is not a number from 1 to 65535", p)
+	}
+	return ""
+}
+
+// Send delivers m through the SMTP server on a new connection.
 func (s *smtpSender) Send(ctx context.Context, m Message) error {
 	msg, err := newMsg(s.from, m, s.now())
 	if err != nil {
-		return err
+		return fmt.Errorf("mail: %w", err)
 	}
 	c, err := gomail.NewClient(s.host, s.opts...)
 	if err != nil {
-		return fmt.Errorf("smtp client for %s: %w", s.safe, err)
+		return fmt.Errorf("mail: smtp client for %s: %w", s.safe, err)
 	}
 	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
-		return fmt.Errorf("send mail through %s: %w", s.safe, err)
+		return fmt.Errorf("mail: send through %s: %w", s.safe, err)
 	}
-	s.log.InfoContext(ctx, "mail sent", "to", m.To, "subject", m.Subject)
+	s.log.InfoContext(ctx, "mail sent", "to", m.To, "subject", m.Subject, "smtp", s.safe)
 	return nil
 }

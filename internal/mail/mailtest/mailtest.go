@@ -1,15 +1,18 @@
 // Package mailtest runs a real SMTP server in the test process (emersion/go-smtp) and keeps
-// what it receives, so tests see exactly what the server sent over the wire.
+// what it receives, parsed, so tests see exactly what was sent over the wire.
 package mailtest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net"
 	"net/mail"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -21,44 +24,88 @@ import (
 
 // Received is one delivered message, parsed.
 type Received struct {
-	From, To, Subject string
-	Text, HTML        string
-	Raw               string
-	// User is the authenticated SMTP user, if any.
+	// From and To are the SMTP envelope addresses (MAIL FROM and the last RCPT TO).
+	From, To string
+	// Subject is the decoded Subject header.
+	Subject string
+	// Text and HTML are the decoded text/plain and text/html parts ("" when absent).
+	Text, HTML string
+	// Header holds the message's headers as sent.
+	Header mail.Header
+	// Raw is the message exactly as received.
+	Raw string
+	// User is the authenticated SMTP user, "" without authentication.
 	User string
+	// Mechanism is the SASL mechanism the client authenticated with, e.g. "PLAIN" or "LOGIN".
+	Mechanism string
+	// TLS reports whether the session was encrypted (STARTTLS or implicit TLS).
+	TLS bool
 }
 
-// Server is a running SMTP server.
+// Options configure StartServerWith. The zero value is StartServer's server.
+type Options struct {
+	// User and Password, when User is set, make the server require authentication.
+	User, Password string
+	// Mechanisms are the SASL mechanisms offered, from "PLAIN" and "LOGIN"; default both.
+	Mechanisms []string
+	// StartTLS offers STARTTLS with a self-signed certificate; ImplicitTLS speaks TLS from the
+	// first byte (smtps). Either adds insecure_skip_verify=true to URL.
+	StartTLS, ImplicitTLS bool
+	// Addr is the address to listen on; default "127.0.0.1:0".
+	Addr string
+}
+
+// Server is a running SMTP server. It is safe for concurrent use.
 type Server struct {
-	srv      *smtp.Server
-	ln       net.Listener
-	mu       sync.Mutex
-	msgs     []Received
-	notify   chan struct{}
-	user     string
-	password string
+	opt Options
+	srv *smtp.Server
+	ln  net.Listener
+
+	mu      sync.Mutex
+	msgs    []Received
+	changed chan struct{} // closed and replaced whenever a message arrives
 }
 
-// StartServer starts a server on 127.0.0.1 that accepts any message without authentication;
-// it stops when the test ends.
-func StartServer(tb testing.TB) *Server { return start(tb, "", "") }
+// StartServer starts a server on 127.0.0.1 that accepts any message without authentication
+// or TLS. It stops when the test ends.
+func StartServer(tb testing.TB) *Server { return StartServerWith(tb, Options{}) }
 
-// StartServerWithAuth starts a server that requires PLAIN authentication as user/password.
+// StartServerWithAuth starts a server on 127.0.0.1 that requires PLAIN or LOGIN
+// authentication as user/password. URL includes the credentials.
 func StartServerWithAuth(tb testing.TB, user, password string) *Server {
-	return start(tb, user, password)
+	return StartServerWith(tb, Options{User: user, Password: password})
 }
 
-func start(tb testing.TB, user, password string) *Server {
+// StartServerWith starts a server configured by opt. It stops when the test ends.
+func StartServerWith(tb testing.TB, opt Options) *Server {
 	tb.Helper()
-	s := &Server{notify: make(chan struct{}, 1), user: user, password: password}
-	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }))
+	if opt.Addr == "" {
+		opt.Addr = "127.0.0.1:0"
+	}
+	if len(opt.Mechanisms) == 0 {
+		opt.Mechanisms = []string{sasl.Plain, sasl.Login}
+	}
+	s := &Server{opt: opt, changed: make(chan struct{})}
+	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		_, encrypted := c.TLSConnectionState()
+		return &session{s: s, conn: c, tlsAtStart: encrypted}, nil
+	}))
 	s.srv.Domain = "localhost"
-	s.srv.AllowInsecureAuth = true
+	s.srv.AllowInsecureAuth = true // loopback only; lets tests authenticate without TLS
 	s.srv.ReadTimeout = 10 * time.Second
 	s.srv.WriteTimeout = 10 * time.Second
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", opt.Addr)
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("mailtest: listen on %s: %v", opt.Addr, err)
+	}
+	if opt.StartTLS || opt.ImplicitTLS {
+		conf := &tls.Config{Certificates: []tls.Certificate{selfSigned(tb)}, MinVersion: tls.VersionTLS12}
+		if opt.StartTLS {
+			s.srv.TLSConfig = conf
+		}
+		if opt.ImplicitTLS {
+			ln = tls.NewListener(ln, conf)
+		}
 	}
 	s.ln = ln
 	go s.srv.Serve(ln)
@@ -66,58 +113,107 @@ func start(tb testing.TB, user, password string) *Server {
 	return s
 }
 
-// URL is the smtp:// URL of the server (with credentials for an authenticating server).
+// URL is the server's address as an SMTP URL for mail.Options.SMTPURL: smtp://127.0.0.1:PORT,
+// smtps:// with ImplicitTLS, with the credentials when the server requires them and with
+// insecure_skip_verify=true when it uses its self-signed certificate.
 func (s *Server) URL() string {
-	if s.user != "" {
-		return "smtp://" + s.user + ":" + s.password + "@" + s.ln.Addr().String()
+	u := url.URL{Scheme: "smtp", Host: s.ln.Addr().String()}
+	if s.opt.ImplicitTLS {
+		u.Scheme = "smtps"
 	}
-	return "smtp://" + s.ln.Addr().String()
+	if s.opt.User != "" {
+		u.User = url.UserPassword(s.opt.User, s.opt.Password)
+	}
+	if s.opt.StartTLS || s.opt.ImplicitTLS {
+		u.RawQuery = "insecure_skip_verify=true"
+	}
+	return u.String()
 }
 
-// Messages returns what was received so far.
+// Messages returns what was received so far, oldest first.
 func (s *Server) Messages() []Received {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Received(nil), s.msgs...)
 }
 
-// WaitFor returns the first message to `to` whose subject contains subject, waiting for it
-// until ctx ends.
+// Wait waits until at least n messages have arrived and returns all of them, or returns an
+// error when ctx ends first.
+func (s *Server) Wait(ctx context.Context, n int) ([]Received, error) {
+	for {
+		s.mu.Lock()
+		msgs, changed := append([]Received(nil), s.msgs...), s.changed
+		s.mu.Unlock()
+		if len(msgs) >= n {
+			return msgs, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return msgs, fmt.Errorf("mailtest: %d of %d messages arrived: %w", len(msgs), n, ctx.Err())
+		}
+	}
+}
+
+// WaitFor returns the first message to `to` (case-insensitive) whose subject contains
+// subject, waiting for it until ctx ends.
 func (s *Server) WaitFor(ctx context.Context, to, subject string) (Received, error) {
 	for {
-		for _, m := range s.Messages() {
+		s.mu.Lock()
+		msgs, changed := s.msgs, s.changed
+		s.mu.Unlock()
+		for _, m := range msgs {
 			if strings.EqualFold(m.To, to) && strings.Contains(m.Subject, subject) {
 				return m, nil
 			}
 		}
 		select {
-		case <-s.notify:
+		case <-changed:
 		case <-ctx.Done():
-			return Received{}, errors.New("mailtest: no message to " + to + " about " + subject + ": " + ctx.Err().Error())
+			return Received{}, fmt.Errorf("mailtest: no message to %s about %q: %w", to, subject, ctx.Err())
 		}
 	}
 }
 
-type session struct {
-	s        *Server
-	from, to string
-	user     string
+func (s *Server) deliver(m Received) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.msgs = append(s.msgs, m)
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
-func (ss *session) AuthMechanisms() []string { return []string{sasl.Plain} }
+type session struct {
+	s          *Server
+	conn       *smtp.Conn
+	tlsAtStart bool
+	from, to   string
+	user, mech string
+}
+
+var _ smtp.AuthSession = (*session)(nil)
+
+func (ss *session) AuthMechanisms() []string { return ss.s.opt.Mechanisms }
 
 func (ss *session) Auth(mech string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(identity, username, password string) error {
-		if username != ss.s.user || password != ss.s.password {
+	check := func(username, password string) error {
+		if username != ss.s.opt.User || password != ss.s.opt.Password {
 			return errors.New("invalid credentials")
 		}
-		ss.user = username
+		ss.user, ss.mech = username, mech
 		return nil
-	}), nil
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(_, username, password string) error { return check(username, password) }), nil
+	case sasl.Login:
+		return &loginServer{check: check}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
 }
 
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
-	if ss.s.user != "" && ss.user == "" {
+	if ss.s.opt.User != "" && ss.user == "" {
 		return smtp.ErrAuthRequired
 	}
 	ss.from = from
@@ -131,23 +227,25 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	m := Received{From: ss.from, To: ss.to, Raw: string(raw), User: ss.user}
-	if msg, err := mail.ReadMessage(strings.NewReader(string(raw))); err == nil {
-		dec := new(mime.WordDecoder)
-		m.Subject, _ = dec.DecodeHeader(msg.Header.Get("Subject"))
+	_, encrypted := ss.conn.TLSConnectionState()
+	m := Received{From: ss.from, To: ss.to, Raw: string(raw), User: ss.user, Mechanism: ss.mech, TLS: encrypted || ss.tlsAtStart}
+	if msg, err := mail.ReadMessage(strings.NewReader(m.Raw)); err == nil {
+		m.Header = msg.Header
+		m.Subject, _ = new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
 		parseBody(&m, msg.Header.Get("Content-Type"), msg.Header.Get("Content-Transfer-Encoding"), msg.Body)
 	}
-	ss.s.mu.Lock()
-	ss.s.msgs = append(ss.s.msgs, m)
-	ss.s.mu.Unlock()
-	select {
-	case ss.s.notify <- struct{}{}:
-	default:
-	}
+	ss.s.deliver(m)
 	return nil
 }
 
+func (ss *session) Reset()        { ss.from, ss.to = "", "" }
+func (ss *session) Logout() error { return nil }
+
+// parseBody fills m.Text and m.HTML from a (possibly nested) MIME body.
 func parseBody(m *Received, ctype, cte string, body io.Reader) {
+	if ctype == "" {
+		ctype = "text/plain"
+	}
 	mt, params, err := mime.ParseMediaType(ctype)
 	if err != nil {
 		return
@@ -171,5 +269,28 @@ func parseBody(m *Received, ctype, cte string, body io.Reader) {
 	}
 }
 
-func (ss *session) Reset()        { ss.from, ss.to = "", "" }
-func (ss *session) Logout() error { return nil }
+// loginServer is the server side of the LOGIN mechanism, which go-sasl only has for clients.
+type loginServer struct {
+	check    func(username, password string) error
+	step     int
+	username string
+}
+
+func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	l.step++
+	switch l.step {
+	case 1:
+		if len(response) > 0 { // initial response carries the user name
+			l.username = string(response)
+			l.step++
+			return []byte("Password:"), false, nil
+		}
+		return []byte("Username:"), false, nil
+	case 2:
+		l.username = string(response)
+		return []byte("Password:"), false, nil
+	case 3:
+		return nil, true, l.check(l.username, string(response))
+	}
+	return nil, false, errors.New("unexpected LOGIN response")
+}
