@@ -22,6 +22,21 @@ const (
 	ActionSetupCompleted    = "setup.completed"
 	ActionLockout           = "lockout"
 	ActionCodeReplayed      = "totp.replayed"
+	ActionDeviceActivation  = "device.activation_created"
+	ActionDeviceAdded       = "device.added"
+	ActionDevicePending     = "device.pending_approval"
+	ActionDeviceRemoved     = "device.removed"
+	ActionDeviceRenamed     = "device.renamed"
+	ActionDevicePrimary     = "device.primary"
+	ActionDeviceTransfer    = "device.transfer_created"
+	ActionDeviceSwitched    = "device.switched"
+	ActionDeviceRefused     = "device.request_refused"
+	ActionPushSent          = "push.sent"
+	ActionPushApproved      = "push.approved"
+	ActionPushDenied        = "push.denied"
+	ActionPushFraud         = "push.fraud"
+	ActionPushRefused       = "push.refused"
+	ActionLoginPush         = "login.push"
 )
 
 // Audit outcomes.

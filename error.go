@@ -25,6 +25,8 @@ const (
 	ETooLarge           = "payload_too_large"
 	EUnsupportedMedia   = "unsupported_media_type"
 	EFlowExpired        = "flow_expired"
+	EExpired            = "expired"           // a push challenge or code past its expiry
+	EDeviceSignature    = "invalid_signature" // a device request's signature did not verify
 	EInternal           = "internal"
 )
 

@@ -18,7 +18,9 @@ const (
 	AMRPassword = "pwd"
 	AMROTP      = "otp"
 	AMRHardware = "hwk"
-	AMRMFA      = "mfa"
+	// AMRSoftwareKey is a push approval: proof of possession of the device's key.
+	AMRSoftwareKey = "swk"
+	AMRMFA         = "mfa"
 )
 
 // TOTPCredential is an authenticator-app (RFC 6238) factor. A credential is pending until
@@ -32,7 +34,10 @@ type TOTPCredential struct {
 	Secret []byte
 	// LastStep is the highest RFC 6238 time step accepted for this credential; codes for any
 	// step ≤ LastStep are refused (replay guard).
-	LastStep    int64
+	LastStep int64
+	// DeviceID is the Latch device whose offline codes these are; 0 for a standalone
+	// authenticator app. Such credentials are created, re-keyed and removed with their device.
+	DeviceID    int64
 	CreatedAt   time.Time
 	ConfirmedAt *time.Time
 	LastUsedAt  *time.Time

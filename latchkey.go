@@ -15,6 +15,7 @@ type Store interface {
 	UserStore
 	TOTPStore
 	RecoveryCodeStore
+	DeviceStore
 	SessionStore
 	ThrottleStore
 	AuditStore

@@ -20,3 +20,15 @@ type ThrottleStore interface {
 	// ResetThrottle removes the counter for key.
 	ResetThrottle(ctx Context, key string) error
 }
+
+// Throttle keys shared by the services.
+
+// ThrottleKeyUser counts an account's consecutive failed sign-in steps.
+func ThrottleKeyUser(username string) string { return "user:" + username }
+
+// ThrottleKeyPush counts the pushes sent to an account since its last successful sign-in.
+func ThrottleKeyPush(username string) string { return "push:" + username }
+
+// ThrottleKeyPushPause marks an account whose pushes are paused after a fraud report; its
+// LastFailureAt is the time of the report.
+func ThrottleKeyPushPause(username string) string { return "push-pause:" + username }

@@ -46,6 +46,12 @@ var (
 // SIGTERM does (cancelling its context) and expects a clean shutdown.
 func startServer(t *testing.T, users ...string) *testServer {
 	t.Helper()
+	return startServerArgs(t, nil, users...)
+}
+
+// startServerArgs is startServer with extra arguments for `latchkey serve`.
+func startServerArgs(t *testing.T, args []string, users ...string) *testServer {
+	t.Helper()
 	s := &testServer{data: t.TempDir(), mail: mailtest.StartServer(t)}
 	for _, u := range users {
 		var out, errb strings.Builder
@@ -59,7 +65,7 @@ func startServer(t *testing.T, users ...string) *testServer {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", s.data, "--smtp", s.mail.URL()}, env(nil), nil, io.Discard, pw)
+		done <- run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--data", s.data, "--smtp", s.mail.URL()}, args...), env(nil), nil, io.Discard, pw)
 		pw.Close()
 	}()
 	listening := make(chan string, 1)

@@ -45,6 +45,13 @@ type Config struct {
 		IdleTimeout Duration `yaml:"idle_timeout"`
 		Reauth      Duration `yaml:"reauthenticate_after"`
 	} `yaml:"session"`
+	// Push configures push approval with the Latch app.
+	Push struct {
+		NumberLength int      `yaml:"number_length"` // digits to type, 2–6
+		ChallengeTTL Duration `yaml:"expiry"`        // how long a request may be answered
+		FraudPause   Duration `yaml:"fraud_pause"`   // pause after "this wasn't me"
+		MaxPushes    int      `yaml:"max_pushes"`    // pushes since the last sign-in
+	} `yaml:"push"`
 	Log struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // text or json
@@ -77,6 +84,10 @@ func defaultConfig() Config {
 	c.Session.MaxAge = Duration(12 * time.Hour)
 	c.Session.IdleTimeout = Duration(time.Hour)
 	c.Session.Reauth = Duration(10 * time.Minute)
+	c.Push.NumberLength = 2
+	c.Push.ChallengeTTL = Duration(2 * time.Minute)
+	c.Push.FraudPause = Duration(time.Hour)
+	c.Push.MaxPushes = 5
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -234,6 +245,12 @@ func (c *Config) validate() []string {
 				p = append(p, fmt.Sprintf("%s: %v", name, err))
 			}
 		}
+	}
+	if c.Push.NumberLength < 2 || c.Push.NumberLength > 6 {
+		p = append(p, fmt.Sprintf("push.number_length must be 2 to 6, not %d", c.Push.NumberLength))
+	}
+	if c.Push.ChallengeTTL <= 0 || c.Push.ChallengeTTL > Duration(10*time.Minute) || c.Push.FraudPause <= 0 || c.Push.MaxPushes <= 0 {
+		p = append(p, "push.expiry must be positive and at most 10m; push.fraud_pause and push.max_pushes must be positive")
 	}
 	if c.Session.MaxAge <= 0 || c.Session.IdleTimeout <= 0 || c.Session.Reauth <= 0 {
 		p = append(p, "session durations must be positive")

@@ -32,6 +32,7 @@ import (
 	"github.com/latchkey/latchkey/internal/login"
 	"github.com/latchkey/latchkey/internal/mail"
 	"github.com/latchkey/latchkey/internal/password"
+	"github.com/latchkey/latchkey/internal/push"
 	"github.com/latchkey/latchkey/internal/sqlstore"
 	"github.com/latchkey/latchkey/internal/web"
 )
@@ -132,6 +133,7 @@ type app struct {
 	log    *slog.Logger
 	db     *sqlstore.DB
 	login  *login.Service
+	push   *push.Service
 	public *url.URL
 }
 
@@ -161,11 +163,27 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		db.Close()
 		return nil, fmt.Errorf("mail: %w", err)
 	}
+	rec := audit.New(db, log, nil)
+	pusher := push.New(push.Options{
+		Store:        db,
+		Mailer:       sender,
+		Audit:        rec,
+		Hub:          push.NewHub(),
+		Logger:       log,
+		Key:          sessionKey,
+		PublicURL:    strings.TrimSuffix(public.String(), "/"),
+		Issuer:       cfg.Issuer,
+		NumberLength: cfg.Push.NumberLength,
+		ChallengeTTL: time.Duration(cfg.Push.ChallengeTTL),
+		FraudPause:   time.Duration(cfg.Push.FraudPause),
+		MaxPushes:    cfg.Push.MaxPushes,
+	})
 	svc := login.New(login.Options{
 		Store:        db,
 		Hasher:       password.New(password.Options{}),
 		Mailer:       sender,
-		Audit:        audit.New(db, log, nil),
+		Audit:        rec,
+		Pusher:       pusher,
 		Logger:       log,
 		SessionKey:   sessionKey,
 		MFA:          cfg.MFA,
@@ -175,7 +193,7 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		IdleTimeout:  time.Duration(cfg.Session.IdleTimeout),
 		ReauthWindow: time.Duration(cfg.Session.Reauth),
 	})
-	return &app{cfg: cfg, log: log, db: db, login: svc, public: public}, nil
+	return &app{cfg: cfg, log: log, db: db, login: svc, push: pusher, public: public}, nil
 }
 
 func publicURL(cfg *Config) *url.URL {
@@ -193,23 +211,24 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	a, err := open(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	// With --addr :0 the port is known only now; the default public URL follows it.
+	// With --addr :0 the port is known only now; the default public URL follows it, so
+	// that links in mails and activation codes carry the real address.
 	if cfg.PublicURL == "" {
-		a.public.Host = ln.Addr().String()
+		cfg.PublicURL = "http://" + ln.Addr().String()
 	}
+	a, err := open(ctx, cfg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer a.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	handler := web.New(web.Options{Login: a.login, DB: a.db, Logger: log, PublicURL: a.public, Registry: reg})
+	handler := web.New(web.Options{Login: a.login, Push: a.push, DB: a.db, Logger: log, PublicURL: a.public, Registry: reg})
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -218,6 +237,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Device event streams and long polls end at once when shutdown begins.
+	srv.RegisterOnShutdown(handler.Shutdown)
 
 	tok, err := a.login.SetupToken(ctx)
 	if err != nil {
@@ -254,7 +275,7 @@ func dbKind(cfg *Config) string {
 	return "sqlite"
 }
 
-// cleanup deletes expired sessions every ten minutes.
+// cleanup deletes expired sessions, push challenges, codes and nonces every ten minutes.
 func (a *app) cleanup(ctx context.Context) {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
@@ -267,6 +288,12 @@ func (a *app) cleanup(ctx context.Context) {
 				a.log.Error("delete expired sessions", "err", err)
 			} else if n > 0 {
 				a.log.Info("deleted expired sessions", "count", n)
+			}
+			// Challenges and codes are kept a day past expiry, for the Security page and audit.
+			if n, err := a.db.DeleteExpiredPushData(ctx, time.Now().Add(-24*time.Hour)); err != nil {
+				a.log.Error("delete expired push data", "err", err)
+			} else if n > 0 {
+				a.log.Info("deleted expired push challenges and codes", "count", n)
 			}
 		}
 	}

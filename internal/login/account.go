@@ -90,6 +90,8 @@ type Status struct {
 	RecoveryCodesLeft int
 	// MFARequired is true when policy forbids removing the last factor.
 	MFARequired bool
+	// Factors counts the user's factors: authenticator apps and active Latch devices.
+	Factors int
 }
 
 // Status returns the state of a user's factors.
@@ -100,8 +102,11 @@ func (s *Service) Status(ctx context.Context, u *latchkey.User) (*Status, error)
 	}
 	st := &Status{MFARequired: s.opt.MFA == MFARequired}
 	for _, c := range creds {
-		if c.Confirmed() {
+		if c.Confirmed() && c.DeviceID == 0 {
 			st.TOTPEnabled, st.TOTPAddedAt, st.TOTPLastUsedAt = true, *c.ConfirmedAt, c.LastUsedAt
+		}
+		if c.Confirmed() {
+			st.Factors++
 		}
 	}
 	if st.RecoveryCodesLeft, err = s.recoveryLeft(ctx, u.ID); err != nil {
@@ -168,7 +173,7 @@ func (s *Service) pending(ctx context.Context, u *latchkey.User) (*latchkey.TOTP
 		return nil, fmt.Errorf("find totp credentials: %w", err)
 	}
 	for _, c := range slices.Backward(creds) {
-		if !c.Confirmed() {
+		if !c.Confirmed() && c.DeviceID == 0 {
 			return c, nil
 		}
 	}
@@ -216,7 +221,8 @@ func (s *Service) DisableTOTP(ctx context.Context, c Client, sess *latchkey.Sess
 	if err != nil {
 		return fmt.Errorf("find totp credentials: %w", err)
 	}
-	i := slices.IndexFunc(creds, (*latchkey.TOTPCredential).Confirmed)
+	// Latch devices' offline-code credentials are removed with their device, not here.
+	i := slices.IndexFunc(creds, func(c *latchkey.TOTPCredential) bool { return c.Confirmed() && c.DeviceID == 0 })
 	if i < 0 {
 		return latchkey.Errorf(latchkey.ENotFound, "Two-factor authentication is not enabled.")
 	}

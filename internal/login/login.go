@@ -28,6 +28,7 @@ import (
 	"github.com/latchkey/latchkey/internal/audit"
 	"github.com/latchkey/latchkey/internal/mail"
 	"github.com/latchkey/latchkey/internal/password"
+	"github.com/latchkey/latchkey/internal/ratelimit"
 	"github.com/latchkey/latchkey/internal/totp"
 )
 
@@ -40,6 +41,7 @@ const (
 // Store is the storage the sign-in service needs.
 type Store interface {
 	latchkey.UserStore
+	latchkey.DeviceStore
 	latchkey.TOTPStore
 	latchkey.RecoveryCodeStore
 	latchkey.SessionStore
@@ -76,12 +78,14 @@ type Options struct {
 	// (default 10 minutes).
 	ReauthWindow time.Duration
 	Throttle     ThrottleOptions // default DefaultThrottle
+	// Pusher sends push sign-in requests to Latch devices (internal/push); nil disables push.
+	Pusher Pusher
 }
 
 // Service is the sign-in and account-security service. It is safe for concurrent use.
 type Service struct {
 	opt Options
-	ip  *ipLimiter
+	ip  *ratelimit.Limiter
 	log *slog.Logger
 }
 
@@ -118,7 +122,7 @@ func New(opt Options) *Service {
 	if opt.Throttle == (ThrottleOptions{}) {
 		opt.Throttle = DefaultThrottle
 	}
-	return &Service{opt: opt, ip: newIPLimiter(opt.Throttle.IPBurst, opt.Throttle.IPRefill), log: opt.Logger}
+	return &Service{opt: opt, ip: ratelimit.New(opt.Throttle.IPBurst, opt.Throttle.IPRefill), log: opt.Logger}
 }
 
 func cmpOr(d, def time.Duration) time.Duration {
@@ -181,7 +185,7 @@ func ValidUsername(s string) bool {
 	return true
 }
 
-func userKey(username string) string { return "user:" + username }
+func userKey(username string) string { return latchkey.ThrottleKeyUser(username) }
 
 // newToken returns 32 random bytes, URL-safe base64 encoded (256 bits).
 func (s *Service) newToken() (string, error) {
@@ -237,7 +241,7 @@ func (s *Service) checkAccount(ctx context.Context, key string) (locked bool, er
 // the account's throttle key. A locked account gets failure: the same answer as a wrong
 // credential.
 func (s *Service) admit(ctx context.Context, c Client, u *latchkey.User, action string, failure error) (string, error) {
-	if err := s.ip.check(c.IP, s.now()); err != nil {
+	if err := s.ip.Check(c.IP, s.now()); err != nil {
 		return "", err
 	}
 	key := userKey(u.Username)
@@ -252,7 +256,7 @@ func (s *Service) admit(ctx context.Context, c Client, u *latchkey.User, action 
 
 // fail records a failed attempt against the account key and the client's IP.
 func (s *Service) fail(ctx context.Context, c Client, key string) {
-	s.ip.fail(c.IP, s.now())
+	s.ip.Fail(c.IP, s.now())
 	n, err := s.opt.Store.RecordFailure(ctx, key, s.now())
 	if err != nil {
 		s.log.ErrorContext(ctx, "record failure", "err", err)
@@ -270,6 +274,15 @@ func (s *Service) methods(ctx context.Context, u *latchkey.User) ([]string, erro
 		return nil, fmt.Errorf("find totp credentials: %w", err)
 	}
 	var m []string
+	if s.opt.Pusher != nil {
+		devs, err := s.opt.Store.FindDevices(ctx, u.ID)
+		if err != nil {
+			return nil, fmt.Errorf("find devices: %w", err)
+		}
+		if slices.ContainsFunc(devs, func(d *latchkey.Device) bool { return d.State == latchkey.DeviceActive }) {
+			m = append(m, latchkey.MethodPush)
+		}
+	}
 	if slices.ContainsFunc(creds, (*latchkey.TOTPCredential).Confirmed) {
 		m = append(m, latchkey.MethodTOTP)
 	}
@@ -295,7 +308,7 @@ func (s *Service) Login(ctx context.Context, c Client, oldToken, username, pw st
 	if username == "" || pw == "" {
 		return nil, latchkey.Errorf(latchkey.EInvalid, "Enter your username and password.")
 	}
-	if err := s.ip.check(c.IP, s.now()); err != nil {
+	if err := s.ip.Check(c.IP, s.now()); err != nil {
 		s.audit(ctx, c, nil, username, latchkey.ActionLogin, latchkey.OutcomeDenied, "ip throttled")
 		return nil, err
 	}
@@ -365,10 +378,12 @@ func (s *Service) Login(ctx context.Context, c Client, oldToken, username, pw st
 	return res, nil
 }
 
-// succeed clears the failure counter after a completed sign-in.
+// succeed clears the failure counter and the count of pushes after a completed sign-in.
 func (s *Service) succeed(ctx context.Context, c Client, u *latchkey.User) {
-	if err := s.opt.Store.ResetThrottle(ctx, userKey(u.Username)); err != nil {
-		s.log.ErrorContext(ctx, "reset throttle", "err", err)
+	for _, key := range []string{userKey(u.Username), latchkey.ThrottleKeyPush(u.Username)} {
+		if err := s.opt.Store.ResetThrottle(ctx, key); err != nil {
+			s.log.ErrorContext(ctx, "reset throttle", "key", key, "err", err)
+		}
 	}
 }
 

@@ -24,6 +24,10 @@ type Data struct {
 	ProductName string
 	// RecoveryCodesLeft is how many unused recovery codes remain; used by RecoveryCodeUsed.
 	RecoveryCodesLeft int
+	// DeviceName names the Latch device of a device or push notice.
+	DeviceName string
+	// Account names the user an admin notice is about.
+	Account string
 }
 
 // SecurityURL is the link to the user's security settings, or "" without a PublicURL.
@@ -51,6 +55,11 @@ const (
 	KindTOTPDisabled     = "totp_disabled"
 	KindPasswordChanged  = "password_changed"
 	KindRecoveryCodeUsed = "recovery_code_used"
+	KindDeviceAdded      = "device_added"
+	KindDeviceRemoved    = "device_removed"
+	KindDeviceSwitched   = "device_switched"
+	KindPushFraud        = "push_fraud"
+	KindPushFraudAdmin   = "push_fraud_admin"
 )
 
 // TOTPEnabled tells a user that two-factor authentication was turned on.
@@ -69,6 +78,21 @@ func PasswordChanged(to string, d Data) (Message, error) {
 func RecoveryCodeUsed(to string, d Data) (Message, error) {
 	return Render(KindRecoveryCodeUsed, to, d)
 }
+
+// DeviceAdded tells a user that a Latch device (d.DeviceName) was added.
+func DeviceAdded(to string, d Data) (Message, error) { return Render(KindDeviceAdded, to, d) }
+
+// DeviceRemoved tells a user that a Latch device (d.DeviceName) was removed.
+func DeviceRemoved(to string, d Data) (Message, error) { return Render(KindDeviceRemoved, to, d) }
+
+// DeviceSwitched tells a user that a Latch device (d.DeviceName) moved to a new key.
+func DeviceSwitched(to string, d Data) (Message, error) { return Render(KindDeviceSwitched, to, d) }
+
+// PushFraud tells a user that a push was denied as "this wasn't me" and pushes are paused.
+func PushFraud(to string, d Data) (Message, error) { return Render(KindPushFraud, to, d) }
+
+// PushFraudAdmin tells an admin (d.Username) that d.Account reported a push as fraud.
+func PushFraudAdmin(to string, d Data) (Message, error) { return Render(KindPushFraudAdmin, to, d) }
 
 //go:embed templates
 var templateFS embed.FS

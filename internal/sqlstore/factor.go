@@ -39,7 +39,7 @@ func (s *DB) open(sealed []byte, id int64, userID latchkey.UserID) ([]byte, erro
 // FindTOTPCredentials returns a user's TOTP credentials, pending ones included, oldest first.
 func (s *DB) FindTOTPCredentials(ctx context.Context, userID latchkey.UserID) ([]*latchkey.TOTPCredential, error) {
 	rows, err := s.db.QueryContext(ctx,
-		`SELECT id, user_id, name, secret, last_step, created_at, confirmed_at, last_used_at
+		`SELECT id, user_id, name, secret, last_step, COALESCE(device_id, 0), created_at, confirmed_at, last_used_at
 		 FROM totp_credentials WHERE user_id = $1 ORDER BY id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("find totp credentials: %w", err)
@@ -51,7 +51,7 @@ func (s *DB) FindTOTPCredentials(ctx context.Context, userID latchkey.UserID) ([
 		var sealed []byte
 		var created int64
 		var confirmed, used sql.NullInt64
-		if err := rows.Scan(&c.ID, &c.UserID, &c.Name, &sealed, &c.LastStep, &created, &confirmed, &used); err != nil {
+		if err := rows.Scan(&c.ID, &c.UserID, &c.Name, &sealed, &c.LastStep, &c.DeviceID, &created, &confirmed, &used); err != nil {
 			return nil, fmt.Errorf("scan totp credential: %w", err)
 		}
 		if c.Secret, err = s.open(sealed, c.ID, c.UserID); err != nil {
@@ -70,23 +70,42 @@ func (s *DB) CreateTOTPCredential(ctx context.Context, c *latchkey.TOTPCredentia
 		if _, err := tx.ExecContext(ctx, `DELETE FROM totp_credentials WHERE user_id = $1 AND confirmed_at IS NULL`, c.UserID); err != nil {
 			return fmt.Errorf("delete pending totp: %w", err)
 		}
-		var id int64
-		if err := tx.QueryRowContext(ctx,
-			`INSERT INTO totp_credentials (user_id, name, secret, last_step, created_at) VALUES ($1, $2, $3, 0, $4) RETURNING id`,
-			c.UserID, c.Name, []byte{}, us(now)).Scan(&id); err != nil {
-			return fmt.Errorf("insert totp credential: %w", err)
-		}
-		sealed, err := s.seal(c.Secret, id, c.UserID)
-		if err != nil {
-			return fmt.Errorf("encrypt totp secret: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE totp_credentials SET secret = $1 WHERE id = $2`, sealed, id); err != nil {
-			return fmt.Errorf("store totp secret: %w", err)
-		}
-		c.ID, c.CreatedAt, c.ConfirmedAt, c.LastStep = id, now, nil, 0
-		return nil
+		c.CreatedAt, c.ConfirmedAt, c.LastStep = now, nil, 0
+		return s.insertTOTP(ctx, tx, c)
 	})
 }
+
+// insertTOTP inserts c as it stands (CreatedAt, ConfirmedAt, LastStep, DeviceID) and sets
+// c.ID. The row is inserted first so that its ID can bind the ciphertext (see aad).
+func (s *DB) insertTOTP(ctx context.Context, tx *sql.Tx, c *latchkey.TOTPCredential) error {
+	var id int64
+	if err := tx.QueryRowContext(ctx,
+		`INSERT INTO totp_credentials (user_id, name, secret, last_step, device_id, created_at, confirmed_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+		c.UserID, c.Name, []byte{}, c.LastStep, nullID(c.DeviceID), us(c.CreatedAt), usPtr(c.ConfirmedAt)).Scan(&id); err != nil {
+		return fmt.Errorf("insert totp credential: %w", err)
+	}
+	if err := s.storeTOTPSecret(ctx, tx, id, c.UserID, c.Secret); err != nil {
+		return err
+	}
+	c.ID = id
+	return nil
+}
+
+// storeTOTPSecret encrypts secret for credential id of userID and stores it.
+func (s *DB) storeTOTPSecret(ctx context.Context, tx *sql.Tx, id int64, userID latchkey.UserID, secret []byte) error {
+	sealed, err := s.seal(secret, id, userID)
+	if err != nil {
+		return fmt.Errorf("encrypt totp secret: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE totp_credentials SET secret = $1 WHERE id = $2`, sealed, id); err != nil {
+		return fmt.Errorf("store totp secret: %w", err)
+	}
+	return nil
+}
+
+// nullID stores an optional reference: 0 becomes NULL.
+func nullID(id int64) sql.NullInt64 { return sql.NullInt64{Int64: id, Valid: id != 0} }
 
 // ConfirmTOTPCredential confirms a pending credential, records step, and replaces the
 // user's recovery codes when recoveryHashes is not nil, all in one transaction.

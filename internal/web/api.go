@@ -20,12 +20,14 @@ func status(code string) int {
 	switch code {
 	case latchkey.EInvalid, latchkey.EWeakPassword:
 		return http.StatusBadRequest
-	case latchkey.EInvalidCredentials, latchkey.EInvalidCode, latchkey.EUnauthenticated, latchkey.EFlowExpired:
+	case latchkey.EInvalidCredentials, latchkey.EInvalidCode, latchkey.EUnauthenticated, latchkey.EFlowExpired, latchkey.EDeviceSignature:
 		return http.StatusUnauthorized
 	case latchkey.EForbidden, latchkey.EReauthenticate:
 		return http.StatusForbidden
 	case latchkey.ENotFound:
 		return http.StatusNotFound
+	case latchkey.EExpired:
+		return http.StatusGone
 	case latchkey.EConflict:
 		return http.StatusConflict
 	case latchkey.ETooLarge:
@@ -69,6 +71,9 @@ type apiFunc func(w http.ResponseWriter, r *http.Request) (any, error)
 func (s *Server) api(f apiFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, err := f(w, r)
+		if err == errWritten {
+			return
+		}
 		if err != nil {
 			if latchkey.ErrorCode(err) == latchkey.EInternal {
 				s.log.ErrorContext(r.Context(), "api error", "path", r.URL.Path, "err", err)

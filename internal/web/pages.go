@@ -185,6 +185,9 @@ var flashes = map[string]string{
 	"signed-out":       "You are signed out.",
 	"saved":            "Your settings were saved.",
 	"setup-done":       "Your administrator account is ready.",
+	"device-renamed":   "The device was renamed.",
+	"device-primary":   "Sign-in requests now go to that device first.",
+	"device-removed":   "The device was removed. It can no longer approve sign-ins.",
 }
 
 func flash(r *http.Request) string { return flashes[r.URL.Query().Get("done")] }
@@ -261,7 +264,7 @@ func (s *Server) codeStep(w http.ResponseWriter, r *http.Request, name, title st
 		return err
 	}
 	v.Title = title
-	v.Data = map[string]any{"Methods": methods, "Recovery": contains(methods, latchkey.MethodRecovery), "TOTP": contains(methods, latchkey.MethodTOTP)}
+	v.Data = map[string]any{"Methods": methods, "Recovery": contains(methods, latchkey.MethodRecovery), "TOTP": contains(methods, latchkey.MethodTOTP), "Push": contains(methods, latchkey.MethodPush)}
 	return s.render(w, code, name, v)
 }
 
@@ -382,11 +385,7 @@ func (s *Server) pageReauthPost(w http.ResponseWriter, r *http.Request, a *auth)
 }
 
 func (s *Server) pageSecurity(w http.ResponseWriter, r *http.Request, a *auth) error {
-	st, err := s.login.Status(r.Context(), a.user)
-	if err != nil {
-		return err
-	}
-	return s.render(w, http.StatusOK, "security", &view{Title: "Security", User: a.user, Flash: flash(r), Data: st})
+	return s.renderSecurity(w, r, a, http.StatusOK, "")
 }
 
 // reauthRedirect sends the user to confirm their password when err asks for it, returning

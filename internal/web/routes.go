@@ -3,6 +3,9 @@ package web
 import (
 	"net/http"
 
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/deviceproto"
+
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -24,6 +27,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /api/v1/login", s.api(s.apiLogin))
 	mux.Handle("POST /api/v1/login/totp", s.api(s.apiLoginTOTP))
 	mux.Handle("POST /api/v1/login/recovery", s.api(s.apiLoginRecovery))
+	mux.Handle("POST /api/v1/login/push", s.api(s.apiLoginPush))
+	mux.Handle("GET /api/v1/login/push/{id}", s.api(s.apiLoginPushStatus))
 	mux.Handle("GET /api/v1/session", s.apiAuthed(s.apiSession))
 	mux.Handle("POST /api/v1/logout", s.api(s.apiLogout))
 
@@ -35,6 +40,20 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /api/v1/account/totp/confirm", s.apiAuthed(s.apiConfirmTOTP))
 	mux.Handle("DELETE /api/v1/account/totp", s.apiAuthed(s.apiDisableTOTP))
 	mux.Handle("POST /api/v1/account/recovery-codes", s.apiAuthed(s.apiRegenerateRecovery))
+	mux.Handle("GET /api/v1/account/devices", s.apiAuthed(s.apiDevices))
+	mux.Handle("POST /api/v1/account/devices/activation", s.apiAuthed(s.apiCreateActivation))
+	mux.Handle("PATCH /api/v1/account/devices/{id}", s.apiAuthed(s.apiUpdateDevice))
+	mux.Handle("DELETE /api/v1/account/devices/{id}", s.apiAuthed(s.apiDeleteDevice))
+
+	// Device API (docs/device-protocol.md): every request signed by the device's key.
+	mux.Handle("POST "+deviceproto.PathActivate, s.deviceRedeem(latchkey.ActivationNew))
+	mux.Handle("POST "+deviceproto.PathRedeem, s.deviceRedeem(latchkey.ActivationTransfer))
+	mux.Handle("GET "+deviceproto.PathDevice, s.device(s.deviceInfo, true))
+	mux.Handle("GET "+deviceproto.PathDevices, s.device(s.deviceDevices, false))
+	mux.Handle("GET "+deviceproto.PathEvents, s.device(s.deviceEvents, false))
+	mux.Handle("GET "+deviceproto.PathChallenges, s.device(s.deviceChallenges, false))
+	mux.Handle("POST "+deviceproto.PathAnswer+"{id}/answer", s.device(s.deviceAnswer, false))
+	mux.Handle("POST "+deviceproto.PathTransfer, s.device(s.deviceTransfer, false))
 	mux.Handle("/api/", s.api(s.apiNotFound))
 
 	// Pages.
@@ -45,6 +64,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /login/code", s.page(s.pageCodePost))
 	mux.Handle("GET /login/recovery", s.page(s.pageRecovery))
 	mux.Handle("POST /login/recovery", s.page(s.pageRecoveryPost))
+	mux.Handle("POST /login/push", s.page(s.pageLoginPush))
+	mux.Handle("POST /login/push/check", s.page(s.pageLoginPushCheck))
 	mux.Handle("POST /logout", s.page(s.pageLogout))
 	mux.Handle("GET /setup", s.page(s.pageSetup))
 	mux.Handle("POST /setup", s.page(s.pageSetupPost))
@@ -58,6 +79,11 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /settings/security/totp/disable", s.pageAuthed(s.pageTOTPDisablePost))
 	mux.Handle("GET /settings/security/recovery-codes", s.pageAuthed(s.pageRecoveryCodes))
 	mux.Handle("POST /settings/security/recovery-codes", s.pageAuthed(s.pageRecoveryCodesPost))
+	mux.Handle("GET /settings/security/devices/add", s.pageAuthed(s.pageDeviceAdd))
+	mux.Handle("POST /settings/security/devices/add", s.pageAuthed(s.pageDeviceAddPost))
+	mux.Handle("POST /settings/security/devices/{id}/rename", s.pageAuthed(s.pageDeviceRename))
+	mux.Handle("POST /settings/security/devices/{id}/primary", s.pageAuthed(s.pageDevicePrimary))
+	mux.Handle("POST /settings/security/devices/{id}/remove", s.pageAuthed(s.pageDeviceRemove))
 	mux.Handle("GET /settings/password", s.pageAuthed(s.pagePassword))
 	mux.Handle("POST /settings/password", s.pageAuthed(s.pagePasswordPost))
 	mux.Handle("GET /settings/account", s.pageAuthed(s.pageAccount))

@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/latchkey/latchkey/internal/login"
+	"github.com/latchkey/latchkey/internal/push"
 )
 
 // Pinger reports whether the database is reachable.
@@ -23,7 +25,9 @@ type Pinger interface {
 
 // Options are the dependencies of the HTTP handler.
 type Options struct {
-	Login     *login.Service
+	Login *login.Service
+	// Push serves the Latch devices and push approval; required.
+	Push      *push.Service
 	DB        Pinger
 	Logger    *slog.Logger
 	PublicURL *url.URL
@@ -37,6 +41,7 @@ type Options struct {
 // Server is the HTTP handler of Latchkey.
 type Server struct {
 	login     *login.Service
+	push      *push.Service
 	db        Pinger
 	log       *slog.Logger
 	publicURL *url.URL
@@ -47,7 +52,14 @@ type Server struct {
 	metrics   *metrics
 	pages     *pages
 	handler   http.Handler
+	// stop is closed by Shutdown: streams and long polls return.
+	stop     chan struct{}
+	stopOnce sync.Once
 }
+
+// Shutdown ends the device event streams and long polls in flight, so that a graceful
+// shutdown of the HTTP server does not wait for them.
+func (s *Server) Shutdown() { s.stopOnce.Do(func() { close(s.stop) }) }
 
 // New returns the handler with every route registered.
 func New(opt Options) *Server {
@@ -68,6 +80,7 @@ func New(opt Options) *Server {
 	}
 	s := &Server{
 		login:     opt.Login,
+		push:      opt.Push,
 		db:        opt.DB,
 		log:       opt.Logger,
 		publicURL: opt.PublicURL,
@@ -77,6 +90,7 @@ func New(opt Options) *Server {
 		reg:       opt.Registry,
 		metrics:   newMetrics(opt.Registry),
 		pages:     loadPages(),
+		stop:      make(chan struct{}),
 	}
 	s.handler = s.routes()
 	return s

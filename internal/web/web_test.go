@@ -21,6 +21,7 @@ import (
 	"github.com/latchkey/latchkey/internal/login"
 	"github.com/latchkey/latchkey/internal/mail"
 	"github.com/latchkey/latchkey/internal/password"
+	"github.com/latchkey/latchkey/internal/push"
 	"github.com/latchkey/latchkey/internal/sqlstore"
 	"github.com/latchkey/latchkey/internal/totp"
 	"github.com/latchkey/latchkey/internal/web"
@@ -34,14 +35,38 @@ type clock struct {
 func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
-type nopMailer struct{}
+// recMailer keeps the messages sent.
+type recMailer struct {
+	mu   sync.Mutex
+	msgs []mail.Message
+}
 
-func (nopMailer) Send(context.Context, mail.Message) error { return nil }
+func (m *recMailer) Send(_ context.Context, msg mail.Message) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.msgs = append(m.msgs, msg)
+	return nil
+}
+
+// subjects returns the subjects of the mails sent to to.
+func (m *recMailer) subjects(to string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, msg := range m.msgs {
+		if msg.To == to {
+			out = append(out, msg.Subject)
+		}
+	}
+	return out
+}
 
 type fixture struct {
 	srv   *httptest.Server
 	db    *sqlstore.DB
 	svc   *login.Service
+	push  *push.Service
+	mails *recMailer
 	clock *clock
 }
 
@@ -58,25 +83,32 @@ func newFixtureLog(tb testing.TB, public string, logw io.Writer) *fixture {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { db.Close() })
+	srv := httptest.NewUnstartedServer(nil)
+	if public == "" {
+		public = "http://" + srv.Listener.Addr().String()
+	}
+	pu, _ := url.Parse(public)
+	mails := &recMailer{}
+	rec := audit.New(db, nil, c.Now)
+	pusher := push.New(push.Options{Store: db, Mailer: mails, Audit: rec, Hub: push.NewHub(), Now: c.Now, Key: bytes.Repeat([]byte{9}, 32), PublicURL: strings.TrimSuffix(pu.String(), "/")})
 	svc := login.New(login.Options{
 		Store:      db,
 		Hasher:     password.New(password.Options{Params: password.Params{Memory: 1024, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}}),
-		Mailer:     nopMailer{},
-		Audit:      audit.New(db, nil, c.Now),
+		Mailer:     mails,
+		Audit:      rec,
 		Now:        c.Now,
 		SessionKey: bytes.Repeat([]byte{7}, 32),
+		Pusher:     pusher,
 	})
-	var pu *url.URL
-	if public != "" {
-		pu, _ = url.Parse(public)
-	}
-	h := web.New(web.Options{Login: svc, DB: db, PublicURL: pu, Now: c.Now, MaxBody: 4096, Logger: slog.New(slog.NewTextHandler(logw, nil))})
-	srv := httptest.NewServer(h)
+	h := web.New(web.Options{Login: svc, Push: pusher, DB: db, PublicURL: pu, Now: c.Now, MaxBody: 4096, Logger: slog.New(slog.NewTextHandler(logw, nil))})
+	srv.Config.Handler = h
+	srv.Start()
 	tb.Cleanup(srv.Close)
+	tb.Cleanup(h.Shutdown)
 	if _, err := svc.CreateUser(ctx, login.Client{}, login.NewUser{Username: "alice", Email: "alice@example.com", Password: pw}); err != nil {
 		tb.Fatal(err)
 	}
-	return &fixture{srv: srv, db: db, svc: svc, clock: c}
+	return &fixture{srv: srv, db: db, svc: svc, push: pusher, mails: mails, clock: c}
 }
 
 // apiClient is a cookie-keeping JSON client, like a same-origin browser script.

@@ -1,0 +1,203 @@
+package latchkey
+
+import (
+	"log/slog"
+	"time"
+)
+
+// DeviceState is where a Latch device stands.
+type DeviceState string
+
+// Device states.
+const (
+	// DeviceActive: the device answers pushes and its offline codes work.
+	DeviceActive DeviceState = "active"
+	// DevicePending: an additional device waiting for approval from a device the user already
+	// has (journey 8). It answers nothing and has no TOTP credential yet.
+	DevicePending DeviceState = "pending"
+)
+
+// Device is a Latch app installation bound to a user. The server keeps only the device's
+// public key (ECDSA P-256, PKIX DER); the private key never leaves the device.
+type Device struct {
+	ID        int64
+	UserID    UserID
+	Name      string
+	Platform  string // "linux", "darwin", "windows", "ios", "android", … as the device says
+	PublicKey []byte // PKIX DER
+	State     DeviceState
+	// Primary marks the device that sign-in pushes go to by default. Exactly one active
+	// device of a user is primary; the store keeps that true.
+	Primary bool
+	// TOTPCredentialID is the device's offline-code credential (a confirmed TOTPCredential
+	// with DeviceID set to this device), 0 while pending.
+	TOTPCredentialID int64
+	CreatedAt        time.Time
+	LastUsedAt       *time.Time
+	// KeyChangedAt is when the current public key was bound (activation or transfer).
+	KeyChangedAt time.Time
+}
+
+// LogValue keeps the key out of logs.
+func (d *Device) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int64("id", d.ID), slog.Int64("user_id", int64(d.UserID)))
+}
+
+// DeviceUpdate changes a device; nil fields stay as they are.
+type DeviceUpdate struct {
+	Name *string
+	// Primary, when true, makes this device the primary one (and no other). False is ignored.
+	Primary bool
+	// LastUsedAt records use.
+	LastUsedAt *time.Time
+}
+
+// Activation kinds.
+const (
+	// ActivationNew activates a new device for a user (journeys 6 and 8).
+	ActivationNew = "activation"
+	// ActivationTransfer moves an existing device's registration to a new key (journey 9).
+	ActivationTransfer = "transfer"
+)
+
+// DeviceActivation is a one-time code that binds a device. Only a keyed hash of the code is
+// stored (ID), so a database dump yields no usable code.
+type DeviceActivation struct {
+	ID     string // hex keyed hash of the code
+	UserID UserID
+	Kind   string // ActivationNew or ActivationTransfer
+	// DeviceID is the device a transfer moves; 0 for ActivationNew.
+	DeviceID int64
+	// NeedsApproval: redeeming creates a pending device that an existing device must approve.
+	NeedsApproval bool
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	UsedAt        *time.Time
+}
+
+// PushState is where a push challenge stands.
+type PushState string
+
+// Push challenge states. Expiry is not stored: a pending challenge past ExpiresAt is expired.
+const (
+	PushPending  PushState = "pending"
+	PushApproved PushState = "approved"
+	PushDenied   PushState = "denied"
+	PushExpired  PushState = "expired"
+)
+
+// Push challenge kinds.
+const (
+	// PushLogin approves a sign-in (journey 7).
+	PushLogin = "login"
+	// PushAddDevice approves an additional device (journey 8).
+	PushAddDevice = "add_device"
+)
+
+// Reasons a push challenge was denied.
+const (
+	DenyUser        = "denied"       // the user pressed Deny
+	DenyFraud       = "fraud"        // "This wasn't me"
+	DenyWrongNumber = "wrong_number" // the number typed did not match
+)
+
+// PushChallenge is one push request to one device.
+type PushChallenge struct {
+	ID       string // 128 random bits, hex
+	UserID   UserID
+	DeviceID int64 // the device asked; only its signature can answer
+	Kind     string
+	// SessionID is the sign-in flow's session ID (PushLogin): only that flow can be
+	// completed by this challenge.
+	SessionID string
+	// SubjectDeviceID is the pending device a PushAddDevice challenge approves.
+	SubjectDeviceID int64
+	// Number is what the browser shows and the user types in the app. It is never sent
+	// to the device.
+	Number      string
+	Application string
+	Browser     string
+	IP          string
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+	State       PushState
+	Reason      string // one of the Deny* values when denied
+	AnsweredAt  *time.Time
+	// CompletedAt is when an approved sign-in challenge turned its flow into a session; a
+	// challenge completes once.
+	CompletedAt *time.Time
+}
+
+// StateAt returns the challenge's state at t, reporting a pending challenge past its expiry as
+// PushExpired.
+func (c *PushChallenge) StateAt(t time.Time) PushState {
+	if c.State == PushPending && !t.Before(c.ExpiresAt) {
+		return PushExpired
+	}
+	return c.State
+}
+
+// LogValue keeps the number out of logs.
+func (c *PushChallenge) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int64("user_id", int64(c.UserID)), slog.Int64("device_id", c.DeviceID), slog.String("state", string(c.State)))
+}
+
+// DeviceStore persists Latch devices, their activation codes, request nonces and push
+// challenges.
+type DeviceStore interface {
+	// CreateDeviceActivation inserts a.
+	CreateDeviceActivation(ctx Context, a *DeviceActivation) error
+	// UseDeviceActivation atomically marks the activation used at time at and returns it. An
+	// unknown, used or expired (ExpiresAt ≤ at) code gives ENotFound, all alike; of two
+	// concurrent calls with one code exactly one succeeds.
+	UseDeviceActivation(ctx Context, id string, at time.Time) (*DeviceActivation, error)
+
+	// CreateDevice inserts d and sets d.ID and d.CreatedAt. When d.State is DeviceActive, cred
+	// (not nil) is inserted confirmed at d.CreatedAt and linked to d (cred.DeviceID,
+	// d.TOTPCredentialID) in the same transaction. When the user has no other active device,
+	// an active d becomes primary. A public key already registered gives EConflict.
+	CreateDevice(ctx Context, d *Device, cred *TOTPCredential) error
+	// ActivateDevice turns a pending device active at time at, inserting cred as for
+	// CreateDevice. ENotFound when the device is not pending.
+	ActivateDevice(ctx Context, id int64, cred *TOTPCredential, at time.Time) error
+	// ReplaceDeviceKey binds an active device to a new key (switch device): public key, name
+	// and platform change, KeyChangedAt = at, and its TOTP credential gets secret with
+	// LastStep 0, in one transaction. From then on the old key's signatures and the old seed's
+	// codes fail. ENotFound when the device is gone or not active; EConflict when the key is
+	// registered already.
+	ReplaceDeviceKey(ctx Context, id int64, publicKey []byte, name, platform string, secret []byte, at time.Time) error
+	// FindDevice returns one device; ENotFound when there is none.
+	FindDevice(ctx Context, id int64) (*Device, error)
+	// FindDevices returns a user's devices, pending ones included, primary first, then oldest
+	// first.
+	FindDevices(ctx Context, userID UserID) ([]*Device, error)
+	// UpdateDevice changes a device of that user. ENotFound when nothing matched.
+	UpdateDevice(ctx Context, userID UserID, id int64, u DeviceUpdate) error
+	// DeleteDevice removes a device of that user with its TOTP credential and its pending
+	// challenges, in one transaction; when it was primary, the oldest remaining active device
+	// becomes primary. ENotFound when nothing matched.
+	DeleteDevice(ctx Context, userID UserID, id int64) error
+	// UseDeviceNonce records a request nonce of a device until expiresAt. A nonce seen before
+	// for that device gives EConflict (a replayed request). Nonces that expired before at may
+	// be removed on the way.
+	UseDeviceNonce(ctx Context, deviceID int64, nonce string, expiresAt, at time.Time) error
+
+	// CreatePushChallenge inserts c.
+	CreatePushChallenge(ctx Context, c *PushChallenge) error
+	// FindPushChallenge returns ENotFound when there is no such challenge.
+	FindPushChallenge(ctx Context, id string) (*PushChallenge, error)
+	// PendingPushChallenges returns the challenges to a device that are pending and not
+	// expired at time at, oldest first.
+	PendingPushChallenges(ctx Context, deviceID int64, at time.Time) ([]*PushChallenge, error)
+	// AnswerPushChallenge atomically moves a challenge from pending to state (PushApproved or
+	// PushDenied) with reason, when it is still pending and not expired at time at. A
+	// challenge answered already gives EConflict, an expired one EFlowExpired, an unknown one
+	// ENotFound. Of two concurrent answers exactly one wins.
+	AnswerPushChallenge(ctx Context, id string, state PushState, reason string, at time.Time) error
+	// CompletePushChallenge atomically sets CompletedAt on an approved, not yet completed
+	// challenge. EConflict when it is not approved or already completed.
+	CompletePushChallenge(ctx Context, id string, at time.Time) error
+	// DeleteExpiredPushData removes challenges, activations and nonces that expired before t
+	// and returns how many rows went.
+	DeleteExpiredPushData(ctx Context, t time.Time) (int, error)
+}

@@ -1,0 +1,83 @@
+// Package ratelimit holds the in-memory per-IP limiter of failed attempts that the sign-in
+// and device services share: a token bucket per IP address, refilled over time.
+package ratelimit
+
+import (
+	"sync"
+	"time"
+
+	"github.com/latchkey/latchkey"
+)
+
+// Limiter is a per-key (per-IP) token bucket of failures, held in memory. Each node limits on its own;
+// the per-account counter, which is what matters against a targeted attack, lives in the
+// database and is shared.
+type Limiter struct {
+	mu      sync.Mutex
+	burst   float64
+	refill  time.Duration
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+const maxEntries = 100_000
+
+// New returns a limiter allowing burst failures per IP, then one more per refill.
+func New(burst int, refill time.Duration) *Limiter {
+	return &Limiter{burst: float64(burst), refill: refill, buckets: map[string]*bucket{}}
+}
+
+func (l *Limiter) level(ip string, now time.Time) *bucket {
+	b := l.buckets[ip]
+	if b == nil {
+		if len(l.buckets) >= maxEntries {
+			l.evict(now)
+		}
+		b = &bucket{tokens: l.burst, at: now}
+		l.buckets[ip] = b
+		return b
+	}
+	if elapsed := now.Sub(b.at); elapsed > 0 {
+		b.tokens = min(l.burst, b.tokens+float64(elapsed)/float64(l.refill))
+		b.at = now
+	}
+	return b
+}
+
+// evict drops every full bucket: they carry no information.
+func (l *Limiter) evict(now time.Time) {
+	for ip, b := range l.buckets {
+		if b.tokens+float64(now.Sub(b.at))/float64(l.refill) >= l.burst {
+			delete(l.buckets, ip)
+		}
+	}
+}
+
+// Check returns an EThrottled error when ip has no failures left.
+func (l *Limiter) Check(ip string, now time.Time) error {
+	if ip == "" {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.level(ip, now)
+	if b.tokens >= 1 {
+		return nil
+	}
+	return latchkey.Throttled(time.Duration((1 - b.tokens) * float64(l.refill)))
+}
+
+// Fail spends one token of ip.
+func (l *Limiter) Fail(ip string, now time.Time) {
+	if ip == "" {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.level(ip, now)
+	b.tokens = max(0, b.tokens-1)
+}

@@ -1,0 +1,535 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/latchkey/latchkey"
+)
+
+// Latch devices, their activation codes, request nonces and push challenges.
+//
+// "Exactly one active primary device per user" spans several rows, so every method that can
+// change it first locks the user's row (lockUser): on PostgreSQL concurrent changes to one
+// user's devices then take turns; on SQLite transactions are serialized already. The partial
+// unique index devices_one_primary backs the rule up in the schema.
+
+// execer is what *sql.DB and *sql.Tx have in common for writes.
+type execer interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}
+
+// CreateDeviceActivation inserts a; EConflict when the code exists already.
+func (s *DB) CreateDeviceActivation(ctx context.Context, a *latchkey.DeviceActivation) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO device_activations (id, user_id, kind, device_id, needs_approval, created_at, expires_at, used_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		a.ID, a.UserID, a.Kind, a.DeviceID, a.NeedsApproval, us(a.CreatedAt), us(a.ExpiresAt), usPtr(a.UsedAt))
+	if isUnique(err) {
+		return latchkey.Errorf(latchkey.EConflict, "The activation code exists already.")
+	} else if err != nil {
+		return fmt.Errorf("insert device activation: %w", err)
+	}
+	return nil
+}
+
+// UseDeviceActivation marks an unused, unexpired activation used in one statement, so of two
+// concurrent redemptions exactly one gets a row back. Unknown, used and expired codes all give
+// ENotFound.
+func (s *DB) UseDeviceActivation(ctx context.Context, id string, when time.Time) (*latchkey.DeviceActivation, error) {
+	var a latchkey.DeviceActivation
+	var created, expires int64
+	var used sql.NullInt64
+	err := s.db.QueryRowContext(ctx,
+		`UPDATE device_activations SET used_at = $1
+		 WHERE id = $2 AND used_at IS NULL AND expires_at > $1
+		 RETURNING id, user_id, kind, device_id, needs_approval, created_at, expires_at, used_at`, us(when), id).
+		Scan(&a.ID, &a.UserID, &a.Kind, &a.DeviceID, &a.NeedsApproval, &created, &expires, &used)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("activation code")
+	} else if err != nil {
+		return nil, fmt.Errorf("use device activation: %w", err)
+	}
+	a.CreatedAt, a.ExpiresAt, a.UsedAt = at(created), at(expires), atPtr(used)
+	return &a, nil
+}
+
+const deviceColumns = `id, user_id, name, platform, public_key, state, is_primary, COALESCE(totp_credential_id, 0), created_at, last_used_at, key_changed_at`
+
+func scanDevice(row interface{ Scan(...any) error }) (*latchkey.Device, error) {
+	var d latchkey.Device
+	var created, keyChanged int64
+	var used sql.NullInt64
+	if err := row.Scan(&d.ID, &d.UserID, &d.Name, &d.Platform, &d.PublicKey, &d.State, &d.Primary, &d.TOTPCredentialID, &created, &used, &keyChanged); err != nil {
+		return nil, err
+	}
+	d.CreatedAt, d.LastUsedAt, d.KeyChangedAt = at(created), atPtr(used), at(keyChanged)
+	return &d, nil
+}
+
+// lockUser locks the user's row until the end of tx (PostgreSQL; SQLite transactions hold the
+// database write lock from BEGIN), so changes to one user's set of devices take turns. It
+// returns ENotFound when there is no such user. FOR NO KEY UPDATE does not block inserts that
+// merely reference the user.
+func (s *DB) lockUser(ctx context.Context, tx *sql.Tx, userID latchkey.UserID) error {
+	q := `SELECT id FROM users WHERE id = $1`
+	if s.dialect == Postgres {
+		q += ` FOR NO KEY UPDATE`
+	}
+	var id int64
+	if err := tx.QueryRowContext(ctx, q, userID).Scan(&id); errors.Is(err, sql.ErrNoRows) {
+		return notFound("user")
+	} else if err != nil {
+		return fmt.Errorf("lock user: %w", err)
+	}
+	return nil
+}
+
+// hasActiveDevice reports whether the user has an active device other than exceptID.
+func hasActiveDevice(ctx context.Context, tx *sql.Tx, userID latchkey.UserID, exceptID int64) (bool, error) {
+	var n int
+	if err := tx.QueryRowContext(ctx,
+		`SELECT COUNT(*) FROM devices WHERE user_id = $1 AND state = $2 AND id <> $3`,
+		userID, string(latchkey.DeviceActive), exceptID).Scan(&n); err != nil {
+		return false, fmt.Errorf("count active devices: %w", err)
+	}
+	return n > 0, nil
+}
+
+// makePrimary makes device id the user's only primary device. The old primary is cleared
+// first so the unique index never sees two.
+func makePrimary(ctx context.Context, tx *sql.Tx, userID latchkey.UserID, id int64) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE devices SET is_primary = FALSE WHERE user_id = $1 AND id <> $2 AND is_primary`, userID, id); err != nil {
+		return fmt.Errorf("clear primary device: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE devices SET is_primary = TRUE WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("set primary device: %w", err)
+	}
+	return nil
+}
+
+// linkDeviceTOTP inserts cred confirmed at when as the offline-code credential of device d and
+// links the two.
+func (s *DB) linkDeviceTOTP(ctx context.Context, tx *sql.Tx, userID latchkey.UserID, deviceID int64, cred *latchkey.TOTPCredential, when time.Time) error {
+	if cred == nil {
+		return errors.New("sqlstore: an active device needs a TOTP credential")
+	}
+	confirmed := when
+	cred.UserID, cred.DeviceID, cred.CreatedAt, cred.ConfirmedAt = userID, deviceID, when, &confirmed
+	if err := s.insertTOTP(ctx, tx, cred); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE devices SET totp_credential_id = $1 WHERE id = $2`, cred.ID, deviceID); err != nil {
+		return fmt.Errorf("link device totp credential: %w", err)
+	}
+	return nil
+}
+
+// CreateDevice inserts d (and, when active, its confirmed TOTP credential cred) in one
+// transaction. An active device becomes primary when the user has no other active device, or
+// when d.Primary asks for it. A public key registered already gives EConflict.
+func (s *DB) CreateDevice(ctx context.Context, d *latchkey.Device, cred *latchkey.TOTPCredential) error {
+	now := s.now().UTC().Truncate(time.Microsecond)
+	active := d.State == latchkey.DeviceActive
+	if active && cred == nil {
+		return errors.New("sqlstore: an active device needs a TOTP credential")
+	}
+	keyChanged := d.KeyChangedAt
+	if keyChanged.IsZero() {
+		keyChanged = now
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.lockUser(ctx, tx, d.UserID); err != nil {
+			return err
+		}
+		primary := false
+		if active {
+			others, err := hasActiveDevice(ctx, tx, d.UserID, 0)
+			if err != nil {
+				return err
+			}
+			primary = !others || d.Primary
+		}
+		var id int64
+		err := tx.QueryRowContext(ctx,
+			`INSERT INTO devices (user_id, name, platform, public_key, state, is_primary, created_at, last_used_at, key_changed_at)
+			 VALUES ($1, $2, $3, $4, $5, FALSE, $6, $7, $8) RETURNING id`,
+			d.UserID, d.Name, d.Platform, d.PublicKey, string(d.State), us(now), usPtr(d.LastUsedAt), us(keyChanged)).Scan(&id)
+		if isUnique(err) {
+			return latchkey.Errorf(latchkey.EConflict, "This device is registered already.")
+		} else if err != nil {
+			return fmt.Errorf("insert device: %w", err)
+		}
+		if primary {
+			if err := makePrimary(ctx, tx, d.UserID, id); err != nil {
+				return err
+			}
+		}
+		d.TOTPCredentialID = 0
+		if active {
+			if err := s.linkDeviceTOTP(ctx, tx, d.UserID, id, cred, now); err != nil {
+				return err
+			}
+			d.TOTPCredentialID = cred.ID
+		}
+		d.ID, d.CreatedAt, d.KeyChangedAt, d.Primary = id, now, keyChanged, primary
+		return nil
+	})
+}
+
+// ActivateDevice turns a pending device active at when and inserts its confirmed TOTP
+// credential cred, in one transaction; it becomes primary when the user has no other active
+// device. ENotFound when the device is not pending.
+func (s *DB) ActivateDevice(ctx context.Context, id int64, cred *latchkey.TOTPCredential, when time.Time) error {
+	if cred == nil {
+		return errors.New("sqlstore: an active device needs a TOTP credential")
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		// Find the owner first so that the user lock is taken before any device row lock,
+		// in the same order as the other methods.
+		var userID latchkey.UserID
+		err := tx.QueryRowContext(ctx, `SELECT user_id FROM devices WHERE id = $1`, id).Scan(&userID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("pending device")
+		} else if err != nil {
+			return fmt.Errorf("find device: %w", err)
+		}
+		if err := s.lockUser(ctx, tx, userID); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE devices SET state = $1 WHERE id = $2 AND state = $3`,
+			string(latchkey.DeviceActive), id, string(latchkey.DevicePending))
+		if err != nil {
+			return fmt.Errorf("activate device: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("pending device")
+		}
+		others, err := hasActiveDevice(ctx, tx, userID, id)
+		if err != nil {
+			return err
+		}
+		if !others {
+			if err := makePrimary(ctx, tx, userID, id); err != nil {
+				return err
+			}
+		}
+		return s.linkDeviceTOTP(ctx, tx, userID, id, cred, when.UTC().Truncate(time.Microsecond))
+	})
+}
+
+// ReplaceDeviceKey binds an active device to a new public key and gives its TOTP credential a
+// new secret with LastStep 0, in one transaction. ENotFound when the device is gone or not
+// active; EConflict when the key is registered already.
+func (s *DB) ReplaceDeviceKey(ctx context.Context, id int64, publicKey []byte, name, platform string, secret []byte, when time.Time) error {
+	when = when.UTC().Truncate(time.Microsecond)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var userID latchkey.UserID
+		var credID sql.NullInt64
+		err := tx.QueryRowContext(ctx,
+			`UPDATE devices SET public_key = $1, name = $2, platform = $3, key_changed_at = $4
+			 WHERE id = $5 AND state = $6 RETURNING user_id, totp_credential_id`,
+			publicKey, name, platform, us(when), id, string(latchkey.DeviceActive)).Scan(&userID, &credID)
+		if isUnique(err) {
+			return latchkey.Errorf(latchkey.EConflict, "This device is registered already.")
+		} else if errors.Is(err, sql.ErrNoRows) {
+			return notFound("device")
+		} else if err != nil {
+			return fmt.Errorf("replace device key: %w", err)
+		}
+		if credID.Valid {
+			res, err := tx.ExecContext(ctx, `UPDATE totp_credentials SET last_step = 0 WHERE id = $1 AND user_id = $2`, credID.Int64, userID)
+			if err != nil {
+				return fmt.Errorf("reset device totp credential: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				return s.storeTOTPSecret(ctx, tx, credID.Int64, userID, secret)
+			}
+		}
+		// The device lost its credential somehow: give it a new one rather than fail.
+		return s.linkDeviceTOTP(ctx, tx, userID, id, &latchkey.TOTPCredential{Name: name, Secret: secret}, when)
+	})
+}
+
+// FindDevice returns one device; ENotFound when there is none.
+func (s *DB) FindDevice(ctx context.Context, id int64) (*latchkey.Device, error) {
+	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("device")
+	} else if err != nil {
+		return nil, fmt.Errorf("find device: %w", err)
+	}
+	return d, nil
+}
+
+// FindDevices returns a user's devices, pending ones included, primary first, then by ID
+// (oldest first).
+func (s *DB) FindDevices(ctx context.Context, userID latchkey.UserID) ([]*latchkey.Device, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE user_id = $1 ORDER BY is_primary DESC, id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("find devices: %w", err)
+	}
+	defer rows.Close()
+	var out []*latchkey.Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan device: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// UpdateDevice changes a device of that user; ENotFound when nothing matched. Making a pending
+// device primary gives EConflict, since only active devices can be.
+func (s *DB) UpdateDevice(ctx context.Context, userID latchkey.UserID, id int64, u latchkey.DeviceUpdate) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if u.Primary {
+			if err := s.lockUser(ctx, tx, userID); latchkey.ErrorCode(err) == latchkey.ENotFound {
+				return notFound("device")
+			} else if err != nil {
+				return err
+			}
+		}
+		var name sql.NullString
+		if u.Name != nil {
+			name = sql.NullString{String: *u.Name, Valid: true}
+		}
+		var state latchkey.DeviceState
+		err := tx.QueryRowContext(ctx,
+			`UPDATE devices SET name = COALESCE($1, name), last_used_at = COALESCE($2, last_used_at)
+			 WHERE id = $3 AND user_id = $4 RETURNING state`, name, usPtr(u.LastUsedAt), id, userID).Scan(&state)
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("device")
+		} else if err != nil {
+			return fmt.Errorf("update device: %w", err)
+		}
+		if !u.Primary {
+			return nil
+		}
+		if state != latchkey.DeviceActive {
+			return latchkey.Errorf(latchkey.EConflict, "A device waiting for approval cannot be the primary device.")
+		}
+		return makePrimary(ctx, tx, userID, id)
+	})
+}
+
+// DeleteDevice removes a device of that user with its TOTP credential, its nonces, its pending
+// push challenges (and pending add_device challenges about it) and its unused transfer codes,
+// in one transaction. When it was primary, the oldest remaining active device becomes primary.
+func (s *DB) DeleteDevice(ctx context.Context, userID latchkey.UserID, id int64) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.lockUser(ctx, tx, userID); latchkey.ErrorCode(err) == latchkey.ENotFound {
+			return notFound("device")
+		} else if err != nil {
+			return err
+		}
+		var primary bool
+		var credID sql.NullInt64
+		err := tx.QueryRowContext(ctx, `DELETE FROM devices WHERE id = $1 AND user_id = $2 RETURNING is_primary, totp_credential_id`, id, userID).Scan(&primary, &credID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("device")
+		} else if err != nil {
+			return fmt.Errorf("delete device: %w", err)
+		}
+		for _, q := range []struct {
+			what, sql string
+			args      []any
+		}{
+			{"totp credential", `DELETE FROM totp_credentials WHERE user_id = $1 AND (device_id = $2 OR id = $3)`, []any{userID, id, credID}},
+			{"nonces", `DELETE FROM device_nonces WHERE device_id = $1`, []any{id}},
+			{"push challenges", `DELETE FROM push_challenges WHERE state = $1 AND (device_id = $2 OR (kind = $3 AND subject_device_id = $2))`,
+				[]any{string(latchkey.PushPending), id, latchkey.PushAddDevice}},
+			{"transfer codes", `DELETE FROM device_activations WHERE kind = $1 AND device_id = $2 AND used_at IS NULL`, []any{latchkey.ActivationTransfer, id}},
+		} {
+			if _, err := tx.ExecContext(ctx, q.sql, q.args...); err != nil {
+				return fmt.Errorf("delete device %s: %w", q.what, err)
+			}
+		}
+		if !primary {
+			return nil
+		}
+		var next int64
+		err = tx.QueryRowContext(ctx, `SELECT id FROM devices WHERE user_id = $1 AND state = $2 ORDER BY created_at, id LIMIT 1`,
+			userID, string(latchkey.DeviceActive)).Scan(&next)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("find next primary device: %w", err)
+		}
+		return makePrimary(ctx, tx, userID, next)
+	})
+}
+
+// UseDeviceNonce records a device's request nonce until expiresAt; EConflict when the device
+// used it before. Then it drops the device's nonces that expired before when. The insert comes
+// first, so a replayed nonce is refused as long as its row exists.
+func (s *DB) UseDeviceNonce(ctx context.Context, deviceID int64, nonce string, expiresAt, when time.Time) error {
+	res, err := s.db.ExecContext(ctx,
+		`INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (device_id, nonce) DO NOTHING`,
+		deviceID, nonce, us(expiresAt))
+	if err != nil {
+		return fmt.Errorf("insert device nonce: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return latchkey.Errorf(latchkey.EConflict, "This request was sent already.")
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM device_nonces WHERE device_id = $1 AND expires_at < $2`, deviceID, us(when)); err != nil {
+		return fmt.Errorf("delete expired device nonces: %w", err)
+	}
+	return nil
+}
+
+const pushColumns = `id, user_id, device_id, kind, session_id, subject_device_id, number, application, browser, ip, created_at, expires_at, state, reason, answered_at, completed_at`
+
+func scanPush(row interface{ Scan(...any) error }) (*latchkey.PushChallenge, error) {
+	var c latchkey.PushChallenge
+	var created, expires int64
+	var answered, completed sql.NullInt64
+	if err := row.Scan(&c.ID, &c.UserID, &c.DeviceID, &c.Kind, &c.SessionID, &c.SubjectDeviceID, &c.Number, &c.Application, &c.Browser, &c.IP,
+		&created, &expires, &c.State, &c.Reason, &answered, &completed); err != nil {
+		return nil, err
+	}
+	c.CreatedAt, c.ExpiresAt, c.AnsweredAt, c.CompletedAt = at(created), at(expires), atPtr(answered), atPtr(completed)
+	return &c, nil
+}
+
+// CreatePushChallenge inserts c; EConflict when its ID exists already.
+func (s *DB) CreatePushChallenge(ctx context.Context, c *latchkey.PushChallenge) error {
+	state := c.State
+	if state == "" {
+		state = latchkey.PushPending
+	}
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO push_challenges (`+pushColumns+`)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+		c.ID, c.UserID, c.DeviceID, c.Kind, c.SessionID, c.SubjectDeviceID, c.Number, c.Application, c.Browser, c.IP,
+		us(c.CreatedAt), us(c.ExpiresAt), string(state), c.Reason, usPtr(c.AnsweredAt), usPtr(c.CompletedAt))
+	if isUnique(err) {
+		return latchkey.Errorf(latchkey.EConflict, "The push challenge exists already.")
+	} else if err != nil {
+		return fmt.Errorf("insert push challenge: %w", err)
+	}
+	c.State = state
+	return nil
+}
+
+// FindPushChallenge returns ENotFound when there is no such challenge.
+func (s *DB) FindPushChallenge(ctx context.Context, id string) (*latchkey.PushChallenge, error) {
+	c, err := scanPush(s.db.QueryRowContext(ctx, `SELECT `+pushColumns+` FROM push_challenges WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("push challenge")
+	} else if err != nil {
+		return nil, fmt.Errorf("find push challenge: %w", err)
+	}
+	return c, nil
+}
+
+// PendingPushChallenges returns a device's challenges that are pending and unexpired at when,
+// oldest first.
+func (s *DB) PendingPushChallenges(ctx context.Context, deviceID int64, when time.Time) ([]*latchkey.PushChallenge, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT `+pushColumns+` FROM push_challenges
+		 WHERE device_id = $1 AND state = $2 AND expires_at > $3 ORDER BY created_at, id`,
+		deviceID, string(latchkey.PushPending), us(when))
+	if err != nil {
+		return nil, fmt.Errorf("find pending push challenges: %w", err)
+	}
+	defer rows.Close()
+	var out []*latchkey.PushChallenge
+	for rows.Next() {
+		c, err := scanPush(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan push challenge: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// AnswerPushChallenge moves a pending, unexpired challenge to state in one statement, so of two
+// concurrent answers exactly one wins. Otherwise: ENotFound for an unknown challenge,
+// EConflict for one answered already, EFlowExpired for an expired one.
+func (s *DB) AnswerPushChallenge(ctx context.Context, id string, state latchkey.PushState, reason string, when time.Time) error {
+	if state != latchkey.PushApproved && state != latchkey.PushDenied {
+		return fmt.Errorf("sqlstore: a push challenge cannot be answered with state %q", state)
+	}
+	res, err := s.db.ExecContext(ctx,
+		`UPDATE push_challenges SET state = $1, reason = $2, answered_at = $3
+		 WHERE id = $4 AND state = $5 AND expires_at > $3`,
+		string(state), reason, us(when), id, string(latchkey.PushPending))
+	if err != nil {
+		return fmt.Errorf("answer push challenge: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return nil
+	}
+	var cur latchkey.PushState
+	err = s.db.QueryRowContext(ctx, `SELECT state FROM push_challenges WHERE id = $1`, id).Scan(&cur)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return notFound("push challenge")
+	case err != nil:
+		return fmt.Errorf("find push challenge: %w", err)
+	case cur != latchkey.PushPending:
+		return latchkey.Errorf(latchkey.EConflict, "This request was answered already.")
+	default:
+		return latchkey.Errorf(latchkey.EFlowExpired, "This request has expired.")
+	}
+}
+
+// CompletePushChallenge sets CompletedAt on an approved challenge once. EConflict when it is
+// not approved or completed already; ENotFound when there is no such challenge.
+func (s *DB) CompletePushChallenge(ctx context.Context, id string, when time.Time) error {
+	res, err := s.db.ExecContext(ctx,
+		`UPDATE push_challenges SET completed_at = $1 WHERE id = $2 AND state = $3 AND completed_at IS NULL`,
+		us(when), id, string(latchkey.PushApproved))
+	if err != nil {
+		return fmt.Errorf("complete push challenge: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return nil
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM push_challenges WHERE id = $1`, id).Scan(&n); err != nil {
+		return fmt.Errorf("find push challenge: %w", err)
+	}
+	if n == 0 {
+		return notFound("push challenge")
+	}
+	return latchkey.Errorf(latchkey.EConflict, "This request was not approved or was used already.")
+}
+
+// DeleteExpiredPushData removes push challenges, activation codes and nonces that expired
+// before t, in one transaction, and returns how many rows went.
+func (s *DB) DeleteExpiredPushData(ctx context.Context, t time.Time) (int, error) {
+	total := 0
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		total = 0
+		for _, table := range []string{"push_challenges", "device_activations", "device_nonces"} {
+			n, err := deleteExpired(ctx, tx, table, t)
+			if err != nil {
+				return err
+			}
+			total += n
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return total, nil
+}
+
+func deleteExpired(ctx context.Context, e execer, table string, t time.Time) (int, error) {
+	res, err := e.ExecContext(ctx, `DELETE FROM `+table+` WHERE expires_at < $1`, us(t))
+	if err != nil {
+		return 0, fmt.Errorf("delete expired %s: %w", table, err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}

@@ -1,0 +1,543 @@
+package web_test
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey/internal/deviceproto"
+	"github.com/latchkey/latchkey/internal/totp"
+)
+
+// testDevice is a minimal client of the device protocol, signing like a Latch app.
+type testDevice struct {
+	tb   testing.TB
+	f    *fixture
+	key  *ecdsa.PrivateKey
+	id   int64
+	seed []byte
+}
+
+func (f *fixture) newDevice(tb testing.TB) *testDevice {
+	k, err := deviceproto.GenerateKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &testDevice{tb: tb, f: f, key: k}
+}
+
+// request builds a signed request; it is returned unsent so tests can tamper with it.
+func (d *testDevice) request(method, path string, body []byte, id int64) *http.Request {
+	d.tb.Helper()
+	r, err := http.NewRequest(method, d.f.srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		d.tb.Fatal(err)
+	}
+	if body != nil {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	if err := deviceproto.Sign(r, d.key, id, body, d.f.clock.Now()); err != nil {
+		d.tb.Fatal(err)
+	}
+	return r
+}
+
+func send(tb testing.TB, r *http.Request) response {
+	tb.Helper()
+	if r.GetBody != nil {
+		r.Body, _ = r.GetBody()
+	}
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	return response{code: resp.StatusCode, header: resp.Header, body: m, raw: string(raw)}
+}
+
+func (d *testDevice) call(method, path string, v any) response {
+	d.tb.Helper()
+	var body []byte
+	if v != nil {
+		body, _ = json.Marshal(v)
+	}
+	return send(d.tb, d.request(method, path, body, d.id))
+}
+
+// activate redeems code (an activation or, with path PathRedeem, a transfer code).
+func (d *testDevice) activate(path, code, name string) response {
+	d.tb.Helper()
+	pub, _ := deviceproto.EncodePublicKey(&d.key.PublicKey)
+	body, _ := json.Marshal(deviceproto.ActivateRequest{Code: code, PublicKey: pub, Name: name, Platform: "linux"})
+	r := send(d.tb, d.request("POST", path, body, 0))
+	if r.code == 200 || r.code == 202 {
+		d.id = int64(r.body["device_id"].(float64))
+		if t, ok := r.body["totp"].(map[string]any); ok {
+			d.seed, _ = totp.Decode(t["secret"].(string))
+		}
+	}
+	return r
+}
+
+func (d *testDevice) challenges() []map[string]any {
+	d.tb.Helper()
+	r := d.call("GET", deviceproto.PathChallenges, nil)
+	if r.code != 200 {
+		d.tb.Fatalf("challenges: %d %s", r.code, r.raw)
+	}
+	var out []map[string]any
+	for _, c := range r.body["challenges"].([]any) {
+		out = append(out, c.(map[string]any))
+	}
+	return out
+}
+
+func (d *testDevice) answer(id, decision, number string) response {
+	d.tb.Helper()
+	return d.call("POST", deviceproto.PathAnswer+id+"/answer", deviceproto.AnswerRequest{Decision: decision, Number: number})
+}
+
+// signedIn returns a client signed in as alice with the password only (no factor yet).
+func (f *fixture) signedIn(tb testing.TB) *apiClient {
+	c := f.client(tb)
+	if r := c.post("/api/v1/login", map[string]string{"username": "alice", "password": pw}); r.code != 200 {
+		tb.Fatalf("login: %d %s", r.code, r.raw)
+	}
+	return c
+}
+
+// activated returns alice's signed-in client and a first active device.
+func (f *fixture) activated(tb testing.TB) (*apiClient, *testDevice) {
+	tb.Helper()
+	c := f.signedIn(tb)
+	r := c.post("/api/v1/account/devices/activation", nil)
+	if r.code != 200 {
+		tb.Fatalf("activation: %d %s", r.code, r.raw)
+	}
+	d := f.newDevice(tb)
+	if r := d.activate(deviceproto.PathActivate, r.body["code"].(string), "Laptop"); r.code != 200 || r.body["state"] != "active" {
+		tb.Fatalf("activate: %d %s", r.code, r.raw)
+	}
+	return c, d
+}
+
+// pushLogin signs alice in with the password and starts a push; it returns the browser and
+// the push's challenge ID and number.
+func (f *fixture) pushLogin(tb testing.TB) (*apiClient, string, string) {
+	tb.Helper()
+	b := f.client(tb)
+	r := b.post("/api/v1/login", map[string]string{"username": "alice", "password": pw})
+	if r.code != 200 || r.body["state"] != "second_factor" {
+		tb.Fatalf("login: %d %s", r.code, r.raw)
+	}
+	r = b.post("/api/v1/login/push", nil)
+	if r.code != 200 {
+		tb.Fatalf("login/push: %d %s", r.code, r.raw)
+	}
+	return b, r.body["challenge_id"].(string), r.body["number"].(string)
+}
+
+func TestPushActivationAndSignIn(t *testing.T) {
+	f := newFixture(t, "")
+	c := f.signedIn(t)
+	r := c.post("/api/v1/account/devices/activation", nil)
+	if r.code != 200 || r.body["approval_required"] != false {
+		t.Fatalf("activation: %d %s", r.code, r.raw)
+	}
+	code, uri := r.body["code"].(string), r.body["uri"].(string)
+	kind, server, qcode, err := deviceproto.ParseURI(uri)
+	if err != nil || kind != "activate" || server != f.srv.URL || qcode != code {
+		t.Fatalf("uri %q: %v %q %q", uri, err, kind, server)
+	}
+	if exp, _ := time.Parse(time.RFC3339, r.body["expires_at"].(string)); exp.Sub(f.clock.Now()) > 5*time.Minute+time.Second {
+		t.Errorf("activation expires at %v", exp)
+	}
+	d := f.newDevice(t)
+	if r := d.activate(deviceproto.PathActivate, strings.ToLower(code), "Laptop"); r.code != 200 || r.body["primary"] != true || r.body["username"] != "alice" || d.seed == nil {
+		t.Fatalf("activate: %d %s", r.code, r.raw)
+	}
+	// Single use.
+	if r := f.newDevice(t).activate(deviceproto.PathActivate, code, "Other"); r.code != 401 || r.errCode() != "invalid_code" {
+		t.Fatalf("second use of the code: %d %s", r.code, r.raw)
+	}
+	if s := f.mails.subjects("alice@example.com"); len(s) != 1 || !strings.Contains(s[0], "new authenticator device") {
+		t.Errorf("mails = %q", s)
+	}
+	// The device's offline code works at the second step.
+	b := f.client(t)
+	r = b.post("/api/v1/login", map[string]string{"username": "alice", "password": pw})
+	if m := r.body["methods"].([]any); len(m) < 2 || m[0] != "push" || m[1] != "totp" {
+		t.Fatalf("methods = %v", m)
+	}
+	if r := b.post("/api/v1/login/totp", map[string]string{"code": totp.Code(d.seed, totp.Step(f.clock.Now()))}); r.code != 200 {
+		t.Fatalf("offline code: %d %s", r.code, r.raw)
+	}
+
+	// Push with number matching.
+	b, id, number := f.pushLogin(t)
+	if len(number) != 2 {
+		t.Errorf("number %q, want 2 digits", number)
+	}
+	if r := b.do("GET", "/api/v1/login/push/"+id, "", ""); r.body["state"] != "pending" {
+		t.Fatalf("status: %s", r.raw)
+	}
+	chs := d.challenges()
+	if len(chs) != 1 || chs[0]["id"] != id || chs[0]["kind"] != "login" || chs[0]["ip"] != "127.0.0.1" || chs[0]["browser"] == "" || chs[0]["application"] != "Latchkey" {
+		t.Fatalf("challenges = %v", chs)
+	}
+	if strings.Contains(mustJSON(chs), `"number"`) {
+		t.Fatal("the challenge sent to the device carries the number")
+	}
+	old := b.sessionCookie().Value
+	// The browser waits (long poll) and is released by the approval.
+	var wg sync.WaitGroup
+	var waited response
+	wg.Add(1)
+	go func() { defer wg.Done(); waited = b.do("GET", "/api/v1/login/push/"+id+"?wait=20s", "", "") }()
+	time.Sleep(100 * time.Millisecond)
+	if r := d.answer(id, "approve", number); r.code != 200 || r.body["state"] != "approved" {
+		t.Fatalf("approve: %d %s", r.code, r.raw)
+	}
+	wg.Wait()
+	if waited.code != 200 || waited.body["state"] != "approved" {
+		t.Fatalf("long poll: %d %s", waited.code, waited.raw)
+	}
+	if b.sessionCookie().Value == old {
+		t.Error("the session ID was not rotated after the push")
+	}
+	r = b.do("GET", "/api/v1/session", "", "")
+	if r.code != 200 || r.body["mfa"] != true || !strings.Contains(r.raw, `"swk"`) {
+		t.Fatalf("session: %d %s", r.code, r.raw)
+	}
+	// Answered twice: refused.
+	if r := d.answer(id, "approve", number); r.code != 409 {
+		t.Fatalf("second answer: %d %s", r.code, r.raw)
+	}
+	// Another browser cannot see or complete it.
+	other := f.client(t)
+	other.post("/api/v1/login", map[string]string{"username": "alice", "password": pw})
+	if r := other.do("GET", "/api/v1/login/push/"+id, "", ""); r.code != 404 {
+		t.Fatalf("other flow reading the challenge: %d %s", r.code, r.raw)
+	}
+}
+
+func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+func TestPushWrongNumberDenyFraudExpiry(t *testing.T) {
+	f := newFixture(t, "")
+	_, d := f.activated(t)
+
+	// A wrong number denies the request and counts as a failure.
+	b, id, number := f.pushLogin(t)
+	wrong := "10"
+	if number == wrong {
+		wrong = "11"
+	}
+	r := d.answer(id, "approve", wrong)
+	if r.code != 200 || r.body["state"] != "denied" || r.body["reason"] != "wrong_number" {
+		t.Fatalf("wrong number: %d %s", r.code, r.raw)
+	}
+	if r := b.do("GET", "/api/v1/login/push/"+id, "", ""); r.body["state"] != "denied" {
+		t.Fatalf("status after wrong number: %s", r.raw)
+	}
+	if r := d.answer(id, "approve", number); r.code != 409 {
+		t.Fatalf("right number after a wrong one: %d %s", r.code, r.raw)
+	}
+	th, _ := f.db.FindThrottle(t.Context(), "user:alice")
+	if th.Failures != 1 {
+		t.Errorf("failures after a wrong number = %d", th.Failures)
+	}
+
+	// Deny.
+	b, id, _ = f.pushLogin(t)
+	if r := d.answer(id, "deny", ""); r.body["state"] != "denied" || r.body["reason"] != "denied" {
+		t.Fatalf("deny: %d %s", r.code, r.raw)
+	}
+	if r := b.do("GET", "/api/v1/login/push/"+id, "", ""); r.body["state"] != "denied" {
+		t.Fatalf("status after deny: %s", r.raw)
+	}
+
+	// Expiry: two minutes by default.
+	b, id, number = f.pushLogin(t)
+	f.clock.Add(2*time.Minute + time.Second)
+	if r := b.do("GET", "/api/v1/login/push/"+id, "", ""); r.body["state"] != "expired" {
+		t.Fatalf("status after expiry: %s", r.raw)
+	}
+	if r := d.answer(id, "approve", number); r.code != 410 || r.errCode() != "expired" {
+		t.Fatalf("late answer: %d %s", r.code, r.raw)
+	}
+
+	// "This wasn't me": denied, mailed, audited, and pushes pause.
+	f.clock.Add(time.Minute)
+	b, id, _ = f.pushLogin(t)
+	if r := d.answer(id, "fraud", ""); r.body["state"] != "denied" || r.body["reason"] != "fraud" {
+		t.Fatalf("fraud: %d %s", r.code, r.raw)
+	}
+	if r := b.post("/api/v1/login/push", nil); r.code != 429 || r.header.Get("Retry-After") == "" || !strings.Contains(r.raw, "paused") {
+		t.Fatalf("push during the pause: %d %s", r.code, r.raw)
+	}
+	subj := f.mails.subjects("alice@example.com")
+	if !strings.Contains(strings.Join(subj, "|"), "reported as not yours") {
+		t.Errorf("mails = %q", subj)
+	}
+	var n int
+	if err := f.db.SQL().QueryRow(`SELECT count(*) FROM audit_events WHERE action = 'push.fraud'`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("push.fraud audit events = %d (%v)", n, err)
+	}
+	// Other methods still work during the pause, and the pause ends.
+	f.clock.Add(time.Hour + time.Minute)
+	f.pushLogin(t)
+}
+
+func TestPushCap(t *testing.T) {
+	f := newFixture(t, "")
+	f.activated(t)
+	b := f.client(t)
+	b.post("/api/v1/login", map[string]string{"username": "alice", "password": pw})
+	for i := range 5 {
+		if r := b.post("/api/v1/login/push", nil); r.code != 200 {
+			t.Fatalf("push %d: %d %s", i+1, r.code, r.raw)
+		}
+	}
+	if r := b.post("/api/v1/login/push", nil); r.code != 429 {
+		t.Fatalf("sixth push: %d %s", r.code, r.raw)
+	}
+}
+
+func TestDeviceRequestEdgeCases(t *testing.T) {
+	f := newFixture(t, "")
+	c, d := f.activated(t)
+	path := deviceproto.PathDevice
+
+	if r := d.call("GET", path, nil); r.code != 200 || r.body["state"] != "active" {
+		t.Fatalf("signed request: %d %s", r.code, r.raw)
+	}
+	// A replayed request (same nonce and signature) is refused.
+	req := d.request("GET", path, nil, d.id)
+	if r := send(t, req); r.code != 200 {
+		t.Fatalf("first: %d %s", r.code, r.raw)
+	}
+	again, _ := http.NewRequest("GET", req.URL.String(), nil)
+	again.Header = req.Header.Clone()
+	if r := send(t, again); r.code != 401 || r.errCode() != "invalid_signature" || !strings.Contains(r.raw, "replayed") {
+		t.Fatalf("replay: %d %s", r.code, r.raw)
+	}
+	// Another key's signature, an unknown device, a tampered path, a stale timestamp,
+	// missing headers.
+	other := f.newDevice(t)
+	for name, r := range map[string]*http.Request{
+		"other key":      other.request("GET", path, nil, d.id),
+		"unknown device": d.request("GET", path, nil, d.id+100),
+	} {
+		if resp := send(t, r); resp.code != 401 || resp.errCode() != "invalid_signature" {
+			t.Errorf("%s: %d %s", name, resp.code, resp.raw)
+		}
+	}
+	tampered := d.request("GET", path, nil, d.id)
+	tampered.URL.Path = deviceproto.PathDevices
+	if r := send(t, tampered); r.code != 401 {
+		t.Errorf("tampered path: %d %s", r.code, r.raw)
+	}
+	stale := d.request("GET", path, nil, d.id)
+	stale.Header.Set(deviceproto.HeaderTimestamp, strconv.FormatInt(f.clock.Now().Add(-10*time.Minute).Unix(), 10))
+	if r := send(t, stale); r.code != 401 || !strings.Contains(r.raw, "clock") {
+		t.Errorf("stale: %d %s", r.code, r.raw)
+	}
+	bare, _ := http.NewRequest("GET", f.srv.URL+path, nil)
+	if r := send(t, bare); r.code != 401 || !strings.Contains(r.raw, "headers are required") {
+		t.Errorf("unsigned: %d %s", r.code, r.raw)
+	}
+	// Tampered body: the signature covers it.
+	body := []byte(`{"decision":"deny"}`)
+	tb := d.request("POST", deviceproto.PathAnswer+"x/answer", body, d.id)
+	tb.Body = io.NopCloser(strings.NewReader(`{"decision":"approve","number":"12"}`))
+	tb.GetBody = nil
+	tb.ContentLength = -1
+	if r := send(t, tb); r.code != 401 {
+		t.Errorf("tampered body: %d %s", r.code, r.raw)
+	}
+	// Oversize and malformed bodies: a clear error, and the device still works after.
+	big := d.request("POST", deviceproto.PathAnswer+"x/answer", bytes.Repeat([]byte("a"), deviceproto.MaxBody+1), d.id)
+	if r := send(t, big); r.code != 413 {
+		t.Errorf("oversize: %d %s", r.code, r.raw)
+	}
+	for _, bad := range []string{`{"decision":`, `[]`, `{"decision":"approve","number":12}`, `{"decision":"maybe"}`, `{"decision":"approve"}`, `{"x":1}`} {
+		r := send(t, d.request("POST", deviceproto.PathAnswer+"0123/answer", []byte(bad), d.id))
+		if r.code != 400 || r.errCode() != "invalid_request" {
+			t.Errorf("body %s: %d %s", bad, r.code, r.raw)
+		}
+	}
+	if r := d.call("GET", path, nil); r.code != 200 {
+		t.Fatalf("after bad input: %d %s", r.code, r.raw)
+	}
+	// Activation must be signed by the key it registers.
+	act := c.post("/api/v1/account/devices/activation", nil)
+	if act.code != 200 {
+		t.Fatalf("activation: %d %s", act.code, act.raw)
+	}
+	newDev := f.newDevice(t)
+	pub, _ := deviceproto.EncodePublicKey(&newDev.key.PublicKey)
+	actBody, _ := json.Marshal(deviceproto.ActivateRequest{Code: act.body["code"].(string), PublicKey: pub, Name: "X"})
+	if r := send(t, other.request("POST", deviceproto.PathActivate, actBody, 0)); r.code != 401 || r.errCode() != "invalid_signature" {
+		t.Errorf("activation signed by another key: %d %s", r.code, r.raw)
+	}
+	for _, bad := range []deviceproto.ActivateRequest{
+		{Code: act.body["code"].(string), PublicKey: "bm90IGEga2V5", Name: "X"},
+		{Code: act.body["code"].(string), PublicKey: pub, Name: strings.Repeat("n", 65)},
+	} {
+		b, _ := json.Marshal(bad)
+		if r := send(t, newDev.request("POST", deviceproto.PathActivate, b, 0)); r.code != 400 {
+			t.Errorf("activation %s: %d %s", b, r.code, r.raw)
+		}
+	}
+}
+
+func TestPushChallengeOfAnotherDevice(t *testing.T) {
+	f := newFixture(t, "")
+	c, d1 := f.activated(t)
+	// A second device, approved by the first.
+	r := c.post("/api/v1/account/devices/activation", nil)
+	if r.code != 200 || r.body["approval_required"] != true {
+		t.Fatalf("second activation: %d %s", r.code, r.raw)
+	}
+	d2 := f.newDevice(t)
+	r = d2.activate(deviceproto.PathActivate, r.body["code"].(string), "Phone")
+	if r.code != 202 || r.body["state"] != "pending_approval" || r.body["totp"] != nil {
+		t.Fatalf("pending activation: %d %s", r.code, r.raw)
+	}
+	number := r.body["number"].(string)
+	// Pending: it may read its state, nothing else.
+	if r := d2.call("GET", deviceproto.PathChallenges, nil); r.code != 403 {
+		t.Fatalf("pending device polling: %d %s", r.code, r.raw)
+	}
+	chs := d1.challenges()
+	if len(chs) != 1 || chs[0]["kind"] != "add_device" || chs[0]["device_name"] != "Phone" {
+		t.Fatalf("add_device challenge = %v", chs)
+	}
+	// The pending device cannot answer its own approval.
+	if r := d2.answer(chs[0]["id"].(string), "approve", number); r.code != 403 {
+		t.Fatalf("self-approval: %d %s", r.code, r.raw)
+	}
+	if r := d1.answer(chs[0]["id"].(string), "approve", number); r.code != 200 || r.body["state"] != "approved" {
+		t.Fatalf("approve new device: %d %s", r.code, r.raw)
+	}
+	r = d2.call("GET", deviceproto.PathDevice, nil)
+	if r.code != 200 || r.body["state"] != "active" || r.body["totp"] == nil || r.body["primary"] != false {
+		t.Fatalf("approved device: %d %s", r.code, r.raw)
+	}
+	// Pushes go to the primary (d1); d2 cannot answer them.
+	_, id, number := f.pushLogin(t)
+	if len(d2.challenges()) != 0 {
+		t.Fatal("the push reached the non-primary device")
+	}
+	if r := d2.answer(id, "approve", number); r.code != 403 {
+		t.Fatalf("answer by another device: %d %s", r.code, r.raw)
+	}
+	// Make d2 primary: the next push goes there.
+	r = c.do("PATCH", "/api/v1/account/devices/"+strconv.FormatInt(d2.id, 10), "application/json", `{"primary":true}`)
+	if r.code != 200 {
+		t.Fatalf("make primary: %d %s", r.code, r.raw)
+	}
+	_, id, _ = f.pushLogin(t)
+	if chs := d2.challenges(); len(chs) != 1 || chs[0]["id"] != id {
+		t.Fatalf("push after primary change = %v", chs)
+	}
+	// Rename.
+	if r := c.do("PATCH", "/api/v1/account/devices/"+strconv.FormatInt(d1.id, 10), "application/json", `{"name":"Old laptop"}`); r.code != 200 || !strings.Contains(r.raw, "Old laptop") {
+		t.Fatalf("rename: %d %s", r.code, r.raw)
+	}
+}
+
+func TestSecondDeviceAfterFreshMFA(t *testing.T) {
+	f := newFixture(t, "")
+	_, d1 := f.activated(t)
+	b := f.client(t)
+	b.post("/api/v1/login", map[string]string{"username": "alice", "password": pw})
+	if r := b.post("/api/v1/login/totp", map[string]string{"code": totp.Code(d1.seed, totp.Step(f.clock.Now()))}); r.code != 200 {
+		t.Fatalf("totp: %d %s", r.code, r.raw)
+	}
+	r := b.post("/api/v1/account/devices/activation", nil)
+	if r.code != 200 || r.body["approval_required"] != false {
+		t.Fatalf("activation right after MFA: %d %s", r.code, r.raw)
+	}
+	if r := f.newDevice(t).activate(deviceproto.PathActivate, r.body["code"].(string), "Phone"); r.code != 200 || r.body["state"] != "active" {
+		t.Fatalf("activate: %d %s", r.code, r.raw)
+	}
+	// Six minutes later, approval is needed again.
+	f.clock.Add(6 * time.Minute)
+	b.post("/api/v1/account/reauthenticate", map[string]string{"password": pw})
+	if r := b.post("/api/v1/account/devices/activation", nil); r.code != 200 || r.body["approval_required"] != true {
+		t.Fatalf("activation later: %d %s", r.code, r.raw)
+	}
+}
+
+func TestSwitchDeviceAndRemoval(t *testing.T) {
+	f := newFixture(t, "")
+	c, old := f.activated(t)
+	oldSeed := old.seed
+	r := old.call("POST", deviceproto.PathTransfer, nil)
+	if r.code != 200 {
+		t.Fatalf("transfer: %d %s", r.code, r.raw)
+	}
+	code := r.body["code"].(string)
+	if kind, _, _, err := deviceproto.ParseURI(r.body["uri"].(string)); err != nil || kind != "transfer" {
+		t.Fatalf("transfer uri %v: %v", r.body["uri"], err)
+	}
+	if exp, _ := time.Parse(time.RFC3339, r.body["expires_at"].(string)); exp.Sub(f.clock.Now()) > 10*time.Minute {
+		t.Errorf("transfer code lives until %v", exp)
+	}
+	// A transfer code is not an activation code.
+	if r := f.newDevice(t).activate(deviceproto.PathActivate, code, "X"); r.code != 401 {
+		t.Fatalf("transfer code as activation: %d %s", r.code, r.raw)
+	}
+	nw := f.newDevice(t)
+	if r := nw.activate(deviceproto.PathRedeem, code, "New phone"); r.code != 200 || nw.id != old.id || nw.seed == nil {
+		t.Fatalf("redeem: %d %s", r.code, r.raw)
+	}
+	if r := old.call("GET", deviceproto.PathDevice, nil); r.code != 401 {
+		t.Fatalf("old device after the switch: %d %s", r.code, r.raw)
+	}
+	if r := nw.call("GET", deviceproto.PathDevice, nil); r.code != 200 || r.body["name"] != "New phone" {
+		t.Fatalf("new device: %d %s", r.code, r.raw)
+	}
+	if !strings.Contains(strings.Join(f.mails.subjects("alice@example.com"), "|"), "moved to a new device") {
+		t.Errorf("mails = %q", f.mails.subjects("alice@example.com"))
+	}
+	// The old seed's codes stop working; the new one's work.
+	b := f.client(t)
+	b.post("/api/v1/login", map[string]string{"username": "alice", "password": pw})
+	step := totp.Step(f.clock.Now())
+	if r := b.post("/api/v1/login/totp", map[string]string{"code": totp.Code(oldSeed, step)}); r.code != 401 {
+		t.Fatalf("old seed: %d %s", r.code, r.raw)
+	}
+	if r := b.post("/api/v1/login/totp", map[string]string{"code": totp.Code(nw.seed, step)}); r.code != 200 {
+		t.Fatalf("new seed: %d %s", r.code, r.raw)
+	}
+	// Removal needs a recent password; afterwards the device's next answer fails.
+	f.clock.Add(11 * time.Minute)
+	path := "/api/v1/account/devices/" + strconv.FormatInt(nw.id, 10)
+	if r := b.do("DELETE", path, "", ""); r.code != 403 || r.errCode() != "reauthentication_required" {
+		t.Fatalf("stale removal: %d %s", r.code, r.raw)
+	}
+	b.post("/api/v1/account/reauthenticate", map[string]string{"password": pw})
+	_, id, number := f.pushLogin(t)
+	if r := b.do("DELETE", path, "", ""); r.code != 204 {
+		t.Fatalf("removal: %d %s", r.code, r.raw)
+	}
+	if r := nw.answer(id, "approve", number); r.code != 401 {
+		t.Fatalf("answer after removal: %d %s", r.code, r.raw)
+	}
+	if r := c.do("GET", "/api/v1/account/devices", "", ""); r.code != 200 || strings.Contains(r.raw, "New phone") {
+		t.Fatalf("devices after removal: %d %s", r.code, r.raw)
+	}
+}
