@@ -4,6 +4,7 @@
 set -eu
 need=""
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
+command -v tmux >/dev/null 2>&1 || need="$need tmux"
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
 [ -z "$need" ] && exit 0
 echo "installing:$need"

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey/internal/deviceproto"
+)
+
+func TestVaultRoundTripAndWrongPassphrase(t *testing.T) {
+	home := t.TempDir()
+	v := &Vault{home: home, passphrase: func() (string, error) { return "right passphrase", nil }}
+	st := &State{Accounts: []Account{{Issuer: "Example", Name: "bob@example.com", Secret: []byte("12345678901234567890"), Digits: 6, Period: 30, Algorithm: "SHA1"}}}
+	if err := v.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(home, vaultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(home, vaultFile)); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", fi.Mode().Perm())
+	}
+	if bytes.Contains(raw, []byte("bob@example.com")) || bytes.Contains(raw, []byte("Example")) {
+		t.Error("the vault file holds plain text")
+	}
+	got, err := (&Vault{home: home, passphrase: func() (string, error) { return "right passphrase", nil }}).Load()
+	if err != nil || len(got.Accounts) != 1 || got.Accounts[0].Name != "bob@example.com" {
+		t.Fatalf("load: %v %+v", err, got)
+	}
+	if _, err := (&Vault{home: home, passphrase: func() (string, error) { return "wrong", nil }}).Load(); err != errWrongPassphrase {
+		t.Fatalf("wrong passphrase: %v", err)
+	}
+	// An altered header (weaker KDF) does not open either.
+	tampered := bytes.Replace(raw, []byte(`"time": 2`), []byte(`"time": 1`), 1)
+	os.WriteFile(filepath.Join(home, vaultFile), tampered, 0o600)
+	if _, err := (&Vault{home: home, passphrase: func() (string, error) { return "right passphrase", nil }}).Load(); err == nil {
+		t.Fatal("a tampered header opened")
+	}
+}
+
+func TestAddAndCodesRFC6238(t *testing.T) {
+	t.Setenv("LATCH_PASSPHRASE", "p")
+	home := t.TempDir()
+	var out, errb bytes.Buffer
+	// RFC 6238 appendix B: SHA1 secret "12345678901234567890", T = 59 s → 94287082 (8 digits).
+	uri := "otpauth://totp/Example:alice?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Example&digits=8"
+	if err := run(context.Background(), []string{"--home", home, "add", uri}, nil, &out, &errb); err != nil {
+		t.Fatalf("add: %v %s", err, errb.String())
+	}
+	a := &app{vault: &Vault{home: home, passphrase: func() (string, error) { return "p", nil }}, stdout: &out, now: func() time.Time { return time.Unix(59, 0) }}
+	out.Reset()
+	if err := a.codes(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out.String()); got != "Example:alice 94287082" {
+		t.Fatalf("codes = %q", got)
+	}
+	if err := run(context.Background(), []string{"--home", home, "add", "otpauth://hotp/x?secret=AAAA"}, nil, &out, &errb); err == nil {
+		t.Fatal("a HOTP URI was imported")
+	}
+}
+
+func TestReadEvents(t *testing.T) {
+	stream := ": ping\n\nevent: challenge\nid: 1\ndata: {\"id\":\"abc\",\"kind\":\"login\",\"ip\":\"192.0.2.1\"}\n\nevent: other\ndata: {\"id\":\"x\"}\n\nevent: challenge\ndata: not json\n\n"
+	var got []deviceproto.Challenge
+	readEvents(strings.NewReader(stream), func(c deviceproto.Challenge) { got = append(got, c) })
+	if len(got) != 1 || got[0].ID != "abc" || got[0].IP != "192.0.2.1" {
+		t.Fatalf("events = %+v", got)
+	}
+	long := "event: challenge\ndata: " + strings.Repeat("a", maxEventLine+1) + "\n\n"
+	if err := readEvents(strings.NewReader(long), func(deviceproto.Challenge) { t.Error("oversize event delivered") }); err == nil || err.Error() == "EOF" {
+		t.Fatalf("oversize line: %v", err)
+	}
+}
+
+func TestParseFlagsInterspersed(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"--home", t.TempDir(), "activate", "NOTACODE"}, nil, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "--server") {
+		t.Fatalf("activate without --server: %v", err)
+	}
+	if err := run(context.Background(), []string{"--home", t.TempDir(), "approve"}, nil, &out, &errb); err == nil || !strings.Contains(err.Error(), "--number") {
+		t.Fatalf("approve without a number: %v", err)
+	}
+}

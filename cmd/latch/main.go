@@ -1,0 +1,497 @@
+// Command latch is the Latch authenticator app: the desktop MFA app of Latchkey and the
+// reference client of its device protocol (docs/device-protocol.md). It shows 6-digit codes
+// for any TOTP account and answers Latchkey push requests with number matching.
+//
+//	latch [--home DIR] activate CODE_OR_URI [--server URL] [--name NAME]
+//	latch [--home DIR] activate --transfer CODE_OR_URI [--server URL]
+//	latch [--home DIR] codes | accounts | devices
+//	latch [--home DIR] add otpauth://totp/...
+//	latch [--home DIR] approve --number N [--timeout 30s]
+//	latch [--home DIR] deny [--fraud] [--timeout 30s]
+//	latch [--home DIR] switch-device
+//	latch [--home DIR]                      the interactive terminal view
+//
+// State (device private keys, seeds) lives in an encrypted vault under --home; the passphrase
+// comes from LATCH_PASSPHRASE, else a prompt on the terminal.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/latchkey/latchkey/internal/deviceproto"
+	"github.com/latchkey/latchkey/internal/totp"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "latch:", err)
+		os.Exit(1)
+	}
+}
+
+// app is one invocation.
+type app struct {
+	vault  *Vault
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	now    func() time.Time
+}
+
+func defaultHome() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return ".latch"
+	}
+	return filepath.Join(dir, "latch")
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("latch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	home := fs.String("home", defaultHome(), "folder of the vault")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
+	a.vault = &Vault{home: *home, passphrase: a.passphrase}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return a.view(ctx)
+	}
+	cmd, rest := rest[0], rest[1:]
+	switch cmd {
+	case "activate":
+		return a.activate(ctx, rest)
+	case "codes":
+		return a.codes()
+	case "accounts":
+		return a.accounts()
+	case "add":
+		return a.add(rest)
+	case "devices":
+		return a.devices(ctx)
+	case "approve":
+		return a.respond(ctx, "approve", rest)
+	case "deny":
+		return a.respond(ctx, "deny", rest)
+	case "switch-device":
+		return a.switchDevice(ctx)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, "usage: latch [--home DIR] [activate|codes|accounts|devices|add|approve|deny|switch-device]")
+		return nil
+	}
+	return fmt.Errorf("unknown command %q (try latch help)", cmd)
+}
+
+// parseFlags parses flags that may come before or after positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func (a *app) passphrase() (string, error) {
+	if p := os.Getenv("LATCH_PASSPHRASE"); p != "" {
+		return p, nil
+	}
+	f, ok := a.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", errors.New("set LATCH_PASSPHRASE, or run latch in a terminal to type the vault's passphrase")
+	}
+	fmt.Fprint(a.stderr, "Vault passphrase: ")
+	b, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(a.stderr)
+	if err != nil {
+		return "", err
+	}
+	if len(b) == 0 {
+		return "", errors.New("the passphrase must not be empty")
+	}
+	return string(b), nil
+}
+
+func (a *app) activate(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("activate", flag.ContinueOnError)
+	fs.SetOutput(a.stderr)
+	server := fs.String("server", "", "the Latchkey server's URL (with a short code)")
+	transfer := fs.Bool("transfer", false, "take over a registration with a transfer code")
+	host, _ := os.Hostname()
+	name := fs.String("name", host, "this device's name, shown on the Security page")
+	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for approval by another device")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("usage: latch activate CODE_OR_URI [--server URL] [--transfer]")
+	}
+	code := pos[0]
+	if strings.HasPrefix(code, deviceproto.Scheme+"://") {
+		kind, srv, c, err := deviceproto.ParseURI(code)
+		if err != nil {
+			return err
+		}
+		if kind == deviceproto.KindTransfer {
+			*transfer = true
+		}
+		*server, code = srv, c
+	}
+	if *server == "" {
+		return errors.New("--server URL is needed with a short code")
+	}
+	if *name == "" {
+		*name = "Latch on " + runtime.GOOS
+	}
+	st, err := a.vault.Load()
+	if err != nil {
+		return err
+	}
+	key, err := deviceproto.GenerateKey()
+	if err != nil {
+		return err
+	}
+	pub, err := deviceproto.EncodePublicKey(&key.PublicKey)
+	if err != nil {
+		return err
+	}
+	c := newClient(*server, key, 0)
+	path := deviceproto.PathActivate
+	if *transfer {
+		path = deviceproto.PathRedeem
+	}
+	var res deviceproto.ActivateResponse
+	status, err := c.do(ctx, "POST", path, deviceproto.ActivateRequest{Code: code, PublicKey: pub, Name: *name, Platform: runtime.GOOS}, &res)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	reg := Registration{Server: c.server, DeviceID: res.DeviceID, Username: res.Username, Issuer: res.Issuer, Name: res.Name, PrivateKey: der, State: res.State, AddedAt: a.now().UTC()}
+	if status == 202 || res.State == deviceproto.StatePendingApproval {
+		fmt.Fprintf(a.stdout, "Approve this device on your other device: type %s\n", res.Number)
+		c.device = res.DeviceID
+		info, err := a.waitApproval(ctx, c, *timeout)
+		if err != nil {
+			return err
+		}
+		res.DeviceInfo = *info
+	}
+	if res.TOTP == nil {
+		return errors.New("the server sent no offline-code seed")
+	}
+	if reg.Seed, err = totp.Decode(res.TOTP.Secret); err != nil {
+		return fmt.Errorf("offline-code seed: %w", err)
+	}
+	reg.State = deviceproto.StateActive
+	// A transfer replaces an older registration of the same device in this vault.
+	kept := st.Registrations[:0]
+	for _, r := range st.Registrations {
+		if !(r.Server == reg.Server && r.DeviceID == reg.DeviceID) {
+			kept = append(kept, r)
+		}
+	}
+	st.Registrations = append(kept, reg)
+	if err := a.vault.Save(st); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "Activated %q for %s on %s.\n", reg.Name, reg.Username, reg.Server)
+	return nil
+}
+
+func (a *app) waitApproval(ctx context.Context, c *client, timeout time.Duration) (*deviceproto.DeviceInfo, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		var info deviceproto.DeviceInfo
+		if _, err := c.do(ctx, "GET", deviceproto.PathDevice, nil, &info); err != nil {
+			var ae *apiError
+			if errors.As(err, &ae) && (ae.Status == 401 || ae.Status == 403) {
+				return nil, fmt.Errorf("the new device was not approved: %w", err)
+			}
+		} else if info.State == deviceproto.StateActive {
+			return &info, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return nil, errors.New("no approval came in time; start again with a new activation code")
+}
+
+// entry is one line of `latch codes`.
+type entry struct {
+	label string
+	code  string
+}
+
+func (a *app) entries(st *State) []entry {
+	now := a.now()
+	var out []entry
+	for _, r := range st.Registrations {
+		if r.Seed != nil {
+			out = append(out, entry{r.Issuer + ":" + r.Username, totp.Code(r.Seed, totp.Step(now))})
+		}
+	}
+	for _, ac := range st.Accounts {
+		period := int64(max(ac.Period, 1))
+		out = append(out, entry{label(ac), totp.CodeCustom(ac.Secret, now.Unix()/period, ac.Digits, totp.Algorithm(ac.Algorithm))})
+	}
+	return out
+}
+
+func label(ac Account) string {
+	if ac.Issuer == "" {
+		return ac.Name
+	}
+	return ac.Issuer + ":" + ac.Name
+}
+
+func (a *app) codes() error {
+	st, err := a.vault.Load()
+	if err != nil {
+		return err
+	}
+	es := a.entries(st)
+	if len(es) == 0 {
+		return errors.New("no accounts yet: latch activate or latch add")
+	}
+	for _, e := range es {
+		fmt.Fprintf(a.stdout, "%s %s\n", e.label, e.code)
+	}
+	return nil
+}
+
+func (a *app) accounts() error {
+	st, err := a.vault.Load()
+	if err != nil {
+		return err
+	}
+	for _, r := range st.Registrations {
+		fmt.Fprintf(a.stdout, "%s:%s\tLatchkey device %d %q on %s\n", r.Issuer, r.Username, r.DeviceID, r.Name, r.Server)
+	}
+	for _, ac := range st.Accounts {
+		fmt.Fprintf(a.stdout, "%s\tTOTP, %d digits, %d s, %s\n", label(ac), ac.Digits, ac.Period, ac.Algorithm)
+	}
+	return nil
+}
+
+func (a *app) add(args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: latch add otpauth://totp/ISSUER:ACCOUNT?secret=BASE32")
+	}
+	k, err := totp.ParseURI(args[0])
+	if err != nil {
+		return err
+	}
+	st, err := a.vault.Load()
+	if err != nil {
+		return err
+	}
+	st.Accounts = append(st.Accounts, Account{Issuer: k.Issuer, Name: k.Account, Secret: k.Secret, Digits: k.Digits, Period: k.Period, Algorithm: string(k.Algorithm)})
+	if err := a.vault.Save(st); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "Added %s.\n", label(st.Accounts[len(st.Accounts)-1]))
+	return nil
+}
+
+func (a *app) devices(ctx context.Context) error {
+	st, err := a.vault.Load()
+	if err != nil {
+		return err
+	}
+	if len(st.Registrations) == 0 {
+		return errors.New("this device is not activated with a Latchkey server")
+	}
+	for _, r := range st.Registrations {
+		c, err := clientFor(&r)
+		if err != nil {
+			return err
+		}
+		var out deviceproto.DevicesResponse
+		if _, err := c.do(ctx, "GET", deviceproto.PathDevices, nil, &out); err != nil {
+			return fmt.Errorf("%s on %s: %w", r.Username, r.Server, err)
+		}
+		fmt.Fprintf(a.stdout, "%s on %s:\n", r.Username, r.Server)
+		for _, d := range out.Devices {
+			var tags []string
+			if d.This {
+				tags = append(tags, "this device")
+			}
+			if d.Primary {
+				tags = append(tags, "primary")
+			}
+			if d.State != deviceproto.StateActive {
+				tags = append(tags, d.State)
+			}
+			used := "never used"
+			if d.LastUsedAt != nil {
+				used = "last used " + d.LastUsedAt.Local().Format("2 Jan 2006 15:04")
+			}
+			fmt.Fprintf(a.stdout, "  %-24s %-8s added %s, %s  %s\n", d.Name, d.Platform, d.CreatedAt.Local().Format("2 Jan 2006"), used, strings.Join(tags, ", "))
+		}
+	}
+	return nil
+}
+
+// respond waits for a pending request on any registration and answers it: approve with the
+// number, or deny (--fraud: "this wasn't me"). It fails when nothing was approved or denied.
+func (a *app) respond(ctx context.Context, what string, args []string) error {
+	fs := flag.NewFlagSet(what, flag.ContinueOnError)
+	fs.SetOutput(a.stderr)
+	number := fs.String("number", "", "the number shown in the browser")
+	fraud := fs.Bool("fraud", false, "deny and report: this wasn't me")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for a request")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	decision := deviceproto.DecisionDeny
+	if what == "approve" {
+		if *number == "" {
+			return errors.New("approve needs --number N, the number shown in the browser")
+		}
+		decision = deviceproto.DecisionApprove
+	} else if *fraud {
+		decision = deviceproto.DecisionFraud
+	}
+	st, err := a.vault.Load()
+	if err != nil {
+		return err
+	}
+	if len(st.Registrations) == 0 {
+		return errors.New("this device is not activated with a Latchkey server")
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	var lastErr error
+	for ctx.Err() == nil {
+		for _, r := range st.Registrations {
+			c, err := clientFor(&r)
+			if err != nil {
+				return err
+			}
+			wait := time.Duration(0)
+			if len(st.Registrations) == 1 {
+				wait = min(25*time.Second, time.Until(deadlineOf(ctx)))
+			}
+			chs, err := c.poll(ctx, wait)
+			if err != nil {
+				var ae *apiError
+				if errors.As(err, &ae) {
+					return fmt.Errorf("%s on %s: %w", r.Username, r.Server, err)
+				}
+				lastErr = err
+				continue
+			}
+			if len(chs) == 0 {
+				continue
+			}
+			ch := chs[len(chs)-1] // the most recent
+			res, err := c.answer(ctx, ch.ID, decision, *number)
+			if err != nil {
+				return err
+			}
+			if res.State == "approved" {
+				fmt.Fprintf(a.stdout, "Approved the %s request from %s (%s).\n", ch.Kind, ch.IP, ch.Browser)
+				return nil
+			}
+			if decision == deviceproto.DecisionApprove {
+				return fmt.Errorf("not approved: %s", reasonText(res.Reason))
+			}
+			fmt.Fprintf(a.stdout, "Denied the %s request from %s (%s)%s.\n", ch.Kind, ch.IP, ch.Browser, map[bool]string{true: " and reported it", false: ""}[*fraud])
+			return nil
+		}
+		if len(st.Registrations) > 1 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	if lastErr != nil {
+		return lastErr
+	}
+	return errors.New("no pending sign-in request")
+}
+
+func deadlineOf(ctx context.Context) time.Time {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return time.Now().Add(25 * time.Second)
+	}
+	return d
+}
+
+func reasonText(r string) string {
+	switch r {
+	case "wrong_number":
+		return "the number did not match; the request was denied"
+	case "fraud":
+		return "reported as not yours"
+	}
+	return "denied"
+}
+
+func (a *app) switchDevice(ctx context.Context) error {
+	st, err := a.vault.Load()
+	if err != nil {
+		return err
+	}
+	if len(st.Registrations) == 0 {
+		return errors.New("this device is not activated with a Latchkey server")
+	}
+	r := st.Registrations[0]
+	c, err := clientFor(&r)
+	if err != nil {
+		return err
+	}
+	var out deviceproto.TransferResponse
+	if _, err := c.do(ctx, "POST", deviceproto.PathTransfer, nil, &out); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "Transfer code: %s (valid until %s, once)\n", out.Code, out.ExpiresAt.Local().Format("15:04"))
+	fmt.Fprintf(a.stdout, "On the new device: latch activate --transfer %s --server %s\n", out.Code, r.Server)
+	fmt.Fprintf(a.stdout, "Or scan: %s\n", out.URI)
+	if qr, err := terminalQR(out.URI); err == nil {
+		fmt.Fprint(a.stdout, qr)
+	}
+	fmt.Fprintln(a.stdout, "This device stops working as soon as the new one takes over.")
+	return nil
+}
+
+// readLine reads one line from r (for the line-based view).
+func readLines(r io.Reader, out chan<- string) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		out <- strings.TrimSpace(sc.Text())
+	}
+	close(out)
+}
