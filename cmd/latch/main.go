@@ -12,7 +12,7 @@
 //	latch [--home DIR]                      the interactive terminal view
 //
 // State (device private keys, seeds) lives in an encrypted vault under --home; the passphrase
-// comes from LATCH_PASSPHRASE, else a prompt on the terminal.
+// comes from LATCH_PASSPHRASE when set, else the OS keyring, else a prompt on the terminal.
 package main
 
 import (
@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
-	a.vault = &Vault{home: *home, passphrase: a.passphrase}
+	a.vault = &Vault{home: *home, passphrase: a.passphrase, env: os.Getenv("LATCH_PASSPHRASE") != "", ring: osKeyring{timeout: 5 * time.Second}}
 	rest := fs.Args()
 	if len(rest) == 0 {
 		return a.view(ctx)

@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,9 +16,20 @@ import (
 )
 
 // The vault is one file, <home>/vault.json, mode 0600: a JSON header (format, KDF and its
-// parameters, salt, nonce) and the AES-256-GCM ciphertext of the state. The key is derived
-// from a passphrase with argon2id; the header is the associated data, so it cannot be altered.
+// parameters, salt, where the passphrase is kept, nonce) and the AES-256-GCM ciphertext of the
+// state. The key is derived from a passphrase with argon2id; the header is the associated data,
+// so it cannot be altered.
+//
+// The passphrase comes, as SPEC.md orders it, from LATCH_PASSPHRASE when set, else the OS
+// keyring (a random 256-bit passphrase made when the vault is created, kept under the service
+// "latch" and the vault's absolute path), else a prompt on the terminal.
 const vaultFile = "vault.json"
+
+// Where a vault's passphrase is kept (vaultHeader.Source).
+const (
+	sourcePassphrase = "passphrase" // LATCH_PASSPHRASE or typed; "" in vaults made before the keyring
+	sourceKeyring    = "keyring"
+)
 
 // State is everything the app keeps: private keys and seeds.
 type State struct {
@@ -55,6 +67,7 @@ type vaultHeader struct {
 	Time    uint32 `json:"time"`
 	Threads uint8  `json:"threads"`
 	Salt    []byte `json:"salt"`
+	Source  string `json:"source,omitempty"`
 	Nonce   []byte `json:"nonce"`
 }
 
@@ -65,10 +78,21 @@ type vaultFileJSON struct {
 
 // Vault opens and saves the state under a home folder.
 type Vault struct {
-	home       string
+	home string
+	// passphrase is LATCH_PASSPHRASE or a prompt; nil means none is available.
 	passphrase func() (string, error)
-	header     vaultHeader
-	key        []byte
+	// env reports whether LATCH_PASSPHRASE is set, which puts it before the keyring.
+	env bool
+	// ring is the OS keyring; nil when it is not to be used.
+	ring   secretStore
+	header vaultHeader
+	key    []byte
+}
+
+// secretStore is where a vault's passphrase can be kept: the OS keyring (keyring.go).
+type secretStore interface {
+	Get(account string) (string, error)
+	Set(account, secret string) error
 }
 
 var errWrongPassphrase = errors.New("the vault could not be opened: wrong passphrase (LATCH_PASSPHRASE), or the file was altered")
@@ -85,6 +109,52 @@ func aad(h vaultHeader) []byte {
 	return b
 }
 
+func (v *Vault) account() string {
+	if abs, err := filepath.Abs(v.path()); err == nil {
+		return abs
+	}
+	return v.path()
+}
+
+// openPassphrase finds the passphrase of an existing vault: LATCH_PASSPHRASE when set, else
+// the keyring for a vault whose passphrase is kept there, else the prompt.
+func (v *Vault) openPassphrase() (string, error) {
+	if v.header.Source == sourceKeyring && !v.env {
+		if v.ring == nil {
+			return "", errors.New("this vault's passphrase is kept in the OS keyring; run latch where that keyring is available, or set LATCH_PASSPHRASE")
+		}
+		p, err := v.ring.Get(v.account())
+		if err != nil {
+			return "", fmt.Errorf("this vault's passphrase is kept in the OS keyring, which could not give it: %w", err)
+		}
+		return p, nil
+	}
+	if v.passphrase == nil {
+		return "", errors.New("set LATCH_PASSPHRASE, or run latch in a terminal to type the vault's passphrase")
+	}
+	return v.passphrase()
+}
+
+// newPassphrase chooses the passphrase of a new vault: LATCH_PASSPHRASE when set, else a random
+// one kept in the OS keyring, else the prompt.
+func (v *Vault) newPassphrase() (pass, source string, err error) {
+	if !v.env && v.ring != nil {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return "", "", err
+		}
+		pass = base64.RawStdEncoding.EncodeToString(b)
+		if err := v.ring.Set(v.account(), pass); err == nil {
+			return pass, sourceKeyring, nil
+		}
+	}
+	if v.passphrase == nil {
+		return "", "", errors.New("no OS keyring is available: set LATCH_PASSPHRASE, or run latch in a terminal to choose the vault's passphrase")
+	}
+	pass, err = v.passphrase()
+	return pass, sourcePassphrase, err
+}
+
 // Load reads the state; a missing vault is an empty state.
 func (v *Vault) Load() (*State, error) {
 	raw, err := os.ReadFile(v.path())
@@ -99,7 +169,7 @@ func (v *Vault) Load() (*State, error) {
 	}
 	v.header = f.Header
 	if v.key == nil {
-		pass, err := v.passphrase()
+		pass, err := v.openPassphrase()
 		if err != nil {
 			return nil, err
 		}
@@ -124,14 +194,15 @@ func (v *Vault) Save(st *State) error {
 		return err
 	}
 	if v.key == nil {
-		pass, err := v.passphrase()
-		if err != nil {
-			return err
-		}
 		v.header = vaultHeader{Format: "latch-vault-1", KDF: "argon2id", Memory: 64 * 1024, Time: 2, Threads: 1, Salt: make([]byte, 16)}
 		if _, err := rand.Read(v.header.Salt); err != nil {
 			return err
 		}
+		pass, source, err := v.newPassphrase()
+		if err != nil {
+			return err
+		}
+		v.header.Source = source
 		v.key = v.derive(pass)
 	}
 	v.header.Nonce = make([]byte, 12)
