@@ -37,6 +37,14 @@ const (
 	ActionPushFraud         = "push.fraud"
 	ActionPushRefused       = "push.refused"
 	ActionLoginPush         = "login.push"
+	ActionLoginWebAuthn     = "login.webauthn"
+	ActionLoginPasskey      = "login.passkey"
+	ActionWebAuthnAdded     = "webauthn.added"
+	ActionWebAuthnRemoved   = "webauthn.removed"
+	ActionWebAuthnRenamed   = "webauthn.renamed"
+	ActionWebAuthnCounter   = "webauthn.counter_regression"
+	ActionMFAReset          = "mfa.reset"
+	ActionMFAEnrolled       = "mfa.enrolled"
 )
 
 // Audit outcomes.

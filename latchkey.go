@@ -16,6 +16,7 @@ type Store interface {
 	TOTPStore
 	RecoveryCodeStore
 	DeviceStore
+	WebAuthnStore
 	SessionStore
 	ThrottleStore
 	AuditStore

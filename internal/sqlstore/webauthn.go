@@ -1,0 +1,178 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/latchkey/latchkey"
+)
+
+const webauthnColumns = `id, user_id, name, credential_id, data, sign_count, discoverable, clone_warning, created_at, last_used_at`
+
+func scanWebAuthn(row interface{ Scan(...any) error }) (*latchkey.WebAuthnCredential, error) {
+	var c latchkey.WebAuthnCredential
+	var count, created int64
+	var used sql.NullInt64
+	if err := row.Scan(&c.ID, &c.UserID, &c.Name, &c.CredentialID, &c.Data, &count, &c.Discoverable, &c.CloneWarning, &created, &used); err != nil {
+		return nil, err
+	}
+	c.SignCount, c.CreatedAt, c.LastUsedAt = uint32(count), at(created), atPtr(used)
+	return &c, nil
+}
+
+// FindWebAuthnCredentials returns a user's security keys, oldest first.
+func (s *DB) FindWebAuthnCredentials(ctx context.Context, userID latchkey.UserID) ([]*latchkey.WebAuthnCredential, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+webauthnColumns+` FROM webauthn_credentials WHERE user_id = $1 ORDER BY id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("find security keys: %w", err)
+	}
+	defer rows.Close()
+	var out []*latchkey.WebAuthnCredential
+	for rows.Next() {
+		c, err := scanWebAuthn(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan security key: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// FindWebAuthnCredential returns the key with that credential ID.
+func (s *DB) FindWebAuthnCredential(ctx context.Context, credentialID []byte) (*latchkey.WebAuthnCredential, error) {
+	c, err := scanWebAuthn(s.db.QueryRowContext(ctx, `SELECT `+webauthnColumns+` FROM webauthn_credentials WHERE credential_id = $1`, credentialID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("security key")
+	} else if err != nil {
+		return nil, fmt.Errorf("find security key: %w", err)
+	}
+	return c, nil
+}
+
+// CreateWebAuthnCredential inserts c (and replaces the recovery codes when given).
+func (s *DB) CreateWebAuthnCredential(ctx context.Context, c *latchkey.WebAuthnCredential, recoveryHashes [][]byte) error {
+	now := s.now().UTC().Truncate(time.Microsecond)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx,
+			`INSERT INTO webauthn_credentials (user_id, name, credential_id, data, sign_count, discoverable, clone_warning, created_at)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+			c.UserID, c.Name, c.CredentialID, c.Data, int64(c.SignCount), c.Discoverable, c.CloneWarning, us(now)).Scan(&c.ID)
+		if isUnique(err) {
+			return latchkey.Errorf(latchkey.EConflict, "This security key is registered already.")
+		} else if err != nil {
+			return fmt.Errorf("insert security key: %w", err)
+		}
+		c.CreatedAt = now
+		if recoveryHashes != nil {
+			return replaceRecoveryCodes(ctx, tx, c.UserID, recoveryHashes, now)
+		}
+		return nil
+	})
+}
+
+// UseWebAuthnCredential records an assertion: the counter only rises, the warning only sets.
+func (s *DB) UseWebAuthnCredential(ctx context.Context, id int64, signCount uint32, cloneWarning bool, when time.Time) error {
+	res, err := s.db.ExecContext(ctx,
+		`UPDATE webauthn_credentials SET
+		   sign_count = CASE WHEN sign_count < $1 THEN $1 ELSE sign_count END,
+		   clone_warning = (clone_warning OR $2),
+		   last_used_at = $3
+		 WHERE id = $4`, int64(signCount), cloneWarning, us(when), id)
+	if err != nil {
+		return fmt.Errorf("use security key: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return notFound("security key")
+	}
+	return nil
+}
+
+// RenameWebAuthnCredential renames a key of that user.
+func (s *DB) RenameWebAuthnCredential(ctx context.Context, userID latchkey.UserID, id int64, name string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE webauthn_credentials SET name = $1 WHERE id = $2 AND user_id = $3`, name, id, userID)
+	if err != nil {
+		return fmt.Errorf("rename security key: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return notFound("security key")
+	}
+	return nil
+}
+
+// DeleteWebAuthnCredential removes a key of that user, and the recovery codes when asked.
+func (s *DB) DeleteWebAuthnCredential(ctx context.Context, userID latchkey.UserID, id int64, dropRecovery bool) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2`, id, userID)
+		if err != nil {
+			return fmt.Errorf("delete security key: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("security key")
+		}
+		if dropRecovery {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM recovery_codes WHERE user_id = $1`, userID); err != nil {
+				return fmt.Errorf("delete recovery codes: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// CreateWebAuthnCeremony stores a ceremony.
+func (s *DB) CreateWebAuthnCeremony(ctx context.Context, c *latchkey.WebAuthnCeremony) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO webauthn_ceremonies (id, kind, user_id, session_id, data, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		c.ID, c.Kind, c.UserID, c.SessionID, c.Data, us(c.ExpiresAt))
+	if isUnique(err) {
+		return latchkey.Errorf(latchkey.EConflict, "ceremony exists")
+	} else if err != nil {
+		return fmt.Errorf("insert webauthn ceremony: %w", err)
+	}
+	return nil
+}
+
+// TakeWebAuthnCeremony deletes and returns a ceremony: of two concurrent takers one wins.
+func (s *DB) TakeWebAuthnCeremony(ctx context.Context, id string) (*latchkey.WebAuthnCeremony, error) {
+	var c latchkey.WebAuthnCeremony
+	var exp int64
+	err := s.db.QueryRowContext(ctx, `DELETE FROM webauthn_ceremonies WHERE id = $1 RETURNING id, kind, user_id, session_id, data, expires_at`, id).
+		Scan(&c.ID, &c.Kind, &c.UserID, &c.SessionID, &c.Data, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("webauthn ceremony")
+	} else if err != nil {
+		return nil, fmt.Errorf("take webauthn ceremony: %w", err)
+	}
+	c.ExpiresAt = at(exp)
+	return &c, nil
+}
+
+// DeleteExpiredWebAuthnCeremonies removes ceremonies that expired before t.
+func (s *DB) DeleteExpiredWebAuthnCeremonies(ctx context.Context, t time.Time) (int, error) {
+	return deleteExpired(ctx, s.db, "webauthn_ceremonies", t)
+}
+
+// ResetMFA removes every factor of a user in one transaction.
+func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.lockUser(ctx, tx, userID); err != nil {
+			return err
+		}
+		for _, q := range []struct{ what, sql string }{
+			{"device nonces", `DELETE FROM device_nonces WHERE device_id IN (SELECT id FROM devices WHERE user_id = $1)`},
+			{"push challenges", `DELETE FROM push_challenges WHERE user_id = $1`},
+			{"device codes", `DELETE FROM device_activations WHERE user_id = $1`},
+			{"devices", `DELETE FROM devices WHERE user_id = $1`},
+			{"authenticator apps", `DELETE FROM totp_credentials WHERE user_id = $1`},
+			{"security keys", `DELETE FROM webauthn_credentials WHERE user_id = $1`},
+			{"webauthn ceremonies", `DELETE FROM webauthn_ceremonies WHERE user_id = $1`},
+			{"recovery codes", `DELETE FROM recovery_codes WHERE user_id = $1`},
+		} {
+			if _, err := tx.ExecContext(ctx, q.sql, userID); err != nil {
+				return fmt.Errorf("reset mfa: delete %s: %w", q.what, err)
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,84 @@
+package latchkey
+
+import (
+	"log/slog"
+	"time"
+)
+
+// WebAuthnCredential is a security key or passkey (WebAuthn, FIDO2) registered by a user.
+type WebAuthnCredential struct {
+	ID     int64
+	UserID UserID
+	Name   string
+	// CredentialID is the authenticator's credential ID; unique across all users.
+	CredentialID []byte
+	// Data is the WebAuthn library's credential record as JSON: public key, flags, AAGUID,
+	// transports, attestation. Nothing in it is secret.
+	Data []byte
+	// SignCount is the highest signature counter seen.
+	SignCount uint32
+	// Discoverable is true for a client-side discoverable credential (a passkey).
+	Discoverable bool
+	// CloneWarning is set when an assertion came with a counter that did not increase: the key
+	// may have been cloned. The sign-in is refused and the user and audit trail see the flag.
+	CloneWarning bool
+	CreatedAt    time.Time
+	LastUsedAt   *time.Time
+}
+
+// LogValue keeps the record out of logs.
+func (c *WebAuthnCredential) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int64("id", c.ID), slog.Int64("user_id", int64(c.UserID)))
+}
+
+// WebAuthn ceremony kinds.
+const (
+	CeremonyRegister = "register" // adding a key on the Security page or at rollout
+	CeremonyLogin    = "login"    // the second step of a sign-in
+	CeremonyPasskey  = "passkey"  // a sign-in with a discoverable credential, no username
+	CeremonyConfirm  = "confirm"  // proving a current factor (reset all MFA)
+)
+
+// WebAuthnCeremony is the server half of an unfinished WebAuthn ceremony: the challenge and
+// what the library needs to check the answer. It is single use and short lived, and bound to
+// the session that started it.
+type WebAuthnCeremony struct {
+	ID        string // random, 128 bits, hex
+	Kind      string
+	UserID    UserID // 0 for a passkey sign-in
+	SessionID string // the session that started it; "" for a passkey sign-in
+	Data      []byte // the library's session data, JSON
+	ExpiresAt time.Time
+}
+
+// WebAuthnStore persists security keys and ceremonies.
+type WebAuthnStore interface {
+	// FindWebAuthnCredentials returns a user's keys, oldest first.
+	FindWebAuthnCredentials(ctx Context, userID UserID) ([]*WebAuthnCredential, error)
+	// FindWebAuthnCredential returns the key with that credential ID, of any user; ENotFound
+	// when there is none.
+	FindWebAuthnCredential(ctx Context, credentialID []byte) (*WebAuthnCredential, error)
+	// CreateWebAuthnCredential inserts c and sets its ID and CreatedAt; when recoveryHashes is
+	// not nil it replaces the user's recovery codes in the same transaction. EConflict when
+	// the credential ID is registered already.
+	CreateWebAuthnCredential(ctx Context, c *WebAuthnCredential, recoveryHashes [][]byte) error
+	// UseWebAuthnCredential records an assertion: the new counter (only ever raised), the
+	// clone warning (only ever set) and the time.
+	UseWebAuthnCredential(ctx Context, id int64, signCount uint32, cloneWarning bool, at time.Time) error
+	// RenameWebAuthnCredential renames a key of that user; ENotFound when there is none.
+	RenameWebAuthnCredential(ctx Context, userID UserID, id int64, name string) error
+	// DeleteWebAuthnCredential removes a key of that user and, when dropRecovery is true, the
+	// user's recovery codes, in one transaction; ENotFound when nothing matched.
+	DeleteWebAuthnCredential(ctx Context, userID UserID, id int64, dropRecovery bool) error
+	// CreateWebAuthnCeremony stores a ceremony.
+	CreateWebAuthnCeremony(ctx Context, c *WebAuthnCeremony) error
+	// TakeWebAuthnCeremony deletes the ceremony and returns it, so each one is answered at most
+	// once, also across nodes; ENotFound when it does not exist (or was taken). Expiry is the
+	// caller's rule.
+	TakeWebAuthnCeremony(ctx Context, id string) (*WebAuthnCeremony, error)
+	// DeleteExpiredWebAuthnCeremonies removes ceremonies that expired before t.
+	DeleteExpiredWebAuthnCeremonies(ctx Context, t time.Time) (int, error)
+	// ResetMFA removes every factor of a user in one transaction: authenticator apps, Latch
+	// devices (with their nonces, challenges and codes), security keys and recovery codes.
+	ResetMFA(ctx Context, userID UserID) error
+}
