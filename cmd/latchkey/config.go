@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/latchkey/latchkey/internal/login"
 )
 
 // Config is the whole configuration of the server. Precedence, lowest first: the defaults
@@ -29,7 +31,17 @@ type Config struct {
 	SMTP      string `yaml:"smtp"`
 	MailFrom  string `yaml:"mail_from"`
 	// MFA is "optional" or "required".
-	MFA    string `yaml:"mfa"`
+	MFA string `yaml:"mfa"`
+	// MFAMethods lists the second factors users may set up: totp, push, webauthn (all when
+	// empty).
+	MFAMethods []string `yaml:"mfa_methods"`
+	// WebAuthn configures security keys.
+	WebAuthn struct {
+		RPID        string   `yaml:"rp_id"`       // default: the host of public_url
+		Origins     []string `yaml:"origins"`     // default: public_url itself
+		Attestation string   `yaml:"attestation"` // none (default), indirect, direct, enterprise
+		Passkeys    bool     `yaml:"passkeys"`    // offer sign-in with a passkey, no username
+	} `yaml:"webauthn"`
 	Issuer string `yaml:"issuer"`
 	Keys   struct {
 		// Session and Secrets are base64-encoded 32-byte keys. With SQLite they are generated
@@ -238,6 +250,19 @@ func (c *Config) validate() []string {
 	}
 	if c.MFA != "optional" && c.MFA != "required" {
 		p = append(p, fmt.Sprintf("mfa must be optional or required, not %q", c.MFA))
+	}
+	for _, m := range c.MFAMethods {
+		if m != "totp" && m != "push" && m != "webauthn" {
+			p = append(p, fmt.Sprintf("mfa_methods may list totp, push and webauthn, not %q", m))
+		}
+	}
+	if !login.ValidAttestation(c.WebAuthn.Attestation) {
+		p = append(p, fmt.Sprintf("webauthn.attestation must be none, indirect, direct or enterprise, not %q", c.WebAuthn.Attestation))
+	}
+	for _, o := range c.WebAuthn.Origins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			p = append(p, fmt.Sprintf("webauthn.origins: %q is not an origin like https://login.example.com", o))
+		}
 	}
 	for name, k := range map[string]string{"keys.session": c.Keys.Session, "keys.secrets": c.Keys.Secrets} {
 		if k != "" {

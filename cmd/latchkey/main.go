@@ -192,6 +192,11 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		MaxAge:       time.Duration(cfg.Session.MaxAge),
 		IdleTimeout:  time.Duration(cfg.Session.IdleTimeout),
 		ReauthWindow: time.Duration(cfg.Session.Reauth),
+		Methods:      cfg.MFAMethods,
+		WebAuthn: login.WebAuthnOptions{
+			RPID: cfg.WebAuthn.RPID, Origins: cfg.WebAuthn.Origins,
+			Attestation: cfg.WebAuthn.Attestation, Passkeys: cfg.WebAuthn.Passkeys,
+		},
 	})
 	return &app{cfg: cfg, log: log, db: db, login: svc, push: pusher, public: public}, nil
 }
@@ -294,6 +299,9 @@ func (a *app) cleanup(ctx context.Context) {
 				a.log.Error("delete expired push data", "err", err)
 			} else if n > 0 {
 				a.log.Info("deleted expired push challenges and codes", "count", n)
+			}
+			if _, err := a.db.DeleteExpiredWebAuthnCeremonies(ctx, time.Now()); err != nil {
+				a.log.Error("delete expired webauthn ceremonies", "err", err)
 			}
 		}
 	}

@@ -90,8 +90,16 @@ type Status struct {
 	RecoveryCodesLeft int
 	// MFARequired is true when policy forbids removing the last factor.
 	MFARequired bool
-	// Factors counts the user's factors: authenticator apps and active Latch devices.
+	// Factors counts the user's factors: authenticator apps, active Latch devices and
+	// security keys.
 	Factors int
+	// Keys lists the user's security keys.
+	Keys []KeyInfo
+	// KeysAvailable is true when security keys can be added (the server knows its origin and
+	// policy allows them).
+	KeysAvailable bool
+	// Passkeys is true when sign-in with a passkey is enabled.
+	Passkeys bool
 }
 
 // Status returns the state of a user's factors.
@@ -108,6 +116,14 @@ func (s *Service) Status(ctx context.Context, u *latchkey.User) (*Status, error)
 		if c.Confirmed() {
 			st.Factors++
 		}
+	}
+	if s.wa != nil {
+		if st.Keys, err = s.SecurityKeys(ctx, u); err != nil {
+			return nil, err
+		}
+		st.Factors += len(st.Keys)
+		st.KeysAvailable = s.MethodAllowed(latchkey.MethodWebAuthn)
+		st.Passkeys = s.opt.WebAuthn.Passkeys
 	}
 	if st.RecoveryCodesLeft, err = s.recoveryLeft(ctx, u.ID); err != nil {
 		return nil, err
@@ -138,6 +154,9 @@ func (s *Service) enrollment(u *latchkey.User, secret []byte) (*Enrollment, erro
 func (s *Service) BeginTOTP(ctx context.Context, c Client, sess *latchkey.Session, u *latchkey.User) (*Enrollment, error) {
 	if err := s.Recent(sess); err != nil {
 		return nil, err
+	}
+	if !s.MethodAllowed(latchkey.MethodTOTP) {
+		return nil, latchkey.Errorf(latchkey.EForbidden, "Your organisation does not allow authenticator apps with codes.")
 	}
 	creds, err := s.opt.Store.FindTOTPCredentials(ctx, u.ID)
 	if err != nil {
@@ -226,11 +245,9 @@ func (s *Service) DisableTOTP(ctx context.Context, c Client, sess *latchkey.Sess
 	if i < 0 {
 		return latchkey.Errorf(latchkey.ENotFound, "Two-factor authentication is not enabled.")
 	}
-	confirmed := 0
-	for _, c := range creds {
-		if c.Confirmed() {
-			confirmed++
-		}
+	confirmed, err := s.factorCount(ctx, u)
+	if err != nil {
+		return err
 	}
 	if s.opt.MFA == MFARequired && confirmed == 1 {
 		return latchkey.Errorf(latchkey.EForbidden, "Your organisation requires two-factor authentication, so you can't turn off your only method. Add another method first.")
@@ -253,7 +270,7 @@ func (s *Service) RegenerateRecoveryCodes(ctx context.Context, c Client, sess *l
 	if err != nil {
 		return nil, err
 	}
-	if !slices.Contains(m, latchkey.MethodTOTP) {
+	if !slices.ContainsFunc(m, func(x string) bool { return x != latchkey.MethodRecovery }) {
 		return nil, latchkey.Errorf(latchkey.EForbidden, "Recovery codes need two-factor authentication. Enable it first.")
 	}
 	if err := s.checkPassword(ctx, c, u, latchkey.ActionRecoveryGenerated, pw); err != nil {

@@ -16,12 +16,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"slices"
 	"strings"
 	"time"
 	"unicode"
 
+	"github.com/go-webauthn/webauthn/webauthn"
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/latchkey/latchkey"
@@ -29,7 +29,6 @@ import (
 	"github.com/latchkey/latchkey/internal/mail"
 	"github.com/latchkey/latchkey/internal/password"
 	"github.com/latchkey/latchkey/internal/ratelimit"
-	"github.com/latchkey/latchkey/internal/totp"
 )
 
 // MFA policies.
@@ -42,6 +41,7 @@ const (
 type Store interface {
 	latchkey.UserStore
 	latchkey.DeviceStore
+	latchkey.WebAuthnStore
 	latchkey.TOTPStore
 	latchkey.RecoveryCodeStore
 	latchkey.SessionStore
@@ -80,6 +80,11 @@ type Options struct {
 	Throttle     ThrottleOptions // default DefaultThrottle
 	// Pusher sends push sign-in requests to Latch devices (internal/push); nil disables push.
 	Pusher Pusher
+	// WebAuthn configures security keys; they are available when PublicURL is set.
+	WebAuthn WebAuthnOptions
+	// Methods lists the second factors users may enrol (MethodTOTP, MethodPush,
+	// MethodWebAuthn); empty means all of them.
+	Methods []string
 }
 
 // Service is the sign-in and account-security service. It is safe for concurrent use.
@@ -87,6 +92,7 @@ type Service struct {
 	opt Options
 	ip  *ratelimit.Limiter
 	log *slog.Logger
+	wa  *webauthn.WebAuthn // nil without a public URL
 }
 
 // New returns a Service. It panics on a missing dependency, which is a wiring bug.
@@ -122,7 +128,15 @@ func New(opt Options) *Service {
 	if opt.Throttle == (ThrottleOptions{}) {
 		opt.Throttle = DefaultThrottle
 	}
-	return &Service{opt: opt, ip: ratelimit.New(opt.Throttle.IPBurst, opt.Throttle.IPRefill), log: opt.Logger}
+	svc := &Service{opt: opt, ip: ratelimit.New(opt.Throttle.IPBurst, opt.Throttle.IPRefill), log: opt.Logger}
+	if opt.PublicURL != "" {
+		wa, err := newWebAuthn(opt.WebAuthn, opt.PublicURL, opt.Issuer)
+		if err != nil {
+			panic("login: " + err.Error())
+		}
+		svc.wa = wa
+	}
+	return svc
 }
 
 func cmpOr(d, def time.Duration) time.Duration {
@@ -286,6 +300,15 @@ func (s *Service) methods(ctx context.Context, u *latchkey.User) ([]string, erro
 	if slices.ContainsFunc(creds, (*latchkey.TOTPCredential).Confirmed) {
 		m = append(m, latchkey.MethodTOTP)
 	}
+	if s.wa != nil {
+		keys, err := s.opt.Store.FindWebAuthnCredentials(ctx, u.ID)
+		if err != nil {
+			return nil, fmt.Errorf("find security keys: %w", err)
+		}
+		if len(keys) > 0 {
+			m = append(m, latchkey.MethodWebAuthn)
+		}
+	}
 	if len(m) == 0 {
 		return nil, nil
 	}
@@ -359,7 +382,7 @@ func (s *Service) Login(ctx context.Context, c Client, oldToken, username, pw st
 		sess.State, sess.ExpiresAt = latchkey.StateSecondFactor, now.Add(s.opt.FlowTTL)
 	case s.opt.MFA == MFARequired:
 		sess.State, sess.ExpiresAt = latchkey.StateEnroll, now.Add(s.opt.FlowTTL)
-		methods = []string{latchkey.MethodTOTP}
+		methods = s.EnrollMethods()
 	default:
 		sess.State, sess.ExpiresAt = latchkey.StateAuthenticated, now.Add(s.opt.MaxAge)
 	}
@@ -479,41 +502,15 @@ func (s *Service) LoginTOTP(ctx context.Context, c Client, token, code string) (
 	if err != nil {
 		return nil, err
 	}
-	creds, err := s.opt.Store.FindTOTPCredentials(ctx, u.ID)
+	if err := s.useTOTP(ctx, c, u, key, code, latchkey.ActionLoginTOTP); err != nil {
+		return nil, err
+	}
+	res, err := s.complete(ctx, c, token, sess, u, latchkey.AMROTP)
 	if err != nil {
-		return nil, fmt.Errorf("find totp credentials: %w", err)
+		return nil, err
 	}
-	for _, cr := range creds {
-		if !cr.Confirmed() {
-			continue
-		}
-		step, ok := totp.Verify(cr.Secret, code, s.now(), math.MinInt64)
-		if !ok {
-			continue
-		}
-		if step <= cr.LastStep {
-			s.fail(ctx, c, key)
-			s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "code for a step already used")
-			return nil, errBadCode
-		}
-		err := s.opt.Store.UseTOTPStep(ctx, cr.ID, step, s.now())
-		if latchkey.ErrorCode(err) == latchkey.EConflict {
-			s.fail(ctx, c, key)
-			s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "concurrent use of the same code")
-			return nil, errBadCode
-		} else if err != nil {
-			return nil, fmt.Errorf("use totp step: %w", err)
-		}
-		res, err := s.complete(ctx, c, token, sess, u, latchkey.AMROTP)
-		if err != nil {
-			return nil, err
-		}
-		s.audit(ctx, c, u, "", latchkey.ActionLoginTOTP, latchkey.OutcomeSuccess, "")
-		return res, nil
-	}
-	s.fail(ctx, c, key)
-	s.audit(ctx, c, u, "", latchkey.ActionLoginTOTP, latchkey.OutcomeFailure, "wrong code")
-	return nil, errBadCode
+	s.audit(ctx, c, u, "", latchkey.ActionLoginTOTP, latchkey.OutcomeSuccess, "")
+	return res, nil
 }
 
 // LoginRecovery completes a sign-in with a single-use recovery code and tells the user by email.

@@ -60,7 +60,19 @@ const (
 	KindDeviceSwitched   = "device_switched"
 	KindPushFraud        = "push_fraud"
 	KindPushFraudAdmin   = "push_fraud_admin"
+	KindKeyAdded         = "key_added"
+	KindKeyRemoved       = "key_removed"
+	KindMFAReset         = "mfa_reset"
 )
+
+// KeyAdded tells a user that a security key (named by DeviceName) was registered.
+func KeyAdded(to string, d Data) (Message, error) { return Render(KindKeyAdded, to, d) }
+
+// KeyRemoved tells a user that a security key (named by DeviceName) was removed.
+func KeyRemoved(to string, d Data) (Message, error) { return Render(KindKeyRemoved, to, d) }
+
+// MFAReset tells a user that every second factor of the account was removed.
+func MFAReset(to string, d Data) (Message, error) { return Render(KindMFAReset, to, d) }
 
 // TOTPEnabled tells a user that two-factor authentication was turned on.
 func TOTPEnabled(to string, d Data) (Message, error) { return Render(KindTOTPEnabled, to, d) }

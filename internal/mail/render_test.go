@@ -17,6 +17,9 @@ var kinds = []struct {
 	{"TOTPDisabled", lkmail.TOTPDisabled, "Two-factor authentication was disabled", "turned off"},
 	{"PasswordChanged", lkmail.PasswordChanged, "Your password was changed", "password of your account was changed"},
 	{"RecoveryCodeUsed", lkmail.RecoveryCodeUsed, "A recovery code was used to sign in", "7 recovery codes left"},
+	{"KeyAdded", lkmail.KeyAdded, "A security key was added", "was added to your account"},
+	{"KeyRemoved", lkmail.KeyRemoved, "A security key was removed", "can no longer be used"},
+	{"MFAReset", lkmail.MFAReset, "All your sign-in methods were reset", "Every second factor"},
 }
 
 func TestKinds(t *testing.T) {

@@ -96,6 +96,9 @@ type auth struct {
 	session *latchkey.Session
 	user    *latchkey.User
 	token   string
+	// enrolling is true for a sign-in under mfa: required that is setting up its first
+	// factor (apiEnrollable).
+	enrolling bool
 }
 
 func (s *Server) apiAuthed(f authedAPIFunc) http.Handler {

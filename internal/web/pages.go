@@ -73,13 +73,18 @@ type view struct {
 	Fields map[string]string // field name → message shown next to it
 	Flash  string
 	Next   string
-	Data   any
+	// Passkeys shows "Sign in with a passkey" on the sign-in page.
+	Passkeys bool
+	Data     any
 }
 
 func (s *Server) render(w http.ResponseWriter, code int, name string, v *view) error {
 	t, ok := s.pages.t[name]
 	if !ok {
 		return errors.New("web: no template " + name)
+	}
+	if name == "login" {
+		v.Passkeys = s.login.PasskeysEnabled()
 	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout.html", v); err != nil {
@@ -188,6 +193,10 @@ var flashes = map[string]string{
 	"device-renamed":   "The device was renamed.",
 	"device-primary":   "Sign-in requests now go to that device first.",
 	"device-removed":   "The device was removed. It can no longer approve sign-ins.",
+	"key-added":        "The security key was added.",
+	"key-renamed":      "The security key was renamed.",
+	"key-removed":      "The security key was removed. It can no longer be used to sign in.",
+	"mfa-reset":        "Every second factor was removed, and your other sessions were signed out.",
 }
 
 func flash(r *http.Request) string { return flashes[r.URL.Query().Get("done")] }
@@ -232,7 +241,7 @@ func (s *Server) pageLoginPost(w http.ResponseWriter, r *http.Request) error {
 	case latchkey.StateSecondFactor:
 		http.Redirect(w, r, withNext("/login/code", next), http.StatusSeeOther)
 	case latchkey.StateEnroll:
-		return s.render(w, http.StatusForbidden, "error", &view{Title: "Set up two-factor authentication", Error: "Your organisation requires two-factor authentication, and your account has none yet. Ask your administrator or support desk to help you set it up."})
+		http.Redirect(w, r, enrollURL(next), http.StatusSeeOther)
 	default:
 		http.Redirect(w, r, nextOr(next, "/settings/security"), http.StatusSeeOther)
 	}
@@ -264,7 +273,7 @@ func (s *Server) codeStep(w http.ResponseWriter, r *http.Request, name, title st
 		return err
 	}
 	v.Title = title
-	v.Data = map[string]any{"Methods": methods, "Recovery": contains(methods, latchkey.MethodRecovery), "TOTP": contains(methods, latchkey.MethodTOTP), "Push": contains(methods, latchkey.MethodPush)}
+	v.Data = map[string]any{"Methods": methods, "Recovery": contains(methods, latchkey.MethodRecovery), "TOTP": contains(methods, latchkey.MethodTOTP), "Push": contains(methods, latchkey.MethodPush), "Key": contains(methods, latchkey.MethodWebAuthn)}
 	return s.render(w, code, name, v)
 }
 

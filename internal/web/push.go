@@ -135,6 +135,9 @@ func (s *Server) createActivation(ctx context.Context, r *http.Request, a *auth)
 	if err := s.login.Recent(a.session); err != nil {
 		return nil, err
 	}
+	if !s.login.MethodAllowed(latchkey.MethodPush) {
+		return nil, latchkey.Errorf(latchkey.EForbidden, "Your organisation does not allow the Latch app.")
+	}
 	act, err := s.push.CreateActivation(ctx, pushClient(r), a.user, a.session)
 	if err != nil {
 		return nil, err

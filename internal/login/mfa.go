@@ -1,0 +1,189 @@
+package login
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/mail"
+	"github.com/latchkey/latchkey/internal/totp"
+)
+
+// useTOTP accepts a 6-digit code of any of the user's confirmed TOTP credentials (authenticator
+// apps and Latch devices' offline codes) once: after time step T was used, codes for any step
+// ≤ T are refused, also under concurrent requests. A failure counts against key.
+func (s *Service) useTOTP(ctx context.Context, c Client, u *latchkey.User, key, code, action string) error {
+	creds, err := s.opt.Store.FindTOTPCredentials(ctx, u.ID)
+	if err != nil {
+		return fmt.Errorf("find totp credentials: %w", err)
+	}
+	for _, cr := range creds {
+		if !cr.Confirmed() {
+			continue
+		}
+		step, ok := totp.Verify(cr.Secret, code, s.now(), math.MinInt64)
+		if !ok {
+			continue
+		}
+		if step <= cr.LastStep {
+			s.fail(ctx, c, key)
+			s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "code for a step already used")
+			return errBadCode
+		}
+		err := s.opt.Store.UseTOTPStep(ctx, cr.ID, step, s.now())
+		if latchkey.ErrorCode(err) == latchkey.EConflict {
+			s.fail(ctx, c, key)
+			s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "concurrent use of the same code")
+			return errBadCode
+		} else if err != nil {
+			return fmt.Errorf("use totp step: %w", err)
+		}
+		return nil
+	}
+	s.fail(ctx, c, key)
+	s.audit(ctx, c, u, "", action, latchkey.OutcomeFailure, "wrong code")
+	return errBadCode
+}
+
+// ResetProof is what "Reset all MFA" asks for: the password and one current factor, either a
+// code (authenticator app, Latch offline code or recovery code) or a security key's answer to
+// a CeremonyConfirm ceremony.
+type ResetProof struct {
+	Password    string
+	Code        string
+	CeremonyID  string
+	KeyResponse []byte
+}
+
+// BeginConfirmKey starts a security-key check of a signed-in user (for ResetAllMFA).
+func (s *Service) BeginConfirmKey(ctx context.Context, sess *latchkey.Session, u *latchkey.User) (*KeyOptions, error) {
+	if err := s.webauthnReady(); err != nil {
+		return nil, err
+	}
+	return s.beginAssertion(ctx, latchkey.CeremonyConfirm, sess, u)
+}
+
+// ResetAllMFA removes every factor of the user after checking the password and a current
+// factor, signs out the user's other sessions, and tells the user by email. Under
+// MFARequired the next sign-in goes to the rollout page.
+func (s *Service) ResetAllMFA(ctx context.Context, c Client, sess *latchkey.Session, u *latchkey.User, p ResetProof) error {
+	n, err := s.factorCount(ctx, u)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return latchkey.Errorf(latchkey.ENotFound, "You have no second factor to reset.")
+	}
+	if p.Code == "" && len(p.KeyResponse) == 0 {
+		return latchkey.Errorf(latchkey.EInvalid, "Confirm with a current factor: a code from your authenticator app, a recovery code, or your security key.")
+	}
+	if err := s.checkPassword(ctx, c, u, latchkey.ActionMFAReset, p.Password); err != nil {
+		return err
+	}
+	key := userKey(u.Username)
+	switch {
+	case len(p.KeyResponse) > 0:
+		if err := s.webauthnReady(); err != nil {
+			return err
+		}
+		if err := s.verifyAssertion(ctx, c, u, key, latchkey.CeremonyConfirm, sess.ID, p.CeremonyID, p.KeyResponse, latchkey.ActionMFAReset); err != nil {
+			return err
+		}
+	default:
+		if code, err := totp.ParseCode(p.Code); err == nil {
+			if err := s.useTOTP(ctx, c, u, key, code, latchkey.ActionMFAReset); err != nil {
+				return err
+			}
+		} else if rc, err := normalizeRecoveryCode(p.Code); err == nil {
+			if err := s.opt.Store.UseRecoveryCode(ctx, u.ID, s.keyedHash("recovery", rc), s.now()); err != nil {
+				if c2 := latchkey.ErrorCode(err); c2 != latchkey.ENotFound && c2 != latchkey.EConflict {
+					return fmt.Errorf("use recovery code: %w", err)
+				}
+				s.fail(ctx, c, key)
+				s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeFailure, "wrong recovery code")
+				return errBadCode
+			}
+		} else {
+			return latchkey.Errorf(latchkey.EInvalid, "Enter the 6-digit code from your authenticator app, or a recovery code.")
+		}
+	}
+	if err := s.opt.Store.ResetMFA(ctx, u.ID); err != nil {
+		return fmt.Errorf("reset mfa: %w", err)
+	}
+	if err := s.opt.Store.DeleteUserSessions(ctx, u.ID, sess.ID); err != nil {
+		s.log.ErrorContext(ctx, "sign out other sessions", "err", err)
+	}
+	s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "by the user")
+	s.notify(ctx, c, u, mail.MFAReset, 0)
+	return nil
+}
+
+// EnrollMethods lists the methods a user may set up, in the order the rollout page offers
+// them: the policy's allowed methods that this server can provide.
+func (s *Service) EnrollMethods() []string {
+	var m []string
+	for _, x := range []string{latchkey.MethodPush, latchkey.MethodTOTP, latchkey.MethodWebAuthn} {
+		if len(s.opt.Methods) > 0 && !slices.Contains(s.opt.Methods, x) {
+			continue
+		}
+		if (x == latchkey.MethodPush && s.opt.Pusher == nil) || (x == latchkey.MethodWebAuthn && s.wa == nil) {
+			continue
+		}
+		m = append(m, x)
+	}
+	return m
+}
+
+// MethodAllowed reports whether policy lets users enrol method.
+func (s *Service) MethodAllowed(method string) bool {
+	return slices.Contains(s.EnrollMethods(), method)
+}
+
+// EnrollFlow returns the sign-in of token when it waits for the user to set up a first
+// factor (policy MFARequired).
+func (s *Service) EnrollFlow(ctx context.Context, token string) (*latchkey.Session, *latchkey.User, error) {
+	if token == "" {
+		return nil, nil, errFlowExpired
+	}
+	sess, err := s.opt.Store.FindSessionByID(ctx, s.sessionID(token))
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return nil, nil, errFlowExpired
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("find session: %w", err)
+	}
+	if sess.State != latchkey.StateEnroll || !s.now().Before(sess.ExpiresAt) {
+		return nil, nil, errFlowExpired
+	}
+	u, err := s.opt.Store.FindUserByID(ctx, sess.UserID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find user: %w", err)
+	}
+	if u.Disabled {
+		return nil, nil, errFlowExpired
+	}
+	return sess, u, nil
+}
+
+// CompleteEnrollment signs in a rollout flow once the user has a factor: the factor was just
+// proven by setting it up (amr names how), so the session counts as multi-factor.
+func (s *Service) CompleteEnrollment(ctx context.Context, c Client, token, amr string) (*Result, error) {
+	sess, u, err := s.EnrollFlow(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.factorCount(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, latchkey.Errorf(latchkey.EForbidden, "Set up a sign-in method first.")
+	}
+	res, err := s.complete(ctx, c, token, sess, u, amr)
+	if err != nil {
+		return nil, err
+	}
+	s.audit(ctx, c, u, "", latchkey.ActionMFAEnrolled, latchkey.OutcomeSuccess, "rollout: "+amr)
+	return res, nil
+}
