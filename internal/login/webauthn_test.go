@@ -1,0 +1,484 @@
+package login_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
+	"github.com/go-webauthn/webauthn/protocol/webauthncose"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/login"
+	"github.com/latchkey/latchkey/internal/totp"
+)
+
+// softKey is a software FIDO2 authenticator: an ES256 key that answers registration and
+// assertion ceremonies as a USB key would, with attestation "none". It lets the unit tests
+// build the answers the browser tests cannot (a counter going backwards, a key of another
+// user, a wrong origin).
+type softKey struct {
+	priv       *ecdsa.PrivateKey
+	id         []byte
+	rpID       string
+	origin     string
+	counter    uint32
+	userHandle []byte // stored at registration, returned in assertions (discoverable)
+	noUV       bool
+}
+
+func newSoftKey(t *testing.T) *softKey {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := make([]byte, 32)
+	rand.Read(id)
+	return &softKey{priv: priv, id: id, rpID: "latchkey.test", origin: "http://latchkey.test"}
+}
+
+var b64u = base64.RawURLEncoding.EncodeToString
+
+func (k *softKey) authData(attested bool) []byte {
+	h := sha256.Sum256([]byte(k.rpID))
+	flags := byte(protocol.FlagUserPresent)
+	if !k.noUV {
+		flags |= byte(protocol.FlagUserVerified)
+	}
+	if attested {
+		flags |= byte(protocol.FlagAttestedCredentialData)
+	}
+	b := append(h[:0:0], h[:]...)
+	b = append(b, flags)
+	b = binary.BigEndian.AppendUint32(b, k.counter)
+	if attested {
+		b = append(b, make([]byte, 16)...) // AAGUID
+		b = binary.BigEndian.AppendUint16(b, uint16(len(k.id)))
+		b = append(b, k.id...)
+		pub, _ := k.priv.PublicKey.ECDH()
+		raw := pub.Bytes() // 0x04 || X || Y
+		cose, err := webauthncbor.Marshal(webauthncose.EC2PublicKeyData{
+			PublicKeyData: webauthncose.PublicKeyData{KeyType: int64(webauthncose.EllipticKey), Algorithm: int64(webauthncose.AlgES256)},
+			Curve:         1, XCoord: raw[1:33], YCoord: raw[33:65],
+		})
+		if err != nil {
+			panic(err)
+		}
+		b = append(b, cose...)
+	}
+	return b
+}
+
+func (k *softKey) clientData(typ string, challenge []byte) []byte {
+	cd, _ := json.Marshal(map[string]any{"type": typ, "challenge": b64u(challenge), "origin": k.origin, "crossOrigin": false})
+	return cd
+}
+
+// create answers a registration ceremony.
+func (k *softKey) create(t *testing.T, o *login.KeyOptions) []byte {
+	t.Helper()
+	cc := o.Options.(*protocol.CredentialCreation)
+	k.userHandle = cc.Response.User.ID.(protocol.URLEncodedBase64)
+	k.counter++
+	att, err := webauthncbor.Marshal(map[string]any{"fmt": "none", "attStmt": map[string]any{}, "authData": k.authData(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(map[string]any{
+		"id": b64u(k.id), "rawId": b64u(k.id), "type": "public-key",
+		"response": map[string]any{"clientDataJSON": b64u(k.clientData("webauthn.create", cc.Response.Challenge)), "attestationObject": b64u(att)},
+	})
+	return out
+}
+
+// get answers an assertion ceremony.
+func (k *softKey) get(t *testing.T, o *login.KeyOptions) []byte {
+	t.Helper()
+	ca := o.Options.(*protocol.CredentialAssertion)
+	k.counter++
+	ad := k.authData(false)
+	cd := k.clientData("webauthn.get", ca.Response.Challenge)
+	h := sha256.Sum256(cd)
+	digest := sha256.Sum256(append(append([]byte{}, ad...), h[:]...))
+	sig, err := ecdsa.SignASN1(rand.Reader, k.priv, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := map[string]any{"clientDataJSON": b64u(cd), "authenticatorData": b64u(ad), "signature": b64u(sig)}
+	if k.userHandle != nil {
+		resp["userHandle"] = b64u(k.userHandle)
+	}
+	out, _ := json.Marshal(map[string]any{"id": b64u(k.id), "rawId": b64u(k.id), "type": "public-key", "response": resp})
+	return out
+}
+
+// addKey registers k for the signed-in res and returns the recovery codes shown.
+func (e *env) addKey(t *testing.T, res *login.Result, k *softKey, name string) ([]string, error) {
+	t.Helper()
+	ctx := context.Background()
+	o, err := e.svc.BeginWebAuthnRegistration(ctx, res.Session, res.User)
+	if err != nil {
+		t.Fatalf("BeginWebAuthnRegistration: %v", err)
+	}
+	return e.svc.FinishWebAuthnRegistration(ctx, alice, res.Session, res.User, o.CeremonyID, name, k.create(t, o))
+}
+
+// keySignIn runs the password step and the security-key step with k.
+func (e *env) keySignIn(t *testing.T, name string, k *softKey) (*login.Result, error) {
+	t.Helper()
+	ctx := context.Background()
+	res := e.signIn(t, name)
+	if res.State != latchkey.StateSecondFactor || !slices.Contains(res.Methods, latchkey.MethodWebAuthn) {
+		t.Fatalf("after the password: %s %v, want second_factor with webauthn", res.State, res.Methods)
+	}
+	o, err := e.svc.BeginWebAuthnLogin(ctx, res.Token)
+	if err != nil {
+		t.Fatalf("BeginWebAuthnLogin: %v", err)
+	}
+	return e.svc.FinishWebAuthnLogin(ctx, alice, res.Token, o.CeremonyID, k.get(t, o))
+}
+
+func TestSecurityKeyOnlyFactor(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "alice")
+	k := newSoftKey(t)
+	codes, err := e.addKey(t, e.signIn(t, "alice"), k, "Blue key")
+	if err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	if len(codes) != 10 {
+		t.Fatalf("a first factor comes with 10 recovery codes, got %d", len(codes))
+	}
+	if s := e.mail.subjects(); !slices.Contains(s, "A security key was added") {
+		t.Errorf("mails %v", s)
+	}
+	res, err := e.keySignIn(t, "alice", k)
+	if err != nil {
+		t.Fatalf("sign in with the key: %v", err)
+	}
+	if res.State != latchkey.StateAuthenticated || !slices.Contains(res.Session.AMR, latchkey.AMRHardware) || !slices.Contains(res.Session.AMR, latchkey.AMRMFA) {
+		t.Fatalf("state %s amr %v", res.State, res.Session.AMR)
+	}
+	keys, _ := e.svc.SecurityKeys(context.Background(), res.User)
+	if len(keys) != 1 || keys[0].Name != "Blue key" || keys[0].LastUsedAt == nil {
+		t.Fatalf("keys %+v", keys)
+	}
+}
+
+func TestSecurityKeyCeremonyChecks(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.user(t, "alice")
+	e.user(t, "bob")
+	ka, kb := newSoftKey(t), newSoftKey(t)
+	resA := e.signIn(t, "alice")
+	if _, err := e.addKey(t, resA, ka, "Alice's key"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.addKey(t, e.signIn(t, "bob"), kb, "Bob's key"); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("registered twice", func(t *testing.T) {
+		// The same credential ID again, by its owner and by another user: refused, nothing added.
+		again := *ka // the same key (credential ID and key pair) presented once more
+		if _, err := e.addKey(t, resA, &again, "Again"); code(t, err) != latchkey.EConflict {
+			t.Fatalf("same user: %v", err)
+		}
+		resB, err := e.keySignIn(t, "bob", kb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stolen := *ka
+		if _, err := e.addKey(t, resB, &stolen, "Stolen"); code(t, err) != latchkey.EConflict {
+			t.Fatalf("another user: %v", err)
+		}
+		if keys, _ := e.svc.SecurityKeys(ctx, resA.User); len(keys) != 1 {
+			t.Fatalf("alice has %d keys", len(keys))
+		}
+	})
+
+	t.Run("credential of another user", func(t *testing.T) {
+		res := e.signIn(t, "alice")
+		o, _ := e.svc.BeginWebAuthnLogin(ctx, res.Token)
+		_, err := e.svc.FinishWebAuthnLogin(ctx, alice, res.Token, o.CeremonyID, kb.get(t, o))
+		if code(t, err) != latchkey.EInvalidCode || !strings.Contains(latchkey.ErrorMessage(err), "not registered to your account") {
+			t.Fatalf("bob's key for alice: %v", err)
+		}
+		if _, _, err := e.svc.Authenticate(ctx, res.Token); err == nil {
+			t.Fatal("the flow was signed in")
+		}
+	})
+
+	t.Run("ceremony used once", func(t *testing.T) {
+		res := e.signIn(t, "alice")
+		o, _ := e.svc.BeginWebAuthnLogin(ctx, res.Token)
+		answer := ka.get(t, o)
+		if _, err := e.svc.FinishWebAuthnLogin(ctx, alice, res.Token, o.CeremonyID, []byte(`{"id":"x"}`)); code(t, err) != latchkey.EInvalidCode {
+			t.Fatalf("garbage: %v", err)
+		}
+		// The garbage consumed the ceremony: the good answer to it is now refused.
+		if _, err := e.svc.FinishWebAuthnLogin(ctx, alice, res.Token, o.CeremonyID, answer); code(t, err) != latchkey.EFlowExpired {
+			t.Fatalf("answer to a used ceremony: %v", err)
+		}
+	})
+
+	t.Run("ceremony of another session", func(t *testing.T) {
+		r1, r2 := e.signIn(t, "alice"), e.signIn(t, "alice")
+		o, _ := e.svc.BeginWebAuthnLogin(ctx, r1.Token)
+		if _, err := e.svc.FinishWebAuthnLogin(ctx, alice, r2.Token, o.CeremonyID, ka.get(t, o)); code(t, err) != latchkey.EFlowExpired {
+			t.Fatalf("cross-session answer: %v", err)
+		}
+	})
+
+	t.Run("wrong origin", func(t *testing.T) {
+		evil := *ka
+		evil.origin = "https://latchkey.test.evil.example"
+		res := e.signIn(t, "alice")
+		o, _ := e.svc.BeginWebAuthnLogin(ctx, res.Token)
+		if _, err := e.svc.FinishWebAuthnLogin(ctx, alice, res.Token, o.CeremonyID, evil.get(t, o)); code(t, err) != latchkey.EInvalidCode {
+			t.Fatalf("phished origin: %v", err)
+		}
+		ka.counter = evil.counter
+	})
+
+	t.Run("expired ceremony", func(t *testing.T) {
+		res := e.signIn(t, "alice")
+		o, _ := e.svc.BeginWebAuthnLogin(ctx, res.Token)
+		e.clock.Add(6 * time.Minute)
+		defer e.clock.Add(-6 * time.Minute)
+		if _, err := e.svc.FinishWebAuthnLogin(ctx, alice, res.Token, o.CeremonyID, ka.get(t, o)); err == nil {
+			t.Fatal("an expired ceremony was accepted")
+		}
+	})
+
+	t.Run("counter regression", func(t *testing.T) {
+		if _, err := e.keySignIn(t, "alice", ka); err != nil {
+			t.Fatalf("good sign-in: %v", err)
+		}
+		clone := *ka
+		clone.counter = 1 // a copy of the key, behind the original
+		_, err := e.keySignIn(t, "alice", &clone)
+		if code(t, err) != latchkey.EInvalidCode || !strings.Contains(latchkey.ErrorMessage(err), "went backwards") {
+			t.Fatalf("regressed counter: %v", err)
+		}
+		keys, _ := e.svc.SecurityKeys(ctx, resA.User)
+		if !keys[0].CloneWarning {
+			t.Fatal("the key was not flagged")
+		}
+		all, err := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+		var events []*latchkey.AuditEvent
+		for _, ev := range all {
+			if ev.Action == latchkey.ActionWebAuthnCounter {
+				events = append(events, ev)
+			}
+		}
+		if err != nil || len(events) != 1 || events[0].Outcome != latchkey.OutcomeDenied {
+			t.Fatalf("audit: %v %+v", err, events)
+		}
+	})
+}
+
+func TestPasskeySignIn(t *testing.T) {
+	e := newEnv(t, func(o *login.Options) { o.WebAuthn.Passkeys = true })
+	ctx := context.Background()
+	e.user(t, "alice")
+	e.user(t, "bob")
+	k := newSoftKey(t)
+	if _, err := e.addKey(t, e.signIn(t, "alice"), k, "Passkey"); err != nil {
+		t.Fatal(err)
+	}
+	passkey := func(k *softKey) (*login.Result, error) {
+		o, err := e.svc.BeginPasskeyLogin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.svc.FinishPasskeyLogin(ctx, alice, "", o.CeremonyID, k.get(t, o))
+	}
+	res, err := passkey(k)
+	if err != nil || res.State != latchkey.StateAuthenticated || res.User.Username != "alice" {
+		t.Fatalf("passkey sign-in: %v %+v", err, res)
+	}
+	// A key that claims another user's handle is refused.
+	liar := *k
+	liar.userHandle = []byte{0, 0, 0, 0, 0, 0, 0, 2}
+	if _, err := passkey(&liar); code(t, err) != latchkey.EInvalidCode {
+		t.Fatalf("wrong user handle: %v", err)
+	}
+	// Without user verification a passkey is one factor only: refused.
+	k.noUV = true
+	if _, err := passkey(k); code(t, err) != latchkey.EInvalidCode {
+		t.Fatalf("no user verification: %v", err)
+	}
+	// Off by configuration.
+	off := newEnv(t)
+	if _, err := off.svc.BeginPasskeyLogin(ctx); code(t, err) != latchkey.ENotFound {
+		t.Fatalf("passkeys disabled: %v", err)
+	}
+}
+
+func TestRemoveSecurityKeyNeedsRecentPassword(t *testing.T) {
+	e := newEnv(t, func(o *login.Options) { o.MFA = login.MFARequired })
+	ctx := context.Background()
+	e.user(t, "alice")
+	res := e.signIn(t, "alice") // enroll state under required: enrol a key, then finish
+	k1, k2 := newSoftKey(t), newSoftKey(t)
+	if _, err := e.addKey(t, res, k1, "One"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.svc.CompleteEnrollment(ctx, alice, res.Token, latchkey.AMRHardware)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.addKey(t, res, k2, "Two"); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := e.svc.SecurityKeys(ctx, res.User)
+	e.clock.Add(11 * time.Minute)
+	sess, u, _ := e.svc.Authenticate(ctx, res.Token)
+	if err := e.svc.RemoveSecurityKey(ctx, alice, sess, u, keys[0].ID); code(t, err) != latchkey.EReauthenticate {
+		t.Fatalf("stale session: %v", err)
+	}
+	re, err := e.svc.Reauthenticate(ctx, alice, res.Token, goodPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.RemoveSecurityKey(ctx, alice, re.Session, u, keys[0].ID); err != nil {
+		t.Fatalf("fresh session: %v", err)
+	}
+	if err := e.svc.RemoveSecurityKey(ctx, alice, re.Session, u, keys[1].ID); code(t, err) != latchkey.EForbidden {
+		t.Fatalf("last factor under required: %v", err)
+	}
+	// The removed key no longer signs in.
+	r := e.signIn(t, "alice")
+	o, _ := e.svc.BeginWebAuthnLogin(ctx, r.Token)
+	if _, err := e.svc.FinishWebAuthnLogin(ctx, alice, r.Token, o.CeremonyID, k1.get(t, o)); code(t, err) != latchkey.EInvalidCode {
+		t.Fatalf("removed key: %v", err)
+	}
+	if s := e.mail.subjects(); !slices.Contains(s, "A security key was removed") {
+		t.Errorf("mails %v", s)
+	}
+}
+
+func TestResetAllMFA(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.user(t, "alice")
+	res := e.signIn(t, "alice")
+	secret, codes := e.enableTOTP(t, res)
+	k := newSoftKey(t)
+	if _, err := e.addKey(t, res, k, "Key"); err != nil {
+		t.Fatal(err)
+	}
+	other := e.signIn(t, "alice") // a second session, signed out by the reset
+	e.clock.Add(time.Minute)
+	p := login.ResetProof{Password: goodPassword}
+	if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, p); code(t, err) != latchkey.EInvalid {
+		t.Fatalf("without a second factor: %v", err)
+	}
+	p.Code = "000000"
+	if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, p); code(t, err) != latchkey.EInvalidCode {
+		t.Fatalf("wrong code: %v", err)
+	}
+	p.Code, p.Password = totp.Code(secret, totp.Step(e.clock.Now())), "wrong password"
+	if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, p); code(t, err) != latchkey.EInvalidCredentials {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if st, _ := e.svc.Status(ctx, res.User); st.Factors != 2 {
+		t.Fatalf("a refused reset changed factors: %d", st.Factors)
+	}
+	p.Password = goodPassword
+	if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, p); err != nil {
+		t.Fatalf("reset with password and code: %v", err)
+	}
+	st, _ := e.svc.Status(ctx, res.User)
+	if st.Factors != 0 || st.RecoveryCodesLeft != 0 || st.TOTPEnabled {
+		t.Fatalf("after reset: %+v", st)
+	}
+	if _, _, err := e.svc.Authenticate(ctx, other.Token); err == nil {
+		t.Error("the other session survived the reset")
+	}
+	if _, _, err := e.svc.Authenticate(ctx, res.Token); err != nil {
+		t.Errorf("the resetting session was signed out: %v", err)
+	}
+	if s := e.mail.subjects(); !slices.Contains(s, "All your sign-in methods were reset") {
+		t.Errorf("mails %v", s)
+	}
+	if len(codes) == 0 {
+		t.Fatal("no recovery codes")
+	}
+
+	// With a recovery code, and with a security key, on fresh factors.
+	e.clock.Add(time.Minute)
+	_, codes = e.enableTOTP(t, res)
+	if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, login.ResetProof{Password: goodPassword, Code: codes[0]}); err != nil {
+		t.Fatalf("reset with a recovery code: %v", err)
+	}
+	k2 := newSoftKey(t)
+	if _, err := e.addKey(t, res, k2, "Key 2"); err != nil {
+		t.Fatal(err)
+	}
+	o, err := e.svc.BeginConfirmKey(ctx, res.Session, res.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, login.ResetProof{Password: goodPassword, CeremonyID: o.CeremonyID, KeyResponse: k2.get(t, o)}); err != nil {
+		t.Fatalf("reset with a security key: %v", err)
+	}
+	if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, login.ResetProof{Password: goodPassword, Code: "123456"}); code(t, err) != latchkey.ENotFound {
+		t.Fatalf("nothing to reset: %v", err)
+	}
+}
+
+func TestRolloutEnrolment(t *testing.T) {
+	e := newEnv(t, func(o *login.Options) {
+		o.MFA = login.MFARequired
+		o.Methods = []string{latchkey.MethodTOTP, latchkey.MethodWebAuthn}
+	})
+	ctx := context.Background()
+	e.user(t, "alice")
+	res := e.signIn(t, "alice")
+	if res.State != latchkey.StateEnroll || !slices.Equal(res.Methods, []string{latchkey.MethodTOTP, latchkey.MethodWebAuthn}) {
+		t.Fatalf("after the password: %s %v", res.State, res.Methods)
+	}
+	if _, err := e.svc.CompleteEnrollment(ctx, alice, res.Token, latchkey.AMROTP); code(t, err) != latchkey.EForbidden {
+		t.Fatalf("completing without a factor: %v", err)
+	}
+	sess, u, err := e.svc.EnrollFlow(ctx, res.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, err := e.svc.BeginTOTP(ctx, alice, sess, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := totp.Decode(en.Secret)
+	if _, err := e.svc.ConfirmTOTP(ctx, alice, sess, u, totp.Code(secret, totp.Step(e.clock.Now()))); err != nil {
+		t.Fatal(err)
+	}
+	done, err := e.svc.CompleteEnrollment(ctx, alice, res.Token, latchkey.AMROTP)
+	if err != nil || done.State != latchkey.StateAuthenticated || !slices.Contains(done.Session.AMR, latchkey.AMRMFA) {
+		t.Fatalf("complete: %v %+v", err, done)
+	}
+	if _, _, err := e.svc.Authenticate(ctx, done.Token); err != nil {
+		t.Fatalf("signed in: %v", err)
+	}
+	if _, _, err := e.svc.EnrollFlow(ctx, res.Token); code(t, err) != latchkey.EFlowExpired {
+		t.Fatalf("the enrol token still works: %v", err)
+	}
+	// A method policy does not allow is refused.
+	if e.svc.MethodAllowed(latchkey.MethodPush) {
+		t.Error("push allowed although not in Methods")
+	}
+}
