@@ -130,11 +130,13 @@ func New(opt Options) *Service {
 	}
 	svc := &Service{opt: opt, ip: ratelimit.New(opt.Throttle.IPBurst, opt.Throttle.IPRefill), log: opt.Logger}
 	if opt.PublicURL != "" {
-		wa, err := newWebAuthn(opt.WebAuthn, opt.PublicURL, opt.Issuer)
-		if err != nil {
-			panic("login: " + err.Error())
+		// WebAuthn needs a domain name: with an IP address as the public URL's host (the
+		// default local start on 127.0.0.1) security keys are off, and the log says why.
+		if wa, err := newWebAuthn(opt.WebAuthn, opt.PublicURL, opt.Issuer); err != nil {
+			opt.Logger.Warn("security keys are off: the relying party ID must be a domain name; set --public-url to http://localhost:PORT or the server's DNS name", "public_url", opt.PublicURL, "err", err)
+		} else {
+			svc.wa = wa
 		}
-		svc.wa = wa
 	}
 	return svc
 }
