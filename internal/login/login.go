@@ -447,6 +447,12 @@ func (s *Service) issue(ctx context.Context, oldToken string, sess *latchkey.Ses
 
 // flow loads the unfinished sign-in of token, which must be in StateSecondFactor.
 func (s *Service) flow(ctx context.Context, token string) (*latchkey.Session, *latchkey.User, error) {
+	return s.flowIn(ctx, token, latchkey.StateSecondFactor)
+}
+
+// flowIn loads the unfinished sign-in of token, which must be in state and not expired, of a
+// user who is not disabled.
+func (s *Service) flowIn(ctx context.Context, token string, state latchkey.SessionState) (*latchkey.Session, *latchkey.User, error) {
 	if token == "" {
 		return nil, nil, errFlowExpired
 	}
@@ -456,7 +462,7 @@ func (s *Service) flow(ctx context.Context, token string) (*latchkey.Session, *l
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("find session: %w", err)
 	}
-	if sess.State != latchkey.StateSecondFactor || !s.now().Before(sess.ExpiresAt) {
+	if sess.State != state || !s.now().Before(sess.ExpiresAt) {
 		return nil, nil, errFlowExpired
 	}
 	u, err := s.opt.Store.FindUserByID(ctx, sess.UserID)

@@ -144,26 +144,7 @@ func (s *Service) MethodAllowed(method string) bool {
 // EnrollFlow returns the sign-in of token when it waits for the user to set up a first
 // factor (policy MFARequired).
 func (s *Service) EnrollFlow(ctx context.Context, token string) (*latchkey.Session, *latchkey.User, error) {
-	if token == "" {
-		return nil, nil, errFlowExpired
-	}
-	sess, err := s.opt.Store.FindSessionByID(ctx, s.sessionID(token))
-	if latchkey.ErrorCode(err) == latchkey.ENotFound {
-		return nil, nil, errFlowExpired
-	} else if err != nil {
-		return nil, nil, fmt.Errorf("find session: %w", err)
-	}
-	if sess.State != latchkey.StateEnroll || !s.now().Before(sess.ExpiresAt) {
-		return nil, nil, errFlowExpired
-	}
-	u, err := s.opt.Store.FindUserByID(ctx, sess.UserID)
-	if err != nil {
-		return nil, nil, fmt.Errorf("find user: %w", err)
-	}
-	if u.Disabled {
-		return nil, nil, errFlowExpired
-	}
-	return sess, u, nil
+	return s.flowIn(ctx, token, latchkey.StateEnroll)
 }
 
 // CompleteEnrollment signs in a rollout flow once the user has a factor: the factor was just
