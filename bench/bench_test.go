@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestQuickRun runs the whole harness in quick mode against a real server (built from
+// cmd/latchkey) on SQLite, and checks that the table has every row, every built scenario a
+// non-zero rate, and no unexpected errors. Targets are not checked: MISS is a finding, not
+// a failure.
+func TestQuickRun(t *testing.T) {
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skip("builds and runs the server for ~20 s; not in -short mode")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out, errb strings.Builder
+	if err := run(ctx, []string{"--quick", "--devices", "200", "--flood", "300"}, &out, &errb); err != nil {
+		t.Fatalf("run: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
+	}
+	t.Logf("\n%s", out.String())
+
+	rows := map[string][]string{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if !strings.HasPrefix(line, "| ") || strings.HasPrefix(line, "| scenario") || strings.HasPrefix(line, "| figure") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "|"), "|")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		key := cells[0]
+		if len(cells) > 1 && cells[0] == "push round trip" {
+			key += " " + cells[1]
+		}
+		rows[key] = cells
+	}
+
+	for _, name := range []string{
+		"GET /healthz (HTTP ceiling)",
+		"password step (POST /api/v1/login)",
+		"password step flood",
+		"TOTP step (POST /api/v1/login/totp)",
+		"push round trip 1",
+		"push round trip 64",
+	} {
+		c, ok := rows[name]
+		if !ok {
+			t.Errorf("no row %q", name)
+			continue
+		}
+		if len(c) != 10 {
+			t.Errorf("%s: %d cells, want 10: %q", name, len(c), c)
+			continue
+		}
+		if rate, err := strconv.ParseFloat(c[2], 64); err != nil || rate <= 0 {
+			t.Errorf("%s: rate %q, want > 0", name, c[2])
+		}
+		if c[6] != "0" {
+			t.Errorf("%s: %s unexpected errors", name, c[6])
+		}
+		if !strings.HasPrefix(c[9], "PASS") && !strings.HasPrefix(c[9], "MISS") && c[9] != "–" {
+			t.Errorf("%s: result %q, want PASS, MISS or –", name, c[9])
+		}
+	}
+	for _, name := range []string{"forward-auth (valid session)", "OIDC code flow"} {
+		if c, ok := rows[name]; !ok || c[len(c)-1] != "not built yet" {
+			t.Errorf("row %q: %q, want it present as not built yet", name, c)
+		}
+	}
+	for _, prefix := range []string{
+		"raw argon2id",
+		"start-up to /readyz (SQLite, first start)",
+		"start-up to /readyz (SQLite, restart",
+		"idle memory",
+		"loaded memory (peak RSS, 64 clients)",
+		"loaded memory (peak RSS, 300-client password flood)",
+		"connected devices",
+		"1,000,000 users",
+	} {
+		found := false
+		for name, c := range rows {
+			if strings.HasPrefix(name, prefix) {
+				found = true
+				if len(c) != 4 {
+					t.Errorf("%s: %d cells, want 4", name, len(c))
+				} else if prefix != "1,000,000 users" && (c[1] == "" || strings.HasPrefix(c[1], "0.0 ") || strings.HasPrefix(c[1], "–")) {
+					t.Errorf("%s: value %q", name, c[1])
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no figure row starting %q", prefix)
+		}
+	}
+}

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+)
+
+const userAgent = "latchkey-bench/1"
+
+// outcome is how one request (or round trip) ended.
+type outcome int
+
+const (
+	okay      outcome = iota // the expected answer
+	throttled                // 429: reported apart, never counted as a success
+	failed                   // anything else: an error of the harness or the server
+	exhausted                // the worker has nothing left to send (its user pool is spent)
+	cut                      // cancelled at the end of a flood; neither success nor error
+)
+
+// stats are the results of one scenario.
+type stats struct {
+	ok, throttled, failed, cut int
+	elapsed                    time.Duration
+	lat                        []time.Duration // of successes, sorted
+	errs                       map[string]int  // failure messages and their counts
+	exhaustedEarly             bool
+	peakRSS                    uint64
+}
+
+func (s *stats) rate() float64 {
+	if s.elapsed <= 0 {
+		return 0
+	}
+	return float64(s.ok) / s.elapsed.Seconds()
+}
+
+func (s *stats) pct(p float64) time.Duration {
+	if len(s.lat) == 0 {
+		return 0
+	}
+	i := int(float64(len(s.lat))*p+0.5) - 1
+	return s.lat[min(max(i, 0), len(s.lat)-1)]
+}
+
+// firstErrors lists up to three failure messages, for the report.
+func (s *stats) firstErrors() string {
+	type kv struct {
+		msg string
+		n   int
+	}
+	var all []kv
+	for m, n := range s.errs {
+		all = append(all, kv{m, n})
+	}
+	slices.SortFunc(all, func(a, b kv) int { return b.n - a.n })
+	var b bytes.Buffer
+	for i, e := range all {
+		if i == 3 {
+			break
+		}
+		fmt.Fprintf(&b, "%d× %s; ", e.n, e.msg)
+	}
+	return string(bytes.TrimSuffix(b.Bytes(), []byte("; ")))
+}
+
+// step is one request (or round trip) of worker w. It returns the outcome, the latency to
+// record (for successes) and, for failures, a message.
+type step func(ctx context.Context, w int) (outcome, time.Duration, string)
+
+// drive runs c workers calling f in a loop for d. A worker starts no new request after d; the
+// requests in flight finish and count (elapsed runs until the last one ends). With cancel,
+// requests still in flight at d are cancelled instead and counted as cut (a flood).
+func drive(ctx context.Context, pid, c int, d time.Duration, cancelAtEnd bool, f step) *stats {
+	st := &stats{errs: map[string]int{}}
+	var mu sync.Mutex
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	smp := sampleRSS(pid)
+	begin := time.Now()
+	deadline := begin.Add(d)
+	if cancelAtEnd {
+		t := time.AfterFunc(d, stop)
+		defer t.Stop()
+	}
+	var wg sync.WaitGroup
+	for w := range c {
+		wg.Go(func() {
+			var lat []time.Duration
+			var ok, thr, fail, cutN int
+			errs := map[string]int{}
+			early := false
+			for time.Now().Before(deadline) && rctx.Err() == nil {
+				o, l, msg := f(rctx, w)
+				switch o {
+				case okay:
+					ok++
+					lat = append(lat, l)
+				case throttled:
+					thr++
+				case failed:
+					if rctx.Err() != nil && cancelAtEnd {
+						cutN++
+						continue
+					}
+					fail++
+					errs[msg]++
+				case cut:
+					cutN++
+				case exhausted:
+					early = true
+				}
+				if o == exhausted {
+					break
+				}
+			}
+			mu.Lock()
+			st.ok += ok
+			st.throttled += thr
+			st.failed += fail
+			st.cut += cutN
+			st.lat = append(st.lat, lat...)
+			for m, n := range errs {
+				st.errs[m] += n
+			}
+			st.exhaustedEarly = st.exhaustedEarly || early
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	st.elapsed = time.Since(begin)
+	if cancelAtEnd {
+		st.elapsed = min(st.elapsed, d)
+	}
+	st.peakRSS = smp.Stop()
+	slices.Sort(st.lat)
+	return st
+}
+
+// newClient returns an HTTP client that keeps up to conns connections to the server.
+func newClient(conns int) *http.Client {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		IdleConnTimeout:     time.Minute,
+		DisableCompression:  true,
+	}
+	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}
+}
+
+// apiResult is an answer of the JSON API.
+type apiResult struct {
+	status int
+	body   map[string]any
+	cookie string // the new session token, when the answer set one
+	raw    []byte
+}
+
+// errorCode returns the JSON error code of a failed answer.
+func (r *apiResult) errorCode() string {
+	if e, ok := r.body["error"].(map[string]any); ok {
+		if c, ok := e["code"].(string); ok {
+			return c
+		}
+	}
+	return ""
+}
+
+// call sends a JSON request with the session token (if any) as the cookie a browser holds.
+func call(ctx context.Context, c *http.Client, method, url, token string, body any) (*apiResult, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", userAgent)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.AddCookie(&http.Cookie{Name: "latchkey_session", Value: token})
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	r := &apiResult{status: resp.StatusCode, raw: raw}
+	if len(raw) > 0 && raw[0] == '{' {
+		_ = json.Unmarshal(raw, &r.body)
+	}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "latchkey_session" {
+			r.cookie = ck.Value
+		}
+	}
+	return r, nil
+}
+
+// classify maps an answer to an outcome: 200 with the wanted state is a success, 429 is
+// throttled, everything else a failure with a short message.
+func classify(r *apiResult, err error, wantState string) (outcome, string) {
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return cut, ""
+		}
+		return failed, err.Error()
+	}
+	switch {
+	case r.status == http.StatusTooManyRequests:
+		return throttled, ""
+	case r.status != http.StatusOK:
+		return failed, fmt.Sprintf("HTTP %d %s", r.status, r.errorCode())
+	case wantState != "" && r.body["state"] != wantState:
+		return failed, fmt.Sprintf("state %v, want %s", r.body["state"], wantState)
+	}
+	return okay, ""
+}

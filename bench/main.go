@@ -1,0 +1,371 @@
+// Command bench is Latchkey's benchmark harness (issue 7). It builds and starts the real
+// `latchkey serve` on a free loopback port with a fresh database, seeds users straight into
+// that database, drives load over loopback and prints a Markdown table of requests per
+// second and p50/p99 latency for each scenario, with memory and start-up figures, each
+// against the targets of docs/performance.md:
+//
+//	go run ./bench [--db sqlite|postgres://...] [--users 1000] [--concurrency 64] [--duration 5s] [--quick]
+//
+// See docs/performance.md, "The benchmark harness", for what each row measures.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/latchkey/latchkey/internal/sqlstore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// options are the harness's flags.
+type options struct {
+	db          string
+	users       int
+	concurrency int
+	duration    time.Duration
+	quick       bool
+	flood       int
+	devices     int
+	bin         string
+	logLevel    string
+	keep        bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.db, "db", "sqlite", `database: "sqlite" (a fresh file in a temporary folder) or a postgres:// URL (its tables must be empty or Latchkey's)`)
+	fs.IntVar(&o.users, "users", 1000, "users to seed")
+	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent clients per scenario")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "duration of each scenario")
+	fs.BoolVar(&o.quick, "quick", false, "a short run: 1s per scenario, 200 users, 500 connected devices (unless set explicitly)")
+	fs.IntVar(&o.flood, "flood", 1000, "concurrent clients of the password-step flood")
+	fs.IntVar(&o.devices, "devices", 10000, "device event streams to hold open for the connected-devices figure")
+	fs.StringVar(&o.bin, "bin", "", "latchkey binary to run (default: go build ./cmd/latchkey)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "the server's log level (its log goes to a file)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (database, server log)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.quick {
+		if !set["duration"] {
+			o.duration = time.Second
+		}
+		if !set["users"] {
+			o.users = 200
+		}
+		if !set["devices"] {
+			o.devices = 500
+		}
+	}
+	if o.db != "sqlite" && !strings.HasPrefix(o.db, "postgres://") && !strings.HasPrefix(o.db, "postgresql://") {
+		return nil, fmt.Errorf(`--db must be "sqlite" or a postgres:// URL`)
+	}
+	if o.users < 1 || o.concurrency < 1 || o.duration <= 0 || o.flood < 0 || o.devices < 0 {
+		return nil, errors.New("--users and --concurrency must be positive, --duration too; --flood and --devices not negative")
+	}
+	return o, nil
+}
+
+func (o *options) postgres() bool { return o.db != "sqlite" }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", a...) }
+
+	tmp, err := os.MkdirTemp("", "latchkey-bench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		logf("keeping %s", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+	bin := o.bin
+	if bin == "" {
+		logf("building cmd/latchkey")
+		if bin, err = buildServer(ctx, tmp); err != nil {
+			return err
+		}
+	}
+
+	// Keys: with SQLite the files the server would generate on its first start, in the data
+	// folder; with PostgreSQL the environment, as several nodes would share them.
+	data := filepath.Join(tmp, "data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return err
+	}
+	sessionKey, sessionB64 := newKey()
+	secretsKey, secretsB64 := newKey()
+	env := []string{"LATCHKEY_LOG_LEVEL=" + o.logLevel}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "LATCHKEY_") {
+			env = append(env, kv)
+		}
+	}
+	database, dsn := "", filepath.Join(data, "latchkey.db")
+	if o.postgres() {
+		database, dsn = o.db, o.db
+		env = append(env, "LATCHKEY_SESSION_KEY="+sessionB64, "LATCHKEY_SECRETS_KEY="+secretsB64)
+	} else {
+		for name, k := range map[string]string{"session.key": sessionB64, "secrets.key": secretsB64} {
+			if err := os.WriteFile(filepath.Join(data, name), []byte(k+"\n"), 0o600); err != nil {
+				return err
+			}
+		}
+	}
+
+	rep := &report{opt: o, dbKind: "SQLite"}
+	if o.postgres() {
+		rep.dbKind = "PostgreSQL"
+	}
+	logf("starting latchkey serve")
+	srv, err := startServer(ctx, bin, data, database, env)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if srv != nil {
+			srv.kill()
+		}
+	}()
+	rep.startup = srv.startup
+	time.Sleep(time.Second)
+	if rep.idleRSS, err = rss(srv.pid(), "VmRSS"); err != nil {
+		return err
+	}
+	logf("listening at %s, ready after %v, idle RSS %s", srv.url, srv.startup.Round(time.Millisecond), mib(rep.idleRSS))
+
+	db, err := sqlstore.Open(ctx, dsn, sqlstore.Options{SecretsKey: secretsKey})
+	if err != nil {
+		return fmt.Errorf("open the server's database: %w", err)
+	}
+	defer db.Close()
+	sd := &seeder{db: db, sessionKey: sessionKey, prefix: "bench" + randHex(3)}
+	begin := time.Now()
+	if err := sd.seedUsers(ctx, o.users); err != nil {
+		return err
+	}
+	rep.seedTime = time.Since(begin)
+	logf("seeded %d users with TOTP in %v", o.users, rep.seedTime.Round(time.Millisecond))
+
+	if err := runScenarios(ctx, o, srv, sd, rep, logf); err != nil {
+		return err
+	}
+	if rep.hwm, err = rss(srv.pid(), "VmHWM"); err != nil {
+		return err
+	}
+	err = srv.stop()
+	srv = nil
+	if err != nil {
+		return err
+	}
+
+	// Connected devices: on a fresh process, so that the memory of the load above (argon2id
+	// hashes the runtime has not returned yet) does not count.
+	if o.devices > 0 {
+		users := make([]int, o.devices)
+		for i := range users {
+			users[i] = i % len(sd.users)
+		}
+		logf("seeding %d devices", o.devices)
+		devs, err := sd.seedDevices(ctx, users)
+		if err != nil {
+			return err
+		}
+		logf("restarting latchkey serve")
+		if srv, err = startServer(ctx, bin, data, database, env); err != nil {
+			return err
+		}
+		rep.restart = srv.startup
+		time.Sleep(time.Second)
+		if err := connectedDevices(ctx, o, srv, devs, rep, logf); err != nil {
+			return err
+		}
+		err = srv.stop()
+		srv = nil
+		if err != nil {
+			return err
+		}
+	}
+	rep.print(stdout)
+	if n := rep.unexpected(); n > 0 {
+		return fmt.Errorf("%d unexpected errors (see the table)", n)
+	}
+	return nil
+}
+
+func runScenarios(ctx context.Context, o *options, srv *server, sd *seeder, rep *report, logf func(string, ...any)) error {
+	c := newClient(o.concurrency)
+	defer c.CloseIdleConnections()
+	base := srv.url
+	pid := srv.pid()
+
+	logf("GET /healthz, %d clients, %v", o.concurrency, o.duration)
+	rep.healthz = drive(ctx, pid, o.concurrency, o.duration, false, healthzStep(c, base))
+
+	logf("raw argon2id, 2 goroutines, %v", o.duration)
+	rep.argon2 = rawArgon2(o.duration, 2)
+
+	logf("password step, %d clients, %v", o.concurrency, o.duration)
+	rep.password = drive(ctx, pid, o.concurrency, o.duration, false, passwordStep(c, base, sd.users))
+
+	if o.flood > 0 {
+		logf("password step flood, %d clients, %v", o.flood, o.duration)
+		fc := newClient(o.flood)
+		rep.flood = drive(ctx, pid, o.flood, o.duration, true, passwordStep(fc, base, sd.users))
+		fc.CloseIdleConnections()
+		// Let the server notice the cancelled requests before the next scenario.
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	// TOTP: every user, three seeded sign-in flows each (one per usable step).
+	idx := make([]int, len(sd.users))
+	for i := range idx {
+		idx[i] = i
+	}
+	logf("seeding %d sign-in flows for the TOTP step", 3*len(idx))
+	toks, err := sd.seedFlows(ctx, idx, 3)
+	if err != nil {
+		return err
+	}
+	logf("TOTP step, %d clients, %v", o.concurrency, o.duration)
+	rep.totp = drive(ctx, pid, o.concurrency, o.duration, false, totpStep(c, base, newTOTPPool(sd.users, idx, toks)))
+
+	// Push: one device and one event stream per client, on the first users; first one client
+	// alone (the latency of an idle server), then all of them.
+	np := min(o.concurrency, len(sd.users))
+	pidx := idx[:np]
+	devs, err := sd.seedDevices(ctx, pidx)
+	if err != nil {
+		return err
+	}
+	dc := newClient(np * 2)
+	defer dc.CloseIdleConnections()
+	clients := make([]*deviceClient, np)
+	for i, d := range devs {
+		clients[i] = &deviceClient{id: d.id, key: d.key, base: base, c: dc, events: make(chan string, 16)}
+		if err := clients[i].connect(ctx, true); err != nil {
+			return fmt.Errorf("device %d: %w", d.id, err)
+		}
+		defer clients[i].close()
+	}
+	one := max(50, int(o.duration.Seconds()*500))
+	logf("seeding %d sign-in flows for push, 1 client", one)
+	ptoks, err := sd.seedFlows(ctx, pidx[:1], one)
+	if err != nil {
+		return err
+	}
+	logf("push round trip, 1 client, %v", o.duration)
+	rep.push1 = drive(ctx, pid, 1, o.duration, false, pushStep(c, base, clients[:1], ptoks))
+	perDev := max(20, int(o.duration.Seconds()*25))
+	logf("seeding %d sign-in flows for push, %d clients", np*perDev, np)
+	if ptoks, err = sd.seedFlows(ctx, pidx, perDev); err != nil {
+		return err
+	}
+	logf("push round trip, %d clients, %v", np, o.duration)
+	rep.pushClients = np
+	rep.push = drive(ctx, pid, np, o.duration, false, pushStep(c, base, clients, ptoks))
+	for _, d := range clients {
+		d.close()
+	}
+
+	return nil
+}
+
+// connectedDevices holds one event stream open for each device, then reads the server's RSS.
+func connectedDevices(ctx context.Context, o *options, srv *server, devs []benchDevice, rep *report, logf func(string, ...any)) error {
+	before, err := rss(srv.pid(), "VmRSS")
+	if err != nil {
+		return err
+	}
+	smp := sampleRSS(srv.pid())
+	logf("opening %d device event streams", o.devices)
+	dc := newClient(0)
+	dc.Timeout = 0
+	clients := make([]*deviceClient, len(devs))
+	begin := time.Now()
+	err = parallel(ctx, len(devs), 32, func(i int) error {
+		d := &deviceClient{id: devs[i].id, key: devs[i].key, base: srv.url, c: dc}
+		if err := d.connect(ctx, false); err != nil {
+			return fmt.Errorf("device stream %d of %d: %w", i+1, len(devs), err)
+		}
+		clients[i] = d
+		return nil
+	})
+	defer func() {
+		for _, d := range clients {
+			if d != nil {
+				d.close()
+			}
+		}
+		dc.CloseIdleConnections()
+	}()
+	if err != nil {
+		return err
+	}
+	rep.connectTime = time.Since(begin)
+	time.Sleep(2 * time.Second)
+	rep.devices = o.devices
+	rep.devicesBefore = before
+	if rep.devicesRSS, err = rss(srv.pid(), "VmRSS"); err != nil {
+		return err
+	}
+	rep.devicesPeak = smp.Stop()
+	logf("%d streams open: RSS %s (before %s, peak %s)", o.devices, mib(rep.devicesRSS), mib(before), mib(rep.devicesPeak))
+	return nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// machine describes where the figures came from.
+func machine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores (%s), %s %s/%s", runtime.NumCPU(), cpu, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}

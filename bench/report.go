@@ -1,0 +1,201 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+
+	"github.com/latchkey/latchkey/internal/password"
+)
+
+// Targets of issue 7 (docs/performance.md), on 2 cores over loopback.
+const (
+	targetTOTPRatio     = 0.30 // of the /healthz rate
+	targetTOTPP99       = 10 * time.Millisecond
+	targetPasswordRatio = 0.90 // of the raw argon2id rate
+	targetPushP99       = 50 * time.Millisecond
+	targetDevices       = 10000
+	targetDevicesRSS    = 200 << 20
+	targetIdleRSS       = 40 << 20
+	targetStartup       = 300 * time.Millisecond
+	// floodConnBytes is what the flood bound allows per open connection.
+	floodConnBytes = 64 << 10
+)
+
+// report holds every figure of a run.
+type report struct {
+	opt    *options
+	dbKind string
+
+	startup  time.Duration
+	restart  time.Duration
+	idleRSS  uint64
+	hwm      uint64
+	seedTime time.Duration
+	argon2   float64
+
+	healthz, password, flood, totp, push1, push *stats
+	pushClients                                 int
+
+	devices                                int
+	devicesBefore, devicesRSS, devicesPeak uint64
+	connectTime                            time.Duration
+
+	notes []string
+}
+
+func verdict(pass bool) string {
+	if pass {
+		return "PASS"
+	}
+	return "MISS"
+}
+
+func ms(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "–"
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+// floodBound is the memory the password flood may use: the idle server plus twice (the
+// garbage collector's headroom at GOGC=100) the live memory of a flood, which is the hashes
+// the hasher lets run at once (max(2, NumCPU), as internal/password) and 64 KiB per waiting
+// connection. A server that hashed every request at once would need flood × 46 MiB.
+func (r *report) floodBound() uint64 {
+	p := password.New(password.Options{}).Params()
+	hashes := uint64(max(2, runtime.NumCPU()))
+	return r.idleRSS + 2*(hashes*uint64(p.Memory)<<10+uint64(r.opt.flood)*floodConnBytes)
+}
+
+// unexpected counts the failures that are neither successes nor 429s.
+func (r *report) unexpected() int {
+	n := 0
+	for _, s := range []*stats{r.healthz, r.password, r.flood, r.totp, r.push1, r.push} {
+		if s != nil {
+			n += s.failed
+		}
+	}
+	return n
+}
+
+// loadRow is a row of the load table.
+type loadRow struct {
+	name    string
+	clients int
+	s       *stats
+	target  string
+	result  string
+}
+
+func (r *report) print(w io.Writer) {
+	fmt.Fprintf(w, "Latchkey benchmark harness: %s, %s, %d users, %v per scenario, %s\n\n",
+		machine(), r.dbKind, r.opt.users, r.opt.duration, time.Now().UTC().Format("2006-01-02"))
+
+	hz := r.healthz.rate()
+	ratio := func(s *stats, of float64) float64 {
+		if of == 0 {
+			return 0
+		}
+		return s.rate() / of
+	}
+	rows := []loadRow{{name: "GET /healthz (HTTP ceiling)", clients: r.opt.concurrency, s: r.healthz, target: "reference", result: "–"}}
+
+	pr := ratio(r.password, r.argon2)
+	rows = append(rows, loadRow{name: "password step (POST /api/v1/login)", clients: r.opt.concurrency, s: r.password,
+		target: fmt.Sprintf("≥ 90%% of raw argon2id (%.1f/s)", r.argon2),
+		result: fmt.Sprintf("%s (%.0f%%)", verdict(pr >= targetPasswordRatio), pr*100)})
+	if r.flood != nil {
+		b := r.floodBound()
+		rows = append(rows, loadRow{name: "password step flood", clients: r.opt.flood, s: r.flood,
+			target: fmt.Sprintf("peak RSS ≤ %s", mib(b)),
+			result: verdict(r.flood.peakRSS <= b)})
+	}
+	tr := ratio(r.totp, hz)
+	p99 := r.totp.pct(0.99)
+	rows = append(rows, loadRow{name: "TOTP step (POST /api/v1/login/totp)", clients: r.opt.concurrency, s: r.totp,
+		target: "≥ 30% of /healthz, p99 < 10 ms",
+		result: fmt.Sprintf("%s (%.0f%%, %s)", verdict(tr >= targetTOTPRatio && p99 < targetTOTPP99 && p99 > 0), tr*100, ms(p99))})
+	for _, s := range []struct {
+		st *stats
+		n  int
+	}{{r.push1, 1}, {r.push, r.pushClients}} {
+		rows = append(rows, loadRow{name: "push round trip", clients: s.n, s: s.st,
+			target: "p99 < 50 ms", result: verdict(s.st.pct(0.99) < targetPushP99 && s.st.ok > 0)})
+	}
+	rows = append(rows,
+		loadRow{name: "forward-auth (valid session)", target: "≥ 60% of /healthz", result: "not built yet"},
+		loadRow{name: "OIDC code flow", target: "–", result: "not built yet"})
+
+	fmt.Fprintln(w, "| scenario | clients | req/s | p50 | p99 | 429 | errors | peak RSS | target | result |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|---|---|")
+	for _, row := range rows {
+		if row.s == nil {
+			fmt.Fprintf(w, "| %s | – | – | – | – | – | – | – | %s | %s |\n", row.name, row.target, row.result)
+			continue
+		}
+		s := row.s
+		fmt.Fprintf(w, "| %s | %d | %.1f | %s | %s | %d | %d | %s | %s | %s |\n",
+			row.name, row.clients, s.rate(), ms(s.pct(0.50)), ms(s.pct(0.99)), s.throttled, s.failed, mib(s.peakRSS), row.target, row.result)
+		if s.failed > 0 {
+			r.notes = append(r.notes, fmt.Sprintf("%s: %s", row.name, s.firstErrors()))
+		}
+		if s.exhaustedEarly {
+			r.notes = append(r.notes, fmt.Sprintf("%s: the seeded users' codes were all used after %.1f s; the rate is over that time (more users: --users)", row.name, s.elapsed.Seconds()))
+		}
+		if s.cut > 0 {
+			r.notes = append(r.notes, fmt.Sprintf("%s: %d requests still waiting at the end were cancelled (not counted)", row.name, s.cut))
+		}
+	}
+
+	p := password.New(password.Options{}).Params()
+	var loaded uint64
+	for _, s := range []*stats{r.healthz, r.password, r.totp, r.push1, r.push} {
+		loaded = max(loaded, s.peakRSS)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| figure | value | target | result |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	fmt.Fprintf(w, "| raw argon2id (m=%d KiB, t=%d, p=%d), 2 goroutines | %.1f hashes/s | reference | – |\n", p.Memory, p.Time, p.Threads, r.argon2)
+	st := "–"
+	if r.dbKind == "SQLite" {
+		st = verdict(r.startup < targetStartup)
+	}
+	restartVerdict := "–"
+	if r.dbKind == "SQLite" && r.restart > 0 {
+		restartVerdict = verdict(r.restart < targetStartup)
+	}
+	fmt.Fprintf(w, "| start-up to /readyz (%s, first start) | %s | < 300 ms on SQLite | %s |\n", r.dbKind, ms(r.startup), st)
+	fmt.Fprintf(w, "| start-up to /readyz (%s, restart with %d users) | %s | < 300 ms on SQLite | %s |\n", r.dbKind, r.opt.users, ms(r.restart), restartVerdict)
+	fmt.Fprintf(w, "| idle memory (RSS 1 s after start) | %s | < 40 MiB | %s |\n", mib(r.idleRSS), verdict(r.idleRSS < targetIdleRSS))
+	fmt.Fprintf(w, "| loaded memory (peak RSS, %d clients) | %s | reported | – |\n", r.opt.concurrency, mib(loaded))
+	if r.flood != nil {
+		fmt.Fprintf(w, "| loaded memory (peak RSS, %d-client password flood) | %s | ≤ %s | %s |\n", r.opt.flood, mib(r.flood.peakRSS), mib(r.floodBound()), verdict(r.flood.peakRSS <= r.floodBound()))
+	}
+	if r.devices > 0 {
+		per := float64(0)
+		if r.devicesRSS > r.devicesBefore {
+			per = float64(r.devicesRSS-r.devicesBefore) / float64(r.devices)
+		}
+		at10k := float64(r.devicesBefore) + per*targetDevices
+		value := fmt.Sprintf("%d streams: %s (%.1f KiB each)", r.devices, mib(r.devicesRSS), per/1024)
+		pass := float64(r.devicesRSS) < targetDevicesRSS
+		res := verdict(pass)
+		if r.devices < targetDevices {
+			value += fmt.Sprintf("; 10,000 ≈ %s", mib(uint64(at10k)))
+			res = verdict(at10k < targetDevicesRSS) + " (extrapolated)"
+		}
+		fmt.Fprintf(w, "| connected devices (RSS with event streams open) | %s | 10,000 < 200 MiB | %s |\n", value, res)
+	}
+	fmt.Fprintf(w, "| 1,000,000 users | not measured in this run | every figure within 20%% of 1,000 users | run with --users 1000000 |\n")
+	fmt.Fprintf(w, "\nPeak RSS of the run (VmHWM): %s. Seeding %d users took %v.\n", mib(r.hwm), r.opt.users, r.seedTime.Round(time.Millisecond))
+	for _, n := range r.notes {
+		fmt.Fprintf(w, "- %s\n", n)
+	}
+}

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/latchkey/latchkey/internal/deviceproto"
+	"github.com/latchkey/latchkey/internal/totp"
+	"golang.org/x/crypto/argon2"
+
+	"github.com/latchkey/latchkey/internal/password"
+)
+
+// healthz is the HTTP ceiling: the cheapest route of the same server.
+func healthzStep(c *http.Client, base string) step {
+	return func(ctx context.Context, _ int) (outcome, time.Duration, string) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/healthz", nil)
+		req.Header.Set("User-Agent", userAgent)
+		t := time.Now()
+		resp, err := c.Do(req)
+		if err != nil {
+			return failed, 0, err.Error()
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		l := time.Since(t)
+		if resp.StatusCode != 200 {
+			return failed, 0, fmt.Sprintf("HTTP %d", resp.StatusCode)
+		}
+		return okay, l, ""
+	}
+}
+
+// passwordStep signs in a random seeded user with the password: one argon2id verification
+// on the server, answered with state second_factor (every seeded user has TOTP).
+func passwordStep(c *http.Client, base string, users []benchUser) step {
+	return func(ctx context.Context, _ int) (outcome, time.Duration, string) {
+		u := users[rand.IntN(len(users))]
+		t := time.Now()
+		r, err := call(ctx, c, "POST", base+"/api/v1/login", "", map[string]string{"username": u.username, "password": benchPassword})
+		l := time.Since(t)
+		o, msg := classify(r, err, "second_factor")
+		return o, l, msg
+	}
+}
+
+// totpPool hands out users for the TOTP step. Each user holds seeded sign-in flows and is used
+// by one worker at a time; a code is sent for the lowest step of T-1, T, T+1 above the last
+// one that user used, so that no code is ever a replay: each user signs in at most three
+// times per 30-second window, plus one more per window that begins during the run.
+type totpPool struct {
+	users  chan int
+	all    []benchUser
+	tokens [][]string // per pool entry
+	index  []int      // pool entry → user index
+	next   []int      // next unused token per pool entry
+	last   []int64    // last step used per pool entry
+}
+
+func newTOTPPool(all []benchUser, index []int, tokens [][]string) *totpPool {
+	p := &totpPool{users: make(chan int, len(index)), all: all, tokens: tokens, index: index,
+		next: make([]int, len(index)), last: make([]int64, len(index))}
+	for i := range index {
+		p.users <- i
+	}
+	return p
+}
+
+// pickStep returns the step to send a code for, or false when the user has none left now.
+func pickStep(now time.Time, last int64) (int64, bool) {
+	s := totp.Step(now)
+	for _, c := range [...]int64{s - 1, s, s + 1} {
+		if c <= last {
+			continue
+		}
+		// T-1 turns into T-2 at the window's end: leave it alone in the last half second,
+		// since the server reads its clock a little later than we do.
+		if c == s-1 && time.Unix((s+1)*totp.Period, 0).Sub(now) < 500*time.Millisecond {
+			continue
+		}
+		return c, true
+	}
+	return 0, false
+}
+
+func totpStep(c *http.Client, base string, p *totpPool) step {
+	return func(ctx context.Context, _ int) (outcome, time.Duration, string) {
+		for {
+			var i int
+			select {
+			case i = <-p.users:
+			default:
+				return exhausted, 0, ""
+			}
+			st, ok := pickStep(time.Now(), p.last[i])
+			if !ok || p.next[i] >= len(p.tokens[i]) {
+				continue // spent for this run: not put back
+			}
+			tok := p.tokens[i][p.next[i]]
+			p.next[i]++
+			code := totp.Code(p.all[p.index[i]].secret, st)
+			t := time.Now()
+			r, err := call(ctx, c, "POST", base+"/api/v1/login/totp", tok, map[string]string{"code": code})
+			l := time.Since(t)
+			p.last[i] = st
+			p.users <- i
+			o, msg := classify(r, err, "authenticated")
+			if o == okay && r.cookie == "" {
+				o, msg = failed, "no new session cookie"
+			}
+			return o, l, msg
+		}
+	}
+}
+
+// deviceClient is a Latch device as the harness plays it: signed requests with its key.
+type deviceClient struct {
+	id     int64
+	key    *ecdsa.PrivateKey
+	base   string
+	c      *http.Client
+	events chan string // challenge IDs from the event stream
+	body   io.Closer
+}
+
+func (d *deviceClient) request(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, d.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", userAgent)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, deviceproto.Sign(req, d.key, d.id, body, time.Now())
+}
+
+// connect opens the device's event stream; with listen, challenge IDs go to d.events.
+func (d *deviceClient) connect(ctx context.Context, listen bool) error {
+	req, err := d.request(ctx, "GET", deviceproto.PathEvents, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := d.c.Do(req)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return fmt.Errorf("event stream: HTTP %d %s", resp.StatusCode, b)
+	}
+	d.body = resp.Body
+	if !listen {
+		return nil
+	}
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		var event, data string
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				event = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				data = strings.TrimPrefix(line, "data: ")
+			case line == "":
+				if event == deviceproto.EventChallenge {
+					var ch deviceproto.Challenge
+					if json.Unmarshal([]byte(data), &ch) == nil {
+						select {
+						case d.events <- ch.ID:
+						default:
+						}
+					}
+				}
+				event, data = "", ""
+			}
+		}
+	}()
+	return nil
+}
+
+func (d *deviceClient) close() {
+	if d.body != nil {
+		d.body.Close()
+	}
+}
+
+// answer approves challenge id with number.
+func (d *deviceClient) answer(ctx context.Context, id, number string) error {
+	body, _ := json.Marshal(deviceproto.AnswerRequest{Decision: deviceproto.DecisionApprove, Number: number})
+	req, err := d.request(ctx, "POST", deviceproto.PathAnswer+id+"/answer", body)
+	if err != nil {
+		return err
+	}
+	resp, err := d.c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var ar deviceproto.AnswerResponse
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || json.Unmarshal(raw, &ar) != nil || ar.State != "approved" {
+		return fmt.Errorf("answer: HTTP %d %s", resp.StatusCode, bytes.TrimSpace(raw))
+	}
+	return nil
+}
+
+// pushStep is one push round trip for worker w, whose device and seeded sign-in flows are
+// its own: the browser starts the push, the device receives the challenge on its event
+// stream and approves it with the browser's number, and the browser's long poll answers
+// "approved" (signed in). The latency is from the start to the browser's answer.
+func pushStep(c *http.Client, base string, devs []*deviceClient, tokens [][]string) step {
+	next := make([]int, len(devs))
+	return func(ctx context.Context, w int) (outcome, time.Duration, string) {
+		if next[w] >= len(tokens[w]) {
+			return exhausted, 0, ""
+		}
+		tok := tokens[w][next[w]]
+		next[w]++
+		d := devs[w]
+		t := time.Now()
+		r, err := call(ctx, c, "POST", base+"/api/v1/login/push", tok, nil)
+		if o, msg := classify(r, err, ""); o != okay {
+			return o, 0, "start push: " + msg
+		}
+		id, _ := r.body["challenge_id"].(string)
+		number, _ := r.body["number"].(string)
+		type res struct {
+			r   *apiResult
+			err error
+		}
+		browser := make(chan res, 1)
+		go func() {
+			for {
+				r, err := call(ctx, c, "GET", base+"/api/v1/login/push/"+id+"?wait=10s", tok, nil)
+				if err == nil && r.status == 200 && r.body["state"] == "pending" {
+					continue
+				}
+				browser <- res{r, err}
+				return
+			}
+		}()
+		timeout := time.NewTimer(10 * time.Second)
+		defer timeout.Stop()
+	wait:
+		for {
+			select {
+			case got := <-d.events:
+				if got == id {
+					break wait
+				}
+			case <-timeout.C:
+				return failed, 0, "the device received no challenge within 10 s"
+			case <-ctx.Done():
+				return cut, 0, ""
+			}
+		}
+		if err := d.answer(ctx, id, number); err != nil {
+			return failed, 0, err.Error()
+		}
+		b := <-browser
+		l := time.Since(t)
+		o, msg := classify(b.r, b.err, "approved")
+		if o == okay && b.r.cookie == "" {
+			o, msg = failed, "no signed-in session cookie"
+		}
+		return o, l, msg
+	}
+}
+
+// rawArgon2 runs argon2id with the server's parameters on g goroutines for d and returns
+// hashes per second.
+func rawArgon2(d time.Duration, g int) float64 {
+	p := password.New(password.Options{}).Params()
+	salt := make([]byte, p.SaltLen)
+	var mu sync.Mutex
+	n := 0
+	begin := time.Now()
+	var wg sync.WaitGroup
+	for range g {
+		wg.Go(func() {
+			k := 0
+			for time.Since(begin) < d {
+				argon2.IDKey([]byte(benchPassword), salt, p.Time, p.Memory, p.Threads, p.KeyLen)
+				k++
+			}
+			mu.Lock()
+			n += k
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return float64(n) / time.Since(begin).Seconds()
+}
