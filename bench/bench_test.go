@@ -7,20 +7,36 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/latchkey/latchkey/internal/pgtest"
 )
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // TestQuickRun runs the whole harness in quick mode against a real server (built from
 // cmd/latchkey) on SQLite, and checks that the table has every row, every built scenario a
 // non-zero rate, and no unexpected errors. Targets are not checked: MISS is a finding, not
 // a failure.
 func TestQuickRun(t *testing.T) {
+	quickRun(t, "SQLite", "--quick", "--devices", "200", "--flood", "300")
+}
+
+// TestQuickRunPostgres is the same on PostgreSQL (pgtest), shorter still.
+func TestQuickRunPostgres(t *testing.T) {
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skip("builds and runs the server; not in -short mode")
+	}
+	quickRun(t, "PostgreSQL", "--quick", "--db", pgtest.Start(t), "--duration", "500ms", "--users", "100", "--devices", "100", "--flood", "300")
+}
+
+func quickRun(t *testing.T, kind string, args ...string) {
 	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("builds and runs the server for ~20 s; not in -short mode")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out, errb strings.Builder
-	if err := run(ctx, []string{"--quick", "--devices", "200", "--flood", "300"}, &out, &errb); err != nil {
+	if err := run(ctx, args, &out, &errb); err != nil {
 		t.Fatalf("run: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
 	}
 	t.Logf("\n%s", out.String())
@@ -75,8 +91,8 @@ func TestQuickRun(t *testing.T) {
 	}
 	for _, prefix := range []string{
 		"raw argon2id",
-		"start-up to /readyz (SQLite, first start)",
-		"start-up to /readyz (SQLite, restart",
+		"start-up to /readyz (" + kind + ", first start)",
+		"start-up to /readyz (" + kind + ", restart",
 		"idle memory",
 		"loaded memory (peak RSS, 64 clients)",
 		"loaded memory (peak RSS, 300-client password flood)",

@@ -227,6 +227,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// totpPoolMax bounds the users the TOTP step uses (three seeded flows each), so that a run with
+// a million users does not seed three million sessions.
+const totpPoolMax = 20000
+
 func runScenarios(ctx context.Context, o *options, srv *server, sd *seeder, rep *report, logf func(string, ...any)) error {
 	c := newClient(o.concurrency)
 	defer c.CloseIdleConnections()
@@ -251,10 +255,12 @@ func runScenarios(ctx context.Context, o *options, srv *server, sd *seeder, rep 
 		time.Sleep(500 * time.Millisecond)
 	}
 
-	// TOTP: every user, three seeded sign-in flows each (one per usable step).
-	idx := make([]int, len(sd.users))
+	// TOTP: three seeded sign-in flows (one per usable step) for each of up to totpPoolMax
+	// users, spread evenly over all of them.
+	pool := min(len(sd.users), totpPoolMax)
+	idx := make([]int, pool)
 	for i := range idx {
-		idx[i] = i
+		idx[i] = i * len(sd.users) / pool
 	}
 	logf("seeding %d sign-in flows for the TOTP step", 3*len(idx))
 	toks, err := sd.seedFlows(ctx, idx, 3)
@@ -266,7 +272,7 @@ func runScenarios(ctx context.Context, o *options, srv *server, sd *seeder, rep 
 
 	// Push: one device and one event stream per client, on the first users; first one client
 	// alone (the latency of an idle server), then all of them.
-	np := min(o.concurrency, len(sd.users))
+	np := min(o.concurrency, len(idx))
 	pidx := idx[:np]
 	devs, err := sd.seedDevices(ctx, pidx)
 	if err != nil {
