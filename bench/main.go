@@ -175,7 +175,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer db.Close()
 	sd := &seeder{db: db, sessionKey: sessionKey, prefix: "bench" + randHex(3)}
 	begin := time.Now()
-	if err := sd.seedUsers(ctx, o.users); err != nil {
+	if err := sd.seedUsers(ctx, o.users, func(done int) { logf("seeded %d of %d users", done, o.users) }); err != nil {
 		return err
 	}
 	rep.seedTime = time.Since(begin)

@@ -80,13 +80,14 @@ func parallel(ctx context.Context, n, w int, f func(i int) error) error {
 
 // seedUsers creates n users (usernames PREFIX-u000001...) with one password hash and a
 // confirmed TOTP credential each. Step 1 is marked used, so every current code is fresh.
-func (s *seeder) seedUsers(ctx context.Context, n int) error {
+func (s *seeder) seedUsers(ctx context.Context, n int, progress func(done int)) error {
 	hash, err := password.New(password.Options{}).Hash(ctx, benchPassword)
 	if err != nil {
 		return err
 	}
 	start := len(s.users)
 	s.users = append(s.users, make([]benchUser, n)...)
+	var done atomic.Int64
 	return parallel(ctx, n, 4, func(i int) error {
 		u := &latchkey.User{
 			Username:     fmt.Sprintf("%s-u%07d", s.prefix, start+i+1),
@@ -109,6 +110,9 @@ func (s *seeder) seedUsers(ctx context.Context, n int) error {
 			return fmt.Errorf("confirm totp credential: %w", err)
 		}
 		s.users[start+i] = benchUser{id: u.ID, username: u.Username, secret: secret}
+		if d := done.Add(1); progress != nil && n >= 100000 && d%int64(n/10) == 0 {
+			progress(int(d))
+		}
 		return nil
 	})
 }
