@@ -83,6 +83,36 @@ func (h *Hub) NotifyChallenge(id string) {
 	}
 }
 
+// SignalDevice signals the device's subscribers in this process only, not the relays: for a
+// relay delivering a notification that came from another node, which must not travel back.
+func (h *Hub) SignalDevice(id int64) { signal(h, h.devices, id) }
+
+// SignalChallenge signals the challenge's subscribers in this process only, not the relays.
+func (h *Hub) SignalChallenge(id string) { signal(h, h.challenges, id) }
+
+// SignalAll signals every subscriber in this process, not the relays: for a relay that may
+// have missed notifications (its connection was down), so that every waiter re-reads the
+// database now instead of at its next periodic check.
+func (h *Hub) SignalAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, set := range h.devices {
+		wake(set)
+	}
+	for _, set := range h.challenges {
+		wake(set)
+	}
+}
+
+func wake(set map[chan struct{}]struct{}) {
+	for ch := range set {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // Subscribers returns how many device subscriptions are open (for metrics and tests).
 func (h *Hub) Subscribers() int {
 	h.mu.Lock()
