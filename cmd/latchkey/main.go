@@ -32,6 +32,7 @@ import (
 	"github.com/latchkey/latchkey/internal/login"
 	"github.com/latchkey/latchkey/internal/mail"
 	"github.com/latchkey/latchkey/internal/password"
+	"github.com/latchkey/latchkey/internal/pgnotify"
 	"github.com/latchkey/latchkey/internal/push"
 	"github.com/latchkey/latchkey/internal/sqlstore"
 	"github.com/latchkey/latchkey/internal/web"
@@ -134,6 +135,7 @@ type app struct {
 	db     *sqlstore.DB
 	login  *login.Service
 	push   *push.Service
+	relay  *pgnotify.Relay // PostgreSQL only: push wake-ups between nodes
 	public *url.URL
 }
 
@@ -164,11 +166,22 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		return nil, fmt.Errorf("mail: %w", err)
 	}
 	rec := audit.New(db, log, nil)
+	// On PostgreSQL several nodes may share the database: LISTEN/NOTIFY carries push wake-ups
+	// between them (runServe runs the relay).
+	var relay *pgnotify.Relay
+	hub := push.NewHub()
+	if cfg.postgres() {
+		if relay, err = pgnotify.New(pgnotify.Options{DSN: cfg.Database, Logger: log}); err != nil {
+			db.Close()
+			return nil, err
+		}
+		hub = push.NewHub(relay)
+	}
 	pusher := push.New(push.Options{
 		Store:        db,
 		Mailer:       sender,
 		Audit:        rec,
-		Hub:          push.NewHub(),
+		Hub:          hub,
 		Logger:       log,
 		Key:          sessionKey,
 		PublicURL:    strings.TrimSuffix(public.String(), "/"),
@@ -198,7 +211,7 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 			Attestation: cfg.WebAuthn.Attestation, Passkeys: cfg.WebAuthn.Passkeys,
 		},
 	})
-	return &app{cfg: cfg, log: log, db: db, login: svc, push: pusher, public: public}, nil
+	return &app{cfg: cfg, log: log, db: db, login: svc, push: pusher, relay: relay, public: public}, nil
 }
 
 func publicURL(cfg *Config) *url.URL {
@@ -257,6 +270,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	log.Info("latchkey listening", "addr", ln.Addr().String(), "public_url", a.public.String(), "database", dbKind(cfg))
 
 	go a.cleanup(ctx)
+	if a.relay != nil {
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = a.relay.Run(rctx, a.push.Hub()) }()
+		defer func() { stop(); <-done }()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

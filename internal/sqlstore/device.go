@@ -17,11 +17,6 @@ import (
 // user's devices then take turns; on SQLite transactions are serialized already. The partial
 // unique index devices_one_primary backs the rule up in the schema.
 
-// execer is what *sql.DB and *sql.Tx have in common for writes.
-type execer interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
-}
-
 // CreateDeviceActivation inserts a; EConflict when the code exists already.
 func (s *DB) CreateDeviceActivation(ctx context.Context, a *latchkey.DeviceActivation) error {
 	_, err := s.db.ExecContext(ctx,
@@ -505,31 +500,55 @@ func (s *DB) CompletePushChallenge(ctx context.Context, id string, when time.Tim
 }
 
 // DeleteExpiredPushData removes push challenges, activation codes and nonces that expired
-// before t, in one transaction, and returns how many rows went.
+// before t, in batches of CleanupBatch rows (see deleteExpired), and returns how many rows
+// went.
 func (s *DB) DeleteExpiredPushData(ctx context.Context, t time.Time) (int, error) {
 	total := 0
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		total = 0
-		for _, table := range []string{"push_challenges", "device_activations", "device_nonces"} {
-			n, err := deleteExpired(ctx, tx, table, t)
-			if err != nil {
-				return err
-			}
-			total += n
+	for _, table := range []string{"push_challenges", "device_activations", "device_nonces"} {
+		n, err := s.deleteExpired(ctx, table, t)
+		total += n
+		if err != nil {
+			return total, err
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
 	}
 	return total, nil
 }
 
-func deleteExpired(ctx context.Context, e execer, table string, t time.Time) (int, error) {
-	res, err := e.ExecContext(ctx, `DELETE FROM `+table+` WHERE expires_at < $1`, us(t))
-	if err != nil {
-		return 0, fmt.Errorf("delete expired %s: %w", table, err)
+// CleanupBatch bounds the rows that one cleanup statement deletes.
+const CleanupBatch = 1000
+
+// expiringKeys names the key columns of each table with an expires_at column.
+var expiringKeys = map[string]string{
+	"sessions":            "id",
+	"push_challenges":     "id",
+	"device_activations":  "id",
+	"device_nonces":       "device_id, nonce",
+	"webauthn_ceremonies": "id",
+}
+
+// deleteExpired deletes the rows of table that expired before t, CleanupBatch rows per
+// statement (each its own short transaction, through the expires_at index), until a
+// statement deletes fewer: a large backlog never becomes one long transaction that holds
+// locks and bloats the write-ahead log, and other writers get their turn in between.
+func (s *DB) deleteExpired(ctx context.Context, table string, t time.Time) (int, error) {
+	key, ok := expiringKeys[table]
+	if !ok {
+		return 0, fmt.Errorf("delete expired %s: not an expiring table", table)
 	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	q := fmt.Sprintf(`DELETE FROM %[1]s WHERE (%[2]s) IN (SELECT %[2]s FROM %[1]s WHERE expires_at < $1 LIMIT %[3]d)`, table, key, CleanupBatch)
+	total := 0
+	for {
+		res, err := s.db.ExecContext(ctx, q, us(t))
+		if err != nil {
+			return total, fmt.Errorf("delete expired %s: %w", table, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("delete expired %s: %w", table, err)
+		}
+		total += int(n)
+		if n < CleanupBatch {
+			return total, nil
+		}
+	}
 }

@@ -89,14 +89,10 @@ func (s *DB) DeleteUserSessions(ctx context.Context, userID latchkey.UserID, exc
 	return nil
 }
 
-// DeleteExpiredSessions removes sessions that expired before t.
+// DeleteExpiredSessions removes sessions that expired before t, in batches of
+// CleanupBatch rows.
 func (s *DB) DeleteExpiredSessions(ctx context.Context, t time.Time) (int, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at < $1`, us(t))
-	if err != nil {
-		return 0, fmt.Errorf("delete expired sessions: %w", err)
-	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	return s.deleteExpired(ctx, "sessions", t)
 }
 
 // FindThrottle returns the counter for key, or a zero Throttle.

@@ -22,9 +22,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
-	_ "modernc.org/sqlite"             // the "sqlite" driver
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // the "sqlite" driver
 
 	"github.com/latchkey/latchkey"
 )
@@ -76,11 +77,23 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	s := &DB{aead: aead, now: opt.Now}
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		s.dialect = Postgres
-		if s.db, err = sql.Open("pgx", dsn); err != nil {
+		cfg, err := pgx.ParseConfig(dsn)
+		if err != nil {
 			return nil, fmt.Errorf("open postgres: %w", err)
 		}
+		// Without a bound, a connection attempt to an unreachable server waits for the
+		// operating system's TCP timeout (minutes); connect_timeout in the URL still wins.
+		if cfg.ConnectTimeout == 0 {
+			cfg.ConnectTimeout = connectTimeout
+		}
+		s.db = stdlib.OpenDB(*cfg)
+		// A pool per node: with N nodes the server sees at most N×20 connections (plus two
+		// per node for push notifications). Connections are recycled so that a fail-over or
+		// a pooler's rebalancing reaches every node, and idle ones are let go.
 		s.db.SetMaxOpenConns(20)
 		s.db.SetMaxIdleConns(10)
+		s.db.SetConnMaxLifetime(30 * time.Minute)
+		s.db.SetConnMaxIdleTime(5 * time.Minute)
 	} else {
 		s.dialect = SQLite
 		if dsn == "" || dsn == ":memory:" {
@@ -114,8 +127,18 @@ func (s *DB) SQL() *sql.DB { return s.db }
 // Dialect returns SQLite or Postgres.
 func (s *DB) Dialect() string { return s.dialect }
 
-// Ping reports whether the database is reachable.
-func (s *DB) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+// Ping reports whether the database is reachable, within pingTimeout.
+func (s *DB) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	return s.db.PingContext(ctx)
+}
+
+// Timeouts of the PostgreSQL connections and of Ping (readiness checks).
+const (
+	connectTimeout = 5 * time.Second
+	pingTimeout    = 2 * time.Second
+)
 
 // Close closes the database.
 func (s *DB) Close() error { return s.db.Close() }

@@ -150,7 +150,7 @@ func (s *DB) TakeWebAuthnCeremony(ctx context.Context, id string) (*latchkey.Web
 
 // DeleteExpiredWebAuthnCeremonies removes ceremonies that expired before t.
 func (s *DB) DeleteExpiredWebAuthnCeremonies(ctx context.Context, t time.Time) (int, error) {
-	return deleteExpired(ctx, s.db, "webauthn_ceremonies", t)
+	return s.deleteExpired(ctx, "webauthn_ceremonies", t)
 }
 
 // ResetMFA removes every factor of a user in one transaction.
