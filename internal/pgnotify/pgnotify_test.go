@@ -52,7 +52,13 @@ func wait(t *testing.T, c <-chan struct{}, what string) {
 // start runs a relay on dsn delivering to to, until the test ends.
 func start(t *testing.T, dsn string, to func(*pgnotify.Relay) pgnotify.Receiver) *pgnotify.Relay {
 	t.Helper()
-	r, err := pgnotify.New(pgnotify.Options{DSN: dsn, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	return startOpts(t, pgnotify.Options{DSN: dsn}, to)
+}
+
+func startOpts(t *testing.T, opt pgnotify.Options, to func(*pgnotify.Relay) pgnotify.Receiver) *pgnotify.Relay {
+	t.Helper()
+	opt.MinBackoff, opt.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
+	r, err := pgnotify.New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +207,24 @@ type notifying struct {
 }
 
 func (n notifying) SignalAll() { n.Hub.SignalAll(); n.c <- struct{}{} }
+
+// TestRelayIdleChecks: the listener's periodic liveness check (a wait that times out, then a
+// ping) leaves the connection usable: notifications spaced wider than the check still arrive,
+// on the same connection.
+func TestRelayIdleChecks(t *testing.T) {
+	dsn := pgtest.Start(t)
+	rec := make(recorder, 16)
+	startOpts(t, pgnotify.Options{DSN: dsn, IdleCheck: 10 * time.Millisecond}, func(*pgnotify.Relay) pgnotify.Receiver { return rec })
+	rec.want(t, "all")
+	db := openDB(t, dsn)
+	for i := range 5 {
+		time.Sleep(35 * time.Millisecond) // let a few idle checks pass
+		if _, err := db.Exec(`SELECT pg_notify($1, $2)`, pgnotify.DefaultChannel, fmt.Sprintf("other:d:%d", i+1)); err != nil {
+			t.Fatal(err)
+		}
+		rec.want(t, fmt.Sprintf("d:%d", i+1)) // and no "all": the connection never dropped
+	}
+}
 
 func TestNewRejectsBadDSN(t *testing.T) {
 	if _, err := pgnotify.New(pgnotify.Options{DSN: "postgres://%zz"}); err == nil {
