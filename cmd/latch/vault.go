@@ -167,6 +167,11 @@ func (v *Vault) Load() (*State, error) {
 	if err := json.Unmarshal(raw, &f); err != nil || f.Header.Format != "latch-vault-1" || f.Header.KDF != "argon2id" {
 		return nil, fmt.Errorf("%s is not a Latch vault", v.path())
 	}
+	// The header is read before it is authenticated: bound what it may ask of argon2id (which
+	// panics on 0 passes or threads) and of AES-GCM (which panics on a nonce of another size).
+	if h := f.Header; len(h.Nonce) != 12 || h.Time < 1 || h.Time > 16 || h.Threads < 1 || h.Threads > 16 || h.Memory > 1<<20 {
+		return nil, fmt.Errorf("%s is not a Latch vault: its parameters are out of range", v.path())
+	}
 	v.header = f.Header
 	if v.key == nil {
 		pass, err := v.openPassphrase()

@@ -81,6 +81,9 @@ func Decode(s string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("totp: secret is not base32: %w", err)
 	}
+	if len(b) == 0 { // "A" or "AAA": base32 without padding drops a partial last byte
+		return nil, errors.New("totp: empty secret")
+	}
 	return b, nil
 }
 
