@@ -33,10 +33,25 @@ fi
 
 count=$(echo "$targets" | wc -l)
 echo "fuzzing $count targets for $duration each"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 echo "$targets" | while read -r pkg name; do
 	echo "== $pkg $name"
-	if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$duration" "$pkg"; then
-		echo "FAIL: $pkg $name; replay with: go test -run '^${name}\$' $pkg" >&2
-		exit 1
+	corpus="$pkg/testdata/fuzz/$name"
+	before=$(ls "$corpus" 2>/dev/null || true)
+	if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$duration" "$pkg" >"$log" 2>&1; then
+		tail -n 3 "$log"
+		continue
 	fi
+	cat "$log"
+	after=$(ls "$corpus" 2>/dev/null || true)
+	# Go 1.26's fuzz coordinator can fail a duration-bounded run with a bare "context deadline
+	# exceeded" at the end of -fuzztime (go.dev/issue/75804, fixed in Go 1.27): without a new
+	# failing input, that is not a finding. A count (-fuzztime 100000x) avoids it.
+	if [ "$before" = "$after" ] && grep -q 'context deadline exceeded' "$log" && ! grep -q -e 'panic:' -e 'Failing input written' "$log"; then
+		echo "flake: $name stopped with 'context deadline exceeded' and no failing input (go.dev/issue/75804); not a finding" >&2
+		continue
+	fi
+	echo "FAIL: $pkg $name; replay with: go test -run '^${name}\$' $pkg" >&2
+	exit 1
 done
