@@ -1,0 +1,494 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/password"
+	"github.com/latchkey/latchkey/internal/sqlstore"
+	"github.com/latchkey/latchkey/internal/totp"
+)
+
+// TestCrashDuringEnrolments runs the real latchkey binary on SQLite, drives concurrent TOTP
+// enrolments and sign-ins over the JSON API, and kills the process with SIGKILL in the
+// middle, three times at different points. After each kill: every enrolment the server
+// acknowledged (200 to the confirmation) is in the database with its secret and its recovery
+// codes, no credential or recovery code set is half-written, SQLite's integrity check passes,
+// `latchkey audit verify` succeeds, and the restarted server signs the users in with their
+// codes.
+func TestCrashDuringEnrolments(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the server")
+	}
+	bin := filepath.Join(t.TempDir(), "latchkey")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/latchkey/latchkey/cmd/latchkey").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/latchkey: %v\n%s", err, out)
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	secretsKey := make([]byte, 32)
+	sessionKey := make([]byte, 32)
+	rand.Read(secretsKey)
+	rand.Read(sessionKey)
+	env := []string{"LATCHKEY_SECRETS_KEY=" + base64.StdEncoding.EncodeToString(secretsKey), "LATCHKEY_SESSION_KEY=" + base64.StdEncoding.EncodeToString(sessionKey)}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "LATCHKEY_") {
+			env = append(env, kv)
+		}
+	}
+
+	// Seed users without a second factor straight into the database, as bench/seed.go does:
+	// one argon2id hash with the server's parameters, shared by every user.
+	const workers, perRound, rounds = 8, 120, 3
+	crashSeedUsers(t, data, secretsKey, rounds*perRound)
+
+	acked := map[string]*crashAck{} // username → acknowledged enrolment
+	kills := []time.Duration{700 * time.Millisecond, 1500 * time.Millisecond, 2300 * time.Millisecond}
+	for round, after := range kills {
+		srv := startCrashServer(t, bin, data, env)
+		// Acknowledged enrolments of earlier rounds sign in on the restarted server.
+		crashSignInSample(t, srv.url, acked, 4)
+
+		users := make(chan string, perRound)
+		for i := range perRound {
+			users <- crashUsername(round*perRound + i)
+		}
+		close(users)
+		var mu sync.Mutex
+		var unexpected []string
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				c := newCrashClient(srv.url)
+				var mine []*crashAck
+				for name := range users {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					a, err := c.enrol(name, round)
+					if errors.Is(err, errServerGone) {
+						return
+					} else if err != nil {
+						mu.Lock()
+						unexpected = append(unexpected, err.Error())
+						mu.Unlock()
+						return
+					}
+					mu.Lock()
+					acked[name] = a
+					mu.Unlock()
+					mine = append(mine, a)
+					// A sign-in of an earlier enrolment of this worker, mixed into the load.
+					if len(mine) > 1 {
+						if err := c.signIn(mine[len(mine)-2]); errors.Is(err, errServerGone) {
+							return
+						} else if err != nil {
+							mu.Lock()
+							unexpected = append(unexpected, err.Error())
+							mu.Unlock()
+						}
+					}
+				}
+			})
+		}
+		time.Sleep(after)
+		srv.kill(t)
+		close(done)
+		wg.Wait()
+		if len(unexpected) > 0 {
+			t.Fatalf("round %d: errors before the kill (not caused by it):\n%s\nserver log:\n%s", round, strings.Join(unexpected, "\n"), srv.log())
+		}
+		n := 0
+		for _, a := range acked {
+			if a.round == round {
+				n++
+			}
+		}
+		t.Logf("round %d: killed after %v with %d enrolments acknowledged in this round (%d in all)", round, after, n, len(acked))
+		if n == 0 {
+			t.Fatalf("round %d: no enrolment was acknowledged before the kill; the test proves nothing\n%s", round, srv.log())
+		}
+		crashCheckDatabase(t, data, secretsKey, acked)
+		crashAuditVerify(t, bin, data, env)
+	}
+	// The last restart: every acknowledged enrolment signs in, with a code, or with one of its
+	// recovery codes when every code of the current window was used during the load.
+	srv := startCrashServer(t, bin, data, env)
+	n := crashSignInSample(t, srv.url, acked, len(acked))
+	t.Logf("after the last restart, %d acknowledged enrolments signed in with a code, %d with a recovery code", n, len(acked)-n)
+	srv.kill(t)
+}
+
+// crashAck is an enrolment the server acknowledged.
+type crashAck struct {
+	username string
+	secret   []byte
+	step     int64 // the highest TOTP step sent for this user, acknowledged or not
+	codes    []string
+	round    int
+}
+
+const crashPassword = "correct horse battery staple, crash"
+
+func crashUsername(i int) string { return fmt.Sprintf("crash%04d", i) }
+
+func crashSeedUsers(t *testing.T, data string, secretsKey []byte, n int) {
+	t.Helper()
+	ctx := context.Background()
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlstore.Open(ctx, filepath.Join(data, "latchkey.db"), sqlstore.Options{SecretsKey: secretsKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	hash, err := password.New(password.Options{}).Hash(ctx, crashPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		u := &latchkey.User{Username: crashUsername(i), Email: crashUsername(i) + "@example.com", Role: latchkey.RoleUser, PasswordHash: hash}
+		if err := db.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// crashServer is a running `latchkey serve`.
+type crashServer struct {
+	cmd  *exec.Cmd
+	url  string
+	logs *bytes.Buffer
+	mu   *sync.Mutex
+	done chan struct{}
+}
+
+func (s *crashServer) log() string { s.mu.Lock(); defer s.mu.Unlock(); return s.logs.String() }
+
+var crashListenRe = regexp.MustCompile(`msg="latchkey listening" addr=(\S+)`)
+
+func startCrashServer(t *testing.T, bin, data string, env []string) *crashServer {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data", data)
+	cmd.Env = env
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &crashServer{cmd: cmd, logs: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-s.done })
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			s.mu.Lock()
+			s.logs.WriteString(sc.Text() + "\n")
+			s.mu.Unlock()
+			if m := crashListenRe.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+		_ = cmd.Wait()
+		close(s.done)
+	}()
+	select {
+	case a := <-addr:
+		s.url = "http://" + a
+	case <-s.done:
+		t.Fatalf("latchkey serve exited before listening:\n%s", s.log())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("latchkey serve did not listen within 20 s:\n%s", s.log())
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		resp, err := http.Get(s.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz did not answer 200:\n%s", s.log())
+		}
+	}
+}
+
+// kill ends the server with SIGKILL: no shutdown, no flush, no WAL checkpoint.
+func (s *crashServer) kill(t *testing.T) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.done
+}
+
+var errServerGone = errors.New("the server is gone")
+
+// crashClient is one browser: a cookie jar and the JSON API.
+type crashClient struct {
+	base string
+	hc   *http.Client
+}
+
+func newCrashClient(base string) *crashClient {
+	jar, _ := cookiejar.New(nil)
+	return &crashClient{base: base, hc: &http.Client{Jar: jar, Timeout: 20 * time.Second}}
+}
+
+// post sends a JSON request and decodes a 2xx answer into out. A failed connection (the
+// server was killed) is errServerGone; anything else that is not 2xx is an error.
+func (c *crashClient) post(path string, body, out any) error {
+	b, _ := json.Marshal(body)
+	resp, err := c.hc.Post(c.base+path, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("%w: %v", errServerGone, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errServerGone, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("POST %s: %v in %s", path, err, raw)
+		}
+	}
+	return nil
+}
+
+// enrol signs in with the password, adds an authenticator app and confirms it.
+func (c *crashClient) enrol(username string, round int) (*crashAck, error) {
+	var login struct{ State string }
+	if err := c.post("/api/v1/login", map[string]string{"username": username, "password": crashPassword}, &login); err != nil {
+		return nil, err
+	}
+	if login.State != "authenticated" {
+		return nil, fmt.Errorf("%s: state %q after the password, want authenticated", username, login.State)
+	}
+	var begin struct{ Secret string }
+	if err := c.post("/api/v1/account/totp", struct{}{}, &begin); err != nil {
+		return nil, err
+	}
+	secret, err := totp.Decode(begin.Secret)
+	if err != nil {
+		return nil, err
+	}
+	step := totp.Step(time.Now())
+	var confirm struct {
+		Enabled       bool     `json:"enabled"`
+		RecoveryCodes []string `json:"recovery_codes"`
+	}
+	if err := c.post("/api/v1/account/totp/confirm", map[string]string{"code": totp.Code(secret, step)}, &confirm); err != nil {
+		return nil, err
+	}
+	if !confirm.Enabled || len(confirm.RecoveryCodes) != 10 {
+		return nil, fmt.Errorf("%s: confirmation answered %+v", username, confirm)
+	}
+	return &crashAck{username: username, secret: secret, step: step, codes: confirm.RecoveryCodes, round: round}, nil
+}
+
+// signIn signs a user in with the password and a code for a step not used before.
+func (c *crashClient) signIn(a *crashAck) error {
+	step := max(a.step+1, totp.Step(time.Now())-1)
+	if step > totp.Step(time.Now())+1 {
+		return nil // every code of the window is used; not this time
+	}
+	jar, _ := cookiejar.New(nil)
+	c.hc.Jar = jar
+	var login struct{ State string }
+	if err := c.post("/api/v1/login", map[string]string{"username": a.username, "password": crashPassword}, &login); err != nil {
+		return err
+	}
+	if login.State != "second_factor" {
+		return fmt.Errorf("%s: state %q after the password, want second_factor", a.username, login.State)
+	}
+	a.step = step // sent: the server may have used it even if the answer never arrives
+	var done struct{ State string }
+	if err := c.post("/api/v1/login/totp", map[string]string{"code": totp.Code(a.secret, step)}, &done); err != nil {
+		return err
+	}
+	if done.State != "authenticated" {
+		return fmt.Errorf("%s: state %q after the code", a.username, done.State)
+	}
+	return nil
+}
+
+// signInRecovery signs a user in with the password and the first of the recovery codes the
+// confirmation showed.
+func (c *crashClient) signInRecovery(a *crashAck) error {
+	var login struct{ State string }
+	if err := c.post("/api/v1/login", map[string]string{"username": a.username, "password": crashPassword}, &login); err != nil {
+		return err
+	}
+	if login.State != "second_factor" {
+		return fmt.Errorf("%s: state %q after the password, want second_factor", a.username, login.State)
+	}
+	var done struct{ State string }
+	if err := c.post("/api/v1/login/recovery", map[string]string{"code": a.codes[0]}, &done); err != nil {
+		return err
+	}
+	if done.State != "authenticated" {
+		return fmt.Errorf("%s: state %q after the recovery code", a.username, done.State)
+	}
+	return nil
+}
+
+// crashSignInSample signs in up to n acknowledged users, with the password and a code, and
+// returns how many it tried. With n = len(acked), those whose every code of the window is
+// used sign in with a recovery code instead.
+func crashSignInSample(t *testing.T, base string, acked map[string]*crashAck, n int) int {
+	t.Helper()
+	tried := 0
+	for _, a := range acked {
+		if tried == n {
+			break
+		}
+		if a.step+1 > totp.Step(time.Now())+1 {
+			if n == len(acked) {
+				if err := newCrashClient(base).signInRecovery(a); err != nil {
+					t.Errorf("acknowledged enrolment of %s after the restart, with a recovery code: %v", a.username, err)
+				}
+			}
+			continue
+		}
+		if err := newCrashClient(base).signIn(a); err != nil {
+			t.Errorf("acknowledged enrolment of %s after the restart: %v", a.username, err)
+		}
+		tried++
+	}
+	return tried
+}
+
+// crashCheckDatabase opens the database the killed server left and checks it.
+func crashCheckDatabase(t *testing.T, data string, secretsKey []byte, acked map[string]*crashAck) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlstore.Open(ctx, filepath.Join(data, "latchkey.db"), sqlstore.Options{SecretsKey: secretsKey})
+	if err != nil {
+		t.Fatalf("open the database after the kill: %v", err)
+	}
+	defer db.Close()
+	q := db.SQL()
+	var integrity string
+	if err := q.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&integrity); err != nil || integrity != "ok" {
+		t.Fatalf("PRAGMA integrity_check = %q, %v", integrity, err)
+	}
+	rows, err := q.QueryContext(ctx, "PRAGMA foreign_key_check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows.Next() {
+		t.Errorf("PRAGMA foreign_key_check reports a dangling row")
+	}
+	rows.Close()
+	for _, c := range []struct{ what, query string }{
+		{"confirmed credentials without a whole secret (nonce, 20 bytes, tag)",
+			"SELECT COUNT(*) FROM totp_credentials WHERE confirmed_at IS NOT NULL AND length(secret) < 12 + 20 + 16"},
+		{"confirmed credentials without recovery codes",
+			"SELECT COUNT(*) FROM totp_credentials t WHERE confirmed_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM recovery_codes r WHERE r.user_id = t.user_id)"},
+		{"recovery code sets of another size than 10",
+			"SELECT COUNT(*) FROM (SELECT user_id FROM recovery_codes GROUP BY user_id HAVING COUNT(*) != 10)"},
+		{"recovery codes of users without a confirmed factor",
+			"SELECT COUNT(DISTINCT user_id) FROM recovery_codes r WHERE NOT EXISTS (SELECT 1 FROM totp_credentials t WHERE t.user_id = r.user_id AND t.confirmed_at IS NOT NULL)"},
+		{"users with more than one confirmed authenticator app",
+			"SELECT COUNT(*) FROM (SELECT user_id FROM totp_credentials WHERE confirmed_at IS NOT NULL GROUP BY user_id HAVING COUNT(*) > 1)"},
+		{"confirmed credentials with no step used",
+			"SELECT COUNT(*) FROM totp_credentials WHERE confirmed_at IS NOT NULL AND last_step <= 0"},
+	} {
+		var n int
+		if err := q.QueryRowContext(ctx, c.query).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", c.what, err)
+		}
+		if n != 0 {
+			t.Errorf("after the kill: %d %s", n, c.what)
+		}
+	}
+	// Every credential decrypts (the associated data binds it to its row).
+	ids, err := q.QueryContext(ctx, "SELECT id FROM users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users []latchkey.UserID
+	for ids.Next() {
+		var id latchkey.UserID
+		if err := ids.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, id)
+	}
+	ids.Close()
+	for _, id := range users {
+		if _, err := db.FindTOTPCredentials(ctx, id); err != nil {
+			t.Errorf("user %d: the TOTP credentials do not read back: %v", id, err)
+		}
+	}
+	// Every acknowledged enrolment is there, with the secret the user was given.
+	for name, a := range acked {
+		u, err := db.FindUserByUsername(ctx, name)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		creds, err := db.FindTOTPCredentials(ctx, u.ID)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		found := false
+		for _, c := range creds {
+			if c.Confirmed() && bytes.Equal(c.Secret, a.secret) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the acknowledged enrolment of %s is not in the database (%d credentials)", name, len(creds))
+		}
+		codes, err := db.FindRecoveryCodes(ctx, u.ID)
+		if err != nil || len(codes) != 10 {
+			t.Errorf("%s: %d recovery codes, %v; want the 10 shown", name, len(codes), err)
+		}
+	}
+}
+
+// crashAuditVerify runs `latchkey audit verify` on the data folder.
+func crashAuditVerify(t *testing.T, bin, data string, env []string) {
+	t.Helper()
+	cmd := exec.Command(bin, "audit", "verify", "--data", data)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "audit trail intact") {
+		t.Fatalf("latchkey audit verify after the kill: %v\n%s", err, out)
+	}
+}
