@@ -254,5 +254,5 @@ func ParseURI(s string) (kind, server, code string, err error) {
 	if _, ok := NormalizeCode(code); !ok {
 		return "", "", "", errors.New("the URI's code is not a valid code")
 	}
-	return u.Host, strings.TrimSuffix(server, "/"), code, nil
+	return u.Host, strings.TrimSuffix(su.Scheme+server[len(su.Scheme):], "/"), code, nil // "HTTPS://" read as "https://"
 }

@@ -117,6 +117,7 @@ func FuzzURIRoundTrip(f *testing.F) {
 	f.Add(KindTransfer, "http://127.0.0.1:8080/", "7kq2mxd9fa")
 	f.Add(KindActivate, "https://a/b?c=d#e", "OIL23-45678")
 	f.Add("evil", "javascript:alert(1)", "")
+	f.Add(KindActivate, "HTTPS://Login.Example.com/", "7KQ2M-XD9FA")
 	f.Add(KindActivate, "https://a&code=0000000000", "1111111111")
 	f.Fuzz(func(t *testing.T, kind, server, code string) {
 		uri := FormatURI(kind, server, code)
@@ -130,7 +131,7 @@ func FuzzURIRoundTrip(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if k != kind || s != strings.TrimSuffix(server, "/") || c != code {
+		if k != kind || s != strings.TrimSuffix(strings.ToLower(server[:len(su.Scheme)])+server[len(su.Scheme):], "/") || c != code {
 			t.Fatalf("ParseURI(%q) = %q %q %q, want %q %q %q", uri, k, s, c, kind, server, code)
 		}
 		k2, s2, c2, err := ParseURI(FormatURI(k, s, c))
