@@ -83,9 +83,10 @@ func pickStep(now time.Time, last int64) (int64, bool) {
 		if c <= last {
 			continue
 		}
-		// T-1 turns into T-2 at the window's end: leave it alone in the last half second,
-		// since the server reads its clock a little later than we do.
-		if c == s-1 && time.Unix((s+1)*totp.Period, 0).Sub(now) < 500*time.Millisecond {
+		// T-1 turns into T-2 at the window's end: leave it alone in the last 5 seconds, since
+		// the server reads its clock later than we do (by the request's latency, which on a
+		// loaded machine or under the race detector can pass a second).
+		if c == s-1 && time.Unix((s+1)*totp.Period, 0).Sub(now) < 5*time.Second {
 			continue
 		}
 		return c, true
