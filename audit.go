@@ -45,6 +45,8 @@ const (
 	ActionWebAuthnCounter   = "webauthn.counter_regression"
 	ActionMFAReset          = "mfa.reset"
 	ActionMFAEnrolled       = "mfa.enrolled"
+	ActionMFAPrimary        = "mfa.primary"
+	ActionTOTPRenamed       = "totp.renamed"
 )
 
 // Audit outcomes.

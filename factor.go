@@ -72,7 +72,17 @@ type TOTPStore interface {
 	// DeleteTOTPCredential removes the credential of that user and, when dropRecovery is
 	// true, the user's recovery codes, in one transaction. ENotFound when nothing matched.
 	DeleteTOTPCredential(ctx Context, userID UserID, id int64, dropRecovery bool) error
+	// RenameTOTPCredential renames a standalone (not Latch) credential of that user;
+	// ENotFound when there is none with that ID.
+	RenameTOTPCredential(ctx Context, userID UserID, id int64, name string) error
 }
+
+// Primary factor values (User.PrimaryFactor).
+const (
+	FactorTOTP      = "totp"
+	FactorPush      = "push"
+	FactorKeyPrefix = "webauthn:"
+)
 
 // RecoveryCode is one single-use recovery code, stored only as a keyed hash.
 type RecoveryCode struct {

@@ -29,8 +29,12 @@ type User struct {
 	Role         Role
 	PasswordHash string // PHC string, e.g. "$argon2id$v=19$m=47104,t=1,p=1$salt$hash"
 	Disabled     bool
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// PrimaryFactor is the second factor the user asked to be offered first: FactorTOTP,
+	// FactorPush, or FactorKeyPrefix followed by a security key's ID. Empty: the default
+	// order (push, authenticator app, security key).
+	PrimaryFactor string
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // LogValue keeps the password hash out of logs.
@@ -53,6 +57,8 @@ type UserUpdate struct {
 	Role         *Role
 	PasswordHash *string
 	Disabled     *bool
+	// PrimaryFactor sets User.PrimaryFactor; "" restores the default order.
+	PrimaryFactor *string
 }
 
 // UserStore persists users.

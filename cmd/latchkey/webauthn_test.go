@@ -125,7 +125,7 @@ func TestBrowserSecurityKeys(t *testing.T) {
 	if n := strings.Count(text(t, ctx, "#key-recovery-codes"), "-"); n != 30 {
 		t.Errorf("recovery codes shown: %d dashes, want 10 codes of 4 groups", n)
 	}
-	do(t, ctx, "saved", chromedp.Click(chromedp.CSS(".webauthn-codes a.button")), chromedp.WaitVisible(chromedp.CSS("#keys")))
+	do(t, ctx, "saved", chromedp.Click(chromedp.CSS(".webauthn-codes a.button")), chromedp.WaitVisible(chromedp.CSS("#factors")))
 	waitMail(t, s, "A security key was added")
 
 	// The second key, on another authenticator.
@@ -136,7 +136,7 @@ func TestBrowserSecurityKeys(t *testing.T) {
 	green := authenticator(t, ctx)
 	addKey("Green key")
 	do(t, ctx, "second key added", chromedp.WaitVisible(chromedp.CSS(".flash")))
-	keys := text(t, ctx, "#keys")
+	keys := text(t, ctx, "#factors")
 	if !strings.Contains(keys, "Blue key") || !strings.Contains(keys, "Green key") || !strings.Contains(keys, "Security key") {
 		t.Fatalf("keys panel: %q", keys)
 	}
@@ -161,7 +161,7 @@ func TestBrowserSecurityKeys(t *testing.T) {
 
 	// Remove the blue key; the blue authenticator can no longer sign in.
 	do(t, ctx, "remove the blue key", chromedp.Click(chromedp.CSS(`button[aria-label="Remove Blue key"]`)), chromedp.WaitVisible(chromedp.CSS(".flash")))
-	if keys := text(t, ctx, "#keys"); strings.Contains(keys, "Blue key") || !strings.Contains(keys, "Green key") {
+	if keys := text(t, ctx, "#factors"); strings.Contains(keys, "Blue key") || !strings.Contains(keys, "Green key") {
 		t.Fatalf("after removal: %q", keys)
 	}
 	waitMail(t, s, "A security key was removed")

@@ -162,7 +162,8 @@ func (s *Service) BeginTOTP(ctx context.Context, c Client, sess *latchkey.Sessio
 	if err != nil {
 		return nil, fmt.Errorf("find totp credentials: %w", err)
 	}
-	if slices.ContainsFunc(creds, (*latchkey.TOTPCredential).Confirmed) {
+	// A Latch device's offline codes are a credential too; only a standalone app counts here.
+	if slices.ContainsFunc(creds, func(c *latchkey.TOTPCredential) bool { return c.Confirmed() && c.DeviceID == 0 }) {
 		return nil, latchkey.Errorf(latchkey.EConflict, "Two-factor authentication with an authenticator app is already enabled.")
 	}
 	secret, err := totp.GenerateSecret()

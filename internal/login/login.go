@@ -164,6 +164,8 @@ type Result struct {
 	State latchkey.SessionState
 	// Methods lists the second factors (or, for StateEnroll, the methods to enrol) available.
 	Methods []string
+	// RecoveryCodes, when set, are new recovery codes to show the user once.
+	RecoveryCodes []string
 }
 
 // Common messages. Every authentication failure of a kind reads the same.
@@ -321,7 +323,7 @@ func (s *Service) methods(ctx context.Context, u *latchkey.User) ([]string, erro
 	if slices.ContainsFunc(codes, func(c *latchkey.RecoveryCode) bool { return c.UsedAt == nil }) {
 		m = append(m, latchkey.MethodRecovery)
 	}
-	return m, nil
+	return s.orderMethods(ctx, u, m)
 }
 
 // Login performs the password step. oldToken, when not empty, is the caller's current session

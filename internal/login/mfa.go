@@ -161,10 +161,27 @@ func (s *Service) CompleteEnrollment(ctx context.Context, c Client, token, amr s
 	if n == 0 {
 		return nil, latchkey.Errorf(latchkey.EForbidden, "Set up a sign-in method first.")
 	}
+	// A Latch device comes without recovery codes (the app and keys make them when they are
+	// confirmed): a user who has none gets them now, before the rollout lets them go.
+	codes, err := s.opt.Store.FindRecoveryCodes(ctx, u.ID)
+	if err != nil {
+		return nil, fmt.Errorf("find recovery codes: %w", err)
+	}
+	var fresh []string
+	if len(codes) == 0 {
+		var hashes [][]byte
+		if fresh, hashes, err = s.newRecoveryCodes(); err != nil {
+			return nil, err
+		}
+		if err := s.opt.Store.ReplaceRecoveryCodes(ctx, u.ID, hashes, s.opt.Now()); err != nil {
+			return nil, fmt.Errorf("store recovery codes: %w", err)
+		}
+	}
 	res, err := s.complete(ctx, c, token, sess, u, amr)
 	if err != nil {
 		return nil, err
 	}
+	res.RecoveryCodes = fresh
 	s.audit(ctx, c, u, "", latchkey.ActionMFAEnrolled, latchkey.OutcomeSuccess, "rollout: "+amr)
 	return res, nil
 }

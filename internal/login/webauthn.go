@@ -220,7 +220,7 @@ func (s *Service) BeginWebAuthnRegistration(ctx context.Context, sess *latchkey.
 func ValidKeyName(name string) (string, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || utf8.RuneCountInString(name) > 64 || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return "", latchkey.Errorf(latchkey.EInvalid, "Give the key a name of 1 to 64 characters, like \"Blue YubiKey\".")
+		return "", latchkey.Errorf(latchkey.EInvalid, "Give it a name of 1 to 64 characters, like \"Blue YubiKey\" or \"Work phone\".")
 	}
 	return name, nil
 }

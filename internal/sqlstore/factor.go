@@ -236,3 +236,15 @@ func (s *DB) UseRecoveryCode(ctx context.Context, userID latchkey.UserID, hash [
 	}
 	return latchkey.Errorf(latchkey.EConflict, "This recovery code has already been used.")
 }
+
+// RenameTOTPCredential renames an authenticator-app credential of that user.
+func (s *DB) RenameTOTPCredential(ctx context.Context, userID latchkey.UserID, id int64, name string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE totp_credentials SET name = $1 WHERE id = $2 AND user_id = $3 AND device_id IS NULL`, name, id, userID)
+	if err != nil {
+		return fmt.Errorf("rename authenticator app: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return notFound("authenticator app")
+	}
+	return nil
+}

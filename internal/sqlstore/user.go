@@ -11,12 +11,12 @@ import (
 	"github.com/latchkey/latchkey"
 )
 
-const userColumns = `id, username, email, role, password_hash, disabled, created_at, updated_at`
+const userColumns = `id, username, email, role, password_hash, disabled, primary_factor, created_at, updated_at`
 
 func scanUser(row interface{ Scan(...any) error }) (*latchkey.User, error) {
 	var u latchkey.User
 	var created, updated int64
-	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &created, &updated); err != nil {
+	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &u.PrimaryFactor, &created, &updated); err != nil {
 		return nil, err
 	}
 	u.CreatedAt, u.UpdatedAt = at(created), at(updated)
@@ -136,6 +136,9 @@ func (s *DB) UpdateUser(ctx context.Context, id latchkey.UserID, upd latchkey.Us
 		}
 		if upd.Disabled != nil {
 			set("disabled", *upd.Disabled)
+		}
+		if upd.PrimaryFactor != nil {
+			set("primary_factor", *upd.PrimaryFactor)
 		}
 		set("updated_at", us(s.now()))
 		args = append(args, id)

@@ -177,11 +177,14 @@ func required(fields ...[2]string) error {
 type loginResponse struct {
 	State   latchkey.SessionState `json:"state"`
 	Methods []string              `json:"methods,omitempty"`
+	// RecoveryCodes are new recovery codes, shown this once (a rollout finished with a Latch
+	// device, the user's first factor without codes of its own).
+	RecoveryCodes []string `json:"recovery_codes,omitempty"`
 }
 
 func (s *Server) signedIn(w http.ResponseWriter, res *login.Result) loginResponse {
 	s.setSession(w, res)
-	return loginResponse{State: res.State, Methods: res.Methods}
+	return loginResponse{State: res.State, Methods: res.Methods, RecoveryCodes: res.RecoveryCodes}
 }
 
 func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) (any, error) {

@@ -196,6 +196,8 @@ var flashes = map[string]string{
 	"key-added":        "The security key was added.",
 	"key-renamed":      "The security key was renamed.",
 	"key-removed":      "The security key was removed. It can no longer be used to sign in.",
+	"primary":          "That sign-in method is now offered first.",
+	"renamed":          "The name was saved.",
 	"mfa-reset":        "Every second factor was removed, and your other sessions were signed out.",
 }
 

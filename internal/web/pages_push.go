@@ -13,6 +13,7 @@ import (
 type securityView struct {
 	*login.Status
 	Devices []*latchkey.Device
+	List    []login.Factor // every factor, the primary first
 }
 
 type pushView struct {
@@ -135,7 +136,7 @@ func (s *Server) devicePageAction(f func(r *http.Request, a *auth, id int64) err
 			}
 			return s.renderSecurity(w, r, a, status(latchkey.ErrorCode(err)), latchkey.ErrorMessage(err))
 		}
-		http.Redirect(w, r, "/settings/security?done="+done+"#devices", http.StatusSeeOther)
+		http.Redirect(w, r, "/settings/security?done="+done+"#factors", http.StatusSeeOther)
 		return nil
 	}
 }
@@ -148,7 +149,7 @@ func (s *Server) pageDeviceRename(w http.ResponseWriter, r *http.Request, a *aut
 
 func (s *Server) pageDevicePrimary(w http.ResponseWriter, r *http.Request, a *auth) error {
 	return s.devicePageAction(func(r *http.Request, a *auth, id int64) error {
-		return s.push.MakePrimary(r.Context(), pushClient(r), a.user, id)
+		return s.makePrimary(r, a, "device:"+strconv.FormatInt(id, 10))
 	}, "device-primary")(w, r, a)
 }
 
@@ -167,5 +168,9 @@ func (s *Server) renderSecurity(w http.ResponseWriter, r *http.Request, a *auth,
 	if err != nil {
 		return err
 	}
-	return s.render(w, code, "security", &view{Title: "Security", User: a.user, Flash: flash(r), Error: errMsg, Data: securityView{Status: st, Devices: devs}})
+	fs, err := s.login.Factors(r.Context(), a.user)
+	if err != nil {
+		return err
+	}
+	return s.render(w, code, "security", &view{Title: "Security", User: a.user, Flash: flash(r), Error: errMsg, Data: securityView{Status: st, Devices: devs, List: fs}})
 }

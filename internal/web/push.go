@@ -204,7 +204,7 @@ func (s *Server) apiUpdateDevice(w http.ResponseWriter, r *http.Request, a *auth
 		}
 	}
 	if req.Primary {
-		if err := s.push.MakePrimary(r.Context(), pushClient(r), a.user, id); err != nil {
+		if err := s.makePrimary(r, a, "device:"+strconv.FormatInt(id, 10)); err != nil {
 			return nil, err
 		}
 	}

@@ -99,6 +99,7 @@ func newFixtureLog(tb testing.TB, public string, logw io.Writer) *fixture {
 		Now:        c.Now,
 		SessionKey: bytes.Repeat([]byte{7}, 32),
 		Pusher:     pusher,
+		PublicURL:  strings.TrimSuffix(pu.String(), "/"), // security keys on for a host name, off for an IP
 	})
 	h := web.New(web.Options{Login: svc, Push: pusher, DB: db, PublicURL: pu, Now: c.Now, MaxBody: 4096, Logger: slog.New(slog.NewTextHandler(logw, nil))})
 	srv.Config.Handler = h

@@ -239,7 +239,7 @@ func (s *Server) pageKeyRemove(w http.ResponseWriter, r *http.Request, a *auth) 
 		return err
 	}
 	err = s.login.RemoveSecurityKey(r.Context(), client(r), a.session, a.user, id)
-	if reauthRedirect(w, r, err, "/settings/security#keys") {
+	if reauthRedirect(w, r, err, "/settings/security#factors") {
 		return nil
 	}
 	if err != nil {
@@ -428,6 +428,9 @@ func (s *Server) pageEnrollDone(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.setSession(w, res)
+	if len(res.RecoveryCodes) > 0 {
+		return s.render(w, http.StatusOK, "codes", &view{Title: "Save your recovery codes", User: res.User, Next: nextOr(next, "/settings/security"), Data: res.RecoveryCodes})
+	}
 	http.Redirect(w, r, nextOr(next, "/settings/security"), http.StatusSeeOther)
 	return nil
 }
