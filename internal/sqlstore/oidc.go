@@ -1,0 +1,447 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/latchkey/latchkey"
+)
+
+var _ latchkey.OIDCStore = (*DB)(nil)
+
+func init() {
+	expiringKeys["oidc_auth_requests"] = "id"
+	expiringKeys["oidc_access_tokens"] = "id"
+	expiringKeys["oidc_refresh_tokens"] = "id"
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}
+
+func join(list []string) string { return strings.Join(list, " ") }
+
+// keyAAD binds a sealed signing key to its kid.
+func keyAAD(kid string) []byte { return []byte("latchkey/oidc_signing_keys/" + kid) }
+
+func (s *DB) sealKey(plain []byte, kid string) ([]byte, error) {
+	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return s.aead.Seal(nonce, nonce, plain, keyAAD(kid)), nil
+}
+
+func (s *DB) openKey(sealed []byte, kid string) ([]byte, error) {
+	n := s.aead.NonceSize()
+	if len(sealed) < n {
+		return nil, errors.New("ciphertext too short")
+	}
+	plain, err := s.aead.Open(nil, sealed[:n], sealed[n:], keyAAD(kid))
+	if err != nil {
+		return nil, fmt.Errorf("decrypt signing key %s: %w", kid, err)
+	}
+	return plain, nil
+}
+
+// CreateOIDCClient inserts c; EConflict when the ID is taken.
+func (s *DB) CreateOIDCClient(ctx context.Context, c *latchkey.OIDCClient) error {
+	c.CreatedAt = s.now().UTC().Truncate(time.Microsecond)
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO oidc_clients (id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris, first_party, require_mfa, created_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		c.ID, c.Name, c.SecretHash, c.Public, join(c.RedirectURIs), join(c.PostLogoutRedirectURIs), c.FirstParty, c.RequireMFA, us(c.CreatedAt))
+	if isUnique(err) {
+		return latchkey.Errorf(latchkey.EConflict, "A client with the ID %q exists already.", c.ID)
+	} else if err != nil {
+		return fmt.Errorf("insert oidc client: %w", err)
+	}
+	return nil
+}
+
+const clientColumns = `id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris, first_party, require_mfa, created_at`
+
+func scanClient(row interface{ Scan(...any) error }) (*latchkey.OIDCClient, error) {
+	var c latchkey.OIDCClient
+	var redirects, logouts string
+	var created int64
+	if err := row.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Public, &redirects, &logouts, &c.FirstParty, &c.RequireMFA, &created); err != nil {
+		return nil, err
+	}
+	c.RedirectURIs, c.PostLogoutRedirectURIs, c.CreatedAt = strings.Fields(redirects), strings.Fields(logouts), at(created)
+	return &c, nil
+}
+
+// FindOIDCClientByID returns ENotFound when there is no such client.
+func (s *DB) FindOIDCClientByID(ctx context.Context, id string) (*latchkey.OIDCClient, error) {
+	c, err := scanClient(s.db.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM oidc_clients WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("client")
+	} else if err != nil {
+		return nil, fmt.Errorf("find oidc client: %w", err)
+	}
+	return c, nil
+}
+
+// FindOIDCClients returns every client, ordered by ID.
+func (s *DB) FindOIDCClients(ctx context.Context) ([]*latchkey.OIDCClient, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+clientColumns+` FROM oidc_clients ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("find oidc clients: %w", err)
+	}
+	defer rows.Close()
+	var list []*latchkey.OIDCClient
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, fmt.Errorf("find oidc clients: %w", err)
+		}
+		list = append(list, c)
+	}
+	return list, rows.Err()
+}
+
+// DeleteOIDCClient removes a client with its requests and tokens; ENotFound when missing.
+func (s *DB) DeleteOIDCClient(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM oidc_clients WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("delete oidc client: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return notFound("client")
+	}
+	return nil
+}
+
+func durPtr(d *time.Duration) sql.NullInt64 {
+	if d == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: d.Microseconds(), Valid: true}
+}
+
+// CreateOIDCAuthRequest inserts r.
+func (s *DB) CreateOIDCAuthRequest(ctx context.Context, r *latchkey.OIDCAuthRequest) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO oidc_auth_requests (id, client_id, redirect_uri, scopes, state, nonce, response_type, response_mode,
+		   code_challenge, code_challenge_method, prompt, max_age, login_hint, acr_values, created_at, expires_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+		r.ID, r.ClientID, r.RedirectURI, join(r.Scopes), r.State, r.Nonce, r.ResponseType, r.ResponseMode,
+		r.CodeChallenge, r.CodeChallengeMethod, join(r.Prompt), durPtr(r.MaxAge), r.LoginHint, join(r.ACRValues), us(r.CreatedAt), us(r.ExpiresAt))
+	if isUnique(err) {
+		return latchkey.Errorf(latchkey.EConflict, "The authorization request exists already.")
+	} else if err != nil {
+		return fmt.Errorf("insert oidc auth request: %w", err)
+	}
+	return nil
+}
+
+const authRequestColumns = `id, client_id, redirect_uri, scopes, state, nonce, response_type, response_mode,
+	code_challenge, code_challenge_method, prompt, max_age, login_hint, acr_values, COALESCE(user_id, 0), amr, acr, auth_time,
+	COALESCE(code_hash, ''), code_expires_at, code_used_at, created_at, expires_at`
+
+func findAuthRequest(ctx context.Context, q querier, where string, arg any) (*latchkey.OIDCAuthRequest, error) {
+	var r latchkey.OIDCAuthRequest
+	var scopes, prompt, acrValues, amr string
+	var maxAge, used sql.NullInt64
+	var authTime, codeExp, created, expires int64
+	err := q.QueryRowContext(ctx, `SELECT `+authRequestColumns+` FROM oidc_auth_requests WHERE `+where, arg).Scan(
+		&r.ID, &r.ClientID, &r.RedirectURI, &scopes, &r.State, &r.Nonce, &r.ResponseType, &r.ResponseMode,
+		&r.CodeChallenge, &r.CodeChallengeMethod, &prompt, &maxAge, &r.LoginHint, &acrValues, &r.UserID, &amr, &r.ACR, &authTime,
+		&r.CodeHash, &codeExp, &used, &created, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("authorization request")
+	} else if err != nil {
+		return nil, fmt.Errorf("find oidc auth request: %w", err)
+	}
+	r.Scopes, r.Prompt, r.ACRValues, r.AMR = strings.Fields(scopes), strings.Fields(prompt), strings.Fields(acrValues), strings.Fields(amr)
+	if maxAge.Valid {
+		d := time.Duration(maxAge.Int64) * time.Microsecond
+		r.MaxAge = &d
+	}
+	if authTime != 0 {
+		r.AuthTime = at(authTime)
+	}
+	if codeExp != 0 {
+		r.CodeExpiresAt = at(codeExp)
+	}
+	r.CodeUsedAt, r.CreatedAt, r.ExpiresAt = atPtr(used), at(created), at(expires)
+	return &r, nil
+}
+
+// FindOIDCAuthRequestByID returns ENotFound when there is no such request.
+func (s *DB) FindOIDCAuthRequestByID(ctx context.Context, id string) (*latchkey.OIDCAuthRequest, error) {
+	return findAuthRequest(ctx, s.db, `id = $1`, id)
+}
+
+// CompleteOIDCAuthRequest records the sign-in; EConflict when the request was completed.
+func (s *DB) CompleteOIDCAuthRequest(ctx context.Context, id string, userID latchkey.UserID, amr []string, acr string, authTime time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE oidc_auth_requests SET user_id = $1, amr = $2, acr = $3, auth_time = $4 WHERE id = $5 AND user_id IS NULL`,
+			userID, join(amr), acr, us(authTime), id)
+		if err != nil {
+			return fmt.Errorf("complete oidc auth request: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return nil
+		}
+		if _, err := findAuthRequest(ctx, tx, `id = $1`, id); err != nil {
+			return err
+		}
+		return latchkey.Errorf(latchkey.EConflict, "The authorization request was completed already.")
+	})
+}
+
+// SetOIDCAuthCode records the code of a request; EConflict when it has one.
+func (s *DB) SetOIDCAuthCode(ctx context.Context, id, codeHash string, codeExpiresAt, keepUntil time.Time) error {
+	res, err := s.db.ExecContext(ctx,
+		`UPDATE oidc_auth_requests SET code_hash = $1, code_expires_at = $2, expires_at = $3 WHERE id = $4 AND code_hash IS NULL`,
+		codeHash, us(codeExpiresAt), us(keepUntil), id)
+	if isUnique(err) {
+		return latchkey.Errorf(latchkey.EConflict, "The code exists already.")
+	} else if err != nil {
+		return fmt.Errorf("set oidc auth code: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return latchkey.Errorf(latchkey.EConflict, "The authorization request has a code already, or is gone.")
+	}
+	return nil
+}
+
+// UseOIDCAuthCode marks a code used, once; a second use returns the request with EConflict.
+func (s *DB) UseOIDCAuthCode(ctx context.Context, codeHash string, now time.Time) (*latchkey.OIDCAuthRequest, error) {
+	var r *latchkey.OIDCAuthRequest
+	var reused bool
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE oidc_auth_requests SET code_used_at = $1 WHERE code_hash = $2 AND code_used_at IS NULL AND code_expires_at > $1 AND user_id IS NOT NULL`,
+			us(now), codeHash)
+		if err != nil {
+			return fmt.Errorf("use oidc auth code: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		if r, err = findAuthRequest(ctx, tx, `code_hash = $1`, codeHash); err != nil {
+			return err
+		}
+		if n == 0 {
+			if r.CodeUsedAt == nil {
+				r = nil
+				return notFound("code")
+			}
+			reused = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if reused {
+		return r, latchkey.Errorf(latchkey.EConflict, "The code was used already.")
+	}
+	return r, nil
+}
+
+// DeleteOIDCAuthRequest removes a request.
+func (s *DB) DeleteOIDCAuthRequest(ctx context.Context, id string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM oidc_auth_requests WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("delete oidc auth request: %w", err)
+	}
+	return nil
+}
+
+// CreateOIDCTokens inserts an access token and optionally a refresh token, marking
+// usedRefreshID used in the same transaction.
+func (s *DB) CreateOIDCTokens(ctx context.Context, a *latchkey.OIDCAccessToken, rt *latchkey.OIDCRefreshToken, usedRefreshID string, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if usedRefreshID != "" {
+			res, err := tx.ExecContext(ctx, `UPDATE oidc_refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL`, us(now), usedRefreshID)
+			if err != nil {
+				return fmt.Errorf("use refresh token: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return notFound("refresh token")
+			}
+		}
+		if rt != nil {
+			if _, err := tx.ExecContext(ctx,
+				`INSERT INTO oidc_refresh_tokens (id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, created_at, expires_at)
+				 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+				rt.ID, rt.GrantID, rt.ClientID, rt.UserID, join(rt.Scopes), join(rt.Audience), join(rt.AMR), rt.ACR, us(rt.AuthTime), us(rt.CreatedAt), us(rt.ExpiresAt)); err != nil {
+				return fmt.Errorf("insert refresh token: %w", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO oidc_access_tokens (id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, refresh_token_id, created_at, expires_at)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			a.ID, a.GrantID, a.ClientID, a.UserID, join(a.Scopes), join(a.Audience), join(a.AMR), a.ACR, us(a.AuthTime), a.RefreshTokenID, us(a.CreatedAt), us(a.ExpiresAt)); err != nil {
+			return fmt.Errorf("insert access token: %w", err)
+		}
+		return nil
+	})
+}
+
+// FindOIDCAccessToken returns ENotFound for a token never issued or revoked.
+func (s *DB) FindOIDCAccessToken(ctx context.Context, id string) (*latchkey.OIDCAccessToken, error) {
+	var t latchkey.OIDCAccessToken
+	var scopes, aud, amr string
+	var authTime, created, expires int64
+	err := s.db.QueryRowContext(ctx,
+		`SELECT id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, refresh_token_id, created_at, expires_at
+		 FROM oidc_access_tokens WHERE id = $1`, id).
+		Scan(&t.ID, &t.GrantID, &t.ClientID, &t.UserID, &scopes, &aud, &amr, &t.ACR, &authTime, &t.RefreshTokenID, &created, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("access token")
+	} else if err != nil {
+		return nil, fmt.Errorf("find access token: %w", err)
+	}
+	t.Scopes, t.Audience, t.AMR = strings.Fields(scopes), strings.Fields(aud), strings.Fields(amr)
+	t.AuthTime, t.CreatedAt, t.ExpiresAt = at(authTime), at(created), at(expires)
+	return &t, nil
+}
+
+// FindOIDCRefreshToken returns ENotFound when there is no such token.
+func (s *DB) FindOIDCRefreshToken(ctx context.Context, id string) (*latchkey.OIDCRefreshToken, error) {
+	var t latchkey.OIDCRefreshToken
+	var scopes, aud, amr string
+	var authTime, created, expires int64
+	var used sql.NullInt64
+	err := s.db.QueryRowContext(ctx,
+		`SELECT id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, created_at, expires_at, used_at
+		 FROM oidc_refresh_tokens WHERE id = $1`, id).
+		Scan(&t.ID, &t.GrantID, &t.ClientID, &t.UserID, &scopes, &aud, &amr, &t.ACR, &authTime, &created, &expires, &used)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("refresh token")
+	} else if err != nil {
+		return nil, fmt.Errorf("find refresh token: %w", err)
+	}
+	t.Scopes, t.Audience, t.AMR = strings.Fields(scopes), strings.Fields(aud), strings.Fields(amr)
+	t.AuthTime, t.CreatedAt, t.ExpiresAt, t.UsedAt = at(authTime), at(created), at(expires), atPtr(used)
+	return &t, nil
+}
+
+// DeleteOIDCAccessToken revokes one access token.
+func (s *DB) DeleteOIDCAccessToken(ctx context.Context, id string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM oidc_access_tokens WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("delete access token: %w", err)
+	}
+	return nil
+}
+
+// DeleteOIDCRefreshToken revokes a refresh token and the access tokens issued with it.
+func (s *DB) DeleteOIDCRefreshToken(ctx context.Context, id string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM oidc_access_tokens WHERE refresh_token_id = $1`, id); err != nil {
+			return fmt.Errorf("delete access tokens of refresh token: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM oidc_refresh_tokens WHERE id = $1`, id); err != nil {
+			return fmt.Errorf("delete refresh token: %w", err)
+		}
+		return nil
+	})
+}
+
+// DeleteOIDCGrant revokes every token of a grant.
+func (s *DB) DeleteOIDCGrant(ctx context.Context, grantID string) (int, error) {
+	var total int
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		total = 0
+		for _, table := range []string{"oidc_access_tokens", "oidc_refresh_tokens"} {
+			res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE grant_id = $1`, grantID)
+			if err != nil {
+				return fmt.Errorf("delete grant from %s: %w", table, err)
+			}
+			n, _ := res.RowsAffected()
+			total += int(n)
+		}
+		return nil
+	})
+	return total, err
+}
+
+// DeleteOIDCUserTokens revokes every token of a user for a client ("" for all clients).
+func (s *DB) DeleteOIDCUserTokens(ctx context.Context, userID latchkey.UserID, clientID string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, table := range []string{"oidc_access_tokens", "oidc_refresh_tokens"} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE user_id = $1 AND ($2 = '' OR client_id = $2)`, userID, clientID); err != nil {
+				return fmt.Errorf("delete user tokens from %s: %w", table, err)
+			}
+		}
+		return nil
+	})
+}
+
+// DeleteExpiredOIDCData removes requests and tokens that expired before t.
+func (s *DB) DeleteExpiredOIDCData(ctx context.Context, t time.Time) (int, error) {
+	total := 0
+	for _, table := range []string{"oidc_auth_requests", "oidc_access_tokens", "oidc_refresh_tokens"} {
+		n, err := s.deleteExpired(ctx, table, t)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// CreateOIDCSigningKey inserts k, its private key sealed.
+func (s *DB) CreateOIDCSigningKey(ctx context.Context, k *latchkey.OIDCSigningKey) error {
+	sealed, err := s.sealKey(k.PrivateKey, k.ID)
+	if err != nil {
+		return fmt.Errorf("seal signing key: %w", err)
+	}
+	_, err = s.db.ExecContext(ctx,
+		`INSERT INTO oidc_signing_keys (id, algorithm, private_key, public_key, created_at, retired_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		k.ID, k.Algorithm, sealed, k.PublicKey, us(k.CreatedAt), usPtr(k.RetiredAt), usPtr(k.ExpiresAt))
+	if isUnique(err) {
+		return latchkey.Errorf(latchkey.EConflict, "The signing key exists already.")
+	} else if err != nil {
+		return fmt.Errorf("insert signing key: %w", err)
+	}
+	return nil
+}
+
+// FindOIDCSigningKeys returns the keys not expired at t, newest first.
+func (s *DB) FindOIDCSigningKeys(ctx context.Context, t time.Time) ([]*latchkey.OIDCSigningKey, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT id, algorithm, private_key, public_key, created_at, retired_at, expires_at FROM oidc_signing_keys
+		 WHERE expires_at IS NULL OR expires_at > $1 ORDER BY created_at DESC, id DESC`, us(t))
+	if err != nil {
+		return nil, fmt.Errorf("find signing keys: %w", err)
+	}
+	defer rows.Close()
+	var list []*latchkey.OIDCSigningKey
+	for rows.Next() {
+		var k latchkey.OIDCSigningKey
+		var sealed []byte
+		var created int64
+		var retired, expires sql.NullInt64
+		if err := rows.Scan(&k.ID, &k.Algorithm, &sealed, &k.PublicKey, &created, &retired, &expires); err != nil {
+			return nil, fmt.Errorf("find signing keys: %w", err)
+		}
+		if k.PrivateKey, err = s.openKey(sealed, k.ID); err != nil {
+			return nil, err
+		}
+		k.CreatedAt, k.RetiredAt, k.ExpiresAt = at(created), atPtr(retired), atPtr(expires)
+		list = append(list, &k)
+	}
+	return list, rows.Err()
+}
+
+// RetireOIDCSigningKeys retires every active key but exceptID.
+func (s *DB) RetireOIDCSigningKeys(ctx context.Context, exceptID string, t, expiresAt time.Time) error {
+	if _, err := s.db.ExecContext(ctx,
+		`UPDATE oidc_signing_keys SET retired_at = $1, expires_at = $2 WHERE retired_at IS NULL AND id <> $3`,
+		us(t), us(expiresAt), exceptID); err != nil {
+		return fmt.Errorf("retire signing keys: %w", err)
+	}
+	return nil
+}

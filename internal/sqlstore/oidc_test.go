@@ -1,0 +1,260 @@
+package sqlstore_test
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/sqlstore"
+)
+
+func mkClient(t *testing.T, db *sqlstore.DB, id string) *latchkey.OIDCClient {
+	t.Helper()
+	c := &latchkey.OIDCClient{ID: id, Name: "App " + id, SecretHash: "sha256:ab", RedirectURIs: []string{"https://app.example/cb", "http://127.0.0.1:9/cb"},
+		PostLogoutRedirectURIs: []string{"https://app.example/"}, FirstParty: true, RequireMFA: true}
+	if err := db.CreateOIDCClient(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestOIDCClients(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		c := mkClient(t, db, "app")
+		if err := db.CreateOIDCClient(ctx, &latchkey.OIDCClient{ID: "app", Name: "x", RedirectURIs: []string{"https://x/"}}); errCode(err) != latchkey.EConflict {
+			t.Errorf("duplicate client: %v, want conflict", err)
+		}
+		got, err := db.FindOIDCClientByID(ctx, "app")
+		if err != nil || got.Name != c.Name || got.SecretHash != c.SecretHash || got.Public || !got.FirstParty || !got.RequireMFA ||
+			len(got.RedirectURIs) != 2 || got.RedirectURIs[1] != "http://127.0.0.1:9/cb" || len(got.PostLogoutRedirectURIs) != 1 || !got.CreatedAt.Equal(c.CreatedAt) {
+			t.Errorf("FindOIDCClientByID = %+v, %v", got, err)
+		}
+		mkClient(t, db, "b")
+		if list, err := db.FindOIDCClients(ctx); err != nil || len(list) != 2 || list[0].ID != "app" {
+			t.Errorf("FindOIDCClients = %v, %v", list, err)
+		}
+		if err := db.DeleteOIDCClient(ctx, "b"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.FindOIDCClientByID(ctx, "b"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("deleted client: %v", err)
+		}
+		if err := db.DeleteOIDCClient(ctx, "b"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("delete missing client: %v", err)
+		}
+	})
+}
+
+func TestOIDCAuthRequestsAndCodes(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		mkClient(t, db, "app")
+		u := mkUser(t, db, "alice")
+		maxAge := 5 * time.Minute
+		r := &latchkey.OIDCAuthRequest{ID: "req1", ClientID: "app", RedirectURI: "https://app.example/cb", Scopes: []string{"openid", "email"},
+			State: "st", Nonce: "n", ResponseType: "code", CodeChallenge: "ch", CodeChallengeMethod: "S256", Prompt: []string{"login"},
+			MaxAge: &maxAge, LoginHint: "alice", ACRValues: []string{"mfa"}, CreatedAt: t0, ExpiresAt: t0.Add(10 * time.Minute)}
+		if err := db.CreateOIDCAuthRequest(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.FindOIDCAuthRequestByID(ctx, "req1")
+		if err != nil || got.Done() || got.MaxAge == nil || *got.MaxAge != maxAge || got.Scopes[1] != "email" || got.Prompt[0] != "login" ||
+			got.ACRValues[0] != "mfa" || got.CodeChallenge != "ch" || got.LoginHint != "alice" || !got.AuthTime.IsZero() || got.CodeHash != "" {
+			t.Fatalf("FindOIDCAuthRequestByID = %+v, %v", got, err)
+		}
+		// A code of a request nobody completed is not usable.
+		if err := db.SetOIDCAuthCode(ctx, "req1", "h1", t0.Add(time.Minute), t0.Add(10*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.UseOIDCAuthCode(ctx, "h1", t0); errCode(err) != latchkey.ENotFound {
+			t.Errorf("code of an incomplete request: %v, want not found", err)
+		}
+		if err := db.CompleteOIDCAuthRequest(ctx, "req1", u.ID, []string{"pwd", "otp", "mfa"}, "mfa", t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.CompleteOIDCAuthRequest(ctx, "req1", u.ID, []string{"pwd"}, "pwd", t0); errCode(err) != latchkey.EConflict {
+			t.Errorf("second completion: %v, want conflict", err)
+		}
+		if err := db.CompleteOIDCAuthRequest(ctx, "nope", u.ID, nil, "", t0); errCode(err) != latchkey.ENotFound {
+			t.Errorf("completing a missing request: %v, want not found", err)
+		}
+		if err := db.SetOIDCAuthCode(ctx, "req1", "h2", t0.Add(time.Minute), t0.Add(10*time.Minute)); errCode(err) != latchkey.EConflict {
+			t.Errorf("second code: %v, want conflict", err)
+		}
+		if _, err := db.UseOIDCAuthCode(ctx, "h1", t0.Add(time.Minute)); errCode(err) != latchkey.ENotFound {
+			t.Errorf("expired code: %v, want not found", err)
+		}
+		// Twelve exchanges of one code at once: exactly one wins, the others see a reuse.
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins, reuses := 0, 0
+		for range 12 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got, err := db.UseOIDCAuthCode(ctx, "h1", t0.Add(time.Second))
+				mu.Lock()
+				defer mu.Unlock()
+				switch errCode(err) {
+				case "":
+					wins++
+					if got.UserID != u.ID || got.ACR != "mfa" || len(got.AMR) != 3 || !got.AuthTime.Equal(t0.Truncate(time.Microsecond)) {
+						t.Errorf("UseOIDCAuthCode = %+v", got)
+					}
+				case latchkey.EConflict:
+					reuses++
+					if got == nil || got.ID != "req1" {
+						t.Errorf("reuse returned %+v", got)
+					}
+				default:
+					t.Errorf("UseOIDCAuthCode: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins != 1 || reuses != 11 {
+			t.Errorf("wins %d, reuses %d; want 1, 11", wins, reuses)
+		}
+		if _, err := db.UseOIDCAuthCode(ctx, "unknown", t0); errCode(err) != latchkey.ENotFound {
+			t.Errorf("unknown code: %v", err)
+		}
+		if n, err := db.DeleteExpiredOIDCData(ctx, t0.Add(11*time.Minute)); err != nil || n != 1 {
+			t.Errorf("DeleteExpiredOIDCData = %d, %v; want 1", n, err)
+		}
+		if _, err := db.FindOIDCAuthRequestByID(ctx, "req1"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("expired request still there: %v", err)
+		}
+	})
+}
+
+func TestOIDCTokens(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		mkClient(t, db, "app")
+		mkClient(t, db, "other")
+		u := mkUser(t, db, "alice")
+		g := latchkey.OIDCGrant{GrantID: "g1", ClientID: "app", UserID: u.ID, Scopes: []string{"openid", "offline_access"}, Audience: []string{"app"}, AMR: []string{"pwd", "otp", "mfa"}, ACR: "mfa", AuthTime: t0}
+		a1 := &latchkey.OIDCAccessToken{ID: "a1", OIDCGrant: g, RefreshTokenID: "r1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		r1 := &latchkey.OIDCRefreshToken{ID: "r1", OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)}
+		if err := db.CreateOIDCTokens(ctx, a1, r1, "", t0); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.FindOIDCAccessToken(ctx, "a1")
+		if err != nil || got.GrantID != "g1" || got.UserID != u.ID || got.RefreshTokenID != "r1" || got.AMR[2] != "mfa" || !got.ExpiresAt.Equal(a1.ExpiresAt.Truncate(time.Microsecond)) {
+			t.Errorf("FindOIDCAccessToken = %+v, %v", got, err)
+		}
+		// Rotation: r1 → r2, once.
+		a2 := &latchkey.OIDCAccessToken{ID: "a2", OIDCGrant: g, RefreshTokenID: "r2", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		r2 := &latchkey.OIDCRefreshToken{ID: "r2", OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)}
+		if err := db.CreateOIDCTokens(ctx, a2, r2, "r1", t0); err != nil {
+			t.Fatal(err)
+		}
+		a3 := &latchkey.OIDCAccessToken{ID: "a3", OIDCGrant: g, RefreshTokenID: "r3", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		r3 := &latchkey.OIDCRefreshToken{ID: "r3", OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)}
+		if err := db.CreateOIDCTokens(ctx, a3, r3, "r1", t0); errCode(err) != latchkey.ENotFound {
+			t.Errorf("second rotation of r1: %v, want not found", err)
+		}
+		if _, err := db.FindOIDCAccessToken(ctx, "a3"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("a failed rotation left its access token: %v", err)
+		}
+		if rt, err := db.FindOIDCRefreshToken(ctx, "r1"); err != nil || rt.UsedAt == nil {
+			t.Errorf("used refresh token = %+v, %v", rt, err)
+		}
+		if rt, err := db.FindOIDCRefreshToken(ctx, "r2"); err != nil || rt.UsedAt != nil || rt.ACR != "mfa" {
+			t.Errorf("new refresh token = %+v, %v", rt, err)
+		}
+		// A token of another grant survives the revocation of g1.
+		other := latchkey.OIDCGrant{GrantID: "g2", ClientID: "other", UserID: u.ID}
+		if err := db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "b1", OIDCGrant: other, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}, nil, "", t0); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := db.DeleteOIDCGrant(ctx, "g1"); err != nil || n != 4 {
+			t.Errorf("DeleteOIDCGrant = %d, %v; want 4", n, err)
+		}
+		for _, id := range []string{"a1", "a2"} {
+			if _, err := db.FindOIDCAccessToken(ctx, id); errCode(err) != latchkey.ENotFound {
+				t.Errorf("access token %s after revocation: %v", id, err)
+			}
+		}
+		if _, err := db.FindOIDCAccessToken(ctx, "b1"); err != nil {
+			t.Errorf("token of another grant: %v", err)
+		}
+		if err := db.DeleteOIDCUserTokens(ctx, u.ID, "app"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.FindOIDCAccessToken(ctx, "b1"); err != nil {
+			t.Errorf("token of another client after DeleteOIDCUserTokens(app): %v", err)
+		}
+		if err := db.DeleteOIDCUserTokens(ctx, u.ID, ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.FindOIDCAccessToken(ctx, "b1"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("token after DeleteOIDCUserTokens: %v", err)
+		}
+		// Revoking a refresh token takes its access tokens along.
+		g.GrantID = "g3"
+		if err := db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "c1", OIDCGrant: g, RefreshTokenID: "q1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+			&latchkey.OIDCRefreshToken{ID: "q1", OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}, "", t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.DeleteOIDCRefreshToken(ctx, "q1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.FindOIDCAccessToken(ctx, "c1"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("access token of a revoked refresh token: %v", err)
+		}
+	})
+}
+
+func TestOIDCSigningKeys(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			dsn := b.dsn(t)
+			db := open(t, dsn, key)
+			priv := []byte("private key bytes")
+			k1 := &latchkey.OIDCSigningKey{ID: "k1", Algorithm: "RS256", PrivateKey: priv, PublicKey: []byte("pub1"), CreatedAt: t0}
+			k2 := &latchkey.OIDCSigningKey{ID: "k2", Algorithm: "ES256", PrivateKey: []byte("p2"), PublicKey: []byte("pub2"), CreatedAt: t0.Add(time.Hour)}
+			for _, k := range []*latchkey.OIDCSigningKey{k1, k2} {
+				if err := db.CreateOIDCSigningKey(ctx, k); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// At rest, the private key is sealed.
+			var sealed []byte
+			if err := db.SQL().QueryRowContext(ctx, `SELECT private_key FROM oidc_signing_keys WHERE id = 'k1'`).Scan(&sealed); err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(sealed, priv) {
+				t.Errorf("private key stored in the clear")
+			}
+			if err := db.RetireOIDCSigningKeys(ctx, "k2", t0.Add(time.Hour), t0.Add(3*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			keys, err := db.FindOIDCSigningKeys(ctx, t0.Add(2*time.Hour))
+			if err != nil || len(keys) != 2 || keys[0].ID != "k2" || keys[0].RetiredAt != nil || keys[1].RetiredAt == nil ||
+				string(keys[1].PrivateKey) != string(priv) || string(keys[1].PublicKey) != "pub1" || keys[0].Algorithm != "ES256" {
+				t.Fatalf("FindOIDCSigningKeys = %+v, %v", keys, err)
+			}
+			if keys, err := db.FindOIDCSigningKeys(ctx, t0.Add(3*time.Hour)); err != nil || len(keys) != 1 || keys[0].ID != "k2" {
+				t.Errorf("after the retired key expired: %+v, %v", keys, err)
+			}
+			// Another secrets key cannot open them.
+			other := open(t, dsn, bytes.Repeat([]byte{7}, 32))
+			if _, err := other.FindOIDCSigningKeys(ctx, t0); err == nil {
+				t.Errorf("signing keys opened with the wrong secrets key")
+			}
+			// A sealed key moved to another kid does not open.
+			if _, err := db.SQL().ExecContext(ctx, `UPDATE oidc_signing_keys SET private_key = $1 WHERE id = 'k2'`, sealed); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.FindOIDCSigningKeys(ctx, t0); err == nil {
+				t.Errorf("a key sealed for k1 opened as k2")
+			}
+		})
+	}
+}
