@@ -17,6 +17,16 @@ type ThrottleStore interface {
 	// RecordFailure atomically increments the counter for key, sets LastFailureAt to at, and
 	// returns the new count.
 	RecordFailure(ctx Context, key string, at time.Time) (int, error)
+	// ReserveAttempt counts an attempt before it is checked: it sets the counter for key to
+	// seen.Failures+1 and LastFailureAt to at, if and only if the counter still holds
+	// seen.Failures (compare and swap). It reports whether it did; of concurrent callers that
+	// saw the same counter, exactly one succeeds.
+	ReserveAttempt(ctx Context, key string, seen Throttle, at time.Time) (bool, error)
+	// RefundAttempt takes back one counted attempt of key (not below zero), for an attempt that
+	// turned out to succeed. n is the count the attempt made and prev the LastFailureAt before
+	// it: when no other attempt was counted since (the counter still holds n), LastFailureAt
+	// goes back to prev, so a success does not start a new wait.
+	RefundAttempt(ctx Context, key string, n int, prev time.Time) error
 	// ResetThrottle removes the counter for key.
 	ResetThrottle(ctx Context, key string) error
 }

@@ -239,49 +239,104 @@ func (s *Service) audit(ctx context.Context, c Client, u *latchkey.User, usernam
 	_ = s.opt.Audit.Record(ctx, e)
 }
 
-// checkAccount returns an error when the account key is waiting or locked.
-func (s *Service) checkAccount(ctx context.Context, key string) (locked bool, err error) {
-	th, err := s.opt.Store.FindThrottle(ctx, key)
+// attempt is one guess at a credential, counted before it is checked: the per-IP token and
+// the account's failure counter are taken up front, so that concurrent guesses cannot all pass
+// a check that only some of them should (check and count in one step). A guess that fails
+// stays counted; one that succeeds is refunded.
+type attempt struct {
+	key  string    // the account's throttle key
+	n    int       // the account's failure count with this attempt
+	prev time.Time // the account's last failure before this attempt
+	ip   string
+}
+
+// reserve counts an attempt against key and the client's IP. It returns EThrottled while the
+// account or the IP must wait; a locked account still gets its attempt (and locked true), so
+// that the caller answers exactly like for a wrong credential.
+func (s *Service) reserve(ctx context.Context, c Client, key string) (attempt, bool, error) {
+	now := s.now()
+	if err := s.ip.Take(c.IP, now); err != nil {
+		return attempt{}, false, err
+	}
+	for range 20 {
+		th, err := s.opt.Store.FindThrottle(ctx, key)
+		if err != nil {
+			s.ip.Refund(c.IP, now)
+			return attempt{}, false, fmt.Errorf("find throttle: %w", err)
+		}
+		wait, locked := s.opt.Throttle.accountWait(th.Failures)
+		if until := th.LastFailureAt.Add(wait); !locked && wait > 0 && now.Before(until) {
+			s.ip.Refund(c.IP, now)
+			return attempt{}, false, latchkey.Throttled(until.Sub(now))
+		}
+		ok, err := s.opt.Store.ReserveAttempt(ctx, key, th, now)
+		if err != nil {
+			s.ip.Refund(c.IP, now)
+			return attempt{}, false, err
+		}
+		if ok {
+			return attempt{key: key, n: th.Failures + 1, prev: th.LastFailureAt, ip: c.IP}, locked, nil
+		}
+		// Another attempt on this account counted first: look again.
+	}
+	s.ip.Refund(c.IP, now)
+	return attempt{}, false, latchkey.Throttled(s.opt.Throttle.BaseWait)
+}
+
+// admit reserves an attempt at a credential of u and returns it. A locked account gets
+// failure: the same answer as a wrong credential.
+func (s *Service) admit(ctx context.Context, c Client, u *latchkey.User, action string, failure error) (attempt, error) {
+	a, locked, err := s.reserve(ctx, c, userKey(u.Username))
 	if err != nil {
-		return false, fmt.Errorf("find throttle: %w", err)
+		if latchkey.ErrorCode(err) == latchkey.EThrottled {
+			s.audit(ctx, c, u, "", action, latchkey.OutcomeDenied, "throttled")
+		}
+		return attempt{}, err
+	}
+	if locked {
+		s.audit(ctx, c, u, "", action, latchkey.OutcomeDenied, "account locked")
+		return attempt{}, failure
+	}
+	return a, nil
+}
+
+// checkAccount returns an error when the account key is waiting or locked, without counting
+// anything: for actions that are not guesses (starting a push).
+func (s *Service) checkAccount(ctx context.Context, c Client, u *latchkey.User, action string, failure error) error {
+	if err := s.ip.Check(c.IP, s.now()); err != nil {
+		return err
+	}
+	th, err := s.opt.Store.FindThrottle(ctx, userKey(u.Username))
+	if err != nil {
+		return fmt.Errorf("find throttle: %w", err)
 	}
 	wait, locked := s.opt.Throttle.accountWait(th.Failures)
 	if locked {
-		return true, nil
+		s.audit(ctx, c, u, "", action, latchkey.OutcomeDenied, "account locked")
+		return failure
 	}
 	if until := th.LastFailureAt.Add(wait); wait > 0 && s.now().Before(until) {
-		return false, latchkey.Throttled(until.Sub(s.now()))
+		return latchkey.Throttled(until.Sub(s.now()))
 	}
-	return false, nil
+	return nil
 }
 
-// admit checks the IP and account throttles before a credential of u is checked, and returns
-// the account's throttle key. A locked account gets failure: the same answer as a wrong
-// credential.
-func (s *Service) admit(ctx context.Context, c Client, u *latchkey.User, action string, failure error) (string, error) {
-	if err := s.ip.Check(c.IP, s.now()); err != nil {
-		return "", err
+// fail settles an attempt that failed: it was counted when reserved; the lockout it causes is
+// audited.
+func (s *Service) fail(ctx context.Context, c Client, a attempt) {
+	if a.n == s.opt.Throttle.LockAt {
+		s.audit(ctx, c, nil, strings.TrimPrefix(a.key, "user:"), latchkey.ActionLockout, latchkey.OutcomeDenied, fmt.Sprintf("%d consecutive failures", a.n))
 	}
-	key := userKey(u.Username)
-	if locked, err := s.checkAccount(ctx, key); err != nil {
-		return "", err
-	} else if locked {
-		s.audit(ctx, c, u, "", action, latchkey.OutcomeDenied, "account locked")
-		return "", failure
-	}
-	return key, nil
 }
 
-// fail records a failed attempt against the account key and the client's IP.
-func (s *Service) fail(ctx context.Context, c Client, key string) {
-	s.ip.Fail(c.IP, s.now())
-	n, err := s.opt.Store.RecordFailure(ctx, key, s.now())
-	if err != nil {
-		s.log.ErrorContext(ctx, "record failure", "err", err)
+// refund settles an attempt that succeeded: it no longer counts as a failure.
+func (s *Service) refund(ctx context.Context, a attempt) {
+	if a.key == "" {
 		return
 	}
-	if n == s.opt.Throttle.LockAt {
-		s.audit(ctx, c, nil, strings.TrimPrefix(key, "user:"), latchkey.ActionLockout, latchkey.OutcomeDenied, fmt.Sprintf("%d consecutive failures", n))
+	s.ip.Refund(a.ip, s.now())
+	if err := s.opt.Store.RefundAttempt(ctx, a.key, a.n, a.prev); err != nil {
+		s.log.ErrorContext(ctx, "refund attempt", "err", err)
 	}
 }
 
@@ -335,15 +390,10 @@ func (s *Service) Login(ctx context.Context, c Client, oldToken, username, pw st
 	if username == "" || pw == "" {
 		return nil, latchkey.Errorf(latchkey.EInvalid, "Enter your username and password.")
 	}
-	if err := s.ip.Check(c.IP, s.now()); err != nil {
-		s.audit(ctx, c, nil, username, latchkey.ActionLogin, latchkey.OutcomeDenied, "ip throttled")
-		return nil, err
-	}
-	key := userKey(username)
-	locked, err := s.checkAccount(ctx, key)
+	key, locked, err := s.reserve(ctx, c, userKey(username))
 	if err != nil {
 		if latchkey.ErrorCode(err) == latchkey.EThrottled {
-			s.audit(ctx, c, nil, username, latchkey.ActionLogin, latchkey.OutcomeDenied, "account throttled")
+			s.audit(ctx, c, nil, username, latchkey.ActionLogin, latchkey.OutcomeDenied, "throttled")
 		}
 		return nil, err
 	}
@@ -372,6 +422,7 @@ func (s *Service) Login(ctx context.Context, c Client, oldToken, username, pw st
 		s.audit(ctx, c, u, "", latchkey.ActionLogin, latchkey.OutcomeFailure, detail)
 		return nil, errBadCredentials
 	}
+	s.refund(ctx, key)
 	if rehash {
 		s.rehash(ctx, u, pw)
 	}
@@ -540,6 +591,7 @@ func (s *Service) LoginRecovery(ctx context.Context, c Client, token, code strin
 	err = s.opt.Store.UseRecoveryCode(ctx, u.ID, s.keyedHash("recovery", norm), s.now())
 	switch latchkey.ErrorCode(err) {
 	case "":
+		s.refund(ctx, key)
 	case latchkey.ENotFound:
 		s.fail(ctx, c, key)
 		s.audit(ctx, c, u, "", latchkey.ActionLoginRecovery, latchkey.OutcomeFailure, "unknown code")
@@ -652,6 +704,7 @@ func (s *Service) checkPassword(ctx context.Context, c Client, u *latchkey.User,
 		s.audit(ctx, c, u, "", action, latchkey.OutcomeFailure, "wrong password")
 		return errBadPassword
 	}
+	s.refund(ctx, key)
 	return nil
 }
 

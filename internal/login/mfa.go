@@ -14,7 +14,7 @@ import (
 // useTOTP accepts a 6-digit code of any of the user's confirmed TOTP credentials (authenticator
 // apps and Latch devices' offline codes) once: after time step T was used, codes for any step
 // ≤ T are refused, also under concurrent requests. A failure counts against key.
-func (s *Service) useTOTP(ctx context.Context, c Client, u *latchkey.User, key, code, action string) error {
+func (s *Service) useTOTP(ctx context.Context, c Client, u *latchkey.User, key attempt, code, action string) error {
 	creds, err := s.opt.Store.FindTOTPCredentials(ctx, u.ID)
 	if err != nil {
 		return fmt.Errorf("find totp credentials: %w", err)
@@ -40,6 +40,7 @@ func (s *Service) useTOTP(ctx context.Context, c Client, u *latchkey.User, key, 
 		} else if err != nil {
 			return fmt.Errorf("use totp step: %w", err)
 		}
+		s.refund(ctx, key)
 		return nil
 	}
 	s.fail(ctx, c, key)
@@ -82,7 +83,10 @@ func (s *Service) ResetAllMFA(ctx context.Context, c Client, sess *latchkey.Sess
 	if err := s.checkPassword(ctx, c, u, latchkey.ActionMFAReset, p.Password); err != nil {
 		return err
 	}
-	key := userKey(u.Username)
+	key, err := s.admit(ctx, c, u, latchkey.ActionMFAReset, errBadCode)
+	if err != nil {
+		return err
+	}
 	switch {
 	case len(p.KeyResponse) > 0:
 		if err := s.webauthnReady(); err != nil {

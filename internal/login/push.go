@@ -26,7 +26,7 @@ func (s *Service) BeginPush(ctx context.Context, c Client, token string, deviceI
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.admit(ctx, c, u, latchkey.ActionLoginPush, errBadCode); err != nil {
+	if err := s.checkAccount(ctx, c, u, latchkey.ActionLoginPush, errBadCode); err != nil {
 		return nil, err
 	}
 	if app == "" {

@@ -352,9 +352,10 @@ func (s *Service) FinishWebAuthnLogin(ctx context.Context, c Client, token, cere
 // verifyAssertion checks a security key's answer to a ceremony of u: the library checks the
 // challenge, origin, rpIdHash, user presence and the signature; here, that the key is u's and
 // that its counter did not go back. A failure counts against the account.
-func (s *Service) verifyAssertion(ctx context.Context, c Client, u *latchkey.User, key, kind, sessionID, ceremonyID string, response []byte, action string) error {
+func (s *Service) verifyAssertion(ctx context.Context, c Client, u *latchkey.User, key attempt, kind, sessionID, ceremonyID string, response []byte, action string) error {
 	data, err := s.takeCeremony(ctx, ceremonyID, kind, u.ID, sessionID)
 	if err != nil {
+		s.refund(ctx, key) // an expired or foreign ceremony is no guess at a credential
 		return err
 	}
 	parsed, err := protocol.ParseCredentialRequestResponseBytes(response)
@@ -366,7 +367,7 @@ func (s *Service) verifyAssertion(ctx context.Context, c Client, u *latchkey.Use
 	return s.checkAssertion(ctx, c, u, key, data, parsed, action)
 }
 
-func (s *Service) checkAssertion(ctx context.Context, c Client, u *latchkey.User, key string, data *webauthn.SessionData, parsed *protocol.ParsedCredentialAssertionData, action string) error {
+func (s *Service) checkAssertion(ctx context.Context, c Client, u *latchkey.User, key attempt, data *webauthn.SessionData, parsed *protocol.ParsedCredentialAssertionData, action string) error {
 	w, err := s.waUser(ctx, u)
 	if err != nil {
 		return err
@@ -395,6 +396,7 @@ func (s *Service) checkAssertion(ctx context.Context, c Client, u *latchkey.User
 	if err := s.opt.Store.UseWebAuthnCredential(ctx, row.ID, cred.Authenticator.SignCount, false, s.now()); err != nil {
 		return fmt.Errorf("record security key use: %w", err)
 	}
+	s.refund(ctx, key)
 	return nil
 }
 

@@ -81,3 +81,31 @@ func (l *Limiter) Fail(ip string, now time.Time) {
 	b := l.level(ip, now)
 	b.tokens = max(0, b.tokens-1)
 }
+
+// Take spends one token of ip before an attempt is checked, or returns EThrottled when there is
+// none: check and spend in one step, so concurrent attempts cannot all pass a check that only
+// one of them should. A successful attempt gives its token back with Refund.
+func (l *Limiter) Take(ip string, now time.Time) error {
+	if ip == "" {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.level(ip, now)
+	if b.tokens >= 1 {
+		b.tokens--
+		return nil
+	}
+	return latchkey.Throttled(time.Duration((1 - b.tokens) * float64(l.refill)))
+}
+
+// Refund gives back a token taken for an attempt that succeeded.
+func (l *Limiter) Refund(ip string, now time.Time) {
+	if ip == "" {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.level(ip, now)
+	b.tokens = min(l.burst, b.tokens+1)
+}

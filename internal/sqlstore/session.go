@@ -122,6 +122,42 @@ func (s *DB) RecordFailure(ctx context.Context, key string, when time.Time) (int
 	return n, nil
 }
 
+// ReserveAttempt sets the counter for key to seen.Failures+1 if it still holds seen.Failures.
+func (s *DB) ReserveAttempt(ctx context.Context, key string, seen latchkey.Throttle, when time.Time) (bool, error) {
+	var res sql.Result
+	var err error
+	if seen.Failures == 0 {
+		// No row, or a row at zero: insert, or update only a row still at zero.
+		res, err = s.db.ExecContext(ctx,
+			`INSERT INTO throttles (key, failures, last_failure_at) VALUES ($1, 1, $2)
+			 ON CONFLICT (key) DO UPDATE SET failures = 1, last_failure_at = excluded.last_failure_at
+			 WHERE throttles.failures = 0`, key, us(when))
+	} else {
+		res, err = s.db.ExecContext(ctx,
+			`UPDATE throttles SET failures = failures + 1, last_failure_at = $1 WHERE key = $2 AND failures = $3`,
+			us(when), key, seen.Failures)
+	}
+	if err != nil {
+		return false, fmt.Errorf("reserve attempt: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("reserve attempt: %w", err)
+	}
+	return n == 1, nil
+}
+
+// RefundAttempt takes back one counted attempt of key.
+func (s *DB) RefundAttempt(ctx context.Context, key string, n int, prev time.Time) error {
+	if _, err := s.db.ExecContext(ctx,
+		`UPDATE throttles SET failures = failures - 1,
+		   last_failure_at = CASE WHEN failures = $2 THEN $3 ELSE last_failure_at END
+		 WHERE key = $1 AND failures > 0`, key, n, us(prev)); err != nil {
+		return fmt.Errorf("refund attempt: %w", err)
+	}
+	return nil
+}
+
 // ResetThrottle removes the counter for key.
 func (s *DB) ResetThrottle(ctx context.Context, key string) error {
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM throttles WHERE key = $1`, key); err != nil {

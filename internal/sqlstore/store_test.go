@@ -462,3 +462,72 @@ func TestMigrationsIdempotent(t *testing.T) {
 		})
 	}
 }
+
+// TestReserveAttempt: of concurrent reservations that saw the same counter exactly one wins,
+// at zero (no row) and above; a refund takes one back and, when nothing was counted since,
+// restores the previous last failure.
+func TestReserveAttempt(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		race := func(seen latchkey.Throttle, at time.Time) int {
+			t.Helper()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			won := 0
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ok, err := db.ReserveAttempt(ctx, "user:bob", seen, at)
+					if err != nil {
+						t.Error(err)
+					}
+					if ok {
+						mu.Lock()
+						won++
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			return won
+		}
+		seen, _ := db.FindThrottle(ctx, "user:bob")
+		if won := race(seen, t0); won != 1 {
+			t.Fatalf("at zero: %d reservations won, want 1", won)
+		}
+		seen, _ = db.FindThrottle(ctx, "user:bob")
+		if seen.Failures != 1 || !seen.LastFailureAt.Equal(t0) {
+			t.Fatalf("after the first: %+v", seen)
+		}
+		if won := race(seen, t0.Add(time.Minute)); won != 1 {
+			t.Fatalf("at one: %d reservations won, want 1", won)
+		}
+		if ok, _ := db.ReserveAttempt(ctx, "user:bob", seen, t0); ok {
+			t.Fatal("a reservation on a stale counter won")
+		}
+		if err := db.RefundAttempt(ctx, "user:bob", 2, t0); err != nil {
+			t.Fatal(err)
+		}
+		if th, _ := db.FindThrottle(ctx, "user:bob"); th.Failures != 1 || !th.LastFailureAt.Equal(t0) {
+			t.Fatalf("after a refund: %+v, want 1 failure at t0", th)
+		}
+		// Refund when another attempt counted since: the count drops, the time stays.
+		db.ReserveAttempt(ctx, "user:bob", latchkey.Throttle{Failures: 1}, t0.Add(time.Hour))
+		if err := db.RefundAttempt(ctx, "user:bob", 1, t0.Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if th, _ := db.FindThrottle(ctx, "user:bob"); th.Failures != 1 || !th.LastFailureAt.Equal(t0.Add(time.Hour)) {
+			t.Fatalf("after a late refund: %+v", th)
+		}
+		// Back at zero (the row stays), a reservation that saw zero wins once more.
+		db.RefundAttempt(ctx, "user:bob", 1, t0)
+		db.RefundAttempt(ctx, "user:bob", 0, t0)
+		if th, _ := db.FindThrottle(ctx, "user:bob"); th.Failures != 0 {
+			t.Fatalf("refunds went below zero or did not apply: %+v", th)
+		}
+		if won := race(latchkey.Throttle{}, t0); won != 1 {
+			t.Fatalf("at a zero row: %d reservations won, want 1", won)
+		}
+	})
+}

@@ -1,0 +1,61 @@
+package ratelimit
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey"
+)
+
+// TestTakeIsCheckAndSpend: of many concurrent takes, exactly the burst passes; a refund gives
+// one back; time refills; an empty IP is never limited.
+func TestTakeIsCheckAndSpend(t *testing.T) {
+	now := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	l := New(5, 10*time.Second)
+	var passed atomic.Int32
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if l.Take("192.0.2.1", now) == nil {
+				passed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if passed.Load() != 5 {
+		t.Fatalf("%d takes passed, want the burst of 5", passed.Load())
+	}
+	err := l.Take("192.0.2.1", now)
+	if latchkey.ErrorCode(err) != latchkey.EThrottled {
+		t.Fatalf("take on an empty bucket: %v", err)
+	}
+	l.Refund("192.0.2.1", now)
+	if err := l.Take("192.0.2.1", now); err != nil {
+		t.Fatalf("take after a refund: %v", err)
+	}
+	if err := l.Take("192.0.2.1", now.Add(10*time.Second)); err != nil {
+		t.Fatalf("take after one refill: %v", err)
+	}
+	if err := l.Take("192.0.2.2", now); err != nil {
+		t.Fatalf("another IP: %v", err)
+	}
+	for range 100 {
+		if err := l.Take("", now); err != nil {
+			t.Fatal("an unknown IP was limited")
+		}
+	}
+	for range 10 {
+		l.Refund("192.0.2.2", now)
+	}
+	n := 0
+	for l.Take("192.0.2.2", now) == nil {
+		n++
+	}
+	if n != 5 {
+		t.Fatalf("refunds filled the bucket beyond its burst: %d takes", n)
+	}
+}
