@@ -3,6 +3,8 @@
 //	latchkey serve [--addr A] [--data DIR] [--database URL] [--public-url URL] [--smtp URL] [--config FILE]
 //	latchkey user create --username U --email E [--role admin|support|user] --password-stdin
 //	latchkey audit verify
+//	latchkey client create --id ID --redirect-uri URI [--name N] [--public] [--first-party] [--require-mfa]
+//	latchkey oidc rotate-key
 //
 // Every flag also reads from LATCHKEY_<FLAG>; see README.md.
 package main
@@ -70,6 +72,8 @@ const usage = `usage:
   latchkey serve [flags]          run the server
   latchkey user create [flags]    create a user
   latchkey audit verify [flags]   check the audit trail's hash chain
+  latchkey client create [flags]  register an OpenID Connect client
+  latchkey oidc rotate-key        make a new ID-token signing key current
 Run "latchkey <command> -h" for the flags of a command.`
 
 // run is the whole program; main only supplies the process's environment.
@@ -85,6 +89,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runUserCreate(ctx, args[2:], getenv, stdin, stdout, stderr)
 	case cmd == "audit verify":
 		return runAuditVerify(ctx, args[2:], getenv, stdout, stderr)
+	case cmd == "client create":
+		return runClientCreate(ctx, args[2:], getenv, stdout, stderr)
+	case cmd == "oidc rotate-key":
+		return runOIDCRotateKey(ctx, args[2:], getenv, stdout, stderr)
 	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -246,7 +254,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer a.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	handler := web.New(web.Options{Login: a.login, Push: a.push, DB: a.db, Logger: log, PublicURL: a.public, Registry: reg})
+	provider, err := newOIDC(a)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	handler := web.New(web.Options{Login: a.login, Push: a.push, DB: a.db, Logger: log, PublicURL: a.public, Registry: reg, OIDC: provider})
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -321,6 +334,9 @@ func (a *app) cleanup(ctx context.Context) {
 			}
 			if _, err := a.db.DeleteExpiredWebAuthnCeremonies(ctx, time.Now()); err != nil {
 				a.log.Error("delete expired webauthn ceremonies", "err", err)
+			}
+			if _, err := a.db.DeleteExpiredOIDCData(ctx, time.Now()); err != nil {
+				a.log.Error("delete expired oidc data", "err", err)
 			}
 		}
 	}

@@ -115,6 +115,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /settings/password", s.pageAuthed(s.pagePasswordPost))
 	mux.Handle("GET /settings/account", s.pageAuthed(s.pageAccount))
 	mux.Handle("POST /settings/account", s.pageAuthed(s.pageAccountPost))
+	s.mountOIDC(mux) // OpenID Connect provider: /oidc/...
 
 	var h http.Handler = mux
 	h = s.limitBody(h)

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/latchkey/latchkey/internal/login"
+	"github.com/latchkey/latchkey/internal/oidc"
 	"github.com/latchkey/latchkey/internal/push"
 )
 
@@ -36,6 +37,8 @@ type Options struct {
 	// MaxBody bounds request bodies (default 64 KiB).
 	MaxBody int64
 	Now     func() time.Time
+	// OIDC is the OpenID Connect provider, served under /oidc; nil leaves it out.
+	OIDC *oidc.Provider
 }
 
 // Server is the HTTP handler of Latchkey.
@@ -52,6 +55,7 @@ type Server struct {
 	metrics   *metrics
 	pages     *pages
 	handler   http.Handler
+	oidc      *oidc.Provider
 	// stop is closed by Shutdown: streams and long polls return.
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -91,6 +95,7 @@ func New(opt Options) *Server {
 		metrics:   newMetrics(opt.Registry),
 		pages:     loadPages(),
 		stop:      make(chan struct{}),
+		oidc:      opt.OIDC,
 	}
 	s.handler = s.routes()
 	return s

@@ -1,0 +1,317 @@
+// Package oidc is Latchkey's OpenID Connect provider, built on zitadel/oidc's op package: the
+// library speaks the protocol (discovery, authorize, token, userinfo, JWKS, revocation,
+// end_session); this package stores its state through latchkey.OIDCStore and decides, for an
+// authorization request and a Latchkey session, whether the user may continue, must sign in,
+// must confirm the password (prompt=login, max_age) or lacks the second factor the client
+// demands.
+//
+// Rules kept here: PKCE S256 for public clients and never "plain"; exact redirect URIs; codes
+// single use, a reused code revokes every token issued from it; refresh tokens rotate and a
+// reused one revokes its grant; ID tokens carry auth_time, amr and acr; signing keys rotate
+// and stay published until the tokens they signed have expired.
+package oidc
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/latchkey/latchkey"
+)
+
+// Store is what the provider persists and reads.
+type Store interface {
+	latchkey.OIDCStore
+	// FindUserByID returns ENotFound when there is no such user.
+	FindUserByID(ctx context.Context, id latchkey.UserID) (*latchkey.User, error)
+}
+
+// Options configure a Provider. Zero durations take the defaults shown.
+type Options struct {
+	Store Store
+	// Issuer is the provider's URL, e.g. https://id.example.com/oidc. An http:// issuer is
+	// accepted (for development and tests).
+	Issuer string
+	// CryptoKey encrypts authorization codes and access tokens (AES-256-GCM).
+	CryptoKey [32]byte
+	// LoginPath is where the authorize endpoint sends the browser, with ?id=<request ID>
+	// (default "/oidc/login").
+	LoginPath string
+	// Algorithm signs ID tokens: "ES256" (default) or "RS256".
+	Algorithm string
+	// KeyRotation is the age at which a new signing key replaces the current one (default 30 days).
+	KeyRotation     time.Duration
+	RequestTTL      time.Duration // an authorization request (default 10 minutes)
+	CodeTTL         time.Duration // an authorization code (default 1 minute)
+	AccessTokenTTL  time.Duration // default 15 minutes
+	IDTokenTTL      time.Duration // default 1 hour
+	RefreshTokenTTL time.Duration // default 30 days
+	Logger          *slog.Logger
+	Now             func() time.Time
+}
+
+// codeReuseWindow is how long a used authorization request is kept, so that a second use of
+// its code is recognised and its tokens revoked.
+const codeReuseWindow = 24 * time.Hour
+
+// Provider is the OpenID Connect provider. It is safe for concurrent use.
+type Provider struct {
+	opt Options
+	op  *op.Provider
+	st  *storage
+	log *slog.Logger
+}
+
+// New returns a Provider.
+func New(opt Options) (*Provider, error) {
+	if opt.Store == nil || opt.Issuer == "" {
+		return nil, errors.New("oidc: Store and Issuer are required")
+	}
+	if opt.LoginPath == "" {
+		opt.LoginPath = "/oidc/login"
+	}
+	if opt.Algorithm == "" {
+		opt.Algorithm = AlgES256
+	}
+	if opt.Algorithm != AlgES256 && opt.Algorithm != AlgRS256 {
+		return nil, errors.New("oidc: the signing algorithm must be ES256 or RS256")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&opt.KeyRotation, 30*24*time.Hour)
+	def(&opt.RequestTTL, 10*time.Minute)
+	def(&opt.CodeTTL, time.Minute)
+	def(&opt.AccessTokenTTL, 15*time.Minute)
+	def(&opt.IDTokenTTL, time.Hour)
+	def(&opt.RefreshTokenTTL, 30*24*time.Hour)
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	p := &Provider{opt: opt, log: opt.Logger}
+	p.st = &storage{p: p, db: opt.Store}
+	cfg := &op.Config{
+		CryptoKey:             opt.CryptoKey,
+		CodeMethodS256:        true,
+		AuthMethodPost:        true,
+		GrantTypeRefreshToken: true,
+		SupportedScopes:       []string{zoidc.ScopeOpenID, zoidc.ScopeProfile, zoidc.ScopeEmail, zoidc.ScopeOfflineAccess},
+		SupportedClaims:       []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "at_hash", "c_hash", "azp", "name", "preferred_username", "email", "email_verified"},
+	}
+	var opts []op.Option
+	if strings.HasPrefix(opt.Issuer, "http://") {
+		opts = append(opts, op.WithAllowInsecure())
+	}
+	opts = append(opts, op.WithLogger(opt.Logger))
+	o, err := op.NewProvider(cfg, p.st, op.StaticIssuer(strings.TrimSuffix(opt.Issuer, "/")), opts...)
+	if err != nil {
+		return nil, err
+	}
+	p.op = o
+	return p, nil
+}
+
+// Handler serves the protocol endpoints. Mount it with the issuer's path stripped
+// (http.StripPrefix("/oidc", h) for an issuer ending in /oidc).
+func (p *Provider) Handler() http.Handler { return p.op }
+
+func (p *Provider) now() time.Time { return p.opt.Now() }
+
+// Step is what the browser must do next for an authorization request.
+type Step int
+
+// Steps.
+const (
+	// StepDone: the request is completed; Respond sends the code to the client.
+	StepDone Step = iota
+	// StepSignIn: the user must sign in (no session).
+	StepSignIn
+	// StepReauthenticate: the session is too old for the request (prompt=login or max_age):
+	// the user confirms the password.
+	StepReauthenticate
+	// StepMFARequired: the client demands a second factor the session lacks. The user
+	// needs to sign in again with one (or add one first).
+	StepMFARequired
+	// StepError: the client gets an error (Decision.Err) at its redirect URI.
+	StepError
+)
+
+// Decision is the outcome of Authorize.
+type Decision struct {
+	Step Step
+	// Err is the OAuth error for StepError (login_required, interaction_required, ...).
+	Err error
+	// LoginHint is the request's login_hint, for the sign-in page.
+	LoginHint string
+}
+
+// requiresMFA reports whether a client or the request's acr_values demand a second factor.
+func requiresMFA(c *latchkey.OIDCClient, r *latchkey.OIDCAuthRequest) bool {
+	return c.RequireMFA || slices.Contains(r.ACRValues, latchkey.ACRMFA) || slices.Contains(r.ACRValues, latchkey.ACRPAPEMultiFactor)
+}
+
+// Authorize decides what happens to the authorization request id for the signed-in session
+// sess (nil when the browser has none) of user u, and completes the request when nothing
+// stands in the way. An unknown or expired request gives ENotFound.
+func (p *Provider) Authorize(ctx context.Context, id string, sess *latchkey.Session, u *latchkey.User) (*Decision, error) {
+	r, err := p.st.request(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.Done() {
+		return &Decision{Step: StepDone}, nil
+	}
+	c, err := p.opt.Store.FindOIDCClientByID(ctx, r.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	none := slices.Contains(r.Prompt, zoidc.PromptNone)
+	d := &Decision{LoginHint: r.LoginHint}
+	switch {
+	case sess == nil || u == nil:
+		if none {
+			return &Decision{Step: StepError, Err: zoidc.ErrLoginRequired()}, nil
+		}
+		d.Step = StepSignIn
+		return d, nil
+	case r.MaxAge != nil && p.now().Sub(sess.PasswordAt) > *r.MaxAge && sess.PasswordAt.Before(r.CreatedAt):
+		// Fresh enough: a password within max_age, or one given after the request began
+		// (prompt=login sets max_age to 0).
+		if none {
+			return &Decision{Step: StepError, Err: zoidc.ErrLoginRequired().WithDescription("The sign-in is older than max_age.")}, nil
+		}
+		d.Step = StepReauthenticate
+		return d, nil
+	case requiresMFA(c, r) && !slices.Contains(sess.AMR, latchkey.AMRMFA):
+		if none {
+			return &Decision{Step: StepError, Err: zoidc.ErrInteractionRequired().WithDescription("The client requires multi-factor authentication.")}, nil
+		}
+		d.Step = StepMFARequired
+		return d, nil
+	}
+	acr := latchkey.ACRPassword
+	if slices.Contains(sess.AMR, latchkey.AMRMFA) {
+		acr = latchkey.ACRMFA
+	}
+	authTime := sess.PasswordAt
+	if sess.MFAAt != nil && sess.MFAAt.After(authTime) {
+		authTime = *sess.MFAAt
+	}
+	if err := p.opt.Store.CompleteOIDCAuthRequest(ctx, id, u.ID, sess.AMR, acr, authTime); err != nil && latchkey.ErrorCode(err) != latchkey.EConflict {
+		return nil, err
+	}
+	return &Decision{Step: StepDone}, nil
+}
+
+// Respond answers the client for request id: with the code when the request is completed,
+// else with err (an OAuth error such as zoidc.ErrLoginRequired()) at its redirect URI.
+func (p *Provider) Respond(w http.ResponseWriter, r *http.Request, id string, err error) {
+	ctx := op.ContextWithIssuer(r.Context(), strings.TrimSuffix(p.opt.Issuer, "/"))
+	r = r.WithContext(ctx)
+	req, lerr := p.st.AuthRequestByID(ctx, id)
+	if lerr != nil {
+		op.AuthRequestError(w, r, nil, zoidc.ErrInvalidRequest().WithDescription("The authorization request is unknown or expired."), p.op)
+		return
+	}
+	if err != nil {
+		op.AuthRequestError(w, r, req, err, p.op)
+		return
+	}
+	if !req.Done() {
+		op.AuthRequestError(w, r, req, zoidc.ErrInteractionRequired(), p.op)
+		return
+	}
+	op.AuthResponse(req, p.op, w, r)
+}
+
+// NewClient is what registering a client needs.
+type NewClient struct {
+	ID                     string
+	Name                   string
+	RedirectURIs           []string
+	PostLogoutRedirectURIs []string
+	Public                 bool
+	FirstParty             bool
+	RequireMFA             bool
+}
+
+// CreateClient registers a client and returns it with its secret (shown once; "" for a
+// public client). Redirect URIs must be absolute https:// URLs, or http:// on a loopback
+// host, without a fragment.
+func (p *Provider) CreateClient(ctx context.Context, nc NewClient) (*latchkey.OIDCClient, string, error) {
+	if nc.ID == "" || strings.ContainsAny(nc.ID, " \t\r\n") {
+		return nil, "", latchkey.Errorf(latchkey.EInvalid, "A client ID is required, without spaces.")
+	}
+	if nc.Name == "" {
+		nc.Name = nc.ID
+	}
+	if len(nc.RedirectURIs) == 0 {
+		return nil, "", latchkey.Errorf(latchkey.EInvalid, "At least one redirect URI is required.")
+	}
+	for _, list := range [][]string{nc.RedirectURIs, nc.PostLogoutRedirectURIs} {
+		for _, u := range list {
+			if err := checkRedirectURI(u); err != nil {
+				return nil, "", err
+			}
+		}
+	}
+	c := &latchkey.OIDCClient{ID: nc.ID, Name: nc.Name, Public: nc.Public, RedirectURIs: nc.RedirectURIs, PostLogoutRedirectURIs: nc.PostLogoutRedirectURIs, FirstParty: nc.FirstParty, RequireMFA: nc.RequireMFA}
+	var secret string
+	if !nc.Public {
+		secret = randomToken()
+		c.SecretHash = hashSecret(secret)
+	}
+	if err := p.opt.Store.CreateOIDCClient(ctx, c); err != nil {
+		return nil, "", err
+	}
+	return c, secret, nil
+}
+
+func checkRedirectURI(raw string) error {
+	u, err := url.Parse(raw)
+	bad := err != nil || u.Host == "" || u.Fragment != "" || strings.ContainsAny(raw, " \t\r\n")
+	if !bad && u.Scheme == "http" {
+		h := u.Hostname()
+		bad = h != "localhost" && h != "127.0.0.1" && h != "::1"
+	} else if !bad {
+		bad = u.Scheme != "https"
+	}
+	if bad {
+		return latchkey.Errorf(latchkey.EInvalid, "The redirect URI %q is not valid: use https://, or http:// on localhost, without a fragment.", raw)
+	}
+	return nil
+}
+
+// randomToken returns 256 random bits, base64url.
+func randomToken() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// hashSecret hashes a high-entropy secret (client secret, code, refresh token). A fast hash
+// is enough: the secrets are 256 random bits, not passwords.
+func hashSecret(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(h[:])
+}

@@ -1,0 +1,405 @@
+package oidc
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/latchkey/latchkey"
+)
+
+// storage implements op.Storage on latchkey.OIDCStore.
+type storage struct {
+	p  *Provider
+	db Store
+}
+
+var (
+	_ op.Storage                   = (*storage)(nil)
+	_ op.CanSetUserinfoFromRequest = (*storage)(nil)
+)
+
+func subject(id latchkey.UserID) string { return strconv.FormatInt(int64(id), 10) }
+
+func parseSubject(s string) (latchkey.UserID, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("invalid subject")
+	}
+	return latchkey.UserID(n), nil
+}
+
+// authRequest adapts latchkey.OIDCAuthRequest to op.AuthRequest.
+type authRequest struct{ *latchkey.OIDCAuthRequest }
+
+func (a authRequest) GetID() string    { return a.ID }
+func (a authRequest) GetACR() string   { return a.ACR }
+func (a authRequest) GetAMR() []string { return a.AMR }
+func (a authRequest) GetAudience() []string {
+	return []string{a.ClientID}
+}
+func (a authRequest) GetAuthTime() time.Time { return a.AuthTime }
+func (a authRequest) GetClientID() string    { return a.ClientID }
+func (a authRequest) GetCodeChallenge() *zoidc.CodeChallenge {
+	if a.CodeChallenge == "" {
+		return nil
+	}
+	return &zoidc.CodeChallenge{Challenge: a.CodeChallenge, Method: zoidc.CodeChallengeMethod(a.CodeChallengeMethod)}
+}
+func (a authRequest) GetNonce() string                    { return a.Nonce }
+func (a authRequest) GetRedirectURI() string              { return a.RedirectURI }
+func (a authRequest) GetResponseType() zoidc.ResponseType { return zoidc.ResponseType(a.ResponseType) }
+func (a authRequest) GetResponseMode() zoidc.ResponseMode { return zoidc.ResponseMode(a.ResponseMode) }
+func (a authRequest) GetScopes() []string                 { return a.Scopes }
+func (a authRequest) GetState() string                    { return a.State }
+func (a authRequest) GetSubject() string {
+	if a.UserID == 0 {
+		return ""
+	}
+	return subject(a.UserID)
+}
+func (a authRequest) Done() bool { return a.OIDCAuthRequest.Done() }
+
+// refreshRequest adapts a refresh token to op.RefreshTokenRequest.
+type refreshRequest struct {
+	*latchkey.OIDCRefreshToken
+	scopes []string
+}
+
+func (r *refreshRequest) GetAMR() []string            { return r.AMR }
+func (r *refreshRequest) GetAudience() []string       { return r.Audience }
+func (r *refreshRequest) GetAuthTime() time.Time      { return r.AuthTime }
+func (r *refreshRequest) GetClientID() string         { return r.ClientID }
+func (r *refreshRequest) GetScopes() []string         { return r.scopes }
+func (r *refreshRequest) GetSubject() string          { return subject(r.UserID) }
+func (r *refreshRequest) SetCurrentScopes(s []string) { r.scopes = s }
+
+// request returns a live authorization request.
+func (s *storage) request(ctx context.Context, id string) (*latchkey.OIDCAuthRequest, error) {
+	r, err := s.db.FindOIDCAuthRequestByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !s.p.now().Before(r.ExpiresAt) || r.CodeHash != "" {
+		return nil, latchkey.Errorf(latchkey.ENotFound, "The sign-in request expired. Go back to the application and start again.")
+	}
+	return r, nil
+}
+
+// CreateAuthRequest stores a validated authorization request after Latchkey's own checks:
+// PKCE S256 for public clients, never "plain".
+func (s *storage) CreateAuthRequest(ctx context.Context, req *zoidc.AuthRequest, _ string) (op.AuthRequest, error) {
+	c, err := s.db.FindOIDCClientByID(ctx, req.ClientID)
+	if err != nil {
+		return nil, zoidc.ErrInvalidClient().WithParent(err)
+	}
+	method := req.CodeChallengeMethod
+	if req.CodeChallenge != "" && method == "" {
+		method = zoidc.CodeChallengeMethodPlain // RFC 7636 §4.3
+	}
+	switch {
+	case req.ResponseType != zoidc.ResponseTypeCode:
+		return nil, zoidc.ErrInvalidRequest().WithDescription("Only response_type=code is supported.")
+	case req.CodeChallenge != "" && method != zoidc.CodeChallengeMethodS256:
+		return nil, zoidc.ErrInvalidRequest().WithDescription("code_challenge_method must be S256.")
+	case c.Public && req.CodeChallenge == "":
+		return nil, zoidc.ErrInvalidRequest().WithDescription("PKCE (code_challenge with S256) is required for this client.")
+	}
+	now := s.p.now()
+	r := &latchkey.OIDCAuthRequest{
+		ID: randomToken(), ClientID: c.ID, RedirectURI: req.RedirectURI, Scopes: req.Scopes, State: req.State, Nonce: req.Nonce,
+		ResponseType: string(req.ResponseType), ResponseMode: string(req.ResponseMode), CodeChallenge: req.CodeChallenge,
+		CodeChallengeMethod: string(method), Prompt: req.Prompt, LoginHint: req.LoginHint, ACRValues: req.ACRValues,
+		CreatedAt: now, ExpiresAt: now.Add(s.p.opt.RequestTTL),
+	}
+	if req.MaxAge != nil {
+		d := time.Duration(*req.MaxAge) * time.Second
+		r.MaxAge = &d
+	}
+	if err := s.db.CreateOIDCAuthRequest(ctx, r); err != nil {
+		return nil, err
+	}
+	return authRequest{r}, nil
+}
+
+func (s *storage) AuthRequestByID(ctx context.Context, id string) (op.AuthRequest, error) {
+	r, err := s.request(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return authRequest{r}, nil
+}
+
+// AuthRequestByCode uses the code, once. A second use revokes every token of the grant.
+func (s *storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
+	r, err := s.db.UseOIDCAuthCode(ctx, hashSecret(code), s.p.now())
+	if latchkey.ErrorCode(err) == latchkey.EConflict && r != nil {
+		n, derr := s.db.DeleteOIDCGrant(ctx, r.ID)
+		if derr != nil {
+			return nil, fmt.Errorf("revoke grant of reused code: %w", derr)
+		}
+		s.p.log.WarnContext(ctx, "oidc: authorization code reused; grant revoked", "client_id", r.ClientID, "user_id", r.UserID, "tokens", n)
+		return nil, errors.New("code used already")
+	} else if err != nil {
+		return nil, err
+	}
+	return authRequest{r}, nil
+}
+
+func (s *storage) SaveAuthCode(ctx context.Context, id, code string) error {
+	now := s.p.now()
+	return s.db.SetOIDCAuthCode(ctx, id, hashSecret(code), now.Add(s.p.opt.CodeTTL), now.Add(codeReuseWindow))
+}
+
+// DeleteAuthRequest keeps requests whose code was issued (their row recognises a reuse until
+// it expires) and deletes the others.
+func (s *storage) DeleteAuthRequest(ctx context.Context, id string) error {
+	r, err := s.db.FindOIDCAuthRequestByID(ctx, id)
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if r.CodeHash != "" {
+		return nil
+	}
+	return s.db.DeleteOIDCAuthRequest(ctx, id)
+}
+
+// grantOf returns the grant a token request stands for.
+func grantOf(req op.TokenRequest) (latchkey.OIDCGrant, error) {
+	switch r := req.(type) {
+	case authRequest:
+		return latchkey.OIDCGrant{GrantID: r.ID, ClientID: r.ClientID, UserID: r.UserID, Scopes: r.Scopes, Audience: r.GetAudience(), AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime}, nil
+	case *refreshRequest:
+		g := r.OIDCGrant
+		g.Scopes = r.scopes
+		return g, nil
+	}
+	return latchkey.OIDCGrant{}, zoidc.ErrUnsupportedGrantType()
+}
+
+func (s *storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
+	g, err := grantOf(req)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	now := s.p.now()
+	at := &latchkey.OIDCAccessToken{ID: randomToken(), OIDCGrant: g, CreatedAt: now, ExpiresAt: now.Add(s.p.opt.AccessTokenTTL)}
+	if err := s.db.CreateOIDCTokens(ctx, at, nil, "", now); err != nil {
+		return "", time.Time{}, err
+	}
+	return at.ID, at.ExpiresAt, nil
+}
+
+// CreateAccessAndRefreshTokens issues an access and a refresh token; with currentRefreshToken
+// it rotates that token, which then no longer works.
+func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, currentRefreshToken string) (string, string, time.Time, error) {
+	g, err := grantOf(req)
+	if err != nil {
+		return "", "", time.Time{}, err
+	}
+	now := s.p.now()
+	refresh := randomToken()
+	rt := &latchkey.OIDCRefreshToken{ID: hashSecret(refresh), OIDCGrant: g, CreatedAt: now, ExpiresAt: now.Add(s.p.opt.RefreshTokenTTL)}
+	at := &latchkey.OIDCAccessToken{ID: randomToken(), OIDCGrant: g, RefreshTokenID: rt.ID, CreatedAt: now, ExpiresAt: now.Add(s.p.opt.AccessTokenTTL)}
+	used := ""
+	if currentRefreshToken != "" {
+		used = hashSecret(currentRefreshToken)
+	}
+	if err := s.db.CreateOIDCTokens(ctx, at, rt, used, now); latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return "", "", time.Time{}, zoidc.ErrInvalidGrant().WithDescription("The refresh token was used already.")
+	} else if err != nil {
+		return "", "", time.Time{}, err
+	}
+	return at.ID, refresh, at.ExpiresAt, nil
+}
+
+// TokenRequestByRefreshToken finds a live refresh token. A used one revokes its grant: either
+// the client or a thief holds a token that was rotated away.
+func (s *storage) TokenRequestByRefreshToken(ctx context.Context, token string) (op.RefreshTokenRequest, error) {
+	rt, err := s.db.FindOIDCRefreshToken(ctx, hashSecret(token))
+	if err != nil {
+		return nil, err
+	}
+	if rt.UsedAt != nil {
+		n, derr := s.db.DeleteOIDCGrant(ctx, rt.GrantID)
+		if derr != nil {
+			return nil, fmt.Errorf("revoke grant of reused refresh token: %w", derr)
+		}
+		s.p.log.WarnContext(ctx, "oidc: refresh token reused; grant revoked", "client_id", rt.ClientID, "user_id", rt.UserID, "tokens", n)
+		return nil, errors.New("refresh token used already")
+	}
+	if !s.p.now().Before(rt.ExpiresAt) {
+		return nil, errors.New("refresh token expired")
+	}
+	if err := s.activeUser(ctx, rt.UserID); err != nil {
+		return nil, err
+	}
+	return &refreshRequest{OIDCRefreshToken: rt, scopes: rt.Scopes}, nil
+}
+
+func (s *storage) activeUser(ctx context.Context, id latchkey.UserID) error {
+	u, err := s.db.FindUserByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	if u.Disabled {
+		return errors.New("user disabled")
+	}
+	return nil
+}
+
+func (s *storage) TerminateSession(ctx context.Context, userID, clientID string) error {
+	id, err := parseSubject(userID)
+	if err != nil {
+		return err
+	}
+	return s.db.DeleteOIDCUserTokens(ctx, id, clientID)
+}
+
+// RevokeToken revokes an access token (by ID, with userID set) or a refresh token (by the
+// hash GetRefreshTokenInfo returned).
+func (s *storage) RevokeToken(ctx context.Context, tokenOrID, userID, clientID string) *zoidc.Error {
+	if userID != "" {
+		if at, err := s.db.FindOIDCAccessToken(ctx, tokenOrID); err == nil {
+			if at.ClientID != clientID {
+				return zoidc.ErrInvalidClient().WithDescription("The token was not issued to this client.")
+			}
+			if err := s.db.DeleteOIDCAccessToken(ctx, at.ID); err != nil {
+				return zoidc.ErrServerError().WithParent(err)
+			}
+			return nil
+		}
+	}
+	rt, err := s.db.FindOIDCRefreshToken(ctx, tokenOrID)
+	if err != nil {
+		return nil // unknown tokens are "revoked" already (RFC 7009 §2.2)
+	}
+	if rt.ClientID != clientID {
+		return zoidc.ErrInvalidClient().WithDescription("The token was not issued to this client.")
+	}
+	if err := s.db.DeleteOIDCRefreshToken(ctx, rt.ID); err != nil {
+		return zoidc.ErrServerError().WithParent(err)
+	}
+	return nil
+}
+
+func (s *storage) GetRefreshTokenInfo(ctx context.Context, clientID, token string) (string, string, error) {
+	rt, err := s.db.FindOIDCRefreshToken(ctx, hashSecret(token))
+	if err != nil || rt.ClientID != clientID {
+		return "", "", op.ErrInvalidRefreshToken
+	}
+	return subject(rt.UserID), rt.ID, nil
+}
+
+func (s *storage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
+	c, err := s.db.FindOIDCClientByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &client{c: c, p: s.p}, nil
+}
+
+func (s *storage) AuthorizeClientIDSecret(ctx context.Context, id, secret string) error {
+	c, err := s.db.FindOIDCClientByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	if c.Public || c.SecretHash == "" || subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(c.SecretHash)) != 1 {
+		return zoidc.ErrInvalidClient().WithDescription("The client credentials are invalid.")
+	}
+	return nil
+}
+
+func (s *storage) SetUserinfoFromScopes(context.Context, *zoidc.UserInfo, string, string, []string) error {
+	return nil
+}
+
+func (s *storage) SetUserinfoFromRequest(ctx context.Context, info *zoidc.UserInfo, req op.IDTokenRequest, scopes []string) error {
+	id, err := parseSubject(req.GetSubject())
+	if err != nil {
+		return err
+	}
+	return s.userinfo(ctx, info, id, scopes)
+}
+
+func (s *storage) userinfo(ctx context.Context, info *zoidc.UserInfo, id latchkey.UserID, scopes []string) error {
+	u, err := s.db.FindUserByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	info.Subject = subject(u.ID)
+	if slices.Contains(scopes, zoidc.ScopeProfile) {
+		info.Name, info.PreferredUsername = u.Username, u.Username
+	}
+	if slices.Contains(scopes, zoidc.ScopeEmail) {
+		info.Email = u.Email
+	}
+	return nil
+}
+
+// liveToken returns an access token that exists (not revoked) and has not expired.
+func (s *storage) liveToken(ctx context.Context, tokenID, sub string) (*latchkey.OIDCAccessToken, error) {
+	at, err := s.db.FindOIDCAccessToken(ctx, tokenID)
+	if err != nil {
+		return nil, err
+	}
+	if !s.p.now().Before(at.ExpiresAt) || subject(at.UserID) != sub {
+		return nil, errors.New("access token expired")
+	}
+	if err := s.activeUser(ctx, at.UserID); err != nil {
+		return nil, err
+	}
+	return at, nil
+}
+
+func (s *storage) SetUserinfoFromToken(ctx context.Context, info *zoidc.UserInfo, tokenID, sub, _ string) error {
+	at, err := s.liveToken(ctx, tokenID, sub)
+	if err != nil {
+		return err
+	}
+	return s.userinfo(ctx, info, at.UserID, at.Scopes)
+}
+
+func (s *storage) SetIntrospectionFromToken(ctx context.Context, resp *zoidc.IntrospectionResponse, tokenID, sub, clientID string) error {
+	at, err := s.liveToken(ctx, tokenID, sub)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(at.Audience, clientID) {
+		return errors.New("token not for this client")
+	}
+	info := new(zoidc.UserInfo)
+	if err := s.userinfo(ctx, info, at.UserID, at.Scopes); err != nil {
+		return err
+	}
+	resp.SetUserInfo(info)
+	resp.Active, resp.ClientID, resp.Scope, resp.Audience = true, at.ClientID, at.Scopes, at.Audience
+	resp.Expiration = zoidc.FromTime(at.ExpiresAt)
+	resp.IssuedAt = zoidc.FromTime(at.CreatedAt)
+	return nil
+}
+
+func (s *storage) GetPrivateClaimsFromScopes(context.Context, string, string, []string) (map[string]any, error) {
+	return nil, nil
+}
+
+func (s *storage) GetKeyByIDAndClientID(context.Context, string, string) (*jose.JSONWebKey, error) {
+	return nil, errors.New("JWT profile grants are not supported")
+}
+
+func (s *storage) ValidateJWTProfileScopes(context.Context, string, []string) ([]string, error) {
+	return nil, errors.New("JWT profile grants are not supported")
+}
+
+func (s *storage) Health(context.Context) error { return nil }
