@@ -1,0 +1,254 @@
+package oidc_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/oidc"
+	"github.com/latchkey/latchkey/internal/sqlstore"
+)
+
+var t0 = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+
+type fixture struct {
+	db      *sqlstore.DB
+	p       *oidc.Provider
+	now     time.Time
+	user    *latchkey.User
+	secrets map[string]string
+}
+
+// verifier is the PKCE code verifier of every request in these tests.
+var verifier = strings.Repeat("v", 43)
+
+func challenge() string {
+	h := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(h[:])
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{now: t0, secrets: map[string]string{}}
+	clock := func() time.Time { return f.now }
+	db, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "db"), sqlstore.Options{SecretsKey: bytes.Repeat([]byte{1}, 32), Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	f.db = db
+	if f.p, err = oidc.New(oidc.Options{Store: db, Issuer: "http://id.test/oidc", Now: clock}); err != nil {
+		t.Fatal(err)
+	}
+	f.user = &latchkey.User{Username: "alice", Email: "alice@example.com", Role: latchkey.RoleUser, PasswordHash: "x"}
+	if err := db.CreateUser(context.Background(), f.user); err != nil {
+		t.Fatal(err)
+	}
+	for _, nc := range []oidc.NewClient{
+		{ID: "app", RedirectURIs: []string{"https://app.test/cb"}, FirstParty: true},
+		{ID: "strict", RedirectURIs: []string{"https://strict.test/cb"}, RequireMFA: true},
+	} {
+		_, secret, err := f.p.CreateClient(context.Background(), nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.secrets[nc.ID] = secret
+	}
+	return f
+}
+
+// start sends an authorization request to the provider's handler and returns the request
+// ID from the login redirect.
+func (f *fixture) start(t *testing.T, client string, params url.Values) string {
+	t.Helper()
+	q := url.Values{"client_id": {client}, "redirect_uri": {"https://" + client + ".test/cb"}, "response_type": {"code"}, "scope": {"openid"},
+		"code_challenge": {challenge()}, "code_challenge_method": {"S256"}}
+	for k, v := range params {
+		q[k] = v
+	}
+	rec := httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/authorize?"+q.Encode(), nil))
+	loc, _ := url.Parse(rec.Header().Get("Location"))
+	if rec.Code != http.StatusFound || loc == nil || loc.Path != "/oidc/login" {
+		t.Fatalf("authorize: %d to %q\n%s", rec.Code, rec.Header().Get("Location"), rec.Body)
+	}
+	return loc.Query().Get("id")
+}
+
+func TestAuthorizeDecisions(t *testing.T) {
+	mfaAt := t0.Add(-30 * time.Minute)
+	pwd := &latchkey.Session{AMR: []string{latchkey.AMRPassword}, PasswordAt: t0.Add(-time.Hour)}
+	mfa := &latchkey.Session{AMR: []string{latchkey.AMRPassword, latchkey.AMROTP, latchkey.AMRMFA}, PasswordAt: t0.Add(-time.Hour), MFAAt: &mfaAt}
+	tests := []struct {
+		name   string
+		client string
+		params url.Values
+		sess   *latchkey.Session
+		want   oidc.Step
+	}{
+		{"no session", "app", nil, nil, oidc.StepSignIn},
+		{"no session, prompt=none", "app", url.Values{"prompt": {"none"}}, nil, oidc.StepError},
+		{"signed in", "app", nil, pwd, oidc.StepDone},
+		{"prompt=login", "app", url.Values{"prompt": {"login"}}, mfa, oidc.StepReauthenticate},
+		{"max_age within", "app", url.Values{"max_age": {"7200"}}, pwd, oidc.StepDone},
+		{"max_age exceeded", "app", url.Values{"max_age": {"60"}}, pwd, oidc.StepReauthenticate},
+		{"max_age exceeded, prompt=none", "app", url.Values{"max_age": {"60"}, "prompt": {"none"}}, pwd, oidc.StepError},
+		{"client requires MFA, password only", "strict", nil, pwd, oidc.StepMFARequired},
+		{"client requires MFA, with MFA", "strict", nil, mfa, oidc.StepDone},
+		{"acr_values=mfa, password only", "app", url.Values{"acr_values": {"mfa"}}, pwd, oidc.StepMFARequired},
+		{"acr_values=mfa, prompt=none", "app", url.Values{"acr_values": {"mfa"}, "prompt": {"none"}}, pwd, oidc.StepError},
+		{"acr_values=mfa, with MFA", "app", url.Values{"acr_values": {"mfa"}}, mfa, oidc.StepDone},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t)
+			id := f.start(t, tt.client, tt.params)
+			var u *latchkey.User
+			if tt.sess != nil {
+				u = f.user
+			}
+			d, err := f.p.Authorize(context.Background(), id, tt.sess, u)
+			if err != nil || d.Step != tt.want {
+				t.Fatalf("Authorize = %+v, %v; want step %d", d, err, tt.want)
+			}
+			r, err := f.db.FindOIDCAuthRequestByID(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Done(); got != (tt.want == oidc.StepDone) {
+				t.Errorf("request done = %v after step %d", got, d.Step)
+			}
+			if tt.want == oidc.StepDone {
+				wantACR, wantTime := latchkey.ACRPassword, tt.sess.PasswordAt
+				if tt.sess == mfa {
+					wantACR, wantTime = latchkey.ACRMFA, mfaAt
+				}
+				if r.ACR != wantACR || !r.AuthTime.Equal(wantTime) || len(r.AMR) != len(tt.sess.AMR) {
+					t.Errorf("completed request: acr %q, auth_time %v, amr %v", r.ACR, r.AuthTime, r.AMR)
+				}
+			}
+		})
+	}
+}
+
+func TestPromptLoginSatisfiedByANewPassword(t *testing.T) {
+	f := setup(t)
+	id := f.start(t, "app", url.Values{"prompt": {"login"}})
+	f.now = t0.Add(10 * time.Second)
+	fresh := &latchkey.Session{AMR: []string{latchkey.AMRPassword}, PasswordAt: f.now}
+	if d, err := f.p.Authorize(context.Background(), id, fresh, f.user); err != nil || d.Step != oidc.StepDone {
+		t.Fatalf("after re-authentication: %+v, %v", d, err)
+	}
+}
+
+func TestExpiredRequest(t *testing.T) {
+	f := setup(t)
+	id := f.start(t, "app", nil)
+	f.now = t0.Add(11 * time.Minute)
+	if _, err := f.p.Authorize(context.Background(), id, nil, nil); latchkey.ErrorCode(err) != latchkey.ENotFound {
+		t.Errorf("expired request: %v, want not found", err)
+	}
+	if _, err := f.p.Authorize(context.Background(), "nope", nil, nil); latchkey.ErrorCode(err) != latchkey.ENotFound {
+		t.Errorf("unknown request: %v, want not found", err)
+	}
+}
+
+func TestCreateClient(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	for _, bad := range []string{"http://app.example/cb", "ftp://x/cb", "https://app.test/cb#frag", "/relative", "app.test/cb"} {
+		if _, _, err := f.p.CreateClient(ctx, oidc.NewClient{ID: "x", RedirectURIs: []string{bad}}); latchkey.ErrorCode(err) != latchkey.EInvalid {
+			t.Errorf("redirect URI %q: %v, want invalid", bad, err)
+		}
+	}
+	c, secret, err := f.p.CreateClient(ctx, oidc.NewClient{ID: "loop", RedirectURIs: []string{"http://127.0.0.1:8000/cb", "http://localhost/cb"}})
+	if err != nil || len(secret) < 40 || c.SecretHash == "" || strings.Contains(c.SecretHash, secret) {
+		t.Errorf("confidential client: %+v, secret %q, %v", c, secret, err)
+	}
+	c, secret, err = f.p.CreateClient(ctx, oidc.NewClient{ID: "spa", Public: true, RedirectURIs: []string{"https://spa.test/cb"}})
+	if err != nil || secret != "" || c.SecretHash != "" || !c.Public {
+		t.Errorf("public client: %+v, secret %q, %v", c, secret, err)
+	}
+	if _, _, err := f.p.CreateClient(ctx, oidc.NewClient{ID: "spa", RedirectURIs: []string{"https://spa.test/cb"}}); latchkey.ErrorCode(err) != latchkey.EConflict {
+		t.Errorf("duplicate ID: %v", err)
+	}
+}
+
+func TestKeyRotation(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	jwks := func() []string {
+		rec := httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/keys", nil))
+		var kids []string
+		for _, part := range strings.Split(rec.Body.String(), `"kid":"`)[1:] {
+			kids = append(kids, part[:strings.Index(part, `"`)])
+		}
+		return kids
+	}
+	if kids := jwks(); len(kids) != 0 {
+		t.Fatalf("JWKS before any key: %v", kids)
+	}
+	k1, err := f.p.RotateKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.now = t0.Add(time.Minute)
+	k2, err := f.p.RotateKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kids := jwks(); len(kids) != 2 || kids[0] != k2.ID || kids[1] != k1.ID {
+		t.Fatalf("JWKS after rotation = %v, want [%s %s]", kids, k2.ID, k1.ID)
+	}
+	// The retired key goes once every token it signed has expired (ID tokens: 1 h).
+	f.now = t0.Add(2 * time.Hour)
+	if kids := jwks(); len(kids) != 1 || kids[0] != k2.ID {
+		t.Errorf("JWKS two hours later = %v, want [%s]", kids, k2.ID)
+	}
+	// After 30 days the active key is replaced on first use.
+	f.now = t0.Add(31 * 24 * time.Hour)
+	id := f.start(t, "app", nil)
+	if _, err := f.p.Authorize(ctx, id, &latchkey.Session{AMR: []string{"pwd"}, PasswordAt: f.now}, f.user); err != nil {
+		t.Fatal(err)
+	}
+	tok := f.exchange(t, "app", id)
+	keys, err := f.db.FindOIDCSigningKeys(ctx, f.now)
+	if err != nil || len(keys) != 2 || keys[0].ID == k2.ID || keys[1].ID != k2.ID || keys[1].RetiredAt == nil || keys[0].RetiredAt != nil {
+		t.Fatalf("keys after first use past 30 days = %+v, %v", keys, err)
+	}
+	if !strings.Contains(tok, `"id_token"`) {
+		t.Errorf("token response %s", tok)
+	}
+}
+
+// exchange completes request id at the token endpoint and returns the response body.
+func (f *fixture) exchange(t *testing.T, client, id string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	f.p.Respond(rec, httptest.NewRequest("GET", "http://id.test/oidc/login?id="+id, nil), id, nil)
+	loc, _ := url.Parse(rec.Header().Get("Location"))
+	code := loc.Query().Get("code")
+	if code == "" {
+		t.Fatalf("no code: %d %q", rec.Code, rec.Header().Get("Location"))
+	}
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {"https://" + client + ".test/cb"}, "code_verifier": {verifier}}
+	req := httptest.NewRequest("POST", "http://id.test/oauth/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(client, f.secrets[client])
+	rec = httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("token: %d %s", rec.Code, rec.Body)
+	}
+	return rec.Body.String()
+}
