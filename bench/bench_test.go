@@ -74,7 +74,9 @@ func quickRun(t *testing.T, kind string, args ...string) {
 			t.Errorf("%s: %d cells, want 10: %q", name, len(c), c)
 			continue
 		}
-		if rate, err := strconv.ParseFloat(c[2], 64); err != nil || rate <= 0 {
+		// The flood's rate may be 0 on a busy machine: 300 sign-ins queue for 2 hashers, and a
+		// short quick run can end before one is done (they are cancelled, not errors).
+		if rate, err := strconv.ParseFloat(c[2], 64); err != nil || rate < 0 || (rate == 0 && name != "password step flood") {
 			t.Errorf("%s: rate %q, want > 0", name, c[2])
 		}
 		if c[6] != "0" {
