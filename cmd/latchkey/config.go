@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/latchkey/latchkey/internal/forwardauth"
 	"github.com/latchkey/latchkey/internal/login"
 )
 
@@ -64,6 +65,12 @@ type Config struct {
 		FraudPause   Duration `yaml:"fraud_pause"`   // pause after "this wasn't me"
 		MaxPushes    int      `yaml:"max_pushes"`    // pushes since the last sign-in
 	} `yaml:"push"`
+	// ForwardAuth are the rules of the forward-auth gate (GET /auth/forward): the first rule
+	// that matches the host and path (and the user's group) decides; Default otherwise.
+	ForwardAuth struct {
+		Default string             `yaml:"default"` // bypass, password, mfa (default) or deny
+		Rules   []forwardauth.Rule `yaml:"rules"`
+	} `yaml:"forward_auth"`
 	Log struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // text or json
@@ -97,6 +104,7 @@ func defaultConfig() Config {
 	c.Session.IdleTimeout = Duration(time.Hour)
 	c.Session.Reauth = Duration(10 * time.Minute)
 	c.Push.NumberLength = 2
+	c.ForwardAuth.Default = string(forwardauth.MFA)
 	c.Push.ChallengeTTL = Duration(2 * time.Minute)
 	c.Push.FraudPause = Duration(time.Hour)
 	c.Push.MaxPushes = 5
@@ -280,6 +288,9 @@ func (c *Config) validate() []string {
 	if c.Session.MaxAge <= 0 || c.Session.IdleTimeout <= 0 || c.Session.Reauth <= 0 {
 		p = append(p, "session durations must be positive")
 	}
+	if _, err := c.forwardAuthRules(); err != nil {
+		p = append(p, err.Error())
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -289,6 +300,11 @@ func (c *Config) validate() []string {
 		p = append(p, fmt.Sprintf("log.format must be text or json, not %q", c.Log.Format))
 	}
 	return p
+}
+
+// forwardAuthRules compiles the forward-auth gate's rules.
+func (c *Config) forwardAuthRules() (*forwardauth.Rules, error) {
+	return forwardauth.Compile(c.ForwardAuth.Rules, forwardauth.Policy(c.ForwardAuth.Default))
 }
 
 // redact hides the password of a URL for messages.

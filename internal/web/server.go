@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/latchkey/latchkey/internal/forwardauth"
 	"github.com/latchkey/latchkey/internal/login"
 	"github.com/latchkey/latchkey/internal/oidc"
 	"github.com/latchkey/latchkey/internal/push"
@@ -39,23 +40,27 @@ type Options struct {
 	Now     func() time.Time
 	// OIDC is the OpenID Connect provider, served under /oidc; nil leaves it out.
 	OIDC *oidc.Provider
+	// ForwardAuth are the rules of the forward-auth gate (GET /auth/forward); nil means every
+	// address needs MFA.
+	ForwardAuth *forwardauth.Rules
 }
 
 // Server is the HTTP handler of Latchkey.
 type Server struct {
-	login     *login.Service
-	push      *push.Service
-	db        Pinger
-	log       *slog.Logger
-	publicURL *url.URL
-	cookie    cookieConfig
-	maxBody   int64
-	now       func() time.Time
-	reg       *prometheus.Registry
-	metrics   *metrics
-	pages     *pages
-	handler   http.Handler
-	oidc      *oidc.Provider
+	login       *login.Service
+	push        *push.Service
+	db          Pinger
+	log         *slog.Logger
+	publicURL   *url.URL
+	cookie      cookieConfig
+	maxBody     int64
+	now         func() time.Time
+	reg         *prometheus.Registry
+	metrics     *metrics
+	pages       *pages
+	handler     http.Handler
+	oidc        *oidc.Provider
+	forwardAuth *forwardauth.Rules
 	// stop is closed by Shutdown: streams and long polls return.
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -82,6 +87,9 @@ func New(opt Options) *Server {
 	if opt.PublicURL == nil {
 		opt.PublicURL = &url.URL{Scheme: "http", Host: "127.0.0.1:8080"}
 	}
+	if opt.ForwardAuth == nil {
+		opt.ForwardAuth, _ = forwardauth.Compile(nil, forwardauth.MFA)
+	}
 	s := &Server{
 		login:     opt.Login,
 		push:      opt.Push,
@@ -96,6 +104,8 @@ func New(opt Options) *Server {
 		pages:     loadPages(),
 		stop:      make(chan struct{}),
 		oidc:      opt.OIDC,
+
+		forwardAuth: opt.ForwardAuth,
 	}
 	s.handler = s.routes()
 	return s
