@@ -31,7 +31,7 @@ import (
 )
 
 // TestSoak runs the real latchkey binary on SQLite under sustained mixed load for a bounded
-// time (10 s; LATCHKEY_SOAK=5m for longer): password sign-ins followed by TOTP codes, session
+// time (8 s; LATCHKEY_SOAK=5m for longer): password sign-ins followed by TOTP codes, session
 // reads and sign-outs, wrong passwords and wrong codes from another address (intended 401 and
 // 429), push sign-ins answered by a real `latch` (approved, denied or left pending), /healthz
 // and /readyz. It asserts that no request gets anything but the answer it should (401 and 429
@@ -42,9 +42,9 @@ import (
 // come from the server's own /metrics (go_goroutines, go_memstats_heap_alloc_bytes).
 func TestSoak(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") != "true" {
-		t.Skip("builds the server and drives it for 10 s")
+		t.Skip("builds the server and drives it for 8 s")
 	}
-	d := 10 * time.Second
+	d := 8 * time.Second
 	if v := os.Getenv("LATCHKEY_SOAK"); v != "" {
 		var err error
 		if d, err = time.ParseDuration(v); err != nil || d <= 0 {
