@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -113,6 +115,16 @@ func TestCrashDuringEnrolments(t *testing.T) {
 			})
 		}
 		time.Sleep(after)
+		// On a busy machine (race detector, parallel packages) the first enrolments can take
+		// longer than the planned moment: kill once this round has at least one acknowledged.
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			mu.Lock()
+			ackedNow := slices.ContainsFunc(slices.Collect(maps.Values(acked)), func(a *crashAck) bool { return a.round == round })
+			mu.Unlock()
+			if ackedNow {
+				break
+			}
+		}
 		srv.kill(t)
 		close(done)
 		wg.Wait()
