@@ -5,15 +5,12 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-webauthn/webauthn/protocol"
-	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
 
 	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/audit"
@@ -64,7 +61,7 @@ func newFuzzWA(f *testing.F) *fuzzWA {
 	if err != nil {
 		f.Fatal(err)
 	}
-	if _, err := svc.FinishWebAuthnRegistration(ctx, nobody, res.Session, res.User, o.CeremonyID, "Fuzz key", fuzzCreate(f, k, o)); err != nil {
+	if _, err := svc.FinishWebAuthnRegistration(ctx, nobody, res.Session, res.User, o.CeremonyID, "Fuzz key", k.create(f, o)); err != nil {
 		f.Fatal(err)
 	}
 	// An answer to a ceremony that is over, and a sign-in waiting for its second factor.
@@ -75,7 +72,7 @@ func newFuzzWA(f *testing.F) *fuzzWA {
 	if err != nil {
 		f.Fatal(err)
 	}
-	return &fuzzWA{svc: svc, db: db, key: k, res: res, stale: fuzzGet(f, k, o)}
+	return &fuzzWA{svc: svc, db: db, key: k, res: res, stale: k.get(f, o)}
 }
 
 func mustKey(tb testing.TB) *ecdsa.PrivateKey {
@@ -84,38 +81,6 @@ func mustKey(tb testing.TB) *ecdsa.PrivateKey {
 		tb.Fatal(err)
 	}
 	return k
-}
-
-// fuzzCreate and fuzzGet are softKey.create and softKey.get for a testing.TB.
-func fuzzCreate(tb testing.TB, k *softKey, o *login.KeyOptions) []byte {
-	cc := o.Options.(*protocol.CredentialCreation)
-	k.userHandle = cc.Response.User.ID.(protocol.URLEncodedBase64)
-	k.counter++
-	att, err := webauthncbor.Marshal(map[string]any{"fmt": "none", "attStmt": map[string]any{}, "authData": k.authData(true)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out, _ := json.Marshal(map[string]any{
-		"id": b64u(k.id), "rawId": b64u(k.id), "type": "public-key",
-		"response": map[string]any{"clientDataJSON": b64u(k.clientData("webauthn.create", cc.Response.Challenge)), "attestationObject": b64u(att)},
-	})
-	return out
-}
-
-func fuzzGet(tb testing.TB, k *softKey, o *login.KeyOptions) []byte {
-	ca := o.Options.(*protocol.CredentialAssertion)
-	k.counter++
-	ad := k.authData(false)
-	cd := k.clientData("webauthn.get", ca.Response.Challenge)
-	h := sha256.Sum256(cd)
-	digest := sha256.Sum256(append(append([]byte{}, ad...), h[:]...))
-	sig, err := ecdsa.SignASN1(rand.Reader, k.priv, digest[:])
-	if err != nil {
-		tb.Fatal(err)
-	}
-	resp := map[string]any{"clientDataJSON": b64u(cd), "authenticatorData": b64u(ad), "signature": b64u(sig), "userHandle": b64u(k.userHandle)}
-	out, _ := json.Marshal(map[string]any{"id": b64u(k.id), "rawId": b64u(k.id), "type": "public-key", "response": resp})
-	return out
 }
 
 // addSeeds adds shapes of WebAuthn answers: the stale real one, truncated and altered
@@ -182,7 +147,7 @@ func FuzzFinishWebAuthnRegistration(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	if signedIn, err = w.svc.FinishWebAuthnLogin(ctx, nobody, signedIn.Token, o.CeremonyID, fuzzGet(f, w.key, o)); err != nil {
+	if signedIn, err = w.svc.FinishWebAuthnLogin(ctx, nobody, signedIn.Token, o.CeremonyID, w.key.get(f, o)); err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

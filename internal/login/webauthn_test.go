@@ -86,7 +86,7 @@ func (k *softKey) clientData(typ string, challenge []byte) []byte {
 }
 
 // create answers a registration ceremony.
-func (k *softKey) create(t *testing.T, o *login.KeyOptions) []byte {
+func (k *softKey) create(t testing.TB, o *login.KeyOptions) []byte {
 	t.Helper()
 	cc := o.Options.(*protocol.CredentialCreation)
 	k.userHandle = cc.Response.User.ID.(protocol.URLEncodedBase64)
@@ -103,7 +103,7 @@ func (k *softKey) create(t *testing.T, o *login.KeyOptions) []byte {
 }
 
 // get answers an assertion ceremony.
-func (k *softKey) get(t *testing.T, o *login.KeyOptions) []byte {
+func (k *softKey) get(t testing.TB, o *login.KeyOptions) []byte {
 	t.Helper()
 	ca := o.Options.(*protocol.CredentialAssertion)
 	k.counter++
