@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/latchkey/latchkey/internal/forwardauth"
+	"github.com/latchkey/latchkey/internal/web"
 	"github.com/latchkey/latchkey/internal/login"
 )
 
@@ -71,6 +72,9 @@ type Config struct {
 		Default string             `yaml:"default"` // bypass, password, mfa (default) or deny
 		Rules   []forwardauth.Rule `yaml:"rules"`
 	} `yaml:"forward_auth"`
+	// TrustedProxies are the reverse proxies (addresses or CIDR prefixes) whose
+	// X-Forwarded-For header gives the client's address; empty: the TCP peer is the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	Log struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // text or json
@@ -298,6 +302,9 @@ func (c *Config) validate() []string {
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		p = append(p, fmt.Sprintf("log.format must be text or json, not %q", c.Log.Format))
+	}
+	if _, err := web.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		p = append(p, "trusted_proxies: "+err.Error())
 	}
 	return p
 }

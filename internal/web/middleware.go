@@ -179,8 +179,8 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 
 func isAPI(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/api/") }
 
-// clientIP is the TCP peer's address. Latchkey does not trust X-Forwarded-For yet: behind a
-// proxy, every client would otherwise be able to pick its own IP for throttling and audit.
+// clientIP is the client's address: the TCP peer's, or, behind a trusted proxy, the one the
+// proxy reports (realIP has already put it in RemoteAddr).
 func clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

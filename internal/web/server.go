@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sync"
 	"time"
@@ -43,6 +44,9 @@ type Options struct {
 	// ForwardAuth are the rules of the forward-auth gate (GET /auth/forward); nil means every
 	// address needs MFA.
 	ForwardAuth *forwardauth.Rules
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is believed (realip.go);
+	// empty: the TCP peer is the client.
+	TrustedProxies []netip.Prefix
 }
 
 // Server is the HTTP handler of Latchkey.
@@ -107,7 +111,7 @@ func New(opt Options) *Server {
 
 		forwardAuth: opt.ForwardAuth,
 	}
-	s.handler = s.routes()
+	s.handler = realIP(opt.TrustedProxies, s.routes())
 	return s
 }
 
