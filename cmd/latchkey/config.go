@@ -18,8 +18,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/latchkey/latchkey/internal/forwardauth"
-	"github.com/latchkey/latchkey/internal/web"
 	"github.com/latchkey/latchkey/internal/login"
+	"github.com/latchkey/latchkey/internal/web"
 )
 
 // Config is the whole configuration of the server. Precedence, lowest first: the defaults
@@ -75,7 +75,7 @@ type Config struct {
 	// TrustedProxies are the reverse proxies (addresses or CIDR prefixes) whose
 	// X-Forwarded-For header gives the client's address; empty: the TCP peer is the client.
 	TrustedProxies []string `yaml:"trusted_proxies"`
-	Log struct {
+	Log            struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // text or json
 	} `yaml:"log"`
