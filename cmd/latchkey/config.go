@@ -75,7 +75,8 @@ type Config struct {
 	// TrustedProxies are the reverse proxies (addresses or CIDR prefixes) whose
 	// X-Forwarded-For header gives the client's address; empty: the TCP peer is the client.
 	TrustedProxies []string `yaml:"trusted_proxies"`
-	Log            struct {
+
+	Log struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // text or json
 	} `yaml:"log"`
