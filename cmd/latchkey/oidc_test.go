@@ -45,7 +45,7 @@ func newRP(t *testing.T, s *testServer, id string, extra ...string) *rp {
 	if m := secretRe.FindStringSubmatch(out.String()); m != nil {
 		secret = m[1]
 	}
-	p, err := gooidc.NewProvider(context.Background(), s.url+"/oidc")
+	p, err := gooidc.NewProvider(context.Background(), s.url)
 	if err != nil {
 		t.Fatalf("discovery: %v", err)
 	}
@@ -360,7 +360,7 @@ func TestOIDCRefreshAndKeyRotation(t *testing.T) {
 	if raw, _ := tok2.Extra("id_token").(string); raw != "" {
 		idt, err := r.verifier.Verify(ctx, raw)
 		var c2 idClaims
-		if err != nil || idt.Claims(&c2) != nil || c2.AuthTime != c.AuthTime || c2.Subject != c.Subject {
+		if err != nil || idt.Claims(&c2) != nil || c2.AuthTime != c.AuthTime || c2.Subject != c.Subject || c2.ACR == "" || c2.ACR != c.ACR {
 			t.Errorf("refreshed ID token: %+v, %v", c2, err)
 		}
 	}
@@ -393,7 +393,7 @@ func TestOIDCRefreshAndKeyRotation(t *testing.T) {
 	}
 	// The token signed by the old key still verifies (a fresh verifier reads the JWKS).
 	oldRaw, _ := tok.Extra("id_token").(string)
-	p, err := gooidc.NewProvider(ctx, s.url+"/oidc")
+	p, err := gooidc.NewProvider(ctx, s.url)
 	if err != nil {
 		t.Fatal(err)
 	}
