@@ -32,12 +32,20 @@ type rp struct {
 
 var secretRe = regexp.MustCompile(`client_secret: (\S+)`)
 
-// newRP registers a client with `latchkey client create` and discovers the provider.
+// newRP registers a first-party client with `latchkey client create` and discovers the
+// provider.
 func newRP(t *testing.T, s *testServer, id string, extra ...string) *rp {
+	t.Helper()
+	return newRPWith(t, s, id, append([]string{"--first-party"}, extra...)...)
+}
+
+// newRPWith registers a client with exactly the extra flags given (a third-party client
+// without --first-party).
+func newRPWith(t *testing.T, s *testServer, id string, extra ...string) *rp {
 	t.Helper()
 	redirect := "http://127.0.0.1:1/" + id + "/callback"
 	var out, errb strings.Builder
-	args := append([]string{"client", "create", "--data", s.data, "--id", id, "--name", "App " + id, "--redirect-uri", redirect, "--first-party"}, extra...)
+	args := append([]string{"client", "create", "--data", s.data, "--id", id, "--name", "App " + id, "--redirect-uri", redirect}, extra...)
 	if err := run(context.Background(), args, env(nil), nil, &out, &errb); err != nil {
 		t.Fatalf("client create: %v\n%s", err, errb.String())
 	}
@@ -60,7 +68,14 @@ type oidcBrowser struct {
 	t    *testing.T
 	base string
 	hc   *http.Client
+	// consent is the answer on a consent page ("allow" or "deny"); "" fails the test there.
+	consent string
+	// enroll, when set, sets up a factor on the rollout page (step-up without a factor);
+	// the browser then continues to next.
+	enroll func(next string)
 }
+
+var formIDRe = regexp.MustCompile(`name="id" value="([^"]+)"`)
 
 func newOIDCBrowser(t *testing.T, base string) *oidcBrowser {
 	jar, _ := cookiejar.New(nil)
@@ -88,6 +103,23 @@ func (b *oidcBrowser) authorize(authURL string, codeFn func() string) result {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		loc := resp.Header.Get("Location")
+		if m := formIDRe.FindSubmatch(body); resp.StatusCode == http.StatusOK && m != nil {
+			// The consent page, or the step-up page: answer it like a person would.
+			id := string(m[1])
+			switch {
+			case strings.Contains(string(body), `action="/oidc/consent"`):
+				if b.consent == "" {
+					b.t.Fatalf("unexpected consent page\n%s", body)
+				}
+				res.pages = append(res.pages, "consent")
+				req = b.form("/oidc/consent", url.Values{"id": {id}, "decision": {b.consent}})
+				continue
+			case strings.Contains(string(body), `action="/oidc/stepup"`):
+				res.pages = append(res.pages, "stepup")
+				req = b.form("/oidc/stepup", url.Values{"id": {id}})
+				continue
+			}
+		}
 		if resp.StatusCode/100 != 3 || loc == "" {
 			b.t.Fatalf("%s %s: %d without redirect\n%s", req.Method, req.URL, resp.StatusCode, body)
 		}
@@ -109,6 +141,12 @@ func (b *oidcBrowser) authorize(authURL string, codeFn func() string) result {
 			req = b.form("/login/code", url.Values{"code": {codeFn()}, "next": {next}})
 		case "/reauth":
 			req = b.form("/reauth", url.Values{"password": {alicePassword}, "next": {next}})
+		case "/login/enroll":
+			if b.enroll == nil {
+				b.t.Fatalf("unexpected rollout page")
+			}
+			b.enroll(next)
+			req, _ = http.NewRequest("GET", b.base+next, nil)
 		default:
 			req, _ = http.NewRequest("GET", u.String(), nil)
 		}
