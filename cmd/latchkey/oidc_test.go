@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -75,7 +76,10 @@ type oidcBrowser struct {
 	enroll func(next string)
 }
 
-var formIDRe = regexp.MustCompile(`name="id" value="([^"]+)"`)
+var (
+	formIDRe   = regexp.MustCompile(`name="id" value="([^"]+)"`)
+	continueRe = regexp.MustCompile(`id="continue" href="([^"]+)"`)
+)
 
 func newOIDCBrowser(t *testing.T, base string) *oidcBrowser {
 	jar, _ := cookiejar.New(nil)
@@ -103,6 +107,11 @@ func (b *oidcBrowser) authorize(authURL string, codeFn func() string) result {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		loc := resp.Header.Get("Location")
+		if m := continueRe.FindSubmatch(body); resp.StatusCode == http.StatusOK && m != nil {
+			// The page that continues to the client after a form (meta refresh).
+			loc = html.UnescapeString(string(m[1]))
+			resp.StatusCode = http.StatusFound
+		}
 		if m := formIDRe.FindSubmatch(body); resp.StatusCode == http.StatusOK && m != nil {
 			// The consent page, or the step-up page: answer it like a person would.
 			id := string(m[1])

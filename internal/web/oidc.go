@@ -1,9 +1,12 @@
 package web
 
 import (
+	"bytes"
 	"context"
+	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/latchkey/latchkey"
@@ -85,9 +88,9 @@ func (s *Server) oidcNext(w http.ResponseWriter, r *http.Request, id string, d *
 	here := "/oidc/login?id=" + url.QueryEscape(id)
 	switch d.Step {
 	case oidc.StepDone:
-		s.oidc.Respond(w, r, id, nil)
+		s.oidcRespond(w, r, id, nil, d.Client)
 	case oidc.StepError:
-		s.oidc.Respond(w, r, id, d.Err)
+		s.oidcRespond(w, r, id, d.Err, d.Client)
 	case oidc.StepSignIn:
 		http.Redirect(w, r, loginURL(here, d.LoginHint), http.StatusSeeOther)
 	case oidc.StepReauthenticate:
@@ -103,13 +106,82 @@ func (s *Server) oidcNext(w http.ResponseWriter, r *http.Request, id string, d *
 		}
 		v := oidcView{ID: id, App: d.Client.Name}
 		for _, f := range methods {
-			if !f.Pending {
+			if !f.Pending && !slices.Contains(v.Methods, f.Type) {
 				v.Methods = append(v.Methods, f.Type)
 			}
 		}
 		return s.render(w, http.StatusOK, "stepup", &view{Title: d.Client.Name + " needs two-step verification", User: u, Data: v})
 	}
 	return nil
+}
+
+// oidcRespond sends the browser back to the client with the code (or the error). When the
+// request comes from one of Latchkey's own pages (a form's POST, or the redirect after one:
+// Sec-Fetch-Site same-origin), a redirect to the client's origin would be blocked by the
+// pages' CSP form-action 'self', which browsers apply to the redirects that follow a form
+// submission; the browser then gets a small page that continues by itself (meta refresh,
+// which form-action does not govern) and a link. A navigation that comes from the client
+// (single sign-on) gets the plain redirect, with no page in between.
+func (s *Server) oidcRespond(w http.ResponseWriter, r *http.Request, id string, err error, c *latchkey.OIDCClient) {
+	if r.Method == http.MethodGet && r.Header.Get("Sec-Fetch-Site") != "same-origin" {
+		s.oidc.Respond(w, r, id, err)
+		return
+	}
+	cw := &captureWriter{h: http.Header{}}
+	s.oidc.Respond(cw, r, id, err)
+	loc := cw.h.Get("Location")
+	if cw.code/100 != 3 || loc == "" {
+		for k, v := range cw.h {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(cw.code)
+		_, _ = w.Write(cw.body.Bytes())
+		return
+	}
+	name := "the application"
+	if c != nil {
+		name = c.Name
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	_ = continuePage.Execute(w, struct{ URL, App string }{loc, name})
+}
+
+// continuePage takes the browser to the client. The URL is one the library built from a
+// registered redirect URI; html/template still refuses anything but http(s) in it.
+var continuePage = template.Must(template.New("continue").Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="0; url={{.URL}}">
+<title>Returning to {{.App}}</title>
+<link rel="stylesheet" href="/static/style.css">
+</head>
+<body>
+<main id="main" class="narrow"><section class="card"><h1>Returning to {{.App}}…</h1><p><a class="button" id="continue" href="{{.URL}}">Continue to {{.App}}</a></p></section></main>
+</body>
+</html>
+`))
+
+// captureWriter keeps a response to look at it before it is sent.
+type captureWriter struct {
+	h    http.Header
+	code int
+	body bytes.Buffer
+}
+
+func (c *captureWriter) Header() http.Header { return c.h }
+func (c *captureWriter) WriteHeader(code int) {
+	if c.code == 0 {
+		c.code = code
+	}
+}
+func (c *captureWriter) Write(b []byte) (int, error) {
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	return c.body.Write(b)
 }
 
 // loginURL is the sign-in page returning to next, with the request's login_hint to fill in
