@@ -372,8 +372,8 @@ func TestOIDCRefusals(t *testing.T) {
 		t.Errorf("refresh token still accepted after its code was reused")
 	}
 
-	// A client that requires MFA, for a user without a second factor: not with prompt=none,
-	// and an error page otherwise.
+	// A client that requires MFA, for a password-only session: interaction_required with
+	// prompt=none (the step-up page otherwise: TestOIDCStepUp, TestOIDCStepUpWithoutFactor).
 	mfa := newRP(t, s, "strict", "--require-mfa")
 	u, _ = mfa.authURL(oauth2.SetAuthURLParam("prompt", "none"))
 	if res := br.authorize(u, none); res.err != "interaction_required" {
