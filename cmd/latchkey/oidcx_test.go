@@ -226,6 +226,15 @@ func TestOIDCCrossOriginEndpoints(t *testing.T) {
 	if resp, m := crossSite("POST", "/oidc/revoke", url.Values{"token": {access}, "client_id": {"spa"}}, ""); resp.StatusCode != 200 {
 		t.Errorf("cross-site revocation: %d %v", resp.StatusCode, m)
 	}
+	// A refused request: a clear OAuth error, and the library's log line reaches the server's
+	// log (not the process's default logger), without the code.
+	if resp, m := crossSite("POST", "/oidc/token", url.Values{"grant_type": {"authorization_code"}, "code": {"bogus-code-x"}, "client_id": {"spa"},
+		"redirect_uri": {spa.conf.RedirectURL}, "code_verifier": {verifier}}, ""); resp.StatusCode != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		t.Errorf("bogus code: %d %v", resp.StatusCode, m)
+	}
+	if l := s.log(); !strings.Contains(l, `msg="request error"`) || strings.Contains(l, "bogus-code-x") {
+		t.Errorf("server log after a refused token request:\n%s", l)
+	}
 	// The preflight of a browser.
 	req, _ := http.NewRequest("OPTIONS", s.url+"/oidc/token", nil)
 	req.Header.Set("Origin", "https://spa.example")
