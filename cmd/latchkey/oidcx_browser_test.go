@@ -145,3 +145,34 @@ func TestBrowserOIDCConsentAndStepUp(t *testing.T) {
 	do(t, ctx, "phone consent", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(partner.authURL(s)), chromedp.WaitVisible(chromedp.CSS(`form[action="/oidc/consent"]`)))
 	shot("06-consent-phone")
 }
+
+// TestBrowserOIDCStepUpSetUp: a user without a second factor opens a client that demands
+// MFA: the page says so, sets up an authenticator app on the spot, and continues to the
+// client with an MFA sign-in.
+func TestBrowserOIDCStepUpSetUp(t *testing.T) {
+	s := startServer(t, "alice")
+	strict := newBrowserRP(t, s, "strict", "--first-party", "--require-mfa")
+	ctx := browsertest.New(t, 2*time.Minute)
+	shot := func(name string) { browsertest.Screenshot(t, ctx, "oidcx-setup-"+name) }
+
+	do(t, ctx, "open strict", chromedp.Navigate(strict.authURL(s)), chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
+		chromedp.SendKeys(chromedp.CSS("#password"), alicePassword),
+		chromedp.Click(chromedp.CSS(`form[action="/login"] button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`form[action="/oidc/stepup"]`)),
+	)
+	shot("01-no-factor")
+	if got := text(t, ctx, "main"); !strings.Contains(got, "has no second sign-in method yet") {
+		t.Errorf("step-up page without a factor: %q", got)
+	}
+	do(t, ctx, "set up", chromedp.Click(chromedp.CSS(`form[action="/oidc/stepup"] button`)), chromedp.WaitVisible(chromedp.CSS(`form[action="/login/enroll/totp"] button`)))
+	shot("02-choose")
+	do(t, ctx, "authenticator app", chromedp.Click(chromedp.CSS(`form[action="/login/enroll/totp"] button`)), chromedp.WaitVisible(chromedp.CSS("#qr")))
+	secret := scanQR(t, ctx)
+	enterCode(t, ctx, totp.Code(secret, totp.Step(time.Now())), `a.button[href^="/oidc/login"]`)
+	shot("03-recovery-codes")
+	do(t, ctx, "continue", chromedp.Click(chromedp.CSS(`a.button[href^="/oidc/login"]`)), chromedp.WaitVisible(chromedp.CSS("#result")))
+	if got := text(t, ctx, "#result"); !strings.HasPrefix(got, "acr=mfa ") || !strings.Contains(got, "otp") {
+		t.Fatalf("strict after setting up a factor: %q", got)
+	}
+}
