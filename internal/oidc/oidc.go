@@ -2,8 +2,8 @@
 // library speaks the protocol (discovery, authorize, token, userinfo, JWKS, revocation,
 // end_session); this package stores its state through latchkey.OIDCStore and decides, for an
 // authorization request and a Latchkey session, whether the user may continue, must sign in,
-// must confirm the password (prompt=login, max_age) or lacks the second factor the client
-// demands.
+// must confirm the password (prompt=login, max_age), lacks the second factor the client
+// demands, or must allow a third-party client the scopes it asks for (consent).
 //
 // Rules kept here: PKCE S256 for public clients and never "plain"; exact redirect URIs; codes
 // single use, a reused code revokes every token issued from it; refresh tokens rotate and a
