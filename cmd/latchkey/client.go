@@ -7,15 +7,24 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
+	"github.com/latchkey/latchkey/internal/audit"
 	"github.com/latchkey/latchkey/internal/oidc"
 )
 
-// newOIDC builds the OpenID Connect provider of a, with its issuer at <public URL>/oidc. Its
-// crypto key (codes, access tokens) is derived from the secrets key, so every node of a
-// cluster derives the same one.
+// newOIDC builds the OpenID Connect provider of a, whose issuer is the public URL (discovery
+// at /.well-known/openid-configuration, endpoints under /oidc/). Its crypto key (codes,
+// access tokens) is derived from the secrets key, so every node of a cluster derives the same
+// one. zitadel/oidc logs request errors only through slog's default logger: the default
+// becomes a handler that sends them to the provider's logger (and anything else to ours).
 func newOIDC(a *app) (*oidc.Provider, error) {
+	slog.SetDefault(slog.New(oidc.LogHandler(a.log.Handler())))
+	return newProvider(a)
+}
+
+func newProvider(a *app) (*oidc.Provider, error) {
 	_, secrets, err := a.cfg.keys()
 	if err != nil {
 		return nil, err
@@ -26,9 +35,10 @@ func newOIDC(a *app) (*oidc.Provider, error) {
 	copy(key[:], mac.Sum(nil))
 	p, err := oidc.New(oidc.Options{
 		Store:     a.db,
-		Issuer:    strings.TrimSuffix(a.public.String(), "/") + "/oidc",
+		Issuer:    strings.TrimSuffix(a.public.String(), "/"),
 		CryptoKey: key,
 		Logger:    a.log,
+		Audit:     audit.New(a.db, a.log, nil),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("oidc: %w", err)
@@ -81,7 +91,7 @@ func runClientCreate(ctx context.Context, args []string, getenv func(string) str
 	} else {
 		fmt.Fprintln(stdout, "public client: no secret; use PKCE with S256")
 	}
-	fmt.Fprintf(stdout, "issuer: %s/oidc\n", strings.TrimSuffix(a.public.String(), "/"))
+	fmt.Fprintf(stdout, "issuer: %s\n", strings.TrimSuffix(a.public.String(), "/"))
 	return nil
 }
 

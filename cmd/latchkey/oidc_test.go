@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -32,12 +33,20 @@ type rp struct {
 
 var secretRe = regexp.MustCompile(`client_secret: (\S+)`)
 
-// newRP registers a client with `latchkey client create` and discovers the provider.
+// newRP registers a first-party client with `latchkey client create` and discovers the
+// provider.
 func newRP(t *testing.T, s *testServer, id string, extra ...string) *rp {
+	t.Helper()
+	return newRPWith(t, s, id, append([]string{"--first-party"}, extra...)...)
+}
+
+// newRPWith registers a client with exactly the extra flags given (a third-party client
+// without --first-party).
+func newRPWith(t *testing.T, s *testServer, id string, extra ...string) *rp {
 	t.Helper()
 	redirect := "http://127.0.0.1:1/" + id + "/callback"
 	var out, errb strings.Builder
-	args := append([]string{"client", "create", "--data", s.data, "--id", id, "--name", "App " + id, "--redirect-uri", redirect, "--first-party"}, extra...)
+	args := append([]string{"client", "create", "--data", s.data, "--id", id, "--name", "App " + id, "--redirect-uri", redirect}, extra...)
 	if err := run(context.Background(), args, env(nil), nil, &out, &errb); err != nil {
 		t.Fatalf("client create: %v\n%s", err, errb.String())
 	}
@@ -45,7 +54,7 @@ func newRP(t *testing.T, s *testServer, id string, extra ...string) *rp {
 	if m := secretRe.FindStringSubmatch(out.String()); m != nil {
 		secret = m[1]
 	}
-	p, err := gooidc.NewProvider(context.Background(), s.url+"/oidc")
+	p, err := gooidc.NewProvider(context.Background(), s.url)
 	if err != nil {
 		t.Fatalf("discovery: %v", err)
 	}
@@ -60,7 +69,17 @@ type oidcBrowser struct {
 	t    *testing.T
 	base string
 	hc   *http.Client
+	// consent is the answer on a consent page ("allow" or "deny"); "" fails the test there.
+	consent string
+	// enroll, when set, sets up a factor on the rollout page (step-up without a factor);
+	// the browser then continues to next.
+	enroll func(next string)
 }
+
+var (
+	formIDRe   = regexp.MustCompile(`name="id" value="([^"]+)"`)
+	continueRe = regexp.MustCompile(`id="continue" href="([^"]+)"`)
+)
 
 func newOIDCBrowser(t *testing.T, base string) *oidcBrowser {
 	jar, _ := cookiejar.New(nil)
@@ -88,6 +107,28 @@ func (b *oidcBrowser) authorize(authURL string, codeFn func() string) result {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		loc := resp.Header.Get("Location")
+		if m := continueRe.FindSubmatch(body); resp.StatusCode == http.StatusOK && m != nil {
+			// The page that continues to the client after a form (meta refresh).
+			loc = html.UnescapeString(string(m[1]))
+			resp.StatusCode = http.StatusFound
+		}
+		if m := formIDRe.FindSubmatch(body); resp.StatusCode == http.StatusOK && m != nil {
+			// The consent page, or the step-up page: answer it like a person would.
+			id := string(m[1])
+			switch {
+			case strings.Contains(string(body), `action="/oidc/consent"`):
+				if b.consent == "" {
+					b.t.Fatalf("unexpected consent page\n%s", body)
+				}
+				res.pages = append(res.pages, "consent")
+				req = b.form("/oidc/consent", url.Values{"id": {id}, "decision": {b.consent}})
+				continue
+			case strings.Contains(string(body), `action="/oidc/stepup"`):
+				res.pages = append(res.pages, "stepup")
+				req = b.form("/oidc/stepup", url.Values{"id": {id}})
+				continue
+			}
+		}
 		if resp.StatusCode/100 != 3 || loc == "" {
 			b.t.Fatalf("%s %s: %d without redirect\n%s", req.Method, req.URL, resp.StatusCode, body)
 		}
@@ -109,6 +150,12 @@ func (b *oidcBrowser) authorize(authURL string, codeFn func() string) result {
 			req = b.form("/login/code", url.Values{"code": {codeFn()}, "next": {next}})
 		case "/reauth":
 			req = b.form("/reauth", url.Values{"password": {alicePassword}, "next": {next}})
+		case "/login/enroll":
+			if b.enroll == nil {
+				b.t.Fatalf("unexpected rollout page")
+			}
+			b.enroll(next)
+			req, _ = http.NewRequest("GET", b.base+next, nil)
 		default:
 			req, _ = http.NewRequest("GET", u.String(), nil)
 		}
@@ -325,8 +372,8 @@ func TestOIDCRefusals(t *testing.T) {
 		t.Errorf("refresh token still accepted after its code was reused")
 	}
 
-	// A client that requires MFA, for a user without a second factor: not with prompt=none,
-	// and an error page otherwise.
+	// A client that requires MFA, for a password-only session: interaction_required with
+	// prompt=none (the step-up page otherwise: TestOIDCStepUp, TestOIDCStepUpWithoutFactor).
 	mfa := newRP(t, s, "strict", "--require-mfa")
 	u, _ = mfa.authURL(oauth2.SetAuthURLParam("prompt", "none"))
 	if res := br.authorize(u, none); res.err != "interaction_required" {
@@ -360,7 +407,7 @@ func TestOIDCRefreshAndKeyRotation(t *testing.T) {
 	if raw, _ := tok2.Extra("id_token").(string); raw != "" {
 		idt, err := r.verifier.Verify(ctx, raw)
 		var c2 idClaims
-		if err != nil || idt.Claims(&c2) != nil || c2.AuthTime != c.AuthTime || c2.Subject != c.Subject {
+		if err != nil || idt.Claims(&c2) != nil || c2.AuthTime != c.AuthTime || c2.Subject != c.Subject || c2.ACR == "" || c2.ACR != c.ACR {
 			t.Errorf("refreshed ID token: %+v, %v", c2, err)
 		}
 	}
@@ -393,7 +440,7 @@ func TestOIDCRefreshAndKeyRotation(t *testing.T) {
 	}
 	// The token signed by the old key still verifies (a fresh verifier reads the JWKS).
 	oldRaw, _ := tok.Extra("id_token").(string)
-	p, err := gooidc.NewProvider(ctx, s.url+"/oidc")
+	p, err := gooidc.NewProvider(ctx, s.url)
 	if err != nil {
 		t.Fatal(err)
 	}

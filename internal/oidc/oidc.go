@@ -2,8 +2,8 @@
 // library speaks the protocol (discovery, authorize, token, userinfo, JWKS, revocation,
 // end_session); this package stores its state through latchkey.OIDCStore and decides, for an
 // authorization request and a Latchkey session, whether the user may continue, must sign in,
-// must confirm the password (prompt=login, max_age) or lacks the second factor the client
-// demands.
+// must confirm the password (prompt=login, max_age), lacks the second factor the client
+// demands, or must allow a third-party client the scopes it asks for (consent).
 //
 // Rules kept here: PKCE S256 for public clients and never "plain"; exact redirect URIs; codes
 // single use, a reused code revokes every token issued from it; refresh tokens rotate and a
@@ -18,6 +18,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -25,16 +26,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/cors"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
 
 	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/audit"
 )
 
 // Store is what the provider persists and reads.
 type Store interface {
 	latchkey.OIDCStore
+	latchkey.OIDCConsentStore
 	// FindUserByID returns ENotFound when there is no such user.
 	FindUserByID(ctx context.Context, id latchkey.UserID) (*latchkey.User, error)
 }
@@ -42,9 +46,13 @@ type Store interface {
 // Options configure a Provider. Zero durations take the defaults shown.
 type Options struct {
 	Store Store
-	// Issuer is the provider's URL, e.g. https://id.example.com/oidc. An http:// issuer is
-	// accepted (for development and tests).
+	// Issuer is the provider's URL, e.g. https://id.example.com: Latchkey's public URL.
+	// Discovery is at Issuer/.well-known/openid-configuration and the protocol endpoints
+	// under Issuer/oidc/ (Paths). An http:// issuer is accepted (for development and tests).
 	Issuer string
+	// Audit records grants, code exchanges, reuse of codes and refresh tokens, consents and
+	// new clients; nil records nothing.
+	Audit *audit.Recorder
 	// CryptoKey encrypts authorization codes and access tokens (AES-256-GCM).
 	CryptoKey [32]byte
 	// LoginPath is where the authorize endpoint sends the browser, with ?id=<request ID>
@@ -120,7 +128,25 @@ func New(opt Options) (*Provider, error) {
 	if strings.HasPrefix(opt.Issuer, "http://") {
 		opts = append(opts, op.WithAllowInsecure())
 	}
-	opts = append(opts, op.WithLogger(opt.Logger))
+	opts = append(opts,
+		op.WithCustomAuthEndpoint(op.NewEndpoint(PathAuthorize)),
+		op.WithCustomTokenEndpoint(op.NewEndpoint(PathToken)),
+		op.WithCustomIntrospectionEndpoint(op.NewEndpoint(PathIntrospect)),
+		op.WithCustomUserinfoEndpoint(op.NewEndpoint(PathUserinfo)),
+		op.WithCustomRevocationEndpoint(op.NewEndpoint(PathRevoke)),
+		op.WithCustomEndSessionEndpoint(op.NewEndpoint(PathEndSession)),
+		op.WithCustomKeysEndpoint(op.NewEndpoint(PathKeys)),
+		op.WithCustomDeviceAuthorizationEndpoint(op.NewEndpoint("/oidc/device_authorization")),
+		// Single-page apps call the token, userinfo, revocation and introspection endpoints
+		// from their own origin with no cookie: any origin may read the answers, and no
+		// credentials (cookies) are ever allowed cross-origin.
+		op.WithCORSOptions(&cors.Options{
+			AllowedOrigins:   []string{"*"},
+			AllowedMethods:   []string{http.MethodGet, http.MethodHead, http.MethodPost},
+			AllowedHeaders:   []string{"Accept", "Accept-Language", "Authorization", "Content-Type"},
+			AllowCredentials: false,
+		}),
+	)
 	o, err := op.NewProvider(cfg, p.st, op.StaticIssuer(strings.TrimSuffix(opt.Issuer, "/")), opts...)
 	if err != nil {
 		return nil, err
@@ -129,9 +155,26 @@ func New(opt Options) (*Provider, error) {
 	return p, nil
 }
 
-// Handler serves the protocol endpoints. Mount it with the issuer's path stripped
-// (http.StripPrefix("/oidc", h) for an issuer ending in /oidc).
-func (p *Provider) Handler() http.Handler { return p.op }
+// Paths of the protocol endpoints, relative to the issuer. Discovery is at
+// /.well-known/openid-configuration.
+const (
+	PathDiscovery  = "/.well-known/openid-configuration"
+	PathAuthorize  = "/oidc/authorize"
+	PathToken      = "/oidc/token"
+	PathIntrospect = "/oidc/introspect"
+	PathUserinfo   = "/oidc/userinfo"
+	PathRevoke     = "/oidc/revoke"
+	PathEndSession = "/oidc/end_session"
+	PathKeys       = "/oidc/keys"
+)
+
+// Handler serves the protocol endpoints: mount it, unstripped, at PathDiscovery and under
+// /oidc/. Whatever the library logs about a request goes to Options.Logger (see LogHandler).
+func (p *Provider) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.op.ServeHTTP(w, r.WithContext(p.logContext(r.Context())))
+	})
+}
 
 func (p *Provider) now() time.Time { return p.opt.Now() }
 
@@ -147,9 +190,12 @@ const (
 	// StepReauthenticate: the session is too old for the request (prompt=login or max_age):
 	// the user confirms the password.
 	StepReauthenticate
-	// StepMFARequired: the client demands a second factor the session lacks. The user
-	// needs to sign in again with one (or add one first).
+	// StepMFARequired: the client demands a second factor the session lacks: the user
+	// steps up (the second step of sign-in), or adds a factor first.
 	StepMFARequired
+	// StepConsent: a third-party client asks for scopes the user has not allowed yet (or
+	// prompt=consent): the user allows or denies (Consent).
+	StepConsent
 	// StepError: the client gets an error (Decision.Err) at its redirect URI.
 	StepError
 )
@@ -161,6 +207,10 @@ type Decision struct {
 	Err error
 	// LoginHint is the request's login_hint, for the sign-in page.
 	LoginHint string
+	// Client is the requesting client (for the consent and step-up pages).
+	Client *latchkey.OIDCClient
+	// Scopes are the scopes the request asks for (for the consent page).
+	Scopes []string
 }
 
 // requiresMFA reports whether a client or the request's acr_values demand a second factor.
@@ -168,10 +218,43 @@ func requiresMFA(c *latchkey.OIDCClient, r *latchkey.OIDCAuthRequest) bool {
 	return c.RequireMFA || slices.Contains(r.ACRValues, latchkey.ACRMFA) || slices.Contains(r.ACRValues, latchkey.ACRPAPEMultiFactor)
 }
 
+// errConsentRequired is OIDC Core's consent_required, which the library does not define.
+func errConsentRequired() *zoidc.Error {
+	e := zoidc.ErrInteractionRequired().WithDescription("The user has not allowed this application yet.")
+	e.ErrorType = "consent_required"
+	return e
+}
+
+// answer is the user's answer on the consent page.
+type answer int
+
+const (
+	noAnswer answer = iota
+	allow
+	deny
+)
+
 // Authorize decides what happens to the authorization request id for the signed-in session
 // sess (nil when the browser has none) of user u, and completes the request when nothing
 // stands in the way. An unknown or expired request gives ENotFound.
 func (p *Provider) Authorize(ctx context.Context, id string, sess *latchkey.Session, u *latchkey.User) (*Decision, error) {
+	return p.authorize(ctx, id, sess, u, noAnswer)
+}
+
+// Consent records the user's answer on the consent page for request id and decides like
+// Authorize: with allowed, the consent is stored (the scopes asked for, added to those
+// allowed before) and the request completed; otherwise the client gets access_denied. Every
+// rule of Authorize is checked again: the answer counts only for a session that may
+// complete the request.
+func (p *Provider) Consent(ctx context.Context, id string, sess *latchkey.Session, u *latchkey.User, allowed bool) (*Decision, error) {
+	a := deny
+	if allowed {
+		a = allow
+	}
+	return p.authorize(ctx, id, sess, u, a)
+}
+
+func (p *Provider) authorize(ctx context.Context, id string, sess *latchkey.Session, u *latchkey.User, a answer) (*Decision, error) {
 	r, err := p.st.request(ctx, id)
 	if err != nil {
 		return nil, err
@@ -184,11 +267,15 @@ func (p *Provider) Authorize(ctx context.Context, id string, sess *latchkey.Sess
 		return nil, err
 	}
 	none := slices.Contains(r.Prompt, zoidc.PromptNone)
-	d := &Decision{LoginHint: r.LoginHint}
+	d := &Decision{LoginHint: r.LoginHint, Client: c, Scopes: r.Scopes}
+	refuse := func(e *zoidc.Error) (*Decision, error) {
+		p.record(ctx, u, latchkey.ActionOIDCAuthorize, latchkey.OutcomeDenied, "client: "+c.ID+"; "+string(e.ErrorType))
+		return &Decision{Step: StepError, Err: e, Client: c}, nil
+	}
 	switch {
 	case sess == nil || u == nil:
 		if none {
-			return &Decision{Step: StepError, Err: zoidc.ErrLoginRequired()}, nil
+			return refuse(zoidc.ErrLoginRequired())
 		}
 		d.Step = StepSignIn
 		return d, nil
@@ -196,16 +283,40 @@ func (p *Provider) Authorize(ctx context.Context, id string, sess *latchkey.Sess
 		// Fresh enough: a password within max_age, or one given after the request began
 		// (prompt=login sets max_age to 0).
 		if none {
-			return &Decision{Step: StepError, Err: zoidc.ErrLoginRequired().WithDescription("The sign-in is older than max_age.")}, nil
+			return refuse(zoidc.ErrLoginRequired().WithDescription("The sign-in is older than max_age."))
 		}
 		d.Step = StepReauthenticate
 		return d, nil
 	case requiresMFA(c, r) && !slices.Contains(sess.AMR, latchkey.AMRMFA):
 		if none {
-			return &Decision{Step: StepError, Err: zoidc.ErrInteractionRequired().WithDescription("The client requires multi-factor authentication.")}, nil
+			return refuse(zoidc.ErrInteractionRequired().WithDescription("The client requires multi-factor authentication."))
 		}
 		d.Step = StepMFARequired
 		return d, nil
+	}
+	switch a {
+	case deny:
+		return refuse(zoidc.ErrAccessDenied().WithDescription("The user denied the request."))
+	case allow:
+		if !c.FirstParty {
+			if err := p.saveConsent(ctx, u, c, r.Scopes); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		if !c.FirstParty {
+			ok, err := p.consented(ctx, u.ID, c.ID, r.Scopes)
+			if err != nil {
+				return nil, err
+			}
+			if !ok || slices.Contains(r.Prompt, zoidc.PromptConsent) {
+				if none {
+					return refuse(errConsentRequired())
+				}
+				d.Step = StepConsent
+				return d, nil
+			}
+		}
 	}
 	acr := latchkey.ACRPassword
 	if slices.Contains(sess.AMR, latchkey.AMRMFA) {
@@ -215,16 +326,21 @@ func (p *Provider) Authorize(ctx context.Context, id string, sess *latchkey.Sess
 	if sess.MFAAt != nil && sess.MFAAt.After(authTime) {
 		authTime = *sess.MFAAt
 	}
-	if err := p.opt.Store.CompleteOIDCAuthRequest(ctx, id, u.ID, sess.AMR, acr, authTime); err != nil && latchkey.ErrorCode(err) != latchkey.EConflict {
+	err = p.opt.Store.CompleteOIDCAuthRequest(ctx, id, u.ID, sess.AMR, acr, authTime)
+	switch latchkey.ErrorCode(err) {
+	case "":
+		p.record(ctx, u, latchkey.ActionOIDCAuthorize, latchkey.OutcomeSuccess, "client: "+c.ID+"; acr: "+acr)
+	case latchkey.EConflict:
+	default:
 		return nil, err
 	}
-	return &Decision{Step: StepDone}, nil
+	return &Decision{Step: StepDone, Client: c}, nil
 }
 
 // Respond answers the client for request id: with the code when the request is completed,
 // else with err (an OAuth error such as zoidc.ErrLoginRequired()) at its redirect URI.
 func (p *Provider) Respond(w http.ResponseWriter, r *http.Request, id string, err error) {
-	ctx := op.ContextWithIssuer(r.Context(), strings.TrimSuffix(p.opt.Issuer, "/"))
+	ctx := op.ContextWithIssuer(p.logContext(r.Context()), strings.TrimSuffix(p.opt.Issuer, "/"))
 	r = r.WithContext(ctx)
 	req, lerr := p.st.AuthRequestByID(ctx, id)
 	if lerr != nil {
@@ -282,6 +398,7 @@ func (p *Provider) CreateClient(ctx context.Context, nc NewClient) (*latchkey.OI
 	if err := p.opt.Store.CreateOIDCClient(ctx, c); err != nil {
 		return nil, "", err
 	}
+	p.record(ctx, nil, latchkey.ActionOIDCClientCreated, latchkey.OutcomeSuccess, fmt.Sprintf("client: %s; public: %t; first_party: %t; require_mfa: %t", c.ID, c.Public, c.FirstParty, c.RequireMFA))
 	return c, secret, nil
 }
 

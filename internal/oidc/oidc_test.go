@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/audit"
 	"github.com/latchkey/latchkey/internal/oidc"
 	"github.com/latchkey/latchkey/internal/sqlstore"
 )
@@ -46,7 +47,7 @@ func setup(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	f.db = db
-	if f.p, err = oidc.New(oidc.Options{Store: db, Issuer: "http://id.test/oidc", Now: clock}); err != nil {
+	if f.p, err = oidc.New(oidc.Options{Store: db, Issuer: "http://id.test", Now: clock, Audit: audit.New(db, nil, clock)}); err != nil {
 		t.Fatal(err)
 	}
 	f.user = &latchkey.User{Username: "alice", Email: "alice@example.com", Role: latchkey.RoleUser, PasswordHash: "x"}
@@ -55,7 +56,8 @@ func setup(t *testing.T) *fixture {
 	}
 	for _, nc := range []oidc.NewClient{
 		{ID: "app", RedirectURIs: []string{"https://app.test/cb"}, FirstParty: true},
-		{ID: "strict", RedirectURIs: []string{"https://strict.test/cb"}, RequireMFA: true},
+		{ID: "strict", RedirectURIs: []string{"https://strict.test/cb"}, RequireMFA: true, FirstParty: true},
+		{ID: "third", Name: "Third App", RedirectURIs: []string{"https://third.test/cb"}},
 	} {
 		_, secret, err := f.p.CreateClient(context.Background(), nc)
 		if err != nil {
@@ -76,7 +78,7 @@ func (f *fixture) start(t *testing.T, client string, params url.Values) string {
 		q[k] = v
 	}
 	rec := httptest.NewRecorder()
-	f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/authorize?"+q.Encode(), nil))
+	f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/oidc/authorize?"+q.Encode(), nil))
 	loc, _ := url.Parse(rec.Header().Get("Location"))
 	if rec.Code != http.StatusFound || loc == nil || loc.Path != "/oidc/login" {
 		t.Fatalf("authorize: %d to %q\n%s", rec.Code, rec.Header().Get("Location"), rec.Body)
@@ -188,7 +190,7 @@ func TestKeyRotation(t *testing.T) {
 	ctx := context.Background()
 	jwks := func() []string {
 		rec := httptest.NewRecorder()
-		f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/keys", nil))
+		f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/oidc/keys", nil))
 		var kids []string
 		for _, part := range strings.Split(rec.Body.String(), `"kid":"`)[1:] {
 			kids = append(kids, part[:strings.Index(part, `"`)])
@@ -242,7 +244,7 @@ func (f *fixture) exchange(t *testing.T, client, id string) string {
 		t.Fatalf("no code: %d %q", rec.Code, rec.Header().Get("Location"))
 	}
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {"https://" + client + ".test/cb"}, "code_verifier": {verifier}}
-	req := httptest.NewRequest("POST", "http://id.test/oauth/token", strings.NewReader(form.Encode()))
+	req := httptest.NewRequest("POST", "http://id.test/oidc/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(client, f.secrets[client])
 	rec = httptest.NewRecorder()

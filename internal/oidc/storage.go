@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -83,6 +84,22 @@ func (r *refreshRequest) GetScopes() []string         { return r.scopes }
 func (r *refreshRequest) GetSubject() string          { return subject(r.UserID) }
 func (r *refreshRequest) SetCurrentScopes(s []string) { r.scopes = s }
 
+// A refresh request is also an op.AuthRequest: the library takes the acr claim of an ID token
+// only from one, and a refreshed ID token must say how the user signed in, like the first.
+// It has no ID (DeleteAuthRequest ignores ""), nonce or state; its response type is code, so
+// that the library rotates the refresh token when offline_access is still granted.
+var _ op.AuthRequest = (*refreshRequest)(nil)
+
+func (r *refreshRequest) GetID() string                          { return "" }
+func (r *refreshRequest) GetACR() string                         { return r.ACR }
+func (r *refreshRequest) GetCodeChallenge() *zoidc.CodeChallenge { return nil }
+func (r *refreshRequest) GetNonce() string                       { return "" }
+func (r *refreshRequest) GetRedirectURI() string                 { return "" }
+func (r *refreshRequest) GetResponseType() zoidc.ResponseType    { return zoidc.ResponseTypeCode }
+func (r *refreshRequest) GetResponseMode() zoidc.ResponseMode    { return "" }
+func (r *refreshRequest) GetState() string                       { return "" }
+func (r *refreshRequest) Done() bool                             { return true }
+
 // request returns a live authorization request.
 func (s *storage) request(ctx context.Context, id string) (*latchkey.OIDCAuthRequest, error) {
 	r, err := s.db.FindOIDCAuthRequestByID(ctx, id)
@@ -148,6 +165,7 @@ func (s *storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRe
 			return nil, fmt.Errorf("revoke grant of reused code: %w", derr)
 		}
 		s.p.log.WarnContext(ctx, "oidc: authorization code reused; grant revoked", "client_id", r.ClientID, "user_id", r.UserID, "tokens", n)
+		s.p.recordID(ctx, nil, r.UserID, latchkey.ActionOIDCCodeReused, latchkey.OutcomeDenied, fmt.Sprintf("client: %s; tokens revoked: %d", r.ClientID, n))
 		return nil, errors.New("code used already")
 	} else if err != nil {
 		return nil, err
@@ -163,6 +181,9 @@ func (s *storage) SaveAuthCode(ctx context.Context, id, code string) error {
 // DeleteAuthRequest keeps requests whose code was issued (their row recognises a reuse until
 // it expires) and deletes the others.
 func (s *storage) DeleteAuthRequest(ctx context.Context, id string) error {
+	if id == "" {
+		return nil // a refresh request
+	}
 	r, err := s.db.FindOIDCAuthRequestByID(ctx, id)
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return nil
@@ -198,6 +219,7 @@ func (s *storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (s
 	if err := s.db.CreateOIDCTokens(ctx, at, nil, "", now); err != nil {
 		return "", time.Time{}, err
 	}
+	s.exchanged(ctx, req, g)
 	return at.ID, at.ExpiresAt, nil
 }
 
@@ -221,7 +243,15 @@ func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Token
 	} else if err != nil {
 		return "", "", time.Time{}, err
 	}
+	s.exchanged(ctx, req, g)
 	return at.ID, refresh, at.ExpiresAt, nil
+}
+
+// exchanged audits the tokens issued for an authorization code (not those of a refresh).
+func (s *storage) exchanged(ctx context.Context, req op.TokenRequest, g latchkey.OIDCGrant) {
+	if _, ok := req.(authRequest); ok {
+		s.p.recordID(ctx, nil, g.UserID, latchkey.ActionOIDCCodeExchanged, latchkey.OutcomeSuccess, "client: "+g.ClientID+"; scopes: "+strings.Join(g.Scopes, " "))
+	}
 }
 
 // TokenRequestByRefreshToken finds a live refresh token. A used one revokes its grant: either
@@ -237,6 +267,7 @@ func (s *storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 			return nil, fmt.Errorf("revoke grant of reused refresh token: %w", derr)
 		}
 		s.p.log.WarnContext(ctx, "oidc: refresh token reused; grant revoked", "client_id", rt.ClientID, "user_id", rt.UserID, "tokens", n)
+		s.p.recordID(ctx, nil, rt.UserID, latchkey.ActionOIDCRefreshReused, latchkey.OutcomeDenied, fmt.Sprintf("client: %s; tokens revoked: %d", rt.ClientID, n))
 		return nil, errors.New("refresh token used already")
 	}
 	if !s.p.now().Before(rt.ExpiresAt) {

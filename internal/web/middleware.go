@@ -149,6 +149,9 @@ func securityHeaders(next http.Handler) http.Handler {
 // net/http's CrossOriginProtection). GET, HEAD and OPTIONS never change state here.
 func crossOrigin(next http.Handler) http.Handler {
 	p := http.NewCrossOriginProtection()
+	for _, pattern := range oidcCrossOriginBypass {
+		p.AddInsecureBypassPattern(pattern)
+	}
 	p.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		err := latchkey.Errorf(latchkey.EForbidden, "This request came from another site and was refused.")
 		if isAPI(r) {

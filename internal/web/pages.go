@@ -218,7 +218,8 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, nextOr(next, "/settings/security"), http.StatusSeeOther)
 		return nil
 	}
-	return s.render(w, http.StatusOK, "login", &view{Title: "Sign in", Next: next, Flash: flash(r), Data: map[string]string{}})
+	// An OpenID Connect client's login_hint fills in the username, and does nothing else.
+	return s.render(w, http.StatusOK, "login", &view{Title: "Sign in", Next: next, Flash: flash(r), Data: map[string]string{"Username": cleanHint(r.URL.Query().Get("login_hint"))}})
 }
 
 func (s *Server) pageLoginPost(w http.ResponseWriter, r *http.Request) error {

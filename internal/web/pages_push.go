@@ -14,6 +14,7 @@ type securityView struct {
 	*login.Status
 	Devices []*latchkey.Device
 	List    []login.Factor // every factor, the primary first
+	Apps    []application  // connected third-party applications (oidc.go)
 }
 
 type pushView struct {
@@ -172,5 +173,9 @@ func (s *Server) renderSecurity(w http.ResponseWriter, r *http.Request, a *auth,
 	if err != nil {
 		return err
 	}
-	return s.render(w, code, "security", &view{Title: "Security", User: a.user, Flash: flash(r), Error: errMsg, Data: securityView{Status: st, Devices: devs, List: fs}})
+	apps, err := s.applications(r, a.user)
+	if err != nil {
+		return err
+	}
+	return s.render(w, code, "security", &view{Title: "Security", User: a.user, Flash: flash(r), Error: errMsg, Data: securityView{Status: st, Devices: devs, List: fs, Apps: apps}})
 }

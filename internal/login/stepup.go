@@ -1,0 +1,53 @@
+package login
+
+import (
+	"context"
+	"slices"
+
+	"github.com/latchkey/latchkey"
+)
+
+// ActionStepUp is audited when a password-only session is turned into a second step.
+const ActionStepUp = "login.step_up"
+
+// StepUp turns the password-only signed-in session of token into the second step of sign-in
+// for the same user, under a new token (the old one stops working): an application asked for
+// two-step verification. With factors, the result is StateSecondFactor with the methods in
+// the order the normal second step offers them (primary first); completing one gives the
+// session the mfa AMR. Without any, it is StateEnroll (the rollout flow), where setting up a
+// factor completes the sign-in with mfa. The password proof (PasswordAt) and the session's
+// absolute end are kept: stepping up never extends a session. A session that has MFA already
+// gives EConflict; a user with no factor while policy allows none to be set up, EForbidden.
+func (s *Service) StepUp(ctx context.Context, c Client, token string) (*Result, error) {
+	sess, u, err := s.Authenticate(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if slices.Contains(sess.AMR, latchkey.AMRMFA) {
+		return nil, latchkey.Errorf(latchkey.EConflict, "You have already signed in with two-step verification.")
+	}
+	methods, err := s.methods(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	next := *sess
+	next.State, next.AMR = latchkey.StateSecondFactor, []string{latchkey.AMRPassword}
+	if len(methods) == 0 {
+		if methods = s.EnrollMethods(); len(methods) == 0 {
+			return nil, latchkey.Errorf(latchkey.EForbidden, "This application needs two-step verification, and no method can be set up here. Ask your administrator.")
+		}
+		next.State = latchkey.StateEnroll
+	}
+	next.MFAAt, next.LastSeenAt, next.IP, next.UserAgent = nil, now, c.IP, c.UserAgent
+	if end := now.Add(s.opt.FlowTTL); end.Before(next.ExpiresAt) {
+		next.ExpiresAt = end
+	}
+	res, err := s.issue(ctx, token, &next)
+	if err != nil {
+		return nil, err
+	}
+	res.User, res.Methods = u, methods
+	s.audit(ctx, c, u, "", ActionStepUp, latchkey.OutcomeSuccess, "next: "+string(next.State))
+	return res, nil
+}
