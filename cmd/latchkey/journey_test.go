@@ -225,4 +225,4 @@ func (a *webApp) sessionsSubject() string {
 }
 
 // oidcIssuer is the provider's issuer as relying parties configure it.
-func oidcIssuer(s *testServer) string { return s.url + "/oidc" }
+func oidcIssuer(s *testServer) string { return s.url }

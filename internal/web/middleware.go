@@ -105,36 +105,18 @@ func (s *Server) recover(next http.Handler) http.Handler {
 	})
 }
 
-// The content security policies. Pages whose forms finish a sign-in go without
-// form-action: browsers apply form-action to every redirect after the submission, and a
-// sign-in ends with a redirect to the application that asked for it (an OIDC client's
-// redirect URI, a forward-auth host), which 'self' would block.
-const (
-	csp         = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-	cspSignInTo = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
-
-// signInPage reports whether the page at path holds a form whose answer may redirect to
-// another site: the sign-in steps, the rollout, re-authentication and the OIDC pages.
-func signInPage(path string) bool {
-	for _, p := range []string{"/login", "/reauth", "/oidc/"} {
-		if path == p || strings.HasPrefix(path, p+"/") || (strings.HasSuffix(p, "/") && strings.HasPrefix(path, p)) {
-			return true
-		}
-	}
-	return false
-}
+// csp is the content security policy of every answer. form-action 'self' also governs the
+// redirects that follow a form's submission, so a sign-in that ends at another site (an
+// OIDC client, a forward-auth application) finishes through a small page that continues by
+// itself (oidcRespond, /auth/return).
+const csp = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 // securityHeaders sets a strict content security policy (no inline scripts, no external
 // resources) and keeps pages out of frames and caches.
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		if signInPage(r.URL.Path) {
-			h.Set("Content-Security-Policy", cspSignInTo)
-		} else {
-			h.Set("Content-Security-Policy", csp)
-		}
+		h.Set("Content-Security-Policy", csp)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
