@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base32"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -56,7 +59,7 @@ func runClientCreate(ctx context.Context, args []string, getenv func(string) str
 	var nc oidc.NewClient
 	var redirects, logouts listFlag
 	cfg, _, err := parse("client create", args, getenv, stderr, commonFlags, func(fs *flag.FlagSet) {
-		fs.StringVar(&nc.ID, "id", "", "client_id (required)")
+		fs.StringVar(&nc.ID, "id", "", "client_id (default: a random one)")
 		fs.StringVar(&nc.Name, "name", "", "name shown to users (default: the ID)")
 		fs.Var(&redirects, "redirect-uri", "redirect URI, matched exactly (required; repeat for several)")
 		fs.Var(&logouts, "post-logout-uri", "where RP-initiated logout may return (repeatable)")
@@ -67,8 +70,11 @@ func runClientCreate(ctx context.Context, args []string, getenv func(string) str
 	if err != nil {
 		return err
 	}
-	if nc.ID == "" || len(redirects) == 0 {
-		return &exitError{code: 2, err: fmt.Errorf("client create needs --id and --redirect-uri")}
+	if nc.Name == "" && nc.ID == "" || len(redirects) == 0 {
+		return &exitError{code: 2, err: fmt.Errorf("client create needs --name and --redirect-uri")}
+	}
+	if nc.ID == "" {
+		nc.ID = newClientID()
 	}
 	nc.RedirectURIs, nc.PostLogoutRedirectURIs = redirects, logouts
 	a, err := open(ctx, cfg, newLogger(cfg, stderr))
@@ -84,14 +90,19 @@ func runClientCreate(ctx context.Context, args []string, getenv func(string) str
 	if err != nil {
 		return errorText(err)
 	}
-	fmt.Fprintf(stdout, "created client %q\nclient_id: %s\n", c.Name, c.ID)
-	if secret != "" {
-		// Printed once: only its hash is stored.
-		fmt.Fprintf(stdout, "client_secret: %s\n", secret)
+	// The contract of SPEC.md: {"client_id","client_secret"} as JSON on standard output. The
+	// secret is printed once (only its hash is stored); a public client's is "".
+	out, _ := json.Marshal(struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+		Issuer       string `json:"issuer"`
+	}{c.ID, secret, strings.TrimSuffix(a.public.String(), "/")})
+	fmt.Fprintf(stdout, "%s\n", out)
+	if secret == "" {
+		fmt.Fprintf(stderr, "created public client %q: no secret; use PKCE with S256\n", c.Name)
 	} else {
-		fmt.Fprintln(stdout, "public client: no secret; use PKCE with S256")
+		fmt.Fprintf(stderr, "created client %q; the secret is shown this once\n", c.Name)
 	}
-	fmt.Fprintf(stdout, "issuer: %s\n", strings.TrimSuffix(a.public.String(), "/"))
 	return nil
 }
 
@@ -118,4 +129,14 @@ func runOIDCRotateKey(ctx context.Context, args []string, getenv func(string) st
 	}
 	fmt.Fprintf(stdout, "new signing key %s (%s)\n", k.ID, k.Algorithm)
 	return nil
+}
+
+// newClientID returns a client ID for a client registered without --id: 96 random bits in
+// lower-case base32 (no secret: client IDs are public).
+func newClientID() string {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail
+	}
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
 }

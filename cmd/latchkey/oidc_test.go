@@ -31,7 +31,8 @@ type rp struct {
 	provider *gooidc.Provider
 }
 
-var secretRe = regexp.MustCompile(`client_secret: (\S+)`)
+// secretRe reads the secret from the JSON that `latchkey client create` prints.
+var secretRe = regexp.MustCompile(`"client_secret":"([^"]*)"`)
 
 // newRP registers a first-party client with `latchkey client create` and discovers the
 // provider.
