@@ -93,3 +93,15 @@ type AdminStore interface {
 	// QueryAuditEvents returns events matching q, newest first.
 	QueryAuditEvents(ctx Context, q AuditQuery) ([]*AuditEvent, error)
 }
+
+// TicketAge counts open support tickets in one age band ("under a day", "1–3 days", ...).
+type TicketAge struct {
+	Label string
+	Count int
+}
+
+// TicketStats gives the admin dashboard the open tickets by age, oldest band last. The support
+// desk implements it; the dashboard shows "Support desk not set up" without one.
+type TicketStats interface {
+	TicketStats(ctx Context) ([]TicketAge, error)
+}

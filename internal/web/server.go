@@ -43,6 +43,8 @@ type Options struct {
 	// ForwardAuth are the rules of the forward-auth gate (GET /auth/forward); nil means every
 	// address needs MFA.
 	ForwardAuth *forwardauth.Rules
+	// Admin is the admin console (admin.go); without a Store it is not mounted.
+	Admin AdminOptions
 }
 
 // Server is the HTTP handler of Latchkey.
@@ -61,6 +63,7 @@ type Server struct {
 	handler     http.Handler
 	oidc        *oidc.Provider
 	forwardAuth *forwardauth.Rules
+	admin       AdminOptions
 	// stop is closed by Shutdown: streams and long polls return.
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -106,6 +109,7 @@ func New(opt Options) *Server {
 		oidc:      opt.OIDC,
 
 		forwardAuth: opt.ForwardAuth,
+		admin:       opt.Admin,
 	}
 	s.handler = s.routes()
 	return s
