@@ -124,6 +124,7 @@ func (s *Server) loadAdminPages() {
 		"date": func(t time.Time) string { return t.UTC().Format("2006-01-02") },
 		"dur":  humanDuration,
 		"join": strings.Join,
+		"amr":  amrWords,
 		"methodName": func(m string) string {
 			return map[string]string{latchkey.MethodTOTP: "Authenticator app", latchkey.MethodPush: "Latch app (push)", latchkey.MethodWebAuthn: "Security key"}[m]
 		},
@@ -151,6 +152,20 @@ func (s *Server) loadAdminPages() {
 //
 //go:embed templates/admin/*.html
 var adminFS embed.FS
+
+// amrWords says how a session authenticated, in words: "Password + Authenticator code".
+func amrWords(amr []string) string {
+	names := map[string]string{latchkey.AMRPassword: "Password", latchkey.AMROTP: "Code", latchkey.AMRSoftwareKey: "Latch app", latchkey.AMRHardware: "Security key"}
+	var out []string
+	for _, a := range amr {
+		if n, ok := names[a]; ok {
+			out = append(out, n)
+		} else if a != latchkey.AMRMFA {
+			out = append(out, a)
+		}
+	}
+	return strings.Join(out, " + ")
+}
 
 func humanDuration(d time.Duration) string {
 	switch {
@@ -260,7 +275,7 @@ func (s *Server) adminDashboard(w http.ResponseWriter, r *http.Request, a *auth)
 	d.Day.Tick = func(i int) bool { return i%3 == 0 }
 	d.Week = bucketChart("week", "Sign-ins in the last 7 days", daily, dayStart, 24*time.Hour, 7, func(t time.Time) string { return t.Format("Mon 2") })
 	ok24, fail24, den24 := d.Day.Series[0].Total(), d.Day.Series[1].Total(), d.Day.Series[2].Total()
-	ok7, fail7, den7 := d.Week.Series[0].Total(), d.Week.Series[1].Total(), d.Week.Series[2].Total()
+	ok7, den7 := d.Week.Series[0].Total(), d.Week.Series[2].Total()
 	rate := func(ok, fail int) string {
 		if ok+fail == 0 {
 			return "no attempts"
@@ -271,7 +286,7 @@ func (s *Server) adminDashboard(w http.ResponseWriter, r *http.Request, a *auth)
 		{"Sign-ins, 24 h", strconv.Itoa(ok24), fmt.Sprintf("%d in 7 days", ok7), "k-ok"},
 		{"Failed attempts, 24 h", strconv.Itoa(fail24), rate(ok24, fail24), "k-fail"},
 		{"Throttled or locked, 24 h", strconv.Itoa(den24), fmt.Sprintf("%d in 7 days", den7), "k-denied"},
-		{"Failed attempts, 7 days", strconv.Itoa(fail7), rate(ok7, fail7), "k-fail"},
+		{"Users without MFA", strconv.Itoa(ad.NoFactor), fmt.Sprintf("of %d enabled users", ad.Users), "k-warn"},
 	}
 	if s.admin.Tickets != nil {
 		ages, err := s.admin.Tickets.TicketStats(ctx)
@@ -722,7 +737,12 @@ func (s *Server) pageActivate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.render(w, http.StatusOK, "activate", &view{Title: "Activate your account", Data: map[string]any{"Token": tok, "Username": u.Username, "Min": s.login.Policy().PasswordMin}})
+	return s.render(w, http.StatusOK, "activate", &view{Title: "Activate your account", Data: s.activateData(tok, u)})
+}
+
+func (s *Server) activateData(tok string, u *latchkey.User) map[string]any {
+	p := s.login.Policy()
+	return map[string]any{"Token": tok, "Username": u.Username, "Min": p.PasswordMin, "MFARequired": p.MFA == login.MFARequired}
 }
 
 func (s *Server) pageActivatePost(w http.ResponseWriter, r *http.Request) error {
@@ -735,7 +755,7 @@ func (s *Server) pageActivatePost(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	data := map[string]any{"Token": tok, "Username": u.Username, "Min": s.login.Policy().PasswordMin}
+	data := s.activateData(tok, u)
 	if pw != r.PostFormValue("confirm") {
 		return s.render(w, http.StatusBadRequest, "activate", &view{Title: "Activate your account", Fields: map[string]string{"confirm": "The two passwords are not the same."}, Data: data})
 	}

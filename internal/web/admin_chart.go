@@ -49,8 +49,8 @@ func niceMax(v int) int {
 
 // SVG renders the chart. Width and height are the viewBox; the element scales to its box.
 func (c barChart) SVG() template.HTML {
-	const w, h = 640.0, 220.0
-	const left, right, top, bottom = 40.0, 8.0, 12.0, 28.0
+	const w, h = 960.0, 230.0
+	const left, right, top, bottom = 40.0, 8.0, 12.0, 30.0
 	n := len(c.Labels)
 	totals := make([]int, n)
 	for _, s := range c.Series {
@@ -148,7 +148,7 @@ func (s share) Percent() int {
 
 // shareChart draws horizontal bars of shares of one whole, labelled with names and values.
 func shareChart(id, title, desc string, rows []share) template.HTML {
-	const w, rowH, labelW, valueW = 640.0, 34.0, 170.0, 92.0
+	const w, rowH, labelW, valueW = 440.0, 34.0, 150.0, 78.0
 	h := rowH*float64(len(rows)) + 4
 	barW := w - labelW - valueW
 	var b strings.Builder
