@@ -35,7 +35,8 @@ type InvitationStore interface {
 	// atomically, and returns its user; ENotFound when there is none (used, expired or never
 	// issued). Of concurrent callers exactly one gets the user.
 	ConsumeInvitation(ctx Context, hash string, now time.Time) (UserID, error)
-	// PendingInvitations returns, for the given users, when their unexpired invitation ends.
+	// PendingInvitations returns, for the given users, when their invitation ends, for the
+	// invitations that have not expired at now (pass the Unix epoch for expired ones too).
 	PendingInvitations(ctx Context, ids []UserID, now time.Time) (map[UserID]time.Time, error)
 }
 

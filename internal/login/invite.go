@@ -90,12 +90,17 @@ func (s *Service) ResendInvitation(ctx context.Context, c Client, actor *latchke
 	if err != nil {
 		return err
 	}
-	pending, err := s.opt.Store.PendingInvitations(ctx, []latchkey.UserID{id}, s.now())
+	// An invitation row, expired or not, means the account was never activated: using the
+	// link deletes it (and nothing else does).
+	pending, err := s.opt.Store.PendingInvitations(ctx, []latchkey.UserID{id}, time.Unix(0, 0))
 	if err != nil {
 		return err
 	}
 	if _, ok := pending[id]; !ok {
-		return latchkey.Errorf(latchkey.EConflict, "%s has no pending activation: the account was activated or its link expired. A new link is only sent while one is pending.", u.Username)
+		return latchkey.Errorf(latchkey.EConflict, "%s has activated the account already; there is nothing to send.", u.Username)
+	}
+	if u.Disabled {
+		return latchkey.Errorf(latchkey.EConflict, "%s is disabled. Enable the account first.", u.Username)
 	}
 	if err := s.sendInvitation(ctx, actor, u); err != nil {
 		return err

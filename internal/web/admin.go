@@ -341,7 +341,8 @@ const usersPerPage = 25
 
 type userRow struct {
 	*latchkey.User
-	Invited bool
+	Invited bool // never activated
+	Expired bool // ... and the activation link expired
 }
 
 type usersPage struct {
@@ -368,14 +369,14 @@ func (s *Server) adminUsers(w http.ResponseWriter, r *http.Request, a *auth) err
 	for i, u := range users {
 		ids[i] = u.ID
 	}
-	pending, err := s.admin.Store.PendingInvitations(r.Context(), ids, s.now())
+	pending, err := s.admin.Store.PendingInvitations(r.Context(), ids, time.Unix(0, 0))
 	if err != nil {
 		return err
 	}
 	p := &usersPage{Query: q, Total: total, Page: page, Last: max(1, (total+usersPerPage-1)/usersPerPage)}
 	for _, u := range users {
-		_, inv := pending[u.ID]
-		p.Rows = append(p.Rows, userRow{User: u, Invited: inv})
+		end, inv := pending[u.ID]
+		p.Rows = append(p.Rows, userRow{User: u, Invited: inv, Expired: inv && !s.now().Before(end)})
 	}
 	link := func(n int) string {
 		v := url.Values{"page": {strconv.Itoa(n)}}
@@ -452,12 +453,14 @@ type userPage struct {
 	Self      bool
 	Invited   bool
 	InviteEnd time.Time
-	Factors   []login.Factor
-	Sessions  []*latchkey.Session
-	Lock      login.Lock
-	Throttled bool
-	Roles     []latchkey.Role
-	Reason    string
+	// InviteExpired: never activated, and the link expired.
+	InviteExpired bool
+	Factors       []login.Factor
+	Sessions      []*latchkey.Session
+	Lock          login.Lock
+	Throttled     bool
+	Roles         []latchkey.Role
+	Reason        string
 }
 
 func pathUserID(r *http.Request) (latchkey.UserID, error) {
@@ -491,11 +494,12 @@ func (s *Server) adminUserPage(w http.ResponseWriter, r *http.Request, a *auth, 
 	if p.Sessions, err = s.admin.Store.FindUserSessions(ctx, u.ID, s.now()); err != nil {
 		return err
 	}
-	pending, err := s.admin.Store.PendingInvitations(ctx, []latchkey.UserID{u.ID}, s.now())
+	pending, err := s.admin.Store.PendingInvitations(ctx, []latchkey.UserID{u.ID}, time.Unix(0, 0))
 	if err != nil {
 		return err
 	}
 	p.InviteEnd, p.Invited = pending[u.ID]
+	p.InviteExpired = p.Invited && !s.now().Before(p.InviteEnd)
 	if p.Lock, err = s.login.LockState(ctx, u); err != nil {
 		return err
 	}

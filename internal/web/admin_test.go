@@ -271,11 +271,30 @@ func TestAdminInviteAndActivate(t *testing.T) {
 		t.Error("no access line for /activate")
 	}
 
-	// Expiry.
-	_, link2 := f.invite(t, admin, "carol")
+	// An activated account gets no new link.
+	if r := admin.form(fmt.Sprintf("/admin/users/%d/invitation", id), nil); r.code != http.StatusConflict || !strings.Contains(r.raw, "activated the account already") {
+		t.Errorf("new link for an active account: %d", r.code)
+	}
+
+	// Expiry; a new link replaces the expired one.
+	carol, link2 := f.invite(t, admin, "carol")
 	f.clock.Add(login.InvitationTTL + time.Minute)
 	if r := f.browser(t, "").get(strings.TrimPrefix(link2, f.srv.URL)); r.code != http.StatusNotFound {
 		t.Errorf("expired link: %d", r.code)
+	}
+	admin = f.browser(t, "root") // the console's session ended with the clock's jump
+	if r := admin.get(fmt.Sprintf("/admin/users/%d", carol)); !strings.Contains(r.raw, "Link expired") {
+		t.Error("the user page does not say that the link expired")
+	}
+	if r := admin.form(fmt.Sprintf("/admin/users/%d/invitation", carol), nil); r.code != http.StatusSeeOther {
+		t.Fatalf("new link: %d %s", r.code, r.raw)
+	}
+	link3 := linkRE.FindString(f.mails.msgs[len(f.mails.msgs)-1].Text)
+	if link3 == "" || link3 == link2 {
+		t.Fatalf("new link %q", link3)
+	}
+	if r := f.browser(t, "").get(strings.TrimPrefix(link3, f.srv.URL)); r.code != 200 {
+		t.Errorf("new link: %d", r.code)
 	}
 	if r := f.browser(t, "").get("/activate"); r.code != http.StatusNotFound {
 		t.Errorf("no token: %d", r.code)
