@@ -13,6 +13,7 @@ const (
 	ActionSessionsRevoked = "sessions.revoked"
 	ActionAdminMFAReset   = "mfa.reset_by_admin"
 	ActionClientCreated   = "oidc.client_created"
+	ActionAdminDenied     = "admin.denied" // a page or action of the console refused for the role
 )
 
 // Invitation is a pending account activation: the link mailed to an invited user, of which

@@ -55,9 +55,11 @@ func (s *Service) AdminSetDisabled(ctx context.Context, c Client, actor *latchke
 	}
 	if disabled {
 		if u.ID == actor.ID {
+			s.audit(ctx, c, u, "", latchkey.ActionUserDisabled, latchkey.OutcomeDenied, "own account; by "+actor.Username)
 			return nil, latchkey.Errorf(latchkey.EConflict, "You cannot disable your own account.")
 		}
 		if err := s.keepsAnAdmin(ctx, u, "disabling them"); err != nil {
+			s.audit(ctx, c, u, "", latchkey.ActionUserDisabled, latchkey.OutcomeDenied, "last enabled admin; by "+actor.Username)
 			return nil, err
 		}
 	}
@@ -89,6 +91,7 @@ func (s *Service) AdminSetRole(ctx context.Context, c Client, actor *latchkey.Us
 	}
 	if role != latchkey.RoleAdmin {
 		if err := s.keepsAnAdmin(ctx, u, "changing their role"); err != nil {
+			s.audit(ctx, c, u, "", latchkey.ActionUserRole, latchkey.OutcomeDenied, fmt.Sprintf("last enabled admin → %s; by %s", role, actor.Username))
 			return nil, err
 		}
 	}

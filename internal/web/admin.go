@@ -103,6 +103,7 @@ func (s *Server) mountAdmin(mux *http.ServeMux) {
 func (s *Server) requireRole(min latchkey.Role, f authedPageFunc) authedPageFunc {
 	return func(w http.ResponseWriter, r *http.Request, a *auth) error {
 		if roleRank(a.user.Role) < roleRank(min) {
+			s.audit(r, a.user, latchkey.ActionAdminDenied, latchkey.OutcomeDenied, r.Method+" "+r.URL.Path)
 			return errNotAdmin
 		}
 		return f(w, r, a)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,6 +172,14 @@ func TestAdminRouteAuthorization(t *testing.T) {
 			}
 		})
 	}
+	// Refusals are audited with who tried what.
+	denied := map[string]int{}
+	for _, e := range f.events(t, latchkey.ActionAdminDenied) {
+		denied[e.Username]++
+	}
+	if denied["alice"] != len(routes) || denied["agent"] != len(routes)-1 || denied["root"] != 0 {
+		t.Errorf("admin.denied entries by user = %v, want alice %d, agent %d", denied, len(routes), len(routes)-1)
+	}
 	// A cross-site form post is refused before it reaches the handler.
 	req, _ := http.NewRequest("POST", f.srv.URL+fmt.Sprintf("/admin/users/%d/disable", f.alice.ID), strings.NewReader(""))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -301,6 +310,38 @@ func TestAdminInviteAndActivate(t *testing.T) {
 	}
 }
 
+func TestAdminActivateConcurrently(t *testing.T) {
+	f := newAdminFixture(t, login.MFAOptional, nil)
+	_, link := f.invite(t, f.browser(t, "root"), "erin")
+	token := strings.SplitN(link, "token=", 2)[1]
+	var wg sync.WaitGroup
+	codes := make(chan int, 8)
+	for i := range 8 {
+		b := f.browser(t, "")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := fmt.Sprintf("racing passphrase number %d here", i)
+			codes <- b.form("/activate", url.Values{"token": {token}, "password": {p}, "confirm": {p}}).code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	won := 0
+	for c := range codes {
+		switch c {
+		case http.StatusSeeOther:
+			won++
+		case http.StatusNotFound:
+		default:
+			t.Errorf("activation answered %d", c)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d concurrent activations succeeded, want 1", won)
+	}
+}
+
 func TestAdminInviteRequiredMFAGoesToEnrolment(t *testing.T) {
 	f := newAdminFixture(t, login.MFARequired, nil)
 	if _, err := f.svc.InviteUser(context.Background(), login.Client{}, f.admin, "dave", "dave@example.com", latchkey.RoleUser); err != nil {
@@ -424,6 +465,9 @@ func TestAdminUserActions(t *testing.T) {
 	}
 	if r := admin.form(self+"/disable", nil); r.code != http.StatusConflict || !strings.Contains(r.raw, "your own account") {
 		t.Errorf("disable self: %d", r.code)
+	}
+	if ev := f.events(t, latchkey.ActionUserDisabled); len(ev) == 0 || ev[0].Outcome != latchkey.OutcomeDenied || ev[0].Username != "root" {
+		t.Errorf("refused self-disable not audited: %+v", ev)
 	}
 	// With a second admin, the first may step down.
 	ok(user+"/role", url.Values{"role": {"admin"}}, "role")
