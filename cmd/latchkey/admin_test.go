@@ -82,9 +82,12 @@ func TestBrowserAdminConsole(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`header nav a[href="/admin"]`)),
 		chromedp.WaitVisible(chromedp.CSS("svg.chart")),
 	)
-	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('svg.chart[role=img] > title').length`))
-	if err != nil || n < 3 {
-		t.Errorf("dashboard has %d titled charts (%v), want the adoption, day and week charts", n, err)
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('svg.chart[role=img] > title, svg.donut[role=img] > title').length`))
+	if err != nil || n != 3 {
+		t.Errorf("dashboard has %d titled SVG charts (%v), want the adoption ring, the day and the week", n, err)
+	}
+	if got := text(t, ctx, "table.shares"); !strings.Contains(got, "No second factor") || !strings.Contains(got, "Security key") {
+		t.Errorf("adoption by factor = %q", got)
 	}
 	if got := text(t, ctx, ".kpi.k-fail .kpi-value"); got != "2" {
 		t.Errorf("failed attempts in 24 h = %q, want 2", got)
@@ -93,6 +96,12 @@ func TestBrowserAdminConsole(t *testing.T) {
 		t.Errorf("tickets panel = %q", got)
 	}
 	shot("01-dashboard")
+	do(t, ctx, "dashboard on a phone", chromedp.EmulateViewport(390, 844), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("svg.chart")))
+	if w, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); err != nil || w > 390 {
+		t.Errorf("the dashboard is %d px wide on a 390 px screen (%v)", w, err)
+	}
+	shot("01b-dashboard-phone")
+	do(t, ctx, "back to desktop", chromedp.EmulateViewport(1280, 900))
 
 	// Create a user; the activation mail arrives through SMTP.
 	do(t, ctx, "create user",

@@ -146,25 +146,22 @@ func (s share) Percent() int {
 	return int(math.Round(100 * float64(s.Count) / float64(s.Of)))
 }
 
-// shareChart draws horizontal bars of shares of one whole, labelled with names and values.
+// shareChart draws shares of one whole as a table whose rows carry an SVG bar: the names and
+// numbers stay text (readable at any width, and the table is its own text alternative), the
+// bars stretch with the column.
 func shareChart(id, title, desc string, rows []share) template.HTML {
-	const w, rowH, labelW, valueW = 440.0, 34.0, 150.0, 78.0
-	h := rowH*float64(len(rows)) + 4
-	barW := w - labelW - valueW
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="chart shares" viewBox="0 0 %g %g" role="img" aria-labelledby="%s-t %s-d">`, w, h, id, id)
-	fmt.Fprintf(&b, `<title id="%s-t">%s</title><desc id="%s-d">%s</desc>`, id, esc(title), id, esc(desc))
-	for i, r := range rows {
-		y := float64(i)*rowH + 4
-		fmt.Fprintf(&b, `<text class="label" x="0" y="%.1f" dy="0.32em">%s</text>`, y+rowH/2-2, esc(r.Name))
-		fmt.Fprintf(&b, `<rect class="track" x="%g" y="%.1f" width="%g" height="18" rx="9"/>`, labelW, y+rowH/2-11, barW)
-		if p := r.Percent(); p > 0 {
-			fmt.Fprintf(&b, `<rect class="%s" x="%g" y="%.1f" width="%.1f" height="18" rx="9"><title>%s: %d of %d users (%d%%)</title></rect>`,
-				r.Class, labelW, y+rowH/2-11, math.Max(18, barW*float64(r.Count)/float64(max(r.Of, 1))), esc(r.Name), r.Count, r.Of, p)
+	fmt.Fprintf(&b, `<table class="shares" id="%s" aria-describedby="%s-d"><caption class="visually-hidden">%s</caption>`, id, id, esc(title))
+	for _, r := range rows {
+		p := r.Percent()
+		fmt.Fprintf(&b, `<tr><th scope="row">%s</th><td class="share-bar"><svg viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true" focusable="false">`, esc(r.Name))
+		b.WriteString(`<rect class="track" x="0" y="0" width="100" height="10" rx="5"/>`)
+		if r.Count > 0 {
+			fmt.Fprintf(&b, `<rect class="%s" x="0" y="0" width="%.2f" height="10" rx="5"/>`, r.Class, math.Max(3, 100*float64(r.Count)/float64(max(r.Of, 1))))
 		}
-		fmt.Fprintf(&b, `<text class="value" x="%g" y="%.1f" text-anchor="end" dy="0.32em">%d%% <tspan class="of">(%d)</tspan></text>`, w, y+rowH/2-2, r.Percent(), r.Count)
+		fmt.Fprintf(&b, `</svg></td><td class="share-value">%d%% <span class="muted">(%d)</span></td></tr>`, p, r.Count)
 	}
-	b.WriteString(`</svg>`)
+	fmt.Fprintf(&b, `</table><p class="visually-hidden" id="%s-d">%s</p>`, id, esc(desc))
 	return template.HTML(b.String())
 }
 
