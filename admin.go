@@ -44,7 +44,9 @@ type InvitationStore interface {
 // UserSearch selects users for the admin console.
 type UserSearch struct {
 	// Query matches a part of the username or email address, case-insensitively; "" matches all.
-	Query  string
+	Query string
+	// WithoutFactor keeps only enabled users with no second factor.
+	WithoutFactor bool
 	Offset int
 	Limit  int // 0 means no limit
 }
@@ -58,6 +60,16 @@ type FactorAdoption struct {
 	Key      int // with a security key or passkey
 	NoFactor int // with none of them
 }
+
+// FactorKinds says which kinds of second factor a user has.
+type FactorKinds struct {
+	TOTP  bool // a confirmed standalone authenticator app
+	Latch bool // an active Latch device
+	Key   bool // a security key or passkey
+}
+
+// Any reports whether the user has a second factor.
+func (k FactorKinds) Any() bool { return k.TOTP || k.Latch || k.Key }
 
 // AuditCount is the number of audit events of one outcome in one time bucket.
 type AuditCount struct {
@@ -81,11 +93,14 @@ type AuditQuery struct {
 type AdminStore interface {
 	// SearchUsers returns the matching users ordered by username and their total count.
 	SearchUsers(ctx Context, q UserSearch) ([]*User, int, error)
-	// FindUserSessions returns the signed-in sessions of a user that have not expired at now,
+	// FindSignedInSessions returns the signed-in sessions of a user that have not expired at now,
 	// newest first.
-	FindUserSessions(ctx Context, userID UserID, now time.Time) ([]*Session, error)
+	FindSignedInSessions(ctx Context, userID UserID, now time.Time) ([]*Session, error)
 	// CountEnabledAdmins counts the admins who are not disabled.
 	CountEnabledAdmins(ctx Context) (int, error)
+	// FindFactorKinds returns the kinds of factor of each of the given users (users without
+	// any are missing from the map).
+	FindFactorKinds(ctx Context, ids []UserID) (map[UserID]FactorKinds, error)
 	// FactorAdoption counts enabled users by factor kind.
 	FactorAdoption(ctx Context) (FactorAdoption, error)
 	// CountAuditEvents counts the events since since whose action starts with one of

@@ -93,18 +93,33 @@ func likePattern(s string) string {
 	return "%" + r.Replace(s) + "%"
 }
 
+// The factor kinds of the user u, as SQL conditions.
+const (
+	hasTOTP  = `EXISTS (SELECT 1 FROM totp_credentials t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL AND t.device_id IS NULL)`
+	hasLatch = `EXISTS (SELECT 1 FROM devices d WHERE d.user_id = u.id AND d.state = 'active')`
+	hasKey   = `EXISTS (SELECT 1 FROM webauthn_credentials k WHERE k.user_id = u.id)`
+)
+
 // SearchUsers returns the users whose username or email contains q.Query, by username.
 func (s *DB) SearchUsers(ctx context.Context, q latchkey.UserSearch) ([]*latchkey.User, int, error) {
-	cond, args := "", []any{}
+	var where []string
+	var args []any
 	if q.Query != "" {
 		args = append(args, likePattern(strings.ToLower(q.Query)))
-		cond = ` WHERE LOWER(username) LIKE $1 ESCAPE '\' OR LOWER(email) LIKE $1 ESCAPE '\'`
+		where = append(where, `(LOWER(u.username) LIKE $1 ESCAPE '\' OR LOWER(u.email) LIKE $1 ESCAPE '\')`)
+	}
+	if q.WithoutFactor {
+		where = append(where, `NOT u.disabled AND NOT `+hasTOTP+` AND NOT `+hasLatch+` AND NOT `+hasKey)
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = " WHERE " + strings.Join(where, " AND ")
 	}
 	var total int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`+cond, args...).Scan(&total); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM users u`+cond, args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("count users: %w", err)
 	}
-	query := `SELECT ` + userColumns + ` FROM users` + cond + ` ORDER BY username`
+	query := `SELECT ` + userColumns + ` FROM users u` + cond + ` ORDER BY username`
 	if q.Limit > 0 {
 		query += fmt.Sprintf(" LIMIT %d OFFSET %d", q.Limit, max(q.Offset, 0))
 	}
@@ -124,8 +139,8 @@ func (s *DB) SearchUsers(ctx context.Context, q latchkey.UserSearch) ([]*latchke
 	return users, total, rows.Err()
 }
 
-// FindUserSessions returns the user's signed-in, unexpired sessions, newest first.
-func (s *DB) FindUserSessions(ctx context.Context, userID latchkey.UserID, now time.Time) ([]*latchkey.Session, error) {
+// FindSignedInSessions returns the user's signed-in, unexpired sessions, newest first.
+func (s *DB) FindSignedInSessions(ctx context.Context, userID latchkey.UserID, now time.Time) ([]*latchkey.Session, error) {
 	rows, err := s.db.QueryContext(ctx,
 		`SELECT id, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent
 		 FROM sessions WHERE user_id = $1 AND state = $2 AND expires_at > $3 ORDER BY last_seen_at DESC`,
@@ -159,6 +174,36 @@ func (s *DB) CountEnabledAdmins(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// FindFactorKinds returns the kinds of factor of each of the given users that has one.
+func (s *DB) FindFactorKinds(ctx context.Context, ids []latchkey.UserID) (map[latchkey.UserID]latchkey.FactorKinds, error) {
+	out := map[latchkey.UserID]latchkey.FactorKinds{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var args []any
+	var marks []string
+	for _, id := range ids {
+		args = append(args, id)
+		marks = append(marks, fmt.Sprintf("$%d", len(args)))
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT u.id, `+hasTOTP+`, `+hasLatch+`, `+hasKey+` FROM users u WHERE u.id IN (`+strings.Join(marks, ", ")+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("find factor kinds: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id latchkey.UserID
+		var k latchkey.FactorKinds
+		if err := rows.Scan(&id, &k.TOTP, &k.Latch, &k.Key); err != nil {
+			return nil, fmt.Errorf("scan factor kinds: %w", err)
+		}
+		if k.Any() {
+			out[id] = k
+		}
+	}
+	return out, rows.Err()
+}
+
 // FactorAdoption counts enabled users by factor kind.
 func (s *DB) FactorAdoption(ctx context.Context) (latchkey.FactorAdoption, error) {
 	var a latchkey.FactorAdoption
@@ -168,11 +213,8 @@ func (s *DB) FactorAdoption(ctx context.Context) (latchkey.FactorAdoption, error
 			COALESCE(SUM(CASE WHEN f.latch THEN 1 ELSE 0 END), 0),
 			COALESCE(SUM(CASE WHEN f.wkey THEN 1 ELSE 0 END), 0),
 			COALESCE(SUM(CASE WHEN NOT (f.totp OR f.latch OR f.wkey) THEN 1 ELSE 0 END), 0)
-		FROM (SELECT
-			EXISTS (SELECT 1 FROM totp_credentials t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL AND t.device_id IS NULL) AS totp,
-			EXISTS (SELECT 1 FROM devices d WHERE d.user_id = u.id AND d.state = $1) AS latch,
-			EXISTS (SELECT 1 FROM webauthn_credentials k WHERE k.user_id = u.id) AS wkey
-			FROM users u WHERE NOT u.disabled) f`, string(latchkey.DeviceActive)).
+		FROM (SELECT `+hasTOTP+` AS totp, `+hasLatch+` AS latch, `+hasKey+` AS wkey
+			FROM users u WHERE NOT u.disabled) f`).
 		Scan(&a.Users, &a.TOTP, &a.Latch, &a.Key, &a.NoFactor)
 	if err != nil {
 		return a, fmt.Errorf("count factor adoption: %w", err)

@@ -118,6 +118,23 @@ func TestAdminQueries(t *testing.T) {
 		if err := db.CreateWebAuthnCredential(ctx, &latchkey.WebAuthnCredential{UserID: carol.ID, Name: "Key", CredentialID: []byte{1, 2, 3}, Data: []byte("{}")}, nil); err != nil {
 			t.Fatal(err)
 		}
+		kinds, err := db.FindFactorKinds(ctx, []latchkey.UserID{alice.ID, bob.ID, carol.ID})
+		if err != nil || len(kinds) != 2 || kinds[bob.ID] != (latchkey.FactorKinds{TOTP: true}) || kinds[carol.ID] != (latchkey.FactorKinds{Key: true}) {
+			t.Errorf("FindFactorKinds = %v, %v", kinds, err)
+		}
+		no := false
+		if _, err := db.UpdateUser(ctx, alice.ID, latchkey.UserUpdate{Disabled: &no}); err != nil {
+			t.Fatal(err)
+		}
+		if users, n, err := db.SearchUsers(ctx, latchkey.UserSearch{WithoutFactor: true}); err != nil || n != 1 || users[0].ID != alice.ID {
+			t.Errorf("SearchUsers(WithoutFactor) = %v, %d, %v", users, n, err)
+		}
+		if _, n, _ := db.SearchUsers(ctx, latchkey.UserSearch{WithoutFactor: true, Query: "bob"}); n != 0 {
+			t.Errorf("SearchUsers(WithoutFactor, bob) = %d", n)
+		}
+		if _, err := db.UpdateUser(ctx, alice.ID, latchkey.UserUpdate{Disabled: &yes}); err != nil {
+			t.Fatal(err)
+		}
 		a, err := db.FactorAdoption(ctx)
 		if want := (latchkey.FactorAdoption{Users: 2, TOTP: 1, Key: 1}); err != nil || a != want {
 			t.Errorf("FactorAdoption = %+v, %v; want %+v", a, err, want)
@@ -134,8 +151,8 @@ func TestAdminQueries(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if ss, err := db.FindUserSessions(ctx, bob.ID, t0); err != nil || len(ss) != 1 || ss[0].ID != "s1" {
-			t.Errorf("FindUserSessions = %v, %v", ss, err)
+		if ss, err := db.FindSignedInSessions(ctx, bob.ID, t0); err != nil || len(ss) != 1 || ss[0].ID != "s1" {
+			t.Errorf("FindSignedInSessions = %v, %v", ss, err)
 		}
 
 		// Audit counts by bucket and outcome; queries with filters, newest first.

@@ -344,10 +344,12 @@ type userRow struct {
 	*latchkey.User
 	Invited bool // never activated
 	Expired bool // ... and the activation link expired
+	Factors latchkey.FactorKinds
 }
 
 type usersPage struct {
 	Query      string
+	NoMFA      bool // only users without a second factor
 	Rows       []userRow
 	Total      int
 	Page, Last int
@@ -362,7 +364,8 @@ func (s *Server) adminUsers(w http.ResponseWriter, r *http.Request, a *auth) err
 	}
 	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
 	page = max(page, 1)
-	users, total, err := s.admin.Store.SearchUsers(r.Context(), latchkey.UserSearch{Query: q, Offset: (page - 1) * usersPerPage, Limit: usersPerPage})
+	noMFA := r.URL.Query().Get("mfa") == "none"
+	users, total, err := s.admin.Store.SearchUsers(r.Context(), latchkey.UserSearch{Query: q, WithoutFactor: noMFA, Offset: (page - 1) * usersPerPage, Limit: usersPerPage})
 	if err != nil {
 		return err
 	}
@@ -374,15 +377,22 @@ func (s *Server) adminUsers(w http.ResponseWriter, r *http.Request, a *auth) err
 	if err != nil {
 		return err
 	}
-	p := &usersPage{Query: q, Total: total, Page: page, Last: max(1, (total+usersPerPage-1)/usersPerPage)}
+	kinds, err := s.admin.Store.FindFactorKinds(r.Context(), ids)
+	if err != nil {
+		return err
+	}
+	p := &usersPage{Query: q, NoMFA: noMFA, Total: total, Page: page, Last: max(1, (total+usersPerPage-1)/usersPerPage)}
 	for _, u := range users {
 		end, inv := pending[u.ID]
-		p.Rows = append(p.Rows, userRow{User: u, Invited: inv, Expired: inv && !s.now().Before(end)})
+		p.Rows = append(p.Rows, userRow{User: u, Invited: inv, Expired: inv && !s.now().Before(end), Factors: kinds[u.ID]})
 	}
 	link := func(n int) string {
 		v := url.Values{"page": {strconv.Itoa(n)}}
 		if q != "" {
 			v.Set("q", q)
+		}
+		if noMFA {
+			v.Set("mfa", "none")
 		}
 		return "/admin/users?" + v.Encode()
 	}
@@ -492,7 +502,7 @@ func (s *Server) adminUserPage(w http.ResponseWriter, r *http.Request, a *auth, 
 	if p.Factors, err = s.login.Factors(ctx, u); err != nil {
 		return err
 	}
-	if p.Sessions, err = s.admin.Store.FindUserSessions(ctx, u.ID, s.now()); err != nil {
+	if p.Sessions, err = s.admin.Store.FindSignedInSessions(ctx, u.ID, s.now()); err != nil {
 		return err
 	}
 	pending, err := s.admin.Store.PendingInvitations(ctx, []latchkey.UserID{u.ID}, time.Unix(0, 0))

@@ -577,6 +577,20 @@ func TestAdminUsersPolicyAppsAudit(t *testing.T) {
 	if r := admin.get("/admin/users?q=ALI"); r.code != 200 || !strings.Contains(r.raw, "alice@example.com") || strings.Contains(r.raw, "agent@example.com") {
 		t.Errorf("search: %d", r.code)
 	}
+	// Without MFA: alice gets an authenticator app; the filter keeps root and agent.
+	c := &latchkey.TOTPCredential{UserID: f.alice.ID, Name: "Phone", Secret: bytes.Repeat([]byte{1}, 20)}
+	if err := f.db.CreateTOTPCredential(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.ConfirmTOTPCredential(context.Background(), c.ID, 1, f.clock.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := admin.get("/admin/users?mfa=none"); !strings.Contains(r.raw, "2 accounts") || strings.Contains(r.raw, "alice@example.com") || !strings.Contains(r.raw, "agent@example.com") {
+		t.Errorf("users without MFA: %d", r.code)
+	}
+	if r := admin.get("/admin/users?q=alice"); !strings.Contains(r.raw, `<span class="badge">App</span>`) {
+		t.Error("alice's app is not shown in the list")
+	}
 	if r := admin.get("/admin/users?q=" + strings.Repeat("x", 300)); r.code != 400 {
 		t.Errorf("long search: %d", r.code)
 	}
