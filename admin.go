@@ -47,8 +47,8 @@ type UserSearch struct {
 	Query string
 	// WithoutFactor keeps only enabled users with no second factor.
 	WithoutFactor bool
-	Offset int
-	Limit  int // 0 means no limit
+	Offset        int
+	Limit         int // 0 means no limit
 }
 
 // FactorAdoption counts users by the factors they have, for the admin dashboard. A user with
