@@ -176,6 +176,8 @@ func humanDuration(d time.Duration) string {
 		return plural(int(d/time.Hour), "hour")
 	case d%time.Minute == 0 && d >= time.Minute:
 		return plural(int(d/time.Minute), "minute")
+	case d%time.Second == 0 && d >= time.Second:
+		return plural(int(d/time.Second), "second")
 	}
 	return d.String()
 }
