@@ -264,7 +264,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	proxies, _ := web.ParseTrustedProxies(cfg.TrustedProxies) // checked with the configuration
-	handler := web.New(web.Options{Login: a.login, Push: a.push, DB: a.db, Logger: log, PublicURL: a.public, Registry: reg, OIDC: provider, ForwardAuth: gateRules, TrustedProxies: proxies})
+	handler := web.New(web.Options{Login: a.login, Push: a.push, DB: a.db, Logger: log, PublicURL: a.public, Registry: reg, OIDC: provider, ForwardAuth: gateRules, TrustedProxies: proxies,
+		Admin: web.AdminOptions{Store: a.db, ConfigSource: adminConfigSource(cfg)}})
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

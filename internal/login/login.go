@@ -47,6 +47,8 @@ type Store interface {
 	latchkey.SessionStore
 	latchkey.ThrottleStore
 	latchkey.SettingStore
+	latchkey.InvitationStore // admin console: activation links (invite.go)
+	latchkey.AdminStore      // admin console: last-admin rule, sessions (admin.go)
 }
 
 // Options configures a Service. Zero durations take the defaults shown.

@@ -199,6 +199,7 @@ var flashes = map[string]string{
 	"primary":          "That sign-in method is now offered first.",
 	"renamed":          "The name was saved.",
 	"mfa-reset":        "Every second factor was removed, and your other sessions were signed out.",
+	"activated":        "Your account is active. Protect it with a second factor below.",
 }
 
 func flash(r *http.Request) string { return flashes[r.URL.Query().Get("done")] }

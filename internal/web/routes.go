@@ -118,6 +118,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /settings/account", s.pageAuthed(s.pageAccountPost))
 	s.mountOIDC(mux) // OpenID Connect provider: /oidc/...
 
+	// Admin console /admin/... (one table in admin.go) and /activate for invited users.
+	s.mountAdmin(mux)
+
 	var h http.Handler = mux
 	h = s.limitBody(h)
 	h = crossOrigin(h)

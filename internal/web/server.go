@@ -47,6 +47,8 @@ type Options struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is believed (realip.go);
 	// empty: the TCP peer is the client.
 	TrustedProxies []netip.Prefix
+	// Admin is the admin console (admin.go); without a Store it is not mounted.
+	Admin AdminOptions
 }
 
 // Server is the HTTP handler of Latchkey.
@@ -65,6 +67,7 @@ type Server struct {
 	handler     http.Handler
 	oidc        *oidc.Provider
 	forwardAuth *forwardauth.Rules
+	admin       AdminOptions
 	// stop is closed by Shutdown: streams and long polls return.
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -110,6 +113,7 @@ func New(opt Options) *Server {
 		oidc:      opt.OIDC,
 
 		forwardAuth: opt.ForwardAuth,
+		admin:       opt.Admin,
 	}
 	s.handler = realIP(opt.TrustedProxies, s.routes())
 	return s

@@ -1,0 +1,214 @@
+package login
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/mail"
+)
+
+// The admin console's account actions. Each takes the acting administrator, refuses anyone
+// else with EForbidden, and is audited on the target account with the actor in the detail.
+
+func requireAdmin(actor *latchkey.User) error {
+	if actor == nil || actor.Disabled || actor.Role != latchkey.RoleAdmin {
+		return latchkey.Errorf(latchkey.EForbidden, "Only administrators can do that.")
+	}
+	return nil
+}
+
+func (s *Service) target(ctx context.Context, actor *latchkey.User, id latchkey.UserID) (*latchkey.User, error) {
+	if err := requireAdmin(actor); err != nil {
+		return nil, err
+	}
+	u, err := s.opt.Store.FindUserByID(ctx, id)
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return nil, latchkey.Errorf(latchkey.ENotFound, "There is no such user.")
+	}
+	return u, err
+}
+
+// keepsAnAdmin returns EConflict when taking u out of the enabled admins would leave none.
+func (s *Service) keepsAnAdmin(ctx context.Context, u *latchkey.User, what string) error {
+	if u.Role != latchkey.RoleAdmin || u.Disabled {
+		return nil
+	}
+	n, err := s.opt.Store.CountEnabledAdmins(ctx)
+	if err != nil {
+		return err
+	}
+	if n <= 1 {
+		return latchkey.Errorf(latchkey.EConflict, "%s is the only enabled administrator: %s would leave nobody to run this server. Make someone else an administrator first.", u.Username, what)
+	}
+	return nil
+}
+
+// AdminSetDisabled disables or enables an account. Disabling ends every session of the user
+// at once; it is refused for the actor's own account and for the last enabled admin.
+func (s *Service) AdminSetDisabled(ctx context.Context, c Client, actor *latchkey.User, id latchkey.UserID, disabled bool) (*latchkey.User, error) {
+	u, err := s.target(ctx, actor, id)
+	if err != nil {
+		return nil, err
+	}
+	if disabled {
+		if u.ID == actor.ID {
+			s.audit(ctx, c, u, "", latchkey.ActionUserDisabled, latchkey.OutcomeDenied, "own account; by "+actor.Username)
+			return nil, latchkey.Errorf(latchkey.EConflict, "You cannot disable your own account.")
+		}
+		if err := s.keepsAnAdmin(ctx, u, "disabling them"); err != nil {
+			s.audit(ctx, c, u, "", latchkey.ActionUserDisabled, latchkey.OutcomeDenied, "last enabled admin; by "+actor.Username)
+			return nil, err
+		}
+	}
+	if u, err = s.opt.Store.UpdateUser(ctx, id, latchkey.UserUpdate{Disabled: &disabled}); err != nil {
+		return nil, fmt.Errorf("update user: %w", err)
+	}
+	action := latchkey.ActionUserEnabled
+	if disabled {
+		action = latchkey.ActionUserDisabled
+		if err := s.opt.Store.DeleteUserSessions(ctx, id, ""); err != nil {
+			return nil, fmt.Errorf("end sessions: %w", err)
+		}
+	}
+	s.audit(ctx, c, u, "", action, latchkey.OutcomeSuccess, "by "+actor.Username)
+	return u, nil
+}
+
+// AdminSetRole changes an account's role. Demoting the last enabled admin is refused.
+func (s *Service) AdminSetRole(ctx context.Context, c Client, actor *latchkey.User, id latchkey.UserID, role latchkey.Role) (*latchkey.User, error) {
+	if !role.Valid() {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "The role must be admin, support or user.")
+	}
+	u, err := s.target(ctx, actor, id)
+	if err != nil {
+		return nil, err
+	}
+	if u.Role == role {
+		return u, nil
+	}
+	if role != latchkey.RoleAdmin {
+		if err := s.keepsAnAdmin(ctx, u, "changing their role"); err != nil {
+			s.audit(ctx, c, u, "", latchkey.ActionUserRole, latchkey.OutcomeDenied, fmt.Sprintf("last enabled admin → %s; by %s", role, actor.Username))
+			return nil, err
+		}
+	}
+	old := u.Role
+	if u, err = s.opt.Store.UpdateUser(ctx, id, latchkey.UserUpdate{Role: &role}); err != nil {
+		return nil, fmt.Errorf("update user: %w", err)
+	}
+	s.audit(ctx, c, u, "", latchkey.ActionUserRole, latchkey.OutcomeSuccess, fmt.Sprintf("%s → %s; by %s", old, role, actor.Username))
+	return u, nil
+}
+
+// AdminResetMFA removes every second factor of an account (apps, Latch devices, keys,
+// recovery codes), ends its sessions and mails the user. reason is required and audited.
+// Under MFARequired the user's next sign-in goes to the rollout.
+func (s *Service) AdminResetMFA(ctx context.Context, c Client, actor *latchkey.User, id latchkey.UserID, reason string) error {
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		return latchkey.Errorf(latchkey.EInvalid, "Give a reason for the reset; it goes into the audit trail.")
+	}
+	if len([]rune(reason)) > 500 {
+		return latchkey.Errorf(latchkey.EInvalid, "Keep the reason under 500 characters.")
+	}
+	u, err := s.target(ctx, actor, id)
+	if err != nil {
+		return err
+	}
+	if err := s.opt.Store.ResetMFA(ctx, u.ID); err != nil {
+		return fmt.Errorf("reset mfa: %w", err)
+	}
+	if err := s.opt.Store.DeleteUserSessions(ctx, u.ID, ""); err != nil {
+		return fmt.Errorf("end sessions: %w", err)
+	}
+	s.audit(ctx, c, u, "", latchkey.ActionAdminMFAReset, latchkey.OutcomeSuccess, "by "+actor.Username+": "+reason)
+	// The mail says when and from where; the address is the administrator's, which is what
+	// the user should see.
+	s.notify(ctx, c, u, mail.MFAReset, 0)
+	return nil
+}
+
+// AdminRevokeSessions signs a user out everywhere; keep (the actor's own session ID, or "")
+// survives so that revoking one's own other sessions does not sign out the admin console.
+func (s *Service) AdminRevokeSessions(ctx context.Context, c Client, actor *latchkey.User, keep string, id latchkey.UserID) error {
+	u, err := s.target(ctx, actor, id)
+	if err != nil {
+		return err
+	}
+	if u.ID != actor.ID {
+		keep = ""
+	}
+	if err := s.opt.Store.DeleteUserSessions(ctx, u.ID, keep); err != nil {
+		return fmt.Errorf("end sessions: %w", err)
+	}
+	s.audit(ctx, c, u, "", latchkey.ActionSessionsRevoked, latchkey.OutcomeSuccess, "by "+actor.Username)
+	return nil
+}
+
+// AdminUnlock clears the failure counter of an account, which ends a wait or the lock
+// after LockAt consecutive failures.
+func (s *Service) AdminUnlock(ctx context.Context, c Client, actor *latchkey.User, id latchkey.UserID) error {
+	u, err := s.target(ctx, actor, id)
+	if err != nil {
+		return err
+	}
+	if err := s.opt.Store.ResetThrottle(ctx, userKey(u.Username)); err != nil {
+		return fmt.Errorf("reset throttle: %w", err)
+	}
+	s.audit(ctx, c, u, "", latchkey.ActionUserUnlocked, latchkey.OutcomeSuccess, "by "+actor.Username)
+	return nil
+}
+
+// Lock describes an account's failure counter.
+type Lock struct {
+	Failures int
+	// Locked is true after LockAt consecutive failures: only an administrator unlocks it.
+	Locked bool
+	// WaitUntil is when the next attempt is allowed while the account is only slowed down.
+	WaitUntil time.Time
+}
+
+// Throttled reports whether it is locked or waiting.
+func (l Lock) Throttled(now time.Time) bool { return l.Locked || now.Before(l.WaitUntil) }
+
+// LockState returns the failure counter of u.
+func (s *Service) LockState(ctx context.Context, u *latchkey.User) (Lock, error) {
+	th, err := s.opt.Store.FindThrottle(ctx, userKey(u.Username))
+	if err != nil {
+		return Lock{}, fmt.Errorf("find throttle: %w", err)
+	}
+	wait, locked := s.opt.Throttle.accountWait(th.Failures)
+	l := Lock{Failures: th.Failures, Locked: locked}
+	if wait > 0 {
+		l.WaitUntil = th.LastFailureAt.Add(wait)
+	}
+	return l, nil
+}
+
+// Policy is the sign-in policy in effect, for the admin console's read-only view.
+type Policy struct {
+	MFA                  string   // MFAOptional or MFARequired
+	Methods              []string // the methods users may enrol and this server provides
+	Configured           []string // the configured allow-list; empty means all
+	MaxAge, Idle, Reauth time.Duration
+	FlowTTL              time.Duration
+	PasswordMin          int // without a second factor
+	PasswordMinMFA       int // with one
+	PasswordMax          int
+	Throttle             ThrottleOptions
+	Passkeys             bool
+	InvitationTTL        time.Duration
+}
+
+// Policy returns the policy in effect.
+func (s *Service) Policy() Policy {
+	return Policy{
+		MFA: s.opt.MFA, Methods: s.EnrollMethods(), Configured: s.opt.Methods,
+		MaxAge: s.opt.MaxAge, Idle: s.opt.IdleTimeout, Reauth: s.opt.ReauthWindow, FlowTTL: s.opt.FlowTTL,
+		PasswordMin: s.opt.Policy.MinWithoutMFA, PasswordMinMFA: s.opt.Policy.MinWithMFA, PasswordMax: s.opt.Policy.Max,
+		Throttle: s.opt.Throttle, Passkeys: s.PasskeysEnabled(), InvitationTTL: InvitationTTL,
+	}
+}

@@ -1,0 +1,9 @@
+-- Account activations mailed to invited users (admin console). Only a keyed hash of the
+-- link's token is stored; using the link deletes the row.
+CREATE TABLE invitations (
+	hash       TEXT    PRIMARY KEY, -- hex keyed hash of the token
+	user_id    BIGINT  NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE,
+	created_at BIGINT  NOT NULL,
+	expires_at BIGINT  NOT NULL
+);
+CREATE INDEX invitations_expires ON invitations (expires_at);
