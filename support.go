@@ -59,7 +59,6 @@ const (
 	ActionTicketReplied   = "ticket.replied"  // an agent answered (by email)
 	ActionTicketStatus    = "ticket.status"   // an agent changed the status
 	ActionTicketVerified  = "ticket.verified" // an agent recorded identity checks
-	ActionTicketMFAReset  = "ticket.mfa_reset"
 	ActionTicketFactor    = "ticket.factor_removed"
 	ActionTicketUserAdded = "ticket.user_invited"
 	ActionTicketRefused   = "ticket.refused" // an agent action refused (role, missing checks)

@@ -18,7 +18,9 @@ type TicketData struct {
 	Number  int64  // the ticket number, shown as "#1042"
 	Subject string // the ticket's subject line
 	Type    string // the request type in words
-	// TrackingURL is the requester's link to the ticket; it carries the tracking token.
+	// TrackingURL is the requester's link to the ticket; it carries the tracking token. Only
+	// the confirmation has it (the server keeps only the token's hash); an answer without it
+	// points to the first mail of the thread.
 	TrackingURL string
 	// Message is the agent's answer (TicketAnswered) or the requester's message
 	// (TicketCreated).
