@@ -9,8 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/latchkey/latchkey"
-	lkmail "github.com/latchkey/latchkey/internal/mail"
 	"github.com/latchkey/latchkey/internal/login"
+	lkmail "github.com/latchkey/latchkey/internal/mail"
 )
 
 // IsAgent reports whether u may work the support queue: role support or admin.

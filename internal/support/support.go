@@ -25,8 +25,8 @@ import (
 
 	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/audit"
-	lkmail "github.com/latchkey/latchkey/internal/mail"
 	"github.com/latchkey/latchkey/internal/login"
+	lkmail "github.com/latchkey/latchkey/internal/mail"
 	"github.com/latchkey/latchkey/internal/ratelimit"
 )
 

@@ -337,8 +337,11 @@ func TestAgentAuthorization(t *testing.T) {
 		"ResetMFA":     e.svc.ResetMFA(ctx, client, plain, tk.ID, "x"),
 		"RemoveFactor": e.svc.RemoveFactor(ctx, client, plain, tk.ID, "totp:1", "x"),
 		"Reply":        func() error { _, err := e.svc.Reply(ctx, client, plain, tk.ID, "x", ""); return err }(),
-		"SetStatus":    func() error { _, err := e.svc.SetStatus(ctx, client, plain, tk.ID, latchkey.TicketClosed, ""); return err }(),
-		"InviteUser":   func() error { _, err := e.svc.InviteUser(ctx, client, plain, tk.ID, "x", "x"); return err }(),
+		"SetStatus": func() error {
+			_, err := e.svc.SetStatus(ctx, client, plain, tk.ID, latchkey.TicketClosed, "")
+			return err
+		}(),
+		"InviteUser": func() error { _, err := e.svc.InviteUser(ctx, client, plain, tk.ID, "x", "x"); return err }(),
 	} {
 		if code(err) != latchkey.EForbidden {
 			t.Errorf("user: %s = %v, want forbidden", name, err)
