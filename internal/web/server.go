@@ -18,6 +18,7 @@ import (
 	"github.com/latchkey/latchkey/internal/login"
 	"github.com/latchkey/latchkey/internal/oidc"
 	"github.com/latchkey/latchkey/internal/push"
+	"github.com/latchkey/latchkey/internal/support"
 )
 
 // Pinger reports whether the database is reachable.
@@ -43,6 +44,8 @@ type Options struct {
 	// ForwardAuth are the rules of the forward-auth gate (GET /auth/forward); nil means every
 	// address needs MFA.
 	ForwardAuth *forwardauth.Rules
+	// Support is the support desk (/support, /admin/tickets); nil leaves it out.
+	Support *support.Service
 }
 
 // Server is the HTTP handler of Latchkey.
@@ -61,6 +64,7 @@ type Server struct {
 	handler     http.Handler
 	oidc        *oidc.Provider
 	forwardAuth *forwardauth.Rules
+	support     *support.Service
 	// stop is closed by Shutdown: streams and long polls return.
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -106,6 +110,7 @@ func New(opt Options) *Server {
 		oidc:      opt.OIDC,
 
 		forwardAuth: opt.ForwardAuth,
+		support:     opt.Support,
 	}
 	s.handler = s.routes()
 	return s
