@@ -71,7 +71,9 @@ type Config struct {
 		Default string             `yaml:"default"` // bypass, password, mfa (default) or deny
 		Rules   []forwardauth.Rule `yaml:"rules"`
 	} `yaml:"forward_auth"`
-	Log struct {
+	// Support configures the support desk: request types, identity checks, limits.
+	Support SupportConfig `yaml:"support"`
+	Log     struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // text or json
 	} `yaml:"log"`
@@ -288,6 +290,7 @@ func (c *Config) validate() []string {
 	if c.Session.MaxAge <= 0 || c.Session.IdleTimeout <= 0 || c.Session.Reauth <= 0 {
 		p = append(p, "session durations must be positive")
 	}
+	p = append(p, c.validateSupport()...)
 	if _, err := c.forwardAuthRules(); err != nil {
 		p = append(p, err.Error())
 	}

@@ -52,8 +52,8 @@ type Inviter interface {
 // Choice is a configurable option with a stable ID and a name people read: a request type
 // or an identity check.
 type Choice struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
+	ID   string `json:"id" yaml:"id"`
+	Name string `json:"name" yaml:"name"`
 }
 
 // DefaultTypes are the request types offered when the configuration names none.
