@@ -355,3 +355,37 @@ func (d deskView) CannotAct() string {
 	}
 	return latchkey.ErrorMessage(d.CanAct)
 }
+
+// SignInStep names the step of a sign-in audit event for people.
+func (d deskView) SignInStep(action string) string {
+	switch action {
+	case latchkey.ActionLogin:
+		return "Password"
+	case latchkey.ActionLoginTOTP:
+		return "Authenticator code"
+	case latchkey.ActionLoginRecovery:
+		return "Recovery code"
+	case latchkey.ActionLoginPush:
+		return "Latch push"
+	case latchkey.ActionLoginWebAuthn:
+		return "Security key"
+	case latchkey.ActionLoginPasskey:
+		return "Passkey"
+	}
+	return action
+}
+
+// OutcomeLabel says an audit outcome in words.
+func (d deskView) OutcomeLabel(outcome string) string {
+	switch outcome {
+	case latchkey.OutcomeSuccess:
+		return "OK"
+	case latchkey.OutcomeFailure:
+		return "Failed"
+	case latchkey.OutcomeDenied:
+		return "Denied"
+	case "password_ok":
+		return "Password OK"
+	}
+	return outcome
+}
