@@ -24,7 +24,7 @@ func FuzzTicketAPI(f *testing.F) {
 		f.Add(s, "application/json")
 	}
 	f.Add("email=a%40example.com&type=other&message=hi", "application/x-www-form-urlencoded")
-	fx := newSupportFixture(f, io.Discard, func(o *support.Options) { o.PerEmail, o.IPBurst = 1 << 30, 1 << 30 })
+	fx := newSupportFixture(f, io.Discard, func(o *support.Options) { o.PerEmail, o.IPBurst = 1<<30, 1<<30 })
 	c := fx.client(f)
 	f.Fuzz(func(t *testing.T, body, ctype string) {
 		c.tb = t
