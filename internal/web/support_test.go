@@ -300,3 +300,93 @@ func TestDeskAuthorization(t *testing.T) {
 		}
 	}
 }
+
+func TestDeskActions(t *testing.T) {
+	f := newSupportFixture(t, io.Discard)
+	ctx := context.Background()
+	known, _ := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "alice@example.com", Type: "account_change", Message: "Please change my email."})
+	unknown, _ := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "new@example.com", Username: "newbie", Type: "account_change", Message: "I need an account."})
+	agent := f.signedIn(t, "sam")
+	form := "application/x-www-form-urlencoded"
+	kid, uid := strconv.FormatInt(known.Ticket.ID, 10), strconv.FormatInt(unknown.Ticket.ID, 10)
+
+	r := agent.do("GET", "/admin/tickets/"+kid, "", "")
+	if r.code != 200 || !strings.Contains(r.raw, `id="account-username">alice<`) || !strings.Contains(r.raw, `id="no-factors"`) || !strings.Contains(r.raw, "Matched by email") {
+		t.Errorf("ticket of a known address: %d", r.code)
+	}
+	r = agent.do("GET", "/admin/tickets/"+uid, "", "")
+	if r.code != 200 || !strings.Contains(r.raw, `id="no-account"`) || strings.Contains(r.raw, "/invite") {
+		t.Errorf("ticket of an unknown address without invitations: %d (the create-user action must be hidden)", r.code)
+	}
+
+	if r := agent.do("POST", "/admin/tickets/"+kid+"/reply", form, "message=+&status=waiting"); r.code != 400 || !strings.Contains(r.raw, "Describe") {
+		t.Errorf("empty answer: %d", r.code)
+	}
+	if r := agent.do("POST", "/admin/tickets/"+kid+"/status", form, "status=bogus"); r.code != 400 {
+		t.Errorf("unknown status: %d", r.code)
+	}
+	if r := agent.do("POST", "/admin/tickets/"+kid+"/checks", form, "check=bogus"); r.code != 400 {
+		t.Errorf("unknown check: %d", r.code)
+	}
+	if r := agent.do("POST", "/admin/tickets/"+kid+"/reset-mfa", form, "reason=x"); r.code != 403 || !strings.Contains(r.raw, "identity checklist") {
+		t.Errorf("reset before the checks: %d", r.code)
+	}
+	if r := agent.do("POST", "/admin/tickets/"+uid+"/invite", form, "username=newbie&reason=x"); r.code != 403 {
+		t.Errorf("invite without the admin console: %d", r.code)
+	}
+	if r := agent.do("POST", "/admin/tickets/9999/status", form, "status=closed"); r.code != 404 {
+		t.Errorf("status of a missing ticket: %d", r.code)
+	}
+	r = agent.do("POST", "/admin/tickets/"+kid+"/status", form, "status=closed&reason=duplicate+of+another")
+	if r.code != 303 || r.header.Get("Location") != "/admin/tickets/"+kid+"?done=status" {
+		t.Fatalf("close: %d %q", r.code, r.header.Get("Location"))
+	}
+	if got, _ := f.db.FindTicketByID(ctx, known.Ticket.ID); got.Status != latchkey.TicketClosed {
+		t.Errorf("status = %q, want closed", got.Status)
+	}
+	r = agent.do("GET", "/admin/tickets?status=closed", "", "")
+	if !strings.Contains(r.raw, "/admin/tickets/"+kid+`"`) || strings.Contains(r.raw, "/admin/tickets/"+uid+`"`) {
+		t.Errorf("closed filter does not show exactly the closed ticket")
+	}
+	ev, _ := f.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	last := ev[len(ev)-1]
+	if last.Action != latchkey.ActionTicketStatus || last.TicketID != known.Ticket.ID || last.Username != "sam" || !strings.Contains(last.Detail, "duplicate of another") {
+		t.Errorf("last audit event = %+v", last)
+	}
+}
+
+// TestDeskInvite checks the create-user action against an Inviter (the admin console's
+// (*login.Service).InviteUser, stood in for here by the sign-in service's CreateUser).
+func TestDeskInvite(t *testing.T) {
+	var f *supportFixture
+	f = newSupportFixture(t, io.Discard, func(o *support.Options) {
+		o.Inviter = inviterFunc(func(username, email string) (*latchkey.User, error) {
+			return f.svc.CreateUser(context.Background(), login.Client{}, login.NewUser{Username: username, Email: email, Role: latchkey.RoleUser, Password: "a long placeholder password for tests"})
+		})
+	})
+	ctx := context.Background()
+	tk, _ := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "new@example.com", Username: "newbie", Type: "account_change", Message: "I need an account."})
+	id := strconv.FormatInt(tk.Ticket.ID, 10)
+	agent := f.signedIn(t, "sam")
+	if r := agent.do("GET", "/admin/tickets/"+id, "", ""); !strings.Contains(r.raw, `action="/admin/tickets/`+id+`/invite"`) {
+		t.Fatal("no create-user action for a ticket without an account")
+	}
+	if r := agent.do("POST", "/admin/tickets/"+id+"/invite", "application/x-www-form-urlencoded", "username=newbie&reason="); r.code != 400 {
+		t.Errorf("invite without a reason: %d", r.code)
+	}
+	if r := agent.do("POST", "/admin/tickets/"+id+"/invite", "application/x-www-form-urlencoded", "username=newbie&reason=new+starter"); r.code != 303 {
+		t.Fatalf("invite: %d %s", r.code, r.raw)
+	}
+	if u, err := f.db.FindUserByUsername(ctx, "newbie"); err != nil || u.Email != "new@example.com" || u.Role != latchkey.RoleUser {
+		t.Errorf("invited user = %+v, %v", u, err)
+	}
+	if r := agent.do("GET", "/admin/tickets/"+id, "", ""); !strings.Contains(r.raw, `id="account-username">newbie<`) || strings.Contains(r.raw, "/invite") {
+		t.Error("after the invitation the ticket does not show the new account")
+	}
+}
+
+type inviterFunc func(username, email string) (*latchkey.User, error)
+
+func (f inviterFunc) InviteUser(_ context.Context, _ login.Client, _ *latchkey.User, username, email string, _ latchkey.Role) (*latchkey.User, error) {
+	return f(username, email)
+}
