@@ -12,7 +12,10 @@ import (
 // AgentAction describes an action of the support desk on someone's account: who does it,
 // for which ticket and why. Every agent action is audited with all three.
 type AgentAction struct {
-	Agent    *latchkey.User
+	Agent *latchkey.User
+	// AgentMFA reports whether the agent's own session passed a second factor: changing
+	// someone else's sign-in methods needs one.
+	AgentMFA bool
 	TicketID int64
 	Reason   string
 }
@@ -43,9 +46,14 @@ func (s *Service) auditAgent(ctx context.Context, c Client, a AgentAction, targe
 	_ = s.opt.Audit.Record(ctx, e)
 }
 
+var errAgentMFA = latchkey.Errorf(latchkey.EForbidden, "Sign in with a second factor before you change someone's sign-in methods: set one up on your Security page.")
+
 func checkAction(a AgentAction, target *latchkey.User) error {
 	if err := CanActOn(a.Agent, target); err != nil {
 		return err
+	}
+	if !a.AgentMFA {
+		return errAgentMFA
 	}
 	if a.TicketID <= 0 {
 		return latchkey.Errorf(latchkey.EInvalid, "An action of the support desk needs a ticket.")

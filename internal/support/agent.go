@@ -198,7 +198,7 @@ func cleanReason(r string) (string, error) {
 
 // mfaTarget loads what an MFA action needs and refuses it unless the identity checks are
 // complete and the agent may act on the matching account. Refusals are audited.
-func (s *Service) mfaTarget(ctx context.Context, c login.Client, agent *latchkey.User, id int64, reason string) (*latchkey.Ticket, *latchkey.User, login.AgentAction, error) {
+func (s *Service) mfaTarget(ctx context.Context, c login.Client, agent *latchkey.User, agentMFA bool, id int64, reason string) (*latchkey.Ticket, *latchkey.User, login.AgentAction, error) {
 	var a login.AgentAction
 	t, err := s.agentTicket(ctx, agent, id)
 	if err != nil {
@@ -207,7 +207,7 @@ func (s *Service) mfaTarget(ctx context.Context, c login.Client, agent *latchkey
 	if reason, err = cleanReason(reason); err != nil {
 		return nil, nil, a, err
 	}
-	a = login.AgentAction{Agent: agent, TicketID: t.ID, Reason: reason}
+	a = login.AgentAction{Agent: agent, AgentMFA: agentMFA, TicketID: t.ID, Reason: reason}
 	u, _, err := s.match(ctx, t)
 	if err != nil {
 		return nil, nil, a, err
@@ -223,13 +223,19 @@ func (s *Service) mfaTarget(ctx context.Context, c login.Client, agent *latchkey
 		s.record(ctx, c, agent, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: identity checks incomplete")
 		return nil, nil, a, latchkey.Errorf(latchkey.EForbidden, "Complete and save the identity checklist before you change sign-in methods.")
 	}
+	if !agentMFA {
+		s.record(ctx, c, agent, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: the agent's session has no second factor")
+		return nil, nil, a, latchkey.Errorf(latchkey.EForbidden, "Sign in with a second factor before you change someone's sign-in methods: set one up on your Security page.")
+	}
 	return t, u, a, nil
 }
 
 // ResetMFA removes every second factor of the ticket's account (see login.AgentResetMFA)
 // once the identity checks are complete, and moves the ticket to in progress if it was new.
-func (s *Service) ResetMFA(ctx context.Context, c login.Client, agent *latchkey.User, id int64, reason string) error {
-	t, u, a, err := s.mfaTarget(ctx, c, agent, id, reason)
+// agentMFA reports whether the agent's own session passed a second factor; without one the
+// action is refused (EForbidden).
+func (s *Service) ResetMFA(ctx context.Context, c login.Client, agent *latchkey.User, agentMFA bool, id int64, reason string) error {
+	t, u, a, err := s.mfaTarget(ctx, c, agent, agentMFA, id, reason)
 	if err != nil {
 		return err
 	}
@@ -241,9 +247,9 @@ func (s *Service) ResetMFA(ctx context.Context, c login.Client, agent *latchkey.
 }
 
 // RemoveFactor removes one second factor (a reference like "totp:3") of the ticket's account
-// once the identity checks are complete.
-func (s *Service) RemoveFactor(ctx context.Context, c login.Client, agent *latchkey.User, id int64, factorRef, reason string) error {
-	t, u, a, err := s.mfaTarget(ctx, c, agent, id, reason)
+// once the identity checks are complete; agentMFA as for ResetMFA.
+func (s *Service) RemoveFactor(ctx context.Context, c login.Client, agent *latchkey.User, agentMFA bool, id int64, factorRef, reason string) error {
+	t, u, a, err := s.mfaTarget(ctx, c, agent, agentMFA, id, reason)
 	if err != nil {
 		return err
 	}

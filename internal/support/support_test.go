@@ -252,7 +252,7 @@ func TestAgentActions(t *testing.T) {
 		t.Errorf("sign-ins = %v, want the password sign-in", v.SignIns)
 	}
 	// No MFA action before the checklist is complete.
-	if err := e.svc.ResetMFA(ctx, client, agent, tk.ID, "lost phone"); code(err) != latchkey.EForbidden {
+	if err := e.svc.ResetMFA(ctx, client, agent, true, tk.ID, "lost phone"); code(err) != latchkey.EForbidden {
 		t.Errorf("ResetMFA before the checks = %v, want forbidden", err)
 	}
 	if _, err := e.svc.RecordChecks(ctx, client, agent, tk.ID, []string{"callback", "bogus"}); code(err) != latchkey.EInvalid {
@@ -261,16 +261,28 @@ func TestAgentActions(t *testing.T) {
 	if _, err := e.svc.RecordChecks(ctx, client, agent, tk.ID, []string{"callback", "manager"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.svc.ResetMFA(ctx, client, agent, tk.ID, "lost phone"); code(err) != latchkey.EForbidden {
+	if err := e.svc.ResetMFA(ctx, client, agent, true, tk.ID, "lost phone"); code(err) != latchkey.EForbidden {
 		t.Errorf("ResetMFA with two of three checks = %v, want forbidden", err)
 	}
 	if _, err := e.svc.RecordChecks(ctx, client, agent, tk.ID, []string{"question", "callback", "manager"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.svc.ResetMFA(ctx, client, agent, tk.ID, "  "); code(err) != latchkey.EInvalid {
+	if err := e.svc.ResetMFA(ctx, client, agent, false, tk.ID, "lost phone"); code(err) != latchkey.EForbidden || !strings.Contains(latchkey.ErrorMessage(err), "second factor") {
+		t.Errorf("ResetMFA by an agent signed in without a second factor = %v, want forbidden", err)
+	}
+	if err := e.svc.RemoveFactor(ctx, client, agent, false, tk.ID, "totp:1", "lost phone"); code(err) != latchkey.EForbidden {
+		t.Errorf("RemoveFactor by an agent signed in without a second factor = %v, want forbidden", err)
+	}
+	if err := e.login.AgentResetMFA(ctx, client, login.AgentAction{Agent: agent, TicketID: tk.ID, Reason: "x"}, alice); code(err) != latchkey.EForbidden {
+		t.Errorf("login.AgentResetMFA without the agent's MFA = %v, want forbidden", err)
+	}
+	if fs, _ := e.login.Factors(ctx, alice); len(fs) != 1 {
+		t.Fatalf("refused resets removed factors: %v", fs)
+	}
+	if err := e.svc.ResetMFA(ctx, client, agent, true, tk.ID, "  "); code(err) != latchkey.EInvalid {
 		t.Errorf("ResetMFA without a reason = %v, want invalid", err)
 	}
-	if err := e.svc.ResetMFA(ctx, client, agent, tk.ID, "lost phone, verified by callback"); err != nil {
+	if err := e.svc.ResetMFA(ctx, client, agent, true, tk.ID, "lost phone, verified by callback"); err != nil {
 		t.Fatalf("ResetMFA: %v", err)
 	}
 	if fs, _ := e.login.Factors(ctx, alice); len(fs) != 0 {
@@ -296,10 +308,10 @@ func TestAgentActions(t *testing.T) {
 	// Remove one factor.
 	e.withTOTP(t, alice)
 	fs, _ := e.login.Factors(ctx, alice)
-	if err := e.svc.RemoveFactor(ctx, client, agent, tk.ID, "totp:999", "x"); code(err) != latchkey.ENotFound {
+	if err := e.svc.RemoveFactor(ctx, client, agent, true, tk.ID, "totp:999", "x"); code(err) != latchkey.ENotFound {
 		t.Errorf("RemoveFactor(unknown) = %v, want not_found", err)
 	}
-	if err := e.svc.RemoveFactor(ctx, client, agent, tk.ID, fs[0].Ref, "old phone"); err != nil {
+	if err := e.svc.RemoveFactor(ctx, client, agent, true, tk.ID, fs[0].Ref, "old phone"); err != nil {
 		t.Fatal(err)
 	}
 	if fs, _ := e.login.Factors(ctx, alice); len(fs) != 0 {
@@ -334,8 +346,8 @@ func TestAgentAuthorization(t *testing.T) {
 		"Tickets":      func() error { _, _, err := e.svc.Tickets(ctx, plain, support.Queue{}); return err }(),
 		"Ticket":       func() error { _, err := e.svc.Ticket(ctx, plain, tk.ID); return err }(),
 		"RecordChecks": func() error { _, err := e.svc.RecordChecks(ctx, client, plain, tk.ID, all); return err }(),
-		"ResetMFA":     e.svc.ResetMFA(ctx, client, plain, tk.ID, "x"),
-		"RemoveFactor": e.svc.RemoveFactor(ctx, client, plain, tk.ID, "totp:1", "x"),
+		"ResetMFA":     e.svc.ResetMFA(ctx, client, plain, true, tk.ID, "x"),
+		"RemoveFactor": e.svc.RemoveFactor(ctx, client, plain, true, tk.ID, "totp:1", "x"),
 		"Reply":        func() error { _, err := e.svc.Reply(ctx, client, plain, tk.ID, "x", ""); return err }(),
 		"SetStatus": func() error {
 			_, err := e.svc.SetStatus(ctx, client, plain, tk.ID, latchkey.TicketClosed, "")
@@ -371,11 +383,11 @@ func TestAgentAuthorization(t *testing.T) {
 			if err != nil || code(v.CanAct) != latchkey.EForbidden {
 				t.Errorf("Ticket: CanAct = %v, %v, want forbidden", v.CanAct, err)
 			}
-			if err := e.svc.ResetMFA(ctx, client, tt.actor, tk.ID, "x"); code(err) != latchkey.EForbidden {
+			if err := e.svc.ResetMFA(ctx, client, tt.actor, true, tk.ID, "x"); code(err) != latchkey.EForbidden {
 				t.Errorf("ResetMFA = %v, want forbidden", err)
 			}
 			fs, _ := e.login.Factors(ctx, tt.target)
-			if err := e.svc.RemoveFactor(ctx, client, tt.actor, tk.ID, fs[0].Ref, "x"); code(err) != latchkey.EForbidden {
+			if err := e.svc.RemoveFactor(ctx, client, tt.actor, true, tk.ID, fs[0].Ref, "x"); code(err) != latchkey.EForbidden {
 				t.Errorf("RemoveFactor = %v, want forbidden", err)
 			}
 			if fs2, _ := e.login.Factors(ctx, tt.target); len(fs2) != len(fs) {
@@ -384,7 +396,7 @@ func TestAgentAuthorization(t *testing.T) {
 		})
 	}
 	// The login service refuses on its own too.
-	if err := e.login.AgentResetMFA(ctx, client, login.AgentAction{Agent: agent, TicketID: 1, Reason: "x"}, admin); code(err) != latchkey.EForbidden {
+	if err := e.login.AgentResetMFA(ctx, client, login.AgentAction{Agent: agent, AgentMFA: true, TicketID: 1, Reason: "x"}, admin); code(err) != latchkey.EForbidden {
 		t.Errorf("login.AgentResetMFA(support on admin) = %v, want forbidden", err)
 	}
 }

@@ -225,7 +225,9 @@ type deskView struct {
 	TypeName string
 	Checks   []support.Choice
 	Statuses []latchkey.TicketStatus
-	Fields   map[string]string
+	// AgentMFA reports whether the agent's session passed a second factor, which MFA
+	// actions need.
+	AgentMFA bool
 }
 
 func ticketID(r *http.Request) (int64, error) {
@@ -249,7 +251,7 @@ func (s *Server) renderDeskTicket(w http.ResponseWriter, r *http.Request, a *aut
 		v.Flash = deskFlashes[f]
 	}
 	v.Title, v.User = "Ticket "+tv.Ticket.Number(), a.user
-	v.Data = deskView{View: tv, TypeName: s.support.TypeName(tv.Ticket.Type), Checks: s.support.Checks(), Statuses: latchkey.TicketStatuses}
+	v.Data = deskView{View: tv, TypeName: s.support.TypeName(tv.Ticket.Type), Checks: s.support.Checks(), Statuses: latchkey.TicketStatuses, AgentMFA: a.session.MFAAt != nil}
 	return s.render(w, code, "desk_ticket", v)
 }
 
@@ -300,13 +302,13 @@ func (s *Server) pageDeskChecks(w http.ResponseWriter, r *http.Request, a *auth)
 
 func (s *Server) pageDeskReset(w http.ResponseWriter, r *http.Request, a *auth) error {
 	return s.deskAction(w, r, a, "reset", func(id int64, c login.Client) error {
-		return s.support.ResetMFA(r.Context(), c, a.user, id, r.PostFormValue("reason"))
+		return s.support.ResetMFA(r.Context(), c, a.user, a.session.MFAAt != nil, id, r.PostFormValue("reason"))
 	})
 }
 
 func (s *Server) pageDeskRemoveFactor(w http.ResponseWriter, r *http.Request, a *auth) error {
 	return s.deskAction(w, r, a, "removed", func(id int64, c login.Client) error {
-		return s.support.RemoveFactor(r.Context(), c, a.user, id, r.PostFormValue("factor"), r.PostFormValue("reason"))
+		return s.support.RemoveFactor(r.Context(), c, a.user, a.session.MFAAt != nil, id, r.PostFormValue("factor"), r.PostFormValue("reason"))
 	})
 }
 

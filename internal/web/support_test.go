@@ -331,6 +331,26 @@ func TestDeskActions(t *testing.T) {
 	if r := agent.do("POST", "/admin/tickets/"+kid+"/reset-mfa", form, "reason=x"); r.code != 403 || !strings.Contains(r.raw, "identity checklist") {
 		t.Errorf("reset before the checks: %d", r.code)
 	}
+	alice, _ := f.db.FindUserByUsername(ctx, "alice")
+	app := &latchkey.TOTPCredential{UserID: alice.ID, Name: "Phone", Secret: bytes.Repeat([]byte{1}, 20)}
+	if err := f.db.CreateTOTPCredential(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.ConfirmTOTPCredential(ctx, app.ID, 1, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := agent.do("POST", "/admin/tickets/"+kid+"/checks", form, "check=callback&check=manager&check=question"); r.code != 303 {
+		t.Errorf("checks: %d", r.code)
+	}
+	if r := agent.do("GET", "/admin/tickets/"+kid, "", ""); !strings.Contains(r.raw, `id="agent-no-mfa"`) || strings.Contains(r.raw, "/reset-mfa") {
+		t.Error("an agent signed in without a second factor is offered the reset")
+	}
+	if r := agent.do("POST", "/admin/tickets/"+kid+"/reset-mfa", form, "reason=x"); r.code != 403 || !strings.Contains(r.raw, "second factor") {
+		t.Errorf("reset by an agent without MFA: %d", r.code)
+	}
+	if fs, _ := f.svc.Factors(ctx, alice); len(fs) != 1 {
+		t.Errorf("after refused resets alice has %d factors, want 1", len(fs))
+	}
 	if r := agent.do("POST", "/admin/tickets/"+uid+"/invite", form, "username=newbie&reason=x"); r.code != 403 {
 		t.Errorf("invite without the admin console: %d", r.code)
 	}
