@@ -169,6 +169,16 @@ func TestSupportDeskJourney(t *testing.T) {
 		t.Errorf("status after the answer = %q", got)
 	}
 	shot("06-ticket-answered")
+	// On a phone the ticket page and the queue stay usable: one column, nothing wider than the
+	// screen.
+	for _, path := range []string{"/admin/tickets/1001", "/admin/tickets"} {
+		do(t, ctx, "phone "+path, chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.CSS("h1")))
+		if wide, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth`)); wide {
+			t.Errorf("%s is wider than a phone's screen", path)
+		}
+		shot("phone-" + strings.ReplaceAll(strings.Trim(path, "/"), "/", "-"))
+	}
+	do(t, ctx, "desktop", chromedp.ResetViewport())
 	waitMail(t, s, "All your sign-in methods were reset")
 	answer := waitMail(t, s, "[Ticket #1001] Lost or new phone / authenticator")
 	if answer.Header.Get("In-Reply-To") != m.Header.Get("Message-Id") || !strings.Contains(answer.Text, "set up your new phone") {
