@@ -131,11 +131,21 @@ type TicketUpdate struct {
 	CheckedBy UserID
 }
 
+// TicketLimit bounds the tickets opened from one email address: at most Max since Since.
+// A zero Max does not limit.
+type TicketLimit struct {
+	Max   int
+	Since time.Time
+}
+
 // TicketStore persists support tickets.
 type TicketStore interface {
 	// CreateTicket inserts t (status new) with its first message in one transaction and sets
-	// t.ID, t.CreatedAt, t.UpdatedAt and the message's IDs and time.
-	CreateTicket(ctx Context, t *Ticket, first *TicketMessage) error
+	// t.ID, t.CreatedAt, t.UpdatedAt and the message's IDs and time. With limit.Max > 0 it
+	// first counts the tickets from t.Email (case-insensitively) created since limit.Since and
+	// returns EThrottled, inserting nothing, when there are limit.Max already; the count and
+	// the insert are serialised per address, so concurrent requests cannot exceed it.
+	CreateTicket(ctx Context, t *Ticket, first *TicketMessage, limit TicketLimit) error
 	// FindTicketByID returns ENotFound when there is no such ticket.
 	FindTicketByID(ctx Context, id int64) (*Ticket, error)
 	// FindTicketByTrackingHash returns ENotFound when no ticket has that tracking hash.
@@ -143,9 +153,6 @@ type TicketStore interface {
 	// FindTickets returns the matching tickets, newest first, and their total count
 	// ignoring Offset and Limit.
 	FindTickets(ctx Context, f TicketFilter) ([]*Ticket, int, error)
-	// CountTicketsByEmail counts the tickets opened from email (compared case-insensitively)
-	// since the given time, for the per-address throttle shared by every node.
-	CountTicketsByEmail(ctx Context, email string, since time.Time) (int, error)
 	// UpdateTicket applies upd, sets UpdatedAt and returns the ticket, or ENotFound.
 	UpdateTicket(ctx Context, id int64, upd TicketUpdate) (*Ticket, error)
 	// AddTicketMessage appends m to its ticket and, in the same transaction, sets the

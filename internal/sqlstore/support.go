@@ -32,12 +32,28 @@ func scanTicket(row interface{ Scan(...any) error }) (*latchkey.Ticket, error) {
 }
 
 // CreateTicket inserts the ticket and its first message in one transaction.
-func (s *DB) CreateTicket(ctx context.Context, t *latchkey.Ticket, first *latchkey.TicketMessage) error {
+func (s *DB) CreateTicket(ctx context.Context, t *latchkey.Ticket, first *latchkey.TicketMessage, limit latchkey.TicketLimit) error {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	if t.Status == "" {
 		t.Status = latchkey.TicketNew
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if limit.Max > 0 {
+			// SQLite's immediate transactions already run one at a time; on PostgreSQL a
+			// transaction-scoped advisory lock per address serialises count and insert.
+			if s.dialect == Postgres {
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7305003, hashtext(lower($1)))`, t.Email); err != nil {
+					return fmt.Errorf("lock ticket address: %w", err)
+				}
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM tickets WHERE lower(email) = lower($1) AND created_at >= $2`, t.Email, us(limit.Since)).Scan(&n); err != nil {
+				return fmt.Errorf("count tickets: %w", err)
+			}
+			if n >= limit.Max {
+				return latchkey.Errorf(latchkey.EThrottled, "Too many tickets were opened from this email address.")
+			}
+		}
 		err := tx.QueryRowContext(ctx,
 			`INSERT INTO tickets (email, username, type, subject, status, tracking_hash, created_at, updated_at)
 			 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id`,
@@ -139,16 +155,6 @@ func (s *DB) FindTickets(ctx context.Context, f latchkey.TicketFilter) ([]*latch
 		out = append(out, t)
 	}
 	return out, total, rows.Err()
-}
-
-// CountTicketsByEmail counts the tickets opened from email since the given time.
-func (s *DB) CountTicketsByEmail(ctx context.Context, email string, since time.Time) (int, error) {
-	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM tickets WHERE lower(email) = lower($1) AND created_at >= $2`, email, us(since)).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("count tickets: %w", err)
-	}
-	return n, nil
 }
 
 // UpdateTicket applies upd and returns the ticket.

@@ -2,7 +2,10 @@ package sqlstore_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +17,7 @@ func mkTicket(t *testing.T, db *sqlstore.DB, email, typ string, hash byte) *latc
 	t.Helper()
 	tk := &latchkey.Ticket{Email: email, Type: typ, Subject: "Lost phone", TrackingHash: []byte{hash, 1, 2, 3}}
 	m := &latchkey.TicketMessage{Author: latchkey.AuthorRequester, Body: "I lost my phone."}
-	if err := db.CreateTicket(context.Background(), tk, m); err != nil {
+	if err := db.CreateTicket(context.Background(), tk, m, latchkey.TicketLimit{}); err != nil {
 		t.Fatalf("CreateTicket: %v", err)
 	}
 	if m.ID == 0 || m.TicketID != tk.ID {
@@ -35,7 +38,7 @@ func TestTickets(t *testing.T) {
 			t.Errorf("second ticket = %d (%s), want 1002", b.ID, b.Number())
 		}
 		dup := &latchkey.Ticket{Email: "x@example.com", Type: "other", Subject: "s", TrackingHash: []byte{1, 1, 2, 3}}
-		if err := db.CreateTicket(ctx, dup, &latchkey.TicketMessage{Author: latchkey.AuthorRequester, Body: "x"}); errCode(err) != latchkey.EConflict {
+		if err := db.CreateTicket(ctx, dup, &latchkey.TicketMessage{Author: latchkey.AuthorRequester, Body: "x"}, latchkey.TicketLimit{}); errCode(err) != latchkey.EConflict {
 			t.Errorf("CreateTicket(same tracking hash) = %v, want conflict", err)
 		}
 		if got, _, _ := db.FindTickets(ctx, latchkey.TicketFilter{}); len(got) != 2 {
@@ -52,13 +55,6 @@ func TestTickets(t *testing.T) {
 		if _, err := db.FindTicketByID(ctx, 5); errCode(err) != latchkey.ENotFound {
 			t.Errorf("FindTicketByID(unknown) = %v, want not_found", err)
 		}
-		if n, err := db.CountTicketsByEmail(ctx, "alice@EXAMPLE.com", t0.Add(-time.Hour)); err != nil || n != 1 {
-			t.Errorf("CountTicketsByEmail = %d, %v, want 1", n, err)
-		}
-		if n, _ := db.CountTicketsByEmail(ctx, "alice@example.com", t0.Add(time.Hour)); n != 0 {
-			t.Errorf("CountTicketsByEmail(since later) = %d, want 0", n)
-		}
-
 		// Conversation and status in one step.
 		waiting := latchkey.TicketWaiting
 		reply := &latchkey.TicketMessage{TicketID: a.ID, Author: latchkey.AuthorAgent, AgentID: 7, AgentName: "sam", Body: "Please call us."}
@@ -136,6 +132,48 @@ func TestSupportLookups(t *testing.T) {
 		ev, err := db.RecentSignIns(ctx, u.ID, 5)
 		if err != nil || len(ev) != 2 || ev[0].Action != latchkey.ActionLoginTOTP || ev[1].Action != latchkey.ActionLogin {
 			t.Errorf("RecentSignIns = %v, %v, want login.totp then login.password", ev, err)
+		}
+	})
+}
+
+// TestTicketLimit: of twelve concurrent tickets from one address (in any letter case) with a
+// limit of five, exactly five are created; other addresses and older tickets do not count.
+func TestTicketLimit(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		mkTicket(t, db, "other@example.com", "other", 200)
+		limit := latchkey.TicketLimit{Max: 5, Since: t0.Add(-time.Hour)}
+		// A few rounds, each with its own address: one round alone does not always race.
+		for round := range 4 {
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			codes := map[string]int{}
+			for i := range 12 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					email := fmt.Sprintf("Bob%d@example.com", round)
+					if i%2 == 1 {
+						email = strings.ToUpper(email)
+					}
+					tk := &latchkey.Ticket{Email: email, Type: "other", Subject: "s", TrackingHash: []byte{byte(round), byte(i), 9, 9}}
+					err := db.CreateTicket(ctx, tk, &latchkey.TicketMessage{Author: latchkey.AuthorRequester, Body: "x"}, limit)
+					mu.Lock()
+					codes[errCode(err)]++
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			if codes[""] != 5 || codes[latchkey.EThrottled] != 7 {
+				t.Errorf("round %d: outcomes = %v, want 5 created and 7 throttled", round, codes)
+			}
+		}
+		if _, n, _ := db.FindTickets(ctx, latchkey.TicketFilter{}); n != 21 {
+			t.Errorf("%d tickets, want 21 (nothing half-written)", n)
+		}
+		later := latchkey.TicketLimit{Max: 5, Since: t0.Add(time.Second)}
+		if err := db.CreateTicket(ctx, &latchkey.Ticket{Email: "bob0@example.com", Type: "other", Subject: "s", TrackingHash: []byte{99}}, &latchkey.TicketMessage{Author: latchkey.AuthorRequester, Body: "x"}, later); err != nil {
+			t.Errorf("tickets before Since counted: %v", err)
 		}
 	})
 }

@@ -325,23 +325,18 @@ func (s *Service) Create(ctx context.Context, c login.Client, n NewTicket) (*Cre
 	if err := s.ip.Take(c.IP, s.now()); err != nil {
 		return nil, err
 	}
-	since := s.now().Add(-s.opt.EmailWindow)
-	count, err := s.opt.Store.CountTicketsByEmail(ctx, n.Email, since)
-	if err != nil {
-		return nil, err
-	}
-	if count >= s.opt.PerEmail {
-		// Waiting one window is always enough; the exact time would need the oldest ticket.
-		s.record(ctx, c, nil, 0, latchkey.ActionTicketCreated, latchkey.OutcomeDenied, "too many tickets from one address")
-		return nil, &latchkey.Error{Code: latchkey.EThrottled, RetryAfter: s.opt.EmailWindow.Round(time.Second),
-			Message: fmt.Sprintf("Too many tickets were opened from this email address. Try again in %s, or add a message to one of your open tickets.", wait(s.opt.EmailWindow))}
-	}
 	token, err := s.newToken()
 	if err != nil {
 		return nil, err
 	}
 	t := &latchkey.Ticket{Email: n.Email, Username: n.Username, Type: n.Type, Subject: s.TypeName(n.Type), TrackingHash: s.hash(token)}
-	if err := s.opt.Store.CreateTicket(ctx, t, &latchkey.TicketMessage{Author: latchkey.AuthorRequester, Body: n.Message}); err != nil {
+	limit := latchkey.TicketLimit{Max: s.opt.PerEmail, Since: s.now().Add(-s.opt.EmailWindow)}
+	if err := s.opt.Store.CreateTicket(ctx, t, &latchkey.TicketMessage{Author: latchkey.AuthorRequester, Body: n.Message}, limit); latchkey.ErrorCode(err) == latchkey.EThrottled {
+		// Waiting one window is always enough; the exact time would need the oldest ticket.
+		s.record(ctx, c, nil, 0, latchkey.ActionTicketCreated, latchkey.OutcomeDenied, "too many tickets from one address")
+		return nil, &latchkey.Error{Code: latchkey.EThrottled, RetryAfter: s.opt.EmailWindow.Round(time.Second),
+			Message: fmt.Sprintf("Too many tickets were opened from this email address. Try again in %s, or add a message to one of your open tickets.", wait(s.opt.EmailWindow))}
+	} else if err != nil {
 		return nil, fmt.Errorf("create ticket: %w", err)
 	}
 	s.record(ctx, c, nil, t.ID, latchkey.ActionTicketCreated, latchkey.OutcomeSuccess, "type "+t.Type)
