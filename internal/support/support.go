@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -273,22 +274,47 @@ func (n *NewTicket) Validate(types []Choice) error {
 	n.Type = strings.TrimSpace(n.Type)
 	msg, err := cleanMessage(n.Message)
 	if err != nil {
-		return err
+		return &InputError{Field: "message", Err: err.(*latchkey.Error)}
 	}
 	n.Message = msg
 	if n.Email == "" {
-		return latchkey.Errorf(latchkey.EInvalid, "Enter your email address, so that we can answer you.")
+		return inputError("email", "Enter your email address, so that we can answer you.")
 	}
 	if a, err := mail.ParseAddress(n.Email); err != nil || a.Address != n.Email || a.Name != "" || len(n.Email) > MaxEmail || !strings.Contains(n.Email[strings.LastIndexByte(n.Email, '@')+1:], ".") && !strings.HasSuffix(n.Email, "@localhost") {
-		return latchkey.Errorf(latchkey.EInvalid, "Enter a valid email address, like name@example.com.")
+		return inputError("email", "Enter a valid email address, like name@example.com.")
 	}
 	if n.Username != "" && !login.ValidUsername(n.Username) {
-		return latchkey.Errorf(latchkey.EInvalid, "The username can have up to 64 letters, digits and . _ - @. Leave it empty if you don't know it.")
+		return inputError("username", "The username can have up to 64 letters, digits and . _ - @. Leave it empty if you don't know it.")
 	}
 	if !slices.ContainsFunc(types, func(c Choice) bool { return c.ID == n.Type }) {
-		return latchkey.Errorf(latchkey.EInvalid, "Choose what your request is about.")
+		return inputError("type", "Choose what your request is about.")
 	}
 	return nil
+}
+
+// InputError is an EInvalid error about one field of a form ("email", "username", "type",
+// "message"), so that a page can show it next to that field.
+type InputError struct {
+	Field string
+	Err   *latchkey.Error
+}
+
+func (e *InputError) Error() string { return e.Err.Error() }
+
+// Unwrap lets latchkey.ErrorCode and latchkey.ErrorMessage see the domain error.
+func (e *InputError) Unwrap() error { return e.Err }
+
+func inputError(field, msg string) error {
+	return &InputError{Field: field, Err: latchkey.Errorf(latchkey.EInvalid, "%s", msg)}
+}
+
+// Field returns the form field an error is about, or "" when it is not about one field.
+func Field(err error) string {
+	var ie *InputError
+	if errors.As(err, &ie) {
+		return ie.Field
+	}
+	return ""
 }
 
 // cleanMessage trims a message and refuses an empty, too long or malformed one.

@@ -108,23 +108,17 @@ func (s *Server) pageSupportNewPost(w http.ResponseWriter, r *http.Request) erro
 	c, err := s.support.Create(r.Context(), client(r), in)
 	if err != nil {
 		v := &view{Title: "Create a new support ticket", Data: supportForm{Types: s.support.Types(), In: in}}
-		field := ""
-		msg := latchkey.ErrorMessage(err)
-		switch {
-		case strings.Contains(msg, "email"):
-			field = "email"
-		case strings.Contains(msg, "username"):
-			field = "username"
-		case strings.Contains(msg, "request is about"):
-			field = "type"
-		default:
-			field = "message"
-		}
+		field := support.Field(err)
 		code := status(latchkey.ErrorCode(err))
 		if e, ok := err.(*latchkey.Error); ok && e.Code == latchkey.EThrottled {
 			w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter/time.Second)))
 		}
-		return s.render(w, code, "support_new", fieldError(v, field, err))
+		if field == "" {
+			v.Error = latchkey.ErrorMessage(err)
+		} else {
+			v = fieldError(v, field, err)
+		}
+		return s.render(w, code, "support_new", v)
 	}
 	http.Redirect(w, r, support.TrackingPath(c.Token)+"?created=1", http.StatusSeeOther)
 	return nil
