@@ -75,6 +75,8 @@ type Config struct {
 	// TrustedProxies are the reverse proxies (addresses or CIDR prefixes) whose
 	// X-Forwarded-For header gives the client's address; empty: the TCP peer is the client.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Support configures the support desk: request types, identity checks, limits.
+	Support SupportConfig `yaml:"support"`
 
 	Log struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
@@ -293,6 +295,7 @@ func (c *Config) validate() []string {
 	if c.Session.MaxAge <= 0 || c.Session.IdleTimeout <= 0 || c.Session.Reauth <= 0 {
 		p = append(p, "session durations must be positive")
 	}
+	p = append(p, c.validateSupport()...)
 	if _, err := c.forwardAuthRules(); err != nil {
 		p = append(p, err.Error())
 	}

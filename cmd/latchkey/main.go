@@ -145,6 +145,8 @@ type app struct {
 	push   *push.Service
 	relay  *pgnotify.Relay // PostgreSQL only: push wake-ups between nodes
 	public *url.URL
+	mailer mail.Sender
+	audit  *audit.Recorder
 }
 
 func (a *app) Close() error { return a.db.Close() }
@@ -219,7 +221,7 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 			Attestation: cfg.WebAuthn.Attestation, Passkeys: cfg.WebAuthn.Passkeys,
 		},
 	})
-	return &app{cfg: cfg, log: log, db: db, login: svc, push: pusher, relay: relay, public: public}, nil
+	return &app{cfg: cfg, log: log, db: db, login: svc, push: pusher, relay: relay, public: public, mailer: sender, audit: rec}, nil
 }
 
 func publicURL(cfg *Config) *url.URL {
@@ -263,9 +265,14 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	desk, err := newSupport(a)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	proxies, _ := web.ParseTrustedProxies(cfg.TrustedProxies) // checked with the configuration
 	handler := web.New(web.Options{Login: a.login, Push: a.push, DB: a.db, Logger: log, PublicURL: a.public, Registry: reg, OIDC: provider, ForwardAuth: gateRules, TrustedProxies: proxies,
-		Admin: web.AdminOptions{Store: a.db, ConfigSource: adminConfigSource(cfg)}})
+		Admin: web.AdminOptions{Store: a.db, ConfigSource: adminConfigSource(cfg), Tickets: desk}, Support: desk})
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -76,7 +76,7 @@ func (s *Server) api(f apiFunc) http.Handler {
 		}
 		if err != nil {
 			if latchkey.ErrorCode(err) == latchkey.EInternal {
-				s.log.ErrorContext(r.Context(), "api error", "path", r.URL.Path, "err", err)
+				s.log.ErrorContext(r.Context(), "api error", "path", redactPath(r.URL.Path), "err", err)
 			}
 			writeJSONError(w, err)
 			return

@@ -107,7 +107,7 @@ func (s *Server) page(f pageFunc) http.Handler {
 		if err := f(w, r); err != nil {
 			code := latchkey.ErrorCode(err)
 			if code == latchkey.EInternal {
-				s.log.ErrorContext(r.Context(), "page error", "path", r.URL.Path, "err", err)
+				s.log.ErrorContext(r.Context(), "page error", "path", redactPath(r.URL.Path), "err", err)
 			}
 			if code == latchkey.ETooLarge {
 				http.Error(w, latchkey.ErrorMessage(err), http.StatusRequestEntityTooLarge)

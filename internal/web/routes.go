@@ -116,7 +116,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /settings/password", s.pageAuthed(s.pagePasswordPost))
 	mux.Handle("GET /settings/account", s.pageAuthed(s.pageAccount))
 	mux.Handle("POST /settings/account", s.pageAuthed(s.pageAccountPost))
-	s.mountOIDC(mux) // OpenID Connect provider: /oidc/...
+	s.mountOIDC(mux)    // OpenID Connect provider: /oidc/...
+	s.mountSupport(mux) // support desk: /api/v1/support, /support, /admin/tickets
 
 	// Admin console /admin/... (one table in admin.go) and /activate for invited users.
 	s.mountAdmin(mux)

@@ -19,6 +19,7 @@ import (
 	"github.com/latchkey/latchkey/internal/login"
 	"github.com/latchkey/latchkey/internal/oidc"
 	"github.com/latchkey/latchkey/internal/push"
+	"github.com/latchkey/latchkey/internal/support"
 )
 
 // Pinger reports whether the database is reachable.
@@ -49,6 +50,8 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// Admin is the admin console (admin.go); without a Store it is not mounted.
 	Admin AdminOptions
+	// Support is the support desk (/support, /admin/tickets); nil leaves it out.
+	Support *support.Service
 }
 
 // Server is the HTTP handler of Latchkey.
@@ -68,6 +71,7 @@ type Server struct {
 	oidc        *oidc.Provider
 	forwardAuth *forwardauth.Rules
 	admin       AdminOptions
+	support     *support.Service
 	// stop is closed by Shutdown: streams and long polls return.
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -114,6 +118,7 @@ func New(opt Options) *Server {
 
 		forwardAuth: opt.ForwardAuth,
 		admin:       opt.Admin,
+		support:     opt.Support,
 	}
 	s.handler = realIP(opt.TrustedProxies, s.routes())
 	return s

@@ -1,0 +1,358 @@
+package support
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/login"
+	lkmail "github.com/latchkey/latchkey/internal/mail"
+)
+
+// IsAgent reports whether u may work the support queue: role support or admin.
+func IsAgent(u *latchkey.User) bool {
+	return u != nil && !u.Disabled && (u.Role == latchkey.RoleSupport || u.Role == latchkey.RoleAdmin)
+}
+
+var errNotAgent = latchkey.Errorf(latchkey.EForbidden, "The support desk is for support agents and administrators.")
+
+func agentOnly(u *latchkey.User) error {
+	if !IsAgent(u) {
+		return errNotAgent
+	}
+	return nil
+}
+
+// Queue filters, as the console offers them.
+type Queue struct {
+	// Status is a TicketStatus, "open" (neither resolved nor closed; the default) or "all".
+	Status string
+	// Type is a request type ID; "" for all.
+	Type string
+	// OlderThan shows only tickets created longer ago than this; 0 for all.
+	OlderThan time.Duration
+	Offset    int
+	Limit     int
+}
+
+// Tickets lists the queue for an agent, newest first, with the total count. EForbidden for
+// anyone else; EInvalid for an unknown status or type.
+func (s *Service) Tickets(ctx context.Context, agent *latchkey.User, q Queue) ([]*latchkey.Ticket, int, error) {
+	if err := agentOnly(agent); err != nil {
+		return nil, 0, err
+	}
+	var f latchkey.TicketFilter
+	switch st := latchkey.TicketStatus(q.Status); {
+	case q.Status == "" || q.Status == "open":
+		f.Open = true
+	case q.Status == "all":
+	case st.Valid():
+		f.Status = &st
+	default:
+		return nil, 0, latchkey.Errorf(latchkey.EInvalid, "Unknown status %q.", q.Status)
+	}
+	if q.Type != "" {
+		if !slices.ContainsFunc(s.opt.Types, func(c Choice) bool { return c.ID == q.Type }) {
+			return nil, 0, latchkey.Errorf(latchkey.EInvalid, "Unknown request type %q.", q.Type)
+		}
+		f.Type = &q.Type
+	}
+	if q.OlderThan > 0 {
+		before := s.now().Add(-q.OlderThan)
+		f.CreatedBefore = &before
+	}
+	f.Offset, f.Limit = q.Offset, q.Limit
+	return s.opt.Store.FindTickets(ctx, f)
+}
+
+// View is a ticket as the agent console shows it. It never holds a secret: factors are
+// names, types and dates; sign-ins come from the audit trail.
+type View struct {
+	Ticket   *latchkey.Ticket
+	Messages []*latchkey.TicketMessage
+	// Account is the matching account: the ticket's username when it names one, else the
+	// only account with the ticket's email address; nil when none matches.
+	Account *latchkey.User
+	// MatchedBy says how Account was found ("username" or "email").
+	MatchedBy string
+	// EmailDiffers is set when the account was found by username but its email address is
+	// not the ticket's: a reason for extra care.
+	EmailDiffers bool
+	Factors      []login.Factor
+	SignIns      []*latchkey.AuditEvent
+	// CanAct is nil when the agent may act on Account, else why not (admins, agents).
+	CanAct error
+	// ChecksDone reports whether every identity check is recorded.
+	ChecksDone bool
+	// CanInvite is set when no account matches and users can be created from tickets.
+	CanInvite bool
+}
+
+// Ticket returns a ticket with its conversation and the matching account for an agent.
+func (s *Service) Ticket(ctx context.Context, agent *latchkey.User, id int64) (*View, error) {
+	if err := agentOnly(agent); err != nil {
+		return nil, err
+	}
+	t, err := s.opt.Store.FindTicketByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	v := &View{Ticket: t, ChecksDone: s.checksDone(t)}
+	if v.Messages, err = s.opt.Store.FindTicketMessages(ctx, id); err != nil {
+		return nil, err
+	}
+	if v.Account, v.MatchedBy, err = s.match(ctx, t); err != nil {
+		return nil, err
+	}
+	if v.Account == nil {
+		v.CanInvite = s.opt.Inviter != nil
+		return v, nil
+	}
+	v.EmailDiffers = !strings.EqualFold(v.Account.Email, t.Email)
+	v.CanAct = login.CanActOn(agent, v.Account)
+	if v.Factors, err = s.opt.Accounts.Factors(ctx, v.Account); err != nil {
+		return nil, err
+	}
+	if v.SignIns, err = s.opt.Store.RecentSignIns(ctx, v.Account.ID, 10); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// match finds the ticket's account: by username, else by a unique email address.
+func (s *Service) match(ctx context.Context, t *latchkey.Ticket) (*latchkey.User, string, error) {
+	if t.Username != "" {
+		u, err := s.opt.Store.FindUserByUsername(ctx, t.Username)
+		if err == nil {
+			return u, "username", nil
+		} else if latchkey.ErrorCode(err) != latchkey.ENotFound {
+			return nil, "", err
+		}
+	}
+	us, err := s.opt.Store.FindUsersByEmail(ctx, t.Email)
+	if err != nil || len(us) != 1 {
+		return nil, "", err
+	}
+	return us[0], "email", nil
+}
+
+func (s *Service) checksDone(t *latchkey.Ticket) bool {
+	for _, c := range s.opt.Checks {
+		if !slices.Contains(t.Checks, c.ID) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Service) agentTicket(ctx context.Context, agent *latchkey.User, id int64) (*latchkey.Ticket, error) {
+	if err := agentOnly(agent); err != nil {
+		return nil, err
+	}
+	return s.opt.Store.FindTicketByID(ctx, id)
+}
+
+// RecordChecks records which identity checks the agent did (IDs of Checks), replacing the
+// earlier record, and audits them. EInvalid for an unknown check.
+func (s *Service) RecordChecks(ctx context.Context, c login.Client, agent *latchkey.User, id int64, checks []string) (*latchkey.Ticket, error) {
+	t, err := s.agentTicket(ctx, agent, id)
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	for _, x := range s.opt.Checks { // configured order, no duplicates
+		if slices.Contains(checks, x.ID) {
+			done = append(done, x.ID)
+		}
+	}
+	for _, x := range checks {
+		if !slices.ContainsFunc(s.opt.Checks, func(c Choice) bool { return c.ID == x }) {
+			return nil, latchkey.Errorf(latchkey.EInvalid, "Unknown identity check %q.", x)
+		}
+	}
+	if done == nil {
+		done = []string{}
+	}
+	t, err = s.opt.Store.UpdateTicket(ctx, t.ID, latchkey.TicketUpdate{Checks: &done, CheckedBy: agent.ID})
+	if err != nil {
+		return nil, err
+	}
+	s.record(ctx, c, agent, t.ID, latchkey.ActionTicketVerified, latchkey.OutcomeSuccess, "identity checks done: "+strings.Join(done, ", "))
+	return t, nil
+}
+
+func cleanReason(r string) (string, error) {
+	r = strings.Join(strings.Fields(r), " ")
+	if r == "" {
+		return "", latchkey.Errorf(latchkey.EInvalid, "Give a reason: it is recorded in the audit trail.")
+	}
+	if utf8.RuneCountInString(r) > 500 || !utf8.ValidString(r) {
+		return "", latchkey.Errorf(latchkey.EInvalid, "Keep the reason under 500 characters.")
+	}
+	return r, nil
+}
+
+// mfaTarget loads what an MFA action needs and refuses it unless the identity checks are
+// complete and the agent may act on the matching account. Refusals are audited.
+func (s *Service) mfaTarget(ctx context.Context, c login.Client, agent *latchkey.User, agentMFA bool, id int64, reason string) (*latchkey.Ticket, *latchkey.User, login.AgentAction, error) {
+	var a login.AgentAction
+	t, err := s.agentTicket(ctx, agent, id)
+	if err != nil {
+		return nil, nil, a, err
+	}
+	if reason, err = cleanReason(reason); err != nil {
+		return nil, nil, a, err
+	}
+	a = login.AgentAction{Agent: agent, AgentMFA: agentMFA, TicketID: t.ID, Reason: reason}
+	u, _, err := s.match(ctx, t)
+	if err != nil {
+		return nil, nil, a, err
+	}
+	if u == nil {
+		return nil, nil, a, latchkey.Errorf(latchkey.ENotFound, "No account matches this ticket.")
+	}
+	if err := login.CanActOn(agent, u); err != nil {
+		s.record(ctx, c, agent, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, fmt.Sprintf("MFA action on %s (#%d) refused: protected account", u.Username, u.ID))
+		return nil, nil, a, err
+	}
+	if !s.checksDone(t) {
+		s.record(ctx, c, agent, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: identity checks incomplete")
+		return nil, nil, a, latchkey.Errorf(latchkey.EForbidden, "Complete and save the identity checklist before you change sign-in methods.")
+	}
+	if !agentMFA {
+		s.record(ctx, c, agent, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: the agent's session has no second factor")
+		return nil, nil, a, latchkey.Errorf(latchkey.EForbidden, "Sign in with a second factor before you change someone's sign-in methods: set one up on your Security page.")
+	}
+	return t, u, a, nil
+}
+
+// ResetMFA removes every second factor of the ticket's account (see login.AgentResetMFA)
+// once the identity checks are complete, and moves the ticket to in progress if it was new.
+// agentMFA reports whether the agent's own session passed a second factor; without one the
+// action is refused (EForbidden).
+func (s *Service) ResetMFA(ctx context.Context, c login.Client, agent *latchkey.User, agentMFA bool, id int64, reason string) error {
+	t, u, a, err := s.mfaTarget(ctx, c, agent, agentMFA, id, reason)
+	if err != nil {
+		return err
+	}
+	if err := s.opt.Accounts.AgentResetMFA(ctx, c, a, u); err != nil {
+		return err
+	}
+	s.touch(ctx, t)
+	return nil
+}
+
+// RemoveFactor removes one second factor (a reference like "totp:3") of the ticket's account
+// once the identity checks are complete; agentMFA as for ResetMFA.
+func (s *Service) RemoveFactor(ctx context.Context, c login.Client, agent *latchkey.User, agentMFA bool, id int64, factorRef, reason string) error {
+	t, u, a, err := s.mfaTarget(ctx, c, agent, agentMFA, id, reason)
+	if err != nil {
+		return err
+	}
+	if err := s.opt.Accounts.AgentRemoveFactor(ctx, c, a, u, factorRef); err != nil {
+		return err
+	}
+	s.touch(ctx, t)
+	return nil
+}
+
+// touch moves a new ticket to in progress once an agent acted on it.
+func (s *Service) touch(ctx context.Context, t *latchkey.Ticket) {
+	if t.Status != latchkey.TicketNew {
+		return
+	}
+	st := latchkey.TicketInProgress
+	if _, err := s.opt.Store.UpdateTicket(ctx, t.ID, latchkey.TicketUpdate{Status: &st}); err != nil {
+		s.log.ErrorContext(ctx, "move ticket to in progress", "ticket", t.ID, "err", err)
+	}
+}
+
+// InviteUser creates the account a ticket asks for (role user, the ticket's email address)
+// through the Inviter, which mails the activation link. EConflict when an account already
+// matches the ticket; EForbidden when users cannot be created from tickets.
+func (s *Service) InviteUser(ctx context.Context, c login.Client, agent *latchkey.User, id int64, username, reason string) (*latchkey.User, error) {
+	t, err := s.agentTicket(ctx, agent, id)
+	if err != nil {
+		return nil, err
+	}
+	if s.opt.Inviter == nil {
+		return nil, latchkey.Errorf(latchkey.EForbidden, "Creating users from tickets is not available on this server.")
+	}
+	if reason, err = cleanReason(reason); err != nil {
+		return nil, err
+	}
+	if u, _, err := s.match(ctx, t); err != nil {
+		return nil, err
+	} else if u != nil {
+		return nil, latchkey.Errorf(latchkey.EConflict, "An account already matches this ticket: %s.", u.Username)
+	}
+	username = login.NormalizeUsername(username)
+	if username == "" {
+		username = t.Username
+	}
+	u, err := s.opt.Inviter.InviteUser(ctx, c, agent, username, t.Email, latchkey.RoleUser)
+	if err != nil {
+		return nil, err
+	}
+	s.record(ctx, c, agent, t.ID, latchkey.ActionTicketUserAdded, latchkey.OutcomeSuccess, fmt.Sprintf("invited %s (#%d); reason: %s", u.Username, u.ID, reason))
+	s.touch(ctx, t)
+	return u, nil
+}
+
+// Reply sends the agent's answer to the requester by email (threaded with the confirmation),
+// adds it to the conversation and sets the status (default: waiting for the requester).
+func (s *Service) Reply(ctx context.Context, c login.Client, agent *latchkey.User, id int64, body string, status latchkey.TicketStatus) (*latchkey.Ticket, error) {
+	t, err := s.agentTicket(ctx, agent, id)
+	if err != nil {
+		return nil, err
+	}
+	if body, err = cleanMessage(body); err != nil {
+		return nil, err
+	}
+	if status == "" {
+		status = latchkey.TicketWaiting
+	}
+	if !status.Valid() {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "Unknown status %q.", status)
+	}
+	m := &latchkey.TicketMessage{TicketID: t.ID, Author: latchkey.AuthorAgent, AgentID: agent.ID, AgentName: agent.Username, Body: body}
+	if err := s.opt.Store.AddTicketMessage(ctx, m, &status); err != nil {
+		return nil, err
+	}
+	t.Status = status
+	s.record(ctx, c, agent, t.ID, latchkey.ActionTicketReplied, latchkey.OutcomeSuccess, "answered by email; status "+string(status))
+	d := s.mailData(t, "", body)
+	d.TrackingURL, d.Agent = "", agent.Username
+	msg, err := lkmail.TicketAnswered(t.Email, d)
+	s.send(ctx, t, msg, err)
+	return t, nil
+}
+
+// SetStatus changes a ticket's status and audits it with the reason (which may be empty).
+func (s *Service) SetStatus(ctx context.Context, c login.Client, agent *latchkey.User, id int64, status latchkey.TicketStatus, reason string) (*latchkey.Ticket, error) {
+	t, err := s.agentTicket(ctx, agent, id)
+	if err != nil {
+		return nil, err
+	}
+	if !status.Valid() {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "Unknown status %q.", status)
+	}
+	reason = strings.Join(strings.Fields(reason), " ")
+	if utf8.RuneCountInString(reason) > 500 {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "Keep the reason under 500 characters.")
+	}
+	from := t.Status
+	if t, err = s.opt.Store.UpdateTicket(ctx, t.ID, latchkey.TicketUpdate{Status: &status}); err != nil {
+		return nil, err
+	}
+	detail := fmt.Sprintf("status %s → %s", from, status)
+	if reason != "" {
+		detail += "; reason: " + reason
+	}
+	s.record(ctx, c, agent, t.ID, latchkey.ActionTicketStatus, latchkey.OutcomeSuccess, detail)
+	return t, nil
+}

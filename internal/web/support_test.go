@@ -1,0 +1,412 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/audit"
+	"github.com/latchkey/latchkey/internal/login"
+	"github.com/latchkey/latchkey/internal/password"
+	"github.com/latchkey/latchkey/internal/push"
+	"github.com/latchkey/latchkey/internal/sqlstore"
+	"github.com/latchkey/latchkey/internal/support"
+	"github.com/latchkey/latchkey/internal/web"
+)
+
+type supportFixture struct {
+	*fixture
+	desk *support.Service
+}
+
+// newSupportFixture is newFixture with the support desk and three more accounts: sam
+// (support), kim (support) and root (admin).
+func newSupportFixture(tb testing.TB, logw io.Writer, mod ...func(*support.Options)) *supportFixture {
+	tb.Helper()
+	ctx := context.Background()
+	c := &clock{t: time.Now().UTC()}
+	db, err := sqlstore.Open(ctx, filepath.Join(tb.TempDir(), "web.db"), sqlstore.Options{SecretsKey: make([]byte, 32), Now: c.Now})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	srv := httptest.NewUnstartedServer(nil)
+	pu, _ := url.Parse("http://" + srv.Listener.Addr().String())
+	mails := &recMailer{}
+	rec := audit.New(db, nil, c.Now)
+	pusher := push.New(push.Options{Store: db, Mailer: mails, Audit: rec, Hub: push.NewHub(), Now: c.Now, Key: bytes.Repeat([]byte{9}, 32), PublicURL: pu.String()})
+	svc := login.New(login.Options{Store: db, Hasher: password.New(password.Options{Params: password.Params{Memory: 1024, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}}),
+		Mailer: mails, Audit: rec, Now: c.Now, SessionKey: bytes.Repeat([]byte{7}, 32), Pusher: pusher, PublicURL: pu.String()})
+	opt := support.Options{Store: db, Accounts: svc, Mailer: mails, Audit: rec, Now: c.Now, Key: bytes.Repeat([]byte{5}, 32), PublicURL: pu.String()}
+	for _, m := range mod {
+		m(&opt)
+	}
+	desk := support.New(opt)
+	h := web.New(web.Options{Login: svc, Push: pusher, DB: db, PublicURL: pu, Now: c.Now, MaxBody: 16 << 10, Support: desk, Logger: slog.New(slog.NewTextHandler(logw, nil))})
+	srv.Config.Handler = h
+	srv.Start()
+	tb.Cleanup(srv.Close)
+	tb.Cleanup(h.Shutdown)
+	for _, u := range []struct {
+		name string
+		role latchkey.Role
+	}{{"alice", latchkey.RoleUser}, {"sam", latchkey.RoleSupport}, {"kim", latchkey.RoleSupport}, {"root", latchkey.RoleAdmin}} {
+		if _, err := svc.CreateUser(ctx, login.Client{}, login.NewUser{Username: u.name, Email: u.name + "@example.com", Role: u.role, Password: pw}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return &supportFixture{fixture: &fixture{srv: srv, db: db, svc: svc, push: pusher, mails: mails, clock: c}, desk: desk}
+}
+
+func (f *supportFixture) signedIn(t *testing.T, name string) *apiClient {
+	t.Helper()
+	c := f.client(t)
+	if r := c.post("/api/v1/login", map[string]string{"username": name, "password": pw}); r.code != 200 {
+		t.Fatalf("login %s: %d %s", name, r.code, r.raw)
+	}
+	return c
+}
+
+func TestSupportAPI(t *testing.T) {
+	f := newSupportFixture(t, io.Discard)
+	c := f.client(t)
+
+	r := c.do("GET", "/api/v1/support/tickets/types", "", "")
+	var types []map[string]string
+	if err := json.Unmarshal([]byte(r.raw), &types); r.code != 200 || err != nil || len(types) != 4 || types[0]["id"] != "account_change" ||
+		types[0]["name"] != "Account and user data change (incl. user creation by admin and multi-factor authentication, MFA)" || types[1]["id"] != "lost_phone" {
+		t.Fatalf("types: %d %s", r.code, r.raw)
+	}
+
+	r = c.post("/api/v1/support/tickets", map[string]string{"email": "alice@example.com", "username": "alice", "type": "lost_phone", "message": "I lost my phone."})
+	if r.code != 201 || r.body["id"] != float64(1001) {
+		t.Fatalf("create: %d %s", r.code, r.raw)
+	}
+	link, _ := r.body["tracking_url"].(string)
+	if !strings.HasPrefix(link, f.srv.URL+"/support/t/") || len(link) < len(f.srv.URL)+len("/support/t/")+43 {
+		t.Fatalf("tracking_url = %q", link)
+	}
+	if got := f.mails.subjects("alice@example.com"); len(got) != 1 || got[0] != "[Ticket #1001] We received your request: Lost or new phone / authenticator" {
+		t.Errorf("mails = %q", got)
+	}
+	// The same answer for an address without an account: nothing reveals whether one exists.
+	r2 := c.post("/api/v1/support/tickets", map[string]string{"email": "nobody@example.com", "username": "nobody", "type": "lost_phone", "message": "I lost my phone."})
+	if r2.code != 201 || len(r2.body) != 2 {
+		t.Errorf("create for an unknown account: %d %s", r2.code, r2.raw)
+	}
+
+	path := strings.TrimPrefix(link, f.srv.URL)
+	if r := c.do("GET", path, "", ""); r.code != 200 || !strings.Contains(r.raw, "#1001") || !strings.Contains(r.raw, "I lost my phone.") {
+		t.Errorf("tracking page: %d", r.code)
+	}
+	for _, bad := range []string{"/support/t/" + strings.Repeat("A", 43), "/support/t/x"} {
+		if r := c.do("GET", bad, "", ""); r.code != 404 {
+			t.Errorf("GET %s = %d, want 404", bad, r.code)
+		}
+		if r := c.do("POST", bad, "application/x-www-form-urlencoded", "message=hi"); r.code != 404 {
+			t.Errorf("POST %s = %d, want 404", bad, r.code)
+		}
+	}
+
+	for _, tt := range []struct {
+		name, ctype, body string
+		code              int
+		says              string
+	}{
+		{"not JSON", "text/plain", `{}`, 415, "JSON"},
+		{"broken JSON", "application/json", `{"email":`, 400, ""},
+		{"unknown field", "application/json", `{"email":"a@example.com","type":"other","message":"x","admin":true}`, 400, ""},
+		{"wrong type", "application/json", `{"email":1}`, 400, ""},
+		{"no email", "application/json", `{"type":"other","message":"x"}`, 400, "Enter your email address"},
+		{"bad email", "application/json", `{"email":"a@","type":"other","message":"x"}`, 400, "valid email"},
+		{"bad username", "application/json", `{"email":"a@example.com","username":"a b","type":"other","message":"x"}`, 400, "username"},
+		{"unknown type", "application/json", `{"email":"a@example.com","type":"nope","message":"x"}`, 400, "Choose what"},
+		{"empty message", "application/json", `{"email":"a@example.com","type":"other","message":" "}`, 400, "Describe"},
+		{"long message", "application/json", `{"email":"a@example.com","type":"other","message":"` + strings.Repeat("x", 5001) + `"}`, 400, "too long"},
+		{"too large", "application/json", `{"email":"a@example.com","type":"other","message":"` + strings.Repeat("x", 20000) + `"}`, 413, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := c.do("POST", "/api/v1/support/tickets", tt.ctype, tt.body)
+			msg := ""
+			if e, ok := r.body["error"].(map[string]any); ok {
+				msg, _ = e["message"].(string)
+			}
+			if r.code != tt.code || msg == "" || !strings.Contains(msg, tt.says) {
+				t.Errorf("%d %s, want %d saying %q", r.code, r.raw, tt.code, tt.says)
+			}
+		})
+	}
+	if _, n, _ := f.db.FindTickets(context.Background(), latchkey.TicketFilter{}); n != 2 {
+		t.Errorf("%d tickets after refused requests, want 2", n)
+	}
+
+	// Cross-site requests stay refused.
+	req, _ := http.NewRequest("POST", f.srv.URL+"/api/v1/support/tickets", strings.NewReader(`{"email":"a@example.com","type":"other","message":"x"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	if resp, err := c.hc.Do(req); err != nil || resp.StatusCode != 403 {
+		t.Errorf("cross-site create = %v, %v, want 403", resp.StatusCode, err)
+	}
+}
+
+func TestSupportThrottled(t *testing.T) {
+	f := newSupportFixture(t, io.Discard, func(o *support.Options) { o.PerEmail = 1 })
+	c := f.client(t)
+	body := map[string]string{"email": "bob@example.com", "type": "other", "message": "x"}
+	if r := c.post("/api/v1/support/tickets", body); r.code != 201 {
+		t.Fatalf("first: %d %s", r.code, r.raw)
+	}
+	r := c.post("/api/v1/support/tickets", body)
+	if r.code != 429 || r.errCode() != "throttled" || r.header.Get("Retry-After") != "3600" {
+		t.Errorf("second from one address: %d %s Retry-After %q", r.code, r.raw, r.header.Get("Retry-After"))
+	}
+	// The HTML form says so too.
+	resp := c.do("POST", "/support/new", "application/x-www-form-urlencoded", url.Values{"email": {"bob@example.com"}, "type": {"other"}, "message": {"x"}}.Encode())
+	if resp.code != 429 || resp.header.Get("Retry-After") == "" || !strings.Contains(resp.raw, `id="form-error">Too many tickets`) {
+		t.Errorf("form: %d", resp.code)
+	}
+}
+
+func TestSupportPages(t *testing.T) {
+	var logs syncBuffer
+	f := newSupportFixture(t, &logs)
+	c := f.client(t)
+	r := c.do("GET", "/support/new", "", "")
+	for _, want := range []string{`autocomplete="email"`, `autocomplete="username"`, `name="type"`, `name="message"`, "Lost or new phone / authenticator"} {
+		if r.code != 200 || !strings.Contains(r.raw, want) {
+			t.Errorf("/support/new: %d, lacks %q", r.code, want)
+		}
+	}
+	for _, page := range []string{"/login"} {
+		if r := c.do("GET", page, "", ""); !strings.Contains(r.raw, `href="/support/new"`) || !strings.Contains(r.raw, "Need help?") {
+			t.Errorf("%s has no Need help? link", page)
+		}
+	}
+	if r := f.signedIn(t, "alice").do("GET", "/settings/security", "", ""); !strings.Contains(r.raw, `href="/support/new"`) {
+		t.Errorf("/settings/security has no Need help? link")
+	}
+
+	r = c.do("POST", "/support/new", "application/x-www-form-urlencoded", url.Values{"email": {"not-an-address"}, "type": {"other"}, "message": {"keep me"}}.Encode())
+	if r.code != 400 || !strings.Contains(r.raw, "valid email") || !strings.Contains(r.raw, "keep me") || !strings.Contains(r.raw, `<p class="error" id="email-error">Enter a valid email`) {
+		t.Errorf("form error: %d", r.code)
+	}
+	r = c.do("POST", "/support/new", "application/x-www-form-urlencoded", url.Values{"email": {"alice@example.com"}, "type": {"lost_phone"}, "message": {"My phone is gone."}}.Encode())
+	loc := r.header.Get("Location")
+	if r.code != 303 || !strings.HasPrefix(loc, "/support/t/") || !strings.HasSuffix(loc, "?created=1") {
+		t.Fatalf("create by form: %d %q", r.code, loc)
+	}
+	token := strings.TrimSuffix(strings.TrimPrefix(loc, "/support/t/"), "?created=1")
+	r = c.do("GET", loc, "", "")
+	if r.code != 200 || !strings.Contains(r.raw, "Your ticket number is <strong>#1001</strong>") || !strings.Contains(r.raw, "My phone is gone.") {
+		t.Errorf("confirmation: %d", r.code)
+	}
+	r = c.do("POST", "/support/t/"+token, "application/x-www-form-urlencoded", "message=")
+	if r.code != 400 || !strings.Contains(r.raw, "Describe") {
+		t.Errorf("empty message: %d", r.code)
+	}
+	r = c.do("POST", "/support/t/"+token, "application/x-www-form-urlencoded", "message=Any+news%3F")
+	if r.code != 303 {
+		t.Fatalf("add message: %d", r.code)
+	}
+	if r := c.do("GET", "/support/t/"+token, "", ""); !strings.Contains(r.raw, "Any news?") {
+		t.Errorf("the added message is not shown")
+	}
+	// The token never reaches a log line.
+	log := logs.String()
+	if strings.Contains(log, token) || !strings.Contains(log, "path=/support/t/[redacted]") {
+		t.Errorf("the log shows the tracking token or lacks the redacted path:\n%s", log)
+	}
+}
+
+func TestDeskAuthorization(t *testing.T) {
+	f := newSupportFixture(t, io.Discard)
+	ctx := context.Background()
+	tk, err := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "root@example.com", Username: "root", Type: "lost_phone", Message: "reset me"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strconv.FormatInt(tk.Ticket.ID, 10)
+	user := f.signedIn(t, "alice")
+	anon := f.client(t)
+	patterns := web.DeskPatterns()
+	if len(patterns) < 8 {
+		t.Fatalf("only %d desk routes", len(patterns))
+	}
+	for _, p := range patterns {
+		method, path, _ := strings.Cut(p, " ")
+		path = strings.ReplaceAll(path, "{id}", id)
+		t.Run(p, func(t *testing.T) {
+			body := "reason=x&status=closed&message=x&check=callback&factor=totp:1&username=x"
+			if r := user.do(method, path, "application/x-www-form-urlencoded", body); r.code != 403 {
+				t.Errorf("user: %s %s = %d, want 403", method, path, r.code)
+			}
+			if r := anon.do(method, path, "application/x-www-form-urlencoded", body); r.code != 303 || !strings.HasPrefix(r.header.Get("Location"), "/login") {
+				t.Errorf("signed out: %s %s = %d, want a redirect to /login", method, path, r.code)
+			}
+		})
+	}
+	if got, _ := f.db.FindTicketByID(ctx, tk.Ticket.ID); got.Status != latchkey.TicketNew || len(got.Checks) != 0 {
+		t.Errorf("a user changed the ticket: %+v", got)
+	}
+
+	// A support agent sees the admin's ticket but cannot act on the admin.
+	agent := f.signedIn(t, "sam")
+	if r := agent.do("GET", "/admin/tickets", "", ""); r.code != 200 || !strings.Contains(r.raw, "#1001") {
+		t.Errorf("queue for an agent: %d", r.code)
+	}
+	r := agent.do("GET", "/admin/tickets/"+id, "", "")
+	if r.code != 200 || !strings.Contains(r.raw, `id="cannot-act"`) || strings.Contains(r.raw, "/reset-mfa") {
+		t.Errorf("ticket page for an admin's ticket: %d, want the refusal and no reset form", r.code)
+	}
+	form := url.Values{"check": {"callback", "manager", "question"}}.Encode()
+	if r := agent.do("POST", "/admin/tickets/"+id+"/checks", "application/x-www-form-urlencoded", form); r.code != 303 {
+		t.Fatalf("checks: %d %s", r.code, r.raw)
+	}
+	for _, action := range []string{"/reset-mfa", "/remove-factor"} {
+		if r := agent.do("POST", "/admin/tickets/"+id+action, "application/x-www-form-urlencoded", "reason=asked+nicely&factor=totp:1"); r.code != 403 || !strings.Contains(r.raw, "administrator or a support agent") {
+			t.Errorf("agent %s on an admin = %d, want 403", action, r.code)
+		}
+	}
+	tk2, _ := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "kim@example.com", Username: "kim", Type: "lost_phone", Message: "reset me"})
+	id2 := strconv.FormatInt(tk2.Ticket.ID, 10)
+	agent.do("POST", "/admin/tickets/"+id2+"/checks", "application/x-www-form-urlencoded", form)
+	if r := agent.do("POST", "/admin/tickets/"+id2+"/reset-mfa", "application/x-www-form-urlencoded", "reason=x"); r.code != 403 {
+		t.Errorf("agent reset of another agent = %d, want 403", r.code)
+	}
+	ev, _ := f.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	refused := 0
+	for _, e := range ev {
+		if e.Action == latchkey.ActionTicketRefused && e.Outcome == latchkey.OutcomeDenied && e.TicketID != 0 {
+			refused++
+		}
+	}
+	if refused < 3 {
+		t.Errorf("%d refusals audited, want 3", refused)
+	}
+	for _, bad := range []string{"/admin/tickets/9999", "/admin/tickets/x", "/admin/tickets?status=bogus", "/admin/tickets?age=5y"} {
+		if r := agent.do("GET", bad, "", ""); r.code != 404 && r.code != 400 {
+			t.Errorf("GET %s = %d, want 404 or 400", bad, r.code)
+		}
+	}
+}
+
+func TestDeskActions(t *testing.T) {
+	f := newSupportFixture(t, io.Discard)
+	ctx := context.Background()
+	known, _ := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "alice@example.com", Type: "account_change", Message: "Please change my email."})
+	unknown, _ := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "new@example.com", Username: "newbie", Type: "account_change", Message: "I need an account."})
+	agent := f.signedIn(t, "sam")
+	form := "application/x-www-form-urlencoded"
+	kid, uid := strconv.FormatInt(known.Ticket.ID, 10), strconv.FormatInt(unknown.Ticket.ID, 10)
+
+	r := agent.do("GET", "/admin/tickets/"+kid, "", "")
+	if r.code != 200 || !strings.Contains(r.raw, `id="account-username">alice<`) || !strings.Contains(r.raw, `id="no-factors"`) || !strings.Contains(r.raw, "Matched by email") {
+		t.Errorf("ticket of a known address: %d", r.code)
+	}
+	r = agent.do("GET", "/admin/tickets/"+uid, "", "")
+	if r.code != 200 || !strings.Contains(r.raw, `id="no-account"`) || strings.Contains(r.raw, "/invite") {
+		t.Errorf("ticket of an unknown address without invitations: %d (the create-user action must be hidden)", r.code)
+	}
+
+	if r := agent.do("POST", "/admin/tickets/"+kid+"/reply", form, "message=+&status=waiting"); r.code != 400 || !strings.Contains(r.raw, "Describe") {
+		t.Errorf("empty answer: %d", r.code)
+	}
+	if r := agent.do("POST", "/admin/tickets/"+kid+"/status", form, "status=bogus"); r.code != 400 {
+		t.Errorf("unknown status: %d", r.code)
+	}
+	if r := agent.do("POST", "/admin/tickets/"+kid+"/checks", form, "check=bogus"); r.code != 400 {
+		t.Errorf("unknown check: %d", r.code)
+	}
+	if r := agent.do("POST", "/admin/tickets/"+kid+"/reset-mfa", form, "reason=x"); r.code != 403 || !strings.Contains(r.raw, "identity checklist") {
+		t.Errorf("reset before the checks: %d", r.code)
+	}
+	alice, _ := f.db.FindUserByUsername(ctx, "alice")
+	app := &latchkey.TOTPCredential{UserID: alice.ID, Name: "Phone", Secret: bytes.Repeat([]byte{1}, 20)}
+	if err := f.db.CreateTOTPCredential(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.ConfirmTOTPCredential(ctx, app.ID, 1, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := agent.do("POST", "/admin/tickets/"+kid+"/checks", form, "check=callback&check=manager&check=question"); r.code != 303 {
+		t.Errorf("checks: %d", r.code)
+	}
+	if r := agent.do("GET", "/admin/tickets/"+kid, "", ""); !strings.Contains(r.raw, `id="agent-no-mfa"`) || strings.Contains(r.raw, "/reset-mfa") {
+		t.Error("an agent signed in without a second factor is offered the reset")
+	}
+	if r := agent.do("POST", "/admin/tickets/"+kid+"/reset-mfa", form, "reason=x"); r.code != 403 || !strings.Contains(r.raw, "second factor") {
+		t.Errorf("reset by an agent without MFA: %d", r.code)
+	}
+	if fs, _ := f.svc.Factors(ctx, alice); len(fs) != 1 {
+		t.Errorf("after refused resets alice has %d factors, want 1", len(fs))
+	}
+	if r := agent.do("POST", "/admin/tickets/"+uid+"/invite", form, "username=newbie&reason=x"); r.code != 403 {
+		t.Errorf("invite without the admin console: %d", r.code)
+	}
+	if r := agent.do("POST", "/admin/tickets/9999/status", form, "status=closed"); r.code != 404 {
+		t.Errorf("status of a missing ticket: %d", r.code)
+	}
+	r = agent.do("POST", "/admin/tickets/"+kid+"/status", form, "status=closed&reason=duplicate+of+another")
+	if r.code != 303 || r.header.Get("Location") != "/admin/tickets/"+kid+"?done=status" {
+		t.Fatalf("close: %d %q", r.code, r.header.Get("Location"))
+	}
+	if got, _ := f.db.FindTicketByID(ctx, known.Ticket.ID); got.Status != latchkey.TicketClosed {
+		t.Errorf("status = %q, want closed", got.Status)
+	}
+	r = agent.do("GET", "/admin/tickets?status=closed", "", "")
+	if !strings.Contains(r.raw, "/admin/tickets/"+kid+`"`) || strings.Contains(r.raw, "/admin/tickets/"+uid+`"`) {
+		t.Errorf("closed filter does not show exactly the closed ticket")
+	}
+	ev, _ := f.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	last := ev[len(ev)-1]
+	if last.Action != latchkey.ActionTicketStatus || last.TicketID != known.Ticket.ID || last.Username != "sam" || !strings.Contains(last.Detail, "duplicate of another") {
+		t.Errorf("last audit event = %+v", last)
+	}
+}
+
+// TestDeskInvite checks the create-user action against an Inviter (the admin console's
+// (*login.Service).InviteUser, stood in for here by the sign-in service's CreateUser).
+func TestDeskInvite(t *testing.T) {
+	var f *supportFixture
+	f = newSupportFixture(t, io.Discard, func(o *support.Options) {
+		o.Inviter = inviterFunc(func(username, email string) (*latchkey.User, error) {
+			return f.svc.CreateUser(context.Background(), login.Client{}, login.NewUser{Username: username, Email: email, Role: latchkey.RoleUser, Password: "a long placeholder password for tests"})
+		})
+	})
+	ctx := context.Background()
+	tk, _ := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "new@example.com", Username: "newbie", Type: "account_change", Message: "I need an account."})
+	id := strconv.FormatInt(tk.Ticket.ID, 10)
+	agent := f.signedIn(t, "sam")
+	if r := agent.do("GET", "/admin/tickets/"+id, "", ""); !strings.Contains(r.raw, `action="/admin/tickets/`+id+`/invite"`) {
+		t.Fatal("no create-user action for a ticket without an account")
+	}
+	if r := agent.do("POST", "/admin/tickets/"+id+"/invite", "application/x-www-form-urlencoded", "username=newbie&reason="); r.code != 400 {
+		t.Errorf("invite without a reason: %d", r.code)
+	}
+	if r := agent.do("POST", "/admin/tickets/"+id+"/invite", "application/x-www-form-urlencoded", "username=newbie&reason=new+starter"); r.code != 303 {
+		t.Fatalf("invite: %d %s", r.code, r.raw)
+	}
+	if u, err := f.db.FindUserByUsername(ctx, "newbie"); err != nil || u.Email != "new@example.com" || u.Role != latchkey.RoleUser {
+		t.Errorf("invited user = %+v, %v", u, err)
+	}
+	if r := agent.do("GET", "/admin/tickets/"+id, "", ""); !strings.Contains(r.raw, `id="account-username">newbie<`) || strings.Contains(r.raw, "/invite") {
+		t.Error("after the invitation the ticket does not show the new account")
+	}
+}
+
+type inviterFunc func(username, email string) (*latchkey.User, error)
+
+func (f inviterFunc) InviteUser(_ context.Context, _ login.Client, _ *latchkey.User, username, email string, _ latchkey.Role) (*latchkey.User, error) {
+	return f(username, email)
+}
