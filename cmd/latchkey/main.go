@@ -199,6 +199,11 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		FraudPause:   time.Duration(cfg.Push.FraudPause),
 		MaxPushes:    cfg.Push.MaxPushes,
 	})
+	workday, _ := login.ParseWorkday(cfg.Session.WorkdayEnd) // validated with the configuration
+	zone, err := time.LoadLocation(cfg.Session.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("session.time_zone: %w", err)
+	}
 	svc := login.New(login.Options{
 		Store:        db,
 		Hasher:       password.New(password.Options{}),
@@ -213,6 +218,8 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		MaxAge:       time.Duration(cfg.Session.MaxAge),
 		IdleTimeout:  time.Duration(cfg.Session.IdleTimeout),
 		ReauthWindow: time.Duration(cfg.Session.Reauth),
+		WorkdayEnd:   workday,
+		TimeZone:     zone,
 		Methods:      cfg.MFAMethods,
 		WebAuthn: login.WebAuthnOptions{
 			RPID: cfg.WebAuthn.RPID, Origins: cfg.WebAuthn.Origins,
