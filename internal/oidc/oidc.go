@@ -215,7 +215,7 @@ func (p *Provider) Authorize(ctx context.Context, id string, sess *latchkey.Sess
 	if sess.MFAAt != nil && sess.MFAAt.After(authTime) {
 		authTime = *sess.MFAAt
 	}
-	if err := p.opt.Store.CompleteOIDCAuthRequest(ctx, id, u.ID, sess.AMR, acr, authTime); err != nil && latchkey.ErrorCode(err) != latchkey.EConflict {
+	if err := p.opt.Store.CompleteOIDCAuthRequest(ctx, id, u.ID, sess.SID, sess.AMR, acr, authTime); err != nil && latchkey.ErrorCode(err) != latchkey.EConflict {
 		return nil, err
 	}
 	return &Decision{Step: StepDone}, nil

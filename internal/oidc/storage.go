@@ -179,7 +179,7 @@ func (s *storage) DeleteAuthRequest(ctx context.Context, id string) error {
 func grantOf(req op.TokenRequest) (latchkey.OIDCGrant, error) {
 	switch r := req.(type) {
 	case authRequest:
-		return latchkey.OIDCGrant{GrantID: r.ID, ClientID: r.ClientID, UserID: r.UserID, Scopes: r.Scopes, Audience: r.GetAudience(), AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime}, nil
+		return latchkey.OIDCGrant{GrantID: r.ID, ClientID: r.ClientID, UserID: r.UserID, Scopes: r.Scopes, Audience: r.GetAudience(), AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SID: r.SID}, nil
 	case *refreshRequest:
 		g := r.OIDCGrant
 		g.Scopes = r.scopes
@@ -330,7 +330,22 @@ func (s *storage) SetUserinfoFromRequest(ctx context.Context, info *zoidc.UserIn
 	if err != nil {
 		return err
 	}
-	return s.userinfo(ctx, info, id, scopes)
+	if err := s.userinfo(ctx, info, id, scopes); err != nil {
+		return err
+	}
+	// The ID token names the Latchkey session (OIDC Back-Channel Logout §2.1), so that a
+	// logout token's sid can be matched by the client.
+	var sid string
+	switch r := req.(type) {
+	case authRequest:
+		sid = r.SID
+	case *refreshRequest:
+		sid = r.SID
+	}
+	if sid != "" {
+		info.AppendClaims("sid", sid)
+	}
+	return nil
 }
 
 func (s *storage) userinfo(ctx context.Context, info *zoidc.UserInfo, id latchkey.UserID, scopes []string) error {

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -546,7 +546,7 @@ func TestSessionsBySID(t *testing.T) {
 		}
 		mk("a1", "sid-a1", u.ID, latchkey.StateAuthenticated, time.Minute, time.Hour)
 		mk("a2", "sid-a2", u.ID, latchkey.StateAuthenticated, 2*time.Minute, time.Hour)
-		mk("a3", "sid-a3", u.ID, latchkey.StateSecondFactor, 0, time.Hour)      // unfinished: not listed
+		mk("a3", "sid-a3", u.ID, latchkey.StateSecondFactor, 0, time.Hour)     // unfinished: not listed
 		mk("a4", "sid-a4", u.ID, latchkey.StateAuthenticated, 0, -time.Minute) // expired: not listed
 		mk("b1", "sid-b1", bob.ID, latchkey.StateAuthenticated, 0, time.Hour)
 		dup := &latchkey.Session{ID: "a5", SID: "sid-a1", UserID: u.ID, State: latchkey.StateAuthenticated, PasswordAt: t0, CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(time.Hour)}
