@@ -61,6 +61,8 @@ type Options struct {
 	RefreshTokenTTL time.Duration // default 30 days
 	Logger          *slog.Logger
 	Now             func() time.Time
+	// HTTPClient sends back-channel logout tokens (default: a client with a 5 s timeout).
+	HTTPClient *http.Client
 }
 
 // codeReuseWindow is how long a used authorization request is kept, so that a second use of
@@ -73,6 +75,8 @@ type Provider struct {
 	op  *op.Provider
 	st  *storage
 	log *slog.Logger
+	// logouts delivers back-channel logout tokens (logout.go).
+	logouts logoutSender
 }
 
 // New returns a Provider.
@@ -106,7 +110,10 @@ func New(opt Options) (*Provider, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	p := &Provider{opt: opt, log: opt.Logger}
+	if opt.HTTPClient == nil {
+		opt.HTTPClient = &http.Client{Timeout: logoutTimeout}
+	}
+	p := &Provider{opt: opt, log: opt.Logger, logouts: logoutSender{hc: opt.HTTPClient}}
 	p.st = &storage{p: p, db: opt.Store}
 	cfg := &op.Config{
 		CryptoKey:             opt.CryptoKey,
@@ -114,7 +121,12 @@ func New(opt Options) (*Provider, error) {
 		AuthMethodPost:        true,
 		GrantTypeRefreshToken: true,
 		SupportedScopes:       []string{zoidc.ScopeOpenID, zoidc.ScopeProfile, zoidc.ScopeEmail, zoidc.ScopeOfflineAccess},
-		SupportedClaims:       []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "at_hash", "c_hash", "azp", "name", "preferred_username", "email", "email_verified"},
+		SupportedClaims:       []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "at_hash", "c_hash", "azp", "name", "preferred_username", "email", "email_verified", "sid"},
+		// Back-channel logout with the session ID (logout.go); RP-initiated logout ends on
+		// Latchkey's signed-out page when the client names no registered return address.
+		BackChannelLogoutSupported:        true,
+		BackChannelLogoutSessionSupported: true,
+		DefaultLogoutRedirectURI:          signedOutURL(opt.Issuer),
 	}
 	var opts []op.Option
 	if strings.HasPrefix(opt.Issuer, "http://") {
@@ -251,6 +263,8 @@ type NewClient struct {
 	Public                 bool
 	FirstParty             bool
 	RequireMFA             bool
+	// BackchannelLogoutURI receives logout tokens (https://, or http:// on a loopback host).
+	BackchannelLogoutURI string
 }
 
 // CreateClient registers a client and returns it with its secret (shown once; "" for a
@@ -266,14 +280,18 @@ func (p *Provider) CreateClient(ctx context.Context, nc NewClient) (*latchkey.OI
 	if len(nc.RedirectURIs) == 0 {
 		return nil, "", latchkey.Errorf(latchkey.EInvalid, "At least one redirect URI is required.")
 	}
-	for _, list := range [][]string{nc.RedirectURIs, nc.PostLogoutRedirectURIs} {
+	var bcl []string
+	if nc.BackchannelLogoutURI != "" {
+		bcl = []string{nc.BackchannelLogoutURI}
+	}
+	for _, list := range [][]string{nc.RedirectURIs, nc.PostLogoutRedirectURIs, bcl} {
 		for _, u := range list {
 			if err := checkRedirectURI(u); err != nil {
 				return nil, "", err
 			}
 		}
 	}
-	c := &latchkey.OIDCClient{ID: nc.ID, Name: nc.Name, Public: nc.Public, RedirectURIs: nc.RedirectURIs, PostLogoutRedirectURIs: nc.PostLogoutRedirectURIs, FirstParty: nc.FirstParty, RequireMFA: nc.RequireMFA}
+	c := &latchkey.OIDCClient{ID: nc.ID, Name: nc.Name, Public: nc.Public, RedirectURIs: nc.RedirectURIs, PostLogoutRedirectURIs: nc.PostLogoutRedirectURIs, FirstParty: nc.FirstParty, RequireMFA: nc.RequireMFA, BackchannelLogoutURI: nc.BackchannelLogoutURI}
 	var secret string
 	if !nc.Public {
 		secret = randomToken()
@@ -283,6 +301,15 @@ func (p *Provider) CreateClient(ctx context.Context, nc NewClient) (*latchkey.OI
 		return nil, "", err
 	}
 	return c, secret, nil
+}
+
+// signedOutURL is Latchkey's signed-out page on the issuer's host.
+func signedOutURL(issuer string) string {
+	u, err := url.Parse(issuer)
+	if err != nil {
+		return "/login?done=signed-out"
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/login", RawQuery: "done=signed-out"}).String()
 }
 
 func checkRedirectURI(raw string) error {

@@ -184,21 +184,24 @@ func fieldError(v *view, field string, err error) *view {
 // flashes are fixed messages selected by a query parameter, so that nothing a link carries is
 // reflected into the page.
 var flashes = map[string]string{
-	"totp-enabled":     "Two-factor authentication is on.",
-	"totp-disabled":    "Two-factor authentication is off.",
-	"password-changed": "Your password was changed. Other sessions were signed out.",
-	"signed-out":       "You are signed out.",
-	"saved":            "Your settings were saved.",
-	"setup-done":       "Your administrator account is ready.",
-	"device-renamed":   "The device was renamed.",
-	"device-primary":   "Sign-in requests now go to that device first.",
-	"device-removed":   "The device was removed. It can no longer approve sign-ins.",
-	"key-added":        "The security key was added.",
-	"key-renamed":      "The security key was renamed.",
-	"key-removed":      "The security key was removed. It can no longer be used to sign in.",
-	"primary":          "That sign-in method is now offered first.",
-	"renamed":          "The name was saved.",
-	"mfa-reset":        "Every second factor was removed, and your other sessions were signed out.",
+	"totp-enabled":          "Two-factor authentication is on.",
+	"totp-disabled":         "Two-factor authentication is off.",
+	"password-changed":      "Your password was changed. Other sessions were signed out.",
+	"signed-out":            "You are signed out.",
+	"saved":                 "Your settings were saved.",
+	"setup-done":            "Your administrator account is ready.",
+	"device-renamed":        "The device was renamed.",
+	"device-primary":        "Sign-in requests now go to that device first.",
+	"device-removed":        "The device was removed. It can no longer approve sign-ins.",
+	"key-added":             "The security key was added.",
+	"key-renamed":           "The security key was renamed.",
+	"key-removed":           "The security key was removed. It can no longer be used to sign in.",
+	"primary":               "That sign-in method is now offered first.",
+	"renamed":               "The name was saved.",
+	"mfa-reset":             "Every second factor was removed, and your other sessions were signed out.",
+	"session-revoked":       "That session was signed out, in every application.",
+	"signed-out-everywhere": "You are signed out everywhere: every browser and every application.",
+	"time-zone":             "Your time zone was saved. Your next sign-in with a second factor lasts until the end of your workday there.",
 }
 
 func flash(r *http.Request) string { return flashes[r.URL.Query().Get("done")] }
@@ -333,9 +336,11 @@ func (s *Server) pageRecoveryPost(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) pageLogout(w http.ResponseWriter, r *http.Request) error {
-	if err := s.login.Logout(r.Context(), client(r), s.token(r)); err != nil {
+	ended, err := s.login.EndSession(r.Context(), client(r), s.token(r))
+	if err != nil {
 		return err
 	}
+	s.endForApps(r, ended)
 	s.clearSession(w)
 	http.Redirect(w, r, "/login?done=signed-out", http.StatusSeeOther)
 	return nil
@@ -566,7 +571,7 @@ func (s *Server) pageAccount(w http.ResponseWriter, r *http.Request, a *auth) er
 	if err != nil {
 		return err
 	}
-	return s.render(w, http.StatusOK, "account", &view{Title: "Account settings", User: a.user, Flash: flash(r), Data: st})
+	return s.render(w, http.StatusOK, "account", &view{Title: "Account settings", User: a.user, Flash: flash(r), Data: accountView{Status: st, Zone: s.accountZone(a.user)}})
 }
 
 // pageAccountPost is the plain settings form: one checkbox, Save. Turning it on continues to

@@ -14,6 +14,8 @@ type securityView struct {
 	*login.Status
 	Devices []*latchkey.Device
 	List    []login.Factor // every factor, the primary first
+	// Sessions is the "Where you're signed in" panel (sessions.go).
+	Sessions *sessionsView
 }
 
 type pushView struct {
@@ -172,5 +174,9 @@ func (s *Server) renderSecurity(w http.ResponseWriter, r *http.Request, a *auth,
 	if err != nil {
 		return err
 	}
-	return s.render(w, code, "security", &view{Title: "Security", User: a.user, Flash: flash(r), Error: errMsg, Data: securityView{Status: st, Devices: devs, List: fs}})
+	sv, err := s.sessionsView(r, a)
+	if err != nil {
+		return err
+	}
+	return s.render(w, code, "security", &view{Title: "Security", User: a.user, Flash: flash(r), Error: errMsg, Data: securityView{Status: st, Devices: devs, List: fs, Sessions: sv}})
 }
