@@ -295,7 +295,7 @@ func (c *Config) validate() []string {
 		p = append(p, "session durations must be positive")
 	}
 	if _, err := login.ParseWorkday(c.Session.WorkdayEnd); err != nil {
-		p = append(p, "session."+err.Error())
+		p = append(p, fmt.Sprintf("session.workday_end %q must be a local time like 19:00, or empty for no workday rule", c.Session.WorkdayEnd))
 	}
 	if !login.ValidTimeZone(c.Session.TimeZone) {
 		p = append(p, fmt.Sprintf("session.time_zone %q is not an IANA time zone such as Europe/Madrid", c.Session.TimeZone))

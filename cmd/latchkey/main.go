@@ -313,6 +313,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	provider.WaitLogouts() // back-channel logouts in flight (each bounded by a short timeout)
 	return nil
 }
 
