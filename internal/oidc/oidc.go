@@ -37,6 +37,8 @@ type Store interface {
 	latchkey.OIDCStore
 	// FindUserByID returns ENotFound when there is no such user.
 	FindUserByID(ctx context.Context, id latchkey.UserID) (*latchkey.User, error)
+	// FindSessionBySID returns ENotFound when there is no session with that public ID.
+	FindSessionBySID(ctx context.Context, sid string) (*latchkey.Session, error)
 }
 
 // Options configure a Provider. Zero durations take the defaults shown.

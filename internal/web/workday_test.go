@@ -320,6 +320,22 @@ func TestWorkdayAcrossApplications(t *testing.T) {
 	if b.signedIn() {
 		t.Fatal("still signed in after the workday end")
 	}
+	// RP1's refresh token still works (offline_access), but its ID token no longer claims
+	// the second factor.
+	refreshed, err := rp1.conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: first.tok.RefreshToken}).Token()
+	if err != nil {
+		t.Fatalf("refresh after the workday end: %v", err)
+	}
+	raw, _ := refreshed.Extra("id_token").(string)
+	idt, err := rp1.verifier.Verify(context.Background(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rc wdClaims
+	idt.Claims(&rc)
+	if slices.Contains(rc.AMR, "mfa") || slices.Contains(rc.AMR, "otp") || !slices.Contains(rc.AMR, "pwd") || rc.AuthTime != mfaAt {
+		t.Errorf("refreshed ID token after the workday end: amr %v auth_time %d; want pwd without a second factor, %d", rc.AMR, rc.AuthTime, mfaAt)
+	}
 	late := b.signIn(rp1, "alice")
 	if got := asked(late.pages); got != "password and code" {
 		t.Errorf("after the workday end RP1 asked %s, want password and code", got)
