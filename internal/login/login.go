@@ -476,6 +476,9 @@ func (s *Service) resume(ctx context.Context, c Client, oldToken string, old *la
 	now := s.now()
 	next := *old
 	next.PasswordAt, next.LastSeenAt = now, now
+	if !slices.Contains(next.AMR, latchkey.AMRPassword) { // a passkey sign-in: now the password too
+		next.AMR = append([]string{latchkey.AMRPassword}, next.AMR...)
+	}
 	next.IP, next.UserAgent = c.IP, c.UserAgent
 	res, err := s.issue(ctx, oldToken, &next)
 	if err != nil {

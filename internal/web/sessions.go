@@ -251,7 +251,7 @@ func (s *Server) apiTimeZone(w http.ResponseWriter, r *http.Request, a *auth) (a
 // pageEndSession is the OIDC end_session endpoint (RP-initiated logout). With a valid
 // id_token_hint for the browser's user, it signs the browser out of Latchkey, and so of every
 // application, and returns to the client's registered post_logout_redirect_uri with state.
-// Without one, a GET only asks the user to confirm (a link on another site must not sign a
+// Without one (or with one of another user or an earlier session), a GET only asks the user to confirm (a link on another site must not sign a
 // user out); the confirmation POSTs back here with confirm=yes.
 func (s *Server) pageEndSession(w http.ResponseWriter, r *http.Request) error {
 	if err := form(r); err != nil {
@@ -276,7 +276,10 @@ func (s *Server) pageEndSession(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	confirmed := r.Method == http.MethodPost && r.PostFormValue("confirm") == "yes"
-	if !confirmed && req.UserID != u.ID {
+	// A hint for this user, and for this very session when it names one (an ID token from an
+	// earlier session is no proof that this session's application asks).
+	hinted := req.UserID == u.ID && (req.SID == "" || req.SID == sess.SID)
+	if !confirmed && !hinted {
 		return s.render(w, http.StatusOK, "logout_confirm", &view{Title: "Sign out?", User: u, Data: logoutConfirmView{Params: req.Params, Session: sess}})
 	}
 	ended, err := s.login.EndSession(r.Context(), client(r), s.token(r))

@@ -532,6 +532,24 @@ func TestRPInitiatedLogout(t *testing.T) {
 		f.receiveLogout(rp1)
 	})
 
+	t.Run("id_token_hint of an earlier session asks first", func(t *testing.T) {
+		f.clock.Add(time.Minute)
+		b := f.browser()
+		old := b.signIn(rp1, "alice")
+		resp, err := b.hc.Do(b.form("/logout", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		f.receiveLogout(rp1)
+		f.clock.Add(time.Minute)
+		b.signIn(rp1, "alice")
+		resp, body := get(b, url.Values{"id_token_hint": {old.idt}, "post_logout_redirect_uri": {rp1.logoutTo}})
+		if resp.StatusCode != 200 || !strings.Contains(body, "Sign out?") || !b.signedIn() {
+			t.Errorf("end_session with an earlier session's hint: %d, signed in %v; want the confirmation page", resp.StatusCode, b.signedIn())
+		}
+	})
+
 	t.Run("unregistered post_logout_redirect_uri", func(t *testing.T) {
 		f.clock.Add(time.Minute)
 		b := f.browser()
