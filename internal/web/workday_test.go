@@ -242,16 +242,6 @@ func (b *wdBrowser) signIn(r *wdRP, user string) wdSignIn {
 	return out
 }
 
-func (b *wdBrowser) cookie() *http.Cookie {
-	u, _ := url.Parse(b.f.srv.URL)
-	for _, c := range b.hc.Jar.Cookies(u) {
-		if strings.Contains(c.Name, "latchkey_session") {
-			return c
-		}
-	}
-	return nil
-}
-
 // signedIn reports whether the browser's session counts as signed in.
 func (b *wdBrowser) signedIn() bool {
 	b.f.t.Helper()
