@@ -634,3 +634,40 @@ func TestSessionsAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowBackchannelNeverBlocksLogout: a client whose back-channel endpoint hangs does not
+// hold up the sign-out.
+func TestSlowBackchannelNeverBlocksLogout(t *testing.T) {
+	f := newWorkdayFixture(t, nil)
+	release := make(chan struct{})
+	reached := make(chan struct{}, 1)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached <- struct{}{}
+		<-release
+	}))
+	// Cleanups run last-in first-out: release the handler, then the provider's wait, then close.
+	t.Cleanup(slow.Close)
+	t.Cleanup(f.oidc.WaitLogouts)
+	t.Cleanup(func() { close(release) })
+	f.bcl = slow.URL + "/hang"
+	rp := f.rp("slow", true)
+	b := f.browser()
+	b.signIn(rp, "alice")
+	start := time.Now()
+	resp, err := b.hc.Do(b.form("/logout", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if d := time.Since(start); resp.StatusCode != http.StatusSeeOther || d > 2*time.Second {
+		t.Errorf("POST /logout: %d after %v; want 303 at once", resp.StatusCode, d)
+	}
+	if b.signedIn() {
+		t.Error("still signed in")
+	}
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Error("the back-channel logout was never sent")
+	}
+}
