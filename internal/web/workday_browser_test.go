@@ -127,7 +127,9 @@ func TestBrowserSessionsPanel(t *testing.T) {
 	}
 	cdp(t, ctx, "scroll to the sessions", chromedp.ScrollIntoView(chromedp.CSS("#sign-out-everywhere")))
 	shot("03-phone")
-	cdp(t, ctx, "desktop viewport", chromedp.EmulateViewport(1280, 900))
+	// Back to a desktop screen, on a freshly laid-out page: a click computed while the layout
+	// still changes can miss its button.
+	cdp(t, ctx, "desktop viewport", chromedp.EmulateViewport(1280, 900), chromedp.Navigate(f.srv.URL+"/settings/security"), chromedp.WaitVisible(chromedp.CSS("#sign-out-everywhere")))
 
 	cdp(t, ctx, "sign out everywhere",
 		chromedp.Click(chromedp.CSS("#sign-out-everywhere")),
@@ -153,7 +155,7 @@ func TestBrowserSessionsPanel(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#time_zone")),
 		chromedp.SetValue(chromedp.CSS("#time_zone"), "America/New_York"),
 		chromedp.Click(chromedp.CSS(`#time-zone-form button`)),
-		chromedp.WaitVisible(chromedp.CSS("#time_zone")),
+		chromedp.WaitVisible(chromedp.CSS(".flash")), // only on the page after saving
 	)
 	if v, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('time_zone').value`)); v != "America/New_York" {
 		t.Errorf("time zone after saving = %q", v)
