@@ -619,6 +619,42 @@ func TestSessionsAPI(t *testing.T) {
 	if code, _ := call(laptop, "POST", "/api/v1/account/sessions/revoke-all"); code != 401 {
 		t.Errorf("revoke-all signed out: %d, want 401", code)
 	}
+	// The time zone: an IANA name, or a precise 400.
+	f.clock.Add(time.Minute)
+	laptop.signIn(rp1, "alice")
+	put := func(body string) (int, map[string]any) {
+		req, _ := http.NewRequest("PUT", f.srv.URL+"/api/v1/account/time-zone", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := laptop.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	for _, bad := range []string{`{"time_zone":"Mars/Olympus"}`, `{"time_zone":""}`, `{"zone":"UTC"}`} {
+		if code, m := put(bad); code != 400 {
+			t.Errorf("PUT time-zone %s: %d %v, want 400", bad, code, m)
+		}
+	}
+	if code, m := put(`{"time_zone":"Asia/Tokyo"}`); code != 200 || m["time_zone"] != "Asia/Tokyo" {
+		t.Errorf("PUT time-zone: %d %v", code, m)
+	}
+	if _, m := call(laptop, "GET", "/api/v1/account/sessions"); m["time_zone"] != "Asia/Tokyo" {
+		t.Errorf("time_zone after the change = %v", m["time_zone"])
+	}
+	// Signing out the current session by ID signs this browser out.
+	_, m = call(laptop, "GET", "/api/v1/account/sessions")
+	own := m["sessions"].([]any)[0].(map[string]any)["id"].(string)
+	if code, m := call(laptop, "DELETE", "/api/v1/account/sessions/"+own); code != 200 || m["signed_out"] != true {
+		t.Errorf("DELETE own session: %d %v", code, m)
+	}
+	if laptop.signedIn() {
+		t.Error("still signed in after signing out the current session by ID")
+	}
+
 	// The audit trail has both.
 	events, err := f.db.FindAuditEvents(context.Background(), latchkey.AuditFilter{})
 	if err != nil {
