@@ -233,6 +233,10 @@ func TestSessionListAndRevoke(t *testing.T) {
 	if err != nil || len(list) != 2 || !list[0].Current || list[0].SID != laptop.Session.SID || list[1].Current {
 		t.Fatalf("Sessions = %+v, %v; want laptop (current) then phone", list, err)
 	}
+	e.clock.Add(61 * time.Minute) // both idle: listed as such, still revocable
+	if list, err := e.svc.Sessions(ctx, u, nil); err != nil || len(list) != 2 || !list[0].Idle || !list[1].Idle {
+		t.Errorf("Sessions after the idle timeout = %+v, %v; want both, idle", list, err)
+	}
 	bob := e.user(t, "bob")
 	if _, err := e.svc.RevokeSession(ctx, alice, bob, phone.Session.SID); code(t, err) != latchkey.ENotFound {
 		t.Errorf("bob revoking alice's session: %v, want ENotFound", err)
