@@ -99,7 +99,7 @@ func (s *Server) pageRevokeSession(w http.ResponseWriter, r *http.Request, a *au
 		http.Redirect(w, r, "/login?done=signed-out", http.StatusSeeOther)
 		return nil
 	}
-	http.Redirect(w, r, "/settings/security?done=session-revoked#sessions", http.StatusSeeOther)
+	http.Redirect(w, r, "/settings/security?done=session-ended#sessions", http.StatusSeeOther)
 	return nil
 }
 
@@ -110,7 +110,7 @@ func (s *Server) pageRevokeAllSessions(w http.ResponseWriter, r *http.Request, a
 	}
 	s.endForApps(r, ended...)
 	s.clearSession(w)
-	http.Redirect(w, r, "/login?done=signed-out-everywhere", http.StatusSeeOther)
+	http.Redirect(w, r, "/login?done=signed-out-all", http.StatusSeeOther)
 	return nil
 }
 
