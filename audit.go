@@ -111,3 +111,10 @@ type AuditStore interface {
 	// FindAuditEvents returns matching events in ID order.
 	FindAuditEvents(ctx Context, f AuditFilter) ([]*AuditEvent, error)
 }
+
+// Audit actions of the session list (issue 5).
+const (
+	ActionSessionRevoked     = "session.revoked"
+	ActionSessionsRevokedAll = "session.revoked_all"
+	ActionTimeZoneChanged    = "account.time_zone"
+)

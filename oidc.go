@@ -34,7 +34,10 @@ type OIDCClient struct {
 	FirstParty bool
 	// RequireMFA makes every sign-in to this client need a second factor.
 	RequireMFA bool
-	CreatedAt  time.Time
+	// BackchannelLogoutURI, when set, receives an OIDC Back-Channel Logout token when a
+	// Latchkey session the client signed in through ends.
+	BackchannelLogoutURI string
+	CreatedAt            time.Time
 }
 
 // LogValue keeps the secret hash out of logs.
@@ -62,7 +65,9 @@ type OIDCAuthRequest struct {
 	MaxAge    *time.Duration
 	LoginHint string
 	ACRValues []string
-	// Set when the request is completed: who signed in, how and when.
+	// Set when the request is completed: who signed in, how and when, and in which Latchkey
+	// session (its public SID).
+	SID      string
 	UserID   UserID
 	AMR      []string
 	ACR      string
@@ -96,6 +101,9 @@ type OIDCGrant struct {
 	AMR      []string
 	ACR      string
 	AuthTime time.Time
+	// SID is the public ID of the Latchkey session the grant was given in ("" for older
+	// grants): ending that session revokes the grant.
+	SID string
 }
 
 // OIDCAccessToken is an issued access token. The token the client holds is an encrypted
@@ -153,9 +161,9 @@ type OIDCStore interface {
 	// FindOIDCAuthRequestByID returns ENotFound when there is no such request. It does not
 	// check expiry.
 	FindOIDCAuthRequestByID(ctx Context, id string) (*OIDCAuthRequest, error)
-	// CompleteOIDCAuthRequest records who signed in and how. ENotFound when the request is
-	// gone; EConflict when it was completed already.
-	CompleteOIDCAuthRequest(ctx Context, id string, userID UserID, amr []string, acr string, authTime time.Time) error
+	// CompleteOIDCAuthRequest records who signed in, in which session (its public SID), and
+	// how. ENotFound when the request is gone; EConflict when it was completed already.
+	CompleteOIDCAuthRequest(ctx Context, id string, userID UserID, sid string, amr []string, acr string, authTime time.Time) error
 	// SetOIDCAuthCode records the hash of the request's code and when the code expires, and
 	// keeps the request until keepUntil. EConflict when the request has a code already.
 	SetOIDCAuthCode(ctx Context, id, codeHash string, codeExpiresAt, keepUntil time.Time) error
@@ -184,6 +192,12 @@ type OIDCStore interface {
 	DeleteOIDCGrant(ctx Context, grantID string) (int, error)
 	// DeleteOIDCUserTokens revokes every token of a user for a client ("" for all clients).
 	DeleteOIDCUserTokens(ctx Context, userID UserID, clientID string) error
+	// FindOIDCSessionClients returns the clients that a user signed in to in the Latchkey
+	// session sid (a completed request or a live token), ordered by ID.
+	FindOIDCSessionClients(ctx Context, sid string) ([]*OIDCClient, error)
+	// DeleteOIDCSessionTokens revokes every token given in the Latchkey session sid and
+	// returns how many it deleted.
+	DeleteOIDCSessionTokens(ctx Context, sid string) (int, error)
 	// DeleteExpiredOIDCData removes requests and tokens that expired before t.
 	DeleteExpiredOIDCData(ctx Context, t time.Time) (int, error)
 

@@ -21,7 +21,11 @@ const (
 // Session is a server-side session. The browser holds a random token; the store sees only
 // ID, a keyed hash of that token, so a database dump reveals no usable session.
 type Session struct {
-	ID     string // hex keyed hash of the cookie token
+	ID string // hex keyed hash of the cookie token
+	// SID is the session's public identifier: 128 random bits, hex, kept when the session
+	// rotates. It names the session in the session list, when revoking it, and in the OIDC
+	// "sid" claim; knowing it gives no access.
+	SID    string
 	UserID UserID
 	State  SessionState
 	// AMR lists how the user authenticated (RFC 8176 values, e.g. "pwd", "otp", "mfa").
@@ -60,6 +64,11 @@ type SessionStore interface {
 	DeleteSession(ctx Context, id string) error
 	// DeleteUserSessions removes all sessions of a user except exceptID (may be "").
 	DeleteUserSessions(ctx Context, userID UserID, exceptID string) error
+	// FindUserSessions returns the signed-in (StateAuthenticated) sessions of a user that
+	// have not expired at t, most recently active first.
+	FindUserSessions(ctx Context, userID UserID, t time.Time) ([]*Session, error)
+	// FindSessionBySID returns ENotFound when there is no session with that public ID.
+	FindSessionBySID(ctx Context, sid string) (*Session, error)
 	// DeleteExpiredSessions removes sessions whose ExpiresAt is before t and returns how many.
 	DeleteExpiredSessions(ctx Context, t time.Time) (int, error)
 }

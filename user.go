@@ -33,8 +33,11 @@ type User struct {
 	// FactorPush, or FactorKeyPrefix followed by a security key's ID. Empty: the default
 	// order (push, authenticator app, security key).
 	PrimaryFactor string
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// TimeZone is the IANA name of the user's time zone (e.g. "Europe/Madrid"); "" means the
+	// server's default. The workday session ends at the workday end in this zone.
+	TimeZone  string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // LogValue keeps the password hash out of logs.
@@ -59,6 +62,8 @@ type UserUpdate struct {
 	Disabled     *bool
 	// PrimaryFactor sets User.PrimaryFactor; "" restores the default order.
 	PrimaryFactor *string
+	// TimeZone sets User.TimeZone; "" restores the server's default.
+	TimeZone *string
 }
 
 // UserStore persists users.

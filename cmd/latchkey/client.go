@@ -66,6 +66,7 @@ func runClientCreate(ctx context.Context, args []string, getenv func(string) str
 		fs.BoolVar(&nc.Public, "public", false, "a public client (single-page or native app): no secret, PKCE S256 required")
 		fs.BoolVar(&nc.FirstParty, "first-party", false, "a first-party application: no consent page")
 		fs.BoolVar(&nc.RequireMFA, "require-mfa", false, "every sign-in to this client needs a second factor")
+		fs.StringVar(&nc.BackchannelLogoutURI, "backchannel-logout-uri", "", "receives OIDC back-channel logout tokens when a user's Latchkey session ends (https://, or http:// on localhost)")
 	})
 	if err != nil {
 		return err

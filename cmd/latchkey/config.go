@@ -58,6 +58,10 @@ type Config struct {
 		MaxAge      Duration `yaml:"max_age"`
 		IdleTimeout Duration `yaml:"idle_timeout"`
 		Reauth      Duration `yaml:"reauthenticate_after"`
+		// WorkdayEnd ("19:00") ends a second-factor proof in the user's time zone; "" turns
+		// the workday rule off (max_age only). TimeZone is the zone of users without one.
+		WorkdayEnd string `yaml:"workday_end"`
+		TimeZone   string `yaml:"time_zone"`
 	} `yaml:"session"`
 	// Push configures push approval with the Latch app.
 	Push struct {
@@ -110,6 +114,8 @@ func defaultConfig() Config {
 	c.Session.MaxAge = Duration(12 * time.Hour)
 	c.Session.IdleTimeout = Duration(time.Hour)
 	c.Session.Reauth = Duration(10 * time.Minute)
+	c.Session.WorkdayEnd = "19:00"
+	c.Session.TimeZone = "UTC"
 	c.Push.NumberLength = 2
 	c.ForwardAuth.Default = string(forwardauth.MFA)
 	c.Push.ChallengeTTL = Duration(2 * time.Minute)
@@ -296,6 +302,12 @@ func (c *Config) validate() []string {
 		p = append(p, "session durations must be positive")
 	}
 	p = append(p, c.validateSupport()...)
+	if _, err := login.ParseWorkday(c.Session.WorkdayEnd); err != nil {
+		p = append(p, fmt.Sprintf("session.workday_end %q must be a local time like 19:00, or empty for no workday rule", c.Session.WorkdayEnd))
+	}
+	if !login.ValidTimeZone(c.Session.TimeZone) {
+		p = append(p, fmt.Sprintf("session.time_zone %q is not an IANA time zone such as Europe/Madrid", c.Session.TimeZone))
+	}
 	if _, err := c.forwardAuthRules(); err != nil {
 		p = append(p, err.Error())
 	}

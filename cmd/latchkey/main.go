@@ -201,6 +201,11 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		FraudPause:   time.Duration(cfg.Push.FraudPause),
 		MaxPushes:    cfg.Push.MaxPushes,
 	})
+	workday, _ := login.ParseWorkday(cfg.Session.WorkdayEnd) // validated with the configuration
+	zone, err := time.LoadLocation(cfg.Session.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("session.time_zone: %w", err)
+	}
 	svc := login.New(login.Options{
 		Store:        db,
 		Hasher:       password.New(password.Options{}),
@@ -215,6 +220,8 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		MaxAge:       time.Duration(cfg.Session.MaxAge),
 		IdleTimeout:  time.Duration(cfg.Session.IdleTimeout),
 		ReauthWindow: time.Duration(cfg.Session.Reauth),
+		WorkdayEnd:   workday,
+		TimeZone:     zone,
 		Methods:      cfg.MFAMethods,
 		WebAuthn: login.WebAuthnOptions{
 			RPID: cfg.WebAuthn.RPID, Origins: cfg.WebAuthn.Origins,
@@ -315,6 +322,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	provider.WaitLogouts() // back-channel logouts in flight (each bounded by a short timeout)
 	return nil
 }
 

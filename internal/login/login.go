@@ -74,8 +74,15 @@ type Options struct {
 	FlowTTL time.Duration
 	// MaxAge bounds a signed-in session (default 12 hours).
 	MaxAge time.Duration
-	// IdleTimeout ends a session that saw no request for this long (default 1 hour).
+	// IdleTimeout ends a session that saw no request for this long (default 1 hour). A
+	// session with a second-factor proof that still stands is not forgotten: the next
+	// sign-in in that browser asks only the password.
 	IdleTimeout time.Duration
+	// WorkdayEnd is the local time at which a second-factor proof ends (see ParseWorkday);
+	// the zero Workday: the proof stands for MaxAge.
+	WorkdayEnd Workday
+	// TimeZone is the zone of users who have not chosen one (default UTC).
+	TimeZone *time.Location
 	// ReauthWindow is how recent the last password check must be for sensitive actions
 	// (default 10 minutes).
 	ReauthWindow time.Duration
@@ -127,6 +134,9 @@ func New(opt Options) *Service {
 	opt.MaxAge = cmpOr(opt.MaxAge, 12*time.Hour)
 	opt.IdleTimeout = cmpOr(opt.IdleTimeout, time.Hour)
 	opt.ReauthWindow = cmpOr(opt.ReauthWindow, 10*time.Minute)
+	if opt.TimeZone == nil {
+		opt.TimeZone = time.UTC
+	}
 	if opt.Throttle == (ThrottleOptions{}) {
 		opt.Throttle = DefaultThrottle
 	}
@@ -433,6 +443,9 @@ func (s *Service) Login(ctx context.Context, c Client, oldToken, username, pw st
 		return nil, err
 	}
 	now := s.now()
+	if old := s.remembered(ctx, oldToken, u, now); old != nil {
+		return s.resume(ctx, c, oldToken, old, u)
+	}
 	sess := &latchkey.Session{UserID: u.ID, AMR: []string{latchkey.AMRPassword}, PasswordAt: now, CreatedAt: now, LastSeenAt: now, IP: c.IP, UserAgent: c.UserAgent}
 	switch {
 	case len(methods) > 0:
@@ -455,6 +468,27 @@ func (s *Service) Login(ctx context.Context, c Client, oldToken, username, pw st
 		outcome = "password_ok"
 	}
 	s.audit(ctx, c, u, "", latchkey.ActionLogin, outcome, "next: "+string(sess.State))
+	return res, nil
+}
+
+// resume signs u in again with the password alone in the session old, whose second-factor
+// proof still stands: the AMR and MFAAt stay those of the proof, and so does the end of the
+// session; the session ID rotates.
+func (s *Service) resume(ctx context.Context, c Client, oldToken string, old *latchkey.Session, u *latchkey.User) (*Result, error) {
+	now := s.now()
+	next := *old
+	next.PasswordAt, next.LastSeenAt = now, now
+	if !slices.Contains(next.AMR, latchkey.AMRPassword) { // a passkey sign-in: now the password too
+		next.AMR = append([]string{latchkey.AMRPassword}, next.AMR...)
+	}
+	next.IP, next.UserAgent = c.IP, c.UserAgent
+	res, err := s.issue(ctx, oldToken, &next)
+	if err != nil {
+		return nil, err
+	}
+	res.User = u
+	s.succeed(ctx, c, u)
+	s.audit(ctx, c, u, "", latchkey.ActionLogin, latchkey.OutcomeSuccess, "next: authenticated (second factor of this workday remembered)")
 	return res, nil
 }
 
@@ -486,6 +520,11 @@ func (s *Service) issue(ctx context.Context, oldToken string, sess *latchkey.Ses
 		return nil, err
 	}
 	sess.ID = s.sessionID(tok)
+	if sess.SID == "" {
+		if sess.SID, err = s.newSID(); err != nil {
+			return nil, err
+		}
+	}
 	if oldToken != "" {
 		err = s.opt.Store.RotateSession(ctx, s.sessionID(oldToken), sess)
 		if latchkey.ErrorCode(err) == latchkey.ENotFound {
@@ -539,7 +578,7 @@ func (s *Service) complete(ctx context.Context, c Client, token string, sess *la
 	next.AMR = append(next.AMR, latchkey.AMRMFA)
 	next.MFAAt = &now
 	next.LastSeenAt = now
-	next.ExpiresAt = sess.PasswordAt.Add(s.opt.MaxAge)
+	next.ExpiresAt = s.mfaEnd(u, now)
 	next.IP, next.UserAgent = c.IP, c.UserAgent
 	res, err := s.issue(ctx, token, &next)
 	if err != nil {
@@ -616,8 +655,9 @@ func (s *Service) LoginRecovery(ctx context.Context, c Client, token, code strin
 }
 
 // Authenticate returns the signed-in session and user of token. Expired, idle, unfinished and
-// unknown sessions, and sessions of disabled users, give EUnauthenticated; expired and idle
-// ones are deleted on the way.
+// unknown sessions, and sessions of disabled users, give EUnauthenticated; expired ones are
+// deleted on the way, and so are idle ones, except those whose second-factor proof still
+// stands (until ExpiresAt): the next sign-in in that browser asks only the password.
 func (s *Service) Authenticate(ctx context.Context, token string) (*latchkey.Session, *latchkey.User, error) {
 	if token == "" {
 		return nil, nil, errUnauthed
@@ -632,7 +672,11 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*latchkey.Ses
 	if sess.State != latchkey.StateAuthenticated {
 		return nil, nil, errUnauthed
 	}
-	if !now.Before(sess.ExpiresAt) || now.Sub(sess.LastSeenAt) >= s.opt.IdleTimeout {
+	idle := now.Sub(sess.LastSeenAt) >= s.opt.IdleTimeout
+	if idle && now.Before(sess.ExpiresAt) && hasMFA(sess) {
+		return nil, nil, errUnauthed
+	}
+	if !now.Before(sess.ExpiresAt) || idle {
 		if err := s.opt.Store.DeleteSession(ctx, sess.ID); err != nil {
 			s.log.ErrorContext(ctx, "delete expired session", "err", err)
 		}
@@ -668,23 +712,31 @@ func (s *Service) Flow(ctx context.Context, token string) (*latchkey.Session, []
 
 // Logout ends the session of token on the server.
 func (s *Service) Logout(ctx context.Context, c Client, token string) error {
+	_, err := s.EndSession(ctx, c, token)
+	return err
+}
+
+// EndSession ends the session of token on the server, like Logout, and returns it (nil when
+// there was none), so that the caller can end what depends on it: the OIDC provider's tokens
+// and back-channel logout.
+func (s *Service) EndSession(ctx context.Context, c Client, token string) (*latchkey.Session, error) {
 	if token == "" {
-		return nil
+		return nil, nil
 	}
 	id := s.sessionID(token)
 	sess, err := s.opt.Store.FindSessionByID(ctx, id)
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
-		return nil
+		return nil, nil
 	} else if err != nil {
-		return fmt.Errorf("find session: %w", err)
+		return nil, fmt.Errorf("find session: %w", err)
 	}
 	if err := s.opt.Store.DeleteSession(ctx, id); err != nil {
-		return fmt.Errorf("delete session: %w", err)
+		return nil, fmt.Errorf("delete session: %w", err)
 	}
 	if u, err := s.opt.Store.FindUserByID(ctx, sess.UserID); err == nil {
 		s.audit(ctx, c, u, "", latchkey.ActionLogout, latchkey.OutcomeSuccess, "")
 	}
-	return nil
+	return sess, nil
 }
 
 // checkPassword verifies a signed-in user's password for a sensitive action, counting a

@@ -480,7 +480,7 @@ func (s *Service) FinishPasskeyLogin(ctx context.Context, c Client, oldToken, ce
 	}
 	now := s.now()
 	sess := &latchkey.Session{UserID: u.ID, State: latchkey.StateAuthenticated, AMR: []string{latchkey.AMRHardware, "user", latchkey.AMRMFA},
-		PasswordAt: now, MFAAt: &now, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.opt.MaxAge), IP: c.IP, UserAgent: c.UserAgent}
+		PasswordAt: now, MFAAt: &now, CreatedAt: now, LastSeenAt: now, ExpiresAt: s.mfaEnd(u, now), IP: c.IP, UserAgent: c.UserAgent}
 	res, err := s.issue(ctx, oldToken, sess)
 	if err != nil {
 		return nil, err

@@ -41,6 +41,8 @@ type Store interface {
 	latchkey.OIDCConsentStore
 	// FindUserByID returns ENotFound when there is no such user.
 	FindUserByID(ctx context.Context, id latchkey.UserID) (*latchkey.User, error)
+	// FindSessionBySID returns ENotFound when there is no session with that public ID.
+	FindSessionBySID(ctx context.Context, sid string) (*latchkey.Session, error)
 }
 
 // Options configure a Provider. Zero durations take the defaults shown.
@@ -69,6 +71,8 @@ type Options struct {
 	RefreshTokenTTL time.Duration // default 30 days
 	Logger          *slog.Logger
 	Now             func() time.Time
+	// HTTPClient sends back-channel logout tokens (default: a client with a 5 s timeout).
+	HTTPClient *http.Client
 }
 
 // codeReuseWindow is how long a used authorization request is kept, so that a second use of
@@ -81,6 +85,8 @@ type Provider struct {
 	op  *op.Provider
 	st  *storage
 	log *slog.Logger
+	// logouts delivers back-channel logout tokens (logout.go).
+	logouts logoutSender
 }
 
 // New returns a Provider.
@@ -114,7 +120,10 @@ func New(opt Options) (*Provider, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	p := &Provider{opt: opt, log: opt.Logger}
+	if opt.HTTPClient == nil {
+		opt.HTTPClient = &http.Client{Timeout: logoutTimeout}
+	}
+	p := &Provider{opt: opt, log: opt.Logger, logouts: logoutSender{hc: opt.HTTPClient}}
 	p.st = &storage{p: p, db: opt.Store}
 	cfg := &op.Config{
 		CryptoKey:             opt.CryptoKey,
@@ -122,7 +131,12 @@ func New(opt Options) (*Provider, error) {
 		AuthMethodPost:        true,
 		GrantTypeRefreshToken: true,
 		SupportedScopes:       []string{zoidc.ScopeOpenID, zoidc.ScopeProfile, zoidc.ScopeEmail, zoidc.ScopeOfflineAccess},
-		SupportedClaims:       []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "at_hash", "c_hash", "azp", "name", "preferred_username", "email", "email_verified"},
+		SupportedClaims:       []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "at_hash", "c_hash", "azp", "name", "preferred_username", "email", "email_verified", "sid"},
+		// Back-channel logout with the session ID (logout.go); RP-initiated logout ends on
+		// Latchkey's signed-out page when the client names no registered return address.
+		BackChannelLogoutSupported:        true,
+		BackChannelLogoutSessionSupported: true,
+		DefaultLogoutRedirectURI:          signedOutURL(opt.Issuer),
 	}
 	var opts []op.Option
 	if strings.HasPrefix(opt.Issuer, "http://") {
@@ -326,7 +340,7 @@ func (p *Provider) authorize(ctx context.Context, id string, sess *latchkey.Sess
 	if sess.MFAAt != nil && sess.MFAAt.After(authTime) {
 		authTime = *sess.MFAAt
 	}
-	err = p.opt.Store.CompleteOIDCAuthRequest(ctx, id, u.ID, sess.AMR, acr, authTime)
+	err = p.opt.Store.CompleteOIDCAuthRequest(ctx, id, u.ID, sess.SID, sess.AMR, acr, authTime)
 	switch latchkey.ErrorCode(err) {
 	case "":
 		p.record(ctx, u, latchkey.ActionOIDCAuthorize, latchkey.OutcomeSuccess, "client: "+c.ID+"; acr: "+acr)
@@ -367,6 +381,8 @@ type NewClient struct {
 	Public                 bool
 	FirstParty             bool
 	RequireMFA             bool
+	// BackchannelLogoutURI receives logout tokens (https://, or http:// on a loopback host).
+	BackchannelLogoutURI string
 }
 
 // CreateClient registers a client and returns it with its secret (shown once; "" for a
@@ -382,14 +398,18 @@ func (p *Provider) CreateClient(ctx context.Context, nc NewClient) (*latchkey.OI
 	if len(nc.RedirectURIs) == 0 {
 		return nil, "", latchkey.Errorf(latchkey.EInvalid, "At least one redirect URI is required.")
 	}
-	for _, list := range [][]string{nc.RedirectURIs, nc.PostLogoutRedirectURIs} {
+	var bcl []string
+	if nc.BackchannelLogoutURI != "" {
+		bcl = []string{nc.BackchannelLogoutURI}
+	}
+	for _, list := range [][]string{nc.RedirectURIs, nc.PostLogoutRedirectURIs, bcl} {
 		for _, u := range list {
 			if err := checkRedirectURI(u); err != nil {
 				return nil, "", err
 			}
 		}
 	}
-	c := &latchkey.OIDCClient{ID: nc.ID, Name: nc.Name, Public: nc.Public, RedirectURIs: nc.RedirectURIs, PostLogoutRedirectURIs: nc.PostLogoutRedirectURIs, FirstParty: nc.FirstParty, RequireMFA: nc.RequireMFA}
+	c := &latchkey.OIDCClient{ID: nc.ID, Name: nc.Name, Public: nc.Public, RedirectURIs: nc.RedirectURIs, PostLogoutRedirectURIs: nc.PostLogoutRedirectURIs, FirstParty: nc.FirstParty, RequireMFA: nc.RequireMFA, BackchannelLogoutURI: nc.BackchannelLogoutURI}
 	var secret string
 	if !nc.Public {
 		secret = randomToken()
@@ -400,6 +420,15 @@ func (p *Provider) CreateClient(ctx context.Context, nc NewClient) (*latchkey.OI
 	}
 	p.record(ctx, nil, latchkey.ActionOIDCClientCreated, latchkey.OutcomeSuccess, fmt.Sprintf("client: %s; public: %t; first_party: %t; require_mfa: %t", c.ID, c.Public, c.FirstParty, c.RequireMFA))
 	return c, secret, nil
+}
+
+// signedOutURL is Latchkey's signed-out page on the issuer's host.
+func signedOutURL(issuer string) string {
+	u, err := url.Parse(issuer)
+	if err != nil {
+		return "/login?done=signed-out"
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/login", RawQuery: "done=signed-out"}).String()
 }
 
 func checkRedirectURI(raw string) error {

@@ -200,7 +200,7 @@ func (s *storage) DeleteAuthRequest(ctx context.Context, id string) error {
 func grantOf(req op.TokenRequest) (latchkey.OIDCGrant, error) {
 	switch r := req.(type) {
 	case authRequest:
-		return latchkey.OIDCGrant{GrantID: r.ID, ClientID: r.ClientID, UserID: r.UserID, Scopes: r.Scopes, Audience: r.GetAudience(), AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime}, nil
+		return latchkey.OIDCGrant{GrantID: r.ID, ClientID: r.ClientID, UserID: r.UserID, Scopes: r.Scopes, Audience: r.GetAudience(), AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SID: r.SID}, nil
 	case *refreshRequest:
 		g := r.OIDCGrant
 		g.Scopes = r.scopes
@@ -276,7 +276,36 @@ func (s *storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	if err := s.activeUser(ctx, rt.UserID); err != nil {
 		return nil, err
 	}
+	if err := s.sessionRule(ctx, rt); err != nil {
+		return nil, err
+	}
 	return &refreshRequest{OIDCRefreshToken: rt, scopes: rt.Scopes}, nil
+}
+
+// sessionRule applies the workday session to a refresh: while the Latchkey session the grant
+// was given in lasts, nothing changes. Once it has ended (its workday or maximum age is over;
+// a logout revokes the tokens outright), only an offline_access grant may refresh, and its
+// new tokens no longer claim the second factor: an ID token's amr shows mfa only while the
+// proof stands.
+func (s *storage) sessionRule(ctx context.Context, rt *latchkey.OIDCRefreshToken) error {
+	if rt.SID == "" {
+		return nil
+	}
+	sess, err := s.db.FindSessionBySID(ctx, rt.SID)
+	if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
+		return err
+	}
+	if err == nil && s.p.now().Before(sess.ExpiresAt) {
+		return nil
+	}
+	if !slices.Contains(rt.Scopes, zoidc.ScopeOfflineAccess) {
+		return zoidc.ErrInvalidGrant().WithDescription("The sign-in session has ended.")
+	}
+	rt.AMR = slices.DeleteFunc(slices.Clone(rt.AMR), func(m string) bool {
+		return m == latchkey.AMRMFA || m == latchkey.AMROTP || m == latchkey.AMRHardware || m == latchkey.AMRSoftwareKey
+	})
+	rt.ACR = latchkey.ACRPassword
+	return nil
 }
 
 func (s *storage) activeUser(ctx context.Context, id latchkey.UserID) error {
@@ -361,7 +390,22 @@ func (s *storage) SetUserinfoFromRequest(ctx context.Context, info *zoidc.UserIn
 	if err != nil {
 		return err
 	}
-	return s.userinfo(ctx, info, id, scopes)
+	if err := s.userinfo(ctx, info, id, scopes); err != nil {
+		return err
+	}
+	// The ID token names the Latchkey session (OIDC Back-Channel Logout §2.1), so that a
+	// logout token's sid can be matched by the client.
+	var sid string
+	switch r := req.(type) {
+	case authRequest:
+		sid = r.SID
+	case *refreshRequest:
+		sid = r.SID
+	}
+	if sid != "" {
+		info.AppendClaims("sid", sid)
+	}
+	return nil
 }
 
 func (s *storage) userinfo(ctx context.Context, info *zoidc.UserInfo, id latchkey.UserID, scopes []string) error {

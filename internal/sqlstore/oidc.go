@@ -56,9 +56,9 @@ func (s *DB) openKey(sealed []byte, kid string) ([]byte, error) {
 func (s *DB) CreateOIDCClient(ctx context.Context, c *latchkey.OIDCClient) error {
 	c.CreatedAt = s.now().UTC().Truncate(time.Microsecond)
 	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO oidc_clients (id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris, first_party, require_mfa, created_at)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		c.ID, c.Name, c.SecretHash, c.Public, join(c.RedirectURIs), join(c.PostLogoutRedirectURIs), c.FirstParty, c.RequireMFA, us(c.CreatedAt))
+		`INSERT INTO oidc_clients (id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris, first_party, require_mfa, created_at, backchannel_logout_uri)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		c.ID, c.Name, c.SecretHash, c.Public, join(c.RedirectURIs), join(c.PostLogoutRedirectURIs), c.FirstParty, c.RequireMFA, us(c.CreatedAt), c.BackchannelLogoutURI)
 	if isUnique(err) {
 		return latchkey.Errorf(latchkey.EConflict, "A client with the ID %q exists already.", c.ID)
 	} else if err != nil {
@@ -67,13 +67,13 @@ func (s *DB) CreateOIDCClient(ctx context.Context, c *latchkey.OIDCClient) error
 	return nil
 }
 
-const clientColumns = `id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris, first_party, require_mfa, created_at`
+const clientColumns = `id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris, first_party, require_mfa, created_at, backchannel_logout_uri`
 
 func scanClient(row interface{ Scan(...any) error }) (*latchkey.OIDCClient, error) {
 	var c latchkey.OIDCClient
 	var redirects, logouts string
 	var created int64
-	if err := row.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Public, &redirects, &logouts, &c.FirstParty, &c.RequireMFA, &created); err != nil {
+	if err := row.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Public, &redirects, &logouts, &c.FirstParty, &c.RequireMFA, &created, &c.BackchannelLogoutURI); err != nil {
 		return nil, err
 	}
 	c.RedirectURIs, c.PostLogoutRedirectURIs, c.CreatedAt = strings.Fields(redirects), strings.Fields(logouts), at(created)
@@ -146,7 +146,7 @@ func (s *DB) CreateOIDCAuthRequest(ctx context.Context, r *latchkey.OIDCAuthRequ
 
 const authRequestColumns = `id, client_id, redirect_uri, scopes, state, nonce, response_type, response_mode,
 	code_challenge, code_challenge_method, prompt, max_age, login_hint, acr_values, COALESCE(user_id, 0), amr, acr, auth_time,
-	COALESCE(code_hash, ''), code_expires_at, code_used_at, created_at, expires_at`
+	COALESCE(code_hash, ''), code_expires_at, code_used_at, created_at, expires_at, sid`
 
 func findAuthRequest(ctx context.Context, q querier, where string, arg any) (*latchkey.OIDCAuthRequest, error) {
 	var r latchkey.OIDCAuthRequest
@@ -156,7 +156,7 @@ func findAuthRequest(ctx context.Context, q querier, where string, arg any) (*la
 	err := q.QueryRowContext(ctx, `SELECT `+authRequestColumns+` FROM oidc_auth_requests WHERE `+where, arg).Scan(
 		&r.ID, &r.ClientID, &r.RedirectURI, &scopes, &r.State, &r.Nonce, &r.ResponseType, &r.ResponseMode,
 		&r.CodeChallenge, &r.CodeChallengeMethod, &prompt, &maxAge, &r.LoginHint, &acrValues, &r.UserID, &amr, &r.ACR, &authTime,
-		&r.CodeHash, &codeExp, &used, &created, &expires)
+		&r.CodeHash, &codeExp, &used, &created, &expires, &r.SID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("authorization request")
 	} else if err != nil {
@@ -183,11 +183,11 @@ func (s *DB) FindOIDCAuthRequestByID(ctx context.Context, id string) (*latchkey.
 }
 
 // CompleteOIDCAuthRequest records the sign-in; EConflict when the request was completed.
-func (s *DB) CompleteOIDCAuthRequest(ctx context.Context, id string, userID latchkey.UserID, amr []string, acr string, authTime time.Time) error {
+func (s *DB) CompleteOIDCAuthRequest(ctx context.Context, id string, userID latchkey.UserID, sid string, amr []string, acr string, authTime time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
-			`UPDATE oidc_auth_requests SET user_id = $1, amr = $2, acr = $3, auth_time = $4 WHERE id = $5 AND user_id IS NULL`,
-			userID, join(amr), acr, us(authTime), id)
+			`UPDATE oidc_auth_requests SET user_id = $1, amr = $2, acr = $3, auth_time = $4, sid = $6 WHERE id = $5 AND user_id IS NULL`,
+			userID, join(amr), acr, us(authTime), id, sid)
 		if err != nil {
 			return fmt.Errorf("complete oidc auth request: %w", err)
 		}
@@ -273,16 +273,16 @@ func (s *DB) CreateOIDCTokens(ctx context.Context, a *latchkey.OIDCAccessToken, 
 		}
 		if rt != nil {
 			if _, err := tx.ExecContext(ctx,
-				`INSERT INTO oidc_refresh_tokens (id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, created_at, expires_at)
-				 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-				rt.ID, rt.GrantID, rt.ClientID, rt.UserID, join(rt.Scopes), join(rt.Audience), join(rt.AMR), rt.ACR, us(rt.AuthTime), us(rt.CreatedAt), us(rt.ExpiresAt)); err != nil {
+				`INSERT INTO oidc_refresh_tokens (id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, created_at, expires_at, sid)
+				 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+				rt.ID, rt.GrantID, rt.ClientID, rt.UserID, join(rt.Scopes), join(rt.Audience), join(rt.AMR), rt.ACR, us(rt.AuthTime), us(rt.CreatedAt), us(rt.ExpiresAt), rt.SID); err != nil {
 				return fmt.Errorf("insert refresh token: %w", err)
 			}
 		}
 		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO oidc_access_tokens (id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, refresh_token_id, created_at, expires_at)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-			a.ID, a.GrantID, a.ClientID, a.UserID, join(a.Scopes), join(a.Audience), join(a.AMR), a.ACR, us(a.AuthTime), a.RefreshTokenID, us(a.CreatedAt), us(a.ExpiresAt)); err != nil {
+			`INSERT INTO oidc_access_tokens (id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, refresh_token_id, created_at, expires_at, sid)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+			a.ID, a.GrantID, a.ClientID, a.UserID, join(a.Scopes), join(a.Audience), join(a.AMR), a.ACR, us(a.AuthTime), a.RefreshTokenID, us(a.CreatedAt), us(a.ExpiresAt), a.SID); err != nil {
 			return fmt.Errorf("insert access token: %w", err)
 		}
 		return nil
@@ -295,9 +295,9 @@ func (s *DB) FindOIDCAccessToken(ctx context.Context, id string) (*latchkey.OIDC
 	var scopes, aud, amr string
 	var authTime, created, expires int64
 	err := s.db.QueryRowContext(ctx,
-		`SELECT id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, refresh_token_id, created_at, expires_at
+		`SELECT id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, refresh_token_id, created_at, expires_at, sid
 		 FROM oidc_access_tokens WHERE id = $1`, id).
-		Scan(&t.ID, &t.GrantID, &t.ClientID, &t.UserID, &scopes, &aud, &amr, &t.ACR, &authTime, &t.RefreshTokenID, &created, &expires)
+		Scan(&t.ID, &t.GrantID, &t.ClientID, &t.UserID, &scopes, &aud, &amr, &t.ACR, &authTime, &t.RefreshTokenID, &created, &expires, &t.SID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("access token")
 	} else if err != nil {
@@ -315,9 +315,9 @@ func (s *DB) FindOIDCRefreshToken(ctx context.Context, id string) (*latchkey.OID
 	var authTime, created, expires int64
 	var used sql.NullInt64
 	err := s.db.QueryRowContext(ctx,
-		`SELECT id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, created_at, expires_at, used_at
+		`SELECT id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, created_at, expires_at, used_at, sid
 		 FROM oidc_refresh_tokens WHERE id = $1`, id).
-		Scan(&t.ID, &t.GrantID, &t.ClientID, &t.UserID, &scopes, &aud, &amr, &t.ACR, &authTime, &created, &expires, &used)
+		Scan(&t.ID, &t.GrantID, &t.ClientID, &t.UserID, &scopes, &aud, &amr, &t.ACR, &authTime, &created, &expires, &used, &t.SID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("refresh token")
 	} else if err != nil {
@@ -377,6 +377,51 @@ func (s *DB) DeleteOIDCUserTokens(ctx context.Context, userID latchkey.UserID, c
 		}
 		return nil
 	})
+}
+
+// FindOIDCSessionClients returns the clients signed in to in the Latchkey session sid.
+func (s *DB) FindOIDCSessionClients(ctx context.Context, sid string) ([]*latchkey.OIDCClient, error) {
+	if sid == "" {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+clientColumns+` FROM oidc_clients WHERE id IN (
+		SELECT client_id FROM oidc_auth_requests WHERE sid = $1 AND user_id IS NOT NULL
+		UNION SELECT client_id FROM oidc_refresh_tokens WHERE sid = $1
+		UNION SELECT client_id FROM oidc_access_tokens WHERE sid = $1) ORDER BY id`, sid)
+	if err != nil {
+		return nil, fmt.Errorf("find session clients: %w", err)
+	}
+	defer rows.Close()
+	var list []*latchkey.OIDCClient
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, fmt.Errorf("find session clients: %w", err)
+		}
+		list = append(list, c)
+	}
+	return list, rows.Err()
+}
+
+// DeleteOIDCSessionTokens revokes every token given in the Latchkey session sid.
+func (s *DB) DeleteOIDCSessionTokens(ctx context.Context, sid string) (int, error) {
+	if sid == "" {
+		return 0, nil
+	}
+	var total int
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		total = 0
+		for _, table := range []string{"oidc_access_tokens", "oidc_refresh_tokens"} {
+			res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE sid = $1`, sid)
+			if err != nil {
+				return fmt.Errorf("delete session tokens from %s: %w", table, err)
+			}
+			n, _ := res.RowsAffected()
+			total += int(n)
+		}
+		return nil
+	})
+	return total, err
 }
 
 // DeleteExpiredOIDCData removes requests and tokens that expired before t.

@@ -73,13 +73,13 @@ func TestOIDCAuthRequestsAndCodes(t *testing.T) {
 		if _, err := db.UseOIDCAuthCode(ctx, "h1", t0); errCode(err) != latchkey.ENotFound {
 			t.Errorf("code of an incomplete request: %v, want not found", err)
 		}
-		if err := db.CompleteOIDCAuthRequest(ctx, "req1", u.ID, []string{"pwd", "otp", "mfa"}, "mfa", t0); err != nil {
+		if err := db.CompleteOIDCAuthRequest(ctx, "req1", u.ID, "sid-1", []string{"pwd", "otp", "mfa"}, "mfa", t0); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.CompleteOIDCAuthRequest(ctx, "req1", u.ID, []string{"pwd"}, "pwd", t0); errCode(err) != latchkey.EConflict {
+		if err := db.CompleteOIDCAuthRequest(ctx, "req1", u.ID, "sid-1", []string{"pwd"}, "pwd", t0); errCode(err) != latchkey.EConflict {
 			t.Errorf("second completion: %v, want conflict", err)
 		}
-		if err := db.CompleteOIDCAuthRequest(ctx, "nope", u.ID, nil, "", t0); errCode(err) != latchkey.ENotFound {
+		if err := db.CompleteOIDCAuthRequest(ctx, "nope", u.ID, "", nil, "", t0); errCode(err) != latchkey.ENotFound {
 			t.Errorf("completing a missing request: %v, want not found", err)
 		}
 		if err := db.SetOIDCAuthCode(ctx, "req1", "h2", t0.Add(time.Minute), t0.Add(10*time.Minute)); errCode(err) != latchkey.EConflict {
@@ -257,4 +257,61 @@ func TestOIDCSigningKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestOIDCSessionTokens(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		c := &latchkey.OIDCClient{ID: "bcl", Name: "BCL", RedirectURIs: []string{"https://bcl.example/cb"}, BackchannelLogoutURI: "https://bcl.example/logout"}
+		if err := db.CreateOIDCClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.FindOIDCClientByID(ctx, "bcl"); err != nil || got.BackchannelLogoutURI != c.BackchannelLogoutURI {
+			t.Fatalf("FindOIDCClientByID = %+v, %v", got, err)
+		}
+		mkClient(t, db, "app")
+		mkClient(t, db, "other")
+		u := mkUser(t, db, "alice")
+		// "bcl" signed in in session s1 (a completed request, no token yet); "app" has tokens
+		// of s1; "other" has tokens of s2.
+		r := &latchkey.OIDCAuthRequest{ID: "req", ClientID: "bcl", RedirectURI: "https://bcl.example/cb", Scopes: []string{"openid"}, ResponseType: "code", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		if err := db.CreateOIDCAuthRequest(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.CompleteOIDCAuthRequest(ctx, "req", u.ID, "s1", []string{"pwd"}, "pwd", t0); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := db.FindOIDCAuthRequestByID(ctx, "req"); got.SID != "s1" {
+			t.Errorf("request SID = %q, want s1", got.SID)
+		}
+		for _, tc := range []struct{ id, client, sid string }{{"x1", "app", "s1"}, {"x2", "other", "s2"}} {
+			g := latchkey.OIDCGrant{GrantID: "g-" + tc.id, ClientID: tc.client, UserID: u.ID, Scopes: []string{"openid"}, Audience: []string{tc.client}, AMR: []string{"pwd"}, ACR: "pwd", AuthTime: t0, SID: tc.sid}
+			if err := db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "a" + tc.id, OIDCGrant: g, RefreshTokenID: "r" + tc.id, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+				&latchkey.OIDCRefreshToken{ID: "r" + tc.id, OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}, "", t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, err := db.FindOIDCRefreshToken(ctx, "rx1"); err != nil || got.SID != "s1" {
+			t.Errorf("refresh token SID = %+v, %v", got, err)
+		}
+		if got, err := db.FindOIDCAccessToken(ctx, "ax1"); err != nil || got.SID != "s1" {
+			t.Errorf("access token SID = %+v, %v", got, err)
+		}
+		list, err := db.FindOIDCSessionClients(ctx, "s1")
+		if err != nil || len(list) != 2 || list[0].ID != "app" || list[1].ID != "bcl" || list[1].BackchannelLogoutURI == "" {
+			t.Fatalf("FindOIDCSessionClients(s1) = %v, %v; want app, bcl", list, err)
+		}
+		if n, err := db.DeleteOIDCSessionTokens(ctx, "s1"); err != nil || n != 2 {
+			t.Errorf("DeleteOIDCSessionTokens = %d, %v; want 2", n, err)
+		}
+		if _, err := db.FindOIDCRefreshToken(ctx, "rx1"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("s1's refresh token after revocation: %v", err)
+		}
+		if _, err := db.FindOIDCRefreshToken(ctx, "rx2"); err != nil {
+			t.Errorf("s2's refresh token was revoked too: %v", err)
+		}
+		if n, err := db.DeleteOIDCSessionTokens(ctx, ""); err != nil || n != 0 {
+			t.Errorf(`DeleteOIDCSessionTokens("") = %d, %v; want nothing deleted`, n, err)
+		}
+	})
 }

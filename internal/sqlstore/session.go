@@ -15,9 +15,9 @@ func insertSession(ctx context.Context, tx interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }, s *latchkey.Session) error {
 	_, err := tx.ExecContext(ctx,
-		`INSERT INTO sessions (id, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		s.ID, s.UserID, string(s.State), strings.Join(s.AMR, " "), us(s.PasswordAt), usPtr(s.MFAAt), us(s.CreatedAt), us(s.LastSeenAt), us(s.ExpiresAt), s.IP, s.UserAgent)
+		`INSERT INTO sessions (id, sid, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		s.ID, s.SID, s.UserID, string(s.State), strings.Join(s.AMR, " "), us(s.PasswordAt), usPtr(s.MFAAt), us(s.CreatedAt), us(s.LastSeenAt), us(s.ExpiresAt), s.IP, s.UserAgent)
 	if isUnique(err) {
 		return latchkey.Errorf(latchkey.EConflict, "The session exists already.")
 	} else if err != nil {
@@ -31,24 +31,68 @@ func (s *DB) CreateSession(ctx context.Context, sess *latchkey.Session) error {
 	return insertSession(ctx, s.db, sess)
 }
 
-// FindSessionByID returns ENotFound when there is no such session.
-func (s *DB) FindSessionByID(ctx context.Context, id string) (*latchkey.Session, error) {
+const sessionColumns = `id, sid, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent`
+
+func scanSession(row interface{ Scan(...any) error }) (*latchkey.Session, error) {
 	var sess latchkey.Session
 	var amr string
 	var pw, created, seen, expires int64
 	var mfa sql.NullInt64
-	err := s.db.QueryRowContext(ctx,
-		`SELECT id, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent
-		 FROM sessions WHERE id = $1`, id).
-		Scan(&sess.ID, &sess.UserID, &sess.State, &amr, &pw, &mfa, &created, &seen, &expires, &sess.IP, &sess.UserAgent)
+	if err := row.Scan(&sess.ID, &sess.SID, &sess.UserID, &sess.State, &amr, &pw, &mfa, &created, &seen, &expires, &sess.IP, &sess.UserAgent); err != nil {
+		return nil, err
+	}
+	sess.AMR = strings.Fields(amr)
+	sess.PasswordAt, sess.MFAAt, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = at(pw), atPtr(mfa), at(created), at(seen), at(expires)
+	return &sess, nil
+}
+
+// FindSessionByID returns ENotFound when there is no such session.
+func (s *DB) FindSessionByID(ctx context.Context, id string) (*latchkey.Session, error) {
+	sess, err := scanSession(s.db.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("session")
 	} else if err != nil {
 		return nil, fmt.Errorf("find session: %w", err)
 	}
-	sess.AMR = strings.Fields(amr)
-	sess.PasswordAt, sess.MFAAt, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = at(pw), atPtr(mfa), at(created), at(seen), at(expires)
-	return &sess, nil
+	return sess, nil
+}
+
+// FindSessionBySID returns ENotFound when there is no session with that public ID.
+func (s *DB) FindSessionBySID(ctx context.Context, sid string) (*latchkey.Session, error) {
+	if sid == "" {
+		return nil, notFound("session")
+	}
+	sess, err := scanSession(s.db.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE sid = $1`, sid))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("session")
+	} else if err != nil {
+		return nil, fmt.Errorf("find session: %w", err)
+	}
+	return sess, nil
+}
+
+// FindUserSessions returns the signed-in sessions of a user not expired at t, most recently
+// active first.
+func (s *DB) FindUserSessions(ctx context.Context, userID latchkey.UserID, t time.Time) ([]*latchkey.Session, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions
+		WHERE user_id = $1 AND state = $2 AND expires_at > $3 ORDER BY last_seen_at DESC, created_at DESC`,
+		userID, string(latchkey.StateAuthenticated), us(t))
+	if err != nil {
+		return nil, fmt.Errorf("find user sessions: %w", err)
+	}
+	defer rows.Close()
+	var list []*latchkey.Session
+	for rows.Next() {
+		sess, err := scanSession(rows)
+		if err != nil {
+			return nil, fmt.Errorf("find user sessions: %w", err)
+		}
+		list = append(list, sess)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find user sessions: %w", err)
+	}
+	return list, nil
 }
 
 // RotateSession replaces session oldID by sess in one transaction; ENotFound when oldID is gone.

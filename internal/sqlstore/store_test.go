@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -528,6 +529,64 @@ func TestReserveAttempt(t *testing.T) {
 		}
 		if won := race(latchkey.Throttle{}, t0); won != 1 {
 			t.Fatalf("at a zero row: %d reservations won, want 1", won)
+		}
+	})
+}
+
+func TestSessionsBySID(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
+		mk := func(id, sid string, user latchkey.UserID, state latchkey.SessionState, seen, expires time.Duration) {
+			t.Helper()
+			s := &latchkey.Session{ID: id, SID: sid, UserID: user, State: state, AMR: []string{"pwd"}, PasswordAt: t0, CreatedAt: t0, LastSeenAt: t0.Add(seen), ExpiresAt: t0.Add(expires), IP: "192.0.2.1", UserAgent: "UA"}
+			if err := db.CreateSession(ctx, s); err != nil {
+				t.Fatalf("CreateSession(%s): %v", id, err)
+			}
+		}
+		mk("a1", "sid-a1", u.ID, latchkey.StateAuthenticated, time.Minute, time.Hour)
+		mk("a2", "sid-a2", u.ID, latchkey.StateAuthenticated, 2*time.Minute, time.Hour)
+		mk("a3", "sid-a3", u.ID, latchkey.StateSecondFactor, 0, time.Hour)     // unfinished: not listed
+		mk("a4", "sid-a4", u.ID, latchkey.StateAuthenticated, 0, -time.Minute) // expired: not listed
+		mk("b1", "sid-b1", bob.ID, latchkey.StateAuthenticated, 0, time.Hour)
+		dup := &latchkey.Session{ID: "a5", SID: "sid-a1", UserID: u.ID, State: latchkey.StateAuthenticated, PasswordAt: t0, CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		if err := db.CreateSession(ctx, dup); errCode(err) != latchkey.EConflict {
+			t.Errorf("a second session with the same SID: %v, want conflict", err)
+		}
+		list, err := db.FindUserSessions(ctx, u.ID, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sids []string
+		for _, s := range list {
+			sids = append(sids, s.SID)
+		}
+		if got, want := strings.Join(sids, " "), "sid-a2 sid-a1"; got != want {
+			t.Errorf("FindUserSessions = %q, want %q (most recently active first)", got, want)
+		}
+		got, err := db.FindSessionBySID(ctx, "sid-a1")
+		if err != nil || got.ID != "a1" || got.UserID != u.ID {
+			t.Errorf("FindSessionBySID = %+v, %v", got, err)
+		}
+		next := *got
+		next.ID = "a1-rotated"
+		if err := db.RotateSession(ctx, "a1", &next); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.FindSessionBySID(ctx, "sid-a1"); err != nil || got.ID != "a1-rotated" {
+			t.Errorf("SID after rotation = %+v, %v; want the same SID on the new ID", got, err)
+		}
+		for _, sid := range []string{"", "nope"} {
+			if _, err := db.FindSessionBySID(ctx, sid); errCode(err) != latchkey.ENotFound {
+				t.Errorf("FindSessionBySID(%q) = %v, want not_found", sid, err)
+			}
+		}
+		tz := "Europe/Madrid"
+		if uu, err := db.UpdateUser(ctx, u.ID, latchkey.UserUpdate{TimeZone: &tz}); err != nil || uu.TimeZone != tz {
+			t.Errorf("UpdateUser(TimeZone) = %+v, %v", uu, err)
+		}
+		if uu, _ := db.FindUserByID(ctx, u.ID); uu.TimeZone != tz {
+			t.Errorf("TimeZone = %q, want %q", uu.TimeZone, tz)
 		}
 	})
 }

@@ -11,12 +11,12 @@ import (
 	"github.com/latchkey/latchkey"
 )
 
-const userColumns = `id, username, email, role, password_hash, disabled, primary_factor, created_at, updated_at`
+const userColumns = `id, username, email, role, password_hash, disabled, primary_factor, time_zone, created_at, updated_at`
 
 func scanUser(row interface{ Scan(...any) error }) (*latchkey.User, error) {
 	var u latchkey.User
 	var created, updated int64
-	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &u.PrimaryFactor, &created, &updated); err != nil {
+	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &u.PrimaryFactor, &u.TimeZone, &created, &updated); err != nil {
 		return nil, err
 	}
 	u.CreatedAt, u.UpdatedAt = at(created), at(updated)
@@ -139,6 +139,9 @@ func (s *DB) UpdateUser(ctx context.Context, id latchkey.UserID, upd latchkey.Us
 		}
 		if upd.PrimaryFactor != nil {
 			set("primary_factor", *upd.PrimaryFactor)
+		}
+		if upd.TimeZone != nil {
+			set("time_zone", *upd.TimeZone)
 		}
 		set("updated_at", us(s.now()))
 		args = append(args, id)

@@ -168,6 +168,7 @@ func amrWords(amr []string) string {
 	return strings.Join(out, " + ")
 }
 
+// humanDuration says a duration in words: "1 hour", "90 minutes", "3 days".
 func humanDuration(d time.Duration) string {
 	switch {
 	case d%(24*time.Hour) == 0 && d >= 24*time.Hour:

@@ -64,7 +64,7 @@ func newAdminFixture(tb testing.TB, mfa string, tickets latchkey.TicketStats) *a
 		Hasher:     password.New(password.Options{Params: password.Params{Memory: 1024, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}}),
 		SessionKey: bytes.Repeat([]byte{7}, 32),
 	})
-	provider, err := oidc.New(oidc.Options{Store: db, Issuer: public + "/oidc", Now: c.Now})
+	provider, err := oidc.New(oidc.Options{Store: db, Issuer: public, Now: c.Now})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -263,9 +263,11 @@ func (s *Server) apiSession(w http.ResponseWriter, r *http.Request, a *auth) (an
 }
 
 func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request) (any, error) {
-	if err := s.login.Logout(r.Context(), client(r), s.token(r)); err != nil {
+	ended, err := s.login.EndSession(r.Context(), client(r), s.token(r))
+	if err != nil {
 		return nil, err
 	}
+	s.endForApps(r, ended)
 	s.clearSession(w)
 	return map[string]string{"state": "signed_out"}, nil
 }

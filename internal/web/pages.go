@@ -200,6 +200,9 @@ var flashes = map[string]string{
 	"renamed":          "The name was saved.",
 	"mfa-reset":        "Every second factor was removed, and your other sessions were signed out.",
 	"activated":        "Your account is active. Protect it with a second factor below.",
+	"session-ended":    "That session was signed out, in every application.",
+	"signed-out-all":   "You are signed out everywhere: every browser and every application.",
+	"time-zone":        "Your time zone was saved. Your next sign-in with a second factor lasts until the end of your workday there.",
 }
 
 func flash(r *http.Request) string { return flashes[r.URL.Query().Get("done")] }
@@ -335,9 +338,11 @@ func (s *Server) pageRecoveryPost(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) pageLogout(w http.ResponseWriter, r *http.Request) error {
-	if err := s.login.Logout(r.Context(), client(r), s.token(r)); err != nil {
+	ended, err := s.login.EndSession(r.Context(), client(r), s.token(r))
+	if err != nil {
 		return err
 	}
+	s.endForApps(r, ended)
 	s.clearSession(w)
 	http.Redirect(w, r, "/login?done=signed-out", http.StatusSeeOther)
 	return nil
@@ -568,7 +573,7 @@ func (s *Server) pageAccount(w http.ResponseWriter, r *http.Request, a *auth) er
 	if err != nil {
 		return err
 	}
-	return s.render(w, http.StatusOK, "account", &view{Title: "Account settings", User: a.user, Flash: flash(r), Data: st})
+	return s.render(w, http.StatusOK, "account", &view{Title: "Account settings", User: a.user, Flash: flash(r), Data: accountView{Status: st, Zone: s.accountZone(a.user)}})
 }
 
 // pageAccountPost is the plain settings form: one checkbox, Save. Turning it on continues to

@@ -15,6 +15,8 @@ type securityView struct {
 	Devices []*latchkey.Device
 	List    []login.Factor // every factor, the primary first
 	Apps    []application  // connected third-party applications (oidc.go)
+	// Sessions is the "Where you're signed in" panel (sessions.go).
+	Sessions *sessionsView
 }
 
 type pushView struct {
@@ -177,5 +179,9 @@ func (s *Server) renderSecurity(w http.ResponseWriter, r *http.Request, a *auth,
 	if err != nil {
 		return err
 	}
-	return s.render(w, code, "security", &view{Title: "Security", User: a.user, Flash: flash(r), Error: errMsg, Data: securityView{Status: st, Devices: devs, List: fs, Apps: apps}})
+	sv, err := s.sessionsView(r, a)
+	if err != nil {
+		return err
+	}
+	return s.render(w, code, "security", &view{Title: "Security", User: a.user, Flash: flash(r), Error: errMsg, Data: securityView{Status: st, Devices: devs, List: fs, Apps: apps, Sessions: sv}})
 }

@@ -60,6 +60,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("DELETE /api/v1/account/webauthn/{id}", s.apiAuthed(s.apiDeleteKey))
 	mux.Handle("POST /api/v1/account/mfa/reset/key", s.apiAuthed(s.apiBeginConfirmKey))
 	mux.Handle("POST /api/v1/account/mfa/reset", s.apiAuthed(s.apiResetMFA))
+	mux.Handle("GET /api/v1/account/sessions", s.apiAuthed(s.apiSessions))
+	mux.Handle("DELETE /api/v1/account/sessions/{sid}", s.apiAuthed(s.apiRevokeSession))
+	mux.Handle("POST /api/v1/account/sessions/revoke-all", s.apiAuthed(s.apiRevokeAllSessions))
+	mux.Handle("PUT /api/v1/account/time-zone", s.apiAuthed(s.apiTimeZone))
 
 	// Device API (docs/device-protocol.md): every request signed by the device's key.
 	mux.Handle("POST "+deviceproto.PathActivate, s.deviceRedeem(latchkey.ActivationNew))
@@ -116,7 +120,15 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /settings/password", s.pageAuthed(s.pagePasswordPost))
 	mux.Handle("GET /settings/account", s.pageAuthed(s.pageAccount))
 	mux.Handle("POST /settings/account", s.pageAuthed(s.pageAccountPost))
-	s.mountOIDC(mux)    // OpenID Connect provider: /oidc/...
+	mux.Handle("POST /settings/account/time-zone", s.pageAuthed(s.pageTimeZone))
+	mux.Handle("POST /settings/security/sessions/{sid}/revoke", s.pageAuthed(s.pageRevokeSession))
+	mux.Handle("POST /settings/security/sessions/revoke-all", s.pageAuthed(s.pageRevokeAllSessions))
+	s.mountOIDC(mux) // OpenID Connect provider: /oidc/...
+	if s.oidc != nil {
+		// RP-initiated logout ends the browser's Latchkey session (sessions.go).
+		mux.Handle("GET /oidc/end_session", s.page(s.pageEndSession))
+		mux.Handle("POST /oidc/end_session", s.page(s.pageEndSession))
+	}
 	s.mountSupport(mux) // support desk: /api/v1/support, /support, /admin/tickets
 
 	// Admin console /admin/... (one table in admin.go) and /activate for invited users.

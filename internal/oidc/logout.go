@@ -1,0 +1,178 @@
+package oidc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/latchkey/latchkey"
+)
+
+// backchannelEvent is the event of an OIDC Back-Channel Logout 1.0 logout token.
+const backchannelEvent = "http://schemas.openid.net/event/backchannel-logout"
+
+// logoutTimeout bounds one back-channel logout request: a slow client never holds anything up.
+const logoutTimeout = 5 * time.Second
+
+// logoutSender delivers back-channel logout tokens in the background.
+type logoutSender struct {
+	hc *http.Client
+	wg sync.WaitGroup
+}
+
+// EndSessions ends, for every application, the Latchkey sessions that were just ended
+// (logout, revocation, sign out everywhere): it revokes the access and refresh tokens given in
+// them and sends a back-channel logout token to each client that signed in through them and
+// registered a backchannel_logout_uri. Delivery is asynchronous, with a short timeout;
+// failures are logged, never returned: a logout is never held up by a client.
+func (p *Provider) EndSessions(ctx context.Context, ended ...*latchkey.Session) {
+	for _, sess := range ended {
+		if sess == nil || sess.SID == "" {
+			continue
+		}
+		clients, err := p.opt.Store.FindOIDCSessionClients(ctx, sess.SID)
+		if err != nil {
+			p.log.ErrorContext(ctx, "oidc: find the clients of an ended session", "err", err)
+		}
+		if _, err := p.opt.Store.DeleteOIDCSessionTokens(ctx, sess.SID); err != nil {
+			p.log.ErrorContext(ctx, "oidc: revoke the tokens of an ended session", "err", err)
+		}
+		for _, c := range clients {
+			if c.BackchannelLogoutURI == "" {
+				continue
+			}
+			tok, err := p.logoutToken(ctx, c.ID, sess)
+			if err != nil {
+				p.log.ErrorContext(ctx, "oidc: sign a logout token", "client_id", c.ID, "err", err)
+				continue
+			}
+			p.sendLogout(c.ID, c.BackchannelLogoutURI, tok)
+		}
+	}
+}
+
+// WaitLogouts waits until the back-channel logouts sent so far are delivered or have failed
+// (for a graceful shutdown, and tests).
+func (p *Provider) WaitLogouts() { p.logouts.wg.Wait() }
+
+// logoutToken returns a logout token for client about sess, signed with the provider's
+// current key: iss, aud, iat, exp, jti, events, sub and sid, and never a nonce.
+func (p *Provider) logoutToken(ctx context.Context, clientID string, sess *latchkey.Session) (string, error) {
+	key, err := p.st.SigningKey(ctx)
+	if err != nil {
+		return "", err
+	}
+	now := p.now()
+	claims := map[string]any{
+		"iss":    strings.TrimSuffix(p.opt.Issuer, "/"),
+		"aud":    clientID,
+		"iat":    now.Unix(),
+		"exp":    now.Add(2 * time.Minute).Unix(),
+		"jti":    randomToken(),
+		"events": map[string]any{backchannelEvent: map[string]any{}},
+		"sub":    subject(sess.UserID),
+		"sid":    sess.SID,
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: key.SignatureAlgorithm(), Key: key.Key()},
+		(&jose.SignerOptions{}).WithType("logout+jwt").WithHeader("kid", key.ID()))
+	if err != nil {
+		return "", fmt.Errorf("new signer: %w", err)
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("sign: %w", err)
+	}
+	return jws.CompactSerialize()
+}
+
+// sendLogout POSTs the logout token to the client in the background.
+func (p *Provider) sendLogout(clientID, uri, token string) {
+	p.logouts.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), logoutTimeout)
+		defer cancel()
+		body := url.Values{"logout_token": {token}}.Encode()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, uri, strings.NewReader(body))
+		if err != nil {
+			p.log.Error("oidc: back-channel logout", "client_id", clientID, "err", err)
+			return
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := p.logouts.hc.Do(req)
+		if err != nil {
+			p.log.Warn("oidc: back-channel logout failed", "client_id", clientID, "err", err)
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+			p.log.Warn("oidc: back-channel logout refused", "client_id", clientID, "status", resp.StatusCode)
+		}
+	})
+}
+
+// EndSessionRequest is a validated RP-initiated logout request (the end_session endpoint).
+type EndSessionRequest struct {
+	// ClientID is the client that asked, when known (client_id or the hint's azp).
+	ClientID string
+	// UserID is the subject of a valid id_token_hint; 0 without one. Only with a valid hint
+	// for the browser's user may the logout happen without asking the user.
+	UserID latchkey.UserID
+	// SID is the hint's sid claim, when present.
+	SID string
+	// RedirectURI is where the browser goes afterwards: the client's registered
+	// post_logout_redirect_uri (exact match) with state, or Latchkey's signed-out page.
+	RedirectURI string
+	// Params are the request's parameters to carry through a confirmation page.
+	Params url.Values
+}
+
+// ParseEndSession validates an RP-initiated logout request: the id_token_hint must be an ID
+// token this provider signed (an expired one is accepted, as the specification allows), the
+// post_logout_redirect_uri must be registered by the client exactly. An invalid request gives
+// EInvalid with the reason.
+func (p *Provider) ParseEndSession(r *http.Request) (*EndSessionRequest, error) {
+	ctx := op.ContextWithIssuer(r.Context(), strings.TrimSuffix(p.opt.Issuer, "/"))
+	req, err := op.ParseEndSessionRequest(r, p.op.Decoder())
+	if err != nil {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "The sign-out request is not valid.")
+	}
+	if req.PostLogoutRedirectURI != "" && req.ClientID == "" && req.IdTokenHint == "" {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "The sign-out request names a return address but not the application (client_id or id_token_hint).")
+	}
+	v, err := op.ValidateEndSessionRequest(ctx, req, p.op)
+	if err != nil {
+		msg := "The sign-out request is not valid."
+		if e, ok := err.(*zoidc.Error); ok && e.Description != "" {
+			msg = "The sign-out request is not valid: " + e.Description + "."
+		}
+		return nil, latchkey.Errorf(latchkey.EInvalid, "%s", msg)
+	}
+	out := &EndSessionRequest{ClientID: v.ClientID, RedirectURI: v.RedirectURI, Params: url.Values{}}
+	if v.IDTokenHintClaims != nil {
+		id, err := parseSubject(v.IDTokenHintClaims.GetSubject())
+		if err != nil {
+			return nil, latchkey.Errorf(latchkey.EInvalid, "The sign-out request is not valid: id_token_hint names no user.")
+		}
+		out.UserID = id
+		out.SID = v.IDTokenHintClaims.SessionID
+	}
+	for _, k := range []string{"id_token_hint", "client_id", "post_logout_redirect_uri", "state"} {
+		if val := r.Form.Get(k); val != "" {
+			out.Params.Set(k, val)
+		}
+	}
+	return out, nil
+}

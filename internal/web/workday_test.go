@@ -1,0 +1,709 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/audit"
+	"github.com/latchkey/latchkey/internal/login"
+	"github.com/latchkey/latchkey/internal/oidc"
+	"github.com/latchkey/latchkey/internal/password"
+	"github.com/latchkey/latchkey/internal/push"
+	"github.com/latchkey/latchkey/internal/sqlstore"
+	"github.com/latchkey/latchkey/internal/totp"
+	"github.com/latchkey/latchkey/internal/web"
+)
+
+// The workday session across applications, with an injected clock and two relying parties
+// written with coreos/go-oidc and x/oauth2.
+
+// madridAt returns h:m in Madrid, the default zone of the workday fixture, days after
+// tomorrow. The fixture's clock starts tomorrow at 09:00 there: ahead of the real time, so that
+// the cookie jar (which uses the real time) keeps the session cookies.
+func madridAt(days, h, m int) time.Time {
+	madrid, _ := time.LoadLocation("Europe/Madrid")
+	t := time.Now().In(madrid)
+	return time.Date(t.Year(), t.Month(), t.Day()+1+days, h, m, 0, 0, madrid).UTC()
+}
+
+var wdStart = madridAt(0, 9, 0)
+
+type wdFixture struct {
+	t      *testing.T
+	srv    *httptest.Server
+	db     *sqlstore.DB
+	svc    *login.Service
+	oidc   *oidc.Provider
+	clock  *clock
+	secret []byte // alice's TOTP secret
+	logout chan string
+	bcl    string // the back-channel logout endpoint of the test relying parties
+}
+
+func newWorkdayFixture(t *testing.T, mod func(*login.Options)) *wdFixture {
+	t.Helper()
+	ctx := context.Background()
+	c := &clock{t: wdStart.Add(-time.Hour)}
+	db, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "web.db"), sqlstore.Options{SecretsKey: make([]byte, 32), Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	madrid, _ := time.LoadLocation("Europe/Madrid")
+	workday, _ := login.ParseWorkday("19:00")
+	srv := httptest.NewUnstartedServer(nil)
+	base := "http://" + srv.Listener.Addr().String()
+	mails := &recMailer{}
+	rec := audit.New(db, nil, c.Now)
+	pusher := push.New(push.Options{Store: db, Mailer: mails, Audit: rec, Hub: push.NewHub(), Now: c.Now, Key: make([]byte, 32), PublicURL: base})
+	opt := login.Options{
+		Store: db, Hasher: password.New(password.Options{Params: password.Params{Memory: 1024, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}}),
+		Mailer: mails, Audit: rec, Now: c.Now, SessionKey: make([]byte, 32), Pusher: pusher,
+		WorkdayEnd: workday, TimeZone: madrid,
+	}
+	if mod != nil {
+		mod(&opt)
+	}
+	svc := login.New(opt)
+	p, err := oidc.New(oidc.Options{Store: db, Issuer: base, Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pu, _ := url.Parse(base)
+	h := web.New(web.Options{Login: svc, Push: pusher, DB: db, PublicURL: pu, Now: c.Now, OIDC: p, Logger: slog.New(slog.DiscardHandler)})
+	srv.Config.Handler = h
+	srv.Start()
+	t.Cleanup(srv.Close)
+	t.Cleanup(p.WaitLogouts)
+
+	f := &wdFixture{t: t, srv: srv, db: db, svc: svc, oidc: p, clock: c, logout: make(chan string, 16)}
+	rp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/backchannel-logout" {
+			http.NotFound(w, r)
+			return
+		}
+		f.logout <- r.PostFormValue("logout_token")
+	}))
+	t.Cleanup(rp.Close)
+	f.bcl = rp.URL + "/backchannel-logout"
+
+	u, err := svc.CreateUser(ctx, login.Client{}, login.NewUser{Username: "alice", Email: "alice@example.com", Password: pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := svc.Login(ctx, login.Client{}, "", "alice", pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, err := svc.BeginTOTP(ctx, login.Client{}, res.Session, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.secret, _ = totp.Decode(en.Secret)
+	if _, err := svc.ConfirmTOTP(ctx, login.Client{}, res.Session, u, totp.Code(f.secret, totp.Step(c.Now()))); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Logout(ctx, login.Client{}, res.Token); err != nil {
+		t.Fatal(err)
+	}
+	c.t = wdStart
+	return f
+}
+
+// wdRP is a relying party written with coreos/go-oidc and x/oauth2.
+type wdRP struct {
+	t        *testing.T
+	conf     oauth2.Config
+	verifier *gooidc.IDTokenVerifier
+	provider *gooidc.Provider
+	logoutTo string
+}
+
+func (f *wdFixture) rp(id string, backchannel bool) *wdRP {
+	f.t.Helper()
+	ctx := context.Background()
+	nc := oidc.NewClient{ID: id, RedirectURIs: []string{"http://127.0.0.1:1/" + id + "/callback"}, PostLogoutRedirectURIs: []string{"http://127.0.0.1:1/" + id + "/signed-out"}, FirstParty: true}
+	if backchannel {
+		nc.BackchannelLogoutURI = f.bcl
+	}
+	_, secret, err := f.oidc.CreateClient(ctx, nc)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	p, err := gooidc.NewProvider(ctx, f.srv.URL)
+	if err != nil {
+		f.t.Fatalf("discovery: %v", err)
+	}
+	return &wdRP{t: f.t, provider: p, verifier: p.Verifier(&gooidc.Config{ClientID: id}), logoutTo: nc.PostLogoutRedirectURIs[0], conf: oauth2.Config{
+		ClientID: id, ClientSecret: secret, Endpoint: p.Endpoint(), RedirectURL: nc.RedirectURIs[0],
+		Scopes: []string{gooidc.ScopeOpenID, "profile", gooidc.ScopeOfflineAccess},
+	}}
+}
+
+type wdClaims struct {
+	Subject  string   `json:"sub"`
+	AMR      []string `json:"amr"`
+	ACR      string   `json:"acr"`
+	AuthTime int64    `json:"auth_time"`
+	SID      string   `json:"sid"`
+}
+
+type wdSignIn struct {
+	pages  []string // the Latchkey pages the browser was sent to
+	tok    *oauth2.Token
+	idt    string
+	claims wdClaims
+}
+
+// wdBrowser keeps cookies and stops at the relying party's address.
+type wdBrowser struct {
+	f  *wdFixture
+	hc *http.Client
+}
+
+func (f *wdFixture) browser() *wdBrowser {
+	jar, _ := cookiejar.New(nil)
+	return &wdBrowser{f: f, hc: &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (b *wdBrowser) form(path string, v url.Values) *http.Request {
+	req, _ := http.NewRequest("POST", b.f.srv.URL+path, strings.NewReader(v.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return req
+}
+
+// signIn runs the authorization code flow with PKCE for r, typing alice's password and the
+// current TOTP code when Latchkey asks, and returns the verified ID token's claims.
+func (b *wdBrowser) signIn(r *wdRP, user string) wdSignIn {
+	t := b.f.t
+	t.Helper()
+	verifier := oauth2.GenerateVerifier()
+	req, _ := http.NewRequest("GET", r.conf.AuthCodeURL("st-"+r.conf.ClientID, oauth2.S256ChallengeOption(verifier)), nil)
+	var out wdSignIn
+	for range 20 {
+		resp, err := b.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode/100 != 3 || loc == "" {
+			t.Fatalf("%s %s: %d without redirect\n%s", req.Method, req.URL, resp.StatusCode, body)
+		}
+		u, _ := req.URL.Parse(loc)
+		if !strings.HasPrefix(u.String(), b.f.srv.URL) {
+			code := u.Query().Get("code")
+			if code == "" || u.Query().Get("state") != "st-"+r.conf.ClientID {
+				t.Fatalf("back at the client without a code: %s", u)
+			}
+			tok, err := r.conf.Exchange(context.Background(), code, oauth2.VerifierOption(verifier))
+			if err != nil {
+				t.Fatalf("exchange: %v", err)
+			}
+			out.tok = tok
+			out.idt, _ = tok.Extra("id_token").(string)
+			idt, err := r.verifier.Verify(context.Background(), out.idt)
+			if err != nil {
+				t.Fatalf("verify id token: %v", err)
+			}
+			if err := idt.Claims(&out.claims); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		out.pages = append(out.pages, u.Path)
+		next := u.Query().Get("next")
+		switch u.Path {
+		case "/login":
+			req = b.form("/login", url.Values{"username": {user}, "password": {pw}, "next": {next}})
+		case "/login/code":
+			req = b.form("/login/code", url.Values{"code": {totp.Code(b.f.secret, totp.Step(b.f.clock.Now()))}, "next": {next}})
+		default:
+			req, _ = http.NewRequest("GET", u.String(), nil)
+		}
+	}
+	t.Fatal("too many redirects")
+	return out
+}
+
+// signedIn reports whether the browser's session counts as signed in.
+func (b *wdBrowser) signedIn() bool {
+	b.f.t.Helper()
+	resp, err := b.hc.Get(b.f.srv.URL + "/api/v1/session")
+	if err != nil {
+		b.f.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode == 200
+}
+
+func asked(pages []string) string {
+	switch {
+	case slices.Contains(pages, "/login/code"):
+		return "password and code"
+	case slices.Contains(pages, "/login"):
+		return "password"
+	}
+	return "nothing"
+}
+
+func TestWorkdayAcrossApplications(t *testing.T) {
+	f := newWorkdayFixture(t, nil)
+	rp1, rp2 := f.rp("rp1", false), f.rp("rp2", false)
+	b := f.browser()
+
+	first := b.signIn(rp1, "alice")
+	if got := asked(first.pages); got != "password and code" {
+		t.Fatalf("RP1 asked %s, want password and code", got)
+	}
+	if !slices.Contains(first.claims.AMR, "mfa") || !slices.Contains(first.claims.AMR, "otp") || first.claims.ACR != "mfa" {
+		t.Errorf("RP1 ID token amr %v acr %q, want otp and mfa", first.claims.AMR, first.claims.ACR)
+	}
+	if len(first.claims.SID) != 32 {
+		t.Errorf("RP1 ID token sid = %q, want the session's 128-bit public ID", first.claims.SID)
+	}
+	mfaAt := wdStart.Unix()
+
+	f.clock.Add(20 * time.Minute)
+	second := b.signIn(rp2, "alice")
+	if got := asked(second.pages); got != "nothing" {
+		t.Errorf("RP2 asked %s, want nothing (the workday sign-in)", got)
+	}
+	if !slices.Contains(second.claims.AMR, "mfa") || second.claims.AuthTime != mfaAt || second.claims.SID != first.claims.SID {
+		t.Errorf("RP2 ID token amr %v auth_time %d sid %q; want mfa, %d, %q", second.claims.AMR, second.claims.AuthTime, second.claims.SID, mfaAt, first.claims.SID)
+	}
+
+	// Idle for more than an hour: only the password; the second factor is remembered.
+	f.clock.Add(61 * time.Minute)
+	if b.signedIn() {
+		t.Fatal("still signed in after the idle timeout")
+	}
+	idle := b.signIn(rp2, "alice")
+	if got := asked(idle.pages); got != "password" {
+		t.Errorf("after the idle timeout RP2 asked %s, want the password only", got)
+	}
+	if !slices.Contains(idle.claims.AMR, "mfa") || !slices.Contains(idle.claims.AMR, "otp") || idle.claims.SID != first.claims.SID {
+		t.Errorf("after the idle timeout: amr %v sid %q; want otp and mfa kept in the same session", idle.claims.AMR, idle.claims.SID)
+	}
+	if want := f.clock.Now().Unix(); idle.claims.AuthTime != want {
+		t.Errorf("after the idle timeout: auth_time %d, want the new password time %d", idle.claims.AuthTime, want)
+	}
+
+	// Past the workday end (19:00 in Madrid): password and code again.
+	f.clock.t = madridAt(0, 19, 0).Add(time.Second)
+	if b.signedIn() {
+		t.Fatal("still signed in after the workday end")
+	}
+	// RP1's refresh token still works (offline_access), but its ID token no longer claims
+	// the second factor.
+	refreshed, err := rp1.conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: first.tok.RefreshToken}).Token()
+	if err != nil {
+		t.Fatalf("refresh after the workday end: %v", err)
+	}
+	raw, _ := refreshed.Extra("id_token").(string)
+	idt, err := rp1.verifier.Verify(context.Background(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rc wdClaims
+	idt.Claims(&rc)
+	if slices.Contains(rc.AMR, "mfa") || slices.Contains(rc.AMR, "otp") || !slices.Contains(rc.AMR, "pwd") || rc.AuthTime != mfaAt {
+		t.Errorf("refreshed ID token after the workday end: amr %v auth_time %d; want pwd without a second factor, %d", rc.AMR, rc.AuthTime, mfaAt)
+	}
+	late := b.signIn(rp1, "alice")
+	if got := asked(late.pages); got != "password and code" {
+		t.Errorf("after the workday end RP1 asked %s, want password and code", got)
+	}
+	if late.claims.SID == first.claims.SID {
+		t.Error("after the workday end the session kept its sid: it should be a new session")
+	}
+}
+
+func TestWorkdayCappedByMaxAge(t *testing.T) {
+	// No inactivity in the way: the session is only bounded by its absolute end.
+	f := newWorkdayFixture(t, func(o *login.Options) { o.IdleTimeout = 48 * time.Hour })
+	rp1, rp2 := f.rp("rp1", false), f.rp("rp2", false)
+	b := f.browser()
+	start := madridAt(0, 20, 0) // after the workday
+	f.clock.t = start
+	if got := asked(b.signIn(rp1, "alice").pages); got != "password and code" {
+		t.Fatalf("RP1 asked %s", got)
+	}
+	// The next workday end (19:00) is 23 h away: max_age (12 h) ends the session first.
+	f.clock.t = start.Add(12*time.Hour - time.Minute)
+	if got := asked(b.signIn(rp2, "alice").pages); got != "nothing" {
+		t.Errorf("before max_age RP2 asked %s, want nothing", got)
+	}
+	f.clock.t = start.Add(12*time.Hour + time.Second)
+	if got := asked(b.signIn(rp2, "alice").pages); got != "password and code" {
+		t.Errorf("after max_age RP2 asked %s, want password and code", got)
+	}
+}
+
+// logoutClaims are the claims of a back-channel logout token.
+type logoutClaims struct {
+	Issuer   string                     `json:"iss"`
+	Audience string                     `json:"aud"`
+	IssuedAt int64                      `json:"iat"`
+	JTI      string                     `json:"jti"`
+	Subject  string                     `json:"sub"`
+	SID      string                     `json:"sid"`
+	Events   map[string]json.RawMessage `json:"events"`
+	Nonce    *string                    `json:"nonce"`
+}
+
+// receiveLogout waits for a logout token at the test relying parties' endpoint, verifies its
+// signature with the provider's JWKS and returns its claims.
+func (f *wdFixture) receiveLogout(rp *wdRP) logoutClaims {
+	f.t.Helper()
+	var raw string
+	select {
+	case raw = <-f.logout:
+	case <-time.After(10 * time.Second):
+		f.t.Fatal("no back-channel logout within 10 s")
+	}
+	var disc struct {
+		JWKS string `json:"jwks_uri"`
+	}
+	if err := rp.provider.Claims(&disc); err != nil {
+		f.t.Fatal(err)
+	}
+	payload, err := gooidc.NewRemoteKeySet(context.Background(), disc.JWKS).VerifySignature(context.Background(), raw)
+	if err != nil {
+		f.t.Fatalf("logout token signature: %v", err)
+	}
+	var c logoutClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+func TestBackchannelLogout(t *testing.T) {
+	f := newWorkdayFixture(t, nil)
+	rp1, rp2 := f.rp("rp1", true), f.rp("rp2", false)
+	var disc struct {
+		Supported bool `json:"backchannel_logout_supported"`
+		Session   bool `json:"backchannel_logout_session_supported"`
+	}
+	if err := rp1.provider.Claims(&disc); err != nil || !disc.Supported || !disc.Session {
+		t.Errorf("discovery: backchannel_logout_supported %v, _session_supported %v (%v)", disc.Supported, disc.Session, err)
+	}
+	b := f.browser()
+	in1 := b.signIn(rp1, "alice")
+	in2 := b.signIn(rp2, "alice")
+
+	resp, err := b.hc.Do(b.form("/logout", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("POST /logout: %d", resp.StatusCode)
+	}
+	c := f.receiveLogout(rp1)
+	if c.Issuer != f.srv.URL || c.Audience != "rp1" || c.Subject != in1.claims.Subject || c.SID != in1.claims.SID || c.JTI == "" || c.IssuedAt == 0 || c.Nonce != nil {
+		t.Errorf("logout token claims = %+v", c)
+	}
+	if _, ok := c.Events["http://schemas.openid.net/event/backchannel-logout"]; !ok || len(c.Events) != 1 {
+		t.Errorf("logout token events = %v", c.Events)
+	}
+	select {
+	case extra := <-f.logout:
+		t.Errorf("a second logout token (rp2 did not register for back-channel logout): %s", extra)
+	default:
+	}
+	// The refresh tokens given in the session are revoked, for every client.
+	for name, x := range map[string]struct {
+		rp *wdRP
+		in wdSignIn
+	}{"rp1": {rp1, in1}, "rp2": {rp2, in2}} {
+		if _, err := x.rp.conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: x.in.tok.RefreshToken}).Token(); err == nil {
+			t.Errorf("%s: the refresh token still works after logout", name)
+		}
+	}
+}
+
+func TestBackchannelLogoutOnRevoke(t *testing.T) {
+	f := newWorkdayFixture(t, nil)
+	rp1 := f.rp("rp1", true)
+	laptop, phone := f.browser(), f.browser()
+	in := phone.signIn(rp1, "alice")
+	f.clock.Add(time.Minute)
+	laptop.signIn(rp1, "alice")
+	// From the laptop, sign out the phone's session.
+	req, _ := http.NewRequest("DELETE", f.srv.URL+"/api/v1/account/sessions/"+in.claims.SID, nil)
+	resp, err := laptop.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("DELETE session: %d", resp.StatusCode)
+	}
+	if c := f.receiveLogout(rp1); c.SID != in.claims.SID {
+		t.Errorf("logout token sid = %q, want the phone's %q", c.SID, in.claims.SID)
+	}
+	if phone.signedIn() || !laptop.signedIn() {
+		t.Errorf("after revoking the phone: phone signed in %v, laptop %v; want false, true", phone.signedIn(), laptop.signedIn())
+	}
+}
+
+func TestRPInitiatedLogout(t *testing.T) {
+	f := newWorkdayFixture(t, nil)
+	rp1 := f.rp("rp1", true)
+	endSession := f.srv.URL + "/oidc/end_session"
+	get := func(b *wdBrowser, q url.Values) (*http.Response, string) {
+		t.Helper()
+		resp, err := b.hc.Get(endSession + "?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(body)
+	}
+
+	t.Run("with id_token_hint", func(t *testing.T) {
+		b := f.browser()
+		in := b.signIn(rp1, "alice")
+		resp, _ := get(b, url.Values{"id_token_hint": {in.idt}, "post_logout_redirect_uri": {rp1.logoutTo}, "state": {"bye-1"}})
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != rp1.logoutTo+"?state=bye-1" {
+			t.Fatalf("end_session: %d to %q, want 303 to %s?state=bye-1", resp.StatusCode, resp.Header.Get("Location"), rp1.logoutTo)
+		}
+		if b.signedIn() {
+			t.Error("the Latchkey session survived RP-initiated logout")
+		}
+		if c := f.receiveLogout(rp1); c.SID != in.claims.SID {
+			t.Errorf("logout token sid = %q, want %q", c.SID, in.claims.SID)
+		}
+	})
+
+	t.Run("without id_token_hint asks first", func(t *testing.T) {
+		f.clock.Add(time.Minute)
+		b := f.browser()
+		b.signIn(rp1, "alice")
+		q := url.Values{"client_id": {"rp1"}, "post_logout_redirect_uri": {rp1.logoutTo}, "state": {"bye-2"}}
+		resp, body := get(b, q)
+		if resp.StatusCode != 200 || !strings.Contains(body, "Sign out?") || !strings.Contains(body, `name="confirm" value="yes"`) {
+			t.Fatalf("end_session without a hint: %d\n%s", resp.StatusCode, body)
+		}
+		if !b.signedIn() {
+			t.Fatal("a GET without id_token_hint signed the user out")
+		}
+		q.Set("confirm", "yes")
+		resp, err := b.hc.Do(b.form("/oidc/end_session", q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != rp1.logoutTo+"?state=bye-2" {
+			t.Fatalf("confirmed end_session: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		if b.signedIn() {
+			t.Error("still signed in after confirming")
+		}
+		f.receiveLogout(rp1)
+	})
+
+	t.Run("id_token_hint of an earlier session asks first", func(t *testing.T) {
+		f.clock.Add(time.Minute)
+		b := f.browser()
+		old := b.signIn(rp1, "alice")
+		resp, err := b.hc.Do(b.form("/logout", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		f.receiveLogout(rp1)
+		f.clock.Add(time.Minute)
+		b.signIn(rp1, "alice")
+		resp, body := get(b, url.Values{"id_token_hint": {old.idt}, "post_logout_redirect_uri": {rp1.logoutTo}})
+		if resp.StatusCode != 200 || !strings.Contains(body, "Sign out?") || !b.signedIn() {
+			t.Errorf("end_session with an earlier session's hint: %d, signed in %v; want the confirmation page", resp.StatusCode, b.signedIn())
+		}
+	})
+
+	t.Run("unregistered post_logout_redirect_uri", func(t *testing.T) {
+		f.clock.Add(time.Minute)
+		b := f.browser()
+		in := b.signIn(rp1, "alice")
+		for _, q := range []url.Values{
+			{"id_token_hint": {in.idt}, "post_logout_redirect_uri": {"https://evil.example/"}},
+			{"client_id": {"rp1"}, "post_logout_redirect_uri": {rp1.logoutTo + "/x"}},
+			{"post_logout_redirect_uri": {rp1.logoutTo}},
+			{"id_token_hint": {"not.a.token"}},
+		} {
+			resp, body := get(b, q)
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("end_session?%s: %d, want 400\n%s", q.Encode(), resp.StatusCode, body)
+			}
+		}
+		if !b.signedIn() {
+			t.Error("a refused end_session signed the user out")
+		}
+	})
+}
+
+func TestSessionsAPI(t *testing.T) {
+	f := newWorkdayFixture(t, nil)
+	rp1 := f.rp("rp1", false)
+	laptop, phone := f.browser(), f.browser()
+	laptop.signIn(rp1, "alice")
+	f.clock.Add(time.Minute)
+	phoneIn := phone.signIn(rp1, "alice")
+	call := func(b *wdBrowser, method, path string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, f.srv.URL+path, nil)
+		req.Header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0")
+		resp, err := b.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	code, m := call(laptop, "GET", "/api/v1/account/sessions")
+	if code != 200 {
+		t.Fatalf("GET sessions: %d %v", code, m)
+	}
+	list, _ := m["sessions"].([]any)
+	if len(list) != 2 || m["until"] != "workday_end" || m["time_zone"] != "Europe/Madrid" || m["idle_timeout_seconds"] != 3600.0 {
+		t.Fatalf("sessions = %v", m)
+	}
+	if until, _ := time.Parse(time.RFC3339, m["signed_in_until"].(string)); !until.Equal(madridAt(0, 19, 0)) {
+		t.Errorf("signed_in_until = %v, want 19:00 in Madrid", m["signed_in_until"])
+	}
+	cur := list[0].(map[string]any)
+	if cur["current"] != true || list[1].(map[string]any)["current"] != false || cur["device"] != "Go program" || cur["mfa"] != true {
+		t.Errorf("sessions[0] = %v, want the current one first", cur)
+	}
+	if code, _ := call(laptop, "DELETE", "/api/v1/account/sessions/0123456789abcdef0123456789abcdef"); code != 404 {
+		t.Errorf("DELETE unknown session: %d, want 404", code)
+	}
+	if code, _ := call(laptop, "DELETE", "/api/v1/account/sessions/"+phoneIn.claims.SID); code != 200 {
+		t.Errorf("DELETE phone session: %d", code)
+	}
+	if phone.signedIn() {
+		t.Error("the phone is still signed in")
+	}
+	if code, _ := call(phone, "GET", "/api/v1/account/sessions"); code != 401 {
+		t.Errorf("revoked session lists sessions: %d, want 401", code)
+	}
+	f.clock.Add(time.Minute) // a new TOTP code
+	phone.signIn(rp1, "alice")
+	if code, m := call(laptop, "POST", "/api/v1/account/sessions/revoke-all"); code != 200 || m["revoked"] != 2.0 {
+		t.Errorf("revoke-all: %d %v", code, m)
+	}
+	if laptop.signedIn() || phone.signedIn() {
+		t.Error("sign out everywhere left a session signed in")
+	}
+	if code, _ := call(laptop, "POST", "/api/v1/account/sessions/revoke-all"); code != 401 {
+		t.Errorf("revoke-all signed out: %d, want 401", code)
+	}
+	// The time zone: an IANA name, or a precise 400.
+	f.clock.Add(time.Minute)
+	laptop.signIn(rp1, "alice")
+	put := func(body string) (int, map[string]any) {
+		req, _ := http.NewRequest("PUT", f.srv.URL+"/api/v1/account/time-zone", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := laptop.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	for _, bad := range []string{`{"time_zone":"Mars/Olympus"}`, `{"time_zone":""}`, `{"zone":"UTC"}`} {
+		if code, m := put(bad); code != 400 {
+			t.Errorf("PUT time-zone %s: %d %v, want 400", bad, code, m)
+		}
+	}
+	if code, m := put(`{"time_zone":"Asia/Tokyo"}`); code != 200 || m["time_zone"] != "Asia/Tokyo" {
+		t.Errorf("PUT time-zone: %d %v", code, m)
+	}
+	if _, m := call(laptop, "GET", "/api/v1/account/sessions"); m["time_zone"] != "Asia/Tokyo" {
+		t.Errorf("time_zone after the change = %v", m["time_zone"])
+	}
+	// Signing out the current session by ID signs this browser out.
+	_, m = call(laptop, "GET", "/api/v1/account/sessions")
+	own := m["sessions"].([]any)[0].(map[string]any)["id"].(string)
+	if code, m := call(laptop, "DELETE", "/api/v1/account/sessions/"+own); code != 200 || m["signed_out"] != true {
+		t.Errorf("DELETE own session: %d %v", code, m)
+	}
+	if laptop.signedIn() {
+		t.Error("still signed in after signing out the current session by ID")
+	}
+
+	// The audit trail has both.
+	events, err := f.db.FindAuditEvents(context.Background(), latchkey.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range events {
+		actions = append(actions, e.Action)
+	}
+	for _, want := range []string{latchkey.ActionSessionRevoked, latchkey.ActionSessionsRevokedAll} {
+		if !slices.Contains(actions, want) {
+			t.Errorf("audit trail lacks %q", want)
+		}
+	}
+}
+
+// TestSlowBackchannelNeverBlocksLogout: a client whose back-channel endpoint hangs does not
+// hold up the sign-out.
+func TestSlowBackchannelNeverBlocksLogout(t *testing.T) {
+	f := newWorkdayFixture(t, nil)
+	release := make(chan struct{})
+	reached := make(chan struct{}, 1)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached <- struct{}{}
+		<-release
+	}))
+	// Cleanups run last-in first-out: release the handler, then the provider's wait, then close.
+	t.Cleanup(slow.Close)
+	t.Cleanup(f.oidc.WaitLogouts)
+	t.Cleanup(func() { close(release) })
+	f.bcl = slow.URL + "/hang"
+	rp := f.rp("slow", true)
+	b := f.browser()
+	b.signIn(rp, "alice")
+	start := time.Now()
+	resp, err := b.hc.Do(b.form("/logout", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if d := time.Since(start); resp.StatusCode != http.StatusSeeOther || d > 2*time.Second {
+		t.Errorf("POST /logout: %d after %v; want 303 at once", resp.StatusCode, d)
+	}
+	if b.signedIn() {
+		t.Error("still signed in")
+	}
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Error("the back-channel logout was never sent")
+	}
+}
