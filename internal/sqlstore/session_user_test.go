@@ -1,0 +1,46 @@
+package sqlstore_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/sqlstore"
+)
+
+// TestFindSessionWithUser: the one-query read of the hot path returns the same session and
+// user as the two separate reads, and not_found for an unknown session.
+func TestFindSessionWithUser(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		mkUser(t, db, "bob")
+		u := mkUser(t, db, "alice")
+		mfa := t0.Add(time.Second)
+		s := &latchkey.Session{ID: "s1", UserID: u.ID, State: latchkey.StateAuthenticated, AMR: []string{"pwd", "otp", "mfa"}, PasswordAt: t0, MFAAt: &mfa, CreatedAt: t0, LastSeenAt: t0.Add(time.Minute), ExpiresAt: t0.Add(time.Hour), IP: "192.0.2.1", UserAgent: "UA"}
+		if err := db.CreateSession(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		gotS, gotU, err := db.FindSessionWithUser(ctx, "s1")
+		if err != nil {
+			t.Fatalf("FindSessionWithUser: %v", err)
+		}
+		wantS, _ := db.FindSessionByID(ctx, "s1")
+		wantU, _ := db.FindUserByID(ctx, u.ID)
+		if gotS.ID != wantS.ID || gotS.UserID != wantS.UserID || gotS.State != wantS.State || len(gotS.AMR) != 3 ||
+			!gotS.PasswordAt.Equal(wantS.PasswordAt) || gotS.MFAAt == nil || !gotS.MFAAt.Equal(*wantS.MFAAt) ||
+			!gotS.CreatedAt.Equal(wantS.CreatedAt) || !gotS.LastSeenAt.Equal(wantS.LastSeenAt) || !gotS.ExpiresAt.Equal(wantS.ExpiresAt) ||
+			gotS.IP != wantS.IP || gotS.UserAgent != wantS.UserAgent {
+			t.Errorf("session = %+v, want %+v", gotS, wantS)
+		}
+		if *gotU != *wantU {
+			t.Errorf("user = %+v, want %+v", gotU, wantU)
+		}
+		if gotU.Username != "alice" {
+			t.Errorf("user = %q, want alice (the session's user, not another)", gotU.Username)
+		}
+		if _, _, err := db.FindSessionWithUser(ctx, "nope"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("unknown session: err = %v, want not_found", err)
+		}
+	})
+}
