@@ -57,6 +57,9 @@ type Config struct {
 		MaxAge      Duration `yaml:"max_age"`
 		IdleTimeout Duration `yaml:"idle_timeout"`
 		Reauth      Duration `yaml:"reauthenticate_after"`
+		// CookieDomain gives the session cookie Domain= so that forward-auth works across
+		// subdomains; empty (default) keeps it host-only with the __Host- prefix.
+		CookieDomain string `yaml:"cookie_domain"`
 	} `yaml:"session"`
 	// Push configures push approval with the Latch app.
 	Push struct {
@@ -290,6 +293,9 @@ func (c *Config) validate() []string {
 	}
 	if _, err := c.forwardAuthRules(); err != nil {
 		p = append(p, err.Error())
+	}
+	if msg := c.cookieDomainProblem(); msg != "" {
+		p = append(p, msg)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -263,7 +263,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	handler := web.New(web.Options{Login: a.login, Push: a.push, DB: a.db, Logger: log, PublicURL: a.public, Registry: reg, OIDC: provider, ForwardAuth: gateRules})
+	handler := web.New(web.Options{Login: a.login, Push: a.push, DB: a.db, Logger: log, PublicURL: a.public, Registry: reg, OIDC: provider, ForwardAuth: gateRules, CookieDomain: cfg.cookieDomain()})
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

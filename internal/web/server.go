@@ -43,6 +43,9 @@ type Options struct {
 	// ForwardAuth are the rules of the forward-auth gate (GET /auth/forward); nil means every
 	// address needs MFA.
 	ForwardAuth *forwardauth.Rules
+	// CookieDomain, when set, gives the session cookie Domain= so that it reaches the
+	// applications on sibling hosts behind forward-auth; "" keeps it host-only.
+	CookieDomain string
 }
 
 // Server is the HTTP handler of Latchkey.
@@ -96,7 +99,7 @@ func New(opt Options) *Server {
 		db:        opt.DB,
 		log:       opt.Logger,
 		publicURL: opt.PublicURL,
-		cookie:    newCookieConfig(opt.PublicURL),
+		cookie:    newCookieConfig(opt.PublicURL, opt.CookieDomain),
 		maxBody:   opt.MaxBody,
 		now:       opt.Now,
 		reg:       opt.Registry,
