@@ -81,13 +81,21 @@ func (s *Server) loginNext(q url.Values) string {
 
 func returnPath(abs string) string { return "/auth/return?to=" + url.QueryEscape(abs) }
 
-// handleReturn sends the browser back to an application after sign-in: to the address in
-// "to" if returnURL accepts it, else to the home page.
-func (s *Server) handleReturn(w http.ResponseWriter, r *http.Request) {
+// pageReturn sends the browser back to an application after sign-in, to the address in "to"
+// if returnURL accepts it, else to the home page. It answers with a page that refreshes to the
+// application rather than a redirect: the sign-in form's POST redirects here, and the pages'
+// Content-Security-Policy (form-action 'self') makes browsers refuse a form's redirect chain
+// that leaves this origin.
+func (s *Server) pageReturn(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	to := s.returnURL(r.URL.Query().Get("to"))
 	if to == "" {
-		to = "/"
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return nil
 	}
-	http.Redirect(w, r, to, http.StatusSeeOther)
+	u, _ := url.Parse(to)
+	w.Header().Set("Refresh", "0; url="+to)
+	return s.render(w, http.StatusOK, "return", &view{Title: "Signed in", Data: returnView{URL: to, Host: u.Host}})
 }
+
+type returnView struct{ URL, Host string }
