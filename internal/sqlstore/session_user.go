@@ -17,24 +17,29 @@ import (
 //
 // The session columns here must follow those of FindSessionByID.
 func (s *DB) FindSessionWithUser(ctx context.Context, id string) (*latchkey.Session, *latchkey.User, error) {
-	var sess latchkey.Session
-	var u latchkey.User
-	var amr string
-	var pw, created, seen, expires, uCreated, uUpdated int64
-	var mfa sql.NullInt64
+	// One value for the session, the user and the columns that need converting: each
+	// variable passed to Scan escapes to the heap, so one struct is one allocation.
+	var v struct {
+		sess                                           latchkey.Session
+		u                                              latchkey.User
+		amr                                            string
+		pw, created, seen, expires, uCreated, uUpdated int64
+		mfa                                            sql.NullInt64
+	}
+	sess, u := &v.sess, &v.u
 	err := s.db.QueryRowContext(ctx,
 		`SELECT s.id, s.user_id, s.state, s.amr, s.password_at, s.mfa_at, s.created_at, s.last_seen_at, s.expires_at, s.ip, s.user_agent,
 		        u.id, u.username, u.email, u.role, u.password_hash, u.disabled, u.primary_factor, u.created_at, u.updated_at
 		 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1`, id).
-		Scan(&sess.ID, &sess.UserID, &sess.State, &amr, &pw, &mfa, &created, &seen, &expires, &sess.IP, &sess.UserAgent,
-			&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &u.PrimaryFactor, &uCreated, &uUpdated)
+		Scan(&sess.ID, &sess.UserID, &sess.State, &v.amr, &v.pw, &v.mfa, &v.created, &v.seen, &v.expires, &sess.IP, &sess.UserAgent,
+			&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &u.PrimaryFactor, &v.uCreated, &v.uUpdated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, notFound("session")
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("find session with user: %w", err)
 	}
-	sess.AMR = strings.Fields(amr)
-	sess.PasswordAt, sess.MFAAt, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = at(pw), atPtr(mfa), at(created), at(seen), at(expires)
-	u.CreatedAt, u.UpdatedAt = at(uCreated), at(uUpdated)
-	return &sess, &u, nil
+	sess.AMR = strings.Fields(v.amr)
+	sess.PasswordAt, sess.MFAAt, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = at(v.pw), atPtr(v.mfa), at(v.created), at(v.seen), at(v.expires)
+	u.CreatedAt, u.UpdatedAt = at(v.uCreated), at(v.uUpdated)
+	return sess, u, nil
 }
