@@ -2,12 +2,13 @@ package web
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/latchkey/latchkey/internal/forwardauth"
 )
 
-func returnServer(t *testing.T, cookieDomain string) *Server {
+func returnServer(t testing.TB, cookieDomain string) *Server {
 	t.Helper()
 	rules, err := forwardauth.Compile([]forwardauth.Rule{
 		{Hosts: []string{"app.example.com", "*.apps.example.org"}, Policy: forwardauth.MFA},
@@ -89,4 +90,42 @@ func TestLoginNext(t *testing.T) {
 			t.Errorf("loginNext(%s) = %q, want %q", tt.query, got, tt.want)
 		}
 	}
+}
+
+// FuzzReturnURL: whatever a link carries in rd or next, the way back after sign-in is a
+// local path, or an absolute https (http on loopback) address without user info whose host a
+// rule names, and it reads back as the same address.
+func FuzzReturnURL(f *testing.F) {
+	for _, seed := range []string{
+		"https://app.example.com/x?y=1", "//evil.com", `https:\\evil.com`, "https://app.example.com@evil.com/",
+		"http://app.localhost:8080/", "javascript:alert(1)", "https://a.apps.example.org/", "/settings/security",
+		"https://APP.example.com:443/%2e%2e/", "https://[::1]:80/", "http://127.0.0.1/x",
+	} {
+		f.Add(seed)
+	}
+	s := returnServer(f, "corp.example.net")
+	f.Fuzz(func(t *testing.T, raw string) {
+		if got := s.returnURL(raw); got != "" {
+			u, err := url.Parse(got)
+			if err != nil || u.User != nil || u.Opaque != "" || u.Fragment != "" {
+				t.Fatalf("returnURL(%q) = %q: not a clean absolute URL (%v)", raw, got, err)
+			}
+			host := u.Hostname()
+			if u.Scheme != "https" && !(u.Scheme == "http" && loopbackHost(strings.ToLower(host))) {
+				t.Fatalf("returnURL(%q) = %q: scheme %q", raw, got, u.Scheme)
+			}
+			if !s.forwardAuth.Covers(host) && !s.cookieDomainCovers(strings.ToLower(host)) {
+				t.Fatalf("returnURL(%q) = %q: host %q is not named", raw, got, host)
+			}
+			if again := s.returnURL(got); again != got {
+				t.Fatalf("returnURL(returnURL(%q)) = %q, want %q", raw, again, got)
+			}
+		}
+		for _, key := range []string{"next", "rd"} {
+			n := s.loginNext(url.Values{key: {raw}})
+			if n != "" && safeNext(n) != n {
+				t.Fatalf("loginNext(%s=%q) = %q: not a local path", key, raw, n)
+			}
+		}
+	})
 }
