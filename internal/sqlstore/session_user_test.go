@@ -2,6 +2,8 @@ package sqlstore_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +43,37 @@ func TestFindSessionWithUser(t *testing.T) {
 		}
 		if _, _, err := db.FindSessionWithUser(ctx, "nope"); errCode(err) != latchkey.ENotFound {
 			t.Errorf("unknown session: err = %v, want not_found", err)
+		}
+	})
+}
+
+// TestFindSessionWithUserConcurrent: the first calls, which prepare the statement, may come
+// at once (run with -race); after Close the store refuses rather than using a closed statement.
+func TestFindSessionWithUserConcurrent(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u := mkUser(t, db, "alice")
+		s := &latchkey.Session{ID: "s1", UserID: u.ID, State: latchkey.StateAuthenticated, AMR: []string{"pwd"}, PasswordAt: t0, CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		if err := db.CreateSession(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for range 16 {
+			wg.Go(func() {
+				if _, got, err := db.FindSessionWithUser(ctx, "s1"); err != nil || got.Username != "alice" {
+					errs <- fmt.Errorf("FindSessionWithUser = %v, %v", got, err)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		db.Close()
+		if _, _, err := db.FindSessionWithUser(ctx, "s1"); err == nil {
+			t.Error("FindSessionWithUser after Close: no error")
 		}
 	})
 }
