@@ -271,7 +271,7 @@ func (b *proxyBrowser) signIn(appURL, authBase, username string, code func() str
 		b.t.Fatalf("GET %s signed out: %d Location %q, want 302 to %s/login?rd=…", appURL, a.code, a.location, authBase)
 	}
 	page := b.get(a.location)
-	if page.code != 200 || !strings.Contains(page.body, `form method="post" action="/login"`) && !strings.Contains(page.body, `action="/login"`) {
+	if page.code != 200 || !strings.Contains(page.body, `action="/login"`) {
 		b.t.Fatalf("sign-in page through nginx: %d\n%s", page.code, page.body)
 	}
 	u, _ := url.Parse(a.location)
