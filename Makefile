@@ -8,7 +8,7 @@ GOBIN := $(shell $(GO) env GOPATH)/bin
 test: deps check
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-# deps installs Chromium (for the browser tests) and staticcheck when missing. PostgreSQL's
+# deps installs Chromium (for the browser tests), nginx (forward-auth) and staticcheck when missing. PostgreSQL's
 # server binaries come with the machine (Debian's postgresql package); the tests start it.
 deps:
 	@scripts/install-test-deps.sh

@@ -55,6 +55,9 @@ type SessionStore interface {
 	// FindSessionByID returns ENotFound when there is no such session. It does not check
 	// expiry; that is the caller's rule.
 	FindSessionByID(ctx Context, id string) (*Session, error)
+	// FindSessionWithUser returns the session and its user read in one query; ENotFound when
+	// there is no such session. Like FindSessionByID it does not check expiry.
+	FindSessionWithUser(ctx Context, id string) (*Session, *User, error)
 	// RotateSession deletes the session oldID and inserts s, in one transaction. It returns
 	// ENotFound when oldID no longer exists (it was rotated or revoked concurrently).
 	RotateSession(ctx Context, oldID string, s *Session) error

@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -180,8 +181,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	rep.seedTime = time.Since(begin)
 	logf("seeded %d users with TOTP in %v", o.users, rep.seedTime.Round(time.Millisecond))
+	oidcSecret, err := createOIDCClient(ctx, bin, data, database, env)
+	if err != nil {
+		return err
+	}
 
-	if err := runScenarios(ctx, o, srv, sd, rep, logf); err != nil {
+	if err := runScenarios(ctx, o, srv, sd, rep, oidcSecret, logf); err != nil {
 		return err
 	}
 	if rep.hwm, err = rss(srv.pid(), "VmHWM"); err != nil {
@@ -231,7 +236,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // a million users does not seed three million sessions.
 const totpPoolMax = 20000
 
-func runScenarios(ctx context.Context, o *options, srv *server, sd *seeder, rep *report, logf func(string, ...any)) error {
+func runScenarios(ctx context.Context, o *options, srv *server, sd *seeder, rep *report, oidcSecret string, logf func(string, ...any)) error {
 	c := newClient(o.concurrency)
 	defer c.CloseIdleConnections()
 	base := srv.url
@@ -307,6 +312,28 @@ func runScenarios(ctx context.Context, o *options, srv *server, sd *seeder, rep 
 	for _, d := range clients {
 		d.close()
 	}
+
+	// Forward-auth and the OIDC code flow: one signed-in (MFA) session per client.
+	logf("seeding %d signed-in sessions", o.concurrency)
+	sidx := make([]int, o.concurrency)
+	for i := range sidx {
+		sidx[i] = idx[i%len(idx)]
+	}
+	signedIn, err := sd.seedSignedIn(ctx, sidx)
+	if err != nil {
+		return err
+	}
+	// The ceiling again, just before: on a shared machine the load of other processes changes
+	// within a run, and the first /healthz figure is a minute old by now.
+	logf("GET /healthz again, %d clients, %v", o.concurrency, o.duration)
+	rep.healthzFwd = drive(ctx, pid, o.concurrency, o.duration, false, healthzStep(c, base))
+	logf("forward-auth check, %d clients, %v", o.concurrency, o.duration)
+	rep.forwardAuth = drive(ctx, pid, o.concurrency, o.duration, false, forwardAuthStep(c, base, signedIn))
+	oc := newClient(o.concurrency)
+	oc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	defer oc.CloseIdleConnections()
+	logf("OIDC authorization-code flow, %d clients, %v", o.concurrency, o.duration)
+	rep.oidc = drive(ctx, pid, o.concurrency, o.duration, false, oidcFlowStep(oc, base, oidcSecret, signedIn))
 
 	return nil
 }

@@ -62,6 +62,9 @@ type Config struct {
 		// the workday rule off (max_age only). TimeZone is the zone of users without one.
 		WorkdayEnd string `yaml:"workday_end"`
 		TimeZone   string `yaml:"time_zone"`
+		// CookieDomain gives the session cookie Domain= so that forward-auth works across
+		// subdomains; empty (default) keeps it host-only with the __Host- prefix.
+		CookieDomain string `yaml:"cookie_domain"`
 	} `yaml:"session"`
 	// Push configures push approval with the Latch app.
 	Push struct {
@@ -310,6 +313,9 @@ func (c *Config) validate() []string {
 	}
 	if _, err := c.forwardAuthRules(); err != nil {
 		p = append(p, err.Error())
+	}
+	if msg := c.cookieDomainProblem(); msg != "" {
+		p = append(p, msg)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -278,7 +278,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	proxies, _ := web.ParseTrustedProxies(cfg.TrustedProxies) // checked with the configuration
-	handler := web.New(web.Options{Login: a.login, Push: a.push, DB: a.db, Logger: log, PublicURL: a.public, Registry: reg, OIDC: provider, ForwardAuth: gateRules, TrustedProxies: proxies,
+	handler := web.New(web.Options{Login: a.login, Push: a.push, DB: a.db, Logger: log, PublicURL: a.public, Registry: reg, OIDC: provider, ForwardAuth: gateRules, TrustedProxies: proxies, CookieDomain: cfg.cookieDomain(),
 		Admin: web.AdminOptions{Store: a.db, ConfigSource: adminConfigSource(cfg), Tickets: desk}, Support: desk})
 	srv := &http.Server{
 		Handler:           handler,

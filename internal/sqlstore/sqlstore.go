@@ -50,6 +50,8 @@ type DB struct {
 	dialect string
 	aead    cipher.AEAD
 	now     func() time.Time
+	// hot holds the prepared statements of the hot path (hot.go).
+	hot hotStatements
 }
 
 var _ latchkey.Store = (*DB)(nil)
@@ -141,7 +143,7 @@ const (
 )
 
 // Close closes the database.
-func (s *DB) Close() error { return s.db.Close() }
+func (s *DB) Close() error { s.hot.close(); return s.db.Close() }
 
 // migrate applies the embedded migrations of the dialect that are not yet recorded, each in
 // its own transaction. On PostgreSQL an advisory lock makes nodes starting together take turns.

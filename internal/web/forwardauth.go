@@ -39,7 +39,7 @@ func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "Sign-in is unavailable right now.", http.StatusServiceUnavailable)
 			return
 		}
-		login := s.publicURL.JoinPath("/login").String()
+		login := s.signInURL(orig)
 		w.Header().Set("Location", login)
 		if nginx {
 			http.Error(w, "Sign in first: "+login, http.StatusUnauthorized)
@@ -95,4 +95,13 @@ func cmpOr(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// signInURL is the sign-in page, with the way back to orig when returnURL accepts it.
+func (s *Server) signInURL(orig *url.URL) string {
+	login := s.publicURL.JoinPath("/login").String()
+	if back := s.returnURL(orig.String()); back != "" {
+		login += "?rd=" + url.QueryEscape(back)
+	}
+	return login
 }

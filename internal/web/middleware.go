@@ -179,17 +179,22 @@ func client(r *http.Request) login.Client {
 }
 
 // cookieConfig names and flags the session cookie: under TLS it is Secure with the __Host-
-// prefix (bound to this exact host, path /).
+// prefix (bound to this exact host, path /). With a cookie domain (forward-auth across
+// subdomains) it carries Domain= and, since __Host- forbids that, the __Secure- prefix.
 type cookieConfig struct {
 	name   string
 	secure bool
+	domain string
 }
 
-func newCookieConfig(public *url.URL) cookieConfig {
-	if public.Scheme == "https" {
+func newCookieConfig(public *url.URL, domain string) cookieConfig {
+	switch {
+	case public.Scheme == "https" && domain != "":
+		return cookieConfig{name: "__Secure-latchkey_session", secure: true, domain: domain}
+	case public.Scheme == "https":
 		return cookieConfig{name: "__Host-latchkey_session", secure: true}
 	}
-	return cookieConfig{name: "latchkey_session"}
+	return cookieConfig{name: "latchkey_session", domain: domain}
 }
 
 func (s *Server) token(r *http.Request) string {
@@ -202,14 +207,14 @@ func (s *Server) token(r *http.Request) string {
 
 func (s *Server) setSession(w http.ResponseWriter, res *login.Result) {
 	http.SetCookie(w, &http.Cookie{
-		Name: s.cookie.name, Value: res.Token, Path: "/", HttpOnly: true, Secure: s.cookie.secure,
+		Name: s.cookie.name, Value: res.Token, Path: "/", Domain: s.cookie.domain, HttpOnly: true, Secure: s.cookie.secure,
 		SameSite: http.SameSiteLaxMode, Expires: res.Session.ExpiresAt,
 	})
 }
 
 func (s *Server) clearSession(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{
-		Name: s.cookie.name, Value: "", Path: "/", HttpOnly: true, Secure: s.cookie.secure,
+		Name: s.cookie.name, Value: "", Path: "/", Domain: s.cookie.domain, HttpOnly: true, Secure: s.cookie.secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: -1, Expires: time.Unix(0, 0),
 	})
 }

@@ -217,7 +217,7 @@ func (s *Server) pageHome(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) error {
-	next := safeNext(r.URL.Query().Get("next"))
+	next := s.loginNext(r.URL.Query())
 	if _, _, err := s.login.Authenticate(r.Context(), s.token(r)); err == nil {
 		http.Redirect(w, r, nextOr(next, "/settings/security"), http.StatusSeeOther)
 		return nil

@@ -52,6 +52,9 @@ type Options struct {
 	Admin AdminOptions
 	// Support is the support desk (/support, /admin/tickets); nil leaves it out.
 	Support *support.Service
+	// CookieDomain, when set, gives the session cookie Domain= so that it reaches the
+	// applications on sibling hosts behind forward-auth; "" keeps it host-only.
+	CookieDomain string
 }
 
 // Server is the HTTP handler of Latchkey.
@@ -107,7 +110,7 @@ func New(opt Options) *Server {
 		db:        opt.DB,
 		log:       opt.Logger,
 		publicURL: opt.PublicURL,
-		cookie:    newCookieConfig(opt.PublicURL),
+		cookie:    newCookieConfig(opt.PublicURL, opt.CookieDomain),
 		maxBody:   opt.MaxBody,
 		now:       opt.Now,
 		reg:       opt.Registry,

@@ -1,0 +1,51 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/latchkey/latchkey"
+)
+
+const sessionWithUserQuery = `SELECT s.id, s.sid, s.user_id, s.state, s.amr, s.password_at, s.mfa_at, s.created_at, s.last_seen_at, s.expires_at, s.ip, s.user_agent,
+	u.id, u.username, u.email, u.role, u.password_hash, u.disabled, u.primary_factor, u.time_zone, u.created_at, u.updated_at
+	FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1`
+
+// FindSessionWithUser returns the session id and its user, read together in one query (a
+// join), for the hot path of every signed-in request (forward-auth, pages, OIDC). It returns
+// ENotFound when there is no such session. It checks neither expiry nor the user's state;
+// those are the caller's rules.
+//
+// The session columns here must follow those of FindSessionByID. The statement is prepared
+// once: parsing the SQL was 40% of the CPU time of a forward-auth check on SQLite.
+func (s *DB) FindSessionWithUser(ctx context.Context, id string) (*latchkey.Session, *latchkey.User, error) {
+	// One value for the session, the user and the columns that need converting: each
+	// variable passed to Scan escapes to the heap, so one struct is one allocation.
+	var v struct {
+		sess                                           latchkey.Session
+		u                                              latchkey.User
+		amr                                            string
+		pw, created, seen, expires, uCreated, uUpdated int64
+		mfa                                            sql.NullInt64
+	}
+	sess, u := &v.sess, &v.u
+	stmt, err := s.hot.prepare(ctx, s.db, &s.hot.sessionWithUser, sessionWithUserQuery)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find session with user: %w", err)
+	}
+	err = stmt.QueryRowContext(ctx, id).
+		Scan(&sess.ID, &sess.SID, &sess.UserID, &sess.State, &v.amr, &v.pw, &v.mfa, &v.created, &v.seen, &v.expires, &sess.IP, &sess.UserAgent,
+			&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &u.PrimaryFactor, &u.TimeZone, &v.uCreated, &v.uUpdated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, notFound("session")
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("find session with user: %w", err)
+	}
+	sess.AMR = strings.Fields(v.amr)
+	sess.PasswordAt, sess.MFAAt, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = at(v.pw), atPtr(v.mfa), at(v.created), at(v.seen), at(v.expires)
+	u.CreatedAt, u.UpdatedAt = at(v.uCreated), at(v.uUpdated)
+	return sess, u, nil
+}
