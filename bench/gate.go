@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -11,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
-	"regexp"
 	"strings"
 	"time"
 
@@ -73,8 +73,6 @@ func forwardAuthStep(c *http.Client, base string, tokens []string) step {
 	}
 }
 
-var clientSecretRe = regexp.MustCompile(`client_secret: (\S+)`)
-
 // benchRedirect is the bench client's redirect URI; nothing listens there, the harness
 // reads the code from the Location header.
 const benchRedirect = "http://127.0.0.1:1/bench/callback"
@@ -88,15 +86,20 @@ func createOIDCClient(ctx context.Context, bin, data, database string, env []str
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = env
-	out, err := cmd.CombinedOutput()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("latchkey client create: %v\n%s", err, out)
+		return "", fmt.Errorf("latchkey client create: %v\n%s", err, stderr.Bytes())
 	}
-	m := clientSecretRe.FindSubmatch(out)
-	if m == nil {
+	// Standard output is {"client_id","client_secret",...} (SPEC.md).
+	var created struct {
+		Secret string `json:"client_secret"`
+	}
+	if err := json.Unmarshal(out, &created); err != nil || created.Secret == "" {
 		return "", fmt.Errorf("latchkey client create printed no secret:\n%s", out)
 	}
-	return string(m[1]), nil
+	return created.Secret, nil
 }
 
 // oidcFlowStep is one authorization-code flow of a relying party for a signed-in browser:
@@ -139,7 +142,7 @@ func oidcFlowStep(c *http.Client, base, secret string, tokens []string) step {
 			target = loc.String()
 		}
 		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {benchRedirect}, "code_verifier": {verifier}}
-		req, _ := http.NewRequestWithContext(ctx, "POST", base+"/oidc/oauth/token", strings.NewReader(form.Encode()))
+		req, _ := http.NewRequestWithContext(ctx, "POST", base+"/oidc/token", strings.NewReader(form.Encode()))
 		req.Header.Set("User-Agent", userAgent)
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.SetBasicAuth("bench", secret)

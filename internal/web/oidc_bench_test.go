@@ -69,7 +69,7 @@ func BenchmarkOIDCAuthorizationCode(b *testing.B) {
 			target = loc.RequestURI()
 		}
 		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect}, "code_verifier": {verifier}}
-		req := httptest.NewRequest("POST", "/oidc/oauth/token", strings.NewReader(form.Encode()))
+		req := httptest.NewRequest("POST", "/oidc/token", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.SetBasicAuth("app", secret)
 		w := httptest.NewRecorder()
