@@ -321,7 +321,7 @@ func (s *Service) ChangePassword(ctx context.Context, c Client, token string, cu
 	if err != nil {
 		return nil, err
 	}
-	if err := s.opt.Store.DeleteUserSessions(ctx, u.ID, next2.ID); err != nil {
+	if err := s.endUserSessions(ctx, u.ID, next2.ID); err != nil {
 		return nil, fmt.Errorf("delete other sessions: %w", err)
 	}
 	res.User = u

@@ -69,7 +69,7 @@ func (s *Service) AdminSetDisabled(ctx context.Context, c Client, actor *latchke
 	action := latchkey.ActionUserEnabled
 	if disabled {
 		action = latchkey.ActionUserDisabled
-		if err := s.opt.Store.DeleteUserSessions(ctx, id, ""); err != nil {
+		if err := s.endUserSessions(ctx, id, ""); err != nil {
 			return nil, fmt.Errorf("end sessions: %w", err)
 		}
 	}
@@ -121,7 +121,7 @@ func (s *Service) AdminResetMFA(ctx context.Context, c Client, actor *latchkey.U
 	if err := s.opt.Store.ResetMFA(ctx, u.ID); err != nil {
 		return fmt.Errorf("reset mfa: %w", err)
 	}
-	if err := s.opt.Store.DeleteUserSessions(ctx, u.ID, ""); err != nil {
+	if err := s.endUserSessions(ctx, u.ID, ""); err != nil {
 		return fmt.Errorf("end sessions: %w", err)
 	}
 	s.audit(ctx, c, u, "", latchkey.ActionAdminMFAReset, latchkey.OutcomeSuccess, "by "+actor.Username+": "+reason)
@@ -141,7 +141,7 @@ func (s *Service) AdminRevokeSessions(ctx context.Context, c Client, actor *latc
 	if u.ID != actor.ID {
 		keep = ""
 	}
-	if err := s.opt.Store.DeleteUserSessions(ctx, u.ID, keep); err != nil {
+	if err := s.endUserSessions(ctx, u.ID, keep); err != nil {
 		return fmt.Errorf("end sessions: %w", err)
 	}
 	s.audit(ctx, c, u, "", latchkey.ActionSessionsRevoked, latchkey.OutcomeSuccess, "by "+actor.Username)

@@ -79,7 +79,7 @@ func (s *Service) AgentResetMFA(ctx context.Context, c Client, a AgentAction, ta
 	if err := s.opt.Store.ResetMFA(ctx, target.ID); err != nil {
 		return fmt.Errorf("reset mfa: %w", err)
 	}
-	if err := s.opt.Store.DeleteUserSessions(ctx, target.ID, ""); err != nil {
+	if err := s.endUserSessions(ctx, target.ID, ""); err != nil {
 		s.log.ErrorContext(ctx, "sign out sessions after a support reset", "user_id", target.ID, "err", err)
 	}
 	s.auditAgent(ctx, c, a, target, latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "all MFA reset")
@@ -127,7 +127,7 @@ func (s *Service) AgentRemoveFactor(ctx context.Context, c Client, a AgentAction
 	if err != nil {
 		return fmt.Errorf("remove factor %s: %w", factorRef, err)
 	}
-	if err := s.opt.Store.DeleteUserSessions(ctx, target.ID, ""); err != nil {
+	if err := s.endUserSessions(ctx, target.ID, ""); err != nil {
 		s.log.ErrorContext(ctx, "sign out sessions after a support removal", "user_id", target.ID, "err", err)
 	}
 	s.auditAgent(ctx, c, a, target, latchkey.ActionTicketFactor, latchkey.OutcomeSuccess, fmt.Sprintf("%s %q (%s) removed", factorRef, f.Name, f.Type))

@@ -102,6 +102,8 @@ type Service struct {
 	ip  *ratelimit.Limiter
 	log *slog.Logger
 	wa  *webauthn.WebAuthn // nil without a public URL
+	// ended is told about sessions that account rules end (ended.go).
+	ended endedHook
 }
 
 // New returns a Service. It panics on a missing dependency, which is a wiring bug.

@@ -116,7 +116,7 @@ func (s *Service) ResetAllMFA(ctx context.Context, c Client, sess *latchkey.Sess
 	if err := s.opt.Store.ResetMFA(ctx, u.ID); err != nil {
 		return fmt.Errorf("reset mfa: %w", err)
 	}
-	if err := s.opt.Store.DeleteUserSessions(ctx, u.ID, sess.ID); err != nil {
+	if err := s.endUserSessions(ctx, u.ID, sess.ID); err != nil {
 		s.log.ErrorContext(ctx, "sign out other sessions", "err", err)
 	}
 	s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "by the user")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/forwardauth"
 	"github.com/latchkey/latchkey/internal/login"
 	"github.com/latchkey/latchkey/internal/oidc"
@@ -122,6 +123,11 @@ func New(opt Options) *Server {
 		forwardAuth: opt.ForwardAuth,
 		admin:       opt.Admin,
 		support:     opt.Support,
+	}
+	if opt.OIDC != nil && opt.Login != nil {
+		// Sessions that account rules end (password change, resets, a disabled user) end
+		// for the applications too.
+		opt.Login.OnSessionsEnded(func(ctx context.Context, ended []*latchkey.Session) { opt.OIDC.EndSessions(ctx, ended...) })
 	}
 	s.handler = realIP(opt.TrustedProxies, s.routes())
 	return s

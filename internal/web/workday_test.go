@@ -707,3 +707,31 @@ func TestSlowBackchannelNeverBlocksLogout(t *testing.T) {
 		t.Error("the back-channel logout was never sent")
 	}
 }
+
+// TestBackchannelLogoutOnAccountRules: sessions ended by an account rule, not by the user's
+// own sign-out (here an admin signing alice out everywhere; password changes, resets and
+// disabling go through the same path in login), end for the applications too.
+func TestBackchannelLogoutOnAccountRules(t *testing.T) {
+	f := newWorkdayFixture(t, nil)
+	rp1 := f.rp("rp1", true)
+	phone := f.browser()
+	in := phone.signIn(rp1, "alice")
+	ctx := context.Background()
+	admin, err := f.svc.CreateUser(ctx, login.Client{}, login.NewUser{Username: "root", Email: "root@example.com", Role: latchkey.RoleAdmin, Password: "an admin's long passphrase"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := f.db.FindUserByUsername(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.AdminRevokeSessions(ctx, login.Client{}, admin, "", alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.receiveLogout(rp1); c.SID != in.claims.SID {
+		t.Errorf("logout token sid = %q, want the phone's %q", c.SID, in.claims.SID)
+	}
+	if phone.signedIn() {
+		t.Error("alice is still signed in after the admin signed her out")
+	}
+}
