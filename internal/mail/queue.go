@@ -133,7 +133,6 @@ func (q *Queue) Send(ctx context.Context, m Message) error {
 	if _, err := q.opt.Store.EnqueueMail(ctx, m, q.opt.Now()); err != nil {
 		return fmt.Errorf("mail: queue message: %w", err)
 	}
-	q.pending.Add(1)
 	select {
 	case q.wake <- struct{}{}:
 	default:
@@ -141,8 +140,9 @@ func (q *Queue) Send(ctx context.Context, m Message) error {
 	return nil
 }
 
-// Stats returns the counts of the last delivery round (plus messages queued since), without
-// touching the database: cheap enough for every metrics scrape.
+// Stats returns the counts the worker took after its last delivery round (Send wakes it, so
+// they follow moments later), without touching the database: cheap enough for every
+// metrics scrape.
 func (q *Queue) Stats() (pending, failed int) {
 	return int(q.pending.Load()), int(q.failed.Load())
 }
