@@ -223,16 +223,26 @@ func pushRound(t *testing.T, db *sql.DB, a, b *pgNode, phone *latchApp) {
 	// Browser direction: the browser waits on B (long poll) while the phone approves on A.
 	br = newBrowserAPI(t, b.url)
 	id, number := br.push()
-	seen := make(chan time.Time, 1)
-	var state string
+	// The long poll runs in its own goroutine, which must not end the test: it sends its
+	// outcome back and the test goroutine judges it.
+	type pollResult struct {
+		state string
+		at    time.Time
+		err   error
+	}
+	seen := make(chan pollResult, 1)
 	go func() {
-		_, m := br.call("GET", "/api/v1/login/push/"+id+"?wait=25s", nil)
-		state, _ = m["state"].(string)
-		seen <- time.Now()
+		_, m, err := br.try("GET", "/api/v1/login/push/"+id+"?wait=25s", nil)
+		state, _ := m["state"].(string)
+		seen <- pollResult{state, time.Now(), err}
 	}()
 	phone.must("approve", "--number", number, "--timeout", "20s")
 	approved := time.Now()
-	browserWake := (<-seen).Sub(approved)
+	poll := <-seen
+	if poll.err != nil {
+		t.Fatalf("long poll on B: %v", poll.err)
+	}
+	browserWake, state := poll.at.Sub(approved), poll.state
 	if state != "approved" {
 		t.Fatalf("push state on B after approval on A: %q", state)
 	}
