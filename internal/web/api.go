@@ -36,6 +36,8 @@ func status(code string) int {
 		return http.StatusUnsupportedMediaType
 	case latchkey.EThrottled:
 		return http.StatusTooManyRequests
+	case latchkey.EUnavailable:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
@@ -48,8 +50,9 @@ type errorBody struct {
 }
 
 func writeJSONError(w http.ResponseWriter, err error) {
+	err = unavailable(err)
 	var e *latchkey.Error
-	if errors.As(err, &e) && e.Code == latchkey.EThrottled {
+	if errors.As(err, &e) && (e.Code == latchkey.EThrottled || e.Code == latchkey.EUnavailable) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter/time.Second)))
 	}
 	var b errorBody
@@ -75,8 +78,12 @@ func (s *Server) api(f apiFunc) http.Handler {
 			return
 		}
 		if err != nil {
-			if latchkey.ErrorCode(err) == latchkey.EInternal {
+			err = unavailable(err)
+			switch latchkey.ErrorCode(err) {
+			case latchkey.EInternal:
 				s.log.ErrorContext(r.Context(), "api error", "path", r.URL.Path, "err", err)
+			case latchkey.EUnavailable:
+				s.log.WarnContext(r.Context(), "api error", "path", r.URL.Path, "err", err)
 			}
 			writeJSONError(w, err)
 			return

@@ -105,9 +105,14 @@ type authedPageFunc func(w http.ResponseWriter, r *http.Request, a *auth) error
 func (s *Server) page(f pageFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := f(w, r); err != nil {
+			err = unavailable(err)
 			code := latchkey.ErrorCode(err)
-			if code == latchkey.EInternal {
+			switch code {
+			case latchkey.EInternal:
 				s.log.ErrorContext(r.Context(), "page error", "path", r.URL.Path, "err", err)
+			case latchkey.EUnavailable:
+				s.log.WarnContext(r.Context(), "page error", "path", r.URL.Path, "err", err)
+				writeRetryAfter(w, err)
 			}
 			if code == latchkey.ETooLarge {
 				http.Error(w, latchkey.ErrorMessage(err), http.StatusRequestEntityTooLarge)
