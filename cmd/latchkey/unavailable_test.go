@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
+	"github.com/latchkey/latchkey/internal/browsertest"
 	"github.com/latchkey/latchkey/internal/pgtest"
 )
 
@@ -23,7 +26,7 @@ func TestPostgresOutageAnswers503(t *testing.T) {
 	node := startNode(t, environ)
 	jar, _ := cookiejar.New(nil)
 	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	do := func(method, path, body string) (*http.Response, string) {
+	send := func(method, path, body string) (*http.Response, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, node.url+path, strings.NewReader(body))
 		if body != "" {
@@ -38,11 +41,28 @@ func TestPostgresOutageAnswers503(t *testing.T) {
 		return resp, string(raw)
 	}
 	login := `{"username":"alice","password":"` + alicePassword + `"}`
-	if resp, body := do("POST", "/api/v1/login", login); resp.StatusCode != 200 {
+	if resp, body := send("POST", "/api/v1/login", login); resp.StatusCode != 200 {
 		t.Fatalf("sign-in before the outage: %d %s", resp.StatusCode, body)
 	}
 
+	// A person signing in when the database goes away is told to try again shortly.
+	ctx := browsertest.New(t, time.Minute)
+	do(t, ctx, "open the sign-in page",
+		chromedp.Navigate(node.url+"/login"),
+		chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
+		chromedp.SendKeys(chromedp.CSS("#password"), alicePassword),
+	)
 	srv.Stop(t)
+	do(t, ctx, "sign in during the outage",
+		chromedp.Click(chromedp.CSS(`form[action="/login"] button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS("h1")),
+	)
+	browsertest.Screenshot(t, ctx, "mailq-outage-sign-in")
+	if h, page := text(t, ctx, "h1"), text(t, ctx, "main"); h != "Briefly unavailable" || !strings.Contains(page, "try again in a few seconds") {
+		t.Errorf("sign-in page during the outage: %q / %q, want it to say to try again in a few seconds", h, page)
+	}
+
 	for _, c := range []struct {
 		name, method, path, body string
 		json                     bool
@@ -53,7 +73,7 @@ func TestPostgresOutageAnswers503(t *testing.T) {
 		{"security page", "GET", "/settings/security", "", false},
 	} {
 		start := time.Now()
-		resp, body := do(c.method, c.path, c.body)
+		resp, body := send(c.method, c.path, c.body)
 		if took := time.Since(start); took > 10*time.Second {
 			t.Errorf("%s: answered after %v, want a quick failure", c.name, took)
 		}
@@ -70,7 +90,7 @@ func TestPostgresOutageAnswers503(t *testing.T) {
 			t.Errorf("%s during the outage: the page does not say to try again:\n%s", c.name, body)
 		}
 	}
-	if resp, _ := do("GET", "/readyz", ""); resp.StatusCode != http.StatusServiceUnavailable {
+	if resp, _ := send("GET", "/readyz", ""); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/readyz during the outage: %d, want 503", resp.StatusCode)
 	}
 	if strings.Contains(node.log(), "alicePassword") || strings.Contains(node.log(), alicePassword) {
@@ -80,7 +100,7 @@ func TestPostgresOutageAnswers503(t *testing.T) {
 	srv.Start(t)
 	// Pool connections that died are dropped as they are next used; recovery takes moments.
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, body := do("GET", "/api/v1/session", "")
+		resp, body := send("GET", "/api/v1/session", "")
 		if resp.StatusCode == 200 {
 			break
 		}
@@ -88,7 +108,7 @@ func TestPostgresOutageAnswers503(t *testing.T) {
 			t.Fatalf("the session is not back 15 s after the database: %d %s", resp.StatusCode, body)
 		}
 	}
-	if resp, body := do("POST", "/api/v1/login", login); resp.StatusCode != 200 {
+	if resp, body := send("POST", "/api/v1/login", login); resp.StatusCode != 200 {
 		t.Errorf("sign-in after the outage: %d %s", resp.StatusCode, body)
 	}
 }

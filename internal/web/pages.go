@@ -118,7 +118,11 @@ func (s *Server) page(f pageFunc) http.Handler {
 				http.Error(w, latchkey.ErrorMessage(err), http.StatusRequestEntityTooLarge)
 				return
 			}
-			_ = s.render(w, status(code), "error", &view{Title: "Something went wrong", Error: latchkey.ErrorMessage(err)})
+			title := "Something went wrong"
+			if code == latchkey.EUnavailable {
+				title = "Briefly unavailable"
+			}
+			_ = s.render(w, status(code), "error", &view{Title: title, Error: latchkey.ErrorMessage(err)})
 		}
 	})
 }
