@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey"
-	"github.com/latchkey/latchkey/internal/password"
 	"github.com/latchkey/latchkey/internal/pgtest"
 	"github.com/latchkey/latchkey/internal/sqlstore"
 	"github.com/latchkey/latchkey/internal/totp"
@@ -48,8 +47,8 @@ func TestPGRestartDuringLoad(t *testing.T) {
 	srv := pgtest.NewServer(t)
 	dbURL := srv.Database(t)
 	environ := multiNodeEnv(dbURL)
-	secretsKey := bytes.Repeat([]byte{8}, 32) // multiNodeEnv's
-	pgrSeed(t, dbURL, secretsKey, nUsers)
+	secretsKey := multiNodeSecretsKey
+	seedUsers(t, dbURL, secretsKey, alicePassword, nUsers, pgrUsername)
 	nodes := []*pgNode{startNode(t, environ), startNode(t, environ)}
 
 	users := make(chan string, nUsers)
@@ -183,27 +182,6 @@ func TestPGRestartDuringLoad(t *testing.T) {
 }
 
 func pgrUsername(i int) string { return fmt.Sprintf("pgr%04d", i) }
-
-// pgrSeed creates n users without a second factor, with one argon2id hash of alicePassword.
-func pgrSeed(t *testing.T, dbURL string, secretsKey []byte, n int) {
-	t.Helper()
-	ctx := context.Background()
-	db, err := sqlstore.Open(ctx, dbURL, sqlstore.Options{SecretsKey: secretsKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	hash, err := password.New(password.Options{}).Hash(ctx, alicePassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		u := &latchkey.User{Username: pgrUsername(i), Email: pgrUsername(i) + "@example.com", Role: latchkey.RoleUser, PasswordHash: hash}
-		if err := db.CreateUser(ctx, u); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // pgrRec is one request and its answer.
 type pgrRec struct {
