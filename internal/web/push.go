@@ -377,4 +377,3 @@ func (s *Server) deviceChallenges(w http.ResponseWriter, r *http.Request, d *lat
 		}
 	}
 }
-
