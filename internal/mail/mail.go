@@ -29,6 +29,10 @@ type Message struct {
 	Subject string
 	Text    string
 	HTML    string
+	// Date is the Date header; zero means the time of sending. The outbox sets it to the time
+	// the message was queued, so that a mail delayed by a mail-server outage still says when
+	// it was written.
+	Date time.Time
 }
 
 // Sender delivers messages. Send returns once the message is handed to the SMTP server or
@@ -114,6 +118,9 @@ func newMsg(from string, m Message, now time.Time) (*gomail.Msg, error) {
 		return nil, fmt.Errorf("recipient address: %w", err)
 	}
 	msg.Subject(m.Subject)
+	if !m.Date.IsZero() {
+		now = m.Date
+	}
 	msg.SetDateWithValue(now)
 	msg.SetMessageID()
 	msg.SetBodyString(gomail.TypeTextPlain, m.Text)

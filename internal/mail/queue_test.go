@@ -147,6 +147,7 @@ func TestQueueSMTPDown(t *testing.T) {
 			if len(got) > 0 && !strings.Contains(got[0].Text, "Body") {
 				t.Errorf("text part = %q", got[0].Text)
 			}
+
 			var bodies int
 			if err := db.SQL().QueryRowContext(ctx, `SELECT COUNT(*) FROM mail_outbox WHERE body_text IS NOT NULL OR body_html IS NOT NULL`).Scan(&bodies); err != nil || bodies != 0 {
 				t.Errorf("%d bodies left in the outbox (%v), want 0", bodies, err)
@@ -309,5 +310,29 @@ func TestQueueRefusesBadRecipient(t *testing.T) {
 	}
 	if st, err := db.MailStats(ctx, time.Now()); err != nil || st.Pending != 0 {
 		t.Errorf("MailStats = %+v, %v; want nothing stored", st, err)
+	}
+}
+
+// TestQueueKeepsDate: a message delivered late carries the time it was queued in its Date
+// header, not the time it was finally sent.
+func TestQueueKeepsDate(t *testing.T) {
+	ctx := context.Background()
+	srv := mailtest.StartServer(t)
+	queued := time.Date(2026, 11, 23, 9, 15, 0, 0, time.UTC)
+	c := &clock{t: queued}
+	q := mail.NewQueue(mail.QueueOptions{Store: openStore(t, filepath.Join(t.TempDir(), "outbox.db"), c.Now), Transport: smtpSender(t, srv.URL()), Now: c.Now})
+	if err := q.Send(ctx, msg(1)); err != nil {
+		t.Fatal(err)
+	}
+	c.Add(2 * time.Hour)
+	if sent, err := q.DeliverDue(ctx); sent != 1 || err != nil {
+		t.Fatalf("DeliverDue = %d, %v", sent, err)
+	}
+	got, err := srv.Wait(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := got[0].Header.Date(); err != nil || !d.Equal(queued) {
+		t.Errorf("Date header = %v (%v), want %v, when the message was queued", d, err, queued)
 	}
 }

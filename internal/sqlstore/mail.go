@@ -58,6 +58,7 @@ func (s *DB) ClaimMail(ctx context.Context, now, leaseEnd time.Time, claim strin
 		return nil, fmt.Errorf("claim mail: %w", err)
 	}
 	m.Message.Text, m.Message.HTML, m.CreatedAt = text.String, html.String, at(created)
+	m.Message.Date = m.CreatedAt
 	return &m, nil
 }
 
