@@ -2,17 +2,24 @@ package main
 
 import (
 	"database/sql"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/latchkey/latchkey/internal/mail/mailtest"
 )
 
 // TestMailOutboxWiring: notifications go through the persisted outbox. With the mail server
-// down, a password change still answers at once, the mail waits in the outbox (the gauge on
-// /metrics says so) and nothing is lost or half-sent; with it up, the mail arrives and the
-// gauge returns to zero.
+// down, a password change still answers at once and the mail waits in the outbox (the gauge
+// on /metrics says so); once the server is back on the same port the mail arrives, once, and
+// the gauge returns to zero. mail_retry: 200ms keeps the retries quick.
 func TestMailOutboxWiring(t *testing.T) {
-	s := startServer(t, "alice")
+	cfg := filepath.Join(t.TempDir(), "latchkey.yaml")
+	if err := os.WriteFile(cfg, []byte("mail_retry: 200ms\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServerArgs(t, []string{"--config", cfg}, "alice")
 	if m := soakMetrics(t, s.url); m["latchkey_mail_outbox_pending"] != 0 || m["latchkey_mail_outbox_failed"] != 0 {
 		t.Fatalf("outbox gauges at start: pending %v, failed %v; want both exported as 0", m["latchkey_mail_outbox_pending"], m["latchkey_mail_outbox_failed"])
 	} else if _, ok := m["latchkey_mail_outbox_pending"]; !ok {
@@ -50,6 +57,23 @@ func TestMailOutboxWiring(t *testing.T) {
 	}
 	if n := len(s.mail.Messages()); n != 1 {
 		t.Errorf("%d messages arrived, want only the first", n)
+	}
+
+	// The mail server comes back on the same port: the waiting message arrives, once.
+	s.mail = mailtest.StartServerWith(t, mailtest.Options{Addr: s.mail.Addr()})
+	waitMail(t, s, "Your password was changed")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		m := soakMetrics(t, s.url)
+		if m["latchkey_mail_outbox_pending"] == 0 && m["latchkey_mail_outbox_failed"] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			logOutbox(t, s)
+			t.Fatalf("outbox gauges after the mail server came back: pending %v, failed %v; want 0", m["latchkey_mail_outbox_pending"], m["latchkey_mail_outbox_failed"])
+		}
+	}
+	if n := len(s.mail.Messages()); n != 1 {
+		t.Errorf("%d messages arrived after the mail server came back, want 1", n)
 	}
 }
 

@@ -174,7 +174,7 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		db.Close()
 		return nil, fmt.Errorf("mail: %w", err)
 	}
-	sender := mail.NewQueue(mail.QueueOptions{Store: db, Transport: transport, Logger: log})
+	sender := mail.NewQueue(mail.QueueOptions{Store: db, Transport: transport, Logger: log, MinBackoff: time.Duration(cfg.MailRetry)})
 	rec := audit.New(db, log, nil)
 	// On PostgreSQL several nodes may share the database: LISTEN/NOTIFY carries push wake-ups
 	// between them (runServe runs the relay).
