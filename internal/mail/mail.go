@@ -29,10 +29,9 @@ type Message struct {
 	Subject string
 	Text    string
 	HTML    string
-	// Date is the Date header; zero means the time of sending. The outbox sets it to the time
-	// the message was queued, so that a mail delayed by a mail-server outage still says when
-	// it was written.
-	Date time.Time
+	// Headers are extra header fields, e.g. "Message-ID", "In-Reply-To" and "References" to
+	// thread a ticket's mails; a Message-ID here replaces the generated one.
+	Headers map[string]string
 }
 
 // Sender delivers messages. Send returns once the message is handed to the SMTP server or
@@ -118,11 +117,17 @@ func newMsg(from string, m Message, now time.Time) (*gomail.Msg, error) {
 		return nil, fmt.Errorf("recipient address: %w", err)
 	}
 	msg.Subject(m.Subject)
-	if !m.Date.IsZero() {
-		now = m.Date
-	}
 	msg.SetDateWithValue(now)
-	msg.SetMessageID()
+	if id := m.Headers["Message-ID"]; id != "" {
+		msg.SetMessageIDWithValue(strings.Trim(id, "<>"))
+	} else {
+		msg.SetMessageID()
+	}
+	for k, v := range m.Headers {
+		if k != "Message-ID" {
+			msg.SetGenHeader(gomail.Header(k), v)
+		}
+	}
 	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
 	if m.HTML != "" {
 		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	netmail "net/mail"
 	"sync"
 	"sync/atomic"
@@ -224,7 +225,7 @@ func (q *Queue) DeliverDue(ctx context.Context) (sent int, err error) {
 func (q *Queue) deliver(ctx context.Context, m *Queued) (sent bool, err error) {
 	ctx = context.WithoutCancel(ctx)
 	sctx, cancel := context.WithTimeout(ctx, q.opt.SendTimeout)
-	sendErr := q.opt.Transport.Send(sctx, m.Message)
+	sendErr := q.opt.Transport.Send(sctx, dated(m))
 	cancel()
 	now := q.opt.Now()
 	switch {
@@ -247,6 +248,22 @@ func (q *Queue) deliver(ctx context.Context, m *Queued) (sent bool, err error) {
 		}
 		return false, nil
 	}
+}
+
+// dated returns the message with a Date header of the time it was queued (unless it has
+// one), so that a mail delayed by a mail-server outage still says when it was written.
+func dated(m *Queued) Message {
+	msg := m.Message
+	if _, ok := msg.Headers["Date"]; ok {
+		return msg
+	}
+	h := maps.Clone(msg.Headers)
+	if h == nil {
+		h = map[string]string{}
+	}
+	h["Date"] = m.CreatedAt.Format(time.RFC1123Z)
+	msg.Headers = h
+	return msg
 }
 
 // backoff is the wait after the given number of failed attempts: MinBackoff doubling up to

@@ -313,15 +313,18 @@ func TestQueueRefusesBadRecipient(t *testing.T) {
 	}
 }
 
-// TestQueueKeepsDate: a message delivered late carries the time it was queued in its Date
-// header, not the time it was finally sent.
-func TestQueueKeepsDate(t *testing.T) {
+// TestQueueKeepsDateAndHeaders: a message delivered late carries the time it was queued in
+// its Date header, not the time it was finally sent, and the outbox keeps its extra header
+// fields (a ticket's threading).
+func TestQueueKeepsDateAndHeaders(t *testing.T) {
 	ctx := context.Background()
 	srv := mailtest.StartServer(t)
 	queued := time.Date(2026, 11, 23, 9, 15, 0, 0, time.UTC)
 	c := &clock{t: queued}
 	q := mail.NewQueue(mail.QueueOptions{Store: openStore(t, filepath.Join(t.TempDir(), "outbox.db"), c.Now), Transport: smtpSender(t, srv.URL()), Now: c.Now})
-	if err := q.Send(ctx, msg(1)); err != nil {
+	m := msg(1)
+	m.Headers = map[string]string{"Message-ID": "<ticket-7-reply@latchkey.example>", "In-Reply-To": "<ticket-7@latchkey.example>"}
+	if err := q.Send(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 	c.Add(2 * time.Hour)
@@ -334,5 +337,8 @@ func TestQueueKeepsDate(t *testing.T) {
 	}
 	if d, err := got[0].Header.Date(); err != nil || !d.Equal(queued) {
 		t.Errorf("Date header = %v (%v), want %v, when the message was queued", d, err, queued)
+	}
+	if id, irt := got[0].Header.Get("Message-Id"), got[0].Header.Get("In-Reply-To"); id != "<ticket-7-reply@latchkey.example>" || irt != "<ticket-7@latchkey.example>" {
+		t.Errorf("Message-ID %q, In-Reply-To %q; want the message's own", id, irt)
 	}
 }

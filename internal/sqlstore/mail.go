@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -21,11 +22,19 @@ const (
 
 // EnqueueMail stores m in the outbox, pending and due at now, and returns its ID.
 func (s *DB) EnqueueMail(ctx context.Context, m mail.Message, now time.Time) (int64, error) {
+	headers := ""
+	if len(m.Headers) > 0 {
+		b, err := json.Marshal(m.Headers)
+		if err != nil {
+			return 0, fmt.Errorf("enqueue mail: %w", err)
+		}
+		headers = string(b)
+	}
 	var id int64
 	err := s.db.QueryRowContext(ctx,
-		`INSERT INTO mail_outbox (recipient, subject, body_text, body_html, state, next_at, created_at)
-		 VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id`,
-		m.To, m.Subject, m.Text, m.HTML, mailPending, us(now)).Scan(&id)
+		`INSERT INTO mail_outbox (recipient, subject, body_text, body_html, headers, state, next_at, created_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id`,
+		m.To, m.Subject, m.Text, m.HTML, headers, mailPending, us(now)).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue mail: %w", err)
 	}
@@ -44,21 +53,26 @@ func (s *DB) ClaimMail(ctx context.Context, now, leaseEnd time.Time, claim strin
 	q := `UPDATE mail_outbox SET claim = $1, attempts = attempts + 1, next_at = $2
 		WHERE id = (SELECT id FROM mail_outbox WHERE state = $3 AND next_at <= $4 ORDER BY next_at, id LIMIT 1` + lock + `)
 		  AND state = $3 AND next_at <= $4
-		RETURNING id, recipient, subject, body_text, body_html, attempts, created_at`
+		RETURNING id, recipient, subject, body_text, body_html, headers, attempts, created_at`
 	var (
 		m          = mail.Queued{Claim: claim}
 		text, html sql.NullString
+		headers    string
 		created    int64
 	)
 	err := s.db.QueryRowContext(ctx, q, claim, us(leaseEnd), mailPending, us(now)).
-		Scan(&m.ID, &m.Message.To, &m.Message.Subject, &text, &html, &m.Attempts, &created)
+		Scan(&m.ID, &m.Message.To, &m.Message.Subject, &text, &html, &headers, &m.Attempts, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	} else if err != nil {
 		return nil, fmt.Errorf("claim mail: %w", err)
 	}
 	m.Message.Text, m.Message.HTML, m.CreatedAt = text.String, html.String, at(created)
-	m.Message.Date = m.CreatedAt
+	if headers != "" {
+		if err := json.Unmarshal([]byte(headers), &m.Message.Headers); err != nil {
+			return nil, fmt.Errorf("claim mail %d: headers: %w", m.ID, err)
+		}
+	}
 	return &m, nil
 }
 

@@ -79,12 +79,10 @@ func (s *Server) api(f apiFunc) http.Handler {
 		}
 		if err != nil {
 			err = unavailable(err)
-			switch latchkey.ErrorCode(err) {
-			case latchkey.EInternal:
+			if latchkey.ErrorCode(err) == latchkey.EInternal {
 				s.log.ErrorContext(r.Context(), "api error", "path", r.URL.Path, "err", err)
-			case latchkey.EUnavailable:
-				s.log.WarnContext(r.Context(), "api error", "path", r.URL.Path, "err", err)
 			}
+			s.logUnavailable(r, err)
 			writeJSONError(w, err)
 			return
 		}

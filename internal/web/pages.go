@@ -107,13 +107,11 @@ func (s *Server) page(f pageFunc) http.Handler {
 		if err := f(w, r); err != nil {
 			err = unavailable(err)
 			code := latchkey.ErrorCode(err)
-			switch code {
-			case latchkey.EInternal:
+			if code == latchkey.EInternal {
 				s.log.ErrorContext(r.Context(), "page error", "path", r.URL.Path, "err", err)
-			case latchkey.EUnavailable:
-				s.log.WarnContext(r.Context(), "page error", "path", r.URL.Path, "err", err)
-				writeRetryAfter(w, err)
 			}
+			s.logUnavailable(r, err)
+			writeRetryAfter(w, err)
 			if code == latchkey.ETooLarge {
 				http.Error(w, latchkey.ErrorMessage(err), http.StatusRequestEntityTooLarge)
 				return

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 
@@ -32,6 +33,15 @@ func unavailable(err error) error {
 		return err
 	}
 	return &unavailableError{err}
+}
+
+// logUnavailable logs a request answered with EUnavailable, at warning level: the outage is
+// the operator's news, /readyz says so too. The route pattern is logged, not the path, which
+// can carry tokens.
+func (s *Server) logUnavailable(r *http.Request, err error) {
+	if latchkey.ErrorCode(err) == latchkey.EUnavailable {
+		s.log.WarnContext(r.Context(), "database unavailable", "route", r.Pattern, "err", err)
+	}
 }
 
 // unavailableError is errUnavailable for clients and the cause for the log.

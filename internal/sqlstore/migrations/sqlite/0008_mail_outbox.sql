@@ -10,6 +10,7 @@ CREATE TABLE mail_outbox (
 	subject    TEXT    NOT NULL,
 	body_text  TEXT,             -- NULL once sent or failed
 	body_html  TEXT,             -- NULL once sent or failed
+	headers    TEXT    NOT NULL DEFAULT '', -- extra header fields (threading), a JSON object or ''
 	state      TEXT    NOT NULL, -- pending | sent | failed
 	attempts   INTEGER NOT NULL DEFAULT 0,
 	claim      TEXT,             -- the worker's claim while it holds the message
