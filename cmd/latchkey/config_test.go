@@ -46,13 +46,13 @@ func TestConfigPrecedence(t *testing.T) {
 func TestConfigReportsEveryProblem(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(file, []byte("mfa: sometimes\nmail_retry: 2h\nlog:\n  level: loud\nforward_auth:\n  rules:\n    - hosts: [\"https://app.example.com\"]\n      policy: mfa\n"), 0o600)
+	os.WriteFile(file, []byte("mfa: sometimes\nlog:\n  level: loud\nforward_auth:\n  rules:\n    - hosts: [\"https://app.example.com\"]\n      policy: mfa\n"), 0o600)
 	_, _, err := parse("serve", []string{"--config", file, "--addr", "nonsense", "--public-url", "ftp://x", "--smtp", "http://mail", "--database", "mysql://db"},
 		env(nil), &bytes.Buffer{}, append(commonFlags, serveFlags...), nil)
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"addr", "public-url", "smtp", "mfa", "log.level", "database", "forward-auth rule 1: host", "mail_retry"} {
+	for _, want := range []string{"addr", "public-url", "smtp", "mfa", "log.level", "database", "forward-auth rule 1: host"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}

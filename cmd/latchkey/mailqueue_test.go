@@ -2,8 +2,10 @@ package main
 
 import (
 	"database/sql"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +98,24 @@ func logOutbox(t *testing.T, s *testServer) {
 		var subject, state, lastErr string
 		if err := rows.Scan(&id, &subject, &state, &attempts, &lastErr); err == nil {
 			t.Logf("outbox %d %q: %s after %d attempts: %s", id, subject, state, attempts, lastErr)
+		}
+	}
+}
+
+// TestConfigMailRetry: mail_retry defaults to 30 s and must be positive and at most an hour.
+func TestConfigMailRetry(t *testing.T) {
+	cfg, _, err := parse("serve", nil, env(nil), io.Discard, append(commonFlags, serveFlags...), nil)
+	if err != nil || time.Duration(cfg.MailRetry) != 30*time.Second {
+		t.Fatalf("default mail_retry = %v, %v; want 30s", cfg, err)
+	}
+	for _, v := range []string{"0s", "-1s", "2h"} {
+		file := filepath.Join(t.TempDir(), "latchkey.yaml")
+		if err := os.WriteFile(file, []byte("mail_retry: "+v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := parse("serve", []string{"--config", file}, env(nil), io.Discard, append(commonFlags, serveFlags...), nil)
+		if err == nil || !strings.Contains(err.Error(), "mail_retry") {
+			t.Errorf("mail_retry: %s accepted (%v), want an error naming mail_retry", v, err)
 		}
 	}
 }
