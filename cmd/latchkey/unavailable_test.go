@@ -46,7 +46,7 @@ func TestPostgresOutageAnswers503(t *testing.T) {
 	}
 
 	// A person signing in when the database goes away is told to try again shortly.
-	ctx := browsertest.New(t, time.Minute)
+	ctx := browsertest.New(t, 3*time.Minute)
 	do(t, ctx, "open the sign-in page",
 		chromedp.Navigate(node.url+"/login"),
 		chromedp.WaitVisible(chromedp.CSS("#username")),
