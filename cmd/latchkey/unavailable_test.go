@@ -56,7 +56,8 @@ func TestPostgresOutageAnswers503(t *testing.T) {
 	srv.Stop(t)
 	do(t, ctx, "sign in during the outage",
 		chromedp.Click(chromedp.CSS(`form[action="/login"] button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.CSS("h1")),
+		// The error page's own link: "h1" would match the sign-in page still showing.
+		chromedp.WaitVisible(chromedp.CSS(`main a.button.secondary[href="/"]`)),
 	)
 	browsertest.Screenshot(t, ctx, "mailq-outage-sign-in")
 	if h, page := text(t, ctx, "h1"), text(t, ctx, "main"); h != "Briefly unavailable" || !strings.Contains(page, "try again in a few seconds") {
