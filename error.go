@@ -27,6 +27,7 @@ const (
 	EFlowExpired        = "flow_expired"
 	EExpired            = "expired"           // a push challenge or code past its expiry
 	EDeviceSignature    = "invalid_signature" // a device request's signature did not verify
+	EUnavailable        = "unavailable"       // the database cannot be reached; try again shortly
 	EInternal           = "internal"
 )
 
@@ -35,7 +36,8 @@ const (
 type Error struct {
 	Code    string
 	Message string
-	// RetryAfter is set on EThrottled errors: how long the client should wait.
+	// RetryAfter is set on EThrottled and EUnavailable errors: how long the client should
+	// wait.
 	RetryAfter time.Duration
 }
 

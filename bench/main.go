@@ -10,6 +10,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -22,6 +23,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -377,6 +379,11 @@ func connectedDevices(ctx context.Context, o *options, srv *server, devs []bench
 		return err
 	}
 	rep.devicesPeak = smp.Stop()
+	if m, err := runtimeMetrics(ctx, srv.url); err != nil {
+		logf("server metrics: %v", err)
+	} else {
+		rep.devicesRuntime = m
+	}
 	logf("%d streams open: RSS %s (before %s, peak %s)", o.devices, mib(rep.devicesRSS), mib(before), mib(rep.devicesPeak))
 	return nil
 }
@@ -401,4 +408,35 @@ func machine() string {
 		}
 	}
 	return fmt.Sprintf("%d cores (%s), %s %s/%s", runtime.NumCPU(), cpu, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// runtimeMetrics reads the server's unlabelled go_* metrics from /metrics: what the Go
+// runtime says of the memory, beside the RSS the kernel reports.
+func runtimeMetrics(ctx context.Context, base string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("/metrics: HTTP %d", resp.StatusCode)
+	}
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 || !strings.HasPrefix(f[0], "go_") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+			m[f[0]] = v
+		}
+	}
+	return m, sc.Err()
 }

@@ -43,6 +43,7 @@ type report struct {
 
 	devices                                int
 	devicesBefore, devicesRSS, devicesPeak uint64
+	devicesRuntime                         map[string]float64 // the server's go_* metrics with the streams open
 	connectTime                            time.Duration
 
 	notes []string
@@ -198,6 +199,10 @@ func (r *report) print(w io.Writer) {
 		}
 		at10k := float64(r.devicesBefore) + per*targetDevices
 		value := fmt.Sprintf("%d streams: %s (%.1f KiB each)", r.devices, mib(r.devicesRSS), per/1024)
+		if m := r.devicesRuntime; m != nil {
+			value += fmt.Sprintf(", of which Go heap %s, goroutine stacks %s, %.0f goroutines",
+				mib(uint64(m["go_memstats_heap_inuse_bytes"])), mib(uint64(m["go_memstats_stack_inuse_bytes"])), m["go_goroutines"])
+		}
 		pass := float64(r.devicesRSS) < targetDevicesRSS
 		res := verdict(pass)
 		if r.devices < targetDevices {

@@ -32,6 +32,8 @@ type Config struct {
 	PublicURL string `yaml:"public_url"`
 	SMTP      string `yaml:"smtp"`
 	MailFrom  string `yaml:"mail_from"`
+	// MailRetry is the wait after a failed mail delivery, doubling up to an hour.
+	MailRetry Duration `yaml:"mail_retry"`
 	// MFA is "optional" or "required".
 	MFA string `yaml:"mfa"`
 	// MFAMethods lists the second factors users may set up: totp, push, webauthn (all when
@@ -112,6 +114,7 @@ func defaultConfig() Config {
 	c.Addr = "127.0.0.1:8080"
 	c.Data = "./latchkey-data"
 	c.MailFrom = "Latchkey <latchkey@localhost>"
+	c.MailRetry = Duration(30 * time.Second)
 	c.MFA = "optional"
 	c.Issuer = "Latchkey"
 	c.Session.MaxAge = Duration(12 * time.Hour)
@@ -300,6 +303,9 @@ func (c *Config) validate() []string {
 	}
 	if c.Push.ChallengeTTL <= 0 || c.Push.ChallengeTTL > Duration(10*time.Minute) || c.Push.FraudPause <= 0 || c.Push.MaxPushes <= 0 {
 		p = append(p, "push.expiry must be positive and at most 10m; push.fraud_pause and push.max_pushes must be positive")
+	}
+	if c.MailRetry <= 0 || c.MailRetry > Duration(time.Hour) {
+		p = append(p, fmt.Sprintf("mail_retry must be positive and at most 1h, not %v", time.Duration(c.MailRetry)))
 	}
 	if c.Session.MaxAge <= 0 || c.Session.IdleTimeout <= 0 || c.Session.Reauth <= 0 {
 		p = append(p, "session durations must be positive")

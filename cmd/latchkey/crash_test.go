@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,16 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/latchkey/latchkey"
-	"github.com/latchkey/latchkey/internal/password"
 	"github.com/latchkey/latchkey/internal/sqlstore"
 	"github.com/latchkey/latchkey/internal/totp"
 )
@@ -41,26 +35,14 @@ func TestCrashDuringEnrolments(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("builds and kills the server")
 	}
-	bin := filepath.Join(t.TempDir(), "latchkey")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/latchkey/latchkey/cmd/latchkey").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/latchkey: %v\n%s", err, out)
-	}
+	bin := buildServer(t)
 	data := filepath.Join(t.TempDir(), "data")
-	secretsKey := make([]byte, 32)
-	sessionKey := make([]byte, 32)
-	rand.Read(secretsKey)
-	rand.Read(sessionKey)
-	env := []string{"LATCHKEY_SECRETS_KEY=" + base64.StdEncoding.EncodeToString(secretsKey), "LATCHKEY_SESSION_KEY=" + base64.StdEncoding.EncodeToString(sessionKey)}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "LATCHKEY_") {
-			env = append(env, kv)
-		}
-	}
+	env, secretsKey := processEnv()
 
 	// Seed users without a second factor straight into the database, as bench/seed.go does:
 	// one argon2id hash with the server's parameters, shared by every user.
 	const workers, perRound, rounds = 8, 120, 3
-	crashSeedUsers(t, data, secretsKey, rounds*perRound)
+	seedUsers(t, data, secretsKey, crashPassword, rounds*perRound, crashUsername)
 
 	acked := map[string]*crashAck{} // username → acknowledged enrolment
 	kills := []time.Duration{700 * time.Millisecond, 1500 * time.Millisecond, 2300 * time.Millisecond}
@@ -165,102 +147,12 @@ const crashPassword = "correct horse battery staple, crash"
 
 func crashUsername(i int) string { return fmt.Sprintf("crash%04d", i) }
 
-func crashSeedUsers(t *testing.T, data string, secretsKey []byte, n int) {
+// startCrashServer starts the binary on data and waits until /readyz answers 200.
+func startCrashServer(t *testing.T, bin, data string, env []string) *serverProcess {
 	t.Helper()
-	ctx := context.Background()
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqlstore.Open(ctx, filepath.Join(data, "latchkey.db"), sqlstore.Options{SecretsKey: secretsKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	hash, err := password.New(password.Options{}).Hash(ctx, crashPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		u := &latchkey.User{Username: crashUsername(i), Email: crashUsername(i) + "@example.com", Role: latchkey.RoleUser, PasswordHash: hash}
-		if err := db.CreateUser(ctx, u); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// crashServer is a running `latchkey serve`.
-type crashServer struct {
-	cmd  *exec.Cmd
-	url  string
-	logs *bytes.Buffer
-	mu   *sync.Mutex
-	done chan struct{}
-}
-
-func (s *crashServer) log() string { s.mu.Lock(); defer s.mu.Unlock(); return s.logs.String() }
-
-var crashListenRe = regexp.MustCompile(`msg="latchkey listening" addr=(\S+)`)
-
-func startCrashServer(t *testing.T, bin, data string, env []string) *crashServer {
-	t.Helper()
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data", data)
-	cmd.Env = env
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &crashServer{cmd: cmd, logs: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-s.done })
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.logs.WriteString(sc.Text() + "\n")
-			s.mu.Unlock()
-			if m := crashListenRe.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-		}
-		_ = cmd.Wait()
-		close(s.done)
-	}()
-	select {
-	case a := <-addr:
-		s.url = "http://" + a
-	case <-s.done:
-		t.Fatalf("latchkey serve exited before listening:\n%s", s.log())
-	case <-time.After(20 * time.Second):
-		t.Fatalf("latchkey serve did not listen within 20 s:\n%s", s.log())
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		resp, err := http.Get(s.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz did not answer 200:\n%s", s.log())
-		}
-	}
-}
-
-// kill ends the server with SIGKILL: no shutdown, no flush, no WAL checkpoint.
-func (s *crashServer) kill(t *testing.T) {
-	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-s.done
+	p := startProcess(t, bin, data, env, nil)
+	waitReady(t, p.url, http.StatusOK)
+	return p
 }
 
 var errServerGone = errors.New("the server is gone")

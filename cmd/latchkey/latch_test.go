@@ -129,8 +129,19 @@ func newBrowserAPI(t *testing.T, base string) *browserAPI {
 	return &browserAPI{t: t, base: base, hc: &http.Client{Jar: jar, Timeout: 60 * time.Second}}
 }
 
+// call sends a JSON request and returns the status and the decoded answer; a failed request
+// ends the test, so call it only from the test's goroutine (see try).
 func (b *browserAPI) call(method, path string, v any) (int, map[string]any) {
 	b.t.Helper()
+	code, m, err := b.try(method, path, v)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return code, m
+}
+
+// try is call that returns a failed request as an error: safe in other goroutines.
+func (b *browserAPI) try(method, path string, v any) (int, map[string]any, error) {
 	var body io.Reader
 	if v != nil {
 		j, _ := json.Marshal(v)
@@ -142,7 +153,7 @@ func (b *browserAPI) call(method, path string, v any) (int, map[string]any) {
 	}
 	resp, err := b.hc.Do(req)
 	if err != nil {
-		b.t.Fatal(err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
@@ -151,7 +162,7 @@ func (b *browserAPI) call(method, path string, v any) (int, map[string]any) {
 	if m == nil {
 		m = map[string]any{"raw": string(raw)}
 	}
-	return resp.StatusCode, m
+	return resp.StatusCode, m, nil
 }
 
 func (b *browserAPI) login() string {

@@ -143,9 +143,9 @@ type app struct {
 	db     *sqlstore.DB
 	login  *login.Service
 	push   *push.Service
+	mail   *mail.Queue     // every notification goes through the persisted outbox
 	relay  *pgnotify.Relay // PostgreSQL only: push wake-ups between nodes
 	public *url.URL
-	mailer mail.Sender
 	audit  *audit.Recorder
 }
 
@@ -170,11 +170,12 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	public := publicURL(cfg)
-	sender, err := mail.New(mail.Options{SMTPURL: cfg.SMTP, OutboxDir: filepath.Join(cfg.Data, "outbox"), From: cfg.MailFrom, Logger: log})
+	transport, err := mail.New(mail.Options{SMTPURL: cfg.SMTP, OutboxDir: filepath.Join(cfg.Data, "outbox"), From: cfg.MailFrom, Logger: log})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("mail: %w", err)
 	}
+	sender := mail.NewQueue(mail.QueueOptions{Store: db, Transport: transport, Logger: log, MinBackoff: time.Duration(cfg.MailRetry)})
 	rec := audit.New(db, log, nil)
 	// On PostgreSQL several nodes may share the database: LISTEN/NOTIFY carries push wake-ups
 	// between them (runServe runs the relay).
@@ -228,7 +229,7 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 			Attestation: cfg.WebAuthn.Attestation, Passkeys: cfg.WebAuthn.Passkeys,
 		},
 	})
-	return &app{cfg: cfg, log: log, db: db, login: svc, push: pusher, relay: relay, public: public, mailer: sender, audit: rec}, nil
+	return &app{cfg: cfg, log: log, db: db, login: svc, push: pusher, mail: sender, relay: relay, public: public, audit: rec}, nil
 }
 
 func publicURL(cfg *Config) *url.URL {
@@ -263,6 +264,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer a.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerMailMetrics(reg, a.mail)
 	provider, err := newOIDC(a)
 	if err != nil {
 		ln.Close()
@@ -303,6 +305,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	log.Info("latchkey listening", "addr", ln.Addr().String(), "public_url", a.public.String(), "database", dbKind(cfg))
 
 	go a.cleanup(ctx)
+	defer a.runMailQueue(ctx)()
 	if a.relay != nil {
 		rctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -358,6 +361,9 @@ func (a *app) cleanup(ctx context.Context) {
 			}
 			if _, err := a.db.DeleteExpiredOIDCData(ctx, time.Now()); err != nil {
 				a.log.Error("delete expired oidc data", "err", err)
+			}
+			if _, err := a.db.DeleteOldMail(ctx, time.Now().Add(-mailRetention)); err != nil {
+				a.log.Error("delete old mail records", "err", err)
 			}
 		}
 	}

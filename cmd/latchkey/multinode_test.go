@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,97 +17,6 @@ import (
 // The tests in this file run two `latchkey serve` nodes on one PostgreSQL database with the
 // same keys, as behind a load balancer: what decides security holds across the nodes, and a
 // push started on one node reaches a Latch app waiting on the other through LISTEN/NOTIFY.
-
-// pgNode is one node, run in-process on a free port.
-type pgNode struct {
-	url       string
-	mu        sync.Mutex
-	lines     []string
-	listening chan struct{} // one per "push relay listening" line: the relay is (re)connected
-}
-
-func (n *pgNode) log() string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return strings.Join(n.lines, "\n")
-}
-
-// waitListening waits until the node's push relay has (re)connected once more.
-func (n *pgNode) waitListening(t *testing.T) {
-	t.Helper()
-	select {
-	case <-n.listening:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the push relay of %s did not (re)connect within 30 s:\n%s", n.url, n.log())
-	}
-}
-
-// multiNodeEnv is the environment of every node: the database and the shared keys.
-func multiNodeEnv(dbURL string) func(string) string {
-	k := func(b byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, 32)) }
-	return env(map[string]string{"LATCHKEY_DATABASE": dbURL, "LATCHKEY_SESSION_KEY": k(7), "LATCHKEY_SECRETS_KEY": k(8)})
-}
-
-func createUsers(t *testing.T, environ func(string) string, users ...string) {
-	t.Helper()
-	for _, u := range users {
-		var out, errb strings.Builder
-		if err := run(context.Background(), []string{"user", "create", "--username", u, "--email", u + "@example.com", "--password-stdin"},
-			environ, strings.NewReader(alicePassword+"\n"), &out, &errb); err != nil {
-			t.Fatalf("user create %s: %v\n%s", u, err, errb.String())
-		}
-	}
-}
-
-// startNode starts a node and waits until it listens and its push relay is connected.
-func startNode(t *testing.T, environ func(string) string) *pgNode {
-	t.Helper()
-	n := &pgNode{listening: make(chan struct{}, 16)}
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", t.TempDir()}, environ, nil, io.Discard, pw)
-		pw.Close()
-	}()
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			line := sc.Text()
-			n.mu.Lock()
-			n.lines = append(n.lines, line)
-			n.mu.Unlock()
-			if m := listenRe.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
-			}
-			if strings.Contains(line, `msg="push relay listening`) {
-				n.listening <- struct{}{}
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve did not shut down cleanly: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("serve did not shut down within 20 s")
-		}
-	})
-	select {
-	case a := <-addr:
-		n.url = "http://" + a
-	case err := <-done:
-		t.Fatalf("serve on postgres exited: %v\n%s", err, n.log())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("serve on postgres did not start:\n%s", n.log())
-	}
-	n.waitListening(t)
-	return n
-}
 
 // postStatus posts JSON without a session and returns the status and the Retry-After header.
 func postStatus(t *testing.T, url string, body any) (int, string) {
@@ -124,30 +29,6 @@ func postStatus(t *testing.T, url string, body any) (int, string) {
 	defer resp.Body.Close()
 	io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, resp.Header.Get("Retry-After")
-}
-
-func readyz(t *testing.T, base string) int {
-	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(base + "/readyz")
-	if err != nil {
-		t.Fatalf("readyz: %v", err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-// waitReady polls /readyz until it answers want.
-func waitReady(t *testing.T, base string, want int) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for got := readyz(t, base); got != want; got = readyz(t, base) {
-		if time.Since(start) > 60*time.Second {
-			t.Fatalf("%s/readyz = %d for 60 s, want %d", base, got, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return time.Since(start)
 }
 
 // activatePhone activates a real `latch` for alice against node a.
@@ -223,16 +104,26 @@ func pushRound(t *testing.T, db *sql.DB, a, b *pgNode, phone *latchApp) {
 	// Browser direction: the browser waits on B (long poll) while the phone approves on A.
 	br = newBrowserAPI(t, b.url)
 	id, number := br.push()
-	seen := make(chan time.Time, 1)
-	var state string
+	// The long poll runs in its own goroutine, which must not end the test: it sends its
+	// outcome back and the test goroutine judges it.
+	type pollResult struct {
+		state string
+		at    time.Time
+		err   error
+	}
+	seen := make(chan pollResult, 1)
 	go func() {
-		_, m := br.call("GET", "/api/v1/login/push/"+id+"?wait=25s", nil)
-		state, _ = m["state"].(string)
-		seen <- time.Now()
+		_, m, err := br.try("GET", "/api/v1/login/push/"+id+"?wait=25s", nil)
+		state, _ := m["state"].(string)
+		seen <- pollResult{state, time.Now(), err}
 	}()
 	phone.must("approve", "--number", number, "--timeout", "20s")
 	approved := time.Now()
-	browserWake := (<-seen).Sub(approved)
+	poll := <-seen
+	if poll.err != nil {
+		t.Fatalf("long poll on B: %v", poll.err)
+	}
+	browserWake, state := poll.at.Sub(approved), poll.state
 	if state != "approved" {
 		t.Fatalf("push state on B after approval on A: %q", state)
 	}

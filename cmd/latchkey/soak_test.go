@@ -3,9 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,9 +10,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,9 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/latchkey/latchkey"
-	"github.com/latchkey/latchkey/internal/password"
-	"github.com/latchkey/latchkey/internal/sqlstore"
 	"github.com/latchkey/latchkey/internal/totp"
 )
 
@@ -52,21 +44,9 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	t0 := time.Now()
-	bin := soakBuild(t)
+	bin := buildServer(t)
 	data := filepath.Join(t.TempDir(), "data")
-	secretsKey, sessionKey := make([]byte, 32), make([]byte, 32)
-	rand.Read(secretsKey)
-	rand.Read(sessionKey)
-	env := []string{
-		"LATCHKEY_SECRETS_KEY=" + base64.StdEncoding.EncodeToString(secretsKey),
-		"LATCHKEY_SESSION_KEY=" + base64.StdEncoding.EncodeToString(sessionKey),
-		"GOTRACEBACK=all",
-	}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "LATCHKEY_") && !strings.HasPrefix(kv, "GOTRACEBACK=") {
-			env = append(env, kv)
-		}
-	}
+	env, secretsKey := processEnv("GOTRACEBACK=all")
 	// Each TOTP user signs in at most three times in the first 30-second window and once in
 	// each later one (a code is accepted once), so the pool grows with the duration.
 	nTOTP := 200
@@ -150,30 +130,6 @@ func TestSoak(t *testing.T) {
 	srv.stop(t)
 }
 
-// soakBuild builds the server; with the race detector when this test runs under it, so that
-// the load also looks for data races in the server.
-func soakBuild(t *testing.T) string {
-	t.Helper()
-	race := false
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "-race" && s.Value == "true" {
-				race = true
-			}
-		}
-	}
-	bin := filepath.Join(t.TempDir(), "latchkey")
-	args := []string{"build", "-o", bin}
-	if race {
-		args = append(args, "-race")
-	}
-	args = append(args, "github.com/latchkey/latchkey/cmd/latchkey")
-	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return bin
-}
-
 // soakUser is a seeded user with a confirmed authenticator app. A user is taken from the
 // pool by one client at a time, so last needs no lock.
 type soakUser struct {
@@ -189,47 +145,18 @@ type soakUser struct {
 // Latch is activated over the API).
 func soakSeed(t *testing.T, data string, secretsKey []byte, n int) (pool chan *soakUser, victims []*soakUser) {
 	t.Helper()
-	ctx := context.Background()
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqlstore.Open(ctx, filepath.Join(data, "latchkey.db"), sqlstore.Options{SecretsKey: secretsKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	hash, err := password.New(password.Options{}).Hash(ctx, alicePassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	create := func(name string, withTOTP bool) *soakUser {
-		u := &latchkey.User{Username: name, Email: name + "@example.com", Role: latchkey.RoleUser, PasswordHash: hash}
-		if err := db.CreateUser(ctx, u); err != nil {
-			t.Fatalf("seed %s: %v", name, err)
-		}
-		if !withTOTP {
-			return nil
-		}
-		secret, err := totp.GenerateSecret()
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := &latchkey.TOTPCredential{UserID: u.ID, Name: "Authenticator app", Secret: secret}
-		if err := db.CreateTOTPCredential(ctx, c); err != nil {
-			t.Fatalf("seed %s: %v", name, err)
-		}
-		if err := db.ConfirmTOTPCredential(ctx, c.ID, 1, time.Now(), nil); err != nil {
-			t.Fatalf("seed %s: %v", name, err)
-		}
-		return &soakUser{name: name, secret: secret, last: 1}
+	sd := newSeeder(t, data, secretsKey, alicePassword)
+	defer sd.Close()
+	withTOTP := func(name string) *soakUser {
+		return &soakUser{name: name, secret: sd.userWithTOTP(t, name), last: 1}
 	}
 	for _, name := range []string{"alice", "reader", "victim1", "victim2"} {
-		create(name, false)
+		sd.user(t, name)
 	}
-	victims = []*soakUser{create("victim3", true), create("victim4", true)}
+	victims = []*soakUser{withTOTP("victim3"), withTOTP("victim4")}
 	pool = make(chan *soakUser, n)
 	for i := range n {
-		pool <- create(fmt.Sprintf("soak%04d", i), true)
+		pool <- withTOTP(fmt.Sprintf("soak%04d", i))
 	}
 	return pool, victims
 }
@@ -237,69 +164,24 @@ func soakSeed(t *testing.T, data string, secretsKey []byte, n int) (pool chan *s
 // soakServer is a running `latchkey serve`. Its access log is counted, not kept; every other
 // line is kept.
 type soakServer struct {
-	cmd  *exec.Cmd
-	url  string
-	done chan struct{}
-
-	mu      sync.Mutex
-	lines   []string
-	access  int
-	status5 []string // access lines with a 5xx status
-}
-
-func (s *soakServer) log() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.lines, "\n")
+	*serverProcess
+	access  int      // guarded by mu
+	status5 []string // access lines with a 5xx status; guarded by mu
 }
 
 func startSoakServer(t *testing.T, bin, data string, env []string) *soakServer {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data", data)
-	cmd.Env = env
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &soakServer{cmd: cmd, done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-s.done })
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			s.mu.Lock()
-			if strings.Contains(line, `msg="http request"`) {
-				s.access++
-				if strings.Contains(line, " status=5") {
-					s.status5 = append(s.status5, line)
-				}
-			} else {
-				s.lines = append(s.lines, line)
-			}
-			s.mu.Unlock()
-			if m := listenRe.FindStringSubmatch(line); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
+	s := &soakServer{}
+	s.serverProcess = startProcess(t, bin, data, env, func(line string) bool {
+		if !strings.Contains(line, `msg="http request"`) {
+			return true
 		}
-		_ = cmd.Wait()
-		close(s.done)
-	}()
-	select {
-	case a := <-addr:
-		s.url = "http://" + a
-	case <-s.done:
-		t.Fatalf("latchkey serve exited before listening:\n%s", s.log())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("latchkey serve did not listen within 60 s:\n%s", s.log())
-	}
+		s.access++
+		if strings.Contains(line, " status=5") {
+			s.status5 = append(s.status5, line)
+		}
+		return false
+	})
 	return s
 }
 

@@ -40,7 +40,7 @@ func newSupport(a *app) (*support.Service, error) {
 		Store:     a.db,
 		Accounts:  a.login,
 		Inviter:   a.login,
-		Mailer:    a.mailer,
+		Mailer:    a.mail,
 		Audit:     a.audit,
 		Logger:    a.log,
 		Key:       sessionKey, // tracking tokens are hashed under their own purpose label

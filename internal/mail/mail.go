@@ -307,6 +307,13 @@ func (s *smtpSender) Send(ctx context.Context, m Message) error {
 		return fmt.Errorf("mail: smtp client for %s: %w", s.safe, err)
 	}
 	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
+		// The server accepted the message (250 after DATA) and only the RSET or QUIT after
+		// it failed: the mail is on its way, and an error here would make the outbox send it
+		// again.
+		if msg.IsDelivered() {
+			s.log.WarnContext(ctx, "mail sent; closing the SMTP session failed", "to", m.To, "subject", m.Subject, "smtp", s.safe, "err", err)
+			return nil
+		}
 		return fmt.Errorf("mail: send through %s: %w", s.safe, err)
 	}
 	s.log.InfoContext(ctx, "mail sent", "to", m.To, "subject", m.Subject, "smtp", s.safe)

@@ -36,6 +36,8 @@ func status(code string) int {
 		return http.StatusUnsupportedMediaType
 	case latchkey.EThrottled:
 		return http.StatusTooManyRequests
+	case latchkey.EUnavailable:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
@@ -48,8 +50,9 @@ type errorBody struct {
 }
 
 func writeJSONError(w http.ResponseWriter, err error) {
+	err = unavailable(err)
 	var e *latchkey.Error
-	if errors.As(err, &e) && e.Code == latchkey.EThrottled {
+	if errors.As(err, &e) && (e.Code == latchkey.EThrottled || e.Code == latchkey.EUnavailable) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter/time.Second)))
 	}
 	var b errorBody
@@ -75,9 +78,11 @@ func (s *Server) api(f apiFunc) http.Handler {
 			return
 		}
 		if err != nil {
+			err = unavailable(err)
 			if latchkey.ErrorCode(err) == latchkey.EInternal {
 				s.log.ErrorContext(r.Context(), "api error", "path", redactPath(r.URL.Path), "err", err)
 			}
+			s.logUnavailable(r, err)
 			writeJSONError(w, err)
 			return
 		}

@@ -105,15 +105,22 @@ type authedPageFunc func(w http.ResponseWriter, r *http.Request, a *auth) error
 func (s *Server) page(f pageFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := f(w, r); err != nil {
+			err = unavailable(err)
 			code := latchkey.ErrorCode(err)
 			if code == latchkey.EInternal {
 				s.log.ErrorContext(r.Context(), "page error", "path", redactPath(r.URL.Path), "err", err)
 			}
+			s.logUnavailable(r, err)
+			writeRetryAfter(w, err)
 			if code == latchkey.ETooLarge {
 				http.Error(w, latchkey.ErrorMessage(err), http.StatusRequestEntityTooLarge)
 				return
 			}
-			_ = s.render(w, status(code), "error", &view{Title: "Something went wrong", Error: latchkey.ErrorMessage(err)})
+			title := "Something went wrong"
+			if code == latchkey.EUnavailable {
+				title = "Briefly unavailable"
+			}
+			_ = s.render(w, status(code), "error", &view{Title: title, Error: latchkey.ErrorMessage(err)})
 		}
 	})
 }

@@ -3,9 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -376,68 +374,6 @@ func (s *Server) deviceChallenges(w http.ResponseWriter, r *http.Request, d *lat
 			return deviceproto.ChallengesResponse{Challenges: chs}, nil
 		case <-sig:
 		case <-tick.C:
-		}
-	}
-}
-
-// deviceEvents streams challenges to the device as Server-Sent Events: every pending one when
-// the stream opens, then each new one the moment it is created. The stream ends when the
-// device is removed or moved to another key, or after streamLife.
-func (s *Server) deviceEvents(w http.ResponseWriter, r *http.Request, d *latchkey.Device, u *latchkey.User, _ []byte) (any, error) {
-	ctx := r.Context()
-	rc := http.NewResponseController(w)
-	sig, cancel := s.push.Hub().SubscribeDevice(d.ID)
-	defer cancel()
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	end := time.NewTimer(streamLife)
-	defer end.Stop()
-	ping := time.NewTicker(pingEvery)
-	defer ping.Stop()
-	sent := map[string]bool{}
-	check := func() bool {
-		// The device must still hold this key: a removal or a switch ends the stream.
-		cur, err := s.push.Device(ctx, d.ID)
-		if err != nil || !bytes.Equal(cur.PublicKey, d.PublicKey) || cur.State != latchkey.DeviceActive {
-			return false
-		}
-		chs, err := s.push.Pending(ctx, u, d)
-		if err != nil {
-			return false
-		}
-		for _, ch := range chs {
-			if sent[ch.ID] {
-				continue
-			}
-			sent[ch.ID] = true
-			data, _ := json.Marshal(ch)
-			fmt.Fprintf(w, "event: %s\nid: %s\ndata: %s\n\n", deviceproto.EventChallenge, ch.ID, data)
-		}
-		return true
-	}
-	for {
-		_ = rc.SetWriteDeadline(time.Now().Add(pingEvery + 10*time.Second))
-		if !check() {
-			return nil, errWritten
-		}
-		if err := rc.Flush(); err != nil {
-			return nil, errWritten
-		}
-		select {
-		case <-ctx.Done():
-			return nil, errWritten
-		case <-s.stop:
-			return nil, errWritten
-		case <-end.C:
-			return nil, errWritten
-		case <-ping.C:
-			_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.WriteString(w, ": ping\n\n"); err != nil {
-				return nil, errWritten
-			}
-		case <-sig:
 		}
 	}
 }

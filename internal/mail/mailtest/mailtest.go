@@ -51,8 +51,12 @@ type Options struct {
 	// StartTLS offers STARTTLS with a self-signed certificate; ImplicitTLS speaks TLS from the
 	// first byte (smtps). Either adds insecure_skip_verify=true to URL.
 	StartTLS, ImplicitTLS bool
-	// Addr is the address to listen on; default "127.0.0.1:0".
+	// Addr is the address to listen on; default "127.0.0.1:0". To bring a closed server
+	// back on the same port, pass the old server's Addr.
 	Addr string
+	// Reject, when set, is asked about every recipient (RCPT TO); a non-nil error refuses
+	// it with a permanent failure (550) carrying the error's text.
+	Reject func(to string) error
 }
 
 // Server is a running SMTP server. It is safe for concurrent use.
@@ -128,6 +132,17 @@ func (s *Server) URL() string {
 		u.RawQuery = "insecure_skip_verify=true"
 	}
 	return u.String()
+}
+
+// Addr is the address the server listens on, e.g. "127.0.0.1:40123".
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops the server: it no longer accepts connections, as if the mail server were
+// down. Start another with Options.Addr set to Addr to bring it back on the same port.
+func (s *Server) Close() error {
+	// The listener is closed here too: Serve may not have taken it over yet.
+	s.ln.Close()
+	return s.srv.Close()
 }
 
 // Messages returns what was received so far, oldest first.
@@ -220,7 +235,15 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	return nil
 }
 
-func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error { ss.to = to; return nil }
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if ss.s.opt.Reject != nil {
+		if err := ss.s.opt.Reject(to); err != nil {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: err.Error()}
+		}
+	}
+	ss.to = to
+	return nil
+}
 
 func (ss *session) Data(r io.Reader) error {
 	raw, err := io.ReadAll(r)

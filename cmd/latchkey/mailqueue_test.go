@@ -1,0 +1,121 @@
+package main
+
+import (
+	"database/sql"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey/internal/mail/mailtest"
+)
+
+// TestMailOutboxWiring: notifications go through the persisted outbox. With the mail server
+// down, a password change still answers at once and the mail waits in the outbox (the gauge
+// on /metrics says so); once the server is back on the same port the mail arrives, once, and
+// the gauge returns to zero. mail_retry: 200ms keeps the retries quick.
+func TestMailOutboxWiring(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "latchkey.yaml")
+	if err := os.WriteFile(cfg, []byte("mail_retry: 200ms\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServerArgs(t, []string{"--config", cfg}, "alice")
+	if m := soakMetrics(t, s.url); m["latchkey_mail_outbox_pending"] != 0 || m["latchkey_mail_outbox_failed"] != 0 {
+		t.Fatalf("outbox gauges at start: pending %v, failed %v; want both exported as 0", m["latchkey_mail_outbox_pending"], m["latchkey_mail_outbox_failed"])
+	} else if _, ok := m["latchkey_mail_outbox_pending"]; !ok {
+		t.Fatal("/metrics has no latchkey_mail_outbox_pending")
+	}
+	c := newCrashClient(s.url)
+	if err := c.post("/api/v1/login", map[string]string{"username": "alice", "password": alicePassword}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Delivered through the queue while the server is up.
+	const first = "a brand new passphrase 1"
+	if err := c.post("/api/v1/account/password", map[string]string{"current_password": alicePassword, "new_password": first}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitMail(t, s, "Your password was changed")
+
+	s.mail.Close()
+	start := time.Now()
+	if err := c.post("/api/v1/account/password", map[string]string{"current_password": first, "new_password": "a brand new passphrase 2"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the password change took %v with the mail server down; mail should not hold up requests", d)
+	}
+	// The gauge follows the worker's round, which the password change started.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		m := soakMetrics(t, s.url)
+		if m["latchkey_mail_outbox_pending"] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			logOutbox(t, s)
+			t.Fatalf("latchkey_mail_outbox_pending = %v with the mail server down, want 1", m["latchkey_mail_outbox_pending"])
+		}
+	}
+	if n := len(s.mail.Messages()); n != 1 {
+		t.Errorf("%d messages arrived, want only the first", n)
+	}
+
+	// The mail server comes back on the same port: the waiting message arrives, once.
+	s.mail = mailtest.StartServerWith(t, mailtest.Options{Addr: s.mail.Addr()})
+	waitMail(t, s, "Your password was changed")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		m := soakMetrics(t, s.url)
+		if m["latchkey_mail_outbox_pending"] == 0 && m["latchkey_mail_outbox_failed"] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			logOutbox(t, s)
+			t.Fatalf("outbox gauges after the mail server came back: pending %v, failed %v; want 0", m["latchkey_mail_outbox_pending"], m["latchkey_mail_outbox_failed"])
+		}
+	}
+	if n := len(s.mail.Messages()); n != 1 {
+		t.Errorf("%d messages arrived after the mail server came back, want 1", n)
+	}
+}
+
+// logOutbox logs the outbox rows (never the bodies), to explain a failure.
+func logOutbox(t *testing.T, s *testServer) {
+	db, err := sql.Open("sqlite", filepath.Join(s.data, "latchkey.db"))
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT id, subject, state, attempts, last_error FROM mail_outbox`)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, attempts int
+		var subject, state, lastErr string
+		if err := rows.Scan(&id, &subject, &state, &attempts, &lastErr); err == nil {
+			t.Logf("outbox %d %q: %s after %d attempts: %s", id, subject, state, attempts, lastErr)
+		}
+	}
+}
+
+// TestConfigMailRetry: mail_retry defaults to 30 s and must be positive and at most an hour.
+func TestConfigMailRetry(t *testing.T) {
+	cfg, _, err := parse("serve", nil, env(nil), io.Discard, append(commonFlags, serveFlags...), nil)
+	if err != nil || time.Duration(cfg.MailRetry) != 30*time.Second {
+		t.Fatalf("default mail_retry = %v, %v; want 30s", cfg, err)
+	}
+	for _, v := range []string{"0s", "-1s", "2h"} {
+		file := filepath.Join(t.TempDir(), "latchkey.yaml")
+		if err := os.WriteFile(file, []byte("mail_retry: "+v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := parse("serve", []string{"--config", file}, env(nil), io.Discard, append(commonFlags, serveFlags...), nil)
+		if err == nil || !strings.Contains(err.Error(), "mail_retry") {
+			t.Errorf("mail_retry: %s accepted (%v), want an error naming mail_retry", v, err)
+		}
+	}
+}
