@@ -375,13 +375,13 @@ func TestDeskActions(t *testing.T) {
 	}
 }
 
-// TestDeskInvite checks the create-user action against an Inviter (the admin console's
-// (*login.Service).InviteUser, stood in for here by the sign-in service's CreateUser).
+// TestDeskInvite checks the create-user action with the admin console's invitations
+// ((*login.Service).InviteUser): the account is created and gets its activation mail.
 func TestDeskInvite(t *testing.T) {
 	var f *supportFixture
 	f = newSupportFixture(t, io.Discard, func(o *support.Options) {
-		o.Inviter = inviterFunc(func(username, email string) (*latchkey.User, error) {
-			return f.svc.CreateUser(context.Background(), login.Client{}, login.NewUser{Username: username, Email: email, Role: latchkey.RoleUser, Password: "a long placeholder password for tests"})
+		o.Inviter = inviterFunc(func(ctx context.Context, c login.Client, actor *latchkey.User, username, email string, role latchkey.Role) (*latchkey.User, error) {
+			return f.svc.InviteUser(ctx, c, actor, username, email, role)
 		})
 	})
 	ctx := context.Background()
@@ -400,13 +400,16 @@ func TestDeskInvite(t *testing.T) {
 	if u, err := f.db.FindUserByUsername(ctx, "newbie"); err != nil || u.Email != "new@example.com" || u.Role != latchkey.RoleUser {
 		t.Errorf("invited user = %+v, %v", u, err)
 	}
+	if subj := f.mails.subjects("new@example.com"); len(subj) != 2 {
+		t.Errorf("mails to the requester: %q, want the ticket confirmation and the activation mail", subj)
+	}
 	if r := agent.do("GET", "/admin/tickets/"+id, "", ""); !strings.Contains(r.raw, `id="account-username">newbie<`) || strings.Contains(r.raw, "/invite") {
 		t.Error("after the invitation the ticket does not show the new account")
 	}
 }
 
-type inviterFunc func(username, email string) (*latchkey.User, error)
+type inviterFunc func(ctx context.Context, c login.Client, actor *latchkey.User, username, email string, role latchkey.Role) (*latchkey.User, error)
 
-func (f inviterFunc) InviteUser(_ context.Context, _ login.Client, _ *latchkey.User, username, email string, _ latchkey.Role) (*latchkey.User, error) {
-	return f(username, email)
+func (f inviterFunc) InviteUser(ctx context.Context, c login.Client, actor *latchkey.User, username, email string, role latchkey.Role) (*latchkey.User, error) {
+	return f(ctx, c, actor, username, email, role)
 }
