@@ -181,6 +181,11 @@ func (s *Service) CompleteEnrollment(ctx context.Context, c Client, token, amr s
 			return nil, fmt.Errorf("store recovery codes: %w", err)
 		}
 	}
+	if amr == "" {
+		if amr, err = s.newestFactorAMR(ctx, u); err != nil {
+			return nil, err
+		}
+	}
 	res, err := s.complete(ctx, c, token, sess, u, amr)
 	if err != nil {
 		return nil, err
@@ -188,4 +193,30 @@ func (s *Service) CompleteEnrollment(ctx context.Context, c Client, token, amr s
 	res.RecoveryCodes = fresh
 	s.audit(ctx, c, u, "", latchkey.ActionMFAEnrolled, latchkey.OutcomeSuccess, "rollout: "+amr)
 	return res, nil
+}
+
+// newestFactorAMR is the RFC 8176 method of the factor the user set up last: what a rollout
+// completed without naming its factor (POST /api/v1/login/enroll/complete) was done with.
+func (s *Service) newestFactorAMR(ctx context.Context, u *latchkey.User) (string, error) {
+	fs, err := s.Factors(ctx, u)
+	if err != nil {
+		return "", err
+	}
+	var newest *Factor
+	for i := range fs {
+		if !fs[i].Pending && (newest == nil || fs[i].AddedAt.After(newest.AddedAt)) {
+			newest = &fs[i]
+		}
+	}
+	if newest == nil {
+		return "", latchkey.Errorf(latchkey.EForbidden, "Set up a sign-in method first.")
+	}
+	switch newest.Kind {
+	case KindTOTP:
+		return latchkey.AMROTP, nil
+	case KindKey:
+		return latchkey.AMRHardware, nil
+	default:
+		return latchkey.AMRSoftwareKey, nil
+	}
 }

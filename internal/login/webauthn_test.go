@@ -467,9 +467,14 @@ func TestRolloutEnrolment(t *testing.T) {
 	if _, err := e.svc.ConfirmTOTP(ctx, alice, sess, u, totp.Code(secret, totp.Step(e.clock.Now()))); err != nil {
 		t.Fatal(err)
 	}
-	done, err := e.svc.CompleteEnrollment(ctx, alice, res.Token, latchkey.AMROTP)
+	// Completed without naming the factor (the JSON API's enroll/complete): the one set up
+	// last, an authenticator app, says how.
+	done, err := e.svc.CompleteEnrollment(ctx, alice, res.Token, "")
 	if err != nil || done.State != latchkey.StateAuthenticated || !slices.Contains(done.Session.AMR, latchkey.AMRMFA) {
 		t.Fatalf("complete: %v %+v", err, done)
+	}
+	if !slices.Contains(done.Session.AMR, latchkey.AMROTP) || slices.Contains(done.Session.AMR, latchkey.AMRSoftwareKey) {
+		t.Errorf("AMR after a rollout with an authenticator app = %v, want otp (not swk)", done.Session.AMR)
 	}
 	if _, _, err := e.svc.Authenticate(ctx, done.Token); err != nil {
 		t.Fatalf("signed in: %v", err)

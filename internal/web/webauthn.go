@@ -206,7 +206,7 @@ func (s *Server) apiResetMFA(w http.ResponseWriter, r *http.Request, a *auth) (a
 // apiEnrollComplete finishes a rollout whose factor was set up elsewhere (a Latch device
 // activated with the code the rollout page showed).
 func (s *Server) apiEnrollComplete(w http.ResponseWriter, r *http.Request) (any, error) {
-	res, err := s.login.CompleteEnrollment(r.Context(), client(r), s.token(r), latchkey.AMRSoftwareKey)
+	res, err := s.login.CompleteEnrollment(r.Context(), client(r), s.token(r), "") // the factor set up last
 	if err != nil {
 		return nil, err
 	}
