@@ -64,6 +64,10 @@ type UserUpdate struct {
 	PrimaryFactor *string
 	// TimeZone sets User.TimeZone; "" restores the server's default.
 	TimeZone *string
+	// KeepAnAdmin refuses the update with EConflict when it would leave no enabled
+	// administrator, checked in the same transaction (two admins demoting each other at the
+	// same moment cannot both succeed).
+	KeepAnAdmin bool
 }
 
 // UserStore persists users.

@@ -63,7 +63,7 @@ func (s *Service) AdminSetDisabled(ctx context.Context, c Client, actor *latchke
 			return nil, err
 		}
 	}
-	if u, err = s.opt.Store.UpdateUser(ctx, id, latchkey.UserUpdate{Disabled: &disabled}); err != nil {
+	if u, err = s.opt.Store.UpdateUser(ctx, id, latchkey.UserUpdate{Disabled: &disabled, KeepAnAdmin: disabled}); err != nil {
 		return nil, fmt.Errorf("update user: %w", err)
 	}
 	action := latchkey.ActionUserEnabled
@@ -96,7 +96,7 @@ func (s *Service) AdminSetRole(ctx context.Context, c Client, actor *latchkey.Us
 		}
 	}
 	old := u.Role
-	if u, err = s.opt.Store.UpdateUser(ctx, id, latchkey.UserUpdate{Role: &role}); err != nil {
+	if u, err = s.opt.Store.UpdateUser(ctx, id, latchkey.UserUpdate{Role: &role, KeepAnAdmin: role != latchkey.RoleAdmin}); err != nil {
 		return nil, fmt.Errorf("update user: %w", err)
 	}
 	s.audit(ctx, c, u, "", latchkey.ActionUserRole, latchkey.OutcomeSuccess, fmt.Sprintf("%s → %s; by %s", old, role, actor.Username))

@@ -119,6 +119,13 @@ func (s *DB) CreateUser(ctx context.Context, u *latchkey.User) error {
 func (s *DB) UpdateUser(ctx context.Context, id latchkey.UserID, upd latchkey.UserUpdate) (*latchkey.User, error) {
 	var u *latchkey.User
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if upd.KeepAnAdmin && s.dialect == Postgres {
+			// Lock the enabled administrators, so that concurrent demotions are serialised
+			// (SQLite's transactions are serialised already: they take the write lock first).
+			if _, err := tx.ExecContext(ctx, `SELECT id FROM users WHERE role = 'admin' AND NOT disabled ORDER BY id FOR UPDATE`); err != nil {
+				return fmt.Errorf("lock administrators: %w", err)
+			}
+		}
 		var sets []string
 		var args []any
 		set := func(col string, v any) {
@@ -151,6 +158,15 @@ func (s *DB) UpdateUser(ctx context.Context, id latchkey.UserID, upd latchkey.Us
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return notFound("user")
+		}
+		if upd.KeepAnAdmin {
+			var admins int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE role = 'admin' AND NOT disabled`).Scan(&admins); err != nil {
+				return fmt.Errorf("count administrators: %w", err)
+			}
+			if admins == 0 {
+				return latchkey.Errorf(latchkey.EConflict, "This would leave no enabled administrator to run this server. Make someone else an administrator first.")
+			}
 		}
 		u, err = scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 		return err
