@@ -389,8 +389,8 @@ type NewClient struct {
 // public client). Redirect URIs must be absolute https:// URLs, or http:// on a loopback
 // host, without a fragment.
 func (p *Provider) CreateClient(ctx context.Context, nc NewClient) (*latchkey.OIDCClient, string, error) {
-	if nc.ID == "" || strings.ContainsAny(nc.ID, " \t\r\n") {
-		return nil, "", latchkey.Errorf(latchkey.EInvalid, "A client ID is required, without spaces.")
+	if !validClientID(nc.ID) {
+		return nil, "", latchkey.Errorf(latchkey.EInvalid, "A client ID is required: up to 64 letters, digits, '.', '_', '-' or '~' (it appears in URLs).")
 	}
 	if nc.Name == "" {
 		nc.Name = nc.ID
@@ -460,4 +460,18 @@ func randomToken() string {
 func hashSecret(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return "sha256:" + hex.EncodeToString(h[:])
+}
+
+// validClientID: 1–64 characters of RFC 3986's unreserved set, so that an ID can stand in a
+// URL path (the Security page's "Revoke access", the admin console) without escaping.
+func validClientID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-~", r)) {
+			return false
+		}
+	}
+	return true
 }

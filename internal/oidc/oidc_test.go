@@ -172,6 +172,11 @@ func TestCreateClient(t *testing.T) {
 			t.Errorf("redirect URI %q: %v, want invalid", bad, err)
 		}
 	}
+	for _, bad := range []string{"", "a/b", "a b", "a?b", "é", strings.Repeat("x", 65)} {
+		if _, _, err := f.p.CreateClient(ctx, oidc.NewClient{ID: bad, RedirectURIs: []string{"https://app.test/cb"}}); latchkey.ErrorCode(err) != latchkey.EInvalid {
+			t.Errorf("client ID %q: %v, want invalid", bad, err)
+		}
+	}
 	c, secret, err := f.p.CreateClient(ctx, oidc.NewClient{ID: "loop", RedirectURIs: []string{"http://127.0.0.1:8000/cb", "http://localhost/cb"}})
 	if err != nil || len(secret) < 40 || c.SecretHash == "" || strings.Contains(c.SecretHash, secret) {
 		t.Errorf("confidential client: %+v, secret %q, %v", c, secret, err)
