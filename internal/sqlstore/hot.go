@@ -14,7 +14,7 @@ type hotStatements struct {
 	mu              sync.Mutex
 	sessionWithUser atomic.Pointer[sql.Stmt]
 	// byQuery holds the other hot statements (*sql.Stmt by query text): those of the TOTP
-	// sign-in step (signin.go).
+	// sign-in step (signin.go, the throttle's read and reservation, the TOTP credentials).
 	byQuery sync.Map
 }
 
