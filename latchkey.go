@@ -21,6 +21,7 @@ type Store interface {
 	ThrottleStore
 	AuditStore
 	SettingStore
+	SecondFactorStore
 	// Ping reports whether the database is reachable.
 	Ping(ctx Context) error
 	// Close releases the database.

@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -46,6 +47,7 @@ type Store interface {
 	latchkey.RecoveryCodeStore
 	latchkey.SessionStore
 	latchkey.ThrottleStore
+	latchkey.SecondFactorStore // the end of a sign-in in one transaction
 	latchkey.SettingStore
 	latchkey.InvitationStore // admin console: activation links (invite.go)
 	latchkey.AdminStore      // admin console: last-admin rule, sessions (admin.go)
@@ -552,7 +554,8 @@ func (s *Service) flowIn(ctx context.Context, token string, state latchkey.Sessi
 	if token == "" {
 		return nil, nil, errFlowExpired
 	}
-	sess, err := s.opt.Store.FindSessionByID(ctx, s.sessionID(token))
+	// One prepared read of the session and its user (as Authenticate does).
+	sess, u, err := s.opt.Store.FindSessionWithUser(ctx, s.sessionID(token))
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return nil, nil, errFlowExpired
 	} else if err != nil {
@@ -561,18 +564,26 @@ func (s *Service) flowIn(ctx context.Context, token string, state latchkey.Sessi
 	if sess.State != state || !s.now().Before(sess.ExpiresAt) {
 		return nil, nil, errFlowExpired
 	}
-	u, err := s.opt.Store.FindUserByID(ctx, sess.UserID)
-	if err != nil {
-		return nil, nil, fmt.Errorf("find user: %w", err)
-	}
 	if u.Disabled {
 		return nil, nil, errFlowExpired
 	}
 	return sess, u, nil
 }
 
-// complete turns a second-factor flow into a signed-in session under a new token.
-func (s *Service) complete(ctx context.Context, c Client, token string, sess *latchkey.Session, u *latchkey.User, amr ...string) (*Result, error) {
+// completion is what a finished second factor writes with the rotated session: the TOTP
+// step it used (cred 0: none) and its success audit entry.
+type completion struct {
+	cred, step     int64
+	action, detail string
+}
+
+// complete turns a second-factor flow into a signed-in session under a new token. The TOTP
+// step (if any), the rotation, the resets of the account's failure and push counters and
+// the success audit entry are one transaction (CompleteSecondFactor): a sign-in is never
+// signed in without its audit entry, and a failure writes none of it. A flow rotated or
+// revoked meanwhile gives errFlowExpired; a TOTP step no longer newer than the last one
+// gives EConflict.
+func (s *Service) complete(ctx context.Context, c Client, token string, sess *latchkey.Session, u *latchkey.User, done completion, amr ...string) (*Result, error) {
 	now := s.now()
 	next := *sess
 	next.State = latchkey.StateAuthenticated
@@ -582,13 +593,36 @@ func (s *Service) complete(ctx context.Context, c Client, token string, sess *la
 	next.LastSeenAt = now
 	next.ExpiresAt = s.mfaEnd(u, now)
 	next.IP, next.UserAgent = c.IP, c.UserAgent
-	res, err := s.issue(ctx, token, &next)
+	tok, err := s.newToken()
 	if err != nil {
 		return nil, err
 	}
-	res.User = u
-	s.succeed(ctx, c, u)
-	return res, nil
+	next.ID = s.sessionID(tok)
+	if next.SID == "" {
+		if next.SID, err = s.newSID(); err != nil {
+			return nil, err
+		}
+	}
+	err = s.opt.Store.CompleteSecondFactor(ctx, &latchkey.SecondFactorCompletion{
+		OldSessionID:     s.sessionID(token),
+		Session:          &next,
+		TOTPCredentialID: done.cred,
+		TOTPStep:         done.step,
+		// Deleting a counter that is not there costs a statement, not a transaction.
+		ResetThrottles: []string{userKey(u.Username), latchkey.ThrottleKeyPush(u.Username)},
+		Audit: &latchkey.AuditEvent{Time: now, UserID: u.ID, Username: u.Username, Action: done.action,
+			Outcome: latchkey.OutcomeSuccess, IP: c.IP, UserAgent: c.UserAgent, Detail: done.detail},
+	})
+	switch latchkey.ErrorCode(err) {
+	case "":
+		return &Result{Token: tok, Session: &next, State: next.State, User: u}, nil
+	case latchkey.ENotFound:
+		return nil, errFlowExpired
+	case latchkey.EConflict:
+		return nil, err
+	default:
+		return nil, fmt.Errorf("complete sign-in: %w", err)
+	}
 }
 
 // LoginTOTP completes a sign-in with a 6-digit code. A code is accepted once only: after time
@@ -606,15 +640,28 @@ func (s *Service) LoginTOTP(ctx context.Context, c Client, token, code string) (
 	if err != nil {
 		return nil, err
 	}
-	if err := s.useTOTP(ctx, c, u, key, code, latchkey.ActionLoginTOTP); err != nil {
-		return nil, err
-	}
-	res, err := s.complete(ctx, c, token, sess, u, latchkey.AMROTP)
+	cred, step, err := s.matchTOTP(ctx, c, u, key, code, latchkey.ActionLoginTOTP)
 	if err != nil {
 		return nil, err
 	}
-	s.audit(ctx, c, u, "", latchkey.ActionLoginTOTP, latchkey.OutcomeSuccess, "")
-	return res, nil
+	// The step is recorded with the rotation: the replay guard holds in that transaction,
+	// and the account's counter (this attempt included) is reset by it, so the attempt needs
+	// no refund of its own in the database.
+	res, err := s.complete(ctx, c, token, sess, u, completion{cred: cred.ID, step: step, action: latchkey.ActionLoginTOTP}, latchkey.AMROTP)
+	switch {
+	case err == nil:
+		s.ip.Refund(key.ip, s.now())
+		return res, nil
+	case latchkey.ErrorCode(err) == latchkey.EConflict:
+		s.fail(ctx, c, key)
+		s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "concurrent use of the same code")
+		return nil, errBadCode
+	case errors.Is(err, errFlowExpired):
+		s.refund(ctx, key) // the code was right; the flow ended meanwhile
+		return nil, err
+	default:
+		return nil, err
+	}
 }
 
 // LoginRecovery completes a sign-in with a single-use recovery code and tells the user by email.
@@ -646,11 +693,10 @@ func (s *Service) LoginRecovery(ctx context.Context, c Client, token, code strin
 	default:
 		return nil, fmt.Errorf("use recovery code: %w", err)
 	}
-	res, err := s.complete(ctx, c, token, sess, u, latchkey.AMROTP)
+	res, err := s.complete(ctx, c, token, sess, u, completion{action: latchkey.ActionLoginRecovery}, latchkey.AMROTP)
 	if err != nil {
 		return nil, err
 	}
-	s.audit(ctx, c, u, "", latchkey.ActionLoginRecovery, latchkey.OutcomeSuccess, "")
 	left, _ := s.recoveryLeft(ctx, u.ID)
 	s.notify(ctx, c, u, mail.RecoveryCodeUsed, left)
 	return res, nil

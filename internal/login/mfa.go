@@ -15,9 +15,30 @@ import (
 // apps and Latch devices' offline codes) once: after time step T was used, codes for any step
 // ≤ T are refused, also under concurrent requests. A failure counts against key.
 func (s *Service) useTOTP(ctx context.Context, c Client, u *latchkey.User, key attempt, code, action string) error {
+	cr, step, err := s.matchTOTP(ctx, c, u, key, code, action)
+	if err != nil {
+		return err
+	}
+	err = s.opt.Store.UseTOTPStep(ctx, cr.ID, step, s.now())
+	if latchkey.ErrorCode(err) == latchkey.EConflict {
+		s.fail(ctx, c, key)
+		s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "concurrent use of the same code")
+		return errBadCode
+	} else if err != nil {
+		return fmt.Errorf("use totp step: %w", err)
+	}
+	s.refund(ctx, key)
+	return nil
+}
+
+// matchTOTP finds the confirmed TOTP credential of u that code belongs to and the time step
+// it is for, newer than the credential's last used step; it records nothing: the caller
+// records the step (UseTOTPStep, or with the sign-in in CompleteSecondFactor), where the
+// replay guard holds against concurrent requests. A failure counts against key.
+func (s *Service) matchTOTP(ctx context.Context, c Client, u *latchkey.User, key attempt, code, action string) (*latchkey.TOTPCredential, int64, error) {
 	creds, err := s.opt.Store.FindTOTPCredentials(ctx, u.ID)
 	if err != nil {
-		return fmt.Errorf("find totp credentials: %w", err)
+		return nil, 0, fmt.Errorf("find totp credentials: %w", err)
 	}
 	for _, cr := range creds {
 		if !cr.Confirmed() {
@@ -30,22 +51,13 @@ func (s *Service) useTOTP(ctx context.Context, c Client, u *latchkey.User, key a
 		if step <= cr.LastStep {
 			s.fail(ctx, c, key)
 			s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "code for a step already used")
-			return errBadCode
+			return nil, 0, errBadCode
 		}
-		err := s.opt.Store.UseTOTPStep(ctx, cr.ID, step, s.now())
-		if latchkey.ErrorCode(err) == latchkey.EConflict {
-			s.fail(ctx, c, key)
-			s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "concurrent use of the same code")
-			return errBadCode
-		} else if err != nil {
-			return fmt.Errorf("use totp step: %w", err)
-		}
-		s.refund(ctx, key)
-		return nil
+		return cr, step, nil
 	}
 	s.fail(ctx, c, key)
 	s.audit(ctx, c, u, "", action, latchkey.OutcomeFailure, "wrong code")
-	return errBadCode
+	return nil, 0, errBadCode
 }
 
 // ResetProof is what "Reset all MFA" asks for: the password and one current factor, either a
@@ -186,12 +198,11 @@ func (s *Service) CompleteEnrollment(ctx context.Context, c Client, token, amr s
 			return nil, err
 		}
 	}
-	res, err := s.complete(ctx, c, token, sess, u, amr)
+	res, err := s.complete(ctx, c, token, sess, u, completion{action: latchkey.ActionMFAEnrolled, detail: "rollout: " + amr}, amr)
 	if err != nil {
 		return nil, err
 	}
 	res.RecoveryCodes = fresh
-	s.audit(ctx, c, u, "", latchkey.ActionMFAEnrolled, latchkey.OutcomeSuccess, "rollout: "+amr)
 	return res, nil
 }
 

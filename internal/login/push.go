@@ -77,10 +77,9 @@ func (s *Service) PushStatus(ctx context.Context, c Client, token, id string) (l
 	} else if err != nil {
 		return "", nil, fmt.Errorf("complete challenge: %w", err)
 	}
-	res, err := s.complete(ctx, c, token, flow, u, latchkey.AMRSoftwareKey)
+	res, err := s.complete(ctx, c, token, flow, u, completion{action: latchkey.ActionLoginPush, detail: "approved on device"}, latchkey.AMRSoftwareKey)
 	if err != nil {
 		return "", nil, err
 	}
-	s.audit(ctx, c, u, "", latchkey.ActionLoginPush, latchkey.OutcomeSuccess, "approved on device")
 	return latchkey.PushApproved, res, nil
 }

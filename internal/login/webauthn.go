@@ -341,11 +341,10 @@ func (s *Service) FinishWebAuthnLogin(ctx context.Context, c Client, token, cere
 	if err := s.verifyAssertion(ctx, c, u, key, latchkey.CeremonyLogin, sess.ID, ceremonyID, response, latchkey.ActionLoginWebAuthn); err != nil {
 		return nil, err
 	}
-	res, err := s.complete(ctx, c, token, sess, u, latchkey.AMRHardware)
+	res, err := s.complete(ctx, c, token, sess, u, completion{action: latchkey.ActionLoginWebAuthn}, latchkey.AMRHardware)
 	if err != nil {
 		return nil, err
 	}
-	s.audit(ctx, c, u, "", latchkey.ActionLoginWebAuthn, latchkey.OutcomeSuccess, "")
 	return res, nil
 }
 

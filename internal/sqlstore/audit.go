@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -18,31 +17,7 @@ func (s *DB) AppendAuditEvent(ctx context.Context, e *latchkey.AuditEvent) error
 		e.Time = s.now()
 	}
 	e.Time = e.Time.UTC().Truncate(time.Microsecond)
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if s.dialect == Postgres {
-			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7305002)`); err != nil {
-				return fmt.Errorf("lock audit trail: %w", err)
-			}
-		}
-		var prev []byte
-		err := tx.QueryRowContext(ctx, `SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1`).Scan(&prev)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("read last audit hash: %w", err)
-		}
-		if prev == nil {
-			prev = []byte{}
-		}
-		e.PrevHash = prev
-		e.Hash = e.ComputeHash(prev)
-		err = tx.QueryRowContext(ctx,
-			`INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, prev_hash, hash)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
-			us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID, e.PrevHash, e.Hash).Scan(&e.ID)
-		if err != nil {
-			return fmt.Errorf("insert audit event: %w", err)
-		}
-		return nil
-	})
+	return s.tx(ctx, func(tx *sql.Tx) error { return s.appendAudit(ctx, tx, e, nil) })
 }
 
 // FindAuditEvents returns matching events in ID order.

@@ -38,9 +38,12 @@ func (s *DB) open(sealed []byte, id int64, userID latchkey.UserID) ([]byte, erro
 
 // FindTOTPCredentials returns a user's TOTP credentials, pending ones included, oldest first.
 func (s *DB) FindTOTPCredentials(ctx context.Context, userID latchkey.UserID) ([]*latchkey.TOTPCredential, error) {
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT id, user_id, name, secret, last_step, COALESCE(device_id, 0), created_at, confirmed_at, last_used_at
-		 FROM totp_credentials WHERE user_id = $1 ORDER BY id`, userID)
+	st, err := s.hot.stmt(ctx, s.db, `SELECT id, user_id, name, secret, last_step, COALESCE(device_id, 0), created_at, confirmed_at, last_used_at
+		 FROM totp_credentials WHERE user_id = $1 ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("find totp credentials: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("find totp credentials: %w", err)
 	}

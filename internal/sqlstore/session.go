@@ -143,7 +143,11 @@ func (s *DB) DeleteExpiredSessions(ctx context.Context, t time.Time) (int, error
 func (s *DB) FindThrottle(ctx context.Context, key string) (latchkey.Throttle, error) {
 	th := latchkey.Throttle{Key: key}
 	var last int64
-	err := s.db.QueryRowContext(ctx, `SELECT failures, last_failure_at FROM throttles WHERE key = $1`, key).Scan(&th.Failures, &last)
+	st, err := s.hot.stmt(ctx, s.db, `SELECT failures, last_failure_at FROM throttles WHERE key = $1`)
+	if err != nil {
+		return th, fmt.Errorf("find throttle: %w", err)
+	}
+	err = st.QueryRowContext(ctx, key).Scan(&th.Failures, &last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return th, nil
 	} else if err != nil {
@@ -169,17 +173,19 @@ func (s *DB) RecordFailure(ctx context.Context, key string, when time.Time) (int
 // ReserveAttempt sets the counter for key to seen.Failures+1 if it still holds seen.Failures.
 func (s *DB) ReserveAttempt(ctx context.Context, key string, seen latchkey.Throttle, when time.Time) (bool, error) {
 	var res sql.Result
+	var st *sql.Stmt
 	var err error
 	if seen.Failures == 0 {
 		// No row, or a row at zero: insert, or update only a row still at zero.
-		res, err = s.db.ExecContext(ctx,
-			`INSERT INTO throttles (key, failures, last_failure_at) VALUES ($1, 1, $2)
+		if st, err = s.hot.stmt(ctx, s.db, `INSERT INTO throttles (key, failures, last_failure_at) VALUES ($1, 1, $2)
 			 ON CONFLICT (key) DO UPDATE SET failures = 1, last_failure_at = excluded.last_failure_at
-			 WHERE throttles.failures = 0`, key, us(when))
+			 WHERE throttles.failures = 0`); err == nil {
+			res, err = st.ExecContext(ctx, key, us(when))
+		}
 	} else {
-		res, err = s.db.ExecContext(ctx,
-			`UPDATE throttles SET failures = failures + 1, last_failure_at = $1 WHERE key = $2 AND failures = $3`,
-			us(when), key, seen.Failures)
+		if st, err = s.hot.stmt(ctx, s.db, `UPDATE throttles SET failures = failures + 1, last_failure_at = $1 WHERE key = $2 AND failures = $3`); err == nil {
+			res, err = st.ExecContext(ctx, us(when), key, seen.Failures)
+		}
 	}
 	if err != nil {
 		return false, fmt.Errorf("reserve attempt: %w", err)

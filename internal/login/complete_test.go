@@ -1,0 +1,187 @@
+package login_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/audit"
+	"github.com/latchkey/latchkey/internal/login"
+	"github.com/latchkey/latchkey/internal/totp"
+)
+
+// writeCountingStore is the real store with a tally of the writes of a TOTP step, and a hook
+// that runs between the code's check and the completion.
+type writeCountingStore struct {
+	login.Store
+	mu     sync.Mutex
+	calls  map[string]int
+	before func() // run in FindTOTPCredentials, once
+}
+
+func (w *writeCountingStore) count(name string) {
+	w.mu.Lock()
+	w.calls[name]++
+	w.mu.Unlock()
+}
+
+func (w *writeCountingStore) take() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	old := w.calls
+	w.calls = map[string]int{}
+	return old
+}
+
+func (w *writeCountingStore) FindTOTPCredentials(ctx context.Context, id latchkey.UserID) ([]*latchkey.TOTPCredential, error) {
+	w.mu.Lock()
+	f := w.before
+	w.before = nil
+	w.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return w.Store.FindTOTPCredentials(ctx, id)
+}
+
+func (w *writeCountingStore) ReserveAttempt(ctx context.Context, key string, seen latchkey.Throttle, at time.Time) (bool, error) {
+	w.count("ReserveAttempt")
+	return w.Store.ReserveAttempt(ctx, key, seen, at)
+}
+
+func (w *writeCountingStore) RefundAttempt(ctx context.Context, key string, n int, prev time.Time) error {
+	w.count("RefundAttempt")
+	return w.Store.RefundAttempt(ctx, key, n, prev)
+}
+
+func (w *writeCountingStore) ResetThrottle(ctx context.Context, key string) error {
+	w.count("ResetThrottle")
+	return w.Store.ResetThrottle(ctx, key)
+}
+
+func (w *writeCountingStore) UseTOTPStep(ctx context.Context, id int64, step int64, at time.Time) error {
+	w.count("UseTOTPStep")
+	return w.Store.UseTOTPStep(ctx, id, step, at)
+}
+
+func (w *writeCountingStore) RotateSession(ctx context.Context, oldID string, s *latchkey.Session) error {
+	w.count("RotateSession")
+	return w.Store.RotateSession(ctx, oldID, s)
+}
+
+func (w *writeCountingStore) CreateSession(ctx context.Context, s *latchkey.Session) error {
+	w.count("CreateSession")
+	return w.Store.CreateSession(ctx, s)
+}
+
+func (w *writeCountingStore) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorCompletion) error {
+	w.count("CompleteSecondFactor")
+	return w.Store.CompleteSecondFactor(ctx, c)
+}
+
+func newCountingEnv(t *testing.T) (*env, *writeCountingStore) {
+	t.Helper()
+	var ws *writeCountingStore
+	e := newEnv(t, func(o *login.Options) {
+		ws = &writeCountingStore{Store: o.Store, calls: map[string]int{}}
+		o.Store = ws
+	})
+	return e, ws
+}
+
+// TestTOTPStepWrites: a TOTP sign-in writes twice (the attempt's reservation, then the
+// completion in one transaction); after it the account's and push counters are gone, the
+// success is audited once and the chain verifies.
+func TestTOTPStepWrites(t *testing.T) {
+	e, ws := newCountingEnv(t)
+	u := e.user(t, "alice")
+	ctx := context.Background()
+	secret, _ := e.enableTOTP(t, e.signIn(t, "alice"))
+	e.clock.Add(time.Minute)
+	flow := e.signIn(t, "alice")
+	// A wrong code first, and a push counter, both reset by the success.
+	if _, err := e.svc.LoginTOTP(ctx, alice, flow.Token, "000000"); code(t, err) != latchkey.EInvalidCode {
+		t.Fatalf("wrong code: %v", err)
+	}
+	if _, err := e.db.RecordFailure(ctx, latchkey.ThrottleKeyPush("alice"), e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	ws.take()
+
+	res, err := e.svc.LoginTOTP(ctx, alice, flow.Token, totp.Code(secret, totp.Step(e.clock.Now())))
+	if err != nil {
+		t.Fatalf("LoginTOTP: %v", err)
+	}
+	got := ws.take()
+	want := map[string]int{"ReserveAttempt": 1, "CompleteSecondFactor": 1}
+	if len(got) != len(want) || got["ReserveAttempt"] != 1 || got["CompleteSecondFactor"] != 1 {
+		t.Errorf("writes of a TOTP step = %v, want %v", got, want)
+	}
+	for _, key := range []string{latchkey.ThrottleKeyUser("alice"), latchkey.ThrottleKeyPush("alice")} {
+		if th, _ := e.db.FindThrottle(ctx, key); th.Failures != 0 {
+			t.Errorf("counter %s = %d after the sign-in, want 0", key, th.Failures)
+		}
+	}
+	if _, err := e.db.FindSessionByID(ctx, flow.Session.ID); latchkey.ErrorCode(err) != latchkey.ENotFound {
+		t.Errorf("the flow's session still exists: %v", err)
+	}
+	if s, err := e.db.FindSessionByID(ctx, res.Session.ID); err != nil || s.State != latchkey.StateAuthenticated {
+		t.Errorf("signed-in session = %+v, %v", s, err)
+	}
+	after, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	if len(after) != len(before)+1 {
+		t.Fatalf("%d audit entries added, want 1", len(after)-len(before))
+	}
+	if ev := after[len(after)-1]; ev.Action != latchkey.ActionLoginTOTP || ev.Outcome != latchkey.OutcomeSuccess || ev.UserID != u.ID || ev.IP != alice.IP {
+		t.Errorf("last audit entry = %+v", ev)
+	}
+	if rep, err := audit.Verify(ctx, e.db); err != nil || rep.FirstBroken != 0 {
+		t.Errorf("audit.Verify = %+v, %v", rep, err)
+	}
+}
+
+// TestTOTPFlowEndedMeanwhile: a flow revoked between the code's check and the completion
+// answers "sign in again" and writes nothing: the code stays unused, no session is signed
+// in, no success is audited, and the right code does not count as a failure.
+func TestTOTPFlowEndedMeanwhile(t *testing.T) {
+	e, ws := newCountingEnv(t)
+	e.user(t, "alice")
+	ctx := context.Background()
+	secret, _ := e.enableTOTP(t, e.signIn(t, "alice"))
+	e.clock.Add(time.Minute)
+	flow := e.signIn(t, "alice")
+	before, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	credsBefore, _ := e.db.FindTOTPCredentials(ctx, flow.Session.UserID)
+	ws.before = func() {
+		if err := e.db.DeleteSession(ctx, flow.Session.ID); err != nil {
+			t.Error(err)
+		}
+	}
+
+	c := totp.Code(secret, totp.Step(e.clock.Now()))
+	if _, err := e.svc.LoginTOTP(ctx, alice, flow.Token, c); code(t, err) != latchkey.EFlowExpired {
+		t.Fatalf("LoginTOTP on a revoked flow = %v, want %s", err, latchkey.EFlowExpired)
+	}
+	creds, _ := e.db.FindTOTPCredentials(ctx, flow.Session.UserID)
+	if creds[0].LastStep != credsBefore[0].LastStep {
+		t.Errorf("the code's step was recorded: %d, was %d", creds[0].LastStep, credsBefore[0].LastStep)
+	}
+	if list, _ := e.db.FindUserSessions(ctx, flow.Session.UserID, e.clock.Now()); len(list) != 1 {
+		// The one signed-in session is the enrolment's.
+		t.Errorf("%d signed-in sessions, want 1 (the enrolment's)", len(list))
+	}
+	after, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	if len(after) != len(before) {
+		t.Errorf("%d audit entries added, want none", len(after)-len(before))
+	}
+	if th, _ := e.db.FindThrottle(ctx, latchkey.ThrottleKeyUser("alice")); th.Failures != 0 {
+		t.Errorf("the right code counted as a failure: %d", th.Failures)
+	}
+	// The same code still signs in a new flow.
+	if _, err := e.svc.LoginTOTP(ctx, alice, e.signIn(t, "alice").Token, c); err != nil {
+		t.Errorf("LoginTOTP with the unused code: %v", err)
+	}
+}

@@ -1,0 +1,146 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/latchkey/latchkey"
+)
+
+// The statements of a completed sign-in, prepared once (hot.go).
+const (
+	qDeleteSession = `DELETE FROM sessions WHERE id = $1`
+	qInsertSession = `INSERT INTO sessions (id, sid, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+	qUseTOTPStep = `UPDATE totp_credentials SET last_step = $1, last_used_at = $2
+		 WHERE id = $3 AND confirmed_at IS NOT NULL AND last_step < $1`
+	qDeleteThrottle = `DELETE FROM throttles WHERE key = $1`
+	qLastAuditHash  = `SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1`
+	qInsertAudit    = `INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, prev_hash, hash)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`
+)
+
+// CompleteSecondFactor records the TOTP step, rotates the session, resets the throttle
+// counters and appends the audit entry in one transaction (latchkey.SecondFactorStore). On
+// SQLite the transaction holds the write lock from BEGIN; on PostgreSQL the replay guard is
+// the conditional UPDATE of the credential's row (a concurrent one waits for this one and then
+// finds the step used), and the audit trail's advisory lock is taken last, so that a
+// transaction holding it never waits for a row.
+func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorCompletion) error {
+	var e *latchkey.AuditEvent
+	if c.Audit != nil {
+		e = c.Audit
+		if e.Time.IsZero() {
+			e.Time = s.now()
+		}
+		e.Time = e.Time.UTC().Truncate(time.Microsecond)
+	}
+	// Prepared before BEGIN: preparing takes a connection of the pool, and inside the
+	// transaction (which on SQLite holds the write lock) that could wait for connections that
+	// are themselves waiting for the lock.
+	prepared := make(map[string]*sql.Stmt, 6)
+	for _, q := range []string{qDeleteSession, qUseTOTPStep, qInsertSession, qDeleteThrottle, qLastAuditHash, qInsertAudit} {
+		st, err := s.hot.stmt(ctx, s.db, q)
+		if err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		prepared[q] = st
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		stmt := func(q string) (*sql.Stmt, error) {
+			st, ok := prepared[q]
+			if !ok {
+				return nil, fmt.Errorf("statement not prepared: %s", q)
+			}
+			return tx.StmtContext(ctx, st), nil
+		}
+		st, err := stmt(qDeleteSession)
+		if err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		res, err := st.ExecContext(ctx, c.OldSessionID)
+		if err != nil {
+			return fmt.Errorf("delete old session: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("session")
+		}
+		if c.TOTPCredentialID != 0 {
+			if st, err = stmt(qUseTOTPStep); err != nil {
+				return fmt.Errorf("prepare: %w", err)
+			}
+			res, err := st.ExecContext(ctx, c.TOTPStep, us(c.Session.LastSeenAt), c.TOTPCredentialID)
+			if err != nil {
+				return fmt.Errorf("use totp step: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return latchkey.Errorf(latchkey.EConflict, "This code was used already.")
+			}
+		}
+		if st, err = stmt(qInsertSession); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		n := c.Session
+		_, err = st.ExecContext(ctx, n.ID, n.SID, n.UserID, string(n.State), strings.Join(n.AMR, " "), us(n.PasswordAt), usPtr(n.MFAAt), us(n.CreatedAt), us(n.LastSeenAt), us(n.ExpiresAt), n.IP, n.UserAgent)
+		if isUnique(err) {
+			return latchkey.Errorf(latchkey.EConflict, "The session exists already.")
+		} else if err != nil {
+			return fmt.Errorf("insert session: %w", err)
+		}
+		if len(c.ResetThrottles) > 0 {
+			if st, err = stmt(qDeleteThrottle); err != nil {
+				return fmt.Errorf("prepare: %w", err)
+			}
+			for _, key := range c.ResetThrottles {
+				if _, err := st.ExecContext(ctx, key); err != nil {
+					return fmt.Errorf("reset throttle: %w", err)
+				}
+			}
+		}
+		if e != nil {
+			return s.appendAudit(ctx, tx, e, stmt)
+		}
+		return nil
+	})
+	if err != nil && e != nil {
+		e.ID, e.PrevHash, e.Hash = 0, nil, nil
+	}
+	return err
+}
+
+// appendAudit chains e to the last entry of the trail and inserts it within tx. stmt, when
+// not nil, gives the transaction's copy of a prepared statement.
+func (s *DB) appendAudit(ctx context.Context, tx *sql.Tx, e *latchkey.AuditEvent, stmt func(string) (*sql.Stmt, error)) error {
+	if s.dialect == Postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7305002)`); err != nil {
+			return fmt.Errorf("lock audit trail: %w", err)
+		}
+	}
+	query := func(q string, args ...any) *sql.Row {
+		if stmt != nil {
+			if st, err := stmt(q); err == nil {
+				return st.QueryRowContext(ctx, args...)
+			}
+		}
+		return tx.QueryRowContext(ctx, q, args...)
+	}
+	var prev []byte
+	err := query(qLastAuditHash).Scan(&prev)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read last audit hash: %w", err)
+	}
+	if prev == nil {
+		prev = []byte{}
+	}
+	e.PrevHash = prev
+	e.Hash = e.ComputeHash(prev)
+	err = query(qInsertAudit, us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID, e.PrevHash, e.Hash).Scan(&e.ID)
+	if err != nil {
+		return fmt.Errorf("insert audit event: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,225 @@
+package sqlstore_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/sqlstore"
+)
+
+// completionFixture is a user with a confirmed authenticator app (last step 10), a
+// second-factor flow session "flow-N" per N in flows, account and push counters, and one
+// audit entry already in the trail.
+func completionFixture(t *testing.T, db *sqlstore.DB, flows int) (*latchkey.User, *latchkey.TOTPCredential) {
+	t.Helper()
+	ctx := context.Background()
+	u := mkUser(t, db, "alice")
+	c := &latchkey.TOTPCredential{UserID: u.ID, Name: "app", Secret: []byte("0123456789abcdefghij")}
+	if err := db.CreateTOTPCredential(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ConfirmTOTPCredential(ctx, c.ID, 10, t0, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range flows {
+		s := &latchkey.Session{ID: fmt.Sprintf("flow-%d", i), SID: fmt.Sprintf("sid-%d", i), UserID: u.ID, State: latchkey.StateSecondFactor,
+			AMR: []string{"pwd"}, PasswordAt: t0, CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(10 * time.Minute)}
+		if err := db.CreateSession(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.RecordFailure(ctx, "user:alice", t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.RecordFailure(ctx, "push:alice", t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AppendAuditEvent(ctx, &latchkey.AuditEvent{Time: t0, UserID: u.ID, Username: "alice", Action: latchkey.ActionLogin, Outcome: latchkey.OutcomeSuccess}); err != nil {
+		t.Fatal(err)
+	}
+	return u, c
+}
+
+func completionOf(u *latchkey.User, c *latchkey.TOTPCredential, flow int, step int64) *latchkey.SecondFactorCompletion {
+	at := t0.Add(time.Minute)
+	return &latchkey.SecondFactorCompletion{
+		OldSessionID: fmt.Sprintf("flow-%d", flow),
+		Session: &latchkey.Session{ID: fmt.Sprintf("signed-in-%d", flow), SID: fmt.Sprintf("sid-%d", flow), UserID: u.ID, State: latchkey.StateAuthenticated,
+			AMR: []string{"pwd", "otp", "mfa"}, PasswordAt: t0, MFAAt: &at, CreatedAt: t0, LastSeenAt: at, ExpiresAt: at.Add(8 * time.Hour), IP: "192.0.2.1"},
+		TOTPCredentialID: c.ID,
+		TOTPStep:         step,
+		ResetThrottles:   []string{"user:alice", "push:alice", "user:nobody"},
+		Audit:            &latchkey.AuditEvent{Time: at, UserID: u.ID, Username: "alice", Action: latchkey.ActionLoginTOTP, Outcome: latchkey.OutcomeSuccess, IP: "192.0.2.1"},
+	}
+}
+
+// completionState is what a completion may change.
+type completionState struct {
+	flowExists, signedInExists bool
+	lastStep                   int64
+	userFailures, pushFailures int
+	auditEntries               int
+}
+
+func readCompletionState(t *testing.T, db *sqlstore.DB, u *latchkey.User, flow int) completionState {
+	t.Helper()
+	ctx := context.Background()
+	var st completionState
+	_, err := db.FindSessionByID(ctx, fmt.Sprintf("flow-%d", flow))
+	st.flowExists = err == nil
+	_, err = db.FindSessionByID(ctx, fmt.Sprintf("signed-in-%d", flow))
+	st.signedInExists = err == nil
+	creds, err := db.FindTOTPCredentials(ctx, u.ID)
+	if err != nil || len(creds) != 1 {
+		t.Fatalf("FindTOTPCredentials = %v, %v", creds, err)
+	}
+	st.lastStep = creds[0].LastStep
+	th, _ := db.FindThrottle(ctx, "user:alice")
+	st.userFailures = th.Failures
+	th, _ = db.FindThrottle(ctx, "push:alice")
+	st.pushFailures = th.Failures
+	events, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.auditEntries = len(events)
+	prev := []byte{}
+	for _, e := range events {
+		if !bytes.Equal(e.PrevHash, prev) || !bytes.Equal(e.Hash, e.ComputeHash(e.PrevHash)) {
+			t.Fatalf("audit chain broken at %d", e.ID)
+		}
+		prev = e.Hash
+	}
+	return st
+}
+
+// TestCompleteSecondFactor: the step, the rotation, the resets and the audit entry are
+// written together, and a refused completion writes none of them.
+func TestCompleteSecondFactor(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u, c := completionFixture(t, db, 3)
+		before := completionState{flowExists: true, lastStep: 10, userFailures: 1, pushFailures: 1, auditEntries: 1}
+		if got := readCompletionState(t, db, u, 0); got != before {
+			t.Fatalf("before: %+v, want %+v", got, before)
+		}
+
+		comp := completionOf(u, c, 0, 12)
+		if err := db.CompleteSecondFactor(ctx, comp); err != nil {
+			t.Fatalf("CompleteSecondFactor: %v", err)
+		}
+		want := completionState{signedInExists: true, lastStep: 12, auditEntries: 2}
+		if got := readCompletionState(t, db, u, 0); got != want {
+			t.Errorf("after: %+v, want %+v", got, want)
+		}
+		if comp.Audit.ID == 0 || len(comp.Audit.Hash) == 0 {
+			t.Errorf("the audit entry's ID and hash were not set: %+v", comp.Audit)
+		}
+		s, err := db.FindSessionByID(ctx, "signed-in-0")
+		if err != nil || s.State != latchkey.StateAuthenticated || s.SID != "sid-0" || len(s.AMR) != 3 || s.MFAAt == nil {
+			t.Errorf("signed-in session = %+v, %v", s, err)
+		}
+
+		// Refused: nothing of it is written.
+		db.RecordFailure(ctx, "user:alice", t0)
+		untouched := completionState{flowExists: true, lastStep: 12, userFailures: 1, auditEntries: 2}
+		for _, tt := range []struct {
+			name string
+			comp *latchkey.SecondFactorCompletion
+			want string
+		}{
+			{"same step", completionOf(u, c, 1, 12), latchkey.EConflict},
+			{"older step", completionOf(u, c, 1, 11), latchkey.EConflict},
+			{"unknown credential", func() *latchkey.SecondFactorCompletion {
+				x := completionOf(u, c, 1, 13)
+				x.TOTPCredentialID = 99999
+				return x
+			}(), latchkey.EConflict},
+			{"flow gone", func() *latchkey.SecondFactorCompletion {
+				x := completionOf(u, c, 1, 13)
+				x.OldSessionID = "flow-gone"
+				return x
+			}(), latchkey.ENotFound},
+			{"new session ID taken", func() *latchkey.SecondFactorCompletion {
+				x := completionOf(u, c, 1, 13)
+				x.Session.ID = "flow-2"
+				return x
+			}(), latchkey.EConflict},
+		} {
+			err := db.CompleteSecondFactor(ctx, tt.comp)
+			if errCode(err) != tt.want {
+				t.Errorf("%s: CompleteSecondFactor = %v, want %s", tt.name, err, tt.want)
+			}
+			if tt.comp.Audit.ID != 0 || tt.comp.Audit.Hash != nil {
+				t.Errorf("%s: the refused audit entry kept ID %d", tt.name, tt.comp.Audit.ID)
+			}
+			if got := readCompletionState(t, db, u, 1); got != untouched {
+				t.Errorf("%s: state %+v, want %+v", tt.name, got, untouched)
+			}
+		}
+
+		// Without a TOTP step (push, security keys, recovery codes) and without an audit entry.
+		comp = completionOf(u, c, 1, 0)
+		comp.TOTPCredentialID, comp.Audit, comp.ResetThrottles = 0, nil, nil
+		if err := db.CompleteSecondFactor(ctx, comp); err != nil {
+			t.Fatalf("CompleteSecondFactor without a step: %v", err)
+		}
+		want = completionState{signedInExists: true, lastStep: 12, userFailures: 1, auditEntries: 2}
+		if got := readCompletionState(t, db, u, 1); got != want {
+			t.Errorf("without a step: %+v, want %+v", got, want)
+		}
+	})
+}
+
+// TestCompleteSecondFactorConcurrent: the same code sent from several sign-ins at once is
+// accepted for one of them only; the others change nothing, and the audit chain holds.
+func TestCompleteSecondFactorConcurrent(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		const n = 12
+		u, c := completionFixture(t, db, n)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins, conflicts := 0, 0
+		for i := range n {
+			wg.Go(func() {
+				err := db.CompleteSecondFactor(ctx, completionOf(u, c, i, 20))
+				mu.Lock()
+				defer mu.Unlock()
+				switch errCode(err) {
+				case "":
+					wins++
+				case latchkey.EConflict:
+					conflicts++
+				default:
+					t.Errorf("unexpected error %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if wins != 1 || conflicts != n-1 {
+			t.Errorf("%d wins, %d conflicts, want 1 and %d", wins, conflicts, n-1)
+		}
+		signedIn, flows := 0, 0
+		for i := range n {
+			st := readCompletionState(t, db, u, i)
+			if st.signedInExists {
+				signedIn++
+			}
+			if st.flowExists {
+				flows++
+			}
+			if st.lastStep != 20 || st.auditEntries != 2 {
+				t.Errorf("flow %d: %+v", i, st)
+			}
+		}
+		if signedIn != 1 || flows != n-1 {
+			t.Errorf("%d signed in, %d flows left, want 1 and %d", signedIn, flows, n-1)
+		}
+	})
+}

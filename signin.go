@@ -1,0 +1,30 @@
+package latchkey
+
+// SecondFactorCompletion is everything a sign-in writes when its second factor was proven,
+// for CompleteSecondFactor to write in one transaction.
+type SecondFactorCompletion struct {
+	// OldSessionID is the sign-in flow's session; it is deleted and Session inserted in its
+	// place (the rotation after MFA).
+	OldSessionID string
+	Session      *Session
+	// TOTPCredentialID, when not 0, is the credential whose code was accepted for TOTPStep:
+	// the step is recorded first, as UseTOTPStep does (only when TOTPStep > LastStep).
+	TOTPCredentialID int64
+	TOTPStep         int64
+	// ResetThrottles are throttle keys whose counters are removed (missing ones are skipped).
+	ResetThrottles []string
+	// Audit, when not nil, is appended to the audit trail, chained like AppendAuditEvent;
+	// its ID and hashes are set.
+	Audit *AuditEvent
+}
+
+// SecondFactorStore writes the end of a sign-in at once.
+type SecondFactorStore interface {
+	// CompleteSecondFactor records the TOTP step (if any), rotates the session, resets the
+	// throttle counters and appends the audit entry, all in one transaction: either all of it
+	// is written or none of it. It returns EConflict when the TOTP step is no longer newer
+	// than the credential's last step or the credential is gone or unconfirmed (of two
+	// concurrent completions with the same code, exactly one succeeds), and ENotFound when
+	// the old session no longer exists (rotated or revoked concurrently).
+	CompleteSecondFactor(ctx Context, c *SecondFactorCompletion) error
+}
