@@ -127,16 +127,11 @@ func (s *DB) SearchUsers(ctx context.Context, q latchkey.UserSearch) ([]*latchke
 	if err != nil {
 		return nil, 0, fmt.Errorf("search users: %w", err)
 	}
-	defer rows.Close()
-	var users []*latchkey.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, 0, fmt.Errorf("scan user: %w", err)
-		}
-		users = append(users, u)
+	users, err := collect(rows, scanUser, "scan user")
+	if err != nil {
+		return nil, 0, err
 	}
-	return users, total, rows.Err()
+	return users, total, nil
 }
 
 // FindSignedInSessions returns the user's signed-in, unexpired sessions, newest first.

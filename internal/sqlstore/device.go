@@ -267,16 +267,7 @@ func (s *DB) FindDevices(ctx context.Context, userID latchkey.UserID) ([]*latchk
 	if err != nil {
 		return nil, fmt.Errorf("find devices: %w", err)
 	}
-	defer rows.Close()
-	var out []*latchkey.Device
-	for rows.Next() {
-		d, err := scanDevice(rows)
-		if err != nil {
-			return nil, fmt.Errorf("scan device: %w", err)
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return collect(rows, scanDevice, "scan device")
 }
 
 // UpdateDevice changes a device of that user; ENotFound when nothing matched. Making a pending
@@ -434,16 +425,7 @@ func (s *DB) PendingPushChallenges(ctx context.Context, deviceID int64, when tim
 	if err != nil {
 		return nil, fmt.Errorf("find pending push challenges: %w", err)
 	}
-	defer rows.Close()
-	var out []*latchkey.PushChallenge
-	for rows.Next() {
-		c, err := scanPush(rows)
-		if err != nil {
-			return nil, fmt.Errorf("scan push challenge: %w", err)
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return collect(rows, scanPush, "scan push challenge")
 }
 
 // AnswerPushChallenge moves a pending, unexpired challenge to state in one statement, so of two

@@ -97,16 +97,7 @@ func (s *DB) FindOIDCClients(ctx context.Context) ([]*latchkey.OIDCClient, error
 	if err != nil {
 		return nil, fmt.Errorf("find oidc clients: %w", err)
 	}
-	defer rows.Close()
-	var list []*latchkey.OIDCClient
-	for rows.Next() {
-		c, err := scanClient(rows)
-		if err != nil {
-			return nil, fmt.Errorf("find oidc clients: %w", err)
-		}
-		list = append(list, c)
-	}
-	return list, rows.Err()
+	return collect(rows, scanClient, "find oidc clients")
 }
 
 // DeleteOIDCClient removes a client with its requests and tokens; ENotFound when missing.
@@ -391,16 +382,7 @@ func (s *DB) FindOIDCSessionClients(ctx context.Context, sid string) ([]*latchke
 	if err != nil {
 		return nil, fmt.Errorf("find session clients: %w", err)
 	}
-	defer rows.Close()
-	var list []*latchkey.OIDCClient
-	for rows.Next() {
-		c, err := scanClient(rows)
-		if err != nil {
-			return nil, fmt.Errorf("find session clients: %w", err)
-		}
-		list = append(list, c)
-	}
-	return list, rows.Err()
+	return collect(rows, scanClient, "find session clients")
 }
 
 // DeleteOIDCSessionTokens revokes every token given in the Latchkey session sid.

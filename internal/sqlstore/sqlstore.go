@@ -236,3 +236,24 @@ func atPtr(v sql.NullInt64) *time.Time {
 func notFound(what string) error {
 	return latchkey.Errorf(latchkey.ENotFound, "The %s does not exist.", what)
 }
+
+// scanner is a row or rows being read.
+type scanner = interface{ Scan(...any) error }
+
+// collect reads every row of rows with scan and closes rows. what names the rows in an error
+// ("scan ticket: ...").
+func collect[T any](rows *sql.Rows, scan func(scanner) (T, error), what string) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -145,16 +145,11 @@ func (s *DB) FindTickets(ctx context.Context, f latchkey.TicketFilter) ([]*latch
 	if err != nil {
 		return nil, 0, fmt.Errorf("find tickets: %w", err)
 	}
-	defer rows.Close()
-	var out []*latchkey.Ticket
-	for rows.Next() {
-		t, err := scanTicket(rows)
-		if err != nil {
-			return nil, 0, fmt.Errorf("scan ticket: %w", err)
-		}
-		out = append(out, t)
+	out, err := collect(rows, scanTicket, "scan ticket")
+	if err != nil {
+		return nil, 0, err
 	}
-	return out, total, rows.Err()
+	return out, total, nil
 }
 
 // UpdateTicket applies upd and returns the ticket.
@@ -234,16 +229,7 @@ func (s *DB) FindUsersByEmail(ctx context.Context, email string) ([]*latchkey.Us
 	if err != nil {
 		return nil, fmt.Errorf("find users by email: %w", err)
 	}
-	defer rows.Close()
-	var out []*latchkey.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("scan user: %w", err)
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return collect(rows, scanUser, "scan user")
 }
 
 // RecentSignIns returns the user's latest sign-in events, newest first.

@@ -87,16 +87,11 @@ func (s *DB) FindUsers(ctx context.Context, f latchkey.UserFilter) ([]*latchkey.
 	if err != nil {
 		return nil, 0, fmt.Errorf("find users: %w", err)
 	}
-	defer rows.Close()
-	var users []*latchkey.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, 0, fmt.Errorf("scan user: %w", err)
-		}
-		users = append(users, u)
+	users, err := collect(rows, scanUser, "scan user")
+	if err != nil {
+		return nil, 0, err
 	}
-	return users, total, rows.Err()
+	return users, total, nil
 }
 
 // CreateUser inserts u and sets its ID and timestamps; EConflict when the username is taken.

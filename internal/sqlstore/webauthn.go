@@ -29,16 +29,7 @@ func (s *DB) FindWebAuthnCredentials(ctx context.Context, userID latchkey.UserID
 	if err != nil {
 		return nil, fmt.Errorf("find security keys: %w", err)
 	}
-	defer rows.Close()
-	var out []*latchkey.WebAuthnCredential
-	for rows.Next() {
-		c, err := scanWebAuthn(rows)
-		if err != nil {
-			return nil, fmt.Errorf("scan security key: %w", err)
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return collect(rows, scanWebAuthn, "scan security key")
 }
 
 // FindWebAuthnCredential returns the key with that credential ID.
