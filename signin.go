@@ -16,6 +16,14 @@ type SecondFactorCompletion struct {
 	// Audit, when not nil, is appended to the audit trail, chained like AppendAuditEvent;
 	// its ID and hashes are set.
 	Audit *AuditEvent
+	// Admit, when not nil, makes the completion the attempt's throttle check as well: first
+	// in the transaction, before anything is written, the counter under AdmitKey is read
+	// (and its row locked on PostgreSQL) and given to Admit. When Admit returns an error,
+	// nothing is written and CompleteSecondFactor returns that error as it is. A sign-in with
+	// the right code then costs one write transaction instead of two (a reservation and the
+	// completion); wrong codes are still counted by ReserveAttempt before they are answered.
+	AdmitKey string
+	Admit    func(Throttle) error
 }
 
 // SecondFactorStore writes the end of a sign-in at once.

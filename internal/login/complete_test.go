@@ -91,8 +91,8 @@ func newCountingEnv(t *testing.T) (*env, *writeCountingStore) {
 	return e, ws
 }
 
-// TestTOTPStepWrites: a TOTP sign-in writes twice (the attempt's reservation, then the
-// completion in one transaction); after it the account's and push counters are gone, the
+// TestTOTPStepWrites: a TOTP sign-in with the right code writes once (the account's counter is
+// checked inside the completion's transaction, no reservation); after it the account's and push counters are gone, the
 // success is audited once and the chain verifies.
 func TestTOTPStepWrites(t *testing.T) {
 	e, ws := newCountingEnv(t)
@@ -116,8 +116,8 @@ func TestTOTPStepWrites(t *testing.T) {
 		t.Fatalf("LoginTOTP: %v", err)
 	}
 	got := ws.take()
-	want := map[string]int{"ReserveAttempt": 1, "CompleteSecondFactor": 1}
-	if len(got) != len(want) || got["ReserveAttempt"] != 1 || got["CompleteSecondFactor"] != 1 {
+	want := map[string]int{"CompleteSecondFactor": 1}
+	if len(got) != len(want) || got["CompleteSecondFactor"] != 1 {
 		t.Errorf("writes of a TOTP step = %v, want %v", got, want)
 	}
 	for _, key := range []string{latchkey.ThrottleKeyUser("alice"), latchkey.ThrottleKeyPush("alice")} {
@@ -183,5 +183,84 @@ func TestTOTPFlowEndedMeanwhile(t *testing.T) {
 	// The same code still signs in a new flow.
 	if _, err := e.svc.LoginTOTP(ctx, alice, e.signIn(t, "alice").Token, c); err != nil {
 		t.Errorf("LoginTOTP with the unused code: %v", err)
+	}
+}
+
+// TestTOTPRightCodeThrottled: the right code for an account that must wait gets the same 429
+// as a wrong one, and the completion's transaction writes nothing: the flow stays unfinished,
+// the step unused, the counter as it was, no success audited. After the wait the code signs in.
+func TestTOTPRightCodeThrottled(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "alice")
+	ctx := context.Background()
+	secret, _ := e.enableTOTP(t, e.signIn(t, "alice"))
+	e.clock.Add(time.Minute)
+	flow := e.signIn(t, "alice")
+	key := latchkey.ThrottleKeyUser("alice")
+	for range login.DefaultThrottle.FreeFailures + 1 {
+		if _, err := e.db.RecordFailure(ctx, key, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	credsBefore, _ := e.db.FindTOTPCredentials(ctx, flow.Session.UserID)
+
+	_, err := e.svc.LoginTOTP(ctx, alice, flow.Token, totp.Code(secret, totp.Step(e.clock.Now())))
+	var le *latchkey.Error
+	if !asError(err, &le) || le.Code != latchkey.EThrottled || le.RetryAfter <= 0 {
+		t.Fatalf("the right code on a throttled account = %v, want throttled with a Retry-After", err)
+	}
+	if th, _ := e.db.FindThrottle(ctx, key); th.Failures != login.DefaultThrottle.FreeFailures+1 {
+		t.Errorf("counter = %d after the throttled attempt, want %d (unchanged)", th.Failures, login.DefaultThrottle.FreeFailures+1)
+	}
+	if s, err := e.db.FindSessionByID(ctx, flow.Session.ID); err != nil || s.State != latchkey.StateSecondFactor {
+		t.Errorf("the flow = %+v, %v; want it unfinished", s, err)
+	}
+	if creds, _ := e.db.FindTOTPCredentials(ctx, flow.Session.UserID); creds[0].LastStep != credsBefore[0].LastStep {
+		t.Errorf("the step was recorded: %d, was %d", creds[0].LastStep, credsBefore[0].LastStep)
+	}
+	after, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	if len(after) != len(before)+1 || after[len(after)-1].Outcome != latchkey.OutcomeDenied || after[len(after)-1].Detail != "throttled" {
+		t.Errorf("audit entries added: %+v, want one denied \"throttled\"", after[len(before):])
+	}
+
+	e.clock.Add(le.RetryAfter)
+	if _, err := e.svc.LoginTOTP(ctx, alice, flow.Token, totp.Code(secret, totp.Step(e.clock.Now()))); err != nil {
+		t.Fatalf("after the wait: %v", err)
+	}
+	if th, _ := e.db.FindThrottle(ctx, key); th.Failures != 0 {
+		t.Errorf("counter = %d after the sign-in, want 0", th.Failures)
+	}
+}
+
+// TestTOTPRightCodeLocked: on a locked account the right code is answered like a wrong one,
+// counted, and the lock audited; nothing of the sign-in is written.
+func TestTOTPRightCodeLocked(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "alice")
+	ctx := context.Background()
+	secret, _ := e.enableTOTP(t, e.signIn(t, "alice"))
+	e.clock.Add(time.Minute)
+	flow := e.signIn(t, "alice")
+	key := latchkey.ThrottleKeyUser("alice")
+	for range login.DefaultThrottle.LockAt {
+		if _, err := e.db.RecordFailure(ctx, key, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flowSess := flow.Session
+	_, err := e.svc.LoginTOTP(ctx, alice, flow.Token, totp.Code(secret, totp.Step(e.clock.Now())))
+	if code(t, err) != latchkey.EInvalidCode {
+		t.Fatalf("the right code on a locked account = %v, want %s", err, latchkey.EInvalidCode)
+	}
+	if th, _ := e.db.FindThrottle(ctx, key); th.Failures != login.DefaultThrottle.LockAt+1 {
+		t.Errorf("counter = %d, want %d (the attempt counted)", th.Failures, login.DefaultThrottle.LockAt+1)
+	}
+	if s, err := e.db.FindSessionByID(ctx, flowSess.ID); err == nil && s.State == latchkey.StateAuthenticated {
+		t.Error("the locked account was signed in")
+	}
+	events, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	if last := events[len(events)-1]; last.Detail != "account locked" || last.Outcome != latchkey.OutcomeDenied {
+		t.Errorf("last audit entry = %+v, want the lock", last)
 	}
 }

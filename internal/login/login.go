@@ -575,6 +575,10 @@ func (s *Service) flowIn(ctx context.Context, token string, state latchkey.Sessi
 type completion struct {
 	cred, step     int64
 	action, detail string
+	// admit, when set, checks the counter under admitKey inside the completion's
+	// transaction (latchkey.SecondFactorCompletion.Admit).
+	admitKey string
+	admit    func(latchkey.Throttle) error
 }
 
 // complete turns a second-factor flow into a signed-in session under a new token. The TOTP
@@ -612,10 +616,17 @@ func (s *Service) complete(ctx context.Context, c Client, token string, sess *la
 		ResetThrottles: []string{userKey(u.Username), latchkey.ThrottleKeyPush(u.Username)},
 		Audit: &latchkey.AuditEvent{Time: now, UserID: u.ID, Username: u.Username, Action: done.action,
 			Outcome: latchkey.OutcomeSuccess, IP: c.IP, UserAgent: c.UserAgent, Detail: done.detail},
+		AdmitKey: done.admitKey,
+		Admit:    done.admit,
 	})
+	if err != nil && errors.Is(err, errAdmitLocked) {
+		return nil, err
+	}
 	switch latchkey.ErrorCode(err) {
 	case "":
 		return &Result{Token: tok, Session: &next, State: next.State, User: u}, nil
+	case latchkey.EThrottled:
+		return nil, err
 	case latchkey.ENotFound:
 		return nil, errFlowExpired
 	case latchkey.EConflict:
@@ -636,14 +647,80 @@ func (s *Service) LoginTOTP(ctx context.Context, c Client, token, code string) (
 	if err != nil {
 		return nil, err
 	}
+	// The code is checked first, without writing anything; what the answer reveals is decided
+	// after, under the account's counter. A wrong code is counted (or throttled) by admit
+	// before it is answered, as every guess. A right one is admitted inside the completion's
+	// own transaction (one write for the whole step): a throttled account gets the same 429 as
+	// for a wrong code, a locked one the same failure, and nothing is written for either.
+	cred, step, replayed, err := s.findTOTP(ctx, u, code)
+	if err != nil {
+		return nil, err
+	}
+	if cred == nil {
+		detail, action := "wrong code", latchkey.ActionLoginTOTP
+		if replayed {
+			detail, action = "code for a step already used", latchkey.ActionCodeReplayed
+		}
+		return nil, s.wrongCode(ctx, c, u, action, detail)
+	}
+	now := s.now()
+	if err := s.ip.Take(c.IP, now); err != nil {
+		return nil, err
+	}
+	admit := func(th latchkey.Throttle) error {
+		wait, locked := s.opt.Throttle.accountWait(th.Failures)
+		if locked {
+			return errAdmitLocked
+		}
+		if until := th.LastFailureAt.Add(wait); wait > 0 && now.Before(until) {
+			return latchkey.Throttled(until.Sub(now))
+		}
+		return nil
+	}
+	res, err := s.complete(ctx, c, token, sess, u, completion{cred: cred.ID, step: step, action: latchkey.ActionLoginTOTP, admitKey: userKey(u.Username), admit: admit}, latchkey.AMROTP)
+	if err == nil {
+		s.ip.Refund(c.IP, now)
+		return res, nil
+	}
+	s.ip.Refund(c.IP, now) // the answer below counts the attempt, or it did not happen
+	switch {
+	case latchkey.ErrorCode(err) == latchkey.EThrottled:
+		s.audit(ctx, c, u, "", latchkey.ActionLoginTOTP, latchkey.OutcomeDenied, "throttled")
+		return nil, err
+	case errors.Is(err, errAdmitLocked):
+		// Counted and answered like a wrong code (admit audits the lock). Unless an
+		// administrator unlocked the account in between: then the attempt is counted and
+		// completed the way every other factor does it.
+		key, err := s.admit(ctx, c, u, latchkey.ActionLoginTOTP, errBadCode)
+		if err != nil {
+			return nil, err
+		}
+		return s.completeTOTP(ctx, c, token, sess, u, key, cred, step)
+	case latchkey.ErrorCode(err) == latchkey.EConflict:
+		return nil, s.wrongCode(ctx, c, u, latchkey.ActionCodeReplayed, "concurrent use of the same code")
+	default:
+		return nil, err
+	}
+}
+
+// errAdmitLocked ends a TOTP completion whose account is locked (see LoginTOTP).
+var errAdmitLocked = errors.New("login: the account is locked")
+
+// wrongCode counts a wrong code against the account and the client's IP, audits it under
+// action with detail, and returns the answer: errBadCode, or EThrottled when the account or
+// the IP must wait (then nothing is revealed about the code).
+func (s *Service) wrongCode(ctx context.Context, c Client, u *latchkey.User, action, detail string) error {
 	key, err := s.admit(ctx, c, u, latchkey.ActionLoginTOTP, errBadCode)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cred, step, err := s.matchTOTP(ctx, c, u, key, code, latchkey.ActionLoginTOTP)
-	if err != nil {
-		return nil, err
-	}
+	s.fail(ctx, c, key)
+	s.audit(ctx, c, u, "", action, latchkey.OutcomeFailure, detail)
+	return errBadCode
+}
+
+// completeTOTP completes a TOTP sign-in whose attempt key was reserved already.
+func (s *Service) completeTOTP(ctx context.Context, c Client, token string, sess *latchkey.Session, u *latchkey.User, key attempt, cred *latchkey.TOTPCredential, step int64) (*Result, error) {
 	// The step is recorded with the rotation: the replay guard holds in that transaction,
 	// and the account's counter (this attempt included) is reset by it, so the attempt needs
 	// no refund of its own in the database.

@@ -36,9 +36,30 @@ func (s *Service) useTOTP(ctx context.Context, c Client, u *latchkey.User, key a
 // records the step (UseTOTPStep, or with the sign-in in CompleteSecondFactor), where the
 // replay guard holds against concurrent requests. A failure counts against key.
 func (s *Service) matchTOTP(ctx context.Context, c Client, u *latchkey.User, key attempt, code, action string) (*latchkey.TOTPCredential, int64, error) {
+	cr, step, replayed, err := s.findTOTP(ctx, u, code)
+	if err != nil {
+		return nil, 0, err
+	}
+	if cr == nil {
+		s.fail(ctx, c, key)
+		if replayed {
+			s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "code for a step already used")
+		} else {
+			s.audit(ctx, c, u, "", action, latchkey.OutcomeFailure, "wrong code")
+		}
+		return nil, 0, errBadCode
+	}
+	return cr, step, nil
+}
+
+// findTOTP returns the confirmed TOTP credential of u that code belongs to and the time step
+// it is for, when that step is newer than the credential's last used one. It writes and
+// counts nothing. When no credential matches, cr is nil, and replayed tells whether the code
+// was right for a step that was used already.
+func (s *Service) findTOTP(ctx context.Context, u *latchkey.User, code string) (cr *latchkey.TOTPCredential, step int64, replayed bool, err error) {
 	creds, err := s.opt.Store.FindTOTPCredentials(ctx, u.ID)
 	if err != nil {
-		return nil, 0, fmt.Errorf("find totp credentials: %w", err)
+		return nil, 0, false, fmt.Errorf("find totp credentials: %w", err)
 	}
 	for _, cr := range creds {
 		if !cr.Confirmed() {
@@ -49,15 +70,11 @@ func (s *Service) matchTOTP(ctx context.Context, c Client, u *latchkey.User, key
 			continue
 		}
 		if step <= cr.LastStep {
-			s.fail(ctx, c, key)
-			s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "code for a step already used")
-			return nil, 0, errBadCode
+			return nil, 0, true, nil
 		}
-		return cr, step, nil
+		return cr, step, false, nil
 	}
-	s.fail(ctx, c, key)
-	s.audit(ctx, c, u, "", action, latchkey.OutcomeFailure, "wrong code")
-	return nil, 0, errBadCode
+	return nil, 0, false, nil
 }
 
 // ResetProof is what "Reset all MFA" asks for: the password and one current factor, either a

@@ -50,7 +50,9 @@ func (s *DB) FindInvitation(ctx context.Context, hash string, now time.Time) (*l
 // one DELETE decides the winner.
 func (s *DB) ConsumeInvitation(ctx context.Context, hash string, now time.Time) (latchkey.UserID, error) {
 	var id latchkey.UserID
-	err := s.db.QueryRowContext(ctx, `DELETE FROM invitations WHERE hash = $1 AND expires_at > $2 RETURNING user_id`, hash, us(now)).Scan(&id)
+	err := s.write(ctx, func() error {
+		return s.db.QueryRowContext(ctx, `DELETE FROM invitations WHERE hash = $1 AND expires_at > $2 RETURNING user_id`, hash, us(now)).Scan(&id)
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, notFound("invitation")
 	} else if err != nil {

@@ -19,7 +19,7 @@ import (
 
 // CreateDeviceActivation inserts a; EConflict when the code exists already.
 func (s *DB) CreateDeviceActivation(ctx context.Context, a *latchkey.DeviceActivation) error {
-	_, err := s.db.ExecContext(ctx,
+	_, err := s.exec(ctx,
 		`INSERT INTO device_activations (id, user_id, kind, device_id, needs_approval, created_at, expires_at, used_at)
 		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		a.ID, a.UserID, a.Kind, a.DeviceID, a.NeedsApproval, us(a.CreatedAt), us(a.ExpiresAt), usPtr(a.UsedAt))
@@ -38,11 +38,13 @@ func (s *DB) UseDeviceActivation(ctx context.Context, id string, when time.Time)
 	var a latchkey.DeviceActivation
 	var created, expires int64
 	var used sql.NullInt64
-	err := s.db.QueryRowContext(ctx,
-		`UPDATE device_activations SET used_at = $1
-		 WHERE id = $2 AND used_at IS NULL AND expires_at > $1
-		 RETURNING id, user_id, kind, device_id, needs_approval, created_at, expires_at, used_at`, us(when), id).
-		Scan(&a.ID, &a.UserID, &a.Kind, &a.DeviceID, &a.NeedsApproval, &created, &expires, &used)
+	err := s.write(ctx, func() error {
+		return s.db.QueryRowContext(ctx,
+			`UPDATE device_activations SET used_at = $1
+			 WHERE id = $2 AND used_at IS NULL AND expires_at > $1
+			 RETURNING id, user_id, kind, device_id, needs_approval, created_at, expires_at, used_at`, us(when), id).
+			Scan(&a.ID, &a.UserID, &a.Kind, &a.DeviceID, &a.NeedsApproval, &created, &expires, &used)
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("activation code")
 	} else if err != nil {
@@ -355,7 +357,7 @@ func (s *DB) DeleteDevice(ctx context.Context, userID latchkey.UserID, id int64)
 // used it before. Then it drops the device's nonces that expired before when. The insert comes
 // first, so a replayed nonce is refused as long as its row exists.
 func (s *DB) UseDeviceNonce(ctx context.Context, deviceID int64, nonce string, expiresAt, when time.Time) error {
-	res, err := s.db.ExecContext(ctx,
+	res, err := s.exec(ctx,
 		`INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (device_id, nonce) DO NOTHING`,
 		deviceID, nonce, us(expiresAt))
 	if err != nil {
@@ -364,7 +366,7 @@ func (s *DB) UseDeviceNonce(ctx context.Context, deviceID int64, nonce string, e
 	if n, _ := res.RowsAffected(); n == 0 {
 		return latchkey.Errorf(latchkey.EConflict, "This request was sent already.")
 	}
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM device_nonces WHERE device_id = $1 AND expires_at < $2`, deviceID, us(when)); err != nil {
+	if _, err := s.exec(ctx, `DELETE FROM device_nonces WHERE device_id = $1 AND expires_at < $2`, deviceID, us(when)); err != nil {
 		return fmt.Errorf("delete expired device nonces: %w", err)
 	}
 	return nil
@@ -390,7 +392,7 @@ func (s *DB) CreatePushChallenge(ctx context.Context, c *latchkey.PushChallenge)
 	if state == "" {
 		state = latchkey.PushPending
 	}
-	_, err := s.db.ExecContext(ctx,
+	_, err := s.exec(ctx,
 		`INSERT INTO push_challenges (`+pushColumns+`)
 		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		c.ID, c.UserID, c.DeviceID, c.Kind, c.SessionID, c.SubjectDeviceID, c.Number, c.Application, c.Browser, c.IP,
@@ -435,7 +437,7 @@ func (s *DB) AnswerPushChallenge(ctx context.Context, id string, state latchkey.
 	if state != latchkey.PushApproved && state != latchkey.PushDenied {
 		return fmt.Errorf("sqlstore: a push challenge cannot be answered with state %q", state)
 	}
-	res, err := s.db.ExecContext(ctx,
+	res, err := s.exec(ctx,
 		`UPDATE push_challenges SET state = $1, reason = $2, answered_at = $3
 		 WHERE id = $4 AND state = $5 AND expires_at > $3`,
 		string(state), reason, us(when), id, string(latchkey.PushPending))
@@ -462,7 +464,7 @@ func (s *DB) AnswerPushChallenge(ctx context.Context, id string, state latchkey.
 // CompletePushChallenge sets CompletedAt on an approved challenge once. EConflict when it is
 // not approved or completed already; ENotFound when there is no such challenge.
 func (s *DB) CompletePushChallenge(ctx context.Context, id string, when time.Time) error {
-	res, err := s.db.ExecContext(ctx,
+	res, err := s.exec(ctx,
 		`UPDATE push_challenges SET completed_at = $1 WHERE id = $2 AND state = $3 AND completed_at IS NULL`,
 		us(when), id, string(latchkey.PushApproved))
 	if err != nil {
@@ -520,7 +522,7 @@ func (s *DB) deleteExpired(ctx context.Context, table string, t time.Time) (int,
 	q := fmt.Sprintf(`DELETE FROM %[1]s WHERE (%[2]s) IN (SELECT %[2]s FROM %[1]s WHERE expires_at < $1 LIMIT %[3]d)`, table, key, CleanupBatch)
 	total := 0
 	for {
-		res, err := s.db.ExecContext(ctx, q, us(t))
+		res, err := s.exec(ctx, q, us(t))
 		if err != nil {
 			return total, fmt.Errorf("delete expired %s: %w", table, err)
 		}

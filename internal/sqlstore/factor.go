@@ -144,7 +144,7 @@ func (s *DB) ConfirmTOTPCredential(ctx context.Context, id int64, step int64, wh
 
 // UseTOTPStep records step as used if and only if it is newer than the last used step.
 func (s *DB) UseTOTPStep(ctx context.Context, id int64, step int64, when time.Time) error {
-	res, err := s.db.ExecContext(ctx,
+	res, err := s.exec(ctx,
 		`UPDATE totp_credentials SET last_step = $1, last_used_at = $2
 		 WHERE id = $3 AND confirmed_at IS NOT NULL AND last_step < $1`, step, us(when), id)
 	if err != nil {
@@ -223,7 +223,7 @@ func replaceRecoveryCodes(ctx context.Context, tx *sql.Tx, userID latchkey.UserI
 
 // UseRecoveryCode marks the code used: ENotFound when unknown, EConflict when used already.
 func (s *DB) UseRecoveryCode(ctx context.Context, userID latchkey.UserID, hash []byte, when time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND hash = $3 AND used_at IS NULL`, us(when), userID, hash)
+	res, err := s.exec(ctx, `UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND hash = $3 AND used_at IS NULL`, us(when), userID, hash)
 	if err != nil {
 		return fmt.Errorf("use recovery code: %w", err)
 	}
@@ -242,7 +242,7 @@ func (s *DB) UseRecoveryCode(ctx context.Context, userID latchkey.UserID, hash [
 
 // RenameTOTPCredential renames an authenticator-app credential of that user.
 func (s *DB) RenameTOTPCredential(ctx context.Context, userID latchkey.UserID, id int64, name string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE totp_credentials SET name = $1 WHERE id = $2 AND user_id = $3 AND device_id IS NULL`, name, id, userID)
+	res, err := s.exec(ctx, `UPDATE totp_credentials SET name = $1 WHERE id = $2 AND user_id = $3 AND device_id IS NULL`, name, id, userID)
 	if err != nil {
 		return fmt.Errorf("rename authenticator app: %w", err)
 	}

@@ -31,10 +31,12 @@ func (s *DB) EnqueueMail(ctx context.Context, m mail.Message, now time.Time) (in
 		headers = string(b)
 	}
 	var id int64
-	err := s.db.QueryRowContext(ctx,
-		`INSERT INTO mail_outbox (recipient, subject, body_text, body_html, headers, state, next_at, created_at)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id`,
-		m.To, m.Subject, m.Text, m.HTML, headers, mailPending, us(now)).Scan(&id)
+	err := s.write(ctx, func() error {
+		return s.db.QueryRowContext(ctx,
+			`INSERT INTO mail_outbox (recipient, subject, body_text, body_html, headers, state, next_at, created_at)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id`,
+			m.To, m.Subject, m.Text, m.HTML, headers, mailPending, us(now)).Scan(&id)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("enqueue mail: %w", err)
 	}
@@ -60,8 +62,10 @@ func (s *DB) ClaimMail(ctx context.Context, now, leaseEnd time.Time, claim strin
 		headers    string
 		created    int64
 	)
-	err := s.db.QueryRowContext(ctx, q, claim, us(leaseEnd), mailPending, us(now)).
-		Scan(&m.ID, &m.Message.To, &m.Message.Subject, &text, &html, &headers, &m.Attempts, &created)
+	err := s.write(ctx, func() error {
+		return s.db.QueryRowContext(ctx, q, claim, us(leaseEnd), mailPending, us(now)).
+			Scan(&m.ID, &m.Message.To, &m.Message.Subject, &text, &html, &headers, &m.Attempts, &created)
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	} else if err != nil {
@@ -101,7 +105,7 @@ func (s *DB) MarkMailFailed(ctx context.Context, id int64, claim string, now tim
 }
 
 func (s *DB) finishMail(ctx context.Context, what, q string, args ...any) error {
-	res, err := s.db.ExecContext(ctx, q, args...)
+	res, err := s.exec(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -142,7 +146,7 @@ func (s *DB) DeleteOldMail(ctx context.Context, t time.Time) (int, error) {
 	q := fmt.Sprintf(`DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox WHERE state IN ($1, $2) AND done_at < $3 LIMIT %d)`, CleanupBatch)
 	total := 0
 	for {
-		res, err := s.db.ExecContext(ctx, q, mailSent, mailFailed, us(t))
+		res, err := s.exec(ctx, q, mailSent, mailFailed, us(t))
 		if err != nil {
 			return total, fmt.Errorf("delete old mail: %w", err)
 		}

@@ -55,7 +55,7 @@ func (s *DB) openKey(sealed []byte, kid string) ([]byte, error) {
 // CreateOIDCClient inserts c; EConflict when the ID is taken.
 func (s *DB) CreateOIDCClient(ctx context.Context, c *latchkey.OIDCClient) error {
 	c.CreatedAt = s.now().UTC().Truncate(time.Microsecond)
-	_, err := s.db.ExecContext(ctx,
+	_, err := s.exec(ctx,
 		`INSERT INTO oidc_clients (id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris, first_party, require_mfa, created_at, backchannel_logout_uri)
 		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		c.ID, c.Name, c.SecretHash, c.Public, join(c.RedirectURIs), join(c.PostLogoutRedirectURIs), c.FirstParty, c.RequireMFA, us(c.CreatedAt), c.BackchannelLogoutURI)
@@ -102,7 +102,7 @@ func (s *DB) FindOIDCClients(ctx context.Context) ([]*latchkey.OIDCClient, error
 
 // DeleteOIDCClient removes a client with its requests and tokens; ENotFound when missing.
 func (s *DB) DeleteOIDCClient(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM oidc_clients WHERE id = $1`, id)
+	res, err := s.exec(ctx, `DELETE FROM oidc_clients WHERE id = $1`, id)
 	if err != nil {
 		return fmt.Errorf("delete oidc client: %w", err)
 	}
@@ -121,7 +121,7 @@ func durPtr(d *time.Duration) sql.NullInt64 {
 
 // CreateOIDCAuthRequest inserts r.
 func (s *DB) CreateOIDCAuthRequest(ctx context.Context, r *latchkey.OIDCAuthRequest) error {
-	_, err := s.db.ExecContext(ctx,
+	_, err := s.exec(ctx,
 		`INSERT INTO oidc_auth_requests (id, client_id, redirect_uri, scopes, state, nonce, response_type, response_mode,
 		   code_challenge, code_challenge_method, prompt, max_age, login_hint, acr_values, created_at, expires_at)
 		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
@@ -194,7 +194,7 @@ func (s *DB) CompleteOIDCAuthRequest(ctx context.Context, id string, userID latc
 
 // SetOIDCAuthCode records the code of a request; EConflict when it has one.
 func (s *DB) SetOIDCAuthCode(ctx context.Context, id, codeHash string, codeExpiresAt, keepUntil time.Time) error {
-	res, err := s.db.ExecContext(ctx,
+	res, err := s.exec(ctx,
 		`UPDATE oidc_auth_requests SET code_hash = $1, code_expires_at = $2, expires_at = $3 WHERE id = $4 AND code_hash IS NULL`,
 		codeHash, us(codeExpiresAt), us(keepUntil), id)
 	if isUnique(err) {
@@ -243,7 +243,7 @@ func (s *DB) UseOIDCAuthCode(ctx context.Context, codeHash string, now time.Time
 
 // DeleteOIDCAuthRequest removes a request.
 func (s *DB) DeleteOIDCAuthRequest(ctx context.Context, id string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM oidc_auth_requests WHERE id = $1`, id); err != nil {
+	if _, err := s.exec(ctx, `DELETE FROM oidc_auth_requests WHERE id = $1`, id); err != nil {
 		return fmt.Errorf("delete oidc auth request: %w", err)
 	}
 	return nil
@@ -321,7 +321,7 @@ func (s *DB) FindOIDCRefreshToken(ctx context.Context, id string) (*latchkey.OID
 
 // DeleteOIDCAccessToken revokes one access token.
 func (s *DB) DeleteOIDCAccessToken(ctx context.Context, id string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM oidc_access_tokens WHERE id = $1`, id); err != nil {
+	if _, err := s.exec(ctx, `DELETE FROM oidc_access_tokens WHERE id = $1`, id); err != nil {
 		return fmt.Errorf("delete access token: %w", err)
 	}
 	return nil
@@ -425,7 +425,7 @@ func (s *DB) CreateOIDCSigningKey(ctx context.Context, k *latchkey.OIDCSigningKe
 	if err != nil {
 		return fmt.Errorf("seal signing key: %w", err)
 	}
-	_, err = s.db.ExecContext(ctx,
+	_, err = s.exec(ctx,
 		`INSERT INTO oidc_signing_keys (id, algorithm, private_key, public_key, created_at, retired_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		k.ID, k.Algorithm, sealed, k.PublicKey, us(k.CreatedAt), usPtr(k.RetiredAt), usPtr(k.ExpiresAt))
 	if isUnique(err) {
@@ -465,7 +465,7 @@ func (s *DB) FindOIDCSigningKeys(ctx context.Context, t time.Time) ([]*latchkey.
 
 // RetireOIDCSigningKeys retires every active key but exceptID.
 func (s *DB) RetireOIDCSigningKeys(ctx context.Context, exceptID string, t, expiresAt time.Time) error {
-	if _, err := s.db.ExecContext(ctx,
+	if _, err := s.exec(ctx,
 		`UPDATE oidc_signing_keys SET retired_at = $1, expires_at = $2 WHERE retired_at IS NULL AND id <> $3`,
 		us(t), us(expiresAt), exceptID); err != nil {
 		return fmt.Errorf("retire signing keys: %w", err)

@@ -60,10 +60,12 @@ func (s *DB) FindOIDCConsents(ctx context.Context, userID latchkey.UserID) ([]*l
 func (s *DB) SaveOIDCConsent(ctx context.Context, c *latchkey.OIDCConsent) error {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	var created int64
-	err := s.db.QueryRowContext(ctx,
-		`INSERT INTO oidc_consents (user_id, client_id, scopes, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
-		 ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, updated_at = excluded.updated_at
-		 RETURNING created_at`, c.UserID, c.ClientID, join(c.Scopes), us(now)).Scan(&created)
+	err := s.write(ctx, func() error {
+		return s.db.QueryRowContext(ctx,
+			`INSERT INTO oidc_consents (user_id, client_id, scopes, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+			 ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, updated_at = excluded.updated_at
+			 RETURNING created_at`, c.UserID, c.ClientID, join(c.Scopes), us(now)).Scan(&created)
+	})
 	if isForeignKey(err) {
 		return notFound("client")
 	} else if err != nil {

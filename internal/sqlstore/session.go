@@ -111,7 +111,7 @@ func (s *DB) RotateSession(ctx context.Context, oldID string, sess *latchkey.Ses
 
 // TouchSession sets LastSeenAt.
 func (s *DB) TouchSession(ctx context.Context, id string, when time.Time) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE sessions SET last_seen_at = $1 WHERE id = $2`, us(when), id); err != nil {
+	if _, err := s.exec(ctx, `UPDATE sessions SET last_seen_at = $1 WHERE id = $2`, us(when), id); err != nil {
 		return fmt.Errorf("touch session: %w", err)
 	}
 	return nil
@@ -119,7 +119,7 @@ func (s *DB) TouchSession(ctx context.Context, id string, when time.Time) error 
 
 // DeleteSession removes one session.
 func (s *DB) DeleteSession(ctx context.Context, id string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE id = $1`, id); err != nil {
+	if _, err := s.exec(ctx, `DELETE FROM sessions WHERE id = $1`, id); err != nil {
 		return fmt.Errorf("delete session: %w", err)
 	}
 	return nil
@@ -127,7 +127,7 @@ func (s *DB) DeleteSession(ctx context.Context, id string) error {
 
 // DeleteUserSessions removes every session of a user except exceptID.
 func (s *DB) DeleteUserSessions(ctx context.Context, userID latchkey.UserID, exceptID string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id <> $2`, userID, exceptID); err != nil {
+	if _, err := s.exec(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id <> $2`, userID, exceptID); err != nil {
 		return fmt.Errorf("delete user sessions: %w", err)
 	}
 	return nil
@@ -160,10 +160,12 @@ func (s *DB) FindThrottle(ctx context.Context, key string) (latchkey.Throttle, e
 // RecordFailure atomically increments the counter for key and returns the new count.
 func (s *DB) RecordFailure(ctx context.Context, key string, when time.Time) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx,
-		`INSERT INTO throttles (key, failures, last_failure_at) VALUES ($1, 1, $2)
-		 ON CONFLICT (key) DO UPDATE SET failures = throttles.failures + 1, last_failure_at = excluded.last_failure_at
-		 RETURNING failures`, key, us(when)).Scan(&n)
+	err := s.write(ctx, func() error {
+		return s.db.QueryRowContext(ctx,
+			`INSERT INTO throttles (key, failures, last_failure_at) VALUES ($1, 1, $2)
+			 ON CONFLICT (key) DO UPDATE SET failures = throttles.failures + 1, last_failure_at = excluded.last_failure_at
+			 RETURNING failures`, key, us(when)).Scan(&n)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("record failure: %w", err)
 	}
@@ -180,11 +182,11 @@ func (s *DB) ReserveAttempt(ctx context.Context, key string, seen latchkey.Throt
 		if st, err = s.hot.stmt(ctx, s.db, `INSERT INTO throttles (key, failures, last_failure_at) VALUES ($1, 1, $2)
 			 ON CONFLICT (key) DO UPDATE SET failures = 1, last_failure_at = excluded.last_failure_at
 			 WHERE throttles.failures = 0`); err == nil {
-			res, err = st.ExecContext(ctx, key, us(when))
+			res, err = s.execStmt(ctx, st, "", key, us(when))
 		}
 	} else {
 		if st, err = s.hot.stmt(ctx, s.db, `UPDATE throttles SET failures = failures + 1, last_failure_at = $1 WHERE key = $2 AND failures = $3`); err == nil {
-			res, err = st.ExecContext(ctx, us(when), key, seen.Failures)
+			res, err = s.execStmt(ctx, st, "", us(when), key, seen.Failures)
 		}
 	}
 	if err != nil {
@@ -199,7 +201,7 @@ func (s *DB) ReserveAttempt(ctx context.Context, key string, seen latchkey.Throt
 
 // RefundAttempt takes back one counted attempt of key.
 func (s *DB) RefundAttempt(ctx context.Context, key string, n int, prev time.Time) error {
-	if _, err := s.db.ExecContext(ctx,
+	if _, err := s.exec(ctx,
 		`UPDATE throttles SET failures = failures - 1,
 		   last_failure_at = CASE WHEN failures = $2 THEN $3 ELSE last_failure_at END
 		 WHERE key = $1 AND failures > 0`, key, n, us(prev)); err != nil {
@@ -210,7 +212,7 @@ func (s *DB) RefundAttempt(ctx context.Context, key string, n int, prev time.Tim
 
 // ResetThrottle removes the counter for key.
 func (s *DB) ResetThrottle(ctx context.Context, key string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM throttles WHERE key = $1`, key); err != nil {
+	if _, err := s.exec(ctx, `DELETE FROM throttles WHERE key = $1`, key); err != nil {
 		return fmt.Errorf("reset throttle: %w", err)
 	}
 	return nil
@@ -230,7 +232,7 @@ func (s *DB) FindSetting(ctx context.Context, key string) (string, error) {
 
 // SetSetting inserts or replaces a value.
 func (s *DB) SetSetting(ctx context.Context, key, value string) error {
-	if _, err := s.db.ExecContext(ctx,
+	if _, err := s.exec(ctx,
 		`INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
 		return fmt.Errorf("set setting: %w", err)
 	}
@@ -239,7 +241,7 @@ func (s *DB) SetSetting(ctx context.Context, key, value string) error {
 
 // ConsumeSetting deletes key if and only if it holds value, and reports whether it did.
 func (s *DB) ConsumeSetting(ctx context.Context, key, value string) (bool, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM settings WHERE key = $1 AND value = $2`, key, value)
+	res, err := s.exec(ctx, `DELETE FROM settings WHERE key = $1 AND value = $2`, key, value)
 	if err != nil {
 		return false, fmt.Errorf("consume setting: %w", err)
 	}

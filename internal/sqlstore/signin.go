@@ -19,16 +19,18 @@ const (
 	qUseTOTPStep = `UPDATE totp_credentials SET last_step = $1, last_used_at = $2
 		 WHERE id = $3 AND confirmed_at IS NOT NULL AND last_step < $1`
 	qDeleteThrottle = `DELETE FROM throttles WHERE key = $1`
+	qFindThrottle   = `SELECT failures, last_failure_at FROM throttles WHERE key = $1`
 	qLastAuditHash  = `SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1`
 	qInsertAudit    = `INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, prev_hash, hash)
 			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`
 )
 
-// CompleteSecondFactor records the TOTP step, rotates the session, resets the throttle
-// counters and appends the audit entry in one transaction (latchkey.SecondFactorStore). On
-// SQLite the transaction holds the write lock from BEGIN; on PostgreSQL the replay guard is
-// the conditional UPDATE of the credential's row (a concurrent one waits for this one and then
-// finds the step used), and the audit trail's advisory lock is taken last, so that a
+// CompleteSecondFactor checks the account's throttle counter (when c.Admit is set), records
+// the TOTP step, rotates the session, resets the throttle counters and appends the audit entry
+// in one transaction (latchkey.SecondFactorStore). On SQLite the transaction holds the write
+// lock from BEGIN; on PostgreSQL the counter's row is locked first (FOR UPDATE), the replay
+// guard is the conditional UPDATE of the credential's row (a concurrent one waits for this one
+// and then finds the step used), and the audit trail's advisory lock is taken last, so that a
 // transaction holding it never waits for a row.
 func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorCompletion) error {
 	var e *latchkey.AuditEvent
@@ -42,8 +44,12 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 	// Prepared before BEGIN: preparing takes a connection of the pool, and inside the
 	// transaction (which on SQLite holds the write lock) that could wait for connections that
 	// are themselves waiting for the lock.
-	prepared := make(map[string]*sql.Stmt, 6)
-	for _, q := range []string{qDeleteSession, qUseTOTPStep, qInsertSession, qDeleteThrottle, qLastAuditHash, qInsertAudit} {
+	qAdmit := qFindThrottle
+	if s.dialect == Postgres {
+		qAdmit += " FOR UPDATE"
+	}
+	prepared := make(map[string]*sql.Stmt, 7)
+	for _, q := range []string{qAdmit, qDeleteSession, qUseTOTPStep, qInsertSession, qDeleteThrottle, qLastAuditHash, qInsertAudit} {
 		st, err := s.hot.stmt(ctx, s.db, q)
 		if err != nil {
 			return fmt.Errorf("prepare: %w", err)
@@ -57,6 +63,23 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 				return nil, fmt.Errorf("statement not prepared: %s", q)
 			}
 			return tx.StmtContext(ctx, st), nil
+		}
+		if c.Admit != nil {
+			st, err := stmt(qAdmit)
+			if err != nil {
+				return fmt.Errorf("prepare: %w", err)
+			}
+			th := latchkey.Throttle{Key: c.AdmitKey}
+			var last int64
+			err = st.QueryRowContext(ctx, c.AdmitKey).Scan(&th.Failures, &last)
+			if err == nil {
+				th.LastFailureAt = at(last)
+			} else if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("find throttle: %w", err)
+			}
+			if err := c.Admit(th); err != nil {
+				return err
+			}
 		}
 		st, err := stmt(qDeleteSession)
 		if err != nil {

@@ -150,6 +150,17 @@ func TestCompleteSecondFactor(t *testing.T) {
 				x.Session.ID = "flow-2"
 				return x
 			}(), latchkey.EConflict},
+			{"refused by Admit", func() *latchkey.SecondFactorCompletion {
+				x := completionOf(u, c, 1, 13)
+				x.AdmitKey = "user:alice"
+				x.Admit = func(th latchkey.Throttle) error {
+					if th.Key != "user:alice" || th.Failures != 1 || !th.LastFailureAt.Equal(t0) {
+						t.Errorf("Admit got %+v, want user:alice's counter (1 failure at %v)", th, t0)
+					}
+					return latchkey.Throttled(time.Second)
+				}
+				return x
+			}(), latchkey.EThrottled},
 		} {
 			err := db.CompleteSecondFactor(ctx, tt.comp)
 			if errCode(err) != tt.want {
@@ -163,11 +174,17 @@ func TestCompleteSecondFactor(t *testing.T) {
 			}
 		}
 
-		// Without a TOTP step (push, security keys, recovery codes) and without an audit entry.
+		// Without a TOTP step (push, security keys, recovery codes) and without an audit entry;
+		// admitted.
 		comp = completionOf(u, c, 1, 0)
 		comp.TOTPCredentialID, comp.Audit, comp.ResetThrottles = 0, nil, nil
+		admitted := false
+		comp.AdmitKey, comp.Admit = "user:alice", func(latchkey.Throttle) error { admitted = true; return nil }
 		if err := db.CompleteSecondFactor(ctx, comp); err != nil {
 			t.Fatalf("CompleteSecondFactor without a step: %v", err)
+		}
+		if !admitted {
+			t.Error("Admit was not called")
 		}
 		want = completionState{signedInExists: true, lastStep: 12, userFailures: 1, auditEntries: 2}
 		if got := readCompletionState(t, db, u, 1); got != want {

@@ -52,6 +52,9 @@ type DB struct {
 	now     func() time.Time
 	// hot holds the prepared statements of the hot path (hot.go).
 	hot hotStatements
+	// writer, on SQLite only, admits one writing transaction or statement of this process at
+	// a time (write.go).
+	writer chan struct{}
 }
 
 var _ latchkey.Store = (*DB)(nil)
@@ -111,6 +114,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 			return nil, fmt.Errorf("open sqlite: %w", err)
 		}
 		s.db.SetMaxOpenConns(8)
+		s.writer = make(chan struct{}, 1)
 	}
 	if err := s.db.PingContext(ctx); err != nil {
 		s.db.Close()
@@ -191,8 +195,14 @@ func (s *DB) migrate(ctx context.Context) error {
 	return nil
 }
 
-// tx runs f in a transaction, committing when it returns nil.
+// tx runs f in a transaction, committing when it returns nil. On SQLite the transaction
+// waits for its turn among the process's writers first (write.go).
 func (s *DB) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	done, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -97,10 +97,12 @@ func (s *DB) FindUsers(ctx context.Context, f latchkey.UserFilter) ([]*latchkey.
 // CreateUser inserts u and sets its ID and timestamps; EConflict when the username is taken.
 func (s *DB) CreateUser(ctx context.Context, u *latchkey.User) error {
 	now := s.now().UTC().Truncate(time.Microsecond)
-	err := s.db.QueryRowContext(ctx,
-		`INSERT INTO users (username, email, role, password_hash, disabled, created_at, updated_at)
-		 VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id`,
-		u.Username, u.Email, string(u.Role), u.PasswordHash, u.Disabled, us(now)).Scan(&u.ID)
+	err := s.write(ctx, func() error {
+		return s.db.QueryRowContext(ctx,
+			`INSERT INTO users (username, email, role, password_hash, disabled, created_at, updated_at)
+			 VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id`,
+			u.Username, u.Email, string(u.Role), u.PasswordHash, u.Disabled, us(now)).Scan(&u.ID)
+	})
 	if isUnique(err) {
 		return latchkey.Errorf(latchkey.EConflict, "The username %q is taken.", u.Username)
 	} else if err != nil {

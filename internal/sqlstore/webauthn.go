@@ -66,7 +66,7 @@ func (s *DB) CreateWebAuthnCredential(ctx context.Context, c *latchkey.WebAuthnC
 
 // UseWebAuthnCredential records an assertion: the counter only rises, the warning only sets.
 func (s *DB) UseWebAuthnCredential(ctx context.Context, id int64, signCount uint32, cloneWarning bool, when time.Time) error {
-	res, err := s.db.ExecContext(ctx,
+	res, err := s.exec(ctx,
 		`UPDATE webauthn_credentials SET
 		   sign_count = CASE WHEN sign_count < $1 THEN $1 ELSE sign_count END,
 		   clone_warning = (clone_warning OR $2),
@@ -83,7 +83,7 @@ func (s *DB) UseWebAuthnCredential(ctx context.Context, id int64, signCount uint
 
 // RenameWebAuthnCredential renames a key of that user.
 func (s *DB) RenameWebAuthnCredential(ctx context.Context, userID latchkey.UserID, id int64, name string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE webauthn_credentials SET name = $1 WHERE id = $2 AND user_id = $3`, name, id, userID)
+	res, err := s.exec(ctx, `UPDATE webauthn_credentials SET name = $1 WHERE id = $2 AND user_id = $3`, name, id, userID)
 	if err != nil {
 		return fmt.Errorf("rename security key: %w", err)
 	}
@@ -114,7 +114,7 @@ func (s *DB) DeleteWebAuthnCredential(ctx context.Context, userID latchkey.UserI
 
 // CreateWebAuthnCeremony stores a ceremony.
 func (s *DB) CreateWebAuthnCeremony(ctx context.Context, c *latchkey.WebAuthnCeremony) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO webauthn_ceremonies (id, kind, user_id, session_id, data, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+	_, err := s.exec(ctx, `INSERT INTO webauthn_ceremonies (id, kind, user_id, session_id, data, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
 		c.ID, c.Kind, c.UserID, c.SessionID, c.Data, us(c.ExpiresAt))
 	if isUnique(err) {
 		return latchkey.Errorf(latchkey.EConflict, "ceremony exists")
@@ -128,8 +128,10 @@ func (s *DB) CreateWebAuthnCeremony(ctx context.Context, c *latchkey.WebAuthnCer
 func (s *DB) TakeWebAuthnCeremony(ctx context.Context, id string) (*latchkey.WebAuthnCeremony, error) {
 	var c latchkey.WebAuthnCeremony
 	var exp int64
-	err := s.db.QueryRowContext(ctx, `DELETE FROM webauthn_ceremonies WHERE id = $1 RETURNING id, kind, user_id, session_id, data, expires_at`, id).
-		Scan(&c.ID, &c.Kind, &c.UserID, &c.SessionID, &c.Data, &exp)
+	err := s.write(ctx, func() error {
+		return s.db.QueryRowContext(ctx, `DELETE FROM webauthn_ceremonies WHERE id = $1 RETURNING id, kind, user_id, session_id, data, expires_at`, id).
+			Scan(&c.ID, &c.Kind, &c.UserID, &c.SessionID, &c.Data, &exp)
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("webauthn ceremony")
 	} else if err != nil {

@@ -1,0 +1,76 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/latchkey/latchkey"
+)
+
+// SQLite lets one writer in at a time. Left to itself, a connection that finds the write lock
+// taken sleeps in SQLite's busy handler (1, 2, 5, 10, … up to 100 ms between tries) and is
+// not woken when the lock is released: under load, a write that should wait 100 µs waits tens
+// of milliseconds, and the unlucky ones much more (the TOTP step's p99 was 100–150 ms at 64
+// clients). So the writers of this process queue in Go instead: lockWrites admits one writing
+// transaction or statement at a time, in arrival order (a channel's waiting senders are
+// served first in, first out), and each is woken the moment the previous one commits.
+// busy_timeout stays as the safety net for writers of other processes (a backup, the CLI).
+//
+// On PostgreSQL, lockWrites does nothing: its row locks let unrelated writers run at once.
+
+// writeWait bounds the wait for the writers' turn, like busy_timeout: a caller without a
+// deadline that would wait longer gets EUnavailable.
+const writeWait = 10 * time.Second
+
+// lockWrites waits for this process's turn to write and returns the function that ends it.
+func (s *DB) lockWrites(ctx context.Context) (done func(), err error) {
+	if s.writer == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.writer <- struct{}{}:
+		return s.unlockWrites, nil
+	default:
+	}
+	t := time.NewTimer(writeWait)
+	defer t.Stop()
+	select {
+	case s.writer <- struct{}{}:
+		return s.unlockWrites, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+		return nil, latchkey.Errorf(latchkey.EUnavailable, "The database is busy. Try again in a moment.")
+	}
+}
+
+func (s *DB) unlockWrites() { <-s.writer }
+
+// write runs f, a statement that writes outside a transaction, in this process's turn to write.
+func (s *DB) write(ctx context.Context, f func() error) error {
+	done, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return f()
+}
+
+// exec runs a statement that writes, outside a transaction, in this process's turn to write.
+func (s *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return s.execStmt(ctx, nil, query, args...)
+}
+
+// execStmt is exec with a prepared statement (st not nil) or the query text.
+func (s *DB) execStmt(ctx context.Context, st *sql.Stmt, query string, args ...any) (res sql.Result, err error) {
+	err = s.write(ctx, func() error {
+		if st != nil {
+			res, err = st.ExecContext(ctx, args...)
+		} else {
+			res, err = s.db.ExecContext(ctx, query, args...)
+		}
+		return err
+	})
+	return res, err
+}
