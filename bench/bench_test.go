@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -112,5 +113,92 @@ func quickRun(t *testing.T, kind string, args ...string) {
 		if !found {
 			t.Errorf("no figure row starting %q", prefix)
 		}
+	}
+}
+
+// TestParseOnly: --only takes a comma-separated list of scenarios, always adds /healthz (the
+// reference of the ratios) and refuses unknown names.
+func TestParseOnly(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		want    []string // the scenarios that run (with --flood and --devices at their defaults)
+		wantErr string
+	}{
+		{"default", nil, scenarioNames, ""},
+		{"all", []string{"--only", "all"}, scenarioNames, ""},
+		{"some", []string{"--only", "totp, oidc"}, []string{"healthz", "totp", "oidc"}, ""},
+		{"healthz alone", []string{"--only", "healthz"}, []string{"healthz"}, ""},
+		{"flood with --flood 0", []string{"--only", "flood,password", "--flood", "0"}, []string{"healthz", "password"}, ""},
+		{"unknown", []string{"--only", "totp,login"}, nil, `unknown scenario "login"`},
+		{"empty item", []string{"--only", "totp,"}, nil, `unknown scenario ""`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr strings.Builder
+			o, err := parseFlags(tt.args, &stderr)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseFlags(%q) = %v, want an error with %q", tt.args, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseFlags(%q): %v", tt.args, err)
+			}
+			var got []string
+			for _, n := range scenarioNames {
+				if o.runs(n) {
+					got = append(got, n)
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("parseFlags(%q) runs %q, want %q", tt.args, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestReportSomeRows: a report of a run with --only prints dashes for the scenarios that did
+// not run (nil stats) and does not panic.
+func TestReportSomeRows(t *testing.T) {
+	o, err := parseFlags([]string{"--only", "totp"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lat := []time.Duration{time.Millisecond, 2 * time.Millisecond}
+	r := &report{opt: o, dbKind: "SQLite", idleRSS: 20 << 20,
+		healthz: &stats{ok: 1000, elapsed: time.Second, lat: lat, peakRSS: 25 << 20},
+		totp:    &stats{ok: 400, throttled: 3, elapsed: time.Second, lat: lat, peakRSS: 30 << 20},
+	}
+	var out strings.Builder
+	r.print(&out)
+	if n := r.unexpected(); n != 0 {
+		t.Errorf("unexpected() = %d, want 0", n)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if name, _, ok := strings.Cut(strings.TrimPrefix(line, "| "), " |"); ok && strings.HasPrefix(line, "| ") {
+			rows[name] += line + "\n"
+		}
+	}
+	for _, name := range []string{"GET /healthz (HTTP ceiling)", "TOTP step (POST /api/v1/login/totp)"} {
+		if !strings.Contains(rows[name], "| 1000.0 |") && !strings.Contains(rows[name], "| 400.0 |") {
+			t.Errorf("row %q has no rate:\n%s", name, rows[name])
+		}
+	}
+	for _, name := range []string{"password step (POST /api/v1/login)", "password step flood", "push round trip",
+		"forward-auth check (valid session)", "OIDC authorization-code flow"} {
+		if !strings.Contains(rows[name], "| – | – | – | – | – | – | – |") || !strings.Contains(rows[name], "not run") {
+			t.Errorf("row %q of a scenario that did not run, want dashes and \"not run\":\n%s", name, rows[name])
+		}
+	}
+	for _, name := range []string{"loaded memory (password flood)", "connected devices (RSS with event streams open)"} {
+		if !strings.HasPrefix(rows[name], "| "+name+" | not run |") {
+			t.Errorf("figure %q of a scenario that did not run, want \"not run\":\n%s", name, rows[name])
+		}
+	}
+	if t.Failed() {
+		t.Logf("\n%s", out.String())
 	}
 }

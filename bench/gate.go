@@ -54,8 +54,7 @@ func (s *seeder) seedSignedIn(ctx context.Context, users []int) ([]string, error
 // answer. Each worker uses its own session.
 func forwardAuthStep(c *http.Client, base string, tokens []string) step {
 	return func(ctx context.Context, w int) (outcome, time.Duration, string) {
-		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/auth/forward", nil)
-		req.Header.Set("User-Agent", userAgent)
+		req, _ := newRequest(ctx, "GET", base+"/auth/forward", nil)
 		req.Header.Set("X-Original-URL", "https://app.bench.example/page")
 		req.AddCookie(&http.Cookie{Name: "latchkey_session", Value: tokens[w%len(tokens)]})
 		t := time.Now()
@@ -120,8 +119,7 @@ func oidcFlowStep(c *http.Client, base, secret string, tokens []string) step {
 			if hop == 6 {
 				return failed, 0, "no code after 6 redirects"
 			}
-			req, _ := http.NewRequestWithContext(ctx, "GET", target, nil)
-			req.Header.Set("User-Agent", userAgent)
+			req, _ := newRequest(ctx, "GET", target, nil)
 			req.AddCookie(cookie)
 			resp, err := c.Do(req)
 			if err != nil {
@@ -142,8 +140,7 @@ func oidcFlowStep(c *http.Client, base, secret string, tokens []string) step {
 			target = loc.String()
 		}
 		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {benchRedirect}, "code_verifier": {verifier}}
-		req, _ := http.NewRequestWithContext(ctx, "POST", base+"/oidc/token", strings.NewReader(form.Encode()))
-		req.Header.Set("User-Agent", userAgent)
+		req, _ := newRequest(ctx, "POST", base+"/oidc/token", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.SetBasicAuth("bench", secret)
 		resp, err := c.Do(req)

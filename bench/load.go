@@ -16,6 +16,33 @@ import (
 
 const userAgent = "latchkey-bench/1"
 
+// The harness plays many users behind one reverse proxy: the server trusts 127.0.0.1 (see
+// writeConfig), and every request of a simulated client carries that client's own address in
+// X-Forwarded-For, so the per-IP limits of internal/login see distinct users rather than one
+// address shared by all of them.
+
+// clientAddrKey is the context key of the simulated client's address.
+type clientAddrKey struct{}
+
+// clientAddr is the address of worker w of the scenario whose --only name has index i in
+// scenarioNames: 10.(i+1).hi.lo, where hi.lo is w (modulo 65,536). Each scenario has its own
+// addresses, so the failures of one cannot throttle the next.
+func clientAddr(i, w int) string { return fmt.Sprintf("10.%d.%d.%d", i+1, w>>8&0xff, w&0xff) }
+
+// newRequest is http.NewRequestWithContext with the harness's User-Agent and, when ctx
+// carries one (drive's workers), the simulated client's address in X-Forwarded-For.
+func newRequest(ctx context.Context, method, url string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", userAgent)
+	if a, ok := ctx.Value(clientAddrKey{}).(string); ok {
+		req.Header.Set("X-Forwarded-For", a)
+	}
+	return req, nil
+}
+
 // outcome is how one request (or round trip) ended.
 type outcome int
 
@@ -37,15 +64,18 @@ type stats struct {
 	peakRSS                    uint64
 }
 
+// rate is successes per second; 0 for a scenario that did not run (nil).
 func (s *stats) rate() float64 {
-	if s.elapsed <= 0 {
+	if s == nil || s.elapsed <= 0 {
 		return 0
 	}
 	return float64(s.ok) / s.elapsed.Seconds()
 }
 
+// pct is the p-quantile of the successes' latencies; 0 for none or a scenario that did not
+// run (nil).
 func (s *stats) pct(p float64) time.Duration {
-	if len(s.lat) == 0 {
+	if s == nil || len(s.lat) == 0 {
 		return 0
 	}
 	i := int(float64(len(s.lat))*p+0.5) - 1
@@ -77,10 +107,16 @@ func (s *stats) firstErrors() string {
 // record (for successes) and, for failures, a message.
 type step func(ctx context.Context, w int) (outcome, time.Duration, string)
 
-// drive runs c workers calling f in a loop for d. A worker starts no new request after d; the
-// requests in flight finish and count (elapsed runs until the last one ends). With cancel,
-// requests still in flight at d are cancelled instead and counted as cut (a flood).
-func drive(ctx context.Context, pid, c int, d time.Duration, cancelAtEnd bool, f step) *stats {
+// drive runs c workers of the named scenario (one of scenarioNames) calling f in a loop for
+// d; worker w's requests come from clientAddr(scenario, w). A worker starts no new request
+// after d; the requests in flight finish and count (elapsed runs until the last one ends).
+// With cancel, requests still in flight at d are cancelled instead and counted as cut (a
+// flood).
+func drive(ctx context.Context, pid int, scenario string, c int, d time.Duration, cancelAtEnd bool, f step) *stats {
+	si := slices.Index(scenarioNames, scenario)
+	if si < 0 {
+		panic("bench: unknown scenario " + scenario)
+	}
 	st := &stats{errs: map[string]int{}}
 	var mu sync.Mutex
 	rctx, stop := context.WithCancel(ctx)
@@ -99,8 +135,9 @@ func drive(ctx context.Context, pid, c int, d time.Duration, cancelAtEnd bool, f
 			var ok, thr, fail, cutN int
 			errs := map[string]int{}
 			early := false
+			wctx := context.WithValue(rctx, clientAddrKey{}, clientAddr(si, w))
 			for time.Now().Before(deadline) && rctx.Err() == nil {
-				o, l, msg := f(rctx, w)
+				o, l, msg := f(wctx, w)
 				switch o {
 				case okay:
 					ok++
@@ -186,11 +223,10 @@ func call(ctx context.Context, c *http.Client, method, url, token string, body a
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	req, err := newRequest(ctx, method, url, rd)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("User-Agent", userAgent)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -4,7 +4,7 @@
 // second and p50/p99 latency for each scenario, with memory and start-up figures, each
 // against the targets of docs/performance.md:
 //
-//	go run ./bench [--db sqlite|postgres://...] [--users 1000] [--concurrency 64] [--duration 5s] [--quick]
+//	go run ./bench [--db sqlite|postgres://...] [--users 1000] [--concurrency 64] [--duration 5s] [--quick] [--only password,totp]
 //
 // See docs/performance.md, "The benchmark harness", for what each row measures.
 package main
@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,6 +55,44 @@ type options struct {
 	bin         string
 	logLevel    string
 	keep        bool
+	// only holds the scenarios to run (--only); /healthz always runs.
+	only map[string]bool
+}
+
+// scenarioNames are the scenarios --only accepts, in the order they run.
+var scenarioNames = []string{"healthz", "password", "flood", "totp", "push", "forward", "oidc", "devices"}
+
+// parseOnly parses the value of --only: comma-separated names of scenarioNames, "all" or
+// empty for every one. /healthz is added: it is the reference of the ratios.
+func parseOnly(v string) (map[string]bool, error) {
+	only := map[string]bool{}
+	if strings.TrimSpace(v) == "" || strings.TrimSpace(v) == "all" {
+		for _, n := range scenarioNames {
+			only[n] = true
+		}
+		return only, nil
+	}
+	for _, n := range strings.Split(v, ",") {
+		n = strings.TrimSpace(n)
+		if !slices.Contains(scenarioNames, n) {
+			return nil, fmt.Errorf("--only: unknown scenario %q (want a comma-separated list of %s)", n, strings.Join(scenarioNames, ", "))
+		}
+		only[n] = true
+	}
+	only["healthz"] = true
+	return only, nil
+}
+
+// runs reports whether scenario name is to run; the flood and the connected devices also
+// need a non-zero --flood and --devices.
+func (o *options) runs(name string) bool {
+	switch name {
+	case "flood":
+		return o.only[name] && o.flood > 0
+	case "devices":
+		return o.only[name] && o.devices > 0
+	}
+	return o.only[name]
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -70,7 +109,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.bin, "bin", "", "latchkey binary to run (default: go build ./cmd/latchkey)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "the server's log level (its log goes to a file)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (database, server log)")
+	only := fs.String("only", "all", "comma-separated scenarios to run, of "+strings.Join(scenarioNames, ",")+" (healthz always runs: it is the reference of the ratios)")
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	var err error
+	if o.only, err = parseOnly(*only); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -150,12 +194,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
+	config, err := writeConfig(tmp)
+	if err != nil {
+		return err
+	}
+
 	rep := &report{opt: o, dbKind: "SQLite"}
 	if o.postgres() {
 		rep.dbKind = "PostgreSQL"
 	}
 	logf("starting latchkey serve")
-	srv, err := startServer(ctx, bin, data, database, env)
+	srv, err := startServer(ctx, bin, data, database, config, env)
 	if err != nil {
 		return err
 	}
@@ -183,9 +232,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	rep.seedTime = time.Since(begin)
 	logf("seeded %d users with TOTP in %v", o.users, rep.seedTime.Round(time.Millisecond))
-	oidcSecret, err := createOIDCClient(ctx, bin, data, database, env)
-	if err != nil {
-		return err
+	var oidcSecret string
+	if o.runs("oidc") {
+		if oidcSecret, err = createOIDCClient(ctx, bin, data, database, env); err != nil {
+			return err
+		}
 	}
 
 	if err := runScenarios(ctx, o, srv, sd, rep, oidcSecret, logf); err != nil {
@@ -202,7 +253,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// Connected devices: on a fresh process, so that the memory of the load above (argon2id
 	// hashes the runtime has not returned yet) does not count.
-	if o.devices > 0 {
+	if o.runs("devices") {
 		users := make([]int, o.devices)
 		for i := range users {
 			users[i] = i % len(sd.users)
@@ -213,7 +264,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		logf("restarting latchkey serve")
-		if srv, err = startServer(ctx, bin, data, database, env); err != nil {
+		if srv, err = startServer(ctx, bin, data, database, config, env); err != nil {
 			return err
 		}
 		rep.restart = srv.startup
@@ -245,76 +296,53 @@ func runScenarios(ctx context.Context, o *options, srv *server, sd *seeder, rep 
 	pid := srv.pid()
 
 	logf("GET /healthz, %d clients, %v", o.concurrency, o.duration)
-	rep.healthz = drive(ctx, pid, o.concurrency, o.duration, false, healthzStep(c, base))
+	rep.healthz = drive(ctx, pid, "healthz", o.concurrency, o.duration, false, healthzStep(c, base))
 
-	logf("raw argon2id, 2 goroutines, %v", o.duration)
-	rep.argon2 = rawArgon2(o.duration, 2)
+	if o.runs("password") {
+		logf("raw argon2id, 2 goroutines, %v", o.duration)
+		rep.argon2 = rawArgon2(o.duration, 2)
 
-	logf("password step, %d clients, %v", o.concurrency, o.duration)
-	rep.password = drive(ctx, pid, o.concurrency, o.duration, false, passwordStep(c, base, sd.users))
+		logf("password step, %d clients, %v", o.concurrency, o.duration)
+		rep.password = drive(ctx, pid, "password", o.concurrency, o.duration, false, passwordStep(c, base, sd.users))
+	}
 
-	if o.flood > 0 {
+	if o.runs("flood") {
 		logf("password step flood, %d clients, %v", o.flood, o.duration)
 		fc := newClient(o.flood)
-		rep.flood = drive(ctx, pid, o.flood, o.duration, true, passwordStep(fc, base, sd.users))
+		rep.flood = drive(ctx, pid, "flood", o.flood, o.duration, true, passwordStep(fc, base, sd.users))
 		fc.CloseIdleConnections()
 		// Let the server notice the cancelled requests before the next scenario.
 		time.Sleep(500 * time.Millisecond)
 	}
 
-	// TOTP: three seeded sign-in flows (one per usable step) for each of up to totpPoolMax
-	// users, spread evenly over all of them.
+	// The users the TOTP, push, forward-auth and OIDC scenarios use: up to totpPoolMax,
+	// spread evenly over all of them.
 	pool := min(len(sd.users), totpPoolMax)
 	idx := make([]int, pool)
 	for i := range idx {
 		idx[i] = i * len(sd.users) / pool
 	}
-	logf("seeding %d sign-in flows for the TOTP step", 3*len(idx))
-	toks, err := sd.seedFlows(ctx, idx, 3)
-	if err != nil {
-		return err
-	}
-	logf("TOTP step, %d clients, %v", o.concurrency, o.duration)
-	rep.totp = drive(ctx, pid, o.concurrency, o.duration, false, totpStep(c, base, newTOTPPool(sd.users, idx, toks)))
 
-	// Push: one device and one event stream per client, on the first users; first one client
-	// alone (the latency of an idle server), then all of them.
-	np := min(o.concurrency, len(idx))
-	pidx := idx[:np]
-	devs, err := sd.seedDevices(ctx, pidx)
-	if err != nil {
-		return err
-	}
-	dc := newClient(np * 2)
-	defer dc.CloseIdleConnections()
-	clients := make([]*deviceClient, np)
-	for i, d := range devs {
-		clients[i] = &deviceClient{id: d.id, key: d.key, base: base, c: dc, events: make(chan string, 16)}
-		if err := clients[i].connect(ctx, true); err != nil {
-			return fmt.Errorf("device %d: %w", d.id, err)
+	if o.runs("totp") {
+		// Three seeded sign-in flows (one per usable step) for each user of the pool.
+		logf("seeding %d sign-in flows for the TOTP step", 3*len(idx))
+		toks, err := sd.seedFlows(ctx, idx, 3)
+		if err != nil {
+			return err
 		}
-		defer clients[i].close()
-	}
-	one := max(50, int(o.duration.Seconds()*500))
-	logf("seeding %d sign-in flows for push, 1 client", one)
-	ptoks, err := sd.seedFlows(ctx, pidx[:1], one)
-	if err != nil {
-		return err
-	}
-	logf("push round trip, 1 client, %v", o.duration)
-	rep.push1 = drive(ctx, pid, 1, o.duration, false, pushStep(c, base, clients[:1], ptoks))
-	perDev := max(20, int(o.duration.Seconds()*25))
-	logf("seeding %d sign-in flows for push, %d clients", np*perDev, np)
-	if ptoks, err = sd.seedFlows(ctx, pidx, perDev); err != nil {
-		return err
-	}
-	logf("push round trip, %d clients, %v", np, o.duration)
-	rep.pushClients = np
-	rep.push = drive(ctx, pid, np, o.duration, false, pushStep(c, base, clients, ptoks))
-	for _, d := range clients {
-		d.close()
+		logf("TOTP step, %d clients, %v", o.concurrency, o.duration)
+		rep.totp = drive(ctx, pid, "totp", o.concurrency, o.duration, false, totpStep(c, base, newTOTPPool(sd.users, idx, toks)))
 	}
 
+	if o.runs("push") {
+		if err := runPush(ctx, o, c, base, pid, sd, idx, rep, logf); err != nil {
+			return err
+		}
+	}
+
+	if !o.runs("forward") && !o.runs("oidc") {
+		return nil
+	}
 	// Forward-auth and the OIDC code flow: one signed-in (MFA) session per client.
 	logf("seeding %d signed-in sessions", o.concurrency)
 	sidx := make([]int, o.concurrency)
@@ -325,18 +353,66 @@ func runScenarios(ctx context.Context, o *options, srv *server, sd *seeder, rep 
 	if err != nil {
 		return err
 	}
-	// The ceiling again, just before: on a shared machine the load of other processes changes
-	// within a run, and the first /healthz figure is a minute old by now.
-	logf("GET /healthz again, %d clients, %v", o.concurrency, o.duration)
-	rep.healthzFwd = drive(ctx, pid, o.concurrency, o.duration, false, healthzStep(c, base))
-	logf("forward-auth check, %d clients, %v", o.concurrency, o.duration)
-	rep.forwardAuth = drive(ctx, pid, o.concurrency, o.duration, false, forwardAuthStep(c, base, signedIn))
-	oc := newClient(o.concurrency)
-	oc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	defer oc.CloseIdleConnections()
-	logf("OIDC authorization-code flow, %d clients, %v", o.concurrency, o.duration)
-	rep.oidc = drive(ctx, pid, o.concurrency, o.duration, false, oidcFlowStep(oc, base, oidcSecret, signedIn))
+	if o.runs("forward") {
+		// The ceiling again, just before: on a shared machine the load of other processes
+		// changes within a run, and the first /healthz figure is a minute old by now.
+		logf("GET /healthz again, %d clients, %v", o.concurrency, o.duration)
+		rep.healthzFwd = drive(ctx, pid, "healthz", o.concurrency, o.duration, false, healthzStep(c, base))
+		logf("forward-auth check, %d clients, %v", o.concurrency, o.duration)
+		rep.forwardAuth = drive(ctx, pid, "forward", o.concurrency, o.duration, false, forwardAuthStep(c, base, signedIn))
+	}
+	if o.runs("oidc") {
+		oc := newClient(o.concurrency)
+		oc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		defer oc.CloseIdleConnections()
+		logf("OIDC authorization-code flow, %d clients, %v", o.concurrency, o.duration)
+		rep.oidc = drive(ctx, pid, "oidc", o.concurrency, o.duration, false, oidcFlowStep(oc, base, oidcSecret, signedIn))
+	}
+	return nil
+}
 
+// runPush measures the push round trip: one device and one event stream per client, on the
+// first users of idx; first one client alone (the latency of an idle server), then all of
+// them.
+func runPush(ctx context.Context, o *options, c *http.Client, base string, pid int, sd *seeder, idx []int, rep *report, logf func(string, ...any)) error {
+	np := min(o.concurrency, len(idx))
+	pidx := idx[:np]
+	devs, err := sd.seedDevices(ctx, pidx)
+	if err != nil {
+		return err
+	}
+	dc := newClient(np * 2)
+	defer dc.CloseIdleConnections()
+	clients := make([]*deviceClient, np)
+	defer func() {
+		for _, d := range clients {
+			if d != nil {
+				d.close()
+			}
+		}
+	}()
+	for i, d := range devs {
+		clients[i] = &deviceClient{id: d.id, key: d.key, base: base, c: dc, events: make(chan string, 16)}
+		if err := clients[i].connect(ctx, true); err != nil {
+			return fmt.Errorf("device %d: %w", d.id, err)
+		}
+	}
+	one := max(50, int(o.duration.Seconds()*500))
+	logf("seeding %d sign-in flows for push, 1 client", one)
+	ptoks, err := sd.seedFlows(ctx, pidx[:1], one)
+	if err != nil {
+		return err
+	}
+	logf("push round trip, 1 client, %v", o.duration)
+	rep.push1 = drive(ctx, pid, "push", 1, o.duration, false, pushStep(c, base, clients[:1], ptoks))
+	perDev := max(20, int(o.duration.Seconds()*25))
+	logf("seeding %d sign-in flows for push, %d clients", np*perDev, np)
+	if ptoks, err = sd.seedFlows(ctx, pidx, perDev); err != nil {
+		return err
+	}
+	logf("push round trip, %d clients, %v", np, o.duration)
+	rep.pushClients = np
+	rep.push = drive(ctx, pid, "push", np, o.duration, false, pushStep(c, base, clients, ptoks))
 	return nil
 }
 

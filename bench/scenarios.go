@@ -24,8 +24,7 @@ import (
 // healthz is the HTTP ceiling: the cheapest route of the same server.
 func healthzStep(c *http.Client, base string) step {
 	return func(ctx context.Context, _ int) (outcome, time.Duration, string) {
-		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/healthz", nil)
-		req.Header.Set("User-Agent", userAgent)
+		req, _ := newRequest(ctx, "GET", base+"/healthz", nil)
 		t := time.Now()
 		resp, err := c.Do(req)
 		if err != nil {
@@ -139,11 +138,10 @@ func (d *deviceClient) request(ctx context.Context, method, path string, body []
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, d.base+path, rd)
+	req, err := newRequest(ctx, method, d.base+path, rd)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("User-Agent", userAgent)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -62,11 +62,26 @@ type server struct {
 
 var listenRe = regexp.MustCompile(`msg="latchkey listening" addr=(\S+)`)
 
-// startServer runs `bin serve` on a free loopback port with the given data folder and
-// database, and waits until /readyz answers 200. Its standard error (the log) goes to
-// DATA/../server.log; the harness reads it only to learn the listening address.
-func startServer(ctx context.Context, bin, data, database string, env []string) (*server, error) {
-	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", data}
+// writeConfig writes the server's configuration file into dir and returns its path. It
+// trusts the harness, on 127.0.0.1, as a reverse proxy: every simulated client sends its own
+// address in X-Forwarded-For (see newRequest), as the users behind a proxy of a real
+// deployment, so that the per-IP limits of internal/login count each user apart instead of
+// all of them as one address.
+func writeConfig(dir string) (string, error) {
+	path := filepath.Join(dir, "latchkey.yaml")
+	const config = "# Written by the benchmark harness (bench/server.go).\ntrusted_proxies: [\"127.0.0.1/32\"]\n"
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// startServer runs `bin serve` on a free loopback port with the given data folder, database
+// and configuration file (writeConfig), and waits until /readyz answers 200. Its standard
+// error (the log) goes to DATA/../server.log; the harness reads it only to learn the
+// listening address.
+func startServer(ctx context.Context, bin, data, database, config string, env []string) (*server, error) {
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--config", config}
 	if database != "" {
 		args = append(args, "--database", database)
 	}

@@ -356,6 +356,26 @@ func (s *Service) refund(ctx context.Context, a attempt) {
 	}
 }
 
+// abandon settles an attempt whose credential was never compared (the request ended, or
+// the store failed, before the check): it was no guess, so neither the IP's token nor the
+// account's failure counter stays taken. Otherwise a person whose browser gave up while the
+// server waited for a hashing slot would count as having guessed wrong, and a flood of
+// sign-ins that time out would drain the IP's bucket. The refund is written even though
+// ctx has ended.
+func (s *Service) abandon(ctx context.Context, a attempt) {
+	s.refund(context.WithoutCancel(ctx), a)
+}
+
+// abandonIfEnded abandons a after a password verification that failed with err, when err
+// says the request's context ended: password.Hasher returns a context error only while it
+// waits for a hashing slot, before any comparison. Any other error (a malformed stored
+// hash) leaves the attempt counted.
+func (s *Service) abandonIfEnded(ctx context.Context, a attempt, err error) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		s.abandon(ctx, a)
+	}
+}
+
 // methods returns the second factors a user can use now.
 func (s *Service) methods(ctx context.Context, u *latchkey.User) ([]string, error) {
 	creds, err := s.opt.Store.FindTOTPCredentials(ctx, u.ID)
@@ -415,16 +435,24 @@ func (s *Service) Login(ctx context.Context, c Client, oldToken, username, pw st
 	}
 	u, err := s.opt.Store.FindUserByUsername(ctx, username)
 	if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
+		s.abandon(ctx, key)
 		return nil, fmt.Errorf("find user: %w", err)
 	}
 	if u == nil {
-		s.opt.Hasher.VerifyDummy(ctx, pw)
+		// An unknown user's attempt is settled like a known user's (abandoned when the
+		// context ended before the hash, counted otherwise), so that the throttle does not
+		// tell them apart.
+		if err := s.opt.Hasher.VerifyDummy(ctx, pw); err != nil {
+			s.abandonIfEnded(ctx, key, err)
+			return nil, fmt.Errorf("verify password: %w", err)
+		}
 		s.fail(ctx, c, key)
 		s.audit(ctx, c, nil, username, latchkey.ActionLogin, latchkey.OutcomeFailure, "unknown user")
 		return nil, errBadCredentials
 	}
 	ok, rehash, err := s.opt.Hasher.Verify(ctx, pw, u.PasswordHash)
 	if err != nil {
+		s.abandonIfEnded(ctx, key, err)
 		return nil, fmt.Errorf("verify password: %w", err)
 	}
 	if !ok || locked || u.Disabled {
@@ -874,6 +902,7 @@ func (s *Service) checkPassword(ctx context.Context, c Client, u *latchkey.User,
 	}
 	ok, _, err := s.opt.Hasher.Verify(ctx, pw, u.PasswordHash)
 	if err != nil {
+		s.abandonIfEnded(ctx, key, err)
 		return fmt.Errorf("verify password: %w", err)
 	}
 	if !ok {

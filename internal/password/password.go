@@ -158,9 +158,11 @@ func (h *Hasher) Verify(ctx context.Context, password, encoded string) (ok, need
 
 // VerifyDummy does the work of one Verify with the current parameters against a hash that
 // matches no password, so that a sign-in for an unknown user takes as long as a wrong
-// password for a known one.
-func (h *Hasher) VerifyDummy(ctx context.Context, password string) {
-	_, _, _ = h.Verify(ctx, password, h.dummy)
+// password for a known one. Its only error is ctx.Err(), when ctx ends before a hashing
+// slot is free (then no hashing was done), as Verify's.
+func (h *Hasher) VerifyDummy(ctx context.Context, password string) error {
+	_, _, err := h.Verify(ctx, password, h.dummy)
+	return err
 }
 
 var b64 = base64.RawStdEncoding.Strict()

@@ -349,9 +349,17 @@ func TestWaitRespectsContext(t *testing.T) {
 func TestVerifyDummy(t *testing.T) {
 	var got []password.Params
 	h := password.NewWithHook(password.Options{Params: small}, func(p password.Params) { got = append(got, p) })
-	h.VerifyDummy(context.Background(), "anything")
+	if err := h.VerifyDummy(context.Background(), "anything"); err != nil {
+		t.Fatalf("VerifyDummy: %v", err)
+	}
 	if len(got) != 1 || got[0] != small {
 		t.Errorf("VerifyDummy ran argon2id with %+v, want once with %+v", got, small)
+	}
+	// An ended context: its error, and no hashing (the caller does not count the attempt).
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.VerifyDummy(cancelled, "anything"); !errors.Is(err, context.Canceled) || len(got) != 1 {
+		t.Errorf("VerifyDummy(cancelled ctx) = %v after %d hashes, want context.Canceled after 1", err, len(got))
 	}
 }
 
