@@ -35,7 +35,7 @@ func (s *DB) CreateInvitation(ctx context.Context, inv *latchkey.Invitation) err
 func (s *DB) FindInvitation(ctx context.Context, hash string, now time.Time) (*latchkey.Invitation, error) {
 	inv := latchkey.Invitation{Hash: hash}
 	var created, expires int64
-	err := s.db.QueryRowContext(ctx, `SELECT user_id, created_at, expires_at FROM invitations WHERE hash = $1 AND expires_at > $2`, hash, us(now)).
+	err := s.queryRow(ctx, `SELECT user_id, created_at, expires_at FROM invitations WHERE hash = $1 AND expires_at > $2`, hash, us(now)).
 		Scan(&inv.UserID, &created, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("invitation")
@@ -51,7 +51,7 @@ func (s *DB) FindInvitation(ctx context.Context, hash string, now time.Time) (*l
 func (s *DB) ConsumeInvitation(ctx context.Context, hash string, now time.Time) (latchkey.UserID, error) {
 	var id latchkey.UserID
 	err := s.write(ctx, func() error {
-		return s.db.QueryRowContext(ctx, `DELETE FROM invitations WHERE hash = $1 AND expires_at > $2 RETURNING user_id`, hash, us(now)).Scan(&id)
+		return s.queryRow(ctx, `DELETE FROM invitations WHERE hash = $1 AND expires_at > $2 RETURNING user_id`, hash, us(now)).Scan(&id)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, notFound("invitation")
@@ -73,7 +73,7 @@ func (s *DB) PendingInvitations(ctx context.Context, ids []latchkey.UserID, now 
 		args = append(args, id)
 		marks = append(marks, fmt.Sprintf("$%d", len(args)))
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT user_id, expires_at FROM invitations WHERE expires_at > $1 AND user_id IN (`+strings.Join(marks, ", ")+`)`, args...)
+	rows, err := s.query(ctx, `SELECT user_id, expires_at FROM invitations WHERE expires_at > $1 AND user_id IN (`+strings.Join(marks, ", ")+`)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("find invitations: %w", err)
 	}
@@ -118,14 +118,14 @@ func (s *DB) SearchUsers(ctx context.Context, q latchkey.UserSearch) ([]*latchke
 		cond = " WHERE " + strings.Join(where, " AND ")
 	}
 	var total int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM users u`+cond, args...).Scan(&total); err != nil {
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM users u`+cond, args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("count users: %w", err)
 	}
 	query := `SELECT ` + userColumns + ` FROM users u` + cond + ` ORDER BY username`
 	if q.Limit > 0 {
 		query += fmt.Sprintf(" LIMIT %d OFFSET %d", q.Limit, max(q.Offset, 0))
 	}
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("search users: %w", err)
 	}
@@ -138,7 +138,7 @@ func (s *DB) SearchUsers(ctx context.Context, q latchkey.UserSearch) ([]*latchke
 
 // FindSignedInSessions returns the user's signed-in, unexpired sessions, newest first.
 func (s *DB) FindSignedInSessions(ctx context.Context, userID latchkey.UserID, now time.Time) ([]*latchkey.Session, error) {
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.query(ctx,
 		`SELECT id, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent
 		 FROM sessions WHERE user_id = $1 AND state = $2 AND expires_at > $3 ORDER BY last_seen_at DESC`,
 		userID, string(latchkey.StateAuthenticated), us(now))
@@ -165,7 +165,7 @@ func (s *DB) FindSignedInSessions(ctx context.Context, userID latchkey.UserID, n
 // CountEnabledAdmins counts the admins who are not disabled.
 func (s *DB) CountEnabledAdmins(ctx context.Context) (int, error) {
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE role = $1 AND NOT disabled`, string(latchkey.RoleAdmin)).Scan(&n); err != nil {
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM users WHERE role = $1 AND NOT disabled`, string(latchkey.RoleAdmin)).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count admins: %w", err)
 	}
 	return n, nil
@@ -183,7 +183,7 @@ func (s *DB) FindFactorKinds(ctx context.Context, ids []latchkey.UserID) (map[la
 		args = append(args, id)
 		marks = append(marks, fmt.Sprintf("$%d", len(args)))
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT u.id, `+hasTOTP+`, `+hasLatch+`, `+hasKey+` FROM users u WHERE u.id IN (`+strings.Join(marks, ", ")+`)`, args...)
+	rows, err := s.query(ctx, `SELECT u.id, `+hasTOTP+`, `+hasLatch+`, `+hasKey+` FROM users u WHERE u.id IN (`+strings.Join(marks, ", ")+`)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("find factor kinds: %w", err)
 	}
@@ -204,7 +204,7 @@ func (s *DB) FindFactorKinds(ctx context.Context, ids []latchkey.UserID) (map[la
 // FactorAdoption counts enabled users by factor kind.
 func (s *DB) FactorAdoption(ctx context.Context) (latchkey.FactorAdoption, error) {
 	var a latchkey.FactorAdoption
-	err := s.db.QueryRowContext(ctx, `
+	err := s.queryRow(ctx, `
 		SELECT COUNT(*),
 			COALESCE(SUM(CASE WHEN f.totp THEN 1 ELSE 0 END), 0),
 			COALESCE(SUM(CASE WHEN f.latch THEN 1 ELSE 0 END), 0),
@@ -235,7 +235,7 @@ func (s *DB) CountAuditEvents(ctx context.Context, prefixes []string, since time
 	if len(or) > 0 {
 		cond = " AND (" + strings.Join(or, " OR ") + ")"
 	}
-	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT (time / %d) * %d AS bucket, outcome, COUNT(*) FROM audit_events
+	rows, err := s.query(ctx, fmt.Sprintf(`SELECT (time / %d) * %d AS bucket, outcome, COUNT(*) FROM audit_events
 		WHERE time >= $1%s GROUP BY bucket, outcome ORDER BY bucket`, w, w, cond), args...)
 	if err != nil {
 		return nil, fmt.Errorf("count audit events: %w", err)
@@ -292,7 +292,7 @@ func (s *DB) QueryAuditEvents(ctx context.Context, q latchkey.AuditQuery) ([]*la
 	if q.Limit > 0 {
 		query += fmt.Sprintf(" LIMIT %d", q.Limit)
 	}
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query audit events: %w", err)
 	}

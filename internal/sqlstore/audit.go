@@ -17,6 +17,9 @@ func (s *DB) AppendAuditEvent(ctx context.Context, e *latchkey.AuditEvent) error
 		e.Time = s.now()
 	}
 	e.Time = e.Time.UTC().Truncate(time.Microsecond)
+	// Prepared before BEGIN (see txQueryRow); a failure here shows again below.
+	s.hot.cached(ctx, s.db, qLastAuditHash)
+	s.hot.cached(ctx, s.db, qInsertAudit)
 	return s.tx(ctx, func(tx *sql.Tx) error { return s.appendAudit(ctx, tx, e, nil) })
 }
 
@@ -33,7 +36,7 @@ func (s *DB) FindAuditEvents(ctx context.Context, f latchkey.AuditFilter) ([]*la
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("find audit events: %w", err)
 	}

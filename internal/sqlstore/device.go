@@ -39,7 +39,7 @@ func (s *DB) UseDeviceActivation(ctx context.Context, id string, when time.Time)
 	var created, expires int64
 	var used sql.NullInt64
 	err := s.write(ctx, func() error {
-		return s.db.QueryRowContext(ctx,
+		return s.queryRow(ctx,
 			`UPDATE device_activations SET used_at = $1
 			 WHERE id = $2 AND used_at IS NULL AND expires_at > $1
 			 RETURNING id, user_id, kind, device_id, needs_approval, created_at, expires_at, used_at`, us(when), id).
@@ -253,7 +253,7 @@ func (s *DB) ReplaceDeviceKey(ctx context.Context, id int64, publicKey []byte, n
 
 // FindDevice returns one device; ENotFound when there is none.
 func (s *DB) FindDevice(ctx context.Context, id int64) (*latchkey.Device, error) {
-	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = $1`, id))
+	d, err := scanDevice(s.queryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("device")
 	} else if err != nil {
@@ -265,7 +265,7 @@ func (s *DB) FindDevice(ctx context.Context, id int64) (*latchkey.Device, error)
 // FindDevices returns a user's devices, pending ones included, primary first, then by ID
 // (oldest first).
 func (s *DB) FindDevices(ctx context.Context, userID latchkey.UserID) ([]*latchkey.Device, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE user_id = $1 ORDER BY is_primary DESC, id`, userID)
+	rows, err := s.query(ctx, `SELECT `+deviceColumns+` FROM devices WHERE user_id = $1 ORDER BY is_primary DESC, id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("find devices: %w", err)
 	}
@@ -353,6 +353,9 @@ func (s *DB) DeleteDevice(ctx context.Context, userID latchkey.UserID, id int64)
 	})
 }
 
+// qSweepNonces deletes a device's expired nonces (through device_nonces_device_expires).
+const qSweepNonces = `DELETE FROM device_nonces WHERE device_id = $1 AND expires_at < $2`
+
 // UseDeviceNonce records a device's request nonce until expiresAt; EConflict when the device
 // used it before. Then it drops the device's nonces that expired before when. The insert comes
 // first, so a replayed nonce is refused as long as its row exists.
@@ -366,7 +369,7 @@ func (s *DB) UseDeviceNonce(ctx context.Context, deviceID int64, nonce string, e
 	if n, _ := res.RowsAffected(); n == 0 {
 		return latchkey.Errorf(latchkey.EConflict, "This request was sent already.")
 	}
-	if _, err := s.exec(ctx, `DELETE FROM device_nonces WHERE device_id = $1 AND expires_at < $2`, deviceID, us(when)); err != nil {
+	if _, err := s.exec(ctx, qSweepNonces, deviceID, us(when)); err != nil {
 		return fmt.Errorf("delete expired device nonces: %w", err)
 	}
 	return nil
@@ -408,7 +411,7 @@ func (s *DB) CreatePushChallenge(ctx context.Context, c *latchkey.PushChallenge)
 
 // FindPushChallenge returns ENotFound when there is no such challenge.
 func (s *DB) FindPushChallenge(ctx context.Context, id string) (*latchkey.PushChallenge, error) {
-	c, err := scanPush(s.db.QueryRowContext(ctx, `SELECT `+pushColumns+` FROM push_challenges WHERE id = $1`, id))
+	c, err := scanPush(s.queryRow(ctx, `SELECT `+pushColumns+` FROM push_challenges WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("push challenge")
 	} else if err != nil {
@@ -420,7 +423,7 @@ func (s *DB) FindPushChallenge(ctx context.Context, id string) (*latchkey.PushCh
 // PendingPushChallenges returns a device's challenges that are pending and unexpired at when,
 // oldest first.
 func (s *DB) PendingPushChallenges(ctx context.Context, deviceID int64, when time.Time) ([]*latchkey.PushChallenge, error) {
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.query(ctx,
 		`SELECT `+pushColumns+` FROM push_challenges
 		 WHERE device_id = $1 AND state = $2 AND expires_at > $3 ORDER BY created_at, id`,
 		deviceID, string(latchkey.PushPending), us(when))
@@ -448,7 +451,7 @@ func (s *DB) AnswerPushChallenge(ctx context.Context, id string, state latchkey.
 		return nil
 	}
 	var cur latchkey.PushState
-	err = s.db.QueryRowContext(ctx, `SELECT state FROM push_challenges WHERE id = $1`, id).Scan(&cur)
+	err = s.queryRow(ctx, `SELECT state FROM push_challenges WHERE id = $1`, id).Scan(&cur)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return notFound("push challenge")
@@ -474,7 +477,7 @@ func (s *DB) CompletePushChallenge(ctx context.Context, id string, when time.Tim
 		return nil
 	}
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM push_challenges WHERE id = $1`, id).Scan(&n); err != nil {
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM push_challenges WHERE id = $1`, id).Scan(&n); err != nil {
 		return fmt.Errorf("find push challenge: %w", err)
 	}
 	if n == 0 {

@@ -154,7 +154,7 @@ func (s *DB) UseTOTPStep(ctx context.Context, id int64, step int64, when time.Ti
 		return nil
 	}
 	var confirmed sql.NullInt64
-	err = s.db.QueryRowContext(ctx, `SELECT confirmed_at FROM totp_credentials WHERE id = $1`, id).Scan(&confirmed)
+	err = s.queryRow(ctx, `SELECT confirmed_at FROM totp_credentials WHERE id = $1`, id).Scan(&confirmed)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && !confirmed.Valid) {
 		return notFound("authenticator app")
 	} else if err != nil {
@@ -185,7 +185,7 @@ func (s *DB) DeleteTOTPCredential(ctx context.Context, userID latchkey.UserID, i
 
 // FindRecoveryCodes returns a user's recovery codes, used ones included.
 func (s *DB) FindRecoveryCodes(ctx context.Context, userID latchkey.UserID) ([]*latchkey.RecoveryCode, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, user_id, hash, created_at, used_at FROM recovery_codes WHERE user_id = $1 ORDER BY id`, userID)
+	rows, err := s.query(ctx, `SELECT id, user_id, hash, created_at, used_at FROM recovery_codes WHERE user_id = $1 ORDER BY id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("find recovery codes: %w", err)
 	}
@@ -231,7 +231,7 @@ func (s *DB) UseRecoveryCode(ctx context.Context, userID latchkey.UserID, hash [
 		return nil
 	}
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND hash = $2`, userID, hash).Scan(&n); err != nil {
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND hash = $2`, userID, hash).Scan(&n); err != nil {
 		return fmt.Errorf("find recovery code: %w", err)
 	}
 	if n == 0 {

@@ -13,10 +13,16 @@ import (
 type hotStatements struct {
 	mu              sync.Mutex
 	sessionWithUser atomic.Pointer[sql.Stmt]
-	// byQuery holds the other hot statements (*sql.Stmt by query text): those of the TOTP
-	// sign-in step (signin.go, the throttle's read and reservation, the TOTP credentials).
+	// byQuery holds the other prepared statements (*sql.Stmt by query text): every query of
+	// the store that goes through queryRow, query or exec, up to maxStatements of them.
 	byQuery sync.Map
+	n       atomic.Int32
 }
+
+// maxStatements bounds the statements kept prepared. The store's queries are constants, a
+// few hundred at most; the bound only matters for the few built at run time (lists with a
+// variable number of parameters), which are run unprepared once it is reached.
+const maxStatements = 512
 
 // stmt returns the prepared statement of query, preparing it on the first call.
 func (h *hotStatements) stmt(ctx context.Context, db *sql.DB, query string) (*sql.Stmt, error) {
@@ -31,7 +37,25 @@ func (h *hotStatements) stmt(ctx context.Context, db *sql.DB, query string) (*sq
 		st.Close() // another caller prepared it first
 		return old.(*sql.Stmt), nil
 	}
+	h.n.Add(1)
 	return st, nil
+}
+
+// cached returns the prepared statement of query, or nil when it cannot be prepared now
+// (the cache is full, or preparing failed: the caller runs the query unprepared, which gives
+// the error if there is one).
+func (h *hotStatements) cached(ctx context.Context, db *sql.DB, query string) *sql.Stmt {
+	if st, ok := h.byQuery.Load(query); ok {
+		return st.(*sql.Stmt)
+	}
+	if h.n.Load() >= maxStatements {
+		return nil
+	}
+	st, err := h.stmt(ctx, db, query)
+	if err != nil {
+		return nil
+	}
+	return st
 }
 
 // prepare returns the statement in slot, preparing query on the first call. A failure is not
@@ -61,6 +85,39 @@ func (h *hotStatements) close() {
 	h.byQuery.Range(func(k, v any) bool {
 		v.(*sql.Stmt).Close()
 		h.byQuery.Delete(k)
+		h.n.Add(-1)
 		return true
 	})
+}
+
+// SQLite parses a query each time it is run unprepared (modernc.org/sqlite keeps no cache):
+// for the short queries of a request that was a seventh of the CPU of a push round trip. So
+// the store runs its queries through prepared statements, prepared once per query and
+// connection (database/sql does the latter).
+
+// queryRow is db.QueryRowContext through the query's prepared statement.
+func (s *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := s.hot.cached(ctx, s.db, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return s.db.QueryRowContext(ctx, query, args...)
+}
+
+// query is db.QueryContext through the query's prepared statement.
+func (s *DB) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := s.hot.cached(ctx, s.db, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return s.db.QueryContext(ctx, query, args...)
+}
+
+// txQueryRow is tx.QueryRowContext through the query's prepared statement when it was
+// prepared before. It never prepares one itself: that takes another connection of the pool,
+// and a transaction holding one while it waits for another can starve the pool (on
+// PostgreSQL, where transactions do not take turns). Callers prepare before BEGIN.
+func (s *DB) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	if st, ok := s.hot.byQuery.Load(query); ok {
+		return tx.StmtContext(ctx, st.(*sql.Stmt)).QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, query, args...)
 }

@@ -32,7 +32,7 @@ func (s *DB) EnqueueMail(ctx context.Context, m mail.Message, now time.Time) (in
 	}
 	var id int64
 	err := s.write(ctx, func() error {
-		return s.db.QueryRowContext(ctx,
+		return s.queryRow(ctx,
 			`INSERT INTO mail_outbox (recipient, subject, body_text, body_html, headers, state, next_at, created_at)
 			 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id`,
 			m.To, m.Subject, m.Text, m.HTML, headers, mailPending, us(now)).Scan(&id)
@@ -63,7 +63,7 @@ func (s *DB) ClaimMail(ctx context.Context, now, leaseEnd time.Time, claim strin
 		created    int64
 	)
 	err := s.write(ctx, func() error {
-		return s.db.QueryRowContext(ctx, q, claim, us(leaseEnd), mailPending, us(now)).
+		return s.queryRow(ctx, q, claim, us(leaseEnd), mailPending, us(now)).
 			Scan(&m.ID, &m.Message.To, &m.Message.Subject, &text, &html, &headers, &m.Attempts, &created)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -123,7 +123,7 @@ func (s *DB) MailStats(ctx context.Context, now time.Time) (mail.QueueStats, err
 		st   mail.QueueStats
 		next sql.NullInt64
 	)
-	err := s.db.QueryRowContext(ctx,
+	err := s.queryRow(ctx,
 		`SELECT
 			COALESCE(SUM(CASE WHEN state = $1 THEN 1 ELSE 0 END), 0),
 			COALESCE(SUM(CASE WHEN state = $2 THEN 1 ELSE 0 END), 0),

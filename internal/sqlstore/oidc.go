@@ -82,7 +82,7 @@ func scanClient(row interface{ Scan(...any) error }) (*latchkey.OIDCClient, erro
 
 // FindOIDCClientByID returns ENotFound when there is no such client.
 func (s *DB) FindOIDCClientByID(ctx context.Context, id string) (*latchkey.OIDCClient, error) {
-	c, err := scanClient(s.db.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM oidc_clients WHERE id = $1`, id))
+	c, err := scanClient(s.queryRow(ctx, `SELECT `+clientColumns+` FROM oidc_clients WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("client")
 	} else if err != nil {
@@ -93,7 +93,7 @@ func (s *DB) FindOIDCClientByID(ctx context.Context, id string) (*latchkey.OIDCC
 
 // FindOIDCClients returns every client, ordered by ID.
 func (s *DB) FindOIDCClients(ctx context.Context) ([]*latchkey.OIDCClient, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+clientColumns+` FROM oidc_clients ORDER BY id`)
+	rows, err := s.query(ctx, `SELECT `+clientColumns+` FROM oidc_clients ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("find oidc clients: %w", err)
 	}
@@ -285,7 +285,7 @@ func (s *DB) FindOIDCAccessToken(ctx context.Context, id string) (*latchkey.OIDC
 	var t latchkey.OIDCAccessToken
 	var scopes, aud, amr string
 	var authTime, created, expires int64
-	err := s.db.QueryRowContext(ctx,
+	err := s.queryRow(ctx,
 		`SELECT id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, refresh_token_id, created_at, expires_at, sid
 		 FROM oidc_access_tokens WHERE id = $1`, id).
 		Scan(&t.ID, &t.GrantID, &t.ClientID, &t.UserID, &scopes, &aud, &amr, &t.ACR, &authTime, &t.RefreshTokenID, &created, &expires, &t.SID)
@@ -305,7 +305,7 @@ func (s *DB) FindOIDCRefreshToken(ctx context.Context, id string) (*latchkey.OID
 	var scopes, aud, amr string
 	var authTime, created, expires int64
 	var used sql.NullInt64
-	err := s.db.QueryRowContext(ctx,
+	err := s.queryRow(ctx,
 		`SELECT id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, created_at, expires_at, used_at, sid
 		 FROM oidc_refresh_tokens WHERE id = $1`, id).
 		Scan(&t.ID, &t.GrantID, &t.ClientID, &t.UserID, &scopes, &aud, &amr, &t.ACR, &authTime, &created, &expires, &used, &t.SID)
@@ -375,7 +375,7 @@ func (s *DB) FindOIDCSessionClients(ctx context.Context, sid string) ([]*latchke
 	if sid == "" {
 		return nil, nil
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+clientColumns+` FROM oidc_clients WHERE id IN (
+	rows, err := s.query(ctx, `SELECT `+clientColumns+` FROM oidc_clients WHERE id IN (
 		SELECT client_id FROM oidc_auth_requests WHERE sid = $1 AND user_id IS NOT NULL
 		UNION SELECT client_id FROM oidc_refresh_tokens WHERE sid = $1
 		UNION SELECT client_id FROM oidc_access_tokens WHERE sid = $1) ORDER BY id`, sid)
@@ -438,7 +438,7 @@ func (s *DB) CreateOIDCSigningKey(ctx context.Context, k *latchkey.OIDCSigningKe
 
 // FindOIDCSigningKeys returns the keys not expired at t, newest first.
 func (s *DB) FindOIDCSigningKeys(ctx context.Context, t time.Time) ([]*latchkey.OIDCSigningKey, error) {
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.query(ctx,
 		`SELECT id, algorithm, private_key, public_key, created_at, retired_at, expires_at FROM oidc_signing_keys
 		 WHERE expires_at IS NULL OR expires_at > $1 ORDER BY created_at DESC, id DESC`, us(t))
 	if err != nil {

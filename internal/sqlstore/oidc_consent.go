@@ -20,7 +20,7 @@ func (s *DB) FindOIDCConsent(ctx context.Context, userID latchkey.UserID, client
 	c := latchkey.OIDCConsent{UserID: userID, ClientID: clientID}
 	var scopes string
 	var created, updated int64
-	err := s.db.QueryRowContext(ctx,
+	err := s.queryRow(ctx,
 		`SELECT k.scopes, k.created_at, k.updated_at, c.name FROM oidc_consents k JOIN oidc_clients c ON c.id = k.client_id
 		 WHERE k.user_id = $1 AND k.client_id = $2`, userID, clientID).Scan(&scopes, &created, &updated, &c.ClientName)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -34,7 +34,7 @@ func (s *DB) FindOIDCConsent(ctx context.Context, userID latchkey.UserID, client
 
 // FindOIDCConsents returns a user's consents with their clients' names, ordered by name.
 func (s *DB) FindOIDCConsents(ctx context.Context, userID latchkey.UserID) ([]*latchkey.OIDCConsent, error) {
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.query(ctx,
 		`SELECT k.client_id, c.name, k.scopes, k.created_at, k.updated_at FROM oidc_consents k JOIN oidc_clients c ON c.id = k.client_id
 		 WHERE k.user_id = $1 ORDER BY c.name, k.client_id`, userID)
 	if err != nil {
@@ -61,7 +61,7 @@ func (s *DB) SaveOIDCConsent(ctx context.Context, c *latchkey.OIDCConsent) error
 	now := s.now().UTC().Truncate(time.Microsecond)
 	var created int64
 	err := s.write(ctx, func() error {
-		return s.db.QueryRowContext(ctx,
+		return s.queryRow(ctx,
 			`INSERT INTO oidc_consents (user_id, client_id, scopes, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
 			 ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, updated_at = excluded.updated_at
 			 RETURNING created_at`, c.UserID, c.ClientID, join(c.Scopes), us(now)).Scan(&created)

@@ -48,7 +48,7 @@ func scanSession(row interface{ Scan(...any) error }) (*latchkey.Session, error)
 
 // FindSessionByID returns ENotFound when there is no such session.
 func (s *DB) FindSessionByID(ctx context.Context, id string) (*latchkey.Session, error) {
-	sess, err := scanSession(s.db.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = $1`, id))
+	sess, err := scanSession(s.queryRow(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("session")
 	} else if err != nil {
@@ -62,7 +62,7 @@ func (s *DB) FindSessionBySID(ctx context.Context, sid string) (*latchkey.Sessio
 	if sid == "" {
 		return nil, notFound("session")
 	}
-	sess, err := scanSession(s.db.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE sid = $1`, sid))
+	sess, err := scanSession(s.queryRow(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE sid = $1`, sid))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("session")
 	} else if err != nil {
@@ -74,7 +74,7 @@ func (s *DB) FindSessionBySID(ctx context.Context, sid string) (*latchkey.Sessio
 // FindUserSessions returns the signed-in sessions of a user not expired at t, most recently
 // active first.
 func (s *DB) FindUserSessions(ctx context.Context, userID latchkey.UserID, t time.Time) ([]*latchkey.Session, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions
+	rows, err := s.query(ctx, `SELECT `+sessionColumns+` FROM sessions
 		WHERE user_id = $1 AND state = $2 AND expires_at > $3 ORDER BY last_seen_at DESC, created_at DESC`,
 		userID, string(latchkey.StateAuthenticated), us(t))
 	if err != nil {
@@ -161,7 +161,7 @@ func (s *DB) FindThrottle(ctx context.Context, key string) (latchkey.Throttle, e
 func (s *DB) RecordFailure(ctx context.Context, key string, when time.Time) (int, error) {
 	var n int
 	err := s.write(ctx, func() error {
-		return s.db.QueryRowContext(ctx,
+		return s.queryRow(ctx,
 			`INSERT INTO throttles (key, failures, last_failure_at) VALUES ($1, 1, $2)
 			 ON CONFLICT (key) DO UPDATE SET failures = throttles.failures + 1, last_failure_at = excluded.last_failure_at
 			 RETURNING failures`, key, us(when)).Scan(&n)
@@ -221,7 +221,7 @@ func (s *DB) ResetThrottle(ctx context.Context, key string) error {
 // FindSetting returns ENotFound when the key is unset.
 func (s *DB) FindSetting(ctx context.Context, key string) (string, error) {
 	var v string
-	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = $1`, key).Scan(&v)
+	err := s.queryRow(ctx, `SELECT value FROM settings WHERE key = $1`, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", notFound("setting")
 	} else if err != nil {

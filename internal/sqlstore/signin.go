@@ -149,7 +149,7 @@ func (s *DB) appendAudit(ctx context.Context, tx *sql.Tx, e *latchkey.AuditEvent
 				return st.QueryRowContext(ctx, args...)
 			}
 		}
-		return tx.QueryRowContext(ctx, q, args...)
+		return s.txQueryRow(ctx, tx, q, args...)
 	}
 	var prev []byte
 	err := query(qLastAuditHash).Scan(&prev)

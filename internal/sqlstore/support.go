@@ -92,7 +92,7 @@ func (s *DB) FindTicketByTrackingHash(ctx context.Context, hash []byte) (*latchk
 }
 
 func (s *DB) findTicket(ctx context.Context, cond string, arg any) (*latchkey.Ticket, error) {
-	t, err := scanTicket(s.db.QueryRowContext(ctx, `SELECT `+ticketColumns+` FROM tickets WHERE `+cond, arg))
+	t, err := scanTicket(s.queryRow(ctx, `SELECT `+ticketColumns+` FROM tickets WHERE `+cond, arg))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("ticket")
 	} else if err != nil {
@@ -125,7 +125,7 @@ func (s *DB) FindTickets(ctx context.Context, f latchkey.TicketFilter) ([]*latch
 		cond = " WHERE " + strings.Join(where, " AND ")
 	}
 	var total int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM tickets`+cond, args...).Scan(&total); err != nil {
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM tickets`+cond, args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("count tickets: %w", err)
 	}
 	q := `SELECT ` + ticketColumns + ` FROM tickets` + cond + ` ORDER BY id DESC`
@@ -141,7 +141,7 @@ func (s *DB) FindTickets(ctx context.Context, f latchkey.TicketFilter) ([]*latch
 		}
 		q += fmt.Sprintf(" OFFSET %d", f.Offset)
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("find tickets: %w", err)
 	}
@@ -205,7 +205,7 @@ func (s *DB) AddTicketMessage(ctx context.Context, m *latchkey.TicketMessage, st
 
 // FindTicketMessages returns a ticket's conversation, oldest first.
 func (s *DB) FindTicketMessages(ctx context.Context, ticketID int64) ([]*latchkey.TicketMessage, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, ticket_id, author, agent_id, agent_name, body, created_at FROM ticket_messages WHERE ticket_id = $1 ORDER BY id`, ticketID)
+	rows, err := s.query(ctx, `SELECT id, ticket_id, author, agent_id, agent_name, body, created_at FROM ticket_messages WHERE ticket_id = $1 ORDER BY id`, ticketID)
 	if err != nil {
 		return nil, fmt.Errorf("find ticket messages: %w", err)
 	}
@@ -225,7 +225,7 @@ func (s *DB) FindTicketMessages(ctx context.Context, ticketID int64) ([]*latchke
 
 // FindUsersByEmail returns the users with that address, compared case-insensitively.
 func (s *DB) FindUsersByEmail(ctx context.Context, email string) ([]*latchkey.User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users WHERE lower(email) = lower($1) ORDER BY id`, email)
+	rows, err := s.query(ctx, `SELECT `+userColumns+` FROM users WHERE lower(email) = lower($1) ORDER BY id`, email)
 	if err != nil {
 		return nil, fmt.Errorf("find users by email: %w", err)
 	}
@@ -237,7 +237,7 @@ func (s *DB) RecentSignIns(ctx context.Context, userID latchkey.UserID, limit in
 	if limit <= 0 {
 		limit = 10
 	}
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.query(ctx,
 		`SELECT id, time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id
 		 FROM audit_events WHERE user_id = $1 AND action LIKE 'login.%' ORDER BY id DESC LIMIT `+fmt.Sprint(limit), userID)
 	if err != nil {

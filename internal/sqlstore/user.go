@@ -25,7 +25,7 @@ func scanUser(row interface{ Scan(...any) error }) (*latchkey.User, error) {
 
 // FindUserByID returns ENotFound when there is no such user.
 func (s *DB) FindUserByID(ctx context.Context, id latchkey.UserID) (*latchkey.User, error) {
-	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	u, err := scanUser(s.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("user")
 	} else if err != nil {
@@ -36,7 +36,7 @@ func (s *DB) FindUserByID(ctx context.Context, id latchkey.UserID) (*latchkey.Us
 
 // FindUserByUsername returns ENotFound when there is no such user.
 func (s *DB) FindUserByUsername(ctx context.Context, username string) (*latchkey.User, error) {
-	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
+	u, err := scanUser(s.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("user")
 	} else if err != nil {
@@ -67,7 +67,7 @@ func (s *DB) FindUsers(ctx context.Context, f latchkey.UserFilter) ([]*latchkey.
 		cond = " WHERE " + strings.Join(where, " AND ")
 	}
 	var total int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`+cond, args...).Scan(&total); err != nil {
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM users`+cond, args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("count users: %w", err)
 	}
 	q := `SELECT ` + userColumns + ` FROM users` + cond + ` ORDER BY id`
@@ -83,7 +83,7 @@ func (s *DB) FindUsers(ctx context.Context, f latchkey.UserFilter) ([]*latchkey.
 		}
 		q += fmt.Sprintf(" OFFSET %d", f.Offset)
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("find users: %w", err)
 	}
@@ -98,7 +98,7 @@ func (s *DB) FindUsers(ctx context.Context, f latchkey.UserFilter) ([]*latchkey.
 func (s *DB) CreateUser(ctx context.Context, u *latchkey.User) error {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	err := s.write(ctx, func() error {
-		return s.db.QueryRowContext(ctx,
+		return s.queryRow(ctx,
 			`INSERT INTO users (username, email, role, password_hash, disabled, created_at, updated_at)
 			 VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id`,
 			u.Username, u.Email, string(u.Role), u.PasswordHash, u.Disabled, us(now)).Scan(&u.ID)

@@ -25,7 +25,7 @@ func scanWebAuthn(row interface{ Scan(...any) error }) (*latchkey.WebAuthnCreden
 
 // FindWebAuthnCredentials returns a user's security keys, oldest first.
 func (s *DB) FindWebAuthnCredentials(ctx context.Context, userID latchkey.UserID) ([]*latchkey.WebAuthnCredential, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+webauthnColumns+` FROM webauthn_credentials WHERE user_id = $1 ORDER BY id`, userID)
+	rows, err := s.query(ctx, `SELECT `+webauthnColumns+` FROM webauthn_credentials WHERE user_id = $1 ORDER BY id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("find security keys: %w", err)
 	}
@@ -34,7 +34,7 @@ func (s *DB) FindWebAuthnCredentials(ctx context.Context, userID latchkey.UserID
 
 // FindWebAuthnCredential returns the key with that credential ID.
 func (s *DB) FindWebAuthnCredential(ctx context.Context, credentialID []byte) (*latchkey.WebAuthnCredential, error) {
-	c, err := scanWebAuthn(s.db.QueryRowContext(ctx, `SELECT `+webauthnColumns+` FROM webauthn_credentials WHERE credential_id = $1`, credentialID))
+	c, err := scanWebAuthn(s.queryRow(ctx, `SELECT `+webauthnColumns+` FROM webauthn_credentials WHERE credential_id = $1`, credentialID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("security key")
 	} else if err != nil {
@@ -129,7 +129,7 @@ func (s *DB) TakeWebAuthnCeremony(ctx context.Context, id string) (*latchkey.Web
 	var c latchkey.WebAuthnCeremony
 	var exp int64
 	err := s.write(ctx, func() error {
-		return s.db.QueryRowContext(ctx, `DELETE FROM webauthn_ceremonies WHERE id = $1 RETURNING id, kind, user_id, session_id, data, expires_at`, id).
+		return s.queryRow(ctx, `DELETE FROM webauthn_ceremonies WHERE id = $1 RETURNING id, kind, user_id, session_id, data, expires_at`, id).
 			Scan(&c.ID, &c.Kind, &c.UserID, &c.SessionID, &c.Data, &exp)
 	})
 	if errors.Is(err, sql.ErrNoRows) {

@@ -65,6 +65,9 @@ func (s *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, e
 // execStmt is exec with a prepared statement (st not nil) or the query text.
 func (s *DB) execStmt(ctx context.Context, st *sql.Stmt, query string, args ...any) (res sql.Result, err error) {
 	err = s.write(ctx, func() error {
+		if st == nil {
+			st = s.hot.cached(ctx, s.db, query)
+		}
 		if st != nil {
 			res, err = st.ExecContext(ctx, args...)
 		} else {
