@@ -184,6 +184,10 @@ type DeviceStore interface {
 
 	// CreatePushChallenge inserts c.
 	CreatePushChallenge(ctx Context, c *PushChallenge) error
+	// SendPushChallenge counts a push under countKey (when not empty, like RecordFailure),
+	// inserts c and appends e (when not nil, chained like AppendAuditEvent) in one
+	// transaction: a sign-in request costs one write.
+	SendPushChallenge(ctx Context, c *PushChallenge, countKey string, e *AuditEvent) error
 	// FindPushChallenge returns ENotFound when there is no such challenge.
 	FindPushChallenge(ctx Context, id string) (*PushChallenge, error)
 	// PendingPushChallenges returns the challenges to a device that are pending and not

@@ -11,6 +11,9 @@ type SecondFactorCompletion struct {
 	// the step is recorded first, as UseTOTPStep does (only when TOTPStep > LastStep).
 	TOTPCredentialID int64
 	TOTPStep         int64
+	// PushChallengeID, when not empty, is the approved push challenge that proved the factor:
+	// its CompletedAt is set (once: a challenge completed already gives EConflict).
+	PushChallengeID string
 	// ResetThrottles are throttle keys whose counters are removed (missing ones are skipped).
 	ResetThrottles []string
 	// Audit, when not nil, is appended to the audit trail, chained like AppendAuditEvent;
@@ -32,7 +35,8 @@ type SecondFactorStore interface {
 	// throttle counters and appends the audit entry, all in one transaction: either all of it
 	// is written or none of it. It returns EConflict when the TOTP step is no longer newer
 	// than the credential's last step or the credential is gone or unconfirmed (of two
-	// concurrent completions with the same code, exactly one succeeds), and ENotFound when
+	// concurrent completions with the same code, exactly one succeeds), or when the push
+	// challenge is not approved or was completed already, and ENotFound when
 	// the old session no longer exists (rotated or revoked concurrently).
 	CompleteSecondFactor(ctx Context, c *SecondFactorCompletion) error
 }

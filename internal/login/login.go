@@ -602,6 +602,7 @@ func (s *Service) flowIn(ctx context.Context, token string, state latchkey.Sessi
 // step it used (cred 0: none) and its success audit entry.
 type completion struct {
 	cred, step     int64
+	push           string // the approved push challenge, completed with the sign-in
 	action, detail string
 	// admit, when set, checks the counter under admitKey inside the completion's
 	// transaction (latchkey.SecondFactorCompletion.Admit).
@@ -640,6 +641,7 @@ func (s *Service) complete(ctx context.Context, c Client, token string, sess *la
 		Session:          &next,
 		TOTPCredentialID: done.cred,
 		TOTPStep:         done.step,
+		PushChallengeID:  done.push,
 		// Deleting a counter that is not there costs a statement, not a transaction.
 		ResetThrottles: []string{userKey(u.Username), latchkey.ThrottleKeyPush(u.Username)},
 		Audit: &latchkey.AuditEvent{Time: now, UserID: u.ID, Username: u.Username, Action: done.action,

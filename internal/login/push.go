@@ -72,13 +72,11 @@ func (s *Service) PushStatus(ctx context.Context, c Client, token, id string) (l
 	if err != nil {
 		return "", nil, err
 	}
-	if err := s.opt.Store.CompletePushChallenge(ctx, id, now); latchkey.ErrorCode(err) == latchkey.EConflict {
+	// The challenge is completed (once) in the sign-in's own transaction.
+	res, err := s.complete(ctx, c, token, flow, u, completion{push: id, action: latchkey.ActionLoginPush, detail: "approved on device"}, latchkey.AMRSoftwareKey)
+	if latchkey.ErrorCode(err) == latchkey.EConflict {
 		return "", nil, errFlowExpired
 	} else if err != nil {
-		return "", nil, fmt.Errorf("complete challenge: %w", err)
-	}
-	res, err := s.complete(ctx, c, token, flow, u, completion{action: latchkey.ActionLoginPush, detail: "approved on device"}, latchkey.AMRSoftwareKey)
-	if err != nil {
 		return "", nil, err
 	}
 	return latchkey.PushApproved, res, nil

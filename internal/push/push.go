@@ -555,14 +555,13 @@ func (s *Service) SendLogin(ctx context.Context, u *latchkey.User, sessionID str
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.opt.Store.RecordFailure(ctx, latchkey.ThrottleKeyPush(u.Username), now); err != nil {
-		return nil, fmt.Errorf("count push: %w", err)
-	}
-	if err := s.opt.Store.CreatePushChallenge(ctx, ch); err != nil {
+	// The push's count, the challenge and its audit entry are one write.
+	sent := &latchkey.AuditEvent{Time: now, UserID: u.ID, Username: u.Username, Action: latchkey.ActionPushSent,
+		Outcome: latchkey.OutcomeSuccess, IP: c.IP, UserAgent: c.UserAgent, Detail: fmt.Sprintf("to device %d", target.ID)}
+	if err := s.opt.Store.SendPushChallenge(ctx, ch, latchkey.ThrottleKeyPush(u.Username), sent); err != nil {
 		return nil, fmt.Errorf("create challenge: %w", err)
 	}
 	s.opt.Hub.NotifyDevice(target.ID)
-	s.audit(ctx, c, u, latchkey.ActionPushSent, latchkey.OutcomeSuccess, fmt.Sprintf("to device %d", target.ID))
 	return ch, nil
 }
 

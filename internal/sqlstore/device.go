@@ -357,22 +357,25 @@ func (s *DB) DeleteDevice(ctx context.Context, userID latchkey.UserID, id int64)
 const qSweepNonces = `DELETE FROM device_nonces WHERE device_id = $1 AND expires_at < $2`
 
 // UseDeviceNonce records a device's request nonce until expiresAt; EConflict when the device
-// used it before. Then it drops the device's nonces that expired before when. The insert comes
-// first, so a replayed nonce is refused as long as its row exists.
+// used it before. Then it drops the device's nonces that expired before when, in the same
+// transaction. The insert comes first, so a replayed nonce is refused as long as its row exists.
 func (s *DB) UseDeviceNonce(ctx context.Context, deviceID int64, nonce string, expiresAt, when time.Time) error {
-	res, err := s.exec(ctx,
-		`INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (device_id, nonce) DO NOTHING`,
-		deviceID, nonce, us(expiresAt))
-	if err != nil {
-		return fmt.Errorf("insert device nonce: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return latchkey.Errorf(latchkey.EConflict, "This request was sent already.")
-	}
-	if _, err := s.exec(ctx, qSweepNonces, deviceID, us(when)); err != nil {
-		return fmt.Errorf("delete expired device nonces: %w", err)
-	}
-	return nil
+	const qInsert = `INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (device_id, nonce) DO NOTHING`
+	s.hot.cached(ctx, s.db, qInsert) // prepared before BEGIN (see txQueryRow)
+	s.hot.cached(ctx, s.db, qSweepNonces)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := s.txExec(ctx, tx, qInsert, deviceID, nonce, us(expiresAt))
+		if err != nil {
+			return fmt.Errorf("insert device nonce: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return latchkey.Errorf(latchkey.EConflict, "This request was sent already.")
+		}
+		if _, err := s.txExec(ctx, tx, qSweepNonces, deviceID, us(when)); err != nil {
+			return fmt.Errorf("delete expired device nonces: %w", err)
+		}
+		return nil
+	})
 }
 
 const pushColumns = `id, user_id, device_id, kind, session_id, subject_device_id, number, application, browser, ip, created_at, expires_at, state, reason, answered_at, completed_at`
@@ -389,21 +392,56 @@ func scanPush(row interface{ Scan(...any) error }) (*latchkey.PushChallenge, err
 	return &c, nil
 }
 
+// qInsertPush inserts a push challenge.
+const qInsertPush = `INSERT INTO push_challenges (` + pushColumns + `)
+	 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
+
 // CreatePushChallenge inserts c; EConflict when its ID exists already.
 func (s *DB) CreatePushChallenge(ctx context.Context, c *latchkey.PushChallenge) error {
+	return s.SendPushChallenge(ctx, c, "", nil)
+}
+
+// SendPushChallenge counts a push under countKey (when not empty, as RecordFailure does),
+// inserts c and appends e (when not nil) in one transaction; EConflict when c's ID exists.
+func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, countKey string, e *latchkey.AuditEvent) error {
 	state := c.State
 	if state == "" {
 		state = latchkey.PushPending
 	}
-	_, err := s.exec(ctx,
-		`INSERT INTO push_challenges (`+pushColumns+`)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
-		c.ID, c.UserID, c.DeviceID, c.Kind, c.SessionID, c.SubjectDeviceID, c.Number, c.Application, c.Browser, c.IP,
-		us(c.CreatedAt), us(c.ExpiresAt), string(state), c.Reason, usPtr(c.AnsweredAt), usPtr(c.CompletedAt))
-	if isUnique(err) {
-		return latchkey.Errorf(latchkey.EConflict, "The push challenge exists already.")
-	} else if err != nil {
-		return fmt.Errorf("insert push challenge: %w", err)
+	if e != nil {
+		if e.Time.IsZero() {
+			e.Time = s.now()
+		}
+		e.Time = e.Time.UTC().Truncate(time.Microsecond)
+	}
+	for _, q := range []string{qInsertPush, qRecordFailure, qLastAuditHash, qInsertAudit} {
+		s.hot.cached(ctx, s.db, q) // prepared before BEGIN (see txQueryRow)
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if countKey != "" {
+			var n int
+			if err := s.txQueryRow(ctx, tx, qRecordFailure, countKey, us(c.CreatedAt)).Scan(&n); err != nil {
+				return fmt.Errorf("count push: %w", err)
+			}
+		}
+		_, err := s.txExec(ctx, tx, qInsertPush,
+			c.ID, c.UserID, c.DeviceID, c.Kind, c.SessionID, c.SubjectDeviceID, c.Number, c.Application, c.Browser, c.IP,
+			us(c.CreatedAt), us(c.ExpiresAt), string(state), c.Reason, usPtr(c.AnsweredAt), usPtr(c.CompletedAt))
+		if isUnique(err) {
+			return latchkey.Errorf(latchkey.EConflict, "The push challenge exists already.")
+		} else if err != nil {
+			return fmt.Errorf("insert push challenge: %w", err)
+		}
+		if e != nil {
+			return s.appendAudit(ctx, tx, e, nil)
+		}
+		return nil
+	})
+	if err != nil {
+		if e != nil {
+			e.ID, e.PrevHash, e.Hash = 0, nil, nil
+		}
+		return err
 	}
 	c.State = state
 	return nil

@@ -121,3 +121,12 @@ func (s *DB) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...a
 	}
 	return tx.QueryRowContext(ctx, query, args...)
 }
+
+// txExec is tx.ExecContext through the query's prepared statement when it was prepared before
+// (see txQueryRow).
+func (s *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	if st, ok := s.hot.byQuery.Load(query); ok {
+		return tx.StmtContext(ctx, st.(*sql.Stmt)).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, query, args...)
+}

@@ -157,14 +157,16 @@ func (s *DB) FindThrottle(ctx context.Context, key string) (latchkey.Throttle, e
 	return th, nil
 }
 
+// qRecordFailure counts one more failure under a key and returns the count.
+const qRecordFailure = `INSERT INTO throttles (key, failures, last_failure_at) VALUES ($1, 1, $2)
+	 ON CONFLICT (key) DO UPDATE SET failures = throttles.failures + 1, last_failure_at = excluded.last_failure_at
+	 RETURNING failures`
+
 // RecordFailure atomically increments the counter for key and returns the new count.
 func (s *DB) RecordFailure(ctx context.Context, key string, when time.Time) (int, error) {
 	var n int
 	err := s.write(ctx, func() error {
-		return s.queryRow(ctx,
-			`INSERT INTO throttles (key, failures, last_failure_at) VALUES ($1, 1, $2)
-			 ON CONFLICT (key) DO UPDATE SET failures = throttles.failures + 1, last_failure_at = excluded.last_failure_at
-			 RETURNING failures`, key, us(when)).Scan(&n)
+		return s.queryRow(ctx, qRecordFailure, key, us(when)).Scan(&n)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("record failure: %w", err)

@@ -20,6 +20,7 @@ const (
 		 WHERE id = $3 AND confirmed_at IS NOT NULL AND last_step < $1`
 	qDeleteThrottle = `DELETE FROM throttles WHERE key = $1`
 	qFindThrottle   = `SELECT failures, last_failure_at FROM throttles WHERE key = $1`
+	qCompletePush   = `UPDATE push_challenges SET completed_at = $1 WHERE id = $2 AND state = $3 AND completed_at IS NULL`
 	qLastAuditHash  = `SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1`
 	qInsertAudit    = `INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, prev_hash, hash)
 			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`
@@ -48,8 +49,8 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 	if s.dialect == Postgres {
 		qAdmit += " FOR UPDATE"
 	}
-	prepared := make(map[string]*sql.Stmt, 7)
-	for _, q := range []string{qAdmit, qDeleteSession, qUseTOTPStep, qInsertSession, qDeleteThrottle, qLastAuditHash, qInsertAudit} {
+	prepared := make(map[string]*sql.Stmt, 8)
+	for _, q := range []string{qAdmit, qDeleteSession, qUseTOTPStep, qCompletePush, qInsertSession, qDeleteThrottle, qLastAuditHash, qInsertAudit} {
 		st, err := s.hot.stmt(ctx, s.db, q)
 		if err != nil {
 			return fmt.Errorf("prepare: %w", err)
@@ -102,6 +103,18 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 			}
 			if n, _ := res.RowsAffected(); n != 1 {
 				return latchkey.Errorf(latchkey.EConflict, "This code was used already.")
+			}
+		}
+		if c.PushChallengeID != "" {
+			if st, err = stmt(qCompletePush); err != nil {
+				return fmt.Errorf("prepare: %w", err)
+			}
+			res, err := st.ExecContext(ctx, us(c.Session.LastSeenAt), c.PushChallengeID, string(latchkey.PushApproved))
+			if err != nil {
+				return fmt.Errorf("complete push challenge: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return latchkey.Errorf(latchkey.EConflict, "This sign-in request was used already.")
 			}
 		}
 		if st, err = stmt(qInsertSession); err != nil {

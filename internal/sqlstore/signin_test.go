@@ -240,3 +240,84 @@ func TestCompleteSecondFactorConcurrent(t *testing.T) {
 		}
 	})
 }
+
+// TestSendPushChallenge: the push's count, the challenge and its audit entry are written
+// together; a refused challenge (its ID taken) writes neither the count nor the entry.
+func TestSendPushChallenge(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u, _ := completionFixture(t, db, 1) // push:alice at 1, one audit entry
+		sent := func() *latchkey.AuditEvent {
+			return &latchkey.AuditEvent{Time: t0, UserID: u.ID, Username: "alice", Action: latchkey.ActionPushSent, Outcome: latchkey.OutcomeSuccess}
+		}
+		ch := &latchkey.PushChallenge{ID: "p1", UserID: u.ID, DeviceID: 5, Kind: latchkey.PushLogin, SessionID: "flow-0", Number: "42",
+			CreatedAt: t0, ExpiresAt: t0.Add(2 * time.Minute)}
+		e := sent()
+		if err := db.SendPushChallenge(ctx, ch, "push:alice", e); err != nil {
+			t.Fatalf("SendPushChallenge: %v", err)
+		}
+		if got, err := db.FindPushChallenge(ctx, "p1"); err != nil || got.State != latchkey.PushPending {
+			t.Errorf("the challenge = %+v, %v", got, err)
+		}
+		if e.ID == 0 || len(e.Hash) == 0 {
+			t.Errorf("the audit entry's ID and hash were not set: %+v", e)
+		}
+		want := completionState{flowExists: true, lastStep: 10, userFailures: 1, pushFailures: 2, auditEntries: 2}
+		if got := readCompletionState(t, db, u, 0); got != want {
+			t.Errorf("after: %+v, want %+v", got, want)
+		}
+		e = sent()
+		if err := db.SendPushChallenge(ctx, ch, "push:alice", e); errCode(err) != latchkey.EConflict {
+			t.Errorf("the same challenge again = %v, want %s", err, latchkey.EConflict)
+		}
+		if e.ID != 0 || e.Hash != nil {
+			t.Errorf("the refused audit entry kept ID %d", e.ID)
+		}
+		if got := readCompletionState(t, db, u, 0); got != want {
+			t.Errorf("after a refused challenge: %+v, want %+v (nothing written)", got, want)
+		}
+	})
+}
+
+// TestCompletePushSignIn: a push sign-in completes its approved challenge in the same
+// transaction, once; a challenge that is not approved, or completed already, refuses the
+// whole completion.
+func TestCompletePushSignIn(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u, c := completionFixture(t, db, 3)
+		exp := t0.Add(2 * time.Minute)
+		mkPush(t, db, "approved", u, 5, latchkey.PushLogin, 0, t0, exp)
+		mkPush(t, db, "pending", u, 5, latchkey.PushLogin, 0, t0, exp)
+		if err := db.AnswerPushChallenge(ctx, "approved", latchkey.PushApproved, "", t0); err != nil {
+			t.Fatal(err)
+		}
+		push := func(flow int, id string) *latchkey.SecondFactorCompletion {
+			x := completionOf(u, c, flow, 0)
+			x.TOTPCredentialID, x.PushChallengeID = 0, id
+			return x
+		}
+		if err := db.CompleteSecondFactor(ctx, push(0, "pending")); errCode(err) != latchkey.EConflict {
+			t.Errorf("with a pending challenge = %v, want %s", err, latchkey.EConflict)
+		}
+		untouched := completionState{flowExists: true, lastStep: 10, userFailures: 1, pushFailures: 1, auditEntries: 1}
+		if got := readCompletionState(t, db, u, 0); got != untouched {
+			t.Errorf("after the refusal: %+v, want %+v", got, untouched)
+		}
+		if err := db.CompleteSecondFactor(ctx, push(0, "approved")); err != nil {
+			t.Fatalf("with the approved challenge: %v", err)
+		}
+		if got, _ := db.FindPushChallenge(ctx, "approved"); got.CompletedAt == nil {
+			t.Error("the challenge was not completed")
+		}
+		if got := readCompletionState(t, db, u, 0); !got.signedInExists || got.flowExists {
+			t.Errorf("after: %+v, want signed in", got)
+		}
+		if err := db.CompleteSecondFactor(ctx, push(1, "approved")); errCode(err) != latchkey.EConflict {
+			t.Errorf("the same challenge for another flow = %v, want %s", err, latchkey.EConflict)
+		}
+		if got := readCompletionState(t, db, u, 1); !got.flowExists || got.signedInExists {
+			t.Errorf("the second flow after the refusal: %+v, want untouched", got)
+		}
+	})
+}
