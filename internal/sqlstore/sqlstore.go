@@ -55,6 +55,9 @@ type DB struct {
 	// writer, on SQLite only, admits one writing transaction or statement of this process at
 	// a time (write.go).
 	writer chan struct{}
+	// batches, on SQLite only, commits the transactions of concurrent callers together
+	// (group commit, batch.go).
+	batches *batcher
 }
 
 var _ latchkey.Store = (*DB)(nil)
@@ -124,6 +127,9 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 		s.db.Close()
 		return nil, err
 	}
+	if s.dialect == SQLite {
+		s.batches = newBatcher(s)
+	}
 	return s, nil
 }
 
@@ -147,7 +153,13 @@ const (
 )
 
 // Close closes the database.
-func (s *DB) Close() error { s.hot.close(); return s.db.Close() }
+func (s *DB) Close() error {
+	if s.batches != nil {
+		s.batches.stop()
+	}
+	s.hot.close()
+	return s.db.Close()
+}
 
 // migrate applies the embedded migrations of the dialect that are not yet recorded, each in
 // its own transaction. On PostgreSQL an advisory lock makes nodes starting together take turns.
@@ -195,9 +207,13 @@ func (s *DB) migrate(ctx context.Context) error {
 	return nil
 }
 
-// tx runs f in a transaction, committing when it returns nil. On SQLite the transaction
-// waits for its turn among the process's writers first (write.go).
+// tx runs f in a transaction, committing when it returns nil: either all of f's writes are
+// committed or none. On SQLite, f runs in the batch writer's transaction, in a savepoint of
+// its own (batch.go); f must not start another write of the store (it would wait for itself).
 func (s *DB) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	if s.batches != nil {
+		return s.batches.run(ctx, f)
+	}
 	done, err := s.lockWrites(ctx)
 	if err != nil {
 		return err

@@ -1,0 +1,297 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Group commit on SQLite.
+//
+// SQLite has one writer at a time, and most of a small write transaction's cost is its
+// commit: the pages it changed are written to the write-ahead log, each with its own system
+// calls, and the locks are taken and released. Under concurrent sign-ins the writers queue
+// for that one lock, and each commit's cost is paid again and again for pages the next
+// transaction changes as well (the last page of the audit trail, of the sessions).
+//
+// So on SQLite the store's transactions are run by one writer at a time, the batch writer: it
+// takes every transaction waiting at that moment (up to maxBatch), runs each in a savepoint of
+// one SQLite transaction, and commits once. Each caller's answer is the same as with a
+// transaction of its own:
+//
+//   - f returns an error: its savepoint is rolled back (nothing of it is written) and the
+//     caller gets the error at once; the others are not affected;
+//   - f returns nil: the caller waits for the commit and gets its result: nil when f's writes
+//     are durable, the commit's error when none of the batch was written;
+//   - a caller whose context ended before its turn gets the context's error, and f never runs.
+//
+// A statement of f interrupted by its context's end, or a failed write to the disk, may make
+// SQLite roll back the whole transaction. The batch writer notices (the savepoint is gone)
+// and runs the jobs before it again, each in a transaction of its own; the job it happened
+// in gets its error.
+//
+// A caller whose context ends while its job waits gets the context's error at once, and the
+// job is skipped. Once f has started, the caller waits for its answer even when its context
+// ends: f's writes are committed or not with the batch, and an answer of "cancelled" for a
+// write that was committed would be a lie.
+
+// maxBatch bounds the transactions committed together.
+const maxBatch = 128
+
+// job is one caller's transaction.
+type job struct {
+	ctx  context.Context
+	f    func(*sql.Tx) error
+	done chan error
+	// state moves from waiting to started (the batch writer runs f) or abandoned (the
+	// caller's context ended first), once.
+	state atomic.Int32
+}
+
+// Job states.
+const (
+	waiting int32 = iota
+	started
+	abandoned
+)
+
+// answer gives the job's result to its caller.
+func (j *job) answer(err error) { j.done <- err }
+
+// batcher is the batch writer of a DB. The caller that finds no batch running becomes the
+// writer (the leader) and runs its own transaction at once, with those that arrive
+// meanwhile: a lone write pays no hand-over between goroutines. When its own transaction is
+// answered and more are waiting, a new goroutine goes on leading, so that no caller's answer
+// waits for the others'.
+type batcher struct {
+	s       *DB
+	mu      sync.Mutex
+	queue   []*job
+	leading bool
+	closed  bool
+	leaders sync.WaitGroup
+	// commits counts the transactions committed or rolled back, for the tests.
+	commits atomic.Int64
+}
+
+func newBatcher(s *DB) *batcher { return &batcher{s: s} }
+
+// errClosed answers the transactions of a store being closed.
+var errClosed = errors.New("sqlstore: the database is closed")
+
+// run runs f in the next batch and returns its result.
+func (b *batcher) run(ctx context.Context, f func(*sql.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	j := &job{ctx: ctx, f: f, done: make(chan error, 1)}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return errClosed
+	}
+	b.queue = append(b.queue, j)
+	if !b.leading {
+		b.leading = true
+		b.leaders.Add(1)
+		b.mu.Unlock()
+		b.lead(j)
+		return <-j.done
+	}
+	b.mu.Unlock()
+	select {
+	case err := <-j.done:
+		return err
+	case <-ctx.Done():
+		if j.state.CompareAndSwap(waiting, abandoned) {
+			return ctx.Err()
+		}
+		return <-j.done // f is running: its answer is the batch's
+	}
+}
+
+// lead runs the waiting transactions in batches until there are none, or until own (when not
+// nil) is answered and a new goroutine takes over. It takes the process's turn to write
+// first and the batch after, so that the batch holds every transaction that arrived while
+// the turn was busy.
+func (b *batcher) lead(own *job) {
+	for {
+		lockCtx := context.Background()
+		if own != nil {
+			lockCtx = own.ctx
+		}
+		done, err := b.s.lockWrites(lockCtx)
+		if err != nil {
+			b.mu.Lock()
+			if own != nil && lockCtx.Err() != nil {
+				// The leader's caller gave up waiting for the turn: it alone is answered;
+				// the others wait on with a new leader.
+				b.queue = slices.DeleteFunc(b.queue, func(j *job) bool { return j == own })
+				own.state.Store(abandoned)
+				own.answer(err)
+			} else {
+				// The turn did not come in time (write.go): no waiting transaction runs.
+				for _, j := range b.queue {
+					j.answer(err)
+				}
+				b.queue = b.queue[:0]
+			}
+			b.mu.Unlock()
+			b.handOver()
+			return
+		}
+		b.mu.Lock()
+		n := min(len(b.queue), maxBatch)
+		batch := slices.Clone(b.queue[:n])
+		b.queue = append(b.queue[:0], b.queue[n:]...)
+		b.mu.Unlock()
+		if n > 0 {
+			b.runBatch(batch)
+		}
+		done()
+		if n == 0 || own != nil && slices.Contains(batch, own) {
+			b.handOver()
+			return
+		}
+	}
+}
+
+// handOver ends the current leader's turn: a new goroutine leads when transactions wait.
+func (b *batcher) handOver() {
+	b.mu.Lock()
+	if len(b.queue) == 0 {
+		b.leading = false
+		b.mu.Unlock()
+		b.leaders.Done()
+		return
+	}
+	b.mu.Unlock()
+	go b.lead(nil)
+}
+
+// stop waits for the running batches; transactions arriving later get errClosed.
+func (b *batcher) stop() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.leaders.Wait()
+}
+
+// runBatch commits batch, in this process's turn to write (the single statements of
+// DB.write take turns with the batches), which the caller holds.
+func (b *batcher) runBatch(batch []*job) {
+	again := b.commit(batch, true)
+	for _, j := range again {
+		b.commit([]*job{j}, false)
+	}
+}
+
+// commit runs the jobs of batch in one transaction and commits it, answering every job. When
+// the transaction is lost midway and retry is set, the jobs whose writes were lost with it
+// are not answered but returned, to run again.
+func (b *batcher) commit(batch []*job, retry bool) (again []*job) {
+	ctx := context.Background()
+	b.commits.Add(1)
+	tx, err := b.s.db.BeginTx(ctx, nil)
+	if err != nil {
+		for _, j := range batch {
+			j.answer(err)
+		}
+		return nil
+	}
+	if len(batch) == 1 {
+		return b.commitOne(tx, batch[0])
+	}
+	for _, q := range []string{qSavepoint, qRollbackTo, qRelease} {
+		b.s.hot.cached(ctx, b.s.db, q)
+	}
+	var ran []*job // jobs whose writes wait for the commit
+	// lost gives up the transaction at batch[i] (which gets err): the jobs that ran before
+	// it and those after it are run again, or answered with err when retry is not set.
+	lost := func(i int, err error) []*job {
+		_ = tx.Rollback()
+		batch[i].answer(err)
+		rest := append(ran, batch[i+1:]...)
+		if retry {
+			return rest
+		}
+		for _, j := range rest {
+			j.answer(err)
+		}
+		return nil
+	}
+	for i, j := range batch {
+		if first := j.state.CompareAndSwap(waiting, started); !first && j.state.Load() == abandoned {
+			j.answer(j.ctx.Err()) // nobody reads it; the channel is buffered
+			continue
+		} else if err := j.ctx.Err(); first && err != nil {
+			j.answer(err) // its caller is leaving: f never ran
+			continue
+		}
+		if _, err := b.s.txExec(ctx, tx, qSavepoint); err != nil {
+			return lost(i, err)
+		}
+		ferr := runJob(j, tx)
+		if ferr != nil {
+			if _, err := b.s.txExec(ctx, tx, qRollbackTo); err != nil {
+				return lost(i, ferr)
+			}
+		}
+		if _, err := b.s.txExec(ctx, tx, qRelease); err != nil {
+			if ferr == nil {
+				ferr = err
+			}
+			return lost(i, ferr)
+		}
+		if ferr != nil {
+			j.answer(ferr)
+			continue
+		}
+		ran = append(ran, j)
+	}
+	err = tx.Commit()
+	for _, j := range ran {
+		j.answer(err)
+	}
+	return nil
+}
+
+// The savepoint of each job of a batch.
+const (
+	qSavepoint  = `SAVEPOINT job`
+	qRollbackTo = `ROLLBACK TO job`
+	qRelease    = `RELEASE job`
+)
+
+// commitOne runs a batch of one job, j, in tx: no savepoint is needed, f's error rolls back
+// the transaction.
+func (b *batcher) commitOne(tx *sql.Tx, j *job) []*job {
+	if !j.state.CompareAndSwap(waiting, started) && j.state.Load() == abandoned {
+		_ = tx.Rollback()
+		j.answer(j.ctx.Err())
+		return nil
+	}
+	// A job run again after its batch was lost is already started; it runs again whatever
+	// its context says, as its first run did.
+	if err := runJob(j, tx); err != nil {
+		_ = tx.Rollback()
+		j.answer(err)
+		return nil
+	}
+	j.answer(tx.Commit())
+	return nil
+}
+
+// runJob runs j's f, turning a panic into an error: the batch writer serves every caller.
+func runJob(j *job, tx *sql.Tx) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("sqlstore: panic in a transaction: %v", v)
+		}
+	}()
+	return j.f(tx)
+}

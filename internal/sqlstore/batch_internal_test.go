@@ -1,0 +1,298 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/audit"
+)
+
+// openBatchDB opens a fresh SQLite store for the batch writer's tests.
+func openBatchDB(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "batch.db"), Options{SecretsKey: make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if db.batches == nil {
+		t.Fatal("SQLite store without a batch writer")
+	}
+	return db
+}
+
+// waitQueued waits until n transactions wait in the batch writer's queue.
+func waitQueued(t *testing.T, db *DB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		db.batches.mu.Lock()
+		got := len(db.batches.queue)
+		db.batches.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d transactions queued, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// insertThrottle is a transaction's write in these tests.
+func insertThrottle(ctx context.Context, tx *sql.Tx, key string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO throttles (key, failures, last_failure_at) VALUES (?, 1, 0)`, key)
+	return err
+}
+
+// throttleKeys reports which of keys have a row.
+func throttleKeys(t *testing.T, db *DB, keys []string) map[string]bool {
+	t.Helper()
+	got := map[string]bool{}
+	for _, k := range keys {
+		var n int
+		if err := db.db.QueryRow(`SELECT count(*) FROM throttles WHERE key = ?`, k).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		got[k] = n == 1
+	}
+	return got
+}
+
+// TestBatchCommitsTogether: transactions that wait for the writer's turn together are
+// committed in one SQLite transaction, and each caller's answer is still its own: the one
+// whose function fails gets its error and none of its writes, the others are committed.
+func TestBatchCommitsTogether(t *testing.T) {
+	ctx := context.Background()
+	db := openBatchDB(t)
+	done, err := db.lockWrites(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, failing = 20, 7
+	boom := errors.New("boom")
+	keys := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		keys[i] = fmt.Sprintf("batch:%d", i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = db.tx(ctx, func(tx *sql.Tx) error {
+				if err := insertThrottle(ctx, tx, keys[i]); err != nil {
+					return err
+				}
+				if i == failing {
+					return boom
+				}
+				return nil
+			})
+		}()
+	}
+	waitQueued(t, db, n)
+	before := db.batches.commits.Load()
+	done()
+	wg.Wait()
+	if got := db.batches.commits.Load() - before; got != 1 {
+		t.Errorf("%d transactions queued together took %d commits, want 1", n, got)
+	}
+	rows := throttleKeys(t, db, keys)
+	for i := range n {
+		switch {
+		case i == failing && !errors.Is(errs[i], boom):
+			t.Errorf("failing transaction answered %v, want its own error", errs[i])
+		case i == failing && rows[keys[i]]:
+			t.Error("the failing transaction's write was committed")
+		case i != failing && errs[i] != nil:
+			t.Errorf("transaction %d: %v", i, errs[i])
+		case i != failing && !rows[keys[i]]:
+			t.Errorf("transaction %d was answered but its write is missing", i)
+		}
+	}
+}
+
+// TestBatchCallerLeavesBeforeItsTurn: a caller whose context ends while its transaction
+// waits, leader or not, gets the context's error at once, and its function never runs; the
+// others' transactions go on.
+func TestBatchCallerLeavesBeforeItsTurn(t *testing.T) {
+	ctx := context.Background()
+	db := openBatchDB(t)
+	done, err := db.lockWrites(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ran [3]atomic.Bool
+	ctxs := make([]context.Context, 3)
+	cancels := make([]context.CancelFunc, 3)
+	errs := make([]chan error, 3)
+	keys := []string{"leave:leader", "leave:stays", "leave:follower"}
+	for i := range 3 {
+		ctxs[i], cancels[i] = context.WithCancel(ctx)
+		defer cancels[i]()
+		errs[i] = make(chan error, 1)
+		go func() {
+			errs[i] <- db.tx(ctxs[i], func(tx *sql.Tx) error {
+				ran[i].Store(true)
+				return insertThrottle(ctx, tx, keys[i])
+			})
+		}()
+		waitQueued(t, db, i+1) // the first caller leads
+	}
+	// The leader and the last follower leave while the turn is still held.
+	for _, i := range []int{0, 2} {
+		cancels[i]()
+		select {
+		case err := <-errs[i]:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("caller %d left and got %v, want context.Canceled", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("caller %d left but is still waiting", i)
+		}
+	}
+	done()
+	select {
+	case err := <-errs[1]:
+		if err != nil {
+			t.Fatalf("the remaining caller: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the remaining caller was never answered after its leader left")
+	}
+	rows := throttleKeys(t, db, keys)
+	for i, want := range []bool{false, true, false} {
+		if ran[i].Load() != want || rows[keys[i]] != want {
+			t.Errorf("caller %d: ran %v, written %v, want %v", i, ran[i].Load(), rows[keys[i]], want)
+		}
+	}
+}
+
+// TestBatchLostTransaction: when one function's statement ends the whole SQLite transaction
+// (here a ROLLBACK; in production an interrupted statement or a failed disk write), the
+// transactions that ran before it in the batch are run again on their own and committed, and
+// only that one fails.
+func TestBatchLostTransaction(t *testing.T) {
+	ctx := context.Background()
+	db := openBatchDB(t)
+	done, err := db.lockWrites(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, culprit = 6, 3
+	keys := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		keys[i] = fmt.Sprintf("lost:%d", i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = db.tx(ctx, func(tx *sql.Tx) error {
+				if err := insertThrottle(ctx, tx, keys[i]); err != nil {
+					return err
+				}
+				if i == culprit {
+					_, err := tx.ExecContext(ctx, `ROLLBACK`)
+					return err
+				}
+				return nil
+			})
+		}()
+		waitQueued(t, db, i+1) // in this order in the batch
+	}
+	done()
+	wg.Wait()
+	rows := throttleKeys(t, db, keys)
+	for i := range n {
+		if i == culprit {
+			if errs[i] == nil || rows[keys[i]] {
+				t.Errorf("the transaction that ended the batch: %v, written %v; want an error and no write", errs[i], rows[keys[i]])
+			}
+			continue
+		}
+		if errs[i] != nil || !rows[keys[i]] {
+			t.Errorf("transaction %d: %v, written %v; want committed", i, errs[i], rows[keys[i]])
+		}
+	}
+}
+
+// TestBatchConcurrentWritesDurable: many concurrent store transactions through the batch
+// writer are all written once, in an order the audit chain accepts, and are there after the
+// database is reopened.
+func TestBatchConcurrentWritesDurable(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "durable.db")
+	db, err := Open(ctx, path, Options{SecretsKey: make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := &latchkey.AuditEvent{Action: "test.batch", Outcome: latchkey.OutcomeSuccess, Detail: fmt.Sprint(i)}
+			if err := db.AppendAuditEvent(ctx, e); err != nil {
+				failed.Add(1)
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	commits := db.batches.commits.Load()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if failed.Load() > 0 {
+		t.FailNow()
+	}
+	t.Logf("%d transactions in %d commits", n, commits)
+	db, err = Open(ctx, path, Options{SecretsKey: make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	events, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range events {
+		if e.Action == "test.batch" {
+			seen[e.Detail] = true
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct events after reopening, want %d", len(seen), n)
+	}
+	rep, err := audit.Verify(ctx, db)
+	if err != nil || rep.FirstBroken != 0 || rep.Entries != len(events) {
+		t.Errorf("audit chain: %+v, %v", rep, err)
+	}
+}
+
+// TestBatchClosed: a transaction arriving after the store is closed is refused, not run.
+func TestBatchClosed(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "closed.db"), Options{SecretsKey: make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	ran := false
+	err = db.tx(ctx, func(*sql.Tx) error { ran = true; return nil })
+	if !errors.Is(err, errClosed) || ran {
+		t.Errorf("transaction on a closed store: %v, ran %v; want errClosed and not run", err, ran)
+	}
+}
