@@ -116,7 +116,10 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 		if s.db, err = sql.Open("sqlite", "file:"+dsn+q); err != nil {
 			return nil, fmt.Errorf("open sqlite: %w", err)
 		}
+		// Every connection is kept: database/sql keeps only two idle ones by default, and a
+		// new connection costs its pragmas and the preparing of every statement again.
 		s.db.SetMaxOpenConns(8)
+		s.db.SetMaxIdleConns(8)
 		s.writer = make(chan struct{}, 1)
 	}
 	if err := s.db.PingContext(ctx); err != nil {
