@@ -296,3 +296,26 @@ func TestBatchClosed(t *testing.T) {
 		t.Errorf("transaction on a closed store: %v, ran %v; want errClosed and not run", err, ran)
 	}
 }
+
+// TestSQLiteTempStoreInMemory: every connection keeps temporary data, among it the journal of
+// a batch's savepoints, in memory rather than spilling it to a file a page at a time.
+func TestSQLiteTempStoreInMemory(t *testing.T) {
+	db := openBatchDB(t)
+	ctx := context.Background()
+	conns := make([]*sql.Conn, 3) // several connections of the pool, each with its pragmas
+	for i := range conns {
+		c, err := db.db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+		var mode int
+		if err := c.QueryRowContext(ctx, `PRAGMA temp_store`).Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		if mode != 2 {
+			t.Errorf("connection %d: temp_store = %d, want 2 (MEMORY)", i, mode)
+		}
+	}
+}
