@@ -140,6 +140,7 @@ type crashAck struct {
 	secret   []byte
 	step     int64 // the highest TOTP step sent for this user, acknowledged or not
 	codes    []string
+	used     int // recovery codes sent so far: codes[used] is the next
 	round    int
 }
 
@@ -249,9 +250,12 @@ func (c *crashClient) signIn(a *crashAck) error {
 	return nil
 }
 
-// signInRecovery signs a user in with the password and the first of the recovery codes the
-// confirmation showed.
+// signInRecovery signs a user in with the password and the next unused recovery code of those
+// the confirmation showed (a sample of an earlier round may have used one).
 func (c *crashClient) signInRecovery(a *crashAck) error {
+	if a.used == len(a.codes) {
+		return fmt.Errorf("%s: every recovery code was used", a.username)
+	}
 	var login struct{ State string }
 	if err := c.post("/api/v1/login", map[string]string{"username": a.username, "password": crashPassword}, &login); err != nil {
 		return err
@@ -259,8 +263,10 @@ func (c *crashClient) signInRecovery(a *crashAck) error {
 	if login.State != "second_factor" {
 		return fmt.Errorf("%s: state %q after the password, want second_factor", a.username, login.State)
 	}
+	code := a.codes[a.used]
+	a.used++ // sent: the server may have used it even if the answer never arrives
 	var done struct{ State string }
-	if err := c.post("/api/v1/login/recovery", map[string]string{"code": a.codes[0]}, &done); err != nil {
+	if err := c.post("/api/v1/login/recovery", map[string]string{"code": code}, &done); err != nil {
 		return err
 	}
 	if done.State != "authenticated" {
