@@ -433,7 +433,7 @@ func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, c
 			return fmt.Errorf("insert push challenge: %w", err)
 		}
 		if e != nil {
-			return s.appendAudit(ctx, tx, e, nil)
+			return s.appendAudit(ctx, tx, e)
 		}
 		return nil
 	})

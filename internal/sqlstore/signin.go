@@ -49,30 +49,16 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 	if s.dialect == Postgres {
 		qAdmit += " FOR UPDATE"
 	}
-	prepared := make(map[string]*sql.Stmt, 8)
 	for _, q := range []string{qAdmit, qDeleteSession, qUseTOTPStep, qCompletePush, qInsertSession, qDeleteThrottle, qLastAuditHash, qInsertAudit} {
-		st, err := s.hot.stmt(ctx, s.db, q)
-		if err != nil {
+		if _, err := s.hot.stmt(ctx, s.db, q); err != nil {
 			return fmt.Errorf("prepare: %w", err)
 		}
-		prepared[q] = st
 	}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		stmt := func(q string) (*sql.Stmt, error) {
-			st, ok := prepared[q]
-			if !ok {
-				return nil, fmt.Errorf("statement not prepared: %s", q)
-			}
-			return tx.StmtContext(ctx, st), nil
-		}
 		if c.Admit != nil {
-			st, err := stmt(qAdmit)
-			if err != nil {
-				return fmt.Errorf("prepare: %w", err)
-			}
 			th := latchkey.Throttle{Key: c.AdmitKey}
 			var last int64
-			err = st.QueryRowContext(ctx, c.AdmitKey).Scan(&th.Failures, &last)
+			err := s.txQueryRow(ctx, tx, qAdmit, c.AdmitKey).Scan(&th.Failures, &last)
 			if err == nil {
 				th.LastFailureAt = at(last)
 			} else if !errors.Is(err, sql.ErrNoRows) {
@@ -82,11 +68,7 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 				return err
 			}
 		}
-		st, err := stmt(qDeleteSession)
-		if err != nil {
-			return fmt.Errorf("prepare: %w", err)
-		}
-		res, err := st.ExecContext(ctx, c.OldSessionID)
+		res, err := s.txExec(ctx, tx, qDeleteSession, c.OldSessionID)
 		if err != nil {
 			return fmt.Errorf("delete old session: %w", err)
 		}
@@ -94,10 +76,7 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 			return notFound("session")
 		}
 		if c.TOTPCredentialID != 0 {
-			if st, err = stmt(qUseTOTPStep); err != nil {
-				return fmt.Errorf("prepare: %w", err)
-			}
-			res, err := st.ExecContext(ctx, c.TOTPStep, us(c.Session.LastSeenAt), c.TOTPCredentialID)
+			res, err := s.txExec(ctx, tx, qUseTOTPStep, c.TOTPStep, us(c.Session.LastSeenAt), c.TOTPCredentialID)
 			if err != nil {
 				return fmt.Errorf("use totp step: %w", err)
 			}
@@ -106,10 +85,7 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 			}
 		}
 		if c.PushChallengeID != "" {
-			if st, err = stmt(qCompletePush); err != nil {
-				return fmt.Errorf("prepare: %w", err)
-			}
-			res, err := st.ExecContext(ctx, us(c.Session.LastSeenAt), c.PushChallengeID, string(latchkey.PushApproved))
+			res, err := s.txExec(ctx, tx, qCompletePush, us(c.Session.LastSeenAt), c.PushChallengeID, string(latchkey.PushApproved))
 			if err != nil {
 				return fmt.Errorf("complete push challenge: %w", err)
 			}
@@ -117,28 +93,22 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 				return latchkey.Errorf(latchkey.EConflict, "This sign-in request was used already.")
 			}
 		}
-		if st, err = stmt(qInsertSession); err != nil {
-			return fmt.Errorf("prepare: %w", err)
-		}
 		n := c.Session
-		_, err = st.ExecContext(ctx, n.ID, n.SID, n.UserID, string(n.State), strings.Join(n.AMR, " "), us(n.PasswordAt), usPtr(n.MFAAt), us(n.CreatedAt), us(n.LastSeenAt), us(n.ExpiresAt), n.IP, n.UserAgent)
+		_, err = s.txExec(ctx, tx, qInsertSession, n.ID, n.SID, n.UserID, string(n.State), strings.Join(n.AMR, " "), us(n.PasswordAt), usPtr(n.MFAAt), us(n.CreatedAt), us(n.LastSeenAt), us(n.ExpiresAt), n.IP, n.UserAgent)
 		if isUnique(err) {
 			return latchkey.Errorf(latchkey.EConflict, "The session exists already.")
 		} else if err != nil {
 			return fmt.Errorf("insert session: %w", err)
 		}
 		if len(c.ResetThrottles) > 0 {
-			if st, err = stmt(qDeleteThrottle); err != nil {
-				return fmt.Errorf("prepare: %w", err)
-			}
 			for _, key := range c.ResetThrottles {
-				if _, err := st.ExecContext(ctx, key); err != nil {
+				if _, err := s.txExec(ctx, tx, qDeleteThrottle, key); err != nil {
 					return fmt.Errorf("reset throttle: %w", err)
 				}
 			}
 		}
 		if e != nil {
-			return s.appendAudit(ctx, tx, e, stmt)
+			return s.appendAudit(ctx, tx, e)
 		}
 		return nil
 	})
@@ -148,24 +118,16 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 	return err
 }
 
-// appendAudit chains e to the last entry of the trail and inserts it within tx. stmt, when
-// not nil, gives the transaction's copy of a prepared statement.
-func (s *DB) appendAudit(ctx context.Context, tx *sql.Tx, e *latchkey.AuditEvent, stmt func(string) (*sql.Stmt, error)) error {
+// appendAudit chains e to the last entry of the trail and inserts it within tx, through the
+// statements' prepared copies when the caller prepared them before BEGIN (txQueryRow).
+func (s *DB) appendAudit(ctx context.Context, tx *sql.Tx, e *latchkey.AuditEvent) error {
 	if s.dialect == Postgres {
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7305002)`); err != nil {
 			return fmt.Errorf("lock audit trail: %w", err)
 		}
 	}
-	query := func(q string, args ...any) *sql.Row {
-		if stmt != nil {
-			if st, err := stmt(q); err == nil {
-				return st.QueryRowContext(ctx, args...)
-			}
-		}
-		return s.txQueryRow(ctx, tx, q, args...)
-	}
 	var prev []byte
-	err := query(qLastAuditHash).Scan(&prev)
+	err := s.txQueryRow(ctx, tx, qLastAuditHash).Scan(&prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("read last audit hash: %w", err)
 	}
@@ -174,7 +136,7 @@ func (s *DB) appendAudit(ctx context.Context, tx *sql.Tx, e *latchkey.AuditEvent
 	}
 	e.PrevHash = prev
 	e.Hash = e.ComputeHash(prev)
-	err = query(qInsertAudit, us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID, e.PrevHash, e.Hash).Scan(&e.ID)
+	err = s.txQueryRow(ctx, tx, qInsertAudit, us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID, e.PrevHash, e.Hash).Scan(&e.ID)
 	if err != nil {
 		return fmt.Errorf("insert audit event: %w", err)
 	}
