@@ -67,41 +67,53 @@ func throttleKeys(t *testing.T, db *DB, keys []string) map[string]bool {
 	return got
 }
 
-// TestBatchCommitsTogether: transactions that wait for the writer's turn together are
-// committed in one SQLite transaction, and each caller's answer is still its own: the one
-// whose function fails gets its error and none of its writes, the others are committed.
-func TestBatchCommitsTogether(t *testing.T) {
+// queueInserts holds the writers' turn and queues n transactions, in order, each inserting
+// its key (prefix:i) and then running then(i, tx). release gives the turn back, waits for
+// every answer and returns them with the keys.
+func queueInserts(t *testing.T, db *DB, prefix string, n int, then func(i int, tx *sql.Tx) error) (keys []string, release func() []error) {
+	t.Helper()
 	ctx := context.Background()
-	db := openBatchDB(t)
 	done, err := db.lockWrites(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n, failing = 20, 7
-	boom := errors.New("boom")
-	keys := make([]string, n)
+	keys = make([]string, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		keys[i] = fmt.Sprintf("batch:%d", i)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		keys[i] = fmt.Sprintf("%s:%d", prefix, i)
+		wg.Go(func() {
 			errs[i] = db.tx(ctx, func(tx *sql.Tx) error {
 				if err := insertThrottle(ctx, tx, keys[i]); err != nil {
 					return err
 				}
-				if i == failing {
-					return boom
-				}
-				return nil
+				return then(i, tx)
 			})
-		}()
+		})
+		waitQueued(t, db, i+1) // in this order in the batch
 	}
-	waitQueued(t, db, n)
+	return keys, func() []error {
+		done()
+		wg.Wait()
+		return errs
+	}
+}
+
+// TestBatchCommitsTogether: transactions that wait for the writer's turn together are
+// committed in one SQLite transaction, and each caller's answer is still its own: the one
+// whose function fails gets its error and none of its writes, the others are committed.
+func TestBatchCommitsTogether(t *testing.T) {
+	db := openBatchDB(t)
+	const n, failing = 20, 7
+	boom := errors.New("boom")
+	keys, release := queueInserts(t, db, "batch", n, func(i int, _ *sql.Tx) error {
+		if i == failing {
+			return boom
+		}
+		return nil
+	})
 	before := db.batches.commits.Load()
-	done()
-	wg.Wait()
+	errs := release()
 	if got := db.batches.commits.Load() - before; got != 1 {
 		t.Errorf("%d transactions queued together took %d commits, want 1", n, got)
 	}
@@ -183,34 +195,15 @@ func TestBatchCallerLeavesBeforeItsTurn(t *testing.T) {
 func TestBatchLostTransaction(t *testing.T) {
 	ctx := context.Background()
 	db := openBatchDB(t)
-	done, err := db.lockWrites(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n, culprit = 6, 3
-	keys := make([]string, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		keys[i] = fmt.Sprintf("lost:%d", i)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = db.tx(ctx, func(tx *sql.Tx) error {
-				if err := insertThrottle(ctx, tx, keys[i]); err != nil {
-					return err
-				}
-				if i == culprit {
-					_, err := tx.ExecContext(ctx, `ROLLBACK`)
-					return err
-				}
-				return nil
-			})
-		}()
-		waitQueued(t, db, i+1) // in this order in the batch
-	}
-	done()
-	wg.Wait()
+	keys, release := queueInserts(t, db, "lost", n, func(i int, tx *sql.Tx) error {
+		if i == culprit {
+			_, err := tx.ExecContext(ctx, `ROLLBACK`)
+			return err
+		}
+		return nil
+	})
+	errs := release()
 	rows := throttleKeys(t, db, keys)
 	for i := range n {
 		if i == culprit {
