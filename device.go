@@ -128,6 +128,22 @@ type PushChallenge struct {
 	CompletedAt *time.Time
 }
 
+// PushAnswer is a device's answer to a push challenge with what goes with it, written in one
+// transaction by AnswerPushChallenge.
+type PushAnswer struct {
+	ID     string    // the challenge
+	State  PushState // PushApproved or PushDenied
+	Reason string    // one of the Deny* values when denied
+	At     time.Time
+	// DeviceID, when not 0, is the answering device: its LastUsedAt becomes At (a device
+	// removed in the meantime is no error).
+	DeviceID int64
+	// CountKey, when not empty, counts a failure under that key at At, as RecordFailure does.
+	CountKey string
+	// Audit, when not nil, is appended to the audit trail, chained as AppendAuditEvent does.
+	Audit *AuditEvent
+}
+
 // StateAt returns the challenge's state at t, reporting a pending challenge past its expiry as
 // PushExpired.
 func (c *PushChallenge) StateAt(t time.Time) PushState {
@@ -193,11 +209,13 @@ type DeviceStore interface {
 	// PendingPushChallenges returns the challenges to a device that are pending and not
 	// expired at time at, oldest first.
 	PendingPushChallenges(ctx Context, deviceID int64, at time.Time) ([]*PushChallenge, error)
-	// AnswerPushChallenge atomically moves a challenge from pending to state (PushApproved or
-	// PushDenied) with reason, when it is still pending and not expired at time at. A
-	// challenge answered already gives EConflict, an expired one EFlowExpired, an unknown one
-	// ENotFound. Of two concurrent answers exactly one wins.
-	AnswerPushChallenge(ctx Context, id string, state PushState, reason string, at time.Time) error
+	// AnswerPushChallenge atomically moves challenge a.ID from pending to a.State
+	// (PushApproved or PushDenied) with a.Reason, when it is still pending and not expired at
+	// a.At, and in the same transaction writes the rest of the answer (see PushAnswer): an
+	// answer costs one write. A challenge answered already gives EConflict, an expired one
+	// EFlowExpired, an unknown one ENotFound, and then nothing is written. Of two concurrent
+	// answers exactly one wins.
+	AnswerPushChallenge(ctx Context, a *PushAnswer) error
 	// CompletePushChallenge atomically sets CompletedAt on an approved, not yet completed
 	// challenge. EConflict when it is not approved or already completed.
 	CompletePushChallenge(ctx Context, id string, at time.Time) error

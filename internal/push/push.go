@@ -616,7 +616,27 @@ func (s *Service) Answer(ctx context.Context, c Client, u *latchkey.User, d *lat
 	case req.Decision == deviceproto.DecisionApprove:
 		reason = latchkey.DenyWrongNumber
 	}
-	err = s.opt.Store.AnswerPushChallenge(ctx, id, state, reason, now)
+	what := "sign-in"
+	if ch.Kind == latchkey.PushAddDevice {
+		what = "new device"
+	}
+	// The answer, the device's last use, the failure it counts and its audit entry are one
+	// write.
+	ans := &latchkey.PushAnswer{ID: id, State: state, Reason: reason, At: now, DeviceID: d.ID}
+	action, outcome, detail := latchkey.ActionPushDenied, latchkey.OutcomeDenied, fmt.Sprintf("%s denied on device %d", what, d.ID)
+	switch reason {
+	case "":
+		action, outcome, detail = latchkey.ActionPushApproved, latchkey.OutcomeSuccess, fmt.Sprintf("%s approved on device %d", what, d.ID)
+	case latchkey.DenyWrongNumber:
+		ans.CountKey = latchkey.ThrottleKeyUser(u.Username)
+		outcome, detail = latchkey.OutcomeFailure, fmt.Sprintf("%s: wrong number on device %d", what, d.ID)
+	case latchkey.DenyFraud:
+		ans.CountKey = latchkey.ThrottleKeyPushPause(u.Username)
+		action, detail = latchkey.ActionPushFraud, fmt.Sprintf("%s from %s reported as fraud on device %d; pushes paused for %v", what, ch.IP, d.ID, s.opt.FraudPause)
+	}
+	ans.Audit = &latchkey.AuditEvent{Time: now, UserID: u.ID, Username: u.Username, Action: action,
+		Outcome: outcome, IP: c.IP, UserAgent: c.UserAgent, Detail: detail}
+	err = s.opt.Store.AnswerPushChallenge(ctx, ans)
 	switch latchkey.ErrorCode(err) {
 	case "":
 	case latchkey.EConflict:
@@ -629,36 +649,15 @@ func (s *Service) Answer(ctx context.Context, c Client, u *latchkey.User, d *lat
 		return nil, fmt.Errorf("answer challenge: %w", err)
 	}
 	s.opt.Hub.NotifyChallenge(id)
-	if err := s.opt.Store.UpdateDevice(ctx, u.ID, d.ID, latchkey.DeviceUpdate{LastUsedAt: &now}); err != nil {
-		s.log.ErrorContext(ctx, "touch device", "err", err)
-	}
-	what := "sign-in"
-	if ch.Kind == latchkey.PushAddDevice {
-		what = "new device"
-	}
 	from := Client{IP: ch.IP, UserAgent: ch.Browser}
-	switch reason {
-	case "":
-		s.audit(ctx, c, u, latchkey.ActionPushApproved, latchkey.OutcomeSuccess, fmt.Sprintf("%s approved on device %d", what, d.ID))
-		if ch.Kind == latchkey.PushAddDevice {
-			if err := s.approveDevice(ctx, from, u, ch.SubjectDeviceID); err != nil {
-				return nil, err
-			}
+	switch {
+	case reason == "" && ch.Kind == latchkey.PushAddDevice:
+		if err := s.approveDevice(ctx, from, u, ch.SubjectDeviceID); err != nil {
+			return nil, err
 		}
-	case latchkey.DenyWrongNumber:
-		if _, err := s.opt.Store.RecordFailure(ctx, latchkey.ThrottleKeyUser(u.Username), now); err != nil {
-			s.log.ErrorContext(ctx, "record failure", "err", err)
-		}
-		s.audit(ctx, c, u, latchkey.ActionPushDenied, latchkey.OutcomeFailure, fmt.Sprintf("%s: wrong number on device %d", what, d.ID))
-	case latchkey.DenyFraud:
-		if _, err := s.opt.Store.RecordFailure(ctx, latchkey.ThrottleKeyPushPause(u.Username), now); err != nil {
-			s.log.ErrorContext(ctx, "pause pushes", "err", err)
-		}
-		s.audit(ctx, c, u, latchkey.ActionPushFraud, latchkey.OutcomeDenied, fmt.Sprintf("%s from %s reported as fraud on device %d; pushes paused for %v", what, ch.IP, d.ID, s.opt.FraudPause))
+	case reason == latchkey.DenyFraud:
 		s.notify(ctx, from, u, mail.PushFraud, d.Name)
 		s.alertAdmins(ctx, from, u, d)
-	default:
-		s.audit(ctx, c, u, latchkey.ActionPushDenied, latchkey.OutcomeDenied, fmt.Sprintf("%s denied on device %d", what, d.ID))
 	}
 	return &deviceproto.AnswerResponse{State: string(state), Reason: reason}, nil
 }

@@ -471,35 +471,74 @@ func (s *DB) PendingPushChallenges(ctx context.Context, deviceID int64, when tim
 	return collect(rows, scanPush, "scan push challenge")
 }
 
-// AnswerPushChallenge moves a pending, unexpired challenge to state in one statement, so of two
-// concurrent answers exactly one wins. Otherwise: ENotFound for an unknown challenge,
-// EConflict for one answered already, EFlowExpired for an expired one.
-func (s *DB) AnswerPushChallenge(ctx context.Context, id string, state latchkey.PushState, reason string, when time.Time) error {
-	if state != latchkey.PushApproved && state != latchkey.PushDenied {
-		return fmt.Errorf("sqlstore: a push challenge cannot be answered with state %q", state)
+// qAnswerPush moves a pending, unexpired challenge to its answer.
+const qAnswerPush = `UPDATE push_challenges SET state = $1, reason = $2, answered_at = $3
+	 WHERE id = $4 AND state = $5 AND expires_at > $3`
+
+// qPushState reads a challenge's state, to tell why an answer changed nothing.
+const qPushState = `SELECT state FROM push_challenges WHERE id = $1`
+
+// qTouchDevice sets a device's last use.
+const qTouchDevice = `UPDATE devices SET last_used_at = $1 WHERE id = $2`
+
+// AnswerPushChallenge moves a pending, unexpired challenge to its answer in one statement, so
+// of two concurrent answers exactly one wins, and in the same transaction touches the device,
+// counts the failure and appends the audit entry of a. Otherwise, with nothing written:
+// ENotFound for an unknown challenge, EConflict for one answered already, EFlowExpired for an
+// expired one.
+func (s *DB) AnswerPushChallenge(ctx context.Context, a *latchkey.PushAnswer) error {
+	if a.State != latchkey.PushApproved && a.State != latchkey.PushDenied {
+		return fmt.Errorf("sqlstore: a push challenge cannot be answered with state %q", a.State)
 	}
-	res, err := s.exec(ctx,
-		`UPDATE push_challenges SET state = $1, reason = $2, answered_at = $3
-		 WHERE id = $4 AND state = $5 AND expires_at > $3`,
-		string(state), reason, us(when), id, string(latchkey.PushPending))
-	if err != nil {
-		return fmt.Errorf("answer push challenge: %w", err)
+	e := a.Audit
+	if e != nil {
+		if e.Time.IsZero() {
+			e.Time = s.now()
+		}
+		e.Time = e.Time.UTC().Truncate(time.Microsecond)
 	}
-	if n, _ := res.RowsAffected(); n == 1 {
+	for _, q := range []string{qAnswerPush, qPushState, qTouchDevice, qRecordFailure, qLastAuditHash, qInsertAudit} {
+		s.hot.cached(ctx, s.db, q) // prepared before BEGIN (see txQueryRow)
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := s.txExec(ctx, tx, qAnswerPush, string(a.State), a.Reason, us(a.At), a.ID, string(latchkey.PushPending))
+		if err != nil {
+			return fmt.Errorf("answer push challenge: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			var cur latchkey.PushState
+			err = s.txQueryRow(ctx, tx, qPushState, a.ID).Scan(&cur)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				return notFound("push challenge")
+			case err != nil:
+				return fmt.Errorf("find push challenge: %w", err)
+			case cur != latchkey.PushPending:
+				return latchkey.Errorf(latchkey.EConflict, "This request was answered already.")
+			default:
+				return latchkey.Errorf(latchkey.EFlowExpired, "This request has expired.")
+			}
+		}
+		if a.DeviceID != 0 {
+			if _, err := s.txExec(ctx, tx, qTouchDevice, us(a.At), a.DeviceID); err != nil {
+				return fmt.Errorf("touch device: %w", err)
+			}
+		}
+		if a.CountKey != "" {
+			var n int
+			if err := s.txQueryRow(ctx, tx, qRecordFailure, a.CountKey, us(a.At)).Scan(&n); err != nil {
+				return fmt.Errorf("record failure: %w", err)
+			}
+		}
+		if e != nil {
+			return s.appendAudit(ctx, tx, e)
+		}
 		return nil
+	})
+	if err != nil && e != nil {
+		e.ID, e.PrevHash, e.Hash = 0, nil, nil
 	}
-	var cur latchkey.PushState
-	err = s.queryRow(ctx, `SELECT state FROM push_challenges WHERE id = $1`, id).Scan(&cur)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return notFound("push challenge")
-	case err != nil:
-		return fmt.Errorf("find push challenge: %w", err)
-	case cur != latchkey.PushPending:
-		return latchkey.Errorf(latchkey.EConflict, "This request was answered already.")
-	default:
-		return latchkey.Errorf(latchkey.EFlowExpired, "This request has expired.")
-	}
+	return err
 }
 
 // CompletePushChallenge sets CompletedAt on an approved challenge once. EConflict when it is

@@ -243,7 +243,7 @@ func TestDeleteDevice(t *testing.T) {
 		exp := t0.Add(5 * time.Minute)
 		mkPush(t, db, "login-a", u, a.ID, latchkey.PushLogin, 0, t0, exp)
 		mkPush(t, db, "answered-a", u, a.ID, latchkey.PushLogin, 0, t0, exp)
-		if err := db.AnswerPushChallenge(ctx, "answered-a", latchkey.PushApproved, "", t0); err != nil {
+		if err := db.AnswerPushChallenge(ctx, &latchkey.PushAnswer{ID: "answered-a", State: latchkey.PushApproved, At: t0}); err != nil {
 			t.Fatal(err)
 		}
 		mkPush(t, db, "login-b", u, b.ID, latchkey.PushLogin, 0, t0, exp)
@@ -443,7 +443,7 @@ func TestPushChallenges(t *testing.T) {
 		mkPush(t, db, "c2", u, 5, latchkey.PushLogin, 0, t0.Add(time.Second), t0.Add(time.Minute))
 		mkPush(t, db, "other", u, 6, latchkey.PushLogin, 0, t0, exp)
 		mkPush(t, db, "answered", u, 5, latchkey.PushLogin, 0, t0, exp)
-		if err := db.AnswerPushChallenge(ctx, "answered", latchkey.PushDenied, latchkey.DenyFraud, t0); err != nil {
+		if err := db.AnswerPushChallenge(ctx, &latchkey.PushAnswer{ID: "answered", State: latchkey.PushDenied, Reason: latchkey.DenyFraud, At: t0}); err != nil {
 			t.Fatal(err)
 		}
 		pending, err := db.PendingPushChallenges(ctx, 5, t0.Add(10*time.Second))
@@ -458,25 +458,25 @@ func TestPushChallenges(t *testing.T) {
 		}
 
 		ans := t0.Add(30 * time.Second)
-		if err := db.AnswerPushChallenge(ctx, "c1", latchkey.PushApproved, "", ans); err != nil {
+		if err := db.AnswerPushChallenge(ctx, &latchkey.PushAnswer{ID: "c1", State: latchkey.PushApproved, At: ans}); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := db.FindPushChallenge(ctx, "c1"); got.State != latchkey.PushApproved || got.AnsweredAt == nil || !got.AnsweredAt.Equal(ans.Truncate(time.Microsecond)) {
 			t.Errorf("approved challenge = %+v", got)
 		}
-		if err := db.AnswerPushChallenge(ctx, "c1", latchkey.PushDenied, latchkey.DenyUser, ans); errCode(err) != latchkey.EConflict {
+		if err := db.AnswerPushChallenge(ctx, &latchkey.PushAnswer{ID: "c1", State: latchkey.PushDenied, Reason: latchkey.DenyUser, At: ans}); errCode(err) != latchkey.EConflict {
 			t.Errorf("second answer = %v, want conflict", err)
 		}
-		if err := db.AnswerPushChallenge(ctx, "c2", latchkey.PushApproved, "", t0.Add(time.Minute)); errCode(err) != latchkey.EFlowExpired {
+		if err := db.AnswerPushChallenge(ctx, &latchkey.PushAnswer{ID: "c2", State: latchkey.PushApproved, At: t0.Add(time.Minute)}); errCode(err) != latchkey.EFlowExpired {
 			t.Errorf("answer at expiry = %v, want flow_expired", err)
 		}
 		if got, _ := db.FindPushChallenge(ctx, "c2"); got.State != latchkey.PushPending || got.StateAt(t0.Add(time.Minute)) != latchkey.PushExpired {
 			t.Errorf("expired challenge = %+v", got)
 		}
-		if err := db.AnswerPushChallenge(ctx, "nope", latchkey.PushApproved, "", ans); errCode(err) != latchkey.ENotFound {
+		if err := db.AnswerPushChallenge(ctx, &latchkey.PushAnswer{ID: "nope", State: latchkey.PushApproved, At: ans}); errCode(err) != latchkey.ENotFound {
 			t.Errorf("answer to an unknown challenge = %v, want not_found", err)
 		}
-		if err := db.AnswerPushChallenge(ctx, "c0", latchkey.PushPending, "", ans); err == nil {
+		if err := db.AnswerPushChallenge(ctx, &latchkey.PushAnswer{ID: "c0", State: latchkey.PushPending, At: ans}); err == nil {
 			t.Error("answered with state pending")
 		}
 
@@ -545,7 +545,7 @@ func TestDeviceConcurrentSingleUse(t *testing.T) {
 		}
 		mkPush(t, db, "answer", u, 1, latchkey.PushLogin, 0, t0, exp)
 		mkPush(t, db, "complete", u, 1, latchkey.PushLogin, 0, t0, exp)
-		if err := db.AnswerPushChallenge(ctx, "complete", latchkey.PushApproved, "", t0); err != nil {
+		if err := db.AnswerPushChallenge(ctx, &latchkey.PushAnswer{ID: "complete", State: latchkey.PushApproved, At: t0}); err != nil {
 			t.Fatal(err)
 		}
 		const n = 12
@@ -557,9 +557,9 @@ func TestDeviceConcurrentSingleUse(t *testing.T) {
 			{"activation", latchkey.ENotFound, func(int) error { _, err := db.UseDeviceActivation(ctx, "code", t0); return err }},
 			{"answer", latchkey.EConflict, func(i int) error {
 				if i%2 == 0 {
-					return db.AnswerPushChallenge(ctx, "answer", latchkey.PushApproved, "", t0)
+					return db.AnswerPushChallenge(ctx, &latchkey.PushAnswer{ID: "answer", State: latchkey.PushApproved, At: t0})
 				}
-				return db.AnswerPushChallenge(ctx, "answer", latchkey.PushDenied, latchkey.DenyUser, t0)
+				return db.AnswerPushChallenge(ctx, &latchkey.PushAnswer{ID: "answer", State: latchkey.PushDenied, Reason: latchkey.DenyUser, At: t0})
 			}},
 			{"complete", latchkey.EConflict, func(int) error { return db.CompletePushChallenge(ctx, "complete", t0) }},
 			{"nonce", latchkey.EConflict, func(int) error { return db.UseDeviceNonce(ctx, 1, "n", exp, t0) }},

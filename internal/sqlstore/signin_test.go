@@ -279,6 +279,55 @@ func TestSendPushChallenge(t *testing.T) {
 	})
 }
 
+// TestAnswerPushChallengeWritesTogether: the answer, the device's last use, the failure it
+// counts and its audit entry are written together; a refused answer (answered already)
+// writes none of them.
+func TestAnswerPushChallengeWritesTogether(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u, _ := completionFixture(t, db, 1) // user:alice at 1, one audit entry
+		d, _ := mkDevice(t, db, u, "pk", latchkey.DevicePending, "")
+		mkPush(t, db, "p1", u, d.ID, latchkey.PushLogin, 0, t0, t0.Add(2*time.Minute))
+		at := t0.Add(10 * time.Second)
+		answer := func() *latchkey.PushAnswer {
+			return &latchkey.PushAnswer{ID: "p1", State: latchkey.PushDenied, Reason: latchkey.DenyWrongNumber, At: at,
+				DeviceID: d.ID, CountKey: "user:alice",
+				Audit: &latchkey.AuditEvent{Time: at, UserID: u.ID, Username: "alice", Action: latchkey.ActionPushDenied, Outcome: latchkey.OutcomeFailure}}
+		}
+		a := answer()
+		if err := db.AnswerPushChallenge(ctx, a); err != nil {
+			t.Fatalf("AnswerPushChallenge: %v", err)
+		}
+		if got, err := db.FindPushChallenge(ctx, "p1"); err != nil || got.State != latchkey.PushDenied || got.Reason != latchkey.DenyWrongNumber {
+			t.Errorf("the challenge = %+v, %v", got, err)
+		}
+		if got, err := db.FindDevice(ctx, d.ID); err != nil || got.LastUsedAt == nil || !got.LastUsedAt.Equal(at) {
+			t.Errorf("the device's last use = %+v, %v, want %v", got, err, at)
+		}
+		if a.Audit.ID == 0 || len(a.Audit.Hash) == 0 {
+			t.Errorf("the audit entry's ID and hash were not set: %+v", a.Audit)
+		}
+		want := completionState{flowExists: true, lastStep: 10, userFailures: 2, pushFailures: 1, auditEntries: 2}
+		if got := readCompletionState(t, db, u, 0); got != want {
+			t.Errorf("after: %+v, want %+v", got, want)
+		}
+		a = answer()
+		a.At = at.Add(time.Second)
+		if err := db.AnswerPushChallenge(ctx, a); errCode(err) != latchkey.EConflict {
+			t.Errorf("a second answer = %v, want %s", err, latchkey.EConflict)
+		}
+		if a.Audit.ID != 0 || a.Audit.Hash != nil {
+			t.Errorf("the refused audit entry kept ID %d", a.Audit.ID)
+		}
+		if got := readCompletionState(t, db, u, 0); got != want {
+			t.Errorf("after a refused answer: %+v, want %+v (nothing written)", got, want)
+		}
+		if got, _ := db.FindDevice(ctx, d.ID); got.LastUsedAt == nil || !got.LastUsedAt.Equal(at) {
+			t.Errorf("the refused answer touched the device: %v", got.LastUsedAt)
+		}
+	})
+}
+
 // TestCompletePushSignIn: a push sign-in completes its approved challenge in the same
 // transaction, once; a challenge that is not approved, or completed already, refuses the
 // whole completion.
@@ -289,7 +338,7 @@ func TestCompletePushSignIn(t *testing.T) {
 		exp := t0.Add(2 * time.Minute)
 		mkPush(t, db, "approved", u, 5, latchkey.PushLogin, 0, t0, exp)
 		mkPush(t, db, "pending", u, 5, latchkey.PushLogin, 0, t0, exp)
-		if err := db.AnswerPushChallenge(ctx, "approved", latchkey.PushApproved, "", t0); err != nil {
+		if err := db.AnswerPushChallenge(ctx, &latchkey.PushAnswer{ID: "approved", State: latchkey.PushApproved, At: t0}); err != nil {
 			t.Fatal(err)
 		}
 		push := func(flow int, id string) *latchkey.SecondFactorCompletion {
