@@ -97,9 +97,12 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 		s.db = stdlib.OpenDB(*cfg)
 		// A pool per node: with N nodes the server sees at most N×20 connections (plus two
 		// per node for push notifications). Connections are recycled so that a fail-over or
-		// a pooler's rebalancing reaches every node, and idle ones are let go.
-		s.db.SetMaxOpenConns(20)
-		s.db.SetMaxIdleConns(10)
+		// a pooler's rebalancing reaches every node, and idle ones are let go after five
+		// minutes. Under load all 20 are kept (maxPostgresConns idle): with fewer, every
+		// connection handed back beyond them was closed and another one opened moments
+		// later, a new PostgreSQL backend process and every statement prepared again.
+		s.db.SetMaxOpenConns(maxPostgresConns)
+		s.db.SetMaxIdleConns(maxPostgresConns)
 		s.db.SetConnMaxLifetime(30 * time.Minute)
 		s.db.SetConnMaxIdleTime(5 * time.Minute)
 	} else {
@@ -156,6 +159,9 @@ const (
 	connectTimeout = 5 * time.Second
 	pingTimeout    = 2 * time.Second
 )
+
+// maxPostgresConns is the size of a node's PostgreSQL pool, open and idle alike.
+const maxPostgresConns = 20
 
 // Close closes the database.
 func (s *DB) Close() error {
