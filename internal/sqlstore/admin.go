@@ -16,7 +16,7 @@ import (
 
 // CreateInvitation replaces any invitation of inv.UserID by inv.
 func (s *DB) CreateInvitation(ctx context.Context, inv *latchkey.Invitation) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM invitations WHERE user_id = $1`, inv.UserID); err != nil {
 			return fmt.Errorf("delete old invitation: %w", err)
 		}

@@ -20,7 +20,7 @@ func (s *DB) AppendAuditEvent(ctx context.Context, e *latchkey.AuditEvent) error
 	// Prepared before BEGIN (see txQueryRow); a failure here shows again below.
 	s.hot.cached(ctx, s.db, qLastAuditHash)
 	s.hot.cached(ctx, s.db, qInsertAudit)
-	return s.tx(ctx, func(tx *sql.Tx) error { return s.appendAudit(ctx, tx, e) })
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.appendAudit(ctx, tx, e) })
 }
 
 // FindAuditEvents returns matching events in ID order.

@@ -29,15 +29,17 @@ import (
 //     are durable, the commit's error when none of the batch was written;
 //   - a caller whose context ended before its turn gets the context's error, and f never runs.
 //
-// A statement of f interrupted by its context's end, or a failed write to the disk, may make
-// SQLite roll back the whole transaction. The batch writer notices (the savepoint is gone)
-// and runs the jobs before it again, each in a transaction of its own; the job it happened
-// in gets its error.
+// A failed write to the disk (or a statement interrupted otherwise) may make SQLite roll back
+// the whole transaction. The batch writer notices (the savepoint is gone) and runs the jobs
+// before it again, each in a transaction of its own; the job it happened in gets its error.
 //
 // A caller whose context ends while its job waits gets the context's error at once, and the
 // job is skipped. Once f has started, the caller waits for its answer even when its context
 // ends: f's writes are committed or not with the batch, and an answer of "cancelled" for a
-// write that was committed would be a lie.
+// write that was committed would be a lie. So f's statements run with a context that keeps
+// the caller's values but not its end (context.WithoutCancel): a caller leaving mid-statement
+// would otherwise interrupt it and make SQLite roll back everyone's writes, and the driver
+// would start a goroutine per statement to watch for that end.
 
 // maxBatch bounds the transactions committed together.
 const maxBatch = 128
@@ -45,7 +47,7 @@ const maxBatch = 128
 // job is one caller's transaction.
 type job struct {
 	ctx  context.Context
-	f    func(*sql.Tx) error
+	f    func(context.Context, *sql.Tx) error
 	done chan error
 	// state moves from waiting to started (the batch writer runs f) or abandoned (the
 	// caller's context ended first), once.
@@ -84,7 +86,7 @@ func newBatcher(s *DB) *batcher { return &batcher{s: s} }
 var errClosed = errors.New("sqlstore: the database is closed")
 
 // run runs f in the next batch and returns its result.
-func (b *batcher) run(ctx context.Context, f func(*sql.Tx) error) error {
+func (b *batcher) run(ctx context.Context, f func(context.Context, *sql.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -286,12 +288,13 @@ func (b *batcher) commitOne(tx *sql.Tx, j *job) []*job {
 	return nil
 }
 
-// runJob runs j's f, turning a panic into an error: the batch writer serves every caller.
+// runJob runs j's f, turning a panic into an error: the batch writer serves every caller. f
+// gets its caller's context without its end (see above).
 func runJob(j *job, tx *sql.Tx) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("sqlstore: panic in a transaction: %v", v)
 		}
 	}()
-	return j.f(tx)
+	return j.f(context.WithoutCancel(j.ctx), tx)
 }

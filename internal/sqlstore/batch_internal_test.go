@@ -83,7 +83,7 @@ func queueInserts(t *testing.T, db *DB, prefix string, n int, then func(i int, t
 	for i := range n {
 		keys[i] = fmt.Sprintf("%s:%d", prefix, i)
 		wg.Go(func() {
-			errs[i] = db.tx(ctx, func(tx *sql.Tx) error {
+			errs[i] = db.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 				if err := insertThrottle(ctx, tx, keys[i]); err != nil {
 					return err
 				}
@@ -152,7 +152,7 @@ func TestBatchCallerLeavesBeforeItsTurn(t *testing.T) {
 		defer cancels[i]()
 		errs[i] = make(chan error, 1)
 		go func() {
-			errs[i] <- db.tx(ctxs[i], func(tx *sql.Tx) error {
+			errs[i] <- db.tx(ctxs[i], func(_ context.Context, tx *sql.Tx) error {
 				ran[i].Store(true)
 				return insertThrottle(ctx, tx, keys[i])
 			})
@@ -184,6 +184,44 @@ func TestBatchCallerLeavesBeforeItsTurn(t *testing.T) {
 	for i, want := range []bool{false, true, false} {
 		if ran[i].Load() != want || rows[keys[i]] != want {
 			t.Errorf("caller %d: ran %v, written %v, want %v", i, ran[i].Load(), rows[keys[i]], want)
+		}
+	}
+}
+
+// TestBatchCallerLeavesDuringItsTurn: a caller whose context ends while its transaction runs
+// does not interrupt the transaction's statements (that could roll back the whole batch): its
+// writes and the others' are committed, and it is told so.
+func TestBatchCallerLeavesDuringItsTurn(t *testing.T) {
+	db := openBatchDB(t)
+	for _, n := range []int{1, 3} { // a batch of one job, and one of savepoints
+		done, err := db.lockWrites(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := make([]string, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			keys[i] = fmt.Sprintf("midway%d:%d", n, i)
+			ctx, cancel := context.WithCancel(context.Background())
+			wg.Go(func() {
+				defer cancel()
+				errs[i] = db.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+					if i == 0 {
+						cancel() // the caller leaves while its statements run
+					}
+					return insertThrottle(ctx, tx, keys[i])
+				})
+			})
+			waitQueued(t, db, i+1)
+		}
+		done()
+		wg.Wait()
+		rows := throttleKeys(t, db, keys)
+		for i := range n {
+			if errs[i] != nil || !rows[keys[i]] {
+				t.Errorf("batch of %d, transaction %d: %v, written %v; want committed", n, i, errs[i], rows[keys[i]])
+			}
 		}
 	}
 }
@@ -284,7 +322,7 @@ func TestBatchClosed(t *testing.T) {
 	}
 	db.Close()
 	ran := false
-	err = db.tx(ctx, func(*sql.Tx) error { ran = true; return nil })
+	err = db.tx(ctx, func(context.Context, *sql.Tx) error { ran = true; return nil })
 	if !errors.Is(err, errClosed) || ran {
 		t.Errorf("transaction on a closed store: %v, ran %v; want errClosed and not run", err, ran)
 	}

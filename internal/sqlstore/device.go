@@ -138,7 +138,7 @@ func (s *DB) CreateDevice(ctx context.Context, d *latchkey.Device, cred *latchke
 	if keyChanged.IsZero() {
 		keyChanged = now
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := s.lockUser(ctx, tx, d.UserID); err != nil {
 			return err
 		}
@@ -184,7 +184,7 @@ func (s *DB) ActivateDevice(ctx context.Context, id int64, cred *latchkey.TOTPCr
 	if cred == nil {
 		return errors.New("sqlstore: an active device needs a TOTP credential")
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		// Find the owner first so that the user lock is taken before any device row lock,
 		// in the same order as the other methods.
 		var userID latchkey.UserID
@@ -223,7 +223,7 @@ func (s *DB) ActivateDevice(ctx context.Context, id int64, cred *latchkey.TOTPCr
 // active; EConflict when the key is registered already.
 func (s *DB) ReplaceDeviceKey(ctx context.Context, id int64, publicKey []byte, name, platform string, secret []byte, when time.Time) error {
 	when = when.UTC().Truncate(time.Microsecond)
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var userID latchkey.UserID
 		var credID sql.NullInt64
 		err := tx.QueryRowContext(ctx,
@@ -275,7 +275,7 @@ func (s *DB) FindDevices(ctx context.Context, userID latchkey.UserID) ([]*latchk
 // UpdateDevice changes a device of that user; ENotFound when nothing matched. Making a pending
 // device primary gives EConflict, since only active devices can be.
 func (s *DB) UpdateDevice(ctx context.Context, userID latchkey.UserID, id int64, u latchkey.DeviceUpdate) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if u.Primary {
 			if err := s.lockUser(ctx, tx, userID); latchkey.ErrorCode(err) == latchkey.ENotFound {
 				return notFound("device")
@@ -310,7 +310,7 @@ func (s *DB) UpdateDevice(ctx context.Context, userID latchkey.UserID, id int64,
 // push challenges (and pending add_device challenges about it) and its unused transfer codes,
 // in one transaction. When it was primary, the oldest remaining active device becomes primary.
 func (s *DB) DeleteDevice(ctx context.Context, userID latchkey.UserID, id int64) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := s.lockUser(ctx, tx, userID); latchkey.ErrorCode(err) == latchkey.ENotFound {
 			return notFound("device")
 		} else if err != nil {
@@ -363,7 +363,7 @@ func (s *DB) UseDeviceNonce(ctx context.Context, deviceID int64, nonce string, e
 	const qInsert = `INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (device_id, nonce) DO NOTHING`
 	s.hot.cached(ctx, s.db, qInsert) // prepared before BEGIN (see txQueryRow)
 	s.hot.cached(ctx, s.db, qSweepNonces)
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, qInsert, deviceID, nonce, us(expiresAt))
 		if err != nil {
 			return fmt.Errorf("insert device nonce: %w", err)
@@ -417,7 +417,7 @@ func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, c
 	for _, q := range []string{qInsertPush, qRecordFailure, qLastAuditHash, qInsertAudit} {
 		s.hot.cached(ctx, s.db, q) // prepared before BEGIN (see txQueryRow)
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if countKey != "" {
 			var n int
 			if err := s.txQueryRow(ctx, tx, qRecordFailure, countKey, us(c.CreatedAt)).Scan(&n); err != nil {
@@ -500,7 +500,7 @@ func (s *DB) AnswerPushChallenge(ctx context.Context, a *latchkey.PushAnswer) er
 	for _, q := range []string{qAnswerPush, qPushState, qTouchDevice, qRecordFailure, qLastAuditHash, qInsertAudit} {
 		s.hot.cached(ctx, s.db, q) // prepared before BEGIN (see txQueryRow)
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, qAnswerPush, string(a.State), a.Reason, us(a.At), a.ID, string(latchkey.PushPending))
 		if err != nil {
 			return fmt.Errorf("answer push challenge: %w", err)

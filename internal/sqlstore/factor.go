@@ -69,7 +69,7 @@ func (s *DB) FindTOTPCredentials(ctx context.Context, userID latchkey.UserID) ([
 // CreateTOTPCredential inserts a pending credential, replacing the user's earlier pending one.
 func (s *DB) CreateTOTPCredential(ctx context.Context, c *latchkey.TOTPCredential) error {
 	now := s.now().UTC().Truncate(time.Microsecond)
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM totp_credentials WHERE user_id = $1 AND confirmed_at IS NULL`, c.UserID); err != nil {
 			return fmt.Errorf("delete pending totp: %w", err)
 		}
@@ -113,7 +113,7 @@ func nullID(id int64) sql.NullInt64 { return sql.NullInt64{Int64: id, Valid: id 
 // ConfirmTOTPCredential confirms a pending credential, records step, and replaces the
 // user's recovery codes when recoveryHashes is not nil, all in one transaction.
 func (s *DB) ConfirmTOTPCredential(ctx context.Context, id int64, step int64, when time.Time, recoveryHashes [][]byte) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var userID latchkey.UserID
 		var confirmed sql.NullInt64
 		var last int64
@@ -166,7 +166,7 @@ func (s *DB) UseTOTPStep(ctx context.Context, id int64, step int64, when time.Ti
 // DeleteTOTPCredential removes the user's credential, and the user's recovery codes when
 // dropRecovery is true, in one transaction.
 func (s *DB) DeleteTOTPCredential(ctx context.Context, userID latchkey.UserID, id int64, dropRecovery bool) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM totp_credentials WHERE id = $1 AND user_id = $2`, id, userID)
 		if err != nil {
 			return fmt.Errorf("delete totp credential: %w", err)
@@ -206,7 +206,9 @@ func (s *DB) FindRecoveryCodes(ctx context.Context, userID latchkey.UserID) ([]*
 
 // ReplaceRecoveryCodes deletes the user's codes and inserts the new hashes in one transaction.
 func (s *DB) ReplaceRecoveryCodes(ctx context.Context, userID latchkey.UserID, hashes [][]byte, when time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return replaceRecoveryCodes(ctx, tx, userID, hashes, when) })
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return replaceRecoveryCodes(ctx, tx, userID, hashes, when)
+	})
 }
 
 func replaceRecoveryCodes(ctx context.Context, tx *sql.Tx, userID latchkey.UserID, hashes [][]byte, when time.Time) error {

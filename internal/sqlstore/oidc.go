@@ -175,7 +175,7 @@ func (s *DB) FindOIDCAuthRequestByID(ctx context.Context, id string) (*latchkey.
 
 // CompleteOIDCAuthRequest records the sign-in; EConflict when the request was completed.
 func (s *DB) CompleteOIDCAuthRequest(ctx context.Context, id string, userID latchkey.UserID, sid string, amr []string, acr string, authTime time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			`UPDATE oidc_auth_requests SET user_id = $1, amr = $2, acr = $3, auth_time = $4, sid = $6 WHERE id = $5 AND user_id IS NULL`,
 			userID, join(amr), acr, us(authTime), id, sid)
@@ -212,7 +212,7 @@ func (s *DB) SetOIDCAuthCode(ctx context.Context, id, codeHash string, codeExpir
 func (s *DB) UseOIDCAuthCode(ctx context.Context, codeHash string, now time.Time) (*latchkey.OIDCAuthRequest, error) {
 	var r *latchkey.OIDCAuthRequest
 	var reused bool
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			`UPDATE oidc_auth_requests SET code_used_at = $1 WHERE code_hash = $2 AND code_used_at IS NULL AND code_expires_at > $1 AND user_id IS NOT NULL`,
 			us(now), codeHash)
@@ -252,7 +252,7 @@ func (s *DB) DeleteOIDCAuthRequest(ctx context.Context, id string) error {
 // CreateOIDCTokens inserts an access token and optionally a refresh token, marking
 // usedRefreshID used in the same transaction.
 func (s *DB) CreateOIDCTokens(ctx context.Context, a *latchkey.OIDCAccessToken, rt *latchkey.OIDCRefreshToken, usedRefreshID string, now time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if usedRefreshID != "" {
 			res, err := tx.ExecContext(ctx, `UPDATE oidc_refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL`, us(now), usedRefreshID)
 			if err != nil {
@@ -329,7 +329,7 @@ func (s *DB) DeleteOIDCAccessToken(ctx context.Context, id string) error {
 
 // DeleteOIDCRefreshToken revokes a refresh token and the access tokens issued with it.
 func (s *DB) DeleteOIDCRefreshToken(ctx context.Context, id string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM oidc_access_tokens WHERE refresh_token_id = $1`, id); err != nil {
 			return fmt.Errorf("delete access tokens of refresh token: %w", err)
 		}
@@ -343,7 +343,7 @@ func (s *DB) DeleteOIDCRefreshToken(ctx context.Context, id string) error {
 // DeleteOIDCGrant revokes every token of a grant.
 func (s *DB) DeleteOIDCGrant(ctx context.Context, grantID string) (int, error) {
 	var total int
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		total = 0
 		for _, table := range []string{"oidc_access_tokens", "oidc_refresh_tokens"} {
 			res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE grant_id = $1`, grantID)
@@ -360,7 +360,7 @@ func (s *DB) DeleteOIDCGrant(ctx context.Context, grantID string) (int, error) {
 
 // DeleteOIDCUserTokens revokes every token of a user for a client ("" for all clients).
 func (s *DB) DeleteOIDCUserTokens(ctx context.Context, userID latchkey.UserID, clientID string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, table := range []string{"oidc_access_tokens", "oidc_refresh_tokens"} {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE user_id = $1 AND ($2 = '' OR client_id = $2)`, userID, clientID); err != nil {
 				return fmt.Errorf("delete user tokens from %s: %w", table, err)
@@ -391,7 +391,7 @@ func (s *DB) DeleteOIDCSessionTokens(ctx context.Context, sid string) (int, erro
 		return 0, nil
 	}
 	var total int
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		total = 0
 		for _, table := range []string{"oidc_access_tokens", "oidc_refresh_tokens"} {
 			res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE sid = $1`, sid)

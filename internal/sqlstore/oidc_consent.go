@@ -78,7 +78,7 @@ func (s *DB) SaveOIDCConsent(ctx context.Context, c *latchkey.OIDCConsent) error
 // DeleteOIDCConsent removes a consent and every token of the user for that client, in one
 // transaction. ENotFound when there is no such consent.
 func (s *DB) DeleteOIDCConsent(ctx context.Context, userID latchkey.UserID, clientID string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM oidc_consents WHERE user_id = $1 AND client_id = $2`, userID, clientID)
 		if err != nil {
 			return fmt.Errorf("delete oidc consent: %w", err)

@@ -97,7 +97,7 @@ func (s *DB) FindUserSessions(ctx context.Context, userID latchkey.UserID, t tim
 
 // RotateSession replaces session oldID by sess in one transaction; ENotFound when oldID is gone.
 func (s *DB) RotateSession(ctx context.Context, oldID string, sess *latchkey.Session) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id = $1`, oldID)
 		if err != nil {
 			return fmt.Errorf("delete old session: %w", err)

@@ -54,7 +54,7 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 			return fmt.Errorf("prepare: %w", err)
 		}
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if c.Admit != nil {
 			th := latchkey.Throttle{Key: c.AdmitKey}
 			var last int64

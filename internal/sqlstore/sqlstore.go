@@ -190,7 +190,7 @@ func (s *DB) migrate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			if s.dialect == Postgres {
 				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7305001)`); err != nil {
 					return err
@@ -219,9 +219,11 @@ func (s *DB) migrate(ctx context.Context) error {
 }
 
 // tx runs f in a transaction, committing when it returns nil: either all of f's writes are
-// committed or none. On SQLite, f runs in the batch writer's transaction, in a savepoint of
-// its own (batch.go); f must not start another write of the store (it would wait for itself).
-func (s *DB) tx(ctx context.Context, f func(*sql.Tx) error) error {
+// committed or none. f runs its statements with the context it is given. On SQLite, f runs in
+// the batch writer's transaction, in a savepoint of its own (batch.go), and that context has
+// ctx's values but does not end with it: once f has started its answer is the batch's. f must
+// not start another write of the store (it would wait for itself).
+func (s *DB) tx(ctx context.Context, f func(context.Context, *sql.Tx) error) error {
 	if s.batches != nil {
 		return s.batches.run(ctx, f)
 	}
@@ -234,7 +236,7 @@ func (s *DB) tx(ctx context.Context, f func(*sql.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	if err := f(tx); err != nil {
+	if err := f(ctx, tx); err != nil {
 		tx.Rollback()
 		return err
 	}

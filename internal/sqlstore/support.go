@@ -37,7 +37,7 @@ func (s *DB) CreateTicket(ctx context.Context, t *latchkey.Ticket, first *latchk
 	if t.Status == "" {
 		t.Status = latchkey.TicketNew
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if limit.Max > 0 {
 			// SQLite's immediate transactions already run one at a time; on PostgreSQL a
 			// transaction-scoped advisory lock per address serialises count and insert.
@@ -156,7 +156,7 @@ func (s *DB) FindTickets(ctx context.Context, f latchkey.TicketFilter) ([]*latch
 func (s *DB) UpdateTicket(ctx context.Context, id int64, upd latchkey.TicketUpdate) (*latchkey.Ticket, error) {
 	now := us(s.now())
 	var t *latchkey.Ticket
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		sets := []string{"updated_at = $2"}
 		args := []any{id, now}
 		if upd.Status != nil {
@@ -187,7 +187,7 @@ func (s *DB) UpdateTicket(ctx context.Context, id int64, upd latchkey.TicketUpda
 // AddTicketMessage appends m and, when status is set, changes the ticket's status.
 func (s *DB) AddTicketMessage(ctx context.Context, m *latchkey.TicketMessage, status *latchkey.TicketStatus) error {
 	now := s.now().UTC().Truncate(time.Microsecond)
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		q, args := `UPDATE tickets SET updated_at = $2 WHERE id = $1`, []any{m.TicketID, us(now)}
 		if status != nil {
 			q, args = `UPDATE tickets SET updated_at = $2, status = $3 WHERE id = $1`, append(args, string(*status))

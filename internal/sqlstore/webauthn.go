@@ -46,7 +46,7 @@ func (s *DB) FindWebAuthnCredential(ctx context.Context, credentialID []byte) (*
 // CreateWebAuthnCredential inserts c (and replaces the recovery codes when given).
 func (s *DB) CreateWebAuthnCredential(ctx context.Context, c *latchkey.WebAuthnCredential, recoveryHashes [][]byte) error {
 	now := s.now().UTC().Truncate(time.Microsecond)
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx,
 			`INSERT INTO webauthn_credentials (user_id, name, credential_id, data, sign_count, discoverable, clone_warning, created_at)
 			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
@@ -95,7 +95,7 @@ func (s *DB) RenameWebAuthnCredential(ctx context.Context, userID latchkey.UserI
 
 // DeleteWebAuthnCredential removes a key of that user, and the recovery codes when asked.
 func (s *DB) DeleteWebAuthnCredential(ctx context.Context, userID latchkey.UserID, id int64, dropRecovery bool) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2`, id, userID)
 		if err != nil {
 			return fmt.Errorf("delete security key: %w", err)
@@ -148,7 +148,7 @@ func (s *DB) DeleteExpiredWebAuthnCeremonies(ctx context.Context, t time.Time) (
 
 // ResetMFA removes every factor of a user in one transaction.
 func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := s.lockUser(ctx, tx, userID); err != nil {
 			return err
 		}
