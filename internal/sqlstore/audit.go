@@ -18,8 +18,7 @@ func (s *DB) AppendAuditEvent(ctx context.Context, e *latchkey.AuditEvent) error
 	}
 	e.Time = e.Time.UTC().Truncate(time.Microsecond)
 	// Prepared before BEGIN (see txQueryRow); a failure here shows again below.
-	s.hot.cached(ctx, s.db, qLastAuditHash)
-	s.hot.cached(ctx, s.db, qInsertAudit)
+	s.prepareBeforeBegin(ctx, qLastAuditHash, qInsertAudit)
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.appendAudit(ctx, tx, e) })
 }
 

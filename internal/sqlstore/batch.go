@@ -208,9 +208,7 @@ func (b *batcher) commit(batch []*job, retry bool) (again []*job) {
 	if len(batch) == 1 {
 		return b.commitOne(tx, batch[0])
 	}
-	for _, q := range []string{qSavepoint, qRollbackTo, qRelease} {
-		b.s.hot.cached(ctx, b.s.db, q)
-	}
+	b.s.prepareBeforeBegin(ctx, qSavepoint, qRollbackTo, qRelease)
 	var ran []*job // jobs whose writes wait for the commit
 	// lost gives up the transaction at batch[i] (which gets err): the jobs that ran before
 	// it and those after it are run again, or answered with err when retry is not set.

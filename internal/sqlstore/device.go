@@ -361,8 +361,7 @@ const qSweepNonces = `DELETE FROM device_nonces WHERE device_id = $1 AND expires
 // transaction. The insert comes first, so a replayed nonce is refused as long as its row exists.
 func (s *DB) UseDeviceNonce(ctx context.Context, deviceID int64, nonce string, expiresAt, when time.Time) error {
 	const qInsert = `INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (device_id, nonce) DO NOTHING`
-	s.hot.cached(ctx, s.db, qInsert) // prepared before BEGIN (see txQueryRow)
-	s.hot.cached(ctx, s.db, qSweepNonces)
+	s.prepareBeforeBegin(ctx, qInsert, qSweepNonces)
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, qInsert, deviceID, nonce, us(expiresAt))
 		if err != nil {
@@ -414,9 +413,7 @@ func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, c
 		}
 		e.Time = e.Time.UTC().Truncate(time.Microsecond)
 	}
-	for _, q := range []string{qInsertPush, qRecordFailure, qLastAuditHash, qInsertAudit} {
-		s.hot.cached(ctx, s.db, q) // prepared before BEGIN (see txQueryRow)
-	}
+	s.prepareBeforeBegin(ctx, qInsertPush, qRecordFailure, qLastAuditHash, qInsertAudit)
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if countKey != "" {
 			var n int
@@ -497,9 +494,7 @@ func (s *DB) AnswerPushChallenge(ctx context.Context, a *latchkey.PushAnswer) er
 		}
 		e.Time = e.Time.UTC().Truncate(time.Microsecond)
 	}
-	for _, q := range []string{qAnswerPush, qPushState, qTouchDevice, qRecordFailure, qLastAuditHash, qInsertAudit} {
-		s.hot.cached(ctx, s.db, q) // prepared before BEGIN (see txQueryRow)
-	}
+	s.prepareBeforeBegin(ctx, qAnswerPush, qPushState, qTouchDevice, qRecordFailure, qLastAuditHash, qInsertAudit)
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, qAnswerPush, string(a.State), a.Reason, us(a.At), a.ID, string(latchkey.PushPending))
 		if err != nil {

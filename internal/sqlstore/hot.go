@@ -111,6 +111,14 @@ func (s *DB) query(ctx context.Context, query string, args ...any) (*sql.Rows, e
 	return s.db.QueryContext(ctx, query, args...)
 }
 
+// prepareBeforeBegin prepares the statements a transaction will run through txQueryRow and
+// txExec; callers call it before BEGIN (see txQueryRow).
+func (s *DB) prepareBeforeBegin(ctx context.Context, queries ...string) {
+	for _, q := range queries {
+		s.hot.cached(ctx, s.db, q)
+	}
+}
+
 // txQueryRow is tx.QueryRowContext through the query's prepared statement when it was
 // prepared before. It never prepares one itself: that takes another connection of the pool,
 // and a transaction holding one while it waits for another can starve the pool (on

@@ -20,13 +20,6 @@ func init() {
 	expiringKeys["oidc_refresh_tokens"] = "id"
 }
 
-// querier is what both *sql.DB and *sql.Tx offer.
-type querier interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}
-
 func join(list []string) string { return strings.Join(list, " ") }
 
 // keyAAD binds a sealed signing key to its kid.
@@ -139,12 +132,28 @@ const authRequestColumns = `id, client_id, redirect_uri, scopes, state, nonce, r
 	code_challenge, code_challenge_method, prompt, max_age, login_hint, acr_values, COALESCE(user_id, 0), amr, acr, auth_time,
 	COALESCE(code_hash, ''), code_expires_at, code_used_at, created_at, expires_at, sid`
 
-func findAuthRequest(ctx context.Context, q querier, where string, arg any) (*latchkey.OIDCAuthRequest, error) {
+// The authorization request's queries of the code flow, run through prepared statements.
+const (
+	qAuthRequestByID     = `SELECT ` + authRequestColumns + ` FROM oidc_auth_requests WHERE id = $1`
+	qAuthRequestByCode   = `SELECT ` + authRequestColumns + ` FROM oidc_auth_requests WHERE code_hash = $1`
+	qCompleteAuthRequest = `UPDATE oidc_auth_requests SET user_id = $1, amr = $2, acr = $3, auth_time = $4, sid = $6
+	 WHERE id = $5 AND user_id IS NULL`
+	qUseAuthCode = `UPDATE oidc_auth_requests SET code_used_at = $1
+	 WHERE code_hash = $2 AND code_used_at IS NULL AND code_expires_at > $1 AND user_id IS NOT NULL`
+	qUseRefreshToken    = `UPDATE oidc_refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL`
+	qInsertRefreshToken = `INSERT INTO oidc_refresh_tokens (id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, created_at, expires_at, sid)
+	 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+	qInsertAccessToken = `INSERT INTO oidc_access_tokens (id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, refresh_token_id, created_at, expires_at, sid)
+	 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
+)
+
+// scanAuthRequest reads the row of qAuthRequestByID or qAuthRequestByCode.
+func scanAuthRequest(row *sql.Row) (*latchkey.OIDCAuthRequest, error) {
 	var r latchkey.OIDCAuthRequest
 	var scopes, prompt, acrValues, amr string
 	var maxAge, used sql.NullInt64
 	var authTime, codeExp, created, expires int64
-	err := q.QueryRowContext(ctx, `SELECT `+authRequestColumns+` FROM oidc_auth_requests WHERE `+where, arg).Scan(
+	err := row.Scan(
 		&r.ID, &r.ClientID, &r.RedirectURI, &scopes, &r.State, &r.Nonce, &r.ResponseType, &r.ResponseMode,
 		&r.CodeChallenge, &r.CodeChallengeMethod, &prompt, &maxAge, &r.LoginHint, &acrValues, &r.UserID, &amr, &r.ACR, &authTime,
 		&r.CodeHash, &codeExp, &used, &created, &expires, &r.SID)
@@ -170,22 +179,21 @@ func findAuthRequest(ctx context.Context, q querier, where string, arg any) (*la
 
 // FindOIDCAuthRequestByID returns ENotFound when there is no such request.
 func (s *DB) FindOIDCAuthRequestByID(ctx context.Context, id string) (*latchkey.OIDCAuthRequest, error) {
-	return findAuthRequest(ctx, s.db, `id = $1`, id)
+	return scanAuthRequest(s.queryRow(ctx, qAuthRequestByID, id))
 }
 
 // CompleteOIDCAuthRequest records the sign-in; EConflict when the request was completed.
 func (s *DB) CompleteOIDCAuthRequest(ctx context.Context, id string, userID latchkey.UserID, sid string, amr []string, acr string, authTime time.Time) error {
+	s.prepareBeforeBegin(ctx, qCompleteAuthRequest, qAuthRequestByID)
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`UPDATE oidc_auth_requests SET user_id = $1, amr = $2, acr = $3, auth_time = $4, sid = $6 WHERE id = $5 AND user_id IS NULL`,
-			userID, join(amr), acr, us(authTime), id, sid)
+		res, err := s.txExec(ctx, tx, qCompleteAuthRequest, userID, join(amr), acr, us(authTime), id, sid)
 		if err != nil {
 			return fmt.Errorf("complete oidc auth request: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
 			return nil
 		}
-		if _, err := findAuthRequest(ctx, tx, `id = $1`, id); err != nil {
+		if _, err := scanAuthRequest(s.txQueryRow(ctx, tx, qAuthRequestByID, id)); err != nil {
 			return err
 		}
 		return latchkey.Errorf(latchkey.EConflict, "The authorization request was completed already.")
@@ -212,15 +220,14 @@ func (s *DB) SetOIDCAuthCode(ctx context.Context, id, codeHash string, codeExpir
 func (s *DB) UseOIDCAuthCode(ctx context.Context, codeHash string, now time.Time) (*latchkey.OIDCAuthRequest, error) {
 	var r *latchkey.OIDCAuthRequest
 	var reused bool
+	s.prepareBeforeBegin(ctx, qUseAuthCode, qAuthRequestByCode)
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`UPDATE oidc_auth_requests SET code_used_at = $1 WHERE code_hash = $2 AND code_used_at IS NULL AND code_expires_at > $1 AND user_id IS NOT NULL`,
-			us(now), codeHash)
+		res, err := s.txExec(ctx, tx, qUseAuthCode, us(now), codeHash)
 		if err != nil {
 			return fmt.Errorf("use oidc auth code: %w", err)
 		}
 		n, _ := res.RowsAffected()
-		if r, err = findAuthRequest(ctx, tx, `code_hash = $1`, codeHash); err != nil {
+		if r, err = scanAuthRequest(s.txQueryRow(ctx, tx, qAuthRequestByCode, codeHash)); err != nil {
 			return err
 		}
 		if n == 0 {
@@ -252,9 +259,10 @@ func (s *DB) DeleteOIDCAuthRequest(ctx context.Context, id string) error {
 // CreateOIDCTokens inserts an access token and optionally a refresh token, marking
 // usedRefreshID used in the same transaction.
 func (s *DB) CreateOIDCTokens(ctx context.Context, a *latchkey.OIDCAccessToken, rt *latchkey.OIDCRefreshToken, usedRefreshID string, now time.Time) error {
+	s.prepareBeforeBegin(ctx, qUseRefreshToken, qInsertRefreshToken, qInsertAccessToken)
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if usedRefreshID != "" {
-			res, err := tx.ExecContext(ctx, `UPDATE oidc_refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL`, us(now), usedRefreshID)
+			res, err := s.txExec(ctx, tx, qUseRefreshToken, us(now), usedRefreshID)
 			if err != nil {
 				return fmt.Errorf("use refresh token: %w", err)
 			}
@@ -263,16 +271,12 @@ func (s *DB) CreateOIDCTokens(ctx context.Context, a *latchkey.OIDCAccessToken, 
 			}
 		}
 		if rt != nil {
-			if _, err := tx.ExecContext(ctx,
-				`INSERT INTO oidc_refresh_tokens (id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, created_at, expires_at, sid)
-				 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			if _, err := s.txExec(ctx, tx, qInsertRefreshToken,
 				rt.ID, rt.GrantID, rt.ClientID, rt.UserID, join(rt.Scopes), join(rt.Audience), join(rt.AMR), rt.ACR, us(rt.AuthTime), us(rt.CreatedAt), us(rt.ExpiresAt), rt.SID); err != nil {
 				return fmt.Errorf("insert refresh token: %w", err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO oidc_access_tokens (id, grant_id, client_id, user_id, scopes, audience, amr, acr, auth_time, refresh_token_id, created_at, expires_at, sid)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		if _, err := s.txExec(ctx, tx, qInsertAccessToken,
 			a.ID, a.GrantID, a.ClientID, a.UserID, join(a.Scopes), join(a.Audience), join(a.AMR), a.ACR, us(a.AuthTime), a.RefreshTokenID, us(a.CreatedAt), us(a.ExpiresAt), a.SID); err != nil {
 			return fmt.Errorf("insert access token: %w", err)
 		}
