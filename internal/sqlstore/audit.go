@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/latchkey/latchkey"
 )
@@ -13,10 +12,7 @@ import (
 // AppendAuditEvent chains e to the last entry and inserts it. Appends are serialised: on
 // SQLite by the immediate transaction's write lock, on PostgreSQL by an advisory lock.
 func (s *DB) AppendAuditEvent(ctx context.Context, e *latchkey.AuditEvent) error {
-	if e.Time.IsZero() {
-		e.Time = s.now()
-	}
-	e.Time = e.Time.UTC().Truncate(time.Microsecond)
+	s.stampAudit(e)
 	// Prepared before BEGIN (see txQueryRow); a failure here shows again below.
 	s.prepareBeforeBegin(ctx, qLastAuditHash, qInsertAudit)
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.appendAudit(ctx, tx, e) })

@@ -407,12 +407,7 @@ func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, c
 	if state == "" {
 		state = latchkey.PushPending
 	}
-	if e != nil {
-		if e.Time.IsZero() {
-			e.Time = s.now()
-		}
-		e.Time = e.Time.UTC().Truncate(time.Microsecond)
-	}
+	s.stampAudit(e)
 	s.prepareBeforeBegin(ctx, qInsertPush, qRecordFailure, qLastAuditHash, qInsertAudit)
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if countKey != "" {
@@ -435,9 +430,7 @@ func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, c
 		return nil
 	})
 	if err != nil {
-		if e != nil {
-			e.ID, e.PrevHash, e.Hash = 0, nil, nil
-		}
+		unchain(e)
 		return err
 	}
 	c.State = state
@@ -488,12 +481,7 @@ func (s *DB) AnswerPushChallenge(ctx context.Context, a *latchkey.PushAnswer) er
 		return fmt.Errorf("sqlstore: a push challenge cannot be answered with state %q", a.State)
 	}
 	e := a.Audit
-	if e != nil {
-		if e.Time.IsZero() {
-			e.Time = s.now()
-		}
-		e.Time = e.Time.UTC().Truncate(time.Microsecond)
-	}
+	s.stampAudit(e)
 	s.prepareBeforeBegin(ctx, qAnswerPush, qPushState, qTouchDevice, qRecordFailure, qLastAuditHash, qInsertAudit)
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, qAnswerPush, string(a.State), a.Reason, us(a.At), a.ID, string(latchkey.PushPending))
@@ -530,8 +518,8 @@ func (s *DB) AnswerPushChallenge(ctx context.Context, a *latchkey.PushAnswer) er
 		}
 		return nil
 	})
-	if err != nil && e != nil {
-		e.ID, e.PrevHash, e.Hash = 0, nil, nil
+	if err != nil {
+		unchain(e)
 	}
 	return err
 }

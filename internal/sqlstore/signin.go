@@ -34,14 +34,8 @@ const (
 // and then finds the step used), and the audit trail's advisory lock is taken last, so that a
 // transaction holding it never waits for a row.
 func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorCompletion) error {
-	var e *latchkey.AuditEvent
-	if c.Audit != nil {
-		e = c.Audit
-		if e.Time.IsZero() {
-			e.Time = s.now()
-		}
-		e.Time = e.Time.UTC().Truncate(time.Microsecond)
-	}
+	e := c.Audit
+	s.stampAudit(e)
 	// Prepared before BEGIN: preparing takes a connection of the pool, and inside the
 	// transaction (which on SQLite holds the write lock) that could wait for connections that
 	// are themselves waiting for the lock.
@@ -112,10 +106,30 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 		}
 		return nil
 	})
-	if err != nil && e != nil {
-		e.ID, e.PrevHash, e.Hash = 0, nil, nil
+	if err != nil {
+		unchain(e)
 	}
 	return err
+}
+
+// stampAudit gives e (when not nil) the store's time when it has none, in the precision the
+// store keeps, before a transaction appends it.
+func (s *DB) stampAudit(e *latchkey.AuditEvent) {
+	if e == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	e.Time = e.Time.UTC().Truncate(time.Microsecond)
+}
+
+// unchain undoes what appendAudit set on e (when not nil) when its transaction was not
+// committed.
+func unchain(e *latchkey.AuditEvent) {
+	if e != nil {
+		e.ID, e.PrevHash, e.Hash = 0, nil, nil
+	}
 }
 
 // appendAudit chains e to the last entry of the trail and inserts it within tx, through the
