@@ -3,8 +3,8 @@ package latchkey
 // SecondFactorCompletion is everything a sign-in writes when its second factor was proven,
 // for CompleteSecondFactor to write in one transaction.
 type SecondFactorCompletion struct {
-	// OldSessionID is the sign-in flow's session; it is deleted and Session inserted in its
-	// place (the rotation after MFA).
+	// OldSessionID is the sign-in flow's session; Session, of the same user, replaces it
+	// under its new ID (the rotation after MFA).
 	OldSessionID string
 	Session      *Session
 	// TOTPCredentialID, when not 0, is the credential whose code was accepted for TOTPStep:

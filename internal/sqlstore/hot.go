@@ -130,6 +130,15 @@ func (s *DB) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...a
 	return tx.QueryRowContext(ctx, query, args...)
 }
 
+// txQuery is tx.QueryContext through the query's prepared statement when it was prepared
+// before (see txQueryRow).
+func (s *DB) txQuery(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
+	if st, ok := s.hot.byQuery.Load(query); ok {
+		return tx.StmtContext(ctx, st.(*sql.Stmt)).QueryContext(ctx, args...)
+	}
+	return tx.QueryContext(ctx, query, args...)
+}
+
 // txExec is tx.ExecContext through the query's prepared statement when it was prepared before
 // (see txQueryRow).
 func (s *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,23 +14,27 @@ import (
 
 // The statements of a completed sign-in, prepared once (hot.go).
 const (
-	qDeleteSession = `DELETE FROM sessions WHERE id = $1`
-	qInsertSession = `INSERT INTO sessions (id, sid, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+	// The rotation after MFA replaces the flow's row in place: an UPDATE changes only the
+	// indexes of the columns it sets (the session ID's, the expiry's, the SID's), where a
+	// DELETE and an INSERT changed every index of the table twice, each at a random page.
+	// The user cannot change (WHERE user_id).
+	qRotateSession = `UPDATE sessions SET id = $2, sid = $3, state = $4, amr = $5, password_at = $6, mfa_at = $7,
+		 created_at = $8, last_seen_at = $9, expires_at = $10, ip = $11, user_agent = $12
+		 WHERE id = $1 AND user_id = $13`
 	qUseTOTPStep = `UPDATE totp_credentials SET last_step = $1, last_used_at = $2
 		 WHERE id = $3 AND confirmed_at IS NOT NULL AND last_step < $1`
-	qDeleteThrottle = `DELETE FROM throttles WHERE key = $1`
-	qFindThrottle   = `SELECT failures, last_failure_at FROM throttles WHERE key = $1`
-	qCompletePush   = `UPDATE push_challenges SET completed_at = $1 WHERE id = $2 AND state = $3 AND completed_at IS NULL`
-	qLastAuditHash  = `SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1`
-	qInsertAudit    = `INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, prev_hash, hash)
+	qFindThrottle  = `SELECT failures, last_failure_at FROM throttles WHERE key = $1`
+	qCompletePush  = `UPDATE push_challenges SET completed_at = $1 WHERE id = $2 AND state = $3 AND completed_at IS NULL`
+	qLastAuditHash = `SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1`
+	qInsertAudit   = `INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, prev_hash, hash)
 			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`
 )
 
 // CompleteSecondFactor checks the account's throttle counter (when c.Admit is set), records
 // the TOTP step, rotates the session, resets the throttle counters and appends the audit entry
 // in one transaction (latchkey.SecondFactorStore). On SQLite the transaction holds the write
-// lock from BEGIN; on PostgreSQL the counter's row is locked first (FOR UPDATE), the replay
+// lock from BEGIN; on PostgreSQL the counter's row is locked first (by the DELETE that resets
+// it, or FOR UPDATE when it is not reset), the replay
 // guard is the conditional UPDATE of the credential's row (a concurrent one waits for this one
 // and then finds the step used), and the audit trail's advisory lock is taken last, so that a
 // transaction holding it never waits for a row.
@@ -43,13 +48,32 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 	if s.dialect == Postgres {
 		qAdmit += " FOR UPDATE"
 	}
-	for _, q := range []string{qAdmit, qDeleteSession, qUseTOTPStep, qCompletePush, qInsertSession, qDeleteThrottle, qLastAuditHash, qInsertAudit} {
+	// When the counter admitted is one of those the sign-in resets (a TOTP sign-in: the
+	// account's), one statement deletes them all first and returns them as they were: the
+	// admission reads the counter it deletes, and on PostgreSQL the DELETE locks its row as
+	// FOR UPDATE did. The caller's error rolls the deletion back with everything else.
+	resetFirst := c.Admit != nil && slices.Contains(c.ResetThrottles, c.AdmitKey)
+	qs := []string{qAdmit, qRotateSession, qUseTOTPStep, qCompletePush, qLastAuditHash, qInsertAudit}
+	qReset := ""
+	if len(c.ResetThrottles) > 0 {
+		qReset = qResetThrottles(len(c.ResetThrottles))
+		qs = append(qs, qReset)
+	}
+	for _, q := range qs {
 		if _, err := s.hot.stmt(ctx, s.db, q); err != nil {
 			return fmt.Errorf("prepare: %w", err)
 		}
 	}
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if c.Admit != nil {
+		if resetFirst {
+			th, err := s.resetThrottles(ctx, tx, qReset, c.ResetThrottles, c.AdmitKey)
+			if err != nil {
+				return err
+			}
+			if err := c.Admit(th); err != nil {
+				return err
+			}
+		} else if c.Admit != nil {
 			th := latchkey.Throttle{Key: c.AdmitKey}
 			var last int64
 			err := s.txQueryRow(ctx, tx, qAdmit, c.AdmitKey).Scan(&th.Failures, &last)
@@ -62,9 +86,12 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 				return err
 			}
 		}
-		res, err := s.txExec(ctx, tx, qDeleteSession, c.OldSessionID)
-		if err != nil {
-			return fmt.Errorf("delete old session: %w", err)
+		n := c.Session
+		res, err := s.txExec(ctx, tx, qRotateSession, c.OldSessionID, n.ID, n.SID, string(n.State), strings.Join(n.AMR, " "), us(n.PasswordAt), usPtr(n.MFAAt), us(n.CreatedAt), us(n.LastSeenAt), us(n.ExpiresAt), n.IP, n.UserAgent, n.UserID)
+		if isUnique(err) {
+			return latchkey.Errorf(latchkey.EConflict, "The session exists already.")
+		} else if err != nil {
+			return fmt.Errorf("rotate session: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return notFound("session")
@@ -87,18 +114,9 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 				return latchkey.Errorf(latchkey.EConflict, "This sign-in request was used already.")
 			}
 		}
-		n := c.Session
-		_, err = s.txExec(ctx, tx, qInsertSession, n.ID, n.SID, n.UserID, string(n.State), strings.Join(n.AMR, " "), us(n.PasswordAt), usPtr(n.MFAAt), us(n.CreatedAt), us(n.LastSeenAt), us(n.ExpiresAt), n.IP, n.UserAgent)
-		if isUnique(err) {
-			return latchkey.Errorf(latchkey.EConflict, "The session exists already.")
-		} else if err != nil {
-			return fmt.Errorf("insert session: %w", err)
-		}
-		if len(c.ResetThrottles) > 0 {
-			for _, key := range c.ResetThrottles {
-				if _, err := s.txExec(ctx, tx, qDeleteThrottle, key); err != nil {
-					return fmt.Errorf("reset throttle: %w", err)
-				}
+		if len(c.ResetThrottles) > 0 && !resetFirst {
+			if _, err := s.resetThrottles(ctx, tx, qReset, c.ResetThrottles, ""); err != nil {
+				return err
 			}
 		}
 		if e != nil {
@@ -110,6 +128,64 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 		unchain(e)
 	}
 	return err
+}
+
+// qResetThrottles is the statement that deletes n throttle counters and returns them.
+func qResetThrottles(n int) string {
+	if n < len(resetThrottlesQueries) {
+		return resetThrottlesQueries[n]
+	}
+	return buildResetThrottles(n)
+}
+
+var resetThrottlesQueries = func() (q [4]string) {
+	for n := range q {
+		q[n] = buildResetThrottles(n)
+	}
+	return q
+}()
+
+func buildResetThrottles(n int) string {
+	var b strings.Builder
+	b.WriteString("DELETE FROM throttles WHERE key IN (")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", i+1)
+	}
+	b.WriteString(") RETURNING key, failures, last_failure_at")
+	return b.String()
+}
+
+// resetThrottles deletes the counters of keys within tx (query is qResetThrottles(len(keys)))
+// and returns the one of key as it was before (Failures 0 when there was none).
+func (s *DB) resetThrottles(ctx context.Context, tx *sql.Tx, query string, keys []string, key string) (latchkey.Throttle, error) {
+	th := latchkey.Throttle{Key: key}
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = k
+	}
+	rows, err := s.txQuery(ctx, tx, query, args...)
+	if err != nil {
+		return th, fmt.Errorf("reset throttles: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		var failures int
+		var last int64
+		if err := rows.Scan(&k, &failures, &last); err != nil {
+			return th, fmt.Errorf("reset throttles: %w", err)
+		}
+		if k == key {
+			th.Failures, th.LastFailureAt = failures, at(last)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return th, fmt.Errorf("reset throttles: %w", err)
+	}
+	return th, nil
 }
 
 // stampAudit gives e (when not nil) the store's time when it has none, in the precision the

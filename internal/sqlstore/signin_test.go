@@ -109,9 +109,16 @@ func TestCompleteSecondFactor(t *testing.T) {
 			t.Fatalf("before: %+v, want %+v", got, before)
 		}
 
+		// Admitted on the account's counter, which the completion resets: Admit sees the
+		// counter as it was before the reset.
 		comp := completionOf(u, c, 0, 12)
+		var seen latchkey.Throttle
+		comp.AdmitKey, comp.Admit = "user:alice", func(th latchkey.Throttle) error { seen = th; return nil }
 		if err := db.CompleteSecondFactor(ctx, comp); err != nil {
 			t.Fatalf("CompleteSecondFactor: %v", err)
+		}
+		if seen.Key != "user:alice" || seen.Failures != 1 {
+			t.Errorf("Admit got %+v, want user:alice's counter with 1 failure", seen)
 		}
 		want := completionState{signedInExists: true, lastStep: 12, auditEntries: 2}
 		if got := readCompletionState(t, db, u, 0); got != want {
@@ -143,6 +150,11 @@ func TestCompleteSecondFactor(t *testing.T) {
 			{"flow gone", func() *latchkey.SecondFactorCompletion {
 				x := completionOf(u, c, 1, 13)
 				x.OldSessionID = "flow-gone"
+				return x
+			}(), latchkey.ENotFound},
+			{"session of another user", func() *latchkey.SecondFactorCompletion {
+				x := completionOf(u, c, 1, 13)
+				x.Session.UserID = u.ID + 1000
 				return x
 			}(), latchkey.ENotFound},
 			{"new session ID taken", func() *latchkey.SecondFactorCompletion {
