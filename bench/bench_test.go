@@ -159,6 +159,26 @@ func TestParseOnly(t *testing.T) {
 	}
 }
 
+// TestSpread: the TOTP step's users are spread over all the users, the same number at every
+// --users (--totp-users), so that a million users are compared with a thousand on the same
+// sign-ins.
+func TestSpread(t *testing.T) {
+	o, err := parseFlags([]string{"--users", "1000000"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.totpUsers != 1000 {
+		t.Errorf("--totp-users defaults to %d, want 1000", o.totpUsers)
+	}
+	idx := spread(o.users, o.totpUsers)
+	if len(idx) != 1000 || idx[0] != 0 || idx[1] != 1000 || idx[999] != 999000 {
+		t.Errorf("spread(1000000, 1000) = %d indexes, %v … %v", len(idx), idx[:2], idx[len(idx)-1:])
+	}
+	if _, err := parseFlags([]string{"--totp-users", "0"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--totp-users") {
+		t.Errorf("--totp-users 0: %v, want an error naming the flag", err)
+	}
+}
+
 // TestReportSomeRows: a report of a run with --only prints dashes for the scenarios that did
 // not run (nil stats) and does not panic.
 func TestReportSomeRows(t *testing.T) {

@@ -4,7 +4,7 @@
 // second and p50/p99 latency for each scenario, with memory and start-up figures, each
 // against the targets of docs/performance.md:
 //
-//	go run ./bench [--db sqlite|postgres://...] [--users 1000] [--concurrency 64] [--duration 5s] [--quick] [--only password,totp]
+//	go run ./bench [--db sqlite|postgres://...] [--users 1000] [--totp-users 1000] [--concurrency 64] [--duration 5s] [--quick] [--only password,totp]
 //
 // See docs/performance.md, "The benchmark harness", for what each row measures.
 package main
@@ -47,6 +47,7 @@ func main() {
 type options struct {
 	db          string
 	users       int
+	totpUsers   int
 	concurrency int
 	duration    time.Duration
 	quick       bool
@@ -101,6 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.db, "db", "sqlite", `database: "sqlite" (a fresh file in a temporary folder) or a postgres:// URL (its tables must be empty or Latchkey's)`)
 	fs.IntVar(&o.users, "users", 1000, "users to seed")
+	fs.IntVar(&o.totpUsers, "totp-users", 1000, "users the TOTP step signs in, spread over all of them (three sign-ins each at most, so 3,000 by default): the same at every --users, so that the figures compare; more gives a longer TOTP run (at most --users and 20,000)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent clients per scenario")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "duration of each scenario")
 	fs.BoolVar(&o.quick, "quick", false, "a short run: 1s per scenario, 200 users, 500 connected devices (unless set explicitly)")
@@ -136,8 +138,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.db != "sqlite" && !strings.HasPrefix(o.db, "postgres://") && !strings.HasPrefix(o.db, "postgresql://") {
 		return nil, fmt.Errorf(`--db must be "sqlite" or a postgres:// URL`)
 	}
-	if o.users < 1 || o.concurrency < 1 || o.duration <= 0 || o.flood < 0 || o.devices < 0 {
-		return nil, errors.New("--users and --concurrency must be positive, --duration too; --flood and --devices not negative")
+	if o.users < 1 || o.totpUsers < 1 || o.concurrency < 1 || o.duration <= 0 || o.flood < 0 || o.devices < 0 {
+		return nil, errors.New("--users, --totp-users and --concurrency must be positive, --duration too; --flood and --devices not negative")
 	}
 	return o, nil
 }
@@ -285,9 +287,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// totpPoolMax bounds the users the TOTP step uses (three seeded flows each), so that a run with
-// a million users does not seed three million sessions.
+// totpPoolMax bounds the users the scenarios use (the TOTP step seeds three flows for each of
+// its own), so that a run with a million users does not seed three million sessions.
 const totpPoolMax = 20000
+
+// spread returns n user indexes spread evenly over total users.
+func spread(total, n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i * total / n
+	}
+	return idx
+}
 
 func runScenarios(ctx context.Context, o *options, srv *server, sd *seeder, rep *report, oidcSecret string, logf func(string, ...any)) error {
 	c := newClient(o.concurrency)
@@ -317,21 +328,21 @@ func runScenarios(ctx context.Context, o *options, srv *server, sd *seeder, rep 
 
 	// The users the TOTP, push, forward-auth and OIDC scenarios use: up to totpPoolMax,
 	// spread evenly over all of them.
-	pool := min(len(sd.users), totpPoolMax)
-	idx := make([]int, pool)
-	for i := range idx {
-		idx[i] = i * len(sd.users) / pool
-	}
+	idx := spread(len(sd.users), min(len(sd.users), totpPoolMax))
 
 	if o.runs("totp") {
-		// Three seeded sign-in flows (one per usable step) for each user of the pool.
-		logf("seeding %d sign-in flows for the TOTP step", 3*len(idx))
-		toks, err := sd.seedFlows(ctx, idx, 3)
+		// Three seeded sign-in flows (one per usable step) for each user of its own pool: a
+		// user signs in at most three times per 30-second window, so the step's run is as
+		// long as its pool allows. The pool has the same size at every --users: a million
+		// users are compared with a thousand on the same sign-ins, not on a longer run.
+		tidx := spread(len(sd.users), min(len(sd.users), o.totpUsers, totpPoolMax))
+		logf("seeding %d sign-in flows for the TOTP step (%d users)", 3*len(tidx), len(tidx))
+		toks, err := sd.seedFlows(ctx, tidx, 3)
 		if err != nil {
 			return err
 		}
 		logf("TOTP step, %d clients, %v", o.concurrency, o.duration)
-		rep.totp = drive(ctx, pid, "totp", o.concurrency, o.duration, false, totpStep(c, base, newTOTPPool(sd.users, idx, toks)))
+		rep.totp = drive(ctx, pid, "totp", o.concurrency, o.duration, false, totpStep(c, base, newTOTPPool(sd.users, tidx, toks)))
 	}
 
 	if o.runs("push") {
