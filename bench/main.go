@@ -408,7 +408,7 @@ func runPush(ctx context.Context, o *options, c *http.Client, base string, pid i
 			return fmt.Errorf("device %d: %w", d.id, err)
 		}
 	}
-	one := max(50, int(o.duration.Seconds()*500))
+	one := max(50, int(o.duration.Seconds()*800))
 	logf("seeding %d sign-in flows for push, 1 client", one)
 	ptoks, err := sd.seedFlows(ctx, pidx[:1], one)
 	if err != nil {

@@ -169,7 +169,11 @@ func (r *report) print(w io.Writer) {
 			r.notes = append(r.notes, fmt.Sprintf("%s: %s", row.name, s.firstErrors()))
 		}
 		if s.exhaustedEarly {
-			r.notes = append(r.notes, fmt.Sprintf("%s: the seeded sign-ins were all used after %.1f s; the rate is over that time (a longer TOTP run: --totp-users, at most --users)", row.name, s.elapsed.Seconds()))
+			more := ""
+			if s == r.totp {
+				more = " (a longer run: --totp-users, at most --users)"
+			}
+			r.notes = append(r.notes, fmt.Sprintf("%s, %d client(s): the seeded sign-ins were all used after %.1f s; the rate is over that time%s", row.name, row.clients, s.elapsed.Seconds(), more))
 		}
 		if s.cut > 0 {
 			r.notes = append(r.notes, fmt.Sprintf("%s: %d requests still waiting at the end were cancelled (not counted)", row.name, s.cut))

@@ -253,7 +253,7 @@ func (s *DB) ReplaceDeviceKey(ctx context.Context, id int64, publicKey []byte, n
 
 // FindDevice returns one device; ENotFound when there is none.
 func (s *DB) FindDevice(ctx context.Context, id int64) (*latchkey.Device, error) {
-	d, err := scanDevice(s.queryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = $1`, id))
+	d, err := scanDevice(s.queryRow(s.shortRead(ctx), `SELECT `+deviceColumns+` FROM devices WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("device")
 	} else if err != nil {
@@ -439,7 +439,7 @@ func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, c
 
 // FindPushChallenge returns ENotFound when there is no such challenge.
 func (s *DB) FindPushChallenge(ctx context.Context, id string) (*latchkey.PushChallenge, error) {
-	c, err := scanPush(s.queryRow(ctx, `SELECT `+pushColumns+` FROM push_challenges WHERE id = $1`, id))
+	c, err := scanPush(s.queryRow(s.shortRead(ctx), `SELECT `+pushColumns+` FROM push_challenges WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("push challenge")
 	} else if err != nil {

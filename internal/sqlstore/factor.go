@@ -38,6 +38,7 @@ func (s *DB) open(sealed []byte, id int64, userID latchkey.UserID) ([]byte, erro
 
 // FindTOTPCredentials returns a user's TOTP credentials, pending ones included, oldest first.
 func (s *DB) FindTOTPCredentials(ctx context.Context, userID latchkey.UserID) ([]*latchkey.TOTPCredential, error) {
+	ctx = s.shortRead(ctx)
 	st, err := s.hot.stmt(ctx, s.db, `SELECT id, user_id, name, secret, last_step, COALESCE(device_id, 0), created_at, confirmed_at, last_used_at
 		 FROM totp_credentials WHERE user_id = $1 ORDER BY id`)
 	if err != nil {

@@ -95,6 +95,20 @@ func (h *hotStatements) close() {
 // the store runs its queries through prepared statements, prepared once per query and
 // connection (database/sql does the latter).
 
+// shortRead is the context of a read of one row or a few, by index. On SQLite it is ctx
+// without its end: such a read is over in microseconds, in this process, before an ending
+// could matter, and a context that can end costs two goroutines per query (database/sql's and
+// the driver's, each watching for the end) and a cancelable context: 5–6% of the CPU of a
+// forward-auth check. Reads that can take long (lists, counts over a table) keep their
+// caller's context. On PostgreSQL a query waits on the network and the server, and ending it
+// with its request matters: ctx is kept as it is.
+func (s *DB) shortRead(ctx context.Context) context.Context {
+	if s.dialect == SQLite {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
+}
+
 // queryRow is db.QueryRowContext through the query's prepared statement.
 func (s *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	if st := s.hot.cached(ctx, s.db, query); st != nil {

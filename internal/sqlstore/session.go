@@ -48,7 +48,7 @@ func scanSession(row interface{ Scan(...any) error }) (*latchkey.Session, error)
 
 // FindSessionByID returns ENotFound when there is no such session.
 func (s *DB) FindSessionByID(ctx context.Context, id string) (*latchkey.Session, error) {
-	sess, err := scanSession(s.queryRow(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = $1`, id))
+	sess, err := scanSession(s.queryRow(s.shortRead(ctx), `SELECT `+sessionColumns+` FROM sessions WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("session")
 	} else if err != nil {

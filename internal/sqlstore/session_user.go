@@ -32,11 +32,12 @@ func (s *DB) FindSessionWithUser(ctx context.Context, id string) (*latchkey.Sess
 		mfa                                            sql.NullInt64
 	}
 	sess, u := &v.sess, &v.u
+	ctx = s.shortRead(ctx)
 	stmt, err := s.hot.prepare(ctx, s.db, &s.hot.sessionWithUser, sessionWithUserQuery)
 	if err != nil {
 		return nil, nil, fmt.Errorf("find session with user: %w", err)
 	}
-	err = stmt.QueryRowContext(ctx, id).
+	err = stmt.QueryRowContext(s.shortRead(ctx), id).
 		Scan(&sess.ID, &sess.SID, &sess.UserID, &sess.State, &v.amr, &v.pw, &v.mfa, &v.created, &v.seen, &v.expires, &sess.IP, &sess.UserAgent,
 			&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &u.PrimaryFactor, &u.TimeZone, &v.uCreated, &v.uUpdated)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,4 +80,62 @@ func TestFindSessionWithUserConcurrent(t *testing.T) {
 			t.Error("FindSessionWithUser after Close: no error")
 		}
 	})
+}
+
+// watchedCtx records whether anything asked for its end.
+type watchedCtx struct {
+	context.Context
+	watched atomic.Bool
+}
+
+func (c *watchedCtx) Done() <-chan struct{} {
+	c.watched.Store(true)
+	return c.Context.Done()
+}
+
+// TestShortReadsDoNotWatchTheirContext: on SQLite the reads of every request (the session
+// with its user, the user, the TOTP credentials, the device, the push challenge) do not watch
+// their caller's context for its end, which costs two goroutines per query; on PostgreSQL
+// they do, so that a request that ends cancels its query on the server.
+func TestShortReadsDoNotWatchTheirContext(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		u := mkUser(t, db, "alice")
+		s := &latchkey.Session{ID: "s1", SID: "sid-1", UserID: u.ID, State: latchkey.StateAuthenticated, AMR: []string{"pwd"}, PasswordAt: t0, CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(time.Hour), IP: "192.0.2.1", UserAgent: "UA"}
+		if err := db.CreateSession(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+		reads := map[string]func(ctx context.Context) error{
+			"FindSessionWithUser": func(ctx context.Context) error { _, _, err := db.FindSessionWithUser(ctx, "s1"); return err },
+			"FindSessionByID":     func(ctx context.Context) error { _, err := db.FindSessionByID(ctx, "s1"); return err },
+			"FindUserByID":        func(ctx context.Context) error { _, err := db.FindUserByID(ctx, u.ID); return err },
+			"FindUserByUsername":  func(ctx context.Context) error { _, err := db.FindUserByUsername(ctx, "alice"); return err },
+			"FindTOTPCredentials": func(ctx context.Context) error { _, err := db.FindTOTPCredentials(ctx, u.ID); return err },
+			"FindDevice": func(ctx context.Context) error {
+				_, err := db.FindDevice(ctx, 12345)
+				return ignoreNotFound(err)
+			},
+			"FindPushChallenge": func(ctx context.Context) error {
+				_, err := db.FindPushChallenge(ctx, "none")
+				return ignoreNotFound(err)
+			},
+		}
+		for name, read := range reads {
+			ctx, cancel := context.WithCancel(context.Background())
+			w := &watchedCtx{Context: ctx}
+			if err := read(w); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+			cancel()
+			if want := db.Dialect() == sqlstore.Postgres; w.watched.Load() != want {
+				t.Errorf("%s on %s: the context's end was watched: %v, want %v", name, db.Dialect(), w.watched.Load(), want)
+			}
+		}
+	})
+}
+
+func ignoreNotFound(err error) error {
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return nil
+	}
+	return err
 }

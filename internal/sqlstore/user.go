@@ -25,7 +25,7 @@ func scanUser(row interface{ Scan(...any) error }) (*latchkey.User, error) {
 
 // FindUserByID returns ENotFound when there is no such user.
 func (s *DB) FindUserByID(ctx context.Context, id latchkey.UserID) (*latchkey.User, error) {
-	u, err := scanUser(s.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	u, err := scanUser(s.queryRow(s.shortRead(ctx), `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("user")
 	} else if err != nil {
@@ -36,7 +36,7 @@ func (s *DB) FindUserByID(ctx context.Context, id latchkey.UserID) (*latchkey.Us
 
 // FindUserByUsername returns ENotFound when there is no such user.
 func (s *DB) FindUserByUsername(ctx context.Context, username string) (*latchkey.User, error) {
-	u, err := scanUser(s.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
+	u, err := scanUser(s.queryRow(s.shortRead(ctx), `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("user")
 	} else if err != nil {
