@@ -407,9 +407,8 @@ func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, c
 	if state == "" {
 		state = latchkey.PushPending
 	}
-	s.stampAudit(e)
 	s.prepareBeforeBegin(ctx, qInsertPush, qRecordFailure, qLastAuditHash, qInsertAudit)
-	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.auditedTx(ctx, e, func(ctx context.Context, tx *sql.Tx) error {
 		if countKey != "" {
 			var n int
 			if err := s.txQueryRow(ctx, tx, qRecordFailure, countKey, us(c.CreatedAt)).Scan(&n); err != nil {
@@ -424,13 +423,9 @@ func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, c
 		} else if err != nil {
 			return fmt.Errorf("insert push challenge: %w", err)
 		}
-		if e != nil {
-			return s.appendAudit(ctx, tx, e)
-		}
 		return nil
 	})
 	if err != nil {
-		unchain(e)
 		return err
 	}
 	c.State = state
@@ -480,10 +475,8 @@ func (s *DB) AnswerPushChallenge(ctx context.Context, a *latchkey.PushAnswer) er
 	if a.State != latchkey.PushApproved && a.State != latchkey.PushDenied {
 		return fmt.Errorf("sqlstore: a push challenge cannot be answered with state %q", a.State)
 	}
-	e := a.Audit
-	s.stampAudit(e)
 	s.prepareBeforeBegin(ctx, qAnswerPush, qPushState, qTouchDevice, qRecordFailure, qLastAuditHash, qInsertAudit)
-	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.auditedTx(ctx, a.Audit, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, qAnswerPush, string(a.State), a.Reason, us(a.At), a.ID, string(latchkey.PushPending))
 		if err != nil {
 			return fmt.Errorf("answer push challenge: %w", err)
@@ -513,15 +506,8 @@ func (s *DB) AnswerPushChallenge(ctx context.Context, a *latchkey.PushAnswer) er
 				return fmt.Errorf("record failure: %w", err)
 			}
 		}
-		if e != nil {
-			return s.appendAudit(ctx, tx, e)
-		}
 		return nil
 	})
-	if err != nil {
-		unchain(e)
-	}
-	return err
 }
 
 // CompletePushChallenge sets CompletedAt on an approved challenge once. EConflict when it is

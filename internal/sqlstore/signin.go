@@ -39,8 +39,6 @@ const (
 // and then finds the step used), and the audit trail's advisory lock is taken last, so that a
 // transaction holding it never waits for a row.
 func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorCompletion) error {
-	e := c.Audit
-	s.stampAudit(e)
 	// Prepared before BEGIN: preparing takes a connection of the pool, and inside the
 	// transaction (which on SQLite holds the write lock) that could wait for connections that
 	// are themselves waiting for the lock.
@@ -64,7 +62,7 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 			return fmt.Errorf("prepare: %w", err)
 		}
 	}
-	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.auditedTx(ctx, c.Audit, func(ctx context.Context, tx *sql.Tx) error {
 		if resetFirst {
 			th, err := s.resetThrottles(ctx, tx, qReset, c.ResetThrottles, c.AdmitKey)
 			if err != nil {
@@ -119,15 +117,8 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 				return err
 			}
 		}
-		if e != nil {
-			return s.appendAudit(ctx, tx, e)
-		}
 		return nil
 	})
-	if err != nil {
-		unchain(e)
-	}
-	return err
 }
 
 // qResetThrottles is the statement that deletes n throttle counters and returns them.
@@ -186,6 +177,25 @@ func (s *DB) resetThrottles(ctx context.Context, tx *sql.Tx, query string, keys 
 		return th, fmt.Errorf("reset throttles: %w", err)
 	}
 	return th, nil
+}
+
+// auditedTx runs f and then appends e (when not nil) in one transaction (s.tx): e is stamped
+// before (stampAudit) and unchained when the transaction is not committed (unchain).
+func (s *DB) auditedTx(ctx context.Context, e *latchkey.AuditEvent, f func(context.Context, *sql.Tx) error) error {
+	s.stampAudit(e)
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := f(ctx, tx); err != nil {
+			return err
+		}
+		if e != nil {
+			return s.appendAudit(ctx, tx, e)
+		}
+		return nil
+	})
+	if err != nil {
+		unchain(e)
+	}
+	return err
 }
 
 // stampAudit gives e (when not nil) the store's time when it has none, in the precision the
