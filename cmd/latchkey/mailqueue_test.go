@@ -37,6 +37,14 @@ func TestMailOutboxWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMail(t, s, "Your password was changed")
+	// The test server keeps a message before it answers 250: closing it in between would
+	// leave the first message pending (its sender saw no answer) and make two pending below.
+	for deadline := time.Now().Add(10 * time.Second); soakMetrics(t, s.url)["latchkey_mail_outbox_pending"] != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			logOutbox(t, s)
+			t.Fatal("the first message is still pending after it arrived")
+		}
+	}
 
 	s.mail.Close()
 	start := time.Now()
