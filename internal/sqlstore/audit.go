@@ -14,7 +14,7 @@ import (
 func (s *DB) AppendAuditEvent(ctx context.Context, e *latchkey.AuditEvent) error {
 	s.stampAudit(e)
 	// Prepared before BEGIN (see txQueryRow); a failure here shows again below.
-	s.prepareBeforeBegin(ctx, qLastAuditHash, qInsertAudit)
+	s.prepareBeforeBegin(ctx, qLastAuditHash, s.insertAudit())
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.appendAudit(ctx, tx, e) })
 }
 

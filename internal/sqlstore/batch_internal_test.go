@@ -350,3 +350,70 @@ func TestSQLiteTempStoreInMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchesKeepTheirConnection: every batch runs on the same connection, which keeps its
+// page cache from one batch to the next, while reads take the other connections of the pool.
+func TestBatchesKeepTheirConnection(t *testing.T) {
+	db := openBatchDB(t)
+	ctx := context.Background()
+	var (
+		wg      sync.WaitGroup
+		stop    = make(chan struct{})
+		readErr atomic.Value
+	)
+	for range 4 { // readers keep the pool's other connections busy
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var n int
+				if err := db.db.QueryRowContext(ctx, `SELECT count(*) FROM throttles`).Scan(&n); err != nil {
+					readErr.Store(err)
+					return
+				}
+			}
+		})
+	}
+	var writers sync.WaitGroup
+	var wrong atomic.Int64
+	for w := range 8 {
+		writers.Go(func() {
+			for i := range 50 {
+				err := db.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+					var size int
+					if err := tx.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&size); err != nil {
+						return err
+					}
+					if size != -writerCacheKiB {
+						wrong.Add(1)
+					}
+					return insertThrottle(ctx, tx, fmt.Sprintf("w%d-%d", w, i))
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	writers.Wait()
+	close(stop)
+	wg.Wait()
+	if err := readErr.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if n := wrong.Load(); n > 0 {
+		t.Errorf("%d of 400 transactions ran on a connection other than the batches' own", n)
+	}
+	// The readers' connections keep SQLite's default: the setting tells the writer's apart.
+	var size int
+	if err := db.db.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&size); err != nil {
+		t.Fatal(err)
+	}
+	if size == -writerCacheKiB {
+		t.Errorf("a reader's connection has the writer's cache size %d", size)
+	}
+}

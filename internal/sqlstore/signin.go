@@ -21,14 +21,34 @@ const (
 	qRotateSession = `UPDATE sessions SET id = $2, sid = $3, state = $4, amr = $5, password_at = $6, mfa_at = $7,
 		 created_at = $8, last_seen_at = $9, expires_at = $10, ip = $11, user_agent = $12
 		 WHERE id = $1 AND user_id = $13`
+	// qRotateSessionSameSID is the rotation of a flow whose SID the session keeps, which is
+	// every flow since migration 0009: SQLite rewrites the index entries of every column an
+	// UPDATE sets, changed or not, and the SID's is at a random page. When the flow's SID
+	// differs (or the flow is gone), it changes no row and qRotateSession runs after it.
+	qRotateSessionSameSID = `UPDATE sessions SET id = $2, state = $4, amr = $5, password_at = $6, mfa_at = $7,
+		 created_at = $8, last_seen_at = $9, expires_at = $10, ip = $11, user_agent = $12
+		 WHERE id = $1 AND user_id = $13 AND sid = $3`
 	qUseTOTPStep = `UPDATE totp_credentials SET last_step = $1, last_used_at = $2
 		 WHERE id = $3 AND confirmed_at IS NOT NULL AND last_step < $1`
 	qFindThrottle  = `SELECT failures, last_failure_at FROM throttles WHERE key = $1`
 	qCompletePush  = `UPDATE push_challenges SET completed_at = $1 WHERE id = $2 AND state = $3 AND completed_at IS NULL`
 	qLastAuditHash = `SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1`
-	qInsertAudit   = `INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, prev_hash, hash)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`
+	// qInsertAudit appends an audit entry. On PostgreSQL it is followed by " RETURNING id"
+	// (insertAudit); on SQLite the ID is the statement's last insert ID: RETURNING makes
+	// SQLite keep its rows in a table of their own, opened and closed for each statement,
+	// which cost a third of the statement.
+	qInsertAudit = `INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, prev_hash, hash)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+	qInsertAuditReturning = qInsertAudit + ` RETURNING id`
 )
+
+// insertAudit is the statement that appends an audit entry in s's dialect.
+func (s *DB) insertAudit() string {
+	if s.dialect == Postgres {
+		return qInsertAuditReturning
+	}
+	return qInsertAudit
+}
 
 // CompleteSecondFactor checks the account's throttle counter (when c.Admit is set), records
 // the TOTP step, rotates the session, resets the throttle counters and appends the audit entry
@@ -51,7 +71,7 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 	// admission reads the counter it deletes, and on PostgreSQL the DELETE locks its row as
 	// FOR UPDATE did. The caller's error rolls the deletion back with everything else.
 	resetFirst := c.Admit != nil && slices.Contains(c.ResetThrottles, c.AdmitKey)
-	qs := []string{qAdmit, qRotateSession, qUseTOTPStep, qCompletePush, qLastAuditHash, qInsertAudit}
+	qs := []string{qAdmit, qRotateSessionSameSID, qRotateSession, qUseTOTPStep, qCompletePush, qLastAuditHash, s.insertAudit()}
 	qReset := ""
 	if len(c.ResetThrottles) > 0 {
 		qReset = qResetThrottles(len(c.ResetThrottles))
@@ -85,13 +105,21 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 			}
 		}
 		n := c.Session
-		res, err := s.txExec(ctx, tx, qRotateSession, c.OldSessionID, n.ID, n.SID, string(n.State), strings.Join(n.AMR, " "), us(n.PasswordAt), usPtr(n.MFAAt), us(n.CreatedAt), us(n.LastSeenAt), us(n.ExpiresAt), n.IP, n.UserAgent, n.UserID)
-		if isUnique(err) {
-			return latchkey.Errorf(latchkey.EConflict, "The session exists already.")
-		} else if err != nil {
-			return fmt.Errorf("rotate session: %w", err)
+		args := []any{c.OldSessionID, n.ID, n.SID, string(n.State), strings.Join(n.AMR, " "), us(n.PasswordAt), usPtr(n.MFAAt), us(n.CreatedAt), us(n.LastSeenAt), us(n.ExpiresAt), n.IP, n.UserAgent, n.UserID}
+		rotated := false
+		for _, q := range []string{qRotateSessionSameSID, qRotateSession} {
+			res, err := s.txExec(ctx, tx, q, args...)
+			if isUnique(err) {
+				return latchkey.Errorf(latchkey.EConflict, "The session exists already.")
+			} else if err != nil {
+				return fmt.Errorf("rotate session: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				rotated = true
+				break
+			}
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		if !rotated {
 			return notFound("session")
 		}
 		if c.TOTPCredentialID != 0 {
@@ -236,7 +264,15 @@ func (s *DB) appendAudit(ctx context.Context, tx *sql.Tx, e *latchkey.AuditEvent
 	}
 	e.PrevHash = prev
 	e.Hash = e.ComputeHash(prev)
-	err = s.txQueryRow(ctx, tx, qInsertAudit, us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID, e.PrevHash, e.Hash).Scan(&e.ID)
+	args := []any{us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID, e.PrevHash, e.Hash}
+	if s.dialect == Postgres {
+		err = s.txQueryRow(ctx, tx, qInsertAuditReturning, args...).Scan(&e.ID)
+	} else {
+		var res sql.Result
+		if res, err = s.txExec(ctx, tx, qInsertAudit, args...); err == nil {
+			e.ID, err = res.LastInsertId()
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("insert audit event: %w", err)
 	}

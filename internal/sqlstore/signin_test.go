@@ -187,9 +187,11 @@ func TestCompleteSecondFactor(t *testing.T) {
 		}
 
 		// Without a TOTP step (push, security keys, recovery codes) and without an audit entry;
-		// admitted.
+		// admitted. The session gets a SID other than its flow's: it is stored (the rotation
+		// that keeps the flow's SID changes no row, and the one that sets it runs).
 		comp = completionOf(u, c, 1, 0)
 		comp.TOTPCredentialID, comp.Audit, comp.ResetThrottles = 0, nil, nil
+		comp.Session.SID = "sid-new"
 		admitted := false
 		comp.AdmitKey, comp.Admit = "user:alice", func(latchkey.Throttle) error { admitted = true; return nil }
 		if err := db.CompleteSecondFactor(ctx, comp); err != nil {
@@ -201,6 +203,9 @@ func TestCompleteSecondFactor(t *testing.T) {
 		want = completionState{signedInExists: true, lastStep: 12, userFailures: 1, auditEntries: 2}
 		if got := readCompletionState(t, db, u, 1); got != want {
 			t.Errorf("without a step: %+v, want %+v", got, want)
+		}
+		if s, err := db.FindSessionByID(ctx, "signed-in-1"); err != nil || s.SID != "sid-new" || s.State != latchkey.StateAuthenticated {
+			t.Errorf("signed-in session with a new SID = %+v, %v", s, err)
 		}
 	})
 }
