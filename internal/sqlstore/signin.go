@@ -67,15 +67,15 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 		qAdmit += " FOR UPDATE"
 	}
 	// When the counter admitted is one of those the sign-in resets (a TOTP sign-in: the
-	// account's), one statement deletes them all first and returns them as they were: the
+	// account's), they are all reset first and returned as they were (resetThrottles): the
 	// admission reads the counter it deletes, and on PostgreSQL the DELETE locks its row as
 	// FOR UPDATE did. The caller's error rolls the deletion back with everything else.
 	resetFirst := c.Admit != nil && slices.Contains(c.ResetThrottles, c.AdmitKey)
 	qs := []string{qAdmit, qRotateSessionSameSID, qRotateSession, qUseTOTPStep, qCompletePush, qLastAuditHash, s.insertAudit()}
-	qReset := ""
+	var qReset resetQueries
 	if len(c.ResetThrottles) > 0 {
-		qReset = qResetThrottles(len(c.ResetThrottles))
-		qs = append(qs, qReset)
+		qReset = s.qResetThrottles(len(c.ResetThrottles))
+		qs = append(qs, qReset.statements()...)
 	}
 	for _, q := range qs {
 		if _, err := s.hot.stmt(ctx, s.db, q); err != nil {
@@ -149,47 +149,79 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 	})
 }
 
-// qResetThrottles is the statement that deletes n throttle counters and returns them.
-func qResetThrottles(n int) string {
-	if n < len(resetThrottlesQueries) {
-		return resetThrottlesQueries[n]
+// resetQueries are the statements that reset n throttle counters. On PostgreSQL one DELETE
+// returns them (and locks their rows, as FOR UPDATE would): find is empty. On SQLite, where
+// the transaction holds the write lock, find reads them and del, without RETURNING, runs only
+// when there is one: a sign-in usually has no counter to reset, and RETURNING makes SQLite
+// keep its rows in a table of its own, opened and closed for each statement, which cost more
+// than the SELECT that replaces it.
+type resetQueries struct{ find, del string }
+
+// qResetThrottles returns the statements that reset n throttle counters in s's dialect.
+func (s *DB) qResetThrottles(n int) resetQueries {
+	i := 0
+	if s.dialect == Postgres {
+		i = 1
 	}
-	return buildResetThrottles(n)
+	if n < len(resetThrottlesQueries[i]) {
+		return resetThrottlesQueries[i][n]
+	}
+	return buildResetThrottles(n, i == 1)
 }
 
-var resetThrottlesQueries = func() (q [4]string) {
-	for n := range q {
-		q[n] = buildResetThrottles(n)
+var resetThrottlesQueries = func() (q [2][4]resetQueries) {
+	for i := range q {
+		for n := range q[i] {
+			q[i][n] = buildResetThrottles(n, i == 1)
+		}
 	}
 	return q
 }()
 
-func buildResetThrottles(n int) string {
+func buildResetThrottles(n int, returning bool) resetQueries {
 	var b strings.Builder
-	b.WriteString("DELETE FROM throttles WHERE key IN (")
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
 		fmt.Fprintf(&b, "$%d", i+1)
 	}
-	b.WriteString(") RETURNING key, failures, last_failure_at")
-	return b.String()
+	in := "key IN (" + b.String() + ")"
+	if returning {
+		return resetQueries{del: "DELETE FROM throttles WHERE " + in + " RETURNING key, failures, last_failure_at"}
+	}
+	return resetQueries{
+		find: "SELECT key, failures, last_failure_at FROM throttles WHERE " + in,
+		del:  "DELETE FROM throttles WHERE " + in,
+	}
 }
 
-// resetThrottles deletes the counters of keys within tx (query is qResetThrottles(len(keys)))
+// statements returns the statements of q, to prepare.
+func (q resetQueries) statements() []string {
+	if q.find == "" {
+		return []string{q.del}
+	}
+	return []string{q.find, q.del}
+}
+
+// resetThrottles deletes the counters of keys within tx (q is s.qResetThrottles(len(keys)))
 // and returns the one of key as it was before (Failures 0 when there was none).
-func (s *DB) resetThrottles(ctx context.Context, tx *sql.Tx, query string, keys []string, key string) (latchkey.Throttle, error) {
+func (s *DB) resetThrottles(ctx context.Context, tx *sql.Tx, q resetQueries, keys []string, key string) (latchkey.Throttle, error) {
 	th := latchkey.Throttle{Key: key}
 	args := make([]any, len(keys))
 	for i, k := range keys {
 		args[i] = k
+	}
+	query := q.del
+	if q.find != "" {
+		query = q.find
 	}
 	rows, err := s.txQuery(ctx, tx, query, args...)
 	if err != nil {
 		return th, fmt.Errorf("reset throttles: %w", err)
 	}
 	defer rows.Close()
+	found := false
 	for rows.Next() {
 		var k string
 		var failures int
@@ -197,12 +229,19 @@ func (s *DB) resetThrottles(ctx context.Context, tx *sql.Tx, query string, keys 
 		if err := rows.Scan(&k, &failures, &last); err != nil {
 			return th, fmt.Errorf("reset throttles: %w", err)
 		}
+		found = true
 		if k == key {
 			th.Failures, th.LastFailureAt = failures, at(last)
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return th, fmt.Errorf("reset throttles: %w", err)
+	}
+	if q.find != "" && found {
+		rows.Close()
+		if _, err := s.txExec(ctx, tx, q.del, args...); err != nil {
+			return th, fmt.Errorf("reset throttles: %w", err)
+		}
 	}
 	return th, nil
 }
