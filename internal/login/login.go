@@ -589,13 +589,19 @@ func (s *Service) flowIn(ctx context.Context, token string, state latchkey.Sessi
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("find session: %w", err)
 	}
-	if sess.State != state || !s.now().Before(sess.ExpiresAt) {
-		return nil, nil, errFlowExpired
-	}
-	if u.Disabled {
-		return nil, nil, errFlowExpired
+	if err := s.checkFlow(sess, u, state); err != nil {
+		return nil, nil, err
 	}
 	return sess, u, nil
+}
+
+// checkFlow returns errFlowExpired unless sess is in state and not expired, of a user who is
+// not disabled.
+func (s *Service) checkFlow(sess *latchkey.Session, u *latchkey.User, state latchkey.SessionState) error {
+	if sess.State != state || !s.now().Before(sess.ExpiresAt) || u.Disabled {
+		return errFlowExpired
+	}
+	return nil
 }
 
 // completion is what a finished second factor writes with the rotated session: the TOTP

@@ -50,7 +50,9 @@ func (s *Service) PushStatus(ctx context.Context, c Client, token, id string) (l
 	} else if err != nil {
 		return "", nil, fmt.Errorf("find challenge: %w", err)
 	}
-	sess, err := s.opt.Store.FindSessionByID(ctx, s.sessionID(token))
+	// The session with its user, in one prepared read: when the challenge is approved, it is
+	// the flow the sign-in completes (checkFlow), without reading it again.
+	sess, u, err := s.opt.Store.FindSessionWithUser(ctx, s.sessionID(token))
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return "", nil, errNoChallenge
 	} else if err != nil {
@@ -68,12 +70,11 @@ func (s *Service) PushStatus(ctx context.Context, c Client, token, id string) (l
 	if state != latchkey.PushApproved {
 		return state, nil, nil
 	}
-	flow, u, err := s.flow(ctx, token)
-	if err != nil {
+	if err := s.checkFlow(sess, u, latchkey.StateSecondFactor); err != nil {
 		return "", nil, err
 	}
 	// The challenge is completed (once) in the sign-in's own transaction.
-	res, err := s.complete(ctx, c, token, flow, u, completion{push: id, action: latchkey.ActionLoginPush, detail: "approved on device"}, latchkey.AMRSoftwareKey)
+	res, err := s.complete(ctx, c, token, sess, u, completion{push: id, action: latchkey.ActionLoginPush, detail: "approved on device"}, latchkey.AMRSoftwareKey)
 	if latchkey.ErrorCode(err) == latchkey.EConflict {
 		return "", nil, errFlowExpired
 	} else if err != nil {
