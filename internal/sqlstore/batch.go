@@ -169,7 +169,12 @@ func (b *batcher) handOver() {
 	b.mu.Lock()
 	if len(b.queue) == 0 {
 		b.leading = false
+		c := b.conn
+		b.conn = nil
 		b.mu.Unlock()
+		if c != nil {
+			c.Close()
+		}
 		b.leaders.Done()
 		return
 	}
@@ -189,18 +194,17 @@ func (b *batcher) stop() {
 	}
 }
 
-// The batches run on a connection of their own, taken from the pool once.
+// Batches that follow one another run on one connection, kept by the leaders from the first
+// to the last, and returned to the pool when no transaction waits.
 //
 // SQLite keeps a cache of pages per connection, and a connection that finds the database
-// changed by another since its last transaction throws its whole cache away. With the
-// batches on any connection of the pool, each batch found its connection's cache stale (the
-// last batch ran on another) and read every page it needed again, a system call each. On a
-// connection of their own, the pages stay cached from one batch to the next (nothing else
-// writes in the meantime, but the rare single statement of DB.write and other processes).
-// Its cache is larger than the pool's readers' (SQLite's default, 2 MiB): the writer walks the
-// indexes of every table a sign-in changes. It fills only as pages are read.
-const writerCacheKiB = 16 << 10
-
+// changed by another since its last transaction throws its whole cache away. With each batch
+// on whichever connection the pool gave, under load a batch mostly found its connection's
+// cache stale (the batch before ran on another one) and read every page it needed again, a
+// system call each. Kept for the batches, the connection's pages stay cached from one to the
+// next. Returned when the writer is idle, it serves reads again: one request at a time then
+// reads and writes on the same connection, whose cache stays valid, as before (holding it
+// for good made that case slower, its reads all on connections the writer had made stale).
 // writerConn returns the connection of the batches, taking one from the pool the first time.
 // Only the leader calls it, in the process's turn to write.
 func (b *batcher) writerConn(ctx context.Context) (*sql.Conn, error) {
@@ -209,10 +213,6 @@ func (b *batcher) writerConn(ctx context.Context) (*sql.Conn, error) {
 	}
 	c, err := b.s.db.Conn(ctx)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d", writerCacheKiB)); err != nil {
-		c.Close()
 		return nil, err
 	}
 	b.conn = c
