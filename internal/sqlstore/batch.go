@@ -205,6 +205,7 @@ func (b *batcher) stop() {
 // next. Returned when the writer is idle, it serves reads again: one request at a time then
 // reads and writes on the same connection, whose cache stays valid, as before (holding it
 // for good made that case slower, its reads all on connections the writer had made stale).
+
 // writerConn returns the connection of the batches, taking one from the pool the first time.
 // Only the leader calls it, in the process's turn to write.
 func (b *batcher) writerConn(ctx context.Context) (*sql.Conn, error) {
