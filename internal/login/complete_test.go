@@ -186,22 +186,30 @@ func TestTOTPFlowEndedMeanwhile(t *testing.T) {
 	}
 }
 
+// failedTOTPFlow gives alice, with TOTP enabled, a sign-in at the TOTP step and failures
+// failed attempts on her account's counter (key).
+func failedTOTPFlow(t *testing.T, failures int) (e *env, secret []byte, flow *login.Result, key string) {
+	t.Helper()
+	e = newEnv(t)
+	e.user(t, "alice")
+	secret, _ = e.enableTOTP(t, e.signIn(t, "alice"))
+	e.clock.Add(time.Minute)
+	flow = e.signIn(t, "alice")
+	key = latchkey.ThrottleKeyUser("alice")
+	for range failures {
+		if _, err := e.db.RecordFailure(context.Background(), key, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e, secret, flow, key
+}
+
 // TestTOTPRightCodeThrottled: the right code for an account that must wait gets the same 429
 // as a wrong one, and the completion's transaction writes nothing: the flow stays unfinished,
 // the step unused, the counter as it was, no success audited. After the wait the code signs in.
 func TestTOTPRightCodeThrottled(t *testing.T) {
-	e := newEnv(t)
-	e.user(t, "alice")
+	e, secret, flow, key := failedTOTPFlow(t, login.DefaultThrottle.FreeFailures+1)
 	ctx := context.Background()
-	secret, _ := e.enableTOTP(t, e.signIn(t, "alice"))
-	e.clock.Add(time.Minute)
-	flow := e.signIn(t, "alice")
-	key := latchkey.ThrottleKeyUser("alice")
-	for range login.DefaultThrottle.FreeFailures + 1 {
-		if _, err := e.db.RecordFailure(ctx, key, e.clock.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
 	before, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
 	credsBefore, _ := e.db.FindTOTPCredentials(ctx, flow.Session.UserID)
 
@@ -236,18 +244,8 @@ func TestTOTPRightCodeThrottled(t *testing.T) {
 // TestTOTPRightCodeLocked: on a locked account the right code is answered like a wrong one,
 // counted, and the lock audited; nothing of the sign-in is written.
 func TestTOTPRightCodeLocked(t *testing.T) {
-	e := newEnv(t)
-	e.user(t, "alice")
+	e, secret, flow, key := failedTOTPFlow(t, login.DefaultThrottle.LockAt)
 	ctx := context.Background()
-	secret, _ := e.enableTOTP(t, e.signIn(t, "alice"))
-	e.clock.Add(time.Minute)
-	flow := e.signIn(t, "alice")
-	key := latchkey.ThrottleKeyUser("alice")
-	for range login.DefaultThrottle.LockAt {
-		if _, err := e.db.RecordFailure(ctx, key, e.clock.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
 	flowSess := flow.Session
 	_, err := e.svc.LoginTOTP(ctx, alice, flow.Token, totp.Code(secret, totp.Step(e.clock.Now())))
 	if code(t, err) != latchkey.EInvalidCode {
