@@ -18,10 +18,16 @@ const (
 	StateAuthenticated SessionState = "authenticated"
 )
 
-// Session is a server-side session. The browser holds a random token; the store sees only
-// ID, a keyed hash of that token, so a database dump reveals no usable session.
+// Session is a server-side session. The browser holds a random token, "selector.verifier";
+// the store sees only ID, a keyed hash of the selector, and Verifier, a keyed hash of the
+// verifier, so a database dump reveals no usable session. Rotating the session after its
+// second factor changes the verifier (the cookie) and keeps the ID.
 type Session struct {
-	ID string // hex keyed hash of the cookie token
+	ID string // hex keyed hash of the cookie token's selector (of the whole token before 0013)
+	// Verifier is the hex keyed hash of the cookie token's verifier part; "" for a session
+	// issued before the token had one. internal/login compares it in constant time: a
+	// session is the token's only when both match.
+	Verifier string
 	// SID is the session's public identifier: 128 random bits, hex, kept when the session
 	// rotates. It names the session in the session list, when revoking it, and in the OIDC
 	// "sid" claim; knowing it gives no access.
@@ -58,9 +64,10 @@ type SessionStore interface {
 	// FindSessionWithUser returns the session and its user read in one query; ENotFound when
 	// there is no such session. Like FindSessionByID it does not check expiry.
 	FindSessionWithUser(ctx Context, id string) (*Session, *User, error)
-	// RotateSession deletes the session oldID and inserts s, in one transaction. It returns
-	// ENotFound when oldID no longer exists (it was rotated or revoked concurrently).
-	RotateSession(ctx Context, oldID string, s *Session) error
+	// RotateSession deletes the session oldID, if its verifier is oldVerifier, and inserts
+	// s, in one transaction. It returns ENotFound when there is no such session (it was
+	// rotated or revoked concurrently).
+	RotateSession(ctx Context, oldID, oldVerifier string, s *Session) error
 	// TouchSession sets LastSeenAt.
 	TouchSession(ctx Context, id string, at time.Time) error
 	// DeleteSession removes one session; deleting a missing session is not an error.

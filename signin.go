@@ -3,9 +3,11 @@ package latchkey
 // SecondFactorCompletion is everything a sign-in writes when its second factor was proven,
 // for CompleteSecondFactor to write in one transaction.
 type SecondFactorCompletion struct {
-	// OldSessionID is the sign-in flow's session; Session, of the same user, replaces it
-	// under its new ID (the rotation after MFA).
+	// OldSessionID and OldVerifier are the sign-in flow's session; Session, of the same user,
+	// replaces it (the rotation after MFA): under the same ID with a new verifier, which
+	// writes the row alone, or under a new ID.
 	OldSessionID string
+	OldVerifier  string
 	Session      *Session
 	// TOTPCredentialID, when not 0, is the credential whose code was accepted for TOTPStep:
 	// the step is recorded first, as UseTOTPStep does (only when TOTPStep > LastStep).
@@ -37,6 +39,7 @@ type SecondFactorStore interface {
 	// than the credential's last step or the credential is gone or unconfirmed (of two
 	// concurrent completions with the same code, exactly one succeeds), or when the push
 	// challenge is not approved or was completed already, and ENotFound when
-	// the old session no longer exists (rotated or revoked concurrently).
+	// the old session no longer exists or has another verifier (rotated or revoked
+	// concurrently).
 	CompleteSecondFactor(ctx Context, c *SecondFactorCompletion) error
 }

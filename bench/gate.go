@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -28,17 +27,16 @@ func (s *seeder) seedSignedIn(ctx context.Context, users []int) ([]string, error
 	out := make([]string, len(users))
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	err := parallel(ctx, len(users), 4, func(i int) error {
-		b := make([]byte, 32)
-		if _, err := rand.Read(b); err != nil {
-			return err
-		}
-		tok := base64.RawURLEncoding.EncodeToString(b)
 		mfa := now
 		sess := &latchkey.Session{
-			ID: s.sessionID(tok), UserID: s.users[users[i]].id, State: latchkey.StateAuthenticated,
+			UserID: s.users[users[i]].id, State: latchkey.StateAuthenticated,
 			AMR:        []string{latchkey.AMRPassword, latchkey.AMROTP, latchkey.AMRMFA},
 			PasswordAt: now, MFAAt: &mfa, CreatedAt: now, LastSeenAt: now,
 			ExpiresAt: now.Add(12 * time.Hour), IP: "127.0.0.1", UserAgent: userAgent,
+		}
+		tok, err := s.newSession(sess)
+		if err != nil {
+			return err
 		}
 		if err := s.db.CreateSession(ctx, sess); err != nil {
 			return fmt.Errorf("seed signed-in session: %w", err)

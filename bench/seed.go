@@ -145,13 +145,34 @@ func (s *seeder) seedDevices(ctx context.Context, users []int) ([]benchDevice, e
 	return out, err
 }
 
-// sessionID is internal/login's mapping from a cookie token to the stored session ID.
-func (s *seeder) sessionID(token string) string {
+// keyedHash is internal/login's keyed hash of a token part.
+func (s *seeder) keyedHash(purpose, value string) string {
 	m := hmac.New(sha256.New, s.sessionKey)
-	m.Write([]byte("session"))
+	m.Write([]byte(purpose))
 	m.Write([]byte{0})
-	m.Write([]byte(token))
+	m.Write([]byte(value))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// newSession returns a cookie token made as internal/login makes one ("selector.verifier",
+// 256 random bits each) and sets sess's stored ID and verifier, and its public SID (128
+// random bits): the completion of a flow keeps the flow's SID, and rotates the row in place
+// only when it has one, as every flow the server makes does.
+func (s *seeder) newSession(sess *latchkey.Session) (string, error) {
+	var parts [2]string
+	for i := range parts {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return "", err
+		}
+		parts[i] = base64.RawURLEncoding.EncodeToString(b)
+	}
+	sid := make([]byte, 16)
+	if _, err := rand.Read(sid); err != nil {
+		return "", err
+	}
+	sess.ID, sess.Verifier, sess.SID = s.keyedHash("session", parts[0]), s.keyedHash("session-verifier", parts[1]), hex.EncodeToString(sid)
+	return parts[0] + "." + parts[1], nil
 }
 
 // seedFlows stores, for each user index in users, count sign-ins that passed the password
@@ -166,15 +187,14 @@ func (s *seeder) seedFlows(ctx context.Context, users []int, count int) ([][]str
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	err := parallel(ctx, len(users)*count, 4, func(k int) error {
 		i, j := k/count, k%count
-		b := make([]byte, 32)
-		if _, err := rand.Read(b); err != nil {
-			return err
-		}
-		tok := base64.RawURLEncoding.EncodeToString(b)
 		sess := &latchkey.Session{
-			ID: s.sessionID(tok), UserID: s.users[users[i]].id, State: latchkey.StateSecondFactor,
+			UserID: s.users[users[i]].id, State: latchkey.StateSecondFactor,
 			AMR: []string{latchkey.AMRPassword}, PasswordAt: now, CreatedAt: now, LastSeenAt: now,
 			ExpiresAt: now.Add(10 * time.Minute), IP: "127.0.0.1", UserAgent: userAgent,
+		}
+		tok, err := s.newSession(sess)
+		if err != nil {
+			return err
 		}
 		if err := s.db.CreateSession(ctx, sess); err != nil {
 			return fmt.Errorf("seed session: %w", err)

@@ -66,9 +66,9 @@ func (w *writeCountingStore) UseTOTPStep(ctx context.Context, id int64, step int
 	return w.Store.UseTOTPStep(ctx, id, step, at)
 }
 
-func (w *writeCountingStore) RotateSession(ctx context.Context, oldID string, s *latchkey.Session) error {
+func (w *writeCountingStore) RotateSession(ctx context.Context, oldID, oldVerifier string, s *latchkey.Session) error {
 	w.count("RotateSession")
-	return w.Store.RotateSession(ctx, oldID, s)
+	return w.Store.RotateSession(ctx, oldID, oldVerifier, s)
 }
 
 func (w *writeCountingStore) CreateSession(ctx context.Context, s *latchkey.Session) error {
@@ -125,11 +125,12 @@ func TestTOTPStepWrites(t *testing.T) {
 			t.Errorf("counter %s = %d after the sign-in, want 0", key, th.Failures)
 		}
 	}
-	if _, err := e.db.FindSessionByID(ctx, flow.Session.ID); latchkey.ErrorCode(err) != latchkey.ENotFound {
-		t.Errorf("the flow's session still exists: %v", err)
+	// The flow's row, rotated in place: its ID, a new verifier (token.go).
+	if s, err := e.db.FindSessionByID(ctx, flow.Session.ID); err != nil || s.State != latchkey.StateAuthenticated || s.ID != res.Session.ID || s.Verifier == flow.Session.Verifier || s.Verifier != res.Session.Verifier {
+		t.Errorf("signed-in session = %+v, %v; want the flow's ID with a new verifier", s, err)
 	}
-	if s, err := e.db.FindSessionByID(ctx, res.Session.ID); err != nil || s.State != latchkey.StateAuthenticated {
-		t.Errorf("signed-in session = %+v, %v", s, err)
+	if _, _, err := e.svc.Authenticate(ctx, flow.Token); code(t, err) != latchkey.EUnauthenticated {
+		t.Errorf("the flow's token after the sign-in: %v, want unauthenticated", err)
 	}
 	after, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
 	if len(after) != len(before)+1 {

@@ -7,6 +7,7 @@
 package login
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -15,10 +16,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -106,6 +109,8 @@ type Service struct {
 	wa  *webauthn.WebAuthn // nil without a public URL
 	// ended is told about sessions that account rules end (ended.go).
 	ended endedHook
+	// macs holds HMAC-SHA256 states keyed with the session key (keyedHash, token.go).
+	macs sync.Pool
 }
 
 // New returns a Service. It panics on a missing dependency, which is a wiring bug.
@@ -145,6 +150,8 @@ func New(opt Options) *Service {
 		opt.Throttle = DefaultThrottle
 	}
 	svc := &Service{opt: opt, ip: ratelimit.New(opt.Throttle.IPBurst, opt.Throttle.IPRefill), log: opt.Logger}
+	key := bytes.Clone(opt.SessionKey)
+	svc.macs.New = func() any { return &macState{mac: hmac.New(sha256.New, key)} }
 	if opt.PublicURL != "" {
 		// WebAuthn needs a domain name: with an IP address as the public URL's host (the
 		// default local start on 127.0.0.1) security keys are off, and the log says why.
@@ -230,17 +237,39 @@ func (s *Service) newToken() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
+// keyedHash returns HMAC-SHA256(session key, purpose ‖ 0 ‖ value).
 func (s *Service) keyedHash(purpose, value string) []byte {
-	m := hmac.New(sha256.New, s.opt.SessionKey)
-	m.Write([]byte(purpose))
-	m.Write([]byte{0})
-	m.Write([]byte(value))
-	return m.Sum(nil)
+	m := s.mac(purpose, value)
+	defer s.macs.Put(m)
+	return bytes.Clone(m.sum[:])
 }
 
-// sessionID maps a cookie token to the ID stored in the database.
-func (s *Service) sessionID(token string) string {
-	return hex.EncodeToString(s.keyedHash("session", token))
+// keyedHex is keyedHash in hex. It allocates the string alone: it is on the path of every
+// signed-in request (two per session token, token.go).
+func (s *Service) keyedHex(purpose, value string) string {
+	m := s.mac(purpose, value)
+	defer s.macs.Put(m)
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], m.sum[:])
+	return string(out[:])
+}
+
+// macState is an HMAC keyed with the session key and its buffers, kept in Service.macs.
+type macState struct {
+	mac hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
+}
+
+// mac computes the keyed hash of purpose and value into a pooled state's sum; the caller
+// returns the state to s.macs.
+func (s *Service) mac(purpose, value string) *macState {
+	m := s.macs.Get().(*macState)
+	m.mac.Reset()
+	m.in = append(append(append(m.in[:0], purpose...), 0), value...)
+	m.mac.Write(m.in)
+	m.mac.Sum(m.sum[:0])
+	return m
 }
 
 func (s *Service) now() time.Time { return s.opt.Now().UTC() }
@@ -547,18 +576,18 @@ func (s *Service) rehash(ctx context.Context, u *latchkey.User, pw string) {
 
 // issue stores sess under a new token, ending the session of oldToken if there was one.
 func (s *Service) issue(ctx context.Context, oldToken string, sess *latchkey.Session) (*Result, error) {
-	tok, err := s.newToken()
+	tok, ref, err := s.newSessionToken(tokenRef{})
 	if err != nil {
 		return nil, err
 	}
-	sess.ID = s.sessionID(tok)
+	sess.ID, sess.Verifier = ref.id, ref.verifier
 	if sess.SID == "" {
 		if sess.SID, err = s.newSID(); err != nil {
 			return nil, err
 		}
 	}
-	if oldToken != "" {
-		err = s.opt.Store.RotateSession(ctx, s.sessionID(oldToken), sess)
+	if old := s.ref(oldToken); old.ok {
+		err = s.opt.Store.RotateSession(ctx, old.id, old.verifier, sess)
 		if latchkey.ErrorCode(err) == latchkey.ENotFound {
 			err = s.opt.Store.CreateSession(ctx, sess)
 		}
@@ -583,7 +612,7 @@ func (s *Service) flowIn(ctx context.Context, token string, state latchkey.Sessi
 		return nil, nil, errFlowExpired
 	}
 	// One prepared read of the session and its user (as Authenticate does).
-	sess, u, err := s.opt.Store.FindSessionWithUser(ctx, s.sessionID(token))
+	sess, u, err := s.findSession(ctx, token)
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return nil, nil, errFlowExpired
 	} else if err != nil {
@@ -632,18 +661,22 @@ func (s *Service) complete(ctx context.Context, c Client, token string, sess *la
 	next.LastSeenAt = now
 	next.ExpiresAt = s.mfaEnd(u, now)
 	next.IP, next.UserAgent = c.IP, c.UserAgent
-	tok, err := s.newToken()
+	// The same selector with a new verifier: the flow's cookie stops working, and its row
+	// keeps its ID (token.go).
+	old := s.ref(token)
+	tok, ref, err := s.newSessionToken(old)
 	if err != nil {
 		return nil, err
 	}
-	next.ID = s.sessionID(tok)
+	next.ID, next.Verifier = ref.id, ref.verifier
 	if next.SID == "" {
 		if next.SID, err = s.newSID(); err != nil {
 			return nil, err
 		}
 	}
 	err = s.opt.Store.CompleteSecondFactor(ctx, &latchkey.SecondFactorCompletion{
-		OldSessionID:     s.sessionID(token),
+		OldSessionID:     old.id,
+		OldVerifier:      old.verifier,
 		Session:          &next,
 		TOTPCredentialID: done.cred,
 		TOTPStep:         done.step,
@@ -825,7 +858,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*latchkey.Ses
 	}
 	// One query for the session and its user: this is on the path of every signed-in request
 	// and of every forward-auth check.
-	sess, u, err := s.opt.Store.FindSessionWithUser(ctx, s.sessionID(token))
+	sess, u, err := s.findSession(ctx, token)
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return nil, nil, errUnauthed
 	} else if err != nil {
@@ -882,14 +915,13 @@ func (s *Service) EndSession(ctx context.Context, c Client, token string) (*latc
 	if token == "" {
 		return nil, nil
 	}
-	id := s.sessionID(token)
-	sess, err := s.opt.Store.FindSessionByID(ctx, id)
+	sess, err := s.findSessionOnly(ctx, token)
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return nil, nil
 	} else if err != nil {
 		return nil, fmt.Errorf("find session: %w", err)
 	}
-	if err := s.opt.Store.DeleteSession(ctx, id); err != nil {
+	if err := s.opt.Store.DeleteSession(ctx, sess.ID); err != nil {
 		return nil, fmt.Errorf("delete session: %w", err)
 	}
 	if u, err := s.opt.Store.FindUserByID(ctx, sess.UserID); err == nil {

@@ -52,15 +52,16 @@ func (s *Service) PushStatus(ctx context.Context, c Client, token, id string) (l
 	}
 	// The session with its user, in one prepared read: when the challenge is approved, it is
 	// the flow the sign-in completes (checkFlow), without reading it again.
-	sess, u, err := s.opt.Store.FindSessionWithUser(ctx, s.sessionID(token))
+	sess, u, err := s.findSession(ctx, token)
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return "", nil, errNoChallenge
 	} else if err != nil {
 		return "", nil, fmt.Errorf("find session: %w", err)
 	}
 	now := s.now()
-	if sess.ID != ch.SessionID {
-		// The browser completed this challenge earlier and now holds the rotated session.
+	if sess.ID != ch.SessionID || ch.CompletedAt != nil {
+		// The browser completed this challenge earlier and now holds the rotated session
+		// (under the same ID since migration 0013, and under a new one before).
 		if ch.CompletedAt != nil && sess.UserID == ch.UserID && sess.State == latchkey.StateAuthenticated && now.Before(sess.ExpiresAt) {
 			return latchkey.PushApproved, nil, nil
 		}

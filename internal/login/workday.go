@@ -96,7 +96,7 @@ func (s *Service) remembered(ctx context.Context, oldToken string, u *latchkey.U
 	if oldToken == "" {
 		return nil
 	}
-	old, err := s.opt.Store.FindSessionByID(ctx, s.sessionID(oldToken))
+	old, err := s.findSessionOnly(ctx, oldToken)
 	if err != nil {
 		return nil
 	}

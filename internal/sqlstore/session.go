@@ -15,9 +15,9 @@ func insertSession(ctx context.Context, tx interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }, s *latchkey.Session) error {
 	_, err := tx.ExecContext(ctx,
-		`INSERT INTO sessions (id, sid, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		s.ID, s.SID, s.UserID, string(s.State), strings.Join(s.AMR, " "), us(s.PasswordAt), usPtr(s.MFAAt), us(s.CreatedAt), us(s.LastSeenAt), us(s.ExpiresAt), s.IP, s.UserAgent)
+		`INSERT INTO sessions (id, sid, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent, verifier)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		s.ID, s.SID, s.UserID, string(s.State), strings.Join(s.AMR, " "), us(s.PasswordAt), usPtr(s.MFAAt), us(s.CreatedAt), us(s.LastSeenAt), us(s.ExpiresAt), s.IP, s.UserAgent, s.Verifier)
 	if isUnique(err) {
 		return latchkey.Errorf(latchkey.EConflict, "The session exists already.")
 	} else if err != nil {
@@ -31,14 +31,14 @@ func (s *DB) CreateSession(ctx context.Context, sess *latchkey.Session) error {
 	return insertSession(ctx, s.db, sess)
 }
 
-const sessionColumns = `id, sid, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent`
+const sessionColumns = `id, sid, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent, verifier`
 
 func scanSession(row interface{ Scan(...any) error }) (*latchkey.Session, error) {
 	var sess latchkey.Session
 	var amr string
 	var pw, created, seen, expires int64
 	var mfa sql.NullInt64
-	if err := row.Scan(&sess.ID, &sess.SID, &sess.UserID, &sess.State, &amr, &pw, &mfa, &created, &seen, &expires, &sess.IP, &sess.UserAgent); err != nil {
+	if err := row.Scan(&sess.ID, &sess.SID, &sess.UserID, &sess.State, &amr, &pw, &mfa, &created, &seen, &expires, &sess.IP, &sess.UserAgent, &sess.Verifier); err != nil {
 		return nil, err
 	}
 	sess.AMR = strings.Fields(amr)
@@ -95,10 +95,11 @@ func (s *DB) FindUserSessions(ctx context.Context, userID latchkey.UserID, t tim
 	return list, nil
 }
 
-// RotateSession replaces session oldID by sess in one transaction; ENotFound when oldID is gone.
-func (s *DB) RotateSession(ctx context.Context, oldID string, sess *latchkey.Session) error {
+// RotateSession replaces session oldID (with verifier oldVerifier) by sess in one
+// transaction; ENotFound when there is no such session.
+func (s *DB) RotateSession(ctx context.Context, oldID, oldVerifier string, sess *latchkey.Session) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id = $1`, oldID)
+		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id = $1 AND verifier = $2`, oldID, oldVerifier)
 		if err != nil {
 			return fmt.Errorf("delete old session: %w", err)
 		}

@@ -10,7 +10,7 @@ import (
 	"github.com/latchkey/latchkey"
 )
 
-const sessionWithUserQuery = `SELECT s.id, s.sid, s.user_id, s.state, s.amr, s.password_at, s.mfa_at, s.created_at, s.last_seen_at, s.expires_at, s.ip, s.user_agent,
+const sessionWithUserQuery = `SELECT s.id, s.sid, s.user_id, s.state, s.amr, s.password_at, s.mfa_at, s.created_at, s.last_seen_at, s.expires_at, s.ip, s.user_agent, s.verifier,
 	u.id, u.username, u.email, u.role, u.password_hash, u.disabled, u.primary_factor, u.time_zone, u.created_at, u.updated_at
 	FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1`
 
@@ -38,7 +38,7 @@ func (s *DB) FindSessionWithUser(ctx context.Context, id string) (*latchkey.Sess
 		return nil, nil, fmt.Errorf("find session with user: %w", err)
 	}
 	err = stmt.QueryRowContext(s.shortRead(ctx), id).
-		Scan(&sess.ID, &sess.SID, &sess.UserID, &sess.State, &v.amr, &v.pw, &v.mfa, &v.created, &v.seen, &v.expires, &sess.IP, &sess.UserAgent,
+		Scan(&sess.ID, &sess.SID, &sess.UserID, &sess.State, &v.amr, &v.pw, &v.mfa, &v.created, &v.seen, &v.expires, &sess.IP, &sess.UserAgent, &sess.Verifier,
 			&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &u.PrimaryFactor, &u.TimeZone, &v.uCreated, &v.uUpdated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, notFound("session")

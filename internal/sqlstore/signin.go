@@ -15,19 +15,22 @@ import (
 // The statements of a completed sign-in, prepared once (hot.go).
 const (
 	// The rotation after MFA replaces the flow's row in place: an UPDATE changes only the
-	// indexes of the columns it sets (the session ID's, the expiry's, the SID's), where a
-	// DELETE and an INSERT changed every index of the table twice, each at a random page.
-	// The user cannot change (WHERE user_id).
-	qRotateSession = `UPDATE sessions SET id = $2, sid = $3, state = $4, amr = $5, password_at = $6, mfa_at = $7,
+	// indexes of the columns it sets, where a DELETE and an INSERT changed every index of the
+	// table twice, each at a random page. The user cannot change (WHERE user_id), and the
+	// flow must still have the verifier its cookie proved (WHERE verifier): of two concurrent
+	// completions, the second finds it changed.
+	qRotateSession = `UPDATE sessions SET id = $2, sid = $3, verifier = $14, state = $4, amr = $5, password_at = $6, mfa_at = $7,
 		 created_at = $8, last_seen_at = $9, expires_at = $10, ip = $11, user_agent = $12
-		 WHERE id = $1 AND user_id = $13`
-	// qRotateSessionSameSID is the rotation of a flow whose SID the session keeps, which is
-	// every flow since migration 0009: SQLite rewrites the index entries of every column an
-	// UPDATE sets, changed or not, and the SID's is at a random page. When the flow's SID
-	// differs (or the flow is gone), it changes no row and qRotateSession runs after it.
-	qRotateSessionSameSID = `UPDATE sessions SET id = $2, state = $4, amr = $5, password_at = $6, mfa_at = $7,
+		 WHERE id = $1 AND verifier = $15 AND user_id = $13`
+	// qRotateSessionInPlace is the rotation that keeps the flow's ID and SID, which is every
+	// rotation internal/login makes since migration 0013 (a new verifier, the same selector):
+	// SQLite rewrites the index entries of every column an UPDATE sets, changed or not, and
+	// those of the ID (twice) and of the SID are at random pages; this one sets neither, and
+	// writes the row and the expiry's index alone. When the ID or the SID differs (or the flow
+	// is gone), it changes no row and qRotateSession runs after it.
+	qRotateSessionInPlace = `UPDATE sessions SET verifier = $14, state = $4, amr = $5, password_at = $6, mfa_at = $7,
 		 created_at = $8, last_seen_at = $9, expires_at = $10, ip = $11, user_agent = $12
-		 WHERE id = $1 AND user_id = $13 AND sid = $3`
+		 WHERE id = $1 AND verifier = $15 AND user_id = $13 AND sid = $3 AND id = $2`
 	qUseTOTPStep = `UPDATE totp_credentials SET last_step = $1, last_used_at = $2
 		 WHERE id = $3 AND confirmed_at IS NOT NULL AND last_step < $1`
 	qFindThrottle  = `SELECT failures, last_failure_at FROM throttles WHERE key = $1`
@@ -71,7 +74,7 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 	// admission reads the counter it deletes, and on PostgreSQL the DELETE locks its row as
 	// FOR UPDATE did. The caller's error rolls the deletion back with everything else.
 	resetFirst := c.Admit != nil && slices.Contains(c.ResetThrottles, c.AdmitKey)
-	qs := []string{qAdmit, qRotateSessionSameSID, qRotateSession, qUseTOTPStep, qCompletePush, qLastAuditHash, s.insertAudit()}
+	qs := []string{qAdmit, qRotateSessionInPlace, qRotateSession, qUseTOTPStep, qCompletePush, qLastAuditHash, s.insertAudit()}
 	var qReset resetQueries
 	if len(c.ResetThrottles) > 0 {
 		qReset = s.qResetThrottles(len(c.ResetThrottles))
@@ -105,9 +108,9 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 			}
 		}
 		n := c.Session
-		args := []any{c.OldSessionID, n.ID, n.SID, string(n.State), strings.Join(n.AMR, " "), us(n.PasswordAt), usPtr(n.MFAAt), us(n.CreatedAt), us(n.LastSeenAt), us(n.ExpiresAt), n.IP, n.UserAgent, n.UserID}
+		args := []any{c.OldSessionID, n.ID, n.SID, string(n.State), strings.Join(n.AMR, " "), us(n.PasswordAt), usPtr(n.MFAAt), us(n.CreatedAt), us(n.LastSeenAt), us(n.ExpiresAt), n.IP, n.UserAgent, n.UserID, n.Verifier, c.OldVerifier}
 		rotated := false
-		for _, q := range []string{qRotateSessionSameSID, qRotateSession} {
+		for _, q := range []string{qRotateSessionInPlace, qRotateSession} {
 			res, err := s.txExec(ctx, tx, q, args...)
 			if isUnique(err) {
 				return latchkey.Errorf(latchkey.EConflict, "The session exists already.")

@@ -387,3 +387,46 @@ func TestCompletePushSignIn(t *testing.T) {
 		}
 	})
 }
+
+// TestCompleteSecondFactorInPlace: the rotation internal/login makes (the flow's ID, a new
+// verifier) turns the flow's row into the signed-in session; a completion that names the
+// flow with another verifier (a forged or an already rotated cookie) writes nothing.
+func TestCompleteSecondFactorInPlace(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u, c := completionFixture(t, db, 1)
+		inPlace := func(oldVerifier string, step int64) *latchkey.SecondFactorCompletion {
+			x := completionOf(u, c, 0, step)
+			x.OldVerifier = oldVerifier
+			x.Session.ID, x.Session.Verifier = "flow-0", "verifier-1"
+			return x
+		}
+		untouched := completionState{flowExists: true, lastStep: 10, userFailures: 1, pushFailures: 1, auditEntries: 1}
+		for _, v := range []string{"forged", "verifier-1"} {
+			if err := db.CompleteSecondFactor(ctx, inPlace(v, 12)); errCode(err) != latchkey.ENotFound {
+				t.Errorf("old verifier %q: CompleteSecondFactor = %v, want not_found", v, err)
+			}
+			if got := readCompletionState(t, db, u, 0); got != untouched {
+				t.Errorf("old verifier %q: state %+v, want %+v", v, got, untouched)
+			}
+		}
+		if err := db.CompleteSecondFactor(ctx, inPlace("", 12)); err != nil {
+			t.Fatalf("CompleteSecondFactor in place: %v", err)
+		}
+		s, err := db.FindSessionByID(ctx, "flow-0")
+		if err != nil || s.Verifier != "verifier-1" || s.State != latchkey.StateAuthenticated || s.SID != "sid-0" || s.MFAAt == nil {
+			t.Fatalf("session after the rotation in place = %+v, %v", s, err)
+		}
+		want := completionState{flowExists: true, lastStep: 12, auditEntries: 2}
+		if got := readCompletionState(t, db, u, 0); got != want {
+			t.Errorf("after: %+v, want %+v", got, want)
+		}
+		// The flow's cookie again, with a newer code: its verifier is gone.
+		if err := db.CompleteSecondFactor(ctx, inPlace("", 13)); errCode(err) != latchkey.ENotFound {
+			t.Errorf("the flow's verifier after the rotation: CompleteSecondFactor = %v, want not_found", err)
+		}
+		if got := readCompletionState(t, db, u, 0); got != want {
+			t.Errorf("after the replay: %+v, want %+v", got, want)
+		}
+	})
+}

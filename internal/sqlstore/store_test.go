@@ -205,17 +205,28 @@ func TestSessions(t *testing.T) {
 		ctx := context.Background()
 		u := mkUser(t, db, "alice")
 		mfa := t0.Add(time.Second)
-		s := &latchkey.Session{ID: "s1", UserID: u.ID, State: latchkey.StateAuthenticated, AMR: []string{"pwd", "otp", "mfa"}, PasswordAt: t0, MFAAt: &mfa, CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(time.Hour), IP: "192.0.2.1", UserAgent: "UA"}
+		s := &latchkey.Session{ID: "s1", Verifier: "v1", UserID: u.ID, State: latchkey.StateAuthenticated, AMR: []string{"pwd", "otp", "mfa"}, PasswordAt: t0, MFAAt: &mfa, CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(time.Hour), IP: "192.0.2.1", UserAgent: "UA"}
 		if err := db.CreateSession(ctx, s); err != nil {
 			t.Fatal(err)
 		}
 		got, err := db.FindSessionByID(ctx, "s1")
-		if err != nil || got.State != s.State || len(got.AMR) != 3 || got.AMR[1] != "otp" || !got.MFAAt.Equal(mfa.Truncate(time.Microsecond)) || !got.ExpiresAt.Equal(s.ExpiresAt.Truncate(time.Microsecond)) || got.IP != "192.0.2.1" {
+		if err != nil || got.State != s.State || len(got.AMR) != 3 || got.AMR[1] != "otp" || !got.MFAAt.Equal(mfa.Truncate(time.Microsecond)) || !got.ExpiresAt.Equal(s.ExpiresAt.Truncate(time.Microsecond)) || got.IP != "192.0.2.1" || got.Verifier != "v1" {
 			t.Fatalf("FindSessionByID = %+v, %v", got, err)
 		}
+		if got, _, err := db.FindSessionWithUser(ctx, "s1"); err != nil || got.Verifier != "v1" || got.State != s.State {
+			t.Fatalf("FindSessionWithUser = %+v, %v", got, err)
+		}
 		next := *s
-		next.ID = "s2"
-		if err := db.RotateSession(ctx, "s1", &next); err != nil {
+		next.ID, next.Verifier = "s2", "v2"
+		for _, v := range []string{"", "v2"} {
+			if err := db.RotateSession(ctx, "s1", v, &next); errCode(err) != latchkey.ENotFound {
+				t.Errorf("rotating with verifier %q = %v, want not_found", v, err)
+			}
+		}
+		if _, err := db.FindSessionByID(ctx, "s2"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("a rotation with the wrong verifier inserted the new session: %v", err)
+		}
+		if err := db.RotateSession(ctx, "s1", "v1", &next); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.FindSessionByID(ctx, "s1"); errCode(err) != latchkey.ENotFound {
@@ -223,7 +234,7 @@ func TestSessions(t *testing.T) {
 		}
 		again := next
 		again.ID = "s3"
-		if err := db.RotateSession(ctx, "s1", &again); errCode(err) != latchkey.ENotFound {
+		if err := db.RotateSession(ctx, "s1", "v1", &again); errCode(err) != latchkey.ENotFound {
 			t.Errorf("rotating a gone session = %v, want not_found", err)
 		}
 		if _, err := db.FindSessionByID(ctx, "s3"); errCode(err) != latchkey.ENotFound {
@@ -570,7 +581,7 @@ func TestSessionsBySID(t *testing.T) {
 		}
 		next := *got
 		next.ID = "a1-rotated"
-		if err := db.RotateSession(ctx, "a1", &next); err != nil {
+		if err := db.RotateSession(ctx, "a1", "", &next); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := db.FindSessionBySID(ctx, "sid-a1"); err != nil || got.ID != "a1-rotated" {

@@ -31,13 +31,13 @@ type totpBench struct {
 	next atomic.Int64
 }
 
-// benchSessionID is internal/login's mapping of a cookie token to the stored session ID,
-// with the fixture's session key.
-func benchSessionID(token string) string {
+// benchKeyedHash is internal/login's keyed hash of a token part, with the fixture's session
+// key: the selector's is the stored session ID, the verifier's the stored verifier.
+func benchKeyedHash(purpose, value string) string {
 	m := hmac.New(sha256.New, bytes.Repeat([]byte{7}, 32))
-	m.Write([]byte("session"))
+	m.Write([]byte(purpose))
 	m.Write([]byte{0})
-	m.Write([]byte(token))
+	m.Write([]byte(value))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
@@ -70,11 +70,12 @@ func newTOTPBench(b *testing.B, n int) *totpBench {
 		b.Fatal(err)
 	}
 	for i := range n {
-		tok := fmt.Sprintf("bench-flow-%08d-%s", i, strings.Repeat("x", 24))
+		sel, ver := fmt.Sprintf("bench-flow-%08d-%s", i, strings.Repeat("x", 24)), fmt.Sprintf("verifier-%08d-%s", i, strings.Repeat("y", 24))
+		tok := sel + "." + ver
 		u := tb.users[i]
-		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, sid, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent)
-			VALUES ($1, $2, $3, $4, 'pwd', $5, NULL, $5, $5, $6, '192.0.2.1', 'bench')`,
-			benchSessionID(tok), fmt.Sprintf("%032x", i), u.ID, string(latchkey.StateSecondFactor), now.UnixMicro(), now.Add(24*time.Hour).UnixMicro())
+		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, verifier, sid, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent)
+			VALUES ($1, $7, $2, $3, $4, 'pwd', $5, NULL, $5, $5, $6, '192.0.2.1', 'bench')`,
+			benchKeyedHash("session", sel), fmt.Sprintf("%032x", i), u.ID, string(latchkey.StateSecondFactor), now.UnixMicro(), now.Add(24*time.Hour).UnixMicro(), benchKeyedHash("session-verifier", ver))
 		if err != nil {
 			b.Fatal(err)
 		}
