@@ -22,15 +22,21 @@ func TestQuickRun(t *testing.T) {
 	quickRun(t, "SQLite", "--quick", "--devices", "200", "--flood", "300")
 }
 
-// TestQuickRunPostgres is the same on PostgreSQL (pgtest), shorter still.
+// TestQuickRunPostgres is the same on PostgreSQL (pgtest), shorter still, with two nodes:
+// the clients alternate between them and every push's device is connected to the other node
+// than its browser, so the push rows (no errors, a rate above 0) show the fan-out through
+// NOTIFY under load.
 func TestQuickRunPostgres(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("builds and runs the server; not in -short mode")
 	}
-	quickRun(t, "PostgreSQL", "--quick", "--db", pgtest.Start(t), "--duration", "500ms", "--users", "100", "--devices", "100", "--flood", "300")
+	out := quickRun(t, "PostgreSQL", "--quick", "--db", pgtest.Start(t), "--nodes", "2", "--duration", "500ms", "--users", "100", "--devices", "100", "--flood", "300")
+	if !strings.Contains(out, "PostgreSQL, 2 nodes,") || !strings.Contains(out, "2 nodes on one PostgreSQL database") {
+		t.Errorf("the report does not say it ran on 2 nodes:\n%s", out)
+	}
 }
 
-func quickRun(t *testing.T, kind string, args ...string) {
+func quickRun(t *testing.T, kind string, args ...string) string {
 	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("builds and runs the server for ~20 s; not in -short mode")
 	}
@@ -113,6 +119,24 @@ func quickRun(t *testing.T, kind string, args ...string) {
 		if !found {
 			t.Errorf("no figure row starting %q", prefix)
 		}
+	}
+	return out.String()
+}
+
+// TestNodesFlag: several nodes need PostgreSQL; worker w uses node w modulo the count.
+func TestNodesFlag(t *testing.T) {
+	for _, args := range [][]string{{"--nodes", "2"}, {"--nodes", "0"}, {"--nodes", "0", "--db", "postgres://h/db"}} {
+		if _, err := parseFlags(args, io.Discard); err == nil || !strings.Contains(err.Error(), "--nodes") {
+			t.Errorf("parseFlags(%q) = %v, want an error naming --nodes", args, err)
+		}
+	}
+	o, err := parseFlags([]string{"--nodes", "3", "--db", "postgres://h/db"}, io.Discard)
+	if err != nil || o.nodes != 3 {
+		t.Fatalf("--nodes 3 on PostgreSQL: %+v, %v", o, err)
+	}
+	u := urls{"a", "b", "c"}
+	if got := []string{u.at(0), u.at(1), u.at(2), u.at(3), u.at(64)}; strings.Join(got, "") != "abcab" {
+		t.Errorf("urls.at(0, 1, 2, 3, 64) = %q, want a b c a b", got)
 	}
 }
 

@@ -50,9 +50,9 @@ func (s *seeder) seedSignedIn(ctx context.Context, users []int) ([]string, error
 // forwardAuthStep is one check of the forward-auth gate, the nginx way, for a signed-in
 // session with MFA (the default rule asks for MFA): 200 with Remote-User is the expected
 // answer. Each worker uses its own session.
-func forwardAuthStep(c *http.Client, base string, tokens []string) step {
+func forwardAuthStep(c *http.Client, base urls, tokens []string) step {
 	return func(ctx context.Context, w int) (outcome, time.Duration, string) {
-		req, _ := newRequest(ctx, "GET", base+"/auth/forward", nil)
+		req, _ := newRequest(ctx, "GET", base.at(w)+"/auth/forward", nil)
 		req.Header.Set("X-Original-URL", "https://app.bench.example/page")
 		req.AddCookie(&http.Cookie{Name: "latchkey_session", Value: tokens[w%len(tokens)]})
 		t := time.Now()
@@ -102,17 +102,19 @@ func createOIDCClient(ctx context.Context, bin, data, database string, env []str
 // oidcFlowStep is one authorization-code flow of a relying party for a signed-in browser:
 // GET /oidc/authorize (PKCE S256), the redirects through Latchkey's session check back to
 // the client with a code, and the token exchange with the client secret, whose answer holds
-// a signed ID token. The latency is the whole flow (four requests).
-func oidcFlowStep(c *http.Client, base, secret string, tokens []string) step {
+// a signed ID token. The latency is the whole flow (four requests), all of them on worker
+// w's node: each node's issuer is its own address here, where a deployment's nodes share
+// one public URL behind their load balancer.
+func oidcFlowStep(c *http.Client, base urls, secret string, tokens []string) step {
 	verifier := strings.Repeat("b", 43)
 	sum := sha256.Sum256([]byte(verifier))
-	authorize := base + "/oidc/authorize?" + url.Values{"client_id": {"bench"}, "redirect_uri": {benchRedirect}, "response_type": {"code"},
+	authorize := "/oidc/authorize?" + url.Values{"client_id": {"bench"}, "redirect_uri": {benchRedirect}, "response_type": {"code"},
 		"scope": {"openid email"}, "state": {"bench"}, "nonce": {"n"},
 		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}.Encode()
 	return func(ctx context.Context, w int) (outcome, time.Duration, string) {
 		cookie := &http.Cookie{Name: "latchkey_session", Value: tokens[w%len(tokens)]}
 		t := time.Now()
-		target, code := authorize, ""
+		target, code := base.at(w)+authorize, ""
 		for hop := 0; code == ""; hop++ {
 			if hop == 6 {
 				return failed, 0, "no code after 6 redirects"
@@ -138,7 +140,7 @@ func oidcFlowStep(c *http.Client, base, secret string, tokens []string) step {
 			target = loc.String()
 		}
 		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {benchRedirect}, "code_verifier": {verifier}}
-		req, _ := newRequest(ctx, "POST", base+"/oidc/token", strings.NewReader(form.Encode()))
+		req, _ := newRequest(ctx, "POST", base.at(w)+"/oidc/token", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.SetBasicAuth("bench", secret)
 		resp, err := c.Do(req)

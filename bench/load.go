@@ -108,11 +108,11 @@ func (s *stats) firstErrors() string {
 type step func(ctx context.Context, w int) (outcome, time.Duration, string)
 
 // drive runs c workers of the named scenario (one of scenarioNames) calling f in a loop for
-// d; worker w's requests come from clientAddr(scenario, w). A worker starts no new request
+// d, sampling the memory of the nodes pids; worker w's requests come from clientAddr(scenario, w). A worker starts no new request
 // after d; the requests in flight finish and count (elapsed runs until the last one ends).
 // With cancel, requests still in flight at d are cancelled instead and counted as cut (a
 // flood).
-func drive(ctx context.Context, pid int, scenario string, c int, d time.Duration, cancelAtEnd bool, f step) *stats {
+func drive(ctx context.Context, pids []int, scenario string, c int, d time.Duration, cancelAtEnd bool, f step) *stats {
 	si := slices.Index(scenarioNames, scenario)
 	if si < 0 {
 		panic("bench: unknown scenario " + scenario)
@@ -121,7 +121,7 @@ func drive(ctx context.Context, pid int, scenario string, c int, d time.Duration
 	var mu sync.Mutex
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
-	smp := sampleRSS(pid)
+	smp := sampleRSS(pids...)
 	begin := time.Now()
 	deadline := begin.Add(d)
 	if cancelAtEnd {

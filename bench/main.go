@@ -4,7 +4,7 @@
 // second and p50/p99 latency for each scenario, with memory and start-up figures, each
 // against the targets of docs/performance.md:
 //
-//	go run ./bench [--db sqlite|postgres://...] [--users 1000] [--totp-users 1000] [--concurrency 64] [--duration 5s] [--quick] [--only password,totp]
+//	go run ./bench [--db sqlite|postgres://...] [--nodes 1] [--users 1000] [--totp-users 1000] [--concurrency 64] [--duration 5s] [--quick] [--only password,totp]
 //
 // See docs/performance.md, "The benchmark harness", for what each row measures.
 package main
@@ -46,6 +46,7 @@ func main() {
 // options are the harness's flags.
 type options struct {
 	db          string
+	nodes       int
 	users       int
 	totpUsers   int
 	concurrency int
@@ -101,6 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.db, "db", "sqlite", `database: "sqlite" (a fresh file in a temporary folder) or a postgres:// URL (its tables must be empty or Latchkey's)`)
+	fs.IntVar(&o.nodes, "nodes", 1, "latchkey serve processes sharing the database and the keys, as the nodes of a deployment (PostgreSQL only): the clients are spread over them, and each push's device is connected to another node than its browser")
 	fs.IntVar(&o.users, "users", 1000, "users to seed")
 	fs.IntVar(&o.totpUsers, "totp-users", 1000, "users the TOTP step signs in, spread over all of them (three sign-ins each at most, so 3,000 by default): the same at every --users, so that the figures compare; more gives a longer TOTP run (at most --users and 20,000)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent clients per scenario")
@@ -137,6 +139,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.db != "sqlite" && !strings.HasPrefix(o.db, "postgres://") && !strings.HasPrefix(o.db, "postgresql://") {
 		return nil, fmt.Errorf(`--db must be "sqlite" or a postgres:// URL`)
+	}
+	if o.nodes < 1 || (o.nodes > 1 && !o.postgres()) {
+		return nil, errors.New("--nodes: several nodes share a PostgreSQL database (--db postgres://...); with SQLite there is one")
 	}
 	if o.users < 1 || o.totpUsers < 1 || o.concurrency < 1 || o.duration <= 0 || o.flood < 0 || o.devices < 0 {
 		return nil, errors.New("--users, --totp-users and --concurrency must be positive, --duration too; --flood and --devices not negative")
@@ -206,21 +211,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		rep.dbKind = "PostgreSQL"
 	}
 	logf("starting latchkey serve")
-	srv, err := startServer(ctx, bin, data, database, config, env)
+	srv, err := startServer(ctx, "server", bin, data, database, config, env)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if srv != nil {
-			srv.kill()
-		}
-	}()
+	nodes := cluster{srv}
+	defer func() { nodes.kill() }()
 	rep.startup = srv.startup
 	time.Sleep(time.Second)
 	if rep.idleRSS, err = rss(srv.pid(), "VmRSS"); err != nil {
 		return err
 	}
 	logf("listening at %s, ready after %v, idle RSS %s", srv.url, srv.startup.Round(time.Millisecond), mib(rep.idleRSS))
+	// The other nodes, once the first has migrated the database. Each has a data folder of
+	// its own; they share the database and the keys (the environment).
+	for i := 2; i <= o.nodes; i++ {
+		nd := fmt.Sprintf("%s-%d", data, i)
+		if err := os.MkdirAll(nd, 0o700); err != nil {
+			return err
+		}
+		n, err := startServer(ctx, fmt.Sprintf("server-%d", i), bin, nd, database, config, env)
+		if err != nil {
+			return fmt.Errorf("node %d: %w", i, err)
+		}
+		nodes = append(nodes, n)
+		logf("node %d listening at %s, ready after %v", i, n.url, n.startup.Round(time.Millisecond))
+	}
 
 	db, err := sqlstore.Open(ctx, dsn, sqlstore.Options{SecretsKey: secretsKey})
 	if err != nil {
@@ -241,20 +257,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	if err := runScenarios(ctx, o, srv, sd, rep, oidcSecret, logf); err != nil {
+	if err := runScenarios(ctx, o, nodes, sd, rep, oidcSecret, logf); err != nil {
 		return err
 	}
-	if rep.hwm, err = rss(srv.pid(), "VmHWM"); err != nil {
+	if rep.hwm, err = nodes.maxRSS("VmHWM"); err != nil {
 		return err
 	}
-	err = srv.stop()
-	srv = nil
+	err = nodes.stop()
+	nodes = nil
 	if err != nil {
 		return err
 	}
 
-	// Connected devices: on a fresh process, so that the memory of the load above (argon2id
-	// hashes the runtime has not returned yet) does not count.
+	// Connected devices: on one node, a fresh process, so that the memory of the load above
+	// (argon2id hashes the runtime has not returned yet) does not count.
 	if o.runs("devices") {
 		users := make([]int, o.devices)
 		for i := range users {
@@ -266,16 +282,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		logf("restarting latchkey serve")
-		if srv, err = startServer(ctx, bin, data, database, config, env); err != nil {
+		if srv, err = startServer(ctx, "server-restart", bin, data, database, config, env); err != nil {
 			return err
 		}
+		nodes = cluster{srv}
 		rep.restart = srv.startup
 		time.Sleep(time.Second)
 		if err := connectedDevices(ctx, o, srv, devs, rep, logf); err != nil {
 			return err
 		}
-		err = srv.stop()
-		srv = nil
+		err = nodes.stop()
+		nodes = nil
 		if err != nil {
 			return err
 		}
@@ -300,11 +317,10 @@ func spread(total, n int) []int {
 	return idx
 }
 
-func runScenarios(ctx context.Context, o *options, srv *server, sd *seeder, rep *report, oidcSecret string, logf func(string, ...any)) error {
+func runScenarios(ctx context.Context, o *options, nodes cluster, sd *seeder, rep *report, oidcSecret string, logf func(string, ...any)) error {
 	c := newClient(o.concurrency)
 	defer c.CloseIdleConnections()
-	base := srv.url
-	pid := srv.pid()
+	base, pid := nodes.urls(), nodes.pids()
 
 	logf("GET /healthz, %d clients, %v", o.concurrency, o.duration)
 	rep.healthz = drive(ctx, pid, "healthz", o.concurrency, o.duration, false, healthzStep(c, base))
@@ -384,8 +400,9 @@ func runScenarios(ctx context.Context, o *options, srv *server, sd *seeder, rep 
 
 // runPush measures the push round trip: one device and one event stream per client, on the
 // first users of idx; first one client alone (the latency of an idle server), then all of
-// them.
-func runPush(ctx context.Context, o *options, c *http.Client, base string, pid int, sd *seeder, idx []int, rep *report, logf func(string, ...any)) error {
+// them. With several nodes, client w's device is connected to the node after its browser's:
+// every challenge reaches its device through PostgreSQL's NOTIFY.
+func runPush(ctx context.Context, o *options, c *http.Client, base urls, pid []int, sd *seeder, idx []int, rep *report, logf func(string, ...any)) error {
 	np := min(o.concurrency, len(idx))
 	pidx := idx[:np]
 	devs, err := sd.seedDevices(ctx, pidx)
@@ -403,7 +420,7 @@ func runPush(ctx context.Context, o *options, c *http.Client, base string, pid i
 		}
 	}()
 	for i, d := range devs {
-		clients[i] = &deviceClient{id: d.id, key: d.key, base: base, c: dc, events: make(chan string, 16)}
+		clients[i] = &deviceClient{id: d.id, key: d.key, base: base.at(i + 1), c: dc, events: make(chan string, 16)}
 		if err := clients[i].connect(ctx, true); err != nil {
 			return fmt.Errorf("device %d: %w", d.id, err)
 		}

@@ -103,8 +103,13 @@ type loadRow struct {
 }
 
 func (r *report) print(w io.Writer) {
+	db := r.dbKind
+	if r.opt.nodes > 1 {
+		db = fmt.Sprintf("%s, %d nodes", db, r.opt.nodes)
+		r.notes = append(r.notes, fmt.Sprintf("%d nodes on one PostgreSQL database: worker w uses node w modulo %d, and each push's device is connected to the node after its browser's (every challenge crosses nodes through NOTIFY). Memory figures are the largest node's; start-up and idle memory are the first node's.", r.opt.nodes, r.opt.nodes))
+	}
 	fmt.Fprintf(w, "Latchkey benchmark harness: %s, %s, %d users, %v per scenario, %s\n\n",
-		machine(), r.dbKind, r.opt.users, r.opt.duration, time.Now().UTC().Format("2006-01-02"))
+		machine(), db, r.opt.users, r.opt.duration, time.Now().UTC().Format("2006-01-02"))
 
 	hz := r.healthz.rate()
 	ratio := func(s *stats, of float64) float64 {

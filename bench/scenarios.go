@@ -22,9 +22,9 @@ import (
 )
 
 // healthz is the HTTP ceiling: the cheapest route of the same server.
-func healthzStep(c *http.Client, base string) step {
-	return func(ctx context.Context, _ int) (outcome, time.Duration, string) {
-		req, _ := newRequest(ctx, "GET", base+"/healthz", nil)
+func healthzStep(c *http.Client, base urls) step {
+	return func(ctx context.Context, w int) (outcome, time.Duration, string) {
+		req, _ := newRequest(ctx, "GET", base.at(w)+"/healthz", nil)
 		t := time.Now()
 		resp, err := c.Do(req)
 		if err != nil {
@@ -42,11 +42,11 @@ func healthzStep(c *http.Client, base string) step {
 
 // passwordStep signs in a random seeded user with the password: one argon2id verification
 // on the server, answered with state second_factor (every seeded user has TOTP).
-func passwordStep(c *http.Client, base string, users []benchUser) step {
-	return func(ctx context.Context, _ int) (outcome, time.Duration, string) {
+func passwordStep(c *http.Client, base urls, users []benchUser) step {
+	return func(ctx context.Context, w int) (outcome, time.Duration, string) {
 		u := users[rand.IntN(len(users))]
 		t := time.Now()
-		r, err := call(ctx, c, "POST", base+"/api/v1/login", "", map[string]string{"username": u.username, "password": benchPassword})
+		r, err := call(ctx, c, "POST", base.at(w)+"/api/v1/login", "", map[string]string{"username": u.username, "password": benchPassword})
 		l := time.Since(t)
 		o, msg := classify(r, err, "second_factor")
 		return o, l, msg
@@ -93,8 +93,8 @@ func pickStep(now time.Time, last int64) (int64, bool) {
 	return 0, false
 }
 
-func totpStep(c *http.Client, base string, p *totpPool) step {
-	return func(ctx context.Context, _ int) (outcome, time.Duration, string) {
+func totpStep(c *http.Client, base urls, p *totpPool) step {
+	return func(ctx context.Context, w int) (outcome, time.Duration, string) {
 		for {
 			var i int
 			select {
@@ -110,7 +110,7 @@ func totpStep(c *http.Client, base string, p *totpPool) step {
 			p.next[i]++
 			code := totp.Code(p.all[p.index[i]].secret, st)
 			t := time.Now()
-			r, err := call(ctx, c, "POST", base+"/api/v1/login/totp", tok, map[string]string{"code": code})
+			r, err := call(ctx, c, "POST", base.at(w)+"/api/v1/login/totp", tok, map[string]string{"code": code})
 			l := time.Since(t)
 			p.last[i] = st
 			p.users <- i
@@ -223,8 +223,9 @@ func (d *deviceClient) answer(ctx context.Context, id, number string) error {
 // pushStep is one push round trip for worker w, whose device and seeded sign-in flows are
 // its own: the browser starts the push, the device receives the challenge on its event
 // stream and approves it with the browser's number, and the browser's long poll answers
-// "approved" (signed in). The latency is from the start to the browser's answer.
-func pushStep(c *http.Client, base string, devs []*deviceClient, tokens [][]string) step {
+// "approved" (signed in). The latency is from the start to the browser's answer. The
+// browser's node is worker w's; the device may be connected to another one (runPush).
+func pushStep(c *http.Client, base urls, devs []*deviceClient, tokens [][]string) step {
 	next := make([]int, len(devs))
 	return func(ctx context.Context, w int) (outcome, time.Duration, string) {
 		if next[w] >= len(tokens[w]) {
@@ -234,7 +235,7 @@ func pushStep(c *http.Client, base string, devs []*deviceClient, tokens [][]stri
 		next[w]++
 		d := devs[w]
 		t := time.Now()
-		r, err := call(ctx, c, "POST", base+"/api/v1/login/push", tok, nil)
+		r, err := call(ctx, c, "POST", base.at(w)+"/api/v1/login/push", tok, nil)
 		if o, msg := classify(r, err, ""); o != okay {
 			return o, 0, "start push: " + msg
 		}
@@ -247,7 +248,7 @@ func pushStep(c *http.Client, base string, devs []*deviceClient, tokens [][]stri
 		browser := make(chan res, 1)
 		go func() {
 			for {
-				r, err := call(ctx, c, "GET", base+"/api/v1/login/push/"+id+"?wait=10s", tok, nil)
+				r, err := call(ctx, c, "GET", base.at(w)+"/api/v1/login/push/"+id+"?wait=10s", tok, nil)
 				if err == nil && r.status == 200 && r.body["state"] == "pending" {
 					continue
 				}

@@ -78,16 +78,16 @@ func writeConfig(dir string) (string, error) {
 
 // startServer runs `bin serve` on a free loopback port with the given data folder, database
 // and configuration file (writeConfig), and waits until /readyz answers 200. Its standard
-// error (the log) goes to DATA/../server.log; the harness reads it only to learn the
+// error (the log) goes to DATA/../NAME.log; the harness reads it only to learn the
 // listening address.
-func startServer(ctx context.Context, bin, data, database, config string, env []string) (*server, error) {
+func startServer(ctx context.Context, name, bin, data, database, config string, env []string) (*server, error) {
 	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--config", config}
 	if database != "" {
 		args = append(args, "--database", database)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
-	logPath := filepath.Join(filepath.Dir(data), "server.log")
+	logPath := filepath.Join(filepath.Dir(data), name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -158,6 +158,65 @@ func startServer(ctx context.Context, bin, data, database, config string, env []
 
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
+// cluster is the nodes of a run: one on SQLite, --nodes on PostgreSQL, sharing the database
+// and the keys as the nodes of a deployment do. The harness is their load balancer: worker
+// w sends its requests to node w modulo the count.
+type cluster []*server
+
+// urls returns the nodes' base URLs.
+func (c cluster) urls() urls {
+	u := make(urls, len(c))
+	for i, s := range c {
+		u[i] = s.url
+	}
+	return u
+}
+
+func (c cluster) pids() []int {
+	p := make([]int, len(c))
+	for i, s := range c {
+		p[i] = s.pid()
+	}
+	return p
+}
+
+// maxRSS is the largest field (VmRSS, VmHWM) of the nodes: each node's memory is what a
+// deployment sizes, so the figures are the largest node's.
+func (c cluster) maxRSS(field string) (uint64, error) {
+	var m uint64
+	for _, s := range c {
+		v, err := rss(s.pid(), field)
+		if err != nil {
+			return 0, err
+		}
+		m = max(m, v)
+	}
+	return m, nil
+}
+
+func (c cluster) kill() {
+	for _, s := range c {
+		s.kill()
+	}
+}
+
+// stop stops every node (SIGTERM) and returns the first error.
+func (c cluster) stop() error {
+	var first error
+	for _, s := range c {
+		if err := s.stop(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// urls are the base URLs of the nodes.
+type urls []string
+
+// at is the node of worker w.
+func (u urls) at(w int) string { return u[w%len(u)] }
+
 func (s *server) kill() {
 	_ = s.cmd.Process.Kill()
 	<-s.done
@@ -211,17 +270,18 @@ func rss(pid int, field string) (uint64, error) {
 	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
-// sampler records the peak VmRSS of a process, read every 10 ms, between start and stop.
+// sampler records the peak VmRSS of processes (the largest of any one), read every 10 ms,
+// between start and stop.
 type sampler struct {
-	pid  int
+	pids []int
 	mu   sync.Mutex
 	peak uint64
 	stop chan struct{}
 	done chan struct{}
 }
 
-func sampleRSS(pid int) *sampler {
-	s := &sampler{pid: pid, stop: make(chan struct{}), done: make(chan struct{})}
+func sampleRSS(pids ...int) *sampler {
+	s := &sampler{pids: pids, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(10 * time.Millisecond)
@@ -240,13 +300,15 @@ func sampleRSS(pid int) *sampler {
 }
 
 func (s *sampler) read() {
-	v, err := rss(s.pid, "VmRSS")
-	if err != nil {
-		return
+	for _, pid := range s.pids {
+		v, err := rss(pid, "VmRSS")
+		if err != nil {
+			continue
+		}
+		s.mu.Lock()
+		s.peak = max(s.peak, v)
+		s.mu.Unlock()
 	}
-	s.mu.Lock()
-	s.peak = max(s.peak, v)
-	s.mu.Unlock()
 }
 
 // Stop ends sampling and returns the peak.
