@@ -118,8 +118,8 @@ func (s *Service) AdminResetMFA(ctx context.Context, c Client, actor *latchkey.U
 	if err != nil {
 		return err
 	}
-	if err := s.opt.Store.ResetMFA(ctx, u.ID); err != nil {
-		return fmt.Errorf("reset mfa: %w", err)
+	if err := s.resetMFA(ctx, u.ID); err != nil {
+		return err
 	}
 	if err := s.endUserSessions(ctx, u.ID, ""); err != nil {
 		return fmt.Errorf("end sessions: %w", err)

@@ -76,8 +76,8 @@ func (s *Service) AgentResetMFA(ctx context.Context, c Client, a AgentAction, ta
 		}
 		return err
 	}
-	if err := s.opt.Store.ResetMFA(ctx, target.ID); err != nil {
-		return fmt.Errorf("reset mfa: %w", err)
+	if err := s.resetMFA(ctx, target.ID); err != nil {
+		return err
 	}
 	if err := s.endUserSessions(ctx, target.ID, ""); err != nil {
 		s.log.ErrorContext(ctx, "sign out sessions after a support reset", "user_id", target.ID, "err", err)
@@ -126,6 +126,9 @@ func (s *Service) AgentRemoveFactor(ctx context.Context, c Client, a AgentAction
 	}
 	if err != nil {
 		return fmt.Errorf("remove factor %s: %w", factorRef, err)
+	}
+	if kind == KindDevice && s.opt.Pusher != nil {
+		s.opt.Pusher.WakeDevice(id) // its open stream ends now, not at its next ping
 	}
 	if err := s.endUserSessions(ctx, target.ID, ""); err != nil {
 		s.log.ErrorContext(ctx, "sign out sessions after a support removal", "user_id", target.ID, "err", err)

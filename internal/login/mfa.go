@@ -142,8 +142,8 @@ func (s *Service) ResetAllMFA(ctx context.Context, c Client, sess *latchkey.Sess
 			return latchkey.Errorf(latchkey.EInvalid, "Enter the 6-digit code from your authenticator app, or a recovery code.")
 		}
 	}
-	if err := s.opt.Store.ResetMFA(ctx, u.ID); err != nil {
-		return fmt.Errorf("reset mfa: %w", err)
+	if err := s.resetMFA(ctx, u.ID); err != nil {
+		return err
 	}
 	if err := s.endUserSessions(ctx, u.ID, sess.ID); err != nil {
 		s.log.ErrorContext(ctx, "sign out other sessions", "err", err)
@@ -247,4 +247,25 @@ func (s *Service) newestFactorAMR(ctx context.Context, u *latchkey.User) (string
 	default:
 		return latchkey.AMRSoftwareKey, nil
 	}
+}
+
+// resetMFA removes every second factor of the user (Store.ResetMFA) and wakes the event
+// streams of the Latch devices that went with them, on every node, so that a device open on
+// someone's desk stops now rather than at its next ping (15 s). A device activated between
+// the list and the reset is removed all the same; its stream ends at that ping.
+func (s *Service) resetMFA(ctx context.Context, id latchkey.UserID) error {
+	var devs []*latchkey.Device
+	if s.opt.Pusher != nil {
+		var err error
+		if devs, err = s.opt.Store.FindDevices(ctx, id); err != nil {
+			return fmt.Errorf("reset mfa: list devices: %w", err)
+		}
+	}
+	if err := s.opt.Store.ResetMFA(ctx, id); err != nil {
+		return fmt.Errorf("reset mfa: %w", err)
+	}
+	for _, d := range devs {
+		s.opt.Pusher.WakeDevice(d.ID)
+	}
+	return nil
 }

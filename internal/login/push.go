@@ -12,6 +12,9 @@ import (
 // are paused or capped.
 type Pusher interface {
 	SendLogin(ctx context.Context, u *latchkey.User, sessionID string, deviceID int64, ip, userAgent, app string) (*latchkey.PushChallenge, error)
+	// WakeDevice wakes the open event streams of a device on every node: they read the
+	// database again, and end when the device is gone.
+	WakeDevice(id int64)
 }
 
 var errNoChallenge = &latchkey.Error{Code: latchkey.ENotFound, Message: "There is no such sign-in request for this browser."}

@@ -763,6 +763,11 @@ func (s *Service) MakePrimary(ctx context.Context, c Client, u *latchkey.User, i
 	return nil
 }
 
+// WakeDevice wakes the device's open event streams here and on the other nodes (the relays):
+// each reads the device again and ends when it is no longer active. For callers that delete
+// devices without Remove (an MFA reset, the support desk removing one).
+func (s *Service) WakeDevice(id int64) { s.opt.Hub.NotifyDevice(id) }
+
 // Remove deletes a device of the user: its key, its offline seed and its pending challenges.
 // The caller checks recent re-authentication and the MFA policy first.
 func (s *Service) Remove(ctx context.Context, c Client, u *latchkey.User, id int64) error {

@@ -2,12 +2,17 @@ package web_test
 
 import (
 	"bufio"
+	"context"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/deviceproto"
+	"github.com/latchkey/latchkey/internal/login"
 )
 
 // lineWriter passes each log write on as a line, without blocking.
@@ -68,5 +73,66 @@ func TestDeviceEventStream(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the push did not reach the open stream within 10 s")
+	}
+}
+
+// TestEventStreamEndsWhenDeviceRemoved: a Latch device's open event stream ends at once (not
+// at its next ping, 15 s later) when the device goes by an administrator's MFA reset, the
+// support desk's reset or the support desk removing that one device: the device stops
+// hearing of sign-ins the moment it is no longer the account's.
+func TestEventStreamEndsWhenDeviceRemoved(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name   string
+		remove func(f *fixture, staff, alice *latchkey.User, deviceID int64) error
+	}{
+		{"admin resets MFA", func(f *fixture, staff, alice *latchkey.User, _ int64) error {
+			return f.svc.AdminResetMFA(ctx, login.Client{}, staff, alice.ID, "lost phone")
+		}},
+		{"support resets MFA", func(f *fixture, staff, alice *latchkey.User, _ int64) error {
+			return f.svc.AgentResetMFA(ctx, login.Client{}, login.AgentAction{Agent: staff, AgentMFA: true, TicketID: 1, Reason: "lost phone"}, alice)
+		}},
+		{"support removes the device", func(f *fixture, staff, alice *latchkey.User, id int64) error {
+			return f.svc.AgentRemoveFactor(ctx, login.Client{}, login.AgentAction{Agent: staff, AgentMFA: true, TicketID: 1, Reason: "stolen laptop"}, alice, "device:"+strconv.FormatInt(id, 10))
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, "")
+			_, d := f.activated(t)
+			staff, err := f.svc.CreateUser(ctx, login.Client{}, login.NewUser{Username: "root", Email: "root@example.com", Role: latchkey.RoleAdmin, Password: pw})
+			if err != nil {
+				t.Fatal(err)
+			}
+			alice, err := f.db.FindUserByUsername(ctx, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(d.request("GET", deviceproto.PathEvents, nil, d.id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("event stream: %d", resp.StatusCode)
+			}
+			ended := make(chan struct{})
+			go func() {
+				defer close(ended)
+				_, _ = io.Copy(io.Discard, resp.Body)
+			}()
+			select {
+			case <-ended:
+				t.Fatal("the stream ended before the device was removed")
+			case <-time.After(200 * time.Millisecond):
+			}
+			if err := tt.remove(f, staff, alice, d.id); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-ended:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the removed device's event stream is still open 5 s later")
+			}
+		})
 	}
 }
