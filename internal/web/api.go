@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,6 +79,9 @@ func (s *Server) api(f apiFunc) http.Handler {
 			return
 		}
 		if err != nil {
+			if clientGone(w, r, err) {
+				return
+			}
 			err = unavailable(err)
 			if latchkey.ErrorCode(err) == latchkey.EInternal {
 				s.log.ErrorContext(r.Context(), "api error", "path", redactPath(r.URL.Path), "err", err)
@@ -92,6 +96,22 @@ func (s *Server) api(f apiFunc) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, v)
 	})
+}
+
+// statusClientClosed is the status the access log records for a request its client gave up
+// on before the answer (nginx's 499): nothing is sent, since nobody is there to read it.
+const statusClientClosed = 499
+
+// clientGone reports whether err comes of the request's client going away (a closed tab, a
+// cancelled request: the request's context ended, and err is its cancellation), and if so
+// answers statusClientClosed, which only the access line sees. It is not the server's error:
+// under a flood of sign-ins that clients gave up on, one error line each buried real ones.
+func clientGone(w http.ResponseWriter, r *http.Request, err error) bool {
+	if r.Context().Err() == nil || !errors.Is(err, context.Canceled) {
+		return false
+	}
+	w.WriteHeader(statusClientClosed)
+	return true
 }
 
 type authedAPIFunc func(w http.ResponseWriter, r *http.Request, a *auth) (any, error)

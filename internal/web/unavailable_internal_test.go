@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -57,6 +59,42 @@ func TestUnavailable(t *testing.T) {
 				}
 			} else if w.Code == http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "" {
 				t.Errorf("writeJSONError: %d, Retry-After %q for an error that is not an outage", w.Code, w.Header().Get("Retry-After"))
+			}
+		})
+	}
+}
+
+// TestClientGone: an API request whose client went away (its context cancelled, the handler
+// failing with that cancellation) is logged as nothing worse than its access line's 499; a
+// cancellation while the client is still there, or another error, is the server's error.
+func TestClientGone(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cancelled bool
+		err       error
+		wantCode  int
+		wantError bool // an "api error" line at error level
+	}{
+		{"client went away", true, fmt.Errorf("verify password: %w", context.Canceled), statusClientClosed, false},
+		{"cancelled inside, client still there", false, fmt.Errorf("verify password: %w", context.Canceled), http.StatusInternalServerError, true},
+		{"client went away, other error", true, errors.New("boom"), http.StatusInternalServerError, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs strings.Builder
+			s := &Server{log: slog.New(slog.NewTextHandler(&logs, nil))}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.cancelled {
+				cancel()
+			}
+			r := httptest.NewRequestWithContext(ctx, "POST", "/api/v1/login", nil)
+			w := httptest.NewRecorder()
+			s.api(func(http.ResponseWriter, *http.Request) (any, error) { return nil, tc.err }).ServeHTTP(w, r)
+			if w.Code != tc.wantCode {
+				t.Errorf("status %d, want %d", w.Code, tc.wantCode)
+			}
+			if got := strings.Contains(logs.String(), "level=ERROR"); got != tc.wantError {
+				t.Errorf("error line logged: %v, want %v:\n%s", got, tc.wantError, logs.String())
 			}
 		})
 	}
