@@ -183,5 +183,17 @@ func (s *Server) renderSecurity(w http.ResponseWriter, r *http.Request, a *auth,
 	if err != nil {
 		return err
 	}
+	// Dates in the user's time zone (Settings › Account), as the sessions' times are.
+	loc := s.login.Location(a.user)
+	for i := range fs {
+		fs[i].AddedAt = fs[i].AddedAt.In(loc)
+		if t := fs[i].LastUsedAt; t != nil {
+			l := t.In(loc)
+			fs[i].LastUsedAt = &l
+		}
+	}
+	for i := range apps {
+		apps[i].Since = apps[i].Since.In(loc)
+	}
 	return s.render(w, code, "security", &view{Title: "Security", User: a.user, Flash: flash(r), Error: errMsg, Data: securityView{Status: st, Devices: devs, List: fs, Apps: apps, Sessions: sv}})
 }

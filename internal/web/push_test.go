@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"encoding/json"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey/internal/deviceproto"
+	"github.com/latchkey/latchkey/internal/login"
 	"github.com/latchkey/latchkey/internal/totp"
 )
 
@@ -539,5 +541,37 @@ func TestSwitchDeviceAndRemoval(t *testing.T) {
 	}
 	if r := c.do("GET", "/api/v1/account/devices", "", ""); r.code != 200 || strings.Contains(r.raw, "New phone") {
 		t.Fatalf("devices after removal: %d %s", r.code, r.raw)
+	}
+}
+
+// TestSecurityPageDatesInUserZone: the Security page gives when each sign-in method was added
+// and last used in the user's time zone (Settings › Account), as it does the sessions' times,
+// not in UTC.
+func TestSecurityPageDatesInUserZone(t *testing.T) {
+	f := newFixture(t, "")
+	c, d := f.activated(t)
+	ctx := context.Background()
+	alice, err := f.db.FindUserByUsername(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.SetTimeZone(ctx, login.Client{}, alice, "Asia/Tokyo"); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := f.db.FindDevice(ctx, d.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.do("GET", "/settings/security", "", "")
+	if r.code != 200 {
+		t.Fatalf("security page: %d %s", r.code, r.raw)
+	}
+	tokyo, _ := time.LoadLocation("Asia/Tokyo")
+	want := dev.CreatedAt.In(tokyo).Format("2 Jan 2006, 15:04 MST")
+	if !strings.Contains(want, "JST") || !strings.Contains(r.raw, ">"+want+"</time>") {
+		t.Errorf("the device's Added date is not %q in the page:\n%s", want, r.raw)
+	}
+	if utc := dev.CreatedAt.UTC().Format("2 Jan 2006, 15:04 MST"); strings.Contains(r.raw, utc) {
+		t.Errorf("the page still shows the date in UTC (%q)", utc)
 	}
 }
