@@ -239,7 +239,10 @@ type dashboard struct {
 	Generated   time.Time
 }
 
-var signInPrefixes = []string{"login.", latchkey.ActionLockout}
+// signInPrefixes are the audit actions the dashboard counts as sign-ins: the sign-in steps,
+// lockouts, and the rollout's enrolment, which is the second step of a sign-in under
+// MFARequired for a user who had no factor yet.
+var signInPrefixes = []string{"login.", latchkey.ActionLockout, latchkey.ActionMFAEnrolled}
 
 func (s *Server) adminDashboard(w http.ResponseWriter, r *http.Request, a *auth) error {
 	if a.user.Role == latchkey.RoleSupport {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -561,6 +562,23 @@ func TestAdminDashboard(t *testing.T) {
 	// 3 failures, 2 sign-ins (root twice: fixture and this browser... at least 1) in the KPIs.
 	if !regexp.MustCompile(`Failed attempts, 24 h</p><p class="kpi-value">3<`).MatchString(r.raw) {
 		t.Error("the dashboard does not count 3 failed attempts")
+	}
+	// A sign-in that ends with the rollout's enrolment (audited mfa.enrolled) is a sign-in.
+	signIns := func(raw string) int {
+		m := regexp.MustCompile(`Sign-ins, 24 h</p><p class="kpi-value">(\d+)<`).FindStringSubmatch(raw)
+		if m == nil {
+			t.Fatal("no sign-ins KPI on the dashboard")
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	before := signIns(r.raw)
+	if err := f.db.AppendAuditEvent(context.Background(), &latchkey.AuditEvent{Time: f.clock.Now(), UserID: f.alice.ID, Username: "alice",
+		Action: latchkey.ActionMFAEnrolled, Outcome: latchkey.OutcomeSuccess, Detail: "rollout: otp"}); err != nil {
+		t.Fatal(err)
+	}
+	if after := signIns(admin.get("/admin").raw); after != before+1 {
+		t.Errorf("sign-ins after a rollout sign-in: %d, want %d", after, before+1)
 	}
 
 	g := newAdminFixture(t, login.MFAOptional, fakeTickets{[]latchkey.TicketAge{{Label: "Under a day", Count: 4}, {Label: "1–3 days", Count: 2}, {Label: "Over a week", Count: 1}}})
