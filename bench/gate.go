@@ -76,8 +76,8 @@ const benchRedirect = "http://127.0.0.1:1/bench/callback"
 
 // createOIDCClient registers a confidential first-party client with `latchkey client create`,
 // as an administrator would, and returns its secret.
-func createOIDCClient(ctx context.Context, bin, data, database string, env []string) (string, error) {
-	args := []string{"client", "create", "--data", data, "--id", "bench", "--name", "Bench", "--redirect-uri", benchRedirect, "--first-party"}
+func createOIDCClient(ctx context.Context, bin, data, database, id string, env []string) (string, error) {
+	args := []string{"client", "create", "--data", data, "--id", id, "--name", "Bench", "--redirect-uri", benchRedirect, "--first-party"}
 	if database != "" {
 		args = append(args, "--database", database)
 	}
@@ -105,10 +105,10 @@ func createOIDCClient(ctx context.Context, bin, data, database string, env []str
 // a signed ID token. The latency is the whole flow (four requests), all of them on worker
 // w's node: each node's issuer is its own address here, where a deployment's nodes share
 // one public URL behind their load balancer.
-func oidcFlowStep(c *http.Client, base urls, secret string, tokens []string) step {
+func oidcFlowStep(c *http.Client, base urls, clientID, secret string, tokens []string) step {
 	verifier := strings.Repeat("b", 43)
 	sum := sha256.Sum256([]byte(verifier))
-	authorize := "/oidc/authorize?" + url.Values{"client_id": {"bench"}, "redirect_uri": {benchRedirect}, "response_type": {"code"},
+	authorize := "/oidc/authorize?" + url.Values{"client_id": {clientID}, "redirect_uri": {benchRedirect}, "response_type": {"code"},
 		"scope": {"openid email"}, "state": {"bench"}, "nonce": {"n"},
 		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}.Encode()
 	return func(ctx context.Context, w int) (outcome, time.Duration, string) {
@@ -142,7 +142,7 @@ func oidcFlowStep(c *http.Client, base urls, secret string, tokens []string) ste
 		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {benchRedirect}, "code_verifier": {verifier}}
 		req, _ := newRequest(ctx, "POST", base.at(w)+"/oidc/token", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth("bench", secret)
+		req.SetBasicAuth(clientID, secret)
 		resp, err := c.Do(req)
 		if err != nil {
 			return failed, 0, err.Error()

@@ -252,7 +252,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logf("seeded %d users with TOTP in %v", o.users, rep.seedTime.Round(time.Millisecond))
 	var oidcSecret string
 	if o.runs("oidc") {
-		if oidcSecret, err = createOIDCClient(ctx, bin, data, database, env); err != nil {
+		// The client's ID is the run's user prefix: a PostgreSQL database can serve several runs.
+		if oidcSecret, err = createOIDCClient(ctx, bin, data, database, sd.prefix, env); err != nil {
 			return err
 		}
 	}
@@ -393,7 +394,7 @@ func runScenarios(ctx context.Context, o *options, nodes cluster, sd *seeder, re
 		oc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		defer oc.CloseIdleConnections()
 		logf("OIDC authorization-code flow, %d clients, %v", o.concurrency, o.duration)
-		rep.oidc = drive(ctx, pid, "oidc", o.concurrency, o.duration, false, oidcFlowStep(oc, base, oidcSecret, signedIn))
+		rep.oidc = drive(ctx, pid, "oidc", o.concurrency, o.duration, false, oidcFlowStep(oc, base, sd.prefix, oidcSecret, signedIn))
 	}
 	return nil
 }

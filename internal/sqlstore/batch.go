@@ -339,5 +339,5 @@ func runJob(j *job, tx *sql.Tx) (err error) {
 			err = fmt.Errorf("sqlstore: panic in a transaction: %v", v)
 		}
 	}()
-	return j.f(context.WithoutCancel(j.ctx), tx)
+	return j.f(writing(context.WithoutCancel(j.ctx)), tx)
 }

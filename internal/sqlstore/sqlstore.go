@@ -222,8 +222,12 @@ func (s *DB) migrate(ctx context.Context) error {
 // committed or none. f runs its statements with the context it is given. On SQLite, f runs in
 // the batch writer's transaction, in a savepoint of its own (batch.go), and that context has
 // ctx's values but does not end with it: once f has started its answer is the batch's. f must
-// not start another write of the store (it would wait for itself).
+// not start another write of the store (it would wait for itself): such a write, started with
+// f's context, fails with errNestedWrite at once.
 func (s *DB) tx(ctx context.Context, f func(context.Context, *sql.Tx) error) error {
+	if inWrite(ctx) {
+		return errNestedWrite
+	}
 	if s.batches != nil {
 		return s.batches.run(ctx, f)
 	}
@@ -236,7 +240,7 @@ func (s *DB) tx(ctx context.Context, f func(context.Context, *sql.Tx) error) err
 	if err != nil {
 		return err
 	}
-	if err := f(ctx, tx); err != nil {
+	if err := f(writing(ctx), tx); err != nil {
 		tx.Rollback()
 		return err
 	}

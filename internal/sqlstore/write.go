@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"time"
 
 	"github.com/latchkey/latchkey"
@@ -49,6 +50,9 @@ func (s *DB) unlockWrites() { <-s.writer }
 
 // write runs f, a statement that writes outside a transaction, in this process's turn to write.
 func (s *DB) write(ctx context.Context, f func() error) error {
+	if inWrite(ctx) {
+		return errNestedWrite
+	}
 	done, err := s.lockWrites(ctx)
 	if err != nil {
 		return err
@@ -77,3 +81,17 @@ func (s *DB) execStmt(ctx context.Context, st *sql.Stmt, query string, args ...a
 	})
 	return res, err
 }
+
+// writingKey marks the context a transaction's function runs with (see tx).
+type writingKey struct{}
+
+// errNestedWrite is the answer to a write started inside a transaction's function: on SQLite
+// it would wait for the transaction it is part of (the batch writer, or the process's turn to
+// write), for ever or until writeWait. Such a write belongs in the transaction, on its tx.
+var errNestedWrite = errors.New("sqlstore: a write was started inside a transaction's function, where it would wait for that transaction; run it on the transaction's tx")
+
+// writing returns ctx marked as that of a transaction's function.
+func writing(ctx context.Context) context.Context { return context.WithValue(ctx, writingKey{}, true) }
+
+// inWrite reports whether ctx is that of a transaction's function.
+func inWrite(ctx context.Context) bool { return ctx.Value(writingKey{}) != nil }
