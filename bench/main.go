@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -151,6 +152,20 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 
 func (o *options) postgres() bool { return o.db != "sqlite" }
 
+// envKey returns the key in the environment variable name (base64, 32 bytes), or raw and
+// encoded when it is unset.
+func envKey(name string, raw []byte, encoded string) ([]byte, string, error) {
+	v := strings.TrimSpace(os.Getenv(name))
+	if v == "" {
+		return raw, encoded, nil
+	}
+	k, err := base64.StdEncoding.DecodeString(v)
+	if err != nil || len(k) != 32 {
+		return nil, "", fmt.Errorf("%s: want 32 bytes in base64", name)
+	}
+	return k, v, nil
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
@@ -183,6 +198,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	sessionKey, sessionB64 := newKey()
 	secretsKey, secretsB64 := newKey()
+	// A PostgreSQL database remembers the keys it was first used with, and refuses others:
+	// to run again on the same database, give the harness the same keys.
+	if o.postgres() {
+		if sessionKey, sessionB64, err = envKey("LATCHKEY_SESSION_KEY", sessionKey, sessionB64); err != nil {
+			return err
+		}
+		if secretsKey, secretsB64, err = envKey("LATCHKEY_SECRETS_KEY", secretsKey, secretsB64); err != nil {
+			return err
+		}
+	}
 	env := []string{"LATCHKEY_LOG_LEVEL=" + o.logLevel}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "LATCHKEY_") {

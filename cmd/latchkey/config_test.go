@@ -137,3 +137,45 @@ func TestUserCreateAndAuditVerify(t *testing.T) {
 		t.Errorf("audit verify output %q", out.String())
 	}
 }
+
+// TestWrongKeysRefused: a command started with a key that is not the database's (here the
+// data folder's key file replaced, as a restored or mixed-up folder would have it) stops with
+// a message naming the key and where it comes from, and writes nothing; with the right keys
+// back it works.
+func TestWrongKeysRefused(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	create := func(name string) error {
+		var out, errb bytes.Buffer
+		return run(ctx, []string{"user", "create", "--data", data, "--username", name, "--email", name + "@example.com", "--password-stdin"},
+			env(nil), strings.NewReader("a long enough passphrase\n"), &out, &errb)
+	}
+	if err := create("alice"); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []struct{ file, name, hint string }{
+		{"session.key", "session key", "LATCHKEY_SESSION_KEY"},
+		{"secrets.key", "secrets key", "LATCHKEY_SECRETS_KEY"},
+	} {
+		path := filepath.Join(data, k.file)
+		right, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{42}, 32)) + "\n"
+		if err := os.WriteFile(path, []byte(other), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err = create("bob")
+		if err == nil || !strings.Contains(err.Error(), "The "+k.name+" is not the one this database is used with") || !strings.Contains(err.Error(), k.hint) {
+			t.Errorf("with another %s: %v, want a refusal naming it and %s", k.file, err, k.hint)
+		}
+		if err := os.WriteFile(path, right, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// bob did not exist after the refused runs: he can be created now.
+	if err := create("bob"); err != nil {
+		t.Fatalf("with the right keys back: %v", err)
+	}
+}

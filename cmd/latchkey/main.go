@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/audit"
 	"github.com/latchkey/latchkey/internal/login"
 	"github.com/latchkey/latchkey/internal/mail"
@@ -166,7 +167,18 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		dsn = filepath.Join(cfg.Data, "latchkey.db")
 	}
 	db, err := sqlstore.Open(ctx, dsn, sqlstore.Options{SecretsKey: secretsKey})
-	if err != nil {
+	if latchkey.ErrorCode(err) == latchkey.EConflict {
+		return nil, errors.New(latchkey.ErrorMessage(err)) // a key that is not the database's
+	} else if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	// The session key too: a node with another one would not find the sessions the others
+	// made, and sign people out on some nodes only.
+	if err := db.CheckKey(ctx, "session", sqlstore.KeyCheck(sessionKey, "session"), "LATCHKEY_SESSION_KEY, or session.key in the data folder"); err != nil {
+		db.Close()
+		if latchkey.ErrorCode(err) == latchkey.EConflict {
+			return nil, errors.New(latchkey.ErrorMessage(err))
+		}
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	public := publicURL(cfg)

@@ -138,6 +138,10 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	if s.dialect == SQLite {
 		s.batches = newBatcher(s)
 	}
+	if err := s.checkSecretsKey(ctx, opt.SecretsKey); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -429,11 +430,8 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 			if bytes.Contains(raw, secret) || len(raw) < len(secret)+28 {
 				t.Fatalf("the stored secret is not encrypted: %q", raw)
 			}
-			// A different key cannot read it.
-			other := open(t, dsn, bytes.Repeat([]byte{7}, 32))
-			if _, err := other.FindTOTPCredentials(ctx, alice.ID); err == nil {
-				t.Error("a wrong key decrypted the secret")
-			}
+			// A different key cannot read it: the store refuses to open with it.
+			refusesWrongKey(t, db, dsn)
 			// Alice's ciphertext copied onto Bob's row does not decrypt there.
 			if _, err := db.SQL().ExecContext(ctx, `UPDATE totp_credentials SET secret = $1 WHERE id = $2`, raw, cb.ID); err != nil {
 				t.Fatal(err)
@@ -600,4 +598,71 @@ func TestSessionsBySID(t *testing.T) {
 			t.Errorf("TimeZone = %q, want %q", uu.TimeZone, tz)
 		}
 	})
+}
+
+// refusesWrongKey checks that the store at dsn (db, open with key) refuses to open with another
+// secrets key, with a message naming it: by the key's check value, and, once that is deleted
+// (a database from before the checks), by a stored secret that does not open. The right key
+// still opens it afterwards and stores the check value again.
+func refusesWrongKey(t *testing.T, db *sqlstore.DB, dsn string) {
+	t.Helper()
+	ctx := context.Background()
+	other := bytes.Repeat([]byte{7}, 32)
+	for _, stage := range []string{"with the check value", "without the check value"} {
+		if stage == "without the check value" {
+			if _, err := db.SQL().ExecContext(ctx, `DELETE FROM settings WHERE key = 'key_check.secrets'`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if wrong, err := sqlstore.Open(ctx, dsn, sqlstore.Options{SecretsKey: other}); errCode(err) != latchkey.EConflict || !strings.Contains(latchkey.ErrorMessage(err), "secrets key") {
+			if wrong != nil {
+				wrong.Close()
+			}
+			t.Errorf("opened %s with a wrong secrets key: %v, want a conflict naming the secrets key", stage, err)
+		}
+	}
+	open(t, dsn, key)
+	if v, err := db.FindSetting(ctx, "key_check.secrets"); err != nil || v != sqlstore.KeyCheck(key, "secrets") {
+		t.Errorf("the check value after the right key opened the store again: %q, %v", v, err)
+	}
+}
+
+// TestKeyCheck: a database remembers its keys' check values (never the keys): opening it with
+// another secrets key, or checking another session key, is refused with a message for the
+// operator and changes nothing; the right keys pass.
+func TestKeyCheck(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			dsn := b.dsn(t)
+			db := open(t, dsn, key)
+			v, err := db.FindSetting(ctx, "key_check.secrets")
+			if err != nil || v != sqlstore.KeyCheck(key, "secrets") || strings.Contains(v, hex.EncodeToString(key)) {
+				t.Fatalf("secrets check value %q, %v", v, err)
+			}
+			if sqlstore.KeyCheck(key, "secrets") == sqlstore.KeyCheck(key, "session") || sqlstore.KeyCheck(key, "secrets") == sqlstore.KeyCheck(bytes.Repeat([]byte{7}, 32), "secrets") {
+				t.Error("check values do not depend on the name and the key")
+			}
+			// An empty database (nothing sealed yet) is refused by the check value alone.
+			if _, err := sqlstore.Open(ctx, dsn, sqlstore.Options{SecretsKey: bytes.Repeat([]byte{7}, 32)}); errCode(err) != latchkey.EConflict {
+				t.Errorf("a second key on a database without secrets: %v, want a conflict", err)
+			}
+			session := sqlstore.KeyCheck([]byte("session key one, 32 bytes long!!"), "session")
+			for i, c := range []struct {
+				check string
+				want  string
+			}{{session, ""}, {session, ""}, {sqlstore.KeyCheck([]byte("session key two, 32 bytes long!!"), "session"), latchkey.EConflict}} {
+				err := db.CheckKey(ctx, "session", c.check, "LATCHKEY_SESSION_KEY")
+				if errCode(err) != c.want && !(c.want == "" && err == nil) {
+					t.Errorf("CheckKey #%d: %v, want %q", i+1, err, c.want)
+				}
+				if c.want != "" && !strings.Contains(latchkey.ErrorMessage(err), "LATCHKEY_SESSION_KEY") {
+					t.Errorf("the refusal does not say which key: %v", err)
+				}
+			}
+			if v, _ := db.FindSetting(ctx, "key_check.session"); v != session {
+				t.Errorf("a refused check changed the stored value: %q", v)
+			}
+		})
+	}
 }
