@@ -211,50 +211,46 @@ func TestOIDCTokens(t *testing.T) {
 }
 
 func TestOIDCSigningKeys(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			ctx := context.Background()
-			dsn := b.dsn(t)
-			db := open(t, dsn, key)
-			priv := []byte("private key bytes")
-			k1 := &latchkey.OIDCSigningKey{ID: "k1", Algorithm: "RS256", PrivateKey: priv, PublicKey: []byte("pub1"), CreatedAt: t0}
-			k2 := &latchkey.OIDCSigningKey{ID: "k2", Algorithm: "ES256", PrivateKey: []byte("p2"), PublicKey: []byte("pub2"), CreatedAt: t0.Add(time.Hour)}
-			for _, k := range []*latchkey.OIDCSigningKey{k1, k2} {
-				if err := db.CreateOIDCSigningKey(ctx, k); err != nil {
-					t.Fatal(err)
-				}
-			}
-			// At rest, the private key is sealed.
-			var sealed []byte
-			if err := db.SQL().QueryRowContext(ctx, `SELECT private_key FROM oidc_signing_keys WHERE id = 'k1'`).Scan(&sealed); err != nil {
+	eachDSN(t, func(t *testing.T, db *sqlstore.DB, dsn string) {
+		ctx := context.Background()
+		priv := []byte("private key bytes")
+		k1 := &latchkey.OIDCSigningKey{ID: "k1", Algorithm: "RS256", PrivateKey: priv, PublicKey: []byte("pub1"), CreatedAt: t0}
+		k2 := &latchkey.OIDCSigningKey{ID: "k2", Algorithm: "ES256", PrivateKey: []byte("p2"), PublicKey: []byte("pub2"), CreatedAt: t0.Add(time.Hour)}
+		for _, k := range []*latchkey.OIDCSigningKey{k1, k2} {
+			if err := db.CreateOIDCSigningKey(ctx, k); err != nil {
 				t.Fatal(err)
 			}
-			if bytes.Contains(sealed, priv) {
-				t.Errorf("private key stored in the clear")
-			}
-			if err := db.RetireOIDCSigningKeys(ctx, "k2", t0.Add(time.Hour), t0.Add(3*time.Hour)); err != nil {
-				t.Fatal(err)
-			}
-			keys, err := db.FindOIDCSigningKeys(ctx, t0.Add(2*time.Hour))
-			if err != nil || len(keys) != 2 || keys[0].ID != "k2" || keys[0].RetiredAt != nil || keys[1].RetiredAt == nil ||
-				string(keys[1].PrivateKey) != string(priv) || string(keys[1].PublicKey) != "pub1" || keys[0].Algorithm != "ES256" {
-				t.Fatalf("FindOIDCSigningKeys = %+v, %v", keys, err)
-			}
-			if keys, err := db.FindOIDCSigningKeys(ctx, t0.Add(3*time.Hour)); err != nil || len(keys) != 1 || keys[0].ID != "k2" {
-				t.Errorf("after the retired key expired: %+v, %v", keys, err)
-			}
-			// Another secrets key cannot open them: the store refuses to open with it, also
-			// without the key's check value (the TOTP credentials are not there to tell).
-			refusesWrongKey(t, db, dsn)
-			// A sealed key moved to another kid does not open.
-			if _, err := db.SQL().ExecContext(ctx, `UPDATE oidc_signing_keys SET private_key = $1 WHERE id = 'k2'`, sealed); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := db.FindOIDCSigningKeys(ctx, t0); err == nil {
-				t.Errorf("a key sealed for k1 opened as k2")
-			}
-		})
-	}
+		}
+		// At rest, the private key is sealed.
+		var sealed []byte
+		if err := db.SQL().QueryRowContext(ctx, `SELECT private_key FROM oidc_signing_keys WHERE id = 'k1'`).Scan(&sealed); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(sealed, priv) {
+			t.Errorf("private key stored in the clear")
+		}
+		if err := db.RetireOIDCSigningKeys(ctx, "k2", t0.Add(time.Hour), t0.Add(3*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		keys, err := db.FindOIDCSigningKeys(ctx, t0.Add(2*time.Hour))
+		if err != nil || len(keys) != 2 || keys[0].ID != "k2" || keys[0].RetiredAt != nil || keys[1].RetiredAt == nil ||
+			string(keys[1].PrivateKey) != string(priv) || string(keys[1].PublicKey) != "pub1" || keys[0].Algorithm != "ES256" {
+			t.Fatalf("FindOIDCSigningKeys = %+v, %v", keys, err)
+		}
+		if keys, err := db.FindOIDCSigningKeys(ctx, t0.Add(3*time.Hour)); err != nil || len(keys) != 1 || keys[0].ID != "k2" {
+			t.Errorf("after the retired key expired: %+v, %v", keys, err)
+		}
+		// Another secrets key cannot open them: the store refuses to open with it, also
+		// without the key's check value (the TOTP credentials are not there to tell).
+		refusesWrongKey(t, db, dsn)
+		// A sealed key moved to another kid does not open.
+		if _, err := db.SQL().ExecContext(ctx, `UPDATE oidc_signing_keys SET private_key = $1 WHERE id = 'k2'`, sealed); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.FindOIDCSigningKeys(ctx, t0); err == nil {
+			t.Errorf("a key sealed for k1 opened as k2")
+		}
+	})
 }
 
 func TestOIDCSessionTokens(t *testing.T) {

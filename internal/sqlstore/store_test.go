@@ -49,6 +49,17 @@ func each(t *testing.T, f func(t *testing.T, db *sqlstore.DB)) {
 	}
 }
 
+// eachDSN is each for tests that open the same database again (another key, another node):
+// f also gets its DSN.
+func eachDSN(t *testing.T, f func(t *testing.T, db *sqlstore.DB, dsn string)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			dsn := b.dsn(t)
+			f(t, open(t, dsn, key), dsn)
+		})
+	}
+}
+
 func errCode(err error) string { return latchkey.ErrorCode(err) }
 
 func mkUser(t *testing.T, db *sqlstore.DB, name string) *latchkey.User {
@@ -412,65 +423,57 @@ func TestAuditTrail(t *testing.T) {
 }
 
 func TestSecretsEncryptedAtRest(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			ctx := context.Background()
-			dsn := b.dsn(t)
-			db := open(t, dsn, key)
-			alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
-			secret := []byte("SUPER-SECRET-SEED-20")
-			ca := &latchkey.TOTPCredential{UserID: alice.ID, Name: "app", Secret: secret}
-			cb := &latchkey.TOTPCredential{UserID: bob.ID, Name: "app", Secret: []byte("bob's own seed 12345")}
-			db.CreateTOTPCredential(ctx, ca)
-			db.CreateTOTPCredential(ctx, cb)
-			var raw []byte
-			if err := db.SQL().QueryRowContext(ctx, `SELECT secret FROM totp_credentials WHERE id = $1`, ca.ID).Scan(&raw); err != nil {
-				t.Fatal(err)
-			}
-			if bytes.Contains(raw, secret) || len(raw) < len(secret)+28 {
-				t.Fatalf("the stored secret is not encrypted: %q", raw)
-			}
-			// A different key cannot read it: the store refuses to open with it.
-			refusesWrongKey(t, db, dsn)
-			// Alice's ciphertext copied onto Bob's row does not decrypt there.
-			if _, err := db.SQL().ExecContext(ctx, `UPDATE totp_credentials SET secret = $1 WHERE id = $2`, raw, cb.ID); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := db.FindTOTPCredentials(ctx, bob.ID); err == nil {
-				t.Error("a ciphertext moved to another row decrypted")
-			}
-			if creds, err := db.FindTOTPCredentials(ctx, alice.ID); err != nil || !bytes.Equal(creds[0].Secret, secret) {
-				t.Errorf("alice's own secret: %v", err)
-			}
-		})
-	}
+	eachDSN(t, func(t *testing.T, db *sqlstore.DB, dsn string) {
+		ctx := context.Background()
+		alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
+		secret := []byte("SUPER-SECRET-SEED-20")
+		ca := &latchkey.TOTPCredential{UserID: alice.ID, Name: "app", Secret: secret}
+		cb := &latchkey.TOTPCredential{UserID: bob.ID, Name: "app", Secret: []byte("bob's own seed 12345")}
+		db.CreateTOTPCredential(ctx, ca)
+		db.CreateTOTPCredential(ctx, cb)
+		var raw []byte
+		if err := db.SQL().QueryRowContext(ctx, `SELECT secret FROM totp_credentials WHERE id = $1`, ca.ID).Scan(&raw); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(raw, secret) || len(raw) < len(secret)+28 {
+			t.Fatalf("the stored secret is not encrypted: %q", raw)
+		}
+		// A different key cannot read it: the store refuses to open with it.
+		refusesWrongKey(t, db, dsn)
+		// Alice's ciphertext copied onto Bob's row does not decrypt there.
+		if _, err := db.SQL().ExecContext(ctx, `UPDATE totp_credentials SET secret = $1 WHERE id = $2`, raw, cb.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.FindTOTPCredentials(ctx, bob.ID); err == nil {
+			t.Error("a ciphertext moved to another row decrypted")
+		}
+		if creds, err := db.FindTOTPCredentials(ctx, alice.ID); err != nil || !bytes.Equal(creds[0].Secret, secret) {
+			t.Errorf("alice's own secret: %v", err)
+		}
+	})
 }
 
 func TestMigrationsIdempotent(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			dsn := b.dsn(t)
-			db := open(t, dsn, key)
-			mkUser(t, db, "alice")
-			db.Close()
-			// Two nodes starting at once on the same database.
-			var wg sync.WaitGroup
-			for range 2 {
-				wg.Go(func() {
-					db2, err := sqlstore.Open(context.Background(), dsn, sqlstore.Options{SecretsKey: key})
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					defer db2.Close()
-					if _, err := db2.FindUserByUsername(context.Background(), "alice"); err != nil {
-						t.Error(err)
-					}
-				})
-			}
-			wg.Wait()
-		})
-	}
+	eachDSN(t, func(t *testing.T, db *sqlstore.DB, dsn string) {
+		mkUser(t, db, "alice")
+		db.Close()
+		// Two nodes starting at once on the same database.
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				db2, err := sqlstore.Open(context.Background(), dsn, sqlstore.Options{SecretsKey: key})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer db2.Close()
+				if _, err := db2.FindUserByUsername(context.Background(), "alice"); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	})
 }
 
 // TestReserveAttempt: of concurrent reservations that saw the same counter exactly one wins,
@@ -631,38 +634,34 @@ func refusesWrongKey(t *testing.T, db *sqlstore.DB, dsn string) {
 // another secrets key, or checking another session key, is refused with a message for the
 // operator and changes nothing; the right keys pass.
 func TestKeyCheck(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			ctx := context.Background()
-			dsn := b.dsn(t)
-			db := open(t, dsn, key)
-			v, err := db.FindSetting(ctx, "key_check.secrets")
-			if err != nil || v != sqlstore.KeyCheck(key, "secrets") || strings.Contains(v, hex.EncodeToString(key)) {
-				t.Fatalf("secrets check value %q, %v", v, err)
+	eachDSN(t, func(t *testing.T, db *sqlstore.DB, dsn string) {
+		ctx := context.Background()
+		v, err := db.FindSetting(ctx, "key_check.secrets")
+		if err != nil || v != sqlstore.KeyCheck(key, "secrets") || strings.Contains(v, hex.EncodeToString(key)) {
+			t.Fatalf("secrets check value %q, %v", v, err)
+		}
+		if sqlstore.KeyCheck(key, "secrets") == sqlstore.KeyCheck(key, "session") || sqlstore.KeyCheck(key, "secrets") == sqlstore.KeyCheck(bytes.Repeat([]byte{7}, 32), "secrets") {
+			t.Error("check values do not depend on the name and the key")
+		}
+		// An empty database (nothing sealed yet) is refused by the check value alone.
+		if _, err := sqlstore.Open(ctx, dsn, sqlstore.Options{SecretsKey: bytes.Repeat([]byte{7}, 32)}); errCode(err) != latchkey.EConflict {
+			t.Errorf("a second key on a database without secrets: %v, want a conflict", err)
+		}
+		session := sqlstore.KeyCheck([]byte("session key one, 32 bytes long!!"), "session")
+		for i, c := range []struct {
+			check string
+			want  string
+		}{{session, ""}, {session, ""}, {sqlstore.KeyCheck([]byte("session key two, 32 bytes long!!"), "session"), latchkey.EConflict}} {
+			err := db.CheckKey(ctx, "session", c.check, "LATCHKEY_SESSION_KEY")
+			if errCode(err) != c.want && !(c.want == "" && err == nil) {
+				t.Errorf("CheckKey #%d: %v, want %q", i+1, err, c.want)
 			}
-			if sqlstore.KeyCheck(key, "secrets") == sqlstore.KeyCheck(key, "session") || sqlstore.KeyCheck(key, "secrets") == sqlstore.KeyCheck(bytes.Repeat([]byte{7}, 32), "secrets") {
-				t.Error("check values do not depend on the name and the key")
+			if c.want != "" && !strings.Contains(latchkey.ErrorMessage(err), "LATCHKEY_SESSION_KEY") {
+				t.Errorf("the refusal does not say which key: %v", err)
 			}
-			// An empty database (nothing sealed yet) is refused by the check value alone.
-			if _, err := sqlstore.Open(ctx, dsn, sqlstore.Options{SecretsKey: bytes.Repeat([]byte{7}, 32)}); errCode(err) != latchkey.EConflict {
-				t.Errorf("a second key on a database without secrets: %v, want a conflict", err)
-			}
-			session := sqlstore.KeyCheck([]byte("session key one, 32 bytes long!!"), "session")
-			for i, c := range []struct {
-				check string
-				want  string
-			}{{session, ""}, {session, ""}, {sqlstore.KeyCheck([]byte("session key two, 32 bytes long!!"), "session"), latchkey.EConflict}} {
-				err := db.CheckKey(ctx, "session", c.check, "LATCHKEY_SESSION_KEY")
-				if errCode(err) != c.want && !(c.want == "" && err == nil) {
-					t.Errorf("CheckKey #%d: %v, want %q", i+1, err, c.want)
-				}
-				if c.want != "" && !strings.Contains(latchkey.ErrorMessage(err), "LATCHKEY_SESSION_KEY") {
-					t.Errorf("the refusal does not say which key: %v", err)
-				}
-			}
-			if v, _ := db.FindSetting(ctx, "key_check.session"); v != session {
-				t.Errorf("a refused check changed the stored value: %q", v)
-			}
-		})
-	}
+		}
+		if v, _ := db.FindSetting(ctx, "key_check.session"); v != session {
+			t.Errorf("a refused check changed the stored value: %q", v)
+		}
+	})
 }
