@@ -31,6 +31,15 @@ func (s *DB) FindSessionWithUser(ctx context.Context, id string) (*latchkey.Sess
 		pw, created, seen, expires, uCreated, uUpdated int64
 		mfa                                            sql.NullInt64
 	}
+	var version int64
+	var fill bool
+	if s.sessions != nil {
+		var sess *latchkey.Session
+		var u *latchkey.User
+		if sess, u, version, fill = s.sessions.get(id); sess != nil {
+			return sess, u, nil
+		}
+	}
 	sess, u := &v.sess, &v.u
 	ctx = s.shortRead(ctx)
 	stmt, err := s.hot.prepare(ctx, s.db, &s.hot.sessionWithUser, sessionWithUserQuery)
@@ -48,5 +57,8 @@ func (s *DB) FindSessionWithUser(ctx context.Context, id string) (*latchkey.Sess
 	sess.AMR = strings.Fields(v.amr)
 	sess.PasswordAt, sess.MFAAt, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = at(v.pw), atPtr(v.mfa), at(v.created), at(v.seen), at(v.expires)
 	u.CreatedAt, u.UpdatedAt = at(v.uCreated), at(v.uUpdated)
+	if fill {
+		s.sessions.put(version, sess, u)
+	}
 	return sess, u, nil
 }

@@ -58,6 +58,9 @@ type DB struct {
 	// batches, on SQLite only, commits the transactions of concurrent callers together
 	// (group commit, batch.go).
 	batches *batcher
+	// sessions, on SQLite only, keeps sessions with their users while the database has not
+	// changed (sessioncache.go).
+	sessions *sessionCache
 }
 
 var _ latchkey.Store = (*DB)(nil)
@@ -83,6 +86,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 		opt.Now = time.Now
 	}
 	s := &DB{aead: aead, now: opt.Now}
+	var sqliteName string // the SQLite pool's data source name
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		s.dialect = Postgres
 		cfg, err := pgx.ParseConfig(dsn)
@@ -126,6 +130,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 		s.db.SetMaxOpenConns(8)
 		s.db.SetMaxIdleConns(8)
 		s.writer = make(chan struct{}, 1)
+		sqliteName = "file:" + dsn + q
 	}
 	if err := s.db.PingContext(ctx); err != nil {
 		s.db.Close()
@@ -137,6 +142,10 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	}
 	if s.dialect == SQLite {
 		s.batches = newBatcher(s)
+		if s.sessions, err = newSessionCache(s.db.Driver(), sqliteName); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
 	}
 	if err := s.checkSecretsKey(ctx, opt.SecretsKey); err != nil {
 		s.Close()
@@ -173,6 +182,9 @@ func (s *DB) Close() error {
 		s.batches.stop()
 	}
 	s.hot.close()
+	if s.sessions != nil {
+		s.sessions.close()
+	}
 	return s.db.Close()
 }
 
