@@ -136,6 +136,13 @@ func (c *sessionCache) put(version int64, sess *latchkey.Session, u *latchkey.Us
 	c.entries[sess.ID] = e
 }
 
+// drop forgets the session id, gone from the database.
+func (c *sessionCache) drop(id string) {
+	c.emu.Lock()
+	delete(c.entries, id)
+	c.emu.Unlock()
+}
+
 func (c *sessionCache) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
