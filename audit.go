@@ -54,6 +54,9 @@ const (
 	OutcomeSuccess = "success"
 	OutcomeFailure = "failure"
 	OutcomeDenied  = "denied" // throttled or locked
+	// OutcomePasswordOK is a sign-in's password step that succeeded where a second factor
+	// (or the rollout's enrolment) is still to come.
+	OutcomePasswordOK = "password_ok"
 )
 
 // AuditEvent is one entry of the append-only, hash-chained audit trail.

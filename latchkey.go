@@ -22,6 +22,7 @@ type Store interface {
 	AuditStore
 	SettingStore
 	SecondFactorStore
+	TicketStore
 	// Ping reports whether the database is reachable.
 	Ping(ctx Context) error
 	// Close releases the database.

@@ -526,7 +526,7 @@ func (s *Service) Login(ctx context.Context, c Client, oldToken, username, pw st
 	if sess.State == latchkey.StateAuthenticated {
 		s.succeed(ctx, c, u)
 	} else {
-		outcome = "password_ok"
+		outcome = latchkey.OutcomePasswordOK
 	}
 	s.audit(ctx, c, u, "", latchkey.ActionLogin, outcome, "next: "+string(sess.State))
 	return res, nil

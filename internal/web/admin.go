@@ -723,7 +723,7 @@ func (s *Server) adminAudit(w http.ResponseWriter, r *http.Request, a *auth) err
 	if err != nil {
 		return err
 	}
-	p := &auditPage{Filter: f, Outcomes: []string{latchkey.OutcomeSuccess, latchkey.OutcomeFailure, latchkey.OutcomeDenied, "password_ok"}}
+	p := &auditPage{Filter: f, Outcomes: []string{latchkey.OutcomeSuccess, latchkey.OutcomeFailure, latchkey.OutcomeDenied, latchkey.OutcomePasswordOK}}
 	link := url.Values{}
 	for k, v := range f {
 		if v != "" {

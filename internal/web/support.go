@@ -380,7 +380,7 @@ func (d deskView) OutcomeLabel(outcome string) string {
 		return "Failed"
 	case latchkey.OutcomeDenied:
 		return "Denied"
-	case "password_ok":
+	case latchkey.OutcomePasswordOK:
 		return "Password OK"
 	}
 	return outcome
