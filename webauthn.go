@@ -79,6 +79,8 @@ type WebAuthnStore interface {
 	// DeleteExpiredWebAuthnCeremonies removes ceremonies that expired before t.
 	DeleteExpiredWebAuthnCeremonies(ctx Context, t time.Time) (int, error)
 	// ResetMFA removes every factor of a user in one transaction: authenticator apps, Latch
-	// devices (with their nonces, challenges and codes), security keys and recovery codes.
-	ResetMFA(ctx Context, userID UserID) error
+	// devices (with their nonces, challenges and codes), security keys and recovery codes. It
+	// returns the IDs of the devices it removed, those that existed at its commit, so that
+	// their open event streams can be ended.
+	ResetMFA(ctx Context, userID UserID) (removedDevices []int64, err error)
 }

@@ -254,18 +254,14 @@ func (s *Service) newestFactorAMR(ctx context.Context, u *latchkey.User) (string
 // someone's desk stops now rather than at its next ping (15 s). A device activated between
 // the list and the reset is removed all the same; its stream ends at that ping.
 func (s *Service) resetMFA(ctx context.Context, id latchkey.UserID) error {
-	var devs []*latchkey.Device
-	if s.opt.Pusher != nil {
-		var err error
-		if devs, err = s.opt.Store.FindDevices(ctx, id); err != nil {
-			return fmt.Errorf("reset mfa: list devices: %w", err)
-		}
-	}
-	if err := s.opt.Store.ResetMFA(ctx, id); err != nil {
+	removed, err := s.opt.Store.ResetMFA(ctx, id)
+	if err != nil {
 		return fmt.Errorf("reset mfa: %w", err)
 	}
-	for _, d := range devs {
-		s.opt.Pusher.WakeDevice(d.ID)
+	if s.opt.Pusher != nil {
+		for _, d := range removed {
+			s.opt.Pusher.WakeDevice(d) // its open stream ends now, not at its next ping
+		}
 	}
 	return nil
 }

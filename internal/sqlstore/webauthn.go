@@ -146,11 +146,33 @@ func (s *DB) DeleteExpiredWebAuthnCeremonies(ctx context.Context, t time.Time) (
 	return s.deleteExpired(ctx, "webauthn_ceremonies", t)
 }
 
-// ResetMFA removes every factor of a user in one transaction.
-func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID) error {
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+// ResetMFA removes every factor of a user in one transaction and returns the IDs of the devices
+// it removed.
+func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID) (removed []int64, err error) {
+	err = s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		removed = nil // a batch may run the function again
 		if err := s.lockUser(ctx, tx, userID); err != nil {
 			return err
+		}
+		// The devices' IDs, read in the transaction that deletes them: a device activated
+		// while the reset waited for its turn is among them.
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM devices WHERE user_id = $1 ORDER BY id`, userID)
+		if err != nil {
+			return fmt.Errorf("reset mfa: list devices: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("reset mfa: list devices: %w", err)
+			}
+			removed = append(removed, id)
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("reset mfa: list devices: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("reset mfa: list devices: %w", err)
 		}
 		for _, q := range []struct{ what, sql string }{
 			{"device nonces", `DELETE FROM device_nonces WHERE device_id IN (SELECT id FROM devices WHERE user_id = $1)`},
@@ -168,4 +190,8 @@ func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return removed, nil
 }

@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -127,8 +128,13 @@ func TestResetMFA(t *testing.T) {
 	each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
 		alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
+		var aliceDevices []int64
 		for _, u := range []*latchkey.User{alice, bob} {
-			mkDevice(t, db, u, "pub-"+u.Username, latchkey.DeviceActive, "seed-"+u.Username)
+			d, _ := mkDevice(t, db, u, "pub-"+u.Username, latchkey.DeviceActive, "seed-"+u.Username)
+			if u == alice {
+				pending, _ := mkDevice(t, db, u, "pub-pending", latchkey.DevicePending, "")
+				aliceDevices = []int64{d.ID, pending.ID}
+			}
 			if err := db.CreateTOTPCredential(ctx, &latchkey.TOTPCredential{UserID: u.ID, Name: "App", Secret: []byte("12345678901234567890")}); err != nil {
 				t.Fatal(err)
 			}
@@ -136,8 +142,12 @@ func TestResetMFA(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := db.ResetMFA(ctx, alice.ID); err != nil {
+		removed, err := db.ResetMFA(ctx, alice.ID)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if !slices.Equal(removed, aliceDevices) {
+			t.Errorf("ResetMFA removed devices %v, want alice's %v (and none of bob's)", removed, aliceDevices)
 		}
 		count := func(u *latchkey.User) (n int) {
 			totps, _ := db.FindTOTPCredentials(ctx, u.ID)
