@@ -15,8 +15,8 @@ import (
 // sessionCache keeps, on SQLite, the sessions FindSessionWithUser read with their users, and
 // hands one out again only while the database is exactly as it was when it was read: not a
 // single commit since, by this process or any other. It is not a cache with a lifetime or a
-// delay: a revoked session, a disabled user, a changed role is seen by the very next request,
-// as without it.
+// delay: a revoked session, a disabled user or a changed role is seen by the very next
+// request, as without it.
 //
 // What tells is SQLite's data version (PRAGMA data_version), read on a connection of its own
 // that never writes: its value changes whenever another connection, of this process or
@@ -26,9 +26,17 @@ import (
 // and a one-row statement, ~4 µs against ~13 µs for the joined read and its 23 columns (the
 // hot path of every signed-in request; a third of a forward-auth check's CPU under load).
 //
-// Any write clears every entry at once, so the cache helps where reads outnumber writes, the
-// forward-auth checks of applications in use. PostgreSQL has no such version (other nodes
-// commit unseen), so it has no cache: its nodes read the session each time.
+// Any commit makes every entry stale, so the cache helps where reads outnumber writes: the
+// forward-auth checks and pages of people at work. It costs little elsewhere:
+//   - a session is kept from its second read on: the first only notes its ID (seen), so the
+//     sign-in flows, read once each, never pay for the version nor for a copy (with every
+//     read cached, the TOTP step lost a quarter of its rate); and only a signed-in session
+//     is kept, not a flow (read a few times, then gone);
+//   - the version connection is one, and a read that finds it busy reads the database as
+//     without a cache, instead of queueing behind the others.
+//
+// PostgreSQL has no such version (other nodes commit unseen), so it has no cache: its nodes
+// read the session each time.
 type sessionCache struct {
 	mu   sync.Mutex // serializes the version connection
 	conn driver.Conn
@@ -37,6 +45,7 @@ type sessionCache struct {
 
 	emu     sync.RWMutex
 	entries map[string]*cachedSession
+	seen    map[string]struct{} // IDs read once, not (yet) kept
 
 	hits atomic.Int64 // for tests
 }
@@ -48,8 +57,11 @@ type cachedSession struct {
 }
 
 // maxCachedSessions bounds the cache (a few hundred bytes each); past it, an entry is dropped
-// for each new one.
-const maxCachedSessions = 10000
+// for each new one. maxSeenSessions bounds the IDs read once; past it, they are forgotten.
+const (
+	maxCachedSessions = 10000
+	maxSeenSessions   = 10000
+)
 
 // newSessionCache opens the version connection with drv on name, the pool's own data source.
 func newSessionCache(drv driver.Driver, name string) (*sessionCache, error) {
@@ -68,13 +80,11 @@ func newSessionCache(drv driver.Driver, name string) (*sessionCache, error) {
 		conn.Close()
 		return nil, errors.New("sqlstore: the SQLite driver's statements have no QueryContext")
 	}
-	return &sessionCache{conn: conn, stmt: q, dest: make([]driver.Value, 1), entries: make(map[string]*cachedSession)}, nil
+	return &sessionCache{conn: conn, stmt: q, dest: make([]driver.Value, 1), entries: make(map[string]*cachedSession), seen: make(map[string]struct{})}, nil
 }
 
-// version reads the database's data version on the cache's connection.
-func (c *sessionCache) version() (int64, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// versionLocked reads the database's data version on the cache's connection; c.mu is held.
+func (c *sessionCache) versionLocked() (int64, error) {
 	if c.conn == nil {
 		return 0, errors.New("sqlstore: closed")
 	}
@@ -102,16 +112,30 @@ func (c *sessionCache) version() (int64, error) {
 }
 
 // get returns copies of the session id and its user when they are cached and the database
-// has not changed since. Otherwise it returns the version to store a fresh read under (read
-// now, before that read), and ok false; a failure to read the version gives fill false.
+// has not changed since. Otherwise, when the read that follows should be kept, it returns
+// fill true and the version to keep it under (read now, before that read).
 func (c *sessionCache) get(id string) (sess *latchkey.Session, u *latchkey.User, version int64, fill bool) {
-	v, err := c.version()
+	c.emu.RLock()
+	e := c.entries[id]
+	_, seen := c.seen[id]
+	c.emu.RUnlock()
+	if e == nil && !seen {
+		c.emu.Lock()
+		if len(c.seen) >= maxSeenSessions {
+			clear(c.seen)
+		}
+		c.seen[id] = struct{}{}
+		c.emu.Unlock()
+		return nil, nil, 0, false
+	}
+	if !c.mu.TryLock() {
+		return nil, nil, 0, false
+	}
+	v, err := c.versionLocked()
+	c.mu.Unlock()
 	if err != nil {
 		return nil, nil, 0, false
 	}
-	c.emu.RLock()
-	e := c.entries[id]
-	c.emu.RUnlock()
 	if e == nil || e.version != v {
 		return nil, nil, v, true
 	}
@@ -121,8 +145,12 @@ func (c *sessionCache) get(id string) (sess *latchkey.Session, u *latchkey.User,
 	return &s, &user, v, false
 }
 
-// put stores the session and user read after version was.
+// put stores the session and user read after version was, if the session is signed in: a
+// sign-in flow's reads end with it, minutes at most later.
 func (c *sessionCache) put(version int64, sess *latchkey.Session, u *latchkey.User) {
+	if sess.State != latchkey.StateAuthenticated {
+		return
+	}
 	e := &cachedSession{version: version, sess: *sess, user: *u}
 	e.sess.AMR = slices.Clone(sess.AMR)
 	c.emu.Lock()
@@ -134,12 +162,14 @@ func (c *sessionCache) put(version int64, sess *latchkey.Session, u *latchkey.Us
 		}
 	}
 	c.entries[sess.ID] = e
+	delete(c.seen, sess.ID)
 }
 
 // drop forgets the session id, gone from the database.
 func (c *sessionCache) drop(id string) {
 	c.emu.Lock()
 	delete(c.entries, id)
+	delete(c.seen, id)
 	c.emu.Unlock()
 }
 
@@ -152,6 +182,7 @@ func (c *sessionCache) close() {
 		c.conn = nil
 	}
 	c.emu.Lock()
-	c.entries = make(map[string]*cachedSession)
+	clear(c.entries)
+	clear(c.seen)
 	c.emu.Unlock()
 }

@@ -39,7 +39,8 @@ func openCacheDB(t *testing.T) (db *DB, path string, u *latchkey.User) {
 	return db, path, u
 }
 
-// TestSessionCacheHitsOnlyUnchanged: a second read of an unchanged database is served from the
+// TestSessionCacheHitsOnlyUnchanged: a session is kept from its second read on (the sign-in
+// flows, read once, are not), and a read of an unchanged database is then served from the
 // cache, equal to a fresh read and a copy of its own (a caller changing what it got changes no
 // other caller's); after any commit, by the same store, another store on the file (another
 // process) or a bare connection (a maintenance tool), the next read is a fresh one and shows
@@ -47,9 +48,27 @@ func openCacheDB(t *testing.T) (db *DB, path string, u *latchkey.User) {
 func TestSessionCacheHitsOnlyUnchanged(t *testing.T) {
 	ctx := context.Background()
 	db, path, u := openCacheDB(t)
+	// The first read notes the ID, the second keeps what it read, the third is a hit.
+	for i := range 2 {
+		if _, _, err := db.FindSessionWithUser(ctx, "s1"); err != nil {
+			t.Fatal(err)
+		}
+		db.sessions.emu.RLock()
+		_, kept := db.sessions.entries["s1"]
+		db.sessions.emu.RUnlock()
+		if kept != (i == 1) {
+			t.Fatalf("after read %d the session is kept: %v", i+1, kept)
+		}
+	}
+	if db.sessions.hits.Load() != 0 {
+		t.Fatalf("the first two reads were served from the cache")
+	}
 	s1, u1, err := db.FindSessionWithUser(ctx, "s1")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if db.sessions.hits.Load() != 1 {
+		t.Fatalf("the third read of an unchanged database was not served from the cache")
 	}
 	hits := db.sessions.hits.Load()
 	s2, u2, err := db.FindSessionWithUser(ctx, "s1")
@@ -57,7 +76,7 @@ func TestSessionCacheHitsOnlyUnchanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	if db.sessions.hits.Load() != hits+1 {
-		t.Fatalf("the second read of an unchanged database was not served from the cache")
+		t.Fatalf("the fourth read of an unchanged database was not served from the cache")
 	}
 	if !reflect.DeepEqual(s1, s2) || *u1 != *u2 {
 		t.Fatalf("cached read = %+v %+v, want %+v %+v", s2, u2, s1, u1)
@@ -178,5 +197,29 @@ func TestSessionCacheNeverStale(t *testing.T) {
 	}
 	if db.sessions.hits.Load() == hits {
 		t.Error("no read was served from the cache: the test did not exercise it")
+	}
+}
+
+// TestSessionCacheKeepsNoFlow: a sign-in flow (a session waiting for its second factor) is
+// read from the database each time, never kept.
+func TestSessionCacheKeepsNoFlow(t *testing.T) {
+	ctx := context.Background()
+	db, _, u := openCacheDB(t)
+	now := time.Now().UTC()
+	f := &latchkey.Session{ID: "f1", UserID: u.ID, State: latchkey.StateSecondFactor, AMR: []string{"pwd"},
+		PasswordAt: now, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(10 * time.Minute), Verifier: "v"}
+	if err := db.CreateSession(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if s, _, err := db.FindSessionWithUser(ctx, "f1"); err != nil || s.State != latchkey.StateSecondFactor {
+			t.Fatalf("FindSessionWithUser(f1) = %+v, %v", s, err)
+		}
+	}
+	db.sessions.emu.RLock()
+	_, kept := db.sessions.entries["f1"]
+	db.sessions.emu.RUnlock()
+	if kept || db.sessions.hits.Load() != 0 {
+		t.Errorf("a sign-in flow was kept (%v) or served from the cache (%d hits)", kept, db.sessions.hits.Load())
 	}
 }
