@@ -251,8 +251,8 @@ func (s *Service) newestFactorAMR(ctx context.Context, u *latchkey.User) (string
 
 // resetMFA removes every second factor of the user (Store.ResetMFA) and wakes the event
 // streams of the Latch devices that went with them, on every node, so that a device open on
-// someone's desk stops now rather than at its next ping (15 s). A device activated between
-// the list and the reset is removed all the same; its stream ends at that ping.
+// someone's desk stops now rather than at its next ping (15 s): the store returns the devices
+// its transaction deleted.
 func (s *Service) resetMFA(ctx context.Context, id latchkey.UserID) error {
 	removed, err := s.opt.Store.ResetMFA(ctx, id)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/latchkey/latchkey"
@@ -154,36 +155,26 @@ func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID) (removed []in
 		if err := s.lockUser(ctx, tx, userID); err != nil {
 			return err
 		}
-		// The devices' IDs, read in the transaction that deletes them: a device activated
-		// while the reset waited for its turn is among them.
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM devices WHERE user_id = $1 ORDER BY id`, userID)
-		if err != nil {
-			return fmt.Errorf("reset mfa: list devices: %w", err)
-		}
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return fmt.Errorf("reset mfa: list devices: %w", err)
-			}
-			removed = append(removed, id)
-		}
-		if err := rows.Close(); err != nil {
-			return fmt.Errorf("reset mfa: list devices: %w", err)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("reset mfa: list devices: %w", err)
-		}
 		for _, q := range []struct{ what, sql string }{
 			{"device nonces", `DELETE FROM device_nonces WHERE device_id IN (SELECT id FROM devices WHERE user_id = $1)`},
 			{"push challenges", `DELETE FROM push_challenges WHERE user_id = $1`},
 			{"device codes", `DELETE FROM device_activations WHERE user_id = $1`},
-			{"devices", `DELETE FROM devices WHERE user_id = $1`},
+			// The devices' IDs come from the statement that deletes them: exactly those, also
+			// one activated while the reset waited for its turn.
+			{"devices", `DELETE FROM devices WHERE user_id = $1 RETURNING id`},
 			{"authenticator apps", `DELETE FROM totp_credentials WHERE user_id = $1`},
 			{"security keys", `DELETE FROM webauthn_credentials WHERE user_id = $1`},
 			{"webauthn ceremonies", `DELETE FROM webauthn_ceremonies WHERE user_id = $1`},
 			{"recovery codes", `DELETE FROM recovery_codes WHERE user_id = $1`},
 		} {
+			if q.what == "devices" {
+				ids, err := deleteReturningIDs(ctx, tx, q.sql, userID)
+				if err != nil {
+					return fmt.Errorf("reset mfa: delete %s: %w", q.what, err)
+				}
+				removed = ids
+				continue
+			}
 			if _, err := tx.ExecContext(ctx, q.sql, userID); err != nil {
 				return fmt.Errorf("reset mfa: delete %s: %w", q.what, err)
 			}
@@ -194,4 +185,23 @@ func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID) (removed []in
 		return nil, err
 	}
 	return removed, nil
+}
+
+// deleteReturningIDs runs a DELETE … RETURNING id and returns the IDs, sorted.
+func deleteReturningIDs(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, rows.Err()
 }
