@@ -274,6 +274,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer a.Close()
+	if cfg.SMTP == "" {
+		// The outbox folder, now: a server that cannot write its mail says so at its start.
+		if err := os.MkdirAll(filepath.Join(cfg.Data, "outbox"), 0o700); err != nil {
+			ln.Close()
+			return fmt.Errorf("mail: create outbox: %w", err)
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerMailMetrics(reg, a.mail)

@@ -55,8 +55,9 @@ type Options struct {
 	//
 	// Empty SMTPURL selects the outbox.
 	SMTPURL string
-	// OutboxDir receives one .eml file per message when SMTPURL is empty. It is created with
-	// mode 0700 if missing.
+	// OutboxDir receives one .eml file per message when SMTPURL is empty. The first message
+	// creates it, with mode 0700, if missing: New does not, so that the commands that never
+	// send mail (user create on PostgreSQL, without a data folder) leave no folder behind.
 	OutboxDir string
 	// From is the sender address; default "Latchkey <latchkey@localhost>".
 	From string
@@ -89,9 +90,6 @@ func New(opts Options) (Sender, error) {
 		}
 		if len(problems) > 0 {
 			return nil, fmt.Errorf("mail: %s", strings.Join(problems, "; "))
-		}
-		if err := os.MkdirAll(opts.OutboxDir, 0o700); err != nil {
-			return nil, fmt.Errorf("mail: create outbox: %w", err)
 		}
 		return &outbox{dir: opts.OutboxDir, from: opts.From, log: opts.Logger, now: opts.Now}, nil
 	}
