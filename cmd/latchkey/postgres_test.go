@@ -121,13 +121,7 @@ func TestUserCreateOnPostgresLeavesNoFolder(t *testing.T) {
 	dbURL := pgtest.Start(t)
 	dir := t.TempDir()
 	t.Chdir(dir)
-	k := func(b byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, 32)) }
-	environ := env(map[string]string{"LATCHKEY_DATABASE": dbURL, "LATCHKEY_SESSION_KEY": k(3), "LATCHKEY_SECRETS_KEY": k(4)})
-	var out, errb strings.Builder
-	if err := run(context.Background(), []string{"user", "create", "--username", "alice", "--email", "alice@example.com", "--password-stdin"},
-		environ, strings.NewReader(alicePassword+"\n"), &out, &errb); err != nil {
-		t.Fatalf("user create on postgres: %v\n%s", err, errb.String())
-	}
+	createUsers(t, multiNodeEnv(dbURL), "alice")
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("user create on PostgreSQL left %v in the current folder", entries)
 	}
