@@ -302,6 +302,46 @@ func TestTOTPWindowAndReplay(t *testing.T) {
 	}
 }
 
+// TestTOTPCodeOfTwoSteps: the codes of two steps of the window are sometimes the same. A
+// code right for a new step is accepted although it is also the code of the step used last.
+func TestTOTPCodeOfTwoSteps(t *testing.T) {
+	// The RFC 6238 secret has the same code, 768734, for steps s-1 and s+1 (found by search).
+	secret := []byte("12345678901234567890")
+	const s = 61331810 // 2028-04-21 18:25:00 UTC
+	if totp.Code(secret, s-1) != totp.Code(secret, s+1) || totp.Code(secret, s) == totp.Code(secret, s+1) {
+		t.Fatal("the test's collision does not hold")
+	}
+	e := newEnv(t)
+	u := e.user(t, "alice")
+	ctx := context.Background()
+	e.clock.Add(time.Unix((s-1)*totp.Period+5, 0).Sub(e.clock.Now()))
+	cred := &latchkey.TOTPCredential{UserID: u.ID, Name: "Authenticator app", Secret: secret}
+	if err := e.db.CreateTOTPCredential(ctx, cred); err != nil {
+		t.Fatal(err)
+	}
+	// Step s-1 is used: the user signed in with it.
+	if err := e.db.ConfirmTOTPCredential(ctx, cred.ID, s-1, e.clock.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	// A step later, the phone (its clock 30 seconds ahead) shows the code of step s+1.
+	e.clock.Add(totp.Period * time.Second)
+	res := e.signIn(t, "alice")
+	got, err := e.svc.LoginTOTP(ctx, alice, res.Token, totp.Code(secret, s+1))
+	if err != nil {
+		t.Fatalf("LoginTOTP(code of step s+1, also of the used step s-1): %v", err)
+	}
+	if got.State != latchkey.StateAuthenticated {
+		t.Errorf("State = %q, want authenticated", got.State)
+	}
+	// The step recorded is s+1: the same code is a replay now, and so is the code of step s.
+	for _, st := range []int64{s + 1, s} {
+		res = e.signIn(t, "alice")
+		if _, err := e.svc.LoginTOTP(ctx, alice, res.Token, totp.Code(secret, st)); code(t, err) != latchkey.EInvalidCode {
+			t.Errorf("LoginTOTP(step %d after step s+1) = %v, want %s", st-s, err, latchkey.EInvalidCode)
+		}
+	}
+}
+
 func TestTOTPConcurrentReplay(t *testing.T) {
 	e := newEnv(t)
 	e.user(t, "alice")

@@ -56,25 +56,29 @@ func (s *Service) matchTOTP(ctx context.Context, c Client, u *latchkey.User, key
 // it is for, when that step is newer than the credential's last used one. It writes and
 // counts nothing. When no credential matches, cr is nil, and replayed tells whether the code
 // was right for a step that was used already.
+//
+// Steps already used are skipped before the codes are compared: the codes of two steps of
+// the window are the same about once in 500,000 windows, and a code right for a new step must
+// not be refused as a replay because it is also the code of an old one (nor because another
+// credential of the user used it).
 func (s *Service) findTOTP(ctx context.Context, u *latchkey.User, code string) (cr *latchkey.TOTPCredential, step int64, replayed bool, err error) {
 	creds, err := s.opt.Store.FindTOTPCredentials(ctx, u.ID)
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("find totp credentials: %w", err)
 	}
+	now := s.now()
 	for _, cr := range creds {
 		if !cr.Confirmed() {
 			continue
 		}
-		step, ok := totp.Verify(cr.Secret, code, s.now(), math.MinInt64)
-		if !ok {
-			continue
+		if step, ok := totp.Verify(cr.Secret, code, now, cr.LastStep); ok {
+			return cr, step, false, nil
 		}
-		if step <= cr.LastStep {
-			return nil, 0, true, nil
+		if !replayed {
+			_, replayed = totp.Verify(cr.Secret, code, now, math.MinInt64)
 		}
-		return cr, step, false, nil
 	}
-	return nil, 0, false, nil
+	return nil, 0, replayed, nil
 }
 
 // ResetProof is what "Reset all MFA" asks for: the password and one current factor, either a
