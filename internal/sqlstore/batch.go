@@ -253,7 +253,6 @@ func (b *batcher) commit(batch []*job, retry bool) (again []*job) {
 	if len(batch) == 1 {
 		return b.commitOne(tx, batch[0])
 	}
-	b.s.prepareBeforeBegin(ctx, qSavepoint, qRollbackTo, qRelease)
 	var ran []*job // jobs whose writes wait for the commit
 	// lost gives up the transaction at batch[i] (which gets err): the jobs that ran before
 	// it and those after it are run again, or answered with err when retry is not set.
@@ -305,7 +304,9 @@ func (b *batcher) commit(batch []*job, retry bool) (again []*job) {
 	return nil
 }
 
-// The savepoint of each job of a batch.
+// The savepoint of each job of a batch. Open prepares them: here, in the transaction, the
+// batch holds a connection, and preparing would wait for another one (with one connection
+// in the pool, for ever).
 const (
 	qSavepoint  = `SAVEPOINT job`
 	qRollbackTo = `ROLLBACK TO job`

@@ -407,3 +407,36 @@ func TestBatchesKeepTheirConnection(t *testing.T) {
 		t.Errorf("%d of %d transactions ran on another connection than the first batch's", k, n-1)
 	}
 }
+
+// TestBatchNeedsOneConnection: a batch of several transactions runs on the connection it
+// holds and never waits for a second one of the pool, even the first batch of a store (its
+// savepoints' statements are prepared when the store opens). Before, the first batch
+// prepared them inside its transaction: with every other connection taken, it waited, and
+// with a pool of one, for ever.
+func TestBatchNeedsOneConnection(t *testing.T) {
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "batch.db"), Options{SecretsKey: make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.db.SetMaxOpenConns(1)
+	keys, release := queueInserts(t, db, "one", 5, func(int, *sql.Tx) error { return nil })
+	done := make(chan []error, 1)
+	go func() { done <- release() }()
+	select {
+	case errs := <-done:
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("transaction %d: %v", i, err)
+			}
+		}
+	case <-time.After(10 * time.Second):
+		// The store is left open: closing it would wait for the stuck batch.
+		t.Fatal("a batch of 5 transactions did not commit within 10 s with one connection in the pool")
+	}
+	for _, k := range keys {
+		if !throttleKeys(t, db, []string{k})[k] {
+			t.Errorf("%s was answered but its write is missing", k)
+		}
+	}
+	db.Close()
+}

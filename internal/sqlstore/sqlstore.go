@@ -142,6 +142,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	}
 	if s.dialect == SQLite {
 		s.batches = newBatcher(s)
+		s.prepareBeforeBegin(ctx, qSavepoint, qRollbackTo, qRelease)
 		if s.sessions, err = newSessionCache(s.db.Driver(), sqliteName); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("open sqlite: %w", err)
