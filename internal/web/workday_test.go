@@ -32,13 +32,23 @@ import (
 // The workday session across applications, with an injected clock and two relying parties
 // written with coreos/go-oidc and x/oauth2.
 
+// wdDay is today in Madrid, read once: the workday tests all count from it, so that a
+// run across Madrid's midnight does not mix two days (it did, in CI on 2026-11-23).
+var wdDay = time.Now().In(madrid())
+
+func madrid() *time.Location {
+	loc, err := time.LoadLocation("Europe/Madrid")
+	if err != nil {
+		panic(err)
+	}
+	return loc
+}
+
 // madridAt returns h:m in Madrid, the default zone of the workday fixture, days after
 // tomorrow. The fixture's clock starts tomorrow at 09:00 there: ahead of the real time, so that
 // the cookie jar (which uses the real time) keeps the session cookies.
 func madridAt(days, h, m int) time.Time {
-	madrid, _ := time.LoadLocation("Europe/Madrid")
-	t := time.Now().In(madrid)
-	return time.Date(t.Year(), t.Month(), t.Day()+1+days, h, m, 0, 0, madrid).UTC()
+	return time.Date(wdDay.Year(), wdDay.Month(), wdDay.Day()+1+days, h, m, 0, 0, madrid()).UTC()
 }
 
 var wdStart = madridAt(0, 9, 0)
