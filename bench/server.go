@@ -66,10 +66,11 @@ var listenRe = regexp.MustCompile(`msg="latchkey listening" addr=(\S+)`)
 // trusts the harness, on 127.0.0.1, as a reverse proxy: every simulated client sends its own
 // address in X-Forwarded-For (see newRequest), as the users behind a proxy of a real
 // deployment, so that the per-IP limits of internal/login count each user apart instead of
-// all of them as one address.
+// all of them as one address. It turns the workday rule off: the harness runs at the real
+// time, and a run across 19:00 in the server's zone would otherwise see its sessions end.
 func writeConfig(dir string) (string, error) {
 	path := filepath.Join(dir, "latchkey.yaml")
-	const config = "# Written by the benchmark harness (bench/server.go).\ntrusted_proxies: [\"127.0.0.1/32\"]\n"
+	const config = "# Written by the benchmark harness (bench/server.go).\ntrusted_proxies: [\"127.0.0.1/32\"]\nsession:\n  workday_end: \"\"\n"
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		return "", err
 	}
