@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -244,5 +245,34 @@ func TestReportSomeRows(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("\n%s", out.String())
+	}
+}
+
+// TestPerDevice checks the extrapolation of the connected-devices figure: the cost of a
+// stream is the growth from the first half of the streams to all of them, so that what the
+// first streams cost once is not multiplied by 10,000. (From 500 streams, the growth from
+// the start counted it 20 times over: 258 MiB extrapolated where 10,000 measure 147 MiB.)
+func TestPerDevice(t *testing.T) {
+	const mibB = 1 << 20
+	for _, tt := range []struct {
+		name                    string
+		devices                 int
+		before, half, all       uint64
+		wantPerKiB, wantAt10MiB float64
+	}{
+		// 27 MiB idle, 33 MiB with 250 streams, 36 MiB with 500: 3 MiB per 250 streams.
+		{"two halves", 500, 27 * mibB, 33 * mibB, 36 * mibB, 3 * 1024 / 250.0, 36 + 3*9500/250.0},
+		// The second half did not grow the RSS (a heap that had room): the growth from
+		// the start, per stream.
+		{"no growth in the second half", 500, 27 * mibB, 36 * mibB, 36 * mibB, 9 * 1024 / 500.0, 36 + 9*9500/500.0},
+		// 10,000 streams measured: the figure is the RSS itself.
+		{"all measured", 10000, 27 * mibB, 90 * mibB, 150 * mibB, 60 * 1024 / 5000.0, 150},
+	} {
+		r := &report{devices: tt.devices, devicesBefore: tt.before, devicesHalfRSS: tt.half, devicesRSS: tt.all}
+		per, at10k := r.perDevice()
+		if math.Abs(per/1024-tt.wantPerKiB) > 1e-9 || math.Abs(at10k/mibB-tt.wantAt10MiB) > 1e-9 {
+			t.Errorf("%s: %.3f KiB per stream, %.3f MiB at 10,000; want %.3f KiB, %.3f MiB",
+				tt.name, per/1024, at10k/mibB, tt.wantPerKiB, tt.wantAt10MiB)
+		}
 	}
 }

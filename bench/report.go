@@ -45,10 +45,25 @@ type report struct {
 
 	devices                                int
 	devicesBefore, devicesRSS, devicesPeak uint64
+	devicesHalfRSS                         uint64             // with the first half of the streams open
 	devicesRuntime                         map[string]float64 // the server's go_* metrics with the streams open
 	connectTime                            time.Duration
 
 	notes []string
+}
+
+// perDevice returns the RSS of one more event stream and the RSS extrapolated to 10,000: the
+// growth from the first half of the streams to all of them, per stream (or, when that
+// growth is not measurable, from the RSS before any), added to the RSS with all of them.
+func (r *report) perDevice() (per, at10k float64) {
+	n := r.devices - r.devices/2
+	switch {
+	case n > 0 && r.devicesHalfRSS > 0 && r.devicesRSS > r.devicesHalfRSS:
+		per = float64(r.devicesRSS-r.devicesHalfRSS) / float64(n)
+	case r.devicesRSS > r.devicesBefore:
+		per = float64(r.devicesRSS-r.devicesBefore) / float64(r.devices)
+	}
+	return per, float64(r.devicesRSS) + per*float64(max(0, targetDevices-r.devices))
 }
 
 func verdict(pass bool) string {
@@ -219,11 +234,7 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "| loaded memory (password flood) | not run | bounded | – |\n")
 	}
 	if r.devices > 0 {
-		per := float64(0)
-		if r.devicesRSS > r.devicesBefore {
-			per = float64(r.devicesRSS-r.devicesBefore) / float64(r.devices)
-		}
-		at10k := float64(r.devicesBefore) + per*targetDevices
+		per, at10k := r.perDevice()
 		value := fmt.Sprintf("%d streams: %s (%.1f KiB each)", r.devices, mib(r.devicesRSS), per/1024)
 		if m := r.devicesRuntime; m != nil {
 			value += fmt.Sprintf(", of which Go heap %s, goroutine stacks %s, %.0f goroutines",
