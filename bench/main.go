@@ -349,10 +349,10 @@ func runScenarios(ctx context.Context, o *options, nodes cluster, sd *seeder, re
 	rep.healthz = drive(ctx, pid, "healthz", o.concurrency, o.duration, false, healthzStep(c, base))
 
 	if o.runs("password") {
-		// The reference brackets the step: half before it, half after, and their mean. On a
-		// machine shared with others the rate of argon2id moves by a tenth from one minute to
-		// the next; measured only before, the ratio moved with it (78-100% over four runs of
-		// one binary).
+		// The reference brackets the step: half before it, half after, and their mean, each
+		// warm (see rawArgon2), so that a drift of the shared machine during the step moves
+		// the reference too. Before the ninth session it was measured once, cold, before the
+		// step, and read a tenth low.
 		logf("raw argon2id, 2 goroutines, %v", o.duration/2)
 		rep.argon2Before = rawArgon2(o.duration/2, 2)
 

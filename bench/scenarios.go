@@ -285,10 +285,10 @@ func pushStep(c *http.Client, base urls, devs []*deviceClient, tokens [][]string
 }
 
 // rawArgon2 runs argon2id with the server's parameters on g goroutines for d and returns
-// hashes per second. Two hashes on each goroutine first are not counted: the first hashes of
-// a process fault its heap in from the operating system, and counted they made the rate a
-// tenth lower than the process's rate once warm (the server's, after its first second of
-// load).
+// hashes per second. Two hashes on each goroutine first are not counted: a process's first
+// hashes run slower (its heap grows to hold them and is faulted in, the likely cause), and
+// counted they made the rate a tenth lower than the process's rate once warm, the state the
+// server hashes in after its first second of load.
 func rawArgon2(d time.Duration, g int) float64 {
 	p := password.New(password.Options{}).Params()
 	salt := make([]byte, p.SaltLen)
