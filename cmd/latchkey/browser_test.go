@@ -65,7 +65,7 @@ func startServerArgs(t *testing.T, args []string, users ...string) *testServer {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--data", s.data, "--smtp", s.mail.URL()}, args...), env(nil), nil, io.Discard, pw)
+		done <- run(ctx, withConfig(t, append([]string{"serve", "--addr", "127.0.0.1:0", "--data", s.data, "--smtp", s.mail.URL()}, args...)...), env(nil), nil, io.Discard, pw)
 		pw.Close()
 	}()
 	listening := make(chan string, 1)

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -177,11 +178,33 @@ func (p *serverProcess) log() string {
 	return strings.Join(p.lines, "\n")
 }
 
+// noWorkday is the session block of every test server's configuration: no workday rule. The
+// tests run real servers at the real time; with the default workday end (19:00 in the
+// server's zone, UTC here) a test that signed in with a second factor just before it would
+// find its session ended just after. The workday rule is tested on a clock of its own in
+// internal/login and internal/web.
+const noWorkday = "session:\n  workday_end: \"\"\n"
+
+// withConfig returns the arguments of `latchkey serve` with a configuration file that turns
+// the workday rule off, unless they name a file already (writeConfig's files turn it off too).
+// A server given its file in LATCHKEY_CONFIG gets none: the flag would win over it.
+func withConfig(t *testing.T, args ...string) []string {
+	t.Helper()
+	if slices.Contains(args, "--config") {
+		return args
+	}
+	return append(args, "--config", writeConfig(t, ""))
+}
+
 // startProcess runs `bin serve --addr 127.0.0.1:0 --data data` with env and waits until it
 // listens (at most 60 s). The process is killed when the test ends, if it still runs.
 func startProcess(t *testing.T, bin, data string, env []string, keep func(string) bool) *serverProcess {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data", data)
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", data}
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "LATCHKEY_CONFIG=") }) {
+		args = withConfig(t, args...)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = env
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -283,11 +306,15 @@ func createUsers(t *testing.T, environ func(string) string, users ...string) {
 func startNode(t *testing.T, environ func(string) string) *pgNode {
 	t.Helper()
 	n := &pgNode{listening: make(chan struct{}, 16)}
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", t.TempDir()}
+	if environ("LATCHKEY_CONFIG") == "" {
+		args = withConfig(t, args...)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", t.TempDir()}, environ, nil, io.Discard, pw)
+		done <- run(ctx, args, environ, nil, io.Discard, pw)
 		pw.Close()
 	}()
 	addr := make(chan string, 1)

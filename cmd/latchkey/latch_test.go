@@ -208,7 +208,20 @@ func otherNumber(n string) string {
 	return strconv.Itoa(10 + (v-10+1)%90)
 }
 
+// writeConfig writes a configuration file for a test server. Unless yaml sets workday_end,
+// the file turns the workday rule off (see noWorkday).
 func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	switch {
+	case strings.Contains(yaml, "workday_end"):
+	case strings.HasPrefix(yaml, "session:\n") || strings.Contains(yaml, "\nsession:\n"):
+		yaml = strings.Replace(yaml, "session:\n", noWorkday, 1)
+	default:
+		if yaml != "" && !strings.HasSuffix(yaml, "\n") {
+			yaml += "\n"
+		}
+		yaml += noWorkday
+	}
 	p := filepath.Join(t.TempDir(), "latchkey.yaml")
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

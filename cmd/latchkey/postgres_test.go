@@ -37,7 +37,7 @@ func TestServeOnPostgres(t *testing.T) {
 		pr, pw := io.Pipe()
 		done := make(chan error, 1)
 		go func() {
-			done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", t.TempDir()}, environ, nil, io.Discard, pw)
+			done <- run(ctx, withConfig(t, "serve", "--addr", "127.0.0.1:0", "--data", t.TempDir()), environ, nil, io.Discard, pw)
 			pw.Close()
 		}()
 		addr := make(chan string, 1)

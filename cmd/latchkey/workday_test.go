@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestClientCreateBackchannelLogoutURI(t *testing.T) {
@@ -69,6 +70,35 @@ func TestConfigWorkday(t *testing.T) {
 		}
 		if tt.problem != "" && (err == nil || !strings.Contains(msg, tt.problem)) {
 			t.Errorf("%q: %v, want a problem with %s\n%s", tt.yaml, err, tt.problem, msg)
+		}
+	}
+}
+
+// TestTestServersHaveNoWorkday: the servers of this package's tests run without the workday
+// rule (see noWorkday), whichever way their configuration is made, and keep the rest of it.
+func TestTestServersHaveNoWorkday(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		workday string
+	}{
+		{"no configuration", withConfig(t), ""},
+		{"a configuration without a session block", withConfig(t, "--config", writeConfig(t, "mfa: required")), ""},
+		{"a configuration with a session block", []string{"--config", writeConfig(t, "mfa: required\nsession:\n  max_age: 8h\n")}, ""},
+		{"a configuration that sets the workday end", []string{"--config", writeConfig(t, "session:\n  workday_end: \"18:30\"\n")}, "18:30"},
+	} {
+		cfg, _, err := parse("serve", tt.args, env(nil), &bytes.Buffer{}, append(commonFlags, serveFlags...), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if cfg.Session.WorkdayEnd != tt.workday {
+			t.Errorf("%s: workday_end = %q, want %q", tt.name, cfg.Session.WorkdayEnd, tt.workday)
+		}
+		if strings.Contains(tt.name, "without") && cfg.MFA != "required" {
+			t.Errorf("%s: mfa = %q, the file's setting was lost", tt.name, cfg.MFA)
+		}
+		if strings.Contains(tt.name, "with a session") && (time.Duration(cfg.Session.MaxAge) != 8*time.Hour || cfg.MFA != "required") {
+			t.Errorf("%s: max_age = %v, mfa = %q, the file's settings were lost", tt.name, time.Duration(cfg.Session.MaxAge), cfg.MFA)
 		}
 	}
 }
