@@ -310,7 +310,7 @@ func (l *pgrLoad) worker(w int) {
 		// A sign-in of an earlier enrolment of this worker, on the other node.
 		if len(mine) > 0 && !l.stopped() {
 			a := mine[i%len(mine)]
-			_ = l.signInWith(l.client((i+1)%len(l.nodes), tr), a, totp.Step(time.Now()))
+			_ = l.signInWith(l.client((i+1)%len(l.nodes), tr), a)
 		}
 	}
 }
@@ -356,10 +356,11 @@ func (l *pgrLoad) enrol(c *pgrClient, name string) (_ *pgrAck, again bool) {
 }
 
 // signInWith signs an enrolled user in with the password and a code for a step not sent
-// before (when one is left in the window around now).
-func (l *pgrLoad) signInWith(c *pgrClient, a *pgrAck, now int64) error {
-	step := max(a.sent+1, now-1)
-	if step > now+1 {
+// before (when one is left in the window). The step is picked after the password step, with
+// soakPickStep's margin: one picked before it could be T-1 of a window that ended during the
+// password step, and refused.
+func (l *pgrLoad) signInWith(c *pgrClient, a *pgrAck) error {
+	if _, ok := soakPickStep(time.Now(), a.sent); !ok {
 		return nil // every code of the window is spent
 	}
 	var login struct{ State string }
@@ -368,6 +369,10 @@ func (l *pgrLoad) signInWith(c *pgrClient, a *pgrAck, now int64) error {
 	}
 	if login.State != "second_factor" {
 		return l.fail(c, "signin-password", a.username, fmt.Errorf("state %q, want second_factor", login.State))
+	}
+	step, ok := soakPickStep(time.Now(), a.sent)
+	if !ok {
+		return nil
 	}
 	a.sent = step // sent: the node may accept it even if the answer is lost
 	var done struct{ State string }
@@ -387,7 +392,7 @@ func (l *pgrLoad) signInWith(c *pgrClient, a *pgrAck, now int64) error {
 func (l *pgrLoad) signIn(node int, a *pgrAck) error {
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
-	return l.signInWith(l.client(node, tr), a, totp.Step(time.Now()))
+	return l.signInWith(l.client(node, tr), a)
 }
 
 // fail records an answer with the right status but the wrong content.
