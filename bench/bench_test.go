@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,6 +96,9 @@ func quickRun(t *testing.T, kind string, args ...string) string {
 		if !strings.HasPrefix(c[9], "PASS") && !strings.HasPrefix(c[9], "MISS") && c[9] != "–" {
 			t.Errorf("%s: result %q, want PASS, MISS or –", name, c[9])
 		}
+	}
+	if c := rows["raw argon2id (m=47104 KiB, t=1, p=1), 2 goroutines"]; len(c) < 2 || !strings.Contains(c[1], "the server 64 sign-ins before the step") {
+		t.Errorf("the raw argon2id row does not say the server warmed up: %q", c)
 	}
 	for _, prefix := range []string{
 		"raw argon2id",
@@ -273,6 +277,34 @@ func TestPerDevice(t *testing.T) {
 		if math.Abs(per/1024-tt.wantPerKiB) > 1e-9 || math.Abs(at10k/mibB-tt.wantAt10MiB) > 1e-9 {
 			t.Errorf("%s: %.3f KiB per stream, %.3f MiB at 10,000; want %.3f KiB, %.3f MiB",
 				tt.name, per/1024, at10k/mibB, tt.wantPerKiB, tt.wantAt10MiB)
+		}
+	}
+}
+
+// TestWarmUp: each worker runs the step once, from its scenario's client address, and the
+// failures are counted.
+func TestWarmUp(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	f := func(ctx context.Context, w int) (outcome, time.Duration, string) {
+		a, _ := ctx.Value(clientAddrKey{}).(string)
+		mu.Lock()
+		seen[a]++
+		mu.Unlock()
+		if w%4 == 0 {
+			return failed, 0, "no"
+		}
+		return okay, time.Millisecond, ""
+	}
+	if n := warmUp(context.Background(), 10, "password", f); n != 3 {
+		t.Errorf("warmUp counted %d failures, want 3 (workers 0, 4, 8)", n)
+	}
+	if len(seen) != 10 {
+		t.Errorf("%d distinct client addresses, want 10: %v", len(seen), seen)
+	}
+	for w := range 10 {
+		if a := clientAddr(1, w); seen[a] != 1 {
+			t.Errorf("worker %d (%s) ran %d times, want once", w, a, seen[a])
 		}
 	}
 }

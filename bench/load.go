@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -181,6 +182,29 @@ func drive(ctx context.Context, pids []int, scenario string, c int, d time.Durat
 	st.peakRSS = smp.Stop()
 	slices.Sort(st.lat)
 	return st
+}
+
+// warmUp runs f once on each of c workers of the named scenario, unmeasured, and returns how
+// many did not succeed. A process's first argon2id hashes run slower than the later ones (see
+// rawArgon2, whose reference leaves its first ones uncounted for that reason): the password
+// step, the server's first hashes, is measured after a warm-up as well, or its ratio would set
+// a cold server against a warm reference.
+func warmUp(ctx context.Context, c int, scenario string, f step) int {
+	si := slices.Index(scenarioNames, scenario)
+	if si < 0 {
+		panic("bench: unknown scenario " + scenario)
+	}
+	var failed atomic.Int32
+	var wg sync.WaitGroup
+	for w := range c {
+		wg.Go(func() {
+			if o, _, _ := f(context.WithValue(ctx, clientAddrKey{}, clientAddr(si, w)), w); o != okay {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(failed.Load())
 }
 
 // newClient returns an HTTP client that keeps up to conns connections to the server.

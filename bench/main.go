@@ -356,6 +356,12 @@ func runScenarios(ctx context.Context, o *options, nodes cluster, sd *seeder, re
 		logf("raw argon2id, 2 goroutines, %v", o.duration/2)
 		rep.argon2Before = rawArgon2(o.duration/2, 2)
 
+		// The server warms up as the reference does: its first hashes are not counted either.
+		logf("password step warm-up, %d sign-ins", o.concurrency)
+		if n := warmUp(ctx, o.concurrency, "password", passwordStep(c, base, sd.users)); n > 0 {
+			logf("password step warm-up: %d of %d sign-ins failed", n, o.concurrency)
+		}
+		rep.passwordWarmUp = o.concurrency
 		logf("password step, %d clients, %v", o.concurrency, o.duration)
 		rep.password = drive(ctx, pid, "password", o.concurrency, o.duration, false, passwordStep(c, base, sd.users))
 

@@ -37,6 +37,8 @@ type report struct {
 	argon2   float64 // the mean of the two below
 	// argon2Before and argon2After are the raw rate just before and just after the step.
 	argon2Before, argon2After float64
+	// passwordWarmUp is how many sign-ins warmed the server up before the password step.
+	passwordWarmUp int
 
 	// The scenarios' results; nil for one that did not run (--only, --flood 0): every use
 	// of them must allow for that.
@@ -214,7 +216,7 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintln(w, "|---|---|---|---|")
 	argon2 := "not run (measured with the password step)"
 	if r.argon2 > 0 {
-		argon2 = fmt.Sprintf("%.1f hashes/s (%.1f before the password step, %.1f after)", r.argon2, r.argon2Before, r.argon2After)
+		argon2 = fmt.Sprintf("%.1f hashes/s (%.1f before the password step, %.1f after; warm: 2 hashes per goroutine first, and the server %d sign-ins before the step)", r.argon2, r.argon2Before, r.argon2After, r.passwordWarmUp)
 	}
 	fmt.Fprintf(w, "| raw argon2id (m=%d KiB, t=%d, p=%d), 2 goroutines | %s | reference | – |\n", p.Memory, p.Time, p.Threads, argon2)
 	st := "–"
