@@ -114,10 +114,7 @@ type step func(ctx context.Context, w int) (outcome, time.Duration, string)
 // With cancel, requests still in flight at d are cancelled instead and counted as cut (a
 // flood).
 func drive(ctx context.Context, pids []int, scenario string, c int, d time.Duration, cancelAtEnd bool, f step) *stats {
-	si := slices.Index(scenarioNames, scenario)
-	if si < 0 {
-		panic("bench: unknown scenario " + scenario)
-	}
+	si := scenarioIndex(scenario)
 	st := &stats{errs: map[string]int{}}
 	var mu sync.Mutex
 	rctx, stop := context.WithCancel(ctx)
@@ -184,16 +181,23 @@ func drive(ctx context.Context, pids []int, scenario string, c int, d time.Durat
 	return st
 }
 
+// scenarioIndex is the index of the named scenario in scenarioNames, which its clients'
+// addresses carry (clientAddr).
+func scenarioIndex(scenario string) int {
+	si := slices.Index(scenarioNames, scenario)
+	if si < 0 {
+		panic("bench: unknown scenario " + scenario)
+	}
+	return si
+}
+
 // warmUp runs f once on each of c workers of the named scenario, unmeasured, and returns how
 // many did not succeed. A process's first argon2id hashes run slower than the later ones (see
 // rawArgon2, whose reference leaves its first ones uncounted for that reason): the password
 // step, the server's first hashes, is measured after a warm-up as well, or its ratio would set
 // a cold server against a warm reference.
 func warmUp(ctx context.Context, c int, scenario string, f step) int {
-	si := slices.Index(scenarioNames, scenario)
-	if si < 0 {
-		panic("bench: unknown scenario " + scenario)
-	}
+	si := scenarioIndex(scenario)
 	var failed atomic.Int32
 	var wg sync.WaitGroup
 	for w := range c {
