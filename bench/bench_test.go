@@ -50,14 +50,25 @@ func quickRun(t *testing.T, kind string, args ...string) string {
 	}
 	t.Logf("\n%s", out.String())
 
-	rows := map[string][]string{}
+	// The rows of each table, by its first header cell: the load table and where its cores
+	// went (keyed by scenario, and push round trip by its clients too), then the figures.
+	tables := map[string]map[string][]string{}
+	var rows map[string][]string
 	for _, line := range strings.Split(out.String(), "\n") {
-		if !strings.HasPrefix(line, "| ") || strings.HasPrefix(line, "| scenario") || strings.HasPrefix(line, "| figure") {
+		if !strings.HasPrefix(line, "| ") {
 			continue
 		}
 		cells := strings.Split(strings.Trim(line, "|"), "|")
 		for i := range cells {
 			cells[i] = strings.TrimSpace(cells[i])
+		}
+		if head := cells[0]; head == "scenario" || head == "where the cores went" || head == "figure" {
+			rows = map[string][]string{}
+			tables[head] = rows
+			continue
+		}
+		if rows == nil {
+			t.Fatalf("a table row before any header: %q", line)
 		}
 		key := cells[0]
 		if len(cells) > 1 && cells[0] == "push round trip" {
@@ -65,6 +76,7 @@ func quickRun(t *testing.T, kind string, args ...string) string {
 		}
 		rows[key] = cells
 	}
+	rows, cores, figures := tables["scenario"], tables["where the cores went"], tables["figure"]
 
 	for _, name := range []string{
 		"GET /healthz (HTTP ceiling)",
@@ -96,8 +108,9 @@ func quickRun(t *testing.T, kind string, args ...string) string {
 		if !strings.HasPrefix(c[9], "PASS") && !strings.HasPrefix(c[9], "MISS") && c[9] != "–" {
 			t.Errorf("%s: result %q, want PASS, MISS or –", name, c[9])
 		}
+		checkCores(t, name, cores[name])
 	}
-	if c := rows["raw argon2id (m=47104 KiB, t=1, p=1), 2 goroutines"]; len(c) < 2 || !strings.Contains(c[1], "the server 64 sign-ins before the step") {
+	if c := figures["raw argon2id (m=47104 KiB, t=1, p=1), 2 goroutines"]; len(c) < 2 || !strings.Contains(c[1], "the server 64 sign-ins before the step") {
 		t.Errorf("the raw argon2id row does not say the server warmed up: %q", c)
 	}
 	for _, prefix := range []string{
@@ -111,7 +124,7 @@ func quickRun(t *testing.T, kind string, args ...string) string {
 		"1,000,000 users",
 	} {
 		found := false
-		for name, c := range rows {
+		for name, c := range figures {
 			if strings.HasPrefix(name, prefix) {
 				found = true
 				if len(c) != 4 {

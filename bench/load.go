@@ -63,6 +63,7 @@ type stats struct {
 	errs                       map[string]int  // failure messages and their counts
 	exhaustedEarly             bool
 	peakRSS                    uint64
+	cpu                        cpuUse // where the cores went (cpu.go)
 }
 
 // rate is successes per second; 0 for a scenario that did not run (nil).
@@ -120,6 +121,7 @@ func drive(ctx context.Context, pids []int, scenario string, c int, d time.Durat
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	smp := sampleRSS(pids...)
+	cpu0 := readCPU(pids)
 	begin := time.Now()
 	deadline := begin.Add(d)
 	if cancelAtEnd {
@@ -172,6 +174,7 @@ func drive(ctx context.Context, pids []int, scenario string, c int, d time.Durat
 		})
 	}
 	wg.Wait()
+	st.cpu = since(cpu0, readCPU(pids), st.ok)
 	st.elapsed = time.Since(begin)
 	if cancelAtEnd {
 		st.elapsed = min(st.elapsed, d)

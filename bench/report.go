@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/latchkey/latchkey/internal/password"
@@ -204,6 +205,8 @@ func (r *report) print(w io.Writer) {
 		}
 	}
 
+	r.printCores(w, rows)
+
 	p := password.New(password.Options{}).Params()
 	var loaded uint64
 	for _, s := range []*stats{r.healthz, r.password, r.totp, r.push1, r.push, r.forwardAuth, r.oidc} {
@@ -262,5 +265,34 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nPeak RSS of the run (VmHWM): %s. Seeding %d users took %v.\n", mib(r.hwm), r.opt.users, r.seedTime.Round(time.Millisecond))
 	for _, n := range r.notes {
 		fmt.Fprintf(w, "- %s\n", n)
+	}
+}
+
+// printCores prints where the cores went in each scenario that ran (cpu.go): the server's CPU
+// per successful request (or round trip), and that as a multiple of /healthz's, then the
+// cores used by the server, by the harness and by the rest of the machine, and the share of
+// the machine's time no core had work.
+func (r *report) printCores(w io.Writer, rows []loadRow) {
+	var hz time.Duration
+	if r.healthz != nil && r.healthz.cpu.ok {
+		hz = r.healthz.cpu.perRequest
+	}
+	if !slices.ContainsFunc(rows, func(row loadRow) bool { return row.s != nil && row.s.cpu.ok }) {
+		return // not measured (no /proc)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| where the cores went | clients | server CPU per request | × /healthz's | server | harness | other | idle |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|")
+	for _, row := range rows {
+		if row.s == nil || !row.s.cpu.ok {
+			continue
+		}
+		c := row.s.cpu
+		times := "–"
+		if hz > 0 && c.perRequest > 0 {
+			times = fmt.Sprintf("%.1f", float64(c.perRequest)/float64(hz))
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %.2f | %.2f | %.2f | %.0f%% |\n",
+			row.name, row.clients, micros(c.perRequest), times, c.server, c.harness, c.other, c.idle*100)
 	}
 }
