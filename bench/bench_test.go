@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,7 +16,10 @@ import (
 	"github.com/latchkey/latchkey/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	argon2Child() // rawArgon2Process runs this binary again
+	pgtest.Main(m)
+}
 
 // TestQuickRun runs the whole harness in quick mode against a real server (built from
 // cmd/latchkey) on SQLite, and checks that the table has every row, every built scenario a
@@ -318,6 +323,35 @@ func TestWarmUp(t *testing.T) {
 	for w := range 10 {
 		if a := clientAddr(1, w); seen[a] != 1 {
 			t.Errorf("worker %d (%s) ran %d times, want once", w, a, seen[a])
+		}
+	}
+}
+
+// TestRawArgon2Process: the raw argon2id reference runs in a process of its own (this
+// binary again), so that the harness's heap does not slow it (rawArgon2Process).
+func TestRawArgon2Process(t *testing.T) {
+	rate, pid, err := rawArgon2Process(context.Background(), 300*time.Millisecond, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid == os.Getpid() || pid <= 0 {
+		t.Errorf("the reference ran in process %d, the harness is %d: want another process", pid, os.Getpid())
+	}
+	if rate <= 0 {
+		t.Errorf("rate %v, want > 0", rate)
+	}
+	// A malformed value is refused by the child, which measures nothing.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"soon 2", "1s", "1s 0", "-1s 2"} {
+		cmd := exec.Command(exe)
+		cmd.Env = append(os.Environ(), argon2Env+"="+v)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "want a duration and a number of goroutines") {
+			t.Errorf("%s=%q: %v, %q; want exit status 2 and the reason", argon2Env, v, err, out)
 		}
 	}
 }

@@ -219,7 +219,7 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintln(w, "|---|---|---|---|")
 	argon2 := "not run (measured with the password step)"
 	if r.argon2 > 0 {
-		argon2 = fmt.Sprintf("%.1f hashes/s (%.1f before the password step, %.1f after; warm: 2 hashes per goroutine first, and the server %d sign-ins before the step)", r.argon2, r.argon2Before, r.argon2After, r.passwordWarmUp)
+		argon2 = fmt.Sprintf("%.1f hashes/s (%.1f before the password step, %.1f after, each in a process of its own; warm: 2 hashes per goroutine first, and the server %d sign-ins before the step)", r.argon2, r.argon2Before, r.argon2After, r.passwordWarmUp)
 	}
 	fmt.Fprintf(w, "| raw argon2id (m=%d KiB, t=%d, p=%d), 2 goroutines | %s | reference | – |\n", p.Memory, p.Time, p.Threads, argon2)
 	st := "–"
