@@ -369,7 +369,7 @@ func runScenarios(ctx context.Context, o *options, nodes cluster, sd *seeder, re
 		logf("password step, %d clients, %v", o.concurrency, o.duration)
 		rep.password = drive(ctx, pid, "password", o.concurrency, o.duration, false, passwordStep(c, base, sd.users))
 
-		logf("raw argon2id again, 2 goroutines, %v", o.duration/2)
+		logf("raw argon2id again, 2 goroutines in a process of their own, %v", o.duration/2)
 		if rep.argon2After, _, err = rawArgon2Process(ctx, o.duration/2, 2); err != nil {
 			return err
 		}

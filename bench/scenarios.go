@@ -325,7 +325,6 @@ func argon2Child() {
 	if !ok {
 		return
 	}
-	var d time.Duration
 	var g int
 	ds, gs, _ := strings.Cut(v, " ")
 	d, err := time.ParseDuration(ds)
