@@ -41,25 +41,26 @@ func readCPU(pids []int) cpuSnap {
 		return s
 	}
 	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return s
-		}
-		t, err := parsePidStat(string(b))
+		t, err := procTime(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
 			return s
 		}
 		s.server += t
 	}
-	b, err = os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return s
-	}
-	if s.harness, err = parsePidStat(string(b)); err != nil {
+	if s.harness, err = procTime("/proc/self/stat"); err != nil {
 		return s
 	}
 	s.ok = true
 	return s
+}
+
+// procTime reads a process's utime + stime from its stat file, in seconds.
+func procTime(path string) (float64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return parsePidStat(string(b))
 }
 
 // parseProcStat reads the first line of /proc/stat ("cpu  user nice system idle iowait irq
