@@ -73,6 +73,10 @@ type AuditEvent struct {
 	TicketID  int64
 	PrevHash  []byte
 	Hash      []byte
+	// Seq is the entry's place in the chain, set by FindAuditChain (0 elsewhere). On SQLite
+	// it is the ID; on PostgreSQL entries are chained after their transactions commit, in
+	// the order the chainer finds them (sqlstore/auditchain.go).
+	Seq int64
 }
 
 // ComputeHash returns SHA-256 over prev and every field of e except ID and the hashes, in a
@@ -108,11 +112,20 @@ type AuditFilter struct {
 
 // AuditStore persists the audit trail. It never updates or deletes an entry.
 type AuditStore interface {
-	// AppendAuditEvent sets e.Time to UTC microseconds, chains e to the last entry (PrevHash,
-	// Hash) and inserts it, serialised against concurrent appends, and sets e.ID.
+	// AppendAuditEvent sets e.Time to UTC microseconds, inserts e and sets e.ID. The entry is
+	// chained to the one before it (PrevHash, Hash) either at once, serialised against
+	// concurrent appends (SQLite: e's hashes are set), or by ChainAuditEvents shortly after
+	// the commit (PostgreSQL: they stay nil).
 	AppendAuditEvent(ctx Context, e *AuditEvent) error
-	// FindAuditEvents returns matching events in ID order.
+	// FindAuditEvents returns matching events in ID order, with their hashes once chained.
 	FindAuditEvents(ctx Context, f AuditFilter) ([]*AuditEvent, error)
+	// ChainAuditEvents chains the entries committed and not yet chained, and returns how
+	// many are still waiting (those committed meanwhile).
+	ChainAuditEvents(ctx Context) (pending int, err error)
+	// FindAuditChain returns up to limit chained entries after place afterSeq, in chain
+	// order, with Seq set. An entry whose row is gone comes back with its ID, place and
+	// hashes only, so that its hash no longer matches.
+	FindAuditChain(ctx Context, afterSeq int64, limit int) ([]*AuditEvent, error)
 }
 
 // Audit actions of the session list (issue 5).

@@ -69,29 +69,38 @@ type Report struct {
 	// this hash, or its tail was cut off.
 	LastID   int64
 	LastHash []byte
+	// Pending counts the entries not yet chained when the walk began (on PostgreSQL, those
+	// committed while Verify chained the ones waiting): they are not checked.
+	Pending int
 }
 
 // pageSize is how many entries Verify reads at a time.
 const pageSize = 1000
 
-// Verify walks the whole trail in ID order, a page at a time, and checks each entry's link to
-// the previous entry and its own hash. It stops at the first broken entry. IDs may skip
-// values (database sequences do), so only the chain counts. The error is for failures to
-// read the trail, not for a broken chain.
+// Verify chains the entries still waiting for it (the store's ChainAuditEvents), then walks
+// the whole chain in chain order (on SQLite ID order), a page at a time, and checks each
+// entry's link to the previous entry and its own hash. It stops at the first broken entry.
+// Places and IDs may skip values (database sequences do), so only the chain counts. The
+// error is for failures to read the trail, not for a broken chain.
 func Verify(ctx context.Context, store latchkey.AuditStore) (Report, error) {
 	var rep Report
+	pending, err := store.ChainAuditEvents(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("chain pending audit events: %w", err)
+	}
+	rep.Pending = pending
 	var prev []byte
 	var after int64
 	for {
-		page, err := store.FindAuditEvents(ctx, latchkey.AuditFilter{AfterID: after, Limit: pageSize})
+		page, err := store.FindAuditChain(ctx, after, pageSize)
 		if err != nil {
-			return rep, fmt.Errorf("read audit events after %d: %w", after, err)
+			return rep, fmt.Errorf("read audit chain after %d: %w", after, err)
 		}
 		for _, e := range page {
-			if e.ID <= after {
+			if e.Seq <= after {
 				// A store that returns entries out of order would make the walk loop or
 				// skip entries; that is a bug, not tampering.
-				return rep, fmt.Errorf("read audit events after %d: got entry %d out of order", after, e.ID)
+				return rep, fmt.Errorf("read audit chain after %d: got place %d out of order", after, e.Seq)
 			}
 			rep.Entries++
 			switch {
@@ -106,7 +115,7 @@ func Verify(ctx context.Context, store latchkey.AuditStore) (Report, error) {
 				rep.LastID, rep.LastHash = 0, nil
 				return rep, nil
 			}
-			prev, after = e.Hash, e.ID
+			prev, after = e.Hash, e.Seq
 			rep.LastID, rep.LastHash = e.ID, e.Hash
 		}
 		if len(page) < pageSize {

@@ -25,6 +25,26 @@ type memStore struct {
 
 	appendFunc func(e *latchkey.AuditEvent) error
 	findFunc   func(f latchkey.AuditFilter) ([]*latchkey.AuditEvent, error)
+	// pending and chainErr are ChainAuditEvents' answer; chained counts its calls.
+	pending  int
+	chainErr error
+	chained  int
+}
+
+// ChainAuditEvents has nothing to chain: memStore chains each entry as it is appended, as
+// the SQLite store does.
+func (m *memStore) ChainAuditEvents(context.Context) (int, error) {
+	m.chained++
+	return m.pending, m.chainErr
+}
+
+// FindAuditChain is the chain in ID order, as on SQLite: an entry's place is its ID.
+func (m *memStore) FindAuditChain(ctx context.Context, afterSeq int64, limit int) ([]*latchkey.AuditEvent, error) {
+	events, err := m.FindAuditEvents(ctx, latchkey.AuditFilter{AfterID: afterSeq, Limit: limit})
+	for _, e := range events {
+		e.Seq = e.ID
+	}
+	return events, err
 }
 
 func (m *memStore) AppendAuditEvent(_ context.Context, e *latchkey.AuditEvent) error {
@@ -192,6 +212,30 @@ func TestVerifyStoreErrors(t *testing.T) {
 				t.Errorf("Verify = %v, want an error wrapping %v", err, tt.want)
 			}
 		})
+	}
+	t.Run("chaining fails", func(t *testing.T) {
+		m := filled(t, 3, false)
+		m.chainErr = boom
+		if _, err := audit.Verify(context.Background(), m); !errors.Is(err, boom) {
+			t.Errorf("Verify = %v, want an error wrapping %v", err, boom)
+		}
+		if len(m.filters) != 0 {
+			t.Errorf("Verify read the chain after chaining failed")
+		}
+	})
+}
+
+// TestVerifyChainsFirst: Verify asks the store to chain what waits before it walks, and
+// reports what is still pending.
+func TestVerifyChainsFirst(t *testing.T) {
+	m := filled(t, 3, false)
+	m.pending = 2
+	rep, err := audit.Verify(context.Background(), m)
+	if err != nil || rep.FirstBroken != 0 || rep.Entries != 3 {
+		t.Fatalf("Verify = %+v, %v", rep, err)
+	}
+	if m.chained != 1 || rep.Pending != 2 {
+		t.Errorf("ChainAuditEvents called %d times, Pending = %d; want 1 and 2", m.chained, rep.Pending)
 	}
 }
 

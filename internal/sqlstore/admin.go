@@ -287,8 +287,7 @@ func (s *DB) QueryAuditEvents(ctx context.Context, q latchkey.AuditQuery) ([]*la
 	if len(where) > 0 {
 		cond = " WHERE " + strings.Join(where, " AND ")
 	}
-	query := `SELECT id, time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, prev_hash, hash
-	      FROM audit_events` + cond + ` ORDER BY id DESC`
+	query := `SELECT id, time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, ` + s.auditHashes() + cond + ` ORDER BY id DESC`
 	if q.Limit > 0 {
 		query += fmt.Sprintf(" LIMIT %d", q.Limit)
 	}

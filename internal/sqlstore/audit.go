@@ -9,13 +9,13 @@ import (
 	"github.com/latchkey/latchkey"
 )
 
-// AppendAuditEvent chains e to the last entry and inserts it. Appends are serialised: on
-// SQLite by the immediate transaction's write lock, on PostgreSQL by an advisory lock.
+// AppendAuditEvent inserts e. On SQLite it is chained to the last entry at once (appends
+// take turns on the write lock); on PostgreSQL the chainer chains it after the commit
+// (auditchain.go).
 func (s *DB) AppendAuditEvent(ctx context.Context, e *latchkey.AuditEvent) error {
-	s.stampAudit(e)
 	// Prepared before BEGIN (see txQueryRow); a failure here shows again below.
-	s.prepareBeforeBegin(ctx, qLastAuditHash, s.insertAudit())
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.appendAudit(ctx, tx, e) })
+	s.prepareBeforeBegin(ctx, s.auditStatements()...)
+	return s.auditedTx(ctx, e, func(context.Context, *sql.Tx) error { return nil })
 }
 
 // FindAuditEvents returns matching events in ID order.
@@ -26,8 +26,8 @@ func (s *DB) FindAuditEvents(ctx context.Context, f latchkey.AuditFilter) ([]*la
 		args = append(args, *f.UserID)
 		where = append(where, fmt.Sprintf("user_id = $%d", len(args)))
 	}
-	q := `SELECT id, time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, prev_hash, hash
-	      FROM audit_events WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id`
+	q := `SELECT id, time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, ` + s.auditHashes() + `
+	      WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id`
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
@@ -50,4 +50,14 @@ func (s *DB) FindAuditEvents(ctx context.Context, f latchkey.AuditFilter) ([]*la
 		out = append(out, &e)
 	}
 	return out, rows.Err()
+}
+
+// auditHashes selects an audit entry's hashes and names the tables, for a query of
+// audit_events' columns: on PostgreSQL they are in audit_chain (NULL while the entry waits
+// for the chainer, auditchain.go).
+func (s *DB) auditHashes() string {
+	if s.dialect == Postgres {
+		return `c.prev_hash, c.hash FROM audit_events LEFT JOIN audit_chain c ON c.event_id = audit_events.id`
+	}
+	return `prev_hash, hash FROM audit_events`
 }

@@ -407,7 +407,7 @@ func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, c
 	if state == "" {
 		state = latchkey.PushPending
 	}
-	s.prepareBeforeBegin(ctx, qInsertPush, qRecordFailure, qLastAuditHash, s.insertAudit())
+	s.prepareBeforeBegin(ctx, append([]string{qInsertPush, qRecordFailure}, s.auditStatements()...)...)
 	err := s.auditedTx(ctx, e, func(ctx context.Context, tx *sql.Tx) error {
 		if countKey != "" {
 			var n int
@@ -475,7 +475,7 @@ func (s *DB) AnswerPushChallenge(ctx context.Context, a *latchkey.PushAnswer) er
 	if a.State != latchkey.PushApproved && a.State != latchkey.PushDenied {
 		return fmt.Errorf("sqlstore: a push challenge cannot be answered with state %q", a.State)
 	}
-	s.prepareBeforeBegin(ctx, qAnswerPush, qPushState, qTouchDevice, qRecordFailure, qLastAuditHash, s.insertAudit())
+	s.prepareBeforeBegin(ctx, append([]string{qAnswerPush, qPushState, qTouchDevice, qRecordFailure}, s.auditStatements()...)...)
 	return s.auditedTx(ctx, a.Audit, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, qAnswerPush, string(a.State), a.Reason, us(a.At), a.ID, string(latchkey.PushPending))
 		if err != nil {

@@ -36,21 +36,25 @@ const (
 	qFindThrottle  = `SELECT failures, last_failure_at FROM throttles WHERE key = $1`
 	qCompletePush  = `UPDATE push_challenges SET completed_at = $1 WHERE id = $2 AND state = $3 AND completed_at IS NULL`
 	qLastAuditHash = `SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1`
-	// qInsertAudit appends an audit entry. On PostgreSQL it is followed by " RETURNING id"
-	// (insertAudit); on SQLite the ID is the statement's last insert ID: RETURNING makes
-	// SQLite keep its rows in a table of their own, opened and closed for each statement,
-	// which cost a third of the statement.
+	// qInsertAudit appends a chained audit entry on SQLite. Its ID is the statement's last
+	// insert ID: RETURNING makes SQLite keep its rows in a table of their own, opened and
+	// closed for each statement, which cost a third of the statement.
 	qInsertAudit = `INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, prev_hash, hash)
 			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
-	qInsertAuditReturning = qInsertAudit + ` RETURNING id`
+	// qInsertAuditPending appends an unchained audit entry and its row in audit_pending on
+	// PostgreSQL, in one round trip (auditchain.go).
+	qInsertAuditPending = `WITH e AS (INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id)
+			 INSERT INTO audit_pending (event_id) SELECT id FROM e RETURNING event_id`
 )
 
-// insertAudit is the statement that appends an audit entry in s's dialect.
-func (s *DB) insertAudit() string {
+// auditStatements are the statements appendAudit runs in s's dialect, for the callers that
+// prepare theirs before BEGIN.
+func (s *DB) auditStatements() []string {
 	if s.dialect == Postgres {
-		return qInsertAuditReturning
+		return []string{qInsertAuditPending}
 	}
-	return qInsertAudit
+	return []string{qLastAuditHash, qInsertAudit}
 }
 
 // CompleteSecondFactor checks the account's throttle counter (when c.Admit is set), records
@@ -59,8 +63,8 @@ func (s *DB) insertAudit() string {
 // lock from BEGIN; on PostgreSQL the counter's row is locked first (by the DELETE that resets
 // it, or FOR UPDATE when it is not reset), the replay
 // guard is the conditional UPDATE of the credential's row (a concurrent one waits for this one
-// and then finds the step used), and the audit trail's advisory lock is taken last, so that a
-// transaction holding it never waits for a row.
+// and then finds the step used), and the audit entry is inserted unchained, for the chainer
+// (auditchain.go): no lock of the whole trail.
 func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorCompletion) error {
 	// Prepared before BEGIN: preparing takes a connection of the pool, and inside the
 	// transaction (which on SQLite holds the write lock) that could wait for connections that
@@ -74,7 +78,7 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 	// admission reads the counter it deletes, and on PostgreSQL the DELETE locks its row as
 	// FOR UPDATE did. The caller's error rolls the deletion back with everything else.
 	resetFirst := c.Admit != nil && slices.Contains(c.ResetThrottles, c.AdmitKey)
-	qs := []string{qAdmit, qRotateSessionInPlace, qRotateSession, qUseTOTPStep, qCompletePush, qLastAuditHash, s.insertAudit()}
+	qs := append([]string{qAdmit, qRotateSessionInPlace, qRotateSession, qUseTOTPStep, qCompletePush}, s.auditStatements()...)
 	var qReset resetQueries
 	if len(c.ResetThrottles) > 0 {
 		qReset = s.qResetThrottles(len(c.ResetThrottles))
@@ -264,6 +268,8 @@ func (s *DB) auditedTx(ctx context.Context, e *latchkey.AuditEvent, f func(conte
 	})
 	if err != nil {
 		unchain(e)
+	} else if e != nil {
+		s.auditAppended()
 	}
 	return err
 }
@@ -288,13 +294,17 @@ func unchain(e *latchkey.AuditEvent) {
 	}
 }
 
-// appendAudit chains e to the last entry of the trail and inserts it within tx, through the
-// statements' prepared copies when the caller prepared them before BEGIN (txQueryRow).
+// appendAudit appends e within tx, through the statements' prepared copies when the caller
+// prepared them before BEGIN (txQueryRow). On SQLite it chains e to the last entry of the
+// trail at once; on PostgreSQL it inserts e unchained with its row in audit_pending, for the
+// chainer (auditchain.go), and the caller wakes the chainer after the commit.
 func (s *DB) appendAudit(ctx context.Context, tx *sql.Tx, e *latchkey.AuditEvent) error {
 	if s.dialect == Postgres {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7305002)`); err != nil {
-			return fmt.Errorf("lock audit trail: %w", err)
+		err := s.txQueryRow(ctx, tx, qInsertAuditPending, us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID).Scan(&e.ID)
+		if err != nil {
+			return fmt.Errorf("insert audit event: %w", err)
 		}
+		return nil
 	}
 	var prev []byte
 	err := s.txQueryRow(ctx, tx, qLastAuditHash).Scan(&prev)
@@ -306,14 +316,9 @@ func (s *DB) appendAudit(ctx context.Context, tx *sql.Tx, e *latchkey.AuditEvent
 	}
 	e.PrevHash = prev
 	e.Hash = e.ComputeHash(prev)
-	args := []any{us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID, e.PrevHash, e.Hash}
-	if s.dialect == Postgres {
-		err = s.txQueryRow(ctx, tx, qInsertAuditReturning, args...).Scan(&e.ID)
-	} else {
-		var res sql.Result
-		if res, err = s.txExec(ctx, tx, qInsertAudit, args...); err == nil {
-			e.ID, err = res.LastInsertId()
-		}
+	var res sql.Result
+	if res, err = s.txExec(ctx, tx, qInsertAudit, us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID, e.PrevHash, e.Hash); err == nil {
+		e.ID, err = res.LastInsertId()
 	}
 	if err != nil {
 		return fmt.Errorf("insert audit event: %w", err)

@@ -61,6 +61,9 @@ type DB struct {
 	// sessions, on SQLite only, keeps sessions with their users while the database has not
 	// changed (sessioncache.go).
 	sessions *sessionCache
+	// chain, on PostgreSQL only, chains the audit trail's entries after their transactions
+	// commit (auditchain.go).
+	chain *chainer
 }
 
 var _ latchkey.Store = (*DB)(nil)
@@ -152,6 +155,9 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 		s.Close()
 		return nil, err
 	}
+	if s.dialect == Postgres {
+		s.startChainer()
+	}
 	return s, nil
 }
 
@@ -181,6 +187,9 @@ const maxPostgresConns = 20
 func (s *DB) Close() error {
 	if s.batches != nil {
 		s.batches.stop()
+	}
+	if s.chain != nil {
+		s.chain.close()
 	}
 	s.hot.close()
 	if s.sessions != nil {

@@ -393,16 +393,34 @@ func TestAuditTrail(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		// Chained in chain order: on SQLite as appended, on PostgreSQL once the chainer ran
+		// (ChainAuditEvents runs it now). Every entry once, each linked to the one before.
+		if pending, err := db.ChainAuditEvents(ctx); err != nil || pending != 0 {
+			t.Fatalf("ChainAuditEvents = %d pending, %v", pending, err)
+		}
+		chain, err := db.FindAuditChain(ctx, 0, 0)
+		if err != nil || len(chain) != 20 {
+			t.Fatalf("FindAuditChain = %d entries, %v", len(chain), err)
+		}
+		prev, seen, lastSeq := []byte{}, map[int64]bool{}, int64(0)
+		for _, e := range chain {
+			if e.Seq <= lastSeq || seen[e.ID] || !bytes.Equal(e.PrevHash, prev) || !bytes.Equal(e.Hash, e.ComputeHash(e.PrevHash)) {
+				t.Fatalf("chain broken at place %d (entry %d)", e.Seq, e.ID)
+			}
+			prev, seen[e.ID], lastSeq = e.Hash, true, e.Seq
+		}
+		if rest, err := db.FindAuditChain(ctx, chain[9].Seq, 5); err != nil || len(rest) != 5 || rest[0].Seq != chain[10].Seq {
+			t.Errorf("FindAuditChain after place %d: %d entries, %v", chain[9].Seq, len(rest), err)
+		}
 		events, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{})
 		if err != nil || len(events) != 20 {
 			t.Fatalf("FindAuditEvents = %d events, %v", len(events), err)
 		}
-		prev := []byte{}
-		for _, e := range events {
-			if !bytes.Equal(e.PrevHash, prev) || !bytes.Equal(e.Hash, e.ComputeHash(e.PrevHash)) {
-				t.Fatalf("chain broken at %d", e.ID)
+		for i, e := range events {
+			// In ID order, each with its hashes from the chain.
+			if i > 0 && e.ID <= events[i-1].ID || !seen[e.ID] || !bytes.Equal(e.Hash, e.ComputeHash(e.PrevHash)) {
+				t.Fatalf("FindAuditEvents: entry %d out of order or without its hashes", e.ID)
 			}
-			prev = e.Hash
 		}
 		page, _ := db.FindAuditEvents(ctx, latchkey.AuditFilter{AfterID: events[4].ID, Limit: 3})
 		if len(page) != 3 || page[0].ID != events[5].ID {
@@ -418,6 +436,14 @@ func TestAuditTrail(t *testing.T) {
 		}
 		if _, err := db.SQL().ExecContext(ctx, `DELETE FROM audit_events WHERE id = $1`, events[0].ID); err == nil {
 			t.Error("an audit event was deleted")
+		}
+		if db.Dialect() == sqlstore.Postgres {
+			if _, err := db.SQL().ExecContext(ctx, `UPDATE audit_chain SET hash = prev_hash WHERE seq = $1`, chain[0].Seq); err == nil {
+				t.Error("an audit chain row was updated")
+			}
+			if _, err := db.SQL().ExecContext(ctx, `DELETE FROM audit_chain WHERE seq = $1`, chain[19].Seq); err == nil {
+				t.Error("an audit chain row was deleted")
+			}
 		}
 	})
 }

@@ -1,0 +1,261 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/latchkey/latchkey"
+)
+
+// The audit trail's chain on PostgreSQL.
+//
+// Each entry's hash covers the hash of the one before it, so entries are chained one at a
+// time. On SQLite that costs nothing more: the process writes one transaction at a time
+// anyway, and appendAudit chains each entry in its own transaction. On PostgreSQL it made
+// every audited transaction of every node take one advisory lock, read the last hash and
+// hold the lock to its commit: three to four round trips to the database while every other
+// audited transaction of the deployment waited. The TOTP step and the push round trip ran
+// at half the rate they reach without it (docs/performance.md, "On PostgreSQL").
+//
+// So on PostgreSQL an audited transaction inserts its entry unchained (prev_hash and hash
+// NULL) with a row in audit_pending, and takes no lock. After its commit it wakes this
+// node's chainer, which takes the lock and, in one transaction, chains every pending entry
+// it finds in ID order: a row each in audit_chain (seq one after the last, the previous
+// hash, the entry's own), and the pending rows deleted. The chainers of several nodes take
+// turns on the lock; each finds what the one before it left. A chainer also runs once a
+// second, for entries whose node stopped before it chained them (a crash, a restart, a
+// CLI command that ended), and once more when its store closes.
+//
+// What this changes for the trail:
+//   - Chain order is the order the chainer found the entries, not exactly ID order (a
+//     transaction may commit after another that got a later ID). Verification walks the
+//     chain by seq (FindAuditChain); the entries' own data is as before.
+//   - An entry is unchained for the moment between its commit and the chainer's next pass
+//     (milliseconds under load, at most a second when its node stopped). audit.Verify first
+//     chains what is pending (ChainAuditEvents) and reports what was committed meanwhile.
+//   - audit_chain is append-only like audit_events (triggers), and its rows reference the
+//     entries, so removing an entry means removing its place as well, which breaks the link
+//     of the next place; editing an entry breaks its place's hash.
+
+// chainBatch bounds the entries one chainer transaction chains.
+const chainBatch = 1000
+
+// chainEvery is how often a chainer looks for entries that nobody woke it for.
+const chainEvery = time.Second
+
+// chainLock is the advisory lock the chainers take turns on (the same number the appends
+// took before migration 0014, so that a node of the old version and a new one never chain
+// at once).
+const chainLock = 7305002
+
+// chainer chains the audit trail's pending entries on PostgreSQL.
+type chainer struct {
+	s    *DB
+	wake chan struct{}
+	stop context.CancelFunc
+	done sync.WaitGroup
+}
+
+// startChainer starts s's chainer (PostgreSQL only).
+func (s *DB) startChainer() {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &chainer{s: s, wake: make(chan struct{}, 1), stop: cancel}
+	c.done.Go(func() { c.loop(ctx) })
+	s.chain = c
+}
+
+// auditAppended wakes the chainer after a transaction with an audit entry committed.
+func (s *DB) auditAppended() {
+	if s.chain == nil {
+		return
+	}
+	select {
+	case s.chain.wake <- struct{}{}:
+	default: // a pass is due already: it will find this entry too
+	}
+}
+
+// loop chains pending entries whenever woken and every chainEvery, until ctx ends.
+func (c *chainer) loop(ctx context.Context) {
+	t := time.NewTicker(chainEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.wake:
+		case <-t.C:
+		}
+		// An error (the database restarting, the pool closed) is left to the next pass:
+		// the entries wait in audit_pending, committed.
+		_, _ = c.s.chainPending(ctx)
+	}
+}
+
+// close stops the chainer and chains what this node left, within a second.
+func (c *chainer) close() {
+	c.stop()
+	c.done.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, _ = c.s.chainPending(ctx)
+}
+
+// chainPending chains every pending entry, chainBatch per transaction, and returns how many
+// it chained.
+func (s *DB) chainPending(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := s.chainPass(ctx)
+		total += n
+		if err != nil || n < chainBatch {
+			return total, err
+		}
+	}
+}
+
+// chainPass chains up to chainBatch pending entries in one transaction.
+func (s *DB) chainPass(ctx context.Context) (int, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("chain audit trail: %w", err)
+	}
+	defer tx.Rollback()
+	// The lock first; each statement after it sees what the chainer before committed (read
+	// committed takes a snapshot per statement).
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, chainLock); err != nil {
+		return 0, fmt.Errorf("lock audit trail: %w", err)
+	}
+	var seq int64
+	prev := []byte{}
+	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
+	if err != nil && err != sql.ErrNoRows {
+		return 0, fmt.Errorf("read last audit hash: %w", err)
+	}
+	// A pending row of an entry chained already (only a hand in the database makes one) is
+	// left out here and deleted below, so that it cannot stop the chain.
+	rows, err := tx.QueryContext(ctx, `SELECT `+auditColumns("e")+`
+		FROM audit_pending p JOIN audit_events e ON e.id = p.event_id
+		WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_id = p.event_id)
+		ORDER BY p.event_id LIMIT $1`, chainBatch)
+	if err != nil {
+		return 0, fmt.Errorf("read pending audit events: %w", err)
+	}
+	var seqs, ids []int64
+	var prevs, hashes [][]byte
+	for rows.Next() {
+		e, err := scanAuditEvent(rows.Scan)
+		if err != nil {
+			rows.Close()
+			return 0, err
+		}
+		seq++
+		h := e.ComputeHash(prev)
+		seqs, ids, prevs, hashes = append(seqs, seq), append(ids, e.ID), append(prevs, prev), append(hashes, h)
+		prev = h
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("read pending audit events: %w", err)
+	}
+	if len(ids) > 0 {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_chain (seq, event_id, prev_hash, hash)
+			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])`, seqs, ids, prevs, hashes); err != nil {
+			return 0, fmt.Errorf("chain audit events: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM audit_pending p USING audit_chain c WHERE c.event_id = p.event_id`); err != nil {
+		return 0, fmt.Errorf("delete pending audit events: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("chain audit trail: %w", err)
+	}
+	return len(ids), nil
+}
+
+// ChainAuditEvents chains the entries waiting for it (PostgreSQL; on SQLite every entry is
+// chained when it is appended) and returns how many are still pending: those committed
+// while it ran.
+func (s *DB) ChainAuditEvents(ctx context.Context) (int, error) {
+	if s.dialect != Postgres {
+		return 0, nil
+	}
+	if _, err := s.chainPending(ctx); err != nil {
+		return 0, err
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_pending`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count pending audit events: %w", err)
+	}
+	return n, nil
+}
+
+// FindAuditChain returns up to limit chained entries after place afterSeq, in chain order.
+// On SQLite the place is the ID. On PostgreSQL an entry whose row is gone (its place stays)
+// comes back with its place and hashes only, so that its hash does not match.
+func (s *DB) FindAuditChain(ctx context.Context, afterSeq int64, limit int) ([]*latchkey.AuditEvent, error) {
+	if s.dialect != Postgres {
+		events, err := s.FindAuditEvents(ctx, latchkey.AuditFilter{AfterID: afterSeq, Limit: limit})
+		for _, e := range events {
+			e.Seq = e.ID
+		}
+		return events, err
+	}
+	q := `SELECT c.seq, c.event_id, c.prev_hash, c.hash, e.id IS NULL, ` + auditDataColumns("e") + `
+		FROM audit_chain c LEFT JOIN audit_events e ON e.id = c.event_id
+		WHERE c.seq > $1 ORDER BY c.seq`
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, afterSeq)
+	if err != nil {
+		return nil, fmt.Errorf("find audit chain: %w", err)
+	}
+	defer rows.Close()
+	var out []*latchkey.AuditEvent
+	for rows.Next() {
+		var e latchkey.AuditEvent
+		var gone bool
+		var t, uid, ticket sql.NullInt64
+		var username, action, outcome, ip, ua, detail sql.NullString
+		if err := rows.Scan(&e.Seq, &e.ID, &e.PrevHash, &e.Hash, &gone, &t, &uid, &username, &action, &outcome, &ip, &ua, &detail, &ticket); err != nil {
+			return nil, fmt.Errorf("scan audit chain: %w", err)
+		}
+		if !gone {
+			e.Time, e.UserID, e.TicketID = at(t.Int64), latchkey.UserID(uid.Int64), ticket.Int64
+			e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail = username.String, action.String, outcome.String, ip.String, ua.String, detail.String
+		}
+		out = append(out, &e)
+	}
+	return out, rows.Err()
+}
+
+// auditColumns lists an audit entry's ID and data columns of table alias a, for
+// scanAuditEvent.
+func auditColumns(a string) string {
+	return a + ".id, " + auditDataColumns(a)
+}
+
+// auditDataColumns lists an audit entry's data columns of table alias a (all but the ID and
+// the hashes).
+func auditDataColumns(a string) string {
+	cols := []string{"time", "user_id", "username", "action", "outcome", "ip", "user_agent", "detail", "ticket_id"}
+	for i, c := range cols {
+		cols[i] = a + "." + c
+	}
+	return strings.Join(cols, ", ")
+}
+
+// scanAuditEvent scans the columns of auditColumns.
+func scanAuditEvent(scan func(...any) error) (*latchkey.AuditEvent, error) {
+	var e latchkey.AuditEvent
+	var t int64
+	if err := scan(&e.ID, &t, &e.UserID, &e.Username, &e.Action, &e.Outcome, &e.IP, &e.UserAgent, &e.Detail, &e.TicketID); err != nil {
+		return nil, fmt.Errorf("scan audit event: %w", err)
+	}
+	e.Time = at(t)
+	return &e, nil
+}
