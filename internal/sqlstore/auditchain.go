@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -133,7 +134,7 @@ func (s *DB) chainPass(ctx context.Context) (int, error) {
 	var seq int64
 	prev := []byte{}
 	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
-	if err != nil && err != sql.ErrNoRows {
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("read last audit hash: %w", err)
 	}
 	// A pending row of an entry chained already (only a hand in the database makes one) is
