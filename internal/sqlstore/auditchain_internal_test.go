@@ -51,6 +51,24 @@ func waitPending(t *testing.T, db *DB, within time.Duration) {
 	}
 }
 
+// chainedStore opens a store on a new PostgreSQL database with one entry, chained, and
+// another connection pool on the same database (another session, or a node's raw writes).
+func chainedStore(t *testing.T) (*DB, *sql.DB) {
+	t.Helper()
+	dsn := pgtest.Start(t)
+	db := openPG(t, dsn)
+	if err := db.AppendAuditEvent(context.Background(), auditEvent(0)); err != nil {
+		t.Fatal(err)
+	}
+	waitPending(t, db, 5*time.Second)
+	raw, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	return db, raw
+}
+
 // verifyIntact runs audit.Verify and expects an intact chain of want entries, none pending.
 func verifyIntact(t *testing.T, db *DB, want int) audit.Report {
 	t.Helper()
@@ -105,18 +123,8 @@ func TestAuditChainTwoNodes(t *testing.T) {
 // another session holds the lock, appends commit and wait unchained; once it is let go, the
 // chainer chains them.
 func TestAuditAppendTakesNoLock(t *testing.T) {
-	dsn := pgtest.Start(t)
-	db := openPG(t, dsn)
+	db, holder := chainedStore(t)
 	ctx := context.Background()
-	if err := db.AppendAuditEvent(ctx, auditEvent(0)); err != nil {
-		t.Fatal(err)
-	}
-	waitPending(t, db, 5*time.Second)
-	holder, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close()
 	tx, err := holder.Begin()
 	if err != nil {
 		t.Fatal(err)
@@ -153,19 +161,8 @@ func TestAuditAppendTakesNoLock(t *testing.T) {
 // TestAuditChainLeftEntries: entries a node committed and never chained (it was killed) are
 // chained by another node within chainEvery, without being woken.
 func TestAuditChainLeftEntries(t *testing.T) {
-	dsn := pgtest.Start(t)
-	db := openPG(t, dsn)
-	ctx := context.Background()
-	if err := db.AppendAuditEvent(ctx, auditEvent(0)); err != nil {
-		t.Fatal(err)
-	}
-	waitPending(t, db, 5*time.Second)
+	db, raw := chainedStore(t)
 	// What a killed node leaves: its committed entries, pending.
-	raw, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
 	for i := 1; i <= 2; i++ {
 		e := auditEvent(i)
 		e.Time = time.Now().UTC().Truncate(time.Microsecond)
