@@ -298,13 +298,11 @@ func (s *DB) QueryAuditEvents(ctx context.Context, q latchkey.AuditQuery) ([]*la
 	defer rows.Close()
 	var out []*latchkey.AuditEvent
 	for rows.Next() {
-		var e latchkey.AuditEvent
-		var t int64
-		if err := rows.Scan(&e.ID, &t, &e.UserID, &e.Username, &e.Action, &e.Outcome, &e.IP, &e.UserAgent, &e.Detail, &e.TicketID, &e.PrevHash, &e.Hash); err != nil {
-			return nil, fmt.Errorf("scan audit event: %w", err)
+		e := new(latchkey.AuditEvent)
+		if err := scanAuditEvent(rows.Scan, e, &e.PrevHash, &e.Hash); err != nil {
+			return nil, err
 		}
-		e.Time = at(t)
-		out = append(out, &e)
+		out = append(out, e)
 	}
 	return out, rows.Err()
 }

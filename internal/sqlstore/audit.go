@@ -38,16 +38,14 @@ func (s *DB) FindAuditEvents(ctx context.Context, f latchkey.AuditFilter) ([]*la
 	defer rows.Close()
 	var out []*latchkey.AuditEvent
 	for rows.Next() {
-		var e latchkey.AuditEvent
-		var t int64
-		if err := rows.Scan(&e.ID, &t, &e.UserID, &e.Username, &e.Action, &e.Outcome, &e.IP, &e.UserAgent, &e.Detail, &e.TicketID, &e.PrevHash, &e.Hash); err != nil {
-			return nil, fmt.Errorf("scan audit event: %w", err)
+		e := new(latchkey.AuditEvent)
+		if err := scanAuditEvent(rows.Scan, e, &e.PrevHash, &e.Hash); err != nil {
+			return nil, err
 		}
-		e.Time = at(t)
 		if e.PrevHash == nil {
 			e.PrevHash = []byte{}
 		}
-		out = append(out, &e)
+		out = append(out, e)
 	}
 	return out, rows.Err()
 }

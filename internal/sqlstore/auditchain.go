@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -139,7 +138,7 @@ func (s *DB) chainPass(ctx context.Context) (int, error) {
 	}
 	// A pending row of an entry chained already (only a hand in the database makes one) is
 	// left out here and deleted below, so that it cannot stop the chain.
-	rows, err := tx.QueryContext(ctx, `SELECT `+auditColumns("e")+`
+	rows, err := tx.QueryContext(ctx, `SELECT `+auditColumns+`
 		FROM audit_pending p JOIN audit_events e ON e.id = p.event_id
 		WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_id = p.event_id)
 		ORDER BY p.event_id LIMIT $1`, chainBatch)
@@ -149,8 +148,8 @@ func (s *DB) chainPass(ctx context.Context) (int, error) {
 	var seqs, ids []int64
 	var prevs, hashes [][]byte
 	for rows.Next() {
-		e, err := scanAuditEvent(rows.Scan)
-		if err != nil {
+		e := new(latchkey.AuditEvent)
+		if err := scanAuditEvent(rows.Scan, e); err != nil {
 			rows.Close()
 			return 0, err
 		}
@@ -196,7 +195,7 @@ func (s *DB) ChainAuditEvents(ctx context.Context) (int, error) {
 
 // FindAuditChain returns up to limit chained entries after place afterSeq, in chain order.
 // On SQLite the place is the ID. On PostgreSQL an entry whose row is gone (its place stays)
-// comes back with its place and hashes only, so that its hash does not match.
+// comes back with its ID, place and hashes only, so that its hash does not match.
 func (s *DB) FindAuditChain(ctx context.Context, afterSeq int64, limit int) ([]*latchkey.AuditEvent, error) {
 	if s.dialect != Postgres {
 		events, err := s.FindAuditEvents(ctx, latchkey.AuditFilter{AfterID: afterSeq, Limit: limit})
@@ -205,7 +204,10 @@ func (s *DB) FindAuditChain(ctx context.Context, afterSeq int64, limit int) ([]*
 		}
 		return events, err
 	}
-	q := `SELECT c.seq, c.event_id, c.prev_hash, c.hash, e.id IS NULL, ` + auditDataColumns("e") + `
+	// An entry whose row is gone reads as empty fields (its hash then does not match).
+	q := `SELECT c.event_id, COALESCE(e.time, 0), COALESCE(e.user_id, 0), COALESCE(e.username, ''),
+		COALESCE(e.action, ''), COALESCE(e.outcome, ''), COALESCE(e.ip, ''), COALESCE(e.user_agent, ''),
+		COALESCE(e.detail, ''), COALESCE(e.ticket_id, 0), c.seq, c.prev_hash, c.hash
 		FROM audit_chain c LEFT JOIN audit_events e ON e.id = c.event_id
 		WHERE c.seq > $1 ORDER BY c.seq`
 	if limit > 0 {
@@ -218,45 +220,27 @@ func (s *DB) FindAuditChain(ctx context.Context, afterSeq int64, limit int) ([]*
 	defer rows.Close()
 	var out []*latchkey.AuditEvent
 	for rows.Next() {
-		var e latchkey.AuditEvent
-		var gone bool
-		var t, uid, ticket sql.NullInt64
-		var username, action, outcome, ip, ua, detail sql.NullString
-		if err := rows.Scan(&e.Seq, &e.ID, &e.PrevHash, &e.Hash, &gone, &t, &uid, &username, &action, &outcome, &ip, &ua, &detail, &ticket); err != nil {
-			return nil, fmt.Errorf("scan audit chain: %w", err)
+		e := new(latchkey.AuditEvent)
+		if err := scanAuditEvent(rows.Scan, e, &e.Seq, &e.PrevHash, &e.Hash); err != nil {
+			return nil, err
 		}
-		if !gone {
-			e.Time, e.UserID, e.TicketID = at(t.Int64), latchkey.UserID(uid.Int64), ticket.Int64
-			e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail = username.String, action.String, outcome.String, ip.String, ua.String, detail.String
-		}
-		out = append(out, &e)
+		out = append(out, e)
 	}
 	return out, rows.Err()
 }
 
-// auditColumns lists an audit entry's ID and data columns of table alias a, for
-// scanAuditEvent.
-func auditColumns(a string) string {
-	return a + ".id, " + auditDataColumns(a)
-}
+// auditColumns are an audit entry's ID and data columns (all but the hashes) in table
+// alias e, in the order of scanAuditEvent.
+const auditColumns = `e.id, e.time, e.user_id, e.username, e.action, e.outcome, e.ip, e.user_agent, e.detail, e.ticket_id`
 
-// auditDataColumns lists an audit entry's data columns of table alias a (all but the ID and
-// the hashes).
-func auditDataColumns(a string) string {
-	cols := []string{"time", "user_id", "username", "action", "outcome", "ip", "user_agent", "detail", "ticket_id"}
-	for i, c := range cols {
-		cols[i] = a + "." + c
-	}
-	return strings.Join(cols, ", ")
-}
-
-// scanAuditEvent scans the columns of auditColumns.
-func scanAuditEvent(scan func(...any) error) (*latchkey.AuditEvent, error) {
-	var e latchkey.AuditEvent
+// scanAuditEvent scans an audit entry's ID and data columns into e, in the order of
+// auditColumns, and then the columns after them into more.
+func scanAuditEvent(scan func(...any) error, e *latchkey.AuditEvent, more ...any) error {
 	var t int64
-	if err := scan(&e.ID, &t, &e.UserID, &e.Username, &e.Action, &e.Outcome, &e.IP, &e.UserAgent, &e.Detail, &e.TicketID); err != nil {
-		return nil, fmt.Errorf("scan audit event: %w", err)
+	dest := append([]any{&e.ID, &t, &e.UserID, &e.Username, &e.Action, &e.Outcome, &e.IP, &e.UserAgent, &e.Detail, &e.TicketID}, more...)
+	if err := scan(dest...); err != nil {
+		return fmt.Errorf("scan audit event: %w", err)
 	}
 	e.Time = at(t)
-	return &e, nil
+	return nil
 }
