@@ -66,6 +66,9 @@ func (s *DB) auditStatements() []string {
 // and then finds the step used), and the audit entry is inserted unchained, for the chainer
 // (auditchain.go): no lock of the whole trail.
 func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorCompletion) error {
+	if s.dialect == Postgres {
+		return s.completeSecondFactorPipelined(ctx, c)
+	}
 	// Prepared before BEGIN: preparing takes a connection of the pool, and inside the
 	// transaction (which on SQLite holds the write lock) that could wait for connections that
 	// are themselves waiting for the lock.
@@ -116,10 +119,8 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 		rotated := false
 		for _, q := range []string{qRotateSessionInPlace, qRotateSession} {
 			res, err := s.txExec(ctx, tx, q, args...)
-			if isUnique(err) {
-				return latchkey.Errorf(latchkey.EConflict, "The session exists already.")
-			} else if err != nil {
-				return fmt.Errorf("rotate session: %w", err)
+			if err != nil {
+				return rotateError(err)
 			}
 			if n, _ := res.RowsAffected(); n > 0 {
 				rotated = true
@@ -135,7 +136,7 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 				return fmt.Errorf("use totp step: %w", err)
 			}
 			if n, _ := res.RowsAffected(); n != 1 {
-				return latchkey.Errorf(latchkey.EConflict, "This code was used already.")
+				return errStepUsed
 			}
 		}
 		if c.PushChallengeID != "" {
@@ -144,7 +145,7 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 				return fmt.Errorf("complete push challenge: %w", err)
 			}
 			if n, _ := res.RowsAffected(); n != 1 {
-				return latchkey.Errorf(latchkey.EConflict, "This sign-in request was used already.")
+				return errPushUsed
 			}
 		}
 		if len(c.ResetThrottles) > 0 && !resetFirst {
@@ -154,6 +155,89 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 		}
 		return nil
 	})
+}
+
+// The answers of a completion that another one got to first.
+var (
+	errStepUsed = latchkey.Errorf(latchkey.EConflict, "This code was used already.")
+	errPushUsed = latchkey.Errorf(latchkey.EConflict, "This sign-in request was used already.")
+)
+
+// rotateError is the error of the rotation's statement.
+func rotateError(err error) error {
+	if isUnique(err) {
+		return latchkey.Errorf(latchkey.EConflict, "The session exists already.")
+	}
+	return fmt.Errorf("rotate session: %w", err)
+}
+
+// completeSecondFactorPipelined is CompleteSecondFactor on PostgreSQL: the same statements in
+// the same order, checked the same way, sent at once (pipeline.go). The counter admitted is
+// locked first, by the DELETE that resets it or by FOR UPDATE; the rotation is one UPDATE
+// (the in-place one of SQLite saves index writes that PostgreSQL makes anyway, since the
+// expiry's column changes).
+func (s *DB) completeSecondFactorPipelined(ctx context.Context, c *latchkey.SecondFactorCompletion) error {
+	var p pgPipe
+	resetFirst := c.Admit != nil && slices.Contains(c.ResetThrottles, c.AdmitKey)
+	keys := make([]any, len(c.ResetThrottles))
+	for i, k := range c.ResetThrottles {
+		keys[i] = k
+	}
+	qReset := s.qResetThrottles(len(c.ResetThrottles))
+	if c.Admit != nil {
+		th := latchkey.Throttle{Key: c.AdmitKey}
+		admit := func(int) error { return c.Admit(th) }
+		if resetFirst {
+			p.query("reset throttles", func(scan func(...any) error) error { return scanReset(&th, scan) }, admit, qReset.del, keys...)
+		} else {
+			p.query("find throttle", func(scan func(...any) error) error {
+				var last int64
+				if err := scan(&th.Failures, &last); err != nil {
+					return fmt.Errorf("find throttle: %w", err)
+				}
+				th.LastFailureAt = at(last)
+				return nil
+			}, admit, qFindThrottle+" FOR UPDATE", c.AdmitKey)
+		}
+	}
+	n := c.Session
+	p.exec(func(rows int64, err error) error {
+		if err != nil {
+			return rotateError(err)
+		} else if rows == 0 {
+			return notFound("session")
+		}
+		return nil
+	}, qRotateSession, c.OldSessionID, n.ID, n.SID, string(n.State), strings.Join(n.AMR, " "), us(n.PasswordAt), usPtr(n.MFAAt), us(n.CreatedAt), us(n.LastSeenAt), us(n.ExpiresAt), n.IP, n.UserAgent, n.UserID, n.Verifier, c.OldVerifier)
+	if c.TOTPCredentialID != 0 {
+		p.exec(func(rows int64, err error) error {
+			if err != nil {
+				return fmt.Errorf("use totp step: %w", err)
+			} else if rows != 1 {
+				return errStepUsed
+			}
+			return nil
+		}, qUseTOTPStep, c.TOTPStep, us(n.LastSeenAt), c.TOTPCredentialID)
+	}
+	if c.PushChallengeID != "" {
+		p.exec(func(rows int64, err error) error {
+			if err != nil {
+				return fmt.Errorf("complete push challenge: %w", err)
+			} else if rows != 1 {
+				return errPushUsed
+			}
+			return nil
+		}, qCompletePush, us(n.LastSeenAt), c.PushChallengeID, string(latchkey.PushApproved))
+	}
+	if len(c.ResetThrottles) > 0 && !resetFirst {
+		p.exec(func(_ int64, err error) error {
+			if err != nil {
+				return fmt.Errorf("reset throttles: %w", err)
+			}
+			return nil
+		}, qReset.del, keys...)
+	}
+	return s.pipelinedTx(ctx, c.Audit, &p)
 }
 
 // resetQueries are the statements that reset n throttle counters. On PostgreSQL one DELETE
@@ -230,16 +314,10 @@ func (s *DB) resetThrottles(ctx context.Context, tx *sql.Tx, q resetQueries, key
 	defer rows.Close()
 	found := false
 	for rows.Next() {
-		var k string
-		var failures int
-		var last int64
-		if err := rows.Scan(&k, &failures, &last); err != nil {
-			return th, fmt.Errorf("reset throttles: %w", err)
+		if err := scanReset(&th, rows.Scan); err != nil {
+			return th, err
 		}
 		found = true
-		if k == key {
-			th.Failures, th.LastFailureAt = failures, at(last)
-		}
 	}
 	if err := rows.Err(); err != nil {
 		return th, fmt.Errorf("reset throttles: %w", err)
@@ -251,6 +329,21 @@ func (s *DB) resetThrottles(ctx context.Context, tx *sql.Tx, q resetQueries, key
 		}
 	}
 	return th, nil
+}
+
+// scanReset scans a throttle counter that a sign-in resets (key, failures, last failure) into
+// th when it is th's.
+func scanReset(th *latchkey.Throttle, scan func(...any) error) error {
+	var k string
+	var failures int
+	var last int64
+	if err := scan(&k, &failures, &last); err != nil {
+		return fmt.Errorf("reset throttles: %w", err)
+	}
+	if k == th.Key {
+		th.Failures, th.LastFailureAt = failures, at(last)
+	}
+	return nil
 }
 
 // auditedTx runs f and then appends e (when not nil) in one transaction (s.tx): e is stamped
