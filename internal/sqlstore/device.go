@@ -361,20 +361,17 @@ const qSweepNonces = `DELETE FROM device_nonces WHERE device_id = $1 AND expires
 // transaction. The insert comes first, so a replayed nonce is refused as long as its row exists.
 func (s *DB) UseDeviceNonce(ctx context.Context, deviceID int64, nonce string, expiresAt, when time.Time) error {
 	const qInsert = `INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (device_id, nonce) DO NOTHING`
-	s.prepareBeforeBegin(ctx, qInsert, qSweepNonces)
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := s.txExec(ctx, tx, qInsert, deviceID, nonce, us(expiresAt))
+	var p txPlan
+	p.exec(func(n int64, err error) error {
 		if err != nil {
 			return fmt.Errorf("insert device nonce: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		} else if n == 0 {
 			return latchkey.Errorf(latchkey.EConflict, "This request was sent already.")
 		}
-		if _, err := s.txExec(ctx, tx, qSweepNonces, deviceID, us(when)); err != nil {
-			return fmt.Errorf("delete expired device nonces: %w", err)
-		}
 		return nil
-	})
+	}, qInsert, deviceID, nonce, us(expiresAt))
+	p.exec(failsAs("delete expired device nonces"), qSweepNonces, deviceID, us(when))
+	return s.runPlan(ctx, nil, &p)
 }
 
 const pushColumns = `id, user_id, device_id, kind, session_id, subject_device_id, number, application, browser, ip, created_at, expires_at, state, reason, answered_at, completed_at`
@@ -407,24 +404,27 @@ func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, c
 	if state == "" {
 		state = latchkey.PushPending
 	}
-	s.prepareBeforeBegin(ctx, append([]string{qInsertPush, qRecordFailure}, s.auditStatements()...)...)
-	err := s.auditedTx(ctx, e, func(ctx context.Context, tx *sql.Tx) error {
-		if countKey != "" {
+	var p txPlan
+	if countKey != "" {
+		p.query("count push", func(scan func(...any) error) error {
 			var n int
-			if err := s.txQueryRow(ctx, tx, qRecordFailure, countKey, us(c.CreatedAt)).Scan(&n); err != nil {
+			if err := scan(&n); err != nil {
 				return fmt.Errorf("count push: %w", err)
 			}
-		}
-		_, err := s.txExec(ctx, tx, qInsertPush,
-			c.ID, c.UserID, c.DeviceID, c.Kind, c.SessionID, c.SubjectDeviceID, c.Number, c.Application, c.Browser, c.IP,
-			us(c.CreatedAt), us(c.ExpiresAt), string(state), c.Reason, usPtr(c.AnsweredAt), usPtr(c.CompletedAt))
+			return nil
+		}, nil, qRecordFailure, countKey, us(c.CreatedAt))
+	}
+	p.exec(func(_ int64, err error) error {
 		if isUnique(err) {
 			return latchkey.Errorf(latchkey.EConflict, "The push challenge exists already.")
 		} else if err != nil {
 			return fmt.Errorf("insert push challenge: %w", err)
 		}
 		return nil
-	})
+	}, qInsertPush,
+		c.ID, c.UserID, c.DeviceID, c.Kind, c.SessionID, c.SubjectDeviceID, c.Number, c.Application, c.Browser, c.IP,
+		us(c.CreatedAt), us(c.ExpiresAt), string(state), c.Reason, usPtr(c.AnsweredAt), usPtr(c.CompletedAt))
+	err := s.runPlan(ctx, e, &p)
 	if err != nil {
 		return err
 	}
@@ -475,39 +475,43 @@ func (s *DB) AnswerPushChallenge(ctx context.Context, a *latchkey.PushAnswer) er
 	if a.State != latchkey.PushApproved && a.State != latchkey.PushDenied {
 		return fmt.Errorf("sqlstore: a push challenge cannot be answered with state %q", a.State)
 	}
-	s.prepareBeforeBegin(ctx, append([]string{qAnswerPush, qPushState, qTouchDevice, qRecordFailure}, s.auditStatements()...)...)
-	return s.auditedTx(ctx, a.Audit, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := s.txExec(ctx, tx, qAnswerPush, string(a.State), a.Reason, us(a.At), a.ID, string(latchkey.PushPending))
+	var p txPlan
+	answered := false
+	p.exec(func(n int64, err error) error {
 		if err != nil {
 			return fmt.Errorf("answer push challenge: %w", err)
 		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			var cur latchkey.PushState
-			err = s.txQueryRow(ctx, tx, qPushState, a.ID).Scan(&cur)
-			switch {
-			case errors.Is(err, sql.ErrNoRows):
-				return notFound("push challenge")
-			case err != nil:
-				return fmt.Errorf("find push challenge: %w", err)
-			case cur != latchkey.PushPending:
-				return latchkey.Errorf(latchkey.EConflict, "This request was answered already.")
-			default:
-				return latchkey.Errorf(latchkey.EFlowExpired, "This request has expired.")
-			}
+		answered = n == 1
+		return nil
+	}, qAnswerPush, string(a.State), a.Reason, us(a.At), a.ID, string(latchkey.PushPending))
+	// Why nothing changed, read after the UPDATE (which waited for a concurrent answer).
+	p.query("find push challenge", func(scan func(...any) error) error {
+		var cur latchkey.PushState
+		if err := scan(&cur); err != nil {
+			return fmt.Errorf("find push challenge: %w", err)
+		} else if cur != latchkey.PushPending {
+			return latchkey.Errorf(latchkey.EConflict, "This request was answered already.")
 		}
-		if a.DeviceID != 0 {
-			if _, err := s.txExec(ctx, tx, qTouchDevice, us(a.At), a.DeviceID); err != nil {
-				return fmt.Errorf("touch device: %w", err)
-			}
-		}
-		if a.CountKey != "" {
-			var n int
-			if err := s.txQueryRow(ctx, tx, qRecordFailure, a.CountKey, us(a.At)).Scan(&n); err != nil {
-				return fmt.Errorf("record failure: %w", err)
-			}
+		return latchkey.Errorf(latchkey.EFlowExpired, "This request has expired.")
+	}, func(n int) error {
+		if n == 0 {
+			return notFound("push challenge")
 		}
 		return nil
-	})
+	}, qPushState, a.ID).onlyIf(func() bool { return !answered })
+	if a.DeviceID != 0 {
+		p.exec(failsAs("touch device"), qTouchDevice, us(a.At), a.DeviceID)
+	}
+	if a.CountKey != "" {
+		p.query("record failure", func(scan func(...any) error) error {
+			var n int
+			if err := scan(&n); err != nil {
+				return fmt.Errorf("record failure: %w", err)
+			}
+			return nil
+		}, nil, qRecordFailure, a.CountKey, us(a.At))
+	}
+	return s.runPlan(ctx, a.Audit, &p)
 }
 
 // CompletePushChallenge sets CompletedAt on an approved challenge once. EConflict when it is

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -30,54 +31,148 @@ import (
 // run too, before the ROLLBACK undoes them all. The first failure in queue order is the one
 // answered, as the sequential code would have answered it.
 
-// pgPipe is a transaction's statements, queued, each with what to make of its result.
-type pgPipe struct {
-	batch pgx.Batch
-	reads []func(pgx.BatchResults) error
+// A txPlan is a transaction written as its statements, each with what to make of its
+// result, for both dialects: runPlan runs it on SQLite one statement after the other inside
+// the batch writer's transaction, stopping at the first check that fails, and on PostgreSQL
+// pipelined.
+type txPlan struct {
+	steps []*planStep
 }
+
+// A planStep is one statement of a txPlan: exec (rows affected) or query (rows) is set.
+type planStep struct {
+	query string
+	args  []any
+	exec  func(n int64, err error) error
+	what  string
+	row   func(scan func(...any) error) error
+	end   func(n int) error
+	when  func() bool
+}
+
+// onlyIf makes st conditional on an earlier step's result: on SQLite it runs only when when
+// returns true, asked when its turn comes; on PostgreSQL it is sent with the others, and its
+// result is read only when when returns true. Its statement must then be harmless when it
+// runs for nothing.
+func (st *planStep) onlyIf(when func() bool) { st.when = when }
+
+// skipped reports whether st's result is not wanted.
+func (st *planStep) skipped() bool { return st.when != nil && !st.when() }
 
 // exec queues a statement without rows. check gets the rows it changed and its error, and
 // returns the transaction's error (nil to go on).
-func (p *pgPipe) exec(check func(n int64, err error) error, query string, args ...any) {
-	p.batch.Queue(query, args...)
-	p.reads = append(p.reads, func(br pgx.BatchResults) error {
-		ct, err := br.Exec()
-		return check(ct.RowsAffected(), err)
-	})
+func (p *txPlan) exec(check func(n int64, err error) error, query string, args ...any) *planStep {
+	st := &planStep{query: query, args: args, exec: check}
+	p.steps = append(p.steps, st)
+	return st
 }
 
 // query queues a statement with rows: row is called with each row's Scan, then end (when not
 // nil) with the number of rows. An error of the statement is wrapped as "what: err".
-func (p *pgPipe) query(what string, row func(scan func(...any) error) error, end func(n int) error, query string, args ...any) {
-	p.batch.Queue(query, args...)
-	p.reads = append(p.reads, func(br pgx.BatchResults) error {
-		rows, err := br.Query()
+func (p *txPlan) query(what string, row func(scan func(...any) error) error, end func(n int) error, query string, args ...any) *planStep {
+	st := &planStep{query: query, args: args, what: what, row: row, end: end}
+	p.steps = append(p.steps, st)
+	return st
+}
+
+// failsAs is the check of a statement whose error alone matters, wrapped as "what: err".
+func failsAs(what string) func(int64, error) error {
+	return func(_ int64, err error) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		n := 0
-		for rows.Next() {
-			n++
-			if err := row(rows.Scan); err != nil {
-				rows.Close()
+		return nil
+	}
+}
+
+// queries returns the statements of p, to prepare.
+func (p *txPlan) queries() []string {
+	qs := make([]string, len(p.steps))
+	for i, st := range p.steps {
+		qs[i] = st.query
+	}
+	return qs
+}
+
+// rows is what runs a query's rows through its step: *sql.Rows and pgx.Rows alike.
+type rows interface {
+	Next() bool
+	Scan(...any) error
+	Close()
+	Err() error
+}
+
+// read reads a query's rows (or its error) through st.
+func (st *planStep) read(rs rows, err error) error {
+	if err != nil {
+		if rs != nil {
+			rs.Close()
+		}
+		return fmt.Errorf("%s: %w", st.what, err)
+	}
+	n := 0
+	for rs.Next() {
+		n++
+		if err := st.row(rs.Scan); err != nil {
+			rs.Close()
+			return err
+		}
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("%s: %w", st.what, err)
+	}
+	if st.end != nil {
+		return st.end(n)
+	}
+	return nil
+}
+
+// runPlan runs p's statements and then appends e (when not nil) in one transaction, as
+// auditedTx does with a function: on SQLite through auditedTx, one statement at a time; on
+// PostgreSQL pipelined.
+func (s *DB) runPlan(ctx context.Context, e *latchkey.AuditEvent, p *txPlan) error {
+	if s.dialect == Postgres {
+		return s.pipelinedTx(ctx, e, p)
+	}
+	s.prepareBeforeBegin(ctx, append(p.queries(), s.auditStatements()...)...)
+	return s.auditedTx(ctx, e, func(ctx context.Context, tx *sql.Tx) error {
+		for _, st := range p.steps {
+			if st.skipped() {
+				continue
+			}
+			if st.exec != nil {
+				res, err := s.txExec(ctx, tx, st.query, st.args...)
+				var n int64
+				if err == nil {
+					n, _ = res.RowsAffected()
+				}
+				if err := st.exec(n, err); err != nil {
+					return err
+				}
+				continue
+			}
+			rs, err := s.txQuery(ctx, tx, st.query, st.args...)
+			if err := st.read(sqlRows{rs}, err); err != nil {
 				return err
 			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		if end != nil {
-			return end(n)
 		}
 		return nil
 	})
 }
 
-// pipelinedTx runs p's statements and then appends e (when not nil) in one transaction on
-// PostgreSQL, pipelined (above): what auditedTx does with a function. e is stamped, gets its
-// ID when committed, and wakes the chainer.
-func (s *DB) pipelinedTx(ctx context.Context, e *latchkey.AuditEvent, p *pgPipe) error {
+// sqlRows is *sql.Rows as rows (its Close returns an error).
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() {
+	if r.Rows != nil {
+		r.Rows.Close()
+	}
+}
+
+// pipelinedTx is runPlan on PostgreSQL: e is stamped, gets its ID when committed, and wakes
+// the chainer.
+func (s *DB) pipelinedTx(ctx context.Context, e *latchkey.AuditEvent, p *txPlan) error {
 	s.stampAudit(e)
 	if e != nil {
 		p.query("insert audit event", func(scan func(...any) error) error { return scan(&e.ID) }, nil,
@@ -110,18 +205,33 @@ const rollbackWait = 2 * time.Second
 
 // runPipe sends BEGIN and p's statements on c, reads their results in order, and commits when
 // every check passed, or rolls back.
-func runPipe(ctx context.Context, c *pgx.Conn, p *pgPipe) (err error) {
-	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(p.batch.QueuedQueries)+1)}
+func runPipe(ctx context.Context, c *pgx.Conn, p *txPlan) (err error) {
+	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(p.steps)+1)}
 	b.Queue("BEGIN")
-	b.QueuedQueries = append(b.QueuedQueries, p.batch.QueuedQueries...)
+	for _, st := range p.steps {
+		b.Queue(st.query, st.args...)
+	}
 	br := c.SendBatch(ctx, b)
 	// BEGIN's result carries the errors of the whole batch before it ran (preparing its
 	// statements, writing it to the connection).
 	if _, err = br.Exec(); err != nil {
 		err = fmt.Errorf("pipelined transaction: %w", err)
 	}
-	for i := 0; err == nil && i < len(p.reads); i++ {
-		err = p.reads[i](br)
+	for i := 0; err == nil && i < len(p.steps); i++ {
+		st := p.steps[i]
+		if st.skipped() {
+			// Its result is read and dropped; an error of it failed the transaction, which
+			// the statements after it, or COMMIT, then tell.
+			_, _ = br.Exec()
+			continue
+		}
+		if st.exec != nil {
+			ct, xerr := br.Exec()
+			err = st.exec(ct.RowsAffected(), xerr)
+		} else {
+			rs, qerr := br.Query()
+			err = st.read(rs, qerr)
+		}
 	}
 	// Close reads what is left (the statements after a failed check, answered or refused
 	// as part of a failed transaction).

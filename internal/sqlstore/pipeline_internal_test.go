@@ -24,7 +24,7 @@ func TestPipelinedTx(t *testing.T) {
 	// in a transaction would be handed out again, and its next statements would fail or
 	// be rolled back with it.
 	db.db.SetMaxOpenConns(1)
-	insert := func(p *pgPipe, k string, v int) {
+	insert := func(p *txPlan, k string, v int) {
 		p.exec(func(n int64, err error) error {
 			if err != nil {
 				return err
@@ -63,7 +63,7 @@ func TestPipelinedTx(t *testing.T) {
 	}
 
 	// Committed: the rows, the audit entry with its ID, and a query's rows read in order.
-	var p pgPipe
+	var p txPlan
 	insert(&p, "a", 1)
 	insert(&p, "b", 2)
 	var seen []string
@@ -80,12 +80,29 @@ func TestPipelinedTx(t *testing.T) {
 		}
 		return nil
 	}, `SELECT k FROM pipe_test ORDER BY k`)
+	// A step whose result is not wanted is read past: the next check gets its own result.
+	p.query("skipped", func(func(...any) error) error {
+		t.Error("a skipped step's rows were read")
+		return nil
+	}, nil, `SELECT k FROM pipe_test`).onlyIf(func() bool { return len(seen) == 0 })
+	p.exec(func(n int64, err error) error {
+		if err != nil || n != 2 {
+			t.Errorf("the step after a skipped one got %d rows, %v; want its own 2", n, err)
+		}
+		return err
+	}, `UPDATE pipe_test SET v = v * 10 WHERE k IN ('a', 'b')`)
+	p.exec(func(n int64, err error) error {
+		if err != nil || n != 0 {
+			t.Errorf("the last step got %d rows, %v; want its own 0", n, err)
+		}
+		return err
+	}, `DELETE FROM pipe_test WHERE k = 'none'`)
 	e := auditEvent(1)
 	if err := db.pipelinedTx(ctx, e, &p); err != nil {
 		t.Fatalf("pipelinedTx: %v", err)
 	}
-	if got := rows(); len(got) != 2 || got["a"] != 1 || got["b"] != 2 {
-		t.Errorf("committed rows %v, want a=1 b=2", got)
+	if got := rows(); len(got) != 2 || got["a"] != 10 || got["b"] != 20 {
+		t.Errorf("committed rows %v, want a=10 b=20", got)
 	}
 	if strings.Join(seen, ",") != "a,b" {
 		t.Errorf("the query saw %v, want the rows inserted before it in the transaction", seen)
@@ -97,34 +114,34 @@ func TestPipelinedTx(t *testing.T) {
 	errRefused := latchkey.Errorf(latchkey.EConflict, "refused")
 	for _, tt := range []struct {
 		name  string
-		build func(p *pgPipe)
+		build func(p *txPlan)
 		ctx   func() context.Context
 		want  func(error) bool
 	}{
-		{"a check refuses after a write, statements follow", func(p *pgPipe) {
+		{"a check refuses after a write, statements follow", func(p *txPlan) {
 			insert(p, "c", 3)
 			p.exec(func(int64, error) error { return errRefused }, `UPDATE pipe_test SET v = v + 1`)
 			insert(p, "d", 4)
 		}, context.Background, func(err error) bool { return err == errRefused }},
-		{"a statement fails, the checks after it are not asked", func(p *pgPipe) {
+		{"a statement fails, the checks after it are not asked", func(p *txPlan) {
 			insert(p, "c", 3)
 			insert(p, "a", 5) // a duplicate key
 			p.exec(func(int64, error) error { return errRefused }, `UPDATE pipe_test SET v = v + 1`)
 		}, context.Background, func(err error) bool { return isUnique(err) }},
-		{"a query's end refuses", func(p *pgPipe) {
+		{"a query's end refuses", func(p *txPlan) {
 			insert(p, "c", 3)
 			p.query("read", func(scan func(...any) error) error { var v int; return scan(&v) },
 				func(int) error { return errRefused }, `SELECT v FROM pipe_test`)
 		}, context.Background, func(err error) bool { return err == errRefused }},
-		{"a query fails", func(p *pgPipe) {
+		{"a query fails", func(p *txPlan) {
 			insert(p, "c", 3)
-			p.query("read", func(scan func(...any) error) error { return nil }, nil, `SELECT 1 / (v - 1) FROM pipe_test`)
+			p.query("read", func(scan func(...any) error) error { return nil }, nil, `SELECT 1 / (v - 10) FROM pipe_test`)
 		}, context.Background, func(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "read: ") }},
-		{"a statement cannot be prepared", func(p *pgPipe) {
+		{"a statement cannot be prepared", func(p *txPlan) {
 			insert(p, "c", 3)
 			p.exec(func(_ int64, err error) error { return err }, `UPDATE pipe_test SET nothing = 1`)
 		}, context.Background, func(err error) bool { return err != nil && strings.Contains(err.Error(), `"nothing"`) }},
-		{"the context ended", func(p *pgPipe) {
+		{"the context ended", func(p *txPlan) {
 			insert(p, "c", 3)
 		}, func() context.Context {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -132,15 +149,15 @@ func TestPipelinedTx(t *testing.T) {
 			return ctx
 		}, func(err error) bool { return errors.Is(err, context.Canceled) }},
 	} {
-		var p pgPipe
+		var p txPlan
 		tt.build(&p)
 		e := auditEvent(2)
 		err := db.pipelinedTx(tt.ctx(), e, &p)
 		if !tt.want(err) {
 			t.Errorf("%s: pipelinedTx = %v", tt.name, err)
 		}
-		if got := rows(); len(got) != 2 || got["a"] != 1 || got["b"] != 2 {
-			t.Errorf("%s: rows %v, want a=1 b=2 alone", tt.name, got)
+		if got := rows(); len(got) != 2 || got["a"] != 10 || got["b"] != 20 {
+			t.Errorf("%s: rows %v, want a=10 b=20 alone", tt.name, got)
 		}
 		if e.ID != 0 || entries() != 1 {
 			t.Errorf("%s: audit entry ID %d, %d entries, want none written", tt.name, e.ID, entries())
@@ -148,7 +165,7 @@ func TestPipelinedTx(t *testing.T) {
 	}
 
 	// The pool's one connection still works, outside any transaction.
-	p = pgPipe{}
+	p = txPlan{}
 	insert(&p, "e", 5)
 	if err := db.pipelinedTx(ctx, nil, &p); err != nil {
 		t.Fatalf("pipelinedTx after the failures: %v", err)

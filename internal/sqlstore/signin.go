@@ -59,162 +59,74 @@ func (s *DB) auditStatements() []string {
 
 // CompleteSecondFactor checks the account's throttle counter (when c.Admit is set), records
 // the TOTP step, rotates the session, resets the throttle counters and appends the audit entry
-// in one transaction (latchkey.SecondFactorStore). On SQLite the transaction holds the write
-// lock from BEGIN; on PostgreSQL the counter's row is locked first (by the DELETE that resets
-// it, or FOR UPDATE when it is not reset), the replay
+// in one transaction (latchkey.SecondFactorStore), pipelined on PostgreSQL (pipeline.go). On
+// SQLite the transaction holds the write lock from BEGIN; on PostgreSQL the counter's row is
+// locked first (by the DELETE that resets it, or FOR UPDATE when it is not reset), the replay
 // guard is the conditional UPDATE of the credential's row (a concurrent one waits for this one
 // and then finds the step used), and the audit entry is inserted unchained, for the chainer
 // (auditchain.go): no lock of the whole trail.
 func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorCompletion) error {
-	if s.dialect == Postgres {
-		return s.completeSecondFactorPipelined(ctx, c)
-	}
-	// Prepared before BEGIN: preparing takes a connection of the pool, and inside the
-	// transaction (which on SQLite holds the write lock) that could wait for connections that
-	// are themselves waiting for the lock.
-	qAdmit := qFindThrottle
-	if s.dialect == Postgres {
-		qAdmit += " FOR UPDATE"
-	}
-	// When the counter admitted is one of those the sign-in resets (a TOTP sign-in: the
-	// account's), they are all reset first and returned as they were (resetThrottles): the
-	// admission reads the counter it deletes, and on PostgreSQL the DELETE locks its row as
-	// FOR UPDATE did. The caller's error rolls the deletion back with everything else.
-	resetFirst := c.Admit != nil && slices.Contains(c.ResetThrottles, c.AdmitKey)
-	qs := append([]string{qAdmit, qRotateSessionInPlace, qRotateSession, qUseTOTPStep, qCompletePush}, s.auditStatements()...)
-	var qReset resetQueries
-	if len(c.ResetThrottles) > 0 {
-		qReset = s.qResetThrottles(len(c.ResetThrottles))
-		qs = append(qs, qReset.statements()...)
-	}
-	for _, q := range qs {
-		if _, err := s.hot.stmt(ctx, s.db, q); err != nil {
-			return fmt.Errorf("prepare: %w", err)
-		}
-	}
-	return s.auditedTx(ctx, c.Audit, func(ctx context.Context, tx *sql.Tx) error {
-		if resetFirst {
-			th, err := s.resetThrottles(ctx, tx, qReset, c.ResetThrottles, c.AdmitKey)
-			if err != nil {
-				return err
-			}
-			if err := c.Admit(th); err != nil {
-				return err
-			}
-		} else if c.Admit != nil {
-			th := latchkey.Throttle{Key: c.AdmitKey}
-			var last int64
-			err := s.txQueryRow(ctx, tx, qAdmit, c.AdmitKey).Scan(&th.Failures, &last)
-			if err == nil {
-				th.LastFailureAt = at(last)
-			} else if !errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("find throttle: %w", err)
-			}
-			if err := c.Admit(th); err != nil {
-				return err
-			}
-		}
-		n := c.Session
-		args := []any{c.OldSessionID, n.ID, n.SID, string(n.State), strings.Join(n.AMR, " "), us(n.PasswordAt), usPtr(n.MFAAt), us(n.CreatedAt), us(n.LastSeenAt), us(n.ExpiresAt), n.IP, n.UserAgent, n.UserID, n.Verifier, c.OldVerifier}
-		rotated := false
-		for _, q := range []string{qRotateSessionInPlace, qRotateSession} {
-			res, err := s.txExec(ctx, tx, q, args...)
-			if err != nil {
-				return rotateError(err)
-			}
-			if n, _ := res.RowsAffected(); n > 0 {
-				rotated = true
-				break
-			}
-		}
-		if !rotated {
-			return notFound("session")
-		}
-		if c.TOTPCredentialID != 0 {
-			res, err := s.txExec(ctx, tx, qUseTOTPStep, c.TOTPStep, us(c.Session.LastSeenAt), c.TOTPCredentialID)
-			if err != nil {
-				return fmt.Errorf("use totp step: %w", err)
-			}
-			if n, _ := res.RowsAffected(); n != 1 {
-				return errStepUsed
-			}
-		}
-		if c.PushChallengeID != "" {
-			res, err := s.txExec(ctx, tx, qCompletePush, us(c.Session.LastSeenAt), c.PushChallengeID, string(latchkey.PushApproved))
-			if err != nil {
-				return fmt.Errorf("complete push challenge: %w", err)
-			}
-			if n, _ := res.RowsAffected(); n != 1 {
-				return errPushUsed
-			}
-		}
-		if len(c.ResetThrottles) > 0 && !resetFirst {
-			if _, err := s.resetThrottles(ctx, tx, qReset, c.ResetThrottles, ""); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// The answers of a completion that another one got to first.
-var (
-	errStepUsed = latchkey.Errorf(latchkey.EConflict, "This code was used already.")
-	errPushUsed = latchkey.Errorf(latchkey.EConflict, "This sign-in request was used already.")
-)
-
-// rotateError is the error of the rotation's statement.
-func rotateError(err error) error {
-	if isUnique(err) {
-		return latchkey.Errorf(latchkey.EConflict, "The session exists already.")
-	}
-	return fmt.Errorf("rotate session: %w", err)
-}
-
-// completeSecondFactorPipelined is CompleteSecondFactor on PostgreSQL: the same statements in
-// the same order, checked the same way, sent at once (pipeline.go). The counter admitted is
-// locked first, by the DELETE that resets it or by FOR UPDATE; the rotation is one UPDATE
-// (the in-place one of SQLite saves index writes that PostgreSQL makes anyway, since the
-// expiry's column changes).
-func (s *DB) completeSecondFactorPipelined(ctx context.Context, c *latchkey.SecondFactorCompletion) error {
-	var p pgPipe
-	resetFirst := c.Admit != nil && slices.Contains(c.ResetThrottles, c.AdmitKey)
+	var p txPlan
 	keys := make([]any, len(c.ResetThrottles))
 	for i, k := range c.ResetThrottles {
 		keys[i] = k
 	}
-	qReset := s.qResetThrottles(len(c.ResetThrottles))
-	if c.Admit != nil {
+	// When the counter admitted is one of those the sign-in resets (a TOTP sign-in: the
+	// account's), they are all reset first and returned as they were: the admission reads the
+	// counter it deletes, and on PostgreSQL the DELETE locks its row as FOR UPDATE did. A
+	// refusal rolls the deletion back with everything else.
+	resetFirst := c.Admit != nil && slices.Contains(c.ResetThrottles, c.AdmitKey)
+	if resetFirst {
 		th := latchkey.Throttle{Key: c.AdmitKey}
-		admit := func(int) error { return c.Admit(th) }
-		if resetFirst {
-			p.query("reset throttles", func(scan func(...any) error) error { return scanReset(&th, scan) }, admit, qReset.del, keys...)
-		} else {
-			p.query("find throttle", func(scan func(...any) error) error {
-				var last int64
-				if err := scan(&th.Failures, &last); err != nil {
-					return fmt.Errorf("find throttle: %w", err)
-				}
-				th.LastFailureAt = at(last)
-				return nil
-			}, admit, qFindThrottle+" FOR UPDATE", c.AdmitKey)
+		s.planResetThrottles(&p, keys, &th, func() error { return c.Admit(th) })
+	} else if c.Admit != nil {
+		qAdmit := qFindThrottle
+		if s.dialect == Postgres {
+			qAdmit += " FOR UPDATE"
 		}
+		th := latchkey.Throttle{Key: c.AdmitKey}
+		p.query("find throttle", func(scan func(...any) error) error {
+			var last int64
+			if err := scan(&th.Failures, &last); err != nil {
+				return fmt.Errorf("find throttle: %w", err)
+			}
+			th.LastFailureAt = at(last)
+			return nil
+		}, func(int) error { return c.Admit(th) }, qAdmit, c.AdmitKey)
 	}
 	n := c.Session
-	p.exec(func(rows int64, err error) error {
-		if err != nil {
-			return rotateError(err)
+	args := []any{c.OldSessionID, n.ID, n.SID, string(n.State), strings.Join(n.AMR, " "), us(n.PasswordAt), usPtr(n.MFAAt), us(n.CreatedAt), us(n.LastSeenAt), us(n.ExpiresAt), n.IP, n.UserAgent, n.UserID, n.Verifier, c.OldVerifier}
+	rotated := func(rows int64, err error) error {
+		if isUnique(err) {
+			return latchkey.Errorf(latchkey.EConflict, "The session exists already.")
+		} else if err != nil {
+			return fmt.Errorf("rotate session: %w", err)
 		} else if rows == 0 {
 			return notFound("session")
 		}
 		return nil
-	}, qRotateSession, c.OldSessionID, n.ID, n.SID, string(n.State), strings.Join(n.AMR, " "), us(n.PasswordAt), usPtr(n.MFAAt), us(n.CreatedAt), us(n.LastSeenAt), us(n.ExpiresAt), n.IP, n.UserAgent, n.UserID, n.Verifier, c.OldVerifier)
+	}
+	if s.dialect == Postgres {
+		// PostgreSQL writes every index entry of an updated row anyway (its expiry changes):
+		// one statement serves both rotations.
+		p.exec(rotated, qRotateSession, args...)
+	} else {
+		inPlace := false
+		p.exec(func(rows int64, err error) error {
+			inPlace = rows > 0
+			if err != nil {
+				return rotated(rows, err)
+			}
+			return nil
+		}, qRotateSessionInPlace, args...)
+		p.exec(rotated, qRotateSession, args...).onlyIf(func() bool { return !inPlace })
+	}
 	if c.TOTPCredentialID != 0 {
 		p.exec(func(rows int64, err error) error {
 			if err != nil {
 				return fmt.Errorf("use totp step: %w", err)
 			} else if rows != 1 {
-				return errStepUsed
+				return latchkey.Errorf(latchkey.EConflict, "This code was used already.")
 			}
 			return nil
 		}, qUseTOTPStep, c.TOTPStep, us(n.LastSeenAt), c.TOTPCredentialID)
@@ -224,28 +136,45 @@ func (s *DB) completeSecondFactorPipelined(ctx context.Context, c *latchkey.Seco
 			if err != nil {
 				return fmt.Errorf("complete push challenge: %w", err)
 			} else if rows != 1 {
-				return errPushUsed
+				return latchkey.Errorf(latchkey.EConflict, "This sign-in request was used already.")
 			}
 			return nil
 		}, qCompletePush, us(n.LastSeenAt), c.PushChallengeID, string(latchkey.PushApproved))
 	}
 	if len(c.ResetThrottles) > 0 && !resetFirst {
-		p.exec(func(_ int64, err error) error {
-			if err != nil {
-				return fmt.Errorf("reset throttles: %w", err)
-			}
-			return nil
-		}, qReset.del, keys...)
+		s.planResetThrottles(&p, keys, &latchkey.Throttle{}, nil)
 	}
-	return s.pipelinedTx(ctx, c.Audit, &p)
+	return s.runPlan(ctx, c.Audit, &p)
 }
 
-// resetQueries are the statements that reset n throttle counters. On PostgreSQL one DELETE
-// returns them (and locks their rows, as FOR UPDATE would): find is empty. On SQLite, where
-// the transaction holds the write lock, find reads them and del, without RETURNING, runs only
-// when there is one: a sign-in usually has no counter to reset, and RETURNING makes SQLite
-// keep its rows in a table of its own, opened and closed for each statement, which cost more
-// than the SELECT that replaces it.
+// planResetThrottles adds to p the statements that delete the throttle counters of keys,
+// scanning th's as it was (Failures 0 when there was none) and then calling then (when not
+// nil). On PostgreSQL one DELETE returns them (and locks their rows, as FOR UPDATE would). On
+// SQLite, where the transaction holds the write lock, a SELECT reads them and the DELETE,
+// without RETURNING, runs only when there is one: a sign-in usually has no counter to reset,
+// and RETURNING makes SQLite keep its rows in a table of its own, opened and closed for each
+// statement, which cost more than the SELECT that replaces it.
+func (s *DB) planResetThrottles(p *txPlan, keys []any, th *latchkey.Throttle, then func() error) {
+	q := s.qResetThrottles(len(keys))
+	found := 0
+	end := func(n int) error {
+		found = n
+		if then != nil {
+			return then()
+		}
+		return nil
+	}
+	scan := func(scan func(...any) error) error { return scanReset(th, scan) }
+	if q.find == "" {
+		p.query("reset throttles", scan, end, q.del, keys...)
+		return
+	}
+	p.query("reset throttles", scan, end, q.find, keys...)
+	p.exec(failsAs("reset throttles"), q.del, keys...).onlyIf(func() bool { return found > 0 })
+}
+
+// resetQueries are the statements that reset n throttle counters (planResetThrottles): on
+// PostgreSQL del alone, with RETURNING; on SQLite find, then del when it found one.
 type resetQueries struct{ find, del string }
 
 // qResetThrottles returns the statements that reset n throttle counters in s's dialect.
@@ -285,50 +214,6 @@ func buildResetThrottles(n int, returning bool) resetQueries {
 		find: "SELECT key, failures, last_failure_at FROM throttles WHERE " + in,
 		del:  "DELETE FROM throttles WHERE " + in,
 	}
-}
-
-// statements returns the statements of q, to prepare.
-func (q resetQueries) statements() []string {
-	if q.find == "" {
-		return []string{q.del}
-	}
-	return []string{q.find, q.del}
-}
-
-// resetThrottles deletes the counters of keys within tx (q is s.qResetThrottles(len(keys)))
-// and returns the one of key as it was before (Failures 0 when there was none).
-func (s *DB) resetThrottles(ctx context.Context, tx *sql.Tx, q resetQueries, keys []string, key string) (latchkey.Throttle, error) {
-	th := latchkey.Throttle{Key: key}
-	args := make([]any, len(keys))
-	for i, k := range keys {
-		args[i] = k
-	}
-	query := q.del
-	if q.find != "" {
-		query = q.find
-	}
-	rows, err := s.txQuery(ctx, tx, query, args...)
-	if err != nil {
-		return th, fmt.Errorf("reset throttles: %w", err)
-	}
-	defer rows.Close()
-	found := false
-	for rows.Next() {
-		if err := scanReset(&th, rows.Scan); err != nil {
-			return th, err
-		}
-		found = true
-	}
-	if err := rows.Err(); err != nil {
-		return th, fmt.Errorf("reset throttles: %w", err)
-	}
-	if q.find != "" && found {
-		rows.Close()
-		if _, err := s.txExec(ctx, tx, q.del, args...); err != nil {
-			return th, fmt.Errorf("reset throttles: %w", err)
-		}
-	}
-	return th, nil
 }
 
 // scanReset scans a throttle counter that a sign-in resets (key, failures, last failure) into
