@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 
@@ -11,11 +10,9 @@ import (
 
 // AppendAuditEvent inserts e. On SQLite it is chained to the last entry at once (appends
 // take turns on the write lock); on PostgreSQL the chainer chains it after the commit
-// (auditchain.go).
+// (auditchain.go), and BEGIN goes with the insert (pipeline.go).
 func (s *DB) AppendAuditEvent(ctx context.Context, e *latchkey.AuditEvent) error {
-	// Prepared before BEGIN (see txQueryRow); a failure here shows again below.
-	s.prepareBeforeBegin(ctx, s.auditStatements()...)
-	return s.auditedTx(ctx, e, func(context.Context, *sql.Tx) error { return nil })
+	return s.runPlan(ctx, e, &txPlan{})
 }
 
 // FindAuditEvents returns matching events in ID order.

@@ -173,6 +173,9 @@ func (r sqlRows) Close() {
 // pipelinedTx is runPlan on PostgreSQL: e is stamped, gets its ID when committed, and wakes
 // the chainer.
 func (s *DB) pipelinedTx(ctx context.Context, e *latchkey.AuditEvent, p *txPlan) error {
+	if inWrite(ctx) {
+		return errNestedWrite
+	}
 	s.stampAudit(e)
 	if e != nil {
 		p.query("insert audit event", func(scan func(...any) error) error { return scan(&e.ID) }, nil,
