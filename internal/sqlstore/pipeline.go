@@ -94,8 +94,8 @@ func (p *txPlan) queries() []string {
 	return qs
 }
 
-// rows is what runs a query's rows through its step: *sql.Rows and pgx.Rows alike.
-type rows interface {
+// planRows is what runs a query's rows through its step: *sql.Rows and pgx.Rows alike.
+type planRows interface {
 	Next() bool
 	Scan(...any) error
 	Close()
@@ -103,7 +103,7 @@ type rows interface {
 }
 
 // read reads a query's rows (or its error) through st.
-func (st *planStep) read(rs rows, err error) error {
+func (st *planStep) read(rs planRows, err error) error {
 	if err != nil {
 		if rs != nil {
 			rs.Close()
@@ -161,7 +161,7 @@ func (s *DB) runPlan(ctx context.Context, e *latchkey.AuditEvent, p *txPlan) err
 	})
 }
 
-// sqlRows is *sql.Rows as rows (its Close returns an error).
+// sqlRows is *sql.Rows as planRows (its Close returns an error).
 type sqlRows struct{ *sql.Rows }
 
 func (r sqlRows) Close() {
@@ -179,7 +179,7 @@ func (s *DB) pipelinedTx(ctx context.Context, e *latchkey.AuditEvent, p *txPlan)
 	s.stampAudit(e)
 	if e != nil {
 		p.query("insert audit event", func(scan func(...any) error) error { return scan(&e.ID) }, nil,
-			qInsertAuditPending, us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID)
+			qInsertAuditPending, auditArgs(e)...)
 	}
 	conn, err := s.db.Conn(ctx)
 	if err != nil {

@@ -272,13 +272,19 @@ func unchain(e *latchkey.AuditEvent) {
 	}
 }
 
+// auditArgs are the values of e's data columns, in the order of qInsertAuditPending's
+// parameters (qInsertAudit's first ones).
+func auditArgs(e *latchkey.AuditEvent) []any {
+	return []any{us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID}
+}
+
 // appendAudit appends e within tx, through the statements' prepared copies when the caller
 // prepared them before BEGIN (txQueryRow). On SQLite it chains e to the last entry of the
 // trail at once; on PostgreSQL it inserts e unchained with its row in audit_pending, for the
 // chainer (auditchain.go), and the caller wakes the chainer after the commit.
 func (s *DB) appendAudit(ctx context.Context, tx *sql.Tx, e *latchkey.AuditEvent) error {
 	if s.dialect == Postgres {
-		err := s.txQueryRow(ctx, tx, qInsertAuditPending, us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID).Scan(&e.ID)
+		err := s.txQueryRow(ctx, tx, qInsertAuditPending, auditArgs(e)...).Scan(&e.ID)
 		if err != nil {
 			return fmt.Errorf("insert audit event: %w", err)
 		}
@@ -295,7 +301,7 @@ func (s *DB) appendAudit(ctx context.Context, tx *sql.Tx, e *latchkey.AuditEvent
 	e.PrevHash = prev
 	e.Hash = e.ComputeHash(prev)
 	var res sql.Result
-	if res, err = s.txExec(ctx, tx, qInsertAudit, us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID, e.PrevHash, e.Hash); err == nil {
+	if res, err = s.txExec(ctx, tx, qInsertAudit, append(auditArgs(e), e.PrevHash, e.Hash)...); err == nil {
 		e.ID, err = res.LastInsertId()
 	}
 	if err != nil {
