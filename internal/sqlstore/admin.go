@@ -295,16 +295,10 @@ func (s *DB) QueryAuditEvents(ctx context.Context, q latchkey.AuditQuery) ([]*la
 	if err != nil {
 		return nil, fmt.Errorf("query audit events: %w", err)
 	}
-	defer rows.Close()
-	var out []*latchkey.AuditEvent
-	for rows.Next() {
+	return collect(rows, func(r scanner) (*latchkey.AuditEvent, error) {
 		e := new(latchkey.AuditEvent)
-		if err := scanAuditEvent(rows.Scan, e, &e.PrevHash, &e.Hash); err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+		return e, scanAuditEvent(r.Scan, e, &e.PrevHash, &e.Hash)
+	}, "query audit events")
 }
 
 var (

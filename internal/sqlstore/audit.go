@@ -32,19 +32,16 @@ func (s *DB) FindAuditEvents(ctx context.Context, f latchkey.AuditFilter) ([]*la
 	if err != nil {
 		return nil, fmt.Errorf("find audit events: %w", err)
 	}
-	defer rows.Close()
-	var out []*latchkey.AuditEvent
-	for rows.Next() {
+	return collect(rows, func(r scanner) (*latchkey.AuditEvent, error) {
 		e := new(latchkey.AuditEvent)
-		if err := scanAuditEvent(rows.Scan, e, &e.PrevHash, &e.Hash); err != nil {
+		if err := scanAuditEvent(r.Scan, e, &e.PrevHash, &e.Hash); err != nil {
 			return nil, err
 		}
 		if e.PrevHash == nil {
 			e.PrevHash = []byte{}
 		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+		return e, nil
+	}, "find audit events")
 }
 
 // auditHashes selects an audit entry's hashes and names the tables, for a query of

@@ -217,16 +217,10 @@ func (s *DB) FindAuditChain(ctx context.Context, afterSeq int64, limit int) ([]*
 	if err != nil {
 		return nil, fmt.Errorf("find audit chain: %w", err)
 	}
-	defer rows.Close()
-	var out []*latchkey.AuditEvent
-	for rows.Next() {
+	return collect(rows, func(r scanner) (*latchkey.AuditEvent, error) {
 		e := new(latchkey.AuditEvent)
-		if err := scanAuditEvent(rows.Scan, e, &e.Seq, &e.PrevHash, &e.Hash); err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+		return e, scanAuditEvent(r.Scan, e, &e.Seq, &e.PrevHash, &e.Hash)
+	}, "find audit chain")
 }
 
 // auditColumns are an audit entry's ID and data columns (all but the hashes) in table
