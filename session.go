@@ -64,6 +64,10 @@ type SessionStore interface {
 	// FindSessionWithUser returns the session and its user read in one query; ENotFound when
 	// there is no such session. Like FindSessionByID it does not check expiry.
 	FindSessionWithUser(ctx Context, id string) (*Session, *User, error)
+	// FindFlowWithUser is FindSessionWithUser for an unfinished sign-in, which the caller
+	// is about to write: a store may read it where its writes go (sqlstore: on SQLite's
+	// batch writer), and does not serve it from a cache.
+	FindFlowWithUser(ctx Context, id string) (*Session, *User, error)
 	// RotateSession deletes the session oldID, if its verifier is oldVerifier, and inserts
 	// s, in one transaction. It returns ENotFound when there is no such session (it was
 	// rotated or revoked concurrently).

@@ -611,8 +611,9 @@ func (s *Service) flowIn(ctx context.Context, token string, state latchkey.Sessi
 	if token == "" {
 		return nil, nil, errFlowExpired
 	}
-	// One prepared read of the session and its user (as Authenticate does).
-	sess, u, err := s.findSession(ctx, token)
+	// One prepared read of the session and its user (as Authenticate does), where the
+	// completion will write it.
+	sess, u, err := s.findFlow(ctx, token)
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return nil, nil, errFlowExpired
 	} else if err != nil {

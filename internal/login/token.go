@@ -70,11 +70,22 @@ var errNoSession error = latchkey.Errorf(latchkey.ENotFound, "The session does n
 // findSession reads the session of token with its user, in one prepared query; ENotFound
 // when there is none or the token's verifier is not the session's.
 func (s *Service) findSession(ctx context.Context, token string) (*latchkey.Session, *latchkey.User, error) {
+	return s.findSessionWith(ctx, token, s.opt.Store.FindSessionWithUser)
+}
+
+// findFlow is findSession for an unfinished sign-in, about to be written
+// (Store.FindFlowWithUser).
+func (s *Service) findFlow(ctx context.Context, token string) (*latchkey.Session, *latchkey.User, error) {
+	return s.findSessionWith(ctx, token, s.opt.Store.FindFlowWithUser)
+}
+
+// findSessionWith is findSession reading with find.
+func (s *Service) findSessionWith(ctx context.Context, token string, find func(context.Context, string) (*latchkey.Session, *latchkey.User, error)) (*latchkey.Session, *latchkey.User, error) {
 	r := s.ref(token)
 	if !r.ok {
 		return nil, nil, errNoSession
 	}
-	sess, u, err := s.opt.Store.FindSessionWithUser(ctx, r.id)
+	sess, u, err := find(ctx, r.id)
 	if err != nil {
 		return nil, nil, err
 	}

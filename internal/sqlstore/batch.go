@@ -41,6 +41,13 @@ import (
 // would otherwise interrupt it and make SQLite roll back everyone's writes, and the driver
 // would start a goroutine per statement to watch for that end.
 
+// Under load, reads of rows about to be written (readWarm) run in the batches as well,
+// without a savepoint, before the batch's writes: they see what was committed before the batch, and
+// their callers get their answer at once, without waiting for the commit. Any serial order
+// of the jobs of one batch is a valid one: none of them was answered when the others began.
+// A read that fails (other than sql.ErrNoRows) may have taken the transaction with it, so
+// the batch is given up as when a write fails that way: the jobs after it run again.
+
 // maxBatch bounds the transactions committed together.
 const maxBatch = 128
 
@@ -49,6 +56,9 @@ type job struct {
 	ctx  context.Context
 	f    func(context.Context, *sql.Tx) error
 	done chan error
+	// read marks a read (batcher.read): run first in its batch, without a savepoint, and
+	// answered at once.
+	read bool
 	// state moves from waiting to started (the batch writer runs f) or abandoned (the
 	// caller's context ended first), once.
 	state atomic.Int32
@@ -89,10 +99,28 @@ var errClosed = errors.New("sqlstore: the database is closed")
 
 // run runs f in the next batch and returns its result.
 func (b *batcher) run(ctx context.Context, f func(context.Context, *sql.Tx) error) error {
+	return b.enqueue(ctx, &job{ctx: ctx, f: f, done: make(chan error, 1)})
+}
+
+// read runs f, which only reads, in the next batch, before its writes, and returns its
+// result. sql.ErrNoRows from f is an answer like nil; any other error gives up the batch's
+// transaction (see above).
+func (b *batcher) read(ctx context.Context, f func(context.Context, *sql.Tx) error) error {
+	return b.enqueue(ctx, &job{ctx: ctx, f: f, done: make(chan error, 1), read: true})
+}
+
+// busy reports whether a batch is running or about to.
+func (b *batcher) busy() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.leading
+}
+
+// enqueue runs j in the next batch and returns its result.
+func (b *batcher) enqueue(ctx context.Context, j *job) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	j := &job{ctx: ctx, f: f, done: make(chan error, 1)}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -238,7 +266,13 @@ func (b *batcher) commit(batch []*job, retry bool) (again []*job) {
 	var tx *sql.Tx
 	c, err := b.writerConn(ctx)
 	if err == nil {
-		tx, err = c.BeginTx(ctx, nil)
+		// A batch of reads only begins a deferred transaction, which takes no lock on the
+		// file (the writes' transactions begin IMMEDIATE, the pool's default).
+		var opts *sql.TxOptions
+		if !slices.ContainsFunc(batch, func(j *job) bool { return !j.read }) {
+			opts = &sql.TxOptions{ReadOnly: true}
+		}
+		tx, err = c.BeginTx(ctx, opts)
 		if err != nil {
 			c.Close()
 			b.conn = nil
@@ -254,6 +288,18 @@ func (b *batcher) commit(batch []*job, retry bool) (again []*job) {
 		return b.commitOne(tx, batch[0])
 	}
 	var ran []*job // jobs whose writes wait for the commit
+	if slices.ContainsFunc(batch, func(j *job) bool { return j.read }) {
+		// The reads first; the writes keep their order.
+		slices.SortStableFunc(batch, func(x, y *job) int {
+			switch {
+			case x.read == y.read:
+				return 0
+			case x.read:
+				return -1
+			}
+			return 1
+		})
+	}
 	// lost gives up the transaction at batch[i] (which gets err): the jobs that ran before
 	// it and those after it are run again, or answered with err when retry is not set.
 	lost := func(i int, err error) []*job {
@@ -274,6 +320,14 @@ func (b *batcher) commit(batch []*job, retry bool) (again []*job) {
 			continue
 		} else if err := j.ctx.Err(); first && err != nil {
 			j.answer(err) // its caller is leaving: f never ran
+			continue
+		}
+		if j.read {
+			err := runJob(j, tx)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return lost(i, err)
+			}
+			j.answer(err)
 			continue
 		}
 		if _, err := b.s.txExec(ctx, tx, qSavepoint); err != nil {
@@ -322,8 +376,8 @@ func (b *batcher) commitOne(tx *sql.Tx, j *job) []*job {
 		return nil
 	}
 	// A job run again after its batch was lost is already started; it runs again whatever
-	// its context says, as its first run did.
-	if err := runJob(j, tx); err != nil {
+	// its context says, as its first run did. A read has nothing to commit.
+	if err := runJob(j, tx); err != nil || j.read {
 		_ = tx.Rollback()
 		j.answer(err)
 		return nil

@@ -44,27 +44,39 @@ func (s *DB) FindTOTPCredentials(ctx context.Context, userID latchkey.UserID) ([
 	if err != nil {
 		return nil, fmt.Errorf("find totp credentials: %w", err)
 	}
-	rows, err := st.QueryContext(ctx, userID)
+	// The TOTP step reads the credentials and then writes the one it used (its last step),
+	// so they are read on SQLite's batch writer (readWarm); their secrets are opened after,
+	// off the writer's turn.
+	var out []*latchkey.TOTPCredential
+	var sealed [][]byte
+	err = s.readWarm(ctx, st, func(ctx context.Context, st *sql.Stmt) error {
+		rows, err := st.QueryContext(ctx, userID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c latchkey.TOTPCredential
+			var secret []byte
+			var created int64
+			var confirmed, used sql.NullInt64
+			if err := rows.Scan(&c.ID, &c.UserID, &c.Name, &secret, &c.LastStep, &c.DeviceID, &created, &confirmed, &used); err != nil {
+				return err
+			}
+			c.CreatedAt, c.ConfirmedAt, c.LastUsedAt = at(created), atPtr(confirmed), atPtr(used)
+			out, sealed = append(out, &c), append(sealed, secret)
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("find totp credentials: %w", err)
 	}
-	defer rows.Close()
-	var out []*latchkey.TOTPCredential
-	for rows.Next() {
-		var c latchkey.TOTPCredential
-		var sealed []byte
-		var created int64
-		var confirmed, used sql.NullInt64
-		if err := rows.Scan(&c.ID, &c.UserID, &c.Name, &sealed, &c.LastStep, &c.DeviceID, &created, &confirmed, &used); err != nil {
-			return nil, fmt.Errorf("scan totp credential: %w", err)
-		}
-		if c.Secret, err = s.open(sealed, c.ID, c.UserID); err != nil {
+	for i, c := range out {
+		if c.Secret, err = s.open(sealed[i], c.ID, c.UserID); err != nil {
 			return nil, err
 		}
-		c.CreatedAt, c.ConfirmedAt, c.LastUsedAt = at(created), atPtr(confirmed), atPtr(used)
-		out = append(out, &c)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // CreateTOTPCredential inserts a pending credential, replacing the user's earlier pending one.

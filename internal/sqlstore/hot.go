@@ -161,3 +161,28 @@ func (s *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) 
 	}
 	return tx.ExecContext(ctx, query, args...)
 }
+
+// readWarm runs read with st, a prepared statement of the pool. On SQLite, while the batch
+// writer is busy, it runs in the writer's next batch (batcher.read), on the writer's
+// connection, with st prepared there: that is for the rows a request reads to write them
+// right after (a sign-in flow and its TOTP credentials). SQLite throws away a connection's
+// whole cache of pages whenever it finds the database changed by another connection since
+// its last transaction, so under load a read on any connection of the pool but the writer's
+// starts cold and reads every page of its B-trees again, a system call each; the writer's
+// own cache stays valid from one batch to the next. When the writer is idle (one request at
+// a time), on PostgreSQL, and inside a transaction's function (which would wait for its own
+// batch), read runs st on the pool as any read: a batch of its own would cost a
+// transaction's start and end, and a hand-over between goroutines, for pages that are not
+// being made stale.
+//
+// read gets the caller's context (on SQLite without its end, as every job). It must only
+// read, and report a missing row as sql.ErrNoRows: any other error gives up the batch's
+// transaction, and the batch's writes run again each in a transaction of its own.
+func (s *DB) readWarm(ctx context.Context, st *sql.Stmt, read func(context.Context, *sql.Stmt) error) error {
+	if s.batches == nil || inWrite(ctx) || !s.batches.busy() {
+		return read(ctx, st)
+	}
+	return s.batches.read(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return read(ctx, tx.StmtContext(ctx, st))
+	})
+}

@@ -24,15 +24,6 @@ const sessionWithUserQuery = `SELECT s.id, s.sid, s.user_id, s.state, s.amr, s.p
 // while not one commit was made since the last read of the session, that read is handed out
 // again (sessioncache.go).
 func (s *DB) FindSessionWithUser(ctx context.Context, id string) (*latchkey.Session, *latchkey.User, error) {
-	// One value for the session, the user and the columns that need converting: each
-	// variable passed to Scan escapes to the heap, so one struct is one allocation.
-	var v struct {
-		sess                                           latchkey.Session
-		u                                              latchkey.User
-		amr                                            string
-		pw, created, seen, expires, uCreated, uUpdated int64
-		mfa                                            sql.NullInt64
-	}
 	var version int64
 	var fill bool
 	if s.sessions != nil {
@@ -42,16 +33,15 @@ func (s *DB) FindSessionWithUser(ctx context.Context, id string) (*latchkey.Sess
 			return sess, u, nil
 		}
 	}
-	sess, u := &v.sess, &v.u
 	ctx = s.shortRead(ctx)
 	stmt, err := s.hot.prepare(ctx, s.db, &s.hot.sessionWithUser, sessionWithUserQuery)
 	if err != nil {
 		return nil, nil, fmt.Errorf("find session with user: %w", err)
 	}
-	err = stmt.QueryRowContext(s.shortRead(ctx), id).
-		Scan(&sess.ID, &sess.SID, &sess.UserID, &sess.State, &v.amr, &v.pw, &v.mfa, &v.created, &v.seen, &v.expires, &sess.IP, &sess.UserAgent, &sess.Verifier,
-			&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &u.PrimaryFactor, &u.TimeZone, &v.uCreated, &v.uUpdated)
-	if errors.Is(err, sql.ErrNoRows) {
+	// One value for the session, the user and the columns that need converting: each
+	// variable passed to Scan escapes to the heap, so one struct is one allocation.
+	var v sessionUserRow
+	if err := v.scan(stmt.QueryRowContext(ctx, id)); errors.Is(err, sql.ErrNoRows) {
 		if fill {
 			s.sessions.drop(id)
 		}
@@ -59,11 +49,56 @@ func (s *DB) FindSessionWithUser(ctx context.Context, id string) (*latchkey.Sess
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("find session with user: %w", err)
 	}
-	sess.AMR = strings.Fields(v.amr)
-	sess.PasswordAt, sess.MFAAt, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = at(v.pw), atPtr(v.mfa), at(v.created), at(v.seen), at(v.expires)
-	u.CreatedAt, u.UpdatedAt = at(v.uCreated), at(v.uUpdated)
+	sess, u := v.values()
 	if fill {
 		s.sessions.put(version, sess, u)
 	}
 	return sess, u, nil
+}
+
+// FindFlowWithUser is FindSessionWithUser for a sign-in flow, a session its caller is about
+// to write (the second factor rotates it): on SQLite it is read on the batch writer's
+// connection (readWarm), and never from the cache, which keeps only signed-in sessions.
+func (s *DB) FindFlowWithUser(ctx context.Context, id string) (*latchkey.Session, *latchkey.User, error) {
+	ctx = s.shortRead(ctx)
+	stmt, err := s.hot.prepare(ctx, s.db, &s.hot.sessionWithUser, sessionWithUserQuery)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find flow with user: %w", err)
+	}
+	var v sessionUserRow
+	err = s.readWarm(ctx, stmt, func(ctx context.Context, st *sql.Stmt) error {
+		return v.scan(st.QueryRowContext(ctx, id))
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, notFound("session")
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("find flow with user: %w", err)
+	}
+	sess, u := v.values()
+	return sess, u, nil
+}
+
+// sessionUserRow is a row of sessionWithUserQuery.
+type sessionUserRow struct {
+	sess                                           latchkey.Session
+	u                                              latchkey.User
+	amr                                            string
+	pw, created, seen, expires, uCreated, uUpdated int64
+	mfa                                            sql.NullInt64
+}
+
+// scan reads r into v.
+func (v *sessionUserRow) scan(r *sql.Row) error {
+	sess, u := &v.sess, &v.u
+	return r.Scan(&sess.ID, &sess.SID, &sess.UserID, &sess.State, &v.amr, &v.pw, &v.mfa, &v.created, &v.seen, &v.expires, &sess.IP, &sess.UserAgent, &sess.Verifier,
+		&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &u.PrimaryFactor, &u.TimeZone, &v.uCreated, &v.uUpdated)
+}
+
+// values converts the row's columns and returns its session and user (parts of v).
+func (v *sessionUserRow) values() (*latchkey.Session, *latchkey.User) {
+	sess, u := &v.sess, &v.u
+	sess.AMR = strings.Fields(v.amr)
+	sess.PasswordAt, sess.MFAAt, sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = at(v.pw), atPtr(v.mfa), at(v.created), at(v.seen), at(v.expires)
+	u.CreatedAt, u.UpdatedAt = at(v.uCreated), at(v.uUpdated)
+	return sess, u
 }

@@ -13,8 +13,9 @@ import (
 	"github.com/latchkey/latchkey/internal/sqlstore"
 )
 
-// TestFindSessionWithUser: the one-query read of the hot path returns the same session and
-// user as the two separate reads, and not_found for an unknown session.
+// TestFindSessionWithUser: the one-query read of the hot path, and FindFlowWithUser (the same
+// read, on SQLite's batch writer), return the same session and user as the two separate
+// reads, and not_found for an unknown session.
 func TestFindSessionWithUser(t *testing.T) {
 	each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
@@ -29,24 +30,29 @@ func TestFindSessionWithUser(t *testing.T) {
 		if err := db.CreateSession(ctx, s); err != nil {
 			t.Fatal(err)
 		}
-		gotS, gotU, err := db.FindSessionWithUser(ctx, "s1")
-		if err != nil {
-			t.Fatalf("FindSessionWithUser: %v", err)
-		}
 		wantS, _ := db.FindSessionByID(ctx, "s1")
 		wantU, _ := db.FindUserByID(ctx, u.ID)
-		// Every field, so that a column added to sessions but not to the join fails here.
-		if !reflect.DeepEqual(gotS, wantS) || gotS.SID != "sid-1" {
-			t.Errorf("session = %+v, want %+v", gotS, wantS)
-		}
-		if *gotU != *wantU {
-			t.Errorf("user = %+v, want %+v", gotU, wantU)
-		}
-		if gotU.Username != "alice" || gotU.TimeZone != zone {
-			t.Errorf("user = %q, want alice (the session's user, not another)", gotU.Username)
-		}
-		if _, _, err := db.FindSessionWithUser(ctx, "nope"); errCode(err) != latchkey.ENotFound {
-			t.Errorf("unknown session: err = %v, want not_found", err)
+		for name, find := range map[string]func(context.Context, string) (*latchkey.Session, *latchkey.User, error){
+			"FindSessionWithUser": db.FindSessionWithUser,
+			"FindFlowWithUser":    db.FindFlowWithUser,
+		} {
+			gotS, gotU, err := find(ctx, "s1")
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			// Every field, so that a column added to sessions but not to the join fails here.
+			if !reflect.DeepEqual(gotS, wantS) || gotS.SID != "sid-1" {
+				t.Errorf("%s: session = %+v, want %+v", name, gotS, wantS)
+			}
+			if *gotU != *wantU {
+				t.Errorf("%s: user = %+v, want %+v", name, gotU, wantU)
+			}
+			if gotU.Username != "alice" || gotU.TimeZone != zone {
+				t.Errorf("%s: user = %q, want alice (the session's user, not another)", name, gotU.Username)
+			}
+			if _, _, err := find(ctx, "nope"); errCode(err) != latchkey.ENotFound {
+				t.Errorf("%s: unknown session: err = %v, want not_found", name, err)
+			}
 		}
 	})
 }

@@ -1,0 +1,257 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey"
+)
+
+// readThrottle is a read job of these tests: the key of the throttle key, or sql.ErrNoRows.
+func readThrottle(db *DB, key string) error {
+	return db.batches.read(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
+		var got string
+		return tx.QueryRowContext(ctx, `SELECT key FROM throttles WHERE key = ?`, key).Scan(&got)
+	})
+}
+
+// TestBatchReadsRunFirst: reads queued after a write run in the same batch but before it, see
+// only what was committed before the batch, and are answered without waiting for the batch's
+// writes (here, one that has not finished).
+func TestBatchReadsRunFirst(t *testing.T) {
+	ctx := context.Background()
+	db := openBatchDB(t)
+	if err := db.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return insertThrottle(ctx, tx, "before") }); err != nil {
+		t.Fatal(err)
+	}
+	done, err := db.lockWrites(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unblock := make(chan struct{})
+	var werr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		werr = db.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			if err := insertThrottle(ctx, tx, "during"); err != nil {
+				return err
+			}
+			<-unblock
+			return nil
+		})
+	})
+	waitQueued(t, db, 1)
+	type result struct {
+		key string
+		err error
+	}
+	results := make(chan result, 2)
+	for i, key := range []string{"during", "before"} {
+		go func() { results <- result{key, readThrottle(db, key)} }()
+		waitQueued(t, db, i+2)
+	}
+	before := db.batches.commits.Load()
+	done()
+	for range 2 {
+		select {
+		case r := <-results:
+			if r.key == "during" && !errors.Is(r.err, sql.ErrNoRows) {
+				t.Errorf("the read of the row the batch's write inserts: %v, want sql.ErrNoRows (the reads run first)", r.err)
+			}
+			if r.key == "before" && r.err != nil {
+				t.Errorf("the read of a committed row: %v", r.err)
+			}
+		case <-time.After(10 * time.Second):
+			close(unblock)
+			t.Fatal("a read waited for the batch's write")
+		}
+	}
+	close(unblock)
+	wg.Wait()
+	if werr != nil {
+		t.Fatalf("the write: %v", werr)
+	}
+	if got := db.batches.commits.Load() - before; got != 1 {
+		t.Errorf("the reads and the write took %d transactions, want 1 (a missing row does not give up the batch)", got)
+	}
+	if !throttleKeys(t, db, []string{"during"})["during"] {
+		t.Error("the write was not committed")
+	}
+}
+
+// TestBatchReadFails: a read that fails otherwise than with a missing row gets its error, and
+// the batch's transaction is given up: its writes run again, each in a transaction of its
+// own, and are all committed.
+func TestBatchReadFails(t *testing.T) {
+	db := openBatchDB(t)
+	const n = 3
+	keys, release := queueInserts(t, db, "readfails", n, func(int, *sql.Tx) error { return nil })
+	rerr := make(chan error, 1)
+	go func() {
+		rerr <- db.batches.read(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
+			var x int
+			return tx.QueryRowContext(ctx, `SELECT x FROM no_such_table`).Scan(&x)
+		})
+	}()
+	waitQueued(t, db, n+1)
+	before := db.batches.commits.Load()
+	errs := release()
+	if err := <-rerr; err == nil || errors.Is(err, sql.ErrNoRows) {
+		t.Errorf("the failing read got %v, want its error", err)
+	}
+	if got := db.batches.commits.Load() - before; got != n+1 {
+		t.Errorf("%d transactions, want %d (the batch given up, then each write on its own)", got, n+1)
+	}
+	rows := throttleKeys(t, db, keys)
+	for i := range n {
+		if errs[i] != nil || !rows[keys[i]] {
+			t.Errorf("write %d: %v, written %v; want committed", i, errs[i], rows[keys[i]])
+		}
+	}
+}
+
+// TestReadWarmInTransactionFunction: a read that goes to the batch writer, called inside a
+// transaction's function (where its batch could never come), reads on the pool instead.
+func TestReadWarmInTransactionFunction(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "nested.db"), Options{SecretsKey: make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Closed only when the read came back: Close waits for the batch writer, which would
+	// wait for ever with it.
+	u := &latchkey.User{Username: "alice", Email: "alice@example.com", Role: latchkey.RoleUser, PasswordHash: "$argon2id$x"}
+	if err := db.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- db.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			_, err := db.FindTOTPCredentials(ctx, u.ID)
+			return err
+		})
+	}()
+	select {
+	case err := <-errc:
+		db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("FindTOTPCredentials inside a transaction's function waits for ever")
+	}
+}
+
+// TestFlowReadsOnWriter: on SQLite, while the batch writer is busy, a sign-in flow and the
+// TOTP credentials are read in its next batch (where the writes go) and a signed-in session
+// is not; when the writer is idle, they are read on the pool; many of them at once, among
+// writes, all read what is there.
+func TestFlowReadsOnWriter(t *testing.T) {
+	ctx := context.Background()
+	db, _, u := openCacheDB(t)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	flow := &latchkey.Session{ID: "f1", SID: "sid-f1", UserID: u.ID, State: latchkey.StateSecondFactor, AMR: []string{"pwd"},
+		PasswordAt: now, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(5 * time.Minute), Verifier: "v"}
+	if err := db.CreateSession(ctx, flow); err != nil {
+		t.Fatal(err)
+	}
+	cred := &latchkey.TOTPCredential{UserID: u.ID, Name: "phone", Secret: []byte("12345678901234567890")}
+	if err := db.CreateTOTPCredential(ctx, cred); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		read func() error
+		warm bool
+	}{
+		{"FindFlowWithUser", func() error { _, _, err := db.FindFlowWithUser(ctx, "f1"); return err }, true},
+		{"FindTOTPCredentials", func() error {
+			got, err := db.FindTOTPCredentials(ctx, u.ID)
+			if err == nil && (len(got) != 1 || string(got[0].Secret) != "12345678901234567890") {
+				err = fmt.Errorf("got %+v, want the one credential with its secret", got)
+			}
+			return err
+		}, true},
+		{"FindSessionWithUser", func() error { _, _, err := db.FindSessionWithUser(ctx, "s1"); return err }, false},
+	} {
+		// Idle writer: the read is not a batch.
+		before := db.batches.commits.Load()
+		if err := c.read(); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := db.batches.commits.Load() - before; got != 0 {
+			t.Errorf("%s with the writer idle took %d of its transactions, want 0", c.name, got)
+		}
+		// Busy writer: a write waits for the turn, and the read joins its batch.
+		done, err := db.lockWrites(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if err := db.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return insertThrottle(ctx, tx, "busy:"+c.name) }); err != nil {
+				t.Error(err)
+			}
+		})
+		waitQueued(t, db, 1)
+		rerr := make(chan error, 1)
+		go func() { rerr <- c.read() }()
+		if c.warm {
+			waitQueued(t, db, 2)
+		} else {
+			select {
+			case err := <-rerr:
+				rerr <- err
+			case <-time.After(10 * time.Second):
+				t.Errorf("%s waited for the writer's turn", c.name)
+			}
+		}
+		before = db.batches.commits.Load()
+		done()
+		wg.Wait()
+		if err := <-rerr; err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := db.batches.commits.Load() - before; got != 1 {
+			t.Errorf("%s with the writer busy: %d transactions, want 1 (the write's batch)", c.name, got)
+		}
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 25 {
+				if err := db.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+					return insertThrottle(ctx, tx, fmt.Sprintf("w%d:%d", i, j))
+				}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			for range 25 {
+				s, got, err := db.FindFlowWithUser(ctx, "f1")
+				if err == nil && (s.State != latchkey.StateSecondFactor || got.Username != "alice") {
+					err = fmt.Errorf("read %+v of %+v", s, got)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
