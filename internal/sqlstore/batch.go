@@ -42,11 +42,12 @@ import (
 // would start a goroutine per statement to watch for that end.
 
 // Under load, reads of rows about to be written (readWarm) run in the batches as well,
-// without a savepoint, before the batch's writes: they see what was committed before the batch, and
-// their callers get their answer at once, without waiting for the commit. Any serial order
-// of the jobs of one batch is a valid one: none of them was answered when the others began.
-// A read that fails (other than sql.ErrNoRows) may have taken the transaction with it, so
-// the batch is given up as when a write fails that way: the jobs after it run again.
+// without a savepoint, before the batch's writes: they see what was committed before the
+// batch, and their callers get their answer at once, without waiting for the commit. Any
+// serial order of the jobs of one batch is a valid one: none of them was answered when the
+// others began. A read that fails (other than sql.ErrNoRows) may have taken the transaction
+// with it, so the batch is given up as when a write fails that way: the jobs after it run
+// again.
 
 // maxBatch bounds the transactions committed together.
 const maxBatch = 128
@@ -263,13 +264,19 @@ func (b *batcher) runBatch(batch []*job) {
 func (b *batcher) commit(batch []*job, retry bool) (again []*job) {
 	ctx := context.Background()
 	b.commits.Add(1)
+	reads := 0
+	for _, j := range batch {
+		if j.read {
+			reads++
+		}
+	}
 	var tx *sql.Tx
 	c, err := b.writerConn(ctx)
 	if err == nil {
 		// A batch of reads only begins a deferred transaction, which takes no lock on the
 		// file (the writes' transactions begin IMMEDIATE, the pool's default).
 		var opts *sql.TxOptions
-		if !slices.ContainsFunc(batch, func(j *job) bool { return !j.read }) {
+		if reads == len(batch) {
 			opts = &sql.TxOptions{ReadOnly: true}
 		}
 		tx, err = c.BeginTx(ctx, opts)
@@ -288,7 +295,7 @@ func (b *batcher) commit(batch []*job, retry bool) (again []*job) {
 		return b.commitOne(tx, batch[0])
 	}
 	var ran []*job // jobs whose writes wait for the commit
-	if slices.ContainsFunc(batch, func(j *job) bool { return j.read }) {
+	if reads > 0 {
 		// The reads first; the writes keep their order.
 		slices.SortStableFunc(batch, func(x, y *job) int {
 			switch {
