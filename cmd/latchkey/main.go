@@ -194,7 +194,7 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	var relay *pgnotify.Relay
 	hub := push.NewHub()
 	if cfg.postgres() {
-		if relay, err = pgnotify.New(pgnotify.Options{DSN: cfg.Database, Logger: log}); err != nil {
+		if relay, err = pgnotify.New(pgnotify.Options{DSN: cfg.Database, Logger: log, OnLost: db.ServerLost}); err != nil {
 			db.Close()
 			return nil, err
 		}

@@ -71,6 +71,11 @@ type Options struct {
 	// IdleCheck is how long the listener waits without traffic before it pings the server,
 	// so that a connection lost without a reset is noticed; zero means 30 s.
 	IdleCheck time.Duration
+	// OnLost, when not nil, is called each time the listener loses its connection or fails
+	// to connect again. The listener waits on the server all the time, so it is usually the
+	// first on the node to see it go away (a restart, a fail-over); the store's pool then
+	// checks its connections before it reuses them (sqlstore's ServerLost).
+	OnLost func()
 }
 
 // Relay sends this node's notifications to the other nodes and delivers theirs here. It is
@@ -173,6 +178,9 @@ func (r *Relay) listenLoop(ctx context.Context, to Receiver) {
 		})
 		if ctx.Err() != nil {
 			return
+		}
+		if r.opt.OnLost != nil {
+			r.opt.OnLost()
 		}
 		if !lost {
 			r.opt.Logger.Warn("push relay: connection lost, reconnecting", "err", err)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,6 +199,27 @@ func TestRelayWakesAllAfterReconnect(t *testing.T) {
 	}
 	wait(t, dev, "device waiter after reconnect")
 	wait(t, ch, "challenge waiter after reconnect")
+}
+
+// TestRelayReportsLoss: when the listener's connection is cut (as in a restart), OnLost is
+// called, before the listener is back; not while the connection stands.
+func TestRelayReportsLoss(t *testing.T) {
+	dsn := pgtest.Start(t)
+	rec := make(recorder, 16)
+	var lost atomic.Int32
+	startOpts(t, pgnotify.Options{DSN: dsn, OnLost: func() { lost.Add(1) }}, func(*pgnotify.Relay) pgnotify.Receiver { return rec })
+	rec.want(t, "all")
+	if n := lost.Load(); n != 0 {
+		t.Fatalf("OnLost called %d times with the connection standing", n)
+	}
+	db := openDB(t, dsn)
+	if _, err := db.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'latchkey-pgnotify' AND datname = current_database()`); err != nil {
+		t.Fatal(err)
+	}
+	rec.want(t, "all") // listening again
+	if n := lost.Load(); n != 1 {
+		t.Errorf("OnLost called %d times for one lost connection, want 1", n)
+	}
 }
 
 // notifying is a hub that also reports each SignalAll.

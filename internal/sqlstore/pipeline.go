@@ -181,20 +181,24 @@ func (s *DB) pipelinedTx(ctx context.Context, e *latchkey.AuditEvent, p *txPlan)
 		p.query("insert audit event", func(scan func(...any) error) error { return scan(&e.ID) }, nil,
 			qInsertAuditPending, auditArgs(e)...)
 	}
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	err = conn.Raw(func(dc any) error {
-		c, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("sqlstore: a pipelined transaction needs a pgx connection, not %T", dc)
+	// A transaction whose connection was lost before its COMMIT runs again once (stale.go).
+	err := s.retryLost(ctx, func() error {
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			return err
 		}
-		return runPipe(ctx, c.Conn(), p)
+		err = conn.Raw(func(dc any) error {
+			c, ok := dc.(*stdlib.Conn)
+			if !ok {
+				return fmt.Errorf("sqlstore: a pipelined transaction needs a pgx connection, not %T", dc)
+			}
+			return runPipe(ctx, c.Conn(), p)
+		})
+		// A connection left in a transaction (a ROLLBACK that could not be sent) is not
+		// handed out again: pgx's stdlib refuses it when the pool resets it.
+		conn.Close()
+		return err
 	})
-	// A connection left in a transaction (a ROLLBACK that could not be sent) is not handed
-	// out again: pgx's stdlib refuses it when the pool resets it.
-	conn.Close()
 	if err != nil {
 		unchain(e)
 	} else if e != nil {
@@ -244,7 +248,7 @@ func runPipe(ctx context.Context, c *pgx.Conn, p *txPlan) (err error) {
 	if err == nil {
 		ct, cerr := c.Exec(ctx, "COMMIT")
 		if cerr != nil {
-			return fmt.Errorf("commit: %w", cerr)
+			return errCommitSent{fmt.Errorf("commit: %w", cerr)}
 		}
 		// COMMIT of a transaction that failed answers ROLLBACK, without an error.
 		if ct.String() != "COMMIT" {

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -64,6 +65,10 @@ type DB struct {
 	// chain, on PostgreSQL only, chains the audit trail's entries after their transactions
 	// commit (auditchain.go).
 	chain *chainer
+	// lost, on PostgreSQL only, is when the server was last seen going away (Unix
+	// nanoseconds, zero for never): connections not checked since are pinged before they are
+	// reused (stale.go).
+	lost atomic.Int64
 }
 
 var _ latchkey.Store = (*DB)(nil)
@@ -101,7 +106,10 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 		if cfg.ConnectTimeout == 0 {
 			cfg.ConnectTimeout = connectTimeout
 		}
-		s.db = stdlib.OpenDB(*cfg)
+		// A FATAL error marks the server lost, and connections are checked before reuse after
+		// that (stale.go).
+		cfg.OnPgError = s.onPgError
+		s.db = stdlib.OpenDB(*cfg, stdlib.OptionShouldPing(s.shouldPing))
 		// A pool per node: with N nodes the server sees at most N×20 connections (plus two
 		// per node for push notifications). Connections are recycled so that a fail-over or
 		// a pooler's rebalancing reaches every node, and idle ones are let go after five
@@ -171,7 +179,11 @@ func (s *DB) Dialect() string { return s.dialect }
 func (s *DB) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	return s.db.PingContext(ctx)
+	err := s.db.PingContext(ctx)
+	if err != nil && s.dialect == Postgres {
+		s.ServerLost()
+	}
+	return err
 }
 
 // Timeouts of the PostgreSQL connections and of Ping (readiness checks).
@@ -262,15 +274,22 @@ func (s *DB) tx(ctx context.Context, f func(context.Context, *sql.Tx) error) err
 		return err
 	}
 	defer done()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(writing(ctx), tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	// On PostgreSQL, a transaction whose connection was lost before its COMMIT runs again
+	// once (stale.go); f may run twice, as it may on SQLite when its batch is given up.
+	return s.retryLost(ctx, func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := f(writing(ctx), tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return errCommitSent{err}
+		}
+		return nil
+	})
 }
 
 // isUnique reports whether err is a unique-constraint violation in either dialect.
