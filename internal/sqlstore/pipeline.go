@@ -199,12 +199,7 @@ func (s *DB) pipelinedTx(ctx context.Context, e *latchkey.AuditEvent, p *txPlan)
 		conn.Close()
 		return err
 	})
-	if err != nil {
-		unchain(e)
-	} else if e != nil {
-		s.auditAppended()
-	}
-	return err
+	return s.audited(e, err)
 }
 
 // rollbackWait bounds the ROLLBACK after a failed pipelined transaction.

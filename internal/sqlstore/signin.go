@@ -244,6 +244,12 @@ func (s *DB) auditedTx(ctx context.Context, e *latchkey.AuditEvent, f func(conte
 		}
 		return nil
 	})
+	return s.audited(e, err)
+}
+
+// audited ends a transaction that appended e (when not nil) with the error err: e is
+// unchained when the transaction was not committed, and the chainer is woken when it was.
+func (s *DB) audited(e *latchkey.AuditEvent, err error) error {
 	if err != nil {
 		unchain(e)
 	} else if e != nil {
