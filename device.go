@@ -184,6 +184,9 @@ type DeviceStore interface {
 	ReplaceDeviceKey(ctx Context, id int64, publicKey []byte, name, platform string, secret []byte, at time.Time) error
 	// FindDevice returns one device; ENotFound when there is none.
 	FindDevice(ctx Context, id int64) (*Device, error)
+	// FindDeviceWithUser returns a device and its user; ENotFound when there is no such
+	// device.
+	FindDeviceWithUser(ctx Context, id int64) (*Device, *User, error)
 	// FindDevices returns a user's devices, pending ones included, primary first, then oldest
 	// first.
 	FindDevices(ctx Context, userID UserID) ([]*Device, error)
@@ -209,6 +212,12 @@ type DeviceStore interface {
 	// PendingPushChallenges returns the challenges to a device that are pending and not
 	// expired at time at, oldest first.
 	PendingPushChallenges(ctx Context, deviceID int64, at time.Time) ([]*PushChallenge, error)
+	// DevicePushChallenges is PendingPushChallenges while the device is active and holds
+	// publicKey; ENotFound otherwise (removed, pending, or moved to another key).
+	DevicePushChallenges(ctx Context, deviceID int64, publicKey []byte, at time.Time) ([]*PushChallenge, error)
+	// FindPushChallengeWithSession returns the challenge id, and the session sessionID with
+	// its user; ENotFound when either is missing. It checks neither expiry nor ownership.
+	FindPushChallengeWithSession(ctx Context, id, sessionID string) (*PushChallenge, *Session, *User, error)
 	// AnswerPushChallenge atomically moves challenge a.ID from pending to a.State
 	// (PushApproved or PushDenied) with a.Reason, when it is still pending and not expired at
 	// a.At, and in the same transaction writes the rest of the answer (see PushAnswer): an

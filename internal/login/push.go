@@ -47,19 +47,18 @@ func (s *Service) PushStatus(ctx context.Context, c Client, token, id string) (l
 	if token == "" || len(id) > 64 {
 		return "", nil, errNoChallenge
 	}
-	ch, err := s.opt.Store.FindPushChallenge(ctx, id)
-	if latchkey.ErrorCode(err) == latchkey.ENotFound || (err == nil && ch.Kind != latchkey.PushLogin) {
+	r := s.ref(token)
+	if !r.ok {
+		return "", nil, errNoChallenge
+	}
+	// The challenge, and the session with its user, in one prepared read: when the challenge
+	// is approved, the session is the flow the sign-in completes (checkFlow), without
+	// reading it again.
+	ch, sess, u, err := s.opt.Store.FindPushChallengeWithSession(ctx, id, r.id)
+	if latchkey.ErrorCode(err) == latchkey.ENotFound || (err == nil && (ch.Kind != latchkey.PushLogin || !r.owns(sess))) {
 		return "", nil, errNoChallenge
 	} else if err != nil {
 		return "", nil, fmt.Errorf("find challenge: %w", err)
-	}
-	// The session with its user, in one prepared read: when the challenge is approved, it is
-	// the flow the sign-in completes (checkFlow), without reading it again.
-	sess, u, err := s.findSession(ctx, token)
-	if latchkey.ErrorCode(err) == latchkey.ENotFound {
-		return "", nil, errNoChallenge
-	} else if err != nil {
-		return "", nil, fmt.Errorf("find session: %w", err)
 	}
 	now := s.now()
 	if sess.ID != ch.SessionID || ch.CompletedAt != nil {

@@ -400,7 +400,9 @@ func (s *Service) Authenticate(ctx context.Context, c Client, r *http.Request, b
 	if sig.DeviceID == 0 {
 		return nil, nil, latchkey.Errorf(latchkey.EDeviceSignature, "The %s header is required.", deviceproto.HeaderDevice)
 	}
-	d, err := s.opt.Store.FindDevice(ctx, sig.DeviceID)
+	// The device and its user in one read; the user is looked at only once the request is
+	// proven.
+	d, u, err := s.opt.Store.FindDeviceWithUser(ctx, sig.DeviceID)
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return nil, nil, errSignature
 	} else if err != nil {
@@ -420,10 +422,6 @@ func (s *Service) Authenticate(ctx context.Context, c Client, r *http.Request, b
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("use nonce: %w", err)
 	}
-	u, err := s.opt.Store.FindUserByID(ctx, d.UserID)
-	if err != nil {
-		return nil, nil, fmt.Errorf("find user: %w", err)
-	}
 	if u.Disabled {
 		return nil, nil, errSignature
 	}
@@ -439,11 +437,6 @@ func Active(d *latchkey.Device) error {
 		return errPending
 	}
 	return nil
-}
-
-// Device returns the device with that ID as stored now.
-func (s *Service) Device(ctx context.Context, id int64) (*latchkey.Device, error) {
-	return s.opt.Store.FindDevice(ctx, id)
 }
 
 // Info describes the calling device, with its offline seed when it is active.
@@ -566,9 +559,13 @@ func (s *Service) SendLogin(ctx context.Context, u *latchkey.User, sessionID str
 }
 
 // Pending returns the challenges waiting for the device's answer, as the device sees them.
+// Only while d is active and holds the key it was read with: otherwise (removed, or moved to
+// another key meanwhile) errSignature, as for its next request.
 func (s *Service) Pending(ctx context.Context, u *latchkey.User, d *latchkey.Device) ([]deviceproto.Challenge, error) {
-	chs, err := s.opt.Store.PendingPushChallenges(ctx, d.ID, s.now())
-	if err != nil {
+	chs, err := s.opt.Store.DevicePushChallenges(ctx, d.ID, d.PublicKey, s.now())
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return nil, errSignature
+	} else if err != nil {
 		return nil, fmt.Errorf("pending challenges: %w", err)
 	}
 	out := make([]deviceproto.Challenge, 0, len(chs))

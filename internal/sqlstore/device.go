@@ -56,15 +56,29 @@ func (s *DB) UseDeviceActivation(ctx context.Context, id string, when time.Time)
 
 const deviceColumns = `id, user_id, name, platform, public_key, state, is_primary, COALESCE(totp_credential_id, 0), created_at, last_used_at, key_changed_at`
 
-func scanDevice(row interface{ Scan(...any) error }) (*latchkey.Device, error) {
-	var d latchkey.Device
-	var created, keyChanged int64
-	var used sql.NullInt64
-	if err := row.Scan(&d.ID, &d.UserID, &d.Name, &d.Platform, &d.PublicKey, &d.State, &d.Primary, &d.TOTPCredentialID, &created, &used, &keyChanged); err != nil {
+// deviceRow is a row of deviceColumns: its scan targets, then its value.
+type deviceRow struct {
+	d                   latchkey.Device
+	created, keyChanged int64
+	used                sql.NullInt64
+}
+
+func (r *deviceRow) targets() []any {
+	d := &r.d
+	return []any{&d.ID, &d.UserID, &d.Name, &d.Platform, &d.PublicKey, &d.State, &d.Primary, &d.TOTPCredentialID, &r.created, &r.used, &r.keyChanged}
+}
+
+func (r *deviceRow) value() *latchkey.Device {
+	r.d.CreatedAt, r.d.LastUsedAt, r.d.KeyChangedAt = at(r.created), atPtr(r.used), at(r.keyChanged)
+	return &r.d
+}
+
+func scanDevice(row scanner) (*latchkey.Device, error) {
+	var r deviceRow
+	if err := row.Scan(r.targets()...); err != nil {
 		return nil, err
 	}
-	d.CreatedAt, d.LastUsedAt, d.KeyChangedAt = at(created), atPtr(used), at(keyChanged)
-	return &d, nil
+	return r.value(), nil
 }
 
 // lockUser locks the user's row until the end of tx (PostgreSQL; SQLite transactions hold the
@@ -262,6 +276,25 @@ func (s *DB) FindDevice(ctx context.Context, id int64) (*latchkey.Device, error)
 	return d, nil
 }
 
+// qDeviceWithUser reads a device (deviceColumns) and its user (userColumns).
+const qDeviceWithUser = `SELECT d.id, d.user_id, d.name, d.platform, d.public_key, d.state, d.is_primary, COALESCE(d.totp_credential_id, 0), d.created_at, d.last_used_at, d.key_changed_at,
+	u.id, u.username, u.email, u.role, u.password_hash, u.disabled, u.primary_factor, u.time_zone, u.created_at, u.updated_at
+	FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = $1`
+
+// FindDeviceWithUser returns a device and its user, read together in one query (every
+// signed request of a device needs both); ENotFound when there is no such device.
+func (s *DB) FindDeviceWithUser(ctx context.Context, id int64) (*latchkey.Device, *latchkey.User, error) {
+	var d deviceRow
+	var u userRow
+	err := s.queryRow(s.shortRead(ctx), qDeviceWithUser, id).Scan(append(d.targets(), u.targets()...)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, notFound("device")
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("find device with user: %w", err)
+	}
+	return d.value(), u.value(), nil
+}
+
 // FindDevices returns a user's devices, pending ones included, primary first, then by ID
 // (oldest first).
 func (s *DB) FindDevices(ctx context.Context, userID latchkey.UserID) ([]*latchkey.Device, error) {
@@ -376,16 +409,30 @@ func (s *DB) UseDeviceNonce(ctx context.Context, deviceID int64, nonce string, e
 
 const pushColumns = `id, user_id, device_id, kind, session_id, subject_device_id, number, application, browser, ip, created_at, expires_at, state, reason, answered_at, completed_at`
 
-func scanPush(row interface{ Scan(...any) error }) (*latchkey.PushChallenge, error) {
-	var c latchkey.PushChallenge
-	var created, expires int64
-	var answered, completed sql.NullInt64
-	if err := row.Scan(&c.ID, &c.UserID, &c.DeviceID, &c.Kind, &c.SessionID, &c.SubjectDeviceID, &c.Number, &c.Application, &c.Browser, &c.IP,
-		&created, &expires, &c.State, &c.Reason, &answered, &completed); err != nil {
+// pushRow is a row of pushColumns: its scan targets, then its value.
+type pushRow struct {
+	c                   latchkey.PushChallenge
+	created, expires    int64
+	answered, completed sql.NullInt64
+}
+
+func (r *pushRow) targets() []any {
+	c := &r.c
+	return []any{&c.ID, &c.UserID, &c.DeviceID, &c.Kind, &c.SessionID, &c.SubjectDeviceID, &c.Number, &c.Application, &c.Browser, &c.IP,
+		&r.created, &r.expires, &c.State, &c.Reason, &r.answered, &r.completed}
+}
+
+func (r *pushRow) value() *latchkey.PushChallenge {
+	r.c.CreatedAt, r.c.ExpiresAt, r.c.AnsweredAt, r.c.CompletedAt = at(r.created), at(r.expires), atPtr(r.answered), atPtr(r.completed)
+	return &r.c
+}
+
+func scanPush(row scanner) (*latchkey.PushChallenge, error) {
+	var r pushRow
+	if err := row.Scan(r.targets()...); err != nil {
 		return nil, err
 	}
-	c.CreatedAt, c.ExpiresAt, c.AnsweredAt, c.CompletedAt = at(created), at(expires), atPtr(answered), atPtr(completed)
-	return &c, nil
+	return r.value(), nil
 }
 
 // qInsertPush inserts a push challenge.
@@ -454,6 +501,63 @@ func (s *DB) PendingPushChallenges(ctx context.Context, deviceID int64, when tim
 		return nil, fmt.Errorf("find pending push challenges: %w", err)
 	}
 	return collect(rows, scanPush, "scan push challenge")
+}
+
+// qPushPendingFor reads a device's pending challenges, oldest first, only while the device
+// is active and holds the key $5. The condition on the device does not depend on the
+// challenge, so both databases evaluate it once.
+const qPushPendingFor = `SELECT ` + pushColumns + ` FROM push_challenges
+	 WHERE device_id = $1 AND state = $2 AND expires_at > $3
+	 AND EXISTS (SELECT 1 FROM devices WHERE id = $1 AND state = $4 AND public_key = $5)
+	 ORDER BY created_at, id`
+
+// qDeviceHolds tells whether a device is active and holds a key.
+const qDeviceHolds = `SELECT 1 FROM devices WHERE id = $1 AND state = $2 AND public_key = $3`
+
+// DevicePushChallenges returns the challenges of PendingPushChallenges while the device is
+// active and holds publicKey, and ENotFound otherwise. A device's open event stream reads it
+// at each wake-up: one query when a challenge waits, a second only when none does, to tell
+// "nothing yet" from "this key may no longer receive".
+func (s *DB) DevicePushChallenges(ctx context.Context, deviceID int64, publicKey []byte, when time.Time) ([]*latchkey.PushChallenge, error) {
+	rows, err := s.query(ctx, qPushPendingFor, deviceID, string(latchkey.PushPending), us(when), string(latchkey.DeviceActive), publicKey)
+	if err != nil {
+		return nil, fmt.Errorf("find pending push challenges: %w", err)
+	}
+	chs, err := collect(rows, scanPush, "scan push challenge")
+	if err != nil || len(chs) > 0 {
+		return chs, err
+	}
+	var one int
+	err = s.queryRow(s.shortRead(ctx), qDeviceHolds, deviceID, string(latchkey.DeviceActive), publicKey).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("device")
+	} else if err != nil {
+		return nil, fmt.Errorf("find device: %w", err)
+	}
+	return nil, nil
+}
+
+// qPushWithSession reads a challenge (pushColumns) and a session with its user
+// (sessionWithUserColumns).
+const qPushWithSession = `SELECT c.id, c.user_id, c.device_id, c.kind, c.session_id, c.subject_device_id, c.number, c.application, c.browser, c.ip,
+	c.created_at, c.expires_at, c.state, c.reason, c.answered_at, c.completed_at, ` + sessionWithUserColumns + `
+	FROM push_challenges c, sessions s JOIN users u ON u.id = s.user_id WHERE c.id = $1 AND s.id = $2`
+
+// FindPushChallengeWithSession returns the challenge id, and the session sessionID with its
+// user, read together in one query (a browser's status poll needs all three); ENotFound when
+// either is missing. It checks nothing else: that the session is the challenge's, or still
+// valid, is the caller's rule.
+func (s *DB) FindPushChallengeWithSession(ctx context.Context, id, sessionID string) (*latchkey.PushChallenge, *latchkey.Session, *latchkey.User, error) {
+	var c pushRow
+	var su sessionUserRow
+	err := s.queryRow(s.shortRead(ctx), qPushWithSession, id, sessionID).Scan(append(c.targets(), su.targets()...)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, nil, notFound("push challenge")
+	} else if err != nil {
+		return nil, nil, nil, fmt.Errorf("find push challenge with session: %w", err)
+	}
+	sess, u := su.values()
+	return c.value(), sess, u, nil
 }
 
 // qAnswerPush moves a pending, unexpired challenge to its answer.

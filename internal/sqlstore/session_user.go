@@ -10,9 +10,12 @@ import (
 	"github.com/latchkey/latchkey"
 )
 
-const sessionWithUserQuery = `SELECT s.id, s.sid, s.user_id, s.state, s.amr, s.password_at, s.mfa_at, s.created_at, s.last_seen_at, s.expires_at, s.ip, s.user_agent, s.verifier,
-	u.id, u.username, u.email, u.role, u.password_hash, u.disabled, u.primary_factor, u.time_zone, u.created_at, u.updated_at
+const sessionWithUserQuery = `SELECT ` + sessionWithUserColumns + `
 	FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1`
+
+// sessionWithUserColumns are the columns of a session s and its user u (sessionUserRow).
+const sessionWithUserColumns = `s.id, s.sid, s.user_id, s.state, s.amr, s.password_at, s.mfa_at, s.created_at, s.last_seen_at, s.expires_at, s.ip, s.user_agent, s.verifier,
+	u.id, u.username, u.email, u.role, u.password_hash, u.disabled, u.primary_factor, u.time_zone, u.created_at, u.updated_at`
 
 // FindSessionWithUser returns the session id and its user, read together in one query (a
 // join), for the hot path of every signed-in request (forward-auth, pages, OIDC). It returns
@@ -89,9 +92,14 @@ type sessionUserRow struct {
 
 // scan reads r into v.
 func (v *sessionUserRow) scan(r *sql.Row) error {
+	return r.Scan(v.targets()...)
+}
+
+// targets are the scan targets of the columns of sessionWithUserQuery.
+func (v *sessionUserRow) targets() []any {
 	sess, u := &v.sess, &v.u
-	return r.Scan(&sess.ID, &sess.SID, &sess.UserID, &sess.State, &v.amr, &v.pw, &v.mfa, &v.created, &v.seen, &v.expires, &sess.IP, &sess.UserAgent, &sess.Verifier,
-		&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &u.PrimaryFactor, &u.TimeZone, &v.uCreated, &v.uUpdated)
+	return []any{&sess.ID, &sess.SID, &sess.UserID, &sess.State, &v.amr, &v.pw, &v.mfa, &v.created, &v.seen, &v.expires, &sess.IP, &sess.UserAgent, &sess.Verifier,
+		&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &u.PrimaryFactor, &u.TimeZone, &v.uCreated, &v.uUpdated}
 }
 
 // values converts the row's columns and returns its session and user (parts of v).

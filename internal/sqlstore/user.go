@@ -13,14 +13,28 @@ import (
 
 const userColumns = `id, username, email, role, password_hash, disabled, primary_factor, time_zone, created_at, updated_at`
 
-func scanUser(row interface{ Scan(...any) error }) (*latchkey.User, error) {
-	var u latchkey.User
-	var created, updated int64
-	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &u.PrimaryFactor, &u.TimeZone, &created, &updated); err != nil {
+// userRow is a row of userColumns: its scan targets, then its value.
+type userRow struct {
+	u                latchkey.User
+	created, updated int64
+}
+
+func (r *userRow) targets() []any {
+	u := &r.u
+	return []any{&u.ID, &u.Username, &u.Email, &u.Role, &u.PasswordHash, &u.Disabled, &u.PrimaryFactor, &u.TimeZone, &r.created, &r.updated}
+}
+
+func (r *userRow) value() *latchkey.User {
+	r.u.CreatedAt, r.u.UpdatedAt = at(r.created), at(r.updated)
+	return &r.u
+}
+
+func scanUser(row scanner) (*latchkey.User, error) {
+	var r userRow
+	if err := row.Scan(r.targets()...); err != nil {
 		return nil, err
 	}
-	u.CreatedAt, u.UpdatedAt = at(created), at(updated)
-	return &u, nil
+	return r.value(), nil
 }
 
 // FindUserByID returns ENotFound when there is no such user.

@@ -575,3 +575,39 @@ func TestSecurityPageDatesInUserZone(t *testing.T) {
 		t.Errorf("the page still shows the date in UTC (%q)", utc)
 	}
 }
+
+// TestLongPollEndsWhenDeviceMoves: a device's long poll for challenges that is waiting when
+// the device moves to a new key answers 401 at once, as the old key's next request would,
+// and never hands the old key a challenge meant for the new one.
+func TestLongPollEndsWhenDeviceMoves(t *testing.T) {
+	f := newFixture(t, "")
+	_, old := f.activated(t)
+	r := old.call("POST", deviceproto.PathTransfer, nil)
+	if r.code != 200 {
+		t.Fatalf("transfer: %d %s", r.code, r.raw)
+	}
+	code := r.body["code"].(string)
+	polled := make(chan response, 1)
+	start := time.Now()
+	go func() { polled <- old.call("GET", deviceproto.PathChallenges+"?wait=20s", nil) }()
+	select {
+	case r := <-polled:
+		t.Fatalf("the long poll answered before the switch: %d %s", r.code, r.raw)
+	case <-time.After(300 * time.Millisecond):
+	}
+	nw := f.newDevice(t)
+	if r := nw.activate(deviceproto.PathRedeem, code, "New phone"); r.code != 200 || nw.id != old.id {
+		t.Fatalf("redeem: %d %s", r.code, r.raw)
+	}
+	select {
+	case r := <-polled:
+		if r.code != 401 || r.errCode() != "invalid_signature" {
+			t.Fatalf("the old key's long poll after the switch: %d %s", r.code, r.raw)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("the long poll answered after %v, not at the switch", d)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the old key's long poll is still waiting 15 s after the switch")
+	}
+}

@@ -54,14 +54,10 @@ type eventStream struct {
 	sent        map[string]bool // challenges already sent
 }
 
-// check reads the device and its pending challenges and returns the events of those not sent
-// yet, or ok false when the stream must end: the device no longer holds this key, or the
+// check reads the device's pending challenges and returns the events of those not sent yet,
+// or ok false when the stream must end: the device is no longer active with this key, or the
 // database cannot be read.
 func (st *eventStream) check(ctx context.Context) (events []byte, ok bool) {
-	cur, err := st.s.push.Device(ctx, st.d.ID)
-	if err != nil || !bytes.Equal(cur.PublicKey, st.d.PublicKey) || cur.State != latchkey.DeviceActive {
-		return nil, false
-	}
 	chs, err := st.s.push.Pending(ctx, st.u, st.d)
 	if err != nil {
 		return nil, false
