@@ -304,3 +304,60 @@ func TestAuditChainMigration(t *testing.T) {
 		t.Errorf("new entries at places %d, %d; want 5, 6", chain[3].Seq, chain[4].Seq)
 	}
 }
+
+// TestAuditChainPassIndependentOfTrail: the chainer's pass reads the pending entries and
+// their places through their indexes, never the whole trail, even when the planner's
+// statistics say thousands of entries are pending (audit_pending churns: every entry goes in
+// and out within milliseconds, and the statistics lag). Its read was planned as a hash join
+// that read all of audit_chain at every pass, a cost that grew with the trail forever.
+func TestAuditChainPassIndependentOfTrail(t *testing.T) {
+	db := openPG(t, pgtest.Start(t))
+	ctx := context.Background()
+	for _, q := range []string{
+		// A trail of 50,000 chained entries (written directly: the hashes do not matter here).
+		`INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id)
+			SELECT g, 1, 'alice', 'login', 'success', '192.0.2.1', 'test', '', 0 FROM generate_series(1, 50000) g`,
+		`INSERT INTO audit_chain (seq, event_id, prev_hash, hash) SELECT id, id, '\x00', '\x00' FROM audit_events`,
+		// Statistics taken while 20,000 entries were pending, then all but a few chained.
+		`ALTER TABLE audit_pending SET (autovacuum_enabled = false)`,
+		`INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id)
+			SELECT g, 1, 'alice', 'login', 'success', '192.0.2.1', 'test', '', 0 FROM generate_series(1, 20000) g`,
+		`INSERT INTO audit_pending (event_id) SELECT id FROM audit_events WHERE id > 50000`,
+		`ANALYZE audit_events, audit_chain, audit_pending`,
+		`INSERT INTO audit_chain (seq, event_id, prev_hash, hash) SELECT id, id, '\x00', '\x00' FROM audit_events WHERE id > 50000 AND id <= 69990`,
+		`DELETE FROM audit_pending WHERE event_id <= 69990`,
+	} {
+		if _, err := db.db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	plan := func(q string, args ...any) string {
+		rows, err := db.db.QueryContext(ctx, "EXPLAIN "+q, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for rows.Next() {
+			var l string
+			if err := rows.Scan(&l); err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, l)
+		}
+		return strings.Join(lines, "\n")
+	}
+	for name, p := range map[string]string{
+		"read":   plan(qPendingAudit),
+		"delete": plan(qDonePending, []int64{69991, 69992}),
+	} {
+		for _, table := range []string{"audit_chain", "audit_events"} {
+			if strings.Contains(p, "Seq Scan on "+table) {
+				t.Errorf("the pass's %s reads all of %s:\n%s", name, table, p)
+			}
+		}
+	}
+	// And the pass chains the ten left.
+	if n, err := db.chainPending(ctx); err != nil || n != 10 {
+		t.Fatalf("chainPending = %d, %v; want 10", n, err)
+	}
+}
