@@ -41,7 +41,7 @@ import (
 // would otherwise interrupt it and make SQLite roll back everyone's writes, and the driver
 // would start a goroutine per statement to watch for that end.
 
-// Under load, reads of rows about to be written (readWarm) run in the batches as well,
+// Under load, the reads of the paths that write (readWarm) run in the batches as well,
 // without a savepoint, before the batch's writes: they see what was committed before the
 // batch, and their callers get their answer at once, without waiting for the commit. Any
 // serial order of the jobs of one batch is a valid one: none of them was answered when the

@@ -286,7 +286,7 @@ const qDeviceWithUser = `SELECT d.id, d.user_id, d.name, d.platform, d.public_ke
 func (s *DB) FindDeviceWithUser(ctx context.Context, id int64) (*latchkey.Device, *latchkey.User, error) {
 	var d deviceRow
 	var u userRow
-	err := s.queryRow(s.shortRead(ctx), qDeviceWithUser, id).Scan(append(d.targets(), u.targets()...)...)
+	err := s.scanWarm(s.shortRead(ctx), qDeviceWithUser, append(d.targets(), u.targets()...), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, notFound("device")
 	} else if err != nil {
@@ -298,11 +298,11 @@ func (s *DB) FindDeviceWithUser(ctx context.Context, id int64) (*latchkey.Device
 // FindDevices returns a user's devices, pending ones included, primary first, then by ID
 // (oldest first).
 func (s *DB) FindDevices(ctx context.Context, userID latchkey.UserID) ([]*latchkey.Device, error) {
-	rows, err := s.query(ctx, `SELECT `+deviceColumns+` FROM devices WHERE user_id = $1 ORDER BY is_primary DESC, id`, userID)
+	ds, err := collectWarm(ctx, s, `SELECT `+deviceColumns+` FROM devices WHERE user_id = $1 ORDER BY is_primary DESC, id`, scanDevice, "scan device", userID)
 	if err != nil {
 		return nil, fmt.Errorf("find devices: %w", err)
 	}
-	return collect(rows, scanDevice, "scan device")
+	return ds, nil
 }
 
 // UpdateDevice changes a device of that user; ENotFound when nothing matched. Making a pending
@@ -481,13 +481,14 @@ func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, c
 
 // FindPushChallenge returns ENotFound when there is no such challenge.
 func (s *DB) FindPushChallenge(ctx context.Context, id string) (*latchkey.PushChallenge, error) {
-	c, err := scanPush(s.queryRow(s.shortRead(ctx), `SELECT `+pushColumns+` FROM push_challenges WHERE id = $1`, id))
+	var r pushRow
+	err := s.scanWarm(s.shortRead(ctx), `SELECT `+pushColumns+` FROM push_challenges WHERE id = $1`, r.targets(), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("push challenge")
 	} else if err != nil {
 		return nil, fmt.Errorf("find push challenge: %w", err)
 	}
-	return c, nil
+	return r.value(), nil
 }
 
 // PendingPushChallenges returns a device's challenges that are pending and unexpired at when,
@@ -519,16 +520,16 @@ const qDeviceHolds = `SELECT 1 FROM devices WHERE id = $1 AND state = $2 AND pub
 // at each wake-up: one query when a challenge waits, a second only when none does, to tell
 // "nothing yet" from "this key may no longer receive".
 func (s *DB) DevicePushChallenges(ctx context.Context, deviceID int64, publicKey []byte, when time.Time) ([]*latchkey.PushChallenge, error) {
-	rows, err := s.query(ctx, qPushPendingFor, deviceID, string(latchkey.PushPending), us(when), string(latchkey.DeviceActive), publicKey)
+	chs, err := collectWarm(ctx, s, qPushPendingFor, scanPush, "scan push challenge",
+		deviceID, string(latchkey.PushPending), us(when), string(latchkey.DeviceActive), publicKey)
 	if err != nil {
 		return nil, fmt.Errorf("find pending push challenges: %w", err)
 	}
-	chs, err := collect(rows, scanPush, "scan push challenge")
-	if err != nil || len(chs) > 0 {
-		return chs, err
+	if len(chs) > 0 {
+		return chs, nil
 	}
 	var one int
-	err = s.queryRow(s.shortRead(ctx), qDeviceHolds, deviceID, string(latchkey.DeviceActive), publicKey).Scan(&one)
+	err = s.scanWarm(s.shortRead(ctx), qDeviceHolds, []any{&one}, deviceID, string(latchkey.DeviceActive), publicKey)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("device")
 	} else if err != nil {
@@ -550,7 +551,7 @@ const qPushWithSession = `SELECT c.id, c.user_id, c.device_id, c.kind, c.session
 func (s *DB) FindPushChallengeWithSession(ctx context.Context, id, sessionID string) (*latchkey.PushChallenge, *latchkey.Session, *latchkey.User, error) {
 	var c pushRow
 	var su sessionUserRow
-	err := s.queryRow(s.shortRead(ctx), qPushWithSession, id, sessionID).Scan(append(c.targets(), su.targets()...)...)
+	err := s.scanWarm(s.shortRead(ctx), qPushWithSession, append(c.targets(), su.targets()...), id, sessionID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, nil, notFound("push challenge")
 	} else if err != nil {

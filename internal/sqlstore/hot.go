@@ -164,16 +164,26 @@ func (s *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) 
 
 // readWarm runs read with st, a prepared statement of the pool. On SQLite, while the batch
 // writer is busy, it runs in the writer's next batch (batcher.read), on the writer's
-// connection, with st prepared there: that is for the rows a request reads to write them
-// right after (a sign-in flow and its TOTP credentials). SQLite throws away a connection's
-// whole cache of pages whenever it finds the database changed by another connection since
-// its last transaction, so under load a read on any connection of the pool but the writer's
-// starts cold and reads every page of its B-trees again, a system call each; the writer's
-// own cache stays valid from one batch to the next. When the writer is idle (one request at
-// a time), on PostgreSQL, and inside a transaction's function (which would wait for its own
-// batch), read runs st on the pool as any read: a batch of its own would cost a
-// transaction's start and end, and a hand-over between goroutines, for pages that are not
-// being made stale.
+// connection, with st prepared there: that is for the reads of the paths that write under
+// load (the sign-in flow and its TOTP credentials, the throttle counters, the devices and the
+// push challenges of a push round trip). Two reasons:
+//
+//   - SQLite throws away a connection's whole cache of pages whenever it finds the database
+//     changed by another connection since its last transaction, so under load a read on any
+//     connection of the pool but the writer's starts cold and reads every page of its B-trees
+//     again, a system call each; the writer's own cache stays valid from one batch to the next.
+//   - modernc.org/sqlite is built with SQLITE_ENABLE_MEMORY_MANAGEMENT, so every connection's
+//     pages are in one cache behind one mutex, and its C allocator is behind another (both Go
+//     sync.Mutexes). A read on the pool takes them beside the writer, and when a waiter has
+//     waited a millisecond Go hands the mutex over and puts the goroutine that released it,
+//     often the writer, at the back of its run queue. An execution trace of the push round
+//     trip at 64 clients showed the writer waiting for a processor 27% of the time it held the
+//     turn, 6% with these reads on the writer (performance.md).
+//
+// When the writer is idle (one request at a time), on PostgreSQL, and inside a transaction's
+// function (which would wait for its own batch), read runs st on the pool as any read: a batch
+// of its own would cost a transaction's start and end, and a hand-over between goroutines, for
+// pages that are not being made stale.
 //
 // read gets the caller's context (on SQLite without its end, as every job). It must only
 // read, and report a missing row as sql.ErrNoRows: any other error gives up the batch's
@@ -185,4 +195,39 @@ func (s *DB) readWarm(ctx context.Context, st *sql.Stmt, read func(context.Conte
 	return s.batches.read(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		return read(ctx, tx.StmtContext(ctx, st))
 	})
+}
+
+// scanWarm reads one row of query into dest through readWarm (prepared once, as queryRow);
+// sql.ErrNoRows when there is none.
+func (s *DB) scanWarm(ctx context.Context, query string, dest []any, args ...any) error {
+	st := s.hot.cached(ctx, s.db, query)
+	if st == nil {
+		return s.db.QueryRowContext(ctx, query, args...).Scan(dest...)
+	}
+	return s.readWarm(ctx, st, func(ctx context.Context, st *sql.Stmt) error {
+		return st.QueryRowContext(ctx, args...).Scan(dest...)
+	})
+}
+
+// collectWarm reads the rows of query through readWarm (prepared once, as query), each with
+// scan; what names them in a scan error.
+func collectWarm[T any](ctx context.Context, s *DB, query string, scan func(scanner) (T, error), what string, args ...any) ([]T, error) {
+	st := s.hot.cached(ctx, s.db, query)
+	if st == nil {
+		rows, err := s.db.QueryContext(ctx, query, args...)
+		if err != nil {
+			return nil, err
+		}
+		return collect(rows, scan, what)
+	}
+	var out []T
+	err := s.readWarm(ctx, st, func(ctx context.Context, st *sql.Stmt) error {
+		rows, err := st.QueryContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		out, err = collect(rows, scan, what)
+		return err
+	})
+	return out, err
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -148,8 +149,10 @@ func TestReadWarmInTransactionFunction(t *testing.T) {
 	}
 }
 
-// TestFlowReadsOnWriter: on SQLite, while the batch writer is busy, a sign-in flow and the
-// TOTP credentials are read in its next batch (where the writes go) and a signed-in session
+// TestFlowReadsOnWriter: on SQLite, while the batch writer is busy, the reads of the sign-in
+// and push paths (a sign-in flow, the TOTP credentials, the throttle counters, a user's
+// devices, a device with its user, a push challenge alone and with its flow, a device's
+// pending challenges) are read in its next batch (where the writes go) and a signed-in session
 // is not; when the writer is idle, they are read on the pool; many of them at once, among
 // writes, all read what is there.
 func TestFlowReadsOnWriter(t *testing.T) {
@@ -165,16 +168,59 @@ func TestFlowReadsOnWriter(t *testing.T) {
 	if err := db.CreateTOTPCredential(ctx, cred); err != nil {
 		t.Fatal(err)
 	}
+	d := &latchkey.Device{UserID: u.ID, Name: "phone", Platform: "android", PublicKey: []byte("key"), State: latchkey.DeviceActive, KeyChangedAt: now}
+	if err := db.CreateDevice(ctx, d, &latchkey.TOTPCredential{Name: "Latch", Secret: []byte("09876543210987654321")}); err != nil {
+		t.Fatal(err)
+	}
+	ch := &latchkey.PushChallenge{ID: "p1", UserID: u.ID, DeviceID: d.ID, Kind: latchkey.PushLogin, SessionID: "f1", Number: "42",
+		CreatedAt: now, ExpiresAt: now.Add(2 * time.Minute), State: latchkey.PushPending}
+	if err := db.CreatePushChallenge(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.RecordFailure(ctx, "user:alice", now); err != nil {
+		t.Fatal(err)
+	}
+	// check turns a wrong answer into an error.
+	check := func(ok bool, got any, err error) error {
+		if err == nil && !ok {
+			err = fmt.Errorf("got %+v", got)
+		}
+		return err
+	}
 	for _, c := range []struct {
 		name string
 		read func() error
 		warm bool
 	}{
+		{"FindThrottle", func() error {
+			th, err := db.FindThrottle(ctx, "user:alice")
+			return check(th.Failures == 1, th, err)
+		}, true},
+		{"FindDevices", func() error {
+			ds, err := db.FindDevices(ctx, u.ID)
+			return check(len(ds) == 1 && ds[0].ID == d.ID && ds[0].Primary, ds, err)
+		}, true},
+		{"FindDeviceWithUser", func() error {
+			got, du, err := db.FindDeviceWithUser(ctx, d.ID)
+			return check(err == nil && got.ID == d.ID && du.Username == "alice", got, err)
+		}, true},
+		{"FindPushChallenge", func() error {
+			got, err := db.FindPushChallenge(ctx, "p1")
+			return check(err == nil && got.DeviceID == d.ID && got.Number == "42", got, err)
+		}, true},
+		{"FindPushChallengeWithSession", func() error {
+			got, sess, cu, err := db.FindPushChallengeWithSession(ctx, "p1", "f1")
+			return check(err == nil && got.ID == "p1" && sess.ID == "f1" && cu.Username == "alice", got, err)
+		}, true},
+		{"DevicePushChallenges", func() error {
+			chs, err := db.DevicePushChallenges(ctx, d.ID, d.PublicKey, now)
+			return check(len(chs) == 1 && chs[0].ID == "p1", chs, err)
+		}, true},
 		{"FindFlowWithUser", func() error { _, _, err := db.FindFlowWithUser(ctx, "f1"); return err }, true},
 		{"FindTOTPCredentials", func() error {
 			got, err := db.FindTOTPCredentials(ctx, u.ID)
-			if err == nil && (len(got) != 1 || string(got[0].Secret) != "12345678901234567890") {
-				err = fmt.Errorf("got %+v, want the one credential with its secret", got)
+			if err == nil && (len(got) != 2 || !slices.ContainsFunc(got, func(c *latchkey.TOTPCredential) bool { return string(c.Secret) == "12345678901234567890" })) {
+				err = fmt.Errorf("got %+v, want the two credentials, with their secrets", got)
 			}
 			return err
 		}, true},

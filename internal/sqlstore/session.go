@@ -144,11 +144,7 @@ func (s *DB) DeleteExpiredSessions(ctx context.Context, t time.Time) (int, error
 func (s *DB) FindThrottle(ctx context.Context, key string) (latchkey.Throttle, error) {
 	th := latchkey.Throttle{Key: key}
 	var last int64
-	st, err := s.hot.stmt(ctx, s.db, `SELECT failures, last_failure_at FROM throttles WHERE key = $1`)
-	if err != nil {
-		return th, fmt.Errorf("find throttle: %w", err)
-	}
-	err = st.QueryRowContext(ctx, key).Scan(&th.Failures, &last)
+	err := s.scanWarm(ctx, `SELECT failures, last_failure_at FROM throttles WHERE key = $1`, []any{&th.Failures, &last}, key)
 	if errors.Is(err, sql.ErrNoRows) {
 		return th, nil
 	} else if err != nil {
