@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -109,20 +110,57 @@ func (s *DB) shortRead(ctx context.Context) context.Context {
 	return ctx
 }
 
-// queryRow is db.QueryRowContext through the query's prepared statement.
+// queryRow is db.QueryRowContext through the query's prepared statement. A read (a SELECT)
+// whose connection turns out lost runs again once (readAgain).
 func (s *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	row := s.queryRowOnce(ctx, query, args...)
+	if err := row.Err(); err != nil && isRead(query) && s.readAgain(ctx, err) {
+		row = s.queryRowOnce(ctx, query, args...)
+	}
+	return row
+}
+
+func (s *DB) queryRowOnce(ctx context.Context, query string, args ...any) *sql.Row {
 	if st := s.hot.cached(ctx, s.db, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
 	return s.db.QueryRowContext(ctx, query, args...)
 }
 
-// query is db.QueryContext through the query's prepared statement.
+// query is db.QueryContext through the query's prepared statement. A read (a SELECT) whose
+// connection turns out lost runs again once (readAgain).
 func (s *DB) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	rows, err := s.queryOnce(ctx, query, args...)
+	if err != nil && isRead(query) && s.readAgain(ctx, err) {
+		rows, err = s.queryOnce(ctx, query, args...)
+	}
+	return rows, err
+}
+
+func (s *DB) queryOnce(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if st := s.hot.cached(ctx, s.db, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
 	return s.db.QueryContext(ctx, query, args...)
+}
+
+// isRead reports whether query only reads: the store's reads begin with SELECT, and its
+// statements that write (also those that return rows) with INSERT, UPDATE, DELETE or WITH.
+func isRead(query string) bool {
+	return strings.HasPrefix(strings.TrimLeft(query, " \t\n"), "SELECT")
+}
+
+// readAgain reports whether a read that failed with err runs again, once: on PostgreSQL, when
+// the connection it ran on was lost (connLost: the server restarted and the pool did not know
+// it yet) and its caller still waits. It marks the server lost first, so the second run gets
+// a connection that was checked (stale.go). A read is safe to run twice; a statement that
+// writes is not (whether a lost one was committed is unknown), so only reads come here.
+func (s *DB) readAgain(ctx context.Context, err error) bool {
+	if s.dialect != Postgres || !connLost(err) || ctx.Err() != nil {
+		return false
+	}
+	s.ServerLost()
+	return true
 }
 
 // prepareBeforeBegin prepares the statements a transaction will run through txQueryRow and
@@ -190,7 +228,11 @@ func (s *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) 
 // transaction, and the batch's writes run again each in a transaction of its own.
 func (s *DB) readWarm(ctx context.Context, st *sql.Stmt, read func(context.Context, *sql.Stmt) error) error {
 	if s.batches == nil || inWrite(ctx) || !s.batches.busy() {
-		return read(ctx, st)
+		err := read(ctx, st)
+		if err != nil && s.readAgain(ctx, err) {
+			err = read(ctx, st)
+		}
+		return err
 	}
 	return s.batches.read(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		return read(ctx, tx.StmtContext(ctx, st))

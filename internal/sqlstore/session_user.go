@@ -37,14 +37,19 @@ func (s *DB) FindSessionWithUser(ctx context.Context, id string) (*latchkey.Sess
 		}
 	}
 	ctx = s.shortRead(ctx)
-	stmt, err := s.hot.prepare(ctx, s.db, &s.hot.sessionWithUser, sessionWithUserQuery)
+	stmt, err := s.sessionWithUserStmt(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("find session with user: %w", err)
 	}
 	// One value for the session, the user and the columns that need converting: each
 	// variable passed to Scan escapes to the heap, so one struct is one allocation.
 	var v sessionUserRow
-	if err := v.scan(stmt.QueryRowContext(ctx, id)); errors.Is(err, sql.ErrNoRows) {
+	err = v.scan(stmt.QueryRowContext(ctx, id))
+	if err != nil && s.readAgain(ctx, err) {
+		v = sessionUserRow{}
+		err = v.scan(stmt.QueryRowContext(ctx, id))
+	}
+	if errors.Is(err, sql.ErrNoRows) {
 		if fill {
 			s.sessions.drop(id)
 		}
@@ -59,12 +64,22 @@ func (s *DB) FindSessionWithUser(ctx context.Context, id string) (*latchkey.Sess
 	return sess, u, nil
 }
 
+// sessionWithUserStmt returns the prepared statement of sessionWithUserQuery, preparing it
+// on the first call, again once when its connection was lost (readAgain).
+func (s *DB) sessionWithUserStmt(ctx context.Context) (*sql.Stmt, error) {
+	stmt, err := s.hot.prepare(ctx, s.db, &s.hot.sessionWithUser, sessionWithUserQuery)
+	if err != nil && s.readAgain(ctx, err) {
+		stmt, err = s.hot.prepare(ctx, s.db, &s.hot.sessionWithUser, sessionWithUserQuery)
+	}
+	return stmt, err
+}
+
 // FindFlowWithUser is FindSessionWithUser for a sign-in flow, a session its caller is about
 // to write (the second factor rotates it): on SQLite it is read on the batch writer's
 // connection (readWarm), and never from the cache, which keeps only signed-in sessions.
 func (s *DB) FindFlowWithUser(ctx context.Context, id string) (*latchkey.Session, *latchkey.User, error) {
 	ctx = s.shortRead(ctx)
-	stmt, err := s.hot.prepare(ctx, s.db, &s.hot.sessionWithUser, sessionWithUserQuery)
+	stmt, err := s.sessionWithUserStmt(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("find flow with user: %w", err)
 	}

@@ -34,10 +34,12 @@ import (
 // A request can still be the first to meet a dead connection, before anything marked the
 // server lost. A transaction is then run again, once, on another connection when it failed
 // before its COMMIT was sent (retryLost): PostgreSQL commits nothing of a transaction whose
-// connection ended before COMMIT, so running it again cannot apply it twice. A single
-// statement outside a transaction is not run again: its failure does not tell whether it was
-// committed (its COMMIT is implicit, and the server may end the connection after the commit
-// and before its answer).
+// connection ended before COMMIT, so running it again cannot apply it twice. A read (a
+// SELECT through queryRow or query, a readWarm read, the session reads) is run again, once,
+// as well (readAgain, hot.go): it changes nothing. A single statement that writes, outside a
+// transaction, is not run again: its failure does not tell whether it was committed (its
+// COMMIT is implicit, and the server may end the connection after the commit and before its
+// answer).
 
 // ServerLost tells the store that the PostgreSQL server went away, or may have: every
 // connection of the pool is checked before it is next used. It is safe to call at any time,

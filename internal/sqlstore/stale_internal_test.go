@@ -87,3 +87,25 @@ func TestRetryLost(t *testing.T) {
 		t.Errorf("with the caller's context ended: %d runs, want 1", runs)
 	}
 }
+
+// TestIsRead: the store's reads run again after a lost connection, and nothing that writes
+// does: a statement that returns rows but writes (DELETE … RETURNING, a WITH that inserts) is
+// not a read.
+func TestIsRead(t *testing.T) {
+	for q, want := range map[string]bool{
+		`SELECT id FROM users WHERE username = $1`:                  true,
+		"\n\t\tSELECT failures, last_failure_at FROM throttles":     true,
+		sessionWithUserQuery:                                        true,
+		qPushWithSession:                                            true,
+		qRecordFailure:                                              false,
+		`DELETE FROM invitations WHERE hash = $1 RETURNING user_id`: false,
+		"\n\t\tUPDATE mail_outbox SET state = $1 RETURNING id":      false,
+		qInsertAuditPending:                                         false,
+		`INSERT INTO sessions (id) VALUES ($1)`:                     false,
+		`WITH x AS (SELECT 1) SELECT * FROM x`:                      false,
+	} {
+		if got := isRead(q); got != want {
+			t.Errorf("isRead(%.40q) = %v, want %v", q, got, want)
+		}
+	}
+}
