@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/latchkey/latchkey/internal/audit"
 	"github.com/latchkey/latchkey/internal/sqlstore"
 )
 
@@ -57,5 +58,30 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 				t.Errorf("output %q does not name %s", out.String(), tt.want)
 			}
 		})
+	}
+}
+
+// TestReportAudit: what `audit verify` prints and exits with for an intact trail, one with
+// entries committed while it ran and not chained yet (PostgreSQL: intact, and says how many
+// the next run will check), and a broken one (exit code 1, the entry named).
+func TestReportAudit(t *testing.T) {
+	for _, tt := range []struct {
+		rep  audit.Report
+		want string
+		code int
+	}{
+		{audit.Report{Entries: 7}, "audit trail intact: 7 entries\n", 0},
+		{audit.Report{Entries: 7, Pending: 2}, "audit trail intact: 7 entries (2 more committed meanwhile, not yet chained)\n", 0},
+		{audit.Report{Entries: 3, FirstBroken: 3, Reason: "its content does not match its hash: the entry was changed"},
+			"audit trail BROKEN at entry 3: its content does not match its hash: the entry was changed (3 entries checked)\n", 1},
+	} {
+		var out bytes.Buffer
+		err := reportAudit(&out, tt.rep)
+		if out.String() != tt.want {
+			t.Errorf("%+v: printed %q, want %q", tt.rep, out.String(), tt.want)
+		}
+		if code := exitCode(err); (err == nil) != (tt.code == 0) || (err != nil && code != tt.code) {
+			t.Errorf("%+v: err %v (exit %d), want exit %d", tt.rep, err, code, tt.code)
+		}
 	}
 }

@@ -445,6 +445,12 @@ func runAuditVerify(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return err
 	}
+	return reportAudit(stdout, rep)
+}
+
+// reportAudit prints the result of `audit verify`, and returns the exit error of a broken
+// chain.
+func reportAudit(stdout io.Writer, rep audit.Report) error {
 	if rep.FirstBroken != 0 {
 		fmt.Fprintf(stdout, "audit trail BROKEN at entry %d: %s (%d entries checked)\n", rep.FirstBroken, rep.Reason, rep.Entries)
 		return &exitError{code: 1, err: fmt.Errorf("audit chain broken at entry %d", rep.FirstBroken)}
