@@ -113,7 +113,7 @@ func quickRun(t *testing.T, kind string, args ...string) string {
 		if !strings.HasPrefix(c[9], "PASS") && !strings.HasPrefix(c[9], "MISS") && c[9] != "–" {
 			t.Errorf("%s: result %q, want PASS, MISS or –", name, c[9])
 		}
-		checkCores(t, name, cores[name])
+		checkCores(t, kind, name, cores[name])
 	}
 	if c := figures["raw argon2id (m=47104 KiB, t=1, p=1), 2 goroutines"]; len(c) < 2 || !strings.Contains(c[1], "the server 64 sign-ins before the step") {
 		t.Errorf("the raw argon2id row does not say the server warmed up: %q", c)

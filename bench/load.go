@@ -64,6 +64,9 @@ type stats struct {
 	exhaustedEarly             bool
 	peakRSS                    uint64
 	cpu                        cpuUse // where the cores went (cpu.go)
+	// writer is the share of the time SQLite's batch writer was busy (writer.go); -1 when
+	// not known (PostgreSQL).
+	writer float64
 }
 
 // rate is successes per second; 0 for a scenario that did not run (nil).
@@ -110,17 +113,20 @@ func (s *stats) firstErrors() string {
 type step func(ctx context.Context, w int) (outcome, time.Duration, string)
 
 // drive runs c workers of the named scenario (one of scenarioNames) calling f in a loop for
-// d, sampling the memory of the nodes pids; worker w's requests come from clientAddr(scenario, w). A worker starts no new request
-// after d; the requests in flight finish and count (elapsed runs until the last one ends).
+// d, sampling the memory of the nodes pids and reading the batch writer's time from the
+// metrics of the nodes at their URLs (writer.go); worker w's requests come from
+// clientAddr(scenario, w). A worker starts no new request after d; the requests in flight
+// finish and count (elapsed runs until the last one ends).
 // With cancel, requests still in flight at d are cancelled instead and counted as cut (a
 // flood).
-func drive(ctx context.Context, pids []int, scenario string, c int, d time.Duration, cancelAtEnd bool, f step) *stats {
+func drive(ctx context.Context, pids []int, nodes urls, scenario string, c int, d time.Duration, cancelAtEnd bool, f step) *stats {
 	si := scenarioIndex(scenario)
 	st := &stats{errs: map[string]int{}}
 	var mu sync.Mutex
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	smp := sampleRSS(pids...)
+	writer0 := readWriter(ctx, nodes)
 	cpu0 := readCPU(pids)
 	begin := time.Now()
 	deadline := begin.Add(d)
@@ -175,6 +181,7 @@ func drive(ctx context.Context, pids []int, scenario string, c int, d time.Durat
 	}
 	wg.Wait()
 	st.cpu = since(cpu0, readCPU(pids), st.ok)
+	st.writer = writerBusy(writer0, readWriter(ctx, nodes))
 	st.elapsed = time.Since(begin)
 	if cancelAtEnd {
 		st.elapsed = min(st.elapsed, d)

@@ -347,7 +347,7 @@ func runScenarios(ctx context.Context, o *options, nodes cluster, sd *seeder, re
 	base, pid := nodes.urls(), nodes.pids()
 
 	logf("GET /healthz, %d clients, %v", o.concurrency, o.duration)
-	rep.healthz = drive(ctx, pid, "healthz", o.concurrency, o.duration, false, healthzStep(c, base))
+	rep.healthz = drive(ctx, pid, base, "healthz", o.concurrency, o.duration, false, healthzStep(c, base))
 
 	if o.runs("password") {
 		// The reference brackets the step: half before it, half after, and their mean, each
@@ -367,7 +367,7 @@ func runScenarios(ctx context.Context, o *options, nodes cluster, sd *seeder, re
 		}
 		rep.passwordWarmUp = o.concurrency
 		logf("password step, %d clients, %v", o.concurrency, o.duration)
-		rep.password = drive(ctx, pid, "password", o.concurrency, o.duration, false, passwordStep(c, base, sd.users))
+		rep.password = drive(ctx, pid, base, "password", o.concurrency, o.duration, false, passwordStep(c, base, sd.users))
 
 		logf("raw argon2id again, 2 goroutines in a process of their own, %v", o.duration/2)
 		if rep.argon2After, _, err = rawArgon2Process(ctx, o.duration/2, 2); err != nil {
@@ -379,7 +379,7 @@ func runScenarios(ctx context.Context, o *options, nodes cluster, sd *seeder, re
 	if o.runs("flood") {
 		logf("password step flood, %d clients, %v", o.flood, o.duration)
 		fc := newClient(o.flood)
-		rep.flood = drive(ctx, pid, "flood", o.flood, o.duration, true, passwordStep(fc, base, sd.users))
+		rep.flood = drive(ctx, pid, base, "flood", o.flood, o.duration, true, passwordStep(fc, base, sd.users))
 		fc.CloseIdleConnections()
 		// Let the server notice the cancelled requests before the next scenario.
 		time.Sleep(500 * time.Millisecond)
@@ -401,7 +401,7 @@ func runScenarios(ctx context.Context, o *options, nodes cluster, sd *seeder, re
 			return err
 		}
 		logf("TOTP step, %d clients, %v", o.concurrency, o.duration)
-		rep.totp = drive(ctx, pid, "totp", o.concurrency, o.duration, false, totpStep(c, base, newTOTPPool(sd.users, tidx, toks)))
+		rep.totp = drive(ctx, pid, base, "totp", o.concurrency, o.duration, false, totpStep(c, base, newTOTPPool(sd.users, tidx, toks)))
 	}
 
 	if o.runs("push") {
@@ -427,16 +427,16 @@ func runScenarios(ctx context.Context, o *options, nodes cluster, sd *seeder, re
 		// The ceiling again, just before: on a shared machine the load of other processes
 		// changes within a run, and the first /healthz figure is a minute old by now.
 		logf("GET /healthz again, %d clients, %v", o.concurrency, o.duration)
-		rep.healthzFwd = drive(ctx, pid, "healthz", o.concurrency, o.duration, false, healthzStep(c, base))
+		rep.healthzFwd = drive(ctx, pid, base, "healthz", o.concurrency, o.duration, false, healthzStep(c, base))
 		logf("forward-auth check, %d clients, %v", o.concurrency, o.duration)
-		rep.forwardAuth = drive(ctx, pid, "forward", o.concurrency, o.duration, false, forwardAuthStep(c, base, signedIn))
+		rep.forwardAuth = drive(ctx, pid, base, "forward", o.concurrency, o.duration, false, forwardAuthStep(c, base, signedIn))
 	}
 	if o.runs("oidc") {
 		oc := newClient(o.concurrency)
 		oc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		defer oc.CloseIdleConnections()
 		logf("OIDC authorization-code flow, %d clients, %v", o.concurrency, o.duration)
-		rep.oidc = drive(ctx, pid, "oidc", o.concurrency, o.duration, false, oidcFlowStep(oc, base, sd.prefix, oidcSecret, signedIn))
+		rep.oidc = drive(ctx, pid, base, "oidc", o.concurrency, o.duration, false, oidcFlowStep(oc, base, sd.prefix, oidcSecret, signedIn))
 	}
 	return nil
 }
@@ -475,7 +475,7 @@ func runPush(ctx context.Context, o *options, c *http.Client, base urls, pid []i
 		return err
 	}
 	logf("push round trip, 1 client, %v", o.duration)
-	rep.push1 = drive(ctx, pid, "push", 1, o.duration, false, pushStep(c, base, clients[:1], ptoks))
+	rep.push1 = drive(ctx, pid, base, "push", 1, o.duration, false, pushStep(c, base, clients[:1], ptoks))
 	perDev := max(20, int(o.duration.Seconds()*25))
 	logf("seeding %d sign-in flows for push, %d clients", np*perDev, np)
 	if ptoks, err = sd.seedFlows(ctx, pidx, perDev); err != nil {
@@ -483,7 +483,7 @@ func runPush(ctx context.Context, o *options, c *http.Client, base urls, pid []i
 	}
 	logf("push round trip, %d clients, %v", np, o.duration)
 	rep.pushClients = np
-	rep.push = drive(ctx, pid, "push", np, o.duration, false, pushStep(c, base, clients, ptoks))
+	rep.push = drive(ctx, pid, base, "push", np, o.duration, false, pushStep(c, base, clients, ptoks))
 	return nil
 }
 

@@ -270,8 +270,9 @@ func (r *report) print(w io.Writer) {
 
 // printCores prints where the cores went in each scenario that ran (cpu.go): the server's CPU
 // per successful request (or round trip), and that as a multiple of /healthz's, then the
-// cores used by the server, by the harness and by the rest of the machine, and the share of
-// the machine's time no core had work.
+// cores used by the server, by the harness and by the rest of the machine, the share of the
+// machine's time no core had work, and the share of the time SQLite's batch writer was busy
+// (writer.go; – on PostgreSQL).
 func (r *report) printCores(w io.Writer, rows []loadRow) {
 	var hz time.Duration
 	if r.healthz != nil && r.healthz.cpu.ok {
@@ -281,8 +282,8 @@ func (r *report) printCores(w io.Writer, rows []loadRow) {
 		return // not measured (no /proc)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| where the cores went | clients | server CPU per request | × /healthz's | server | harness | other | idle |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintln(w, "| where the cores went | clients | server CPU per request | × /healthz's | server | harness | other | idle | SQLite writer busy |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, row := range rows {
 		if row.s == nil || !row.s.cpu.ok {
 			continue
@@ -292,7 +293,11 @@ func (r *report) printCores(w io.Writer, rows []loadRow) {
 		if hz > 0 && c.perRequest > 0 {
 			times = fmt.Sprintf("%.1f", float64(c.perRequest)/float64(hz))
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %.2f | %.2f | %.2f | %.0f%% |\n",
-			row.name, row.clients, micros(c.perRequest), times, c.server, c.harness, c.other, c.idle*100)
+		writer := "–"
+		if row.s.writer >= 0 {
+			writer = fmt.Sprintf("%.0f%%", row.s.writer*100)
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %.2f | %.2f | %.2f | %.0f%% | %s |\n",
+			row.name, row.clients, micros(c.perRequest), times, c.server, c.harness, c.other, c.idle*100, writer)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/latchkey/latchkey/internal/mail"
+	"github.com/latchkey/latchkey/internal/sqlstore"
 )
 
 // mailRetention is how long the record of a message sent or given up on (recipient,
@@ -25,6 +26,37 @@ func registerMailMetrics(reg prometheus.Registerer, q *mail.Queue) {
 			Name: "latchkey_mail_outbox_failed",
 			Help: "Messages given up on after three days of failed delivery attempts, kept for seven days (all nodes).",
 		}, func() float64 { _, f := q.Stats(); return float64(f) }),
+	)
+}
+
+// registerWriterMetrics exports what SQLite's batch writer did (sqlstore.WriterStats); on
+// PostgreSQL there is none. latchkey_sqlite_writer_busy_seconds_total is the one to watch:
+// the writer runs the node's transactions one batch at a time, so a rate near 1 means the
+// node writes as fast as it can, and its requests that write wait in line.
+func registerWriterMetrics(reg prometheus.Registerer, db *sqlstore.DB) {
+	if _, ok := db.WriterStats(); !ok {
+		return
+	}
+	stat := func(f func(sqlstore.WriterStats) float64) func() float64 {
+		return func() float64 { w, _ := db.WriterStats(); return f(w) }
+	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "latchkey_sqlite_writer_busy_seconds_total",
+			Help: "Time SQLite's batch writer spent running batches of transactions (one at a time: a rate near 1 means the node's writes wait for it).",
+		}, stat(func(w sqlstore.WriterStats) float64 { return w.Busy.Seconds() })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "latchkey_sqlite_writer_batches_total",
+			Help: "Transactions SQLite's batch writer committed or rolled back, each holding the transactions and reads waiting at its start.",
+		}, stat(func(w sqlstore.WriterStats) float64 { return float64(w.Batches) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "latchkey_sqlite_writer_writes_total",
+			Help: "Transactions of requests run by SQLite's batch writer.",
+		}, stat(func(w sqlstore.WriterStats) float64 { return float64(w.Writes) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "latchkey_sqlite_writer_reads_total",
+			Help: "Reads run by SQLite's batch writer, on its connection, while it was busy.",
+		}, stat(func(w sqlstore.WriterStats) float64 { return float64(w.Reads) })),
 	)
 }
 

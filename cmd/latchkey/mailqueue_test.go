@@ -127,3 +127,36 @@ func TestConfigMailRetry(t *testing.T) {
 		}
 	}
 }
+
+// TestWriterMetrics: on SQLite /metrics exports what the batch writer did; a sign-in (its
+// flow, an audit entry) moves the counters of writes, batches and busy time.
+func TestWriterMetrics(t *testing.T) {
+	s := startServerArgs(t, nil, "alice")
+	m0 := soakMetrics(t, s.url)
+	for _, name := range []string{"latchkey_sqlite_writer_busy_seconds_total", "latchkey_sqlite_writer_batches_total", "latchkey_sqlite_writer_writes_total", "latchkey_sqlite_writer_reads_total"} {
+		if _, ok := m0[name]; !ok {
+			t.Fatalf("/metrics has no %s", name)
+		}
+	}
+	c := newCrashClient(s.url)
+	if err := c.post("/api/v1/login", map[string]string{"username": "alice", "password": alicePassword}, nil); err != nil {
+		t.Fatal(err)
+	}
+	m1 := soakMetrics(t, s.url)
+	if m1["latchkey_sqlite_writer_writes_total"] <= m0["latchkey_sqlite_writer_writes_total"] ||
+		m1["latchkey_sqlite_writer_batches_total"] <= m0["latchkey_sqlite_writer_batches_total"] ||
+		m1["latchkey_sqlite_writer_busy_seconds_total"] <= m0["latchkey_sqlite_writer_busy_seconds_total"] {
+		t.Errorf("a sign-in did not move the writer's counters: before %v, after %v", writerMetrics(m0), writerMetrics(m1))
+	}
+}
+
+// writerMetrics are the writer's metrics of m, for messages.
+func writerMetrics(m map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m {
+		if strings.HasPrefix(k, "latchkey_sqlite_writer_") {
+			out[k] = v
+		}
+	}
+	return out
+}

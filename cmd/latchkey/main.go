@@ -284,6 +284,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerMailMetrics(reg, a.mail)
+	registerWriterMetrics(reg, a.db)
 	provider, err := newOIDC(a)
 	if err != nil {
 		ln.Close()

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Group commit on SQLite.
@@ -87,8 +88,11 @@ type batcher struct {
 	leading bool
 	closed  bool
 	leaders sync.WaitGroup
-	// commits counts the transactions committed or rolled back, for the tests.
+	// commits counts the transactions committed or rolled back (the tests, WriterStats).
 	commits atomic.Int64
+	// busy is the time spent running batches in nanoseconds, writes and reads the jobs run
+	// (WriterStats).
+	busyNanos, writes, reads atomic.Int64
 	// conn is the connection the batches run on, kept for them (see writerConn).
 	conn *sql.Conn
 }
@@ -183,7 +187,9 @@ func (b *batcher) lead(own *job) {
 		b.queue = append(b.queue[:0], b.queue[n:]...)
 		b.mu.Unlock()
 		if n > 0 {
+			start := time.Now()
 			b.runBatch(batch)
+			b.count(batch, time.Since(start))
 		}
 		done()
 		if n == 0 || own != nil && slices.Contains(batch, own) {
@@ -191,6 +197,42 @@ func (b *batcher) lead(own *job) {
 			return
 		}
 	}
+}
+
+// count adds a batch that ran for d to the writer's statistics.
+func (b *batcher) count(batch []*job, d time.Duration) {
+	reads := 0
+	for _, j := range batch {
+		if j.read {
+			reads++
+		}
+	}
+	b.busyNanos.Add(int64(d))
+	b.reads.Add(int64(reads))
+	b.writes.Add(int64(len(batch) - reads))
+}
+
+// WriterStats is what SQLite's batch writer did since the store was opened. It runs the
+// transactions of the process one batch at a time, so Busy growing by nearly a second per
+// second means the writes of this node wait for it: its share of the time is how near the
+// node is to the most it can write.
+type WriterStats struct {
+	// Busy is the time spent running batches.
+	Busy time.Duration
+	// Batches counts the transactions it committed or rolled back (a batch given up runs its
+	// jobs again, each in a transaction of its own).
+	Batches int64
+	// Writes and Reads count the callers' transactions and the reads it ran (readWarm).
+	Writes, Reads int64
+}
+
+// WriterStats returns the batch writer's statistics; false on PostgreSQL, which has none.
+func (s *DB) WriterStats() (WriterStats, bool) {
+	b := s.batches
+	if b == nil {
+		return WriterStats{}, false
+	}
+	return WriterStats{Busy: time.Duration(b.busyNanos.Load()), Batches: b.commits.Load(), Writes: b.writes.Load(), Reads: b.reads.Load()}, true
 }
 
 // handOver ends the current leader's turn: a new goroutine leads when transactions wait.

@@ -301,3 +301,56 @@ func TestFlowReadsOnWriter(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestWriterStats: the batch writer counts its batches, the transactions and the reads it
+// ran, and the time it ran them (a batch that holds a transaction for 20 ms adds at least
+// that).
+func TestWriterStats(t *testing.T) {
+	ctx := context.Background()
+	db := openBatchDB(t)
+	w0, ok := db.WriterStats()
+	if !ok {
+		t.Fatal("WriterStats on SQLite: not ok")
+	}
+	for i := range 3 {
+		if err := db.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return insertThrottle(ctx, tx, fmt.Sprintf("stats%d", i)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One batch of a write that takes 20 ms and a read that joined it.
+	done, err := db.lockWrites(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := db.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			time.Sleep(20 * time.Millisecond)
+			return insertThrottle(ctx, tx, "stats-slow")
+		}); err != nil {
+			t.Error(err)
+		}
+	})
+	waitQueued(t, db, 1)
+	wg.Go(func() {
+		if err := readThrottle(db, "stats0"); err != nil {
+			t.Error(err)
+		}
+	})
+	waitQueued(t, db, 2)
+	done()
+	wg.Wait()
+	w1, _ := db.WriterStats()
+	if got := w1.Writes - w0.Writes; got != 4 {
+		t.Errorf("writes: %d, want 4", got)
+	}
+	if got := w1.Reads - w0.Reads; got != 1 {
+		t.Errorf("reads: %d, want 1", got)
+	}
+	if got := w1.Batches - w0.Batches; got != 4 {
+		t.Errorf("batches: %d, want 4 (three alone, then the slow write with the read)", got)
+	}
+	if got := w1.Busy - w0.Busy; got < 20*time.Millisecond || got > 5*time.Second {
+		t.Errorf("busy: %v, want at least the slow write's 20ms", got)
+	}
+}

@@ -32,6 +32,9 @@ import (
 func TestRestartLeavesNoStaleConnection(t *testing.T) {
 	dsn := pgtest.Start(t)
 	db := open(t, dsn, key)
+	if _, ok := db.WriterStats(); ok {
+		t.Error("WriterStats on PostgreSQL: ok, want none (it has no batch writer)")
+	}
 	admin, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)
