@@ -25,7 +25,9 @@ import (
 //     before a statement is sent on it;
 //   - with nothing known, reads all succeed as well: the first to meet a dead connection
 //     (its FATAL error marks the server lost) runs again, once, on a checked one; so do the
-//     reads of a signed-in session (forward-auth's) and of a sign-in flow.
+//     reads of a signed-in session (forward-auth's) and of a sign-in flow;
+//   - a single statement that writes is never run again: with nothing known, at most the
+//     first fails, and the others count once each.
 //
 // The pipelined plans come last: they append audit entries, and the audit chainer then
 // uses connections of the pool too.
@@ -180,6 +182,20 @@ func TestRestartLeavesNoStaleConnection(t *testing.T) {
 		return err
 	}); n != 0 {
 		t.Errorf("flow reads after a restart: %d of 25 failed: %v", n, err)
+	}
+
+	// A statement that writes and returns a row (queryRow, like a read) is not run again:
+	// at most the first fails, and each one that succeeded counted once.
+	fill()
+	n, err := run("single statements returning rows, nothing known", func(int) error {
+		_, err := db.RecordFailure(ctx, "stale-count", time.Now())
+		return err
+	})
+	if n > 1 {
+		t.Errorf("single statements after a restart: %d of 25 failed, want at most the first: %v", n, err)
+	}
+	if th, err := db.FindThrottle(ctx, "stale-count"); err != nil || th.Failures != 25-n {
+		t.Errorf("counter after 25 failures recorded (%d failed): %d, %v; want %d (none run twice)", n, th.Failures, err, 25-n)
 	}
 
 	fill()
