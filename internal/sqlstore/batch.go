@@ -90,7 +90,7 @@ type batcher struct {
 	leaders sync.WaitGroup
 	// commits counts the transactions committed or rolled back (the tests, WriterStats).
 	commits atomic.Int64
-	// busy is the time spent running batches in nanoseconds, writes and reads the jobs run
+	// busyNanos is the time spent running batches, writes and reads count the jobs run
 	// (WriterStats).
 	busyNanos, writes, reads atomic.Int64
 	// conn is the connection the batches run on, kept for them (see writerConn).

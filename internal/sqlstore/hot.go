@@ -120,6 +120,7 @@ func (s *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	return row
 }
 
+// queryRowOnce is queryRow without the second run.
 func (s *DB) queryRowOnce(ctx context.Context, query string, args ...any) *sql.Row {
 	if st := s.hot.cached(ctx, s.db, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
@@ -137,6 +138,7 @@ func (s *DB) query(ctx context.Context, query string, args ...any) (*sql.Rows, e
 	return rows, err
 }
 
+// queryOnce is query without the second run.
 func (s *DB) queryOnce(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if st := s.hot.cached(ctx, s.db, query); st != nil {
 		return st.QueryContext(ctx, args...)
@@ -215,8 +217,8 @@ func (s *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) 
 //     sync.Mutexes). A read on the pool takes them beside the writer, and when a waiter has
 //     waited a millisecond Go hands the mutex over and puts the goroutine that released it,
 //     often the writer, at the back of its run queue. An execution trace of the push round
-//     trip at 64 clients showed the writer waiting for a processor 27% of the time it held the
-//     turn, 6% with these reads on the writer (performance.md).
+//     trip at 64 clients showed the writer waiting for a processor 31% of the time it held the
+//     turn, 7% with these reads on the writer (performance.md).
 //
 // When the writer is idle (one request at a time), on PostgreSQL, and inside a transaction's
 // function (which would wait for its own batch), read runs st on the pool as any read: a batch
