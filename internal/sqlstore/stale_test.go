@@ -155,33 +155,24 @@ func TestRestartLeavesNoStaleConnection(t *testing.T) {
 		t.Errorf("single statements after a restart the store was told of: %d of 25 failed: %v", n, err)
 	}
 
-	fill()
-	if n, err := run("reads, nothing known", func(int) error {
-		_, err := db.FindUserByUsername(ctx, "alice")
-		return err
-	}); n != 0 {
-		t.Errorf("reads after a restart: %d of 25 failed: %v", n, err)
-	}
-
 	now := time.Now()
 	sess := &latchkey.Session{ID: "stale-s", SID: "stale-sid", UserID: alice.ID, State: latchkey.StateAuthenticated, AMR: []string{"pwd"},
 		PasswordAt: now, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour), Verifier: "v"}
 	if err := db.CreateSession(ctx, sess); err != nil {
 		t.Fatal(err)
 	}
-	fill()
-	if n, err := run("sessions with their user, nothing known", func(int) error {
-		_, _, err := db.FindSessionWithUser(ctx, "stale-s")
-		return err
-	}); n != 0 {
-		t.Errorf("session reads after a restart: %d of 25 failed: %v", n, err)
-	}
-	fill()
-	if n, err := run("sign-in flows, nothing known", func(int) error {
-		_, _, err := db.FindFlowWithUser(ctx, "stale-s")
-		return err
-	}); n != 0 {
-		t.Errorf("flow reads after a restart: %d of 25 failed: %v", n, err)
+	for _, read := range []struct {
+		what string
+		op   func() error
+	}{
+		{"reads", func() error { _, err := db.FindUserByUsername(ctx, "alice"); return err }},
+		{"sessions with their user", func() error { _, _, err := db.FindSessionWithUser(ctx, "stale-s"); return err }},
+		{"sign-in flows", func() error { _, _, err := db.FindFlowWithUser(ctx, "stale-s"); return err }},
+	} {
+		fill()
+		if n, err := run(read.what+", nothing known", func(int) error { return read.op() }); n != 0 {
+			t.Errorf("%s after a restart: %d of 25 failed: %v", read.what, n, err)
+		}
 	}
 
 	// A statement that writes and returns a row (queryRow, like a read) is not run again:
