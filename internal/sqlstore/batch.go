@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,20 @@ import (
 // maxBatch bounds the transactions committed together.
 const maxBatch = 128
 
+// Gathering. A batch costs about the same to begin and commit whether it holds three jobs or
+// thirty: the commit writes the pages the batch changed to the write-ahead log, and the pages
+// most jobs change (the audit trail's last page, the indexes' newest pages) are written once
+// per batch. Under load, though, the writer often found only a few jobs waiting: the answers
+// of its last batch had just let their requests run on, and the jobs those requests would add
+// a few microseconds later were not queued yet. So a leader that took over from another (the
+// writer is under load) and finds fewer than gatherBelow jobs waiting first yields its
+// processor once (runtime.Gosched), letting the goroutines ready to run add theirs. When
+// nothing else is ready to run, the yield returns at once; a lone request's own job (the
+// first leader) never waits. Measured with the harness on 2 cores, seven pairs alternated with
+// the writer before (performance.md): the push round trip at 64 clients 2–10% faster (about
+// 5% in most), the TOTP step −2% to +7%.
+const gatherBelow = maxBatch / 4
+
 // job is one caller's transaction.
 type job struct {
 	ctx  context.Context
@@ -95,9 +110,12 @@ type batcher struct {
 	busyNanos, writes, reads atomic.Int64
 	// conn is the connection the batches run on, kept for them (see writerConn).
 	conn *sql.Conn
+	// yield lets the other goroutines run before a small batch is taken (see gatherBelow);
+	// runtime.Gosched, replaced in the tests.
+	yield func()
 }
 
-func newBatcher(s *DB) *batcher { return &batcher{s: s} }
+func newBatcher(s *DB) *batcher { return &batcher{s: s, yield: runtime.Gosched} }
 
 // errClosed answers the transactions of a store being closed.
 var errClosed = errors.New("sqlstore: the database is closed")
@@ -181,6 +199,9 @@ func (b *batcher) lead(own *job) {
 			b.handOver()
 			return
 		}
+		if own == nil {
+			b.gather()
+		}
 		b.mu.Lock()
 		n := min(len(b.queue), maxBatch)
 		batch := slices.Clone(b.queue[:n])
@@ -196,6 +217,17 @@ func (b *batcher) lead(own *job) {
 			b.handOver()
 			return
 		}
+	}
+}
+
+// gather yields once when fewer than gatherBelow jobs wait, so that those about to be queued
+// join the batch (see gatherBelow). Only a leader that took over from another calls it.
+func (b *batcher) gather() {
+	b.mu.Lock()
+	few := len(b.queue) < gatherBelow
+	b.mu.Unlock()
+	if few {
+		b.yield()
 	}
 }
 

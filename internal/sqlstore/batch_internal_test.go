@@ -441,3 +441,109 @@ func TestBatchNeedsOneConnection(t *testing.T) {
 	}
 	db.Close()
 }
+
+// TestBatchGathersUnderLoad: a leader that took over from another and finds fewer than
+// gatherBelow jobs waiting yields once before taking its batch, and the jobs queued during
+// the yield are committed with those that waited; a lone caller's own job and a long queue
+// are taken at once.
+func TestBatchGathersUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	db := openBatchDB(t)
+	b := db.batches
+	var mu sync.Mutex
+	var seen []int // the queue's length at each yield
+	var onYield func()
+	b.yield = func() {
+		b.mu.Lock()
+		n := len(b.queue)
+		b.mu.Unlock()
+		mu.Lock()
+		seen = append(seen, n)
+		f := onYield
+		onYield = nil
+		mu.Unlock()
+		if f != nil {
+			f()
+		}
+	}
+	yields := func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		s := seen
+		seen = nil
+		return s
+	}
+	write := func(key string) func() error {
+		return func() error {
+			return db.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return insertThrottle(ctx, tx, key) })
+		}
+	}
+	// hold runs a write that holds the writer until finish is closed.
+	hold := func(wg *sync.WaitGroup, key string, err *error) (finish chan struct{}) {
+		started, finish := make(chan struct{}), make(chan struct{})
+		wg.Go(func() {
+			*err = db.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+				close(started)
+				<-finish
+				return insertThrottle(ctx, tx, key)
+			})
+		})
+		<-started
+		return finish
+	}
+
+	// A lone caller leads its own batch: no yield.
+	if err := write("alone")(); err != nil {
+		t.Fatal(err)
+	}
+	if got := yields(); len(got) != 0 {
+		t.Fatalf("a lone caller's batch yielded (queues %v), want no yield", got)
+	}
+
+	// Job a holds the writer while b queues behind it; the leader that takes over finds b
+	// alone, yields, and c, queued during the yield, joins b's batch.
+	var wg sync.WaitGroup
+	var errA, errB, errC error
+	finish := hold(&wg, "a", &errA)
+	wg.Go(func() { errB = write("b")() })
+	waitQueued(t, db, 1)
+	mu.Lock()
+	onYield = func() {
+		wg.Go(func() { errC = write("c")() })
+		waitQueued(t, db, 2)
+	}
+	mu.Unlock()
+	before := b.commits.Load() // a's batch has begun and is counted
+	close(finish)
+	wg.Wait()
+	if err := errors.Join(errA, errB, errC); err != nil {
+		t.Fatal(err)
+	}
+	if got := yields(); len(got) == 0 || got[0] != 1 {
+		t.Errorf("the leader that took over yielded with queues of %v, want first 1 (b alone)", got)
+	}
+	if got := b.commits.Load() - before; got != 1 {
+		t.Errorf("b and c, queued during the yield, took %d commits, want 1", got)
+	}
+	if rows := throttleKeys(t, db, []string{"a", "b", "c"}); !rows["a"] || !rows["b"] || !rows["c"] {
+		t.Errorf("rows after the batches: %v", rows)
+	}
+
+	// A queue of gatherBelow jobs or more is taken at once.
+	finish = hold(&wg, "long:a", &errA)
+	errs := make([]error, gatherBelow)
+	for i := range gatherBelow {
+		wg.Go(func() { errs[i] = write(fmt.Sprintf("long:%d", i))() })
+	}
+	waitQueued(t, db, gatherBelow)
+	close(finish)
+	wg.Wait()
+	if err := errors.Join(append(errs, errA)...); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range yields() {
+		if n >= gatherBelow {
+			t.Errorf("a leader that found %d jobs waiting yielded, want it to take them at once", n)
+		}
+	}
+}
