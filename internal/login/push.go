@@ -44,17 +44,57 @@ func (s *Service) BeginPush(ctx context.Context, c Client, token string, deviceI
 // flow that created the challenge can see or complete it; once completed, the signed-in
 // session of the same user still reads "approved".
 func (s *Service) PushStatus(ctx context.Context, c Client, token, id string) (latchkey.PushState, *Result, error) {
-	if token == "" || len(id) > 64 {
+	return s.WatchPush(c, token, id).Status(ctx, false)
+}
+
+// PushWatch is a browser's long poll of one push challenge (the web layer's wait for the
+// device's answer): Status each time it wakes. It keeps the sign-in flow as its last read
+// found it while the challenge was pending, so that when the device's answer wakes it, the
+// sign-in completes at once instead of reading the challenge again first: the completion's
+// transaction admits only an approved challenge not completed yet, with the flow's row
+// unchanged since that read (same verifier, user and session ID; ENotFound otherwise), and
+// when it does not, Status reads as PushStatus does. Under load this saves a read of the
+// batch writer's per push round trip (performance.md). Not for use by two goroutines at once.
+type PushWatch struct {
+	s         *Service
+	c         Client
+	token, id string
+	// sess and u are the flow and its user as the last read found them, the challenge
+	// pending; nil otherwise.
+	sess *latchkey.Session
+	u    *latchkey.User
+}
+
+// WatchPush returns the watch of challenge id by the browser whose session token is token.
+func (s *Service) WatchPush(c Client, token, id string) *PushWatch {
+	return &PushWatch{s: s, c: c, token: token, id: id}
+}
+
+// Status is PushStatus. answered says the watch was woken by news of the challenge (the
+// device answered it, push.Hub): when the last Status found it pending, the sign-in is
+// completed first, and the challenge read only when that is refused (not approved: denied, or
+// news of something else; completed already; the flow changed).
+func (w *PushWatch) Status(ctx context.Context, answered bool) (latchkey.PushState, *Result, error) {
+	s := w.s
+	if sess, u := w.sess, w.u; answered && sess != nil {
+		w.sess, w.u = nil, nil
+		if s.checkFlow(sess, u, latchkey.StateSecondFactor) == nil {
+			if res, err := s.completePush(ctx, w.c, w.token, sess, u, w.id); err == nil {
+				return latchkey.PushApproved, res, nil
+			}
+		}
+	}
+	if w.token == "" || len(w.id) > 64 {
 		return "", nil, errNoChallenge
 	}
-	r := s.ref(token)
+	r := s.ref(w.token)
 	if !r.ok {
 		return "", nil, errNoChallenge
 	}
 	// The challenge, and the session with its user, in one prepared read: when the challenge
 	// is approved, the session is the flow the sign-in completes (checkFlow), without
 	// reading it again.
-	ch, sess, u, err := s.opt.Store.FindPushChallengeWithSession(ctx, id, r.id)
+	ch, sess, u, err := s.opt.Store.FindPushChallengeWithSession(ctx, w.id, r.id)
 	if latchkey.ErrorCode(err) == latchkey.ENotFound || (err == nil && (ch.Kind != latchkey.PushLogin || !r.owns(sess))) {
 		return "", nil, errNoChallenge
 	} else if err != nil {
@@ -70,18 +110,26 @@ func (s *Service) PushStatus(ctx context.Context, c Client, token, id string) (l
 		return "", nil, errNoChallenge
 	}
 	state := ch.StateAt(now)
+	if state == latchkey.PushPending {
+		w.sess, w.u = sess, u
+	}
 	if state != latchkey.PushApproved {
 		return state, nil, nil
 	}
 	if err := s.checkFlow(sess, u, latchkey.StateSecondFactor); err != nil {
 		return "", nil, err
 	}
-	// The challenge is completed (once) in the sign-in's own transaction.
-	res, err := s.complete(ctx, c, token, sess, u, completion{push: id, action: latchkey.ActionLoginPush, detail: "approved on device"}, latchkey.AMRSoftwareKey)
+	res, err := s.completePush(ctx, w.c, w.token, sess, u, w.id)
 	if latchkey.ErrorCode(err) == latchkey.EConflict {
 		return "", nil, errFlowExpired
 	} else if err != nil {
 		return "", nil, err
 	}
 	return latchkey.PushApproved, res, nil
+}
+
+// completePush completes the sign-in flow sess with the approved challenge id, in the
+// sign-in's own transaction: only an approved challenge not completed yet completes it, once.
+func (s *Service) completePush(ctx context.Context, c Client, token string, sess *latchkey.Session, u *latchkey.User, id string) (*Result, error) {
+	return s.complete(ctx, c, token, sess, u, completion{push: id, action: latchkey.ActionLoginPush, detail: "approved on device"}, latchkey.AMRSoftwareKey)
 }

@@ -83,8 +83,11 @@ func (s *Server) pushState(w http.ResponseWriter, r *http.Request, id string, wa
 	defer deadline.Stop()
 	tick := time.NewTicker(recheck)
 	defer tick.Stop()
+	// The watch completes the sign-in at once when the device's answer wakes it (login.PushWatch).
+	watch := s.login.WatchPush(client(r), s.token(r), id)
+	answered := false
 	for {
-		state, res, err := s.login.PushStatus(ctx, client(r), s.token(r), id)
+		state, res, err := watch.Status(ctx, answered)
 		if err != nil {
 			return "", err
 		}
@@ -102,7 +105,9 @@ func (s *Server) pushState(w http.ResponseWriter, r *http.Request, id string, wa
 		case <-deadline.C:
 			return state, nil
 		case <-sig:
+			answered = true
 		case <-tick.C:
+			answered = false
 		}
 	}
 }

@@ -76,6 +76,13 @@ func newFixture(tb testing.TB, public string) *fixture { return newFixtureLog(tb
 
 func newFixtureLog(tb testing.TB, public string, logw io.Writer) *fixture {
 	tb.Helper()
+	return newFixtureStore(tb, public, logw, nil)
+}
+
+// newFixtureStore is newFixtureLog with the sign-in service's store wrapped by wrap (when not
+// nil), for tests that count what the service reads.
+func newFixtureStore(tb testing.TB, public string, logw io.Writer, wrap func(*sqlstore.DB) login.Store) *fixture {
+	tb.Helper()
 	ctx := context.Background()
 	c := &clock{t: time.Now().UTC()}
 	db, err := sqlstore.Open(ctx, filepath.Join(tb.TempDir(), "web.db"), sqlstore.Options{SecretsKey: make([]byte, 32), Now: c.Now})
@@ -91,8 +98,12 @@ func newFixtureLog(tb testing.TB, public string, logw io.Writer) *fixture {
 	mails := &recMailer{}
 	rec := audit.New(db, nil, c.Now)
 	pusher := push.New(push.Options{Store: db, Mailer: mails, Audit: rec, Hub: push.NewHub(), Now: c.Now, Key: bytes.Repeat([]byte{9}, 32), PublicURL: strings.TrimSuffix(pu.String(), "/")})
+	var store login.Store = db
+	if wrap != nil {
+		store = wrap(db)
+	}
 	svc := login.New(login.Options{
-		Store:      db,
+		Store:      store,
 		Hasher:     password.New(password.Options{Params: password.Params{Memory: 1024, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}}),
 		Mailer:     mails,
 		Audit:      rec,
