@@ -14,6 +14,9 @@ type Throttle struct {
 type ThrottleStore interface {
 	// FindThrottle returns the counter for key, or a zero Throttle (Failures 0) when none.
 	FindThrottle(ctx Context, key string) (Throttle, error)
+	// FindThrottles returns the counters for keys, in their order, in one read: each as
+	// FindThrottle would (a zero Throttle with its Key when none).
+	FindThrottles(ctx Context, keys ...string) ([]Throttle, error)
 	// RecordFailure atomically increments the counter for key, sets LastFailureAt to at, and
 	// returns the new count.
 	RecordFailure(ctx Context, key string, at time.Time) (int, error)

@@ -510,18 +510,16 @@ func (s *Service) newChallenge(ctx context.Context, u *latchkey.User, d *latchke
 func (s *Service) SendLogin(ctx context.Context, u *latchkey.User, sessionID string, deviceID int64, ip, userAgent, app string) (*latchkey.PushChallenge, error) {
 	c := Client{IP: ip, UserAgent: userAgent}
 	now := s.now()
-	pause, err := s.opt.Store.FindThrottle(ctx, latchkey.ThrottleKeyPushPause(u.Username))
+	// The fraud pause and the count of pushes since the last sign-in, in one read.
+	ths, err := s.opt.Store.FindThrottles(ctx, latchkey.ThrottleKeyPushPause(u.Username), latchkey.ThrottleKeyPush(u.Username))
 	if err != nil {
-		return nil, fmt.Errorf("find throttle: %w", err)
+		return nil, fmt.Errorf("find throttles: %w", err)
 	}
+	pause, count := ths[0], ths[1]
 	if until := pause.LastFailureAt.Add(s.opt.FraudPause); pause.Failures > 0 && now.Before(until) {
 		s.audit(ctx, c, u, latchkey.ActionPushRefused, latchkey.OutcomeDenied, "paused after a fraud report")
 		return nil, &latchkey.Error{Code: latchkey.EThrottled, RetryAfter: until.Sub(now),
 			Message: "Sign-in requests to your devices are paused because one was recently reported as not made by you. Use another method, or contact your support desk."}
-	}
-	count, err := s.opt.Store.FindThrottle(ctx, latchkey.ThrottleKeyPush(u.Username))
-	if err != nil {
-		return nil, fmt.Errorf("find throttle: %w", err)
 	}
 	if count.Failures >= s.opt.MaxPushes {
 		s.audit(ctx, c, u, latchkey.ActionPushRefused, latchkey.OutcomeDenied, fmt.Sprintf("%d pushes since the last sign-in", count.Failures))

@@ -150,11 +150,11 @@ func TestReadWarmInTransactionFunction(t *testing.T) {
 }
 
 // TestFlowReadsOnWriter: on SQLite, while the batch writer is busy, the reads of the sign-in
-// and push paths (a sign-in flow, the TOTP credentials, the throttle counters, a user's
-// devices, a device with its user, a push challenge alone and with its flow, a device's
-// pending challenges) are read in its next batch (where the writes go) and a signed-in session
-// is not; when the writer is idle, they are read on the pool; many of them at once, among
-// writes, all read what is there.
+// and push paths (a sign-in flow, the TOTP credentials, the throttle counters alone and
+// several at once, a user's devices, a device with its user, a push challenge alone and with
+// its flow, a device's pending challenges) are read in its next batch (where the writes go)
+// and a signed-in session is not; when the writer is idle, they are read on the pool; many of
+// them at once, among writes, all read what is there.
 func TestFlowReadsOnWriter(t *testing.T) {
 	ctx := context.Background()
 	db, _, u := openCacheDB(t)
@@ -195,6 +195,10 @@ func TestFlowReadsOnWriter(t *testing.T) {
 		{"FindThrottle", func() error {
 			th, err := db.FindThrottle(ctx, "user:alice")
 			return check(th.Failures == 1, th, err)
+		}, true},
+		{"FindThrottles", func() error {
+			ths, err := db.FindThrottles(ctx, "push:alice", "user:alice")
+			return check(len(ths) == 2 && ths[0].Failures == 0 && ths[1].Failures == 1, ths, err)
 		}, true},
 		{"FindDevices", func() error {
 			ds, err := db.FindDevices(ctx, u.ID)

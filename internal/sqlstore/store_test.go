@@ -304,6 +304,23 @@ func TestThrottlesAndSettings(t *testing.T) {
 		if th.Failures != 3 || !th.LastFailureAt.Equal(t0.Add(3*time.Second).Truncate(time.Microsecond)) {
 			t.Errorf("throttle = %+v", th)
 		}
+		// Several counters in one read, in the keys' order, a missing one as zero.
+		if _, err := db.RecordFailure(ctx, "push:alice", t0); err != nil {
+			t.Fatal(err)
+		}
+		ths, err := db.FindThrottles(ctx, "push:alice", "nobody", "user:alice")
+		if err != nil || len(ths) != 3 {
+			t.Fatalf("FindThrottles = %+v, %v", ths, err)
+		}
+		want := []latchkey.Throttle{{Key: "push:alice", Failures: 1, LastFailureAt: t0.Truncate(time.Microsecond)}, {Key: "nobody"}, th}
+		for i := range want {
+			if ths[i].Key != want[i].Key || ths[i].Failures != want[i].Failures || !ths[i].LastFailureAt.Equal(want[i].LastFailureAt) {
+				t.Errorf("FindThrottles[%d] = %+v, want %+v", i, ths[i], want[i])
+			}
+		}
+		if _, err := db.FindThrottles(ctx); err == nil {
+			t.Error("FindThrottles of no keys: no error")
+		}
 		if err := db.ResetThrottle(ctx, "user:alice"); err != nil {
 			t.Fatal(err)
 		}
