@@ -201,11 +201,13 @@ type OIDCStore interface {
 	// DeleteExpiredOIDCData removes requests and tokens that expired before t.
 	DeleteExpiredOIDCData(ctx Context, t time.Time) (int, error)
 
-	// CreateOIDCSigningKey inserts k.
-	CreateOIDCSigningKey(ctx Context, k *OIDCSigningKey) error
+	// RotateOIDCSigningKey inserts k and, in the same transaction, retires every other active
+	// key at k.CreatedAt and keeps it published until retiredUntil. With staleBefore set (the
+	// rotation on first use of a stale or missing key, which the requests of every node may
+	// start at once), it changes nothing and returns false when an active key created at or
+	// after staleBefore exists, as when another request or node rotated first; rotations take
+	// turns, so of those started together one creates a key.
+	RotateOIDCSigningKey(ctx Context, k *OIDCSigningKey, retiredUntil, staleBefore time.Time) (bool, error)
 	// FindOIDCSigningKeys returns the keys that are not expired at t, newest first.
 	FindOIDCSigningKeys(ctx Context, t time.Time) ([]*OIDCSigningKey, error)
-	// RetireOIDCSigningKeys retires every active key other than exceptID at t and keeps it
-	// published until expiresAt.
-	RetireOIDCSigningKeys(ctx Context, exceptID string, t, expiresAt time.Time) error
 }

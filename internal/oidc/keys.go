@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"time"
 
@@ -47,6 +48,13 @@ func (k *publicKey) Key() any                           { return k.key }
 // RotateKey creates a new signing key, which signs from now on, and retires the others: they
 // stay in the JWKS until every token they signed has expired.
 func (p *Provider) RotateKey(ctx context.Context) (*latchkey.OIDCSigningKey, error) {
+	k, _, err := p.rotate(ctx, time.Time{})
+	return k, err
+}
+
+// rotate creates a signing key and retires the others, or, with staleBefore set, does nothing
+// and returns false when an active key was created at or after staleBefore.
+func (p *Provider) rotate(ctx context.Context, staleBefore time.Time) (*latchkey.OIDCSigningKey, bool, error) {
 	var priv crypto.Signer
 	var err error
 	if p.opt.Algorithm == AlgRS256 {
@@ -55,52 +63,84 @@ func (p *Provider) RotateKey(ctx context.Context) (*latchkey.OIDCSigningKey, err
 		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("generate signing key: %w", err)
+		return nil, false, fmt.Errorf("generate signing key: %w", err)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	pub, err := x509.MarshalPKIXPublicKey(priv.Public())
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	now := p.now()
 	k := &latchkey.OIDCSigningKey{ID: randomToken()[:16], Algorithm: p.opt.Algorithm, PrivateKey: der, PublicKey: pub, CreatedAt: now}
-	if err := p.opt.Store.CreateOIDCSigningKey(ctx, k); err != nil {
-		return nil, err
-	}
 	// The longest-lived token a retired key signed: an ID token, or an access token
 	// (opaque, but bounded the same way for JWT access tokens later).
 	keep := max(p.opt.IDTokenTTL, p.opt.AccessTokenTTL) + 5*time.Minute
-	if err := p.opt.Store.RetireOIDCSigningKeys(ctx, k.ID, now, now.Add(keep)); err != nil {
-		return nil, err
+	created, err := p.opt.Store.RotateOIDCSigningKey(ctx, k, now.Add(keep), staleBefore)
+	if err != nil || !created {
+		return nil, false, err
 	}
-	return k, nil
+	return k, true, nil
 }
 
 // activeKey returns the newest unretired key, creating one when there is none or it is older
-// than KeyRotation.
+// than KeyRotation. Of the requests that find it so at once, on every node, one creates it
+// and the others sign with it: this node's take turns here, and the store's rotation refuses
+// to create a second key (RotateOIDCSigningKey).
 func (p *Provider) activeKey(ctx context.Context) (*latchkey.OIDCSigningKey, error) {
+	if k, err := p.freshKey(ctx); k != nil || err != nil {
+		return k, err
+	}
+	p.rotating.Lock()
+	defer p.rotating.Unlock()
+	if k, err := p.freshKey(ctx); k != nil || err != nil {
+		return k, err
+	}
+	k, created, err := p.rotate(ctx, p.staleBefore())
+	if err != nil || created {
+		return k, err
+	}
+	// Another node rotated first.
+	if k, err := p.freshKey(ctx); k != nil || err != nil {
+		return k, err
+	}
+	return nil, errors.New("no active signing key after another rotated it")
+}
+
+// staleBefore is the creation time before which the active key is replaced, to the
+// microsecond the store keeps.
+func (p *Provider) staleBefore() time.Time {
+	return p.now().Add(-p.opt.KeyRotation).Truncate(time.Microsecond)
+}
+
+// freshKey returns the newest unretired key when it was created at or after staleBefore, or
+// nil.
+func (p *Provider) freshKey(ctx context.Context) (*latchkey.OIDCSigningKey, error) {
 	keys, err := p.opt.Store.FindOIDCSigningKeys(ctx, p.now())
 	if err != nil {
 		return nil, err
 	}
 	for _, k := range keys {
 		if k.RetiredAt == nil {
-			if p.now().Sub(k.CreatedAt) < p.opt.KeyRotation {
+			if !k.CreatedAt.Before(p.staleBefore()) {
 				return k, nil
 			}
 			break
 		}
 	}
-	return p.RotateKey(ctx)
+	return nil, nil
 }
 
+// SigningKey returns the active key, parsed once while it stays the active one.
 func (s *storage) SigningKey(ctx context.Context) (op.SigningKey, error) {
 	k, err := s.p.activeKey(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if c := s.p.signer.Load(); c != nil && c.id == k.ID {
+		return c, nil
 	}
 	priv, err := x509.ParsePKCS8PrivateKey(k.PrivateKey)
 	if err != nil {
@@ -110,7 +150,9 @@ func (s *storage) SigningKey(ctx context.Context) (op.SigningKey, error) {
 	if !ok {
 		return nil, fmt.Errorf("signing key %s is not a signer", k.ID)
 	}
-	return &signingKey{id: k.ID, alg: jose.SignatureAlgorithm(k.Algorithm), key: signer}, nil
+	c := &signingKey{id: k.ID, alg: jose.SignatureAlgorithm(k.Algorithm), key: signer}
+	s.p.signer.Store(c)
+	return c, nil
 }
 
 func (s *storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {

@@ -24,6 +24,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/cors"
@@ -87,6 +89,11 @@ type Provider struct {
 	log *slog.Logger
 	// logouts delivers back-channel logout tokens (logout.go).
 	logouts logoutSender
+	// rotating makes this node's requests that find the signing key stale or missing take
+	// turns at rotating it (keys.go); signer is the active key, parsed, reused while it is
+	// the active one.
+	rotating sync.Mutex
+	signer   atomic.Pointer[signingKey]
 }
 
 // New returns a Provider.

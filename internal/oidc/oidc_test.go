@@ -242,20 +242,31 @@ func TestKeyRotation(t *testing.T) {
 func (f *fixture) exchange(t *testing.T, client, id string) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, f.tokenRequest(client, f.code(t, id)))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("token: %d %s", rec.Code, rec.Body)
+	}
+	return rec.Body.String()
+}
+
+// code completes request id and returns the authorization code of its redirect.
+func (f *fixture) code(t *testing.T, id string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
 	f.p.Respond(rec, httptest.NewRequest("GET", "http://id.test/oidc/login?id="+id, nil), id, nil)
 	loc, _ := url.Parse(rec.Header().Get("Location"))
 	code := loc.Query().Get("code")
 	if code == "" {
 		t.Fatalf("no code: %d %q", rec.Code, rec.Header().Get("Location"))
 	}
+	return code
+}
+
+// tokenRequest is client's request to exchange code at the token endpoint.
+func (f *fixture) tokenRequest(client, code string) *http.Request {
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {"https://" + client + ".test/cb"}, "code_verifier": {verifier}}
 	req := httptest.NewRequest("POST", "http://id.test/oidc/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(client, f.secrets[client])
-	rec = httptest.NewRecorder()
-	f.p.Handler().ServeHTTP(rec, req)
-	if rec.Code != http.StatusOK {
-		t.Fatalf("token: %d %s", rec.Code, rec.Body)
-	}
-	return rec.Body.String()
+	return req
 }

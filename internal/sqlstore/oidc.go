@@ -423,21 +423,55 @@ func (s *DB) DeleteExpiredOIDCData(ctx context.Context, t time.Time) (int, error
 	return total, nil
 }
 
-// CreateOIDCSigningKey inserts k, its private key sealed.
-func (s *DB) CreateOIDCSigningKey(ctx context.Context, k *latchkey.OIDCSigningKey) error {
+// keyRotationLock is the advisory lock that rotations of the signing key take turns on
+// (PostgreSQL), so that the second of two nodes rotating at once sees the first's key.
+const keyRotationLock = 7305004
+
+// RotateOIDCSigningKey inserts k, its private key sealed, and retires the other active keys,
+// in one transaction; with staleBefore set, only when no active key was created since.
+func (s *DB) RotateOIDCSigningKey(ctx context.Context, k *latchkey.OIDCSigningKey, retiredUntil, staleBefore time.Time) (bool, error) {
 	sealed, err := s.sealKey(k.PrivateKey, k.ID)
 	if err != nil {
-		return fmt.Errorf("seal signing key: %w", err)
+		return false, fmt.Errorf("seal signing key: %w", err)
 	}
-	_, err = s.exec(ctx,
-		`INSERT INTO oidc_signing_keys (id, algorithm, private_key, public_key, created_at, retired_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		k.ID, k.Algorithm, sealed, k.PublicKey, us(k.CreatedAt), usPtr(k.RetiredAt), usPtr(k.ExpiresAt))
-	if isUnique(err) {
-		return latchkey.Errorf(latchkey.EConflict, "The signing key exists already.")
-	} else if err != nil {
-		return fmt.Errorf("insert signing key: %w", err)
+	created := false
+	err = s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		created = false // f may run again (sqlstore.tx)
+		if s.dialect == Postgres {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, keyRotationLock); err != nil {
+				return err
+			}
+		}
+		if !staleBefore.IsZero() {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM oidc_signing_keys WHERE retired_at IS NULL AND created_at >= $1`,
+				us(staleBefore)).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO oidc_signing_keys (id, algorithm, private_key, public_key, created_at, retired_at, expires_at) VALUES ($1, $2, $3, $4, $5, NULL, NULL)`,
+			k.ID, k.Algorithm, sealed, k.PublicKey, us(k.CreatedAt)); err != nil {
+			if isUnique(err) {
+				return latchkey.Errorf(latchkey.EConflict, "The signing key exists already.")
+			}
+			return err
+		}
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE oidc_signing_keys SET retired_at = $1, expires_at = $2 WHERE retired_at IS NULL AND id <> $3`,
+			us(k.CreatedAt), us(retiredUntil), k.ID); err != nil {
+			return err
+		}
+		created = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("rotate signing key: %w", err)
 	}
-	return nil
+	return created, nil
 }
 
 // FindOIDCSigningKeys returns the keys not expired at t, newest first.
@@ -465,14 +499,4 @@ func (s *DB) FindOIDCSigningKeys(ctx context.Context, t time.Time) ([]*latchkey.
 		list = append(list, &k)
 	}
 	return list, rows.Err()
-}
-
-// RetireOIDCSigningKeys retires every active key but exceptID.
-func (s *DB) RetireOIDCSigningKeys(ctx context.Context, exceptID string, t, expiresAt time.Time) error {
-	if _, err := s.exec(ctx,
-		`UPDATE oidc_signing_keys SET retired_at = $1, expires_at = $2 WHERE retired_at IS NULL AND id <> $3`,
-		us(t), us(expiresAt), exceptID); err != nil {
-		return fmt.Errorf("retire signing keys: %w", err)
-	}
-	return nil
 }

@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -216,10 +217,8 @@ func TestOIDCSigningKeys(t *testing.T) {
 		priv := []byte("private key bytes")
 		k1 := &latchkey.OIDCSigningKey{ID: "k1", Algorithm: "RS256", PrivateKey: priv, PublicKey: []byte("pub1"), CreatedAt: t0}
 		k2 := &latchkey.OIDCSigningKey{ID: "k2", Algorithm: "ES256", PrivateKey: []byte("p2"), PublicKey: []byte("pub2"), CreatedAt: t0.Add(time.Hour)}
-		for _, k := range []*latchkey.OIDCSigningKey{k1, k2} {
-			if err := db.CreateOIDCSigningKey(ctx, k); err != nil {
-				t.Fatal(err)
-			}
+		if ok, err := db.RotateOIDCSigningKey(ctx, k1, t0.Add(time.Hour), time.Time{}); err != nil || !ok {
+			t.Fatalf("first key: %v, %v", ok, err)
 		}
 		// At rest, the private key is sealed.
 		var sealed []byte
@@ -229,16 +228,34 @@ func TestOIDCSigningKeys(t *testing.T) {
 		if bytes.Contains(sealed, priv) {
 			t.Errorf("private key stored in the clear")
 		}
-		if err := db.RetireOIDCSigningKeys(ctx, "k2", t0.Add(time.Hour), t0.Add(3*time.Hour)); err != nil {
-			t.Fatal(err)
+		// The rotation on first use of a stale key creates nothing while the active key was
+		// created at or after staleBefore.
+		kx := &latchkey.OIDCSigningKey{ID: "kx", Algorithm: "ES256", PrivateKey: []byte("px"), PublicKey: []byte("pubx"), CreatedAt: t0.Add(time.Hour)}
+		if ok, err := db.RotateOIDCSigningKey(ctx, kx, t0.Add(3*time.Hour), t0); err != nil || ok {
+			t.Fatalf("rotation with a fresh key active: %v, %v", ok, err)
+		}
+		if keys, err := db.FindOIDCSigningKeys(ctx, t0); err != nil || len(keys) != 1 || keys[0].ID != "k1" || keys[0].RetiredAt != nil {
+			t.Fatalf("after the refused rotation: %+v, %v", keys, err)
+		}
+		// Once it is stale, it is replaced and retired, published until retiredUntil.
+		if ok, err := db.RotateOIDCSigningKey(ctx, k2, t0.Add(3*time.Hour), t0.Add(time.Minute)); err != nil || !ok {
+			t.Fatalf("rotation of a stale key: %v, %v", ok, err)
 		}
 		keys, err := db.FindOIDCSigningKeys(ctx, t0.Add(2*time.Hour))
 		if err != nil || len(keys) != 2 || keys[0].ID != "k2" || keys[0].RetiredAt != nil || keys[1].RetiredAt == nil ||
+			!keys[1].RetiredAt.Equal(t0.Add(time.Hour)) ||
 			string(keys[1].PrivateKey) != string(priv) || string(keys[1].PublicKey) != "pub1" || keys[0].Algorithm != "ES256" {
 			t.Fatalf("FindOIDCSigningKeys = %+v, %v", keys, err)
 		}
 		if keys, err := db.FindOIDCSigningKeys(ctx, t0.Add(3*time.Hour)); err != nil || len(keys) != 1 || keys[0].ID != "k2" {
 			t.Errorf("after the retired key expired: %+v, %v", keys, err)
+		}
+		// A key ID used already is a conflict, and changes nothing.
+		if _, err := db.RotateOIDCSigningKey(ctx, k1, t0.Add(5*time.Hour), time.Time{}); errCode(err) != latchkey.EConflict {
+			t.Errorf("a key ID again: %v", err)
+		}
+		if keys, err := db.FindOIDCSigningKeys(ctx, t0.Add(2*time.Hour)); err != nil || len(keys) != 2 || keys[0].RetiredAt != nil {
+			t.Errorf("after the conflict: %+v, %v", keys, err)
 		}
 		// Another secrets key cannot open them: the store refuses to open with it, also
 		// without the key's check value (the TOTP credentials are not there to tell).
@@ -249,6 +266,42 @@ func TestOIDCSigningKeys(t *testing.T) {
 		}
 		if _, err := db.FindOIDCSigningKeys(ctx, t0); err == nil {
 			t.Errorf("a key sealed for k1 opened as k2")
+		}
+	})
+}
+
+// Rotations on first use started together, on two nodes of one database, create one key.
+func TestOIDCSigningKeyRotationsTakeTurns(t *testing.T) {
+	eachDSN(t, func(t *testing.T, db *sqlstore.DB, dsn string) {
+		ctx := context.Background()
+		nodes := []*sqlstore.DB{db, open(t, dsn, key)}
+		old := &latchkey.OIDCSigningKey{ID: "old", Algorithm: "ES256", PrivateKey: []byte("p"), PublicKey: []byte("pub"), CreatedAt: t0}
+		if _, err := db.RotateOIDCSigningKey(ctx, old, t0, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		const n = 16
+		var wg sync.WaitGroup
+		created := make([]bool, n)
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() {
+				k := &latchkey.OIDCSigningKey{ID: fmt.Sprintf("new%d", i), Algorithm: "ES256", PrivateKey: []byte("p"), PublicKey: []byte("pub"), CreatedAt: t0.Add(time.Hour)}
+				created[i], errs[i] = nodes[i%2].RotateOIDCSigningKey(ctx, k, t0.Add(2*time.Hour), t0.Add(time.Minute))
+			})
+		}
+		wg.Wait()
+		winners := 0
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("rotation %d: %v", i, errs[i])
+			}
+			if created[i] {
+				winners++
+			}
+		}
+		keys, err := db.FindOIDCSigningKeys(ctx, t0.Add(time.Hour))
+		if err != nil || winners != 1 || len(keys) != 2 || keys[0].RetiredAt != nil || keys[1].ID != "old" || keys[1].RetiredAt == nil {
+			t.Fatalf("%d rotations created a key; keys %+v, %v", winners, keys, err)
 		}
 	})
 }
