@@ -25,7 +25,8 @@ import (
 //     before a statement is sent on it;
 //   - with nothing known, reads all succeed as well: the first to meet a dead connection
 //     (its FATAL error marks the server lost) runs again, once, on a checked one; so do the
-//     reads of a signed-in session (forward-auth's) and of a sign-in flow;
+//     reads of a signed-in session (forward-auth's) and of a sign-in flow, and reads whose
+//     statement was not prepared yet (preparing it meets the dead connection first);
 //   - a single statement that writes is never run again: with nothing known, at most the
 //     first fails, and the others count once each.
 //
@@ -168,6 +169,16 @@ func TestRestartLeavesNoStaleConnection(t *testing.T) {
 		{"reads", func() error { _, err := db.FindUserByUsername(ctx, "alice"); return err }},
 		{"sessions with their user", func() error { _, _, err := db.FindSessionWithUser(ctx, "stale-s"); return err }},
 		{"sign-in flows", func() error { _, _, err := db.FindFlowWithUser(ctx, "stale-s"); return err }},
+		// Queries first run after the restart: preparing them fails on a dead connection,
+		// and they run unprepared.
+		{"reads of one row not prepared yet", func() error {
+			_, err := db.FindPushChallenge(ctx, "stale-none")
+			if latchkey.ErrorCode(err) == latchkey.ENotFound {
+				return nil
+			}
+			return err
+		}},
+		{"reads of rows not prepared yet", func() error { _, err := db.FindThrottles(ctx, "stale-a", "stale-b"); return err }},
 	} {
 		fill()
 		if n, err := run(read.what+", nothing known", func(int) error { return read.op() }); n != 0 {
