@@ -68,6 +68,9 @@ type SessionStore interface {
 	// is about to write: a store may read it where its writes go (sqlstore: on SQLite's
 	// batch writer), and does not serve it from a cache.
 	FindFlowWithUser(ctx Context, id string) (*Session, *User, error)
+	// FindFlowWithTOTP is FindFlowWithUser with the user's TOTP credentials (as
+	// FindTOTPCredentials returns them) read in the same query, for the TOTP step.
+	FindFlowWithTOTP(ctx Context, id string) (*Session, *User, []*TOTPCredential, error)
 	// RotateSession deletes the session oldID, if its verifier is oldVerifier, and inserts
 	// s, in one transaction. It returns ENotFound when there is no such session (it was
 	// rotated or revoked concurrently).

@@ -18,7 +18,8 @@ type writeCountingStore struct {
 	login.Store
 	mu     sync.Mutex
 	calls  map[string]int
-	before func() // run in FindTOTPCredentials, once
+	reads  map[string]int
+	before func() // run after a read of the flow or of the TOTP credentials, once
 }
 
 func (w *writeCountingStore) count(name string) {
@@ -35,15 +36,41 @@ func (w *writeCountingStore) take() map[string]int {
 	return old
 }
 
-func (w *writeCountingStore) FindTOTPCredentials(ctx context.Context, id latchkey.UserID) ([]*latchkey.TOTPCredential, error) {
+// read counts a read of the flow or the credentials under name, in reads (not in calls), and
+// runs before, once, after it.
+func (w *writeCountingStore) read(name string) {
 	w.mu.Lock()
+	w.reads[name]++
 	f := w.before
 	w.before = nil
 	w.mu.Unlock()
 	if f != nil {
 		f()
 	}
+}
+
+func (w *writeCountingStore) FindTOTPCredentials(ctx context.Context, id latchkey.UserID) ([]*latchkey.TOTPCredential, error) {
+	defer w.read("FindTOTPCredentials")
 	return w.Store.FindTOTPCredentials(ctx, id)
+}
+
+func (w *writeCountingStore) FindFlowWithUser(ctx context.Context, id string) (*latchkey.Session, *latchkey.User, error) {
+	defer w.read("FindFlowWithUser")
+	return w.Store.FindFlowWithUser(ctx, id)
+}
+
+func (w *writeCountingStore) FindFlowWithTOTP(ctx context.Context, id string) (*latchkey.Session, *latchkey.User, []*latchkey.TOTPCredential, error) {
+	defer w.read("FindFlowWithTOTP")
+	return w.Store.FindFlowWithTOTP(ctx, id)
+}
+
+// takeReads returns the reads counted since the last call.
+func (w *writeCountingStore) takeReads() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	old := w.reads
+	w.reads = map[string]int{}
+	return old
 }
 
 func (w *writeCountingStore) ReserveAttempt(ctx context.Context, key string, seen latchkey.Throttle, at time.Time) (bool, error) {
@@ -85,7 +112,7 @@ func newCountingEnv(t *testing.T) (*env, *writeCountingStore) {
 	t.Helper()
 	var ws *writeCountingStore
 	e := newEnv(t, func(o *login.Options) {
-		ws = &writeCountingStore{Store: o.Store, calls: map[string]int{}}
+		ws = &writeCountingStore{Store: o.Store, calls: map[string]int{}, reads: map[string]int{}}
 		o.Store = ws
 	})
 	return e, ws
@@ -184,6 +211,31 @@ func TestTOTPFlowEndedMeanwhile(t *testing.T) {
 	// The same code still signs in a new flow.
 	if _, err := e.svc.LoginTOTP(ctx, alice, e.signIn(t, "alice").Token, c); err != nil {
 		t.Errorf("LoginTOTP with the unused code: %v", err)
+	}
+}
+
+// TestTOTPStepReadsOnce: the TOTP step reads the flow, its user and the user's credentials in
+// one read (FindFlowWithTOTP: one job of SQLite's batch writer, one round trip to
+// PostgreSQL), with a wrong code and with the right one.
+func TestTOTPStepReadsOnce(t *testing.T) {
+	e, ws := newCountingEnv(t)
+	e.user(t, "alice")
+	secret, _ := e.enableTOTP(t, e.signIn(t, "alice"))
+	e.clock.Add(time.Minute)
+	ctx := context.Background()
+	for _, right := range []bool{false, true} {
+		flow := e.signIn(t, "alice")
+		c := "000000"
+		if right {
+			c = totp.Code(secret, totp.Step(e.clock.Now()))
+		}
+		ws.takeReads()
+		if _, err := e.svc.LoginTOTP(ctx, alice, flow.Token, c); right != (err == nil) {
+			t.Fatalf("LoginTOTP(right code: %v) = %v", right, err)
+		}
+		if got := ws.takeReads(); len(got) != 1 || got["FindFlowWithTOTP"] != 1 {
+			t.Errorf("right code %v: reads %v, want FindFlowWithTOTP once and nothing else", right, got)
+		}
 	}
 }
 

@@ -608,12 +608,32 @@ func (s *Service) flow(ctx context.Context, token string) (*latchkey.Session, *l
 // flowIn loads the unfinished sign-in of token, which must be in state and not expired, of a
 // user who is not disabled.
 func (s *Service) flowIn(ctx context.Context, token string, state latchkey.SessionState) (*latchkey.Session, *latchkey.User, error) {
+	// One prepared read of the session and its user (as Authenticate does), where the
+	// completion will write it.
+	return s.flowWith(ctx, token, state, s.opt.Store.FindFlowWithUser)
+}
+
+// flowWithTOTP is flow, with the user's TOTP credentials read in the same query
+// (Store.FindFlowWithTOTP): the TOTP step's one read.
+func (s *Service) flowWithTOTP(ctx context.Context, token string) (*latchkey.Session, *latchkey.User, []*latchkey.TOTPCredential, error) {
+	var creds []*latchkey.TOTPCredential
+	sess, u, err := s.flowWith(ctx, token, latchkey.StateSecondFactor, func(ctx context.Context, id string) (*latchkey.Session, *latchkey.User, error) {
+		sess, u, cs, err := s.opt.Store.FindFlowWithTOTP(ctx, id)
+		creds = cs
+		return sess, u, err
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return sess, u, creds, nil
+}
+
+// flowWith is flowIn reading the session and its user with find.
+func (s *Service) flowWith(ctx context.Context, token string, state latchkey.SessionState, find func(context.Context, string) (*latchkey.Session, *latchkey.User, error)) (*latchkey.Session, *latchkey.User, error) {
 	if token == "" {
 		return nil, nil, errFlowExpired
 	}
-	// One prepared read of the session and its user (as Authenticate does), where the
-	// completion will write it.
-	sess, u, err := s.findFlow(ctx, token)
+	sess, u, err := s.findSessionWith(ctx, token, find)
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return nil, nil, errFlowExpired
 	} else if err != nil {
@@ -709,7 +729,7 @@ func (s *Service) complete(ctx context.Context, c Client, token string, sess *la
 // LoginTOTP completes a sign-in with a 6-digit code. A code is accepted once only: after time
 // step T was used, codes for any step ≤ T are refused, also under concurrent requests.
 func (s *Service) LoginTOTP(ctx context.Context, c Client, token, code string) (*Result, error) {
-	sess, u, err := s.flow(ctx, token)
+	sess, u, creds, err := s.flowWithTOTP(ctx, token)
 	if err != nil {
 		return nil, err
 	}
@@ -722,10 +742,7 @@ func (s *Service) LoginTOTP(ctx context.Context, c Client, token, code string) (
 	// before it is answered, as every guess. A right one is admitted inside the completion's
 	// own transaction (one write for the whole step): a throttled account gets the same 429 as
 	// for a wrong code, a locked one the same failure, and nothing is written for either.
-	cred, step, replayed, err := s.findTOTP(ctx, u, code)
-	if err != nil {
-		return nil, err
-	}
+	cred, step, replayed := s.matchTOTPCode(creds, code)
 	if cred == nil {
 		detail, action := "wrong code", latchkey.ActionLoginTOTP
 		if replayed {

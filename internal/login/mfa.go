@@ -66,19 +66,25 @@ func (s *Service) findTOTP(ctx context.Context, u *latchkey.User, code string) (
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("find totp credentials: %w", err)
 	}
+	cr, step, replayed = s.matchTOTPCode(creds, code)
+	return cr, step, replayed, nil
+}
+
+// matchTOTPCode is findTOTP over creds, the user's credentials read already.
+func (s *Service) matchTOTPCode(creds []*latchkey.TOTPCredential, code string) (cr *latchkey.TOTPCredential, step int64, replayed bool) {
 	now := s.now()
 	for _, cr := range creds {
 		if !cr.Confirmed() {
 			continue
 		}
 		if step, ok := totp.Verify(cr.Secret, code, now, cr.LastStep); ok {
-			return cr, step, false, nil
+			return cr, step, false
 		}
 		if !replayed {
 			_, replayed = totp.Verify(cr.Secret, code, now, math.MinInt64)
 		}
 	}
-	return nil, 0, replayed, nil
+	return nil, 0, replayed
 }
 
 // ResetProof is what "Reset all MFA" asks for: the password and one current factor, either a

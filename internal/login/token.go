@@ -73,12 +73,6 @@ func (s *Service) findSession(ctx context.Context, token string) (*latchkey.Sess
 	return s.findSessionWith(ctx, token, s.opt.Store.FindSessionWithUser)
 }
 
-// findFlow is findSession for an unfinished sign-in, about to be written
-// (Store.FindFlowWithUser).
-func (s *Service) findFlow(ctx context.Context, token string) (*latchkey.Session, *latchkey.User, error) {
-	return s.findSessionWith(ctx, token, s.opt.Store.FindFlowWithUser)
-}
-
 // findSessionWith is findSession reading with find.
 func (s *Service) findSessionWith(ctx context.Context, token string, find func(context.Context, string) (*latchkey.Session, *latchkey.User, error)) (*latchkey.Session, *latchkey.User, error) {
 	r := s.ref(token)

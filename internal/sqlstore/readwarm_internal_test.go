@@ -221,6 +221,13 @@ func TestFlowReadsOnWriter(t *testing.T) {
 			return check(len(chs) == 1 && chs[0].ID == "p1", chs, err)
 		}, true},
 		{"FindFlowWithUser", func() error { _, _, err := db.FindFlowWithUser(ctx, "f1"); return err }, true},
+		{"FindFlowWithTOTP", func() error {
+			sess, fu, got, err := db.FindFlowWithTOTP(ctx, "f1")
+			if err == nil && (sess.ID != "f1" || fu.Username != "alice" || len(got) != 2 || !slices.ContainsFunc(got, func(c *latchkey.TOTPCredential) bool { return string(c.Secret) == "12345678901234567890" })) {
+				err = fmt.Errorf("got %+v, %+v, %+v, want the flow, alice and her two credentials, with their secrets", sess, fu, got)
+			}
+			return err
+		}, true},
 		{"FindTOTPCredentials", func() error {
 			got, err := db.FindTOTPCredentials(ctx, u.ID)
 			if err == nil && (len(got) != 2 || !slices.ContainsFunc(got, func(c *latchkey.TOTPCredential) bool { return string(c.Secret) == "12345678901234567890" })) {

@@ -96,6 +96,74 @@ func (s *DB) FindFlowWithUser(ctx context.Context, id string) (*latchkey.Session
 	return sess, u, nil
 }
 
+// qFlowWithTOTP reads a sign-in flow, its user and the user's TOTP credentials in one
+// statement: a row per credential, oldest first, or one row whose credential columns are NULL.
+const qFlowWithTOTP = `SELECT ` + sessionWithUserColumns + `,
+	c.id, c.name, c.secret, c.last_step, COALESCE(c.device_id, 0), c.created_at, c.confirmed_at, c.last_used_at
+	FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN totp_credentials c ON c.user_id = s.user_id
+	WHERE s.id = $1 ORDER BY c.id`
+
+// FindFlowWithTOTP is FindFlowWithUser and FindTOTPCredentials of the flow's user in one
+// statement, for the TOTP step: on SQLite one job of the batch writer instead of two, on
+// PostgreSQL one round trip. The secrets are opened after the read, off the writer's turn.
+func (s *DB) FindFlowWithTOTP(ctx context.Context, id string) (*latchkey.Session, *latchkey.User, []*latchkey.TOTPCredential, error) {
+	ctx = s.shortRead(ctx)
+	st, err := s.hot.stmt(ctx, s.db, qFlowWithTOTP)
+	if err != nil && s.readAgain(ctx, err) {
+		st, err = s.hot.stmt(ctx, s.db, qFlowWithTOTP)
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("find flow with totp: %w", err)
+	}
+	var v sessionUserRow
+	var creds []*latchkey.TOTPCredential
+	var sealed [][]byte
+	err = s.readWarm(ctx, st, func(ctx context.Context, st *sql.Stmt) error {
+		v, creds, sealed = sessionUserRow{}, nil, nil
+		rows, err := st.QueryContext(ctx, id)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		found := false
+		for rows.Next() {
+			var c latchkey.TOTPCredential
+			var cid, step, created, confirmed, used sql.NullInt64
+			var name sql.NullString
+			var secret []byte
+			if err := rows.Scan(append(v.targets(), &cid, &name, &secret, &step, &c.DeviceID, &created, &confirmed, &used)...); err != nil {
+				return err
+			}
+			found = true
+			if !cid.Valid {
+				continue
+			}
+			c.ID, c.UserID, c.Name, c.LastStep = cid.Int64, v.sess.UserID, name.String, step.Int64
+			c.CreatedAt, c.ConfirmedAt, c.LastUsedAt = at(created.Int64), atPtr(confirmed), atPtr(used)
+			creds, sealed = append(creds, &c), append(sealed, secret)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if !found {
+			return sql.ErrNoRows
+		}
+		return nil
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, nil, notFound("session")
+	} else if err != nil {
+		return nil, nil, nil, fmt.Errorf("find flow with totp: %w", err)
+	}
+	for i, c := range creds {
+		if c.Secret, err = s.open(sealed[i], c.ID, c.UserID); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	sess, u := v.values()
+	return sess, u, creds, nil
+}
+
 // sessionUserRow is a row of sessionWithUserQuery.
 type sessionUserRow struct {
 	sess                                           latchkey.Session

@@ -57,6 +57,68 @@ func TestFindSessionWithUser(t *testing.T) {
 	})
 }
 
+// TestFindFlowWithTOTP: the TOTP step's one read returns the flow and its user as
+// FindFlowWithUser does and the credentials as FindTOTPCredentials does (pending, confirmed and
+// a Latch device's, oldest first, secrets opened), none of another user's; a user without
+// credentials gives none and still the flow; an unknown flow gives not_found.
+func TestFindFlowWithTOTP(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		alice, bob, carol := mkUser(t, db, "alice"), mkUser(t, db, "bob"), mkUser(t, db, "carol")
+		cred := func(u *latchkey.User, secret string, confirm bool) {
+			t.Helper()
+			c := &latchkey.TOTPCredential{UserID: u.ID, Name: "app " + secret, Secret: []byte(secret), CreatedAt: t0}
+			if err := db.CreateTOTPCredential(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			if confirm {
+				if err := db.ConfirmTOTPCredential(ctx, c.ID, 7, t0.Add(time.Minute), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		cred(alice, "alice-one-0123456789", true)
+		cred(bob, "bob-secret-012345678", true)
+		cred(alice, "alice-two-0123456789", false)
+		for _, u := range []*latchkey.User{alice, carol} {
+			s := &latchkey.Session{ID: "f-" + u.Username, SID: "sid-" + u.Username, UserID: u.ID, State: latchkey.StateSecondFactor, AMR: []string{"pwd"}, PasswordAt: t0, CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(5 * time.Minute), IP: "192.0.2.1", UserAgent: "UA", Verifier: "v-" + u.Username}
+			if err := db.CreateSession(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, u := range []*latchkey.User{alice, carol} {
+			wantS, wantU, err := db.FindFlowWithUser(ctx, "f-"+u.Username)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantC, err := db.FindTOTPCredentials(ctx, u.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotS, gotU, gotC, err := db.FindFlowWithTOTP(ctx, "f-"+u.Username)
+			if err != nil {
+				t.Fatalf("%s: %v", u.Username, err)
+			}
+			if !reflect.DeepEqual(gotS, wantS) || *gotU != *wantU {
+				t.Errorf("%s: flow = %+v, %+v, want %+v, %+v", u.Username, gotS, gotU, wantS, wantU)
+			}
+			if len(gotC) != len(wantC) || (len(wantC) > 0 && !reflect.DeepEqual(gotC, wantC)) {
+				t.Errorf("%s: credentials = %+v, want %+v", u.Username, gotC, wantC)
+			}
+		}
+		_, _, creds, _ := db.FindFlowWithTOTP(ctx, "f-alice")
+		if len(creds) != 2 || string(creds[0].Secret) != "alice-one-0123456789" || creds[0].LastStep != 7 || creds[0].ConfirmedAt == nil || creds[1].ConfirmedAt != nil {
+			t.Errorf("alice's credentials = %+v, want her confirmed one (step 7) then her pending one", creds)
+		}
+		if _, _, creds, _ := db.FindFlowWithTOTP(ctx, "f-carol"); len(creds) != 0 {
+			t.Errorf("carol's credentials = %+v, want none", creds)
+		}
+		if _, _, _, err := db.FindFlowWithTOTP(ctx, "nope"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("unknown flow: err = %v, want not_found", err)
+		}
+	})
+}
+
 // TestFindSessionWithUserConcurrent: the first calls, which prepare the statement, may come
 // at once (run with -race); after Close the store refuses rather than using a closed statement.
 func TestFindSessionWithUserConcurrent(t *testing.T) {
@@ -116,6 +178,10 @@ func TestShortReadsDoNotWatchTheirContext(t *testing.T) {
 			"FindUserByID":        func(ctx context.Context) error { _, err := db.FindUserByID(ctx, u.ID); return err },
 			"FindUserByUsername":  func(ctx context.Context) error { _, err := db.FindUserByUsername(ctx, "alice"); return err },
 			"FindTOTPCredentials": func(ctx context.Context) error { _, err := db.FindTOTPCredentials(ctx, u.ID); return err },
+			"FindFlowWithTOTP": func(ctx context.Context) error {
+				_, _, _, err := db.FindFlowWithTOTP(ctx, "none")
+				return ignoreNotFound(err)
+			},
 			"FindDevice": func(ctx context.Context) error {
 				_, err := db.FindDevice(ctx, 12345)
 				return ignoreNotFound(err)
