@@ -147,13 +147,14 @@ const (
 	 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
 )
 
-// scanAuthRequest reads the row of qAuthRequestByID or qAuthRequestByCode.
-func scanAuthRequest(row *sql.Row) (*latchkey.OIDCAuthRequest, error) {
+// scanAuthRequest reads the row of qAuthRequestByID or qAuthRequestByCode with scan (a
+// row's Scan: sql.ErrNoRows when there is none).
+func scanAuthRequest(scan func(...any) error) (*latchkey.OIDCAuthRequest, error) {
 	var r latchkey.OIDCAuthRequest
 	var scopes, prompt, acrValues, amr string
 	var maxAge, used sql.NullInt64
 	var authTime, codeExp, created, expires int64
-	err := row.Scan(
+	err := scan(
 		&r.ID, &r.ClientID, &r.RedirectURI, &scopes, &r.State, &r.Nonce, &r.ResponseType, &r.ResponseMode,
 		&r.CodeChallenge, &r.CodeChallengeMethod, &prompt, &maxAge, &r.LoginHint, &acrValues, &r.UserID, &amr, &r.ACR, &authTime,
 		&r.CodeHash, &codeExp, &used, &created, &expires, &r.SID)
@@ -179,25 +180,29 @@ func scanAuthRequest(row *sql.Row) (*latchkey.OIDCAuthRequest, error) {
 
 // FindOIDCAuthRequestByID returns ENotFound when there is no such request.
 func (s *DB) FindOIDCAuthRequestByID(ctx context.Context, id string) (*latchkey.OIDCAuthRequest, error) {
-	return scanAuthRequest(s.queryRow(ctx, qAuthRequestByID, id))
+	return scanAuthRequest(s.queryRow(ctx, qAuthRequestByID, id).Scan)
 }
 
 // CompleteOIDCAuthRequest records the sign-in; EConflict when the request was completed.
+// Its transaction is a plan (pipelined on PostgreSQL): the request is read back only to tell
+// a missing one from one completed already.
 func (s *DB) CompleteOIDCAuthRequest(ctx context.Context, id string, userID latchkey.UserID, sid string, amr []string, acr string, authTime time.Time) error {
-	s.prepareBeforeBegin(ctx, qCompleteAuthRequest, qAuthRequestByID)
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := s.txExec(ctx, tx, qCompleteAuthRequest, userID, join(amr), acr, us(authTime), id, sid)
+	var p txPlan
+	var done bool
+	p.exec(func(n int64, err error) error {
 		if err != nil {
 			return fmt.Errorf("complete oidc auth request: %w", err)
 		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			return nil
-		}
-		if _, err := scanAuthRequest(s.txQueryRow(ctx, tx, qAuthRequestByID, id)); err != nil {
-			return err
+		done = n == 1
+		return nil
+	}, qCompleteAuthRequest, userID, join(amr), acr, us(authTime), id, sid)
+	p.query("find oidc auth request", func(func(...any) error) error { return nil }, func(n int) error {
+		if n == 0 {
+			return notFound("authorization request")
 		}
 		return latchkey.Errorf(latchkey.EConflict, "The authorization request was completed already.")
-	})
+	}, qAuthRequestByID, id).onlyIf(func() bool { return !done })
+	return s.runPlan(ctx, nil, &p)
 }
 
 // SetOIDCAuthCode records the code of a request; EConflict when it has one.
@@ -217,29 +222,30 @@ func (s *DB) SetOIDCAuthCode(ctx context.Context, id, codeHash string, codeExpir
 }
 
 // UseOIDCAuthCode marks a code used, once; a second use returns the request with EConflict.
+// Its transaction is a plan (pipelined on PostgreSQL).
 func (s *DB) UseOIDCAuthCode(ctx context.Context, codeHash string, now time.Time) (*latchkey.OIDCAuthRequest, error) {
 	var r *latchkey.OIDCAuthRequest
-	var reused bool
-	s.prepareBeforeBegin(ctx, qUseAuthCode, qAuthRequestByCode)
-	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := s.txExec(ctx, tx, qUseAuthCode, us(now), codeHash)
+	var used, reused bool
+	var p txPlan
+	p.exec(func(n int64, err error) error {
 		if err != nil {
 			return fmt.Errorf("use oidc auth code: %w", err)
 		}
-		n, _ := res.RowsAffected()
-		if r, err = scanAuthRequest(s.txQueryRow(ctx, tx, qAuthRequestByCode, codeHash)); err != nil {
-			return err
-		}
-		if n == 0 {
-			if r.CodeUsedAt == nil {
-				r = nil
-				return notFound("code")
-			}
-			reused = true
-		}
+		used = n == 1
 		return nil
-	})
-	if err != nil {
+	}, qUseAuthCode, us(now), codeHash)
+	p.query("find oidc auth request", func(scan func(...any) error) (err error) {
+		r, err = scanAuthRequest(scan)
+		return err
+	}, func(n int) error {
+		if n == 0 || (!used && r.CodeUsedAt == nil) {
+			r = nil
+			return notFound("code")
+		}
+		reused = !used
+		return nil
+	}, qAuthRequestByCode, codeHash)
+	if err := s.runPlan(ctx, nil, &p); err != nil {
 		return nil, err
 	}
 	if reused {
@@ -257,31 +263,26 @@ func (s *DB) DeleteOIDCAuthRequest(ctx context.Context, id string) error {
 }
 
 // CreateOIDCTokens inserts an access token and optionally a refresh token, marking
-// usedRefreshID used in the same transaction.
+// usedRefreshID used in the same transaction, a plan (pipelined on PostgreSQL).
 func (s *DB) CreateOIDCTokens(ctx context.Context, a *latchkey.OIDCAccessToken, rt *latchkey.OIDCRefreshToken, usedRefreshID string, now time.Time) error {
-	s.prepareBeforeBegin(ctx, qUseRefreshToken, qInsertRefreshToken, qInsertAccessToken)
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if usedRefreshID != "" {
-			res, err := s.txExec(ctx, tx, qUseRefreshToken, us(now), usedRefreshID)
+	var p txPlan
+	if usedRefreshID != "" {
+		p.exec(func(n int64, err error) error {
 			if err != nil {
 				return fmt.Errorf("use refresh token: %w", err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
+			} else if n == 0 {
 				return notFound("refresh token")
 			}
-		}
-		if rt != nil {
-			if _, err := s.txExec(ctx, tx, qInsertRefreshToken,
-				rt.ID, rt.GrantID, rt.ClientID, rt.UserID, join(rt.Scopes), join(rt.Audience), join(rt.AMR), rt.ACR, us(rt.AuthTime), us(rt.CreatedAt), us(rt.ExpiresAt), rt.SID); err != nil {
-				return fmt.Errorf("insert refresh token: %w", err)
-			}
-		}
-		if _, err := s.txExec(ctx, tx, qInsertAccessToken,
-			a.ID, a.GrantID, a.ClientID, a.UserID, join(a.Scopes), join(a.Audience), join(a.AMR), a.ACR, us(a.AuthTime), a.RefreshTokenID, us(a.CreatedAt), us(a.ExpiresAt), a.SID); err != nil {
-			return fmt.Errorf("insert access token: %w", err)
-		}
-		return nil
-	})
+			return nil
+		}, qUseRefreshToken, us(now), usedRefreshID)
+	}
+	if rt != nil {
+		p.exec(failsAs("insert refresh token"), qInsertRefreshToken,
+			rt.ID, rt.GrantID, rt.ClientID, rt.UserID, join(rt.Scopes), join(rt.Audience), join(rt.AMR), rt.ACR, us(rt.AuthTime), us(rt.CreatedAt), us(rt.ExpiresAt), rt.SID)
+	}
+	p.exec(failsAs("insert access token"), qInsertAccessToken,
+		a.ID, a.GrantID, a.ClientID, a.UserID, join(a.Scopes), join(a.Audience), join(a.AMR), a.ACR, us(a.AuthTime), a.RefreshTokenID, us(a.CreatedAt), us(a.ExpiresAt), a.SID)
+	return s.runPlan(ctx, nil, &p)
 }
 
 // FindOIDCAccessToken returns ENotFound for a token never issued or revoked.
