@@ -28,11 +28,18 @@ func (w *writeCountingStore) count(name string) {
 	w.mu.Unlock()
 }
 
-func (w *writeCountingStore) take() map[string]int {
+// take returns the writes counted since the last call.
+func (w *writeCountingStore) take() map[string]int { return w.swap(&w.calls) }
+
+// takeReads returns the reads counted since the last call.
+func (w *writeCountingStore) takeReads() map[string]int { return w.swap(&w.reads) }
+
+// swap empties *m and returns what it held.
+func (w *writeCountingStore) swap(m *map[string]int) map[string]int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	old := w.calls
-	w.calls = map[string]int{}
+	old := *m
+	*m = map[string]int{}
 	return old
 }
 
@@ -62,15 +69,6 @@ func (w *writeCountingStore) FindFlowWithUser(ctx context.Context, id string) (*
 func (w *writeCountingStore) FindFlowWithTOTP(ctx context.Context, id string) (*latchkey.Session, *latchkey.User, []*latchkey.TOTPCredential, error) {
 	defer w.read("FindFlowWithTOTP")
 	return w.Store.FindFlowWithTOTP(ctx, id)
-}
-
-// takeReads returns the reads counted since the last call.
-func (w *writeCountingStore) takeReads() map[string]int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	old := w.reads
-	w.reads = map[string]int{}
-	return old
 }
 
 func (w *writeCountingStore) ReserveAttempt(ctx context.Context, key string, seen latchkey.Throttle, at time.Time) (bool, error) {
