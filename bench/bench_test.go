@@ -115,8 +115,11 @@ func quickRun(t *testing.T, kind string, args ...string) string {
 		}
 		checkCores(t, kind, name, cores[name])
 	}
-	if c := figures["raw argon2id (m=47104 KiB, t=1, p=1), 2 goroutines"]; len(c) < 2 || !strings.Contains(c[1], "the server 64 sign-ins before the step") {
+	if c := figures["raw argon2id (m=47104 KiB, t=1, p=1), 2 goroutines, the server's kernel (memory reused)"]; len(c) < 2 || !strings.Contains(c[1], "the server 64 sign-ins before the step") {
 		t.Errorf("the raw argon2id row does not say the server warmed up: %q", c)
+	}
+	if c := figures["raw argon2id, 2 goroutines, x/crypto's IDKey (46 MiB allocated per hash)"]; len(c) < 2 || !strings.HasSuffix(c[1], "hashes/s (after the password step, in a process of its own)") {
+		t.Errorf("no row of x/crypto's raw rate: %q", c)
 	}
 	for _, prefix := range []string{
 		"raw argon2id",
@@ -330,27 +333,29 @@ func TestWarmUp(t *testing.T) {
 // TestRawArgon2Process: the raw argon2id reference runs in a process of its own (this
 // binary again), so that the harness's heap does not slow it (rawArgon2Process).
 func TestRawArgon2Process(t *testing.T) {
-	rate, pid, err := rawArgon2Process(context.Background(), 300*time.Millisecond, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if pid == os.Getpid() || pid <= 0 {
-		t.Errorf("the reference ran in process %d, the harness is %d: want another process", pid, os.Getpid())
-	}
-	if rate <= 0 {
-		t.Errorf("rate %v, want > 0", rate)
+	for _, kernel := range []string{kernelServer, kernelXCrypto} {
+		rate, pid, err := rawArgon2Process(context.Background(), 300*time.Millisecond, 1, kernel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pid == os.Getpid() || pid <= 0 {
+			t.Errorf("%s: the reference ran in process %d, the harness is %d: want another process", kernel, pid, os.Getpid())
+		}
+		if rate <= 0 {
+			t.Errorf("%s: rate %v, want > 0", kernel, rate)
+		}
 	}
 	// A malformed value is refused by the child, which measures nothing.
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []string{"soon 2", "1s", "1s 0", "-1s 2"} {
+	for _, v := range []string{"soon 2 server", "1s", "1s 2", "1s 0 server", "-1s 2 server", "1s 2 libsodium", "1s 2 server x"} {
 		cmd := exec.Command(exe)
 		cmd.Env = append(os.Environ(), argon2Env+"="+v)
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "want a duration and a number of goroutines") {
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "want a duration, a number of goroutines and a kernel (server or x-crypto)") {
 			t.Errorf("%s=%q: %v, %q; want exit status 2 and the reason", argon2Env, v, err, out)
 		}
 	}

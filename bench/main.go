@@ -354,9 +354,9 @@ func runScenarios(ctx context.Context, o *options, nodes cluster, sd *seeder, re
 		// warm (see rawArgon2), so that a drift of the shared machine during the step moves
 		// the reference too. Before the ninth session it was measured once, cold, before the
 		// step, and read a tenth low.
-		logf("raw argon2id, 2 goroutines in a process of their own, %v", o.duration/2)
+		logf("raw argon2id, the server's kernel, 2 goroutines in a process of their own, %v", o.duration/2)
 		var err error
-		if rep.argon2Before, _, err = rawArgon2Process(ctx, o.duration/2, 2); err != nil {
+		if rep.argon2Before, _, err = rawArgon2Process(ctx, o.duration/2, 2, kernelServer); err != nil {
 			return err
 		}
 
@@ -369,11 +369,17 @@ func runScenarios(ctx context.Context, o *options, nodes cluster, sd *seeder, re
 		logf("password step, %d clients, %v", o.concurrency, o.duration)
 		rep.password = drive(ctx, pid, base, "password", o.concurrency, o.duration, false, passwordStep(c, base, sd.users))
 
-		logf("raw argon2id again, 2 goroutines in a process of their own, %v", o.duration/2)
-		if rep.argon2After, _, err = rawArgon2Process(ctx, o.duration/2, 2); err != nil {
+		logf("raw argon2id again, the server's kernel, 2 goroutines in a process of their own, %v", o.duration/2)
+		if rep.argon2After, _, err = rawArgon2Process(ctx, o.duration/2, 2, kernelServer); err != nil {
 			return err
 		}
 		rep.argon2 = (rep.argon2Before + rep.argon2After) / 2
+		// x/crypto's kernel, which the server used until the twenty-first session, for
+		// comparison: the reference is the kernel the server runs.
+		logf("raw argon2id, x/crypto's kernel, 2 goroutines in a process of their own, %v", o.duration/2)
+		if rep.argon2XCrypto, _, err = rawArgon2Process(ctx, o.duration/2, 2, kernelXCrypto); err != nil {
+			return err
+		}
 	}
 
 	if o.runs("flood") {

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"github.com/latchkey/latchkey/internal/password"
+	"github.com/latchkey/latchkey/internal/password/argon2id"
 )
 
 // healthz is the HTTP ceiling: the cheapest route of the same server.
@@ -288,23 +289,32 @@ func pushStep(c *http.Client, base urls, devs []*deviceClient, tokens [][]string
 }
 
 // argon2Env makes the harness's binary measure the raw argon2id rate and exit (argon2Child):
-// its value is "DURATION GOROUTINES".
+// its value is "DURATION GOROUTINES KERNEL", the kernel "server" or "x-crypto".
 const argon2Env = "LATCHKEY_BENCH_ARGON2"
 
-// rawArgon2Process measures rawArgon2 in a new process of this binary and returns its rate
-// and the process's ID. The reference runs apart from the harness because the harness's heap
-// would slow it down: the collector runs about every two hashes (each allocates 46 MiB) and
-// marks the whole heap each time, and the harness holds every seeded user. With a million
-// users held, the same process hashed a quarter slower (38 against 50–52/s in a test
-// program), and the million-user run read the password step as 125% of its reference. The
-// server's own heap stays small at any number of users: it holds none of them.
-func rawArgon2Process(ctx context.Context, d time.Duration, g int) (float64, int, error) {
+// The kernels rawArgon2 can measure: the server's (internal/password/argon2id, which reuses
+// each hash's memory), the password step's reference, and x/crypto's IDKey (which allocates
+// it afresh every time), for comparison.
+const (
+	kernelServer  = "server"
+	kernelXCrypto = "x-crypto"
+)
+
+// rawArgon2Process measures rawArgon2 with kernel in a new process of this binary and
+// returns its rate and the process's ID. The reference runs apart from the harness because
+// the harness's heap would slow it down: with x/crypto's kernel the collector runs about
+// every two hashes (each allocates 46 MiB) and marks the whole heap each time, and the
+// harness holds every seeded user. With a million users held, the same process hashed a
+// quarter slower (38 against 50–52/s in a test program), and the million-user run read the
+// password step as 125% of its reference. The server's own heap stays small at any number
+// of users: it holds none of them.
+func rawArgon2Process(ctx context.Context, d time.Duration, g int, kernel string) (float64, int, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, 0, fmt.Errorf("raw argon2id reference: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", argon2Env, d, g))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %s", argon2Env, d, g, kernel))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -325,33 +335,40 @@ func argon2Child() {
 	if !ok {
 		return
 	}
+	f := strings.Fields(v)
+	var d time.Duration
 	var g int
-	ds, gs, _ := strings.Cut(v, " ")
-	d, err := time.ParseDuration(ds)
-	if err == nil {
-		g, err = strconv.Atoi(gs)
+	err := fmt.Errorf("%d fields", len(f))
+	if len(f) == 3 {
+		if d, err = time.ParseDuration(f[0]); err == nil {
+			g, err = strconv.Atoi(f[1])
+		}
 	}
-	if err != nil || d <= 0 || g <= 0 {
-		fmt.Fprintf(os.Stderr, "%s=%q: want a duration and a number of goroutines\n", argon2Env, v)
+	if err != nil || d <= 0 || g <= 0 || (f[2] != kernelServer && f[2] != kernelXCrypto) {
+		fmt.Fprintf(os.Stderr, "%s=%q: want a duration, a number of goroutines and a kernel (%s or %s)\n", argon2Env, v, kernelServer, kernelXCrypto)
 		os.Exit(2)
 	}
-	fmt.Printf("%g %d\n", rawArgon2(d, g), os.Getpid())
+	fmt.Printf("%g %d\n", rawArgon2(d, g, f[2]), os.Getpid())
 	os.Exit(0)
 }
 
-// rawArgon2 runs argon2id with the server's parameters on g goroutines for d and returns
-// hashes per second. Two hashes on each goroutine first are not counted: a process's first
-// hashes run slower (its heap grows to hold them and is faulted in, the likely cause), and
-// counted they made the rate a tenth lower than the process's rate once warm, the state the
-// server hashes in after its first second of load.
-func rawArgon2(d time.Duration, g int) float64 {
+// rawArgon2 runs argon2id with the server's parameters on g goroutines for d with kernel,
+// and returns hashes per second. Two hashes on each goroutine first are not counted: a
+// process's first hashes run slower (its heap grows to hold them and is faulted in, the
+// likely cause), and counted they made x/crypto's rate a tenth lower than the process's rate
+// once warm, the state the server hashes in after its first second of load.
+func rawArgon2(d time.Duration, g int, kernel string) float64 {
 	p := password.New(password.Options{}).Params()
 	salt := make([]byte, p.SaltLen)
+	hash := argon2id.Key
+	if kernel == kernelXCrypto {
+		hash = argon2.IDKey
+	}
 	var wg sync.WaitGroup
 	for range g {
 		wg.Go(func() {
 			for range 2 {
-				argon2.IDKey([]byte(benchPassword), salt, p.Time, p.Memory, p.Threads, p.KeyLen)
+				hash([]byte(benchPassword), salt, p.Time, p.Memory, p.Threads, p.KeyLen)
 			}
 		})
 	}
@@ -363,7 +380,7 @@ func rawArgon2(d time.Duration, g int) float64 {
 		wg.Go(func() {
 			k := 0
 			for time.Since(begin) < d {
-				argon2.IDKey([]byte(benchPassword), salt, p.Time, p.Memory, p.Threads, p.KeyLen)
+				hash([]byte(benchPassword), salt, p.Time, p.Memory, p.Threads, p.KeyLen)
 				k++
 			}
 			mu.Lock()

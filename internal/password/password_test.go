@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"golang.org/x/crypto/argon2"
+
 	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/password"
 )
@@ -43,6 +45,36 @@ func TestHashFormat(t *testing.T) {
 	b, _ := h.Hash(ctx, "correct horse battery staple")
 	if a == b {
 		t.Errorf("two hashes of one password are equal (%q): the salt is not random", a)
+	}
+}
+
+// TestSameKeysAsXCrypto: the hashes are x/crypto's Argon2id (the server hashes with
+// internal/password/argon2id, which reuses memory): a hash made by x/crypto verifies, and one
+// made here has x/crypto's key for its salt and parameters, at the default parameters and
+// others, several times in a row on the same reused memory.
+func TestSameKeysAsXCrypto(t *testing.T) {
+	ctx := context.Background()
+	for _, p := range []password.Params{password.DefaultParams, small, {Memory: 4096, Time: 3, Threads: 2, KeyLen: 64, SaltLen: 32}} {
+		h := password.New(password.Options{Params: p})
+		for i := range 3 {
+			pw := strings.Repeat("pass", i+1)
+			enc, err := h.Hash(ctx, pw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, salt, key, err := password.DecodeHash(enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := argon2.IDKey([]byte(pw), salt, got.Time, got.Memory, got.Threads, uint32(len(key))); string(key) != string(want) {
+				t.Errorf("%+v: Hash(%q) = %q, whose key x/crypto makes %x", p, pw, enc, want)
+			}
+			salt[0] ^= 1
+			other := password.EncodeHash(got, salt, argon2.IDKey([]byte(pw), salt, got.Time, got.Memory, got.Threads, uint32(len(key))))
+			if ok, _, err := h.Verify(ctx, pw, other); !ok || err != nil {
+				t.Errorf("%+v: Verify(%q, x/crypto's %q) = %v, %v; want true", p, pw, other, ok, err)
+			}
+		}
 	}
 }
 
