@@ -142,7 +142,23 @@ type PushAnswer struct {
 	CountKey string
 	// Audit, when not nil, is appended to the audit trail, chained as AppendAuditEvent does.
 	Audit *AuditEvent
+	// Nonce, when not nil, is the answering request's nonce, recorded first in the same
+	// transaction as UseDeviceNonce records it: a nonce used before fails the answer with
+	// ErrNonceUsed, nothing written.
+	Nonce *RequestNonce
 }
+
+// RequestNonce is a signed device request's nonce: kept until ExpiresAt, and the device's
+// nonces that expired before Now dropped with it (UseDeviceNonce's arguments).
+type RequestNonce struct {
+	DeviceID       int64
+	Nonce          string
+	ExpiresAt, Now time.Time
+}
+
+// ErrNonceUsed is the error (EConflict) of a device request whose nonce was used before: a
+// replayed request.
+var ErrNonceUsed = &Error{Code: EConflict, Message: "This request was sent already."}
 
 // StateAt returns the challenge's state at t, reporting a pending challenge past its expiry as
 // PushExpired.
@@ -197,8 +213,8 @@ type DeviceStore interface {
 	// becomes primary. ENotFound when nothing matched.
 	DeleteDevice(ctx Context, userID UserID, id int64) error
 	// UseDeviceNonce records a request nonce of a device until expiresAt. A nonce seen before
-	// for that device gives EConflict (a replayed request). Nonces that expired before at may
-	// be removed on the way.
+	// for that device gives ErrNonceUsed (a replayed request). Nonces that expired before at
+	// may be removed on the way.
 	UseDeviceNonce(ctx Context, deviceID int64, nonce string, expiresAt, at time.Time) error
 
 	// CreatePushChallenge inserts c.

@@ -15,6 +15,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -388,44 +389,64 @@ func (s *Service) info(u *latchkey.User, d *latchkey.Device, secret []byte) devi
 var errSignature = &latchkey.Error{Code: latchkey.EDeviceSignature, Message: "The device could not be authenticated. It may have been removed or moved to another device; activate it again."}
 
 // Authenticate checks a signed device request (r, whose body was read as body): the
-// signature by the device's current key, the timestamp, and that the nonce is fresh. It
-// returns the device and its user. Pending devices are returned too; callers decide what
-// they may do.
+// signature by the device's current key, the timestamp, that the device's user is not
+// disabled, and that the nonce is fresh (it is recorded). It returns the device and its user.
+// Pending devices are returned too; callers decide what they may do.
 func (s *Service) Authenticate(ctx context.Context, c Client, r *http.Request, body []byte) (*latchkey.Device, *latchkey.User, error) {
+	d, u, n, err := s.AuthenticateDeferred(ctx, c, r, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	err = s.opt.Store.UseDeviceNonce(ctx, n.DeviceID, n.Nonce, n.ExpiresAt, n.Now)
+	if err != nil {
+		return nil, nil, s.nonceRefused(ctx, c, d, err)
+	}
+	return d, u, nil
+}
+
+// AuthenticateDeferred is Authenticate without recording the request's nonce, which it
+// returns instead: the caller records it in the one transaction the request writes (Answer
+// does), so that the request takes effect at most once and a push round trip makes one write
+// fewer. A request that fails before its write does not use its nonce up, and changes
+// nothing when replayed.
+func (s *Service) AuthenticateDeferred(ctx context.Context, c Client, r *http.Request, body []byte) (*latchkey.Device, *latchkey.User, *latchkey.RequestNonce, error) {
 	now := s.now()
 	sig, err := deviceproto.Parse(r, body, now)
 	if err != nil {
-		return nil, nil, latchkey.Errorf(latchkey.EDeviceSignature, "%s", strings.TrimPrefix(err.Error(), "deviceproto: "))
+		return nil, nil, nil, latchkey.Errorf(latchkey.EDeviceSignature, "%s", strings.TrimPrefix(err.Error(), "deviceproto: "))
 	}
 	if sig.DeviceID == 0 {
-		return nil, nil, latchkey.Errorf(latchkey.EDeviceSignature, "The %s header is required.", deviceproto.HeaderDevice)
+		return nil, nil, nil, latchkey.Errorf(latchkey.EDeviceSignature, "The %s header is required.", deviceproto.HeaderDevice)
 	}
 	// The device and its user in one read; the user is looked at only once the request is
 	// proven.
 	d, u, err := s.opt.Store.FindDeviceWithUser(ctx, sig.DeviceID)
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
-		return nil, nil, errSignature
+		return nil, nil, nil, errSignature
 	} else if err != nil {
-		return nil, nil, fmt.Errorf("find device: %w", err)
+		return nil, nil, nil, fmt.Errorf("find device: %w", err)
 	}
 	key, err := deviceproto.ParsePublicKeyDER(d.PublicKey)
 	if err != nil || !sig.Verify(key) {
 		s.audit(ctx, c, &latchkey.User{ID: d.UserID}, latchkey.ActionDeviceRefused, latchkey.OutcomeFailure, fmt.Sprintf("bad signature for device %d", d.ID))
-		return nil, nil, errSignature
+		return nil, nil, nil, errSignature
+	}
+	if u.Disabled {
+		return nil, nil, nil, errSignature
 	}
 	// A nonce is remembered for twice the allowed skew: any request old enough to be
 	// forgotten is refused by its timestamp.
-	err = s.opt.Store.UseDeviceNonce(ctx, d.ID, sig.Nonce, now.Add(2*deviceproto.MaxSkew), now)
-	if latchkey.ErrorCode(err) == latchkey.EConflict {
+	return d, u, &latchkey.RequestNonce{DeviceID: d.ID, Nonce: sig.Nonce, ExpiresAt: now.Add(2 * deviceproto.MaxSkew), Now: now}, nil
+}
+
+// nonceRefused is the answer to a failure to record a request's nonce: for a nonce used
+// before, the refusal audited; otherwise err.
+func (s *Service) nonceRefused(ctx context.Context, c Client, d *latchkey.Device, err error) error {
+	if errors.Is(err, latchkey.ErrNonceUsed) {
 		s.audit(ctx, c, &latchkey.User{ID: d.UserID}, latchkey.ActionDeviceRefused, latchkey.OutcomeFailure, fmt.Sprintf("replayed request for device %d", d.ID))
-		return nil, nil, latchkey.Errorf(latchkey.EDeviceSignature, "This request was sent before (replayed nonce).")
-	} else if err != nil {
-		return nil, nil, fmt.Errorf("use nonce: %w", err)
+		return latchkey.Errorf(latchkey.EDeviceSignature, "This request was sent before (replayed nonce).")
 	}
-	if u.Disabled {
-		return nil, nil, errSignature
-	}
-	return d, u, nil
+	return fmt.Errorf("use nonce: %w", err)
 }
 
 // errPending is returned for anything a pending device may not do yet.
@@ -581,7 +602,10 @@ func (s *Service) Pending(ctx context.Context, u *latchkey.User, d *latchkey.Dev
 
 // Answer records the device's answer to a challenge. A wrong number denies the challenge and
 // counts as a failed sign-in; "fraud" denies, pauses pushes, and alerts the user and admins.
-func (s *Service) Answer(ctx context.Context, c Client, u *latchkey.User, d *latchkey.Device, id string, req deviceproto.AnswerRequest) (*deviceproto.AnswerResponse, error) {
+// nonce, when not nil, is the request's nonce from AuthenticateDeferred: it is recorded with
+// the answer, or with the refusal's audit entry of an answer for another device, and a nonce
+// used before refuses the request as Authenticate does.
+func (s *Service) Answer(ctx context.Context, c Client, u *latchkey.User, d *latchkey.Device, id string, req deviceproto.AnswerRequest, nonce *latchkey.RequestNonce) (*deviceproto.AnswerResponse, error) {
 	switch req.Decision {
 	case deviceproto.DecisionApprove:
 		if req.Number == "" {
@@ -598,6 +622,11 @@ func (s *Service) Answer(ctx context.Context, c Client, u *latchkey.User, d *lat
 		return nil, fmt.Errorf("find challenge: %w", err)
 	}
 	if ch.DeviceID != d.ID || ch.UserID != u.ID {
+		if nonce != nil {
+			if err := s.opt.Store.UseDeviceNonce(ctx, nonce.DeviceID, nonce.Nonce, nonce.ExpiresAt, nonce.Now); err != nil {
+				return nil, s.nonceRefused(ctx, c, d, err)
+			}
+		}
 		s.audit(ctx, c, u, latchkey.ActionDeviceRefused, latchkey.OutcomeDenied, fmt.Sprintf("device %d answered a challenge for device %d", d.ID, ch.DeviceID))
 		return nil, latchkey.Errorf(latchkey.EForbidden, "This sign-in request was sent to another device.")
 	}
@@ -615,9 +644,9 @@ func (s *Service) Answer(ctx context.Context, c Client, u *latchkey.User, d *lat
 	if ch.Kind == latchkey.PushAddDevice {
 		what = "new device"
 	}
-	// The answer, the device's last use, the failure it counts and its audit entry are one
-	// write.
-	ans := &latchkey.PushAnswer{ID: id, State: state, Reason: reason, At: now, DeviceID: d.ID}
+	// The request's nonce, the answer, the device's last use, the failure it counts and its
+	// audit entry are one write.
+	ans := &latchkey.PushAnswer{ID: id, State: state, Reason: reason, At: now, DeviceID: d.ID, Nonce: nonce}
 	action, outcome, detail := latchkey.ActionPushDenied, latchkey.OutcomeDenied, fmt.Sprintf("%s denied on device %d", what, d.ID)
 	switch reason {
 	case "":
@@ -632,6 +661,9 @@ func (s *Service) Answer(ctx context.Context, c Client, u *latchkey.User, d *lat
 	ans.Audit = &latchkey.AuditEvent{Time: now, UserID: u.ID, Username: u.Username, Action: action,
 		Outcome: outcome, IP: c.IP, UserAgent: c.UserAgent, Detail: detail}
 	err = s.opt.Store.AnswerPushChallenge(ctx, ans)
+	if errors.Is(err, latchkey.ErrNonceUsed) {
+		return nil, s.nonceRefused(ctx, c, d, err)
+	}
 	switch latchkey.ErrorCode(err) {
 	case "":
 	case latchkey.EConflict:

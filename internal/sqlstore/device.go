@@ -389,22 +389,29 @@ func (s *DB) DeleteDevice(ctx context.Context, userID latchkey.UserID, id int64)
 // qSweepNonces deletes a device's expired nonces (through device_nonces_device_expires).
 const qSweepNonces = `DELETE FROM device_nonces WHERE device_id = $1 AND expires_at < $2`
 
-// UseDeviceNonce records a device's request nonce until expiresAt; EConflict when the device
-// used it before. Then it drops the device's nonces that expired before when, in the same
-// transaction. The insert comes first, so a replayed nonce is refused as long as its row exists.
+// UseDeviceNonce records a device's request nonce until expiresAt; ErrNonceUsed when the
+// device used it before. Then it drops the device's nonces that expired before when, in the
+// same transaction (planNonce).
 func (s *DB) UseDeviceNonce(ctx context.Context, deviceID int64, nonce string, expiresAt, when time.Time) error {
-	const qInsert = `INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (device_id, nonce) DO NOTHING`
 	var p txPlan
-	p.exec(func(n int64, err error) error {
+	planNonce(&p, &latchkey.RequestNonce{DeviceID: deviceID, Nonce: nonce, ExpiresAt: expiresAt, Now: when})
+	return s.runPlan(ctx, nil, &p)
+}
+
+// planNonce queues the recording of n and the sweep of its device's expired nonces. The
+// insert comes first, so a replayed nonce is refused (latchkey.ErrNonceUsed) as long as its
+// row exists.
+func planNonce(p *txPlan, n *latchkey.RequestNonce) {
+	const qInsert = `INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (device_id, nonce) DO NOTHING`
+	p.exec(func(k int64, err error) error {
 		if err != nil {
 			return fmt.Errorf("insert device nonce: %w", err)
-		} else if n == 0 {
-			return latchkey.Errorf(latchkey.EConflict, "This request was sent already.")
+		} else if k == 0 {
+			return latchkey.ErrNonceUsed
 		}
 		return nil
-	}, qInsert, deviceID, nonce, us(expiresAt))
-	p.exec(failsAs("delete expired device nonces"), qSweepNonces, deviceID, us(when))
-	return s.runPlan(ctx, nil, &p)
+	}, qInsert, n.DeviceID, n.Nonce, us(n.ExpiresAt))
+	p.exec(failsAs("delete expired device nonces"), qSweepNonces, n.DeviceID, us(n.Now))
 }
 
 const pushColumns = `id, user_id, device_id, kind, session_id, subject_device_id, number, application, browser, ip, created_at, expires_at, state, reason, answered_at, completed_at`
@@ -572,15 +579,18 @@ const qPushState = `SELECT state FROM push_challenges WHERE id = $1`
 const qTouchDevice = `UPDATE devices SET last_used_at = $1 WHERE id = $2`
 
 // AnswerPushChallenge moves a pending, unexpired challenge to its answer in one statement, so
-// of two concurrent answers exactly one wins, and in the same transaction touches the device,
-// counts the failure and appends the audit entry of a. Otherwise, with nothing written:
-// ENotFound for an unknown challenge, EConflict for one answered already, EFlowExpired for an
-// expired one.
+// of two concurrent answers exactly one wins, and in the same transaction records the
+// request's nonce (first), touches the device, counts the failure and appends the audit entry
+// of a. Otherwise, with nothing written: ErrNonceUsed for a nonce used before, ENotFound for
+// an unknown challenge, EConflict for one answered already, EFlowExpired for an expired one.
 func (s *DB) AnswerPushChallenge(ctx context.Context, a *latchkey.PushAnswer) error {
 	if a.State != latchkey.PushApproved && a.State != latchkey.PushDenied {
 		return fmt.Errorf("sqlstore: a push challenge cannot be answered with state %q", a.State)
 	}
 	var p txPlan
+	if a.Nonce != nil {
+		planNonce(&p, a.Nonce)
+	}
 	answered := false
 	p.exec(func(n int64, err error) error {
 		if err != nil {

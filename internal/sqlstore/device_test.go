@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -416,6 +417,78 @@ func TestDeviceNonces(t *testing.T) {
 		var n int
 		if err := db.SQL().QueryRowContext(ctx, `SELECT COUNT(*) FROM device_nonces WHERE device_id = 1`).Scan(&n); err != nil || n != 1 {
 			t.Errorf("device 1 keeps %d nonces, want 1 (%v)", n, err)
+		}
+	})
+}
+
+// TestAnswerWithNonce: an answer carrying its request's nonce records it in the same
+// transaction; a nonce used before refuses the answer with ErrNonceUsed and writes nothing
+// (the challenge stays pending, no audit entry, no failure counted), and an answer refused
+// for another reason leaves its nonce unused.
+func TestAnswerWithNonce(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u := mkUser(t, db, "alice")
+		exp := t0.Add(2 * time.Minute)
+		mkPush(t, db, "c1", u, 5, latchkey.PushLogin, 0, t0, exp)
+		nonce := func(n string) *latchkey.RequestNonce {
+			return &latchkey.RequestNonce{DeviceID: 5, Nonce: n, ExpiresAt: t0.Add(10 * time.Minute), Now: t0}
+		}
+		audits := func() int {
+			var n int
+			if err := db.SQL().QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_events`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		answer := func(id string, n *latchkey.RequestNonce) error {
+			return db.AnswerPushChallenge(ctx, &latchkey.PushAnswer{ID: id, State: latchkey.PushDenied, Reason: latchkey.DenyWrongNumber, At: t0.Add(time.Second),
+				CountKey: latchkey.ThrottleKeyUser("alice"), Nonce: n,
+				Audit: &latchkey.AuditEvent{Time: t0, UserID: u.ID, Username: "alice", Action: latchkey.ActionPushDenied, Outcome: latchkey.OutcomeFailure}})
+		}
+
+		if err := db.UseDeviceNonce(ctx, 5, "used", exp, t0); err != nil {
+			t.Fatal(err)
+		}
+		before := audits()
+		if err := answer("c1", nonce("used")); !errors.Is(err, latchkey.ErrNonceUsed) {
+			t.Fatalf("an answer with a nonce used before = %v, want ErrNonceUsed", err)
+		}
+		if got, _ := db.FindPushChallenge(ctx, "c1"); got.State != latchkey.PushPending {
+			t.Errorf("after the refused answer the challenge is %s, want pending", got.State)
+		}
+		if n := audits(); n != before {
+			t.Errorf("the refused answer left %d audit entries", n-before)
+		}
+		if th, err := db.FindThrottle(ctx, latchkey.ThrottleKeyUser("alice")); err != nil || th.Failures != 0 {
+			t.Errorf("the refused answer counted %d failures (%v)", th.Failures, err)
+		}
+
+		// A fresh nonce: the answer and the nonce are written together.
+		if err := answer("c1", nonce("fresh")); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := db.FindPushChallenge(ctx, "c1"); got.State != latchkey.PushDenied {
+			t.Errorf("after the answer the challenge is %s, want denied", got.State)
+		}
+		if th, err := db.FindThrottle(ctx, latchkey.ThrottleKeyUser("alice")); err != nil || th.Failures != 1 || audits() != before+1 {
+			t.Errorf("after the answer: %d failures (%v), %d audit entries more; want 1 and 1", th.Failures, err, audits()-before)
+		}
+		if err := db.UseDeviceNonce(ctx, 5, "fresh", exp, t0); !errors.Is(err, latchkey.ErrNonceUsed) {
+			t.Errorf("the answer's nonce used again = %v, want ErrNonceUsed", err)
+		}
+
+		// Refused for another reason (answered already; unknown): the nonce stays unused.
+		if err := answer("c1", nonce("late")); errCode(err) != latchkey.EConflict || errors.Is(err, latchkey.ErrNonceUsed) {
+			t.Errorf("a second answer = %v, want conflict (answered already)", err)
+		}
+		if err := answer("nope", nonce("lost")); errCode(err) != latchkey.ENotFound {
+			t.Errorf("an answer to an unknown challenge = %v, want not_found", err)
+		}
+		for _, n := range []string{"late", "lost"} {
+			if err := db.UseDeviceNonce(ctx, 5, n, exp, t0); err != nil {
+				t.Errorf("nonce %q of a refused answer: %v, want unused", n, err)
+			}
 		}
 	})
 }

@@ -341,12 +341,29 @@ func (s *Server) deviceTransfer(w http.ResponseWriter, r *http.Request, d *latch
 	return s.push.CreateTransfer(r.Context(), pushClient(r), u, d)
 }
 
-func (s *Server) deviceAnswer(w http.ResponseWriter, r *http.Request, d *latchkey.Device, u *latchkey.User, body []byte) (any, error) {
-	var req deviceproto.AnswerRequest
-	if err := decodeDevice(r, body, &req); err != nil {
-		return nil, err
-	}
-	return s.push.Answer(r.Context(), pushClient(r), u, d, r.PathValue("id"), req)
+// deviceAnswer is POST /api/v1/device/challenges/{id}/answer. It authenticates as device does
+// for an active device, but the request's nonce is recorded in the answer's own transaction
+// (push.AuthenticateDeferred): one write fewer per push round trip.
+func (s *Server) deviceAnswer() http.Handler {
+	return s.api(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		body, err := readDeviceBody(r)
+		if err != nil {
+			return nil, err
+		}
+		c := pushClient(r)
+		d, u, nonce, err := s.push.AuthenticateDeferred(r.Context(), c, r, body)
+		if err != nil {
+			return nil, err
+		}
+		if err := push.Active(d); err != nil {
+			return nil, err
+		}
+		var req deviceproto.AnswerRequest
+		if err := decodeDevice(r, body, &req); err != nil {
+			return nil, err
+		}
+		return s.push.Answer(r.Context(), c, u, d, r.PathValue("id"), req, nonce)
+	})
 }
 
 // deviceChallenges answers the pending challenges, waiting up to ?wait= for one (long poll).

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -299,6 +301,76 @@ func TestPushWrongNumberDenyFraudExpiry(t *testing.T) {
 	// Other methods still work during the pause, and the pause ends.
 	f.clock.Add(time.Hour + time.Minute)
 	f.pushLogin(t)
+}
+
+// withNonce builds a signed request like request, with the nonce given instead of a fresh one.
+func (d *testDevice) withNonce(method, path string, body []byte, nonce string) *http.Request {
+	d.tb.Helper()
+	r, err := http.NewRequest(method, d.f.srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		d.tb.Fatal(err)
+	}
+	if body != nil {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	ts, dev := strconv.FormatInt(d.f.clock.Now().Unix(), 10), strconv.FormatInt(d.id, 10)
+	digest := sha256.Sum256(deviceproto.SigningString(method, r.URL.RequestURI(), ts, nonce, dev, body))
+	sig, err := ecdsa.SignASN1(rand.Reader, d.key, digest[:])
+	if err != nil {
+		d.tb.Fatal(err)
+	}
+	r.Header.Set(deviceproto.HeaderDevice, dev)
+	r.Header.Set(deviceproto.HeaderTimestamp, ts)
+	r.Header.Set(deviceproto.HeaderNonce, nonce)
+	r.Header.Set(deviceproto.HeaderSignature, deviceproto.Enc.EncodeToString(sig))
+	return r
+}
+
+// TestAnswerNonce: the answer's nonce is recorded in the answer's own transaction. A nonce
+// an earlier request used refuses the answer as a replay (audited), with the challenge left
+// pending; an answer's nonce is refused afterwards on any request, and its exact replay is
+// refused as a replay, not as answered already; an answer refused before its write (an
+// unknown challenge) leaves its nonce unused.
+func TestAnswerNonce(t *testing.T) {
+	f := newFixture(t, "")
+	_, d := f.activated(t)
+	b, id, number := f.pushLogin(t)
+	answer, _ := json.Marshal(deviceproto.AnswerRequest{Decision: "approve", Number: number})
+	path := deviceproto.PathAnswer + id + "/answer"
+	replayed := func(name string, r response) {
+		t.Helper()
+		if r.code != 401 || r.errCode() != "invalid_signature" || !strings.Contains(r.raw, "replayed") {
+			t.Errorf("%s: %d %s, want 401 invalid_signature (replayed)", name, r.code, r.raw)
+		}
+	}
+
+	if r := send(t, d.withNonce("GET", deviceproto.PathDevice, nil, "nonce-of-a-get-000000000")); r.code != 200 {
+		t.Fatalf("GET with a chosen nonce: %d %s", r.code, r.raw)
+	}
+	replayed("an answer with the GET's nonce", send(t, d.withNonce("POST", path, answer, "nonce-of-a-get-000000000")))
+	if r := b.do("GET", "/api/v1/login/push/"+id, "", ""); r.code != 200 || r.body["state"] != "pending" {
+		t.Errorf("the challenge after the refused answer: %d %s, want pending", r.code, r.raw)
+	}
+	var refused int
+	if err := f.db.SQL().QueryRow(`SELECT count(*) FROM audit_events WHERE action = 'device.request_refused' AND detail LIKE 'replayed request%'`).Scan(&refused); err != nil || refused != 1 {
+		t.Errorf("replay audit entries = %d (%v), want 1", refused, err)
+	}
+
+	first := d.withNonce("POST", path, answer, "nonce-of-the-answer-0000")
+	if r := send(t, first); r.code != 200 || r.body["state"] != "approved" {
+		t.Fatalf("answer: %d %s", r.code, r.raw)
+	}
+	again, _ := http.NewRequest("POST", first.URL.String(), bytes.NewReader(answer))
+	again.Header = first.Header.Clone()
+	replayed("the answer replayed", send(t, again))
+	replayed("a GET with the answer's nonce", send(t, d.withNonce("GET", deviceproto.PathDevice, nil, "nonce-of-the-answer-0000")))
+
+	if r := send(t, d.withNonce("POST", deviceproto.PathAnswer+"unknown/answer", answer, "nonce-of-a-404-000000000")); r.code != 404 {
+		t.Fatalf("answer to an unknown challenge: %d %s", r.code, r.raw)
+	}
+	if r := send(t, d.withNonce("GET", deviceproto.PathDevice, nil, "nonce-of-a-404-000000000")); r.code != 200 {
+		t.Errorf("the nonce of an answer refused before its write: %d %s, want unused", r.code, r.raw)
+	}
 }
 
 func TestPushCap(t *testing.T) {

@@ -73,7 +73,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET "+deviceproto.PathDevices, s.device(s.deviceDevices, false))
 	mux.Handle("GET "+deviceproto.PathEvents, s.device(s.deviceEvents, false))
 	mux.Handle("GET "+deviceproto.PathChallenges, s.device(s.deviceChallenges, false))
-	mux.Handle("POST "+deviceproto.PathAnswer+"{id}/answer", s.device(s.deviceAnswer, false))
+	mux.Handle("POST "+deviceproto.PathAnswer+"{id}/answer", s.deviceAnswer())
 	mux.Handle("POST "+deviceproto.PathTransfer, s.device(s.deviceTransfer, false))
 	mux.Handle("/api/", s.api(s.apiNotFound))
 
