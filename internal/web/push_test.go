@@ -37,8 +37,8 @@ func (f *fixture) newDevice(tb testing.TB) *testDevice {
 	return &testDevice{tb: tb, f: f, key: k}
 }
 
-// request builds a signed request; it is returned unsent so tests can tamper with it.
-func (d *testDevice) request(method, path string, body []byte, id int64) *http.Request {
+// unsigned builds a request of the device, to sign.
+func (d *testDevice) unsigned(method, path string, body []byte) *http.Request {
 	d.tb.Helper()
 	r, err := http.NewRequest(method, d.f.srv.URL+path, bytes.NewReader(body))
 	if err != nil {
@@ -47,6 +47,13 @@ func (d *testDevice) request(method, path string, body []byte, id int64) *http.R
 	if body != nil {
 		r.Header.Set("Content-Type", "application/json")
 	}
+	return r
+}
+
+// request builds a signed request; it is returned unsent so tests can tamper with it.
+func (d *testDevice) request(method, path string, body []byte, id int64) *http.Request {
+	d.tb.Helper()
+	r := d.unsigned(method, path, body)
 	if err := deviceproto.Sign(r, d.key, id, body, d.f.clock.Now()); err != nil {
 		d.tb.Fatal(err)
 	}
@@ -306,13 +313,7 @@ func TestPushWrongNumberDenyFraudExpiry(t *testing.T) {
 // withNonce builds a signed request like request, with the nonce given instead of a fresh one.
 func (d *testDevice) withNonce(method, path string, body []byte, nonce string) *http.Request {
 	d.tb.Helper()
-	r, err := http.NewRequest(method, d.f.srv.URL+path, bytes.NewReader(body))
-	if err != nil {
-		d.tb.Fatal(err)
-	}
-	if body != nil {
-		r.Header.Set("Content-Type", "application/json")
-	}
+	r := d.unsigned(method, path, body)
 	ts, dev := strconv.FormatInt(d.f.clock.Now().Unix(), 10), strconv.FormatInt(d.id, 10)
 	digest := sha256.Sum256(deviceproto.SigningString(method, r.URL.RequestURI(), ts, nonce, dev, body))
 	sig, err := ecdsa.SignASN1(rand.Reader, d.key, digest[:])
