@@ -397,11 +397,18 @@ func (s *Service) Authenticate(ctx context.Context, c Client, r *http.Request, b
 	if err != nil {
 		return nil, nil, err
 	}
-	err = s.opt.Store.UseDeviceNonce(ctx, n.DeviceID, n.Nonce, n.ExpiresAt, n.Now)
-	if err != nil {
-		return nil, nil, s.nonceRefused(ctx, c, d, err)
+	if err := s.useNonce(ctx, c, d, n); err != nil {
+		return nil, nil, err
 	}
 	return d, u, nil
+}
+
+// useNonce records the request nonce n of device d, refusing one used before (nonceRefused).
+func (s *Service) useNonce(ctx context.Context, c Client, d *latchkey.Device, n *latchkey.RequestNonce) error {
+	if err := s.opt.Store.UseDeviceNonce(ctx, n.DeviceID, n.Nonce, n.ExpiresAt, n.Now); err != nil {
+		return s.nonceRefused(ctx, c, d, err)
+	}
+	return nil
 }
 
 // AuthenticateDeferred is Authenticate without recording the request's nonce, which it
@@ -623,8 +630,8 @@ func (s *Service) Answer(ctx context.Context, c Client, u *latchkey.User, d *lat
 	}
 	if ch.DeviceID != d.ID || ch.UserID != u.ID {
 		if nonce != nil {
-			if err := s.opt.Store.UseDeviceNonce(ctx, nonce.DeviceID, nonce.Nonce, nonce.ExpiresAt, nonce.Now); err != nil {
-				return nil, s.nonceRefused(ctx, c, d, err)
+			if err := s.useNonce(ctx, c, d, nonce); err != nil {
+				return nil, err
 			}
 		}
 		s.audit(ctx, c, u, latchkey.ActionDeviceRefused, latchkey.OutcomeDenied, fmt.Sprintf("device %d answered a challenge for device %d", d.ID, ch.DeviceID))
