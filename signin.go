@@ -1,5 +1,7 @@
 package latchkey
 
+import "time"
+
 // SecondFactorCompletion is everything a sign-in writes when its second factor was proven,
 // for CompleteSecondFactor to write in one transaction.
 type SecondFactorCompletion struct {
@@ -31,6 +33,25 @@ type SecondFactorCompletion struct {
 	Admit    func(Throttle) error
 }
 
+// PasswordSignIn is everything a right password writes when it starts a new session (a
+// sign-in flow waiting for its second factor, or a signed-in session), for
+// StartPasswordSession to write in one transaction.
+type PasswordSignIn struct {
+	// RefundKey, when not empty, is the account's throttle key whose attempt, counted before
+	// the password was checked, is taken back as RefundAttempt does with RefundN and
+	// RefundPrev. A key also in ResetThrottles is reset instead.
+	RefundKey  string
+	RefundN    int
+	RefundPrev time.Time
+	// Session is inserted.
+	Session *Session
+	// ResetThrottles are throttle keys whose counters are removed (missing ones are skipped).
+	ResetThrottles []string
+	// Audit, when not nil, is appended to the audit trail, chained like AppendAuditEvent;
+	// its ID and hashes are set.
+	Audit *AuditEvent
+}
+
 // SecondFactorStore writes the end of a sign-in at once.
 type SecondFactorStore interface {
 	// CompleteSecondFactor records the TOTP step (if any), rotates the session, resets the
@@ -42,4 +63,9 @@ type SecondFactorStore interface {
 	// the old session no longer exists or has another verifier (rotated or revoked
 	// concurrently).
 	CompleteSecondFactor(ctx Context, c *SecondFactorCompletion) error
+	// StartPasswordSession takes back the password's attempt, inserts the session, resets
+	// the throttle counters and appends the audit entry, all in one transaction: either all
+	// of it is written or none of it. It returns EConflict when a session with the same ID
+	// or SID exists.
+	StartPasswordSession(ctx Context, p *PasswordSignIn) error
 }

@@ -2,6 +2,9 @@ package login_test
 
 import (
 	"context"
+	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +23,8 @@ type writeCountingStore struct {
 	calls  map[string]int
 	reads  map[string]int
 	before func() // run after a read of the flow or of the TOTP credentials, once
+	// failStart, when set, is what StartPasswordSession returns, without writing.
+	failStart error
 }
 
 func (w *writeCountingStore) count(name string) {
@@ -99,6 +104,29 @@ func (w *writeCountingStore) RotateSession(ctx context.Context, oldID, oldVerifi
 func (w *writeCountingStore) CreateSession(ctx context.Context, s *latchkey.Session) error {
 	w.count("CreateSession")
 	return w.Store.CreateSession(ctx, s)
+}
+
+func (w *writeCountingStore) FindWebAuthnCredentials(ctx context.Context, id latchkey.UserID) ([]*latchkey.WebAuthnCredential, error) {
+	defer w.read("FindWebAuthnCredentials")
+	return w.Store.FindWebAuthnCredentials(ctx, id)
+}
+
+func (w *writeCountingStore) FindDevices(ctx context.Context, id latchkey.UserID) ([]*latchkey.Device, error) {
+	defer w.read("FindDevices")
+	return w.Store.FindDevices(ctx, id)
+}
+
+func (w *writeCountingStore) FindRecoveryCodes(ctx context.Context, id latchkey.UserID) ([]*latchkey.RecoveryCode, error) {
+	defer w.read("FindRecoveryCodes")
+	return w.Store.FindRecoveryCodes(ctx, id)
+}
+
+func (w *writeCountingStore) StartPasswordSession(ctx context.Context, p *latchkey.PasswordSignIn) error {
+	w.count("StartPasswordSession")
+	if w.failStart != nil {
+		return w.failStart
+	}
+	return w.Store.StartPasswordSession(ctx, p)
 }
 
 func (w *writeCountingStore) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorCompletion) error {
@@ -311,5 +339,97 @@ func TestTOTPRightCodeLocked(t *testing.T) {
 	events, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
 	if last := events[len(events)-1]; last.Detail != "account locked" || last.Outcome != latchkey.OutcomeDenied {
 		t.Errorf("last audit entry = %+v, want the lock", last)
+	}
+}
+
+// TestPasswordStepWritesOnce: a right password reads each list of factors once and writes
+// once after its hash (Store.StartPasswordSession: the refund of its attempt, the new
+// session, the resets of a sign-in without a second factor and the audit entry); when that
+// write fails, the attempt is refunded all the same.
+func TestPasswordStepWritesOnce(t *testing.T) {
+	e, ws := newCountingEnv(t)
+	ctx := context.Background()
+	e.user(t, "alice")
+	e.enableTOTP(t, e.signIn(t, "alice"))
+	bob := e.user(t, "bob")
+	for _, key := range []string{latchkey.ThrottleKeyUser("bob"), latchkey.ThrottleKeyPush("bob")} {
+		if _, err := e.db.RecordFailure(ctx, key, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.clock.Add(time.Minute)
+	// audited returns the sign-ins' audit entries, the newest first.
+	audited := func() []*latchkey.AuditEvent {
+		t.Helper()
+		all, err := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list []*latchkey.AuditEvent
+		for _, ev := range all {
+			if ev.Action == latchkey.ActionLogin {
+				list = append(list, ev)
+			}
+		}
+		slices.SortFunc(list, func(a, b *latchkey.AuditEvent) int { return int(b.ID - a.ID) })
+		return list
+	}
+	ws.take()
+	ws.takeReads()
+
+	before := len(audited())
+	res, err := e.svc.Login(ctx, alice, "", "alice", goodPassword)
+	if err != nil || res.State != latchkey.StateSecondFactor {
+		t.Fatalf("Login(alice) = %+v, %v", res, err)
+	}
+	if want := []string{latchkey.MethodTOTP, latchkey.MethodRecovery}; !slices.Equal(res.Methods, want) {
+		t.Errorf("methods %v, want %v", res.Methods, want)
+	}
+	if got := ws.take(); len(got) != 2 || got["ReserveAttempt"] != 1 || got["StartPasswordSession"] != 1 {
+		t.Errorf("writes %v, want ReserveAttempt and StartPasswordSession once each", got)
+	}
+	if got := ws.takeReads(); len(got) != 3 || got["FindTOTPCredentials"] != 1 || got["FindWebAuthnCredentials"] != 1 || got["FindRecoveryCodes"] != 1 {
+		t.Errorf("reads %v, want the TOTP credentials, the security keys and the recovery codes once each", got)
+	}
+	if th, _ := e.db.FindThrottle(ctx, latchkey.ThrottleKeyUser("alice")); th.Failures != 0 {
+		t.Errorf("alice's counter = %d after a right password, want 0", th.Failures)
+	}
+	if list := audited(); len(list) != before+1 || list[0].Outcome != latchkey.OutcomePasswordOK || list[0].Detail != "next: second_factor" {
+		t.Errorf("audit after alice's password: %d entries (was %d), newest %+v", len(list), before, list[0])
+	}
+	if s, err := e.db.FindSessionByID(ctx, res.Session.ID); err != nil || s.State != latchkey.StateSecondFactor {
+		t.Errorf("alice's flow = %+v, %v", s, err)
+	}
+
+	// Without a second factor: signed in, both counters reset in the same write.
+	res, err = e.svc.Login(ctx, alice, "", "bob", goodPassword)
+	if err != nil || res.State != latchkey.StateAuthenticated || res.User.ID != bob.ID {
+		t.Fatalf("Login(bob) = %+v, %v", res, err)
+	}
+	if got := ws.take(); len(got) != 2 || got["ReserveAttempt"] != 1 || got["StartPasswordSession"] != 1 {
+		t.Errorf("bob: writes %v, want ReserveAttempt and StartPasswordSession once each", got)
+	}
+	for _, key := range []string{latchkey.ThrottleKeyUser("bob"), latchkey.ThrottleKeyPush("bob")} {
+		if th, _ := e.db.FindThrottle(ctx, key); th.Failures != 0 {
+			t.Errorf("%s = %d after bob signed in, want reset", key, th.Failures)
+		}
+	}
+	if list := audited(); len(list) != before+2 || list[0].Outcome != latchkey.OutcomeSuccess || list[0].UserID != bob.ID {
+		t.Errorf("audit after bob's password: newest %+v", list[0])
+	}
+
+	// The write fails: the sign-in fails, and the right password's attempt is refunded.
+	ws.failStart = errors.New("disk full")
+	if _, err := e.svc.Login(ctx, alice, "", "alice", goodPassword); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Login with the write failing = %v, want its error", err)
+	}
+	if got := ws.take(); got["RefundAttempt"] != 1 {
+		t.Errorf("writes %v after the failed write, want a RefundAttempt", got)
+	}
+	if th, _ := e.db.FindThrottle(ctx, latchkey.ThrottleKeyUser("alice")); th.Failures != 0 {
+		t.Errorf("alice's counter = %d after a right password whose write failed, want 0", th.Failures)
+	}
+	if n := len(audited()); n != before+2 {
+		t.Errorf("%d audit entries after the failed write, want %d", n, before+2)
 	}
 }

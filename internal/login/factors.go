@@ -54,55 +54,78 @@ func ParseFactorRef(ref string) (kind string, id int64, err error) {
 // Factors lists every second factor of the user in one list: the primary first, then
 // authenticator apps, Latch devices and security keys, oldest first within each kind.
 func (s *Service) Factors(ctx context.Context, u *latchkey.User) ([]Factor, error) {
-	creds, err := s.opt.Store.FindTOTPCredentials(ctx, u.ID)
+	l, err := s.readFactors(ctx, u)
 	if err != nil {
-		return nil, fmt.Errorf("find totp credentials: %w", err)
+		return nil, err
 	}
+	return l.factors(u), nil
+}
+
+// factorLists are the rows a user's second factors are made of, each read once: the
+// Security page's list (factors) and the methods of a sign-in (Service.methods) are both
+// made from them.
+type factorLists struct {
+	creds []*latchkey.TOTPCredential
+	devs  []*latchkey.Device             // nil without push
+	keys  []*latchkey.WebAuthnCredential // nil without security keys
+}
+
+// readFactors reads the user's TOTP credentials, Latch devices (with push) and security keys
+// (when they are on).
+func (s *Service) readFactors(ctx context.Context, u *latchkey.User) (factorLists, error) {
+	var l factorLists
+	var err error
+	if l.creds, err = s.opt.Store.FindTOTPCredentials(ctx, u.ID); err != nil {
+		return l, fmt.Errorf("find totp credentials: %w", err)
+	}
+	if s.opt.Pusher != nil {
+		if l.devs, err = s.opt.Store.FindDevices(ctx, u.ID); err != nil {
+			return l, fmt.Errorf("find devices: %w", err)
+		}
+	}
+	if s.wa != nil {
+		if l.keys, err = s.opt.Store.FindWebAuthnCredentials(ctx, u.ID); err != nil {
+			return l, fmt.Errorf("find security keys: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// factors is Factors of the lists l read.
+func (l factorLists) factors(u *latchkey.User) []Factor {
 	var out []Factor
-	for _, c := range creds {
+	for _, c := range l.creds {
 		if c.Confirmed() && c.DeviceID == 0 {
 			out = append(out, Factor{Ref: ref(KindTOTP, c.ID), Kind: KindTOTP, ID: c.ID, Name: c.Name, Type: "Authenticator app", AddedAt: *c.ConfirmedAt, LastUsedAt: c.LastUsedAt})
 		}
 	}
 	primaryDevice := int64(0)
-	if s.opt.Pusher != nil {
-		devs, err := s.opt.Store.FindDevices(ctx, u.ID)
-		if err != nil {
-			return nil, fmt.Errorf("find devices: %w", err)
+	for _, d := range l.devs {
+		if d.Primary && d.State == latchkey.DeviceActive {
+			primaryDevice = d.ID
 		}
-		for _, d := range devs {
-			if d.Primary && d.State == latchkey.DeviceActive {
-				primaryDevice = d.ID
-			}
-			if d.State != latchkey.DeviceActive && d.State != latchkey.DevicePending {
-				continue
-			}
-			typ := "Latch app"
-			if d.Platform != "" {
-				typ += " · " + d.Platform
-			}
-			out = append(out, Factor{Ref: ref(KindDevice, d.ID), Kind: KindDevice, ID: d.ID, Name: d.Name, Type: typ, AddedAt: d.CreatedAt, LastUsedAt: d.LastUsedAt, Pending: d.State == latchkey.DevicePending})
+		if d.State != latchkey.DeviceActive && d.State != latchkey.DevicePending {
+			continue
 		}
+		typ := "Latch app"
+		if d.Platform != "" {
+			typ += " · " + d.Platform
+		}
+		out = append(out, Factor{Ref: ref(KindDevice, d.ID), Kind: KindDevice, ID: d.ID, Name: d.Name, Type: typ, AddedAt: d.CreatedAt, LastUsedAt: d.LastUsedAt, Pending: d.State == latchkey.DevicePending})
 	}
-	if s.wa != nil {
-		keys, err := s.SecurityKeys(ctx, u)
-		if err != nil {
-			return nil, err
+	for _, k := range l.keys {
+		typ := "Security key"
+		if k.Discoverable {
+			typ = "Passkey"
 		}
-		for _, k := range keys {
-			typ := "Security key"
-			if k.Passkey {
-				typ = "Passkey"
-			}
-			out = append(out, Factor{Ref: ref(KindKey, k.ID), Kind: KindKey, ID: k.ID, Name: k.Name, Type: typ, AddedAt: k.AddedAt, LastUsedAt: k.LastUsedAt, Passkey: k.Passkey, CloneWarning: k.CloneWarning})
-		}
+		out = append(out, Factor{Ref: ref(KindKey, k.ID), Kind: KindKey, ID: k.ID, Name: k.Name, Type: typ, AddedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, Passkey: k.Discoverable, CloneWarning: k.CloneWarning})
 	}
 	if i := primaryIndex(out, u.PrimaryFactor, primaryDevice); i >= 0 {
 		out[i].Primary = true
 		p := out[i]
 		out = append([]Factor{p}, slices.Delete(out, i, i+1)...)
 	}
-	return out, nil
+	return out
 }
 
 func ref(kind string, id int64) string { return kind + ":" + strconv.FormatInt(id, 10) }
@@ -133,19 +156,19 @@ func primaryIndex(list []Factor, chosen string, primaryDevice int64) int {
 	return find(func(f Factor) bool { return !f.Pending })
 }
 
-// primaryMethod is the sign-in method of the user's primary factor, "" when there is none.
-func (s *Service) primaryMethod(ctx context.Context, u *latchkey.User) (string, error) {
-	fs, err := s.Factors(ctx, u)
-	if err != nil || len(fs) == 0 || !fs[0].Primary {
-		return "", err
+// primaryMethod is the sign-in method of the user's primary factor among fs (Factors), ""
+// when there is none.
+func primaryMethod(fs []Factor) string {
+	if len(fs) == 0 || !fs[0].Primary {
+		return ""
 	}
 	switch fs[0].Kind {
 	case KindDevice:
-		return latchkey.MethodPush, nil
+		return latchkey.MethodPush
 	case KindKey:
-		return latchkey.MethodWebAuthn, nil
+		return latchkey.MethodWebAuthn
 	}
-	return latchkey.MethodTOTP, nil
+	return latchkey.MethodTOTP
 }
 
 // SetPrimaryFactor makes the factor ref ("totp:3", "device:7", "webauthn:12") the one offered
@@ -194,16 +217,4 @@ func (s *Service) RenameTOTP(ctx context.Context, c Client, u *latchkey.User, id
 	}
 	s.audit(ctx, c, u, "", latchkey.ActionTOTPRenamed, latchkey.OutcomeSuccess, fmt.Sprintf("app %d", id))
 	return nil
-}
-
-// orderMethods puts the method of the user's primary factor first.
-func (s *Service) orderMethods(ctx context.Context, u *latchkey.User, m []string) ([]string, error) {
-	p, err := s.primaryMethod(ctx, u)
-	if err != nil {
-		return nil, err
-	}
-	if i := slices.Index(m, p); i > 0 {
-		m = append([]string{p}, slices.Delete(m, i, i+1)...)
-	}
-	return m, nil
 }

@@ -405,33 +405,22 @@ func (s *Service) abandonIfEnded(ctx context.Context, a attempt, err error) {
 	}
 }
 
-// methods returns the second factors a user can use now.
+// methods returns the second factors a user can use now, the primary factor's first. Each
+// list is read once (readFactors), and the recovery codes only when there is a factor.
 func (s *Service) methods(ctx context.Context, u *latchkey.User) ([]string, error) {
-	creds, err := s.opt.Store.FindTOTPCredentials(ctx, u.ID)
+	l, err := s.readFactors(ctx, u)
 	if err != nil {
-		return nil, fmt.Errorf("find totp credentials: %w", err)
+		return nil, err
 	}
 	var m []string
-	if s.opt.Pusher != nil {
-		devs, err := s.opt.Store.FindDevices(ctx, u.ID)
-		if err != nil {
-			return nil, fmt.Errorf("find devices: %w", err)
-		}
-		if slices.ContainsFunc(devs, func(d *latchkey.Device) bool { return d.State == latchkey.DeviceActive }) {
-			m = append(m, latchkey.MethodPush)
-		}
+	if slices.ContainsFunc(l.devs, func(d *latchkey.Device) bool { return d.State == latchkey.DeviceActive }) {
+		m = append(m, latchkey.MethodPush)
 	}
-	if slices.ContainsFunc(creds, (*latchkey.TOTPCredential).Confirmed) {
+	if slices.ContainsFunc(l.creds, (*latchkey.TOTPCredential).Confirmed) {
 		m = append(m, latchkey.MethodTOTP)
 	}
-	if s.wa != nil {
-		keys, err := s.opt.Store.FindWebAuthnCredentials(ctx, u.ID)
-		if err != nil {
-			return nil, fmt.Errorf("find security keys: %w", err)
-		}
-		if len(keys) > 0 {
-			m = append(m, latchkey.MethodWebAuthn)
-		}
+	if len(l.keys) > 0 {
+		m = append(m, latchkey.MethodWebAuthn)
 	}
 	if len(m) == 0 {
 		return nil, nil
@@ -443,7 +432,10 @@ func (s *Service) methods(ctx context.Context, u *latchkey.User) ([]string, erro
 	if slices.ContainsFunc(codes, func(c *latchkey.RecoveryCode) bool { return c.UsedAt == nil }) {
 		m = append(m, latchkey.MethodRecovery)
 	}
-	return s.orderMethods(ctx, u, m)
+	if p := primaryMethod(l.factors(u)); slices.Index(m, p) > 0 {
+		m = append([]string{p}, slices.DeleteFunc(m, func(x string) bool { return x == p })...)
+	}
+	return m, nil
 }
 
 // Login performs the password step. oldToken, when not empty, is the caller's current session
@@ -495,16 +487,17 @@ func (s *Service) Login(ctx context.Context, c Client, oldToken, username, pw st
 		s.audit(ctx, c, u, "", latchkey.ActionLogin, latchkey.OutcomeFailure, detail)
 		return nil, errBadCredentials
 	}
-	s.refund(ctx, key)
 	if rehash {
 		s.rehash(ctx, u, pw)
 	}
 	methods, err := s.methods(ctx, u)
 	if err != nil {
+		s.refund(ctx, key)
 		return nil, err
 	}
 	now := s.now()
 	if old := s.remembered(ctx, oldToken, u, now); old != nil {
+		s.refund(ctx, key)
 		return s.resume(ctx, c, oldToken, old, u)
 	}
 	sess := &latchkey.Session{UserID: u.ID, AMR: []string{latchkey.AMRPassword}, PasswordAt: now, CreatedAt: now, LastSeenAt: now, IP: c.IP, UserAgent: c.UserAgent}
@@ -517,19 +510,59 @@ func (s *Service) Login(ctx context.Context, c Client, oldToken, username, pw st
 	default:
 		sess.State, sess.ExpiresAt = latchkey.StateAuthenticated, now.Add(s.opt.MaxAge)
 	}
-	res, err := s.issue(ctx, oldToken, sess)
+	outcome := latchkey.OutcomeSuccess
+	if sess.State != latchkey.StateAuthenticated {
+		outcome = latchkey.OutcomePasswordOK
+	}
+	if s.ref(oldToken).ok {
+		// A sign-in from a browser with a session: the old one is rotated (issue), apart
+		// from the refund and the audit entry.
+		s.refund(ctx, key)
+		res, err := s.issue(ctx, oldToken, sess)
+		if err != nil {
+			return nil, err
+		}
+		res.User, res.Methods = u, methods
+		if sess.State == latchkey.StateAuthenticated {
+			s.succeed(ctx, c, u)
+		}
+		s.audit(ctx, c, u, "", latchkey.ActionLogin, outcome, "next: "+string(sess.State))
+		return res, nil
+	}
+	res, err := s.start(ctx, c, key, sess, u, outcome)
 	if err != nil {
 		return nil, err
 	}
-	res.User, res.Methods = u, methods
-	outcome := latchkey.OutcomeSuccess
-	if sess.State == latchkey.StateAuthenticated {
-		s.succeed(ctx, c, u)
-	} else {
-		outcome = latchkey.OutcomePasswordOK
-	}
-	s.audit(ctx, c, u, "", latchkey.ActionLogin, outcome, "next: "+string(sess.State))
+	res.Methods = methods
 	return res, nil
+}
+
+// start stores sess, the new session of a right password, under a new token, in one
+// transaction with the refund of the password's attempt, the resets of a sign-in that needs
+// no second factor (succeed) and the audit entry (Store.StartPasswordSession). When it fails,
+// the attempt is refunded alone: the password was right.
+func (s *Service) start(ctx context.Context, c Client, key attempt, sess *latchkey.Session, u *latchkey.User, outcome string) (*Result, error) {
+	tok, ref, err := s.newSessionToken(tokenRef{})
+	if err == nil {
+		sess.ID, sess.Verifier = ref.id, ref.verifier
+		sess.SID, err = s.newSID()
+	}
+	if err != nil {
+		s.refund(ctx, key)
+		return nil, err
+	}
+	ps := &latchkey.PasswordSignIn{RefundKey: key.key, RefundN: key.n, RefundPrev: key.prev, Session: sess,
+		Audit: &latchkey.AuditEvent{Time: sess.CreatedAt, UserID: u.ID, Username: u.Username, Action: latchkey.ActionLogin,
+			Outcome: outcome, IP: c.IP, UserAgent: c.UserAgent, Detail: "next: " + string(sess.State)}}
+	if sess.State == latchkey.StateAuthenticated {
+		ps.ResetThrottles = []string{userKey(u.Username), latchkey.ThrottleKeyPush(u.Username)}
+	}
+	if err := s.opt.Store.StartPasswordSession(ctx, ps); err != nil {
+		s.refund(ctx, key)
+		return nil, fmt.Errorf("store session: %w", err)
+	}
+	s.ip.Refund(key.ip, s.now())
+	return &Result{Token: tok, Session: sess, State: sess.State, User: u}, nil
 }
 
 // resume signs u in again with the password alone in the session old, whose second-factor

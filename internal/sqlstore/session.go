@@ -14,10 +14,19 @@ import (
 func insertSession(ctx context.Context, tx interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }, s *latchkey.Session) error {
-	_, err := tx.ExecContext(ctx,
-		`INSERT INTO sessions (id, sid, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent, verifier)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		s.ID, s.SID, s.UserID, string(s.State), strings.Join(s.AMR, " "), us(s.PasswordAt), usPtr(s.MFAAt), us(s.CreatedAt), us(s.LastSeenAt), us(s.ExpiresAt), s.IP, s.UserAgent, s.Verifier)
+	return sessionInserted(tx.ExecContext(ctx, qInsertSession, sessionArgs(s)...))
+}
+
+const qInsertSession = `INSERT INTO sessions (id, sid, user_id, state, amr, password_at, mfa_at, created_at, last_seen_at, expires_at, ip, user_agent, verifier)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
+
+// sessionArgs are qInsertSession's arguments for s.
+func sessionArgs(s *latchkey.Session) []any {
+	return []any{s.ID, s.SID, s.UserID, string(s.State), strings.Join(s.AMR, " "), us(s.PasswordAt), usPtr(s.MFAAt), us(s.CreatedAt), us(s.LastSeenAt), us(s.ExpiresAt), s.IP, s.UserAgent, s.Verifier}
+}
+
+// sessionInserted is the error of qInsertSession's result: EConflict when the session exists.
+func sessionInserted(_ sql.Result, err error) error {
 	if isUnique(err) {
 		return latchkey.Errorf(latchkey.EConflict, "The session exists already.")
 	} else if err != nil {
@@ -248,12 +257,13 @@ func (s *DB) ReserveAttempt(ctx context.Context, key string, seen latchkey.Throt
 	return n == 1, nil
 }
 
+const qRefundAttempt = `UPDATE throttles SET failures = failures - 1,
+		   last_failure_at = CASE WHEN failures = $2 THEN $3 ELSE last_failure_at END
+		 WHERE key = $1 AND failures > 0`
+
 // RefundAttempt takes back one counted attempt of key.
 func (s *DB) RefundAttempt(ctx context.Context, key string, n int, prev time.Time) error {
-	if _, err := s.exec(ctx,
-		`UPDATE throttles SET failures = failures - 1,
-		   last_failure_at = CASE WHEN failures = $2 THEN $3 ELSE last_failure_at END
-		 WHERE key = $1 AND failures > 0`, key, n, us(prev)); err != nil {
+	if _, err := s.exec(ctx, qRefundAttempt, key, n, us(prev)); err != nil {
 		return fmt.Errorf("refund attempt: %w", err)
 	}
 	return nil

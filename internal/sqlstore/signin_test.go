@@ -438,3 +438,88 @@ func TestCompleteSecondFactorInPlace(t *testing.T) {
 		}
 	})
 }
+
+// passwordSignInOf is the PasswordSignIn of a right password for u in completionFixture: a
+// second-factor flow "signed-in-N" (the name readCompletionState looks for), the account's
+// attempt (its second failure, reserved at t0+1m) taken back.
+func passwordSignInOf(u *latchkey.User, flow int) *latchkey.PasswordSignIn {
+	at := t0.Add(time.Minute)
+	return &latchkey.PasswordSignIn{
+		RefundKey: "user:alice", RefundN: 2, RefundPrev: t0,
+		Session: &latchkey.Session{ID: fmt.Sprintf("signed-in-%d", flow), SID: fmt.Sprintf("new-sid-%d", flow), UserID: u.ID, State: latchkey.StateSecondFactor,
+			AMR: []string{"pwd"}, PasswordAt: at, CreatedAt: at, LastSeenAt: at, ExpiresAt: at.Add(5 * time.Minute), IP: "192.0.2.1"},
+		Audit: &latchkey.AuditEvent{Time: at, UserID: u.ID, Username: "alice", Action: latchkey.ActionLogin, Outcome: latchkey.OutcomePasswordOK, IP: "192.0.2.1"},
+	}
+}
+
+// TestStartPasswordSession: the refund of the password's attempt, the new session, the resets
+// and the audit entry are written together, and a refused one writes none of them.
+func TestStartPasswordSession(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u, _ := completionFixture(t, db, 2)
+		at := t0.Add(time.Minute)
+		reserve := func() {
+			t.Helper()
+			th, _ := db.FindThrottle(ctx, "user:alice")
+			if ok, err := db.ReserveAttempt(ctx, "user:alice", th, at); err != nil || !ok {
+				t.Fatalf("ReserveAttempt = %v, %v", ok, err)
+			}
+		}
+		reserve()
+		if got, want := readCompletionState(t, db, u, 0), (completionState{flowExists: true, lastStep: 10, userFailures: 2, pushFailures: 1, auditEntries: 1}); got != want {
+			t.Fatalf("before: %+v, want %+v", got, want)
+		}
+
+		// A flow waiting for its second factor: the attempt is taken back (the counter's
+		// failure and its time as before it), the push counter stays.
+		ps := passwordSignInOf(u, 0)
+		if err := db.StartPasswordSession(ctx, ps); err != nil {
+			t.Fatalf("StartPasswordSession: %v", err)
+		}
+		if got, want := readCompletionState(t, db, u, 0), (completionState{flowExists: true, signedInExists: true, lastStep: 10, userFailures: 1, pushFailures: 1, auditEntries: 2}); got != want {
+			t.Errorf("after: %+v, want %+v", got, want)
+		}
+		if th, _ := db.FindThrottle(ctx, "user:alice"); !th.LastFailureAt.Equal(t0) {
+			t.Errorf("the counter's last failure = %v after the refund, want %v", th.LastFailureAt, t0)
+		}
+		if ps.Audit.ID == 0 || db.Dialect() == sqlstore.SQLite && len(ps.Audit.Hash) == 0 {
+			t.Errorf("the audit entry's ID and hash were not set: %+v", ps.Audit)
+		}
+		if s, err := db.FindSessionByID(ctx, "signed-in-0"); err != nil || s.State != latchkey.StateSecondFactor || s.SID != "new-sid-0" || s.UserID != u.ID {
+			t.Errorf("the new session = %+v, %v", s, err)
+		}
+
+		// Refused, the session's ID or SID taken: nothing is written, the attempt stays
+		// counted.
+		reserve()
+		untouched := completionState{flowExists: true, lastStep: 10, userFailures: 2, pushFailures: 1, auditEntries: 2}
+		for name, ps := range map[string]*latchkey.PasswordSignIn{
+			"ID taken":  func() *latchkey.PasswordSignIn { p := passwordSignInOf(u, 1); p.Session.ID = "flow-0"; return p }(),
+			"SID taken": func() *latchkey.PasswordSignIn { p := passwordSignInOf(u, 1); p.Session.SID = "sid-0"; return p }(),
+		} {
+			if err := db.StartPasswordSession(ctx, ps); errCode(err) != latchkey.EConflict {
+				t.Errorf("%s: StartPasswordSession = %v, want %s", name, err, latchkey.EConflict)
+			}
+			if ps.Audit.ID != 0 {
+				t.Errorf("%s: the refused audit entry kept ID %d", name, ps.Audit.ID)
+			}
+			if got := readCompletionState(t, db, u, 1); got != untouched {
+				t.Errorf("%s: state %+v, want %+v", name, got, untouched)
+			}
+		}
+
+		// Signed in with the password alone: the account's and push counters are reset (the
+		// refund of a counter that is reset is no statement of its own), without an audit
+		// entry.
+		ps = passwordSignInOf(u, 1)
+		ps.Session.State, ps.Audit = latchkey.StateAuthenticated, nil
+		ps.ResetThrottles = []string{"user:alice", "push:alice"}
+		if err := db.StartPasswordSession(ctx, ps); err != nil {
+			t.Fatalf("StartPasswordSession with resets: %v", err)
+		}
+		if got, want := readCompletionState(t, db, u, 1), (completionState{flowExists: true, signedInExists: true, lastStep: 10, auditEntries: 2}); got != want {
+			t.Errorf("with resets: %+v, want %+v", got, want)
+		}
+	})
+}
