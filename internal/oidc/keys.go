@@ -88,12 +88,21 @@ func (p *Provider) rotate(ctx context.Context, staleBefore time.Time) (*latchkey
 // activeKey returns the newest unretired key, creating one when there is none or it is older
 // than KeyRotation. Of the requests that find it so at once, on every node, one creates it
 // and the others sign with it: this node's take turns here, and the store's rotation refuses
-// to create a second key (RotateOIDCSigningKey).
+// to create a second key (RotateOIDCSigningKey). While one request replaces a stale key (an
+// RSA key takes a while to generate), this node's others sign with the stale one, which is
+// still valid, instead of waiting; only requests that find no key at all wait for it.
 func (p *Provider) activeKey(ctx context.Context) (*latchkey.OIDCSigningKey, error) {
-	if k, err := p.freshKey(ctx); k != nil || err != nil {
+	k, stale, err := p.newestKey(ctx)
+	if err != nil || (k != nil && !stale) {
 		return k, err
 	}
-	p.rotating.Lock()
+	if k != nil {
+		if !p.rotating.TryLock() {
+			return k, nil
+		}
+	} else {
+		p.rotating.Lock()
+	}
 	defer p.rotating.Unlock()
 	if k, err := p.freshKey(ctx); k != nil || err != nil {
 		return k, err
@@ -118,19 +127,26 @@ func (p *Provider) staleBefore() time.Time {
 // freshKey returns the newest unretired key when it was created at or after staleBefore, or
 // nil.
 func (p *Provider) freshKey(ctx context.Context) (*latchkey.OIDCSigningKey, error) {
+	k, stale, err := p.newestKey(ctx)
+	if err != nil || stale {
+		return nil, err
+	}
+	return k, nil
+}
+
+// newestKey returns the newest unretired key (nil when there is none), and whether it was
+// created before staleBefore.
+func (p *Provider) newestKey(ctx context.Context) (*latchkey.OIDCSigningKey, bool, error) {
 	keys, err := p.opt.Store.FindOIDCSigningKeys(ctx, p.now())
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	for _, k := range keys {
 		if k.RetiredAt == nil {
-			if !k.CreatedAt.Before(p.staleBefore()) {
-				return k, nil
-			}
-			break
+			return k, k.CreatedAt.Before(p.staleBefore()), nil
 		}
 	}
-	return nil, nil
+	return nil, false, nil
 }
 
 // SigningKey returns the active key, parsed once while it stays the active one.

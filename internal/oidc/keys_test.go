@@ -119,3 +119,77 @@ func authorized(t *testing.T, f *fixture) string {
 	}
 	return id
 }
+
+// gatedRotation is the real store whose rotations, once gate is set, say they started and
+// wait for gate to close.
+type gatedRotation struct {
+	oidc.Store
+	gate    chan struct{}
+	started chan struct{}
+}
+
+func (s *gatedRotation) RotateOIDCSigningKey(ctx context.Context, k *latchkey.OIDCSigningKey, retiredUntil, staleBefore time.Time) (bool, error) {
+	if s.gate != nil {
+		s.started <- struct{}{}
+		<-s.gate
+	}
+	return s.Store.RotateOIDCSigningKey(ctx, k, retiredUntil, staleBefore)
+}
+
+// While one token request replaces the stale signing key, the node's other token requests
+// sign with the stale key instead of waiting for the new one; the ones after the rotation
+// sign with the new key.
+func TestStaleKeySignsWhileRotating(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	store := &gatedRotation{Store: f.db, started: make(chan struct{}, 1)}
+	clock := func() time.Time { return f.now }
+	p, err := oidc.New(oidc.Options{Store: store, Issuer: "http://id.test", Now: clock, Audit: audit.New(f.db, nil, clock)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.p = p
+	k1, err := p.RotateKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.now = f.now.Add(31 * 24 * time.Hour) // older than KeyRotation (30 days)
+	first, second := f.code(t, authorized(t, f)), f.code(t, authorized(t, f))
+	store.gate = make(chan struct{})
+	done := make(chan string)
+	go func() {
+		rec := httptest.NewRecorder()
+		p.Handler().ServeHTTP(rec, f.tokenRequest("app", first))
+		done <- rec.Body.String()
+	}()
+	<-store.started
+
+	other := make(chan string)
+	go func() {
+		rec := httptest.NewRecorder()
+		p.Handler().ServeHTTP(rec, f.tokenRequest("app", second))
+		other <- rec.Body.String()
+	}()
+	select {
+	case body := <-other:
+		if kid := idTokenKID(t, body); kid != k1.ID {
+			t.Errorf("the token request during the rotation: ID token signed by %s, want the stale key %s", kid, k1.ID)
+		}
+	case <-time.After(10 * time.Second):
+		close(store.gate)
+		<-done
+		t.Fatal("the token request during the rotation waited for it")
+	}
+	close(store.gate)
+	k2 := idTokenKID(t, <-done)
+	if k2 == k1.ID {
+		t.Fatalf("the rotating request's ID token was signed by the stale key %s", k1.ID)
+	}
+	store.gate = nil
+	if kid := idTokenKID(t, f.exchange(t, "app", authorized(t, f))); kid != k2 {
+		t.Errorf("ID token after the rotation signed by %s, want the new key %s", kid, k2)
+	}
+	if keys, err := f.db.FindOIDCSigningKeys(ctx, f.now); err != nil || len(keys) != 2 || keys[0].ID != k2 || keys[0].RetiredAt != nil || keys[1].RetiredAt == nil {
+		t.Errorf("keys after the rotation: %+v, %v; want %s active and %s retired", keys, err, k2, k1.ID)
+	}
+}
