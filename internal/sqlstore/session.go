@@ -176,6 +176,15 @@ var qFindThrottles = func() (qs [maxThrottles]string) {
 	return qs
 }()
 
+// anyArgs is ss as a statement's arguments.
+func anyArgs(ss []string) []any {
+	args := make([]any, len(ss))
+	for i, v := range ss {
+		args[i] = v
+	}
+	return args
+}
+
 // maxThrottles bounds the keys of one FindThrottles read.
 const maxThrottles = 4
 
@@ -185,10 +194,7 @@ func (s *DB) FindThrottles(ctx context.Context, keys ...string) ([]latchkey.Thro
 	if len(keys) == 0 || len(keys) > maxThrottles {
 		return nil, fmt.Errorf("find throttles: %d keys, want 1 to %d", len(keys), maxThrottles)
 	}
-	args := make([]any, len(keys))
-	for i, k := range keys {
-		args[i] = k
-	}
+	args := anyArgs(keys)
 	type row struct {
 		key            string
 		failures, last int64

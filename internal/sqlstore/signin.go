@@ -67,10 +67,7 @@ func (s *DB) auditStatements() []string {
 // (auditchain.go): no lock of the whole trail.
 func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorCompletion) error {
 	var p txPlan
-	keys := make([]any, len(c.ResetThrottles))
-	for i, k := range c.ResetThrottles {
-		keys[i] = k
-	}
+	keys := anyArgs(c.ResetThrottles)
 	// When the counter admitted is one of those the sign-in resets (a TOTP sign-in: the
 	// account's), they are all reset first and returned as they were: the admission reads the
 	// counter it deletes, and on PostgreSQL the DELETE locks its row as FOR UPDATE did. A
@@ -159,11 +156,7 @@ func (s *DB) StartPasswordSession(ctx context.Context, ps *latchkey.PasswordSign
 	}
 	p.exec(func(_ int64, err error) error { return sessionInserted(nil, err) }, qInsertSession, sessionArgs(ps.Session)...)
 	if len(ps.ResetThrottles) > 0 {
-		keys := make([]any, len(ps.ResetThrottles))
-		for i, k := range ps.ResetThrottles {
-			keys[i] = k
-		}
-		s.planResetThrottles(&p, keys, &latchkey.Throttle{}, nil)
+		s.planResetThrottles(&p, anyArgs(ps.ResetThrottles), &latchkey.Throttle{}, nil)
 	}
 	return s.runPlan(ctx, ps.Audit, &p)
 }
