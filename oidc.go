@@ -208,6 +208,7 @@ type OIDCStore interface {
 	// after staleBefore exists, as when another request or node rotated first; rotations take
 	// turns, so of those started together one creates a key.
 	RotateOIDCSigningKey(ctx Context, k *OIDCSigningKey, retiredUntil, staleBefore time.Time) (bool, error)
-	// FindOIDCSigningKeys returns the keys that are not expired at t, newest first.
+	// FindOIDCSigningKeys returns the keys that are not expired at t, newest first. Only the
+	// active key (the newest not retired) has its PrivateKey: the others only verify.
 	FindOIDCSigningKeys(ctx Context, t time.Time) ([]*OIDCSigningKey, error)
 }

@@ -475,7 +475,8 @@ func (s *DB) RotateOIDCSigningKey(ctx context.Context, k *latchkey.OIDCSigningKe
 	return created, nil
 }
 
-// FindOIDCSigningKeys returns the keys not expired at t, newest first.
+// FindOIDCSigningKeys returns the keys not expired at t, newest first, with the private key
+// of the active one (the newest not retired) only: the others only verify, and stay sealed.
 func (s *DB) FindOIDCSigningKeys(ctx context.Context, t time.Time) ([]*latchkey.OIDCSigningKey, error) {
 	rows, err := s.query(ctx,
 		`SELECT id, algorithm, private_key, public_key, created_at, retired_at, expires_at FROM oidc_signing_keys
@@ -485,6 +486,7 @@ func (s *DB) FindOIDCSigningKeys(ctx context.Context, t time.Time) ([]*latchkey.
 	}
 	defer rows.Close()
 	var list []*latchkey.OIDCSigningKey
+	active := false
 	for rows.Next() {
 		var k latchkey.OIDCSigningKey
 		var sealed []byte
@@ -493,10 +495,13 @@ func (s *DB) FindOIDCSigningKeys(ctx context.Context, t time.Time) ([]*latchkey.
 		if err := rows.Scan(&k.ID, &k.Algorithm, &sealed, &k.PublicKey, &created, &retired, &expires); err != nil {
 			return nil, fmt.Errorf("find signing keys: %w", err)
 		}
-		if k.PrivateKey, err = s.openKey(sealed, k.ID); err != nil {
-			return nil, err
-		}
 		k.CreatedAt, k.RetiredAt, k.ExpiresAt = at(created), atPtr(retired), atPtr(expires)
+		if k.RetiredAt == nil && !active {
+			active = true
+			if k.PrivateKey, err = s.openKey(sealed, k.ID); err != nil {
+				return nil, err
+			}
+		}
 		list = append(list, &k)
 	}
 	return list, rows.Err()

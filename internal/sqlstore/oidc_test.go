@@ -234,7 +234,7 @@ func TestOIDCSigningKeys(t *testing.T) {
 		if ok, err := db.RotateOIDCSigningKey(ctx, kx, t0.Add(3*time.Hour), t0); err != nil || ok {
 			t.Fatalf("rotation with a fresh key active: %v, %v", ok, err)
 		}
-		if keys, err := db.FindOIDCSigningKeys(ctx, t0); err != nil || len(keys) != 1 || keys[0].ID != "k1" || keys[0].RetiredAt != nil {
+		if keys, err := db.FindOIDCSigningKeys(ctx, t0); err != nil || len(keys) != 1 || keys[0].ID != "k1" || keys[0].RetiredAt != nil || string(keys[0].PrivateKey) != string(priv) {
 			t.Fatalf("after the refused rotation: %+v, %v", keys, err)
 		}
 		// Once it is stale, it is replaced and retired, published until retiredUntil.
@@ -244,8 +244,13 @@ func TestOIDCSigningKeys(t *testing.T) {
 		keys, err := db.FindOIDCSigningKeys(ctx, t0.Add(2*time.Hour))
 		if err != nil || len(keys) != 2 || keys[0].ID != "k2" || keys[0].RetiredAt != nil || keys[1].RetiredAt == nil ||
 			!keys[1].RetiredAt.Equal(t0.Add(time.Hour)) ||
-			string(keys[1].PrivateKey) != string(priv) || string(keys[1].PublicKey) != "pub1" || keys[0].Algorithm != "ES256" {
+			string(keys[1].PublicKey) != "pub1" || keys[0].Algorithm != "ES256" {
 			t.Fatalf("FindOIDCSigningKeys = %+v, %v", keys, err)
+		}
+		// Only the active key's private key is opened: a retired one only verifies (its
+		// public key stays in the JWKS), and stays sealed.
+		if string(keys[0].PrivateKey) != "p2" || keys[1].PrivateKey != nil {
+			t.Errorf("private keys: active %q, retired %q; want %q and none", keys[0].PrivateKey, keys[1].PrivateKey, "p2")
 		}
 		if keys, err := db.FindOIDCSigningKeys(ctx, t0.Add(3*time.Hour)); err != nil || len(keys) != 1 || keys[0].ID != "k2" {
 			t.Errorf("after the retired key expired: %+v, %v", keys, err)
