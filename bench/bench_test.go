@@ -18,6 +18,7 @@ import (
 
 func TestMain(m *testing.M) {
 	argon2Child() // rawArgon2Process runs this binary again
+	rssChild()    // and TestPeakMeter
 	pgtest.Main(m)
 }
 

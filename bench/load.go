@@ -125,7 +125,7 @@ func drive(ctx context.Context, pids []int, nodes urls, scenario string, c int, 
 	var mu sync.Mutex
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
-	smp := sampleRSS(pids...)
+	smp := measurePeak(pids...)
 	writer0 := readWriter(ctx, nodes)
 	cpu0 := readCPU(pids)
 	begin := time.Now()

@@ -284,7 +284,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := runScenarios(ctx, o, nodes, sd, rep, oidcSecret, logf); err != nil {
 		return err
 	}
-	if rep.hwm, err = nodes.maxRSS("VmHWM"); err != nil {
+	if rep.hwm, err = peakOfRun(nodes); err != nil {
 		return err
 	}
 	err = nodes.stop()
@@ -499,7 +499,7 @@ func connectedDevices(ctx context.Context, o *options, srv *server, devs []bench
 	if err != nil {
 		return err
 	}
-	smp := sampleRSS(srv.pid())
+	smp := measurePeak(srv.pid())
 	logf("opening %d device event streams", o.devices)
 	dc := newClient(0)
 	dc.Timeout = 0

@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -269,54 +268,4 @@ func rss(pid int, field string) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
-}
-
-// sampler records the peak VmRSS of processes (the largest of any one), read every 10 ms,
-// between start and stop.
-type sampler struct {
-	pids []int
-	mu   sync.Mutex
-	peak uint64
-	stop chan struct{}
-	done chan struct{}
-}
-
-func sampleRSS(pids ...int) *sampler {
-	s := &sampler{pids: pids, stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			s.read()
-			select {
-			case <-s.stop:
-				s.read()
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return s
-}
-
-func (s *sampler) read() {
-	for _, pid := range s.pids {
-		v, err := rss(pid, "VmRSS")
-		if err != nil {
-			continue
-		}
-		s.mu.Lock()
-		s.peak = max(s.peak, v)
-		s.mu.Unlock()
-	}
-}
-
-// Stop ends sampling and returns the peak.
-func (s *sampler) Stop() uint64 {
-	close(s.stop)
-	<-s.done
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.peak
 }
