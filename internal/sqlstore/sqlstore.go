@@ -59,6 +59,9 @@ type DB struct {
 	// batches, on SQLite only, commits the transactions of concurrent callers together
 	// (group commit, batch.go).
 	batches *batcher
+	// wal, on SQLite only, starts the write-ahead log's writeback after writes, ahead of the
+	// checkpoints' syncs (writeback.go).
+	wal *writeback
 	// sessions, on SQLite only, keeps sessions with their users while the database has not
 	// changed (sessioncache.go).
 	sessions *sessionCache
@@ -153,6 +156,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	}
 	if s.dialect == SQLite {
 		s.batches = newBatcher(s)
+		s.wal = newWriteback(dsn + "-wal")
 		s.prepareBeforeBegin(ctx, qSavepoint, qRollbackTo, qRelease)
 		if s.sessions, err = newSessionCache(s.db.Driver(), sqliteName); err != nil {
 			s.Close()
@@ -207,7 +211,9 @@ func (s *DB) Close() error {
 	if s.sessions != nil {
 		s.sessions.close()
 	}
-	return s.db.Close()
+	err := s.db.Close()
+	s.wal.close() // after SQLite's own descriptors of the log (writeback.go)
+	return err
 }
 
 // migrate applies the embedded migrations of the dialect that are not yet recorded, each in

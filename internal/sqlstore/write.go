@@ -46,7 +46,10 @@ func (s *DB) lockWrites(ctx context.Context) (done func(), err error) {
 	}
 }
 
-func (s *DB) unlockWrites() { <-s.writer }
+func (s *DB) unlockWrites() {
+	<-s.writer
+	s.wal.poke()
+}
 
 // write runs f, a statement that writes outside a transaction, in this process's turn to write.
 func (s *DB) write(ctx context.Context, f func() error) error {

@@ -1,0 +1,243 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recordWriteback replaces db's log writeback with one that records the files it is asked
+// to write back, and returns the record.
+func recordWriteback(t *testing.T, db *DB) *writebackRecord {
+	t.Helper()
+	if db.wal == nil {
+		t.Fatalf("SQLite store without a log writeback on %s", runtime.GOOS)
+	}
+	path := db.wal.path
+	db.wal.close()
+	r := &writebackRecord{}
+	db.wal = &writeback{path: path, poked: make(chan struct{}, 1), stop: make(chan struct{}), start: r.start}
+	db.wal.done.Go(db.wal.run)
+	return r
+}
+
+type writebackRecord struct {
+	mu    sync.Mutex
+	files []string
+	at    []time.Time
+}
+
+func (r *writebackRecord) start(f *os.File) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.files = append(r.files, f.Name())
+	r.at = append(r.at, time.Now())
+	return nil
+}
+
+func (r *writebackRecord) calls() ([]string, []time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.files...), append([]time.Time(nil), r.at...)
+}
+
+// waitCalls waits until r has at least n calls.
+func (r *writebackRecord) waitCalls(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		files, _ := r.calls()
+		if len(files) >= n {
+			return files
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writebacks started, want %d", len(files), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestWritebackAfterWrites: after the store's writes, the writeback of the write-ahead log
+// (and of nothing else) is started, at most every writebackEvery however many writes come,
+// and an idle store starts none.
+func TestWritebackAfterWrites(t *testing.T) {
+	db := openBatchDB(t)
+	ctx := context.Background()
+	rec := recordWriteback(t, db)
+
+	time.Sleep(3 * writebackEvery)
+	if files, _ := rec.calls(); len(files) != 0 {
+		t.Fatalf("an idle store started %d writebacks: %v", len(files), files)
+	}
+
+	write := func(key string) {
+		t.Helper()
+		if err := db.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return insertThrottle(ctx, tx, key) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("one")
+	files := rec.waitCalls(t, 1)
+	if want := db.wal.path; files[0] != want || filepath.Base(want) != "batch.db-wal" {
+		t.Errorf("the writeback started for %q, want the write-ahead log %q", files[0], want)
+	}
+
+	// Writes as fast as they come for a while: one writeback per writebackEvery at most.
+	begin := time.Now()
+	n := 0
+	for time.Since(begin) < 20*writebackEvery {
+		write(fmt.Sprint("many:", n))
+		n++
+	}
+	elapsed := time.Since(begin)
+	time.Sleep(2 * writebackEvery)
+	files, at := rec.calls()
+	if max := int(elapsed/writebackEvery) + 3; len(files) > max {
+		t.Errorf("%d writes in %v started %d writebacks, want at most %d (one per %v)", n, elapsed, len(files), max, writebackEvery)
+	}
+	for i := 1; i < len(at); i++ {
+		if gap := at[i].Sub(at[i-1]); gap < writebackEvery-time.Millisecond {
+			t.Errorf("writebacks %d and %d started %v apart, want at least %v", i-1, i, gap, writebackEvery)
+		}
+	}
+	if len(files) < 3 {
+		t.Errorf("%d writes in %v started %d writebacks, want more than 2: the writes go on poking", n, elapsed, len(files))
+	}
+
+	// Idle again: nothing more.
+	settled := len(files)
+	time.Sleep(5 * writebackEvery)
+	if files, _ := rec.calls(); len(files) != settled {
+		t.Errorf("an idle store went on starting writebacks: %d after %d", len(files), settled)
+	}
+}
+
+// TestWritebackFollowsNewLog: when the log is deleted and created again (SQLite deletes it
+// with its last connection), the writeback opens the new one.
+func TestWritebackFollowsNewLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x-wal")
+	if err := os.WriteFile(path, []byte("first"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []string
+	w := &writeback{path: path, poked: make(chan struct{}, 1), stop: make(chan struct{}), start: func(f *os.File) error {
+		b := make([]byte, 16)
+		n, _ := f.ReadAt(b, 0)
+		mu.Lock()
+		seen = append(seen, string(b[:n]))
+		mu.Unlock()
+		return nil
+	}}
+	w.done.Go(w.run)
+	defer w.close()
+	wait := func(n int) []string {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			mu.Lock()
+			s := append([]string(nil), seen...)
+			mu.Unlock()
+			if len(s) >= n {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d writebacks, want %d", len(s), n)
+			}
+			w.poke()
+			time.Sleep(writebackEvery / 2)
+		}
+	}
+	wait(1)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	w.poke() // no log: nothing to write back, and no failure
+	time.Sleep(2 * writebackEvery)
+	if err := os.WriteFile(path, []byte("second"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := len(wait(1))
+	s := wait(n + 1)
+	if last := s[len(s)-1]; last != "second" {
+		t.Errorf("the writeback after the log was created again read %q, want the new log's %q (all: %q)", last, "second", s)
+	}
+}
+
+// TestWritebackReachesTheDisk is the kernel's side, on Linux: after writes, the log's pages
+// stop being dirty in the page cache within moments, where a file written beside it and left
+// alone stays dirty (the kernel writes dirty pages back after 30 s by default). cachestat(2)
+// reads a file's dirty pages (Linux 6.5); without it, or on a file system that keeps none,
+// the test has nothing to observe and says so. Should the control be clean too (something
+// synced the whole file system meanwhile), the attempt shows nothing and runs again.
+func TestWritebackReachesTheDisk(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("sync_file_range is Linux's")
+	}
+	db := openBatchDB(t)
+	ctx := context.Background()
+	dir := filepath.Dir(db.wal.path)
+
+	for attempt := range 3 {
+		control := filepath.Join(dir, fmt.Sprint("control", attempt))
+		if err := os.WriteFile(control, make([]byte, 1<<20), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cf, err := os.Open(control)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cf.Close()
+		if d, err := dirtyPages(cf); errors.Is(err, errNoCachestat) {
+			t.Skipf("no cachestat(2) here: %v", err)
+		} else if err != nil {
+			t.Fatal(err)
+		} else if d == 0 && attempt == 0 {
+			t.Skipf("the file system of %s keeps no dirty pages (a RAM-backed one?): nothing to observe", dir)
+		}
+
+		// 200 rows of 2 KiB: a few hundred pages of the log, fewer than a checkpoint's 1,000,
+		// so that no sync of SQLite's own writes them back.
+		for i := range 200 {
+			if err := db.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+				_, err := tx.ExecContext(ctx, `INSERT INTO throttles (key, failures, last_failure_at) VALUES (?, 1, 0)`, fmt.Sprintf("%d:%04d:%02000d", attempt, i, i))
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wf, err := os.Open(db.wal.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer wf.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			d, err := dirtyPages(wf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the write-ahead log still has %d dirty pages 5 s after the writes: its writeback was not started", d)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if d, err := dirtyPages(cf); err != nil {
+			t.Fatal(err)
+		} else if d > 0 {
+			return // the log was written back, the file left alone was not
+		}
+		t.Logf("attempt %d: the control file left alone is clean too (the file system was synced meanwhile?): inconclusive", attempt+1)
+	}
+	t.Fatal("three attempts inconclusive: the control file left alone was written back each time as fast as the log (vm.dirty_expire_centisecs?)")
+}
