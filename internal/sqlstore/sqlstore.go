@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,10 @@ type DB struct {
 	// wal, on SQLite only, starts the write-ahead log's writeback after writes, ahead of the
 	// checkpoints' syncs (writeback.go).
 	wal *writeback
+	// ckpt, on SQLite only, checkpoints the write-ahead log off the batch writer
+	// (checkpoint.go), and turns counts the turns to write taken (lockWrites) for it.
+	ckpt  *checkpointer
+	turns atomic.Int64
 	// sessions, on SQLite only, keeps sessions with their users while the database has not
 	// changed (sessioncache.go).
 	sessions *sessionCache
@@ -135,7 +140,8 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 		// BEGIN, so two writers queue (busy_timeout) instead of deadlocking on a lock upgrade.
 		// temp_store(MEMORY) keeps the savepoints' journal of a batch (batch.go) in memory: past
 		// 64 KiB SQLite would spill it to a temporary file, with system calls for every page.
-		q := "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=temp_store(MEMORY)&_txlock=immediate"
+		// wal_autocheckpoint is the safety net under the store's own checkpoints (checkpoint.go).
+		q := "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(" + strconv.Itoa(walAutoCheckpoint) + ")&_txlock=immediate"
 		if s.db, err = sql.Open("sqlite", "file:"+dsn+q); err != nil {
 			return nil, fmt.Errorf("open sqlite: %w", err)
 		}
@@ -157,6 +163,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	if s.dialect == SQLite {
 		s.batches = newBatcher(s)
 		s.wal = newWriteback(dsn + "-wal")
+		s.startCheckpointer()
 		s.prepareBeforeBegin(ctx, qSavepoint, qRollbackTo, qRelease)
 		if s.sessions, err = newSessionCache(s.db.Driver(), sqliteName); err != nil {
 			s.Close()
@@ -201,6 +208,7 @@ const maxPostgresConns = 20
 
 // Close closes the database.
 func (s *DB) Close() error {
+	s.ckpt.close()
 	if s.batches != nil {
 		s.batches.stop()
 	}

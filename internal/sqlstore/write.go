@@ -31,6 +31,7 @@ func (s *DB) lockWrites(ctx context.Context) (done func(), err error) {
 	}
 	select {
 	case s.writer <- struct{}{}:
+		s.turns.Add(1)
 		return s.unlockWrites, nil
 	default:
 	}
@@ -38,6 +39,7 @@ func (s *DB) lockWrites(ctx context.Context) (done func(), err error) {
 	defer t.Stop()
 	select {
 	case s.writer <- struct{}{}:
+		s.turns.Add(1)
 		return s.unlockWrites, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -49,6 +51,7 @@ func (s *DB) lockWrites(ctx context.Context) (done func(), err error) {
 func (s *DB) unlockWrites() {
 	<-s.writer
 	s.wal.poke()
+	s.ckpt.poke()
 }
 
 // write runs f, a statement that writes outside a transaction, in this process's turn to write.

@@ -70,6 +70,7 @@ func (r *writebackRecord) waitCalls(t *testing.T, n int) []string {
 func TestWritebackAfterWrites(t *testing.T) {
 	db := openBatchDB(t)
 	ctx := context.Background()
+	db.ckpt.close() // its passes' turns would start writebacks of their own
 	rec := recordWriteback(t, db)
 
 	time.Sleep(3 * writebackEvery)
@@ -183,6 +184,7 @@ func TestWritebackReachesTheDisk(t *testing.T) {
 	}
 	db := openBatchDB(t)
 	ctx := context.Background()
+	db.ckpt.close() // its passes would sync the log themselves
 	dir := filepath.Dir(db.wal.path)
 
 	for attempt := range 3 {
