@@ -113,7 +113,7 @@ func (s *stats) firstErrors() string {
 type step func(ctx context.Context, w int) (outcome, time.Duration, string)
 
 // drive runs c workers of the named scenario (one of scenarioNames) calling f in a loop for
-// d, sampling the memory of the nodes pids and reading the batch writer's time from the
+// d, measuring the peak memory of the nodes pids (peak.go) and reading the batch writer's time from the
 // metrics of the nodes at their URLs (writer.go); worker w's requests come from
 // clientAddr(scenario, w). A worker starts no new request after d; the requests in flight
 // finish and count (elapsed runs until the last one ends).
