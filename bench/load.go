@@ -113,9 +113,9 @@ func (s *stats) firstErrors() string {
 type step func(ctx context.Context, w int) (outcome, time.Duration, string)
 
 // drive runs c workers of the named scenario (one of scenarioNames) calling f in a loop for
-// d, measuring the peak memory of the nodes pids (peak.go) and reading the batch writer's time from the
-// metrics of the nodes at their URLs (writer.go); worker w's requests come from
-// clientAddr(scenario, w). A worker starts no new request after d; the requests in flight
+// d, measuring the peak memory of the nodes pids (peak.go) and reading the batch writer's
+// time from the metrics of the nodes at their URLs (writer.go); worker w's requests come
+// from clientAddr(scenario, w). A worker starts no new request after d; the requests in flight
 // finish and count (elapsed runs until the last one ends).
 // With cancel, requests still in flight at d are cancelled instead and counted as cut (a
 // flood).
