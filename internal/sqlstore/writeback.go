@@ -10,10 +10,11 @@ import (
 //
 // With synchronous=NORMAL a commit writes its pages to the write-ahead log and syncs nothing:
 // they wait in the kernel's page cache, dirty, for up to dirty_expire_centisecs (30 s by
-// default). Every 1,000 pages the committing connection checkpoints: it syncs the log, copies
-// its pages into the database file and syncs that. The first sync then writes the whole
-// log's worth of dirty pages (~4 MiB) while it waits, 2–4 ms on the development machine, and
-// the connection that waits is the batch writer's, with every request queued behind it
+// default). A checkpoint syncs the log, copies its pages into the database file and syncs
+// that. Its first sync then wrote the whole log's worth of dirty pages (~4 MiB) while it
+// waited, 2–4 ms on the development machine, and until the store ran its own checkpoints
+// (checkpoint.go) the connection that waited was the batch writer's, with every request
+// queued behind it; the checkpointer's last step, in the writers' turn, still syncs the log
 // (docs/performance.md, "The twenty-fourth session").
 //
 // So after the process's writes the store asks the kernel to start writing the log's dirty
