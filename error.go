@@ -24,6 +24,7 @@ const (
 	EThrottled          = "throttled"
 	ETooLarge           = "payload_too_large"
 	EUnsupportedMedia   = "unsupported_media_type"
+	EMethodNotAllowed   = "method_not_allowed" // the API path exists, for other methods
 	EFlowExpired        = "flow_expired"
 	EExpired            = "expired"           // a push challenge or code past its expiry
 	EDeviceSignature    = "invalid_signature" // a device request's signature did not verify

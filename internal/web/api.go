@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,8 @@ func status(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case latchkey.EUnsupportedMedia:
 		return http.StatusUnsupportedMediaType
+	case latchkey.EMethodNotAllowed:
+		return http.StatusMethodNotAllowed
 	case latchkey.EThrottled:
 		return http.StatusTooManyRequests
 	case latchkey.EUnavailable:
@@ -399,6 +402,34 @@ func (s *Server) apiRegenerateRecovery(w http.ResponseWriter, r *http.Request, a
 	return map[string]any{"recovery_codes": codes}, nil
 }
 
-func (s *Server) apiNotFound(w http.ResponseWriter, r *http.Request) (any, error) {
-	return nil, latchkey.Errorf(latchkey.ENotFound, "There is no API endpoint %s %s.", r.Method, r.URL.Path)
+// apiNoRoute answers a request under /api/ that no route of mux takes: 405 with an Allow
+// header when the path has routes for other methods (what ServeMux answers by itself where
+// no catch-all pattern covers the path, as "/api/" does here), else 404. Both in JSON.
+func apiNoRoute(mux *http.ServeMux) apiFunc {
+	return func(w http.ResponseWriter, r *http.Request) (any, error) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if m == r.Method {
+				continue
+			}
+			probe := &http.Request{Method: m, URL: r.URL, Host: r.Host}
+			if _, pattern := mux.Handler(probe); pattern != "" && pattern != apiPrefix {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) == 0 {
+			return nil, latchkey.Errorf(latchkey.ENotFound, "There is no API endpoint %s %s.", r.Method, r.URL.Path)
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		use := slices.DeleteFunc(slices.Clone(allow), func(m string) bool { return m == http.MethodHead })
+		return nil, latchkey.Errorf(latchkey.EMethodNotAllowed, "%s does not take %s; use %s.", r.URL.Path, r.Method, orList(use))
+	}
+}
+
+// orList joins words as "a", "a or b", "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }

@@ -9,6 +9,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// apiPrefix is the pattern of every API path that no route takes (apiNoRoute).
+const apiPrefix = "/api/"
+
 // routes registers every route of the server in one place. Tiers of middleware:
 //   - all: recover, access log, metrics, security headers, cross-origin protection for
 //     every non-safe method, body limit;
@@ -75,7 +78,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET "+deviceproto.PathChallenges, s.device(s.deviceChallenges, false))
 	mux.Handle("POST "+deviceproto.PathAnswer+"{id}/answer", s.deviceAnswer())
 	mux.Handle("POST "+deviceproto.PathTransfer, s.device(s.deviceTransfer, false))
-	mux.Handle("/api/", s.api(s.apiNotFound))
+	mux.Handle(apiPrefix, s.api(apiNoRoute(mux)))
 
 	// Pages.
 	mux.Handle("GET /{$}", s.page(s.pageHome))

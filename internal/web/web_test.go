@@ -290,6 +290,43 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// TestMethodNotAllowed: an API path that exists, asked with another method, answers 405 in
+// JSON with the methods it takes in Allow and in the message; a path that does not exist
+// answers 404, whatever the method.
+func TestMethodNotAllowed(t *testing.T) {
+	f := newFixture(t, "")
+	c := f.client(t)
+	tests := []struct{ method, path, allow, use string }{
+		{"PUT", "/api/v1/login", "POST", "use POST."},
+		{"GET", "/api/v1/login/totp", "POST", "use POST."},
+		{"POST", "/api/v1/session", "GET, HEAD", "use GET."},
+		{"PATCH", "/api/v1/account/totp", "POST, DELETE", "use POST or DELETE."},
+		{"GET", "/api/v1/login/push/abc", "", ""},
+	}
+	for _, tt := range tests {
+		r := c.do(tt.method, tt.path, "application/json", `{}`)
+		if tt.allow == "" {
+			// GET /api/v1/login/push/{id} is a route: not a 405, whatever it answers.
+			if r.code == 405 || r.code == 404 && r.errCode() == "not_found" && strings.Contains(r.raw, "no API endpoint") {
+				t.Errorf("%s %s = %d %s, want its route's answer", tt.method, tt.path, r.code, r.raw)
+			}
+			continue
+		}
+		msg, _ := r.body["error"].(map[string]any)["message"].(string)
+		if r.code != 405 || r.errCode() != "method_not_allowed" || r.header.Get("Allow") != tt.allow || !strings.HasSuffix(msg, tt.use) {
+			t.Errorf("%s %s = %d Allow %q %s, want 405 method_not_allowed, Allow %q, a message ending %q", tt.method, tt.path, r.code, r.header.Get("Allow"), r.raw, tt.allow, tt.use)
+		}
+		if ct := r.header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s %s: Content-Type %q", tt.method, tt.path, ct)
+		}
+	}
+	for _, m := range []string{"GET", "POST", "PUT", "DELETE"} {
+		if r := c.do(m, "/api/v1/nope", "application/json", `{}`); r.code != 404 || r.errCode() != "not_found" || r.header.Get("Allow") != "" {
+			t.Errorf("%s /api/v1/nope = %d Allow %q %s, want 404 not_found", m, r.code, r.header.Get("Allow"), r.raw)
+		}
+	}
+}
+
 func TestCodeValidationInSecondStep(t *testing.T) {
 	f := newFixture(t, "")
 	c := f.client(t)
