@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -177,5 +179,57 @@ func TestWrongKeysRefused(t *testing.T) {
 	// bob did not exist after the refused runs: he can be created now.
 	if err := create("bob"); err != nil {
 		t.Fatalf("with the right keys back: %v", err)
+	}
+}
+
+// TestSecurityKeysWarningFromServeOnly: on the default public URL (http://127.0.0.1:PORT, an
+// IP address, which WebAuthn refuses as the relying party ID) `serve` warns that security
+// keys are off and says what to set; the command-line tools, which serve no page, do not
+// print it; and with a public URL on localhost, serve does not either.
+func TestSecurityKeysWarningFromServeOnly(t *testing.T) {
+	const warning = "security keys are off"
+	data := t.TempDir()
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"user", "create", "--data", data, "--username", "alice", "--email", "alice@example.com", "--password-stdin"},
+		env(nil), strings.NewReader("a long enough passphrase\n"), &out, &errb); err != nil {
+		t.Fatalf("user create: %v\n%s", err, errb.String())
+	}
+	if err := run(context.Background(), []string{"client", "create", "--data", data, "--name", "Wiki", "--redirect-uri", "https://wiki.example.com/cb"},
+		env(nil), nil, &out, &errb); err != nil {
+		t.Fatalf("client create: %v\n%s", err, errb.String())
+	}
+	if strings.Contains(errb.String(), warning) {
+		t.Errorf("a command-line tool warned about security keys:\n%s", errb.String())
+	}
+	// serveLog runs serve with args until it listens and returns its log until then.
+	serveLog := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, withConfig(t, append([]string{"serve", "--addr", "127.0.0.1:0", "--data", t.TempDir()}, args...)...), env(nil), nil, io.Discard, pw)
+			pw.Close()
+		}()
+		var log strings.Builder
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+			if listenRe.MatchString(sc.Text()) {
+				break
+			}
+		}
+		cancel()
+		go io.Copy(io.Discard, pr) // the shutdown's lines
+		if err := <-done; err != nil {
+			t.Fatalf("serve %v: %v\n%s", args, err, log.String())
+		}
+		return log.String()
+	}
+	if log := serveLog(); !strings.Contains(log, warning) || !strings.Contains(log, "--public-url") {
+		t.Errorf("serve on 127.0.0.1 did not warn that security keys are off:\n%s", log)
+	}
+	if log := serveLog("--public-url", "http://localhost:8080"); strings.Contains(log, warning) {
+		t.Errorf("serve on localhost warned that security keys are off:\n%s", log)
 	}
 }

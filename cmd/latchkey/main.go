@@ -275,6 +275,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer a.Close()
+	if err := a.login.WebAuthnOff(); err != nil {
+		log.Warn("security keys are off: the relying party ID must be a domain name; set --public-url to http://localhost:PORT or the server's DNS name", "public_url", cfg.PublicURL, "err", err)
+	}
 	if cfg.SMTP == "" {
 		// The outbox folder, now: a server that cannot write its mail says so at its start.
 		if err := os.MkdirAll(filepath.Join(cfg.Data, "outbox"), 0o700); err != nil {

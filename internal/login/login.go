@@ -107,6 +107,8 @@ type Service struct {
 	ip  *ratelimit.Limiter
 	log *slog.Logger
 	wa  *webauthn.WebAuthn // nil without a public URL
+	// waOff is why wa is nil with a public URL (WebAuthnOff).
+	waOff error
 	// ended is told about sessions that account rules end (ended.go).
 	ended endedHook
 	// macs holds HMAC-SHA256 states keyed with the session key (keyedHash, token.go).
@@ -154,15 +156,18 @@ func New(opt Options) *Service {
 	svc.macs.New = func() any { return &macState{mac: hmac.New(sha256.New, key)} }
 	if opt.PublicURL != "" {
 		// WebAuthn needs a domain name: with an IP address as the public URL's host (the
-		// default local start on 127.0.0.1) security keys are off, and the log says why.
-		if wa, err := newWebAuthn(opt.WebAuthn, opt.PublicURL, opt.Issuer); err != nil {
-			opt.Logger.Warn("security keys are off: the relying party ID must be a domain name; set --public-url to http://localhost:PORT or the server's DNS name", "public_url", opt.PublicURL, "err", err)
-		} else {
-			svc.wa = wa
-		}
+		// default local start on 127.0.0.1) security keys are off, and WebAuthnOff says why
+		// (the server logs it at its start; the command-line tools, which serve no page, do
+		// not).
+		svc.wa, svc.waOff = newWebAuthn(opt.WebAuthn, opt.PublicURL, opt.Issuer)
 	}
 	return svc
 }
+
+// WebAuthnOff returns why security keys are off although the service has a public URL
+// (the relying party ID is not a domain name, as with the default start on 127.0.0.1), or
+// nil.
+func (s *Service) WebAuthnOff() error { return s.waOff }
 
 func cmpOr(d, def time.Duration) time.Duration {
 	if d <= 0 {
