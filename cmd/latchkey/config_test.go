@@ -122,6 +122,14 @@ func TestUserCreateAndAuditVerify(t *testing.T) {
 		t.Errorf("output %q", out.String())
 	}
 	out.Reset()
+	if err := run(ctx, []string{"user", "create", "--data", data, "--username", "carol", "--email", "carol@example.com", "--password-stdin"},
+		env(nil), strings.NewReader("a long enough passphrase\n"), &out, &errb); err != nil {
+		t.Fatalf("user create: %v\n%s", err, errb.String())
+	}
+	if !strings.HasPrefix(out.String(), `created user "carol" (id `) {
+		t.Errorf("output for a user of role user: %q", out.String())
+	}
+	out.Reset()
 	err = run(ctx, []string{"user", "create", "--data", data, "--username", "bob", "--email", "bob@example.com", "--password-stdin"},
 		env(nil), strings.NewReader("password\n"), &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "15 characters") {
@@ -135,7 +143,7 @@ func TestUserCreateAndAuditVerify(t *testing.T) {
 	if err := run(ctx, []string{"audit", "verify", "--data", data}, env(nil), nil, &out, &errb); err != nil {
 		t.Fatalf("audit verify: %v", err)
 	}
-	if !strings.Contains(out.String(), "intact: 1 entries") {
+	if !strings.Contains(out.String(), "intact: 2 entries") {
 		t.Errorf("audit verify output %q", out.String())
 	}
 }

@@ -437,7 +437,12 @@ func runUserCreate(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return errorText(err)
 	}
-	fmt.Fprintf(stdout, "created %s user %q (id %d)\n", u.Role, u.Username, u.ID)
+	// "created user", "created admin user", "created support user": not "created user user".
+	kind := "user"
+	if u.Role != latchkey.RoleUser {
+		kind = string(u.Role) + " user"
+	}
+	fmt.Fprintf(stdout, "created %s %q (id %d)\n", kind, u.Username, u.ID)
 	return nil
 }
 
