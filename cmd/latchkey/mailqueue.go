@@ -60,6 +60,18 @@ func registerWriterMetrics(reg prometheus.Registerer, db *sqlstore.DB) {
 	)
 }
 
+// newAuditEventsMetric is latchkey_audit_events_total: the audit entries this node
+// committed, by action and outcome, so that an alert can watch what the trail records
+// (failed sign-ins by factor, lockouts, replayed codes, denied and fraudulent pushes,
+// factor changes, support resets) without querying it. Both labels take the trail's fixed
+// vocabularies (latchkey.Action*, latchkey.Outcome*), never input.
+func newAuditEventsMetric() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latchkey_audit_events_total",
+		Help: "Audit trail entries this node committed, by action (login.totp, push.fraud, lockout, ...) and outcome (success, failure, denied, ...).",
+	}, []string{"action", "outcome"})
+}
+
 // runMailQueue starts the outbox worker and returns a function that stops it and waits for
 // the message in progress. The worker outlives ctx on purpose: runServe stops it after the
 // HTTP server has shut down, so that it does not cut an attempt short while requests still

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"database/sql"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,4 +162,56 @@ func writerMetrics(m map[string]float64) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestAuditMetrics: /metrics counts the audit entries the node committed by action and
+// outcome: a wrong password, then the right one, move the password step's failure and success
+// counters by one each, and a user created from the command line in another process is not
+// this node's to count.
+func TestAuditMetrics(t *testing.T) {
+	s := startServerArgs(t, nil, "alice")
+	const (
+		failed = `latchkey_audit_events_total{action="login.password",outcome="failure"}`
+		signed = `latchkey_audit_events_total{action="login.password",outcome="success"}`
+	)
+	m0 := labeledMetrics(t, s.url)
+	if _, ok := m0[`latchkey_audit_events_total{action="user.created",outcome="success"}`]; ok {
+		t.Errorf("the node counted an entry another process committed: %v", m0)
+	}
+	c := newCrashClient(s.url)
+	if err := c.post("/api/v1/login", map[string]string{"username": "alice", "password": "not the password"}, nil); err == nil {
+		t.Fatal("a wrong password signed in")
+	}
+	if err := c.post("/api/v1/login", map[string]string{"username": "alice", "password": alicePassword}, nil); err != nil {
+		t.Fatal(err)
+	}
+	m1 := labeledMetrics(t, s.url)
+	if m1[failed]-m0[failed] != 1 || m1[signed]-m0[signed] != 1 {
+		t.Errorf("after one failed and one successful password step: %s %v → %v, %s %v → %v", failed, m0[failed], m1[failed], signed, m0[signed], m1[signed])
+	}
+}
+
+// labeledMetrics scrapes base/metrics into a map from each sample's name with its labels, as
+// the text format writes them, to its value.
+func labeledMetrics(t *testing.T, base string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		i := strings.LastIndexByte(line, ' ')
+		if strings.HasPrefix(line, "#") || i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m
 }

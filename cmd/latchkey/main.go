@@ -149,6 +149,8 @@ type app struct {
 	relay  *pgnotify.Relay // PostgreSQL only: push wake-ups between nodes
 	public *url.URL
 	audit  *audit.Recorder
+	// auditEvents counts the audit entries this process committed (serve exports it).
+	auditEvents *prometheus.CounterVec
 }
 
 func (a *app) Close() error { return a.db.Close() }
@@ -167,7 +169,10 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	if dsn == "" {
 		dsn = filepath.Join(cfg.Data, "latchkey.db")
 	}
-	db, err := sqlstore.Open(ctx, dsn, sqlstore.Options{SecretsKey: secretsKey})
+	auditEvents := newAuditEventsMetric()
+	db, err := sqlstore.Open(ctx, dsn, sqlstore.Options{SecretsKey: secretsKey, Committed: func(e *latchkey.AuditEvent) {
+		auditEvents.WithLabelValues(e.Action, e.Outcome).Inc()
+	}})
 	if latchkey.ErrorCode(err) == latchkey.EConflict {
 		return nil, errors.New(latchkey.ErrorMessage(err)) // a key that is not the database's
 	} else if err != nil {
@@ -242,7 +247,7 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 			Attestation: cfg.WebAuthn.Attestation, Passkeys: cfg.WebAuthn.Passkeys,
 		},
 	})
-	return &app{cfg: cfg, log: log, db: db, login: svc, push: pusher, mail: sender, relay: relay, public: public, audit: rec}, nil
+	return &app{cfg: cfg, log: log, db: db, login: svc, push: pusher, mail: sender, relay: relay, public: public, audit: rec, auditEvents: auditEvents}, nil
 }
 
 func publicURL(cfg *Config) *url.URL {
@@ -294,6 +299,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	reg.MustRegister(goc, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerMailMetrics(reg, a.mail)
 	registerWriterMetrics(reg, a.db)
+	reg.MustRegister(a.auditEvents)
 	provider, err := newOIDC(a)
 	if err != nil {
 		ln.Close()

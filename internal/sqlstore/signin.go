@@ -262,12 +262,16 @@ func (s *DB) auditedTx(ctx context.Context, e *latchkey.AuditEvent, f func(conte
 }
 
 // audited ends a transaction that appended e (when not nil) with the error err: e is
-// unchained when the transaction was not committed, and the chainer is woken when it was.
+// unchained when the transaction was not committed; when it was, the chainer is woken and
+// Options.Committed told.
 func (s *DB) audited(e *latchkey.AuditEvent, err error) error {
 	if err != nil {
 		unchain(e)
 	} else if e != nil {
 		s.auditAppended()
+		if s.committed != nil {
+			s.committed(e)
+		}
 	}
 	return err
 }

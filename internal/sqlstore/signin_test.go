@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -214,6 +215,41 @@ func TestCompleteSecondFactor(t *testing.T) {
 		}
 		if s, err := db.FindSessionByID(ctx, "signed-in-1"); err != nil || s.SID != "sid-new" || s.State != latchkey.StateAuthenticated {
 			t.Errorf("signed-in session with a new SID = %+v, %v", s, err)
+		}
+	})
+}
+
+// TestCommittedAuditEntries: Options.Committed hears of every audit entry once its
+// transaction has committed (a completed second factor, an entry appended alone), and never
+// of one rolled back with its transaction (a replayed step).
+func TestCommittedAuditEntries(t *testing.T) {
+	eachDSN(t, func(t *testing.T, fixture *sqlstore.DB, dsn string) {
+		ctx := context.Background()
+		u, c := completionFixture(t, fixture, 2)
+		var mu sync.Mutex
+		var heard []string
+		db, err := sqlstore.Open(ctx, dsn, sqlstore.Options{SecretsKey: key, Now: func() time.Time { return t0 }, Committed: func(e *latchkey.AuditEvent) {
+			mu.Lock()
+			defer mu.Unlock()
+			heard = append(heard, e.Action+"/"+e.Outcome)
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.CompleteSecondFactor(ctx, completionOf(u, c, 0, 12)); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.CompleteSecondFactor(ctx, completionOf(u, c, 1, 12)); errCode(err) != latchkey.EConflict {
+			t.Fatalf("the replayed step: %v, want a conflict", err)
+		}
+		if err := db.AppendAuditEvent(ctx, &latchkey.AuditEvent{UserID: u.ID, Username: "alice", Action: latchkey.ActionLockout, Outcome: latchkey.OutcomeDenied}); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if want := []string{"login.totp/success", "lockout/denied"}; !slices.Equal(heard, want) {
+			t.Errorf("Committed heard %q, want %q", heard, want)
 		}
 	})
 }

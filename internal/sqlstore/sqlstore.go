@@ -44,6 +44,10 @@ type Options struct {
 	SecretsKey []byte
 	// Now is the clock for timestamps the store sets itself; nil means time.Now.
 	Now func() time.Time
+	// Committed, when not nil, is called with every audit entry this store appended, once
+	// its transaction has committed (never for one rolled back), in the caller's goroutine:
+	// the node's audit metrics count them. It must be quick and must not use the store.
+	Committed func(*latchkey.AuditEvent)
 }
 
 // DB is the SQL store. It is safe for concurrent use.
@@ -52,6 +56,8 @@ type DB struct {
 	dialect string
 	aead    cipher.AEAD
 	now     func() time.Time
+	// committed is Options.Committed.
+	committed func(*latchkey.AuditEvent)
 	// hot holds the prepared statements of the hot path (hot.go).
 	hot hotStatements
 	// writer, on SQLite only, admits one writing transaction or statement of this process at
@@ -101,7 +107,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	s := &DB{aead: aead, now: opt.Now}
+	s := &DB{aead: aead, now: opt.Now, committed: opt.Committed}
 	var sqliteName string // the SQLite pool's data source name
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		s.dialect = Postgres
