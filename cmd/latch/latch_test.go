@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,5 +88,45 @@ func TestParseFlagsInterspersed(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"--home", t.TempDir(), "approve"}, nil, &out, &errb); err == nil || !strings.Contains(err.Error(), "--number") {
 		t.Fatalf("approve without a number: %v", err)
+	}
+}
+
+// TestHelp: latch help, -h and --help print every command to standard output and exit 0; a
+// command's --help prints its own flags only (approve has --number, deny --fraud); a wrong
+// flag is an error that says where the flags are listed, printed once, exit 1.
+func TestHelp(t *testing.T) {
+	home := t.TempDir()
+	latch := func(args ...string) (string, string, error) {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), append([]string{"--home", home}, args...), nil, &out, &errb)
+		return out.String(), errb.String(), err
+	}
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
+		out, errOut, err := latch(args...)
+		if exitCode(err, io.Discard) != 0 || errOut != "" {
+			t.Errorf("latch %v: %v, standard error %q", args, err, errOut)
+		}
+		for _, cmd := range []string{"activate", "--transfer", "codes", "accounts", "devices", "add", "approve --number", "deny [--fraud]", "switch-device", "LATCH_PASSPHRASE"} {
+			if !strings.Contains(out, cmd) {
+				t.Errorf("latch %v does not mention %q:\n%s", args, cmd, out)
+			}
+		}
+	}
+	for _, tt := range []struct{ cmd, has, hasNot string }{
+		{"approve", "-number", "-fraud"},
+		{"deny", "-fraud", "-number"},
+		{"activate", "-transfer", "-fraud"},
+	} {
+		out, _, err := latch(tt.cmd, "--help")
+		if exitCode(err, io.Discard) != 0 || !strings.HasPrefix(out, "usage: latch [--home DIR] "+tt.cmd+" ") || !strings.Contains(out, tt.has) || strings.Contains(out, tt.hasNot) {
+			t.Errorf("latch %s --help = %v:\n%s", tt.cmd, err, out)
+		}
+	}
+	for _, args := range [][]string{{"approve", "--fraud"}, {"deny", "--number", "1"}, {"--bogus"}} {
+		out, errOut, err := latch(args...)
+		var printed bytes.Buffer
+		if exitCode(err, &printed) != 1 || out != "" || errOut != "" || !strings.Contains(printed.String(), "help") || strings.Count(printed.String(), "not defined") != 1 {
+			t.Errorf("latch %v: %v, standard output %q, standard error %q, printed %q", args, err, out, errOut, printed.String())
+		}
 	}
 }

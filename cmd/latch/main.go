@@ -36,13 +36,49 @@ import (
 	"github.com/latchkey/latchkey/internal/totp"
 )
 
+// usage is what latch help (and -h, --help) prints.
+const usage = `Latch, the authenticator app of Latchkey: 6-digit codes and push approvals.
+
+Usage:
+  latch [--home DIR] activate CODE_OR_URI [--server URL] [--name NAME]
+                                    activate this device with the QR code's URI, or with the
+                                    short code and the server's URL
+  latch [--home DIR] activate --transfer CODE_OR_URI [--server URL]
+                                    take over the registration of another device
+  latch [--home DIR] codes          print the current code of every account, one per line
+  latch [--home DIR] accounts       list the accounts
+  latch [--home DIR] devices        list the devices registered with the account
+  latch [--home DIR] add otpauth://totp/...
+                                    add an account of any service by its otpauth URI
+  latch [--home DIR] approve --number N [--timeout 30s]
+                                    wait for a sign-in request and answer it with the number
+                                    shown in the browser
+  latch [--home DIR] deny [--fraud] [--timeout 30s]
+                                    deny the most recent request (--fraud: this wasn't me)
+  latch [--home DIR] switch-device  print a one-time transfer code for a new device
+  latch [--home DIR]                the interactive view: codes and requests as they come
+
+The vault (device keys, seeds) is under --home, by default latch in the user's config folder
+(~/.config/latch on Linux). Its passphrase comes from LATCH_PASSPHRASE when set, else the OS
+keyring, else a prompt.
+latch COMMAND --help lists the command's flags.
+`
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "latch:", err)
-		os.Exit(1)
+	code := exitCode(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr), os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// exitCode prints err (when there is one) and returns the process's exit code: 0 for none
+// and for -h or --help (whose usage went to standard output), 1 otherwise.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
+	fmt.Fprintln(stderr, "latch:", err)
+	return 1
 }
 
 // app is one invocation.
@@ -64,10 +100,14 @@ func defaultHome() string {
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("latch", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // main prints the error once
+	fs.Usage = func() {}
 	home := fs.String("home", defaultHome(), "folder of the vault")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage)
 		return err
+	} else if err != nil {
+		return fmt.Errorf("%w (latch help lists the commands and flags)", err)
 	}
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
 	a.vault = &Vault{home: *home, passphrase: a.passphrase, env: os.Getenv("LATCH_PASSPHRASE") != "", ring: osKeyring{timeout: 5 * time.Second}}
@@ -93,11 +133,33 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return a.respond(ctx, "deny", rest)
 	case "switch-device":
 		return a.switchDevice(ctx)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: latch [--home DIR] [activate|codes|accounts|devices|add|approve|deny|switch-device]")
+	case "help":
+		fmt.Fprint(stdout, usage)
 		return nil
 	}
 	return fmt.Errorf("unknown command %q (try latch help)", cmd)
+}
+
+// flags returns the flag set of the command what and the function that parses its
+// arguments (parseFlags): -h or --help prints the command's synopsis and flags to standard
+// output and returns flag.ErrHelp, which exits 0; a wrong flag is an error that says where
+// the flags are listed.
+func (a *app) flags(what, synopsis string) (*flag.FlagSet, func(args []string) ([]string, error)) {
+	fs := flag.NewFlagSet(what, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // the errors reach main, which prints them once
+	fs.Usage = func() {}
+	return fs, func(args []string) ([]string, error) {
+		pos, err := parseFlags(fs, args)
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(a.stdout, "usage: latch [--home DIR] %s %s\n", what, synopsis)
+			fs.SetOutput(a.stdout)
+			fs.PrintDefaults()
+			fs.SetOutput(io.Discard)
+		} else if err != nil {
+			err = fmt.Errorf("%s: %w (latch %s --help lists them)", what, err, what)
+		}
+		return pos, err
+	}
 }
 
 // parseFlags parses flags that may come before or after positional arguments.
@@ -136,14 +198,13 @@ func (a *app) passphrase() (string, error) {
 }
 
 func (a *app) activate(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("activate", flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
+	fs, parse := a.flags("activate", "CODE_OR_URI [--server URL] [--name NAME] [--transfer]")
 	server := fs.String("server", "", "the Latchkey server's URL (with a short code)")
 	transfer := fs.Bool("transfer", false, "take over a registration with a transfer code")
 	host, _ := os.Hostname()
 	name := fs.String("name", host, "this device's name, shown on the Security page")
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for approval by another device")
-	pos, err := parseFlags(fs, args)
+	pos, err := parse(args)
 	if err != nil {
 		return err
 	}
@@ -365,12 +426,19 @@ func (a *app) devices(ctx context.Context) error {
 // respond waits for a pending request on any registration and answers it: approve with the
 // number, or deny (--fraud: "this wasn't me"). It fails when nothing was approved or denied.
 func (a *app) respond(ctx context.Context, what string, args []string) error {
-	fs := flag.NewFlagSet(what, flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
-	number := fs.String("number", "", "the number shown in the browser")
-	fraud := fs.Bool("fraud", false, "deny and report: this wasn't me")
+	number, fraud := new(string), new(bool) // approve has --number, deny --fraud
+	synopsis := "[--fraud] [--timeout 30s]"
+	if what == "approve" {
+		synopsis = "--number N [--timeout 30s]"
+	}
+	fs, parse := a.flags(what, synopsis)
+	if what == "approve" {
+		number = fs.String("number", "", "the number shown in the browser")
+	} else {
+		fraud = fs.Bool("fraud", false, "deny and report: this wasn't me")
+	}
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for a request")
-	if _, err := parseFlags(fs, args); err != nil {
+	if _, err := parse(args); err != nil {
 		return err
 	}
 	decision := deviceproto.DecisionDeny
