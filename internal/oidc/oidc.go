@@ -157,16 +157,10 @@ func New(opt Options) (*Provider, error) {
 		op.WithCustomRevocationEndpoint(op.NewEndpoint(PathRevoke)),
 		op.WithCustomEndSessionEndpoint(op.NewEndpoint(PathEndSession)),
 		op.WithCustomKeysEndpoint(op.NewEndpoint(PathKeys)),
-		op.WithCustomDeviceAuthorizationEndpoint(op.NewEndpoint("/oidc/device_authorization")),
-		// Single-page apps call the token, userinfo, revocation and introspection endpoints
-		// from their own origin with no cookie: any origin may read the answers, and no
-		// credentials (cookies) are ever allowed cross-origin.
-		op.WithCORSOptions(&cors.Options{
-			AllowedOrigins:   []string{"*"},
-			AllowedMethods:   []string{http.MethodGet, http.MethodHead, http.MethodPost},
-			AllowedHeaders:   []string{"Accept", "Accept-Language", "Authorization", "Content-Type"},
-			AllowCredentials: false,
-		}),
+		// The library always serves a device authorization endpoint; Latchkey offers no
+		// device grant, and Handler answers this path with a 404 (guard.go).
+		op.WithCustomDeviceAuthorizationEndpoint(op.NewEndpoint(pathDeviceAuthorization)),
+		op.WithCORSOptions(&corsOptions),
 	)
 	o, err := op.NewProvider(cfg, p.st, op.StaticIssuer(strings.TrimSuffix(opt.Issuer, "/")), opts...)
 	if err != nil {
@@ -189,12 +183,25 @@ const (
 	PathKeys       = "/oidc/keys"
 )
 
+// corsOptions: single-page apps call the token, userinfo, revocation and introspection
+// endpoints, and read discovery, from their own origin with no cookie: any origin may read
+// the answers, and no credentials (cookies) are ever allowed cross-origin.
+var corsOptions = cors.Options{
+	AllowedOrigins:   []string{"*"},
+	AllowedMethods:   []string{http.MethodGet, http.MethodHead, http.MethodPost},
+	AllowedHeaders:   []string{"Accept", "Accept-Language", "Authorization", "Content-Type"},
+	AllowCredentials: false,
+}
+
 // Handler serves the protocol endpoints: mount it, unstripped, at PathDiscovery and under
 // /oidc/. Whatever the library logs about a request goes to Options.Logger (see LogHandler).
+// Discovery, the device authorization path, the token endpoint's JWT bearer grant and the
+// introspection endpoint's refusals are Latchkey's own answers (guard.go).
 func (p *Provider) Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	lib := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.op.ServeHTTP(w, r.WithContext(p.logContext(r.Context())))
 	})
+	return p.guard(lib)
 }
 
 func (p *Provider) now() time.Time { return p.opt.Now() }

@@ -1,0 +1,102 @@
+package oidc_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestDiscoveryListsWhatIsOffered: discovery advertises the authorization code flow (PKCE
+// S256) with refresh tokens and nothing Latchkey does not serve: no implicit flow or ID token
+// response types, no JWT bearer or device grant, no device authorization endpoint, no
+// private_key_jwt algorithms; and any origin may read it.
+func TestDiscoveryListsWhatIsOffered(t *testing.T) {
+	f := setup(t)
+	req := httptest.NewRequest("GET", "http://id.test/.well-known/openid-configuration", nil)
+	req.Header.Set("Origin", "https://spa.example")
+	rec := httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, req)
+	var disc map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &disc); err != nil || rec.Code != 200 {
+		t.Fatalf("discovery: %d %s", rec.Code, rec.Body)
+	}
+	list := func(k string) []string {
+		var out []string
+		for _, v := range disc[k].([]any) {
+			out = append(out, v.(string))
+		}
+		return out
+	}
+	if got := list("response_types_supported"); !slices.Equal(got, []string{"code"}) {
+		t.Errorf("response_types_supported = %v, want [code]", got)
+	}
+	if got := list("grant_types_supported"); !slices.Equal(got, []string{"authorization_code", "refresh_token"}) {
+		t.Errorf("grant_types_supported = %v, want [authorization_code refresh_token]", got)
+	}
+	if got := list("code_challenge_methods_supported"); !slices.Equal(got, []string{"S256"}) {
+		t.Errorf("code_challenge_methods_supported = %v, want [S256]", got)
+	}
+	for _, k := range []string{"device_authorization_endpoint", "revocation_endpoint_auth_signing_alg_values_supported", "introspection_endpoint_auth_signing_alg_values_supported", "token_endpoint_auth_signing_alg_values_supported", "request_object_signing_alg_values_supported"} {
+		if v, ok := disc[k]; ok {
+			t.Errorf("discovery advertises %s = %v", k, v)
+		}
+	}
+	if disc["issuer"] != "http://id.test" || disc["token_endpoint"] != "http://id.test/oidc/token" || disc["jwks_uri"] != "http://id.test/oidc/keys" {
+		t.Errorf("discovery endpoints: %v", disc)
+	}
+	if rec.Header().Get("Access-Control-Allow-Origin") != "*" || rec.Header().Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("discovery's CORS headers: %v", rec.Header())
+	}
+}
+
+// TestUnofferedEndpointsAnswerClearly: the device authorization path is a 404, a JWT bearer
+// grant is unsupported_grant_type, and a refused client at the introspection endpoint gets
+// invalid_client: each in OAuth's JSON error form, none carrying the store's error text.
+func TestUnofferedEndpointsAnswerClearly(t *testing.T) {
+	f := setup(t)
+	post := func(path string, form url.Values, user, pass string) (*httptest.ResponseRecorder, map[string]any) {
+		req := httptest.NewRequest("POST", "http://id.test"+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		rec := httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, req)
+		var body map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Errorf("POST %s: %d, not JSON: %q", path, rec.Code, rec.Body)
+		}
+		if strings.Contains(rec.Body.String(), "latchkey error") || strings.Contains(rec.Body.String(), "Parent=") {
+			t.Errorf("POST %s carries an internal error: %s", path, rec.Body)
+		}
+		return rec, body
+	}
+	for _, client := range []string{"app", "nope"} {
+		if rec, body := post("/oidc/device_authorization", url.Values{"client_id": {client}, "scope": {"openid"}}, "", ""); rec.Code != 404 || body["error"] != "invalid_request" {
+			t.Errorf("device authorization (%s) = %d %v, want 404 invalid_request", client, rec.Code, body)
+		}
+	}
+	bearer := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {"a.b.c"}}
+	if rec, body := post("/oidc/token", bearer, "app", f.secrets["app"]); rec.Code != 400 || body["error"] != "unsupported_grant_type" {
+		t.Errorf("JWT bearer grant = %d %v, want 400 unsupported_grant_type", rec.Code, body)
+	}
+	for _, creds := range [][2]string{{"nope", "secret"}, {"app", "wrong secret"}} {
+		rec, body := post("/oidc/introspect", url.Values{"token": {"abc"}}, creds[0], creds[1])
+		if rec.Code != http.StatusUnauthorized || body["error"] != "invalid_client" || rec.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("introspection by %s = %d %v (%s), want 401 invalid_client in JSON", creds[0], rec.Code, body, rec.Header().Get("Content-Type"))
+		}
+	}
+	// The right client still introspects (an unknown token: inactive).
+	if rec, _ := post("/oidc/introspect", url.Values{"token": {"abc"}}, "app", f.secrets["app"]); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"active":false`) {
+		t.Errorf("introspection by the client = %d %s", rec.Code, rec.Body)
+	}
+	// The code flow's token endpoint is untouched: a made-up code is invalid_grant.
+	code := url.Values{"grant_type": {"authorization_code"}, "code": {"made-up"}, "redirect_uri": {"https://app.test/cb"}, "code_verifier": {verifier}}
+	if rec, body := post("/oidc/token", code, "app", f.secrets["app"]); rec.Code != 400 || body["error"] != "invalid_grant" {
+		t.Errorf("made-up code = %d %v, want 400 invalid_grant", rec.Code, body)
+	}
+}
