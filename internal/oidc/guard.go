@@ -25,7 +25,8 @@ const pathDeviceAuthorization = "/oidc/device_authorization"
 //   - a JWT bearer grant at the token endpoint is unsupported_grant_type (the library
 //     parsed the assertion and then refused it as a malformed request);
 //   - a refused client at the introspection endpoint gets invalid_client in JSON (RFC 7662
-//     §2.3, RFC 6749 §5.2), not the library's plain text carrying the store's error.
+//     §2.3, RFC 6749 §5.2), and a missing or refused token at the userinfo endpoint the
+//     Bearer challenge of RFC 6750 §3, not the library's plain text.
 func (p *Provider) guard(lib http.Handler) http.Handler {
 	discovery := cors.New(corsOptions).Handler(http.HandlerFunc(p.discover))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -42,7 +43,17 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 				return
 			}
 		case PathIntrospect:
-			lib.ServeHTTP(&introspectionWriter{ResponseWriter: w}, r)
+			lib.ServeHTTP(&refusalWriter{ResponseWriter: w, status: http.StatusUnauthorized, challenge: `Basic realm="latchkey"`,
+				code: "invalid_client", description: "The client credentials are not valid."}, r)
+			return
+		case PathUserinfo:
+			// RFC 6750 §3: the challenge names the error only when a token came.
+			rw := &refusalWriter{ResponseWriter: w, status: http.StatusUnauthorized, challenge: `Bearer error="invalid_token"`,
+				code: "invalid_token", description: "The access token is not valid or has expired."}
+			if r.Header.Get("Authorization") == "" && r.PostFormValue("access_token") == "" {
+				rw.challenge, rw.code, rw.description = "Bearer", "invalid_request", "Send the access token: Authorization: Bearer TOKEN."
+			}
+			lib.ServeHTTP(rw, r)
 			return
 		}
 		lib.ServeHTTP(w, r)
@@ -76,25 +87,29 @@ func oauthError(w http.ResponseWriter, status int, code, description string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": description})
 }
 
-// introspectionWriter replaces the library's plain-text 401 of the introspection endpoint
-// (a refused client) with an invalid_client error in JSON; everything else passes.
-type introspectionWriter struct {
+// refusalWriter replaces the library's plain-text refusal with status (the introspection
+// endpoint's refused client, the userinfo endpoint's missing or refused token, whose text
+// may carry the store's error) with an OAuth error in JSON and the WWW-Authenticate challenge;
+// every other answer passes.
+type refusalWriter struct {
 	http.ResponseWriter
-	refused bool
+	status                       int
+	challenge, code, description string
+	replaced                     bool
 }
 
-func (w *introspectionWriter) WriteHeader(status int) {
-	if status == http.StatusUnauthorized && strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") {
-		w.refused = true
-		w.Header().Set("WWW-Authenticate", `Basic realm="latchkey"`)
-		oauthError(w.ResponseWriter, status, "invalid_client", "The client credentials are not valid.")
+func (w *refusalWriter) WriteHeader(status int) {
+	if status == w.status && strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") {
+		w.replaced = true
+		w.Header().Set("WWW-Authenticate", w.challenge)
+		oauthError(w.ResponseWriter, status, w.code, w.description)
 		return
 	}
 	w.ResponseWriter.WriteHeader(status)
 }
 
-func (w *introspectionWriter) Write(b []byte) (int, error) {
-	if w.refused {
+func (w *refusalWriter) Write(b []byte) (int, error) {
+	if w.replaced {
 		return len(b), nil // the library's text, replaced
 	}
 	return w.ResponseWriter.Write(b)

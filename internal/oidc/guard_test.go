@@ -90,6 +90,15 @@ func TestUnofferedEndpointsAnswerClearly(t *testing.T) {
 			t.Errorf("introspection by %s = %d %v (%s), want 401 invalid_client in JSON", creds[0], rec.Code, body, rec.Header().Get("Content-Type"))
 		}
 	}
+	// A refresh by a client that is not registered: invalid_client, with or without a secret.
+	refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"abc"}, "client_id": {"nope"}}
+	if rec, body := post("/oidc/token", refresh, "", ""); rec.Code != http.StatusUnauthorized || body["error"] != "invalid_client" {
+		t.Errorf("refresh by an unknown public client = %d %v, want 401 invalid_client", rec.Code, body)
+	}
+	refresh.Del("client_id")
+	if rec, body := post("/oidc/token", refresh, "nope", "x"); rec.Code != http.StatusUnauthorized || body["error"] != "invalid_client" {
+		t.Errorf("refresh by an unknown confidential client = %d %v, want 401 invalid_client", rec.Code, body)
+	}
 	// The right client still introspects (an unknown token: inactive).
 	if rec, _ := post("/oidc/introspect", url.Values{"token": {"abc"}}, "app", f.secrets["app"]); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"active":false`) {
 		t.Errorf("introspection by the client = %d %s", rec.Code, rec.Body)
@@ -98,5 +107,27 @@ func TestUnofferedEndpointsAnswerClearly(t *testing.T) {
 	code := url.Values{"grant_type": {"authorization_code"}, "code": {"made-up"}, "redirect_uri": {"https://app.test/cb"}, "code_verifier": {verifier}}
 	if rec, body := post("/oidc/token", code, "app", f.secrets["app"]); rec.Code != 400 || body["error"] != "invalid_grant" {
 		t.Errorf("made-up code = %d %v, want 400 invalid_grant", rec.Code, body)
+	}
+}
+
+// TestUserinfoChallenge: the userinfo endpoint refuses a missing or unknown access token with
+// RFC 6750's Bearer challenge (naming invalid_token only when a token came) and a JSON error.
+func TestUserinfoChallenge(t *testing.T) {
+	f := setup(t)
+	for _, tt := range []struct{ auth, challenge, code string }{
+		{"Bearer not-a-token", `Bearer error="invalid_token"`, "invalid_token"},
+		{"", "Bearer", "invalid_request"},
+	} {
+		req := httptest.NewRequest("GET", "http://id.test/oidc/userinfo", nil)
+		if tt.auth != "" {
+			req.Header.Set("Authorization", tt.auth)
+		}
+		rec := httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, req)
+		var body map[string]string
+		_ = json.Unmarshal(rec.Body.Bytes(), &body)
+		if rec.Code != http.StatusUnauthorized || rec.Header().Get("WWW-Authenticate") != tt.challenge || body["error"] != tt.code {
+			t.Errorf("userinfo with %q = %d, challenge %q, body %s; want 401, %q, %s", tt.auth, rec.Code, rec.Header().Get("WWW-Authenticate"), rec.Body, tt.challenge, tt.code)
+		}
 	}
 }

@@ -364,7 +364,11 @@ func (s *storage) GetRefreshTokenInfo(ctx context.Context, clientID, token strin
 
 func (s *storage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
 	c, err := s.db.FindOIDCClientByID(ctx, id)
-	if err != nil {
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		// invalid_client, where the library answered an unknown public client's token
+		// request with a 500 carrying the store's error.
+		return nil, zoidc.ErrInvalidClient().WithDescription("The client is not registered.")
+	} else if err != nil {
 		return nil, err
 	}
 	return &client{c: c, p: s.p}, nil
@@ -372,7 +376,9 @@ func (s *storage) GetClientByClientID(ctx context.Context, id string) (op.Client
 
 func (s *storage) AuthorizeClientIDSecret(ctx context.Context, id, secret string) error {
 	c, err := s.db.FindOIDCClientByID(ctx, id)
-	if err != nil {
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return zoidc.ErrInvalidClient().WithDescription("The client credentials are invalid.")
+	} else if err != nil {
 		return err
 	}
 	if c.Public || c.SecretHash == "" || subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(c.SecretHash)) != 1 {
