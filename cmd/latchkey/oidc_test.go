@@ -333,10 +333,26 @@ func TestOIDCRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
 			t.Errorf("redirect_uri %s: %d to %q, want 400 without redirect", bad, resp.StatusCode, resp.Header.Get("Location"))
 		}
+		// A person's browser gets Latchkey's page, saying why in plain words.
+		if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(body), "not registered for it") {
+			t.Errorf("redirect_uri %s: %s page:\n%s", bad, resp.Header.Get("Content-Type"), body)
+		}
+	}
+	// So does a client that is not registered at all.
+	resp, err := br.hc.Get(s.url + "/oidc/authorize?client_id=nope&response_type=code&scope=openid&redirect_uri=" + url.QueryEscape("https://evil.example/cb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+		!strings.Contains(string(body), "not registered with Latchkey") || strings.Contains(string(body), "client by id") {
+		t.Errorf("unknown client: %d to %q (%s):\n%s", resp.StatusCode, resp.Header.Get("Location"), resp.Header.Get("Content-Type"), body)
 	}
 
 	// The public client with S256 signs in (alice has no second factor).

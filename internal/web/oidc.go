@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/latchkey/latchkey"
@@ -32,6 +33,7 @@ func (s *Server) mountOIDC(mux *http.ServeMux) {
 	})
 	mux.Handle("GET "+oidc.PathDiscovery, h)
 	mux.Handle("/oidc/", h)
+	mux.Handle(oidc.PathAuthorize, s.authorizePage(h))
 	mux.Handle("GET /oidc/login", s.page(s.pageOIDCLogin))
 	mux.Handle("POST /oidc/consent", s.page(s.pageOIDCConsent))
 	mux.Handle("POST /oidc/stepup", s.page(s.pageOIDCStepUp))
@@ -304,4 +306,64 @@ func (s *Server) pageRevokeApplication(w http.ResponseWriter, r *http.Request, a
 	}
 	http.Redirect(w, r, "/settings/security?done=app-revoked#applications", http.StatusSeeOther)
 	return nil
+}
+
+// authorizePage serves the authorize endpoint (h) to a person's browser: a request the
+// library cannot send back to its application (a client that is not registered, a
+// redirect_uri it does not have), which the library answers in plain text, gets
+// Latchkey's error page with the same status and the reason in plain words
+// (authorizeReason). The requests it can send back go back to the application, as before.
+func (s *Server) authorizePage(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		aw := &authorizeWriter{ResponseWriter: w}
+		h.ServeHTTP(aw, r)
+		if aw.status == 0 {
+			return
+		}
+		_ = s.render(w, aw.status, "error", &view{Title: "This sign-in request cannot be used",
+			Error: authorizeReason(aw.text.String()) + "Go back to the application and try again, or tell its administrator."})
+	})
+}
+
+// authorizeReason says in plain words why the library refused an authorization request it
+// could not send back, from its text (which is not shown: it may carry a store's error), or
+// nothing when the text is not one it knows.
+func authorizeReason(text string) string {
+	switch {
+	case strings.Contains(text, "client by id"), strings.Contains(text, "client id"):
+		return "The application that sent you here is not registered with Latchkey. "
+	case strings.Contains(text, "redirect_uri"):
+		return "The address the application asked to return to is not registered for it. "
+	case strings.Contains(text, "response type"):
+		return "The application asked for a kind of answer Latchkey does not give. "
+	case strings.Contains(text, "scope"):
+		return "The application did not say what it needs (its scope). "
+	}
+	return "The application that sent you here made a request Latchkey cannot answer. "
+}
+
+// authorizeWriter holds back the library's plain-text refusals (status 400 and above) for
+// authorizePage; every other answer passes.
+type authorizeWriter struct {
+	http.ResponseWriter
+	status int
+	text   strings.Builder
+}
+
+func (w *authorizeWriter) WriteHeader(status int) {
+	if status >= 400 && strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") {
+		w.status = status
+		return
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *authorizeWriter) Write(b []byte) (int, error) {
+	if w.status != 0 {
+		if w.text.Len() < 512 {
+			w.text.Write(b)
+		}
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
 }
