@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -243,4 +244,44 @@ func postJSON(t *testing.T, hc *http.Client, url, body string, out any) int {
 		_ = json.NewDecoder(resp.Body).Decode(out)
 	}
 	return resp.StatusCode
+}
+
+// TestUsage: asking for help, at the top or of a command group ("latchkey user --help"),
+// prints the list of commands on standard output and exits 0; an unknown command prints it on
+// standard error and exits 2; a command's own -h lists its flags and exits 0.
+func TestUsage(t *testing.T) {
+	for _, tt := range []struct {
+		args        []string
+		code        int
+		out, errOut string
+	}{
+		{[]string{"--help"}, 0, "latchkey user create [flags]", ""},
+		{[]string{"help"}, 0, "latchkey user create [flags]", ""},
+		{[]string{"user", "--help"}, 0, "latchkey user create [flags]", ""},
+		{[]string{"audit", "-h"}, 0, "latchkey audit verify [flags]", ""},
+		{[]string{"client", "help"}, 0, "latchkey client create [flags]", ""},
+		{[]string{"oidc", "-help"}, 0, "latchkey oidc rotate-key", ""},
+		{[]string{"user", "delete"}, 2, "", "latchkey user create [flags]"},
+		{[]string{"users", "--help"}, 2, "", "latchkey user create [flags]"},
+		{[]string{"user", "create", "-h"}, 0, "", "-password-stdin"},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := run(t.Context(), tt.args, func(string) string { return "" }, strings.NewReader(""), &stdout, &stderr)
+		code := 0
+		if err != nil {
+			code = exitCode(err)
+		}
+		if code != tt.code {
+			t.Errorf("%q: exit %d (%v), want %d", tt.args, code, err, tt.code)
+		}
+		if tt.out != "" && !strings.Contains(stdout.String(), tt.out) {
+			t.Errorf("%q: stdout %q, want it to contain %q", tt.args, stdout.String(), tt.out)
+		}
+		if tt.errOut != "" && !strings.Contains(stderr.String(), tt.errOut) {
+			t.Errorf("%q: stderr %q, want it to contain %q", tt.args, stderr.String(), tt.errOut)
+		}
+		if tt.code == 0 && strings.Contains(stderr.String(), "unknown command") {
+			t.Errorf("%q: stderr says %q", tt.args, stderr.String())
+		}
+	}
 }

@@ -71,6 +71,8 @@ func TestReportAudit(t *testing.T) {
 		code int
 	}{
 		{audit.Report{Entries: 7}, "audit trail intact: 7 entries\n", 0},
+		{audit.Report{Entries: 1}, "audit trail intact: 1 entry\n", 0},
+		{audit.Report{Entries: 1, Pending: 1}, "audit trail intact: 1 entry (1 more committed meanwhile, not yet chained)\n", 0},
 		{audit.Report{Entries: 7, Pending: 2}, "audit trail intact: 7 entries (2 more committed meanwhile, not yet chained)\n", 0},
 		{audit.Report{Entries: 3, FirstBroken: 3, Reason: "its content does not match its hash: the entry was changed"},
 			"audit trail BROKEN at entry 3: its content does not match its hash: the entry was changed (3 entries checked)\n", 1},

@@ -62,7 +62,12 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// exitCode is the process's exit status for run's error: 0 for a command's -h (flag.ErrHelp,
+// its flags printed), as Go's flag.ExitOnError does.
 func exitCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
 	var e *exitError
 	if errors.As(err, &e) {
 		return e.code
@@ -95,13 +100,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runClientCreate(ctx, args[2:], getenv, stdout, stderr)
 	case cmd == "oidc rotate-key":
 		return runOIDCRotateKey(ctx, args[2:], getenv, stdout, stderr)
-	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
+	case isHelp(args[0]) || (len(args) == 2 && isHelp(args[1]) && isGroup(args[0])):
+		// "latchkey -h", and "latchkey user -h": a command group asked for help lists its
+		// commands (each command's own -h lists its flags).
 		fmt.Fprintln(stdout, usage)
 		return nil
 	default:
 		fmt.Fprintln(stderr, usage)
 		return &exitError{code: 2, err: fmt.Errorf("unknown command %q", strings.Join(args, " "))}
 	}
+}
+
+// isHelp says whether arg asks for the usage.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "--help" || arg == "-help" || arg == "help"
+}
+
+// isGroup says whether name is the first word of a two-word command (user create, ...).
+func isGroup(name string) bool {
+	return name == "user" || name == "audit" || name == "client" || name == "oidc"
 }
 
 // parse parses flags and loads the configuration. extra registers command-specific flags.
@@ -473,15 +490,23 @@ func runAuditVerify(ctx context.Context, args []string, getenv func(string) stri
 // chain.
 func reportAudit(stdout io.Writer, rep audit.Report) error {
 	if rep.FirstBroken != 0 {
-		fmt.Fprintf(stdout, "audit trail BROKEN at entry %d: %s (%d entries checked)\n", rep.FirstBroken, rep.Reason, rep.Entries)
+		fmt.Fprintf(stdout, "audit trail BROKEN at entry %d: %s (%s checked)\n", rep.FirstBroken, rep.Reason, entries(rep.Entries))
 		return &exitError{code: 1, err: fmt.Errorf("audit chain broken at entry %d", rep.FirstBroken)}
 	}
 	if rep.Pending > 0 {
 		// PostgreSQL: entries committed while Verify ran wait for the chainer; the next run
 		// checks them.
-		fmt.Fprintf(stdout, "audit trail intact: %d entries (%d more committed meanwhile, not yet chained)\n", rep.Entries, rep.Pending)
+		fmt.Fprintf(stdout, "audit trail intact: %s (%d more committed meanwhile, not yet chained)\n", entries(rep.Entries), rep.Pending)
 		return nil
 	}
-	fmt.Fprintf(stdout, "audit trail intact: %d entries\n", rep.Entries)
+	fmt.Fprintf(stdout, "audit trail intact: %s\n", entries(rep.Entries))
 	return nil
+}
+
+// entries is n with its noun: "1 entry", "7 entries".
+func entries(n int) string {
+	if n == 1 {
+		return "1 entry"
+	}
+	return fmt.Sprintf("%d entries", n)
 }
