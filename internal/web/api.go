@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/login"
@@ -141,13 +143,21 @@ func (s *Server) apiAuthed(f authedAPIFunc) http.Handler {
 }
 
 // decode reads a JSON object into v. It refuses other media types, bodies over the limit,
-// unknown fields, wrong types and trailing data, each with a message a person understands.
+// unknown fields, a field given twice, wrong types and trailing data, each with a message a
+// person understands.
 func decode(r *http.Request, v any) error {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return latchkey.Errorf(latchkey.EUnsupportedMedia, "Send the request body as JSON with Content-Type: application/json.")
 	}
-	dec := json.NewDecoder(r.Body)
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return decodeError(err)
+	}
+	if k, ok := duplicateKey(b); ok {
+		return latchkey.Errorf(latchkey.EInvalid, "The field %q appears more than once; send each field once.", k)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
@@ -160,6 +170,83 @@ func decode(r *http.Request, v any) error {
 		return latchkey.Errorf(latchkey.EInvalid, "The request body must hold a single JSON object.")
 	}
 	return nil
+}
+
+// duplicateKey returns the first key that appears twice in one object of the JSON text b,
+// at any depth. encoding/json keeps the last of them and matches keys to fields without
+// regard to case, where another parser in front of Latchkey (a proxy, a firewall, the client
+// that signed the body) may keep the first: a body that reads two ways is refused, keys
+// compared as encoding/json compares them (Unicode simple case folding). Text that is not
+// valid JSON is left to the decoder to report.
+func duplicateKey(b []byte) (string, bool) {
+	type frame struct {
+		object, wantKey bool
+		keys            []string
+		seen            map[string]struct{} // the folded keys, once an object has many
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			if len(stack) == 0 {
+				return "", false
+			}
+			continue
+		}
+		if n := len(stack); n > 0 && stack[n-1].object {
+			f := &stack[n-1]
+			if f.wantKey {
+				k := tok.(string)
+				if f.seen != nil {
+					if _, dup := f.seen[fold(k)]; dup {
+						return k, true
+					}
+					f.seen[fold(k)] = struct{}{}
+				} else {
+					for _, o := range f.keys {
+						if strings.EqualFold(o, k) {
+							return k, true
+						}
+					}
+					// A linear search is cheapest for the few keys of a request; past 16
+					// a set keeps a body of many keys linear in its size.
+					if f.keys = append(f.keys, k); len(f.keys) > 16 {
+						f.seen = make(map[string]struct{}, 2*len(f.keys))
+						for _, o := range f.keys {
+							f.seen[fold(o)] = struct{}{}
+						}
+					}
+				}
+				f.wantKey = false
+				continue
+			}
+			f.wantKey = true
+		}
+		if d, ok := tok.(json.Delim); ok {
+			stack = append(stack, frame{object: d == '{', wantKey: d == '{'})
+		} else if len(stack) == 0 {
+			return "", false
+		}
+	}
+}
+
+// fold maps s to one representative of the strings strings.EqualFold holds equal to it:
+// each rune the least of its simple case-folding orbit.
+func fold(s string) string {
+	var sb strings.Builder
+	for _, r := range s {
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			m = min(m, f)
+		}
+		sb.WriteRune(m)
+	}
+	return sb.String()
 }
 
 func decodeError(err error) error {
