@@ -317,3 +317,58 @@ func TestLibraryLogsGoToTheProviderLogger(t *testing.T) {
 		t.Errorf("fallback log = %q", other.String())
 	}
 }
+
+// TestRefreshWithFewerScopesRotates: a refresh that asks for fewer scopes than the grant's
+// (scope=openid, without offline_access) still rotates the refresh token, so the old one
+// cannot be used again unseen; the new one keeps the grant's scopes, offline_access with
+// them (RFC 6749 §6), and refreshes again.
+func TestRefreshWithFewerScopesRotates(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	id := f.start(t, "app", url.Values{"scope": {"openid email offline_access"}})
+	if _, err := f.p.Authorize(ctx, id, &latchkey.Session{AMR: []string{"pwd"}, PasswordAt: t0}, f.user); err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		RefreshToken string `json:"refresh_token"`
+		Scope        string `json:"scope"`
+	}
+	json.Unmarshal([]byte(f.exchange(t, "app", id)), &tok)
+	refresh := func(rt, scope string) (int, string, string) {
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+		if scope != "" {
+			form.Set("scope", scope)
+		}
+		req := httptest.NewRequest("POST", "http://id.test/oidc/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("app", f.secrets["app"])
+		rec := httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, req)
+		var r struct {
+			RefreshToken string `json:"refresh_token"`
+			Scope        string `json:"scope"`
+		}
+		json.Unmarshal(rec.Body.Bytes(), &r)
+		return rec.Code, r.RefreshToken, r.Scope
+	}
+	code, rt2, scope := refresh(tok.RefreshToken, "openid")
+	if code != http.StatusOK || rt2 == "" || rt2 == tok.RefreshToken || strings.Contains(scope, "email") {
+		t.Fatalf("refresh with scope=openid: %d, refresh token %q (was %q), scope %q; want a new refresh token and no email", code, rt2, tok.RefreshToken, scope)
+	}
+	if code, _, _ := refresh(tok.RefreshToken, "openid"); code == http.StatusOK {
+		t.Fatal("the refresh token used with scope=openid refreshed again")
+	}
+	f.audited(t, latchkey.ActionOIDCRefreshReused, latchkey.OutcomeDenied, "client: app")
+	// The reuse revoked the grant, the new token with it: a fresh grant shows what the new
+	// refresh token keeps.
+	id = f.start(t, "app", url.Values{"scope": {"openid email offline_access"}})
+	if _, err := f.p.Authorize(ctx, id, &latchkey.Session{AMR: []string{"pwd"}, PasswordAt: t0}, f.user); err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal([]byte(f.exchange(t, "app", id)), &tok)
+	_, rt2, _ = refresh(tok.RefreshToken, "openid")
+	code, rt3, scope := refresh(rt2, "")
+	if code != http.StatusOK || rt3 == "" || !strings.Contains(scope, "email") || !strings.Contains(scope, "offline_access") {
+		t.Errorf("refresh of the rotated token without scope: %d, refresh token %q, scope %q; want the grant's scopes", code, rt3, scope)
+	}
+}

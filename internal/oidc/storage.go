@@ -82,7 +82,19 @@ func (r *refreshRequest) GetAuthTime() time.Time      { return r.AuthTime }
 func (r *refreshRequest) GetClientID() string         { return r.ClientID }
 func (r *refreshRequest) GetScopes() []string         { return r.scopes }
 func (r *refreshRequest) GetSubject() string          { return subject(r.UserID) }
-func (r *refreshRequest) SetCurrentScopes(s []string) { r.scopes = s }
+
+// SetCurrentScopes narrows the scopes of the refresh's access and ID tokens to those the
+// client asked for. offline_access stays: a refresh token exists only for a grant that has
+// it, and the library rotates the refresh token only when it is among the current scopes,
+// so a refresh that asked for less (scope=openid) would get an access token and leave its
+// refresh token valid, reusable without the reuse ever being seen (RFC 9700 §4.14.2). The
+// new refresh token keeps the grant's scopes, as RFC 6749 §6 requires.
+func (r *refreshRequest) SetCurrentScopes(s []string) {
+	if slices.Contains(r.Scopes, zoidc.ScopeOfflineAccess) && !slices.Contains(s, zoidc.ScopeOfflineAccess) {
+		s = append(slices.Clip(s), zoidc.ScopeOfflineAccess)
+	}
+	r.scopes = s
+}
 
 // A refresh request is also an op.AuthRequest: the library takes the acr claim of an ID token
 // only from one, and a refreshed ID token must say how the user signed in, like the first.
@@ -232,7 +244,11 @@ func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Token
 	}
 	now := s.p.now()
 	refresh := randomToken()
-	rt := &latchkey.OIDCRefreshToken{ID: hashSecret(refresh), OIDCGrant: g, CreatedAt: now, ExpiresAt: now.Add(s.p.opt.RefreshTokenTTL)}
+	rg := g
+	if r, ok := req.(*refreshRequest); ok {
+		rg.Scopes = r.OIDCGrant.Scopes // RFC 6749 §6: the new refresh token's scope is the old one's
+	}
+	rt := &latchkey.OIDCRefreshToken{ID: hashSecret(refresh), OIDCGrant: rg, CreatedAt: now, ExpiresAt: now.Add(s.p.opt.RefreshTokenTTL)}
 	at := &latchkey.OIDCAccessToken{ID: randomToken(), OIDCGrant: g, RefreshTokenID: rt.ID, CreatedAt: now, ExpiresAt: now.Add(s.p.opt.AccessTokenTTL)}
 	used := ""
 	if currentRefreshToken != "" {
