@@ -106,6 +106,13 @@ type OIDCGrant struct {
 	SID string
 }
 
+// OIDCTokenUse is what new tokens are exchanged for (CreateOIDCTokens): a refresh token (its
+// ID) or an authorization code (its hash), or neither.
+type OIDCTokenUse struct {
+	RefreshID string
+	CodeHash  string
+}
+
 // OIDCAccessToken is an issued access token. The token the client holds is an encrypted
 // reference to ID; revoking deletes the row.
 type OIDCAccessToken struct {
@@ -167,18 +174,20 @@ type OIDCStore interface {
 	// SetOIDCAuthCode records the hash of the request's code and when the code expires, and
 	// keeps the request until keepUntil. EConflict when the request has a code already.
 	SetOIDCAuthCode(ctx Context, id, codeHash string, codeExpiresAt, keepUntil time.Time) error
-	// UseOIDCAuthCode marks the code used, once: the first call returns the request; a later
-	// one returns the request with EConflict (the caller revokes the grant); an unknown or
-	// expired code gives ENotFound.
-	UseOIDCAuthCode(ctx Context, codeHash string, now time.Time) (*OIDCAuthRequest, error)
+	// FindOIDCAuthRequestByCode returns the request of a code (the code's hash), used or not,
+	// expired or not; ENotFound when no request has it.
+	FindOIDCAuthRequestByCode(ctx Context, codeHash string) (*OIDCAuthRequest, error)
 	// DeleteOIDCAuthRequest removes a request; a missing one is not an error.
 	DeleteOIDCAuthRequest(ctx Context, id string) error
 
 	// CreateOIDCTokens inserts an access token and, when rt is not nil, a refresh token, in
-	// one transaction. When usedRefreshID is not "", that refresh token is marked used in the
-	// same transaction, and ENotFound is returned (nothing inserted) if it was used already
-	// or is gone: of two concurrent rotations one wins.
-	CreateOIDCTokens(ctx Context, at *OIDCAccessToken, rt *OIDCRefreshToken, usedRefreshID string, now time.Time) error
+	// one transaction, and uses up what they are exchanged for in the same transaction:
+	// with used.RefreshID, that refresh token is marked used, and ENotFound is returned
+	// (nothing inserted) if it was used already or is gone: of two concurrent rotations one
+	// wins; with used.CodeHash, that authorization code (of a completed request) is marked
+	// used, and EConflict is returned (nothing inserted) if it was used already or has
+	// expired at now: of two concurrent exchanges one wins.
+	CreateOIDCTokens(ctx Context, at *OIDCAccessToken, rt *OIDCRefreshToken, used OIDCTokenUse, now time.Time) error
 	// FindOIDCAccessToken returns ENotFound when the token was never issued or was revoked.
 	FindOIDCAccessToken(ctx Context, id string) (*OIDCAccessToken, error)
 	// FindOIDCRefreshToken returns ENotFound when there is no such token; a used one is

@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -269,4 +271,62 @@ func (f *fixture) tokenRequest(client, code string) *http.Request {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(client, f.secrets[client])
 	return req
+}
+
+// TestRefusedExchangeLeavesTheCode: an exchange the token endpoint refuses (no or a wrong
+// client secret, another client, a wrong code_verifier or redirect_uri) does not use the code
+// up, so whoever intercepted a code cannot cancel the sign-in with it, and no reuse is
+// recorded; the client's own exchange then gets its tokens, and a second one is a reuse.
+func TestRefusedExchangeLeavesTheCode(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	id := f.start(t, "app", nil)
+	if _, err := f.p.Authorize(ctx, id, &latchkey.Session{AMR: []string{"pwd"}, PasswordAt: t0}, f.user); err != nil {
+		t.Fatal(err)
+	}
+	code := f.code(t, id)
+	for name, change := range map[string]func(*http.Request, url.Values){
+		"no client authentication": func(r *http.Request, _ url.Values) { r.Header.Del("Authorization") },
+		"wrong secret":             func(r *http.Request, _ url.Values) { r.SetBasicAuth("app", "wrong") },
+		"another client":           func(r *http.Request, _ url.Values) { r.SetBasicAuth("third", f.secrets["third"]) },
+		"wrong code_verifier":      func(_ *http.Request, v url.Values) { v.Set("code_verifier", strings.Repeat("w", 43)) },
+		"wrong redirect_uri":       func(_ *http.Request, v url.Values) { v.Set("redirect_uri", "https://app.test/cb2") },
+	} {
+		req := f.tokenRequest("app", code)
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {"https://app.test/cb"}, "code_verifier": {verifier}}
+		change(req, form)
+		req.Body = io.NopCloser(strings.NewReader(form.Encode()))
+		req.ContentLength = int64(len(form.Encode()))
+		rec := httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, req)
+		if rec.Code == http.StatusOK {
+			t.Fatalf("%s: exchange accepted: %s", name, rec.Body)
+		}
+	}
+	if a := f.actions(t); slices.Contains(a, latchkey.ActionOIDCCodeReused) {
+		t.Fatalf("refused exchanges recorded a reuse: %v", a)
+	}
+	rec := httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, f.tokenRequest("app", code))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "access_token") {
+		t.Fatalf("the client's exchange after the refused ones: %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, f.tokenRequest("app", code))
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "invalid_grant") {
+		t.Fatalf("second exchange: %d %s", rec.Code, rec.Body)
+	}
+	f.audited(t, latchkey.ActionOIDCCodeReused, latchkey.OutcomeDenied, "tokens revoked: 1")
+	// Expired: a code past its minute is refused, and not as a reuse.
+	id = f.start(t, "app", nil)
+	if _, err := f.p.Authorize(ctx, id, &latchkey.Session{AMR: []string{"pwd"}, PasswordAt: t0}, f.user); err != nil {
+		t.Fatal(err)
+	}
+	code = f.code(t, id)
+	f.now = f.now.Add(61 * time.Second)
+	rec = httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, f.tokenRequest("app", code))
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "invalid_grant") {
+		t.Fatalf("expired code: %d %s", rec.Code, rec.Body)
+	}
 }

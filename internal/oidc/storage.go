@@ -76,12 +76,12 @@ type refreshRequest struct {
 	scopes []string
 }
 
-func (r *refreshRequest) GetAMR() []string            { return r.AMR }
-func (r *refreshRequest) GetAudience() []string       { return r.Audience }
-func (r *refreshRequest) GetAuthTime() time.Time      { return r.AuthTime }
-func (r *refreshRequest) GetClientID() string         { return r.ClientID }
-func (r *refreshRequest) GetScopes() []string         { return r.scopes }
-func (r *refreshRequest) GetSubject() string          { return subject(r.UserID) }
+func (r *refreshRequest) GetAMR() []string       { return r.AMR }
+func (r *refreshRequest) GetAudience() []string  { return r.Audience }
+func (r *refreshRequest) GetAuthTime() time.Time { return r.AuthTime }
+func (r *refreshRequest) GetClientID() string    { return r.ClientID }
+func (r *refreshRequest) GetScopes() []string    { return r.scopes }
+func (r *refreshRequest) GetSubject() string     { return subject(r.UserID) }
 
 // SetCurrentScopes narrows the scopes of the refresh's access and ID tokens to those the
 // client asked for. offline_access stays: a refresh token exists only for a grant that has
@@ -168,21 +168,56 @@ func (s *storage) AuthRequestByID(ctx context.Context, id string) (op.AuthReques
 	return authRequest{r}, nil
 }
 
-// AuthRequestByCode uses the code, once. A second use revokes every token of the grant.
+// AuthRequestByCode finds the request of a code that can be exchanged. It does not use the
+// code up: the library checks the client, PKCE and the redirect URI after this, and only the
+// exchange that passes them uses it, in the transaction that issues its tokens
+// (CreateAccessToken, CreateAccessAndRefreshTokens). A code used already revokes every token
+// of its grant: the client or a thief holds a code that was exchanged (RFC 6749 §4.1.2).
 func (s *storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
-	r, err := s.db.UseOIDCAuthCode(ctx, hashSecret(code), s.p.now())
-	if latchkey.ErrorCode(err) == latchkey.EConflict && r != nil {
-		n, derr := s.db.DeleteOIDCGrant(ctx, r.ID)
-		if derr != nil {
-			return nil, fmt.Errorf("revoke grant of reused code: %w", derr)
-		}
-		s.p.log.WarnContext(ctx, "oidc: authorization code reused; grant revoked", "client_id", r.ClientID, "user_id", r.UserID, "tokens", n)
-		s.p.recordID(ctx, nil, r.UserID, latchkey.ActionOIDCCodeReused, latchkey.OutcomeDenied, fmt.Sprintf("client: %s; tokens revoked: %d", r.ClientID, n))
-		return nil, errors.New("code used already")
-	} else if err != nil {
+	r, err := s.db.FindOIDCAuthRequestByCode(ctx, hashSecret(code))
+	if err != nil {
 		return nil, err
 	}
+	if r.CodeUsedAt != nil {
+		return nil, s.codeReused(ctx, r)
+	}
+	if !r.Done() || !s.p.now().Before(r.CodeExpiresAt) {
+		return nil, errors.New("code expired")
+	}
 	return authRequest{r}, nil
+}
+
+// codeReused revokes the grant of a code exchanged a second time, and audits it.
+func (s *storage) codeReused(ctx context.Context, r *latchkey.OIDCAuthRequest) error {
+	n, err := s.db.DeleteOIDCGrant(ctx, r.ID)
+	if err != nil {
+		return fmt.Errorf("revoke grant of reused code: %w", err)
+	}
+	s.p.log.WarnContext(ctx, "oidc: authorization code reused; grant revoked", "client_id", r.ClientID, "user_id", r.UserID, "tokens", n)
+	s.p.recordID(ctx, nil, r.UserID, latchkey.ActionOIDCCodeReused, latchkey.OutcomeDenied, fmt.Sprintf("client: %s; tokens revoked: %d", r.ClientID, n))
+	return errors.New("code used already")
+}
+
+// issued handles the error of CreateOIDCTokens for req: a code that another exchange used
+// meanwhile (or that expired since AuthRequestByCode) is refused as invalid_grant, and, used,
+// revokes its grant.
+func (s *storage) issued(ctx context.Context, req op.TokenRequest, err error) error {
+	r, ok := req.(authRequest)
+	if !ok || latchkey.ErrorCode(err) != latchkey.EConflict {
+		return err
+	}
+	if again, ferr := s.db.FindOIDCAuthRequestByCode(ctx, r.CodeHash); ferr == nil && again.CodeUsedAt != nil {
+		err = s.codeReused(ctx, again)
+	}
+	return zoidc.ErrInvalidGrant().WithDescription("The code was used already, or has expired.").WithParent(err)
+}
+
+// used is what tokens for req use up: the code of an authorization request.
+func used(req op.TokenRequest) latchkey.OIDCTokenUse {
+	if r, ok := req.(authRequest); ok {
+		return latchkey.OIDCTokenUse{CodeHash: r.CodeHash}
+	}
+	return latchkey.OIDCTokenUse{}
 }
 
 func (s *storage) SaveAuthCode(ctx context.Context, id, code string) error {
@@ -228,8 +263,8 @@ func (s *storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (s
 	}
 	now := s.p.now()
 	at := &latchkey.OIDCAccessToken{ID: randomToken(), OIDCGrant: g, CreatedAt: now, ExpiresAt: now.Add(s.p.opt.AccessTokenTTL)}
-	if err := s.db.CreateOIDCTokens(ctx, at, nil, "", now); err != nil {
-		return "", time.Time{}, err
+	if err := s.db.CreateOIDCTokens(ctx, at, nil, used(req), now); err != nil {
+		return "", time.Time{}, s.issued(ctx, req, err)
 	}
 	s.exchanged(ctx, req, g)
 	return at.ID, at.ExpiresAt, nil
@@ -250,14 +285,14 @@ func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Token
 	}
 	rt := &latchkey.OIDCRefreshToken{ID: hashSecret(refresh), OIDCGrant: rg, CreatedAt: now, ExpiresAt: now.Add(s.p.opt.RefreshTokenTTL)}
 	at := &latchkey.OIDCAccessToken{ID: randomToken(), OIDCGrant: g, RefreshTokenID: rt.ID, CreatedAt: now, ExpiresAt: now.Add(s.p.opt.AccessTokenTTL)}
-	used := ""
+	use := used(req)
 	if currentRefreshToken != "" {
-		used = hashSecret(currentRefreshToken)
+		use.RefreshID = hashSecret(currentRefreshToken)
 	}
-	if err := s.db.CreateOIDCTokens(ctx, at, rt, used, now); latchkey.ErrorCode(err) == latchkey.ENotFound {
+	if err := s.db.CreateOIDCTokens(ctx, at, rt, use, now); latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return "", "", time.Time{}, zoidc.ErrInvalidGrant().WithDescription("The refresh token was used already.")
 	} else if err != nil {
-		return "", "", time.Time{}, err
+		return "", "", time.Time{}, s.issued(ctx, req, err)
 	}
 	s.exchanged(ctx, req, g)
 	return at.ID, refresh, at.ExpiresAt, nil

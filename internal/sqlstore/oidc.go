@@ -221,37 +221,10 @@ func (s *DB) SetOIDCAuthCode(ctx context.Context, id, codeHash string, codeExpir
 	return nil
 }
 
-// UseOIDCAuthCode marks a code used, once; a second use returns the request with EConflict.
-// Its transaction is a plan (pipelined on PostgreSQL).
-func (s *DB) UseOIDCAuthCode(ctx context.Context, codeHash string, now time.Time) (*latchkey.OIDCAuthRequest, error) {
-	var r *latchkey.OIDCAuthRequest
-	var used, reused bool
-	var p txPlan
-	p.exec(func(n int64, err error) error {
-		if err != nil {
-			return fmt.Errorf("use oidc auth code: %w", err)
-		}
-		used = n == 1
-		return nil
-	}, qUseAuthCode, us(now), codeHash)
-	p.query("find oidc auth request", func(scan func(...any) error) (err error) {
-		r, err = scanAuthRequest(scan)
-		return err
-	}, func(n int) error {
-		if n == 0 || (!used && r.CodeUsedAt == nil) {
-			r = nil
-			return notFound("code")
-		}
-		reused = !used
-		return nil
-	}, qAuthRequestByCode, codeHash)
-	if err := s.runPlan(ctx, nil, &p); err != nil {
-		return nil, err
-	}
-	if reused {
-		return r, latchkey.Errorf(latchkey.EConflict, "The code was used already.")
-	}
-	return r, nil
+// FindOIDCAuthRequestByCode returns the request of a code's hash, ENotFound when there is
+// none.
+func (s *DB) FindOIDCAuthRequestByCode(ctx context.Context, codeHash string) (*latchkey.OIDCAuthRequest, error) {
+	return scanAuthRequest(s.queryRow(ctx, qAuthRequestByCode, codeHash).Scan)
 }
 
 // DeleteOIDCAuthRequest removes a request.
@@ -262,11 +235,22 @@ func (s *DB) DeleteOIDCAuthRequest(ctx context.Context, id string) error {
 	return nil
 }
 
-// CreateOIDCTokens inserts an access token and optionally a refresh token, marking
-// usedRefreshID used in the same transaction, a plan (pipelined on PostgreSQL).
-func (s *DB) CreateOIDCTokens(ctx context.Context, a *latchkey.OIDCAccessToken, rt *latchkey.OIDCRefreshToken, usedRefreshID string, now time.Time) error {
+// CreateOIDCTokens inserts an access token and optionally a refresh token, marking the
+// refresh token or the code they are exchanged for used in the same transaction, a plan
+// (pipelined on PostgreSQL).
+func (s *DB) CreateOIDCTokens(ctx context.Context, a *latchkey.OIDCAccessToken, rt *latchkey.OIDCRefreshToken, used latchkey.OIDCTokenUse, now time.Time) error {
 	var p txPlan
-	if usedRefreshID != "" {
+	if used.CodeHash != "" {
+		p.exec(func(n int64, err error) error {
+			if err != nil {
+				return fmt.Errorf("use oidc auth code: %w", err)
+			} else if n == 0 {
+				return latchkey.Errorf(latchkey.EConflict, "The code was used already, or has expired.")
+			}
+			return nil
+		}, qUseAuthCode, us(now), used.CodeHash)
+	}
+	if used.RefreshID != "" {
 		p.exec(func(n int64, err error) error {
 			if err != nil {
 				return fmt.Errorf("use refresh token: %w", err)
@@ -274,7 +258,7 @@ func (s *DB) CreateOIDCTokens(ctx context.Context, a *latchkey.OIDCAccessToken, 
 				return notFound("refresh token")
 			}
 			return nil
-		}, qUseRefreshToken, us(now), usedRefreshID)
+		}, qUseRefreshToken, us(now), used.RefreshID)
 	}
 	if rt != nil {
 		p.exec(failsAs("insert refresh token"), qInsertRefreshToken,

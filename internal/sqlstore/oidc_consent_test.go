@@ -55,7 +55,7 @@ func TestOIDCConsents(t *testing.T) {
 			g := latchkey.OIDCGrant{GrantID: "g-" + id, ClientID: client, UserID: u}
 			at := &latchkey.OIDCAccessToken{ID: "a-" + id, OIDCGrant: g, RefreshTokenID: "r-" + id, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
 			rt := &latchkey.OIDCRefreshToken{ID: "r-" + id, OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
-			if err := db.CreateOIDCTokens(ctx, at, rt, "", t0); err != nil {
+			if err := db.CreateOIDCTokens(ctx, at, rt, latchkey.OIDCTokenUse{}, t0); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -71,8 +71,12 @@ func TestOIDCAuthRequestsAndCodes(t *testing.T) {
 		if err := db.SetOIDCAuthCode(ctx, "req1", "h1", t0.Add(time.Minute), t0.Add(10*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.UseOIDCAuthCode(ctx, "h1", t0); errCode(err) != latchkey.ENotFound {
-			t.Errorf("code of an incomplete request: %v, want not found", err)
+		g := latchkey.OIDCGrant{GrantID: "req1", ClientID: "app", UserID: u.ID}
+		token := func(id string) *latchkey.OIDCAccessToken {
+			return &latchkey.OIDCAccessToken{ID: id, OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		}
+		if err := db.CreateOIDCTokens(ctx, token("x0"), nil, latchkey.OIDCTokenUse{CodeHash: "h1"}, t0); errCode(err) != latchkey.EConflict {
+			t.Errorf("tokens for the code of an incomplete request: %v, want conflict", err)
 		}
 		if err := db.CompleteOIDCAuthRequest(ctx, "req1", u.ID, "sid-1", []string{"pwd", "otp", "mfa"}, "mfa", t0); err != nil {
 			t.Fatal(err)
@@ -86,41 +90,50 @@ func TestOIDCAuthRequestsAndCodes(t *testing.T) {
 		if err := db.SetOIDCAuthCode(ctx, "req1", "h2", t0.Add(time.Minute), t0.Add(10*time.Minute)); errCode(err) != latchkey.EConflict {
 			t.Errorf("second code: %v, want conflict", err)
 		}
-		if _, err := db.UseOIDCAuthCode(ctx, "h1", t0.Add(time.Minute)); errCode(err) != latchkey.ENotFound {
-			t.Errorf("expired code: %v, want not found", err)
+		if err := db.CreateOIDCTokens(ctx, token("x1"), nil, latchkey.OIDCTokenUse{CodeHash: "h1"}, t0.Add(time.Minute)); errCode(err) != latchkey.EConflict {
+			t.Errorf("tokens for an expired code: %v, want conflict", err)
 		}
-		// Twelve exchanges of one code at once: exactly one wins, the others see a reuse.
+		got, err = db.FindOIDCAuthRequestByCode(ctx, "h1")
+		if err != nil || got.ID != "req1" || got.UserID != u.ID || got.ACR != "mfa" || len(got.AMR) != 3 || !got.AuthTime.Equal(t0.Truncate(time.Microsecond)) ||
+			got.CodeUsedAt != nil || !got.CodeExpiresAt.Equal(t0.Add(time.Minute).Truncate(time.Microsecond)) {
+			t.Errorf("FindOIDCAuthRequestByCode = %+v, %v", got, err)
+		}
+		// Twelve exchanges of one code at once: exactly one gets its tokens, and the code is
+		// used; the others insert nothing.
 		var wg sync.WaitGroup
 		var mu sync.Mutex
-		wins, reuses := 0, 0
-		for range 12 {
+		wins, conflicts := 0, 0
+		for i := range 12 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				got, err := db.UseOIDCAuthCode(ctx, "h1", t0.Add(time.Second))
+				err := db.CreateOIDCTokens(ctx, token(fmt.Sprintf("t%d", i)), nil, latchkey.OIDCTokenUse{CodeHash: "h1"}, t0.Add(time.Second))
 				mu.Lock()
 				defer mu.Unlock()
 				switch errCode(err) {
 				case "":
 					wins++
-					if got.UserID != u.ID || got.ACR != "mfa" || len(got.AMR) != 3 || !got.AuthTime.Equal(t0.Truncate(time.Microsecond)) {
-						t.Errorf("UseOIDCAuthCode = %+v", got)
-					}
 				case latchkey.EConflict:
-					reuses++
-					if got == nil || got.ID != "req1" {
-						t.Errorf("reuse returned %+v", got)
-					}
+					conflicts++
 				default:
-					t.Errorf("UseOIDCAuthCode: %v", err)
+					t.Errorf("CreateOIDCTokens: %v", err)
 				}
 			}()
 		}
 		wg.Wait()
-		if wins != 1 || reuses != 11 {
-			t.Errorf("wins %d, reuses %d; want 1, 11", wins, reuses)
+		if wins != 1 || conflicts != 11 {
+			t.Errorf("wins %d, conflicts %d; want 1, 11", wins, conflicts)
 		}
-		if _, err := db.UseOIDCAuthCode(ctx, "unknown", t0); errCode(err) != latchkey.ENotFound {
+		issued := 0
+		for i := range 12 {
+			if _, err := db.FindOIDCAccessToken(ctx, fmt.Sprintf("t%d", i)); err == nil {
+				issued++
+			}
+		}
+		if got, err := db.FindOIDCAuthRequestByCode(ctx, "h1"); err != nil || got.CodeUsedAt == nil || issued != 1 {
+			t.Errorf("after the exchanges: %d access tokens, request %+v, %v", issued, got, err)
+		}
+		if _, err := db.FindOIDCAuthRequestByCode(ctx, "unknown"); errCode(err) != latchkey.ENotFound {
 			t.Errorf("unknown code: %v", err)
 		}
 		if n, err := db.DeleteExpiredOIDCData(ctx, t0.Add(11*time.Minute)); err != nil || n != 1 {
@@ -141,7 +154,7 @@ func TestOIDCTokens(t *testing.T) {
 		g := latchkey.OIDCGrant{GrantID: "g1", ClientID: "app", UserID: u.ID, Scopes: []string{"openid", "offline_access"}, Audience: []string{"app"}, AMR: []string{"pwd", "otp", "mfa"}, ACR: "mfa", AuthTime: t0}
 		a1 := &latchkey.OIDCAccessToken{ID: "a1", OIDCGrant: g, RefreshTokenID: "r1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
 		r1 := &latchkey.OIDCRefreshToken{ID: "r1", OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)}
-		if err := db.CreateOIDCTokens(ctx, a1, r1, "", t0); err != nil {
+		if err := db.CreateOIDCTokens(ctx, a1, r1, latchkey.OIDCTokenUse{}, t0); err != nil {
 			t.Fatal(err)
 		}
 		got, err := db.FindOIDCAccessToken(ctx, "a1")
@@ -151,12 +164,12 @@ func TestOIDCTokens(t *testing.T) {
 		// Rotation: r1 → r2, once.
 		a2 := &latchkey.OIDCAccessToken{ID: "a2", OIDCGrant: g, RefreshTokenID: "r2", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
 		r2 := &latchkey.OIDCRefreshToken{ID: "r2", OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)}
-		if err := db.CreateOIDCTokens(ctx, a2, r2, "r1", t0); err != nil {
+		if err := db.CreateOIDCTokens(ctx, a2, r2, latchkey.OIDCTokenUse{RefreshID: "r1"}, t0); err != nil {
 			t.Fatal(err)
 		}
 		a3 := &latchkey.OIDCAccessToken{ID: "a3", OIDCGrant: g, RefreshTokenID: "r3", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
 		r3 := &latchkey.OIDCRefreshToken{ID: "r3", OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)}
-		if err := db.CreateOIDCTokens(ctx, a3, r3, "r1", t0); errCode(err) != latchkey.ENotFound {
+		if err := db.CreateOIDCTokens(ctx, a3, r3, latchkey.OIDCTokenUse{RefreshID: "r1"}, t0); errCode(err) != latchkey.ENotFound {
 			t.Errorf("second rotation of r1: %v, want not found", err)
 		}
 		if _, err := db.FindOIDCAccessToken(ctx, "a3"); errCode(err) != latchkey.ENotFound {
@@ -170,7 +183,7 @@ func TestOIDCTokens(t *testing.T) {
 		}
 		// A token of another grant survives the revocation of g1.
 		other := latchkey.OIDCGrant{GrantID: "g2", ClientID: "other", UserID: u.ID}
-		if err := db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "b1", OIDCGrant: other, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}, nil, "", t0); err != nil {
+		if err := db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "b1", OIDCGrant: other, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}, nil, latchkey.OIDCTokenUse{}, t0); err != nil {
 			t.Fatal(err)
 		}
 		if n, err := db.DeleteOIDCGrant(ctx, "g1"); err != nil || n != 4 {
@@ -199,7 +212,7 @@ func TestOIDCTokens(t *testing.T) {
 		// Revoking a refresh token takes its access tokens along.
 		g.GrantID = "g3"
 		if err := db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "c1", OIDCGrant: g, RefreshTokenID: "q1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
-			&latchkey.OIDCRefreshToken{ID: "q1", OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}, "", t0); err != nil {
+			&latchkey.OIDCRefreshToken{ID: "q1", OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}, latchkey.OIDCTokenUse{}, t0); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.DeleteOIDCRefreshToken(ctx, "q1"); err != nil {
@@ -339,7 +352,7 @@ func TestOIDCSessionTokens(t *testing.T) {
 		for _, tc := range []struct{ id, client, sid string }{{"x1", "app", "s1"}, {"x2", "other", "s2"}} {
 			g := latchkey.OIDCGrant{GrantID: "g-" + tc.id, ClientID: tc.client, UserID: u.ID, Scopes: []string{"openid"}, Audience: []string{tc.client}, AMR: []string{"pwd"}, ACR: "pwd", AuthTime: t0, SID: tc.sid}
 			if err := db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "a" + tc.id, OIDCGrant: g, RefreshTokenID: "r" + tc.id, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
-				&latchkey.OIDCRefreshToken{ID: "r" + tc.id, OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}, "", t0); err != nil {
+				&latchkey.OIDCRefreshToken{ID: "r" + tc.id, OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}, latchkey.OIDCTokenUse{}, t0); err != nil {
 				t.Fatal(err)
 			}
 		}
