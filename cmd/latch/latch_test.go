@@ -116,6 +116,12 @@ func TestHelp(t *testing.T) {
 		{"approve", "-number", "-fraud"},
 		{"deny", "-fraud", "-number"},
 		{"activate", "-transfer", "-fraud"},
+		{"switch-device", "-account", "-number"},
+		{"codes", "-home", "-number"},
+		{"accounts", "-home", "-number"},
+		{"devices", "-home", "-number"},
+		{"add", "-home", "-number"},
+		{"remove", "-home", "-number"},
 	} {
 		out, _, err := latch(tt.cmd, "--help")
 		if exitCode(err, io.Discard) != 0 || !strings.HasPrefix(out, "usage: latch [--home DIR] "+tt.cmd+" ") || !strings.Contains(out, tt.has) || strings.Contains(out, tt.hasNot) {
@@ -128,5 +134,36 @@ func TestHelp(t *testing.T) {
 		if exitCode(err, &printed) != 1 || out != "" || errOut != "" || !strings.Contains(printed.String(), "help") || strings.Count(printed.String(), "not defined") != 1 {
 			t.Errorf("latch %v: %v, standard output %q, standard error %q, printed %q", args, err, out, errOut, printed.String())
 		}
+	}
+}
+
+// TestCommandsTakeFlagsAndRefuseExtraArguments: a command given --home after its name uses
+// that folder; codes, accounts and devices refuse an argument instead of ignoring it.
+func TestCommandsTakeFlagsAndRefuseExtraArguments(t *testing.T) {
+	t.Setenv("LATCH_PASSPHRASE", "p")
+	home := t.TempDir()
+	var out, errb bytes.Buffer
+	uri := "otpauth://totp/Example:alice?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Example"
+	if err := run(context.Background(), []string{"add", uri, "--home", home}, nil, &out, &errb); err != nil {
+		t.Fatalf("add --home after the command: %v", err)
+	}
+	if err := run(context.Background(), []string{"add", uri, "--home", home}, nil, &out, &errb); err == nil || !strings.Contains(err.Error(), "already") {
+		t.Errorf("the same account added twice: %v", err)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"--home", t.TempDir(), "codes", "--home", home}, nil, &out, &errb); err != nil || !strings.HasPrefix(out.String(), "Example:alice ") {
+		t.Errorf("codes --home: %v, %q", err, out.String())
+	}
+	for _, cmd := range []string{"codes", "accounts", "devices"} {
+		if err := run(context.Background(), []string{"--home", home, cmd, "extra"}, nil, &out, &errb); err == nil || !strings.Contains(err.Error(), "no arguments") {
+			t.Errorf("%s extra: %v", cmd, err)
+		}
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"--home", home, "remove", "Example:alice"}, nil, &out, &errb); err != nil || !strings.Contains(out.String(), "Removed") {
+		t.Errorf("remove: %v, %q", err, out.String())
+	}
+	if err := run(context.Background(), []string{"--home", home, "codes"}, nil, &out, &errb); err == nil {
+		t.Error("codes after the only account was removed")
 	}
 }

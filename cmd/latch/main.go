@@ -8,7 +8,8 @@
 //	latch [--home DIR] add otpauth://totp/...
 //	latch [--home DIR] approve --number N [--timeout 30s]
 //	latch [--home DIR] deny [--fraud] [--timeout 30s]
-//	latch [--home DIR] switch-device
+//	latch [--home DIR] remove ACCOUNT
+//	latch [--home DIR] switch-device [--account ACCOUNT]
 //	latch [--home DIR]                      the interactive terminal view
 //
 // State (device private keys, seeds) lives in an encrypted vault under --home; the passphrase
@@ -17,6 +18,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -27,6 +29,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,7 +58,9 @@ Usage:
                                     shown in the browser
   latch [--home DIR] deny [--fraud] [--timeout 30s]
                                     deny the most recent request (--fraud: this wasn't me)
-  latch [--home DIR] switch-device  print a one-time transfer code for a new device
+  latch [--home DIR] remove ACCOUNT remove an account from this vault (as accounts lists it)
+  latch [--home DIR] switch-device [--account ACCOUNT]
+                                    print a one-time transfer code for a new device
   latch [--home DIR]                the interactive view: codes and requests as they come
 
 The vault (device keys, seeds) is under --home, by default latch in the user's config folder
@@ -120,19 +125,21 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "activate":
 		return a.activate(ctx, rest)
 	case "codes":
-		return a.codes()
+		return a.noArgs("codes", rest, a.codes)
 	case "accounts":
-		return a.accounts()
+		return a.noArgs("accounts", rest, a.accounts)
 	case "add":
 		return a.add(rest)
+	case "remove":
+		return a.remove(rest)
 	case "devices":
-		return a.devices(ctx)
+		return a.noArgs("devices", rest, func() error { return a.devices(ctx) })
 	case "approve":
 		return a.respond(ctx, "approve", rest)
 	case "deny":
 		return a.respond(ctx, "deny", rest)
 	case "switch-device":
-		return a.switchDevice(ctx)
+		return a.switchDevice(ctx, rest)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -144,10 +151,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // arguments (parseFlags): -h or --help prints the command's synopsis and flags to standard
 // output and returns flag.ErrHelp, which exits 0; a wrong flag is an error that says where
 // the flags are listed.
+//
+// Every command also takes --home after its name (latch codes --home DIR), which sets the
+// vault's folder as before it: the vault is read only after the flags are parsed.
 func (a *app) flags(what, synopsis string) (*flag.FlagSet, func(args []string) ([]string, error)) {
 	fs := flag.NewFlagSet(what, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // the errors reach main, which prints them once
 	fs.Usage = func() {}
+	fs.StringVar(&a.vault.home, "home", a.vault.home, "folder of the vault")
 	return fs, func(args []string) ([]string, error) {
 		pos, err := parseFlags(fs, args)
 		if errors.Is(err, flag.ErrHelp) {
@@ -160,6 +171,20 @@ func (a *app) flags(what, synopsis string) (*flag.FlagSet, func(args []string) (
 		}
 		return pos, err
 	}
+}
+
+// noArgs runs f for a command that takes no arguments, after its flags (-h and --help print
+// its usage and run nothing; an argument is an error).
+func (a *app) noArgs(what string, args []string, f func() error) error {
+	_, parse := a.flags(what, "")
+	pos, err := parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%s takes no arguments, got %q (latch %s --help)", what, pos[0], what)
+	}
+	return f()
 }
 
 // parseFlags parses flags that may come before or after positional arguments.
@@ -230,6 +255,12 @@ func (a *app) activate(ctx context.Context, args []string) error {
 	}
 	st, err := a.vault.Load()
 	if err != nil {
+		return err
+	}
+	// The vault must be able to keep the new key before the server registers it: a code
+	// redeemed (a transfer: the old device cut off) for a key that is then lost leaves the
+	// account with a device nobody holds.
+	if err := a.vault.Prepare(); err != nil {
 		return err
 	}
 	key, err := deviceproto.GenerateKey()
@@ -350,13 +381,45 @@ func (a *app) codes() error {
 	return nil
 }
 
+// regLabel is how latch accounts names a Latchkey registration.
+func regLabel(r Registration) string { return r.Issuer + ":" + r.Username }
+
+// remove deletes an account from the vault, by the name latch accounts shows: a TOTP account,
+// or a Latchkey registration (this device's key for it: the server keeps listing the device
+// until it is removed on the Security page).
+func (a *app) remove(args []string) error {
+	_, parse := a.flags("remove", "ACCOUNT")
+	pos, err := parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("usage: latch remove ACCOUNT (as latch accounts lists it)")
+	}
+	st, err := a.vault.Load()
+	if err != nil {
+		return err
+	}
+	n := len(st.Registrations) + len(st.Accounts)
+	st.Registrations = slices.DeleteFunc(st.Registrations, func(r Registration) bool { return regLabel(r) == pos[0] })
+	st.Accounts = slices.DeleteFunc(st.Accounts, func(ac Account) bool { return label(ac) == pos[0] })
+	if removed := n - len(st.Registrations) - len(st.Accounts); removed == 0 {
+		return fmt.Errorf("no account %q in this vault (latch accounts lists them)", pos[0])
+	}
+	if err := a.vault.Save(st); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "Removed %s from this vault.\n", pos[0])
+	return nil
+}
+
 func (a *app) accounts() error {
 	st, err := a.vault.Load()
 	if err != nil {
 		return err
 	}
 	for _, r := range st.Registrations {
-		fmt.Fprintf(a.stdout, "%s:%s\tLatchkey device %d %q on %s\n", r.Issuer, r.Username, r.DeviceID, r.Name, r.Server)
+		fmt.Fprintf(a.stdout, "%s\tLatchkey device %d %q on %s\n", regLabel(r), r.DeviceID, r.Name, r.Server)
 	}
 	for _, ac := range st.Accounts {
 		fmt.Fprintf(a.stdout, "%s\tTOTP, %d digits, %d s, %s\n", label(ac), ac.Digits, ac.Period, ac.Algorithm)
@@ -365,6 +428,11 @@ func (a *app) accounts() error {
 }
 
 func (a *app) add(args []string) error {
+	_, parse := a.flags("add", "otpauth://totp/ISSUER:ACCOUNT?secret=BASE32")
+	args, err := parse(args)
+	if err != nil {
+		return err
+	}
 	if len(args) != 1 {
 		return errors.New("usage: latch add otpauth://totp/ISSUER:ACCOUNT?secret=BASE32")
 	}
@@ -376,7 +444,13 @@ func (a *app) add(args []string) error {
 	if err != nil {
 		return err
 	}
-	st.Accounts = append(st.Accounts, Account{Issuer: k.Issuer, Name: k.Account, Secret: k.Secret, Digits: k.Digits, Period: k.Period, Algorithm: string(k.Algorithm)})
+	ac := Account{Issuer: k.Issuer, Name: k.Account, Secret: k.Secret, Digits: k.Digits, Period: k.Period, Algorithm: string(k.Algorithm)}
+	for _, o := range st.Accounts {
+		if label(o) == label(ac) && bytes.Equal(o.Secret, ac.Secret) {
+			return fmt.Errorf("%s is in the vault already", label(ac))
+		}
+	}
+	st.Accounts = append(st.Accounts, ac)
 	if err := a.vault.Save(st); err != nil {
 		return err
 	}
@@ -392,6 +466,7 @@ func (a *app) devices(ctx context.Context) error {
 	if len(st.Registrations) == 0 {
 		return errors.New("this device is not activated with a Latchkey server")
 	}
+	var failed error
 	for _, r := range st.Registrations {
 		c, err := clientFor(&r)
 		if err != nil {
@@ -399,7 +474,10 @@ func (a *app) devices(ctx context.Context) error {
 		}
 		var out deviceproto.DevicesResponse
 		if _, err := c.do(ctx, "GET", deviceproto.PathDevices, nil, &out); err != nil {
-			return fmt.Errorf("%s on %s: %w", r.Username, r.Server, err)
+			// One account's refusal (this device was removed there) does not hide the others.
+			failed = fmt.Errorf("%s on %s: %w", r.Username, r.Server, err)
+			fmt.Fprintf(a.stdout, "%s on %s: %v\n", r.Username, r.Server, err)
+			continue
 		}
 		fmt.Fprintf(a.stdout, "%s on %s:\n", r.Username, r.Server)
 		for _, d := range out.Devices {
@@ -410,7 +488,9 @@ func (a *app) devices(ctx context.Context) error {
 			if d.Primary {
 				tags = append(tags, "primary")
 			}
-			if d.State != deviceproto.StateActive {
+			if d.State == deviceproto.StatePendingApproval {
+				tags = append(tags, "waiting for approval")
+			} else if d.State != deviceproto.StateActive {
 				tags = append(tags, d.State)
 			}
 			used := "never used"
@@ -420,7 +500,7 @@ func (a *app) devices(ctx context.Context) error {
 			fmt.Fprintf(a.stdout, "  %-24s %-8s added %s, %s  %s\n", d.Name, d.Platform, d.CreatedAt.Local().Format("2 Jan 2006"), used, strings.Join(tags, ", "))
 		}
 	}
-	return nil
+	return failed
 }
 
 // respond waits for a pending request on any registration and answers it: approve with the
@@ -457,26 +537,41 @@ func (a *app) respond(ctx context.Context, what string, args []string) error {
 	if len(st.Registrations) == 0 {
 		return errors.New("this device is not activated with a Latchkey server")
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	var lastErr error
+	refused := map[int]error{} // registrations the server refuses (this device was removed there)
 	for ctx.Err() == nil {
-		for _, r := range st.Registrations {
+		began := time.Now()
+		for i, r := range st.Registrations {
+			if refused[i] != nil {
+				continue
+			}
 			c, err := clientFor(&r)
 			if err != nil {
 				return err
 			}
+			// One registration long-polls until shortly before the deadline, so that the
+			// poll ends with an answer, not with the deadline; several take turns quickly.
 			wait := time.Duration(0)
 			if len(st.Registrations) == 1 {
-				wait = min(25*time.Second, time.Until(deadlineOf(ctx)))
+				wait = min(25*time.Second, time.Until(deadlineOf(ctx))-time.Second)
 			}
-			chs, err := c.poll(ctx, wait)
+			chs, err := c.poll(ctx, max(wait, 0))
 			if err != nil {
 				var ae *apiError
-				if errors.As(err, &ae) {
+				switch {
+				case ctx.Err() != nil:
+					// The time is up (or latch was interrupted) during the poll.
+				case errors.As(err, &ae) && (ae.Status == 401 || ae.Status == 403):
+					refused[i] = fmt.Errorf("%s on %s: %w", r.Username, r.Server, err)
+					fmt.Fprintf(a.stderr, "latch: %v\n", refused[i])
+				case errors.As(err, &ae):
 					return fmt.Errorf("%s on %s: %w", r.Username, r.Server, err)
+				default:
+					lastErr = err
 				}
-				lastErr = err
 				continue
 			}
 			if len(chs) == 0 {
@@ -488,26 +583,45 @@ func (a *app) respond(ctx context.Context, what string, args []string) error {
 				return err
 			}
 			if res.State == "approved" {
-				fmt.Fprintf(a.stdout, "Approved the %s request from %s (%s).\n", ch.Kind, ch.IP, ch.Browser)
+				fmt.Fprintf(a.stdout, "Approved the %s request from %s (%s).\n", kindText(ch.Kind), ch.IP, ch.Browser)
 				return nil
 			}
 			if decision == deviceproto.DecisionApprove {
 				return fmt.Errorf("not approved: %s", reasonText(res.Reason))
 			}
-			fmt.Fprintf(a.stdout, "Denied the %s request from %s (%s)%s.\n", ch.Kind, ch.IP, ch.Browser, map[bool]string{true: " and reported it", false: ""}[*fraud])
+			fmt.Fprintf(a.stdout, "Denied the %s request from %s (%s)%s.\n", kindText(ch.Kind), ch.IP, ch.Browser, map[bool]string{true: " and reported it", false: ""}[*fraud])
 			return nil
 		}
-		if len(st.Registrations) > 1 {
+		if len(refused) == len(st.Registrations) {
+			return refused[0]
+		}
+		// A round that came back at once (an unreachable server, a poll cut short, several
+		// registrations) waits a second before the next, so latch never spins.
+		if d := time.Second - time.Since(began); d > 0 {
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Second):
+			case <-time.After(d):
 			}
 		}
+	}
+	if parent.Err() != nil {
+		return errors.New("interrupted; nothing was answered")
 	}
 	if lastErr != nil {
 		return lastErr
 	}
 	return errors.New("no pending sign-in request")
+}
+
+// kindText names a request's kind in plain words.
+func kindText(kind string) string {
+	switch kind {
+	case "login":
+		return "sign-in"
+	case "add_device":
+		return "new-device"
+	}
+	return kind
 }
 
 func deadlineOf(ctx context.Context) time.Time {
@@ -528,7 +642,16 @@ func reasonText(r string) string {
 	return "denied"
 }
 
-func (a *app) switchDevice(ctx context.Context) error {
+func (a *app) switchDevice(ctx context.Context, args []string) error {
+	fs, parse := a.flags("switch-device", "[--account ACCOUNT]")
+	account := fs.String("account", "", "the account to move, as latch accounts lists it (needed when there are several)")
+	pos, err := parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("switch-device takes no arguments, got %q (latch switch-device --help)", pos[0])
+	}
 	st, err := a.vault.Load()
 	if err != nil {
 		return err
@@ -536,7 +659,23 @@ func (a *app) switchDevice(ctx context.Context) error {
 	if len(st.Registrations) == 0 {
 		return errors.New("this device is not activated with a Latchkey server")
 	}
-	r := st.Registrations[0]
+	var found []Registration
+	for _, r := range st.Registrations {
+		if *account == "" || *account == regLabel(r) || *account == r.Username {
+			found = append(found, r)
+		}
+	}
+	if len(found) != 1 {
+		var names []string
+		for _, r := range st.Registrations {
+			names = append(names, regLabel(r))
+		}
+		if len(found) == 0 {
+			return fmt.Errorf("no Latchkey account %q in this vault; it has %s", *account, strings.Join(names, ", "))
+		}
+		return fmt.Errorf("this vault has several Latchkey accounts: choose one with --account (%s)", strings.Join(names, ", "))
+	}
+	r := found[0]
 	c, err := clientFor(&r)
 	if err != nil {
 		return err

@@ -193,22 +193,35 @@ func (v *Vault) Load() (*State, error) {
 	return &st, nil
 }
 
+// Prepare makes sure the vault has its key: a vault that does not exist yet chooses its
+// passphrase now (newPassphrase). Commands that change something outside the vault before
+// they save (activate registers a key with the server) call it first, so that a passphrase
+// that cannot be had fails them before that change, not after it.
+func (v *Vault) Prepare() error {
+	if v.key != nil {
+		return nil
+	}
+	h := vaultHeader{Format: "latch-vault-1", KDF: "argon2id", Memory: 64 * 1024, Time: 2, Threads: 1, Salt: make([]byte, 16)}
+	if _, err := rand.Read(h.Salt); err != nil {
+		return err
+	}
+	pass, source, err := v.newPassphrase()
+	if err != nil {
+		return err
+	}
+	h.Source = source
+	v.header = h
+	v.key = v.derive(pass)
+	return nil
+}
+
 // Save writes the state atomically (a temporary file renamed over the vault), mode 0600.
 func (v *Vault) Save(st *State) error {
 	if err := os.MkdirAll(v.home, 0o700); err != nil {
 		return err
 	}
-	if v.key == nil {
-		v.header = vaultHeader{Format: "latch-vault-1", KDF: "argon2id", Memory: 64 * 1024, Time: 2, Threads: 1, Salt: make([]byte, 16)}
-		if _, err := rand.Read(v.header.Salt); err != nil {
-			return err
-		}
-		pass, source, err := v.newPassphrase()
-		if err != nil {
-			return err
-		}
-		v.header.Source = source
-		v.key = v.derive(pass)
+	if err := v.Prepare(); err != nil {
+		return err
 	}
 	v.header.Nonce = make([]byte, 12)
 	if _, err := rand.Read(v.header.Nonce); err != nil {

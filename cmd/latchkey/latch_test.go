@@ -508,3 +508,107 @@ func TestLatchTerminalView(t *testing.T) {
 	}
 	exec.Command(tmux, "send-keys", "-t", session, "q", "Enter").Run()
 }
+
+// TestLatchVaultSafety: latch never registers a key it cannot keep, never acts when asked
+// for help, and one account's removed device does not stop the others.
+//   - activate without a passphrase to be had (no LATCH_PASSPHRASE, no OS keyring, no
+//     terminal) fails before it reaches the server: the same code then activates;
+//   - switch-device --help prints its usage and makes no transfer code;
+//   - with two accounts in the vault and the device removed from one (bob's), approve still
+//     answers the other's (alice's) request, devices lists alice's and fails for bob, and
+//     switch-device asks which account; latch remove takes bob's out of the vault.
+func TestLatchVaultSafety(t *testing.T) {
+	s := startServerArgs(t, nil, "alice", "bob")
+	phone := newLatch(t)
+	ba := newBrowserAPI(t, s.url)
+	ba.login()
+	act := ba.activation()["code"].(string)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, phone.bin, "--home", phone.home, "activate", act, "--server", s.url, "--name", "Phone")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "LATCH_PASSPHRASE=") && !strings.HasPrefix(kv, "DBUS_SESSION_BUS_ADDRESS=") {
+			c.Env = append(c.Env, kv)
+		}
+	}
+	c.Env = append(c.Env, "DBUS_SESSION_BUS_ADDRESS=unix:path=/nonexistent/latch-test-bus")
+	if out, err := c.CombinedOutput(); err == nil || !strings.Contains(string(out), "LATCH_PASSPHRASE") {
+		t.Fatalf("activate without a passphrase: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(phone.home, "vault.json")); err == nil {
+		t.Fatal("a vault was written without a passphrase")
+	}
+	phone.must("activate", act, "--server", s.url, "--name", "Phone") // the code was not used up
+
+	bb := newBrowserAPI(t, s.url)
+	if c, m := bb.call("POST", "/api/v1/login", map[string]string{"username": "bob", "password": alicePassword}); c != 200 {
+		t.Fatalf("bob's login: %d %v", c, m)
+	}
+	phone.must("activate", bb.activation()["code"].(string), "--server", s.url, "--name", "Phone")
+
+	if out := phone.must("switch-device", "--help"); !strings.HasPrefix(out, "usage: latch [--home DIR] switch-device") || strings.Contains(out, "Transfer code") {
+		t.Fatalf("switch-device --help:\n%s", out)
+	}
+	if out := phone.must("codes", "-h"); strings.Contains(out, "alice") {
+		t.Fatalf("codes -h printed codes:\n%s", out)
+	}
+	if out := phone.mustFail("switch-device"); !strings.Contains(out, "--account") || strings.Contains(out, "Transfer code") {
+		t.Fatalf("switch-device with two accounts:\n%s", out)
+	}
+
+	// Bob removes the phone.
+	_, list := bb.call("GET", "/api/v1/account/devices", nil)
+	devs := list["devices"].([]any)
+	if len(devs) != 1 {
+		t.Fatalf("bob's devices: %v", list)
+	}
+	bb.call("POST", "/api/v1/account/reauthenticate", map[string]string{"password": alicePassword})
+	if c, m := bb.call("DELETE", fmt.Sprintf("/api/v1/account/devices/%d", int64(devs[0].(map[string]any)["id"].(float64))), nil); c != 204 {
+		t.Fatalf("remove: %d %v", c, m)
+	}
+
+	// approve starts before the request exists, so it goes round both accounts (bob's
+	// refused) until alice's request comes. latch approve takes the number as a flag, so the
+	// request is started first and answered by a second approve if the first found nothing.
+	b2 := newBrowserAPI(t, s.url)
+	if st := b2.login(); st != "second_factor" {
+		t.Fatalf("login state %q", st)
+	}
+	polls := func() int { return strings.Count(s.log(), "path=/api/v1/device/challenges") }
+	before := polls()
+	out, errOut, err := phone.run("deny", "--timeout", "3s")
+	if err == nil || !strings.Contains(errOut, "bob") || !strings.Contains(errOut, "no pending sign-in request") {
+		t.Fatalf("deny with nothing pending and bob's registration refused: %v\nstdout: %s\nstderr: %s", err, out, errOut)
+	}
+	// About a poll a second for alice, one for bob: latch does not spin while it waits.
+	if n := polls() - before; n > 8 {
+		t.Errorf("deny --timeout 3s polled %d times", n)
+	}
+	code, m := b2.call("POST", "/api/v1/login/push", nil)
+	if code != 200 {
+		t.Fatalf("login/push: %d %v", code, m)
+	}
+	id, number := m["challenge_id"].(string), m["number"].(string)
+	if out, errOut, err := phone.run("approve", "--number", number, "--timeout", "20s"); err != nil || b2.pushState(id) != "approved" {
+		t.Fatalf("approve with bob's registration refused: %v, state %q\nstdout: %s\nstderr: %s", err, b2.pushState(id), out, errOut)
+	}
+	if out := phone.mustFail("devices"); !strings.Contains(out, "alice on") || !strings.Contains(out, "Phone") || !strings.Contains(out, "bob on") {
+		t.Fatalf("devices with bob's registration refused:\n%s", out)
+	}
+	var bobLabel string
+	for _, line := range strings.Split(phone.must("accounts"), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasSuffix(f[0], ":bob") {
+			bobLabel = f[0]
+		}
+	}
+	if bobLabel == "" {
+		t.Fatal("accounts does not list bob")
+	}
+	if out := phone.must("remove", bobLabel); !strings.Contains(out, "Removed") {
+		t.Fatalf("remove: %s", out)
+	}
+	if out := phone.must("devices"); strings.Contains(out, "bob") || !strings.Contains(out, "alice on") {
+		t.Fatalf("devices after remove:\n%s", out)
+	}
+	phone.mustFail("remove", bobLabel)
+}
