@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -99,11 +100,12 @@ type Config struct {
 // Duration is a time.Duration written as "12h" or "90m" in the config file.
 type Duration time.Duration
 
-// UnmarshalYAML parses a Go duration string.
+// UnmarshalYAML parses a Go duration string. A bad one is a *yaml.TypeError, with which the
+// decoder goes on and reports it with the file's other problems, all at once.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration like 90m or 12h", n.Line, n.Value)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration like 90m or 12h", n.Line, n.Value)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -150,6 +152,37 @@ var serveFlags = []flagSpec{
 	{"smtp", "SMTP URL (smtp://user:pass@host:port or smtps://...); empty writes mail to DATA/outbox", func(c *Config) *string { return &c.SMTP }},
 }
 
+// yamlFieldRe and yamlTypeRe match the decoder's messages that name Go types.
+var (
+	yamlFieldRe = regexp.MustCompile(`^(line \d+): field (\S+) not found in type .*$`)
+	yamlTypeRe  = regexp.MustCompile(`^(line \d+): cannot unmarshal !!(\w+) ` + "`" + `(.*)` + "`" + ` into (.*)$`)
+)
+
+// yamlProblem says a decoder's problem in the words of the config file, not of the Go types
+// behind it: "line 3: unknown setting "numbr_length"", "line 4: "abc" is not a number".
+func yamlProblem(e string) string {
+	if m := yamlFieldRe.FindStringSubmatch(e); m != nil {
+		return fmt.Sprintf("%s: unknown setting %q", m[1], m[2])
+	}
+	if m := yamlTypeRe.FindStringSubmatch(e); m != nil {
+		want := "a value of another kind"
+		switch t := m[4]; {
+		case t == "int" || strings.HasPrefix(t, "int") || strings.HasPrefix(t, "uint"):
+			want = "a whole number"
+		case t == "bool":
+			want = "true or false"
+		case t == "string":
+			want = "a text value"
+		case strings.HasPrefix(t, "[]"):
+			want = "a list"
+		case strings.HasPrefix(t, "struct") || strings.HasPrefix(t, "main.") || strings.HasPrefix(t, "map"):
+			want = "a section of settings"
+		}
+		return fmt.Sprintf("%s: %q must be %s", m[1], m[3], want)
+	}
+	return e
+}
+
 // envName is the environment variable of a flag: --public-url → LATCHKEY_PUBLIC_URL.
 func envName(flag string) string {
 	return "LATCHKEY_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
@@ -173,7 +206,12 @@ func loadConfig(fs *flag.FlagSet, specs []flagSpec, flagVals map[string]*string,
 		} else {
 			dec := yaml.NewDecoder(bytes.NewReader(b))
 			dec.KnownFields(true)
-			if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			var te *yaml.TypeError
+			if err := dec.Decode(&c); errors.As(err, &te) {
+				for _, e := range te.Errors {
+					problems = append(problems, fmt.Sprintf("config file %s: %s", file, yamlProblem(e)))
+				}
+			} else if err != nil && !errors.Is(err, io.EOF) {
 				problems = append(problems, fmt.Sprintf("config file %s: %v", file, err))
 			}
 		}

@@ -241,3 +241,25 @@ func TestSecurityKeysWarningFromServeOnly(t *testing.T) {
 		t.Errorf("serve on localhost warned that security keys are off:\n%s", log)
 	}
 }
+
+// TestConfigFileProblemsAllAtOnce: a bad duration does not stop the reading of the file;
+// every problem of the file is reported, in the file's words (no Go type names).
+func TestConfigFileProblemsAllAtOnce(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(file, []byte("session:\n  max_age: forever\n  idle_timeout: 1x\npush:\n  numbr_length: 3\n  number_length: abc\nmfa_methods: totp\n"), 0o600)
+	_, _, err := parse("serve", []string{"--config", file}, env(nil), &bytes.Buffer{}, append(commonFlags, serveFlags...), nil)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`line 2: "forever" is not a duration`, `line 3: "1x" is not a duration`, `line 5: unknown setting "numbr_length"`,
+		`line 6: "abc" must be a whole number`, `line 7: "totp" must be a list`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %s:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "main.") || strings.Contains(err.Error(), "struct") {
+		t.Errorf("error names Go types:\n%v", err)
+	}
+}
