@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -85,5 +86,19 @@ func TestReportAudit(t *testing.T) {
 		if code := exitCode(err); (err == nil) != (tt.code == 0) || (err != nil && code != tt.code) {
 			t.Errorf("%+v: err %v (exit %d), want exit %d", tt.rep, err, code, tt.code)
 		}
+	}
+}
+
+// TestAuditVerifyNeedsADatabase: audit verify with a data folder that holds no database (a
+// mistyped --data) is a usage error that says so, and creates nothing there.
+func TestAuditVerifyNeedsADatabase(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "typo")
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"audit", "verify", "--data", dir}, env(nil), nil, &out, &errb)
+	if exitCode(err) != 2 || err == nil || !strings.Contains(err.Error(), "no Latchkey database in "+dir) || strings.Contains(out.String(), "intact") {
+		t.Fatalf("audit verify --data %s: %v (exit %d), %q", dir, err, exitCode(err), out.String())
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("audit verify created %s: %v", dir, err)
 	}
 }

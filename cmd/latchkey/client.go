@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/latchkey/latchkey/internal/audit"
@@ -58,7 +59,8 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 func runClientCreate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var nc oidc.NewClient
 	var redirects, logouts listFlag
-	cfg, _, err := parse("client create", args, getenv, stderr, commonFlags, func(fs *flag.FlagSet) {
+	// --public-url (LATCHKEY_PUBLIC_URL) is the issuer the command reports, as serve's.
+	cfg, _, err := parse("client create", args, getenv, stderr, append(slices.Clip(commonFlags), serveFlag("public-url")), func(fs *flag.FlagSet) {
 		fs.StringVar(&nc.ID, "id", "", "client_id (default: a random one)")
 		fs.StringVar(&nc.Name, "name", "", "name shown to users (default: the ID)")
 		fs.Var(&redirects, "redirect-uri", "redirect URI, matched exactly (required; repeat for several)")

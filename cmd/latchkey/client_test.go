@@ -39,6 +39,16 @@ func TestClientCreateContract(t *testing.T) {
 	if named["client_id"] != "wiki" {
 		t.Errorf("--id wiki gave %v", named)
 	}
+	// The issuer printed is the public URL, from --public-url or LATCHKEY_PUBLIC_URL as for
+	// serve (it was the default listen address whatever they said).
+	if m, _ := create("--name", "A", "--redirect-uri", "https://a.example.com/cb", "--public-url", "https://id.example.com/"); m["issuer"] != "https://id.example.com" {
+		t.Errorf("--public-url: issuer %q", m["issuer"])
+	}
+	var eo, ee strings.Builder
+	if err := run(context.Background(), []string{"client", "create", "--data", data, "--name", "B", "--redirect-uri", "https://b.example.com/cb"},
+		env(map[string]string{"LATCHKEY_PUBLIC_URL": "https://login.example.org"}), nil, &eo, &ee); err != nil || !strings.Contains(eo.String(), `"issuer":"https://login.example.org"`) {
+		t.Errorf("LATCHKEY_PUBLIC_URL: %v, %s", err, eo.String())
+	}
 	var out, errb strings.Builder
 	err := run(context.Background(), []string{"client", "create", "--data", data, "--redirect-uri", "https://x.example.com/cb"}, env(nil), nil, &out, &errb)
 	if exitCode(err) != 2 || out.Len() != 0 {

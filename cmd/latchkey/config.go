@@ -183,6 +183,16 @@ func yamlProblem(e string) string {
 	return e
 }
 
+// serveFlag returns serve's flag of that name, for a command that takes it too.
+func serveFlag(name string) flagSpec {
+	for _, f := range serveFlags {
+		if f.name == name {
+			return f
+		}
+	}
+	panic("no serve flag " + name)
+}
+
 // envName is the environment variable of a flag: --public-url → LATCHKEY_PUBLIC_URL.
 func envName(flag string) string {
 	return "LATCHKEY_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))

@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -171,6 +172,20 @@ type app struct {
 }
 
 func (a *app) Close() error { return a.db.Close() }
+
+// openExisting is open for audit verify, which reads a deployment: a SQLite data folder
+// without a database is an error, not a new empty deployment (a mistyped --data reported an
+// intact, empty audit trail). The commands that set a deployment up (user create, client
+// create, oidc rotate-key) may start a data folder, before the first serve.
+func openExisting(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
+	if !cfg.postgres() {
+		db := filepath.Join(cfg.Data, "latchkey.db")
+		if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
+			return nil, &exitError{code: 2, err: fmt.Errorf("no Latchkey database in %s: check --data (or LATCHKEY_DATA), or run latchkey serve there first", cfg.Data)}
+		}
+	}
+	return open(ctx, cfg, log)
+}
 
 func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	if !cfg.postgres() {
@@ -474,7 +489,7 @@ func runAuditVerify(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return err
 	}
-	a, err := open(ctx, cfg, newLogger(cfg, stderr))
+	a, err := openExisting(ctx, cfg, newLogger(cfg, stderr))
 	if err != nil {
 		return err
 	}

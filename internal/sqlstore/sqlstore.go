@@ -142,6 +142,9 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 		if err := os.MkdirAll(filepath.Dir(dsn), 0o700); err != nil {
 			return nil, fmt.Errorf("create database folder: %w", err)
 		}
+		if err := ownerOnly(dsn); err != nil {
+			return nil, err
+		}
 		// WAL lets readers run beside the writer; immediate transactions take the write lock at
 		// BEGIN, so two writers queue (busy_timeout) instead of deadlocking on a lock upgrade.
 		// temp_store(MEMORY) keeps the savepoints' journal of a batch (batch.go) in memory: past
@@ -364,4 +367,27 @@ func collect[T any](rows *sql.Rows, scan func(scanner) (T, error), what string) 
 		return nil, err
 	}
 	return out, nil
+}
+
+// ownerOnly makes the SQLite file readable by its owner alone (0600), created so when it does
+// not exist and narrowed when it is wider: it holds password hashes and encrypted seeds, and
+// SQLite creates a file with the process's umask (0644 in a folder that was already there,
+// such as a data folder made with mkdir). SQLite gives the write-ahead log and its index the
+// database file's permissions.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open database file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("open database file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		if err := f.Chmod(fi.Mode().Perm() &^ 0o077); err != nil {
+			return fmt.Errorf("make the database file private: %w", err)
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -707,4 +708,33 @@ func TestKeyCheck(t *testing.T) {
 			t.Errorf("a refused check changed the stored value: %q", v)
 		}
 	})
+}
+
+// TestDatabaseFileIsPrivate: the SQLite file, its write-ahead log and the log's index are
+// readable by their owner only, in a folder that existed with 0755 (SQLite would create them
+// with the umask's 0644), and a database file made wider before is narrowed on open.
+func TestDatabaseFileIsPrivate(t *testing.T) {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	path := filepath.Join(dir, "latchkey.db")
+	db, err := sqlstore.Open(context.Background(), path, sqlstore.Options{SecretsKey: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mkUser(t, db, "alice")
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v; want mode 0600", filepath.Base(f), fi.Mode().Perm(), err)
+		}
+	}
+	db.Close()
+	os.Chmod(path, 0o644)
+	db, err = sqlstore.Open(context.Background(), path, sqlstore.Options{SecretsKey: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("a 0644 database file after open: %v", fi.Mode().Perm())
+	}
 }
