@@ -142,6 +142,12 @@ type PushAnswer struct {
 	CountKey string
 	// Audit, when not nil, is appended to the audit trail, chained as AppendAuditEvent does.
 	Audit *AuditEvent
+	// DenyOthersOf, when not 0, is the user whose other pending challenges are denied with
+	// the same reason in the same transaction ("this wasn't me": every request of the
+	// account still open, the reported one's flow and any other, is refused with it); their
+	// IDs are returned in DeniedOthers, for the waiting browsers to be told.
+	DenyOthersOf UserID
+	DeniedOthers []string
 	// Nonce, when not nil, is the answering request's nonce, recorded first in the same
 	// transaction as UseDeviceNonce records it: a nonce used before fails the answer with
 	// ErrNonceUsed, nothing written.

@@ -663,6 +663,7 @@ func (s *Service) Answer(ctx context.Context, c Client, u *latchkey.User, d *lat
 		outcome, detail = latchkey.OutcomeFailure, fmt.Sprintf("%s: wrong number on device %d", what, d.ID)
 	case latchkey.DenyFraud:
 		ans.CountKey = latchkey.ThrottleKeyPushPause(u.Username)
+		ans.DenyOthersOf = u.ID // the reported attempt's other pushes must not be approvable
 		action, detail = latchkey.ActionPushFraud, fmt.Sprintf("%s from %s reported as fraud on device %d; pushes paused for %v", what, ch.IP, d.ID, s.opt.FraudPause)
 	}
 	ans.Audit = &latchkey.AuditEvent{Time: now, UserID: u.ID, Username: u.Username, Action: action,
@@ -683,6 +684,9 @@ func (s *Service) Answer(ctx context.Context, c Client, u *latchkey.User, d *lat
 		return nil, fmt.Errorf("answer challenge: %w", err)
 	}
 	s.opt.Hub.NotifyChallenge(id)
+	for _, other := range ans.DeniedOthers {
+		s.opt.Hub.NotifyChallenge(other)
+	}
 	from := Client{IP: ch.IP, UserAgent: ch.Browser}
 	switch {
 	case reason == "" && ch.Kind == latchkey.PushAddDevice:

@@ -572,6 +572,11 @@ func (s *DB) FindPushChallengeWithSession(ctx context.Context, id, sessionID str
 const qAnswerPush = `UPDATE push_challenges SET state = $1, reason = $2, answered_at = $3
 	 WHERE id = $4 AND state = $5 AND expires_at > $3`
 
+// qDenyOtherPushes denies a user's other pending challenges (a fraud report), returning their
+// IDs; expired ones are left as they are.
+const qDenyOtherPushes = `UPDATE push_challenges SET state = $1, reason = $2, answered_at = $3
+	 WHERE user_id = $4 AND state = $5 AND id <> $6 AND expires_at > $3 RETURNING id`
+
 // qPushState reads a challenge's state, to tell why an answer changed nothing.
 const qPushState = `SELECT state FROM push_challenges WHERE id = $1`
 
@@ -614,6 +619,17 @@ func (s *DB) AnswerPushChallenge(ctx context.Context, a *latchkey.PushAnswer) er
 		}
 		return nil
 	}, qPushState, a.ID).onlyIf(func() bool { return !answered })
+	if a.DenyOthersOf != 0 {
+		a.DeniedOthers = nil
+		p.query("deny other push challenges", func(scan func(...any) error) error {
+			var id string
+			if err := scan(&id); err != nil {
+				return fmt.Errorf("deny other push challenges: %w", err)
+			}
+			a.DeniedOthers = append(a.DeniedOthers, id)
+			return nil
+		}, nil, qDenyOtherPushes, string(latchkey.PushDenied), a.Reason, us(a.At), a.DenyOthersOf, string(latchkey.PushPending), a.ID)
+	}
 	if a.DeviceID != 0 {
 		p.exec(failsAs("touch device"), qTouchDevice, us(a.At), a.DeviceID)
 	}

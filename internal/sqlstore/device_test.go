@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -787,4 +788,39 @@ func dumpTable(t *testing.T, db *sqlstore.DB, table string) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestFraudDeniesTheOtherPushes: an answer with DenyOthersOf denies that user's other pending,
+// unexpired challenges in its transaction and returns them; another user's, an expired one
+// and one answered before are left as they are.
+func TestFraudDeniesTheOtherPushes(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u, v := mkUser(t, db, "alice"), mkUser(t, db, "bob")
+		exp := t0.Add(2 * time.Minute)
+		mkPush(t, db, "reported", u, 5, latchkey.PushLogin, 0, t0, exp)
+		mkPush(t, db, "earlier", u, 5, latchkey.PushLogin, 0, t0, exp)
+		mkPush(t, db, "device", u, 6, latchkey.PushAddDevice, 9, t0, exp)
+		mkPush(t, db, "expired", u, 5, latchkey.PushLogin, 0, t0.Add(-time.Minute), t0)
+		mkPush(t, db, "approved", u, 5, latchkey.PushLogin, 0, t0, exp)
+		mkPush(t, db, "bobs", v, 7, latchkey.PushLogin, 0, t0, exp)
+		if err := db.AnswerPushChallenge(ctx, &latchkey.PushAnswer{ID: "approved", State: latchkey.PushApproved, At: t0}); err != nil {
+			t.Fatal(err)
+		}
+		a := &latchkey.PushAnswer{ID: "reported", State: latchkey.PushDenied, Reason: latchkey.DenyFraud, At: t0.Add(time.Second), DenyOthersOf: u.ID}
+		if err := db.AnswerPushChallenge(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(a.DeniedOthers)
+		if !slices.Equal(a.DeniedOthers, []string{"device", "earlier"}) {
+			t.Errorf("DeniedOthers = %v, want [device earlier]", a.DeniedOthers)
+		}
+		for id, want := range map[string]latchkey.PushState{"earlier": latchkey.PushDenied, "device": latchkey.PushDenied, "expired": latchkey.PushPending,
+			"approved": latchkey.PushApproved, "bobs": latchkey.PushPending, "reported": latchkey.PushDenied} {
+			got, err := db.FindPushChallenge(ctx, id)
+			if err != nil || got.State != want || (want == latchkey.PushDenied && got.Reason != latchkey.DenyFraud) {
+				t.Errorf("%s: %+v, %v; want %s", id, got, err, want)
+			}
+		}
+	})
 }

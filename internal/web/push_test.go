@@ -288,11 +288,36 @@ func TestPushWrongNumberDenyFraudExpiry(t *testing.T) {
 		t.Fatalf("late answer: %d %s", r.code, r.raw)
 	}
 
-	// "This wasn't me": denied, mailed, audited, and pushes pause.
+	// A sign-in approved and completed resets the count of pushes (at most 5 since the last).
+	b0, id0, n0 := f.pushLogin(t)
+	if r := d.answer(id0, "approve", n0); r.body["state"] != "approved" {
+		t.Fatalf("approve: %d %s", r.code, r.raw)
+	}
+	if r := b0.do("GET", "/api/v1/login/push/"+id0, "", ""); r.body["state"] != "approved" {
+		t.Fatalf("status after approval: %s", r.raw)
+	}
+
+	// "This wasn't me": denied, mailed, audited, and pushes pause. The attempt's earlier push
+	// (the attacker asked twice) is denied with it, as is any other pending request of the
+	// account, so that none can be approved by mistake afterwards.
 	f.clock.Add(time.Minute)
-	b, id, _ = f.pushLogin(t)
+	b, first, firstNumber := f.pushLogin(t)
+	r = b.post("/api/v1/login/push", nil)
+	if r.code != 200 {
+		t.Fatalf("second push of the same sign-in: %d %s", r.code, r.raw)
+	}
+	id = r.body["challenge_id"].(string)
 	if r := d.answer(id, "fraud", ""); r.body["state"] != "denied" || r.body["reason"] != "fraud" {
 		t.Fatalf("fraud: %d %s", r.code, r.raw)
+	}
+	if r := d.answer(first, "approve", firstNumber); r.code != 409 {
+		t.Fatalf("the reported attempt's earlier push approved after the report: %d %s", r.code, r.raw)
+	}
+	if r := b.do("GET", "/api/v1/login/push/"+first, "", ""); r.body["state"] != "denied" {
+		t.Fatalf("the earlier push after the report: %s", r.raw)
+	}
+	if r := b.do("GET", "/api/v1/session", "", ""); r.code != 401 {
+		t.Fatalf("the reported attempt is signed in: %d %s", r.code, r.raw)
 	}
 	if r := b.post("/api/v1/login/push", nil); r.code != 429 || r.header.Get("Retry-After") == "" || !strings.Contains(r.raw, "paused") {
 		t.Fatalf("push during the pause: %d %s", r.code, r.raw)
