@@ -457,6 +457,15 @@ func (s *Server) apiConfirmTOTP(w http.ResponseWriter, r *http.Request, a *auth)
 	if err != nil {
 		return nil, err
 	}
+	// Under mfa: required, the first factor ends the rollout: the session is signed in (with
+	// the code just given as its second factor), as the page's form and a security key's
+	// registration do; POST /api/v1/login/enroll/complete is not needed after it.
+	if err := s.finishEnrollment(w, r, a, latchkey.AMROTP); err != nil {
+		return nil, err
+	}
+	if a.enrolling {
+		return map[string]any{"enabled": true, "recovery_codes": codes, "state": latchkey.StateAuthenticated}, nil
+	}
 	return map[string]any{"enabled": true, "recovery_codes": codes}, nil
 }
 
