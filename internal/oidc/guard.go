@@ -1,6 +1,7 @@
 package oidc
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -26,7 +27,11 @@ const pathDeviceAuthorization = "/oidc/device_authorization"
 //     parsed the assertion and then refused it as a malformed request);
 //   - a refused client at the introspection endpoint gets invalid_client in JSON (RFC 7662
 //     §2.3, RFC 6749 §5.2), and a missing or refused token at the userinfo endpoint the
-//     Bearer challenge of RFC 6750 §3, not the library's plain text.
+//     Bearer challenge of RFC 6750 §3, not the library's plain text (or, for a revoked or
+//     expired token, its 403 carrying the store's error);
+//   - a client refused at the token or revocation endpoint after HTTP Basic authentication
+//     gets the Basic challenge (RFC 6749 §5.2), and token responses are never cached
+//     (Cache-Control: no-store, Pragma: no-cache, RFC 6749 §5.1).
 func (p *Provider) guard(lib http.Handler) http.Handler {
 	discovery := cors.New(corsOptions).Handler(http.HandlerFunc(p.discover))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -42,6 +47,13 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 				oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "Latchkey does not offer the JWT bearer grant.")
 				return
 			}
+			w.Header().Set("Cache-Control", "no-store") // RFC 6749 §5.1: no token response is cached
+			w.Header().Set("Pragma", "no-cache")
+			lib.ServeHTTP(basicChallenge(w, r), r)
+			return
+		case PathRevoke:
+			lib.ServeHTTP(basicChallenge(w, r), r)
+			return
 		case PathIntrospect:
 			lib.ServeHTTP(&refusalWriter{ResponseWriter: w, status: http.StatusUnauthorized, challenge: `Basic realm="latchkey"`,
 				code: "invalid_client", description: "The client credentials are not valid."}, r)
@@ -53,7 +65,12 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 			if r.Header.Get("Authorization") == "" && r.PostFormValue("access_token") == "" {
 				rw.challenge, rw.code, rw.description = "Bearer", "invalid_request", "Send the access token: Authorization: Bearer TOKEN."
 			}
-			lib.ServeHTTP(rw, r)
+			// A token the store refuses (revoked, expired, its user disabled) comes back from
+			// the library as a 403 carrying the store's error: it is a 401 with the challenge
+			// too, and a store that failed is a 503, neither with the store's text.
+			out := &userinfoOutcome{}
+			rw.forbidden = out
+			lib.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), userinfoOutcomeKey{}, out)))
 			return
 		}
 		lib.ServeHTTP(w, r)
@@ -79,6 +96,26 @@ func (p *Provider) discover(w http.ResponseWriter, r *http.Request) {
 	op.Discover(w, c)
 }
 
+// basicChallenge adds RFC 6749 §5.2's WWW-Authenticate challenge to a 401 answer (invalid_client)
+// of a request that authenticated its client with HTTP Basic.
+func basicChallenge(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
+	if _, _, ok := r.BasicAuth(); !ok {
+		return w
+	}
+	return &challengeWriter{ResponseWriter: w}
+}
+
+type challengeWriter struct{ http.ResponseWriter }
+
+func (w *challengeWriter) WriteHeader(status int) {
+	if status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
+		w.Header().Set("WWW-Authenticate", `Basic realm="latchkey"`)
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *challengeWriter) Write(b []byte) (int, error) { return w.ResponseWriter.Write(b) }
+
 // oauthError writes an OAuth 2.0 error answer (RFC 6749 §5.2).
 func oauthError(w http.ResponseWriter, status int, code, description string) {
 	w.Header().Set("Content-Type", "application/json")
@@ -96,9 +133,36 @@ type refusalWriter struct {
 	status                       int
 	challenge, code, description string
 	replaced                     bool
+	// forbidden, when not nil, makes a 403 a refusal too (userinfo), or a 503 when the store
+	// failed.
+	forbidden *userinfoOutcome
+}
+
+// userinfoOutcome is what the storage tells the guard of a userinfo request it refused:
+// whether the store failed (rather than the token being refused).
+type userinfoOutcome struct{ storeFailed bool }
+
+type userinfoOutcomeKey struct{}
+
+// storeFailed marks the userinfo request of ctx as refused because the store failed.
+func storeFailed(ctx context.Context) {
+	if o, ok := ctx.Value(userinfoOutcomeKey{}).(*userinfoOutcome); ok {
+		o.storeFailed = true
+	}
 }
 
 func (w *refusalWriter) WriteHeader(status int) {
+	if status == http.StatusForbidden && w.forbidden != nil {
+		w.replaced = true
+		w.Header().Del("Content-Type")
+		if w.forbidden.storeFailed {
+			oauthError(w.ResponseWriter, http.StatusServiceUnavailable, "server_error", "The user information cannot be read now; try again in a few seconds.")
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		oauthError(w.ResponseWriter, http.StatusUnauthorized, "invalid_token", "The access token is not valid or has expired.")
+		return
+	}
 	if status == w.status && strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") {
 		w.replaced = true
 		w.Header().Set("WWW-Authenticate", w.challenge)

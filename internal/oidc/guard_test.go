@@ -1,6 +1,7 @@
 package oidc_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/latchkey/latchkey"
 )
 
 // TestDiscoveryListsWhatIsOffered: discovery advertises the authorization code flow (PKCE
@@ -128,6 +131,58 @@ func TestUserinfoChallenge(t *testing.T) {
 		_ = json.Unmarshal(rec.Body.Bytes(), &body)
 		if rec.Code != http.StatusUnauthorized || rec.Header().Get("WWW-Authenticate") != tt.challenge || body["error"] != tt.code {
 			t.Errorf("userinfo with %q = %d, challenge %q, body %s; want 401, %q, %s", tt.auth, rec.Code, rec.Header().Get("WWW-Authenticate"), rec.Body, tt.challenge, tt.code)
+		}
+	}
+}
+
+// TestTokenRefusalsSayWhy: a revoked access token at the userinfo endpoint is a 401 with the
+// Bearer challenge (the library answered 403 with the store's error in JSON); a client that
+// authenticated with HTTP Basic and is refused gets the Basic challenge (RFC 6749 §5.2) at the
+// token and revocation endpoints; token responses say Pragma: no-cache beside no-store.
+func TestTokenRefusalsSayWhy(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	id := f.start(t, "app", nil)
+	if _, err := f.p.Authorize(ctx, id, &latchkey.Session{AMR: []string{"pwd"}, PasswordAt: t0}, f.user); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, f.tokenRequest("app", f.code(t, id)))
+	if rec.Code != 200 || rec.Header().Get("Pragma") != "no-cache" || rec.Header().Get("Cache-Control") != "no-store" {
+		t.Fatalf("token: %d, Pragma %q, Cache-Control %q", rec.Code, rec.Header().Get("Pragma"), rec.Header().Get("Cache-Control"))
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.Unmarshal(rec.Body.Bytes(), &tok)
+	userinfo := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", "http://id.test/oidc/userinfo", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		rec := httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := userinfo(); rec.Code != 200 {
+		t.Fatalf("userinfo: %d %s", rec.Code, rec.Body)
+	}
+	if err := f.db.DeleteOIDCUserTokens(ctx, f.user.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	rec = userinfo()
+	var body map[string]string
+	_ = json.Unmarshal(rec.Body.Bytes(), &body)
+	if rec.Code != http.StatusUnauthorized || rec.Header().Get("WWW-Authenticate") != `Bearer error="invalid_token"` || body["error"] != "invalid_token" || strings.Contains(rec.Body.String(), "not_found") {
+		t.Errorf("userinfo with a revoked token: %d, challenge %q, %s", rec.Code, rec.Header().Get("WWW-Authenticate"), rec.Body)
+	}
+	for _, path := range []string{"/oidc/token", "/oidc/revoke"} {
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "token": {"x"}}
+		req := httptest.NewRequest("POST", "http://id.test"+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("app", "wrong secret")
+		rec := httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized || rec.Header().Get("WWW-Authenticate") != `Basic realm="latchkey"` || !strings.Contains(rec.Body.String(), "invalid_client") {
+			t.Errorf("%s with a wrong secret: %d, challenge %q, %s", path, rec.Code, rec.Header().Get("WWW-Authenticate"), rec.Body)
 		}
 	}
 }

@@ -365,7 +365,7 @@ func (s *storage) activeUser(ctx context.Context, id latchkey.UserID) error {
 		return err
 	}
 	if u.Disabled {
-		return errors.New("user disabled")
+		return fmt.Errorf("%w: user disabled", errTokenRefused)
 	}
 	return nil
 }
@@ -480,6 +480,10 @@ func (s *storage) userinfo(ctx context.Context, info *zoidc.UserInfo, id latchke
 	return nil
 }
 
+// errTokenRefused is a token that exists no more or no longer counts (liveToken), as opposed
+// to a store that failed.
+var errTokenRefused = errors.New("access token refused")
+
 // liveToken returns an access token that exists (not revoked) and has not expired.
 func (s *storage) liveToken(ctx context.Context, tokenID, sub string) (*latchkey.OIDCAccessToken, error) {
 	at, err := s.db.FindOIDCAccessToken(ctx, tokenID)
@@ -487,9 +491,12 @@ func (s *storage) liveToken(ctx context.Context, tokenID, sub string) (*latchkey
 		return nil, err
 	}
 	if !s.p.now().Before(at.ExpiresAt) || subject(at.UserID) != sub {
-		return nil, errors.New("access token expired")
+		return nil, fmt.Errorf("%w: expired", errTokenRefused)
 	}
 	if err := s.activeUser(ctx, at.UserID); err != nil {
+		if latchkey.ErrorCode(err) == latchkey.ENotFound {
+			return nil, fmt.Errorf("%w: %w", errTokenRefused, err)
+		}
 		return nil, err
 	}
 	return at, nil
@@ -498,6 +505,9 @@ func (s *storage) liveToken(ctx context.Context, tokenID, sub string) (*latchkey
 func (s *storage) SetUserinfoFromToken(ctx context.Context, info *zoidc.UserInfo, tokenID, sub, _ string) error {
 	at, err := s.liveToken(ctx, tokenID, sub)
 	if err != nil {
+		if latchkey.ErrorCode(err) == "" && !errors.Is(err, errTokenRefused) {
+			storeFailed(ctx)
+		}
 		return err
 	}
 	return s.userinfo(ctx, info, at.UserID, at.Scopes)
