@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -268,11 +269,30 @@ func decodeError(err error) error {
 		if typ.Field == "" {
 			return latchkey.Errorf(latchkey.EInvalid, "The request body must be a JSON object.")
 		}
-		return latchkey.Errorf(latchkey.EInvalid, "The field %q must be a %s.", typ.Field, typ.Type.String())
+		return latchkey.Errorf(latchkey.EInvalid, "The field %q must be %s.", typ.Field, jsonKind(typ.Type))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return latchkey.Errorf(latchkey.EInvalid, "The field %s is not known.", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
 	return latchkey.Errorf(latchkey.EInvalid, "The request body could not be read: %s.", err.Error())
+}
+
+// jsonKind names what a field of Go type t takes, in JSON's words (not "int64" or "bool").
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "an object"
 }
 
 // required returns an EInvalid error naming the empty fields, or nil.

@@ -262,6 +262,7 @@ func TestBadInput(t *testing.T) {
 		{"not an object", "/api/v1/login", "application/json", `[1,2]`, 400, "invalid_request", "JSON object"},
 		{"wrong type", "/api/v1/login", "application/json", `{"username":42,"password":"x"}`, 400, "invalid_request", `"username" must be a string`},
 		{"unknown field", "/api/v1/login", "application/json", `{"username":"a","password":"b","admin":true}`, 400, "invalid_request", `"admin" is not known`},
+		{"wrong type, number", "/api/v1/login/push", "application/json", `{"device_id":"1"}`, 400, "invalid_request", `"device_id" must be a whole number`},
 		{"field twice", "/api/v1/login", "application/json", `{"username":"a","password":"b","username":"c"}`, 400, "invalid_request", `"username" appears more than once`},
 		{"field twice, another case", "/api/v1/login", "application/json", `{"username":"a","password":"b","USERNAME":"c"}`, 400, "invalid_request", `"USERNAME" appears more than once`},
 		{"field twice, escaped", "/api/v1/login", "application/json", `{"username":"a","password":"b","user\u006eame":"c"}`, 400, "invalid_request", `"username" appears more than once`},
