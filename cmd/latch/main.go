@@ -187,6 +187,20 @@ func (a *app) noArgs(what string, args []string, f func() error) error {
 	return f()
 }
 
+// oneArg parses the flags of a command that takes exactly one argument and returns it; with
+// none or several it returns usage as the error.
+func (a *app) oneArg(what, synopsis, usage string, args []string) (string, error) {
+	_, parse := a.flags(what, synopsis)
+	pos, err := parse(args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", errors.New(usage)
+	}
+	return pos[0], nil
+}
+
 // parseFlags parses flags that may come before or after positional arguments.
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
@@ -388,28 +402,24 @@ func regLabel(r Registration) string { return r.Issuer + ":" + r.Username }
 // or a Latchkey registration (this device's key for it: the server keeps listing the device
 // until it is removed on the Security page).
 func (a *app) remove(args []string) error {
-	_, parse := a.flags("remove", "ACCOUNT")
-	pos, err := parse(args)
+	name, err := a.oneArg("remove", "ACCOUNT", "usage: latch remove ACCOUNT (as latch accounts lists it)", args)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("usage: latch remove ACCOUNT (as latch accounts lists it)")
 	}
 	st, err := a.vault.Load()
 	if err != nil {
 		return err
 	}
 	n := len(st.Registrations) + len(st.Accounts)
-	st.Registrations = slices.DeleteFunc(st.Registrations, func(r Registration) bool { return regLabel(r) == pos[0] })
-	st.Accounts = slices.DeleteFunc(st.Accounts, func(ac Account) bool { return label(ac) == pos[0] })
+	st.Registrations = slices.DeleteFunc(st.Registrations, func(r Registration) bool { return regLabel(r) == name })
+	st.Accounts = slices.DeleteFunc(st.Accounts, func(ac Account) bool { return label(ac) == name })
 	if removed := n - len(st.Registrations) - len(st.Accounts); removed == 0 {
-		return fmt.Errorf("no account %q in this vault (latch accounts lists them)", pos[0])
+		return fmt.Errorf("no account %q in this vault (latch accounts lists them)", name)
 	}
 	if err := a.vault.Save(st); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "Removed %s from this vault.\n", pos[0])
+	fmt.Fprintf(a.stdout, "Removed %s from this vault.\n", name)
 	return nil
 }
 
@@ -428,15 +438,11 @@ func (a *app) accounts() error {
 }
 
 func (a *app) add(args []string) error {
-	_, parse := a.flags("add", "otpauth://totp/ISSUER:ACCOUNT?secret=BASE32")
-	args, err := parse(args)
+	uri, err := a.oneArg("add", "otpauth://totp/ISSUER:ACCOUNT?secret=BASE32", "usage: latch add otpauth://totp/ISSUER:ACCOUNT?secret=BASE32", args)
 	if err != nil {
 		return err
 	}
-	if len(args) != 1 {
-		return errors.New("usage: latch add otpauth://totp/ISSUER:ACCOUNT?secret=BASE32")
-	}
-	k, err := totp.ParseURI(args[0])
+	k, err := totp.ParseURI(uri)
 	if err != nil {
 		return err
 	}
