@@ -75,6 +75,8 @@ type oidcBrowser struct {
 	// enroll, when set, sets up a factor on the rollout page (step-up without a factor);
 	// the browser then continues to next.
 	enroll func(next string)
+	// recovery, when set, is given on the recovery page in place of a code.
+	recovery string
 }
 
 var (
@@ -148,6 +150,10 @@ func (b *oidcBrowser) authorize(authURL string, codeFn func() string) result {
 		case "/login":
 			req = b.form("/login", url.Values{"username": {"alice"}, "password": {alicePassword}, "next": {next}})
 		case "/login/code":
+			if b.recovery != "" {
+				req = b.form("/login/recovery", url.Values{"code": {b.recovery}, "next": {next}})
+				break
+			}
 			req = b.form("/login/code", url.Values{"code": {codeFn()}, "next": {next}})
 		case "/reauth":
 			req = b.form("/reauth", url.Values{"password": {alicePassword}, "next": {next}})
@@ -212,6 +218,13 @@ func (r *rp) userinfo(tok *oauth2.Token) (*gooidc.UserInfo, error) {
 // enrolTOTP gives alice an authenticator app and returns its secret and the last step used.
 func enrolTOTP(t *testing.T, base string) ([]byte, int64) {
 	t.Helper()
+	secret, T, _ := enrolTOTPRecovery(t, base)
+	return secret, T
+}
+
+// enrolTOTPRecovery is enrolTOTP that also returns the recovery codes.
+func enrolTOTPRecovery(t *testing.T, base string) ([]byte, int64, []string) {
+	t.Helper()
 	ba := newBrowserAPI(t, base)
 	if st := ba.login(); st != "authenticated" {
 		t.Fatalf("login state %q", st)
@@ -225,10 +238,16 @@ func enrolTOTP(t *testing.T, base string) ([]byte, int64) {
 		t.Fatal(err)
 	}
 	T := totp.Step(time.Now())
-	if code, m := ba.call("POST", "/api/v1/account/totp/confirm", map[string]string{"code": totp.Code(key.Secret, T)}); code != 200 {
+	code, m := ba.call("POST", "/api/v1/account/totp/confirm", map[string]string{"code": totp.Code(key.Secret, T)})
+	if code != 200 {
 		t.Fatalf("confirm: %d %v", code, m)
 	}
-	return key.Secret, T
+	var recovery []string
+	list, _ := m["recovery_codes"].([]any)
+	for _, c := range list {
+		recovery = append(recovery, c.(string))
+	}
+	return key.Secret, T, recovery
 }
 
 func TestOIDCTwoRelyingParties(t *testing.T) {

@@ -309,7 +309,7 @@ func TestOIDCStepUp(t *testing.T) {
 		t.Fatalf("password sign-in: %+v", res)
 	}
 	// alice adds an authenticator app in another session: this one stays password-only.
-	secret, T := enrolTOTP(t, s.url)
+	secret, T, recovery := enrolTOTPRecovery(t, s.url)
 	codes := 0
 	u, verifier := strict.authURL()
 	res := br.authorize(u, func() string { codes++; return totp.Code(secret, T+1) })
@@ -325,6 +325,26 @@ func TestOIDCStepUp(t *testing.T) {
 		t.Errorf("acr_values=mfa after step-up: %+v", res)
 	}
 	wantAudit(t, auditActions(t, s), "login.step_up success next: second_factor")
+
+	// prompt=login: the password given again is all the ID token claims; the second factor
+	// from before is not part of the new sign-in.
+	u, verifier = plain.authURL(oauth2.SetAuthURLParam("prompt", "login"))
+	if res = br.authorize(u, nil); res.code == "" || !slices.Contains(res.pages, "/reauth") || slices.Contains(res.pages, "stepup") {
+		t.Fatalf("prompt=login: %+v", res)
+	}
+	if _, c := plain.exchange(res.code, verifier); c.ACR != "pwd" || slices.Contains(c.AMR, "otp") || slices.Contains(c.AMR, "mfa") || !slices.Contains(c.AMR, "pwd") {
+		t.Errorf("ID token after a password-only re-login claims the old second factor: %+v", c)
+	}
+	// max_age=0 with acr_values=mfa: the password, then the second factor again, both fresh.
+	since := time.Now().Add(-time.Second).Unix()
+	br.recovery = recovery[0]
+	u, verifier = plain.authURL(oauth2.SetAuthURLParam("max_age", "0"), oauth2.SetAuthURLParam("acr_values", "mfa"))
+	if res = br.authorize(u, nil); res.code == "" || !slices.Contains(res.pages, "/reauth") || !slices.Contains(res.pages, "stepup") || !slices.Contains(res.pages, "/login/code") {
+		t.Fatalf("max_age=0 with acr_values=mfa: %+v", res)
+	}
+	if _, c := plain.exchange(res.code, verifier); c.ACR != "mfa" || !slices.Contains(c.AMR, "mfa") || c.AuthTime < since {
+		t.Errorf("ID token after a fresh password and second factor: %+v", c)
+	}
 }
 
 // TestOIDCStepUpWithoutFactor: a user without a second factor is told the application needs

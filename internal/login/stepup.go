@@ -3,6 +3,7 @@ package login
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/latchkey/latchkey"
 )
@@ -16,14 +17,16 @@ const ActionStepUp = "login.step_up"
 // the order the normal second step offers them (primary first); completing one gives the
 // session the mfa AMR. Without any, it is StateEnroll (the rollout flow), where setting up a
 // factor completes the sign-in with mfa. The password proof (PasswordAt) and the session's
-// absolute end are kept: stepping up never extends a session. A session that has MFA already
-// gives EConflict; a user with no factor while policy allows none to be set up, EForbidden.
-func (s *Service) StepUp(ctx context.Context, c Client, token string) (*Result, error) {
+// absolute end are kept: stepping up never extends a session. A session that has MFA already,
+// given at since or later (the zero time: any), gives EConflict: an older one is asked again
+// (an application's max_age); a user with no factor while policy allows none to be set up,
+// EForbidden.
+func (s *Service) StepUp(ctx context.Context, c Client, token string, since time.Time) (*Result, error) {
 	sess, u, err := s.Authenticate(ctx, token)
 	if err != nil {
 		return nil, err
 	}
-	if slices.Contains(sess.AMR, latchkey.AMRMFA) {
+	if slices.Contains(sess.AMR, latchkey.AMRMFA) && (sess.MFAAt == nil || !sess.MFAAt.Before(since)) {
 		return nil, latchkey.Errorf(latchkey.EConflict, "You have already signed in with two-step verification.")
 	}
 	methods, err := s.methods(ctx, u)

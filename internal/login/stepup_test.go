@@ -24,7 +24,7 @@ func TestStepUp(t *testing.T) {
 	if err != nil || slices.Contains(sess.AMR, latchkey.AMRMFA) {
 		t.Fatalf("password-only session: %+v, %v", sess, err)
 	}
-	res, err := e.svc.StepUp(ctx, alice, first.Token)
+	res, err := e.svc.StepUp(ctx, alice, first.Token, time.Time{})
 	if err != nil || res.State != latchkey.StateSecondFactor || !slices.Contains(res.Methods, latchkey.MethodTOTP) || res.Token == first.Token {
 		t.Fatalf("StepUp = %+v, %v", res, err)
 	}
@@ -42,10 +42,25 @@ func TestStepUp(t *testing.T) {
 	if err != nil || done.State != latchkey.StateAuthenticated || !slices.Contains(done.Session.AMR, latchkey.AMRMFA) {
 		t.Fatalf("factor after step-up: %+v, %v", done, err)
 	}
-	if _, err := e.svc.StepUp(ctx, alice, done.Token); code(t, err) != latchkey.EConflict {
+	if _, err := e.svc.StepUp(ctx, alice, done.Token, time.Time{}); code(t, err) != latchkey.EConflict {
 		t.Errorf("StepUp with MFA already: %v, want conflict", err)
 	}
-	if _, err := e.svc.StepUp(ctx, alice, "nope"); code(t, err) != latchkey.EUnauthenticated {
+	// An application's max_age asks for a second factor newer than alice's: she steps up
+	// again, and the new factor's time is kept.
+	e.clock.Add(time.Minute)
+	if _, err := e.svc.StepUp(ctx, alice, done.Token, *done.Session.MFAAt); code(t, err) != latchkey.EConflict {
+		t.Errorf("StepUp with a factor as new as asked: %v, want conflict", err)
+	}
+	again, err := e.svc.StepUp(ctx, alice, done.Token, e.clock.Now())
+	if err != nil || again.State != latchkey.StateSecondFactor || again.Session.MFAAt != nil || slices.Contains(again.Session.AMR, latchkey.AMRMFA) {
+		t.Fatalf("StepUp with an older factor = %+v, %v", again, err)
+	}
+	e.clock.Add(30 * time.Second)
+	redone, err := e.svc.LoginTOTP(ctx, alice, again.Token, totp.Code(secret, totp.Step(e.clock.Now())))
+	if err != nil || redone.Session.MFAAt == nil || !redone.Session.MFAAt.Equal(e.clock.Now()) {
+		t.Fatalf("factor after the second step-up: %+v, %v", redone, err)
+	}
+	if _, err := e.svc.StepUp(ctx, alice, "nope", time.Time{}); code(t, err) != latchkey.EUnauthenticated {
 		t.Errorf("StepUp without a session: %v, want unauthenticated", err)
 	}
 	events, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
@@ -59,7 +74,7 @@ func TestStepUpWithoutFactorEnrols(t *testing.T) {
 	ctx := context.Background()
 	e.user(t, "bob")
 	first := e.signIn(t, "bob")
-	res, err := e.svc.StepUp(ctx, alice, first.Token)
+	res, err := e.svc.StepUp(ctx, alice, first.Token, time.Time{})
 	if err != nil || res.State != latchkey.StateEnroll || !slices.Contains(res.Methods, latchkey.MethodTOTP) {
 		t.Fatalf("StepUp without a factor = %+v, %v", res, err)
 	}

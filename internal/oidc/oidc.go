@@ -239,11 +239,37 @@ type Decision struct {
 	Client *latchkey.OIDCClient
 	// Scopes are the scopes the request asks for (for the consent page).
 	Scopes []string
+	// MFASince, for StepMFARequired: the earliest second factor that counts (max_age); a
+	// session whose factor is older steps up again (login.Service.StepUp's since). Zero:
+	// any second factor counts.
+	MFASince time.Time
+	// StaleMFA, for StepMFARequired: the session has a second factor, older than MFASince.
+	StaleMFA bool
 }
 
 // requiresMFA reports whether a client or the request's acr_values demand a second factor.
 func requiresMFA(c *latchkey.OIDCClient, r *latchkey.OIDCAuthRequest) bool {
 	return c.RequireMFA || slices.Contains(r.ACRValues, latchkey.ACRMFA) || slices.Contains(r.ACRValues, latchkey.ACRPAPEMultiFactor)
+}
+
+// mfaSince is the earliest second factor that counts for request r at now: with max_age,
+// one within max_age or given after the request began (prompt=login sets max_age to 0);
+// without, any (the zero time).
+func mfaSince(r *latchkey.OIDCAuthRequest, now time.Time) time.Time {
+	if r.MaxAge == nil {
+		return time.Time{}
+	}
+	if t := now.Add(-*r.MaxAge); t.Before(r.CreatedAt) {
+		return t
+	}
+	return r.CreatedAt
+}
+
+// passwordOnly is amr without the second factor's methods (otp, hwk, swk, mfa).
+func passwordOnly(amr []string) []string {
+	return slices.DeleteFunc(slices.Clone(amr), func(m string) bool {
+		return m == latchkey.AMRMFA || m == latchkey.AMROTP || m == latchkey.AMRHardware || m == latchkey.AMRSoftwareKey
+	})
 }
 
 // errConsentRequired is OIDC Core's consent_required, which the library does not define.
@@ -315,11 +341,21 @@ func (p *Provider) authorize(ctx context.Context, id string, sess *latchkey.Sess
 		}
 		d.Step = StepReauthenticate
 		return d, nil
-	case requiresMFA(c, r) && !slices.Contains(sess.AMR, latchkey.AMRMFA):
+	}
+	// A second factor counts for the request when it is as fresh as max_age asks of the
+	// sign-in: a password given again for max_age (or prompt=login) renews the password,
+	// never an old second factor.
+	since := mfaSince(r, p.now())
+	hasMFA := slices.Contains(sess.AMR, latchkey.AMRMFA)
+	freshMFA := hasMFA && (since.IsZero() || sess.MFAAt != nil && !sess.MFAAt.Before(since))
+	if requiresMFA(c, r) && !freshMFA {
 		if none {
+			if hasMFA {
+				return refuse(zoidc.ErrLoginRequired().WithDescription("The two-step verification is older than max_age."))
+			}
 			return refuse(zoidc.ErrInteractionRequired().WithDescription("The client requires multi-factor authentication."))
 		}
-		d.Step = StepMFARequired
+		d.Step, d.MFASince, d.StaleMFA = StepMFARequired, since, hasMFA
 		return d, nil
 	}
 	switch a {
@@ -346,15 +382,18 @@ func (p *Provider) authorize(ctx context.Context, id string, sess *latchkey.Sess
 			}
 		}
 	}
-	acr := latchkey.ACRPassword
-	if slices.Contains(sess.AMR, latchkey.AMRMFA) {
+	acr, amr, authTime := latchkey.ACRPassword, sess.AMR, sess.PasswordAt
+	switch {
+	case freshMFA:
 		acr = latchkey.ACRMFA
+		if sess.MFAAt != nil && sess.MFAAt.After(authTime) {
+			authTime = *sess.MFAAt
+		}
+	case hasMFA:
+		// The second factor is older than max_age: the tokens claim only the password.
+		amr = passwordOnly(amr)
 	}
-	authTime := sess.PasswordAt
-	if sess.MFAAt != nil && sess.MFAAt.After(authTime) {
-		authTime = *sess.MFAAt
-	}
-	err = p.opt.Store.CompleteOIDCAuthRequest(ctx, id, u.ID, sess.SID, sess.AMR, acr, authTime)
+	err = p.opt.Store.CompleteOIDCAuthRequest(ctx, id, u.ID, sess.SID, amr, acr, authTime)
 	switch latchkey.ErrorCode(err) {
 	case "":
 		p.record(ctx, u, latchkey.ActionOIDCAuthorize, latchkey.OutcomeSuccess, "client: "+c.ID+"; acr: "+acr)

@@ -19,6 +19,7 @@ import (
 	"github.com/latchkey/latchkey/internal/audit"
 	"github.com/latchkey/latchkey/internal/oidc"
 	"github.com/latchkey/latchkey/internal/sqlstore"
+	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
 )
 
 var t0 = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
@@ -151,6 +152,68 @@ func TestPromptLoginSatisfiedByANewPassword(t *testing.T) {
 	fresh := &latchkey.Session{AMR: []string{latchkey.AMRPassword}, PasswordAt: f.now}
 	if d, err := f.p.Authorize(context.Background(), id, fresh, f.user); err != nil || d.Step != oidc.StepDone {
 		t.Fatalf("after re-authentication: %+v, %v", d, err)
+	}
+}
+
+// TestMaxAgeAppliesToTheSecondFactor: a password given again for max_age renews the password
+// only. A second factor older than max_age is not claimed, and a request that needs one
+// steps up again.
+func TestMaxAgeAppliesToTheSecondFactor(t *testing.T) {
+	mfaAt := t0.Add(-30 * time.Minute)
+	// The password was given again just now; the second factor is half an hour old.
+	reauthed := &latchkey.Session{AMR: []string{latchkey.AMRPassword, latchkey.AMROTP, latchkey.AMRMFA}, PasswordAt: t0, MFAAt: &mfaAt}
+	tests := []struct {
+		name     string
+		params   url.Values
+		want     oidc.Step
+		acr      string
+		amr      []string
+		authTime time.Time
+		since    time.Time
+	}{
+		{"within max_age", url.Values{"max_age": {"3600"}, "acr_values": {"mfa"}}, oidc.StepDone, latchkey.ACRMFA, reauthed.AMR, t0, time.Time{}},
+		{"older, MFA not asked for", url.Values{"max_age": {"600"}}, oidc.StepDone, latchkey.ACRPassword, []string{latchkey.AMRPassword}, t0, time.Time{}},
+		{"older, acr_values=mfa", url.Values{"max_age": {"600"}, "acr_values": {"mfa"}}, oidc.StepMFARequired, "", nil, time.Time{}, t0.Add(-10 * time.Minute)},
+		{"max_age=0, acr_values=mfa", url.Values{"max_age": {"0"}, "acr_values": {"mfa"}}, oidc.StepMFARequired, "", nil, time.Time{}, t0},
+		{"older, prompt=none", url.Values{"max_age": {"600"}, "acr_values": {"mfa"}, "prompt": {"none"}}, oidc.StepError, "", nil, time.Time{}, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t)
+			id := f.start(t, "app", tt.params)
+			d, err := f.p.Authorize(context.Background(), id, reauthed, f.user)
+			if err != nil || d.Step != tt.want || !d.MFASince.Equal(tt.since) || d.StaleMFA != (tt.want == oidc.StepMFARequired) {
+				t.Fatalf("Authorize = %+v, %v; want step %d, since %v", d, err, tt.want, tt.since)
+			}
+			if tt.want == oidc.StepError && d.Err.(*zoidc.Error).ErrorType != zoidc.LoginRequired {
+				t.Errorf("prompt=none with an old second factor: %v, want login_required", d.Err)
+			}
+			r, err := f.db.FindOIDCAuthRequestByID(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want != oidc.StepDone {
+				if r.Done() {
+					t.Error("request completed")
+				}
+				return
+			}
+			if r.ACR != tt.acr || !r.AuthTime.Equal(tt.authTime) || !slices.Equal(r.AMR, tt.amr) {
+				t.Errorf("completed request: acr %q, auth_time %v, amr %v; want %q, %v, %v", r.ACR, r.AuthTime, r.AMR, tt.acr, tt.authTime, tt.amr)
+			}
+		})
+	}
+	// After the step-up, the new factor counts.
+	f := setup(t)
+	id := f.start(t, "app", url.Values{"max_age": {"0"}, "acr_values": {"mfa"}})
+	f.now = t0.Add(20 * time.Second)
+	fresh := f.now
+	stepped := &latchkey.Session{AMR: reauthed.AMR, PasswordAt: t0.Add(10 * time.Second), MFAAt: &fresh}
+	if d, err := f.p.Authorize(context.Background(), id, stepped, f.user); err != nil || d.Step != oidc.StepDone {
+		t.Fatalf("after a fresh second factor: %+v, %v", d, err)
+	}
+	if r, _ := f.db.FindOIDCAuthRequestByID(context.Background(), id); r.ACR != latchkey.ACRMFA || !r.AuthTime.Equal(fresh) {
+		t.Errorf("completed request: acr %q, auth_time %v", r.ACR, r.AuthTime)
 	}
 }
 

@@ -352,9 +352,7 @@ func (s *storage) sessionRule(ctx context.Context, rt *latchkey.OIDCRefreshToken
 	if !slices.Contains(rt.Scopes, zoidc.ScopeOfflineAccess) {
 		return zoidc.ErrInvalidGrant().WithDescription("The sign-in session has ended.")
 	}
-	rt.AMR = slices.DeleteFunc(slices.Clone(rt.AMR), func(m string) bool {
-		return m == latchkey.AMRMFA || m == latchkey.AMROTP || m == latchkey.AMRHardware || m == latchkey.AMRSoftwareKey
-	})
+	rt.AMR = passwordOnly(rt.AMR)
 	rt.ACR = latchkey.ACRPassword
 	return nil
 }

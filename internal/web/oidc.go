@@ -52,6 +52,7 @@ type oidcView struct {
 	App     string   // the client's name
 	Can     []string // what the scopes allow, in plain words
 	Methods []string // step-up: the user's second factors (none: set one up)
+	Again   bool     // step-up: the session's second factor is older than the app allows
 }
 
 // pageOIDCLogin is where an authorization request meets Latchkey's sign-in: with a session
@@ -106,7 +107,7 @@ func (s *Server) oidcNext(w http.ResponseWriter, r *http.Request, id string, d *
 		if err != nil {
 			return err
 		}
-		v := oidcView{ID: id, App: d.Client.Name}
+		v := oidcView{ID: id, App: d.Client.Name, Again: d.StaleMFA}
 		for _, f := range methods {
 			if !f.Pending && !slices.Contains(v.Methods, f.Type) {
 				v.Methods = append(v.Methods, f.Type)
@@ -235,14 +236,28 @@ func (s *Server) pageOIDCConsent(w http.ResponseWriter, r *http.Request) error {
 	return s.oidcNext(w, r, id, d, u)
 }
 
-// pageOIDCStepUp turns the password-only session into the second step of sign-in (or, for
-// a user without a factor, the setup of one) and comes back to the request afterwards.
+// pageOIDCStepUp turns the session into the second step of sign-in (or, for a user without
+// a factor, the setup of one) and comes back to the request afterwards. The request decides
+// again first: only while it still asks for a second factor the session lacks (none, or one
+// older than its max_age) does the session step up.
 func (s *Server) pageOIDCStepUp(w http.ResponseWriter, r *http.Request) error {
 	if err := form(r); err != nil {
 		return err
 	}
-	here := "/oidc/login?id=" + url.QueryEscape(r.PostFormValue("id"))
-	res, err := s.login.StepUp(r.Context(), client(r), s.token(r))
+	id := r.PostFormValue("id")
+	here := "/oidc/login?id=" + url.QueryEscape(id)
+	sess, u, err := s.oidcSession(r)
+	if err != nil {
+		return err
+	}
+	d, err := s.oidc.Authorize(s.oidcContext(r), id, sess, u)
+	if err != nil {
+		return err
+	}
+	if d.Step != oidc.StepMFARequired {
+		return s.oidcNext(w, r, id, d, u)
+	}
+	res, err := s.login.StepUp(r.Context(), client(r), s.token(r), d.MFASince)
 	switch latchkey.ErrorCode(err) {
 	case "":
 	case latchkey.EUnauthenticated, latchkey.EConflict:
