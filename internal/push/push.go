@@ -292,14 +292,21 @@ func (s *Service) Redeem(ctx context.Context, c Client, kind string, sig *device
 	if err != nil {
 		return nil, fmt.Errorf("find devices: %w", err)
 	}
+	// The code's decision stands, unless a device was added after the code was made: codes
+	// made while the user had no device (or with a fresh second factor) do not let a second
+	// device in past the first one without its approval.
 	var primary *latchkey.Device
+	needsApproval := a.NeedsApproval
 	for _, d := range devs {
 		if d.State == latchkey.DeviceActive && (primary == nil || d.Primary) {
 			primary = d
 		}
+		if d.State == latchkey.DeviceActive && d.CreatedAt.After(a.CreatedAt) {
+			needsApproval = true
+		}
 	}
 	d := &latchkey.Device{UserID: u.ID, Name: name, Platform: platform, PublicKey: der, KeyChangedAt: now}
-	if a.NeedsApproval && primary != nil {
+	if needsApproval && primary != nil {
 		d.State = latchkey.DevicePending
 		if err := s.createDevice(ctx, d, nil); err != nil {
 			return nil, err

@@ -581,6 +581,36 @@ func TestSecondDeviceAfterFreshMFA(t *testing.T) {
 	}
 }
 
+// TestCodesMadeBeforeAnyDeviceNeedApprovalAfterIt: two activation codes made while alice had
+// no device need no approval when made; once the first is redeemed, the second makes a device
+// that the first must approve.
+func TestCodesMadeBeforeAnyDeviceNeedApprovalAfterIt(t *testing.T) {
+	f := newFixture(t, "")
+	c := f.signedIn(t)
+	var codes []string
+	for range 2 {
+		r := c.post("/api/v1/account/devices/activation", nil)
+		if r.code != 200 || r.body["approval_required"] != false {
+			t.Fatalf("activation without a device: %d %s", r.code, r.raw)
+		}
+		codes = append(codes, r.body["code"].(string))
+	}
+	f.clock.Add(time.Second)
+	d1 := f.newDevice(t)
+	if r := d1.activate(deviceproto.PathActivate, codes[0], "Laptop"); r.code != 200 || r.body["state"] != "active" {
+		t.Fatalf("first device: %d %s", r.code, r.raw)
+	}
+	f.clock.Add(time.Second)
+	d2 := f.newDevice(t)
+	r := d2.activate(deviceproto.PathActivate, codes[1], "Phone")
+	if r.code != 202 || r.body["state"] != "pending_approval" || r.body["totp"] != nil {
+		t.Fatalf("second device from a code made before the first: %d %s", r.code, r.raw)
+	}
+	if chs := d1.challenges(); len(chs) != 1 || chs[0]["kind"] != "add_device" {
+		t.Fatalf("the first device is not asked: %v", chs)
+	}
+}
+
 func TestSwitchDeviceAndRemoval(t *testing.T) {
 	f := newFixture(t, "")
 	c, old := f.activated(t)
