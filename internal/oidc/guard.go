@@ -21,6 +21,8 @@ const pathDeviceAuthorization = "/oidc/device_authorization"
 //   - discovery lists only what Latchkey serves: the authorization code flow with PKCE and
 //     refresh tokens, no implicit flow, no JWT bearer or device grant, no private_key_jwt
 //     algorithms (the library advertises all of them whatever the configuration);
+//   - an authorization request's request_uri is noted for CreateAuthRequest, which refuses
+//     it, and an access token in the userinfo URL is refused (RFC 6750 §2.3);
 //   - the device authorization path is a 404 (the library answered a 500 with the store's
 //     error in its description);
 //   - a JWT bearer grant at the token endpoint is unsupported_grant_type (the library
@@ -39,6 +41,12 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 		case PathDiscovery:
 			discovery.ServeHTTP(w, r)
 			return
+		case PathAuthorize:
+			// The library reads only the parameters it knows; CreateAuthRequest refuses a
+			// request_uri, which it would ignore.
+			if r.FormValue("request_uri") != "" {
+				r = r.WithContext(context.WithValue(r.Context(), requestURIKey{}, true))
+			}
 		case pathDeviceAuthorization:
 			oauthError(w, http.StatusNotFound, "invalid_request", "Latchkey does not offer the device authorization grant.")
 			return
@@ -59,6 +67,11 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 				code: "invalid_client", description: "The client credentials are not valid."}, r)
 			return
 		case PathUserinfo:
+			if r.URL.Query().Has("access_token") {
+				// RFC 6750 §2.3: a token in the URL ends up in logs and the browser's history.
+				oauthError(w, http.StatusBadRequest, "invalid_request", "Send the access token in the Authorization header (Bearer), not in the URL.")
+				return
+			}
 			// RFC 6750 §3: the challenge names the error only when a token came.
 			rw := &refusalWriter{ResponseWriter: w, status: http.StatusUnauthorized, challenge: `Bearer error="invalid_token"`,
 				code: "invalid_token", description: "The access token is not valid or has expired."}
@@ -75,6 +88,14 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 		}
 		lib.ServeHTTP(w, r)
 	})
+}
+
+// requestURIKey marks an authorization request that came with request_uri.
+type requestURIKey struct{}
+
+func requestURI(ctx context.Context) bool {
+	v, _ := ctx.Value(requestURIKey{}).(bool)
+	return v
 }
 
 // discover serves the discovery document: the library's, less what Latchkey does not offer.

@@ -186,3 +186,54 @@ func TestTokenRefusalsSayWhy(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthorizeRefusesWhatItCannotHonour: a redirect URI that matches a registered one only
+// after percent-decoding is refused without a redirect; form_post, request_uri and a
+// code_challenge that is not an S256 value are refused at the client's redirect URI (in the
+// query); an access token in the userinfo URL is refused.
+func TestAuthorizeRefusesWhatItCannotHonour(t *testing.T) {
+	f := setup(t)
+	authorize := func(params url.Values) *httptest.ResponseRecorder {
+		q := url.Values{"client_id": {"app"}, "redirect_uri": {"https://app.test/cb"}, "response_type": {"code"}, "scope": {"openid"},
+			"code_challenge": {challenge()}, "code_challenge_method": {"S256"}, "state": {"st"}}
+		for k, v := range params {
+			q[k] = v
+		}
+		rec := httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/oidc/authorize?"+q.Encode(), nil))
+		return rec
+	}
+	for _, uri := range []string{"https://app.test/c%62", "https://app.test/%63b", "https://app.test/cb/"} {
+		if rec := authorize(url.Values{"redirect_uri": {uri}}); rec.Code != 400 || rec.Header().Get("Location") != "" {
+			t.Errorf("redirect_uri %q = %d to %q, want 400 without a redirect", uri, rec.Code, rec.Header().Get("Location"))
+		}
+	}
+	for _, tt := range []struct {
+		name   string
+		params url.Values
+		err    string
+	}{
+		{"form_post", url.Values{"response_mode": {"form_post"}}, "invalid_request"},
+		{"query.jwt", url.Values{"response_mode": {"query.jwt"}}, "invalid_request"},
+		{"request_uri", url.Values{"request_uri": {"https://app.test/req.jwt"}}, "request_uri_not_supported"},
+		{"short code_challenge", url.Values{"code_challenge": {"abc"}}, "invalid_request"},
+		{"code_challenge not base64url", url.Values{"code_challenge": {strings.Repeat("+", 43)}}, "invalid_request"},
+	} {
+		rec := authorize(tt.params)
+		loc, _ := url.Parse(rec.Header().Get("Location"))
+		if rec.Code != http.StatusFound || loc == nil || loc.Host != "app.test" || loc.Query().Get("error") != tt.err || loc.Query().Get("state") != "st" {
+			t.Errorf("%s = %d to %q, want %s at the redirect URI (in the query)\n%s", tt.name, rec.Code, rec.Header().Get("Location"), tt.err, rec.Body)
+		}
+	}
+	// The response modes Latchkey answers in still work.
+	for _, mode := range []string{"query", "fragment"} {
+		if loc, _ := url.Parse(authorize(url.Values{"response_mode": {mode}}).Header().Get("Location")); loc == nil || loc.Path != "/oidc/login" {
+			t.Errorf("response_mode=%s: sent to %v, want the sign-in", mode, loc)
+		}
+	}
+	rec := httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/oidc/userinfo?access_token=abc", nil))
+	if rec.Code != 400 || !strings.Contains(rec.Body.String(), "invalid_request") {
+		t.Errorf("access token in the userinfo URL = %d %s, want 400 invalid_request", rec.Code, rec.Body)
+	}
+}

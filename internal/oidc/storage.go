@@ -125,17 +125,42 @@ func (s *storage) request(ctx context.Context, id string) (*latchkey.OIDCAuthReq
 }
 
 // CreateAuthRequest stores a validated authorization request after Latchkey's own checks:
-// PKCE S256 for public clients, never "plain".
+//   - the redirect URI is one registered for the client, by simple string comparison (OIDC
+//     Core §3.1.2.1): the library compares it after percent-decoding it once more, so that
+//     /oauth%2Fcb passed for /oauth/cb; a mismatch is never redirected to;
+//   - the response mode is query or fragment: form_post's self-submitting page cannot run
+//     under the pages' CSP, so it would leave the user on a blank page (the refusal goes back
+//     in the query);
+//   - request_uri is request_uri_not_supported (the library ignored it);
+//   - PKCE is S256 with a challenge of 43 base64url characters (RFC 7636 §4.2), required for
+//     public clients; never "plain".
 func (s *storage) CreateAuthRequest(ctx context.Context, req *zoidc.AuthRequest, _ string) (op.AuthRequest, error) {
 	c, err := s.db.FindOIDCClientByID(ctx, req.ClientID)
 	if err != nil {
 		return nil, zoidc.ErrInvalidClient().WithParent(err)
+	}
+	if !slices.Contains(c.RedirectURIs, req.RedirectURI) {
+		return nil, zoidc.ErrInvalidRequestRedirectURI().WithDescription("The redirect_uri is not registered for this client.")
+	}
+	switch req.ResponseMode {
+	case "", zoidc.ResponseModeQuery, zoidc.ResponseModeFragment:
+	default:
+		// The library answers in the request's response mode: the refusal goes in the query.
+		req.ResponseMode = ""
+		return nil, zoidc.ErrInvalidRequest().WithDescription("response_mode must be query or fragment.")
+	}
+	if requestURI(ctx) {
+		e := zoidc.ErrInvalidRequest().WithDescription("Latchkey does not take request_uri: send the parameters in the request.")
+		e.ErrorType = "request_uri_not_supported"
+		return nil, e
 	}
 	method := req.CodeChallengeMethod
 	if req.CodeChallenge != "" && method == "" {
 		method = zoidc.CodeChallengeMethodPlain // RFC 7636 §4.3
 	}
 	switch {
+	case req.CodeChallenge != "" && !validChallenge(req.CodeChallenge):
+		return nil, zoidc.ErrInvalidRequest().WithDescription("code_challenge must be the 43 base64url characters of the verifier's SHA-256.")
 	case req.ResponseType != zoidc.ResponseTypeCode:
 		return nil, zoidc.ErrInvalidRequest().WithDescription("Only response_type=code is supported.")
 	case req.CodeChallenge != "" && method != zoidc.CodeChallengeMethodS256:
@@ -158,6 +183,20 @@ func (s *storage) CreateAuthRequest(ctx context.Context, req *zoidc.AuthRequest,
 		return nil, err
 	}
 	return authRequest{r}, nil
+}
+
+// validChallenge: an S256 code challenge is the unpadded base64url of 32 bytes.
+func validChallenge(c string) bool {
+	if len(c) != 43 {
+		return false
+	}
+	for i := 0; i < len(c); i++ {
+		b := c[i]
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '-' || b == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *storage) AuthRequestByID(ctx context.Context, id string) (op.AuthRequest, error) {

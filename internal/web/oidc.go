@@ -17,7 +17,11 @@ import (
 // oidcCrossOriginBypass are the protocol endpoints that single-page apps call from their own
 // origin, with no cookie: they are authenticated by client credentials, PKCE or bearer tokens,
 // never by the session, so the cross-origin protection must let them through (crossOrigin).
-var oidcCrossOriginBypass = []string{"POST " + oidc.PathToken, "POST " + oidc.PathRevoke, "POST " + oidc.PathUserinfo, "POST " + oidc.PathIntrospect}
+// RP-initiated logout is POSTed by the application's page too (RP-Initiated Logout 1.0 §2):
+// pageEndSession lets a cross-site POST do only what a GET does, and takes confirm=yes only
+// from Latchkey's own page.
+var oidcCrossOriginBypass = []string{"POST " + oidc.PathToken, "POST " + oidc.PathRevoke, "POST " + oidc.PathUserinfo, "POST " + oidc.PathIntrospect,
+	"POST " + oidc.PathEndSession}
 
 // mountOIDC serves the OpenID Connect provider: discovery at
 // /.well-known/openid-configuration (the issuer is the public URL), the protocol endpoints

@@ -257,7 +257,9 @@ func (s *Server) pageEndSession(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, req.RedirectURI, http.StatusSeeOther)
 		return nil
 	}
-	confirmed := r.Method == http.MethodPost && r.PostFormValue("confirm") == "yes"
+	// The confirmation counts only from Latchkey's own page: a cross-site POST (let through
+	// for RP-initiated logout) with confirm=yes is a request like a GET's.
+	confirmed := r.Method == http.MethodPost && r.PostFormValue("confirm") == "yes" && sameSite.Check(r) == nil
 	// A hint for this user, and for this very session when it names one (an ID token from an
 	// earlier session is no proof that this session's application asks).
 	hinted := req.UserID == u.ID && (req.SID == "" || req.SID == sess.SID)
@@ -273,6 +275,9 @@ func (s *Server) pageEndSession(w http.ResponseWriter, r *http.Request) error {
 	http.Redirect(w, r, req.RedirectURI, http.StatusSeeOther)
 	return nil
 }
+
+// sameSite checks that a request came from Latchkey's own pages (Sec-Fetch-Site, Origin).
+var sameSite = http.NewCrossOriginProtection()
 
 type logoutConfirmView struct {
 	Params  url.Values

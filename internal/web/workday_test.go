@@ -532,6 +532,36 @@ func TestRPInitiatedLogout(t *testing.T) {
 		f.receiveLogout(rp1)
 	})
 
+	t.Run("POST from the application's page", func(t *testing.T) {
+		f.clock.Add(time.Minute)
+		b := f.browser()
+		in := b.signIn(rp1, "alice")
+		post := func(q url.Values) (*http.Response, string) {
+			t.Helper()
+			req := b.form("/oidc/end_session", q)
+			req.Header.Set("Origin", "https://rp1.test")
+			req.Header.Set("Sec-Fetch-Site", "cross-site")
+			resp, err := b.hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp, string(body)
+		}
+		// A cross-site confirm=yes without a hint is not a confirmation: the user is asked.
+		resp, body := post(url.Values{"client_id": {"rp1"}, "post_logout_redirect_uri": {rp1.logoutTo}, "confirm": {"yes"}})
+		if resp.StatusCode != 200 || !strings.Contains(body, "Sign out?") || !b.signedIn() {
+			t.Fatalf("cross-site confirm=yes: %d, signed in %v; want the confirmation page\n%s", resp.StatusCode, b.signedIn(), body)
+		}
+		// With the hint, the application's POST signs the user out like its GET does.
+		resp, body = post(url.Values{"id_token_hint": {in.idt}, "post_logout_redirect_uri": {rp1.logoutTo}, "state": {"bye-3"}})
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != rp1.logoutTo+"?state=bye-3" || b.signedIn() {
+			t.Fatalf("cross-site POST with id_token_hint: %d to %q, signed in %v\n%s", resp.StatusCode, resp.Header.Get("Location"), b.signedIn(), body)
+		}
+		f.receiveLogout(rp1)
+	})
+
 	t.Run("id_token_hint of an earlier session asks first", func(t *testing.T) {
 		f.clock.Add(time.Minute)
 		b := f.browser()
