@@ -65,6 +65,8 @@ type OIDCAuthRequest struct {
 	MaxAge    *time.Duration
 	LoginHint string
 	ACRValues []string
+	// HintUserID is the user the request's id_token_hint names (its sub); 0 without one.
+	HintUserID UserID
 	// Set when the request is completed: who signed in, how and when, and in which Latchkey
 	// session (its public SID).
 	SID      string

@@ -333,6 +333,9 @@ func (p *Provider) authorize(ctx context.Context, id string, sess *latchkey.Sess
 		}
 		d.Step = StepSignIn
 		return d, nil
+	case none && r.HintUserID != 0 && r.HintUserID != u.ID:
+		// OIDC Core §3.1.2.2: the user the id_token_hint names is not the one signed in.
+		return refuse(zoidc.ErrLoginRequired().WithDescription("The signed-in user is not the one the id_token_hint names."))
 	case r.MaxAge != nil && p.now().Sub(sess.PasswordAt) > *r.MaxAge && sess.PasswordAt.Before(r.CreatedAt):
 		// Fresh enough: a password within max_age, or one given after the request began
 		// (prompt=login sets max_age to 0).

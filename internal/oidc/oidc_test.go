@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -391,5 +392,35 @@ func TestRefusedExchangeLeavesTheCode(t *testing.T) {
 	f.p.Handler().ServeHTTP(rec, f.tokenRequest("app", code))
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "invalid_grant") {
 		t.Fatalf("expired code: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestIDTokenHintOfAnotherUser: with prompt=none, a request whose id_token_hint names alice
+// gets login_required while bob is signed in in the browser, and a code while alice is.
+func TestIDTokenHintOfAnotherUser(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	id := f.start(t, "app", nil)
+	pwd := &latchkey.Session{AMR: []string{latchkey.AMRPassword}, PasswordAt: f.now}
+	if _, err := f.p.Authorize(ctx, id, pwd, f.user); err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		IDToken string `json:"id_token"`
+	}
+	if err := json.Unmarshal([]byte(f.exchange(t, "app", id)), &tok); err != nil || tok.IDToken == "" {
+		t.Fatalf("id token: %v", err)
+	}
+	bob := &latchkey.User{Username: "bob", Email: "bob@example.com", Role: latchkey.RoleUser, PasswordHash: "x"}
+	if err := f.db.CreateUser(ctx, bob); err != nil {
+		t.Fatal(err)
+	}
+	hinted := url.Values{"prompt": {"none"}, "id_token_hint": {tok.IDToken}}
+	d, err := f.p.Authorize(ctx, f.start(t, "app", hinted), pwd, bob)
+	if err != nil || d.Step != oidc.StepError || d.Err.(*zoidc.Error).ErrorType != zoidc.LoginRequired {
+		t.Fatalf("prompt=none, hint for alice, bob signed in: %+v, %v; want login_required", d, err)
+	}
+	if d, err := f.p.Authorize(ctx, f.start(t, "app", hinted), pwd, f.user); err != nil || d.Step != oidc.StepDone {
+		t.Fatalf("prompt=none, hint for alice, alice signed in: %+v, %v", d, err)
 	}
 }

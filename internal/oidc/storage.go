@@ -132,9 +132,10 @@ func (s *storage) request(ctx context.Context, id string) (*latchkey.OIDCAuthReq
 //     under the pages' CSP, so it would leave the user on a blank page (the refusal goes back
 //     in the query);
 //   - request_uri is request_uri_not_supported (the library ignored it);
+//   - the user an id_token_hint names is kept, for Authorize;
 //   - PKCE is S256 with a challenge of 43 base64url characters (RFC 7636 §4.2), required for
 //     public clients; never "plain".
-func (s *storage) CreateAuthRequest(ctx context.Context, req *zoidc.AuthRequest, _ string) (op.AuthRequest, error) {
+func (s *storage) CreateAuthRequest(ctx context.Context, req *zoidc.AuthRequest, hintSubject string) (op.AuthRequest, error) {
 	c, err := s.db.FindOIDCClientByID(ctx, req.ClientID)
 	if err != nil {
 		return nil, zoidc.ErrInvalidClient().WithParent(err)
@@ -174,6 +175,14 @@ func (s *storage) CreateAuthRequest(ctx context.Context, req *zoidc.AuthRequest,
 		ResponseType: string(req.ResponseType), ResponseMode: string(req.ResponseMode), CodeChallenge: req.CodeChallenge,
 		CodeChallengeMethod: string(method), Prompt: req.Prompt, LoginHint: req.LoginHint, ACRValues: req.ACRValues,
 		CreatedAt: now, ExpiresAt: now.Add(s.p.opt.RequestTTL),
+	}
+	if hintSubject != "" {
+		// The library verified the id_token_hint (signed by this provider) and passes its sub.
+		id, err := parseSubject(hintSubject)
+		if err != nil {
+			return nil, zoidc.ErrLoginRequired().WithDescription("The id_token_hint does not name a user of this provider.")
+		}
+		r.HintUserID = id
 	}
 	if req.MaxAge != nil {
 		d := time.Duration(*req.MaxAge) * time.Second

@@ -116,10 +116,11 @@ func durPtr(d *time.Duration) sql.NullInt64 {
 func (s *DB) CreateOIDCAuthRequest(ctx context.Context, r *latchkey.OIDCAuthRequest) error {
 	_, err := s.exec(ctx,
 		`INSERT INTO oidc_auth_requests (id, client_id, redirect_uri, scopes, state, nonce, response_type, response_mode,
-		   code_challenge, code_challenge_method, prompt, max_age, login_hint, acr_values, created_at, expires_at)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+		   code_challenge, code_challenge_method, prompt, max_age, login_hint, acr_values, created_at, expires_at, hint_user_id)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
 		r.ID, r.ClientID, r.RedirectURI, join(r.Scopes), r.State, r.Nonce, r.ResponseType, r.ResponseMode,
-		r.CodeChallenge, r.CodeChallengeMethod, join(r.Prompt), durPtr(r.MaxAge), r.LoginHint, join(r.ACRValues), us(r.CreatedAt), us(r.ExpiresAt))
+		r.CodeChallenge, r.CodeChallengeMethod, join(r.Prompt), durPtr(r.MaxAge), r.LoginHint, join(r.ACRValues), us(r.CreatedAt), us(r.ExpiresAt),
+		int64(r.HintUserID))
 	if isUnique(err) {
 		return latchkey.Errorf(latchkey.EConflict, "The authorization request exists already.")
 	} else if err != nil {
@@ -130,7 +131,7 @@ func (s *DB) CreateOIDCAuthRequest(ctx context.Context, r *latchkey.OIDCAuthRequ
 
 const authRequestColumns = `id, client_id, redirect_uri, scopes, state, nonce, response_type, response_mode,
 	code_challenge, code_challenge_method, prompt, max_age, login_hint, acr_values, COALESCE(user_id, 0), amr, acr, auth_time,
-	COALESCE(code_hash, ''), code_expires_at, code_used_at, created_at, expires_at, sid`
+	COALESCE(code_hash, ''), code_expires_at, code_used_at, created_at, expires_at, sid, hint_user_id`
 
 // The authorization request's queries of the code flow, run through prepared statements.
 const (
@@ -157,7 +158,7 @@ func scanAuthRequest(scan func(...any) error) (*latchkey.OIDCAuthRequest, error)
 	err := scan(
 		&r.ID, &r.ClientID, &r.RedirectURI, &scopes, &r.State, &r.Nonce, &r.ResponseType, &r.ResponseMode,
 		&r.CodeChallenge, &r.CodeChallengeMethod, &prompt, &maxAge, &r.LoginHint, &acrValues, &r.UserID, &amr, &r.ACR, &authTime,
-		&r.CodeHash, &codeExp, &used, &created, &expires, &r.SID)
+		&r.CodeHash, &codeExp, &used, &created, &expires, &r.SID, &r.HintUserID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("authorization request")
 	} else if err != nil {
