@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +80,18 @@ func TestAuditHashCoversEveryField(t *testing.T) {
 	}
 	if bytes.Equal(base.ComputeHash([]byte("other")), h) {
 		t.Error("the previous hash is not part of the hash")
+	}
+}
+
+func TestCleanName(t *testing.T) {
+	for in, want := range map[string]string{"  Work phone ": "Work phone", "Clé bleue": "Clé bleue", "電話": "電話"} {
+		if got, ok := latchkey.CleanName(in, 64); !ok || got != want {
+			t.Errorf("CleanName(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "   ", "a\u200bb", "a\u202eb", "a\x00b", "a\nb", "a\u2066b", strings.Repeat("x", 65)} {
+		if got, ok := latchkey.CleanName(in, 64); ok {
+			t.Errorf("CleanName(%q) = %q, accepted", in, got)
+		}
 	}
 }

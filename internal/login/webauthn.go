@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
@@ -218,9 +217,9 @@ func (s *Service) BeginWebAuthnRegistration(ctx context.Context, sess *latchkey.
 
 // ValidKeyName checks a security key's name: 1–64 printable characters.
 func ValidKeyName(name string) (string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || utf8.RuneCountInString(name) > 64 || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return "", latchkey.Errorf(latchkey.EInvalid, "Give it a name of 1 to 64 characters, like \"Blue YubiKey\" or \"Work phone\".")
+	name, ok := latchkey.CleanName(name, 64)
+	if !ok {
+		return "", latchkey.Errorf(latchkey.EInvalid, "Give it a name of 1 to 64 printable characters, like \"Blue YubiKey\" or \"Work phone\".")
 	}
 	return name, nil
 }

@@ -226,8 +226,8 @@ var errBadActivation = &latchkey.Error{Code: latchkey.EInvalidCode, Message: "Th
 
 // checkName validates a device name: 1–64 printable characters.
 func checkName(name string) (string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || utf8.RuneCountInString(name) > 64 || strings.ContainsFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) {
+	name, ok := latchkey.CleanName(name, 64)
+	if !ok {
 		return "", latchkey.Errorf(latchkey.EInvalid, "The name must be 1 to 64 printable characters.")
 	}
 	return name, nil
@@ -418,6 +418,12 @@ func (s *Service) useNonce(ctx context.Context, c Client, d *latchkey.Device, n 
 	return nil
 }
 
+// SignatureError is the answer to a device request whose signature deviceproto.Parse
+// refused: EDeviceSignature, in words without the Go package's prefix.
+func SignatureError(err error) error {
+	return latchkey.Errorf(latchkey.EDeviceSignature, "%s", strings.TrimPrefix(err.Error(), "deviceproto: "))
+}
+
 // AuthenticateDeferred is Authenticate without recording the request's nonce, which it
 // returns instead: the caller records it in the one transaction the request writes (Answer
 // does), so that the request takes effect at most once and a push round trip makes one write
@@ -427,7 +433,7 @@ func (s *Service) AuthenticateDeferred(ctx context.Context, c Client, r *http.Re
 	now := s.now()
 	sig, err := deviceproto.Parse(r, body, now)
 	if err != nil {
-		return nil, nil, nil, latchkey.Errorf(latchkey.EDeviceSignature, "%s", strings.TrimPrefix(err.Error(), "deviceproto: "))
+		return nil, nil, nil, SignatureError(err)
 	}
 	if sig.DeviceID == 0 {
 		return nil, nil, nil, latchkey.Errorf(latchkey.EDeviceSignature, "The %s header is required.", deviceproto.HeaderDevice)

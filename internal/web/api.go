@@ -423,7 +423,10 @@ type passwordRequest struct {
 	Password string `json:"password"`
 }
 
-func (s *Server) apiReauthenticate(w http.ResponseWriter, r *http.Request) (any, error) {
+// apiReauthenticate and apiChangePassword are authed (a signed-out caller gets 401 before
+// anything is said about the body); the login service checks the session again with the
+// password.
+func (s *Server) apiReauthenticate(w http.ResponseWriter, r *http.Request, _ *auth) (any, error) {
 	var req passwordRequest
 	if err := decode(r, &req); err != nil {
 		return nil, err
@@ -438,7 +441,7 @@ func (s *Server) apiReauthenticate(w http.ResponseWriter, r *http.Request) (any,
 	return s.signedIn(w, res), nil
 }
 
-func (s *Server) apiChangePassword(w http.ResponseWriter, r *http.Request) (any, error) {
+func (s *Server) apiChangePassword(w http.ResponseWriter, r *http.Request, _ *auth) (any, error) {
 	var req struct {
 		Current string `json:"current_password"`
 		New     string `json:"new_password"`

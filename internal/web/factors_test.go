@@ -99,6 +99,12 @@ func TestFactorListOverHTTP(t *testing.T) {
 	if r := c.do("PATCH", fmt.Sprintf("/api/v1/account/totp/%d", appID), "application/json", `{"name":""}`); r.code != 400 || r.errCode() != "invalid_request" {
 		t.Fatalf("empty name: %d %s", r.code, r.raw)
 	}
+	// A zero-width space or a right-to-left override would make the name read as another.
+	for _, name := range []string{`Work​phone`, `Work ‮enohp`} {
+		if r := c.do("PATCH", fmt.Sprintf("/api/v1/account/totp/%d", appID), "application/json", `{"name":"`+name+`"}`); r.code != 400 || r.errCode() != "invalid_request" {
+			t.Fatalf("name %s: %d %s", name, r.code, r.raw)
+		}
+	}
 	if r := c.do("PATCH", "/api/v1/account/totp/999", "application/json", `{"name":"x"}`); r.code != 404 {
 		t.Fatalf("unknown app: %d %s", r.code, r.raw)
 	}

@@ -305,7 +305,7 @@ func (s *Server) deviceRedeem(kind string) http.Handler {
 		}
 		sig, err := deviceproto.Parse(r, body, s.now())
 		if err != nil {
-			return nil, latchkey.Errorf(latchkey.EDeviceSignature, "%s", err.Error())
+			return nil, push.SignatureError(err)
 		}
 		var req deviceproto.ActivateRequest
 		if err := decodeDevice(r, body, &req); err != nil {

@@ -491,6 +491,14 @@ func TestDeviceRequestEdgeCases(t *testing.T) {
 	if r := send(t, other.request("POST", deviceproto.PathActivate, actBody, 0)); r.code != 401 || r.errCode() != "invalid_signature" {
 		t.Errorf("activation signed by another key: %d %s", r.code, r.raw)
 	}
+	// Unsigned: the message is in words, without the Go package's name.
+	for _, path := range []string{deviceproto.PathActivate, deviceproto.PathRedeem} {
+		unsigned := newDev.request("POST", path, actBody, 0)
+		unsigned.Header.Del("Latch-Signature")
+		if r := send(t, unsigned); r.code != 401 || r.errCode() != "invalid_signature" || strings.Contains(r.raw, "deviceproto") {
+			t.Errorf("unsigned %s: %d %s", path, r.code, r.raw)
+		}
+	}
 	for _, bad := range []deviceproto.ActivateRequest{
 		{Code: act.body["code"].(string), PublicKey: "bm90IGEga2V5", Name: "X"},
 		{Code: act.body["code"].(string), PublicKey: pub, Name: strings.Repeat("n", 65)},

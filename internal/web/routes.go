@@ -44,8 +44,8 @@ func (s *Server) routes() http.Handler {
 
 	// JSON API: the signed-in user's account.
 	mux.Handle("GET /api/v1/account/security", s.apiAuthed(s.apiSecurity))
-	mux.Handle("POST /api/v1/account/reauthenticate", s.api(s.apiReauthenticate))
-	mux.Handle("POST /api/v1/account/password", s.api(s.apiChangePassword))
+	mux.Handle("POST /api/v1/account/reauthenticate", s.apiAuthed(s.apiReauthenticate))
+	mux.Handle("POST /api/v1/account/password", s.apiAuthed(s.apiChangePassword))
 	mux.Handle("POST /api/v1/account/totp", s.apiEnrollable(s.apiBeginTOTP))
 	mux.Handle("POST /api/v1/account/totp/confirm", s.apiEnrollable(s.apiConfirmTOTP))
 	mux.Handle("DELETE /api/v1/account/totp", s.apiAuthed(s.apiDisableTOTP))

@@ -272,6 +272,10 @@ func TestBadInput(t *testing.T) {
 		{"oversize", "/api/v1/login", "application/json", `{"username":"` + strings.Repeat("a", 5000) + `","password":"x"}`, 413, "payload_too_large", "too large"},
 		{"non-digit code", "/api/v1/login/totp", "application/json", `{"code":"12a456"}`, 401, "flow_expired", ""},
 		{"unknown endpoint", "/api/v1/nope", "application/json", `{}`, 404, "not_found", "/api/v1/nope"},
+		// Signed out, an account endpoint says so before anything about the body.
+		{"reauthenticate signed out, form", "/api/v1/account/reauthenticate", "application/x-www-form-urlencoded", `password=x`, 401, "unauthenticated", ""},
+		{"reauthenticate signed out, empty", "/api/v1/account/reauthenticate", "application/json", `{}`, 401, "unauthenticated", ""},
+		{"password signed out, malformed", "/api/v1/account/password", "application/json", `{"current_password":`, 401, "unauthenticated", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
