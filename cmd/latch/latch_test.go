@@ -93,7 +93,8 @@ func TestParseFlagsInterspersed(t *testing.T) {
 
 // TestHelp: latch help, -h and --help print every command to standard output and exit 0; a
 // command's --help prints its own flags only (approve has --number, deny --fraud); a wrong
-// flag is an error that says where the flags are listed, printed once, exit 1.
+// flag is an error that says where the flags are listed, printed once, exit 2 (a usage
+// error, as latchkey's).
 func TestHelp(t *testing.T) {
 	home := t.TempDir()
 	latch := func(args ...string) (string, string, error) {
@@ -131,9 +132,19 @@ func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"approve", "--fraud"}, {"deny", "--number", "1"}, {"--bogus"}} {
 		out, errOut, err := latch(args...)
 		var printed bytes.Buffer
-		if exitCode(err, &printed) != 1 || out != "" || errOut != "" || !strings.Contains(printed.String(), "help") || strings.Count(printed.String(), "not defined") != 1 {
+		if exitCode(err, &printed) != 2 || out != "" || errOut != "" || !strings.Contains(printed.String(), "help") || strings.Count(printed.String(), "not defined") != 1 {
 			t.Errorf("latch %v: %v, standard output %q, standard error %q, printed %q", args, err, out, errOut, printed.String())
 		}
+	}
+	// Every other wrong command line is a usage error too; a failure that is not (no vault
+	// yet) exits 1.
+	for _, args := range [][]string{{"nope"}, {"codes", "extra"}, {"approve"}, {"approve", "--number", "1", "extra"}, {"deny", "x"}, {"activate"}, {"activate", "ABCDE-FGHJK"}, {"remove"}, {"switch-device", "x"}} {
+		if _, _, err := latch(args...); exitCode(err, io.Discard) != 2 {
+			t.Errorf("latch %v: %v (exit %d), want exit 2", args, err, exitCode(err, io.Discard))
+		}
+	}
+	if _, _, err := latch("codes"); exitCode(err, io.Discard) != 1 {
+		t.Errorf("latch codes without a vault: %v (exit %d), want 1", err, exitCode(err, io.Discard))
 	}
 }
 

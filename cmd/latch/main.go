@@ -77,13 +77,29 @@ func main() {
 }
 
 // exitCode prints err (when there is one) and returns the process's exit code: 0 for none
-// and for -h or --help (whose usage went to standard output), 1 otherwise.
+// and for -h or --help (whose usage went to standard output), 2 for a command line that is
+// wrong (usageError: a flag, an argument, a command), 1 for anything else, like latchkey.
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	fmt.Fprintln(stderr, "latch:", err)
+	var u *usageError
+	if errors.As(err, &u) {
+		return 2
+	}
 	return 1
+}
+
+// usageError is a command line that is wrong: exit status 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usagef is a usageError with a formatted message.
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
 }
 
 // app is one invocation.
@@ -112,7 +128,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stdout, usage)
 		return err
 	} else if err != nil {
-		return fmt.Errorf("%w (latch help lists the commands and flags)", err)
+		return usagef("%w (latch help lists the commands and flags)", err)
 	}
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
 	a.vault = &Vault{home: *home, passphrase: a.passphrase, env: os.Getenv("LATCH_PASSPHRASE") != "", ring: osKeyring{timeout: 5 * time.Second}}
@@ -144,7 +160,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (try latch help)", cmd)
+	return usagef("unknown command %q (try latch help)", cmd)
 }
 
 // flags returns the flag set of the command what and the function that parses its
@@ -167,7 +183,7 @@ func (a *app) flags(what, synopsis string) (*flag.FlagSet, func(args []string) (
 			fs.PrintDefaults()
 			fs.SetOutput(io.Discard)
 		} else if err != nil {
-			err = fmt.Errorf("%s: %w (latch %s --help lists them)", what, err, what)
+			err = usagef("%s: %w (latch %s --help lists them)", what, err, what)
 		}
 		return pos, err
 	}
@@ -182,7 +198,7 @@ func (a *app) noArgs(what string, args []string, f func() error) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return fmt.Errorf("%s takes no arguments, got %q (latch %s --help)", what, pos[0], what)
+		return usagef("%s takes no arguments, got %q (latch %s --help)", what, pos[0], what)
 	}
 	return f()
 }
@@ -196,7 +212,7 @@ func (a *app) oneArg(what, synopsis, usage string, args []string) (string, error
 		return "", err
 	}
 	if len(pos) != 1 {
-		return "", errors.New(usage)
+		return "", usagef("%s", usage)
 	}
 	return pos[0], nil
 }
@@ -248,7 +264,7 @@ func (a *app) activate(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(pos) != 1 {
-		return errors.New("usage: latch activate CODE_OR_URI [--server URL] [--transfer]")
+		return usagef("usage: latch activate CODE_OR_URI [--server URL] [--transfer]")
 	}
 	code := pos[0]
 	if strings.HasPrefix(code, deviceproto.Scheme+"://") {
@@ -262,7 +278,7 @@ func (a *app) activate(ctx context.Context, args []string) error {
 		*server, code = srv, c
 	}
 	if *server == "" {
-		return errors.New("--server URL is needed with a short code")
+		return usagef("--server URL is needed with a short code")
 	}
 	if *name == "" {
 		*name = "Latch on " + runtime.GOOS
@@ -524,13 +540,15 @@ func (a *app) respond(ctx context.Context, what string, args []string) error {
 		fraud = fs.Bool("fraud", false, "deny and report: this wasn't me")
 	}
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for a request")
-	if _, err := parse(args); err != nil {
+	if pos, err := parse(args); err != nil {
 		return err
+	} else if len(pos) > 0 {
+		return usagef("%s takes no arguments, got %q (latch %s --help)", what, pos[0], what)
 	}
 	decision := deviceproto.DecisionDeny
 	if what == "approve" {
 		if *number == "" {
-			return errors.New("approve needs --number N, the number shown in the browser")
+			return usagef("approve needs --number N, the number shown in the browser")
 		}
 		decision = deviceproto.DecisionApprove
 	} else if *fraud {
@@ -656,7 +674,7 @@ func (a *app) switchDevice(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return fmt.Errorf("switch-device takes no arguments, got %q (latch switch-device --help)", pos[0])
+		return usagef("switch-device takes no arguments, got %q (latch switch-device --help)", pos[0])
 	}
 	st, err := a.vault.Load()
 	if err != nil {

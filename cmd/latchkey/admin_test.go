@@ -266,7 +266,13 @@ func TestUsage(t *testing.T) {
 		{[]string{"oidc", "-help"}, 0, "latchkey oidc rotate-key", ""},
 		{[]string{"user", "delete"}, 2, "", "latchkey user create [flags]"},
 		{[]string{"users", "--help"}, 2, "", "latchkey user create [flags]"},
-		{[]string{"user", "create", "-h"}, 0, "", "-password-stdin"},
+		// A command asked for help prints its flags on stdout.
+		{[]string{"user", "create", "-h"}, 0, "-password-stdin", ""},
+		{[]string{"serve", "-h"}, 0, "-public-url", ""},
+		{[]string{"serve", "help"}, 0, "-public-url", ""},
+		{[]string{"audit", "verify", "--help"}, 0, "-data", ""},
+		// A flag's usage error goes to stderr.
+		{[]string{"serve", "--nope"}, 2, "", "-public-url"},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(t.Context(), tt.args, func(string) string { return "" }, strings.NewReader(""), &stdout, &stderr)

@@ -294,6 +294,8 @@ func (c *Config) validate() []string {
 	var p []string
 	if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
 		p = append(p, fmt.Sprintf("addr %q must be host:port, like 127.0.0.1:8080", c.Addr))
+	} else if _, err := net.LookupPort("tcp", port); err != nil {
+		p = append(p, fmt.Sprintf("addr %q: the port must be a number from 0 to 65535", c.Addr))
 	}
 	if c.Data == "" {
 		p = append(p, "data must name a folder")

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -261,5 +262,49 @@ func TestConfigFileProblemsAllAtOnce(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "main.") || strings.Contains(err.Error(), "struct") {
 		t.Errorf("error names Go types:\n%v", err)
+	}
+}
+
+func TestListenAddress(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:99999", "127.0.0.1:-1", ":nope"} {
+		_, _, err := parse("serve", []string{"--addr", addr}, env(nil), &bytes.Buffer{}, append(commonFlags, serveFlags...), nil)
+		if err == nil || !strings.Contains(err.Error(), "port") || exitCode(err) != 2 {
+			t.Errorf("--addr %s: %v, want a usage error about the port", addr, err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:8080", ":0", "[::1]:65535"} {
+		if _, _, err := parse("serve", []string{"--addr", addr}, env(nil), &bytes.Buffer{}, append(commonFlags, serveFlags...), nil); err != nil {
+			t.Errorf("--addr %s: %v", addr, err)
+		}
+	}
+	for addr, want := range map[string]string{
+		"0.0.0.0:8080":   "http://localhost:8080",
+		"[::]:8080":      "http://localhost:8080",
+		"127.0.0.1:8080": "http://127.0.0.1:8080",
+		"[::1]:8080":     "http://[::1]:8080",
+	} {
+		tcp, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := defaultPublicURL(tcp); got != want {
+			t.Errorf("defaultPublicURL(%s) = %s, want %s", addr, got, want)
+		}
+	}
+}
+
+// TestOneServePerDataFolder: a second serve on a SQLite data folder in use refuses to start
+// and says why; the admin commands still work beside the running server.
+func TestOneServePerDataFolder(t *testing.T) {
+	s := startServer(t, "alice")
+	var errb strings.Builder
+	err := run(t.Context(), []string{"serve", "--addr", "127.0.0.1:0", "--data", s.data}, env(nil), nil, io.Discard, &errb)
+	if err == nil || !strings.Contains(err.Error(), "another latchkey serve is using the data folder") {
+		t.Fatalf("second serve: %v\n%s", err, errb.String())
+	}
+	err = run(t.Context(), []string{"user", "create", "--data", s.data, "--username", "bob", "--email", "bob@example.com", "--password-stdin"},
+		env(nil), strings.NewReader(alicePassword+"\n"), io.Discard, &errb)
+	if err != nil {
+		t.Errorf("user create beside the server: %v", err)
 	}
 }

@@ -25,6 +25,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -90,7 +92,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprintln(stderr, usage)
 		return &exitError{code: 2, err: errors.New("no command given")}
 	}
-	switch cmd := strings.Join(args[:min(2, len(args))], " "); {
+	cmd := strings.Join(args[:min(2, len(args))], " ")
+	if n := commandWords(cmd); n > 0 && len(args) > n && isHelp(args[n]) {
+		// "latchkey serve -h", "latchkey user create help": the command's flags, on stdout
+		// (asked for, not an error), and nothing else.
+		args = append(slices.Clip(args[:n]), "-h")
+		stderr = stdout
+	}
+	switch {
 	case args[0] == "serve":
 		return runServe(ctx, args[1:], getenv, stderr)
 	case cmd == "user create":
@@ -115,6 +124,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 // isHelp says whether arg asks for the usage.
 func isHelp(arg string) bool {
 	return arg == "-h" || arg == "--help" || arg == "-help" || arg == "help"
+}
+
+// defaultPublicURL is http:// and the listen address, with localhost for an address that
+// means every interface (0.0.0.0, ::), which is no address a browser can reach.
+func defaultPublicURL(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return "http://" + addr.String()
+	}
+	return "http://" + net.JoinHostPort("localhost", strconv.Itoa(tcp.Port))
+}
+
+// commandWords is the number of words of the command cmd starts with (serve: 1, user
+// create: 2), 0 for none.
+func commandWords(cmd string) int {
+	switch {
+	case cmd == "serve" || strings.HasPrefix(cmd, "serve "):
+		return 1
+	case cmd == "user create", cmd == "audit verify", cmd == "client create", cmd == "oidc rotate-key":
+		return 2
+	}
+	return 0
 }
 
 // isGroup says whether name is the first word of a two-word command (user create, ...).
@@ -297,6 +328,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	if !cfg.postgres() {
+		unlock, err := lockData(cfg.Data)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -304,7 +342,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// With --addr :0 the port is known only now; the default public URL follows it, so
 	// that links in mails and activation codes carry the real address.
 	if cfg.PublicURL == "" {
-		cfg.PublicURL = "http://" + ln.Addr().String()
+		cfg.PublicURL = defaultPublicURL(ln.Addr())
+		if ip := ln.Addr().(*net.TCPAddr).IP; ip.IsUnspecified() {
+			log.Warn("listening on every interface: links in mails and activation codes say localhost; set --public-url to the address people reach the server at", "public_url", cfg.PublicURL)
+		}
 	}
 	a, err := open(ctx, cfg, log)
 	if err != nil {

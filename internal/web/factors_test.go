@@ -100,7 +100,7 @@ func TestFactorListOverHTTP(t *testing.T) {
 		t.Fatalf("empty name: %d %s", r.code, r.raw)
 	}
 	// A zero-width space or a right-to-left override would make the name read as another.
-	for _, name := range []string{`Work​phone`, `Work ‮enohp`} {
+	for _, name := range []string{"Work\u200bphone", "Work \u202eenohp"} {
 		if r := c.do("PATCH", fmt.Sprintf("/api/v1/account/totp/%d", appID), "application/json", `{"name":"`+name+`"}`); r.code != 400 || r.errCode() != "invalid_request" {
 			t.Fatalf("name %s: %d %s", name, r.code, r.raw)
 		}
