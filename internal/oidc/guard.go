@@ -23,6 +23,7 @@ const pathDeviceAuthorization = "/oidc/device_authorization"
 //     algorithms (the library advertises all of them whatever the configuration);
 //   - an authorization request's request_uri is noted for CreateAuthRequest, which refuses
 //     it, and an access token in the userinfo URL is refused (RFC 6750 §2.3);
+//   - a path under /oidc/ that is no endpoint is a 404 in JSON (the library's was plain text);
 //   - the device authorization path is a 404 (the library answered a 500 with the store's
 //     error in its description);
 //   - a JWT bearer grant at the token endpoint is unsupported_grant_type (the library
@@ -84,6 +85,14 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 			out := &userinfoOutcome{}
 			rw.forbidden = out
 			lib.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), userinfoOutcomeKey{}, out)))
+			return
+		}
+		switch r.URL.Path {
+		case PathAuthorize, PathEndSession, PathKeys:
+		default:
+			// Not an endpoint of the provider: the library's plain-text 404 becomes an
+			// OAuth error in JSON, like its other answers.
+			oauthError(w, http.StatusNotFound, "invalid_request", "There is no OpenID Connect endpoint at "+r.URL.Path+"; discovery ("+PathDiscovery+") lists them.")
 			return
 		}
 		lib.ServeHTTP(w, r)

@@ -78,6 +78,11 @@ func TestUnofferedEndpointsAnswerClearly(t *testing.T) {
 		}
 		return rec, body
 	}
+	for _, path := range []string{"/oidc/nope", "/oidc/authorize/callback", "/oidc/"} {
+		if rec, body := post(path, nil, "", ""); rec.Code != 404 || body["error"] != "invalid_request" || !strings.Contains(body["error_description"].(string), "discovery") {
+			t.Errorf("POST %s = %d %v, want 404 invalid_request in JSON", path, rec.Code, body)
+		}
+	}
 	for _, client := range []string{"app", "nope"} {
 		if rec, body := post("/oidc/device_authorization", url.Values{"client_id": {client}, "scope": {"openid"}}, "", ""); rec.Code != 404 || body["error"] != "invalid_request" {
 			t.Errorf("device authorization (%s) = %d %v, want 404 invalid_request", client, rec.Code, body)
