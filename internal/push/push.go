@@ -706,11 +706,35 @@ func (s *Service) Answer(ctx context.Context, c Client, u *latchkey.User, d *lat
 		if err := s.approveDevice(ctx, from, u, ch.SubjectDeviceID); err != nil {
 			return nil, err
 		}
-	case reason == latchkey.DenyFraud:
+	case ch.Kind == latchkey.PushAddDevice:
+		// Denied (or the wrong number): the new device is refused for good. It is removed,
+		// and its app, which waits for the answer, learns it at once (401) instead of
+		// waiting out its timeout beside a device listed as pending for ever.
+		s.refuseDevice(ctx, from, u, ch.SubjectDeviceID, d.ID)
+	}
+	if reason == latchkey.DenyFraud {
 		s.notify(ctx, from, u, mail.PushFraud, d.Name)
 		s.alertAdmins(ctx, from, u, d)
 	}
 	return &deviceproto.AnswerResponse{State: string(state), Reason: reason}, nil
+}
+
+// refuseDevice removes the pending device id, which device by refused. The answer is
+// recorded already: a failure here is logged, and the device stays pending, unable to do
+// anything, until the user removes it.
+func (s *Service) refuseDevice(ctx context.Context, c Client, u *latchkey.User, id, by int64) {
+	sub, err := s.opt.Store.FindDevice(ctx, id)
+	if err != nil || sub.State != latchkey.DevicePending {
+		return
+	}
+	if err := s.opt.Store.DeleteDevice(ctx, u.ID, id); err != nil {
+		if latchkey.ErrorCode(err) != latchkey.ENotFound {
+			s.log.ErrorContext(ctx, "remove refused device", "device_id", id, "err", err)
+		}
+		return
+	}
+	s.opt.Hub.NotifyDevice(id)
+	s.audit(ctx, c, u, latchkey.ActionDeviceRemoved, latchkey.OutcomeSuccess, fmt.Sprintf("device %d %q refused by device %d", id, sub.Name, by))
 }
 
 func (s *Service) approveDevice(ctx context.Context, c Client, u *latchkey.User, id int64) error {

@@ -619,6 +619,34 @@ func TestCodesMadeBeforeAnyDeviceNeedApprovalAfterIt(t *testing.T) {
 	}
 }
 
+// TestRefusedNewDeviceIsRemoved: a new device that the existing one denies (or answers with
+// the wrong number) is removed: it learns it at once (401), and the account no longer lists it.
+func TestRefusedNewDeviceIsRemoved(t *testing.T) {
+	f := newFixture(t, "")
+	c, d1 := f.activated(t)
+	for _, tt := range []struct{ decision, number string }{{"deny", ""}, {"approve", "wrong"}} {
+		r := c.post("/api/v1/account/devices/activation", nil)
+		d2 := f.newDevice(t)
+		if r = d2.activate(deviceproto.PathActivate, r.body["code"].(string), "Phone"); r.code != 202 {
+			t.Fatalf("pending activation: %d %s", r.code, r.raw)
+		}
+		chs := d1.challenges()
+		if len(chs) != 1 {
+			t.Fatalf("challenges = %v", chs)
+		}
+		number := tt.number
+		if r := d1.answer(chs[0]["id"].(string), tt.decision, number); r.code != 200 || r.body["state"] != "denied" {
+			t.Fatalf("%s: %d %s", tt.decision, r.code, r.raw)
+		}
+		if r := d2.call("GET", deviceproto.PathDevice, nil); r.code != 401 {
+			t.Errorf("refused device (%s) reads its state: %d %s", tt.decision, r.code, r.raw)
+		}
+		if r := c.do("GET", "/api/v1/account/devices", "", ""); r.code != 200 || strings.Contains(r.raw, `"Phone"`) {
+			t.Errorf("devices after the refusal (%s): %d %s", tt.decision, r.code, r.raw)
+		}
+	}
+}
+
 func TestSwitchDeviceAndRemoval(t *testing.T) {
 	f := newFixture(t, "")
 	c, old := f.activated(t)
