@@ -138,7 +138,10 @@ func TestHelp(t *testing.T) {
 	}
 	// Every other wrong command line is a usage error too; a failure that is not (no vault
 	// yet) exits 1.
-	for _, args := range [][]string{{"nope"}, {"codes", "extra"}, {"approve"}, {"approve", "--number", "1", "extra"}, {"deny", "x"}, {"activate"}, {"activate", "ABCDE-FGHJK"}, {"remove"}, {"switch-device", "x"}} {
+	for _, args := range [][]string{{"nope"}, {"codes", "extra"}, {"approve"}, {"approve", "--number", "1", "extra"}, {"deny", "x"}, {"activate"}, {"activate", "ABCDE-FGHJK"}, {"remove"}, {"switch-device", "x"},
+		{"activate", "ABCDE-FGHJK", "--server", "127.0.0.1:8080"}, {"activate", "ABCDE-FGHJK", "--server", "localhost:8080"},
+		{"activate", "ABCDE-FGHJK", "--server", "http://localhost:8080", "--timeout", "0s"},
+		{"approve", "--number", "12", "--timeout", "0s"}, {"deny", "--timeout", "-1s"}} {
 		if _, _, err := latch(args...); exitCode(err, io.Discard) != 2 {
 			t.Errorf("latch %v: %v (exit %d), want exit 2", args, err, exitCode(err, io.Discard))
 		}

@@ -25,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -71,7 +72,17 @@ latch COMMAND --help lists the command's flags.
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	code := exitCode(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr), os.Stderr)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	if err != nil && ctx.Err() != nil {
+		// Ctrl-C: said as such (a command that knows more says what it left undone), not
+		// as a failure to reach the server; exit 130, as a shell reports SIGINT.
+		if !errors.Is(err, errInterrupted) {
+			err = errInterrupted
+		}
+		fmt.Fprintln(os.Stderr, "latch:", err)
+		os.Exit(130)
+	}
+	code := exitCode(err, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -90,6 +101,9 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	return 1
 }
+
+// errInterrupted: the command was stopped by Ctrl-C (main exits 130).
+var errInterrupted = errors.New("interrupted")
 
 // usageError is a command line that is wrong: exit status 2.
 type usageError struct{ err error }
@@ -279,6 +293,12 @@ func (a *app) activate(ctx context.Context, args []string) error {
 	}
 	if *server == "" {
 		return usagef("--server URL is needed with a short code")
+	}
+	if u, err := url.Parse(*server); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usagef("--server %q must be the server's URL, like https://login.example.com", *server)
+	}
+	if *timeout <= 0 {
+		return usagef("--timeout must be more than 0, like 2m")
 	}
 	if *name == "" {
 		*name = "Latch on " + runtime.GOOS
@@ -545,6 +565,9 @@ func (a *app) respond(ctx context.Context, what string, args []string) error {
 	} else if len(pos) > 0 {
 		return usagef("%s takes no arguments, got %q (latch %s --help)", what, pos[0], what)
 	}
+	if *timeout <= 0 {
+		return usagef("--timeout must be more than 0, like 30s")
+	}
 	decision := deviceproto.DecisionDeny
 	if what == "approve" {
 		if *number == "" {
@@ -629,7 +652,7 @@ func (a *app) respond(ctx context.Context, what string, args []string) error {
 		}
 	}
 	if parent.Err() != nil {
-		return errors.New("interrupted; nothing was answered")
+		return fmt.Errorf("%w; nothing was answered", errInterrupted)
 	}
 	if lastErr != nil {
 		return lastErr

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -611,4 +612,32 @@ func TestLatchVaultSafety(t *testing.T) {
 		t.Fatalf("devices after remove:\n%s", out)
 	}
 	phone.mustFail("remove", bobLabel)
+}
+
+// TestLatchInterrupted: Ctrl-C while approve waits for a request says it was interrupted and
+// nothing was answered, and exits
+// 130: not a failure to reach the server.
+func TestLatchInterrupted(t *testing.T) {
+	s := startServer(t, "alice")
+	phone := newLatch(t)
+	b := newBrowserAPI(t, s.url)
+	b.login()
+	phone.must("activate", b.activation()["code"].(string), "--server", s.url, "--name", "Phone")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	c := phone.cmd(ctx, "approve", "--number", "12", "--timeout", "30s")
+	c.Stdout, c.Stderr = &out, &errb
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // it is waiting for a request now
+	if err := c.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 || strings.TrimSpace(errb.String()) != "latch: interrupted; nothing was answered" {
+		t.Fatalf("approve after Ctrl-C: %v, stderr %q", err, errb.String())
+	}
 }
