@@ -615,8 +615,7 @@ func TestLatchVaultSafety(t *testing.T) {
 }
 
 // TestLatchInterrupted: Ctrl-C while approve waits for a request says it was interrupted and
-// nothing was answered, and exits
-// 130: not a failure to reach the server.
+// nothing was answered, and exits 130: not a failure to reach the server.
 func TestLatchInterrupted(t *testing.T) {
 	s := startServer(t, "alice")
 	phone := newLatch(t)
