@@ -6,7 +6,8 @@
 //	latchkey client create --id ID --redirect-uri URI [--name N] [--public] [--first-party] [--require-mfa]
 //	latchkey oidc rotate-key
 //
-// Every flag also reads from LATCHKEY_<FLAG>; see README.md.
+// serve's flags (and --data, --database for every command) also read from LATCHKEY_<FLAG>;
+// see README.md.
 package main
 
 import (
