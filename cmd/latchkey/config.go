@@ -398,6 +398,9 @@ func redact(raw string) string {
 	if err != nil {
 		return "(unparseable URL)"
 	}
+	if _, has := u.User.Password(); !has {
+		return raw // nothing to hide; u.String() would rewrite it ("smtp://" reads "smtp:")
+	}
 	return u.Redacted()
 }
 

@@ -308,3 +308,12 @@ func TestOneServePerDataFolder(t *testing.T) {
 		t.Errorf("user create beside the server: %v", err)
 	}
 }
+
+func TestSMTPProblemQuotesTheURL(t *testing.T) {
+	for in, want := range map[string]string{"smtp://": `"smtp://"`, "smtp://user:s3cret@": `"smtp://user:xxxxx@"`, "http://mail": `"http://mail"`} {
+		_, _, err := parse("serve", []string{"--smtp", in}, env(nil), &bytes.Buffer{}, append(commonFlags, serveFlags...), nil)
+		if err == nil || !strings.Contains(err.Error(), "smtp "+want) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("--smtp %s: %v, want it quoted as %s, no password", in, err, want)
+		}
+	}
+}
