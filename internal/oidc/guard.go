@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/rs/cors"
@@ -43,6 +46,9 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 			discovery.ServeHTTP(w, r)
 			return
 		case PathAuthorize:
+			if p.badMaxAge(w, r) {
+				return
+			}
 			// The library reads only the parameters it knows; CreateAuthRequest refuses a
 			// request_uri, which it would ignore.
 			if r.FormValue("request_uri") != "" {
@@ -97,6 +103,38 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 		}
 		lib.ServeHTTP(w, r)
 	})
+}
+
+// badMaxAge answers an authorization request whose max_age is not a number of seconds with
+// invalid_request at the client's redirect URI, as RFC 6749 §4.1.2.1 asks of every error but
+// a bad client or redirect URI. The library fails to parse such a request before it knows the
+// client, and could only show a page. It reports whether it answered.
+func (p *Provider) badMaxAge(w http.ResponseWriter, r *http.Request) bool {
+	v := r.FormValue("max_age")
+	if v == "" {
+		return false
+	}
+	if _, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return false
+	}
+	redirect := r.FormValue("redirect_uri")
+	c, err := p.opt.Store.FindOIDCClientByID(r.Context(), r.FormValue("client_id"))
+	if err != nil || !slices.Contains(c.RedirectURIs, redirect) {
+		return false // the library refuses the request on a page, never redirecting
+	}
+	u, err := url.Parse(redirect)
+	if err != nil {
+		return false
+	}
+	q := u.Query()
+	q.Set("error", "invalid_request")
+	q.Set("error_description", "max_age must be a whole number of seconds.")
+	if st := r.FormValue("state"); st != "" {
+		q.Set("state", st)
+	}
+	u.RawQuery = q.Encode()
+	http.Redirect(w, r, u.String(), http.StatusFound)
+	return true
 }
 
 // requestURIKey marks an authorization request that came with request_uri.

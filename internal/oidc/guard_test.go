@@ -209,6 +209,9 @@ func TestAuthorizeRefusesWhatItCannotHonour(t *testing.T) {
 		return rec
 	}
 	for _, uri := range []string{"https://app.test/c%62", "https://app.test/%63b", "https://app.test/cb/"} {
+		if rec := authorize(url.Values{"redirect_uri": {uri}, "max_age": {"soon"}}); rec.Code != 400 || rec.Header().Get("Location") != "" {
+			t.Errorf("redirect_uri %q with a bad max_age = %d to %q, want 400 without a redirect", uri, rec.Code, rec.Header().Get("Location"))
+		}
 		if rec := authorize(url.Values{"redirect_uri": {uri}}); rec.Code != 400 || rec.Header().Get("Location") != "" {
 			t.Errorf("redirect_uri %q = %d to %q, want 400 without a redirect", uri, rec.Code, rec.Header().Get("Location"))
 		}
@@ -223,6 +226,8 @@ func TestAuthorizeRefusesWhatItCannotHonour(t *testing.T) {
 		{"request_uri", url.Values{"request_uri": {"https://app.test/req.jwt"}}, "request_uri_not_supported"},
 		{"short code_challenge", url.Values{"code_challenge": {"abc"}}, "invalid_request"},
 		{"code_challenge not base64url", url.Values{"code_challenge": {strings.Repeat("+", 43)}}, "invalid_request"},
+		{"max_age not a number", url.Values{"max_age": {"soon"}}, "invalid_request"},
+		{"max_age negative", url.Values{"max_age": {"-5"}}, "invalid_request"},
 	} {
 		rec := authorize(tt.params)
 		loc, _ := url.Parse(rec.Header().Get("Location"))
