@@ -377,15 +377,29 @@ func (s *Service) CreateUser(ctx context.Context, c Client, nu NewUser) (*latchk
 	return u, nil
 }
 
-// SetupToken returns a new one-time token for creating the first admin, or "" when an admin
-// exists already. Each call replaces the previous token.
-func (s *Service) SetupToken(ctx context.Context) (string, error) {
+// adminExists reports whether any administrator exists.
+func (s *Service) adminExists(ctx context.Context) (bool, error) {
 	admin := latchkey.RoleAdmin
-	_, n, err := s.opt.Store.FindUsers(ctx, latchkey.UserFilter{Role: &admin, Limit: 1})
+	list, n, err := s.opt.Store.FindUsers(ctx, latchkey.UserFilter{Role: &admin, Limit: 1})
 	if err != nil {
-		return "", fmt.Errorf("find admins: %w", err)
+		return false, fmt.Errorf("find admins: %w", err)
 	}
-	if n > 0 {
+	return n > 0 || len(list) > 0, nil
+}
+
+// SetupToken returns a new one-time token for creating the first admin, or "" when an admin
+// exists already, and then forgets any earlier token: a link printed at a first start must
+// not outlive the first admin, however that admin was made (latchkey user create, another
+// node's link). Each call replaces the previous token.
+func (s *Service) SetupToken(ctx context.Context) (string, error) {
+	exists, err := s.adminExists(ctx)
+	if err != nil {
+		return "", err
+	}
+	if exists {
+		if err := s.opt.Store.SetSetting(ctx, latchkey.SettingSetupToken, ""); err != nil {
+			return "", fmt.Errorf("forget setup token: %w", err)
+		}
 		return "", nil
 	}
 	tok, err := s.newToken()
@@ -399,14 +413,19 @@ func (s *Service) SetupToken(ctx context.Context) (string, error) {
 	return tok, nil
 }
 
-// ValidSetupToken reports whether token is the current setup token, without using it.
+// ValidSetupToken reports whether token is the current setup token, without using it. No
+// token is valid once an administrator exists.
 func (s *Service) ValidSetupToken(ctx context.Context, token string) bool {
 	want, err := s.opt.Store.FindSetting(ctx, latchkey.SettingSetupToken)
-	if err != nil || token == "" {
+	if err != nil || token == "" || want == "" {
 		return false
 	}
 	sum := sha256.Sum256([]byte(token))
-	return subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(want)) == 1
+	if subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(want)) != 1 {
+		return false
+	}
+	exists, err := s.adminExists(ctx)
+	return err == nil && !exists
 }
 
 // CompleteSetup creates the first admin with the one-time setup token and signs them in.
@@ -426,6 +445,12 @@ func (s *Service) CompleteSetup(ctx context.Context, c Client, token string, nu 
 		return nil, fmt.Errorf("consume setup token: %w", err)
 	}
 	if !ok {
+		return nil, invalid
+	}
+	// Consumed either way; an administrator made meanwhile (latchkey user create) ends the link.
+	if exists, err := s.adminExists(ctx); err != nil {
+		return nil, err
+	} else if exists {
 		return nil, invalid
 	}
 	u, err := s.CreateUser(ctx, c, nu)

@@ -814,3 +814,35 @@ func TestSignInAttemptsAudited(t *testing.T) {
 		}
 	}
 }
+
+// TestSetupLinkDiesWithTheFirstAdmin: a setup link printed at a first start stops working
+// once an administrator exists by any other way (latchkey user create), on this start and
+// on the next (which forgets the token).
+func TestSetupLinkDiesWithTheFirstAdmin(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	tok, err := e.svc.SetupToken(ctx)
+	if err != nil || tok == "" {
+		t.Fatalf("SetupToken = %q, %v", tok, err)
+	}
+	if _, err := e.svc.CreateUser(ctx, alice, login.NewUser{Username: "root", Email: "root@example.com", Password: goodPassword, Role: latchkey.RoleAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	mallory := login.NewUser{Username: "mallory", Email: "m@example.com", Password: goodPassword}
+	if e.svc.ValidSetupToken(ctx, tok) {
+		t.Error("the setup link still shows its form after an admin was created")
+	}
+	if _, err := e.svc.CompleteSetup(ctx, alice, tok, mallory); code(t, err) != latchkey.ENotFound {
+		t.Fatalf("setup after an admin was created: %v", err)
+	}
+	// The next start finds the admin and forgets the token for good.
+	if again, err := e.svc.SetupToken(ctx); err != nil || again != "" {
+		t.Fatalf("SetupToken with an admin = %q, %v", again, err)
+	}
+	if v, err := e.db.FindSetting(ctx, latchkey.SettingSetupToken); err == nil && v != "" {
+		t.Errorf("the setup token is still stored: %q", v)
+	}
+	if u, _ := e.db.FindUserByUsername(ctx, "mallory"); u != nil {
+		t.Error("mallory was created")
+	}
+}
