@@ -95,3 +95,16 @@ func TestCleanName(t *testing.T) {
 		}
 	}
 }
+
+func TestCleanLine(t *testing.T) {
+	for in, want := range map[string]string{" lost  phone,\n\tverified ": "lost phone, verified", "": "", "Überprüft": "Überprüft"} {
+		if got, ok := latchkey.CleanLine(in, 500); !ok || got != want {
+			t.Errorf("CleanLine(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"a\x00b", "bad\xff", "a\u202eb", strings.Repeat("x", 501)} {
+		if got, ok := latchkey.CleanLine(in, 500); ok {
+			t.Errorf("CleanLine(%q) = %q, accepted", in, got)
+		}
+	}
+}

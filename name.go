@@ -17,3 +17,16 @@ func CleanName(name string, max int) (string, bool) {
 	}
 	return name, true
 }
+
+// CleanLine is free text on one line, like the reason an agent or administrator gives for an
+// action: runs of white space (line breaks too) become one space, and the result must be
+// valid UTF-8 of printable characters, at most max of them. It may be empty (the caller
+// decides whether a reason is required). The text goes into the audit trail, which must
+// take it on every database (PostgreSQL refuses NUL and invalid UTF-8) and show it as it is.
+func CleanLine(s string, max int) (string, bool) {
+	s = strings.Join(strings.Fields(s), " ")
+	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > max || strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return "", false
+	}
+	return s, true
+}

@@ -3,7 +3,6 @@ package login
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/latchkey/latchkey"
@@ -107,12 +106,12 @@ func (s *Service) AdminSetRole(ctx context.Context, c Client, actor *latchkey.Us
 // recovery codes), ends its sessions and mails the user. reason is required and audited.
 // Under MFARequired the user's next sign-in goes to the rollout.
 func (s *Service) AdminResetMFA(ctx context.Context, c Client, actor *latchkey.User, id latchkey.UserID, reason string) error {
-	reason = strings.TrimSpace(reason)
+	reason, ok := latchkey.CleanLine(reason, 500)
+	if !ok {
+		return latchkey.Errorf(latchkey.EInvalid, "Keep the reason to at most 500 characters of text (no control characters).")
+	}
 	if reason == "" {
 		return latchkey.Errorf(latchkey.EInvalid, "Give a reason for the reset; it goes into the audit trail.")
-	}
-	if len([]rune(reason)) > 500 {
-		return latchkey.Errorf(latchkey.EInvalid, "Keep the reason under 500 characters.")
 	}
 	u, err := s.target(ctx, actor, id)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/latchkey/latchkey"
 )
@@ -286,6 +287,20 @@ func (s *DB) stampAudit(e *latchkey.AuditEvent) {
 		e.Time = s.now()
 	}
 	e.Time = e.Time.UTC().Truncate(time.Microsecond)
+	for _, f := range []*string{&e.Username, &e.Action, &e.Outcome, &e.IP, &e.UserAgent, &e.Detail} {
+		*f = auditText(*f)
+	}
+}
+
+// auditText is s as both databases store it: valid UTF-8 without NUL (each replaced by
+// U+FFFD). PostgreSQL refuses either in text, and the entry, with it the record of what was
+// done, would be lost; SQLite would keep bytes the trail's readers cannot show. The entry's
+// hash covers the stored text, on both.
+func auditText(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 // unchain undoes what appendAudit set on e (when not nil) when its transaction was not

@@ -738,3 +738,31 @@ func TestDatabaseFileIsPrivate(t *testing.T) {
 		t.Errorf("a 0644 database file after open: %v", fi.Mode().Perm())
 	}
 }
+
+// TestAuditTextThatIsNotText: an entry whose fields hold NUL or invalid UTF-8 (a User-Agent
+// anyone can send) is stored on both databases, each such byte as U+FFFD, and chained; on
+// PostgreSQL the insert failed and the entry was lost.
+func TestAuditTextThatIsNotText(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		e := &latchkey.AuditEvent{Time: t0, Username: "ali\x00ce", Action: latchkey.ActionLogin, Outcome: latchkey.OutcomeFailure,
+			IP: "192.0.2.1", UserAgent: "Mozilla\xff\xfe", Detail: "reason\x00with NUL"}
+		if err := db.AppendAuditEvent(ctx, e); err != nil {
+			t.Fatalf("append: %v", err)
+		}
+		if _, err := db.ChainAuditEvents(ctx); err != nil {
+			t.Fatal(err)
+		}
+		events, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+		if err != nil || len(events) != 1 {
+			t.Fatalf("FindAuditEvents = %v, %v", events, err)
+		}
+		got := events[0]
+		if got.Username != "ali\uFFFDce" || got.UserAgent != "Mozilla\uFFFD" || got.Detail != "reason\uFFFDwith NUL" {
+			t.Errorf("stored %q, %q, %q", got.Username, got.UserAgent, got.Detail)
+		}
+		if !bytes.Equal(got.Hash, got.ComputeHash(got.PrevHash)) {
+			t.Error("the entry's hash does not cover what was stored")
+		}
+	})
+}

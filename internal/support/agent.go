@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/login"
@@ -186,15 +185,17 @@ func (s *Service) RecordChecks(ctx context.Context, c login.Client, agent *latch
 }
 
 func cleanReason(r string) (string, error) {
-	r = strings.Join(strings.Fields(r), " ")
+	r, ok := latchkey.CleanLine(r, 500)
+	if !ok {
+		return "", errReason
+	}
 	if r == "" {
 		return "", latchkey.Errorf(latchkey.EInvalid, "Give a reason: it is recorded in the audit trail.")
 	}
-	if utf8.RuneCountInString(r) > 500 || !utf8.ValidString(r) {
-		return "", latchkey.Errorf(latchkey.EInvalid, "Keep the reason under 500 characters.")
-	}
 	return r, nil
 }
+
+var errReason = latchkey.Errorf(latchkey.EInvalid, "Keep the reason to at most 500 characters of text (no control characters).")
 
 // mfaTarget loads what an MFA action needs and refuses it unless the identity checks are
 // complete and the agent may act on the matching account. Refusals are audited.
@@ -341,9 +342,9 @@ func (s *Service) SetStatus(ctx context.Context, c login.Client, agent *latchkey
 	if !status.Valid() {
 		return nil, latchkey.Errorf(latchkey.EInvalid, "Unknown status %q.", status)
 	}
-	reason = strings.Join(strings.Fields(reason), " ")
-	if utf8.RuneCountInString(reason) > 500 {
-		return nil, latchkey.Errorf(latchkey.EInvalid, "Keep the reason under 500 characters.")
+	reason, ok := latchkey.CleanLine(reason, 500)
+	if !ok {
+		return nil, errReason
 	}
 	from := t.Status
 	if t, err = s.opt.Store.UpdateTicket(ctx, t.ID, latchkey.TicketUpdate{Status: &status}); err != nil {

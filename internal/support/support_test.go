@@ -275,6 +275,13 @@ func TestAgentActions(t *testing.T) {
 	if err := e.svc.ResetMFA(ctx, client, agent, true, tk.ID, "  "); code(err) != latchkey.EInvalid {
 		t.Errorf("ResetMFA without a reason = %v, want invalid", err)
 	}
+	// A reason that is not text (NUL, invalid UTF-8, a right-to-left override) is refused
+	// before anything changes: the trail must take and show it.
+	for _, bad := range []string{"caller verified\x00", "bad\xff\xfe", "ok \u202etxet"} {
+		if err := e.svc.ResetMFA(ctx, client, agent, true, tk.ID, bad); code(err) != latchkey.EInvalid {
+			t.Errorf("ResetMFA with reason %q = %v, want invalid", bad, err)
+		}
+	}
 	if err := e.svc.ResetMFA(ctx, client, agent, true, tk.ID, "lost phone, verified by callback"); err != nil {
 		t.Fatalf("ResetMFA: %v", err)
 	}

@@ -671,7 +671,7 @@ func (s *Server) audit(r *http.Request, actor *latchkey.User, action, outcome, d
 		return
 	}
 	_ = audit.New(s.admin.Store, s.log, s.now).Record(r.Context(), latchkey.AuditEvent{
-		UserID: actor.ID, Username: actor.Username, Action: action, Outcome: outcome, IP: clientIP(r), UserAgent: r.UserAgent(), Detail: detail,
+		UserID: actor.ID, Username: actor.Username, Action: action, Outcome: outcome, IP: clientIP(r), UserAgent: userAgent(r), Detail: detail,
 	})
 }
 

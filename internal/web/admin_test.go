@@ -500,6 +500,9 @@ func TestAdminUserActions(t *testing.T) {
 	if r := admin.get(agentPage); !strings.Contains(r.raw, "Phone") || !strings.Contains(r.raw, "Authenticator app") {
 		t.Errorf("factor not listed on the detail page")
 	}
+	if r := admin.form(agentPage+"/reset-mfa", url.Values{"reason": {"nul\x00byte"}}); r.code != http.StatusBadRequest || !strings.Contains(r.raw, "no control characters") {
+		t.Errorf("reset with a NUL in the reason: %d", r.code)
+	}
 	if r := admin.form(agentPage+"/reset-mfa", url.Values{"reason": {"  "}}); r.code != http.StatusBadRequest || !strings.Contains(r.raw, "Give a reason") {
 		t.Errorf("reset without reason: %d", r.code)
 	}

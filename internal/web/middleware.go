@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -175,7 +176,36 @@ func clientIP(r *http.Request) string {
 }
 
 func client(r *http.Request) login.Client {
-	return login.Client{IP: clientIP(r), UserAgent: r.UserAgent()}
+	return login.Client{IP: clientIP(r), UserAgent: userAgent(r)}
+}
+
+// maxUserAgent bounds the User-Agent kept in sessions, challenges and the audit trail.
+const maxUserAgent = 512
+
+// userAgent is the request's User-Agent as Latchkey keeps it: at most maxUserAgent bytes of
+// valid UTF-8 without control characters (each replaced by U+FFFD). Anyone can send any
+// bytes there, and PostgreSQL refuses NUL and invalid UTF-8 in text: a failed sign-in's
+// audit entry would be lost. A clean header (every browser's) is returned as it is.
+func userAgent(r *http.Request) string {
+	ua := r.UserAgent()
+	clean := len(ua) <= maxUserAgent
+	for i := 0; clean && i < len(ua); i++ {
+		clean = ua[i] >= 0x20 && ua[i] < 0x7f
+	}
+	if clean {
+		return ua
+	}
+	var b strings.Builder
+	for _, c := range strings.ToValidUTF8(ua, "\uFFFD") {
+		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
+			c = '\uFFFD'
+		}
+		if b.Len()+utf8.RuneLen(c) > maxUserAgent {
+			break
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 // cookieConfig names and flags the session cookie: under TLS it is Secure with the __Host-

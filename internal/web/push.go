@@ -26,7 +26,7 @@ const (
 )
 
 func pushClient(r *http.Request) push.Client {
-	return push.Client{IP: clientIP(r), UserAgent: r.UserAgent()}
+	return push.Client{IP: clientIP(r), UserAgent: userAgent(r)}
 }
 
 // waitParam reads ?wait=25s (or 25), capped at maxWait; 0 when absent.
