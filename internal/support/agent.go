@@ -85,8 +85,9 @@ type View struct {
 	SignIns      []*latchkey.AuditEvent
 	// CanAct is nil when the agent may act on Account, else why not (admins, agents).
 	CanAct error
-	// ChecksDone reports whether every identity check is recorded.
-	ChecksDone bool
+	// ChecksDone reports whether every identity check is recorded, within ChecksValidFor;
+	// ChecksStale that they were, longer ago.
+	ChecksDone, ChecksStale bool
 	// CanInvite is set when no account matches and users can be created from tickets.
 	CanInvite bool
 }
@@ -101,6 +102,7 @@ func (s *Service) Ticket(ctx context.Context, agent *latchkey.User, id int64) (*
 		return nil, err
 	}
 	v := &View{Ticket: t, ChecksDone: s.checksDone(t)}
+	v.ChecksStale = !v.ChecksDone && len(t.Checks) == len(s.opt.Checks) && len(t.Checks) > 0
 	if v.Messages, err = s.opt.Store.FindTicketMessages(ctx, id); err != nil {
 		return nil, err
 	}
@@ -139,7 +141,16 @@ func (s *Service) match(ctx context.Context, t *latchkey.Ticket) (*latchkey.User
 	return us[0], "email", nil
 }
 
+// ChecksValidFor is how long a saved identity checklist stands: it is evidence of who called
+// at that time, not for ever. After it (or after a reset of all MFA, which uses it up) the
+// agent checks again before the next MFA action.
+const ChecksValidFor = time.Hour
+
+// checksDone reports whether every identity check is recorded on t, within ChecksValidFor.
 func (s *Service) checksDone(t *latchkey.Ticket) bool {
+	if t.CheckedAt == nil || s.now().Sub(*t.CheckedAt) > ChecksValidFor {
+		return false
+	}
 	for _, c := range s.opt.Checks {
 		if !slices.Contains(t.Checks, c.ID) {
 			return false
@@ -220,9 +231,13 @@ func (s *Service) mfaTarget(ctx context.Context, c login.Client, agent *latchkey
 		s.record(ctx, c, agent, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, fmt.Sprintf("MFA action on %s (#%d) refused: protected account", u.Username, u.ID))
 		return nil, nil, a, err
 	}
+	if t.Status == latchkey.TicketResolved || t.Status == latchkey.TicketClosed {
+		s.record(ctx, c, agent, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: the ticket is "+string(t.Status))
+		return nil, nil, a, latchkey.Errorf(latchkey.EConflict, "This ticket is %s: reopen it (set it in progress) before you change sign-in methods.", strings.ReplaceAll(string(t.Status), "_", " "))
+	}
 	if !s.checksDone(t) {
-		s.record(ctx, c, agent, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: identity checks incomplete")
-		return nil, nil, a, latchkey.Errorf(latchkey.EForbidden, "Complete and save the identity checklist before you change sign-in methods.")
+		s.record(ctx, c, agent, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: identity checks incomplete or older than "+ChecksValidFor.String())
+		return nil, nil, a, latchkey.Errorf(latchkey.EForbidden, "Complete and save the identity checklist before you change sign-in methods (a saved checklist stands for %v).", ChecksValidFor)
 	}
 	if !agentMFA {
 		s.record(ctx, c, agent, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: the agent's session has no second factor")
@@ -242,6 +257,11 @@ func (s *Service) ResetMFA(ctx context.Context, c login.Client, agent *latchkey.
 	}
 	if err := s.opt.Accounts.AgentResetMFA(ctx, c, a, u); err != nil {
 		return err
+	}
+	// The checks are used up: another reset of this account needs them again.
+	none := []string{}
+	if _, err := s.opt.Store.UpdateTicket(ctx, t.ID, latchkey.TicketUpdate{Checks: &none}); err != nil {
+		return fmt.Errorf("clear identity checks: %w", err)
 	}
 	s.touch(ctx, t)
 	return nil

@@ -305,9 +305,29 @@ func TestAgentActions(t *testing.T) {
 		t.Errorf("no mfa.reset audit event with the ticket, the agent and the reason in %v", ev)
 	}
 
-	// Remove one factor.
+	// The reset used the checks up: the next MFA action needs them again.
 	e.withTOTP(t, alice)
 	fs, _ := e.login.Factors(ctx, alice)
+	if err := e.svc.RemoveFactor(ctx, client, agent, true, tk.ID, fs[0].Ref, "old phone"); code(err) != latchkey.EForbidden {
+		t.Errorf("RemoveFactor after a reset, without new checks = %v, want forbidden", err)
+	}
+	all := []string{"question", "callback", "manager"}
+	if _, err := e.svc.RecordChecks(ctx, client, agent, tk.ID, all); err != nil {
+		t.Fatal(err)
+	}
+	// A saved checklist stands for an hour.
+	e.now = e.now.Add(support.ChecksValidFor + time.Minute)
+	if err := e.svc.RemoveFactor(ctx, client, agent, true, tk.ID, fs[0].Ref, "old phone"); code(err) != latchkey.EForbidden {
+		t.Errorf("RemoveFactor with checks over an hour old = %v, want forbidden", err)
+	}
+	if v, _ := e.svc.Ticket(ctx, agent, tk.ID); v.ChecksDone || !v.ChecksStale {
+		t.Errorf("view of old checks: done %v, stale %v", v.ChecksDone, v.ChecksStale)
+	}
+	if _, err := e.svc.RecordChecks(ctx, client, agent, tk.ID, all); err != nil {
+		t.Fatal(err)
+	}
+
+	// Remove one factor.
 	if err := e.svc.RemoveFactor(ctx, client, agent, true, tk.ID, "totp:999", "x"); code(err) != latchkey.ENotFound {
 		t.Errorf("RemoveFactor(unknown) = %v, want not_found", err)
 	}
@@ -325,6 +345,14 @@ func TestAgentActions(t *testing.T) {
 	m := e.mail.last()
 	if m.Subject != "[Ticket #1001] Lost or new phone / authenticator" || m.Headers["In-Reply-To"] != "<ticket-1001@latchkey.test>" || !strings.Contains(m.Text, "Done: sign in") {
 		t.Errorf("answer mail = %+v", m)
+	}
+	// A resolved (or closed) ticket authorises nothing, even with its checks still standing.
+	e.withTOTP(t, alice)
+	if err := e.svc.ResetMFA(ctx, client, agent, true, tk.ID, "again"); code(err) != latchkey.EConflict {
+		t.Errorf("ResetMFA on a resolved ticket = %v, want conflict", err)
+	}
+	if fs, _ := e.login.Factors(ctx, alice); len(fs) != 1 {
+		t.Errorf("a refused reset on a resolved ticket removed factors: %v", fs)
 	}
 	if _, err := e.svc.SetStatus(ctx, client, agent, tk.ID, "bogus", ""); code(err) != latchkey.EInvalid {
 		t.Errorf("SetStatus(bogus) = %v", err)
