@@ -77,7 +77,21 @@ func (s *Service) AdminSetDisabled(ctx context.Context, c Client, actor *latchke
 }
 
 // AdminSetRole changes an account's role. Demoting the last enabled admin is refused.
-func (s *Service) AdminSetRole(ctx context.Context, c Client, actor *latchkey.User, id latchkey.UserID, role latchkey.Role) (*latchkey.User, error) {
+// errAdminMFA refuses an account's sign-in methods or role to an administrator whose own
+// session passed no second factor: a phished password alone must not strip a user's MFA or
+// make an administrator (the support desk asks the same of its agents).
+var errAdminMFA = latchkey.Errorf(latchkey.EForbidden, "Sign in with a second factor before you change someone's sign-in methods or role: set one up on your Security page.")
+
+// adminMFA audits and returns errAdminMFA when actorMFA is false.
+func (s *Service) adminMFA(ctx context.Context, c Client, actor *latchkey.User, actorMFA bool, what string) error {
+	if actorMFA {
+		return nil
+	}
+	s.audit(ctx, c, actor, "", latchkey.ActionAdminDenied, latchkey.OutcomeDenied, what+" refused: the administrator's session has no second factor")
+	return errAdminMFA
+}
+
+func (s *Service) AdminSetRole(ctx context.Context, c Client, actor *latchkey.User, actorMFA bool, id latchkey.UserID, role latchkey.Role) (*latchkey.User, error) {
 	if !role.Valid() {
 		return nil, latchkey.Errorf(latchkey.EInvalid, "The role must be admin, support or user.")
 	}
@@ -87,6 +101,9 @@ func (s *Service) AdminSetRole(ctx context.Context, c Client, actor *latchkey.Us
 	}
 	if u.Role == role {
 		return u, nil
+	}
+	if err := s.adminMFA(ctx, c, actor, actorMFA, fmt.Sprintf("role of %s → %s", u.Username, role)); err != nil {
+		return nil, err
 	}
 	if role != latchkey.RoleAdmin {
 		if err := s.keepsAnAdmin(ctx, u, "changing their role"); err != nil {
@@ -103,9 +120,11 @@ func (s *Service) AdminSetRole(ctx context.Context, c Client, actor *latchkey.Us
 }
 
 // AdminResetMFA removes every second factor of an account (apps, Latch devices, keys,
-// recovery codes), ends its sessions and mails the user. reason is required and audited.
+// recovery codes), ends its sessions and mails the user. reason is required and audited;
+// actorMFA says whether the administrator's own session passed a second factor, without
+// which the reset is refused (EForbidden), as is a role change (AdminSetRole).
 // Under MFARequired the user's next sign-in goes to the rollout.
-func (s *Service) AdminResetMFA(ctx context.Context, c Client, actor *latchkey.User, id latchkey.UserID, reason string) error {
+func (s *Service) AdminResetMFA(ctx context.Context, c Client, actor *latchkey.User, actorMFA bool, id latchkey.UserID, reason string) error {
 	reason, ok := latchkey.CleanLine(reason, 500)
 	if !ok {
 		return latchkey.Errorf(latchkey.EInvalid, "Keep the reason to at most 500 characters of text (no control characters).")
@@ -115,6 +134,9 @@ func (s *Service) AdminResetMFA(ctx context.Context, c Client, actor *latchkey.U
 	}
 	u, err := s.target(ctx, actor, id)
 	if err != nil {
+		return err
+	}
+	if err := s.adminMFA(ctx, c, actor, actorMFA, "MFA reset of "+u.Username); err != nil {
 		return err
 	}
 	if err := s.resetMFA(ctx, u.ID); err != nil {

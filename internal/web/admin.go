@@ -478,6 +478,9 @@ type userPage struct {
 	Throttled     bool
 	Roles         []latchkey.Role
 	Reason        string
+	// NoMFA: the administrator's own session passed no second factor, so role changes and
+	// MFA resets are refused (the page says so instead of offering them).
+	NoMFA bool
 }
 
 func pathUserID(r *http.Request) (latchkey.UserID, error) {
@@ -504,7 +507,7 @@ func (s *Server) adminUserPage(w http.ResponseWriter, r *http.Request, a *auth, 
 	} else if err != nil {
 		return err
 	}
-	p := &userPage{Target: u, Self: u.ID == a.user.ID, Roles: roles}
+	p := &userPage{Target: u, Self: u.ID == a.user.ID, Roles: roles, NoMFA: a.session.MFAAt == nil}
 	if p.Factors, err = s.login.Factors(ctx, u); err != nil {
 		return err
 	}
@@ -558,9 +561,9 @@ func (s *Server) adminUserAction(act userAction) authedPageFunc {
 		case actEnable:
 			err, done = errOnly(s.login.AdminSetDisabled(ctx, c, a.user, id, false)), "enabled"
 		case actRole:
-			err, done = errOnly(s.login.AdminSetRole(ctx, c, a.user, id, latchkey.Role(r.PostFormValue("role")))), "role"
+			err, done = errOnly(s.login.AdminSetRole(ctx, c, a.user, a.session.MFAAt != nil, id, latchkey.Role(r.PostFormValue("role")))), "role"
 		case actResetMFA:
-			err, done = s.login.AdminResetMFA(ctx, c, a.user, id, r.PostFormValue("reason")), "mfa-reset"
+			err, done = s.login.AdminResetMFA(ctx, c, a.user, a.session.MFAAt != nil, id, r.PostFormValue("reason")), "mfa-reset"
 		case actRevoke:
 			err, done = s.login.AdminRevokeSessions(ctx, c, a.user, a.session.ID, id), "revoked"
 		case actUnlock:

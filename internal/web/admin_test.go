@@ -22,6 +22,7 @@ import (
 	"github.com/latchkey/latchkey/internal/oidc"
 	"github.com/latchkey/latchkey/internal/password"
 	"github.com/latchkey/latchkey/internal/sqlstore"
+	"github.com/latchkey/latchkey/internal/totp"
 	"github.com/latchkey/latchkey/internal/web"
 )
 
@@ -100,6 +101,30 @@ func (f *adminFixture) browser(tb testing.TB, username string) *browser {
 		if r := b.form("/login", url.Values{"username": {username}, "password": {pw}}); r.code != http.StatusSeeOther {
 			tb.Fatalf("sign in %s: %d %s", username, r.code, r.raw)
 		}
+	}
+	return b
+}
+
+// mfaBrowser is browser for username signed in with the password and an authenticator app
+// (one is set up for the account first).
+func (f *adminFixture) mfaBrowser(tb testing.TB, username string) *browser {
+	tb.Helper()
+	ctx := context.Background()
+	u, err := f.db.FindUserByUsername(ctx, username)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	secret := bytes.Repeat([]byte{3}, 20)
+	app := &latchkey.TOTPCredential{UserID: u.ID, Name: "Phone", Secret: secret}
+	if err := f.db.CreateTOTPCredential(ctx, app); err != nil {
+		tb.Fatal(err)
+	}
+	if err := f.db.ConfirmTOTPCredential(ctx, app.ID, 1, f.clock.Now(), nil); err != nil {
+		tb.Fatal(err)
+	}
+	b := f.browser(tb, username)
+	if r := b.form("/login/code", url.Values{"code": {totp.Code(secret, totp.Step(f.clock.Now()))}}); r.code != http.StatusSeeOther {
+		tb.Fatalf("second factor of %s: %d %s", username, r.code, r.raw)
 	}
 	return b
 }
@@ -411,7 +436,30 @@ func ptr[T any](v T) *T { return &v }
 
 func TestAdminUserActions(t *testing.T) {
 	f := newAdminFixture(t, login.MFAOptional, nil)
-	admin := f.browser(t, "root")
+	// Signed in with the password only, an administrator may not change a role or reset MFA.
+	pwdOnly := f.browser(t, "root")
+	user0 := fmt.Sprintf("/admin/users/%d", f.alice.ID)
+	for _, tt := range []struct {
+		path string
+		v    url.Values
+	}{{user0 + "/role", url.Values{"role": {"admin"}}}, {user0 + "/reset-mfa", url.Values{"reason": {"lost phone"}}}} {
+		if r := pwdOnly.form(tt.path, tt.v); r.code != http.StatusForbidden || !strings.Contains(r.raw, "second factor") {
+			t.Errorf("POST %s by a password-only admin: %d", tt.path, r.code)
+		}
+	}
+	if u, _ := f.db.FindUserByID(context.Background(), f.alice.ID); u.Role != latchkey.RoleUser {
+		t.Errorf("a password-only admin changed alice's role to %s", u.Role)
+	}
+	if r := pwdOnly.get(user0); !strings.Contains(r.raw, `id="admin-no-mfa"`) || strings.Contains(r.raw, "/reset-mfa") || strings.Contains(r.raw, `/role"`) {
+		t.Error("a password-only admin is offered the role change or the MFA reset")
+	}
+	if ev := f.events(t, latchkey.ActionAdminDenied); len(ev) != 2 || !strings.Contains(ev[0].Detail, "no second factor") {
+		t.Errorf("refusals audited: %v", ev)
+	}
+	admin := f.mfaBrowser(t, "root")
+	if r := admin.get(user0); strings.Contains(r.raw, `id="admin-no-mfa"`) || !strings.Contains(r.raw, "/reset-mfa") {
+		t.Error("an admin signed in with a second factor is not offered the MFA reset")
+	}
 	alice := f.browser(t, "alice")
 	user := fmt.Sprintf("/admin/users/%d", f.alice.ID)
 	self := fmt.Sprintf("/admin/users/%d", f.admin.ID)
@@ -476,7 +524,7 @@ func TestAdminUserActions(t *testing.T) {
 	if r := admin.get("/admin"); r.code != http.StatusForbidden {
 		t.Errorf("demoted admin on the console: %d, want 403", r.code)
 	}
-	alice = f.browser(t, "alice") // now the only admin
+	alice = f.mfaBrowser(t, "alice") // now the only admin
 	if r := alice.form(user+"/role", url.Values{"role": {"user"}}); r.code != http.StatusConflict {
 		t.Errorf("demote the only admin: %d", r.code)
 	}

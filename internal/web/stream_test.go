@@ -87,7 +87,7 @@ func TestEventStreamEndsWhenDeviceRemoved(t *testing.T) {
 		remove func(f *fixture, staff, alice *latchkey.User, deviceID int64) error
 	}{
 		{"admin resets MFA", func(f *fixture, staff, alice *latchkey.User, _ int64) error {
-			return f.svc.AdminResetMFA(ctx, login.Client{}, staff, alice.ID, "lost phone")
+			return f.svc.AdminResetMFA(ctx, login.Client{}, staff, true, alice.ID, "lost phone")
 		}},
 		{"support resets MFA", func(f *fixture, staff, alice *latchkey.User, _ int64) error {
 			return f.svc.AgentResetMFA(ctx, login.Client{}, login.AgentAction{Agent: staff, AgentMFA: true, TicketID: 1, Reason: "lost phone"}, alice)
