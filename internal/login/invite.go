@@ -120,7 +120,9 @@ func (s *Service) sendInvitation(ctx context.Context, actor *latchkey.User, u *l
 		return fmt.Errorf("store invitation: %w", err)
 	}
 	link := strings.TrimSuffix(s.opt.PublicURL, "/") + "/activate?token=" + tok
-	m, err := mail.UserInvited(u.Email, mail.InviteData{Username: u.Username, InvitedBy: actor.Username, URL: link, ExpiresAt: inv.ExpiresAt, ProductName: s.opt.Issuer})
+	// The mail does not name the administrator or agent: their usernames are sign-in names
+	// of privileged accounts, and the address may be a ticket's, not yet proven.
+	m, err := mail.UserInvited(u.Email, mail.InviteData{Username: u.Username, URL: link, ExpiresAt: inv.ExpiresAt, ProductName: s.opt.Issuer})
 	if err == nil {
 		err = s.opt.Mailer.Send(ctx, m)
 	}

@@ -347,7 +347,9 @@ func (s *Service) Reply(ctx context.Context, c login.Client, agent *latchkey.Use
 	t.Status = status
 	s.record(ctx, c, agent, t.ID, latchkey.ActionTicketReplied, latchkey.OutcomeSuccess, "answered by email; status "+string(status))
 	d := s.mailData(t, "", body)
-	d.TrackingURL, d.Agent = "", agent.Username
+	// Signed "The support desk": an agent's username is the sign-in name of a privileged
+	// account, not for a requester nobody has verified.
+	d.TrackingURL = ""
 	msg, err := lkmail.TicketAnswered(t.Email, d)
 	s.send(ctx, t, msg, err)
 	return t, nil

@@ -346,6 +346,9 @@ func TestAgentActions(t *testing.T) {
 	if m.Subject != "[Ticket #1001] Lost or new phone / authenticator" || m.Headers["In-Reply-To"] != "<ticket-1001@latchkey.test>" || !strings.Contains(m.Text, "Done: sign in") {
 		t.Errorf("answer mail = %+v", m)
 	}
+	if !strings.Contains(m.Text, "The support desk answered") || strings.Contains(m.Text, "sam") {
+		t.Errorf("the answer names the agent's account to the requester:\n%s", m.Text)
+	}
 	// A resolved (or closed) ticket authorises nothing, even with its checks still standing.
 	e.withTOTP(t, alice)
 	if err := e.svc.ResetMFA(ctx, client, agent, true, tk.ID, "again"); code(err) != latchkey.EConflict {

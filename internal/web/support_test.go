@@ -403,6 +403,13 @@ func TestDeskInvite(t *testing.T) {
 	if subj := f.mails.subjects("new@example.com"); len(subj) != 2 {
 		t.Errorf("mails to the requester: %q, want the ticket confirmation and the activation mail", subj)
 	}
+	f.mails.mu.Lock()
+	for _, m := range f.mails.msgs {
+		if m.To == "new@example.com" && strings.Contains(m.Text+m.HTML, "sam") {
+			t.Errorf("a mail to the requester names the agent's account:\n%s", m.Text)
+		}
+	}
+	f.mails.mu.Unlock()
 	if r := agent.do("GET", "/admin/tickets/"+id, "", ""); !strings.Contains(r.raw, `id="account-username">newbie<`) || strings.Contains(r.raw, "/invite") {
 		t.Error("after the invitation the ticket does not show the new account")
 	}
