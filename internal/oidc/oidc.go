@@ -439,6 +439,9 @@ type NewClient struct {
 	RequireMFA             bool
 	// BackchannelLogoutURI receives logout tokens (https://, or http:// on a loopback host).
 	BackchannelLogoutURI string
+	// CreatedBy is the administrator who registers it (the audit entry's user); nil from
+	// the command line.
+	CreatedBy *latchkey.User
 }
 
 // CreateClient registers a client and returns it with its secret (shown once; "" for a
@@ -451,6 +454,11 @@ func (p *Provider) CreateClient(ctx context.Context, nc NewClient) (*latchkey.OI
 	if nc.Name == "" {
 		nc.Name = nc.ID
 	}
+	name, ok := latchkey.CleanName(nc.Name, 100)
+	if !ok {
+		return nil, "", latchkey.Errorf(latchkey.EInvalid, "The name must be 1 to 100 printable characters: it is shown on the consent page.")
+	}
+	nc.Name = name
 	if len(nc.RedirectURIs) == 0 {
 		return nil, "", latchkey.Errorf(latchkey.EInvalid, "At least one redirect URI is required.")
 	}
@@ -474,7 +482,7 @@ func (p *Provider) CreateClient(ctx context.Context, nc NewClient) (*latchkey.OI
 	if err := p.opt.Store.CreateOIDCClient(ctx, c); err != nil {
 		return nil, "", err
 	}
-	p.record(ctx, nil, latchkey.ActionOIDCClientCreated, latchkey.OutcomeSuccess, fmt.Sprintf("client: %s; public: %t; first_party: %t; require_mfa: %t", c.ID, c.Public, c.FirstParty, c.RequireMFA))
+	p.record(ctx, nc.CreatedBy, latchkey.ActionOIDCClientCreated, latchkey.OutcomeSuccess, fmt.Sprintf("client: %s; public: %t; first_party: %t; require_mfa: %t", c.ID, c.Public, c.FirstParty, c.RequireMFA))
 	return c, secret, nil
 }
 
@@ -489,6 +497,9 @@ func signedOutURL(issuer string) string {
 
 func checkRedirectURI(raw string) error {
 	u, err := url.Parse(raw)
+	if err == nil && strings.Contains(u.Host, "*") {
+		return latchkey.Errorf(latchkey.EInvalid, "The redirect URI %q has a wildcard: redirect URIs match exactly, so register each one.", raw)
+	}
 	bad := err != nil || u.Host == "" || u.Fragment != "" || strings.ContainsAny(raw, " \t\r\n")
 	if !bad && u.Scheme == "http" {
 		h := u.Hostname()

@@ -647,8 +647,10 @@ func (s *Server) adminAppCreate(w http.ResponseWriter, r *http.Request, a *auth)
 		RedirectURIs: strings.Fields(r.PostFormValue("redirect_uris")),
 		Public:       r.PostFormValue("public") == "on",
 		RequireMFA:   r.PostFormValue("require_mfa") == "on",
+		CreatedBy:    a.user,
 	}
-	c, secret, err := s.oidc.CreateClient(r.Context(), nc)
+	// The provider audits the registration, with the administrator and where from.
+	c, secret, err := s.oidc.CreateClient(s.oidcContext(r), nc)
 	p, perr := s.appsPage(r.Context())
 	if perr != nil {
 		return perr
@@ -662,7 +664,6 @@ func (s *Server) adminAppCreate(w http.ResponseWriter, r *http.Request, a *auth)
 		s.audit(r, a.user, latchkey.ActionClientCreated, latchkey.OutcomeFailure, "client "+nc.ID+": "+latchkey.ErrorMessage(err))
 		return s.renderAdmin(w, status(code), "admin_apps", "Applications", "apps", a, &view{Error: latchkey.ErrorMessage(err)}, p)
 	}
-	s.audit(r, a.user, latchkey.ActionClientCreated, latchkey.OutcomeSuccess, "client "+c.ID)
 	// The secret is shown in this response only; it is not stored.
 	p.Created, p.Secret = c, secret
 	return s.renderAdmin(w, http.StatusCreated, "admin_apps", "Applications", "apps", a, nil, p)

@@ -66,7 +66,7 @@ func newAdminFixture(tb testing.TB, mfa string, tickets latchkey.TicketStats) *a
 		Hasher:     password.New(password.Options{Params: password.Params{Memory: 1024, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}}),
 		SessionKey: bytes.Repeat([]byte{7}, 32),
 	})
-	provider, err := oidc.New(oidc.Options{Store: db, Issuer: public, Now: c.Now})
+	provider, err := oidc.New(oidc.Options{Store: db, Issuer: public, Now: c.Now, Audit: rec})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -682,8 +682,21 @@ func TestAdminUsersPolicyAppsAudit(t *testing.T) {
 	if r := admin.form("/admin/applications", url.Values{"client_id": {"bad"}, "redirect_uris": {"http://evil.example.com/cb"}}); r.code != 400 || !strings.Contains(r.raw, "not valid") {
 		t.Errorf("bad redirect: %d", r.code)
 	}
-	if ev := f.events(t, latchkey.ActionClientCreated); len(ev) != 2 || ev[1].Outcome != latchkey.OutcomeSuccess || ev[1].Username != "root" {
-		t.Errorf("audit oidc.client_created = %+v", ev)
+	for _, bad := range []url.Values{
+		{"client_id": {"wild"}, "redirect_uris": {"https://*.example.com/cb"}},
+		{"client_id": {"rlo"}, "name": {"\u202eevil"}, "redirect_uris": {"https://rlo.example.com/cb"}},
+		{"client_id": {"long"}, "name": {strings.Repeat("n", 101)}, "redirect_uris": {"https://long.example.com/cb"}},
+	} {
+		if r := admin.form("/admin/applications", bad); r.code != 400 {
+			t.Errorf("register %v: %d", bad, r.code)
+		}
+	}
+	// One entry per registration, with the administrator (the provider's).
+	if ev := f.events(t, latchkey.ActionClientCreated); len(ev) != 5 || ev[4].Outcome != latchkey.OutcomeSuccess || ev[4].Username != "root" {
+		for _, e := range ev {
+			t.Logf("%s %s %s", e.Username, e.Outcome, e.Detail)
+		}
+		t.Errorf("audit oidc.client_created: %d entries", len(ev))
 	}
 
 	// Audit: filters, chain check, paging.
