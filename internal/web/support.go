@@ -176,6 +176,8 @@ func (s *Server) pageTrackPost(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) agentPage(f authedPageFunc) authedPageFunc {
 	return func(w http.ResponseWriter, r *http.Request, a *auth) error {
 		if !support.IsAgent(a.user) {
+			// Audited like the rest of /admin (requireRole).
+			s.audit(r, a.user, latchkey.ActionAdminDenied, latchkey.OutcomeDenied, r.Method+" "+r.URL.Path)
 			return latchkey.Errorf(latchkey.EForbidden, "The support desk is for support agents and administrators.")
 		}
 		return f(w, r, a)

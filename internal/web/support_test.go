@@ -53,7 +53,8 @@ func newSupportFixture(tb testing.TB, logw io.Writer, mod ...func(*support.Optio
 		m(&opt)
 	}
 	desk := support.New(opt)
-	h := web.New(web.Options{Login: svc, Push: pusher, DB: db, PublicURL: pu, Now: c.Now, MaxBody: 16 << 10, Support: desk, Logger: slog.New(slog.NewTextHandler(logw, nil))})
+	h := web.New(web.Options{Login: svc, Push: pusher, DB: db, PublicURL: pu, Now: c.Now, MaxBody: 16 << 10, Support: desk, Logger: slog.New(slog.NewTextHandler(logw, nil)),
+		Admin: web.AdminOptions{Store: db, Tickets: desk}})
 	srv.Config.Handler = h
 	srv.Start()
 	tb.Cleanup(srv.Close)
@@ -258,6 +259,11 @@ func TestDeskAuthorization(t *testing.T) {
 	}
 	if got, _ := f.db.FindTicketByID(ctx, tk.Ticket.ID); got.Status != latchkey.TicketNew || len(got.Checks) != 0 {
 		t.Errorf("a user changed the ticket: %+v", got)
+	}
+	// Each refusal is audited, as on the rest of /admin.
+	denied, _ := f.db.QueryAuditEvents(ctx, latchkey.AuditQuery{Action: latchkey.ActionAdminDenied})
+	if len(denied) != len(patterns) || denied[0].Username != "alice" {
+		t.Errorf("%d refusals audited, want %d by alice", len(denied), len(patterns))
 	}
 
 	// A support agent sees the admin's ticket but cannot act on the admin.
