@@ -83,8 +83,14 @@ func (s *Service) AgentResetMFA(ctx context.Context, c Client, a AgentAction, ta
 		s.log.ErrorContext(ctx, "sign out sessions after a support reset", "user_id", target.ID, "err", err)
 	}
 	s.auditAgent(ctx, c, a, target, latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "all MFA reset")
-	s.notify(ctx, c, target, mail.MFAReset, 0)
+	s.notifyAgent(ctx, c, a, target, mail.MFAReset, "")
 	return nil
+}
+
+// notifyAgent mails target a security notice (tmpl) of a support desk action, naming the
+// ticket; name is the factor's, for a removal.
+func (s *Service) notifyAgent(ctx context.Context, c Client, a AgentAction, target *latchkey.User, tmpl func(string, mail.Data) (mail.Message, error), name string) {
+	s.sendNotice(ctx, c, target, tmpl, mail.Data{DeviceName: name, Ticket: a.TicketID})
 }
 
 // AgentRemoveFactor removes one second factor of target, named by its reference ("totp:3",
@@ -134,6 +140,6 @@ func (s *Service) AgentRemoveFactor(ctx context.Context, c Client, a AgentAction
 		s.log.ErrorContext(ctx, "sign out sessions after a support removal", "user_id", target.ID, "err", err)
 	}
 	s.auditAgent(ctx, c, a, target, latchkey.ActionTicketFactor, latchkey.OutcomeSuccess, fmt.Sprintf("%s %q (%s) removed", factorRef, f.Name, f.Type))
-	s.notifyName(ctx, c, target, tmpl, f.Name)
+	s.notifyAgent(ctx, c, a, target, tmpl, f.Name)
 	return nil
 }

@@ -1041,7 +1041,14 @@ func (s *Service) Recent(sess *latchkey.Session) error {
 }
 
 func (s *Service) notify(ctx context.Context, c Client, u *latchkey.User, tmpl func(string, mail.Data) (mail.Message, error), left int) {
-	m, err := tmpl(u.Email, mail.Data{Username: u.Username, Time: s.now(), IP: c.IP, UserAgent: c.UserAgent, PublicURL: s.opt.PublicURL, RecoveryCodesLeft: left})
+	s.sendNotice(ctx, c, u, tmpl, mail.Data{RecoveryCodesLeft: left})
+}
+
+// sendNotice mails u the security notice tmpl with d, completed with u, the time and where
+// from; a failure is logged (the change it tells of is made).
+func (s *Service) sendNotice(ctx context.Context, c Client, u *latchkey.User, tmpl func(string, mail.Data) (mail.Message, error), d mail.Data) {
+	d.Username, d.Time, d.IP, d.UserAgent, d.PublicURL = u.Username, s.now(), c.IP, c.UserAgent, s.opt.PublicURL
+	m, err := tmpl(u.Email, d)
 	if err == nil {
 		err = s.opt.Mailer.Send(ctx, m)
 	}

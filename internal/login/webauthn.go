@@ -577,13 +577,7 @@ func (s *Service) factorCount(ctx context.Context, u *latchkey.User) (int, error
 }
 
 func (s *Service) notifyName(ctx context.Context, c Client, u *latchkey.User, tmpl func(string, mail.Data) (mail.Message, error), name string) {
-	m, err := tmpl(u.Email, mail.Data{Username: u.Username, Time: s.now(), IP: c.IP, UserAgent: c.UserAgent, PublicURL: s.opt.PublicURL, DeviceName: name})
-	if err == nil {
-		err = s.opt.Mailer.Send(ctx, m)
-	}
-	if err != nil {
-		s.log.ErrorContext(ctx, "send notification", "user_id", u.ID, "err", err)
-	}
+	s.sendNotice(ctx, c, u, tmpl, mail.Data{DeviceName: name})
 }
 
 // PasskeysEnabled reports whether sign-in with a passkey is offered.

@@ -28,6 +28,10 @@ type Data struct {
 	DeviceName string
 	// Account names the user an admin notice is about.
 	Account string
+	// Ticket, when not 0, is the support ticket under which the support desk made the change:
+	// the notice says so, and what to do if the user never asked (a reset talked out of an
+	// agent shows here first).
+	Ticket int64
 }
 
 // SecurityURL is the link to the user's security settings, or "" without a PublicURL.

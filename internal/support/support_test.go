@@ -290,6 +290,8 @@ func TestAgentActions(t *testing.T) {
 	}
 	if m := e.mail.last(); m.To != "alice@example.com" || m.Subject != "All your sign-in methods were reset" {
 		t.Errorf("last mail = %q to %q, want the MFA reset notice to alice", m.Subject, m.To)
+	} else if want := fmt.Sprintf("support desk made this change for ticket #%d", tk.ID); !strings.Contains(m.Text, want) || !strings.Contains(m.HTML, "support desk made this change for ticket <strong>#") {
+		t.Errorf("the reset notice does not name the desk and the ticket:\n%s", m.Text)
 	}
 	if got, _ := e.db.FindTicketByID(ctx, tk.ID); got.Status != latchkey.TicketInProgress {
 		t.Errorf("status after the reset = %q, want in_progress", got.Status)
