@@ -118,8 +118,10 @@ type TicketFilter struct {
 	Type *string
 	// CreatedBefore selects tickets created before this time (the queue's age filter).
 	CreatedBefore *time.Time
-	Offset        int
-	Limit         int // 0 means no limit
+	// OldestFirst lists the oldest tickets first (the most overdue); newest first otherwise.
+	OldestFirst bool
+	Offset      int
+	Limit       int // 0 means no limit
 }
 
 // TicketUpdate changes the non-nil fields of a ticket.

@@ -128,7 +128,11 @@ func (s *DB) FindTickets(ctx context.Context, f latchkey.TicketFilter) ([]*latch
 	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM tickets`+cond, args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("count tickets: %w", err)
 	}
-	q := `SELECT ` + ticketColumns + ` FROM tickets` + cond + ` ORDER BY id DESC`
+	order := " ORDER BY id DESC"
+	if f.OldestFirst {
+		order = " ORDER BY id"
+	}
+	q := `SELECT ` + ticketColumns + ` FROM tickets` + cond + order
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}

@@ -34,11 +34,14 @@ type Queue struct {
 	Type string
 	// OlderThan shows only tickets created longer ago than this; 0 for all.
 	OlderThan time.Duration
-	Offset    int
-	Limit     int
+	// OldestFirst lists the oldest tickets first.
+	OldestFirst bool
+	Offset      int
+	Limit       int
 }
 
-// Tickets lists the queue for an agent, newest first, with the total count. EForbidden for
+// Tickets lists the queue for an agent, newest first (or oldest, q.OldestFirst), with the
+// total count. EForbidden for
 // anyone else; EInvalid for an unknown status or type.
 func (s *Service) Tickets(ctx context.Context, agent *latchkey.User, q Queue) ([]*latchkey.Ticket, int, error) {
 	if err := agentOnly(agent); err != nil {
@@ -64,7 +67,7 @@ func (s *Service) Tickets(ctx context.Context, agent *latchkey.User, q Queue) ([
 		before := s.now().Add(-q.OlderThan)
 		f.CreatedBefore = &before
 	}
-	f.Offset, f.Limit = q.Offset, q.Limit
+	f.Offset, f.Limit, f.OldestFirst = q.Offset, q.Limit, q.OldestFirst
 	return s.opt.Store.FindTickets(ctx, f)
 }
 

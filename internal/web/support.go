@@ -193,9 +193,17 @@ type queueView struct {
 	Status   string
 	Type     string
 	Age      string
+	Sort     string // "" (newest first) or "oldest"
 	Now      time.Time
 	TypeName func(string) string
+	// Page is this page (from 1) of Pages; Prev and Next link the pages around it ("" at
+	// an end), with the same filters.
+	Page, Pages int
+	Prev, Next  string
 }
+
+// queuePage is how many tickets a page of the queue lists.
+const queuePage = 100
 
 // ages are the queue's age filter values.
 var ages = map[string]time.Duration{"": 0, "1h": time.Hour, "1d": 24 * time.Hour, "3d": 72 * time.Hour, "7d": 7 * 24 * time.Hour}
@@ -206,11 +214,39 @@ func (s *Server) pageDeskQueue(w http.ResponseWriter, r *http.Request, a *auth) 
 	if !ok {
 		return latchkey.Errorf(latchkey.EInvalid, "Unknown age filter %q.", q.Get("age"))
 	}
-	qv := queueView{Statuses: latchkey.TicketStatuses, Types: s.support.Types(), Status: q.Get("status"), Type: q.Get("type"), Age: q.Get("age"), Now: s.now(), TypeName: s.support.TypeName}
+	qv := queueView{Statuses: latchkey.TicketStatuses, Types: s.support.Types(), Status: q.Get("status"), Type: q.Get("type"), Age: q.Get("age"), Sort: q.Get("sort"), Now: s.now(), TypeName: s.support.TypeName, Page: 1}
+	if qv.Sort != "" && qv.Sort != "oldest" {
+		return latchkey.Errorf(latchkey.EInvalid, "Unknown order %q: sort=oldest lists the oldest tickets first.", qv.Sort)
+	}
+	if p := q.Get("page"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 1_000_000 {
+			return latchkey.Errorf(latchkey.EInvalid, "The page must be a number from 1.")
+		}
+		qv.Page = n
+	}
 	var err error
-	qv.Tickets, qv.Total, err = s.support.Tickets(r.Context(), a.user, support.Queue{Status: qv.Status, Type: qv.Type, OlderThan: age, Limit: 200})
+	qv.Tickets, qv.Total, err = s.support.Tickets(r.Context(), a.user, support.Queue{Status: qv.Status, Type: qv.Type, OlderThan: age,
+		OldestFirst: qv.Sort == "oldest", Offset: (qv.Page - 1) * queuePage, Limit: queuePage})
 	if err != nil {
 		return err
+	}
+	qv.Pages = max(1, (qv.Total+queuePage-1)/queuePage)
+	link := func(page int) string {
+		v := url.Values{}
+		for k, x := range map[string]string{"status": qv.Status, "type": qv.Type, "age": qv.Age, "sort": qv.Sort} {
+			if x != "" {
+				v.Set(k, x)
+			}
+		}
+		v.Set("page", strconv.Itoa(page))
+		return "/admin/tickets?" + v.Encode()
+	}
+	if qv.Page > 1 {
+		qv.Prev = link(min(qv.Page-1, qv.Pages))
+	}
+	if qv.Page < qv.Pages {
+		qv.Next = link(qv.Page + 1)
 	}
 	return s.render(w, http.StatusOK, "desk_queue", &view{Title: "Support tickets", User: a.user, Data: qv})
 }

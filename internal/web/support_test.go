@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -425,4 +428,39 @@ type inviterFunc func(ctx context.Context, c login.Client, actor *latchkey.User,
 
 func (f inviterFunc) InviteUser(ctx context.Context, c login.Client, actor *latchkey.User, username, email string, role latchkey.Role) (*latchkey.User, error) {
 	return f(ctx, c, actor, username, email, role)
+}
+
+// TestDeskQueuePages: a queue longer than a page pages through every ticket (a flood of new
+// ones cannot hide the old), and can list the oldest first.
+func TestDeskQueuePages(t *testing.T) {
+	f := newSupportFixture(t, io.Discard)
+	ctx := context.Background()
+	for i := range 105 {
+		tk := &latchkey.Ticket{Email: fmt.Sprintf("u%d@example.com", i), Type: "other", Subject: "Other", TrackingHash: []byte(fmt.Sprintf("h%03d", i))}
+		if err := f.db.CreateTicket(ctx, tk, &latchkey.TicketMessage{Author: latchkey.AuthorRequester, Body: "help"}, latchkey.TicketLimit{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agent := f.signedIn(t, "sam")
+	rows := regexp.MustCompile(`<a href="/admin/tickets/(\d+)">`)
+	r := agent.do("GET", "/admin/tickets", "", "")
+	first := rows.FindAllStringSubmatch(r.raw, -1)
+	if r.code != 200 || len(first) != 100 || first[0][1] != "1105" || !strings.Contains(r.raw, "page 1 of 2") || !strings.Contains(r.raw, `id="next-page"`) {
+		t.Fatalf("first page: %d, %d rows", r.code, len(first))
+	}
+	next := regexp.MustCompile(`id="next-page" href="([^"]+)"`).FindStringSubmatch(r.raw)
+	r = agent.do("GET", html.UnescapeString(next[1]), "", "")
+	second := rows.FindAllStringSubmatch(r.raw, -1)
+	if r.code != 200 || len(second) != 5 || second[4][1] != "1001" || !strings.Contains(r.raw, `id="prev-page"`) {
+		t.Errorf("second page: %d, %d rows", r.code, len(second))
+	}
+	r = agent.do("GET", "/admin/tickets?sort=oldest", "", "")
+	if oldest := rows.FindAllStringSubmatch(r.raw, -1); len(oldest) != 100 || oldest[0][1] != "1001" {
+		t.Errorf("oldest first: %d rows", len(oldest))
+	}
+	for _, q := range []string{"page=0", "page=x", "sort=random"} {
+		if r := agent.do("GET", "/admin/tickets?"+q, "", ""); r.code != 400 {
+			t.Errorf("?%s: %d, want 400", q, r.code)
+		}
+	}
 }
