@@ -52,7 +52,7 @@ func (s *seeder) seedSignedIn(ctx context.Context, users []int) ([]string, error
 // answer. Each worker uses its own session.
 func forwardAuthStep(c *http.Client, base urls, tokens []string) step {
 	return func(ctx context.Context, w int) (outcome, time.Duration, string) {
-		req, _ := newRequest(ctx, "GET", base.at(w)+"/auth/forward", nil)
+		req, _ := newRequest(ctx, "GET", base.at(w)+"/auth/nginx", nil)
 		req.Header.Set("X-Original-URL", "https://app.bench.example/page")
 		req.AddCookie(&http.Cookie{Name: "latchkey_session", Value: tokens[w%len(tokens)]})
 		t := time.Now()

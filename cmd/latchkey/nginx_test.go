@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -29,7 +30,7 @@ import (
 
 // The test in this file puts the real `latchkey` binary behind a real nginx (Debian's package)
 // as the forward-auth gate of a small application, the way the README tells administrators to:
-// auth_request to /auth/forward, the identity headers passed on with auth_request_set, and a
+// auth_request to /auth/nginx, the identity headers passed on with auth_request_set, and a
 // 401 turned into a redirect to the sign-in page with error_page.
 
 // nginxBinary finds nginx; without it the test is skipped, or fails under CI=true.
@@ -97,10 +98,10 @@ http {
         }
         location = /internal/latchkey {
             internal;
-            proxy_pass http://%[5]s/auth/forward;
+            proxy_pass http://%[5]s/auth/nginx;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+            proxy_set_header X-Original-URL $scheme://$host:$server_port$request_uri;
         }
     }
 }
@@ -157,6 +158,28 @@ func startNginx(t *testing.T, bin, dir, listen, conf string) {
 			t.Fatalf("nginx did not listen on %s within 15 s:\n%s", listen, log())
 		}
 	}
+}
+
+// rawRequest sends raw (a whole HTTP/1.1 request) to addr and returns the answer's status and
+// body: for requests Go's client would not send as they are.
+func rawRequest(t *testing.T, addr, raw string) (int, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("%q: %v", raw, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
 
 type lockedWriter struct {
@@ -337,6 +360,8 @@ func TestForwardAuthBehindNginx(t *testing.T) {
 forward_auth:
   default: mfa
   rules:
+    - hosts: [status.fwd.localhost]
+      policy: bypass
     - hosts: [`+appHost+`]
       paths: [/public/]
       policy: bypass
@@ -367,6 +392,21 @@ forward_auth:
 	}
 	if a := anon.get(appBase + "/forbidden/x"); a.code != 403 {
 		t.Errorf("deny rule, anonymous: %d, want 403", a.code)
+	}
+	// Requests a browser never sends, which nginx and the gate must not read differently: an
+	// absolute-form target with another Host (nginx routes on the target), a path with dot
+	// segments (nginx hands the application the raw path), a host with a trailing dot.
+	for _, raw := range []string{
+		"GET " + appBase + "/dashboard HTTP/1.1\r\nHost: status.fwd.localhost\r\nConnection: close\r\n\r\n",
+		"GET /public/../dashboard HTTP/1.1\r\nHost: " + appHost + ":" + port + "\r\nConnection: close\r\n\r\n",
+		"GET /public/%2e%2e/dashboard HTTP/1.1\r\nHost: " + appHost + ":" + port + "\r\nConnection: close\r\n\r\n",
+		"GET //dashboard HTTP/1.1\r\nHost: " + appHost + ":" + port + "\r\nConnection: close\r\n\r\n",
+		"GET /forbidden/x HTTP/1.1\r\nHost: " + appHost + ".:" + port + "\r\nConnection: close\r\n\r\n",
+	} {
+		code, body := rawRequest(t, listen, raw)
+		if code == 200 || strings.Contains(body, "path=") {
+			t.Errorf("%q: %d %q, want the application not reached", strings.SplitN(raw, "\r\n", 3)[:2], code, body)
+		}
 	}
 	a := anon.get(appBase + "/dashboard?tab=1")
 	if want := authBase + "/login?rd=" + url.QueryEscape(appBase+"/dashboard?tab=1"); a.code != http.StatusFound || a.location != want {

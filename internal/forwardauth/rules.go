@@ -97,7 +97,7 @@ func Compile(rules []Rule, def Policy) (*Rules, error) {
 // cannot know whether it applies: it needs at least a password, after which the rules are
 // read again with the user's groups.
 func (rs *Rules) Decide(host, path string, signedIn bool, groups []string) Policy {
-	host = hostOnly(host)
+	host = strings.TrimSuffix(hostOnly(host), ".")
 	for i := range rs.rules {
 		r := &rs.rules[i]
 		if !r.matchHost(host) || !r.matchPath(path) {

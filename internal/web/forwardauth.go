@@ -10,21 +10,39 @@ import (
 	"github.com/latchkey/latchkey/internal/forwardauth"
 )
 
-// handleForwardAuth is the gate for reverse proxies (nginx auth_request, Traefik forwardAuth,
-// Caddy forward_auth): it reads the original request from X-Original-URL (nginx) or
-// X-Forwarded-Proto/-Host/-Uri (Traefik, Caddy), decides with the configured rules and answers
-// 200 with the identity headers, 401 (nginx) or 302 (the others) towards the sign-in page, or
-// 403. It hashes nothing and, on the common path, writes nothing: a session read and a user
-// read (the activity time is written at most once a minute).
-func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
+// forwardAuthGate is the gate for reverse proxies: with nginx set (GET /auth/nginx, nginx's
+// auth_request) it reads the original request from X-Original-URL only, and answers 401
+// towards the sign-in page; otherwise (GET /auth/forward, Traefik forwardAuth, Caddy
+// forward_auth) from X-Forwarded-Proto/-Host/-Uri only, and answers 302. Each endpoint reads
+// only the headers its proxy sets: a proxy passes the client's other headers through, so a
+// header it does not set is the client's to choose (one that named a bypass host opened any
+// other). The address is judged in canonical form (forwardauth.Check), and refused with 400
+// when a proxy and its application could read it otherwise. It decides with the configured
+// rules and answers 200 with the identity headers, or 403. It hashes nothing and, on the
+// common path, writes nothing: a session read and a user read (the activity time is written
+// at most once a minute).
+func (s *Server) forwardAuthGate(nginx bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.handleForwardAuth(w, r, nginx) }
+}
+
+func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request, nginx bool) {
 	w.Header().Set("Cache-Control", "no-store")
-	orig, nginx, ok := originalURL(r)
+	orig, ok := originalURL(r, nginx)
 	if !ok {
-		http.Error(w, "forward-auth needs the original request: X-Original-URL, or X-Forwarded-Host and X-Forwarded-Uri", http.StatusBadRequest)
+		if nginx {
+			http.Error(w, "forward-auth (nginx) needs the original request in X-Original-URL", http.StatusBadRequest)
+		} else {
+			http.Error(w, "forward-auth needs the original request in X-Forwarded-Host and X-Forwarded-Uri (nginx: use /auth/nginx with X-Original-URL)", http.StatusBadRequest)
+		}
+		return
+	}
+	target, ok := forwardauth.Check(orig)
+	if !ok {
+		http.Error(w, "This address is not one the gate can judge: no user information, dot segments (. or ..), // or backslashes.", http.StatusBadRequest)
 		return
 	}
 	rules := s.forwardAuth
-	switch rules.Decide(orig.Host, orig.Path, false, nil) {
+	switch rules.Decide(target.Host, target.Path, false, nil) {
 	case forwardauth.Bypass:
 		w.WriteHeader(http.StatusOK)
 		return
@@ -48,7 +66,7 @@ func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	switch rules.Decide(orig.Host, orig.Path, true, []string{string(u.Role)}) {
+	switch rules.Decide(target.Host, target.Path, true, []string{string(u.Role)}) {
 	case forwardauth.Deny:
 		http.Error(w, "Your account may not open this address.", http.StatusForbidden)
 		return
@@ -65,19 +83,20 @@ func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// originalURL reads the proxied request's URL from the proxy's headers, and whether it came
-// the nginx way (X-Original-URL, which wants 401 rather than a redirect).
-func originalURL(r *http.Request) (*url.URL, bool, bool) {
-	if raw := r.Header.Get("X-Original-URL"); raw != "" {
+// originalURL reads the proxied request's URL from the headers of the proxy the endpoint
+// serves: X-Original-URL for nginx, X-Forwarded-Proto/-Host/-Uri for the others.
+func originalURL(r *http.Request, nginx bool) (*url.URL, bool) {
+	if nginx {
+		raw := r.Header.Get("X-Original-URL")
 		u, err := url.Parse(raw)
-		if err != nil || u.Host == "" {
-			return nil, true, false
+		if raw == "" || err != nil || u.Host == "" {
+			return nil, false
 		}
-		return u, true, true
+		return u, true
 	}
 	host := r.Header.Get("X-Forwarded-Host")
 	if host == "" {
-		return nil, false, false
+		return nil, false
 	}
 	proto := strings.ToLower(r.Header.Get("X-Forwarded-Proto"))
 	if proto != "http" {
@@ -85,9 +104,9 @@ func originalURL(r *http.Request) (*url.URL, bool, bool) {
 	}
 	u, err := url.Parse(proto + "://" + host + cmpOr(r.Header.Get("X-Forwarded-Uri"), "/"))
 	if err != nil || u.Host == "" {
-		return nil, false, false
+		return nil, false
 	}
-	return u, false, true
+	return u, true
 }
 
 func cmpOr(s, def string) string {

@@ -40,7 +40,20 @@ type gateAnswer struct {
 
 func ask(t testing.TB, srv *httptest.Server, cookie *http.Cookie, headers map[string]string) gateAnswer {
 	t.Helper()
-	req, _ := http.NewRequest("GET", srv.URL+"/auth/forward", nil)
+	return askAt(t, srv, "", cookie, headers)
+}
+
+// askAt asks the gate at path; "" picks the endpoint of the headers: /auth/nginx for
+// X-Original-URL, /auth/forward for X-Forwarded-*.
+func askAt(t testing.TB, srv *httptest.Server, path string, cookie *http.Cookie, headers map[string]string) gateAnswer {
+	t.Helper()
+	if path == "" {
+		path = "/auth/forward"
+		if _, ok := headers["X-Original-URL"]; ok {
+			path = "/auth/nginx"
+		}
+	}
+	req, _ := http.NewRequest("GET", srv.URL+path, nil)
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
@@ -67,6 +80,9 @@ func TestForwardAuth(t *testing.T) {
 
 	if a := ask(t, srv, nil, nil); a.code != 400 {
 		t.Errorf("no original URL: %d", a.code)
+	}
+	if a := askAt(t, srv, "/auth/nginx", nil, nil); a.code != 400 {
+		t.Errorf("no original URL, nginx: %d", a.code)
 	}
 	if a := ask(t, srv, nil, nginx("https://status.example.com/")); a.code != 200 || a.user != "" {
 		t.Errorf("bypass: %+v", a)
@@ -124,6 +140,73 @@ func TestForwardAuth(t *testing.T) {
 	}
 }
 
+// TestForwardAuthJudgesTheAddressAsTheApplicationWill: each endpoint reads only its proxy's
+// headers (a client's X-Original-URL through Traefik, or X-Forwarded-Host through nginx,
+// changes nothing); the host is judged in canonical form (case, port, trailing dot), and an
+// address a proxy and its application could read otherwise (user information, dot segments,
+// "//", backslashes) is refused with 400.
+func TestForwardAuthJudgesTheAddressAsTheApplicationWill(t *testing.T) {
+	f := newFixture(t, "")
+	srv := gate(t, f)
+	c := f.client(t)
+	if r := c.post("/api/v1/login", map[string]string{"username": "alice", "password": pw}); r.body["state"] != "authenticated" {
+		t.Fatalf("login: %s", r.raw)
+	}
+	alice := c.sessionCookie()
+	fwd := func(host, uri string) map[string]string {
+		return map[string]string{"X-Forwarded-Proto": "https", "X-Forwarded-Host": host, "X-Forwarded-Uri": uri}
+	}
+	// The client adds the other proxy's header: it is not read.
+	traefik := fwd("secret.example.com", "/")
+	traefik["X-Original-URL"] = "https://status.example.com/"
+	if a := askAt(t, srv, "/auth/forward", nil, traefik); a.code != 403 {
+		t.Errorf("X-Original-URL through Traefik naming a bypass host: %d, want 403 (the deny host)", a.code)
+	}
+	ngx := nginx("https://secret.example.com/")
+	ngx["X-Forwarded-Host"] = "status.example.com"
+	if a := askAt(t, srv, "/auth/nginx", nil, ngx); a.code != 403 {
+		t.Errorf("X-Forwarded-Host through nginx naming a bypass host: %d, want 403", a.code)
+	}
+	// The host in canonical form.
+	for _, u := range []string{"https://secret.example.com./", "https://SECRET.Example.COM:8443/", "https://secret.example.com.:443/x"} {
+		if a := ask(t, srv, alice, nginx(u)); a.code != 403 {
+			t.Errorf("%s: %d, want 403 (the deny host)", u, a.code)
+		}
+	}
+	if a := ask(t, srv, alice, fwd("secret.example.com.", "/")); a.code != 403 {
+		t.Errorf("X-Forwarded-Host with a trailing dot: %d, want 403", a.code)
+	}
+	// Addresses refused outright, signed in or not.
+	for _, u := range []string{
+		"https://secret.example.com@status.example.com/",
+		"https://status.example.com/../x",
+		"https://wiki.example.com/public/../secret",
+		"https://wiki.example.com/public/%2e%2e/secret",
+		"https://wiki.example.com/public/..;/secret",
+		"https://wiki.example.com//secret",
+		"https://wiki.example.com/./secret",
+		"https://wiki.example.com/a\\b",
+		"https://wiki.example.com/public%2F..%2Fsecret",
+		"https://status..example.com/",
+		"https://status.example.com%00/",
+	} {
+		for _, cookie := range []*http.Cookie{nil, alice} {
+			if a := ask(t, srv, cookie, nginx(u)); a.code != 400 || a.user != "" {
+				t.Errorf("%s (signed in %v): %+v, want 400", u, cookie != nil, a)
+			}
+		}
+	}
+	if a := ask(t, srv, nil, fwd("status.example.com", "/public/../admin")); a.code != 400 {
+		t.Errorf("X-Forwarded-Uri with dot segments: %d, want 400", a.code)
+	}
+	// What browsers send still works: a dot inside a name, ";" parameters, an encoded slash.
+	for _, u := range []string{"https://wiki.example.com/docs/v1.2/..hidden", "https://wiki.example.com/a;jsessionid=1/b", "https://wiki.example.com/group%2Fproject", "https://wiki.example.com"} {
+		if a := ask(t, srv, alice, nginx(u)); a.code != 200 || a.user != "alice" {
+			t.Errorf("%s: %+v, want 200", u, a)
+		}
+	}
+}
+
 // BenchmarkForwardAuth is one gate check of a signed-in session through the HTTP handler and
 // SQLite (no network): the cost behind every proxied request.
 func BenchmarkForwardAuth(b *testing.B) {
@@ -136,7 +219,7 @@ func BenchmarkForwardAuth(b *testing.B) {
 	cookie := c.sessionCookie()
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest("GET", "/auth/forward", nil)
+		req := httptest.NewRequest("GET", "/auth/nginx", nil)
 		req.Header.Set("X-Original-URL", "https://wiki.example.com/page")
 		req.AddCookie(cookie)
 		w := httptest.NewRecorder()

@@ -23,7 +23,8 @@ func (s *Server) routes() http.Handler {
 	// Operations.
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
-	mux.HandleFunc("GET /auth/forward", s.handleForwardAuth)
+	mux.HandleFunc("GET /auth/forward", s.forwardAuthGate(false)) // Traefik, Caddy: X-Forwarded-*
+	mux.HandleFunc("GET /auth/nginx", s.forwardAuthGate(true))    // nginx auth_request: X-Original-URL
 	mux.Handle("GET /auth/return", s.page(s.pageReturn))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.Handle("GET /static/", s.staticHandler())
