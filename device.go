@@ -70,7 +70,9 @@ type DeviceActivation struct {
 	DeviceID int64
 	// NeedsApproval: redeeming creates a pending device that an existing device must approve.
 	NeedsApproval bool
-	CreatedAt     time.Time
+	// FlowSID is the public ID of the session (or rollout sign-in) that made the code.
+	FlowSID   string
+	CreatedAt time.Time
 	ExpiresAt     time.Time
 	UsedAt        *time.Time
 }
@@ -189,6 +191,9 @@ type DeviceStore interface {
 	// unknown, used or expired (ExpiresAt ≤ at) code gives ENotFound, all alike; of two
 	// concurrent calls with one code exactly one succeeds.
 	UseDeviceActivation(ctx Context, id string, at time.Time) (*DeviceActivation, error)
+	// DeviceActivatedInFlow reports whether an activation code (ActivationNew) of user that
+	// the session with public ID sid made was redeemed.
+	DeviceActivatedInFlow(ctx Context, user UserID, sid string) (bool, error)
 
 	// CreateDevice inserts d and sets d.ID and d.CreatedAt. When d.State is DeviceActive, cred
 	// (not nil) is inserted confirmed at d.CreatedAt and linked to d (cred.DeviceID,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -171,4 +172,46 @@ func waitFlash(t *testing.T, ctx context.Context, want string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("no flash message %q", want)
+}
+
+// TestRolloutFlowNeedsItsOwnFactor: under mfa: required, someone who knows the password holds
+// a rollout sign-in while the user sets up an authenticator app in their own browser. The
+// held sign-in cannot then be finished as if it had set up the factor (the JSON API's
+// enroll/complete, the page's "Continue"): no session, nothing that claims MFA.
+func TestRolloutFlowNeedsItsOwnFactor(t *testing.T) {
+	_, base := localServer(t, "mfa: required\n", "alice")
+	attacker, user := newBrowserAPI(t, base), newBrowserAPI(t, base)
+	if st := attacker.login(); st != "enroll" {
+		t.Fatalf("attacker's sign-in: %q", st)
+	}
+	if st := user.login(); st != "enroll" {
+		t.Fatalf("user's sign-in: %q", st)
+	}
+	code, en := user.call("POST", "/api/v1/account/totp", nil)
+	if code != 200 {
+		t.Fatalf("enrol: %d %v", code, en)
+	}
+	key, err := totp.ParseURI(en["otpauth_uri"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, m := user.call("POST", "/api/v1/account/totp/confirm", map[string]string{"code": totp.Code(key.Secret, totp.Step(time.Now()))}); code != 200 || m["state"] != "authenticated" {
+		t.Fatalf("the user's rollout: %d %v", code, m)
+	}
+	if code, m := attacker.call("POST", "/api/v1/login/enroll/complete", nil); code != 403 {
+		t.Errorf("enroll/complete of the held sign-in: %d %v, want 403", code, m)
+	}
+	noFollow := *attacker.hc
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := noFollow.PostForm(base+"/login/enroll/done", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == 303 {
+		t.Errorf("the page's Continue of the held sign-in: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if code, m := attacker.call("GET", "/api/v1/session", nil); code != 401 {
+		t.Errorf("the held sign-in is signed in: %d %v", code, m)
+	}
 }

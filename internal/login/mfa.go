@@ -190,8 +190,12 @@ func (s *Service) EnrollFlow(ctx context.Context, token string) (*latchkey.Sessi
 	return s.flowIn(ctx, token, latchkey.StateEnroll)
 }
 
-// CompleteEnrollment signs in a rollout flow once the user has a factor: the factor was just
-// proven by setting it up (amr names how), so the session counts as multi-factor.
+// CompleteEnrollment signs in a rollout flow once the user has a factor that this flow set
+// up, which proves it (amr names how): a factor confirmed in this flow (amr given, by the
+// caller that just confirmed it with the flow's token), or, with amr "" or swk, a Latch device
+// activated with a code this flow made. A factor set up elsewhere (the user's own rollout in
+// another browser, while someone who knows the password holds this flow) proves nothing here:
+// that is EForbidden, and the flow signs in with the second step instead.
 func (s *Service) CompleteEnrollment(ctx context.Context, c Client, token, amr string) (*Result, error) {
 	sess, u, err := s.EnrollFlow(ctx, token)
 	if err != nil {
@@ -201,8 +205,20 @@ func (s *Service) CompleteEnrollment(ctx context.Context, c Client, token, amr s
 	if err != nil {
 		return nil, err
 	}
+	errFirst := latchkey.Errorf(latchkey.EForbidden, "Set up a sign-in method first.")
 	if n == 0 {
-		return nil, latchkey.Errorf(latchkey.EForbidden, "Set up a sign-in method first.")
+		return nil, errFirst
+	}
+	if amr == "" || amr == latchkey.AMRSoftwareKey {
+		// Set up elsewhere: only a device activated with this flow's own code counts.
+		ok, err := s.opt.Store.DeviceActivatedInFlow(ctx, u.ID, sess.SID)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, errFirst
+		}
+		amr = latchkey.AMRSoftwareKey
 	}
 	// A Latch device comes without recovery codes (the app and keys make them when they are
 	// confirmed): a user who has none gets them now, before the rollout lets them go.
@@ -220,43 +236,12 @@ func (s *Service) CompleteEnrollment(ctx context.Context, c Client, token, amr s
 			return nil, fmt.Errorf("store recovery codes: %w", err)
 		}
 	}
-	if amr == "" {
-		if amr, err = s.newestFactorAMR(ctx, u); err != nil {
-			return nil, err
-		}
-	}
 	res, err := s.complete(ctx, c, token, sess, u, completion{action: latchkey.ActionMFAEnrolled, detail: "rollout: " + amr}, amr)
 	if err != nil {
 		return nil, err
 	}
 	res.RecoveryCodes = fresh
 	return res, nil
-}
-
-// newestFactorAMR is the RFC 8176 method of the factor the user set up last: what a rollout
-// completed without naming its factor (POST /api/v1/login/enroll/complete) was done with.
-func (s *Service) newestFactorAMR(ctx context.Context, u *latchkey.User) (string, error) {
-	fs, err := s.Factors(ctx, u)
-	if err != nil {
-		return "", err
-	}
-	var newest *Factor
-	for i := range fs {
-		if !fs[i].Pending && (newest == nil || fs[i].AddedAt.After(newest.AddedAt)) {
-			newest = &fs[i]
-		}
-	}
-	if newest == nil {
-		return "", latchkey.Errorf(latchkey.EForbidden, "Set up a sign-in method first.")
-	}
-	switch newest.Kind {
-	case KindTOTP:
-		return latchkey.AMROTP, nil
-	case KindKey:
-		return latchkey.AMRHardware, nil
-	default:
-		return latchkey.AMRSoftwareKey, nil
-	}
 }
 
 // resetMFA removes every second factor of the user (Store.ResetMFA) and wakes the event

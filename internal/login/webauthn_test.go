@@ -467,9 +467,15 @@ func TestRolloutEnrolment(t *testing.T) {
 	if _, err := e.svc.ConfirmTOTP(ctx, alice, sess, u, totp.Code(secret, totp.Step(e.clock.Now()))); err != nil {
 		t.Fatal(err)
 	}
-	// Completed without naming the factor (the JSON API's enroll/complete): the one set up
-	// last, an authenticator app, says how.
-	done, err := e.svc.CompleteEnrollment(ctx, alice, res.Token, "")
+	// Completed without naming the factor (the JSON API's enroll/complete), or as a Latch
+	// device: no device was activated with a code of this flow, so neither proves anything.
+	for _, amr := range []string{"", latchkey.AMRSoftwareKey} {
+		if _, err := e.svc.CompleteEnrollment(ctx, alice, res.Token, amr); code(t, err) != latchkey.EForbidden {
+			t.Fatalf("complete with amr %q and no device of this flow: %v", amr, err)
+		}
+	}
+	// The caller that confirmed the app with this flow's token completes it.
+	done, err := e.svc.CompleteEnrollment(ctx, alice, res.Token, latchkey.AMROTP)
 	if err != nil || done.State != latchkey.StateAuthenticated || !slices.Contains(done.Session.AMR, latchkey.AMRMFA) {
 		t.Fatalf("complete: %v %+v", err, done)
 	}

@@ -206,7 +206,7 @@ func (s *Service) CreateActivation(ctx context.Context, c Client, u *latchkey.Us
 	norm, _ := deviceproto.NormalizeCode(code)
 	a := &latchkey.DeviceActivation{
 		ID: s.codeHash(latchkey.ActivationNew, norm), UserID: u.ID, Kind: latchkey.ActivationNew,
-		NeedsApproval: hasActive && !fresh, CreatedAt: now, ExpiresAt: now.Add(s.opt.ActivationTTL),
+		NeedsApproval: hasActive && !fresh, FlowSID: sess.SID, CreatedAt: now, ExpiresAt: now.Add(s.opt.ActivationTTL),
 	}
 	if err := s.opt.Store.CreateDeviceActivation(ctx, a); err != nil {
 		return nil, fmt.Errorf("create activation: %w", err)

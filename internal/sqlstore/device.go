@@ -20,15 +20,30 @@ import (
 // CreateDeviceActivation inserts a; EConflict when the code exists already.
 func (s *DB) CreateDeviceActivation(ctx context.Context, a *latchkey.DeviceActivation) error {
 	_, err := s.exec(ctx,
-		`INSERT INTO device_activations (id, user_id, kind, device_id, needs_approval, created_at, expires_at, used_at)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		a.ID, a.UserID, a.Kind, a.DeviceID, a.NeedsApproval, us(a.CreatedAt), us(a.ExpiresAt), usPtr(a.UsedAt))
+		`INSERT INTO device_activations (id, user_id, kind, device_id, needs_approval, created_at, expires_at, used_at, flow_sid)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		a.ID, a.UserID, a.Kind, a.DeviceID, a.NeedsApproval, us(a.CreatedAt), us(a.ExpiresAt), usPtr(a.UsedAt), a.FlowSID)
 	if isUnique(err) {
 		return latchkey.Errorf(latchkey.EConflict, "The activation code exists already.")
 	} else if err != nil {
 		return fmt.Errorf("insert device activation: %w", err)
 	}
 	return nil
+}
+
+// DeviceActivatedInFlow reports whether a new-device code of user made by the session sid was
+// redeemed.
+func (s *DB) DeviceActivatedInFlow(ctx context.Context, user latchkey.UserID, sid string) (bool, error) {
+	if sid == "" {
+		return false, nil
+	}
+	var n int
+	err := s.queryRow(ctx, `SELECT COUNT(*) FROM device_activations WHERE user_id = $1 AND flow_sid = $2 AND kind = $3 AND used_at IS NOT NULL`,
+		user, sid, latchkey.ActivationNew).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("find activations of the flow: %w", err)
+	}
+	return n > 0, nil
 }
 
 // UseDeviceActivation marks an unused, unexpired activation used in one statement, so of two

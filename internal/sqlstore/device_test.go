@@ -83,9 +83,12 @@ func TestDeviceActivations(t *testing.T) {
 		if _, err := db.UseDeviceActivation(ctx, "nope", use); errCode(err) != latchkey.ENotFound {
 			t.Errorf("unknown code = %v, want not_found", err)
 		}
-		b := &latchkey.DeviceActivation{ID: "def456", UserID: u.ID, Kind: latchkey.ActivationNew, CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)}
+		b := &latchkey.DeviceActivation{ID: "def456", UserID: u.ID, Kind: latchkey.ActivationNew, FlowSID: "flow-1", CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)}
 		if err := db.CreateDeviceActivation(ctx, b); err != nil {
 			t.Fatal(err)
+		}
+		if ok, err := db.DeviceActivatedInFlow(ctx, u.ID, "flow-1"); err != nil || ok {
+			t.Errorf("DeviceActivatedInFlow before the code is used = %v, %v", ok, err)
 		}
 		if _, err := db.UseDeviceActivation(ctx, "def456", b.ExpiresAt); errCode(err) != latchkey.ENotFound {
 			t.Errorf("use at expiry = %v, want not_found", err)
@@ -93,6 +96,14 @@ func TestDeviceActivations(t *testing.T) {
 		got, err = db.UseDeviceActivation(ctx, "def456", b.ExpiresAt.Add(-time.Microsecond))
 		if err != nil || got.Kind != latchkey.ActivationNew || got.DeviceID != 0 || got.NeedsApproval {
 			t.Errorf("use just before expiry = %+v, %v", got, err)
+		}
+		for sid, want := range map[string]bool{"flow-1": true, "flow-2": false, "": false} {
+			if ok, err := db.DeviceActivatedInFlow(ctx, u.ID, sid); err != nil || ok != want {
+				t.Errorf("DeviceActivatedInFlow(%q) = %v, %v; want %v", sid, ok, err, want)
+			}
+		}
+		if ok, _ := db.DeviceActivatedInFlow(ctx, u.ID+1, "flow-1"); ok {
+			t.Error("DeviceActivatedInFlow of another user")
 		}
 	})
 }
