@@ -73,8 +73,8 @@ type DeviceActivation struct {
 	// FlowSID is the public ID of the session (or rollout sign-in) that made the code.
 	FlowSID   string
 	CreatedAt time.Time
-	ExpiresAt     time.Time
-	UsedAt        *time.Time
+	ExpiresAt time.Time
+	UsedAt    *time.Time
 }
 
 // PushState is where a push challenge stands.
