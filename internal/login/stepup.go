@@ -16,8 +16,10 @@ const ActionStepUp = "login.step_up"
 // two-step verification. With factors, the result is StateSecondFactor with the methods in
 // the order the normal second step offers them (primary first); completing one gives the
 // session the mfa AMR. Without any, it is StateEnroll (the rollout flow), where setting up a
-// factor completes the sign-in with mfa. The password proof (PasswordAt) and the session's
-// absolute end are kept: stepping up never extends a session. A session that has MFA already,
+// factor completes the sign-in with mfa. The password proof (PasswordAt) is kept, and the step
+// itself ends no later than the session did; once the second factor is given, the session
+// ends as after any sign-in with one (the workday's end, at most max_age after the code: a
+// new code is what earns the time, README "One sign-in for the workday"). A session that has MFA already,
 // given at since or later (the zero time: any), gives EConflict: an older one is asked again
 // (an application's max_age); a user with no factor while policy allows none to be set up,
 // EForbidden.
