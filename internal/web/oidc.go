@@ -65,15 +65,21 @@ type oidcView struct {
 // third-party client or the step-up page, and back here.
 func (s *Server) pageOIDCLogin(w http.ResponseWriter, r *http.Request) error {
 	id := r.URL.Query().Get("id")
-	sess, u, err := s.oidcSession(r)
-	if err != nil {
-		return err
-	}
-	d, err := s.oidc.Authorize(s.oidcContext(r), id, sess, u)
+	d, u, err := s.oidcDecide(r, id)
 	if err != nil {
 		return err
 	}
 	return s.oidcNext(w, r, id, d, u)
+}
+
+// oidcDecide runs Authorize for request id with the browser's session (none when signed out).
+func (s *Server) oidcDecide(r *http.Request, id string) (*oidc.Decision, *latchkey.User, error) {
+	sess, u, err := s.oidcSession(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := s.oidc.Authorize(s.oidcContext(r), id, sess, u)
+	return d, u, err
 }
 
 // oidcSession returns the signed-in session, or nils when there is none.
@@ -250,11 +256,7 @@ func (s *Server) pageOIDCStepUp(w http.ResponseWriter, r *http.Request) error {
 	}
 	id := r.PostFormValue("id")
 	here := "/oidc/login?id=" + url.QueryEscape(id)
-	sess, u, err := s.oidcSession(r)
-	if err != nil {
-		return err
-	}
-	d, err := s.oidc.Authorize(s.oidcContext(r), id, sess, u)
+	d, u, err := s.oidcDecide(r, id)
 	if err != nil {
 		return err
 	}
