@@ -345,7 +345,7 @@ func (s *Service) CreateUser(ctx context.Context, c Client, nu NewUser) (*latchk
 	email := strings.TrimSpace(nu.Email)
 	var problems []string
 	if !ValidUsername(username) {
-		problems = append(problems, "The username must be 1 to 64 letters, digits, dots, dashes, underscores or @.")
+		problems = append(problems, "The username must be 1 to 64 letters (of one alphabet), digits, dots, dashes, underscores or @.")
 	}
 	if at := strings.IndexByte(email, '@'); at < 1 || at == len(email)-1 || strings.ContainsAny(email, " \t\r\n<>") {
 		problems = append(problems, "Enter a valid email address.")
@@ -472,7 +472,7 @@ func (s *Service) CompleteSetup(ctx context.Context, c Client, token string, nu 
 func (s *Service) dryRunUser(nu NewUser) (string, error) {
 	username := NormalizeUsername(nu.Username)
 	if !ValidUsername(username) {
-		return "", latchkey.Errorf(latchkey.EInvalid, "The username must be 1 to 64 letters, digits, dots, dashes, underscores or @.")
+		return "", latchkey.Errorf(latchkey.EInvalid, "The username must be 1 to 64 letters (of one alphabet), digits, dots, dashes, underscores or @.")
 	}
 	return username, s.opt.Policy.Check(nu.Password, false, username, nu.Email)
 }

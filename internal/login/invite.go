@@ -22,7 +22,7 @@ func checkNewAccount(username, email string, role latchkey.Role) (string, string
 	email = strings.TrimSpace(email)
 	var problems []string
 	if !ValidUsername(username) {
-		problems = append(problems, "The username must be 1 to 64 letters, digits, dots, dashes, underscores or @.")
+		problems = append(problems, "The username must be 1 to 64 letters (of one alphabet), digits, dots, dashes, underscores or @.")
 	}
 	if at := strings.IndexByte(email, '@'); at < 1 || at == len(email)-1 || strings.ContainsAny(email, " \t\r\n<>") || len(email) > 254 {
 		problems = append(problems, "Enter a valid email address.")

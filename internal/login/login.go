@@ -218,18 +218,36 @@ func NormalizeUsername(s string) string {
 }
 
 // ValidUsername reports whether a normalised username is acceptable: 1–64 characters,
-// letters, digits and . _ - @.
+// letters, digits and . _ - @, the letters of one alphabet among Latin, Greek and Cyrillic
+// (UTS #39's "highly restrictive" rule for those three): "аdmin" with a Cyrillic а beside
+// the administrator "admin" would read as the same name on every page, mail and audit entry.
 func ValidUsername(s string) bool {
 	if s == "" || len([]rune(s)) > 64 {
 		return false
 	}
+	var scripts [3]bool
 	for _, r := range s {
 		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("._-@", r) {
 			return false
 		}
+		for i, t := range confusableScripts {
+			if unicode.Is(t, r) {
+				scripts[i] = true
+			}
+		}
 	}
-	return true
+	n := 0
+	for _, seen := range scripts {
+		if seen {
+			n++
+		}
+	}
+	return n <= 1
 }
+
+// confusableScripts are the alphabets whose letters look alike (a/а/α, o/о/ο, p/р/ρ): a
+// username takes its letters from one of them at most.
+var confusableScripts = [3]*unicode.RangeTable{unicode.Latin, unicode.Greek, unicode.Cyrillic}
 
 func userKey(username string) string { return latchkey.ThrottleKeyUser(username) }
 

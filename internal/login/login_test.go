@@ -846,3 +846,21 @@ func TestSetupLinkDiesWithTheFirstAdmin(t *testing.T) {
 		t.Error("mallory was created")
 	}
 }
+
+// TestUsernamesOfOneAlphabet: a username may not mix Latin, Greek and Cyrillic letters ("аdmin"
+// with a Cyrillic а reads as "admin"); one alphabet, digits and other scripts are fine.
+func TestUsernamesOfOneAlphabet(t *testing.T) {
+	for name, want := range map[string]bool{
+		"admin": true, "jürgen.müller": true, "иван": true, "αλέξης": true, "张伟": true, "bob2": true, "alice@example.com": true,
+		"\u0430dmin": false, "\u0430lice": false, "p\u03bfrt": false, "иван.ivanov": false,
+	} {
+		if got := login.ValidUsername(name); got != want {
+			t.Errorf("ValidUsername(%q) = %v, want %v", name, got, want)
+		}
+	}
+	e := newEnv(t)
+	e.user(t, "admin")
+	if _, err := e.svc.CreateUser(context.Background(), alice, login.NewUser{Username: "\u0430dmin", Email: "m@example.com", Password: goodPassword}); code(t, err) != latchkey.EInvalid {
+		t.Errorf("a Cyrillic а beside admin: %v, want invalid", err)
+	}
+}
