@@ -77,6 +77,27 @@ func (s *Service) AdminSetDisabled(ctx context.Context, c Client, actor *latchke
 }
 
 // AdminSetRole changes an account's role. Demoting the last enabled admin is refused.
+// CleanReason is the reason an administrator or a support agent gives for an action on an
+// account, as the audit trail keeps it (latchkey.CleanLine: one line of printable text, at
+// most 500 characters); an empty one is refused too. OptionalReason is the same for a reason
+// that may be left out.
+func CleanReason(reason string) (string, error) {
+	reason, err := OptionalReason(reason)
+	if err == nil && reason == "" {
+		err = latchkey.Errorf(latchkey.EInvalid, "Give a reason: it is recorded in the audit trail.")
+	}
+	return reason, err
+}
+
+// OptionalReason is CleanReason for a reason that may be empty.
+func OptionalReason(reason string) (string, error) {
+	reason, ok := latchkey.CleanLine(reason, 500)
+	if !ok {
+		return "", latchkey.Errorf(latchkey.EInvalid, "Keep the reason to at most 500 characters of text (no control characters).")
+	}
+	return reason, nil
+}
+
 // errAdminMFA refuses an account's sign-in methods or role to an administrator whose own
 // session passed no second factor: a phished password alone must not strip a user's MFA or
 // make an administrator (the support desk asks the same of its agents).
@@ -125,12 +146,9 @@ func (s *Service) AdminSetRole(ctx context.Context, c Client, actor *latchkey.Us
 // which the reset is refused (EForbidden), as is a role change (AdminSetRole).
 // Under MFARequired the user's next sign-in goes to the rollout.
 func (s *Service) AdminResetMFA(ctx context.Context, c Client, actor *latchkey.User, actorMFA bool, id latchkey.UserID, reason string) error {
-	reason, ok := latchkey.CleanLine(reason, 500)
-	if !ok {
-		return latchkey.Errorf(latchkey.EInvalid, "Keep the reason to at most 500 characters of text (no control characters).")
-	}
-	if reason == "" {
-		return latchkey.Errorf(latchkey.EInvalid, "Give a reason for the reset; it goes into the audit trail.")
+	reason, err := CleanReason(reason)
+	if err != nil {
+		return err
 	}
 	u, err := s.target(ctx, actor, id)
 	if err != nil {

@@ -198,19 +198,6 @@ func (s *Service) RecordChecks(ctx context.Context, c login.Client, agent *latch
 	return t, nil
 }
 
-func cleanReason(r string) (string, error) {
-	r, ok := latchkey.CleanLine(r, 500)
-	if !ok {
-		return "", errReason
-	}
-	if r == "" {
-		return "", latchkey.Errorf(latchkey.EInvalid, "Give a reason: it is recorded in the audit trail.")
-	}
-	return r, nil
-}
-
-var errReason = latchkey.Errorf(latchkey.EInvalid, "Keep the reason to at most 500 characters of text (no control characters).")
-
 // mfaTarget loads what an MFA action needs and refuses it unless the identity checks are
 // complete and the agent may act on the matching account. Refusals are audited.
 func (s *Service) mfaTarget(ctx context.Context, c login.Client, agent *latchkey.User, agentMFA bool, id int64, reason string) (*latchkey.Ticket, *latchkey.User, login.AgentAction, error) {
@@ -219,7 +206,7 @@ func (s *Service) mfaTarget(ctx context.Context, c login.Client, agent *latchkey
 	if err != nil {
 		return nil, nil, a, err
 	}
-	if reason, err = cleanReason(reason); err != nil {
+	if reason, err = login.CleanReason(reason); err != nil {
 		return nil, nil, a, err
 	}
 	a = login.AgentAction{Agent: agent, AgentMFA: agentMFA, TicketID: t.ID, Reason: reason}
@@ -306,7 +293,7 @@ func (s *Service) InviteUser(ctx context.Context, c login.Client, agent *latchke
 	if s.opt.Inviter == nil {
 		return nil, latchkey.Errorf(latchkey.EForbidden, "Creating users from tickets is not available on this server.")
 	}
-	if reason, err = cleanReason(reason); err != nil {
+	if reason, err = login.CleanReason(reason); err != nil {
 		return nil, err
 	}
 	if u, _, err := s.match(ctx, t); err != nil {
@@ -367,9 +354,8 @@ func (s *Service) SetStatus(ctx context.Context, c login.Client, agent *latchkey
 	if !status.Valid() {
 		return nil, latchkey.Errorf(latchkey.EInvalid, "Unknown status %q.", status)
 	}
-	reason, ok := latchkey.CleanLine(reason, 500)
-	if !ok {
-		return nil, errReason
+	if reason, err = login.OptionalReason(reason); err != nil {
+		return nil, err
 	}
 	from := t.Status
 	if t, err = s.opt.Store.UpdateTicket(ctx, t.ID, latchkey.TicketUpdate{Status: &status}); err != nil {
