@@ -81,6 +81,7 @@ type AuditCount struct {
 // AuditQuery selects audit events for the admin console, newest first.
 type AuditQuery struct {
 	Username string // exact, "" for any
+	Actor    string // the actor's username, exact; "" for any
 	Action   string // exact, or a prefix ending in "." ("login."); "" for any
 	Outcome  string // exact, "" for any
 	Since    time.Time

@@ -71,8 +71,14 @@ type AuditEvent struct {
 	UserAgent string
 	Detail    string
 	TicketID  int64
-	PrevHash  []byte
-	Hash      []byte
+	// ActorID and Actor are who took the action when it was taken from the admin console or
+	// the support desk: on someone else's account, on a ticket, or refused there. UserID and
+	// Username are then whom it concerned. Both are zero for a person's own actions and for
+	// those taken with nobody signed in, where the user is the actor or there is none.
+	ActorID  UserID
+	Actor    string
+	PrevHash []byte
+	Hash     []byte
 	// Seq is the entry's place in the chain, set by FindAuditChain (0 elsewhere). On SQLite
 	// it is the ID; on PostgreSQL entries are chained after their transactions commit, in
 	// the order the chainer finds them (sqlstore/auditchain.go).
@@ -80,7 +86,8 @@ type AuditEvent struct {
 }
 
 // ComputeHash returns SHA-256 over prev and every field of e except ID and the hashes, in a
-// length-prefixed encoding so no two different events hash alike. The store sets
+// length-prefixed encoding so no two different events hash alike. The actor comes last and
+// only when there is one, so that the entries written before it existed keep their hashes. The store sets
 // e.PrevHash to the previous entry's Hash (empty for the first) and e.Hash to
 // e.ComputeHash(e.PrevHash) inside the appending transaction.
 func (e *AuditEvent) ComputeHash(prev []byte) []byte {
@@ -100,6 +107,11 @@ func (e *AuditEvent) ComputeHash(prev []byte) []byte {
 	}
 	binary.BigEndian.PutUint64(n[:], uint64(e.TicketID))
 	h.Write(n[:])
+	if e.ActorID != 0 || e.Actor != "" {
+		binary.BigEndian.PutUint64(n[:], uint64(e.ActorID))
+		h.Write(n[:])
+		put([]byte(e.Actor))
+	}
 	return h.Sum(nil)
 }
 

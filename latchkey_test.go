@@ -2,6 +2,7 @@ package latchkey_test
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -68,6 +69,8 @@ func TestAuditHashCoversEveryField(t *testing.T) {
 		"user agent": func(e *latchkey.AuditEvent) { e.UserAgent = "UB" },
 		"detail":     func(e *latchkey.AuditEvent) { e.Detail = "e" },
 		"ticket":     func(e *latchkey.AuditEvent) { e.TicketID = 8 },
+		"actor id":   func(e *latchkey.AuditEvent) { e.ActorID = 3 },
+		"actor":      func(e *latchkey.AuditEvent) { e.Actor = "root" },
 		// Moving text between fields must change the hash too (length-prefixed encoding).
 		"shifted text": func(e *latchkey.AuditEvent) { e.Username, e.Action = "alicelogin", ".password" },
 	}
@@ -80,6 +83,19 @@ func TestAuditHashCoversEveryField(t *testing.T) {
 	}
 	if bytes.Equal(base.ComputeHash([]byte("other")), h) {
 		t.Error("the previous hash is not part of the hash")
+	}
+	// An entry without an actor hashes as every entry did before the actor existed (this
+	// value was computed with that code), so the trails written then still verify.
+	if got := hex.EncodeToString(h); got != "3f08150ab4fa221748dca216d8b54ec8dc6926d4a5bf015c7932a9d3bf162ed0" {
+		t.Errorf("the hash of an entry without an actor = %s, not the one it had before actors", got)
+	}
+	// Moving text between the actor and the fields before it changes the hash too.
+	withActor := base
+	withActor.ActorID, withActor.Actor = 3, "root"
+	moved := withActor
+	moved.Detail, moved.Actor = "droot", ""
+	if bytes.Equal(withActor.ComputeHash(nil), moved.ComputeHash(nil)) {
+		t.Error("text moved from the actor to the detail keeps the hash")
 	}
 }
 

@@ -210,7 +210,7 @@ func TestSupportDeskJourney(t *testing.T) {
 	var actions []string
 	for _, e := range auditForTicket(t, s.data, 1001) {
 		actions = append(actions, e.Action)
-		if e.Action == latchkey.ActionMFAReset && (e.Username != "alice" || !strings.Contains(e.Detail, "agent sam") || !strings.Contains(e.Detail, "confirmed by callback")) {
+		if e.Action == latchkey.ActionMFAReset && (e.Username != "alice" || e.Actor != "sam" || !strings.Contains(e.Detail, "confirmed by callback")) {
 			t.Errorf("reset event = %+v", e)
 		}
 	}

@@ -48,7 +48,7 @@ func (r *Recorder) Record(ctx context.Context, e latchkey.AuditEvent) error {
 	}
 	if err := r.store.AppendAuditEvent(ctx, &e); err != nil {
 		r.log.ErrorContext(ctx, "append audit event failed",
-			"action", e.Action, "outcome", e.Outcome, "user_id", int64(e.UserID), "err", err)
+			"action", e.Action, "outcome", e.Outcome, "user_id", int64(e.UserID), "actor_id", int64(e.ActorID), "err", err)
 		return fmt.Errorf("append audit event %s: %w", e.Action, err)
 	}
 	return nil

@@ -54,11 +54,11 @@ func (s *Service) AdminSetDisabled(ctx context.Context, c Client, actor *latchke
 	}
 	if disabled {
 		if u.ID == actor.ID {
-			s.audit(ctx, c, u, "", latchkey.ActionUserDisabled, latchkey.OutcomeDenied, "own account; by "+actor.Username)
+			s.auditBy(ctx, c, actor, u, "", latchkey.ActionUserDisabled, latchkey.OutcomeDenied, "own account")
 			return nil, latchkey.Errorf(latchkey.EConflict, "You cannot disable your own account.")
 		}
 		if err := s.keepsAnAdmin(ctx, u, "disabling them"); err != nil {
-			s.audit(ctx, c, u, "", latchkey.ActionUserDisabled, latchkey.OutcomeDenied, "last enabled admin; by "+actor.Username)
+			s.auditBy(ctx, c, actor, u, "", latchkey.ActionUserDisabled, latchkey.OutcomeDenied, "last enabled admin")
 			return nil, err
 		}
 	}
@@ -72,7 +72,7 @@ func (s *Service) AdminSetDisabled(ctx context.Context, c Client, actor *latchke
 			return nil, fmt.Errorf("end sessions: %w", err)
 		}
 	}
-	s.audit(ctx, c, u, "", action, latchkey.OutcomeSuccess, "by "+actor.Username)
+	s.auditBy(ctx, c, actor, u, "", action, latchkey.OutcomeSuccess, "")
 	return u, nil
 }
 
@@ -103,12 +103,12 @@ func OptionalReason(reason string) (string, error) {
 // make an administrator (the support desk asks the same of its agents).
 var errAdminMFA = latchkey.Errorf(latchkey.EForbidden, "Sign in with a second factor before you change someone's sign-in methods or role: set one up on your Security page.")
 
-// adminMFA audits and returns errAdminMFA when actorMFA is false.
-func (s *Service) adminMFA(ctx context.Context, c Client, actor *latchkey.User, actorMFA bool, what string) error {
+// adminMFA audits and returns errAdminMFA when actorMFA is false (the entry concerns target).
+func (s *Service) adminMFA(ctx context.Context, c Client, actor, target *latchkey.User, actorMFA bool, what string) error {
 	if actorMFA {
 		return nil
 	}
-	s.audit(ctx, c, actor, "", latchkey.ActionAdminDenied, latchkey.OutcomeDenied, what+" refused: the administrator's session has no second factor")
+	s.auditBy(ctx, c, actor, target, "", latchkey.ActionAdminDenied, latchkey.OutcomeDenied, what+" refused: the administrator's session has no second factor")
 	return errAdminMFA
 }
 
@@ -123,12 +123,12 @@ func (s *Service) AdminSetRole(ctx context.Context, c Client, actor *latchkey.Us
 	if u.Role == role {
 		return u, nil
 	}
-	if err := s.adminMFA(ctx, c, actor, actorMFA, fmt.Sprintf("role of %s → %s", u.Username, role)); err != nil {
+	if err := s.adminMFA(ctx, c, actor, u, actorMFA, "role → "+string(role)); err != nil {
 		return nil, err
 	}
 	if role != latchkey.RoleAdmin {
 		if err := s.keepsAnAdmin(ctx, u, "changing their role"); err != nil {
-			s.audit(ctx, c, u, "", latchkey.ActionUserRole, latchkey.OutcomeDenied, fmt.Sprintf("last enabled admin → %s; by %s", role, actor.Username))
+			s.auditBy(ctx, c, actor, u, "", latchkey.ActionUserRole, latchkey.OutcomeDenied, "last enabled admin → "+string(role))
 			return nil, err
 		}
 	}
@@ -136,7 +136,7 @@ func (s *Service) AdminSetRole(ctx context.Context, c Client, actor *latchkey.Us
 	if u, err = s.opt.Store.UpdateUser(ctx, id, latchkey.UserUpdate{Role: &role, KeepAnAdmin: role != latchkey.RoleAdmin}); err != nil {
 		return nil, fmt.Errorf("update user: %w", err)
 	}
-	s.audit(ctx, c, u, "", latchkey.ActionUserRole, latchkey.OutcomeSuccess, fmt.Sprintf("%s → %s; by %s", old, role, actor.Username))
+	s.auditBy(ctx, c, actor, u, "", latchkey.ActionUserRole, latchkey.OutcomeSuccess, fmt.Sprintf("%s → %s", old, role))
 	return u, nil
 }
 
@@ -154,7 +154,7 @@ func (s *Service) AdminResetMFA(ctx context.Context, c Client, actor *latchkey.U
 	if err != nil {
 		return err
 	}
-	if err := s.adminMFA(ctx, c, actor, actorMFA, "MFA reset of "+u.Username); err != nil {
+	if err := s.adminMFA(ctx, c, actor, u, actorMFA, "MFA reset"); err != nil {
 		return err
 	}
 	if err := s.resetMFA(ctx, u.ID); err != nil {
@@ -163,7 +163,7 @@ func (s *Service) AdminResetMFA(ctx context.Context, c Client, actor *latchkey.U
 	if err := s.endUserSessions(ctx, u.ID, ""); err != nil {
 		return fmt.Errorf("end sessions: %w", err)
 	}
-	s.audit(ctx, c, u, "", latchkey.ActionAdminMFAReset, latchkey.OutcomeSuccess, "by "+actor.Username+": "+reason)
+	s.auditBy(ctx, c, actor, u, "", latchkey.ActionAdminMFAReset, latchkey.OutcomeSuccess, "reason: "+reason)
 	// The mail says when and from where; the address is the administrator's, which is what
 	// the user should see.
 	s.notify(ctx, c, u, mail.MFAReset, 0)
@@ -183,7 +183,7 @@ func (s *Service) AdminRevokeSessions(ctx context.Context, c Client, actor *latc
 	if err := s.endUserSessions(ctx, u.ID, keep); err != nil {
 		return fmt.Errorf("end sessions: %w", err)
 	}
-	s.audit(ctx, c, u, "", latchkey.ActionSessionsRevoked, latchkey.OutcomeSuccess, "by "+actor.Username)
+	s.auditBy(ctx, c, actor, u, "", latchkey.ActionSessionsRevoked, latchkey.OutcomeSuccess, "")
 	return nil
 }
 
@@ -197,7 +197,7 @@ func (s *Service) AdminUnlock(ctx context.Context, c Client, actor *latchkey.Use
 	if err := s.opt.Store.ResetThrottle(ctx, userKey(u.Username)); err != nil {
 		return fmt.Errorf("reset throttle: %w", err)
 	}
-	s.audit(ctx, c, u, "", latchkey.ActionUserUnlocked, latchkey.OutcomeSuccess, "by "+actor.Username)
+	s.auditBy(ctx, c, actor, u, "", latchkey.ActionUserUnlocked, latchkey.OutcomeSuccess, "")
 	return nil
 }
 

@@ -39,7 +39,10 @@ func CanActOn(agent, target *latchkey.User) error {
 
 func (s *Service) auditAgent(ctx context.Context, c Client, a AgentAction, target *latchkey.User, action, outcome, what string) {
 	e := latchkey.AuditEvent{Action: action, Outcome: outcome, IP: c.IP, UserAgent: c.UserAgent, TicketID: a.TicketID,
-		Detail: fmt.Sprintf("%s by agent %s (#%d); reason: %s", what, a.Agent.Username, a.Agent.ID, a.Reason)}
+		Detail: what + "; reason: " + a.Reason}
+	if a.Agent != nil {
+		e.ActorID, e.Actor = a.Agent.ID, a.Agent.Username
+	}
 	if target != nil {
 		e.UserID, e.Username = target.ID, target.Username
 	}

@@ -73,7 +73,7 @@ func (s *Service) InviteUser(ctx context.Context, c Client, actor *latchkey.User
 		}
 		return nil, fmt.Errorf("create user: %w", err)
 	}
-	s.audit(ctx, c, u, "", latchkey.ActionUserInvited, latchkey.OutcomeSuccess, fmt.Sprintf("role %s; by %s %s", role, actor.Role, actor.Username))
+	s.auditBy(ctx, c, actor, u, "", latchkey.ActionUserInvited, latchkey.OutcomeSuccess, fmt.Sprintf("role %s; by the %s", role, actor.Role))
 	if err := s.sendInvitation(ctx, actor, u); err != nil {
 		return u, err
 	}
@@ -105,7 +105,7 @@ func (s *Service) ResendInvitation(ctx context.Context, c Client, actor *latchke
 	if err := s.sendInvitation(ctx, actor, u); err != nil {
 		return err
 	}
-	s.audit(ctx, c, u, "", latchkey.ActionUserInvited, latchkey.OutcomeSuccess, "new activation link; by "+actor.Username)
+	s.auditBy(ctx, c, actor, u, "", latchkey.ActionUserInvited, latchkey.OutcomeSuccess, "new activation link")
 	return nil
 }
 

@@ -298,9 +298,18 @@ func (s *Service) mac(purpose, value string) *macState {
 func (s *Service) now() time.Time { return s.opt.Now().UTC() }
 
 func (s *Service) audit(ctx context.Context, c Client, u *latchkey.User, username, action, outcome, detail string) {
+	s.auditBy(ctx, c, nil, u, username, action, outcome, detail)
+}
+
+// auditBy is audit for an action that actor took from the admin console or the support
+// desk (nil: the user's own, or nobody's): the entry names both (latchkey.AuditEvent.Actor).
+func (s *Service) auditBy(ctx context.Context, c Client, actor, u *latchkey.User, username, action, outcome, detail string) {
 	e := latchkey.AuditEvent{Username: username, Action: action, Outcome: outcome, IP: c.IP, UserAgent: c.UserAgent, Detail: detail}
 	if u != nil {
 		e.UserID, e.Username = u.ID, u.Username
+	}
+	if actor != nil {
+		e.ActorID, e.Actor = actor.ID, actor.Username
 	}
 	// A failure to audit is logged by the recorder; the user's request still completes, since
 	// refusing every sign-in while the audit table is unavailable would be a denial of service.

@@ -29,12 +29,17 @@ func (p *Provider) record(ctx context.Context, u *latchkey.User, action, outcome
 }
 
 func (p *Provider) recordID(ctx context.Context, u *latchkey.User, userID latchkey.UserID, action, outcome, detail string) {
-	if p.opt.Audit == nil {
-		return
-	}
 	e := latchkey.AuditEvent{UserID: userID, Action: action, Outcome: outcome, Detail: detail}
 	if u != nil {
 		e.UserID, e.Username = u.ID, u.Username
+	}
+	p.recordEvent(ctx, e)
+}
+
+// recordEvent appends e with the request's IP address and user agent.
+func (p *Provider) recordEvent(ctx context.Context, e latchkey.AuditEvent) {
+	if p.opt.Audit == nil {
+		return
 	}
 	if c, ok := ctx.Value(clientKey).(clientInfo); ok {
 		e.IP, e.UserAgent = c.ip, c.userAgent

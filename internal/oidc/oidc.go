@@ -482,7 +482,12 @@ func (p *Provider) CreateClient(ctx context.Context, nc NewClient) (*latchkey.OI
 	if err := p.opt.Store.CreateOIDCClient(ctx, c); err != nil {
 		return nil, "", err
 	}
-	p.record(ctx, nc.CreatedBy, latchkey.ActionOIDCClientCreated, latchkey.OutcomeSuccess, fmt.Sprintf("client: %s; public: %t; first_party: %t; require_mfa: %t", c.ID, c.Public, c.FirstParty, c.RequireMFA))
+	e := latchkey.AuditEvent{Action: latchkey.ActionOIDCClientCreated, Outcome: latchkey.OutcomeSuccess,
+		Detail: fmt.Sprintf("client: %s; public: %t; first_party: %t; require_mfa: %t", c.ID, c.Public, c.FirstParty, c.RequireMFA)}
+	if u := nc.CreatedBy; u != nil {
+		e.UserID, e.Username, e.ActorID, e.Actor = u.ID, u.Username, u.ID, u.Username
+	}
+	p.recordEvent(ctx, e)
 	return c, secret, nil
 }
 

@@ -265,6 +265,9 @@ func (s *DB) QueryAuditEvents(ctx context.Context, q latchkey.AuditQuery) ([]*la
 	if q.Username != "" {
 		add("username = $%d", q.Username)
 	}
+	if q.Actor != "" {
+		add("actor = $%d", q.Actor)
+	}
 	switch {
 	case strings.HasSuffix(q.Action, "."):
 		add(`action LIKE $%d ESCAPE '\'`, strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(q.Action)+"%")
@@ -287,7 +290,7 @@ func (s *DB) QueryAuditEvents(ctx context.Context, q latchkey.AuditQuery) ([]*la
 	if len(where) > 0 {
 		cond = " WHERE " + strings.Join(where, " AND ")
 	}
-	query := `SELECT id, time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, ` + s.auditHashes() + cond + ` ORDER BY id DESC`
+	query := `SELECT ` + auditFields + `, ` + s.auditHashes() + cond + ` ORDER BY id DESC`
 	if q.Limit > 0 {
 		query += fmt.Sprintf(" LIMIT %d", q.Limit)
 	}

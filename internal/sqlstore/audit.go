@@ -23,7 +23,7 @@ func (s *DB) FindAuditEvents(ctx context.Context, f latchkey.AuditFilter) ([]*la
 		args = append(args, *f.UserID)
 		where = append(where, fmt.Sprintf("user_id = $%d", len(args)))
 	}
-	q := `SELECT id, time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, ` + s.auditHashes() + `
+	q := `SELECT ` + auditFields + `, ` + s.auditHashes() + `
 	      WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id`
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)

@@ -231,7 +231,7 @@ func (s *DB) FindAuditChain(ctx context.Context, afterSeq int64, limit int) ([]*
 	// An entry whose row is gone reads as empty fields (its hash then does not match).
 	q := `SELECT c.event_id, COALESCE(e.time, 0), COALESCE(e.user_id, 0), COALESCE(e.username, ''),
 		COALESCE(e.action, ''), COALESCE(e.outcome, ''), COALESCE(e.ip, ''), COALESCE(e.user_agent, ''),
-		COALESCE(e.detail, ''), COALESCE(e.ticket_id, 0), c.seq, c.prev_hash, c.hash
+		COALESCE(e.detail, ''), COALESCE(e.ticket_id, 0), COALESCE(e.actor_id, 0), COALESCE(e.actor, ''), c.seq, c.prev_hash, c.hash
 		FROM audit_chain c LEFT JOIN audit_events e ON e.id = c.event_id
 		WHERE c.seq > $1 ORDER BY c.seq`
 	if limit > 0 {
@@ -248,14 +248,16 @@ func (s *DB) FindAuditChain(ctx context.Context, afterSeq int64, limit int) ([]*
 }
 
 // auditColumns are an audit entry's ID and data columns (all but the hashes) in table
-// alias e, in the order of scanAuditEvent.
-const auditColumns = `e.id, e.time, e.user_id, e.username, e.action, e.outcome, e.ip, e.user_agent, e.detail, e.ticket_id`
+// alias e, in the order of scanAuditEvent; auditFields are the same without the alias.
+const auditColumns = `e.id, e.time, e.user_id, e.username, e.action, e.outcome, e.ip, e.user_agent, e.detail, e.ticket_id, e.actor_id, e.actor`
+
+const auditFields = `id, time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, actor_id, actor`
 
 // scanAuditEvent scans an audit entry's ID and data columns into e, in the order of
 // auditColumns, and then the columns after them into more.
 func scanAuditEvent(scan func(...any) error, e *latchkey.AuditEvent, more ...any) error {
 	var t int64
-	dest := append([]any{&e.ID, &t, &e.UserID, &e.Username, &e.Action, &e.Outcome, &e.IP, &e.UserAgent, &e.Detail, &e.TicketID}, more...)
+	dest := append([]any{&e.ID, &t, &e.UserID, &e.Username, &e.Action, &e.Outcome, &e.IP, &e.UserAgent, &e.Detail, &e.TicketID, &e.ActorID, &e.Actor}, more...)
 	if err := scan(dest...); err != nil {
 		return fmt.Errorf("scan audit event: %w", err)
 	}

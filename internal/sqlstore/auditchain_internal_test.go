@@ -166,7 +166,7 @@ func TestAuditChainLeftEntries(t *testing.T) {
 	for i := 1; i <= 2; i++ {
 		e := auditEvent(i)
 		e.Time = time.Now().UTC().Truncate(time.Microsecond)
-		if _, err := raw.Exec(qInsertAuditPending, us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID); err != nil {
+		if _, err := raw.Exec(qInsertAuditPending, auditArgs(e)...); err != nil {
 			t.Fatal(err)
 		}
 	}

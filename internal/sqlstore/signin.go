@@ -40,12 +40,12 @@ const (
 	// qInsertAudit appends a chained audit entry on SQLite. Its ID is the statement's last
 	// insert ID: RETURNING makes SQLite keep its rows in a table of their own, opened and
 	// closed for each statement, which cost a third of the statement.
-	qInsertAudit = `INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, prev_hash, hash)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+	qInsertAudit = `INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, actor_id, actor, prev_hash, hash)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
 	// qInsertAuditPending appends an unchained audit entry and its row in audit_pending on
 	// PostgreSQL, in one round trip (auditchain.go).
-	qInsertAuditPending = `WITH e AS (INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id)
+	qInsertAuditPending = `WITH e AS (INSERT INTO audit_events (time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id, actor_id, actor)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id)
 			 INSERT INTO audit_pending (event_id) SELECT id FROM e RETURNING event_id`
 )
 
@@ -287,7 +287,7 @@ func (s *DB) stampAudit(e *latchkey.AuditEvent) {
 		e.Time = s.now()
 	}
 	e.Time = e.Time.UTC().Truncate(time.Microsecond)
-	for _, f := range []*string{&e.Username, &e.Action, &e.Outcome, &e.IP, &e.UserAgent, &e.Detail} {
+	for _, f := range []*string{&e.Username, &e.Action, &e.Outcome, &e.IP, &e.UserAgent, &e.Detail, &e.Actor} {
 		*f = auditText(*f)
 	}
 }
@@ -314,7 +314,7 @@ func unchain(e *latchkey.AuditEvent) {
 // auditArgs are the values of e's data columns, in the order of qInsertAuditPending's
 // parameters (qInsertAudit's first ones).
 func auditArgs(e *latchkey.AuditEvent) []any {
-	return []any{us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID}
+	return []any{us(e.Time), e.UserID, e.Username, e.Action, e.Outcome, e.IP, e.UserAgent, e.Detail, e.TicketID, e.ActorID, e.Actor}
 }
 
 // appendAudit appends e within tx, through the statements' prepared copies when the caller

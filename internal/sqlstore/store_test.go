@@ -766,3 +766,64 @@ func TestAuditTextThatIsNotText(t *testing.T) {
 		}
 	})
 }
+
+// TestAuditActor: the actor of an entry is stored in its own fields, read back by every
+// reader of the trail, covered by the entry's hash, and selects entries in the admin
+// console's query.
+func TestAuditActor(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		events := []*latchkey.AuditEvent{
+			{Time: t0, UserID: 2, Username: "bob", Action: latchkey.ActionLogin, Outcome: latchkey.OutcomeSuccess},
+			{Time: t0, UserID: 2, Username: "bob", ActorID: 1, Actor: "root\x00", Action: latchkey.ActionUserDisabled, Outcome: latchkey.OutcomeSuccess},
+			{Time: t0, UserID: 3, Username: "carol", ActorID: 1, Actor: "root", Action: latchkey.ActionUserRole, Outcome: latchkey.OutcomeSuccess},
+			{Time: t0, UserID: 2, Username: "bob", ActorID: 4, Actor: "sam", Action: latchkey.ActionLogin, Outcome: latchkey.OutcomeFailure, TicketID: 9},
+		}
+		for _, e := range events {
+			if err := db.AppendAuditEvent(ctx, e); err != nil {
+				t.Fatalf("append: %v", err)
+			}
+		}
+		if _, err := db.ChainAuditEvents(ctx); err != nil {
+			t.Fatal(err)
+		}
+		found, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+		if err != nil || len(found) != 4 {
+			t.Fatalf("FindAuditEvents = %v, %v", found, err)
+		}
+		want := []string{"", "root\uFFFD", "root", "sam"}
+		for i, e := range found {
+			if e.Actor != want[i] || (e.ActorID == 0) != (want[i] == "") {
+				t.Errorf("entry %d: actor %d %q, want %q", i, e.ActorID, e.Actor, want[i])
+			}
+		}
+		chain, err := db.FindAuditChain(ctx, 0, 0)
+		if err != nil || len(chain) != 4 {
+			t.Fatalf("FindAuditChain = %v, %v", chain, err)
+		}
+		for i, e := range chain {
+			if e.Actor != want[i] || !bytes.Equal(e.Hash, e.ComputeHash(e.PrevHash)) {
+				t.Errorf("chain entry %d: actor %q, hash covers what was stored: %v", i, e.Actor, bytes.Equal(e.Hash, e.ComputeHash(e.PrevHash)))
+			}
+			if e.Actor != "" {
+				forged := *e
+				forged.Actor = "someone else"
+				if bytes.Equal(e.Hash, forged.ComputeHash(e.PrevHash)) {
+					t.Errorf("chain entry %d: its hash does not cover the actor", i)
+				}
+			}
+		}
+		byRoot, err := db.QueryAuditEvents(ctx, latchkey.AuditQuery{Actor: "root"})
+		if err != nil || len(byRoot) != 1 || byRoot[0].Username != "carol" || byRoot[0].ActorID != 1 {
+			t.Errorf("QueryAuditEvents(actor root) = %v, %v; want carol's role change", byRoot, err)
+		}
+		bySam, err := db.QueryAuditEvents(ctx, latchkey.AuditQuery{Actor: "sam", Username: "bob"})
+		if err != nil || len(bySam) != 1 || bySam[0].TicketID != 9 {
+			t.Errorf("QueryAuditEvents(actor sam, user bob) = %v, %v", bySam, err)
+		}
+		signIns, err := db.RecentSignIns(ctx, 2, 10)
+		if err != nil || len(signIns) != 2 || signIns[0].Actor != "sam" || signIns[1].Actor != "" {
+			t.Errorf("RecentSignIns = %v, %v", signIns, err)
+		}
+	})
+}

@@ -241,22 +241,13 @@ func (s *DB) RecentSignIns(ctx context.Context, userID latchkey.UserID, limit in
 	if limit <= 0 {
 		limit = 10
 	}
-	rows, err := s.query(ctx,
-		`SELECT id, time, user_id, username, action, outcome, ip, user_agent, detail, ticket_id
+	rows, err := s.query(ctx, `SELECT `+auditFields+`
 		 FROM audit_events WHERE user_id = $1 AND action LIKE 'login.%' ORDER BY id DESC LIMIT `+fmt.Sprint(limit), userID)
 	if err != nil {
 		return nil, fmt.Errorf("find sign-ins: %w", err)
 	}
-	defer rows.Close()
-	var out []*latchkey.AuditEvent
-	for rows.Next() {
-		var e latchkey.AuditEvent
-		var t int64
-		if err := rows.Scan(&e.ID, &t, &e.UserID, &e.Username, &e.Action, &e.Outcome, &e.IP, &e.UserAgent, &e.Detail, &e.TicketID); err != nil {
-			return nil, fmt.Errorf("scan audit event: %w", err)
-		}
-		e.Time = at(t)
-		out = append(out, &e)
-	}
-	return out, rows.Err()
+	return collect(rows, func(r scanner) (*latchkey.AuditEvent, error) {
+		e := new(latchkey.AuditEvent)
+		return e, scanAuditEvent(r.Scan, e)
+	}, "find sign-ins")
 }

@@ -194,7 +194,7 @@ func (s *Service) RecordChecks(ctx context.Context, c login.Client, agent *latch
 	if err != nil {
 		return nil, err
 	}
-	s.record(ctx, c, agent, t.ID, latchkey.ActionTicketVerified, latchkey.OutcomeSuccess, "identity checks done: "+strings.Join(done, ", "))
+	s.record(ctx, c, agent, nil, t.ID, latchkey.ActionTicketVerified, latchkey.OutcomeSuccess, "identity checks done: "+strings.Join(done, ", "))
 	return t, nil
 }
 
@@ -218,19 +218,19 @@ func (s *Service) mfaTarget(ctx context.Context, c login.Client, agent *latchkey
 		return nil, nil, a, latchkey.Errorf(latchkey.ENotFound, "No account matches this ticket.")
 	}
 	if err := login.CanActOn(agent, u); err != nil {
-		s.record(ctx, c, agent, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, fmt.Sprintf("MFA action on %s (#%d) refused: protected account", u.Username, u.ID))
+		s.record(ctx, c, agent, u, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: protected account")
 		return nil, nil, a, err
 	}
 	if t.Status == latchkey.TicketResolved || t.Status == latchkey.TicketClosed {
-		s.record(ctx, c, agent, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: the ticket is "+string(t.Status))
+		s.record(ctx, c, agent, nil, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: the ticket is "+string(t.Status))
 		return nil, nil, a, latchkey.Errorf(latchkey.EConflict, "This ticket is %s: reopen it (set it in progress) before you change sign-in methods.", strings.ReplaceAll(string(t.Status), "_", " "))
 	}
 	if !s.checksDone(t) {
-		s.record(ctx, c, agent, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: identity checks incomplete or older than "+ChecksValidFor.String())
+		s.record(ctx, c, agent, nil, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: identity checks incomplete or older than "+ChecksValidFor.String())
 		return nil, nil, a, latchkey.Errorf(latchkey.EForbidden, "Complete and save the identity checklist before you change sign-in methods (a saved checklist stands for %v).", ChecksValidFor)
 	}
 	if !agentMFA {
-		s.record(ctx, c, agent, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: the agent's session has no second factor")
+		s.record(ctx, c, agent, nil, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: the agent's session has no second factor")
 		return nil, nil, a, latchkey.Errorf(latchkey.EForbidden, "Sign in with a second factor before you change someone's sign-in methods: set one up on your Security page.")
 	}
 	return t, u, a, nil
@@ -309,7 +309,7 @@ func (s *Service) InviteUser(ctx context.Context, c login.Client, agent *latchke
 	if err != nil {
 		return nil, err
 	}
-	s.record(ctx, c, agent, t.ID, latchkey.ActionTicketUserAdded, latchkey.OutcomeSuccess, fmt.Sprintf("invited %s (#%d); reason: %s", u.Username, u.ID, reason))
+	s.record(ctx, c, agent, u, t.ID, latchkey.ActionTicketUserAdded, latchkey.OutcomeSuccess, "invited; reason: "+reason)
 	s.touch(ctx, t)
 	return u, nil
 }
@@ -335,7 +335,7 @@ func (s *Service) Reply(ctx context.Context, c login.Client, agent *latchkey.Use
 		return nil, err
 	}
 	t.Status = status
-	s.record(ctx, c, agent, t.ID, latchkey.ActionTicketReplied, latchkey.OutcomeSuccess, "answered by email; status "+string(status))
+	s.record(ctx, c, agent, nil, t.ID, latchkey.ActionTicketReplied, latchkey.OutcomeSuccess, "answered by email; status "+string(status))
 	d := s.mailData(t, "", body)
 	// Signed "The support desk": an agent's username is the sign-in name of a privileged
 	// account, not for a requester nobody has verified.
@@ -365,6 +365,6 @@ func (s *Service) SetStatus(ctx context.Context, c login.Client, agent *latchkey
 	if reason != "" {
 		detail += "; reason: " + reason
 	}
-	s.record(ctx, c, agent, t.ID, latchkey.ActionTicketStatus, latchkey.OutcomeSuccess, detail)
+	s.record(ctx, c, agent, nil, t.ID, latchkey.ActionTicketStatus, latchkey.OutcomeSuccess, detail)
 	return t, nil
 }

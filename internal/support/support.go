@@ -223,8 +223,13 @@ func (s *Service) newToken() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-func (s *Service) record(ctx context.Context, c login.Client, u *latchkey.User, ticketID int64, action, outcome, detail string) {
+// record audits a step of ticketID: taken by agent (nil: by the requester, who is nobody
+// signed in), on the account u when it concerns one (nil: the ticket only).
+func (s *Service) record(ctx context.Context, c login.Client, agent, u *latchkey.User, ticketID int64, action, outcome, detail string) {
 	e := latchkey.AuditEvent{Action: action, Outcome: outcome, IP: c.IP, UserAgent: c.UserAgent, TicketID: ticketID, Detail: detail}
+	if agent != nil {
+		e.ActorID, e.Actor = agent.ID, agent.Username
+	}
 	if u != nil {
 		e.UserID, e.Username = u.ID, u.Username
 	}
@@ -359,13 +364,13 @@ func (s *Service) Create(ctx context.Context, c login.Client, n NewTicket) (*Cre
 	limit := latchkey.TicketLimit{Max: s.opt.PerEmail, Since: s.now().Add(-s.opt.EmailWindow)}
 	if err := s.opt.Store.CreateTicket(ctx, t, &latchkey.TicketMessage{Author: latchkey.AuthorRequester, Body: n.Message}, limit); latchkey.ErrorCode(err) == latchkey.EThrottled {
 		// Waiting one window is always enough; the exact time would need the oldest ticket.
-		s.record(ctx, c, nil, 0, latchkey.ActionTicketCreated, latchkey.OutcomeDenied, "too many tickets from one address")
+		s.record(ctx, c, nil, nil, 0, latchkey.ActionTicketCreated, latchkey.OutcomeDenied, "too many tickets from one address")
 		return nil, &latchkey.Error{Code: latchkey.EThrottled, RetryAfter: s.opt.EmailWindow.Round(time.Second),
 			Message: fmt.Sprintf("Too many tickets were opened from this email address. Try again in %s, or add a message to one of your open tickets.", wait(s.opt.EmailWindow))}
 	} else if err != nil {
 		return nil, fmt.Errorf("create ticket: %w", err)
 	}
-	s.record(ctx, c, nil, t.ID, latchkey.ActionTicketCreated, latchkey.OutcomeSuccess, "type "+t.Type)
+	s.record(ctx, c, nil, nil, t.ID, latchkey.ActionTicketCreated, latchkey.OutcomeSuccess, "type "+t.Type)
 	m, err := lkmail.TicketCreated(t.Email, s.mailData(t, token, n.Message))
 	s.send(ctx, t, m, err)
 	return &Created{Ticket: t, Token: token, TrackingURL: s.TrackingURL(token)}, nil
@@ -418,7 +423,7 @@ func (s *Service) AddMessage(ctx context.Context, c login.Client, token, body st
 	if err := s.opt.Store.AddTicketMessage(ctx, &latchkey.TicketMessage{TicketID: t.ID, Author: latchkey.AuthorRequester, Body: body}, status); err != nil {
 		return nil, err
 	}
-	s.record(ctx, c, nil, t.ID, latchkey.ActionTicketMessage, latchkey.OutcomeSuccess, "by the requester")
+	s.record(ctx, c, nil, nil, t.ID, latchkey.ActionTicketMessage, latchkey.OutcomeSuccess, "by the requester")
 	if status != nil {
 		t.Status = *status
 	}

@@ -299,7 +299,7 @@ func TestAgentActions(t *testing.T) {
 	ev, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
 	var found bool
 	for _, x := range ev {
-		if x.Action == latchkey.ActionMFAReset && x.TicketID == tk.ID && x.UserID == alice.ID && strings.Contains(x.Detail, "agent sam") && strings.Contains(x.Detail, "verified by callback") {
+		if x.Action == latchkey.ActionMFAReset && x.TicketID == tk.ID && x.UserID == alice.ID && x.ActorID == agent.ID && x.Actor == "sam" && strings.Contains(x.Detail, "verified by callback") {
 			found = true
 		}
 	}

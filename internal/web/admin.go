@@ -669,13 +669,15 @@ func (s *Server) adminAppCreate(w http.ResponseWriter, r *http.Request, a *auth)
 	return s.renderAdmin(w, http.StatusCreated, "admin_apps", "Applications", "apps", a, nil, p)
 }
 
-// audit records an admin action taken in this package (the actor is the event's user).
+// audit records an action of the admin console or the support desk taken (or refused) in
+// this package: the actor is the event's actor and its user.
 func (s *Server) audit(r *http.Request, actor *latchkey.User, action, outcome, detail string) {
 	if s.admin.Store == nil {
 		return
 	}
 	_ = audit.New(s.admin.Store, s.log, s.now).Record(r.Context(), latchkey.AuditEvent{
-		UserID: actor.ID, Username: actor.Username, Action: action, Outcome: outcome, IP: clientIP(r), UserAgent: userAgent(r), Detail: detail,
+		UserID: actor.ID, Username: actor.Username, ActorID: actor.ID, Actor: actor.Username,
+		Action: action, Outcome: outcome, IP: clientIP(r), UserAgent: userAgent(r), Detail: detail,
 	})
 }
 
@@ -696,13 +698,13 @@ type auditPage struct {
 func (s *Server) adminAudit(w http.ResponseWriter, r *http.Request, a *auth) error {
 	qv := r.URL.Query()
 	f := map[string]string{}
-	for _, k := range []string{"user", "action", "outcome", "from", "to"} {
+	for _, k := range []string{"user", "by", "action", "outcome", "from", "to"} {
 		f[k] = strings.TrimSpace(qv.Get(k))
 		if len(f[k]) > 100 {
 			return latchkey.Errorf(latchkey.EInvalid, "The %s filter is too long (at most 100 characters).", k)
 		}
 	}
-	q := latchkey.AuditQuery{Username: login.NormalizeUsername(f["user"]), Action: f["action"], Outcome: f["outcome"], Limit: auditPerPage + 1}
+	q := latchkey.AuditQuery{Username: login.NormalizeUsername(f["user"]), Actor: login.NormalizeUsername(f["by"]), Action: f["action"], Outcome: f["outcome"], Limit: auditPerPage + 1}
 	var err error
 	if f["from"] != "" {
 		if q.Since, err = time.Parse("2006-01-02", f["from"]); err != nil {

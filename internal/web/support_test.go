@@ -379,7 +379,7 @@ func TestDeskActions(t *testing.T) {
 	}
 	ev, _ := f.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
 	last := ev[len(ev)-1]
-	if last.Action != latchkey.ActionTicketStatus || last.TicketID != known.Ticket.ID || last.Username != "sam" || !strings.Contains(last.Detail, "duplicate of another") {
+	if last.Action != latchkey.ActionTicketStatus || last.TicketID != known.Ticket.ID || last.Actor != "sam" || last.UserID != 0 || !strings.Contains(last.Detail, "duplicate of another") {
 		t.Errorf("last audit event = %+v", last)
 	}
 }
