@@ -73,7 +73,7 @@ func (s *Service) InviteUser(ctx context.Context, c Client, actor *latchkey.User
 		}
 		return nil, fmt.Errorf("create user: %w", err)
 	}
-	s.auditBy(ctx, c, actor, u, "", latchkey.ActionUserInvited, latchkey.OutcomeSuccess, fmt.Sprintf("role %s; by the %s", role, actor.Role))
+	s.auditBy(ctx, c, actor, u, "", latchkey.ActionUserInvited, latchkey.OutcomeSuccess, "role "+string(role))
 	if err := s.sendInvitation(ctx, actor, u); err != nil {
 		return u, err
 	}

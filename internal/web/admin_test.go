@@ -264,7 +264,7 @@ func TestAdminInviteAndActivate(t *testing.T) {
 	if r := admin.get("/admin/users?q=bob"); r.code != 200 || !strings.Contains(r.raw, "Invited") {
 		t.Errorf("users list: %d, want bob as Invited", r.code)
 	}
-	if ev := f.events(t, latchkey.ActionUserInvited); len(ev) != 1 || ev[0].Username != "bob" || ev[0].Actor != "root" || ev[0].ActorID == 0 || !strings.Contains(ev[0].Detail, "by the admin") {
+	if ev := f.events(t, latchkey.ActionUserInvited); len(ev) != 1 || ev[0].Username != "bob" || ev[0].Actor != "root" || ev[0].ActorID == 0 || ev[0].Detail != "role user" {
 		t.Errorf("audit user.invited = %+v", ev)
 	}
 
