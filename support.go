@@ -67,8 +67,11 @@ const (
 // Ticket is a support request. ID is the number people quote ("#1042"); the tracking token
 // that lets the requester follow the ticket is never stored, only its hash.
 type Ticket struct {
-	ID       int64
-	Email    string // as entered, trimmed
+	ID    int64
+	Email string // as entered, trimmed
+	// EmailKey is the mailbox Email reaches in canonical form (support.MailboxKey), which the
+	// per-address limit counts.
+	EmailKey string
 	Username string // as entered, normalised; may be empty
 	Type     string // a request type ID from configuration, e.g. "lost_phone"
 	Subject  string // a short line for the queue and the mail subjects
@@ -144,7 +147,8 @@ type TicketLimit struct {
 type TicketStore interface {
 	// CreateTicket inserts t (status new) with its first message in one transaction and sets
 	// t.ID, t.CreatedAt, t.UpdatedAt and the message's IDs and time. With limit.Max > 0 it
-	// first counts the tickets from t.Email (case-insensitively) created since limit.Since and
+	// first counts the tickets with t.EmailKey (t.Email in lower case when empty) created
+	// since limit.Since and
 	// returns EThrottled, inserting nothing, when there are limit.Max already; the count and
 	// the insert are serialised per address, so concurrent requests cannot exceed it.
 	CreateTicket(ctx Context, t *Ticket, first *TicketMessage, limit TicketLimit) error

@@ -13,14 +13,14 @@ import (
 
 var _ latchkey.TicketStore = (*DB)(nil)
 
-const ticketColumns = `id, email, username, type, subject, status, tracking_hash, checks, checked_by, checked_at, created_at, updated_at`
+const ticketColumns = `id, email, email_key, username, type, subject, status, tracking_hash, checks, checked_by, checked_at, created_at, updated_at`
 
 func scanTicket(row interface{ Scan(...any) error }) (*latchkey.Ticket, error) {
 	var t latchkey.Ticket
 	var checks string
 	var checkedAt sql.NullInt64
 	var created, updated int64
-	if err := row.Scan(&t.ID, &t.Email, &t.Username, &t.Type, &t.Subject, &t.Status, &t.TrackingHash, &checks, &t.CheckedBy, &checkedAt, &created, &updated); err != nil {
+	if err := row.Scan(&t.ID, &t.Email, &t.EmailKey, &t.Username, &t.Type, &t.Subject, &t.Status, &t.TrackingHash, &checks, &t.CheckedBy, &checkedAt, &created, &updated); err != nil {
 		return nil, err
 	}
 	if checks != "" {
@@ -37,17 +37,20 @@ func (s *DB) CreateTicket(ctx context.Context, t *latchkey.Ticket, first *latchk
 	if t.Status == "" {
 		t.Status = latchkey.TicketNew
 	}
+	if t.EmailKey == "" {
+		t.EmailKey = strings.ToLower(t.Email)
+	}
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if limit.Max > 0 {
 			// SQLite's immediate transactions already run one at a time; on PostgreSQL a
 			// transaction-scoped advisory lock per address serialises count and insert.
 			if s.dialect == Postgres {
-				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7305003, hashtext(lower($1)))`, t.Email); err != nil {
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7305003, hashtext($1))`, t.EmailKey); err != nil {
 					return fmt.Errorf("lock ticket address: %w", err)
 				}
 			}
 			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM tickets WHERE lower(email) = lower($1) AND created_at >= $2`, t.Email, us(limit.Since)).Scan(&n); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM tickets WHERE email_key = $1 AND created_at >= $2`, t.EmailKey, us(limit.Since)).Scan(&n); err != nil {
 				return fmt.Errorf("count tickets: %w", err)
 			}
 			if n >= limit.Max {
@@ -55,9 +58,9 @@ func (s *DB) CreateTicket(ctx context.Context, t *latchkey.Ticket, first *latchk
 			}
 		}
 		err := tx.QueryRowContext(ctx,
-			`INSERT INTO tickets (email, username, type, subject, status, tracking_hash, created_at, updated_at)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id`,
-			t.Email, t.Username, t.Type, t.Subject, t.Status, t.TrackingHash, us(now)).Scan(&t.ID)
+			`INSERT INTO tickets (email, email_key, username, type, subject, status, tracking_hash, created_at, updated_at)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id`,
+			t.Email, t.EmailKey, t.Username, t.Type, t.Subject, t.Status, t.TrackingHash, us(now)).Scan(&t.ID)
 		if isUnique(err) {
 			return latchkey.Errorf(latchkey.EConflict, "The ticket's tracking token is already in use.")
 		} else if err != nil {

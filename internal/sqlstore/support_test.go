@@ -177,3 +177,25 @@ func TestTicketLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestTicketLimitCountsTheKey: the limit counts tickets by their mailbox key, whatever their
+// addresses' spelling; the address is kept as written.
+func TestTicketLimitCountsTheKey(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		limit := latchkey.TicketLimit{Max: 2, Since: t0.Add(-time.Hour)}
+		for i, addr := range []string{"jörg@müller.de", "JÖRG@xn--mller-kva.de", "jörg+x@MÜLLER.DE"} {
+			tk := &latchkey.Ticket{Email: addr, EmailKey: "jörg@xn--mller-kva.de", Type: "other", Subject: "s", TrackingHash: []byte{byte(i), 7}}
+			err := db.CreateTicket(ctx, tk, &latchkey.TicketMessage{Author: latchkey.AuthorRequester, Body: "x"}, limit)
+			if want := map[bool]string{true: "", false: latchkey.EThrottled}[i < 2]; errCode(err) != want {
+				t.Errorf("ticket %d (%s) = %v, want %q", i, addr, err, want)
+			}
+			if i == 0 {
+				got, err := db.FindTicketByID(ctx, tk.ID)
+				if err != nil || got.Email != addr || got.EmailKey != "jörg@xn--mller-kva.de" {
+					t.Errorf("stored %+v, %v", got, err)
+				}
+			}
+		}
+	})
+}

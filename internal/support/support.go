@@ -360,7 +360,7 @@ func (s *Service) Create(ctx context.Context, c login.Client, n NewTicket) (*Cre
 	if err != nil {
 		return nil, err
 	}
-	t := &latchkey.Ticket{Email: n.Email, Username: n.Username, Type: n.Type, Subject: s.TypeName(n.Type), TrackingHash: s.hash(token)}
+	t := &latchkey.Ticket{Email: n.Email, EmailKey: MailboxKey(n.Email), Username: n.Username, Type: n.Type, Subject: s.TypeName(n.Type), TrackingHash: s.hash(token)}
 	limit := latchkey.TicketLimit{Max: s.opt.PerEmail, Since: s.now().Add(-s.opt.EmailWindow)}
 	if err := s.opt.Store.CreateTicket(ctx, t, &latchkey.TicketMessage{Author: latchkey.AuthorRequester, Body: n.Message}, limit); latchkey.ErrorCode(err) == latchkey.EThrottled {
 		// Waiting one window is always enough; the exact time would need the oldest ticket.
