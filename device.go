@@ -1,6 +1,7 @@
 package latchkey
 
 import (
+	"errors"
 	"log/slog"
 	"time"
 )
@@ -36,7 +37,17 @@ type Device struct {
 	LastUsedAt       *time.Time
 	// KeyChangedAt is when the current public key was bound (activation or transfer).
 	KeyChangedAt time.Time
+	// CodeMadeAt is read by CreateDevice only: for an active device admitted by an activation
+	// code without another device's approval, when that code was made. The store refuses the
+	// device with ErrDeviceNeedsApproval when the user has an active device created after
+	// then, deciding in the insert's transaction, so that of two codes made before any device
+	// and redeemed at once only the first admits its device unapproved. Zero: no such check.
+	CodeMadeAt time.Time
 }
+
+// ErrDeviceNeedsApproval is CreateDevice's refusal of an active device whose code was made
+// before another active device of the user (Device.CodeMadeAt): it must be approved by one.
+var ErrDeviceNeedsApproval = errors.New("the device needs an existing device's approval")
 
 // LogValue keeps the key out of logs.
 func (d *Device) LogValue() slog.Value {
@@ -198,7 +209,8 @@ type DeviceStore interface {
 	// CreateDevice inserts d and sets d.ID and d.CreatedAt. When d.State is DeviceActive, cred
 	// (not nil) is inserted confirmed at d.CreatedAt and linked to d (cred.DeviceID,
 	// d.TOTPCredentialID) in the same transaction. When the user has no other active device,
-	// an active d becomes primary. A public key already registered gives EConflict.
+	// an active d becomes primary. A public key already registered gives EConflict; an active
+	// d whose code is older than an active device of the user, ErrDeviceNeedsApproval.
 	CreateDevice(ctx Context, d *Device, cred *TOTPCredential) error
 	// ActivateDevice turns a pending device active at time at, inserting cred as for
 	// CreateDevice. ENotFound when the device is not pending.

@@ -288,53 +288,67 @@ func (s *Service) Redeem(ctx context.Context, c Client, kind string, sig *device
 	if kind == latchkey.ActivationTransfer {
 		return s.transfer(ctx, c, u, a, der, name, platform)
 	}
-	devs, err := s.opt.Store.FindDevices(ctx, u.ID)
-	if err != nil {
-		return nil, fmt.Errorf("find devices: %w", err)
-	}
 	// The code's decision stands, unless a device was added after the code was made: codes
 	// made while the user had no device (or with a fresh second factor) do not let a second
-	// device in past the first one without its approval.
-	var primary *latchkey.Device
-	needsApproval := a.NeedsApproval
-	for _, d := range devs {
-		if d.State == latchkey.DeviceActive && (primary == nil || d.Primary) {
-			primary = d
-		}
-		if d.State == latchkey.DeviceActive && d.CreatedAt.After(a.CreatedAt) {
-			needsApproval = true
-		}
-	}
-	d := &latchkey.Device{UserID: u.ID, Name: name, Platform: platform, PublicKey: der, KeyChangedAt: now}
-	if needsApproval && primary != nil {
-		d.State = latchkey.DevicePending
-		if err := s.createDevice(ctx, d, nil); err != nil {
-			return nil, err
-		}
-		ch, err := s.newChallenge(ctx, u, primary, latchkey.PushAddDevice, "", c, "Latchkey")
+	// device in past the first one without its approval. The store decides that again in the
+	// device's transaction (CodeMadeAt): a device that came in meanwhile, through another
+	// code redeemed at the same moment, sends this one to the approval after all.
+	var d *latchkey.Device
+	var secret []byte
+	for tries := 0; ; tries++ {
+		devs, err := s.opt.Store.FindDevices(ctx, u.ID)
 		if err != nil {
+			return nil, fmt.Errorf("find devices: %w", err)
+		}
+		var primary *latchkey.Device
+		needsApproval := a.NeedsApproval
+		for _, d := range devs {
+			if d.State == latchkey.DeviceActive && (primary == nil || d.Primary) {
+				primary = d
+			}
+			if d.State == latchkey.DeviceActive && d.CreatedAt.After(a.CreatedAt) {
+				needsApproval = true
+			}
+		}
+		d = &latchkey.Device{UserID: u.ID, Name: name, Platform: platform, PublicKey: der, KeyChangedAt: now}
+		if needsApproval && primary != nil {
+			return s.awaitApproval(ctx, c, u, d, primary)
+		}
+		d.State, d.CodeMadeAt = latchkey.DeviceActive, a.CreatedAt
+		if secret, err = totp.GenerateSecret(); err != nil {
 			return nil, err
 		}
-		ch.SubjectDeviceID = d.ID
-		if err := s.opt.Store.CreatePushChallenge(ctx, ch); err != nil {
-			return nil, fmt.Errorf("create challenge: %w", err)
+		cred := &latchkey.TOTPCredential{UserID: u.ID, Name: name, Secret: secret}
+		err = s.createDevice(ctx, d, cred)
+		if errors.Is(err, latchkey.ErrDeviceNeedsApproval) && tries == 0 {
+			continue
+		} else if err != nil {
+			return nil, err
 		}
-		s.opt.Hub.NotifyDevice(primary.ID)
-		s.audit(ctx, c, u, latchkey.ActionDevicePending, latchkey.OutcomeSuccess, fmt.Sprintf("device %d %q awaits approval by device %d", d.ID, name, primary.ID))
-		return &deviceproto.ActivateResponse{DeviceInfo: s.info(u, d, nil), Number: ch.Number}, nil
-	}
-	d.State = latchkey.DeviceActive
-	secret, err := totp.GenerateSecret()
-	if err != nil {
-		return nil, err
-	}
-	cred := &latchkey.TOTPCredential{UserID: u.ID, Name: name, Secret: secret}
-	if err := s.createDevice(ctx, d, cred); err != nil {
-		return nil, err
+		break
 	}
 	s.audit(ctx, c, u, latchkey.ActionDeviceAdded, latchkey.OutcomeSuccess, fmt.Sprintf("device %d %q (%s)", d.ID, name, platform))
 	s.notify(ctx, c, u, mail.DeviceAdded, name)
 	return &deviceproto.ActivateResponse{DeviceInfo: s.info(u, d, secret)}, nil
+}
+
+// awaitApproval creates d pending and sends primary the challenge that approves it.
+func (s *Service) awaitApproval(ctx context.Context, c Client, u *latchkey.User, d, primary *latchkey.Device) (*deviceproto.ActivateResponse, error) {
+	d.State = latchkey.DevicePending
+	if err := s.createDevice(ctx, d, nil); err != nil {
+		return nil, err
+	}
+	ch, err := s.newChallenge(ctx, u, primary, latchkey.PushAddDevice, "", c, "Latchkey")
+	if err != nil {
+		return nil, err
+	}
+	ch.SubjectDeviceID = d.ID
+	if err := s.opt.Store.CreatePushChallenge(ctx, ch); err != nil {
+		return nil, fmt.Errorf("create challenge: %w", err)
+	}
+	s.opt.Hub.NotifyDevice(primary.ID)
+	s.audit(ctx, c, u, latchkey.ActionDevicePending, latchkey.OutcomeSuccess, fmt.Sprintf("device %d %q awaits approval by device %d", d.ID, d.Name, primary.ID))
+	return &deviceproto.ActivateResponse{DeviceInfo: s.info(u, d, nil), Number: ch.Number}, nil
 }
 
 func (s *Service) createDevice(ctx context.Context, d *latchkey.Device, cred *latchkey.TOTPCredential) error {

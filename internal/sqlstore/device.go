@@ -171,6 +171,16 @@ func (s *DB) CreateDevice(ctx context.Context, d *latchkey.Device, cred *latchke
 		if err := s.lockUser(ctx, tx, d.UserID); err != nil {
 			return err
 		}
+		if active && !d.CodeMadeAt.IsZero() {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM devices WHERE user_id = $1 AND state = $2 AND created_at > $3`,
+				d.UserID, string(latchkey.DeviceActive), us(d.CodeMadeAt)).Scan(&n); err != nil {
+				return fmt.Errorf("count newer devices: %w", err)
+			}
+			if n > 0 {
+				return latchkey.ErrDeviceNeedsApproval
+			}
+		}
 		primary := false
 		if active {
 			others, err := hasActiveDevice(ctx, tx, d.UserID, 0)

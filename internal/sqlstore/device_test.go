@@ -835,3 +835,34 @@ func TestFraudDeniesTheOtherPushes(t *testing.T) {
 		}
 	})
 }
+
+// TestCreateDeviceDecidesTheApproval: an active device admitted by a code made before an
+// active device of its user is refused (ErrDeviceNeedsApproval) in the insert's transaction,
+// writing nothing; a code made after every active device, or none given, admits it.
+func TestCreateDeviceDecidesTheApproval(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u := mkUser(t, db, "alice")
+		first, _ := mkDevice(t, db, u, "key-a", latchkey.DeviceActive, "seed-of-device-a-001") // created at t0
+		late := &latchkey.Device{UserID: u.ID, Name: "late", Platform: "ios", PublicKey: []byte("key-b"), State: latchkey.DeviceActive, CodeMadeAt: t0.Add(-time.Second)}
+		err := db.CreateDevice(ctx, late, &latchkey.TOTPCredential{UserID: u.ID, Name: "late", Secret: []byte("seed-of-device-b-001")})
+		if !errors.Is(err, latchkey.ErrDeviceNeedsApproval) {
+			t.Fatalf("CreateDevice with a code older than %d = %v, want ErrDeviceNeedsApproval", first.ID, err)
+		}
+		if ids, _ := deviceIDs(t, db, u); len(ids) != 1 {
+			t.Errorf("devices after the refusal: %v", ids)
+		}
+		if creds, _ := db.FindTOTPCredentials(ctx, u.ID); len(creds) != 1 {
+			t.Errorf("%d TOTP credentials after the refusal, want 1", len(creds))
+		}
+		// Pending devices are not refused: they wait for the approval anyway.
+		pending := &latchkey.Device{UserID: u.ID, Name: "pending", Platform: "ios", PublicKey: []byte("key-c"), State: latchkey.DevicePending, CodeMadeAt: t0.Add(-time.Second)}
+		if err := db.CreateDevice(ctx, pending, nil); err != nil {
+			t.Errorf("pending device: %v", err)
+		}
+		later := &latchkey.Device{UserID: u.ID, Name: "later", Platform: "ios", PublicKey: []byte("key-d"), State: latchkey.DeviceActive, CodeMadeAt: t0}
+		if err := db.CreateDevice(ctx, later, &latchkey.TOTPCredential{UserID: u.ID, Name: "later", Secret: []byte("seed-of-device-d-001")}); err != nil {
+			t.Errorf("CreateDevice with a code made with the first device = %v", err)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -616,6 +617,51 @@ func TestCodesMadeBeforeAnyDeviceNeedApprovalAfterIt(t *testing.T) {
 	}
 	if chs := d1.challenges(); len(chs) != 1 || chs[0]["kind"] != "add_device" {
 		t.Fatalf("the first device is not asked: %v", chs)
+	}
+}
+
+// TestCodesRedeemedAtOnceAdmitOneDevice: codes made before any device and redeemed at the
+// same moment admit one device without approval; the others wait for its approval (the store
+// decides in the device's transaction, Device.CodeMadeAt).
+func TestCodesRedeemedAtOnceAdmitOneDevice(t *testing.T) {
+	f := newFixture(t, "")
+	c := f.signedIn(t)
+	const n = 4
+	var codes []string
+	for range n {
+		r := c.post("/api/v1/account/devices/activation", nil)
+		if r.code != 200 || r.body["approval_required"] != false {
+			t.Fatalf("activation without a device: %d %s", r.code, r.raw)
+		}
+		codes = append(codes, r.body["code"].(string))
+	}
+	f.clock.Add(time.Second)
+	devices := make([]*testDevice, n)
+	for i := range devices {
+		devices[i] = f.newDevice(t)
+	}
+	states := make([]string, n)
+	var wg sync.WaitGroup
+	for i, code := range codes {
+		wg.Go(func() {
+			r := devices[i].activate(deviceproto.PathActivate, code, fmt.Sprintf("Device %d", i))
+			states[i] = fmt.Sprintf("%d %v", r.code, r.body["state"])
+		})
+	}
+	wg.Wait()
+	count := map[string]int{}
+	for _, st := range states {
+		count[st]++
+	}
+	if count["200 active"] != 1 || count["202 pending_approval"] != n-1 {
+		t.Fatalf("outcomes %v, want one active device and %d waiting for its approval", states, n-1)
+	}
+	for i, st := range states {
+		if st == "200 active" {
+			if chs := devices[i].challenges(); len(chs) != n-1 {
+				t.Errorf("the active device is asked %d times, want %d", len(chs), n-1)
+			}
+		}
 	}
 }
 
