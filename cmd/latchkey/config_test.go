@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -315,5 +318,54 @@ func TestSMTPProblemQuotesTheURL(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "smtp "+want) || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("--smtp %s: %v, want it quoted as %s, no password", in, err, want)
 		}
+	}
+}
+
+// TestSetupLinkInJSONLogs: with log.format json every line on stderr is a JSON record, the
+// first start's setup link among them as a field of its own, and the link works.
+func TestSetupLinkInJSONLogs(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", t.TempDir()}, env(map[string]string{"LATCHKEY_LOG_FORMAT": "json"}), nil, io.Discard, pw)
+		pw.Close()
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	var setup, addr string
+	sc := bufio.NewScanner(pr)
+	for addr == "" && sc.Scan() {
+		var rec map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("a line on stderr is not JSON: %q", sc.Text())
+		}
+		if u, ok := rec["setup_url"].(string); ok {
+			setup = u
+		}
+		if rec["msg"] == "latchkey listening" {
+			addr, _ = rec["addr"].(string)
+		}
+	}
+	go io.Copy(io.Discard, pr) // the rest of the log
+	if setup == "" || addr == "" {
+		t.Fatalf("setup link %q, address %q", setup, addr)
+	}
+	if !strings.HasPrefix(setup, "http://localhost:") && !strings.HasPrefix(setup, "http://127.0.0.1:") {
+		t.Fatalf("setup link %q", setup)
+	}
+	u, _ := url.Parse(setup)
+	res, err := http.Get("http://" + addr + u.RequestURI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(body), `name="password"`) {
+		t.Errorf("GET the setup link: %d", res.StatusCode)
 	}
 }

@@ -408,8 +408,16 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("setup token: %w", err)
 	}
 	if tok != "" {
-		// Printed, not logged: the link is a secret for the person at the console.
-		fmt.Fprintf(stderr, "\nNo administrator exists yet. Open this one-time link to create one:\n\n    %s/setup?token=%s\n\n", strings.TrimSuffix(a.public.String(), "/"), tok)
+		link := strings.TrimSuffix(a.public.String(), "/") + "/setup?token=" + tok
+		if cfg.Log.Format == "json" {
+			// A JSON stream stays JSON, so that a collector parses the line instead of keeping
+			// it as stray text: the link is a field of its own. It is as secret as ever, and
+			// dies with the first administrator or the next start.
+			log.Warn("no administrator exists yet: open the one-time setup link to create one", "setup_url", link)
+		} else {
+			// Printed for the person at the console, not as a log line.
+			fmt.Fprintf(stderr, "\nNo administrator exists yet. Open this one-time link to create one:\n\n    %s\n\n", link)
+		}
 	}
 	log.Info("latchkey listening", "addr", ln.Addr().String(), "public_url", a.public.String(), "database", dbKind(cfg))
 
