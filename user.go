@@ -68,6 +68,9 @@ type UserUpdate struct {
 	// administrator, checked in the same transaction (two admins demoting each other at the
 	// same moment cannot both succeed).
 	KeepAnAdmin bool
+	// Audit, when not nil, is appended in the update's transaction: the change and its
+	// audit entry are written together or not at all.
+	Audit *AuditEvent
 }
 
 // UserStore persists users.

@@ -81,6 +81,7 @@ type WebAuthnStore interface {
 	// ResetMFA removes every factor of a user in one transaction: authenticator apps, Latch
 	// devices (with their nonces, challenges and codes), security keys and recovery codes. It
 	// returns the IDs of the devices it removed, those that existed at its commit, so that
-	// their open event streams can be ended.
-	ResetMFA(ctx Context, userID UserID) (removedDevices []int64, err error)
+	// their open event streams can be ended. audit, when not nil, is appended in the same
+	// transaction.
+	ResetMFA(ctx Context, userID UserID, audit *AuditEvent) (removedDevices []int64, err error)
 }

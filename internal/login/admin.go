@@ -62,17 +62,19 @@ func (s *Service) AdminSetDisabled(ctx context.Context, c Client, actor *latchke
 			return nil, err
 		}
 	}
-	if u, err = s.opt.Store.UpdateUser(ctx, id, latchkey.UserUpdate{Disabled: &disabled, KeepAnAdmin: disabled}); err != nil {
-		return nil, fmt.Errorf("update user: %w", err)
-	}
 	action := latchkey.ActionUserEnabled
 	if disabled {
 		action = latchkey.ActionUserDisabled
+	}
+	e := event(c, actor, u, "", action, latchkey.OutcomeSuccess, "")
+	if u, err = s.opt.Store.UpdateUser(ctx, id, latchkey.UserUpdate{Disabled: &disabled, KeepAnAdmin: disabled, Audit: e}); err != nil {
+		return nil, fmt.Errorf("update user: %w", err)
+	}
+	if disabled {
 		if err := s.endUserSessions(ctx, id, ""); err != nil {
 			return nil, fmt.Errorf("end sessions: %w", err)
 		}
 	}
-	s.auditBy(ctx, c, actor, u, "", action, latchkey.OutcomeSuccess, "")
 	return u, nil
 }
 
@@ -132,11 +134,10 @@ func (s *Service) AdminSetRole(ctx context.Context, c Client, actor *latchkey.Us
 			return nil, err
 		}
 	}
-	old := u.Role
-	if u, err = s.opt.Store.UpdateUser(ctx, id, latchkey.UserUpdate{Role: &role, KeepAnAdmin: role != latchkey.RoleAdmin}); err != nil {
+	e := event(c, actor, u, "", latchkey.ActionUserRole, latchkey.OutcomeSuccess, fmt.Sprintf("%s → %s", u.Role, role))
+	if u, err = s.opt.Store.UpdateUser(ctx, id, latchkey.UserUpdate{Role: &role, KeepAnAdmin: role != latchkey.RoleAdmin, Audit: e}); err != nil {
 		return nil, fmt.Errorf("update user: %w", err)
 	}
-	s.auditBy(ctx, c, actor, u, "", latchkey.ActionUserRole, latchkey.OutcomeSuccess, fmt.Sprintf("%s → %s", old, role))
 	return u, nil
 }
 
@@ -157,13 +158,12 @@ func (s *Service) AdminResetMFA(ctx context.Context, c Client, actor *latchkey.U
 	if err := s.adminMFA(ctx, c, actor, u, actorMFA, "MFA reset"); err != nil {
 		return err
 	}
-	if err := s.resetMFA(ctx, u.ID); err != nil {
+	if err := s.resetMFA(ctx, u.ID, event(c, actor, u, "", latchkey.ActionAdminMFAReset, latchkey.OutcomeSuccess, "reason: "+reason)); err != nil {
 		return err
 	}
 	if err := s.endUserSessions(ctx, u.ID, ""); err != nil {
 		return fmt.Errorf("end sessions: %w", err)
 	}
-	s.auditBy(ctx, c, actor, u, "", latchkey.ActionAdminMFAReset, latchkey.OutcomeSuccess, "reason: "+reason)
 	// The mail says when and from where; the address is the administrator's, which is what
 	// the user should see.
 	s.notify(ctx, c, u, mail.MFAReset, 0)

@@ -38,15 +38,15 @@ func CanActOn(agent, target *latchkey.User) error {
 }
 
 func (s *Service) auditAgent(ctx context.Context, c Client, a AgentAction, target *latchkey.User, action, outcome, what string) {
-	e := latchkey.AuditEvent{Action: action, Outcome: outcome, IP: c.IP, UserAgent: c.UserAgent, TicketID: a.TicketID,
-		Detail: what + "; reason: " + a.Reason}
-	if a.Agent != nil {
-		e.ActorID, e.Actor = a.Agent.ID, a.Agent.Username
-	}
-	if target != nil {
-		e.UserID, e.Username = target.ID, target.Username
-	}
-	_ = s.opt.Audit.Record(ctx, e)
+	_ = s.opt.Audit.Record(ctx, *agentEvent(c, a, target, action, outcome, what))
+}
+
+// agentEvent is the audit entry of a support desk action: the agent, the ticket and the
+// reason with it.
+func agentEvent(c Client, a AgentAction, target *latchkey.User, action, outcome, what string) *latchkey.AuditEvent {
+	e := event(c, a.Agent, target, "", action, outcome, what+"; reason: "+a.Reason)
+	e.TicketID = a.TicketID
+	return e
 }
 
 var errAgentMFA = latchkey.Errorf(latchkey.EForbidden, "Sign in with a second factor before you change someone's sign-in methods: set one up on your Security page.")
@@ -79,13 +79,12 @@ func (s *Service) AgentResetMFA(ctx context.Context, c Client, a AgentAction, ta
 		}
 		return err
 	}
-	if err := s.resetMFA(ctx, target.ID); err != nil {
+	if err := s.resetMFA(ctx, target.ID, agentEvent(c, a, target, latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "all MFA reset")); err != nil {
 		return err
 	}
 	if err := s.endUserSessions(ctx, target.ID, ""); err != nil {
 		s.log.ErrorContext(ctx, "sign out sessions after a support reset", "user_id", target.ID, "err", err)
 	}
-	s.auditAgent(ctx, c, a, target, latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "all MFA reset")
 	s.notifyAgent(ctx, c, a, target, mail.MFAReset, "")
 	return nil
 }

@@ -304,16 +304,23 @@ func (s *Service) audit(ctx context.Context, c Client, u *latchkey.User, usernam
 // auditBy is audit for an action that actor took from the admin console or the support
 // desk (nil: the user's own, or nobody's): the entry names both (latchkey.AuditEvent.Actor).
 func (s *Service) auditBy(ctx context.Context, c Client, actor, u *latchkey.User, username, action, outcome, detail string) {
-	e := latchkey.AuditEvent{Username: username, Action: action, Outcome: outcome, IP: c.IP, UserAgent: c.UserAgent, Detail: detail}
+	e := *event(c, actor, u, username, action, outcome, detail)
+	// A failure to audit is logged by the recorder; the user's request still completes, since
+	// refusing every sign-in while the audit table is unavailable would be a denial of service.
+	_ = s.opt.Audit.Record(ctx, e)
+}
+
+// event is the audit entry of an action concerning u (nil: username, or nobody) taken by
+// actor (nil: u's own, or nobody's), for the store to append in the action's own transaction.
+func event(c Client, actor, u *latchkey.User, username, action, outcome, detail string) *latchkey.AuditEvent {
+	e := &latchkey.AuditEvent{Username: username, Action: action, Outcome: outcome, IP: c.IP, UserAgent: c.UserAgent, Detail: detail}
 	if u != nil {
 		e.UserID, e.Username = u.ID, u.Username
 	}
 	if actor != nil {
 		e.ActorID, e.Actor = actor.ID, actor.Username
 	}
-	// A failure to audit is logged by the recorder; the user's request still completes, since
-	// refusing every sign-in while the audit table is unavailable would be a denial of service.
-	_ = s.opt.Audit.Record(ctx, e)
+	return e
 }
 
 // attempt is one guess at a credential, counted before it is checked: the per-IP token and

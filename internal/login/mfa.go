@@ -152,13 +152,12 @@ func (s *Service) ResetAllMFA(ctx context.Context, c Client, sess *latchkey.Sess
 			return latchkey.Errorf(latchkey.EInvalid, "Enter the 6-digit code from your authenticator app, or a recovery code.")
 		}
 	}
-	if err := s.resetMFA(ctx, u.ID); err != nil {
+	if err := s.resetMFA(ctx, u.ID, event(c, nil, u, "", latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "by the user")); err != nil {
 		return err
 	}
 	if err := s.endUserSessions(ctx, u.ID, sess.ID); err != nil {
 		s.log.ErrorContext(ctx, "sign out other sessions", "err", err)
 	}
-	s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "by the user")
 	s.notify(ctx, c, u, mail.MFAReset, 0)
 	return nil
 }
@@ -248,8 +247,8 @@ func (s *Service) CompleteEnrollment(ctx context.Context, c Client, token, amr s
 // streams of the Latch devices that went with them, on every node, so that a device open on
 // someone's desk stops now rather than at its next ping (15 s): the store returns the devices
 // its transaction deleted.
-func (s *Service) resetMFA(ctx context.Context, id latchkey.UserID) error {
-	removed, err := s.opt.Store.ResetMFA(ctx, id)
+func (s *Service) resetMFA(ctx context.Context, id latchkey.UserID, e *latchkey.AuditEvent) error {
+	removed, err := s.opt.Store.ResetMFA(ctx, id, e)
 	if err != nil {
 		return fmt.Errorf("reset mfa: %w", err)
 	}

@@ -129,7 +129,7 @@ func (s *DB) CreateUser(ctx context.Context, u *latchkey.User) error {
 // UpdateUser applies upd and returns the updated user, or ENotFound.
 func (s *DB) UpdateUser(ctx context.Context, id latchkey.UserID, upd latchkey.UserUpdate) (*latchkey.User, error) {
 	var u *latchkey.User
-	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.auditedTx(ctx, upd.Audit, func(ctx context.Context, tx *sql.Tx) error {
 		if upd.KeepAnAdmin && s.dialect == Postgres {
 			// Lock the enabled administrators, so that concurrent demotions are serialised
 			// (SQLite's transactions are serialised already: they take the write lock first).

@@ -149,8 +149,8 @@ func (s *DB) DeleteExpiredWebAuthnCeremonies(ctx context.Context, t time.Time) (
 
 // ResetMFA removes every factor of a user in one transaction and returns the IDs of the devices
 // it removed.
-func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID) (removed []int64, err error) {
-	err = s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID, audit *latchkey.AuditEvent) (removed []int64, err error) {
+	err = s.auditedTx(ctx, audit, func(ctx context.Context, tx *sql.Tx) error {
 		removed = nil // a batch may run the function again
 		if err := s.lockUser(ctx, tx, userID); err != nil {
 			return err

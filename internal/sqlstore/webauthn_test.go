@@ -142,7 +142,7 @@ func TestResetMFA(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		removed, err := db.ResetMFA(ctx, alice.ID)
+		removed, err := db.ResetMFA(ctx, alice.ID, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,4 +163,69 @@ func TestResetMFA(t *testing.T) {
 			t.Fatalf("another user's factors changed: %d, want 5", n)
 		}
 	})
+}
+
+// failAudit makes the database refuse audit entries whose detail is "fail", as a full disk or
+// a lost connection would refuse the write at that point.
+func failAudit(t *testing.T, db *sqlstore.DB, postgres bool) {
+	t.Helper()
+	stmts := []string{`CREATE TRIGGER audit_fail BEFORE INSERT ON audit_events WHEN NEW.detail = 'fail'
+		BEGIN SELECT RAISE(ABORT, 'audit write refused'); END`}
+	if postgres {
+		stmts = []string{`CREATE FUNCTION audit_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN IF NEW.detail = 'fail' THEN RAISE EXCEPTION 'audit write refused'; END IF; RETURN NEW; END $$`,
+			`CREATE TRIGGER audit_fail BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_fail()`}
+	}
+	for _, q := range stmts {
+		if _, err := db.SQL().Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestActionsWithTheirAuditEntry: a reset of all MFA and an update of a user are written
+// with their audit entry or not at all: when the entry cannot be written, nothing changed.
+func TestActionsWithTheirAuditEntry(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			db := open(t, b.dsn(t), key)
+			failAudit(t, db, b.name == "postgres")
+			ctx := context.Background()
+			alice := mkUser(t, db, "alice")
+			mkDevice(t, db, alice, "pub-alice", latchkey.DeviceActive, "seed-alice")
+			bad := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", ActorID: 9, Actor: "root", Action: latchkey.ActionAdminMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: "fail"}
+			if _, err := db.ResetMFA(ctx, alice.ID, bad); err == nil {
+				t.Fatal("ResetMFA succeeded without its audit entry")
+			}
+			if devs, _ := db.FindDevices(ctx, alice.ID); len(devs) != 1 {
+				t.Errorf("%d devices after a reset whose audit entry failed, want 1", len(devs))
+			}
+			role := latchkey.RoleAdmin
+			badRole := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionUserRole, Outcome: latchkey.OutcomeSuccess, Detail: "fail"}
+			if _, err := db.UpdateUser(ctx, alice.ID, latchkey.UserUpdate{Role: &role, Audit: badRole}); err == nil {
+				t.Fatal("UpdateUser succeeded without its audit entry")
+			}
+			if u, _ := db.FindUserByID(ctx, alice.ID); u.Role != latchkey.RoleUser {
+				t.Errorf("role %q after an update whose audit entry failed", u.Role)
+			}
+			good := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionUserRole, Outcome: latchkey.OutcomeSuccess, Detail: "user → admin"}
+			if u, err := db.UpdateUser(ctx, alice.ID, latchkey.UserUpdate{Role: &role, Audit: good}); err != nil || u.Role != latchkey.RoleAdmin {
+				t.Fatalf("UpdateUser = %v, %v", u, err)
+			}
+			reset := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionAdminMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: "reason: lost phone"}
+			if _, err := db.ResetMFA(ctx, alice.ID, reset); err != nil {
+				t.Fatal(err)
+			}
+			if good.ID == 0 || reset.ID == 0 {
+				t.Errorf("audit IDs %d, %d: not set", good.ID, reset.ID)
+			}
+			if _, err := db.ChainAuditEvents(ctx); err != nil {
+				t.Fatal(err)
+			}
+			events, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+			if err != nil || len(events) != 2 || events[0].Detail != "user → admin" || events[1].Action != latchkey.ActionAdminMFAReset {
+				t.Fatalf("audit trail = %v, %v", events, err)
+			}
+		})
+	}
 }
