@@ -35,9 +35,12 @@ type User struct {
 	PrimaryFactor string
 	// TimeZone is the IANA name of the user's time zone (e.g. "Europe/Madrid"); "" means the
 	// server's default. The workday session ends at the workday end in this zone.
-	TimeZone  string
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	TimeZone string
+	// UsernameKey is read by CreateUser only: the username's look-alike key (its UTS #39
+	// skeleton, login.UsernameKey), which no two users share. "" skips the check.
+	UsernameKey string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // LogValue keeps the password hash out of logs.
@@ -85,6 +88,7 @@ type UserStore interface {
 	FindUsers(ctx Context, f UserFilter) ([]*User, int, error)
 	// CreateUser inserts u and sets its ID, CreatedAt and UpdatedAt. It returns EConflict
 	// when the username is taken.
+	// CreateUser gives EConflict when the username, or its look-alike key, is taken.
 	CreateUser(ctx Context, u *User) error
 	// UpdateUser applies upd and returns the updated user, or ENotFound.
 	UpdateUser(ctx Context, id UserID, upd UserUpdate) (*User, error)

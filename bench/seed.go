@@ -16,6 +16,7 @@ import (
 
 	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/deviceproto"
+	"github.com/latchkey/latchkey/internal/login"
 	"github.com/latchkey/latchkey/internal/password"
 	"github.com/latchkey/latchkey/internal/sqlstore"
 	"github.com/latchkey/latchkey/internal/totp"
@@ -94,6 +95,7 @@ func (s *seeder) seedUsers(ctx context.Context, n int, progress func(done int)) 
 			Role:         latchkey.RoleUser,
 			PasswordHash: hash,
 		}
+		u.UsernameKey = login.UsernameKey(u.Username)
 		u.Email = u.Username + "@bench.example"
 		if err := s.db.CreateUser(ctx, u); err != nil {
 			return fmt.Errorf("seed user: %w", err)

@@ -422,6 +422,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	log.Info("latchkey listening", "addr", ln.Addr().String(), "public_url", a.public.String(), "database", dbKind(cfg))
 
 	go a.cleanup(ctx)
+	go a.fillUsernameKeys(ctx)
 	defer a.runMailQueue(ctx)()
 	if a.relay != nil {
 		rctx, stop := context.WithCancel(ctx)
@@ -454,6 +455,19 @@ func dbKind(cfg *Config) string {
 }
 
 // cleanup deletes expired sessions, push challenges, codes and nonces every ten minutes.
+// fillUsernameKeys gives the users made before look-alike keys existed theirs, once, in the
+// background (sqlstore.FillUsernameKeys); a failure leaves the rest for the next start.
+func (a *app) fillUsernameKeys(ctx context.Context) {
+	filled, clashes, err := a.db.FillUsernameKeys(ctx, login.UsernameKey)
+	if err != nil && ctx.Err() == nil {
+		a.log.Error("fill username look-alike keys; the next start goes on", "filled", filled, "err", err)
+		return
+	}
+	if filled > 0 || clashes > 0 {
+		a.log.Info("filled username look-alike keys", "filled", filled, "look_alikes", clashes)
+	}
+}
+
 func (a *app) cleanup(ctx context.Context) {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()

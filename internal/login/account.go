@@ -366,10 +366,10 @@ func (s *Service) CreateUser(ctx context.Context, c Client, nu NewUser) (*latchk
 	if err != nil {
 		return nil, fmt.Errorf("hash password: %w", err)
 	}
-	u := &latchkey.User{Username: username, Email: email, Role: nu.Role, PasswordHash: h}
+	u := &latchkey.User{Username: username, UsernameKey: UsernameKey(username), Email: email, Role: nu.Role, PasswordHash: h}
 	if err := s.opt.Store.CreateUser(ctx, u); err != nil {
 		if latchkey.ErrorCode(err) == latchkey.EConflict {
-			return nil, latchkey.Errorf(latchkey.EConflict, "The username %q is taken.", username)
+			return nil, err // taken, or too like a name that is
 		}
 		return nil, fmt.Errorf("create user: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -862,5 +863,37 @@ func TestUsernamesOfOneAlphabet(t *testing.T) {
 	e.user(t, "admin")
 	if _, err := e.svc.CreateUser(context.Background(), alice, login.NewUser{Username: "\u0430dmin", Email: "m@example.com", Password: goodPassword}); code(t, err) != latchkey.EInvalid {
 		t.Errorf("a Cyrillic а beside admin: %v, want invalid", err)
+	}
+}
+
+// TestUsernamesThatLookAlike: a username whose UTS #39 skeleton another user's has is refused,
+// whoever creates it (the command line, an administrator's invitation); the message does not
+// name the other user.
+func TestUsernamesThatLookAlike(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	root := e.user(t, "root")
+	root.Role = latchkey.RoleAdmin
+	for _, name := range []string{"mike", "coco", "expo", "bill1"} {
+		e.user(t, name)
+	}
+	// An all-Cyrillic сосо and ехро, rn for m, l and 1 for each other.
+	for _, name := range []string{"rnike", "\u0441\u043e\u0441\u043e", "\u0435\u0445\u0440\u043e", "billl", "bi11l"} {
+		_, err := e.svc.CreateUser(ctx, alice, login.NewUser{Username: name, Email: "x@example.com", Password: goodPassword})
+		if code(t, err) != latchkey.EConflict || !strings.Contains(latchkey.ErrorMessage(err), "looks too much like") {
+			t.Errorf("CreateUser(%q) = %v, want a conflict with a look-alike", name, err)
+		}
+		if strings.Contains(latchkey.ErrorMessage(err), "mike") || strings.Contains(latchkey.ErrorMessage(err), "coco") {
+			t.Errorf("the refusal names the other user: %q", latchkey.ErrorMessage(err))
+		}
+	}
+	if _, err := e.svc.InviteUser(ctx, alice, root, "rnike", "r@example.com", latchkey.RoleUser); code(t, err) != latchkey.EConflict {
+		t.Errorf("invitation of rnike beside mike = %v, want a conflict", err)
+	}
+	if _, err := e.svc.CreateUser(ctx, alice, login.NewUser{Username: "mike", Email: "x@example.com", Password: goodPassword}); code(t, err) != latchkey.EConflict || !strings.Contains(latchkey.ErrorMessage(err), "is taken") {
+		t.Errorf("the same name again = %v, want taken", err)
+	}
+	for _, name := range []string{"mike2", "coco.eu", "nike"} {
+		e.user(t, name)
 	}
 }

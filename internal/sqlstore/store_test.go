@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -825,5 +826,52 @@ func TestAuditActor(t *testing.T) {
 		if err != nil || len(signIns) != 2 || signIns[0].Actor != "sam" || signIns[1].Actor != "" {
 			t.Errorf("RecentSignIns = %v, %v", signIns, err)
 		}
+	})
+}
+
+// TestUsernameKeys: no two users share a look-alike key, concurrent creations included; the
+// users made before the keys (no key) get theirs once, in batches, a clash left out.
+func TestUsernameKeys(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		key := func(name string) string { return strings.ReplaceAll(name, "rn", "m") } // stands in for login.UsernameKey
+		// Users without keys, as before the migration: 1,203 of them, two of which look alike.
+		for i := range 1201 {
+			mkUser(t, db, fmt.Sprintf("user%04d", i))
+		}
+		mkUser(t, db, "mike")
+		mkUser(t, db, "rnike")
+		filled, clashes, err := db.FillUsernameKeys(ctx, key)
+		if err != nil || filled != 1202 || clashes != 1 {
+			t.Fatalf("FillUsernameKeys = %d filled, %d clashes, %v; want 1202, 1", filled, clashes, err)
+		}
+		if filled, clashes, err := db.FillUsernameKeys(ctx, key); filled != 0 || clashes != 0 || err != nil {
+			t.Errorf("a second FillUsernameKeys = %d, %d, %v; want nothing to do", filled, clashes, err)
+		}
+		// A new user whose key a filled one has is refused, with the look-alike message.
+		err = db.CreateUser(ctx, &latchkey.User{Username: "user0007x", UsernameKey: key("user0007"), Email: "x@example.com", Role: latchkey.RoleUser, PasswordHash: "x"})
+		if errCode(err) != latchkey.EConflict || !strings.Contains(latchkey.ErrorMessage(err), "looks too much like") {
+			t.Errorf("CreateUser with a filled key = %v", err)
+		}
+		// Of concurrent creations with one key, exactly one succeeds.
+		var wg sync.WaitGroup
+		var ok sync.Map
+		for i := range 6 {
+			wg.Go(func() {
+				name := fmt.Sprintf("twin%d", i)
+				if db.CreateUser(ctx, &latchkey.User{Username: name, UsernameKey: "twin", Email: name + "@example.com", Role: latchkey.RoleUser, PasswordHash: "x"}) == nil {
+					ok.Store(name, true)
+				}
+			})
+		}
+		wg.Wait()
+		n := 0
+		ok.Range(func(any, any) bool { n++; return true })
+		if n != 1 {
+			t.Errorf("%d of 6 concurrent users with one look-alike key were created, want 1", n)
+		}
+		// A user without a key (the harness's, a test's) is not compared.
+		mkUser(t, db, "rnike2")
+		mkUser(t, db, "mike2")
 	})
 }

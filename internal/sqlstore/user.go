@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -108,16 +109,23 @@ func (s *DB) FindUsers(ctx context.Context, f latchkey.UserFilter) ([]*latchkey.
 	return users, total, nil
 }
 
-// CreateUser inserts u and sets its ID and timestamps; EConflict when the username is taken.
+// CreateUser inserts u and sets its ID and timestamps; EConflict when the username is taken,
+// or another user's name looks like it (the same UsernameKey).
 func (s *DB) CreateUser(ctx context.Context, u *latchkey.User) error {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	err := s.write(ctx, func() error {
 		return s.queryRow(ctx,
-			`INSERT INTO users (username, email, role, password_hash, disabled, created_at, updated_at)
-			 VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id`,
-			u.Username, u.Email, string(u.Role), u.PasswordHash, u.Disabled, us(now)).Scan(&u.ID)
+			`INSERT INTO users (username, email, role, password_hash, disabled, created_at, updated_at, username_key)
+			 VALUES ($1, $2, $3, $4, $5, $6, $6, $7) RETURNING id`,
+			u.Username, u.Email, string(u.Role), u.PasswordHash, u.Disabled, us(now), u.UsernameKey).Scan(&u.ID)
 	})
 	if isUnique(err) {
+		if u.UsernameKey != "" {
+			var other string
+			if s.queryRow(ctx, `SELECT username FROM users WHERE username_key = $1`, u.UsernameKey).Scan(&other) == nil && other != u.Username {
+				return latchkey.Errorf(latchkey.EConflict, "The username %q looks too much like an existing one. Choose another.", u.Username)
+			}
+		}
 		return latchkey.Errorf(latchkey.EConflict, "The username %q is taken.", u.Username)
 	} else if err != nil {
 		return fmt.Errorf("insert user: %w", err)
@@ -187,3 +195,68 @@ func (s *DB) UpdateUser(ctx context.Context, id latchkey.UserID, upd latchkey.Us
 	}
 	return u, nil
 }
+
+// FillUsernameKeys gives the users created before look-alike keys existed theirs, key(username)
+// (login.UsernameKey), in transactions of fillBatch users, once: the migration that added the
+// keys marked them pending, and the mark goes when every user was seen. A key another user
+// holds already is left out (the user keeps ”), as a look-alike pair made before the check
+// cannot be undone here; their number is returned with the number filled in. Servers start
+// it in the background: the keys matter only to the users created after it.
+func (s *DB) FillUsernameKeys(ctx context.Context, key func(username string) string) (filled, clashes int, err error) {
+	if _, err := s.FindSetting(ctx, settingUsernameKeysPending); latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return 0, 0, nil
+	} else if err != nil {
+		return 0, 0, err
+	}
+	var after latchkey.UserID
+	for {
+		type row struct {
+			id       latchkey.UserID
+			username string
+		}
+		rows, err := s.query(ctx, `SELECT id, username FROM users WHERE id > $1 AND username_key = '' ORDER BY id LIMIT `+strconv.Itoa(fillBatch), after)
+		if err != nil {
+			return filled, clashes, fmt.Errorf("find users without a key: %w", err)
+		}
+		batch, err := collect(rows, func(r scanner) (row, error) {
+			var x row
+			return x, r.Scan(&x.id, &x.username)
+		}, "find users without a key")
+		if err != nil {
+			return filled, clashes, err
+		}
+		if len(batch) == 0 {
+			break
+		}
+		var n int
+		err = s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			n = 0 // a batch may run the function again
+			for _, x := range batch {
+				k := key(x.username)
+				res, err := tx.ExecContext(ctx, `UPDATE users SET username_key = $1 WHERE id = $2 AND username_key = ''
+					AND NOT EXISTS (SELECT 1 FROM users o WHERE o.username_key = $1)`, k, x.id)
+				if err != nil {
+					return fmt.Errorf("fill username key: %w", err)
+				}
+				if c, _ := res.RowsAffected(); c == 1 {
+					n++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return filled, clashes, err
+		}
+		filled, clashes = filled+n, clashes+len(batch)-n
+		after = batch[len(batch)-1].id
+	}
+	if _, err := s.ConsumeSetting(ctx, settingUsernameKeysPending, "1"); err != nil {
+		return filled, clashes, err
+	}
+	return filled, clashes, nil
+}
+
+const (
+	settingUsernameKeysPending = "username_keys_pending"
+	fillBatch                  = 500
+)
