@@ -37,16 +37,20 @@ type Device struct {
 	LastUsedAt       *time.Time
 	// KeyChangedAt is when the current public key was bound (activation or transfer).
 	KeyChangedAt time.Time
-	// CodeMadeAt is read by CreateDevice only: for an active device admitted by an activation
-	// code without another device's approval, when that code was made. The store refuses the
-	// device with ErrDeviceNeedsApproval when the user has an active device created after
-	// then, deciding in the insert's transaction, so that of two codes made before any device
-	// and redeemed at once only the first admits its device unapproved. Zero: no such check.
-	CodeMadeAt time.Time
+	// Code is read by CreateDevice only: the activation code that admits the device (nil:
+	// none), which the store links to it (DeviceActivatedInFlow) in the insert's transaction,
+	// where it also decides, for an active device, what the code alone cannot:
+	//   - a device admitted without another's approval must not come after an active device
+	//     of the user made since the code (ErrDeviceNeedsApproval): of two codes made before
+	//     any device and redeemed at once, only the first admits its device unapproved;
+	//   - a device of a rollout sign-in's code (Code.FlowSID) must be the user's first factor
+	//     (ErrNotFirstFactor): a sign-in that passed only the password adds no device beside
+	//     the factor the user set up meanwhile.
+	Code *DeviceActivation
 }
 
 // ErrDeviceNeedsApproval is CreateDevice's refusal of an active device whose code was made
-// before another active device of the user (Device.CodeMadeAt): it must be approved by one.
+// before another active device of the user (Device.Code): it must be approved by one.
 var ErrDeviceNeedsApproval = errors.New("the device needs an existing device's approval")
 
 // LogValue keeps the key out of logs.
@@ -81,7 +85,10 @@ type DeviceActivation struct {
 	DeviceID int64
 	// NeedsApproval: redeeming creates a pending device that an existing device must approve.
 	NeedsApproval bool
-	// FlowSID is the public ID of the session (or rollout sign-in) that made the code.
+	// FlowSID is the public ID of the rollout sign-in (a session in StateEnroll) that made the
+	// code, "" for a code made by a signed-in session: a rollout's code admits the account's
+	// first factor or nothing (Device.Code), and signs that rollout in once its device is
+	// active (DeviceActivatedInFlow).
 	FlowSID   string
 	CreatedAt time.Time
 	ExpiresAt time.Time

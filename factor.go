@@ -1,6 +1,7 @@
 package latchkey
 
 import (
+	"errors"
 	"log/slog"
 	"time"
 )
@@ -22,6 +23,10 @@ const (
 	AMRSoftwareKey = "swk"
 	AMRMFA         = "mfa"
 )
+
+// ErrNotFirstFactor refuses a factor that had to be the user's first (the rollout's, under
+// mfa: required) because the user has one already.
+var ErrNotFirstFactor = errors.New("the user has a second factor already")
 
 // TOTPCredential is an authenticator-app (RFC 6238) factor. A credential is pending until
 // ConfirmedAt is set by a correct code from the new secret.
@@ -63,8 +68,11 @@ type TOTPStore interface {
 	// ConfirmTOTPCredential marks a pending credential confirmed at time at, records step as
 	// used, and, in the same transaction, replaces the user's recovery codes with
 	// recoveryHashes when it is not nil. It returns ENotFound when the credential does not
-	// exist or is already confirmed, and EConflict when step ≤ LastStep.
-	ConfirmTOTPCredential(ctx Context, id int64, step int64, at time.Time, recoveryHashes [][]byte) error
+	// exist or is already confirmed, and EConflict when step ≤ LastStep. With first, the
+	// credential must be the user's first factor, decided in the transaction: when the user
+	// has another (a confirmed app, a Latch device or a security key) it returns
+	// ErrNotFirstFactor and changes nothing.
+	ConfirmTOTPCredential(ctx Context, id int64, step int64, at time.Time, recoveryHashes [][]byte, first bool) error
 	// UseTOTPStep atomically records that step was accepted for the credential: it succeeds
 	// only when step > LastStep, so of two concurrent requests with the same code exactly one
 	// wins. The loser gets EConflict. Unknown or pending credentials give ENotFound.

@@ -60,8 +60,9 @@ type WebAuthnStore interface {
 	FindWebAuthnCredential(ctx Context, credentialID []byte) (*WebAuthnCredential, error)
 	// CreateWebAuthnCredential inserts c and sets its ID and CreatedAt; when recoveryHashes is
 	// not nil it replaces the user's recovery codes in the same transaction. EConflict when
-	// the credential ID is registered already.
-	CreateWebAuthnCredential(ctx Context, c *WebAuthnCredential, recoveryHashes [][]byte) error
+	// the credential ID is registered already; with first, ErrNotFirstFactor when the user
+	// has a factor already (as ConfirmTOTPCredential).
+	CreateWebAuthnCredential(ctx Context, c *WebAuthnCredential, recoveryHashes [][]byte, first bool) error
 	// UseWebAuthnCredential records an assertion: the new counter (only ever raised), the
 	// clone warning (only ever set) and the time.
 	UseWebAuthnCredential(ctx Context, id int64, signCount uint32, cloneWarning bool, at time.Time) error

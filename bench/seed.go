@@ -108,7 +108,7 @@ func (s *seeder) seedUsers(ctx context.Context, n int, progress func(done int)) 
 		if err := s.db.CreateTOTPCredential(ctx, c); err != nil {
 			return fmt.Errorf("seed totp credential: %w", err)
 		}
-		if err := s.db.ConfirmTOTPCredential(ctx, c.ID, 1, time.Now(), nil); err != nil {
+		if err := s.db.ConfirmTOTPCredential(ctx, c.ID, 1, time.Now(), nil, false); err != nil {
 			return fmt.Errorf("confirm totp credential: %w", err)
 		}
 		s.users[start+i] = benchUser{id: u.ID, username: u.Username, secret: secret}

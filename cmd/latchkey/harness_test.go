@@ -143,7 +143,7 @@ func (s *seeder) userWithTOTP(t *testing.T, name string) []byte {
 	if err := s.db.CreateTOTPCredential(ctx, c); err != nil {
 		t.Fatalf("seed %s: %v", name, err)
 	}
-	if err := s.db.ConfirmTOTPCredential(ctx, c.ID, 1, time.Now(), nil); err != nil {
+	if err := s.db.ConfirmTOTPCredential(ctx, c.ID, 1, time.Now(), nil, false); err != nil {
 		t.Fatalf("seed %s: %v", name, err)
 	}
 	return secret

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -213,5 +214,63 @@ func TestRolloutFlowNeedsItsOwnFactor(t *testing.T) {
 	}
 	if code, m := attacker.call("GET", "/api/v1/session", nil); code != 401 {
 		t.Errorf("the held sign-in is signed in: %d %v", code, m)
+	}
+}
+
+// TestRolloutFlowAddsNoFactorBesideTheUsers: rollout sign-ins held by someone who knows the
+// password, while the user sets up a factor in their own browser, can add none of their own
+// afterwards: not an authenticator app, not a security key, not a Latch device (with a code the
+// held sign-in made before), and each is ended. The user's recovery codes stay good.
+func TestRolloutFlowAddsNoFactorBesideTheUsers(t *testing.T) {
+	_, base := localServer(t, "mfa: required\n", "alice")
+	held := make([]*browserAPI, 3)
+	for i := range held {
+		held[i] = newBrowserAPI(t, base)
+		if st := held[i].login(); st != "enroll" {
+			t.Fatalf("held sign-in %d: %q", i, st)
+		}
+	}
+	// The third made an activation code while the account had no factor.
+	code, act := held[2].call("POST", "/api/v1/account/devices/activation", nil)
+	if code != 200 {
+		t.Fatalf("activation code of the held sign-in: %d %v", code, act)
+	}
+	user := newBrowserAPI(t, base)
+	if st := user.login(); st != "enroll" {
+		t.Fatalf("user's sign-in: %q", st)
+	}
+	code, en := user.call("POST", "/api/v1/account/totp", nil)
+	if code != 200 {
+		t.Fatalf("enrol: %d %v", code, en)
+	}
+	key, err := totp.ParseURI(en["otpauth_uri"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, done := user.call("POST", "/api/v1/account/totp/confirm", map[string]string{"code": totp.Code(key.Secret, totp.Step(time.Now()))})
+	if code != 200 || done["state"] != "authenticated" {
+		t.Fatalf("the user's rollout: %d %v", code, done)
+	}
+	recovery := done["recovery_codes"].([]any)
+
+	for i, path := range []string{"/api/v1/account/totp", "/api/v1/account/webauthn"} {
+		code, m := held[i].call("POST", path, nil)
+		if code != 403 || !strings.Contains(fmt.Sprint(m), "set up for this account meanwhile") {
+			t.Errorf("POST %s from a held sign-in: %d %v, want 403", path, code, m)
+		}
+		if code, m := held[i].call("POST", "/api/v1/login/enroll/complete", nil); code != 401 {
+			t.Errorf("the held sign-in after its refusal: %d %v, want 401 (ended)", code, m)
+		}
+	}
+	phone := newLatch(t)
+	if out := phone.mustFail("activate", act["code"].(string), "--server", base, "--name", "Attacker"); !strings.Contains(out, "account has one now") {
+		t.Errorf("latch activate with the held sign-in's code: %s", out)
+	}
+	if code, m := held[2].call("POST", "/api/v1/login/enroll/complete", nil); code == 200 {
+		t.Errorf("the held sign-in completed: %v", m)
+	}
+	code, f := user.call("GET", "/api/v1/account/factors", nil)
+	if code != 200 || len(f["factors"].([]any)) != 1 || f["recovery_codes_left"] != float64(len(recovery)) {
+		t.Errorf("the user's factors after the attempts: %d %v, want the app alone and %d recovery codes", code, f, len(recovery))
 	}
 }

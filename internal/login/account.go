@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -201,7 +202,10 @@ func (s *Service) pending(ctx context.Context, u *latchkey.User) (*latchkey.TOTP
 }
 
 // ConfirmTOTP enables the pending authenticator app when code is right for its secret, and
-// returns a new set of recovery codes to show once. A wrong code leaves the user unenrolled.
+// returns recovery codes to show once when the user had none (the codes a user saved stay
+// good, as when a security key is added). A wrong code leaves the user unenrolled. In a
+// rollout's sign-in (sess in StateEnroll) the app must be the user's first factor
+// (errNotFirst).
 func (s *Service) ConfirmTOTP(ctx context.Context, c Client, sess *latchkey.Session, u *latchkey.User, code string) ([]string, error) {
 	if err := s.Recent(sess); err != nil {
 		return nil, err
@@ -219,11 +223,14 @@ func (s *Service) ConfirmTOTP(ctx context.Context, c Client, sess *latchkey.Sess
 		s.audit(ctx, c, u, "", latchkey.ActionTOTPEnabled, latchkey.OutcomeFailure, "wrong confirmation code")
 		return nil, latchkey.Errorf(latchkey.EInvalidCode, "That code didn't match. Enter the current 6-digit code shown in your authenticator app.")
 	}
-	codes, hashes, err := s.newRecoveryCodes()
+	codes, hashes, err := s.firstRecoveryCodes(ctx, u)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.opt.Store.ConfirmTOTPCredential(ctx, cred.ID, step, s.now(), hashes); err != nil {
+	if err := s.opt.Store.ConfirmTOTPCredential(ctx, cred.ID, step, s.now(), hashes, sess.State == latchkey.StateEnroll); err != nil {
+		if errors.Is(err, latchkey.ErrNotFirstFactor) {
+			return nil, s.notFirst(ctx, c, sess, u, latchkey.ActionTOTPEnabled)
+		}
 		if code := latchkey.ErrorCode(err); code == latchkey.ENotFound || code == latchkey.EConflict {
 			return nil, latchkey.Errorf(latchkey.EConflict, "This authenticator app was confirmed already.")
 		}
@@ -232,6 +239,31 @@ func (s *Service) ConfirmTOTP(ctx context.Context, c Client, sess *latchkey.Sess
 	s.audit(ctx, c, u, "", latchkey.ActionTOTPEnabled, latchkey.OutcomeSuccess, "")
 	s.notify(ctx, c, u, mail.TOTPEnabled, len(codes))
 	return codes, nil
+}
+
+// errNotFirst refuses the factor a rollout's sign-in sets up once the account has one: the
+// user (or someone else) set one up meanwhile, and a sign-in that passed only the password
+// must now pass that factor, not add its own.
+var errNotFirst = latchkey.Errorf(latchkey.EForbidden, "A sign-in method was set up for this account meanwhile. Sign in again and use it; you can add more on your Security page.")
+
+// notFirst ends the rollout sign-in sess, whose factor came second (ErrNotFirstFactor), audits
+// the refusal and returns errNotFirst.
+func (s *Service) notFirst(ctx context.Context, c Client, sess *latchkey.Session, u *latchkey.User, action string) error {
+	if err := s.opt.Store.DeleteSession(ctx, sess.ID); err != nil {
+		s.log.ErrorContext(ctx, "end a rollout sign-in", "err", err)
+	}
+	s.audit(ctx, c, u, "", action, latchkey.OutcomeDenied, "rollout sign-in refused: the account has a second factor now")
+	return errNotFirst
+}
+
+// firstRecoveryCodes makes recovery codes (plain, and hashed for the store) when u has none;
+// nil, nil otherwise.
+func (s *Service) firstRecoveryCodes(ctx context.Context, u *latchkey.User) ([]string, [][]byte, error) {
+	m, err := s.methods(ctx, u)
+	if err != nil || slices.Contains(m, latchkey.MethodRecovery) {
+		return nil, nil, err
+	}
+	return s.newRecoveryCodes()
 }
 
 // DisableTOTP removes the user's authenticator app after checking the password. Under the

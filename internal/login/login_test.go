@@ -321,7 +321,7 @@ func TestTOTPCodeOfTwoSteps(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Step s-1 is used: the user signed in with it.
-	if err := e.db.ConfirmTOTPCredential(ctx, cred.ID, s-1, e.clock.Now(), nil); err != nil {
+	if err := e.db.ConfirmTOTPCredential(ctx, cred.ID, s-1, e.clock.Now(), nil, false); err != nil {
 		t.Fatal(err)
 	}
 	// A step later, the phone (its clock 30 seconds ahead) shows the code of step s+1.
@@ -895,5 +895,25 @@ func TestUsernamesThatLookAlike(t *testing.T) {
 	}
 	for _, name := range []string{"mike2", "coco.eu", "nike"} {
 		e.user(t, name)
+	}
+}
+
+// TestAppBesideAKeyKeepsTheRecoveryCodes: an authenticator app added beside a security key
+// comes without new recovery codes, as a second key does: the codes the user saved stay good.
+func TestAppBesideAKeyKeepsTheRecoveryCodes(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.user(t, "alice")
+	res := e.signIn(t, "alice")
+	key := &latchkey.WebAuthnCredential{UserID: res.User.ID, Name: "Key", CredentialID: []byte("cred"), Data: []byte(`{}`)}
+	if err := e.db.CreateWebAuthnCredential(ctx, key, [][]byte{[]byte("h1"), []byte("h2")}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, codes := e.enableTOTP(t, res); codes != nil {
+		t.Errorf("the app beside a key: recovery codes %v, want none (the key's stay)", codes)
+	}
+	left, err := e.db.FindRecoveryCodes(ctx, res.User.ID)
+	if err != nil || len(left) != 2 {
+		t.Errorf("recovery codes after the app: %d, %v; want the key's 2", len(left), err)
 	}
 }

@@ -189,6 +189,24 @@ func (s *Service) EnrollFlow(ctx context.Context, token string) (*latchkey.Sessi
 	return s.flowIn(ctx, token, latchkey.StateEnroll)
 }
 
+// EnrollableFlow is EnrollFlow for a request that sets up the rollout's factor: once the user
+// has a factor (set up elsewhere meanwhile), the flow has nothing left to set up and ends, with
+// errNotFirst. The stores decide the same again when the factor is written (first factor).
+func (s *Service) EnrollableFlow(ctx context.Context, c Client, token string) (*latchkey.Session, *latchkey.User, error) {
+	sess, u, err := s.EnrollFlow(ctx, token)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := s.factorCount(ctx, u)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n > 0 {
+		return nil, nil, s.notFirst(ctx, c, sess, u, latchkey.ActionMFAEnrolled)
+	}
+	return sess, u, nil
+}
+
 // CompleteEnrollment signs in a rollout flow once the user has a factor that this flow set
 // up, which proves it (amr names how): a factor confirmed in this flow (amr given, by the
 // caller that just confirmed it with the flow's token), or, with amr "" or swk, a Latch device

@@ -259,20 +259,16 @@ func (s *Service) FinishWebAuthnRegistration(ctx context.Context, c Client, sess
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.methods(ctx, u)
+	row := &latchkey.WebAuthnCredential{UserID: u.ID, Name: name, CredentialID: cred.ID, Data: raw, SignCount: cred.Authenticator.SignCount,
+		Discoverable: cred.Extensions.RK != nil && *cred.Extensions.RK}
+	codes, hashes, err := s.firstRecoveryCodes(ctx, u)
 	if err != nil {
 		return nil, err
 	}
-	row := &latchkey.WebAuthnCredential{UserID: u.ID, Name: name, CredentialID: cred.ID, Data: raw, SignCount: cred.Authenticator.SignCount,
-		Discoverable: cred.Extensions.RK != nil && *cred.Extensions.RK}
-	var codes []string
-	var hashes [][]byte
-	if !slices.Contains(m, latchkey.MethodRecovery) {
-		if codes, hashes, err = s.newRecoveryCodes(); err != nil {
-			return nil, err
+	if err := s.opt.Store.CreateWebAuthnCredential(ctx, row, hashes, sess.State == latchkey.StateEnroll); err != nil {
+		if errors.Is(err, latchkey.ErrNotFirstFactor) {
+			return nil, s.notFirst(ctx, c, sess, u, latchkey.ActionWebAuthnAdded)
 		}
-	}
-	if err := s.opt.Store.CreateWebAuthnCredential(ctx, row, hashes); err != nil {
 		if latchkey.ErrorCode(err) == latchkey.EConflict {
 			s.audit(ctx, c, u, "", latchkey.ActionWebAuthnAdded, latchkey.OutcomeFailure, "credential registered already")
 			return nil, err

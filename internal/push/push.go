@@ -206,7 +206,10 @@ func (s *Service) CreateActivation(ctx context.Context, c Client, u *latchkey.Us
 	norm, _ := deviceproto.NormalizeCode(code)
 	a := &latchkey.DeviceActivation{
 		ID: s.codeHash(latchkey.ActivationNew, norm), UserID: u.ID, Kind: latchkey.ActivationNew,
-		NeedsApproval: hasActive && !fresh, FlowSID: sess.SID, CreatedAt: now, ExpiresAt: now.Add(s.opt.ActivationTTL),
+		NeedsApproval: hasActive && !fresh, CreatedAt: now, ExpiresAt: now.Add(s.opt.ActivationTTL),
+	}
+	if sess.State == latchkey.StateEnroll {
+		a.FlowSID = sess.SID // a rollout's code: it sets up the first factor or nothing
 	}
 	if err := s.opt.Store.CreateDeviceActivation(ctx, a); err != nil {
 		return nil, fmt.Errorf("create activation: %w", err)
@@ -291,8 +294,9 @@ func (s *Service) Redeem(ctx context.Context, c Client, kind string, sig *device
 	// The code's decision stands, unless a device was added after the code was made: codes
 	// made while the user had no device (or with a fresh second factor) do not let a second
 	// device in past the first one without its approval. The store decides that again in the
-	// device's transaction (CodeMadeAt): a device that came in meanwhile, through another
-	// code redeemed at the same moment, sends this one to the approval after all.
+	// device's transaction (Device.Code): a device that came in meanwhile, through another
+	// code redeemed at the same moment, sends this one to the approval after all; and the
+	// code of a rollout's sign-in admits the account's first factor or nothing.
 	var d *latchkey.Device
 	var secret []byte
 	for tries := 0; ; tries++ {
@@ -310,11 +314,11 @@ func (s *Service) Redeem(ctx context.Context, c Client, kind string, sig *device
 				needsApproval = true
 			}
 		}
-		d = &latchkey.Device{UserID: u.ID, Name: name, Platform: platform, PublicKey: der, KeyChangedAt: now}
+		d = &latchkey.Device{UserID: u.ID, Name: name, Platform: platform, PublicKey: der, KeyChangedAt: now, Code: a}
 		if needsApproval && primary != nil {
 			return s.awaitApproval(ctx, c, u, d, primary)
 		}
-		d.State, d.CodeMadeAt = latchkey.DeviceActive, a.CreatedAt
+		d.State = latchkey.DeviceActive
 		if secret, err = totp.GenerateSecret(); err != nil {
 			return nil, err
 		}
@@ -322,6 +326,9 @@ func (s *Service) Redeem(ctx context.Context, c Client, kind string, sig *device
 		err = s.createDevice(ctx, d, cred)
 		if errors.Is(err, latchkey.ErrDeviceNeedsApproval) && tries == 0 {
 			continue
+		} else if errors.Is(err, latchkey.ErrNotFirstFactor) {
+			s.audit(ctx, c, u, latchkey.ActionDeviceRefused, latchkey.OutcomeDenied, "code of a rollout sign-in, and the account has a second factor now")
+			return nil, errNotFirstDevice
 		} else if err != nil {
 			return nil, err
 		}
@@ -331,6 +338,10 @@ func (s *Service) Redeem(ctx context.Context, c Client, kind string, sig *device
 	s.notify(ctx, c, u, mail.DeviceAdded, name)
 	return &deviceproto.ActivateResponse{DeviceInfo: s.info(u, d, secret)}, nil
 }
+
+// errNotFirstDevice refuses a device activated with a rollout sign-in's code once the account
+// has a factor (Device.Code).
+var errNotFirstDevice = latchkey.Errorf(latchkey.EForbidden, "This code was made to set up a first sign-in method, and the account has one now. Sign in with it and add this device from your Security page.")
 
 // awaitApproval creates d pending and sends primary the challenge that approves it.
 func (s *Service) awaitApproval(ctx context.Context, c Client, u *latchkey.User, d, primary *latchkey.Device) (*deviceproto.ActivateResponse, error) {

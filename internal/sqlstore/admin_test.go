@@ -112,10 +112,10 @@ func TestAdminQueries(t *testing.T) {
 		if err := db.CreateTOTPCredential(ctx, c); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.ConfirmTOTPCredential(ctx, c.ID, 1, t0, nil); err != nil {
+		if err := db.ConfirmTOTPCredential(ctx, c.ID, 1, t0, nil, false); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.CreateWebAuthnCredential(ctx, &latchkey.WebAuthnCredential{UserID: carol.ID, Name: "Key", CredentialID: []byte{1, 2, 3}, Data: []byte("{}")}, nil); err != nil {
+		if err := db.CreateWebAuthnCredential(ctx, &latchkey.WebAuthnCredential{UserID: carol.ID, Name: "Key", CredentialID: []byte{1, 2, 3}, Data: []byte("{}")}, nil, false); err != nil {
 			t.Fatal(err)
 		}
 		kinds, err := db.FindFactorKinds(ctx, []latchkey.UserID{alice.ID, bob.ID, carol.ID})

@@ -31,15 +31,17 @@ func (s *DB) CreateDeviceActivation(ctx context.Context, a *latchkey.DeviceActiv
 	return nil
 }
 
-// DeviceActivatedInFlow reports whether a new-device code of user made by the session sid was
-// redeemed.
+// DeviceActivatedInFlow reports whether a new-device code of user made by the session sid
+// admitted a device that is active (CreateDevice links a code to the device it admitted: a
+// code used up by a refused activation admitted none).
 func (s *DB) DeviceActivatedInFlow(ctx context.Context, user latchkey.UserID, sid string) (bool, error) {
 	if sid == "" {
 		return false, nil
 	}
 	var n int
-	err := s.queryRow(ctx, `SELECT COUNT(*) FROM device_activations WHERE user_id = $1 AND flow_sid = $2 AND kind = $3 AND used_at IS NOT NULL`,
-		user, sid, latchkey.ActivationNew).Scan(&n)
+	err := s.queryRow(ctx, `SELECT COUNT(*) FROM device_activations a JOIN devices d ON d.id = a.device_id
+		WHERE a.user_id = $1 AND a.flow_sid = $2 AND a.kind = $3 AND a.used_at IS NOT NULL AND d.state = $4`,
+		user, sid, latchkey.ActivationNew, string(latchkey.DeviceActive)).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("find activations of the flow: %w", err)
 	}
@@ -57,8 +59,8 @@ func (s *DB) UseDeviceActivation(ctx context.Context, id string, when time.Time)
 		return s.queryRow(ctx,
 			`UPDATE device_activations SET used_at = $1
 			 WHERE id = $2 AND used_at IS NULL AND expires_at > $1
-			 RETURNING id, user_id, kind, device_id, needs_approval, created_at, expires_at, used_at`, us(when), id).
-			Scan(&a.ID, &a.UserID, &a.Kind, &a.DeviceID, &a.NeedsApproval, &created, &expires, &used)
+			 RETURNING id, user_id, kind, device_id, needs_approval, created_at, expires_at, used_at, flow_sid`, us(when), id).
+			Scan(&a.ID, &a.UserID, &a.Kind, &a.DeviceID, &a.NeedsApproval, &created, &expires, &used, &a.FlowSID)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("activation code")
@@ -171,10 +173,15 @@ func (s *DB) CreateDevice(ctx context.Context, d *latchkey.Device, cred *latchke
 		if err := s.lockUser(ctx, tx, d.UserID); err != nil {
 			return err
 		}
-		if active && !d.CodeMadeAt.IsZero() {
+		if c := d.Code; c != nil && active {
+			if c.FlowSID != "" {
+				if err := s.firstFactor(ctx, tx, d.UserID); err != nil {
+					return err
+				}
+			}
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM devices WHERE user_id = $1 AND state = $2 AND created_at > $3`,
-				d.UserID, string(latchkey.DeviceActive), us(d.CodeMadeAt)).Scan(&n); err != nil {
+				d.UserID, string(latchkey.DeviceActive), us(c.CreatedAt)).Scan(&n); err != nil {
 				return fmt.Errorf("count newer devices: %w", err)
 			}
 			if n > 0 {
@@ -210,6 +217,11 @@ func (s *DB) CreateDevice(ctx context.Context, d *latchkey.Device, cred *latchke
 				return err
 			}
 			d.TOTPCredentialID = cred.ID
+		}
+		if d.Code != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE device_activations SET device_id = $1 WHERE id = $2 AND kind = $3`, id, d.Code.ID, latchkey.ActivationNew); err != nil {
+				return fmt.Errorf("link activation code: %w", err)
+			}
 		}
 		d.ID, d.CreatedAt, d.KeyChangedAt, d.Primary = id, now, keyChanged, primary
 		return nil

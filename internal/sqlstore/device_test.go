@@ -97,6 +97,20 @@ func TestDeviceActivations(t *testing.T) {
 		if err != nil || got.Kind != latchkey.ActivationNew || got.DeviceID != 0 || got.NeedsApproval {
 			t.Errorf("use just before expiry = %+v, %v", got, err)
 		}
+		if ok, err := db.DeviceActivatedInFlow(ctx, u.ID, "flow-1"); err != nil || ok {
+			t.Errorf("DeviceActivatedInFlow of a used code that admitted no device = %v, %v", ok, err)
+		}
+		// The device the code admits, pending first: only an active one counts.
+		d := &latchkey.Device{UserID: u.ID, Name: "phone", Platform: "ios", PublicKey: []byte("key-flow"), State: latchkey.DevicePending, Code: got}
+		if err := db.CreateDevice(ctx, d, nil); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := db.DeviceActivatedInFlow(ctx, u.ID, "flow-1"); err != nil || ok {
+			t.Errorf("DeviceActivatedInFlow with its device pending = %v, %v", ok, err)
+		}
+		if err := db.ActivateDevice(ctx, d.ID, &latchkey.TOTPCredential{UserID: u.ID, Name: "phone", Secret: []byte("seed-of-flow-device1")}, t0); err != nil {
+			t.Fatal(err)
+		}
 		for sid, want := range map[string]bool{"flow-1": true, "flow-2": false, "": false} {
 			if ok, err := db.DeviceActivatedInFlow(ctx, u.ID, sid); err != nil || ok != want {
 				t.Errorf("DeviceActivatedInFlow(%q) = %v, %v; want %v", sid, ok, err, want)
@@ -246,7 +260,7 @@ func TestDeleteDevice(t *testing.T) {
 		other := mkUser(t, db, "bob")
 		standalone := &latchkey.TOTPCredential{UserID: u.ID, Name: "app", Secret: []byte("standalone-seed-0001")}
 		db.CreateTOTPCredential(ctx, standalone)
-		if err := db.ConfirmTOTPCredential(ctx, standalone.ID, 1, t0, nil); err != nil {
+		if err := db.ConfirmTOTPCredential(ctx, standalone.ID, 1, t0, nil, false); err != nil {
 			t.Fatal(err)
 		}
 		a, credA := mkDevice(t, db, u, "key-a", latchkey.DeviceActive, "seed-of-device-a-001")
@@ -844,7 +858,7 @@ func TestCreateDeviceDecidesTheApproval(t *testing.T) {
 		ctx := context.Background()
 		u := mkUser(t, db, "alice")
 		first, _ := mkDevice(t, db, u, "key-a", latchkey.DeviceActive, "seed-of-device-a-001") // created at t0
-		late := &latchkey.Device{UserID: u.ID, Name: "late", Platform: "ios", PublicKey: []byte("key-b"), State: latchkey.DeviceActive, CodeMadeAt: t0.Add(-time.Second)}
+		late := &latchkey.Device{UserID: u.ID, Name: "late", Platform: "ios", PublicKey: []byte("key-b"), State: latchkey.DeviceActive, Code: &latchkey.DeviceActivation{ID: "code-1", CreatedAt: t0.Add(-time.Second)}}
 		err := db.CreateDevice(ctx, late, &latchkey.TOTPCredential{UserID: u.ID, Name: "late", Secret: []byte("seed-of-device-b-001")})
 		if !errors.Is(err, latchkey.ErrDeviceNeedsApproval) {
 			t.Fatalf("CreateDevice with a code older than %d = %v, want ErrDeviceNeedsApproval", first.ID, err)
@@ -856,11 +870,11 @@ func TestCreateDeviceDecidesTheApproval(t *testing.T) {
 			t.Errorf("%d TOTP credentials after the refusal, want 1", len(creds))
 		}
 		// Pending devices are not refused: they wait for the approval anyway.
-		pending := &latchkey.Device{UserID: u.ID, Name: "pending", Platform: "ios", PublicKey: []byte("key-c"), State: latchkey.DevicePending, CodeMadeAt: t0.Add(-time.Second)}
+		pending := &latchkey.Device{UserID: u.ID, Name: "pending", Platform: "ios", PublicKey: []byte("key-c"), State: latchkey.DevicePending, Code: &latchkey.DeviceActivation{ID: "code-1", CreatedAt: t0.Add(-time.Second)}}
 		if err := db.CreateDevice(ctx, pending, nil); err != nil {
 			t.Errorf("pending device: %v", err)
 		}
-		later := &latchkey.Device{UserID: u.ID, Name: "later", Platform: "ios", PublicKey: []byte("key-d"), State: latchkey.DeviceActive, CodeMadeAt: t0}
+		later := &latchkey.Device{UserID: u.ID, Name: "later", Platform: "ios", PublicKey: []byte("key-d"), State: latchkey.DeviceActive, Code: &latchkey.DeviceActivation{ID: "code-2", CreatedAt: t0}}
 		if err := db.CreateDevice(ctx, later, &latchkey.TOTPCredential{UserID: u.ID, Name: "later", Secret: []byte("seed-of-device-d-001")}); err != nil {
 			t.Errorf("CreateDevice with a code made with the first device = %v", err)
 		}

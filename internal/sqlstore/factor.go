@@ -125,7 +125,7 @@ func nullID(id int64) sql.NullInt64 { return sql.NullInt64{Int64: id, Valid: id 
 
 // ConfirmTOTPCredential confirms a pending credential, records step, and replaces the
 // user's recovery codes when recoveryHashes is not nil, all in one transaction.
-func (s *DB) ConfirmTOTPCredential(ctx context.Context, id int64, step int64, when time.Time, recoveryHashes [][]byte) error {
+func (s *DB) ConfirmTOTPCredential(ctx context.Context, id int64, step int64, when time.Time, recoveryHashes [][]byte, first bool) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var userID latchkey.UserID
 		var confirmed sql.NullInt64
@@ -135,6 +135,11 @@ func (s *DB) ConfirmTOTPCredential(ctx context.Context, id int64, step int64, wh
 			return notFound("pending authenticator app")
 		} else if err != nil {
 			return fmt.Errorf("find totp credential: %w", err)
+		}
+		if first {
+			if err := s.firstFactor(ctx, tx, userID); err != nil {
+				return err
+			}
 		}
 		if step <= last {
 			return latchkey.Errorf(latchkey.EConflict, "This code was used already.")
@@ -263,6 +268,25 @@ func (s *DB) RenameTOTPCredential(ctx context.Context, userID latchkey.UserID, i
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return notFound("authenticator app")
+	}
+	return nil
+}
+
+// firstFactor returns latchkey.ErrNotFirstFactor when userID has a factor (a confirmed
+// authenticator app, which an active Latch device has too, or a security key), with the user
+// locked, so that of two first factors set up at once only one is.
+func (s *DB) firstFactor(ctx context.Context, tx *sql.Tx, userID latchkey.UserID) error {
+	if err := s.lockUser(ctx, tx, userID); err != nil {
+		return err
+	}
+	var n int
+	err := tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM totp_credentials WHERE user_id = $1 AND confirmed_at IS NOT NULL)
+		+ (SELECT COUNT(*) FROM webauthn_credentials WHERE user_id = $1)`, userID).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("count factors: %w", err)
+	}
+	if n > 0 {
+		return latchkey.ErrNotFirstFactor
 	}
 	return nil
 }

@@ -72,7 +72,7 @@ func TestFindFlowWithTOTP(t *testing.T) {
 				t.Fatal(err)
 			}
 			if confirm {
-				if err := db.ConfirmTOTPCredential(ctx, c.ID, 7, t0.Add(time.Minute), nil); err != nil {
+				if err := db.ConfirmTOTPCredential(ctx, c.ID, 7, t0.Add(time.Minute), nil, false); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -24,7 +24,7 @@ func completionFixture(t *testing.T, db *sqlstore.DB, flows int) (*latchkey.User
 	if err := db.CreateTOTPCredential(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.ConfirmTOTPCredential(ctx, c.ID, 10, t0, nil); err != nil {
+	if err := db.ConfirmTOTPCredential(ctx, c.ID, 10, t0, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	for i := range flows {

@@ -140,10 +140,10 @@ func TestTOTPCredentials(t *testing.T) {
 			t.Errorf("UseTOTPStep on a pending credential = %v, want not_found", err)
 		}
 		hashes := [][]byte{[]byte("h1"), []byte("h2")}
-		if err := db.ConfirmTOTPCredential(ctx, c.ID, 100, t0, hashes); err != nil {
+		if err := db.ConfirmTOTPCredential(ctx, c.ID, 100, t0, hashes, false); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.ConfirmTOTPCredential(ctx, c.ID, 101, t0, hashes); errCode(err) != latchkey.ENotFound {
+		if err := db.ConfirmTOTPCredential(ctx, c.ID, 101, t0, hashes, false); errCode(err) != latchkey.ENotFound {
 			t.Errorf("second confirm = %v, want not_found", err)
 		}
 		codes, _ := db.FindRecoveryCodes(ctx, u.ID)
@@ -357,7 +357,7 @@ func TestConcurrentSingleUse(t *testing.T) {
 		u := mkUser(t, db, "alice")
 		c := &latchkey.TOTPCredential{UserID: u.ID, Name: "app", Secret: []byte("0123456789abcdefghij")}
 		db.CreateTOTPCredential(ctx, c)
-		if err := db.ConfirmTOTPCredential(ctx, c.ID, 1, t0, [][]byte{[]byte("r")}); err != nil {
+		if err := db.ConfirmTOTPCredential(ctx, c.ID, 1, t0, [][]byte{[]byte("r")}, false); err != nil {
 			t.Fatal(err)
 		}
 		db.SetSetting(ctx, "token", "t")

@@ -45,9 +45,14 @@ func (s *DB) FindWebAuthnCredential(ctx context.Context, credentialID []byte) (*
 }
 
 // CreateWebAuthnCredential inserts c (and replaces the recovery codes when given).
-func (s *DB) CreateWebAuthnCredential(ctx context.Context, c *latchkey.WebAuthnCredential, recoveryHashes [][]byte) error {
+func (s *DB) CreateWebAuthnCredential(ctx context.Context, c *latchkey.WebAuthnCredential, recoveryHashes [][]byte, first bool) error {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if first {
+			if err := s.firstFactor(ctx, tx, c.UserID); err != nil {
+				return err
+			}
+		}
 		err := tx.QueryRowContext(ctx,
 			`INSERT INTO webauthn_credentials (user_id, name, credential_id, data, sign_count, discoverable, clone_warning, created_at)
 			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,

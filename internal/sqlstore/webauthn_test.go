@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -16,7 +17,7 @@ func TestWebAuthnCredentials(t *testing.T) {
 		ctx := context.Background()
 		alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
 		k1 := &latchkey.WebAuthnCredential{UserID: alice.ID, Name: "Blue key", CredentialID: []byte("cred-1"), Data: []byte(`{"id":"1"}`), SignCount: 5}
-		if err := db.CreateWebAuthnCredential(ctx, k1, [][]byte{[]byte("h1"), []byte("h2")}); err != nil {
+		if err := db.CreateWebAuthnCredential(ctx, k1, [][]byte{[]byte("h1"), []byte("h2")}, false); err != nil {
 			t.Fatal(err)
 		}
 		if k1.ID == 0 || k1.CreatedAt.IsZero() {
@@ -27,14 +28,14 @@ func TestWebAuthnCredentials(t *testing.T) {
 		}
 		// The same credential ID is refused, for another user too, and nothing else is written.
 		dup := &latchkey.WebAuthnCredential{UserID: bob.ID, Name: "Stolen", CredentialID: []byte("cred-1"), Data: []byte(`{}`)}
-		if err := db.CreateWebAuthnCredential(ctx, dup, [][]byte{[]byte("x")}); errCode(err) != latchkey.EConflict {
+		if err := db.CreateWebAuthnCredential(ctx, dup, [][]byte{[]byte("x")}, false); errCode(err) != latchkey.EConflict {
 			t.Fatalf("duplicate credential ID: %v", err)
 		}
 		if codes, _ := db.FindRecoveryCodes(ctx, bob.ID); len(codes) != 0 {
 			t.Fatal("a refused key wrote recovery codes")
 		}
 		k2 := &latchkey.WebAuthnCredential{UserID: alice.ID, Name: "Passkey", CredentialID: []byte("cred-2"), Data: []byte(`{}`), Discoverable: true}
-		if err := db.CreateWebAuthnCredential(ctx, k2, nil); err != nil {
+		if err := db.CreateWebAuthnCredential(ctx, k2, nil, false); err != nil {
 			t.Fatal(err)
 		}
 		got, err := db.FindWebAuthnCredential(ctx, []byte("cred-2"))
@@ -138,7 +139,7 @@ func TestResetMFA(t *testing.T) {
 			if err := db.CreateTOTPCredential(ctx, &latchkey.TOTPCredential{UserID: u.ID, Name: "App", Secret: []byte("12345678901234567890")}); err != nil {
 				t.Fatal(err)
 			}
-			if err := db.CreateWebAuthnCredential(ctx, &latchkey.WebAuthnCredential{UserID: u.ID, Name: "Key", CredentialID: []byte("cred-" + u.Username), Data: []byte(`{}`)}, [][]byte{[]byte("h-" + u.Username)}); err != nil {
+			if err := db.CreateWebAuthnCredential(ctx, &latchkey.WebAuthnCredential{UserID: u.ID, Name: "Key", CredentialID: []byte("cred-" + u.Username), Data: []byte(`{}`)}, [][]byte{[]byte("h-" + u.Username)}, false); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -228,4 +229,46 @@ func TestActionsWithTheirAuditEntry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFirstFactor: a rollout's factor (first) is written only while the user has none: an
+// authenticator app, a security key, or a device of a rollout's code; otherwise
+// ErrNotFirstFactor and nothing written.
+func TestFirstFactor(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u := mkUser(t, db, "alice")
+		app := &latchkey.TOTPCredential{UserID: u.ID, Name: "App", Secret: []byte("12345678901234567890")}
+		if err := db.CreateTOTPCredential(ctx, app); err != nil {
+			t.Fatal(err)
+		}
+		key := &latchkey.WebAuthnCredential{UserID: u.ID, Name: "Key", CredentialID: []byte("cred-first"), Data: []byte(`{}`)}
+		if err := db.CreateWebAuthnCredential(ctx, key, [][]byte{[]byte("h1")}, true); err != nil {
+			t.Fatalf("the first factor: %v", err)
+		}
+		if err := db.ConfirmTOTPCredential(ctx, app.ID, 1, t0, [][]byte{[]byte("h2")}, true); !errors.Is(err, latchkey.ErrNotFirstFactor) {
+			t.Errorf("ConfirmTOTPCredential(first) beside a key = %v, want ErrNotFirstFactor", err)
+		}
+		other := &latchkey.WebAuthnCredential{UserID: u.ID, Name: "Key 2", CredentialID: []byte("cred-second"), Data: []byte(`{}`)}
+		if err := db.CreateWebAuthnCredential(ctx, other, nil, true); !errors.Is(err, latchkey.ErrNotFirstFactor) {
+			t.Errorf("CreateWebAuthnCredential(first) beside a key = %v, want ErrNotFirstFactor", err)
+		}
+		code := &latchkey.DeviceActivation{ID: "rollout-code", UserID: u.ID, Kind: latchkey.ActivationNew, FlowSID: "flow", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		d := &latchkey.Device{UserID: u.ID, Name: "phone", Platform: "ios", PublicKey: []byte("key-rollout"), State: latchkey.DeviceActive, Code: code}
+		if err := db.CreateDevice(ctx, d, &latchkey.TOTPCredential{UserID: u.ID, Name: "phone", Secret: []byte("seed-of-rollout-dev1")}); !errors.Is(err, latchkey.ErrNotFirstFactor) {
+			t.Errorf("CreateDevice with a rollout's code beside a key = %v, want ErrNotFirstFactor", err)
+		}
+		creds, _ := db.FindTOTPCredentials(ctx, u.ID)
+		keys, _ := db.FindWebAuthnCredentials(ctx, u.ID)
+		devs, _ := db.FindDevices(ctx, u.ID)
+		codes, _ := db.FindRecoveryCodes(ctx, u.ID)
+		if len(creds) != 1 || creds[0].Confirmed() || len(keys) != 1 || len(devs) != 0 || len(codes) != 1 {
+			t.Errorf("after the refusals: %d apps (confirmed %v), %d keys, %d devices, %d recovery codes; want the key and its code alone",
+				len(creds), len(creds) > 0 && creds[0].Confirmed(), len(keys), len(devs), len(codes))
+		}
+		// Not first: the same app is confirmed beside the key.
+		if err := db.ConfirmTOTPCredential(ctx, app.ID, 1, t0, nil, false); err != nil {
+			t.Errorf("ConfirmTOTPCredential beside a key: %v", err)
+		}
+	})
 }

@@ -119,7 +119,7 @@ func (f *adminFixture) mfaBrowser(tb testing.TB, username string) *browser {
 	if err := f.db.CreateTOTPCredential(ctx, app); err != nil {
 		tb.Fatal(err)
 	}
-	if err := f.db.ConfirmTOTPCredential(ctx, app.ID, 1, f.clock.Now(), nil); err != nil {
+	if err := f.db.ConfirmTOTPCredential(ctx, app.ID, 1, f.clock.Now(), nil, false); err != nil {
 		tb.Fatal(err)
 	}
 	b := f.browser(tb, username)
@@ -541,7 +541,7 @@ func TestAdminUserActions(t *testing.T) {
 	if err := f.db.CreateTOTPCredential(context.Background(), creds); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.db.ConfirmTOTPCredential(context.Background(), creds.ID, 1, f.clock.Now(), [][]byte{{1}}); err != nil {
+	if err := f.db.ConfirmTOTPCredential(context.Background(), creds.ID, 1, f.clock.Now(), [][]byte{{1}}, false); err != nil {
 		t.Fatal(err)
 	}
 	agentPage := fmt.Sprintf("/admin/users/%d", f.agent.ID)
@@ -656,7 +656,7 @@ func TestAdminUsersPolicyAppsAudit(t *testing.T) {
 	if err := f.db.CreateTOTPCredential(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.db.ConfirmTOTPCredential(context.Background(), c.ID, 1, f.clock.Now(), nil); err != nil {
+	if err := f.db.ConfirmTOTPCredential(context.Background(), c.ID, 1, f.clock.Now(), nil, false); err != nil {
 		t.Fatal(err)
 	}
 	if r := admin.get("/admin/users?mfa=none"); !strings.Contains(r.raw, "2 accounts") || strings.Contains(r.raw, "alice@example.com") || !strings.Contains(r.raw, "agent@example.com") {

@@ -108,7 +108,7 @@ func (s *bfServer) user(t *testing.T, name string, secret []byte) *latchkey.User
 		if err := s.db.CreateTOTPCredential(ctx, c); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.db.ConfirmTOTPCredential(ctx, c.ID, 1, s.clock.Now(), nil); err != nil {
+		if err := s.db.ConfirmTOTPCredential(ctx, c.ID, 1, s.clock.Now(), nil, false); err != nil {
 			t.Fatal(err)
 		}
 	}

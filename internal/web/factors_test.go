@@ -37,7 +37,7 @@ func TestFactorListOverHTTP(t *testing.T) {
 	}
 	alice := mustUser(t, f)
 	k := &latchkey.WebAuthnCredential{UserID: alice.ID, Name: "Blue key", CredentialID: []byte("blue-credential"), Data: []byte("{}")}
-	if err := f.db.CreateWebAuthnCredential(ctx, k, nil); err != nil {
+	if err := f.db.CreateWebAuthnCredential(ctx, k, nil, false); err != nil {
 		t.Fatal(err)
 	}
 

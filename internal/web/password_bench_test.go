@@ -25,7 +25,7 @@ func BenchmarkPasswordStep(b *testing.B) {
 	if err := f.db.CreateTOTPCredential(ctx, cr); err != nil {
 		b.Fatal(err)
 	}
-	if err := f.db.ConfirmTOTPCredential(ctx, cr.ID, totp.Step(f.clock.Now())-2, f.clock.Now(), nil); err != nil {
+	if err := f.db.ConfirmTOTPCredential(ctx, cr.ID, totp.Step(f.clock.Now())-2, f.clock.Now(), nil, false); err != nil {
 		b.Fatal(err)
 	}
 	body := `{"username":"alice","password":"` + pw + `"}`

@@ -345,7 +345,7 @@ func TestDeskActions(t *testing.T) {
 	if err := f.db.CreateTOTPCredential(ctx, app); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.db.ConfirmTOTPCredential(ctx, app.ID, 1, time.Now(), nil); err != nil {
+	if err := f.db.ConfirmTOTPCredential(ctx, app.ID, 1, time.Now(), nil, false); err != nil {
 		t.Fatal(err)
 	}
 	if r := agent.do("POST", "/admin/tickets/"+kid+"/checks", form, "check=callback&check=manager&check=question"); r.code != 303 {

@@ -60,7 +60,7 @@ func newTOTPBench(b *testing.B, n int) *totpBench {
 		if err := f.db.CreateTOTPCredential(ctx, cr); err != nil {
 			b.Fatal(err)
 		}
-		if err := f.db.ConfirmTOTPCredential(ctx, cr.ID, tb.base-2, now, nil); err != nil {
+		if err := f.db.ConfirmTOTPCredential(ctx, cr.ID, tb.base-2, now, nil, false); err != nil {
 			b.Fatal(err)
 		}
 		tb.users, tb.secrets = append(tb.users, u), append(tb.secrets, secret)

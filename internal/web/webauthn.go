@@ -29,8 +29,11 @@ func (s *Server) enrollableAuth(r *http.Request) (*auth, error) {
 	tok := s.token(r)
 	sess, u, err := s.login.Authenticate(r.Context(), tok)
 	if latchkey.ErrorCode(err) == latchkey.EUnauthenticated {
-		if esess, eu, eerr := s.login.EnrollFlow(r.Context(), tok); eerr == nil {
+		esess, eu, eerr := s.login.EnrollableFlow(r.Context(), client(r), tok)
+		if eerr == nil {
 			return &auth{session: esess, user: eu, token: tok, enrolling: true}, nil
+		} else if latchkey.ErrorCode(eerr) == latchkey.EForbidden {
+			return nil, eerr // a rollout sign-in whose account has a factor now
 		}
 	}
 	if err != nil {
@@ -389,6 +392,10 @@ func (s *Server) pageEnrollTOTPConfirm(w http.ResponseWriter, r *http.Request) e
 	}
 	if err := s.finishEnrollment(w, r, a, latchkey.AMROTP); err != nil {
 		return err
+	}
+	if len(codes) == 0 { // the user's recovery codes stay as they were
+		http.Redirect(w, r, nextOr(next, "/settings/security"), http.StatusSeeOther)
+		return nil
 	}
 	return s.render(w, http.StatusOK, "codes", &view{Title: "Save your recovery codes", Next: nextOr(next, "/settings/security"), Data: codes})
 }
