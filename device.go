@@ -240,8 +240,12 @@ type DeviceStore interface {
 	UpdateDevice(ctx Context, userID UserID, id int64, u DeviceUpdate) error
 	// DeleteDevice removes a device of that user with its TOTP credential and its pending
 	// challenges, in one transaction; when it was primary, the oldest remaining active device
-	// becomes primary. ENotFound when nothing matched.
-	DeleteDevice(ctx Context, userID UserID, id int64) error
+	// becomes primary. ENotFound when nothing matched. When an active device's
+	// removal leaves the user without a factor, the
+	// recovery codes go too, or, with keepOne (mfa: required), it returns ErrLastFactor and
+	// removes nothing: decided in the transaction with the user locked, so that two removals
+	// at once cannot take the last two.
+	DeleteDevice(ctx Context, userID UserID, id int64, keepOne bool) error
 	// UseDeviceNonce records a request nonce of a device until expiresAt. A nonce seen before
 	// for that device gives ErrNonceUsed (a replayed request). Nonces that expired before at
 	// may be removed on the way.

@@ -28,6 +28,9 @@ const (
 // mfa: required) because the user has one already.
 var ErrNotFirstFactor = errors.New("the user has a second factor already")
 
+// ErrLastFactor refuses the removal of the user's last factor where one must stay (keepOne).
+var ErrLastFactor = errors.New("the user's last second factor")
+
 // TOTPCredential is an authenticator-app (RFC 6238) factor. A credential is pending until
 // ConfirmedAt is set by a correct code from the new secret.
 type TOTPCredential struct {
@@ -77,9 +80,12 @@ type TOTPStore interface {
 	// only when step > LastStep, so of two concurrent requests with the same code exactly one
 	// wins. The loser gets EConflict. Unknown or pending credentials give ENotFound.
 	UseTOTPStep(ctx Context, id int64, step int64, at time.Time) error
-	// DeleteTOTPCredential removes the credential of that user and, when dropRecovery is
-	// true, the user's recovery codes, in one transaction. ENotFound when nothing matched.
-	DeleteTOTPCredential(ctx Context, userID UserID, id int64, dropRecovery bool) error
+	// DeleteTOTPCredential removes the credential of that user in one transaction; ENotFound
+	// when nothing matched. When the removal leaves the user without a factor, the
+	// recovery codes go too, or, with keepOne (mfa: required), it returns ErrLastFactor and
+	// removes nothing: decided in the transaction with the user locked, so that two removals
+	// at once cannot take the last two.
+	DeleteTOTPCredential(ctx Context, userID UserID, id int64, keepOne bool) error
 	// RenameTOTPCredential renames a standalone (not Latch) credential of that user;
 	// ENotFound when there is none with that ID.
 	RenameTOTPCredential(ctx Context, userID UserID, id int64, name string) error

@@ -68,9 +68,12 @@ type WebAuthnStore interface {
 	UseWebAuthnCredential(ctx Context, id int64, signCount uint32, cloneWarning bool, at time.Time) error
 	// RenameWebAuthnCredential renames a key of that user; ENotFound when there is none.
 	RenameWebAuthnCredential(ctx Context, userID UserID, id int64, name string) error
-	// DeleteWebAuthnCredential removes a key of that user and, when dropRecovery is true, the
-	// user's recovery codes, in one transaction; ENotFound when nothing matched.
-	DeleteWebAuthnCredential(ctx Context, userID UserID, id int64, dropRecovery bool) error
+	// DeleteWebAuthnCredential removes a key of that user in one transaction; ENotFound when
+	// nothing matched. When the removal leaves the user without a factor, the
+	// recovery codes go too, or, with keepOne (mfa: required), it returns ErrLastFactor and
+	// removes nothing: decided in the transaction with the user locked, so that two removals
+	// at once cannot take the last two.
+	DeleteWebAuthnCredential(ctx Context, userID UserID, id int64, keepOne bool) error
 	// CreateWebAuthnCeremony stores a ceremony.
 	CreateWebAuthnCeremony(ctx Context, c *WebAuthnCeremony) error
 	// TakeWebAuthnCeremony deletes the ceremony and returns it, so each one is answered at most

@@ -266,6 +266,8 @@ func (s *Service) firstRecoveryCodes(ctx context.Context, u *latchkey.User) ([]s
 	return s.newRecoveryCodes()
 }
 
+var errLastFactorOff = latchkey.Errorf(latchkey.EForbidden, "Your organisation requires two-factor authentication, so you can't turn off your only method. Add another method first.")
+
 // DisableTOTP removes the user's authenticator app after checking the password. Under the
 // policy MFARequired the last factor cannot be removed.
 func (s *Service) DisableTOTP(ctx context.Context, c Client, sess *latchkey.Session, u *latchkey.User, pw string) error {
@@ -283,12 +285,14 @@ func (s *Service) DisableTOTP(ctx context.Context, c Client, sess *latchkey.Sess
 		return err
 	}
 	if s.opt.MFA == MFARequired && confirmed == 1 {
-		return latchkey.Errorf(latchkey.EForbidden, "Your organisation requires two-factor authentication, so you can't turn off your only method. Add another method first.")
+		return errLastFactorOff
 	}
 	if err := s.checkPassword(ctx, c, u, latchkey.ActionTOTPDisabled, pw); err != nil {
 		return err
 	}
-	if err := s.opt.Store.DeleteTOTPCredential(ctx, u.ID, creds[i].ID, confirmed == 1); err != nil {
+	if err := s.opt.Store.DeleteTOTPCredential(ctx, u.ID, creds[i].ID, s.opt.MFA == MFARequired); errors.Is(err, latchkey.ErrLastFactor) {
+		return errLastFactorOff
+	} else if err != nil {
 		return fmt.Errorf("delete totp credential: %w", err)
 	}
 	s.audit(ctx, c, u, "", latchkey.ActionTOTPDisabled, latchkey.OutcomeSuccess, "")

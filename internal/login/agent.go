@@ -119,18 +119,16 @@ func (s *Service) AgentRemoveFactor(ctx context.Context, c Client, a AgentAction
 		return latchkey.Errorf(latchkey.ENotFound, "This account has no such sign-in method.")
 	}
 	f := fs[i]
-	last := len(fs) == 1
+	// The desk may remove the last factor (the user then sets one up again); the recovery
+	// codes go with it (the stores decide, in the removal's transaction).
 	tmpl := mail.TOTPDisabled
 	switch kind {
 	case KindTOTP:
-		err = s.opt.Store.DeleteTOTPCredential(ctx, target.ID, id, last)
+		err = s.opt.Store.DeleteTOTPCredential(ctx, target.ID, id, false)
 	case KindKey:
-		err, tmpl = s.opt.Store.DeleteWebAuthnCredential(ctx, target.ID, id, last), mail.KeyRemoved
+		err, tmpl = s.opt.Store.DeleteWebAuthnCredential(ctx, target.ID, id, false), mail.KeyRemoved
 	case KindDevice:
-		err, tmpl = s.opt.Store.DeleteDevice(ctx, target.ID, id), mail.DeviceRemoved
-		if err == nil && last {
-			err = s.opt.Store.ReplaceRecoveryCodes(ctx, target.ID, nil, s.now())
-		}
+		err, tmpl = s.opt.Store.DeleteDevice(ctx, target.ID, id, false), mail.DeviceRemoved
 	}
 	if err != nil {
 		return fmt.Errorf("remove factor %s: %w", factorRef, err)

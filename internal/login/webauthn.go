@@ -542,7 +542,9 @@ func (s *Service) RemoveSecurityKey(ctx context.Context, c Client, sess *latchke
 	if n == 1 && s.opt.MFA == MFARequired {
 		return errLastFactor
 	}
-	if err := s.opt.Store.DeleteWebAuthnCredential(ctx, u.ID, id, n == 1); err != nil {
+	if err := s.opt.Store.DeleteWebAuthnCredential(ctx, u.ID, id, s.opt.MFA == MFARequired); errors.Is(err, latchkey.ErrLastFactor) {
+		return errLastFactor
+	} else if err != nil {
 		return err
 	}
 	s.audit(ctx, c, u, "", latchkey.ActionWebAuthnRemoved, latchkey.OutcomeSuccess, fmt.Sprintf("key %d", id))

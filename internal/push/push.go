@@ -752,7 +752,7 @@ func (s *Service) refuseDevice(ctx context.Context, c Client, u *latchkey.User, 
 	if err != nil || sub.State != latchkey.DevicePending {
 		return
 	}
-	if err := s.opt.Store.DeleteDevice(ctx, u.ID, id); err != nil {
+	if err := s.opt.Store.DeleteDevice(ctx, u.ID, id, false); err != nil {
 		if latchkey.ErrorCode(err) != latchkey.ENotFound {
 			s.log.ErrorContext(ctx, "remove refused device", "device_id", id, "err", err)
 		}
@@ -869,13 +869,14 @@ func (s *Service) MakePrimary(ctx context.Context, c Client, u *latchkey.User, i
 func (s *Service) WakeDevice(id int64) { s.opt.Hub.NotifyDevice(id) }
 
 // Remove deletes a device of the user: its key, its offline seed and its pending challenges.
-// The caller checks recent re-authentication and the MFA policy first.
-func (s *Service) Remove(ctx context.Context, c Client, u *latchkey.User, id int64) error {
+// The caller checks recent re-authentication first. With keepOne (mfa: required) the user's
+// last factor stays: ErrLastFactor, decided with the removal.
+func (s *Service) Remove(ctx context.Context, c Client, u *latchkey.User, id int64, keepOne bool) error {
 	d, err := s.opt.Store.FindDevice(ctx, id)
 	if err != nil || d.UserID != u.ID {
 		return deviceErr(latchkey.Errorf(latchkey.ENotFound, "not found"))
 	}
-	if err := s.opt.Store.DeleteDevice(ctx, u.ID, id); err != nil {
+	if err := s.opt.Store.DeleteDevice(ctx, u.ID, id, keepOne); err != nil {
 		return deviceErr(err)
 	}
 	s.opt.Hub.NotifyDevice(id)

@@ -379,7 +379,7 @@ func (s *DB) UpdateDevice(ctx context.Context, userID latchkey.UserID, id int64,
 // DeleteDevice removes a device of that user with its TOTP credential, its nonces, its pending
 // push challenges (and pending add_device challenges about it) and its unused transfer codes,
 // in one transaction. When it was primary, the oldest remaining active device becomes primary.
-func (s *DB) DeleteDevice(ctx context.Context, userID latchkey.UserID, id int64) error {
+func (s *DB) DeleteDevice(ctx context.Context, userID latchkey.UserID, id int64, keepOne bool) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := s.lockUser(ctx, tx, userID); latchkey.ErrorCode(err) == latchkey.ENotFound {
 			return notFound("device")
@@ -388,7 +388,8 @@ func (s *DB) DeleteDevice(ctx context.Context, userID latchkey.UserID, id int64)
 		}
 		var primary bool
 		var credID sql.NullInt64
-		err := tx.QueryRowContext(ctx, `DELETE FROM devices WHERE id = $1 AND user_id = $2 RETURNING is_primary, totp_credential_id`, id, userID).Scan(&primary, &credID)
+		var state string
+		err := tx.QueryRowContext(ctx, `DELETE FROM devices WHERE id = $1 AND user_id = $2 RETURNING is_primary, totp_credential_id, state`, id, userID).Scan(&primary, &credID, &state)
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("device")
 		} else if err != nil {
@@ -407,6 +408,9 @@ func (s *DB) DeleteDevice(ctx context.Context, userID latchkey.UserID, id int64)
 			if _, err := tx.ExecContext(ctx, q.sql, q.args...); err != nil {
 				return fmt.Errorf("delete device %s: %w", q.what, err)
 			}
+		}
+		if err := s.afterFactorRemoved(ctx, tx, userID, state == string(latchkey.DeviceActive), keepOne); err != nil {
+			return err
 		}
 		if !primary {
 			return nil

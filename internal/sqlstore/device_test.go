@@ -280,13 +280,13 @@ func TestDeleteDevice(t *testing.T) {
 		}
 		db.CreateDeviceActivation(ctx, &latchkey.DeviceActivation{ID: "transfer-a", UserID: u.ID, Kind: latchkey.ActivationTransfer, DeviceID: a.ID, CreatedAt: t0, ExpiresAt: exp})
 
-		if err := db.DeleteDevice(ctx, other.ID, a.ID); errCode(err) != latchkey.ENotFound {
+		if err := db.DeleteDevice(ctx, other.ID, a.ID, false); errCode(err) != latchkey.ENotFound {
 			t.Errorf("deleting another user's device = %v, want not_found", err)
 		}
-		if err := db.DeleteDevice(ctx, u.ID, 9999); errCode(err) != latchkey.ENotFound {
+		if err := db.DeleteDevice(ctx, u.ID, 9999, false); errCode(err) != latchkey.ENotFound {
 			t.Errorf("deleting a missing device = %v, want not_found", err)
 		}
-		if err := db.DeleteDevice(ctx, u.ID, a.ID); err != nil {
+		if err := db.DeleteDevice(ctx, u.ID, a.ID, false); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.FindDevice(ctx, a.ID); errCode(err) != latchkey.ENotFound {
@@ -318,20 +318,20 @@ func TestDeleteDevice(t *testing.T) {
 		}
 
 		// Deleting the pending device removes the add_device challenge about it.
-		if err := db.DeleteDevice(ctx, u.ID, p.ID); err != nil {
+		if err := db.DeleteDevice(ctx, u.ID, p.ID, false); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.FindPushChallenge(ctx, "add-p"); errCode(err) != latchkey.ENotFound {
 			t.Errorf("the add_device challenge about a deleted device survived: %v", err)
 		}
 		// Deleting a non-primary device leaves the primary alone; deleting the last one leaves none.
-		if err := db.DeleteDevice(ctx, u.ID, c.ID); err != nil {
+		if err := db.DeleteDevice(ctx, u.ID, c.ID, false); err != nil {
 			t.Fatal(err)
 		}
 		if _, primary := deviceIDs(t, db, u); fmt.Sprint(primary) != fmt.Sprint([]int64{b.ID}) {
 			t.Errorf("primary after deleting a secondary: %v", primary)
 		}
-		if err := db.DeleteDevice(ctx, u.ID, b.ID); err != nil {
+		if err := db.DeleteDevice(ctx, u.ID, b.ID, false); err != nil {
 			t.Fatal(err)
 		}
 		if ids, _ := deviceIDs(t, db, u); len(ids) != 0 {
@@ -715,7 +715,7 @@ func TestConcurrentDevicesOnePrimary(t *testing.T) {
 			wg.Go(func() {
 				var err error
 				if i%2 == 0 {
-					err = db.DeleteDevice(ctx, u.ID, devs[i].ID)
+					err = db.DeleteDevice(ctx, u.ID, devs[i].ID, false)
 				} else {
 					err = db.UpdateDevice(ctx, u.ID, devs[i].ID, latchkey.DeviceUpdate{Primary: true})
 				}

@@ -183,22 +183,55 @@ func (s *DB) UseTOTPStep(ctx context.Context, id int64, step int64, when time.Ti
 
 // DeleteTOTPCredential removes the user's credential, and the user's recovery codes when
 // dropRecovery is true, in one transaction.
-func (s *DB) DeleteTOTPCredential(ctx context.Context, userID latchkey.UserID, id int64, dropRecovery bool) error {
+func (s *DB) DeleteTOTPCredential(ctx context.Context, userID latchkey.UserID, id int64, keepOne bool) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM totp_credentials WHERE id = $1 AND user_id = $2`, id, userID)
-		if err != nil {
+		if err := s.lockUser(ctx, tx, userID); latchkey.ErrorCode(err) == latchkey.ENotFound {
+			return notFound("authenticator app")
+		} else if err != nil {
+			return err
+		}
+		var confirmed sql.NullInt64
+		err := tx.QueryRowContext(ctx, `DELETE FROM totp_credentials WHERE id = $1 AND user_id = $2 RETURNING confirmed_at`, id, userID).Scan(&confirmed)
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("authenticator app")
+		} else if err != nil {
 			return fmt.Errorf("delete totp credential: %w", err)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return notFound("authenticator app")
-		}
-		if dropRecovery {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM recovery_codes WHERE user_id = $1`, userID); err != nil {
-				return fmt.Errorf("delete recovery codes: %w", err)
-			}
-		}
-		return nil
+		return s.afterFactorRemoved(ctx, tx, userID, confirmed.Valid, keepOne)
 	})
+}
+
+// afterFactorRemoved ends the transaction that removed a factor of userID (wasFactor: the
+// row removed was one, not a pending enrolment): when the user has none left, it refuses with
+// latchkey.ErrLastFactor under keepOne, and otherwise removes the recovery codes, which
+// belong to the factors. The caller locked the user.
+func (s *DB) afterFactorRemoved(ctx context.Context, tx *sql.Tx, userID latchkey.UserID, wasFactor, keepOne bool) error {
+	if !wasFactor {
+		return nil
+	}
+	n, err := countFactors(ctx, tx, userID)
+	if err != nil || n > 0 {
+		return err
+	}
+	if keepOne {
+		return latchkey.ErrLastFactor
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM recovery_codes WHERE user_id = $1`, userID); err != nil {
+		return fmt.Errorf("delete recovery codes: %w", err)
+	}
+	return nil
+}
+
+// countFactors counts userID's factors: confirmed authenticator apps (an active Latch device
+// has one) and security keys.
+func countFactors(ctx context.Context, tx *sql.Tx, userID latchkey.UserID) (int, error) {
+	var n int
+	err := tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM totp_credentials WHERE user_id = $1 AND confirmed_at IS NOT NULL)
+		+ (SELECT COUNT(*) FROM webauthn_credentials WHERE user_id = $1)`, userID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count factors: %w", err)
+	}
+	return n, nil
 }
 
 // FindRecoveryCodes returns a user's recovery codes, used ones included.
@@ -279,11 +312,9 @@ func (s *DB) firstFactor(ctx context.Context, tx *sql.Tx, userID latchkey.UserID
 	if err := s.lockUser(ctx, tx, userID); err != nil {
 		return err
 	}
-	var n int
-	err := tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM totp_credentials WHERE user_id = $1 AND confirmed_at IS NOT NULL)
-		+ (SELECT COUNT(*) FROM webauthn_credentials WHERE user_id = $1)`, userID).Scan(&n)
+	n, err := countFactors(ctx, tx, userID)
 	if err != nil {
-		return fmt.Errorf("count factors: %w", err)
+		return err
 	}
 	if n > 0 {
 		return latchkey.ErrNotFirstFactor

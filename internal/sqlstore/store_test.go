@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -166,17 +167,20 @@ func TestTOTPCredentials(t *testing.T) {
 			t.Errorf("UseTOTPStep(missing) = %v", err)
 		}
 		other := mkUser(t, db, "mallory")
-		if err := db.DeleteTOTPCredential(ctx, other.ID, c.ID, true); errCode(err) != latchkey.ENotFound {
+		if err := db.DeleteTOTPCredential(ctx, other.ID, c.ID, false); errCode(err) != latchkey.ENotFound {
 			t.Errorf("delete another user's credential = %v, want not_found", err)
 		}
-		if err := db.DeleteTOTPCredential(ctx, u.ID, c.ID, true); err != nil {
+		if err := db.DeleteTOTPCredential(ctx, u.ID, c.ID, true); !errors.Is(err, latchkey.ErrLastFactor) {
+			t.Errorf("delete the last factor with keepOne = %v, want ErrLastFactor", err)
+		}
+		if err := db.DeleteTOTPCredential(ctx, u.ID, c.ID, false); err != nil {
 			t.Fatal(err)
 		}
 		if creds, _ := db.FindTOTPCredentials(ctx, u.ID); len(creds) != 0 {
 			t.Errorf("credentials after delete: %v", creds)
 		}
 		if codes, _ := db.FindRecoveryCodes(ctx, u.ID); len(codes) != 0 {
-			t.Errorf("recovery codes after delete with dropRecovery: %d", len(codes))
+			t.Errorf("recovery codes after the last factor went: %d", len(codes))
 		}
 	})
 }

@@ -100,8 +100,13 @@ func (s *DB) RenameWebAuthnCredential(ctx context.Context, userID latchkey.UserI
 }
 
 // DeleteWebAuthnCredential removes a key of that user, and the recovery codes when asked.
-func (s *DB) DeleteWebAuthnCredential(ctx context.Context, userID latchkey.UserID, id int64, dropRecovery bool) error {
+func (s *DB) DeleteWebAuthnCredential(ctx context.Context, userID latchkey.UserID, id int64, keepOne bool) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := s.lockUser(ctx, tx, userID); latchkey.ErrorCode(err) == latchkey.ENotFound {
+			return notFound("security key")
+		} else if err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2`, id, userID)
 		if err != nil {
 			return fmt.Errorf("delete security key: %w", err)
@@ -109,12 +114,7 @@ func (s *DB) DeleteWebAuthnCredential(ctx context.Context, userID latchkey.UserI
 		if n, _ := res.RowsAffected(); n == 0 {
 			return notFound("security key")
 		}
-		if dropRecovery {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM recovery_codes WHERE user_id = $1`, userID); err != nil {
-				return fmt.Errorf("delete recovery codes: %w", err)
-			}
-		}
-		return nil
+		return s.afterFactorRemoved(ctx, tx, userID, true, keepOne)
 	})
 }
 

@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -75,12 +76,25 @@ func TestWebAuthnCredentials(t *testing.T) {
 		if err := db.DeleteWebAuthnCredential(ctx, alice.ID, k1.ID, true); err != nil {
 			t.Fatal(err)
 		}
-		if codes, _ := db.FindRecoveryCodes(ctx, alice.ID); len(codes) != 0 {
-			t.Fatal("recovery codes left after removing with dropRecovery")
+		if codes, _ := db.FindRecoveryCodes(ctx, alice.ID); len(codes) != 2 {
+			t.Fatalf("%d recovery codes after removing a key beside another, want the 2", len(codes))
 		}
 		keys, _ = db.FindWebAuthnCredentials(ctx, alice.ID)
 		if len(keys) != 1 || keys[0].ID != k2.ID {
 			t.Fatalf("after delete: %d keys", len(keys))
+		}
+		// The last one stays with keepOne; without, the recovery codes go with it.
+		if err := db.DeleteWebAuthnCredential(ctx, alice.ID, k2.ID, true); !errors.Is(err, latchkey.ErrLastFactor) {
+			t.Fatalf("delete the last key with keepOne = %v, want ErrLastFactor", err)
+		}
+		if keys, _ := db.FindWebAuthnCredentials(ctx, alice.ID); len(keys) != 1 {
+			t.Fatalf("%d keys after the refusal, want 1", len(keys))
+		}
+		if err := db.DeleteWebAuthnCredential(ctx, alice.ID, k2.ID, false); err != nil {
+			t.Fatal(err)
+		}
+		if codes, _ := db.FindRecoveryCodes(ctx, alice.ID); len(codes) != 0 {
+			t.Fatalf("%d recovery codes left with no factor", len(codes))
 		}
 	})
 }
@@ -269,6 +283,58 @@ func TestFirstFactor(t *testing.T) {
 		// Not first: the same app is confirmed beside the key.
 		if err := db.ConfirmTOTPCredential(ctx, app.ID, 1, t0, nil, false); err != nil {
 			t.Errorf("ConfirmTOTPCredential beside a key: %v", err)
+		}
+	})
+}
+
+// TestLastFactorRemovedAtOnce: two removals at the same moment, of the last two factors
+// (a key and an app, then a key and a device) with keepOne, leave one: the other gets
+// ErrLastFactor, and the recovery codes stay.
+func TestLastFactorRemovedAtOnce(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		for round := range 6 {
+			u := mkUser(t, db, fmt.Sprintf("user%d", round))
+			key := &latchkey.WebAuthnCredential{UserID: u.ID, Name: "Key", CredentialID: []byte(fmt.Sprintf("cred-%d", round)), Data: []byte(`{}`)}
+			if err := db.CreateWebAuthnCredential(ctx, key, [][]byte{[]byte("h")}, false); err != nil {
+				t.Fatal(err)
+			}
+			var remove func() error
+			if round%2 == 0 {
+				app := &latchkey.TOTPCredential{UserID: u.ID, Name: "App", Secret: []byte("12345678901234567890")}
+				if err := db.CreateTOTPCredential(ctx, app); err != nil {
+					t.Fatal(err)
+				}
+				if err := db.ConfirmTOTPCredential(ctx, app.ID, 1, t0, nil, false); err != nil {
+					t.Fatal(err)
+				}
+				remove = func() error { return db.DeleteTOTPCredential(ctx, u.ID, app.ID, true) }
+			} else {
+				d, _ := mkDevice(t, db, u, fmt.Sprintf("key-%d", round), latchkey.DeviceActive, fmt.Sprintf("seed-of-device-%03d", round))
+				remove = func() error { return db.DeleteDevice(ctx, u.ID, d.ID, true) }
+			}
+			errs := make([]error, 2)
+			var wg sync.WaitGroup
+			wg.Go(func() { errs[0] = db.DeleteWebAuthnCredential(ctx, u.ID, key.ID, true) })
+			wg.Go(func() { errs[1] = remove() })
+			wg.Wait()
+			ok, last := 0, 0
+			for _, err := range errs {
+				switch {
+				case err == nil:
+					ok++
+				case errors.Is(err, latchkey.ErrLastFactor):
+					last++
+				default:
+					t.Fatalf("round %d: %v", round, err)
+				}
+			}
+			if ok != 1 || last != 1 {
+				t.Errorf("round %d: %d removed, %d refused as the last; want 1 and 1", round, ok, last)
+			}
+			if codes, _ := db.FindRecoveryCodes(ctx, u.ID); len(codes) != 1 {
+				t.Errorf("round %d: %d recovery codes, want the 1 kept with the last factor", round, len(codes))
+			}
 		}
 	})
 }

@@ -236,10 +236,16 @@ func (s *Server) removeDevice(ctx context.Context, r *http.Request, a *auth, id 
 	if err != nil {
 		return err
 	}
+	errLast := latchkey.Errorf(latchkey.EForbidden, "Your organisation requires two-factor authentication, so you can't remove your only method. Add another method first.")
 	if st.MFARequired && target.State == latchkey.DeviceActive && st.Factors <= 1 {
-		return latchkey.Errorf(latchkey.EForbidden, "Your organisation requires two-factor authentication, so you can't remove your only method. Add another method first.")
+		return errLast
 	}
-	return s.push.Remove(ctx, pushClient(r), a.user, id)
+	if err := s.push.Remove(ctx, pushClient(r), a.user, id, st.MFARequired); errors.Is(err, latchkey.ErrLastFactor) {
+		return errLast
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 func (s *Server) apiDeleteDevice(w http.ResponseWriter, r *http.Request, a *auth) (any, error) {
