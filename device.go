@@ -224,8 +224,9 @@ type DeviceStore interface {
 	ActivateDevice(ctx Context, id int64, cred *TOTPCredential, at time.Time) error
 	// ReplaceDeviceKey binds an active device to a new key (switch device): public key, name
 	// and platform change, KeyChangedAt = at, and its TOTP credential gets secret with
-	// LastStep 0, in one transaction. From then on the old key's signatures and the old seed's
-	// codes fail. ENotFound when the device is gone or not active; EConflict when the key is
+	// LastStep 0, in one transaction, which voids the device's other unused transfer codes.
+	// From then on the old key's signatures, the old seed's codes and the codes the old key
+	// made fail. ENotFound when the device is gone or not active; EConflict when the key is
 	// registered already.
 	ReplaceDeviceKey(ctx Context, id int64, publicKey []byte, name, platform string, secret []byte, at time.Time) error
 	// FindDevice returns one device; ENotFound when there is none.

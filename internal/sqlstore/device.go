@@ -270,8 +270,10 @@ func (s *DB) ActivateDevice(ctx context.Context, id int64, cred *latchkey.TOTPCr
 }
 
 // ReplaceDeviceKey binds an active device to a new public key and gives its TOTP credential a
-// new secret with LastStep 0, in one transaction. ENotFound when the device is gone or not
-// active; EConflict when the key is registered already.
+// new secret with LastStep 0, in one transaction, which also voids the device's other unused
+// transfer codes: a code the old key made before the switch must not take the device back
+// from the new one. ENotFound when the device is gone or not active; EConflict when the key
+// is registered already.
 func (s *DB) ReplaceDeviceKey(ctx context.Context, id int64, publicKey []byte, name, platform string, secret []byte, when time.Time) error {
 	when = when.UTC().Truncate(time.Microsecond)
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -287,6 +289,10 @@ func (s *DB) ReplaceDeviceKey(ctx context.Context, id int64, publicKey []byte, n
 			return notFound("device")
 		} else if err != nil {
 			return fmt.Errorf("replace device key: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM device_activations WHERE kind = $1 AND device_id = $2 AND used_at IS NULL`,
+			latchkey.ActivationTransfer, id); err != nil {
+			return fmt.Errorf("void transfer codes: %w", err)
 		}
 		if credID.Valid {
 			res, err := tx.ExecContext(ctx, `UPDATE totp_credentials SET last_step = 0 WHERE id = $1 AND user_id = $2`, credID.Int64, userID)

@@ -693,6 +693,32 @@ func TestRefusedNewDeviceIsRemoved(t *testing.T) {
 	}
 }
 
+// TestSwitchVoidsTheOldKeysOtherCodes: a transfer code the old key made before the switch
+// cannot take the device back from the new phone afterwards.
+func TestSwitchVoidsTheOldKeysOtherCodes(t *testing.T) {
+	f := newFixture(t, "")
+	_, old := f.activated(t)
+	var codes []string
+	for range 2 {
+		r := old.call("POST", deviceproto.PathTransfer, nil)
+		if r.code != 200 {
+			t.Fatalf("transfer: %d %s", r.code, r.raw)
+		}
+		codes = append(codes, r.body["code"].(string))
+	}
+	phone := f.newDevice(t)
+	if r := phone.activate(deviceproto.PathRedeem, codes[0], "New phone"); r.code != 200 {
+		t.Fatalf("redeem: %d %s", r.code, r.raw)
+	}
+	thief := f.newDevice(t)
+	if r := thief.activate(deviceproto.PathRedeem, codes[1], "Taken back"); r.code != 401 {
+		t.Errorf("the old key's spare code after the switch: %d %s, want 401", r.code, r.raw)
+	}
+	if r := phone.call("GET", deviceproto.PathDevice, nil); r.code != 200 || r.body["name"] != "New phone" {
+		t.Errorf("the new phone after the attempt: %d %s", r.code, r.raw)
+	}
+}
+
 func TestSwitchDeviceAndRemoval(t *testing.T) {
 	f := newFixture(t, "")
 	c, old := f.activated(t)
