@@ -56,7 +56,7 @@ Usage:
                                     add an account of any service by its otpauth URI
   latch [--home DIR] approve --number N [--timeout 30s]
                                     wait for a sign-in request and answer it with the number
-                                    shown in the browser
+                                    shown in the browser (none while several wait)
   latch [--home DIR] deny [--fraud] [--timeout 30s]
                                     deny the most recent request (--fraud: this wasn't me)
   latch [--home DIR] remove ACCOUNT remove an account from this vault (as accounts lists it)
@@ -624,6 +624,12 @@ func (a *app) respond(ctx context.Context, what string, args []string) error {
 			if len(chs) == 0 {
 				continue
 			}
+			if decision == deviceproto.DecisionApprove && len(chs) > 1 {
+				// The number was read in one browser, and latch cannot tell which request is
+				// that browser's: someone who knows the password may have started another just
+				// after. Approving a guess could sign them in.
+				return severalWaiting(chs)
+			}
 			ch := chs[len(chs)-1] // the most recent
 			res, err := c.answer(ctx, ch.ID, decision, *number)
 			if err != nil {
@@ -661,6 +667,17 @@ func (a *app) respond(ctx context.Context, what string, args []string) error {
 }
 
 // kindText names a request's kind in plain words.
+// severalWaiting refuses to approve while more than one request waits, and lists them.
+func severalWaiting(chs []deviceproto.Challenge) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d requests are waiting, and latch cannot tell which one is yours, so it approved none:", len(chs))
+	for _, ch := range chs {
+		fmt.Fprintf(&b, "\n  a %s request from %s (%s)", kindText(ch.Kind), ch.IP, ch.Browser)
+	}
+	b.WriteString("\nIf only one is yours, someone else knows your password: deny them with `latch deny --fraud` and change your password. Otherwise let them expire and sign in again.")
+	return errors.New(b.String())
+}
+
 func kindText(kind string) string {
 	switch kind {
 	case "login":

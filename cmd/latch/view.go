@@ -23,8 +23,9 @@ type pending struct {
 
 // view is the interactive terminal view: the accounts with live codes and a countdown, and
 // incoming requests the moment they arrive. It reads whole lines, so it works the same in a
-// terminal, under tmux, or with a pipe: a number and Enter approves the newest request, "d"
-// denies it, "f" denies it as "this wasn't me", "q" quits.
+// terminal, under tmux, or with a pipe: a number and Enter approves the request (only while
+// one waits: with several, latch cannot tell which one the browser showed), "d" denies the
+// newest, "f" denies it as "this wasn't me", "q" quits.
 func (a *app) view(ctx context.Context) error {
 	st, err := a.vault.Load()
 	if err != nil {
@@ -111,7 +112,7 @@ func (a *app) view(ctx context.Context) error {
 				mu.Unlock()
 				continue
 			}
-			p := reqs[len(reqs)-1]
+			p, several := reqs[len(reqs)-1], len(reqs) > 1
 			mu.Unlock()
 			decision, number := deviceproto.DecisionApprove, line
 			switch strings.ToLower(line) {
@@ -120,6 +121,14 @@ func (a *app) view(ctx context.Context) error {
 			case "f":
 				decision, number = deviceproto.DecisionFraud, ""
 			case "":
+				continue
+			}
+			if decision == deviceproto.DecisionApprove && several {
+				// Which request is the browser's is not known here: approve none (see
+				// severalWaiting).
+				mu.Lock()
+				status = fmt.Sprintf("%d requests are waiting and latch cannot tell which one is yours, so it approved none. If only one is yours, type f: someone else knows your password.", len(reqs))
+				mu.Unlock()
 				continue
 			}
 			res, err := p.c.answer(ctx, p.ch.ID, decision, number)

@@ -640,3 +640,28 @@ func TestLatchInterrupted(t *testing.T) {
 		t.Fatalf("approve after Ctrl-C: %v, stderr %q", err, errb.String())
 	}
 }
+
+// TestLatchApprovesNoneOfSeveral: with two requests waiting, the number the user read in one
+// browser approves neither: latch cannot tell which is that browser's, and the other may be
+// someone's who knows the password.
+func TestLatchApprovesNoneOfSeveral(t *testing.T) {
+	s := startServer(t, "alice")
+	phone := newLatch(t)
+	b := newBrowserAPI(t, s.url)
+	if st := b.login(); st != "authenticated" {
+		t.Fatalf("state %q", st)
+	}
+	phone.must("activate", b.activation()["code"].(string), "--server", s.url, "--name", "Phone")
+	user, other := newBrowserAPI(t, s.url), newBrowserAPI(t, s.url)
+	userID, number := user.push()
+	otherID, _ := other.push()
+	if out := phone.mustFail("approve", "--number", number, "--timeout", "20s"); !strings.Contains(out, "2 requests are waiting") || !strings.Contains(out, "approved none") {
+		t.Errorf("latch approve with two requests waiting: %s", out)
+	}
+	if st := user.pushState(userID); st != "pending" {
+		t.Errorf("the user's request: %q, want pending", st)
+	}
+	if st := other.pushState(otherID); st != "pending" {
+		t.Errorf("the other request: %q, want pending", st)
+	}
+}
