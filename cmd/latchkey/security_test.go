@@ -179,6 +179,25 @@ func waitFlash(t *testing.T, ctx context.Context, want string) {
 // a rollout sign-in while the user sets up an authenticator app in their own browser. The
 // held sign-in cannot then be finished as if it had set up the factor (the JSON API's
 // enroll/complete, the page's "Continue"): no session, nothing that claims MFA.
+// rolloutTOTP sets up an authenticator app in b's rollout sign-in, which it signs in, and
+// returns the confirmation's answer.
+func rolloutTOTP(t *testing.T, b *browserAPI) map[string]any {
+	t.Helper()
+	code, en := b.call("POST", "/api/v1/account/totp", nil)
+	if code != 200 {
+		t.Fatalf("enrol: %d %v", code, en)
+	}
+	key, err := totp.ParseURI(en["otpauth_uri"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, done := b.call("POST", "/api/v1/account/totp/confirm", map[string]string{"code": totp.Code(key.Secret, totp.Step(time.Now()))})
+	if code != 200 || done["state"] != "authenticated" {
+		t.Fatalf("the rollout: %d %v", code, done)
+	}
+	return done
+}
+
 func TestRolloutFlowNeedsItsOwnFactor(t *testing.T) {
 	_, base := localServer(t, "mfa: required\n", "alice")
 	attacker, user := newBrowserAPI(t, base), newBrowserAPI(t, base)
@@ -188,17 +207,7 @@ func TestRolloutFlowNeedsItsOwnFactor(t *testing.T) {
 	if st := user.login(); st != "enroll" {
 		t.Fatalf("user's sign-in: %q", st)
 	}
-	code, en := user.call("POST", "/api/v1/account/totp", nil)
-	if code != 200 {
-		t.Fatalf("enrol: %d %v", code, en)
-	}
-	key, err := totp.ParseURI(en["otpauth_uri"].(string))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if code, m := user.call("POST", "/api/v1/account/totp/confirm", map[string]string{"code": totp.Code(key.Secret, totp.Step(time.Now()))}); code != 200 || m["state"] != "authenticated" {
-		t.Fatalf("the user's rollout: %d %v", code, m)
-	}
+	rolloutTOTP(t, user)
 	if code, m := attacker.call("POST", "/api/v1/login/enroll/complete", nil); code != 403 {
 		t.Errorf("enroll/complete of the held sign-in: %d %v, want 403", code, m)
 	}
@@ -239,19 +248,7 @@ func TestRolloutFlowAddsNoFactorBesideTheUsers(t *testing.T) {
 	if st := user.login(); st != "enroll" {
 		t.Fatalf("user's sign-in: %q", st)
 	}
-	code, en := user.call("POST", "/api/v1/account/totp", nil)
-	if code != 200 {
-		t.Fatalf("enrol: %d %v", code, en)
-	}
-	key, err := totp.ParseURI(en["otpauth_uri"].(string))
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, done := user.call("POST", "/api/v1/account/totp/confirm", map[string]string{"code": totp.Code(key.Secret, totp.Step(time.Now()))})
-	if code != 200 || done["state"] != "authenticated" {
-		t.Fatalf("the user's rollout: %d %v", code, done)
-	}
-	recovery := done["recovery_codes"].([]any)
+	recovery := rolloutTOTP(t, user)["recovery_codes"].([]any)
 
 	for i, path := range []string{"/api/v1/account/totp", "/api/v1/account/webauthn"} {
 		code, m := held[i].call("POST", path, nil)
