@@ -83,6 +83,10 @@ type Service struct {
 	opt Options
 	log *slog.Logger
 	ip  *ratelimit.Limiter
+	// badSig bounds requests whose signature fails for an existing device, per IP address
+	// (as ip: IPLimit, then one per IPRefill): each costs a read, a verification and an
+	// audit entry, and anyone can send them for any device ID.
+	badSig *ratelimit.Limiter
 }
 
 // New returns a Service. It panics on a missing dependency, which is a wiring bug.
@@ -123,7 +127,7 @@ func New(opt Options) *Service {
 	if opt.IPLimit <= 0 {
 		opt.IPLimit = 10
 	}
-	return &Service{opt: opt, log: opt.Logger, ip: ratelimit.New(opt.IPLimit, opt.IPRefill)}
+	return &Service{opt: opt, log: opt.Logger, ip: ratelimit.New(opt.IPLimit, opt.IPRefill), badSig: ratelimit.New(opt.IPLimit, opt.IPRefill)}
 }
 
 func or(d, def time.Duration) time.Duration {
@@ -463,6 +467,9 @@ func (s *Service) AuthenticateDeferred(ctx context.Context, c Client, r *http.Re
 	if sig.DeviceID == 0 {
 		return nil, nil, nil, latchkey.Errorf(latchkey.EDeviceSignature, "The %s header is required.", deviceproto.HeaderDevice)
 	}
+	if err := s.badSig.Check(c.IP, now); err != nil {
+		return nil, nil, nil, err // too many bad signatures from this address: refused before any read
+	}
 	// The device and its user in one read; the user is looked at only once the request is
 	// proven.
 	d, u, err := s.opt.Store.FindDeviceWithUser(ctx, sig.DeviceID)
@@ -473,6 +480,7 @@ func (s *Service) AuthenticateDeferred(ctx context.Context, c Client, r *http.Re
 	}
 	key, err := deviceproto.ParsePublicKeyDER(d.PublicKey)
 	if err != nil || !sig.Verify(key) {
+		s.badSig.Fail(c.IP, now)
 		s.audit(ctx, c, &latchkey.User{ID: d.UserID}, latchkey.ActionDeviceRefused, latchkey.OutcomeFailure, fmt.Sprintf("bad signature for device %d", d.ID))
 		return nil, nil, nil, errSignature
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/deviceproto"
 	"github.com/latchkey/latchkey/internal/login"
 	"github.com/latchkey/latchkey/internal/totp"
@@ -845,5 +846,41 @@ func TestLongPollEndsWhenDeviceMoves(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("the old key's long poll is still waiting 15 s after the switch")
+	}
+}
+
+// TestForgedDeviceSignaturesThrottled: requests signed with another key for an existing
+// device are refused, and after ten from one address they are refused at once (429) and
+// no longer each written to the audit trail; the wait ends with the refill.
+func TestForgedDeviceSignaturesThrottled(t *testing.T) {
+	f := newFixture(t, "")
+	_, d := f.activated(t)
+	forger := f.newDevice(t)
+	refused := func() int {
+		ev, err := f.db.FindAuditEvents(context.Background(), latchkey.AuditFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range ev {
+			if e.Action == latchkey.ActionDeviceRefused && strings.Contains(e.Detail, "bad signature") {
+				n++
+			}
+		}
+		return n
+	}
+	codes := map[int]int{}
+	for range 30 {
+		codes[send(t, forger.request("GET", deviceproto.PathDevice, nil, d.id)).code]++
+	}
+	if codes[401] != 10 || codes[429] != 20 {
+		t.Errorf("forged requests: %v, want 10 refused as 401, then 20 as 429", codes)
+	}
+	if n := refused(); n != 10 {
+		t.Errorf("%d bad signatures audited, want 10", n)
+	}
+	f.clock.Add(31 * time.Second)
+	if r := d.call("GET", deviceproto.PathDevice, nil); r.code != 200 {
+		t.Errorf("the device after the refill: %d %s", r.code, r.raw)
 	}
 }
