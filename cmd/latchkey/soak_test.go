@@ -711,7 +711,8 @@ func soakWrongCode(secret []byte) string {
 }
 
 // pushes signs alice in with push, in turns: approved by `latch approve` while the browser
-// long-polls, left pending, approved again, denied by `latch deny`.
+// long-polls, left pending (and then denied, since latch approves nothing while two wait),
+// approved again, denied by `latch deny`.
 func (l *soakLoad) pushes(st *soakStats, end time.Time) {
 	c := l.client(nil)
 	for i := 0; time.Now().Before(end); i++ {
@@ -769,6 +770,9 @@ func (l *soakLoad) pushes(st *soakStats, end time.Time) {
 		case 1:
 			if _, m, ok := c.expect(st, "push-state", "GET", path, nil, 200); ok && m["state"] != "pending" {
 				st.failf("push-state: %v, want pending", m["state"])
+			}
+			if out, errs, err := l.phone.run("deny", "--timeout", "30s"); err != nil {
+				st.failf("latch deny of the request left pending: %v\n%s%s", err, out, errs)
 			}
 		case 3:
 			if out, errs, err := l.phone.run("deny", "--timeout", "30s"); err != nil {

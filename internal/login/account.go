@@ -202,10 +202,9 @@ func (s *Service) pending(ctx context.Context, u *latchkey.User) (*latchkey.TOTP
 }
 
 // ConfirmTOTP enables the pending authenticator app when code is right for its secret, and
-// returns recovery codes to show once when the user had none (the codes a user saved stay
-// good, as when a security key is added). A wrong code leaves the user unenrolled. In a
-// rollout's sign-in (sess in StateEnroll) the app must be the user's first factor
-// (errNotFirst).
+// returns a new set of recovery codes to show once (the API's contract). A wrong code leaves
+// the user unenrolled. In a rollout's sign-in (sess in StateEnroll) the app must be the
+// user's first factor (errNotFirst): refused, it replaces no codes either.
 func (s *Service) ConfirmTOTP(ctx context.Context, c Client, sess *latchkey.Session, u *latchkey.User, code string) ([]string, error) {
 	if err := s.Recent(sess); err != nil {
 		return nil, err
@@ -223,7 +222,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, c Client, sess *latchkey.Sess
 		s.audit(ctx, c, u, "", latchkey.ActionTOTPEnabled, latchkey.OutcomeFailure, "wrong confirmation code")
 		return nil, latchkey.Errorf(latchkey.EInvalidCode, "That code didn't match. Enter the current 6-digit code shown in your authenticator app.")
 	}
-	codes, hashes, err := s.firstRecoveryCodes(ctx, u)
+	codes, hashes, err := s.newRecoveryCodes()
 	if err != nil {
 		return nil, err
 	}
@@ -256,8 +255,8 @@ func (s *Service) notFirst(ctx context.Context, c Client, sess *latchkey.Session
 	return errNotFirst
 }
 
-// firstRecoveryCodes makes recovery codes (plain, and hashed for the store) when u has none;
-// nil, nil otherwise.
+// firstRecoveryCodes makes recovery codes (plain, and hashed for the store) when u has none,
+// as a security key comes with; nil, nil otherwise.
 func (s *Service) firstRecoveryCodes(ctx context.Context, u *latchkey.User) ([]string, [][]byte, error) {
 	m, err := s.methods(ctx, u)
 	if err != nil || slices.Contains(m, latchkey.MethodRecovery) {

@@ -897,23 +897,3 @@ func TestUsernamesThatLookAlike(t *testing.T) {
 		e.user(t, name)
 	}
 }
-
-// TestAppBesideAKeyKeepsTheRecoveryCodes: an authenticator app added beside a security key
-// comes without new recovery codes, as a second key does: the codes the user saved stay good.
-func TestAppBesideAKeyKeepsTheRecoveryCodes(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	e.user(t, "alice")
-	res := e.signIn(t, "alice")
-	key := &latchkey.WebAuthnCredential{UserID: res.User.ID, Name: "Key", CredentialID: []byte("cred"), Data: []byte(`{}`)}
-	if err := e.db.CreateWebAuthnCredential(ctx, key, [][]byte{[]byte("h1"), []byte("h2")}, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, codes := e.enableTOTP(t, res); codes != nil {
-		t.Errorf("the app beside a key: recovery codes %v, want none (the key's stay)", codes)
-	}
-	left, err := e.db.FindRecoveryCodes(ctx, res.User.ID)
-	if err != nil || len(left) != 2 {
-		t.Errorf("recovery codes after the app: %d, %v; want the key's 2", len(left), err)
-	}
-}

@@ -489,10 +489,6 @@ func (s *Server) pageTOTPConfirm(w http.ResponseWriter, r *http.Request, a *auth
 	if from == "account" {
 		done = "/settings/account?done=saved"
 	}
-	if len(codes) == 0 { // the user's recovery codes stay as they were
-		http.Redirect(w, r, done, http.StatusSeeOther)
-		return nil
-	}
 	return s.render(w, http.StatusOK, "codes", &view{Title: "Save your recovery codes", User: a.user, Next: done, Data: codes})
 }
 

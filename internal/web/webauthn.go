@@ -393,10 +393,6 @@ func (s *Server) pageEnrollTOTPConfirm(w http.ResponseWriter, r *http.Request) e
 	if err := s.finishEnrollment(w, r, a, latchkey.AMROTP); err != nil {
 		return err
 	}
-	if len(codes) == 0 { // the user's recovery codes stay as they were
-		http.Redirect(w, r, nextOr(next, "/settings/security"), http.StatusSeeOther)
-		return nil
-	}
 	return s.render(w, http.StatusOK, "codes", &view{Title: "Save your recovery codes", Next: nextOr(next, "/settings/security"), Data: codes})
 }
 
