@@ -157,11 +157,19 @@ func readEvents(r io.Reader, f func(deviceproto.Challenge)) error {
 func (c *client) listen(ctx context.Context, f func(deviceproto.Challenge)) error {
 	backoff := time.Second
 	for ctx.Err() == nil {
+		opened := time.Now()
 		resp, err := c.send(ctx, "GET", deviceproto.PathEvents, nil)
 		if err == nil {
-			backoff = time.Second
 			_ = readEvents(resp.Body, f)
 			resp.Body.Close()
+			if time.Since(opened) >= shortStream {
+				backoff = time.Second
+				continue
+			}
+			// A stream that ended at once was displaced by another of this device, or the
+			// server is going away: reconnect after the backoff, not in a tight loop with
+			// another copy of this device.
+			pause(ctx, &backoff)
 			continue
 		}
 		var ae *apiError
@@ -175,12 +183,21 @@ func (c *client) listen(ctx context.Context, f func(deviceproto.Challenge)) erro
 			}
 			continue
 		}
-		jitter := time.Duration(time.Now().UnixNano() % int64(backoff/2+1))
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff + jitter):
-		}
-		backoff = min(2*backoff, 30*time.Second)
+		pause(ctx, &backoff)
 	}
 	return ctx.Err()
+}
+
+// shortStream: an event stream that ends sooner than this is reconnected after a backoff.
+const shortStream = 10 * time.Second
+
+// pause waits for the backoff with jitter, or until ctx ends, and doubles the backoff up to
+// 30 s.
+func pause(ctx context.Context, backoff *time.Duration) {
+	wait := *backoff + time.Duration(time.Now().UnixNano()%int64(*backoff/2+1))
+	*backoff = min(2**backoff, 30*time.Second)
+	select {
+	case <-ctx.Done():
+	case <-time.After(wait):
+	}
 }

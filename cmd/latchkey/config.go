@@ -75,6 +75,9 @@ type Config struct {
 		ChallengeTTL Duration `yaml:"expiry"`        // how long a request may be answered
 		FraudPause   Duration `yaml:"fraud_pause"`   // pause after "this wasn't me"
 		MaxPushes    int      `yaml:"max_pushes"`    // pushes since the last sign-in
+		// MaxConnections is how many device event streams and long polls one node holds at
+		// once; 0 (the default) derives it from the process's descriptor limit.
+		MaxConnections int `yaml:"max_connections"`
 	} `yaml:"push"`
 	// ForwardAuth are the rules of the forward-auth gate (GET /auth/forward): the first rule
 	// that matches the host and path (and the user's group) decides; Default otherwise.
@@ -353,6 +356,9 @@ func (c *Config) validate() []string {
 	}
 	if c.Push.ChallengeTTL <= 0 || c.Push.ChallengeTTL > Duration(10*time.Minute) || c.Push.FraudPause <= 0 || c.Push.MaxPushes <= 0 {
 		p = append(p, "push.expiry must be positive and at most 10m; push.fraud_pause and push.max_pushes must be positive")
+	}
+	if c.Push.MaxConnections < 0 {
+		p = append(p, fmt.Sprintf("push.max_connections must be 0 (derived from the descriptor limit) or positive, not %d", c.Push.MaxConnections))
 	}
 	if c.MailRetry <= 0 || c.MailRetry > Duration(time.Hour) {
 		p = append(p, fmt.Sprintf("mail_retry must be positive and at most 1h, not %v", time.Duration(c.MailRetry)))

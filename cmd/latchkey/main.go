@@ -34,6 +34,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
 
 	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/audit"
@@ -270,6 +271,8 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		}
 		hub = push.NewHub(relay)
 	}
+	_, waits := connectionLimits(descriptorLimit(), cfg.Push.MaxConnections)
+	hub.LimitWaits(waits)
 	pusher := push.New(push.Options{
 		Store:        db,
 		Mailer:       sender,
@@ -348,6 +351,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			log.Warn("listening on every interface: links in mails and activation codes say localhost; set --public-url to the address people reach the server at", "public_url", cfg.PublicURL)
 		}
 	}
+	conns, waits := connectionLimits(descriptorLimit(), cfg.Push.MaxConnections)
+	if conns > 0 {
+		// Past the limit a connection waits in the kernel's backlog instead of the server
+		// failing every accept and every file it opens.
+		ln = netutil.LimitListener(ln, conns)
+	}
 	a, err := open(ctx, cfg, log)
 	if err != nil {
 		ln.Close()
@@ -419,7 +428,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			fmt.Fprintf(stderr, "\nNo administrator exists yet. Open this one-time link to create one:\n\n    %s\n\n", link)
 		}
 	}
-	log.Info("latchkey listening", "addr", ln.Addr().String(), "public_url", a.public.String(), "database", dbKind(cfg))
+	log.Info("latchkey listening", "addr", ln.Addr().String(), "public_url", a.public.String(), "database", dbKind(cfg), "max_connections", conns, "max_device_connections", waits)
 
 	go a.cleanup(ctx)
 	go a.fillUsernameKeys(ctx)

@@ -1,6 +1,9 @@
 package push
 
-import "sync"
+import (
+	"errors"
+	"sync"
+)
 
 // Notifier wakes up whoever waits for news of a device (a new challenge for it) or of a
 // challenge (it was answered). The Hub does it within one process; a relay to APNs or FCM, or
@@ -19,11 +22,136 @@ type Hub struct {
 	devices    map[int64]map[chan struct{}]struct{}
 	challenges map[string]map[chan struct{}]struct{}
 	relays     []Notifier
+
+	// The device waits (event streams and long polls) by device and by user, oldest first,
+	// and how many there are; see WaitDevice.
+	waitsByDevice map[int64][]*DeviceWait
+	waitsByUser   map[int64][]*DeviceWait
+	waits         int
+	maxWaits      int
 }
 
 // NewHub returns an empty hub. Relays, if any, are told of every notification too.
 func NewHub(relays ...Notifier) *Hub {
-	return &Hub{devices: map[int64]map[chan struct{}]struct{}{}, challenges: map[string]map[chan struct{}]struct{}{}, relays: relays}
+	return &Hub{
+		devices: map[int64]map[chan struct{}]struct{}{}, challenges: map[string]map[chan struct{}]struct{}{}, relays: relays,
+		waitsByDevice: map[int64][]*DeviceWait{}, waitsByUser: map[int64][]*DeviceWait{},
+	}
+}
+
+// How many device waits one device and one user may hold at once. A Latch app holds one
+// event stream, and a long poll now and then (latch approve, or a fallback); a user has a
+// phone and perhaps a desktop. Past these the oldest wait is displaced: the newest is the
+// one a client that reconnected is using, and a client whose wait was displaced by mistake
+// reconnects.
+const (
+	WaitsPerDevice = 3
+	WaitsPerUser   = 8
+)
+
+// ErrBusy is WaitDevice's refusal when the node holds its limit of device waits.
+var ErrBusy = errors.New("push: this node holds as many device connections as it may")
+
+// LimitWaits sets how many device waits the node holds at most (0: no limit). A wait costs a
+// connection, so the limit keeps descriptors for everything else (docs/deploy.md).
+func (h *Hub) LimitWaits(n int) {
+	h.mu.Lock()
+	h.maxWaits = n
+	h.mu.Unlock()
+}
+
+// DeviceWait is a subscription to a device's news held for one event stream or long poll. C
+// is signalled when the device has news; Displaced is closed when a newer wait of the same
+// device or user took its place, and the holder must end its stream then.
+type DeviceWait struct {
+	C         <-chan struct{}
+	Displaced <-chan struct{}
+
+	h              *Hub
+	user, device   int64
+	displaced      chan struct{}
+	unsubscribe    func()
+	listed, closed bool // in the hub's lists; Close was called (guarded by h.mu)
+}
+
+// WaitDevice opens a wait for news of the device of the user. At most WaitsPerDevice waits
+// of one device and WaitsPerUser of one user are open: a new one displaces the oldest. When
+// the node holds its limit (LimitWaits) it answers ErrBusy. Close ends the wait.
+func (h *Hub) WaitDevice(userID, deviceID int64) (*DeviceWait, error) {
+	h.mu.Lock()
+	if h.maxWaits > 0 && h.waits >= h.maxWaits {
+		h.mu.Unlock()
+		return nil, ErrBusy
+	}
+	h.waits++
+	w := &DeviceWait{h: h, user: userID, device: deviceID, displaced: make(chan struct{}), listed: true}
+	w.Displaced = w.displaced
+	h.waitsByDevice[deviceID] = append(h.waitsByDevice[deviceID], w)
+	h.waitsByUser[userID] = append(h.waitsByUser[userID], w)
+	if l := h.waitsByDevice[deviceID]; len(l) > WaitsPerDevice {
+		h.displace(l[0])
+	}
+	if l := h.waitsByUser[userID]; len(l) > WaitsPerUser {
+		h.displace(l[0])
+	}
+	h.mu.Unlock()
+	w.C, w.unsubscribe = subscribe(h, h.devices, deviceID)
+	return w, nil
+}
+
+// displace tells the wait to end and takes it out of the lists, so that it counts no more
+// against its device and user; it still counts against the node until it is closed.
+// h.mu is held.
+func (h *Hub) displace(w *DeviceWait) {
+	close(w.displaced)
+	h.unlist(w)
+}
+
+// unlist takes the wait out of the per-device and per-user lists. h.mu is held.
+func (h *Hub) unlist(w *DeviceWait) {
+	if !w.listed {
+		return
+	}
+	w.listed = false
+	h.waitsByDevice[w.device] = without(h.waitsByDevice[w.device], w)
+	if len(h.waitsByDevice[w.device]) == 0 {
+		delete(h.waitsByDevice, w.device)
+	}
+	h.waitsByUser[w.user] = without(h.waitsByUser[w.user], w)
+	if len(h.waitsByUser[w.user]) == 0 {
+		delete(h.waitsByUser, w.user)
+	}
+}
+
+func without(l []*DeviceWait, w *DeviceWait) []*DeviceWait {
+	for i, x := range l {
+		if x == w {
+			return append(l[:i:i], l[i+1:]...)
+		}
+	}
+	return l
+}
+
+// Close ends the wait. It may be called more than once.
+func (w *DeviceWait) Close() {
+	h := w.h
+	h.mu.Lock()
+	if w.closed {
+		h.mu.Unlock()
+		return
+	}
+	w.closed = true
+	h.unlist(w)
+	h.waits--
+	h.mu.Unlock()
+	w.unsubscribe()
+}
+
+// Waits returns how many device waits the node holds (for metrics and tests).
+func (h *Hub) Waits() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.waits
 }
 
 func subscribe[K comparable](h *Hub, m map[K]map[chan struct{}]struct{}, k K) (<-chan struct{}, func()) {

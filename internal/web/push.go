@@ -373,14 +373,22 @@ func (s *Server) deviceAnswer() http.Handler {
 }
 
 // deviceChallenges answers the pending challenges, waiting up to ?wait= for one (long poll).
+// A long poll that a newer one of the device or user displaces answers at once.
 func (s *Server) deviceChallenges(w http.ResponseWriter, r *http.Request, d *latchkey.Device, u *latchkey.User, _ []byte) (any, error) {
 	wait, err := waitParam(r)
 	if err != nil {
 		return nil, err
 	}
 	ctx := r.Context()
-	sig, cancel := s.push.Hub().SubscribeDevice(d.ID)
-	defer cancel()
+	var news, displaced <-chan struct{} // a read without a wait holds no place
+	if wait > 0 {
+		w8, err := s.waitDevice(u, d)
+		if err != nil {
+			return nil, err
+		}
+		defer w8.Close()
+		news, displaced = w8.C, w8.Displaced
+	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	tick := time.NewTicker(recheck)
@@ -400,8 +408,26 @@ func (s *Server) deviceChallenges(w http.ResponseWriter, r *http.Request, d *lat
 			return deviceproto.ChallengesResponse{Challenges: chs}, nil
 		case <-deadline.C:
 			return deviceproto.ChallengesResponse{Challenges: chs}, nil
-		case <-sig:
+		case <-displaced:
+			return deviceproto.ChallengesResponse{Challenges: chs}, nil
+		case <-news:
 		case <-tick.C:
 		}
 	}
+}
+
+// busyRetry is the Retry-After of a device wait refused because the node holds its limit.
+const busyRetry = 30 * time.Second
+
+// waitDevice opens a wait for the device's news, for an event stream or a long poll, or
+// refuses with 503 and Retry-After when the node holds as many as it may.
+func (s *Server) waitDevice(u *latchkey.User, d *latchkey.Device) (*push.DeviceWait, error) {
+	w, err := s.push.Hub().WaitDevice(int64(u.ID), d.ID)
+	if errors.Is(err, push.ErrBusy) {
+		if now := time.Now().Unix(); s.busyLogged.Swap(now) < now-60 { // once a minute at most
+			s.log.Warn("device connections refused: the node holds its limit of event streams and long polls (push.max_connections)")
+		}
+		return nil, &latchkey.Error{Code: latchkey.EUnavailable, Message: "The server is busy. Please try again shortly.", RetryAfter: busyRetry}
+	}
+	return w, err
 }

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,6 +80,8 @@ type Server struct {
 	// stop is closed by Shutdown: streams and long polls return.
 	stop     chan struct{}
 	stopOnce sync.Once
+	// busyLogged is when (Unix seconds) a refused device wait was last logged.
+	busyLogged atomic.Int64
 }
 
 // Shutdown ends the device event streams and long polls in flight, so that a graceful
@@ -128,6 +131,12 @@ func New(opt Options) *Server {
 		// Sessions that account rules end (password change, resets, a disabled user) end
 		// for the applications too.
 		opt.Login.OnSessionsEnded(func(ctx context.Context, ended []*latchkey.Session) { opt.OIDC.EndSessions(ctx, ended...) })
+	}
+	if opt.Push != nil {
+		hub := opt.Push.Hub()
+		opt.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "latchkey_device_connections", Help: "Device event streams and long polls open on this node.",
+		}, func() float64 { return float64(hub.Waits()) }))
 	}
 	s.handler = realIP(opt.TrustedProxies, s.routes())
 	return s

@@ -15,7 +15,8 @@ import (
 
 // deviceEvents streams challenges to the device as Server-Sent Events: every pending one when
 // the stream opens, then each new one the moment it is created. The stream ends when the
-// device is removed or moved to another key, or after streamLife.
+// device is removed or moved to another key, when a newer stream or long poll of the device
+// or its user displaces it (push.WaitsPerDevice, push.WaitsPerUser), or after streamLife.
 //
 // A stream waits for minutes, and a node holds thousands of them, so what one costs while it
 // waits is what matters (docs/performance.md). On HTTP/1.1 the connection is hijacked once
@@ -26,8 +27,11 @@ import (
 // delimited by closing the connection (HTTP/1.1, Connection: close). Where hijacking is not
 // possible (HTTP/2) the stream is served in the handler.
 func (s *Server) deviceEvents(w http.ResponseWriter, r *http.Request, d *latchkey.Device, u *latchkey.User, _ []byte) (any, error) {
-	st := &eventStream{s: s, d: d, u: u, sent: map[string]bool{}}
-	st.sig, st.unsubscribe = s.push.Hub().SubscribeDevice(d.ID)
+	wait, err := s.waitDevice(u, d)
+	if err != nil {
+		return nil, err
+	}
+	st := &eventStream{s: s, d: d, u: u, sent: map[string]bool{}, sig: wait.C, displaced: wait.Displaced, unsubscribe: wait.Close}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
@@ -50,6 +54,7 @@ type eventStream struct {
 	d           *latchkey.Device
 	u           *latchkey.User
 	sig         <-chan struct{}
+	displaced   <-chan struct{} // a newer stream or long poll of the device or user took its place
 	unsubscribe func()
 	sent        map[string]bool // challenges already sent
 }
@@ -133,6 +138,8 @@ func (st *eventStream) serveConn(ctx context.Context, cancel context.CancelFunc,
 		select {
 		case <-st.s.stop:
 			return
+		case <-st.displaced:
+			return
 		case <-end.C:
 			return
 		case <-ping.C:
@@ -168,6 +175,8 @@ func (st *eventStream) serveHandler(ctx context.Context, w http.ResponseWriter) 
 		case <-ctx.Done():
 			return errWritten
 		case <-st.s.stop:
+			return errWritten
+		case <-st.displaced:
 			return errWritten
 		case <-end.C:
 			return errWritten

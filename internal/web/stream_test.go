@@ -13,6 +13,7 @@ import (
 	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/deviceproto"
 	"github.com/latchkey/latchkey/internal/login"
+	"github.com/latchkey/latchkey/internal/push"
 )
 
 // lineWriter passes each log write on as a line, without blocking.
@@ -134,5 +135,124 @@ func TestEventStreamEndsWhenDeviceRemoved(t *testing.T) {
 				t.Fatal("the removed device's event stream is still open 5 s later")
 			}
 		})
+	}
+}
+
+// openStream opens the device's event stream and returns a channel closed when it ends.
+func openStream(t *testing.T, d *testDevice) (*http.Response, chan struct{}) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(d.request("GET", deviceproto.PathEvents, nil, d.id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	ended := make(chan struct{})
+	if resp.StatusCode != 200 {
+		close(ended)
+		return resp, ended
+	}
+	go func() {
+		defer close(ended)
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}()
+	return resp, ended
+}
+
+func isOpen(ended chan struct{}) bool {
+	select {
+	case <-ended:
+		return false
+	default:
+		return true
+	}
+}
+
+// TestDeviceStreamsLimited: one device holds at most three event streams and long polls; a
+// fourth displaces the oldest, which ends at once. A node that holds its limit of device
+// connections answers 503 with Retry-After, and serves sign-ins all the while. (Before, any
+// device could open streams until the server ran out of descriptors and answered no one.)
+func TestDeviceStreamsLimited(t *testing.T) {
+	f := newFixture(t, "")
+	_, d := f.activated(t)
+	var streams []chan struct{}
+	for i := range push.WaitsPerDevice {
+		resp, ended := openStream(t, d)
+		if resp.StatusCode != 200 {
+			t.Fatalf("stream %d: %d", i, resp.StatusCode)
+		}
+		streams = append(streams, ended)
+	}
+	waitFor(t, func() bool { return f.push.Hub().Waits() == push.WaitsPerDevice })
+	for i, s := range streams {
+		if !isOpen(s) {
+			t.Fatalf("stream %d ended within the device's limit", i)
+		}
+	}
+	// A long poll counts too: it displaces the oldest stream.
+	poll := make(chan response, 1)
+	go func() { poll <- d.call("GET", deviceproto.PathChallenges+"?wait=20s", nil) }()
+	select {
+	case <-streams[0]:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the oldest stream is still open 5 s after a fourth wait of its device")
+	}
+	for i, s := range streams[1:] {
+		if !isOpen(s) {
+			t.Fatalf("stream %d ended too: only the oldest should", i+1)
+		}
+	}
+	// Oldest first: the second stream, then the third, then the long poll.
+	for i := 1; i < 3; i++ {
+		_, newer := openStream(t, d)
+		select {
+		case <-streams[i]:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("stream %d is still open 5 s after a newer wait of its device", i)
+		}
+		if !isOpen(newer) {
+			t.Fatal("the newer stream ended")
+		}
+	}
+	select {
+	case <-poll:
+		t.Fatal("the long poll ended before it was the oldest")
+	default:
+	}
+	// The displaced long poll answers at once, with what is pending.
+	_, _ = openStream(t, d)
+	select {
+	case r := <-poll:
+		if r.code != 200 {
+			t.Fatalf("displaced long poll: %d %s", r.code, r.raw)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the long poll is still waiting 5 s after it was displaced")
+	}
+	waitFor(t, func() bool { return f.push.Hub().Waits() == push.WaitsPerDevice })
+
+	// The node's limit: the next wait is refused, and sign-ins go on.
+	f.push.Hub().LimitWaits(push.WaitsPerDevice)
+	resp, _ := openStream(t, d)
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "30" || !strings.Contains(string(raw), `"unavailable"`) {
+		t.Fatalf("a stream past the node's limit: %d Retry-After %q %s; want 503, 30", resp.StatusCode, resp.Header.Get("Retry-After"), raw)
+	}
+	if r := d.call("GET", deviceproto.PathChallenges+"?wait=1s", nil); r.code != 503 {
+		t.Fatalf("a long poll past the node's limit: %d %s", r.code, r.raw)
+	}
+	if r := d.call("GET", deviceproto.PathChallenges, nil); r.code != 200 {
+		t.Fatalf("a read without a wait is not a connection held: %d %s", r.code, r.raw)
+	}
+	f.pushLogin(t) // a push sign-in starts while the node holds its device connections
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(end) {
+			t.Fatal("condition not met within 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

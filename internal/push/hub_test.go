@@ -1,0 +1,138 @@
+package push
+
+import (
+	"errors"
+	"testing"
+)
+
+func displaced(w *DeviceWait) bool {
+	select {
+	case <-w.Displaced:
+		return true
+	default:
+		return false
+	}
+}
+
+func mustWait(t *testing.T, h *Hub, user, device int64) *DeviceWait {
+	t.Helper()
+	w, err := h.WaitDevice(user, device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// TestDeviceWaitsPerDevice: a device holds at most WaitsPerDevice waits; a new one displaces
+// the oldest, which no longer counts against the device, and a closed one frees its place.
+func TestDeviceWaitsPerDevice(t *testing.T) {
+	h := NewHub()
+	var ws []*DeviceWait
+	for range WaitsPerDevice {
+		ws = append(ws, mustWait(t, h, 1, 10))
+	}
+	for i, w := range ws {
+		if displaced(w) {
+			t.Fatalf("wait %d displaced within the limit", i)
+		}
+	}
+	next := mustWait(t, h, 1, 10)
+	if !displaced(ws[0]) {
+		t.Fatal("the oldest wait was not displaced by the one past the limit")
+	}
+	for i, w := range append(ws[1:], next) {
+		if displaced(w) {
+			t.Fatalf("wait %d displaced, not only the oldest", i+1)
+		}
+	}
+	// Signals still reach the displaced wait until it is closed, and the others.
+	h.NotifyDevice(10)
+	for i, w := range append(ws, next) {
+		select {
+		case <-w.C:
+		default:
+			t.Fatalf("wait %d missed the device's news", i)
+		}
+	}
+	if n := h.Waits(); n != WaitsPerDevice+1 {
+		t.Fatalf("Waits() = %d before the displaced wait closed, want %d", n, WaitsPerDevice+1)
+	}
+	ws[0].Close()
+	ws[0].Close() // twice is harmless
+	if n := h.Waits(); n != WaitsPerDevice {
+		t.Fatalf("Waits() = %d, want %d", n, WaitsPerDevice)
+	}
+	// A closed wait frees its place: the next one displaces nobody.
+	ws[1].Close()
+	another := mustWait(t, h, 1, 10)
+	for i, w := range []*DeviceWait{ws[2], next, another} {
+		if displaced(w) {
+			t.Fatalf("wait %d displaced although a place was free", i)
+		}
+	}
+	// Another device of the same user has places of its own.
+	other := mustWait(t, h, 1, 11)
+	if displaced(other) || displaced(ws[2]) {
+		t.Fatal("a wait of another device displaced one")
+	}
+	for _, w := range []*DeviceWait{ws[2], next, another, other} {
+		w.Close()
+	}
+	if n := h.Waits(); n != 0 || len(h.waitsByDevice) != 0 || len(h.waitsByUser) != 0 || len(h.devices) != 0 {
+		t.Fatalf("after every wait closed: %d waits, %d devices, %d users, %d subscriptions", n, len(h.waitsByDevice), len(h.waitsByUser), len(h.devices))
+	}
+}
+
+// TestDeviceWaitsPerUser: a user's devices together hold at most WaitsPerUser waits; past
+// that the user's oldest is displaced, whichever device it belongs to, and other users'
+// waits are untouched.
+func TestDeviceWaitsPerUser(t *testing.T) {
+	h := NewHub()
+	bob := mustWait(t, h, 2, 99)
+	var ws []*DeviceWait
+	for i := range WaitsPerUser {
+		ws = append(ws, mustWait(t, h, 1, int64(100+i))) // one wait on each of many devices
+	}
+	for i, w := range ws {
+		if displaced(w) {
+			t.Fatalf("wait %d displaced within the user's limit", i)
+		}
+	}
+	mustWait(t, h, 1, 500)
+	if !displaced(ws[0]) || displaced(ws[1]) || displaced(bob) {
+		t.Fatalf("past the user's limit: oldest displaced %v, second %v, another user's %v; want true, false, false", displaced(ws[0]), displaced(ws[1]), displaced(bob))
+	}
+}
+
+// TestDeviceWaitsNodeLimit: past the node's limit a wait is refused with ErrBusy, and a
+// closed one frees a place; displaced waits count until they close.
+func TestDeviceWaitsNodeLimit(t *testing.T) {
+	h := NewHub()
+	h.LimitWaits(4)
+	var ws []*DeviceWait
+	for i := range 4 {
+		ws = append(ws, mustWait(t, h, int64(i), int64(i)))
+	}
+	if _, err := h.WaitDevice(9, 9); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a wait past the node's limit: %v, want ErrBusy", err)
+	}
+	ws[0].Close()
+	w := mustWait(t, h, 9, 9)
+	w.Close()
+	for _, w := range ws[1:] {
+		w.Close()
+	}
+	// A displaced wait counts until it closes: its connection is still open.
+	var same []*DeviceWait
+	for range 4 {
+		same = append(same, mustWait(t, h, 1, 1))
+	}
+	if !displaced(same[0]) {
+		t.Fatal("the oldest of the device's waits was not displaced")
+	}
+	if _, err := h.WaitDevice(9, 9); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a wait while a displaced one is still open: %v, want ErrBusy", err)
+	}
+	same[0].Close()
+	mustWait(t, h, 9, 9)
+}
