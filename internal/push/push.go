@@ -347,8 +347,14 @@ func (s *Service) Redeem(ctx context.Context, c Client, kind string, sig *device
 // has a factor (Device.Code).
 var errNotFirstDevice = latchkey.Errorf(latchkey.EForbidden, "This code was made to set up a first sign-in method, and the account has one now. Sign in with it and add this device from your Security page.")
 
-// awaitApproval creates d pending and sends primary the challenge that approves it.
+// awaitApproval creates d pending and sends primary the challenge that approves it. The
+// approval request is a push like a sign-in's: refused while pushes to the user are paused
+// after a fraud report or past their cap (so that pending devices cannot pile up either),
+// and counted.
 func (s *Service) awaitApproval(ctx context.Context, c Client, u *latchkey.User, d, primary *latchkey.Device) (*deviceproto.ActivateResponse, error) {
+	if err := s.pushAllowed(ctx, c, u, "Add the device later, or right after signing in with a second factor."); err != nil {
+		return nil, err
+	}
 	d.State = latchkey.DevicePending
 	if err := s.createDevice(ctx, d, nil); err != nil {
 		return nil, err
@@ -358,13 +364,14 @@ func (s *Service) awaitApproval(ctx context.Context, c Client, u *latchkey.User,
 		return nil, err
 	}
 	ch.SubjectDeviceID = d.ID
-	if err := s.opt.Store.CreatePushChallenge(ctx, ch); err != nil {
+	if err := s.opt.Store.SendPushChallenge(ctx, ch, latchkey.ThrottleKeyPush(u.Username), nil); err != nil {
 		return nil, fmt.Errorf("create challenge: %w", err)
 	}
 	s.opt.Hub.NotifyDevice(primary.ID)
 	s.audit(ctx, c, u, latchkey.ActionDevicePending, latchkey.OutcomeSuccess, fmt.Sprintf("device %d %q awaits approval by device %d", d.ID, d.Name, primary.ID))
 	return &deviceproto.ActivateResponse{DeviceInfo: s.info(u, d, nil), Number: ch.Number}, nil
 }
+
 
 func (s *Service) createDevice(ctx context.Context, d *latchkey.Device, cred *latchkey.TOTPCredential) error {
 	err := s.opt.Store.CreateDevice(ctx, d, cred)
@@ -584,21 +591,8 @@ func (s *Service) newChallenge(ctx context.Context, u *latchkey.User, d *latchke
 func (s *Service) SendLogin(ctx context.Context, u *latchkey.User, sessionID string, deviceID int64, ip, userAgent, app string) (*latchkey.PushChallenge, error) {
 	c := Client{IP: ip, UserAgent: userAgent}
 	now := s.now()
-	// The fraud pause and the count of pushes since the last sign-in, in one read.
-	ths, err := s.opt.Store.FindThrottles(ctx, latchkey.ThrottleKeyPushPause(u.Username), latchkey.ThrottleKeyPush(u.Username))
-	if err != nil {
-		return nil, fmt.Errorf("find throttles: %w", err)
-	}
-	pause, count := ths[0], ths[1]
-	if until := pause.LastFailureAt.Add(s.opt.FraudPause); pause.Failures > 0 && now.Before(until) {
-		s.audit(ctx, c, u, latchkey.ActionPushRefused, latchkey.OutcomeDenied, "paused after a fraud report")
-		return nil, &latchkey.Error{Code: latchkey.EThrottled, RetryAfter: until.Sub(now),
-			Message: "Sign-in requests to your devices are paused because one was recently reported as not made by you. Use another method, or contact your support desk."}
-	}
-	if count.Failures >= s.opt.MaxPushes {
-		s.audit(ctx, c, u, latchkey.ActionPushRefused, latchkey.OutcomeDenied, fmt.Sprintf("%d pushes since the last sign-in", count.Failures))
-		return nil, &latchkey.Error{Code: latchkey.EThrottled, RetryAfter: s.opt.ChallengeTTL,
-			Message: "Too many sign-in requests were sent to your device. Use another method to sign in."}
+	if err := s.pushAllowed(ctx, c, u, "Use another method to sign in."); err != nil {
+		return nil, err
 	}
 	devs, err := s.opt.Store.FindDevices(ctx, u.ID)
 	if err != nil {
@@ -628,6 +622,31 @@ func (s *Service) SendLogin(ctx context.Context, u *latchkey.User, sessionID str
 	}
 	s.opt.Hub.NotifyDevice(target.ID)
 	return ch, nil
+}
+
+// pushAllowed refuses (EThrottled, audited) a push to the user's devices while pushes are
+// paused after a fraud report, and after MaxPushes pushes since the last successful sign-in.
+// Sign-in requests and new devices' approval requests both count: either can be sent by
+// someone who has the password, to a user who did not ask. instead says what to do.
+func (s *Service) pushAllowed(ctx context.Context, c Client, u *latchkey.User, instead string) error {
+	now := s.now()
+	// The fraud pause and the count of pushes since the last sign-in, in one read.
+	ths, err := s.opt.Store.FindThrottles(ctx, latchkey.ThrottleKeyPushPause(u.Username), latchkey.ThrottleKeyPush(u.Username))
+	if err != nil {
+		return fmt.Errorf("find throttles: %w", err)
+	}
+	pause, count := ths[0], ths[1]
+	if until := pause.LastFailureAt.Add(s.opt.FraudPause); pause.Failures > 0 && now.Before(until) {
+		s.audit(ctx, c, u, latchkey.ActionPushRefused, latchkey.OutcomeDenied, "paused after a fraud report")
+		return &latchkey.Error{Code: latchkey.EThrottled, RetryAfter: until.Sub(now),
+			Message: "Requests to your devices are paused because one was recently reported as not made by you. " + instead + " Or contact your support desk."}
+	}
+	if count.Failures >= s.opt.MaxPushes {
+		s.audit(ctx, c, u, latchkey.ActionPushRefused, latchkey.OutcomeDenied, fmt.Sprintf("%d pushes since the last sign-in", count.Failures))
+		return &latchkey.Error{Code: latchkey.EThrottled, RetryAfter: s.opt.ChallengeTTL,
+			Message: "Too many requests were sent to your device since your last sign-in. " + instead}
+	}
+	return nil
 }
 
 // Pending returns the challenges waiting for the device's answer, as the device sees them.

@@ -694,6 +694,65 @@ func TestRefusedNewDeviceIsRemoved(t *testing.T) {
 	}
 }
 
+// TestAddDevicePushesPausedAndCapped: a new device's approval request is a push like a
+// sign-in's. After "this wasn't me" it is refused while pushes are paused, and it counts
+// towards the cap of pushes since the last sign-in, so that someone with the password and a
+// session cannot keep sending requests to the user's phone.
+func TestAddDevicePushesPausedAndCapped(t *testing.T) {
+	addDevice := func(f *fixture, c *apiClient) response {
+		t.Helper()
+		r := c.post("/api/v1/account/devices/activation", nil)
+		if r.code != 200 || r.body["approval_required"] != true {
+			t.Fatalf("activation: %d %s", r.code, r.raw)
+		}
+		return f.newDevice(t).activate(deviceproto.PathActivate, r.body["code"].(string), "Phone")
+	}
+	t.Run("paused after fraud", func(t *testing.T) {
+		f := newFixture(t, "")
+		c, d1 := f.activated(t)
+		if r := addDevice(f, c); r.code != 202 {
+			t.Fatalf("pending activation: %d %s", r.code, r.raw)
+		}
+		chs := d1.challenges()
+		if r := d1.answer(chs[0]["id"].(string), "fraud", ""); r.body["reason"] != "fraud" {
+			t.Fatalf("fraud: %d %s", r.code, r.raw)
+		}
+		r := addDevice(f, c)
+		if r.code != 429 || r.header.Get("Retry-After") == "" || !strings.Contains(r.raw, "paused") {
+			t.Fatalf("a new device while pushes are paused: %d %s, want 429", r.code, r.raw)
+		}
+		if chs := d1.challenges(); len(chs) != 0 {
+			t.Fatalf("the paused device was asked: %v", chs)
+		}
+		if r := c.do("GET", "/api/v1/account/devices", "", ""); strings.Contains(r.raw, `"Phone"`) {
+			t.Fatalf("a refused device is listed: %s", r.raw)
+		}
+	})
+	t.Run("capped", func(t *testing.T) {
+		f := newFixture(t, "")
+		c, d1 := f.activated(t)
+		for i := range 5 { // push.max_pushes, by default
+			if r := addDevice(f, c); r.code != 202 {
+				t.Fatalf("pending activation %d: %d %s", i, r.code, r.raw)
+			}
+		}
+		if r := addDevice(f, c); r.code != 429 || !strings.Contains(r.raw, "Too many requests") {
+			t.Fatalf("a sixth new device since the last sign-in: %d %s, want 429", r.code, r.raw)
+		}
+		if chs := d1.challenges(); len(chs) != 5 {
+			t.Fatalf("the device was asked %d times, want 5", len(chs))
+		}
+		// They count for sign-ins too: the next push is refused.
+		b := f.client(t)
+		if r := b.post("/api/v1/login", map[string]string{"username": "alice", "password": pw}); r.code != 200 {
+			t.Fatalf("login: %d %s", r.code, r.raw)
+		}
+		if r := b.post("/api/v1/login/push", nil); r.code != 429 {
+			t.Fatalf("a push after five approval requests: %d %s, want 429", r.code, r.raw)
+		}
+	})
+}
+
 // TestSwitchVoidsTheOldKeysOtherCodes: a transfer code the old key made before the switch
 // cannot take the device back from the new phone afterwards.
 func TestSwitchVoidsTheOldKeysOtherCodes(t *testing.T) {
