@@ -253,9 +253,18 @@ func checkPlatform(p string) (string, error) {
 // made by the key in req (proof of possession). The result is the device's information; when
 // its State is StatePendingApproval, Number is what the user types on the existing device.
 func (s *Service) Redeem(ctx context.Context, c Client, kind string, sig *deviceproto.Signed, req deviceproto.ActivateRequest) (*deviceproto.ActivateResponse, error) {
-	if err := s.ip.Check(c.IP, s.now()); err != nil {
+	// A wrong code spends a token of the address; the token is taken before the code is
+	// looked at and given back otherwise, so that attempts sent at once cannot all pass a
+	// check made before any of them failed.
+	if err := s.ip.Take(c.IP, s.now()); err != nil {
 		return nil, err
 	}
+	wrongCode := false
+	defer func() {
+		if !wrongCode {
+			s.ip.Refund(c.IP, s.now())
+		}
+	}()
 	key, der, err := deviceproto.ParsePublicKey(req.PublicKey)
 	if err != nil {
 		return nil, latchkey.Errorf(latchkey.EInvalid, "%s", err.Error())
@@ -273,13 +282,13 @@ func (s *Service) Redeem(ctx context.Context, c Client, kind string, sig *device
 	}
 	code, ok := deviceproto.NormalizeCode(req.Code)
 	if !ok {
-		s.ip.Fail(c.IP, s.now())
+		wrongCode = true
 		return nil, errBadActivation
 	}
 	now := s.now()
 	a, err := s.opt.Store.UseDeviceActivation(ctx, s.codeHash(kind, code), now)
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
-		s.ip.Fail(c.IP, now)
+		wrongCode = true
 		s.audit(ctx, c, nil, latchkey.ActionDeviceRefused, latchkey.OutcomeFailure, "unknown, used or expired "+kind+" code")
 		return nil, errBadActivation
 	} else if err != nil {
@@ -474,9 +483,17 @@ func (s *Service) AuthenticateDeferred(ctx context.Context, c Client, r *http.Re
 	if sig.DeviceID == 0 {
 		return nil, nil, nil, latchkey.Errorf(latchkey.EDeviceSignature, "The %s header is required.", deviceproto.HeaderDevice)
 	}
-	if err := s.badSig.Check(c.IP, now); err != nil {
-		return nil, nil, nil, err // too many bad signatures from this address: refused before any read
+	// Too many bad signatures from this address: refused before any read. The token is taken
+	// now, for requests sent at once, and given back unless the signature fails.
+	if err := s.badSig.Take(c.IP, now); err != nil {
+		return nil, nil, nil, err
 	}
+	badSig := false
+	defer func() {
+		if !badSig {
+			s.badSig.Refund(c.IP, now)
+		}
+	}()
 	// The device and its user in one read; the user is looked at only once the request is
 	// proven.
 	d, u, err := s.opt.Store.FindDeviceWithUser(ctx, sig.DeviceID)
@@ -487,7 +504,7 @@ func (s *Service) AuthenticateDeferred(ctx context.Context, c Client, r *http.Re
 	}
 	key, err := deviceproto.ParsePublicKeyDER(d.PublicKey)
 	if err != nil || !sig.Verify(key) {
-		s.badSig.Fail(c.IP, now)
+		badSig = true
 		s.audit(ctx, c, &latchkey.User{ID: d.UserID}, latchkey.ActionDeviceRefused, latchkey.OutcomeFailure, fmt.Sprintf("bad signature for device %d", d.ID))
 		return nil, nil, nil, errSignature
 	}
