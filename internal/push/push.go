@@ -381,7 +381,6 @@ func (s *Service) awaitApproval(ctx context.Context, c Client, u *latchkey.User,
 	return &deviceproto.ActivateResponse{DeviceInfo: s.info(u, d, nil), Number: ch.Number}, nil
 }
 
-
 func (s *Service) createDevice(ctx context.Context, d *latchkey.Device, cred *latchkey.TOTPCredential) error {
 	err := s.opt.Store.CreateDevice(ctx, d, cred)
 	if latchkey.ErrorCode(err) == latchkey.EConflict {

@@ -2,8 +2,8 @@ package push_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"path/filepath"
