@@ -79,7 +79,8 @@ type SessionStore interface {
 	TouchSession(ctx Context, id string, at time.Time) error
 	// DeleteSession removes one session; deleting a missing session is not an error.
 	DeleteSession(ctx Context, id string) error
-	// DeleteUserSessions removes all sessions of a user except exceptID (may be "").
+	// DeleteUserSessions removes all sessions of a user except exceptID (may be ""), and the
+	// user's unused activation codes for new devices with them.
 	DeleteUserSessions(ctx Context, userID UserID, exceptID string) error
 	// FindUserSessions returns the signed-in (StateAuthenticated) sessions of a user that
 	// have not expired at t, most recently active first.

@@ -135,9 +135,21 @@ func (s *DB) DeleteSession(ctx context.Context, id string) error {
 	return nil
 }
 
-// DeleteUserSessions removes every session of a user except exceptID.
+// DeleteUserSessions removes every session of a user except exceptID, and with them the
+// user's unused activation codes for new devices, in one transaction: a code that an ended
+// session made (a hijacked one, which "Sign out everywhere" is for) must not add a device
+// afterwards. Codes are not tied to the session that made them (its ID changes at every
+// re-authentication), so the kept session's go too; transfer codes, which a device makes,
+// stay.
 func (s *DB) DeleteUserSessions(ctx context.Context, userID latchkey.UserID, exceptID string) error {
-	if _, err := s.exec(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id <> $2`, userID, exceptID); err != nil {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1 AND id <> $2`, userID, exceptID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM device_activations WHERE user_id = $1 AND kind = $2 AND used_at IS NULL`, userID, latchkey.ActivationNew)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("delete user sessions: %w", err)
 	}
 	return nil

@@ -277,8 +277,37 @@ func TestSessions(t *testing.T) {
 		x := *s
 		x.ID = "s6"
 		db.CreateSession(ctx, &x)
+		// The user's unused activation codes for new devices go with the sessions; a used one
+		// and another user's stay.
+		other := mkUser(t, db, "sessions-other")
+		for _, a := range []*latchkey.DeviceActivation{
+			{ID: "code-unused", UserID: u.ID, Kind: latchkey.ActivationNew, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+			{ID: "code-used", UserID: u.ID, Kind: latchkey.ActivationNew, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+			{ID: "code-other", UserID: other.ID, Kind: latchkey.ActivationNew, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+		} {
+			if err := db.CreateDeviceActivation(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := db.UseDeviceActivation(ctx, "code-used", t0); err != nil {
+			t.Fatal(err)
+		}
 		if err := db.DeleteUserSessions(ctx, u.ID, "s2"); err != nil {
 			t.Fatal(err)
+		}
+		var codes []string
+		rows, err := db.SQL().QueryContext(ctx, `SELECT id FROM device_activations ORDER BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id string
+			rows.Scan(&id)
+			codes = append(codes, id)
+		}
+		rows.Close()
+		if strings.Join(codes, " ") != "code-other code-used" {
+			t.Errorf("activation codes after DeleteUserSessions: %v, want code-other code-used", codes)
 		}
 		if _, err := db.FindSessionByID(ctx, "s6"); errCode(err) != latchkey.ENotFound {
 			t.Errorf("s6 survived DeleteUserSessions: %v", err)

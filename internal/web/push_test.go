@@ -753,6 +753,52 @@ func TestAddDevicePushesPausedAndCapped(t *testing.T) {
 	})
 }
 
+// TestSignOutEverywhereVoidsActivationCodes: an activation code stays usable no longer than
+// the sessions that could have made it: "Sign out everywhere" and a password change (which
+// signs the other sessions out) void the user's unused codes for new devices, so a hijacked
+// session's code cannot add a device afterwards. The device's transfer codes stay.
+func TestSignOutEverywhereVoidsActivationCodes(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		end  func(c *apiClient) response
+	}{
+		{"sign out everywhere", func(c *apiClient) response { return c.post("/api/v1/account/sessions/revoke-all", nil) }},
+		{"password change", func(c *apiClient) response {
+			return c.post("/api/v1/account/password", map[string]string{"current_password": pw, "new_password": "another correct horse battery staple"})
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, "")
+			c := f.signedIn(t)
+			r := c.post("/api/v1/account/devices/activation", nil)
+			if r.code != 200 {
+				t.Fatalf("activation: %d %s", r.code, r.raw)
+			}
+			code := r.body["code"].(string)
+			if r := tt.end(c); r.code != 200 {
+				t.Fatalf("%s: %d %s", tt.name, r.code, r.raw)
+			}
+			if r := f.newDevice(t).activate(deviceproto.PathActivate, code, "Stranger"); r.code != 401 {
+				t.Fatalf("a code made before %s: %d %s, want 401", tt.name, r.code, r.raw)
+			}
+		})
+	}
+	t.Run("transfer codes stay", func(t *testing.T) {
+		f := newFixture(t, "")
+		c, d := f.activated(t)
+		r := d.call("POST", deviceproto.PathTransfer, nil)
+		if r.code != 200 {
+			t.Fatalf("transfer: %d %s", r.code, r.raw)
+		}
+		if r := c.post("/api/v1/account/sessions/revoke-all", nil); r.code != 200 {
+			t.Fatalf("revoke-all: %d %s", r.code, r.raw)
+		}
+		if r := f.newDevice(t).activate(deviceproto.PathRedeem, r.body["code"].(string), "New phone"); r.code != 200 {
+			t.Fatalf("the device's transfer code after sign out everywhere: %d %s", r.code, r.raw)
+		}
+	})
+}
+
 // TestSwitchVoidsTheOldKeysOtherCodes: a transfer code the old key made before the switch
 // cannot take the device back from the new phone afterwards.
 func TestSwitchVoidsTheOldKeysOtherCodes(t *testing.T) {
