@@ -43,7 +43,7 @@ const (
 // what the library needs to check the answer. It is single use and short lived, and bound to
 // the session that started it.
 type WebAuthnCeremony struct {
-	ID        string // random, 128 bits, hex
+	ID        string // 128 bits, hex: keyed with the session and the kind (login.startCeremony)
 	Kind      string
 	UserID    UserID // 0 for a passkey sign-in
 	SessionID string // the session that started it; "" for a passkey sign-in
@@ -74,8 +74,11 @@ type WebAuthnStore interface {
 	// removes nothing: decided in the transaction with the user locked, so that two removals
 	// at once cannot take the last two.
 	DeleteWebAuthnCredential(ctx Context, userID UserID, id int64, keepOne bool) error
-	// CreateWebAuthnCeremony stores a ceremony.
+	// CreateWebAuthnCeremony stores a ceremony; EConflict when one with its ID exists.
 	CreateWebAuthnCeremony(ctx Context, c *WebAuthnCeremony) error
+	// PutWebAuthnCeremony stores a ceremony, replacing one with its ID: a session's IDs are
+	// one per kind, so that a session holds one unfinished ceremony of a kind at most.
+	PutWebAuthnCeremony(ctx Context, c *WebAuthnCeremony) error
 	// TakeWebAuthnCeremony deletes the ceremony and returns it, so each one is answered at most
 	// once, also across nodes; ENotFound when it does not exist (or was taken). Expiry is the
 	// caller's rule.

@@ -9,6 +9,7 @@ package login
 import (
 	"bytes"
 	"context"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -107,6 +108,9 @@ type Service struct {
 	ip  *ratelimit.Limiter
 	log *slog.Logger
 	wa  *webauthn.WebAuthn // nil without a public URL
+	// seal seals passkey ceremonies into their IDs (ceremony.go), made once by sealOnce.
+	seal     cipher.AEAD
+	sealOnce sync.Once
 	// waOff is why wa is nil with a public URL (WebAuthnOff).
 	waOff error
 	// ended is told about sessions that account rules end (ended.go).

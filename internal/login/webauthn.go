@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"slices"
 	"strings"
@@ -134,45 +132,6 @@ func (s *Service) webauthnReady() error {
 		return latchkey.Errorf(latchkey.ENotFound, "Security keys are not available on this server.")
 	}
 	return nil
-}
-
-// startCeremony stores the library's session data under a new random ID.
-func (s *Service) startCeremony(ctx context.Context, kind string, userID latchkey.UserID, sessionID string, data *webauthn.SessionData) (string, error) {
-	raw, err := json.Marshal(data)
-	if err != nil {
-		return "", err
-	}
-	b := make([]byte, 16)
-	if _, err := io.ReadFull(s.opt.Rand, b); err != nil {
-		return "", fmt.Errorf("read random: %w", err)
-	}
-	c := &latchkey.WebAuthnCeremony{ID: hex.EncodeToString(b), Kind: kind, UserID: userID, SessionID: sessionID, Data: raw, ExpiresAt: s.now().Add(ceremonyTTL)}
-	if err := s.opt.Store.CreateWebAuthnCeremony(ctx, c); err != nil {
-		return "", fmt.Errorf("store webauthn ceremony: %w", err)
-	}
-	return c.ID, nil
-}
-
-// takeCeremony consumes a ceremony, which must be of that kind, for that user and session,
-// and not expired. Whatever the outcome, it cannot be answered again.
-func (s *Service) takeCeremony(ctx context.Context, id, kind string, userID latchkey.UserID, sessionID string) (*webauthn.SessionData, error) {
-	if id == "" || len(id) > 64 {
-		return nil, errCeremony
-	}
-	c, err := s.opt.Store.TakeWebAuthnCeremony(ctx, id)
-	if latchkey.ErrorCode(err) == latchkey.ENotFound {
-		return nil, errCeremony
-	} else if err != nil {
-		return nil, fmt.Errorf("take webauthn ceremony: %w", err)
-	}
-	if c.Kind != kind || c.UserID != userID || c.SessionID != sessionID || !s.now().Before(c.ExpiresAt) {
-		return nil, errCeremony
-	}
-	var data webauthn.SessionData
-	if err := json.Unmarshal(c.Data, &data); err != nil {
-		return nil, fmt.Errorf("webauthn ceremony data: %w", err)
-	}
-	return &data, nil
 }
 
 // KeyOptions is what the browser passes to navigator.credentials: {"publicKey": {...}}.
@@ -425,14 +384,16 @@ func (s *Service) FinishPasskeyLogin(ctx context.Context, c Client, oldToken, ce
 	if err := s.ip.Check(c.IP, s.now()); err != nil {
 		return nil, err
 	}
-	data, err := s.takeCeremony(ctx, ceremonyID, latchkey.CeremonyPasskey, 0, "")
-	if err != nil {
-		return nil, err
-	}
+	// The answer is parsed before the ceremony is taken, which records it as answered: an
+	// answer that is not even well formed writes nothing.
 	parsed, err := protocol.ParseCredentialRequestResponseBytes(response)
 	if err != nil {
 		s.ip.Fail(c.IP, s.now())
 		return nil, errKeyFailed
+	}
+	data, err := s.takeCeremony(ctx, ceremonyID, latchkey.CeremonyPasskey, 0, "")
+	if err != nil {
+		return nil, err
 	}
 	row, err := s.opt.Store.FindWebAuthnCredential(ctx, parsed.RawID)
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {

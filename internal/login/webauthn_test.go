@@ -328,6 +328,94 @@ func TestPasskeySignIn(t *testing.T) {
 	}
 }
 
+// TestWebAuthnCeremoniesBounded: starting WebAuthn ceremonies costs the server a bounded
+// number of rows. Anyone may start a passkey sign-in, and that start writes nothing (its
+// ceremony travels sealed in its ID); its answer is accepted once, and a forged, changed or
+// expired ID is refused. A session holds one unfinished ceremony of a kind: starting again
+// replaces the earlier one. (Before, every start wrote a row for five minutes: 3,000
+// unauthenticated starts, 3,000 rows.)
+func TestWebAuthnCeremoniesBounded(t *testing.T) {
+	e := newEnv(t, func(o *login.Options) { o.WebAuthn.Passkeys = true })
+	ctx := context.Background()
+	e.user(t, "alice")
+	k := newSoftKey(t)
+	if _, err := e.addKey(t, e.signIn(t, "alice"), k, "Passkey"); err != nil {
+		t.Fatal(err)
+	}
+	rows := func() int {
+		var n int
+		if err := e.db.SQL().QueryRow(`SELECT COUNT(*) FROM webauthn_ceremonies`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := rows()
+	var last *login.KeyOptions
+	for range 200 {
+		o, err := e.svc.BeginPasskeyLogin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = o
+	}
+	if n := rows() - before; n != 0 {
+		t.Fatalf("200 passkey starts wrote %d rows, want none", n)
+	}
+	answer := k.get(t, last)
+	res, err := e.svc.FinishPasskeyLogin(ctx, alice, "", last.CeremonyID, answer)
+	if err != nil || res.User.Username != "alice" {
+		t.Fatalf("passkey sign-in with a sealed ceremony: %v", err)
+	}
+	if _, err := e.svc.FinishPasskeyLogin(ctx, alice, "", last.CeremonyID, k.get(t, last)); code(t, err) != latchkey.EFlowExpired {
+		t.Fatalf("the same ceremony answered twice: %v, want flow_expired", err)
+	}
+	// A changed ID, an ID of another kind, and an expired one.
+	o, _ := e.svc.BeginPasskeyLogin(ctx)
+	id := []byte(o.CeremonyID)
+	id[len(id)-5] ^= 1
+	if _, err := e.svc.FinishPasskeyLogin(ctx, alice, "", string(id), k.get(t, o)); code(t, err) != latchkey.EFlowExpired {
+		t.Fatalf("a changed ceremony ID: %v, want flow_expired", err)
+	}
+	second := e.signIn(t, "alice") // waits for the second factor
+	if _, err := e.svc.FinishWebAuthnLogin(ctx, alice, second.Token, o.CeremonyID, k.get(t, o)); code(t, err) != latchkey.EFlowExpired {
+		t.Fatalf("a passkey ceremony used for a second step: %v, want flow_expired", err)
+	}
+	e.clock.Add(5*time.Minute + time.Second)
+	if _, err := e.svc.FinishPasskeyLogin(ctx, alice, "", o.CeremonyID, k.get(t, o)); code(t, err) != latchkey.EFlowExpired {
+		t.Fatalf("an expired passkey ceremony: %v, want flow_expired", err)
+	}
+
+	// A session's ceremonies: one row, the newest.
+	second = e.signIn(t, "alice")
+	before = rows()
+	var first *login.KeyOptions
+	for i := range 50 {
+		o, err := e.svc.BeginWebAuthnLogin(ctx, second.Token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = o
+		}
+		last = o
+	}
+	if n := rows() - before; n != 1 {
+		t.Fatalf("50 starts of one session's second step wrote %d rows, want 1", n)
+	}
+	// The replaced ceremony's answer is refused, and like any answer it uses the session's
+	// ceremony up: the user starts again.
+	if _, err := e.svc.FinishWebAuthnLogin(ctx, alice, second.Token, first.CeremonyID, k.get(t, first)); code(t, err) != latchkey.EInvalidCode && code(t, err) != latchkey.EFlowExpired {
+		t.Fatalf("the replaced ceremony's answer: %v, want refused", err)
+	}
+	last, err = e.svc.BeginWebAuthnLogin(ctx, second.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := e.svc.FinishWebAuthnLogin(ctx, alice, second.Token, last.CeremonyID, k.get(t, last)); err != nil || res.State != latchkey.StateAuthenticated {
+		t.Fatalf("the newest ceremony's answer: %v", err)
+	}
+}
+
 func TestRemoveSecurityKeyNeedsRecentPassword(t *testing.T) {
 	e := newEnv(t, func(o *login.Options) { o.MFA = login.MFARequired })
 	ctx := context.Background()

@@ -130,6 +130,17 @@ func (s *DB) CreateWebAuthnCeremony(ctx context.Context, c *latchkey.WebAuthnCer
 	return nil
 }
 
+// PutWebAuthnCeremony stores a ceremony, replacing the one with its ID.
+func (s *DB) PutWebAuthnCeremony(ctx context.Context, c *latchkey.WebAuthnCeremony) error {
+	_, err := s.exec(ctx, `INSERT INTO webauthn_ceremonies (id, kind, user_id, session_id, data, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, user_id = excluded.user_id, session_id = excluded.session_id, data = excluded.data, expires_at = excluded.expires_at`,
+		c.ID, c.Kind, c.UserID, c.SessionID, c.Data, us(c.ExpiresAt))
+	if err != nil {
+		return fmt.Errorf("put webauthn ceremony: %w", err)
+	}
+	return nil
+}
+
 // TakeWebAuthnCeremony deletes and returns a ceremony: of two concurrent takers one wins.
 func (s *DB) TakeWebAuthnCeremony(ctx context.Context, id string) (*latchkey.WebAuthnCeremony, error) {
 	var c latchkey.WebAuthnCeremony

@@ -131,6 +131,19 @@ func TestWebAuthnCeremoniesSingleUse(t *testing.T) {
 		if won != 1 {
 			t.Fatalf("%d takers won, want 1", won)
 		}
+		// Put replaces a ceremony with the same ID; Create refuses it.
+		for _, data := range []string{`{"challenge":"a"}`, `{"challenge":"b"}`} {
+			c := &latchkey.WebAuthnCeremony{ID: "c3", Kind: latchkey.CeremonyRegister, UserID: u.ID, SessionID: "s1", Data: []byte(data), ExpiresAt: t0.Add(time.Hour)}
+			if err := db.PutWebAuthnCeremony(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.CreateWebAuthnCeremony(ctx, &latchkey.WebAuthnCeremony{ID: "c3", Kind: latchkey.CeremonyPasskey, Data: []byte(`{}`), ExpiresAt: t0}); errCode(err) != latchkey.EConflict {
+			t.Fatalf("Create over an existing ceremony: %v, want conflict", err)
+		}
+		if got, err := db.TakeWebAuthnCeremony(ctx, "c3"); err != nil || string(got.Data) != `{"challenge":"b"}` || !got.ExpiresAt.Equal(us0.Add(time.Hour)) {
+			t.Fatalf("after two puts: %+v, %v; want the second", got, err)
+		}
 		old := &latchkey.WebAuthnCeremony{ID: "c2", Kind: latchkey.CeremonyPasskey, Data: []byte(`{}`), ExpiresAt: t0}
 		db.CreateWebAuthnCeremony(ctx, old)
 		if n, err := db.DeleteExpiredWebAuthnCeremonies(ctx, t0.Add(time.Second)); err != nil || n != 1 {
