@@ -102,6 +102,8 @@ func TestBrowserSessionsPanel(t *testing.T) {
 	}
 	cdp(t, ctx, "scroll to the sessions", chromedp.ScrollIntoView(chromedp.CSS("#sessions")))
 	shot("01-sessions")
+	checkContrast(t, ctx)
+	shot("01b-focus-ring")
 
 	cdp(t, ctx, "sign out the phone",
 		chromedp.Click(chromedp.CSS(`li.session:not([data-current]) button`)),
@@ -176,4 +178,82 @@ func TestBrowserSessionsPanel(t *testing.T) {
 	}
 	shot("06-end-session-confirm")
 	cdp(t, ctx, "stay signed in", chromedp.Click(chromedp.CSS(`a[href="/settings/security"]`)), chromedp.WaitVisible(chromedp.CSS("#sessions")))
+}
+
+// contrastJS measures, on the page, the contrast ratio (WCAG 2.2) of every badge's text to
+// its background.
+const contrastJS = `(() => {
+  const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
+  const lin = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  const lum = ([r, g, b]) => 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+  const ratio = (a, b) => { const x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); };
+  const bg = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const out = [];
+  for (const b of document.querySelectorAll('.badge')) {
+    out.push({what: 'badge "' + b.textContent.trim() + '"', ratio: ratio(rgb(getComputedStyle(b).color), bg(b)), need: 4.5});
+  }
+  return out;
+})()`
+
+// focusJS reads the focused element's outline against the background around it.
+const focusJS = `(() => {
+  const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
+  const lin = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  const lum = ([r, g, b]) => 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+  const ratio = (a, b) => { const x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); };
+  const bg = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const el = document.activeElement;
+  if (!el || el === document.body) return {what: 'nothing focused', ratio: 0, need: 0};
+  const st = getComputedStyle(el);
+  const name = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + ' "' + (el.textContent || el.value || '').trim().slice(0, 30) + '"';
+  if (st.outlineStyle === 'none' || parseFloat(st.outlineWidth) < 2) return {what: 'focus ring of ' + name + ' (none)', ratio: 0, need: 3};
+  // With an offset the ring sits on what is around the element.
+  const around = parseFloat(st.outlineOffset) > 0 ? bg(el.parentElement) : bg(el);
+  return {what: 'focus ring of ' + name, ratio: ratio(rgb(st.outlineColor), around), need: 3};
+})()`
+
+type contrastResult struct {
+	What  string  `json:"what"`
+	Ratio float64 `json:"ratio"`
+	Need  float64 `json:"need"`
+}
+
+// checkContrast checks the page's badges (4.5:1, SC 1.4.3) and its focus ring, stop by stop
+// (3:1, SC 1.4.11 and 2.4.13), in the real browser's computed styles.
+func checkContrast(t *testing.T, ctx context.Context) {
+	t.Helper()
+	badges, err := chromedp.Run(ctx, chromedp.Evaluate[[]contrastResult](contrastJS))
+	if err != nil {
+		t.Fatalf("measure contrast: %v", err)
+	}
+	if len(badges) == 0 {
+		t.Fatal("no badge on the page to measure")
+	}
+	results := badges
+	cdp(t, ctx, "start from the top", chromedp.Evaluate[chromedp.Void](`document.activeElement && document.activeElement.blur()`))
+	for range 12 {
+		cdp(t, ctx, "tab", chromedp.KeyEvent("\t"))
+		r, err := chromedp.Run(ctx, chromedp.Evaluate[contrastResult](focusJS))
+		if err != nil {
+			t.Fatalf("measure the focus ring: %v", err)
+		}
+		results = append(results, r)
+	}
+	for _, r := range results {
+		if r.Ratio < r.Need {
+			t.Errorf("%s: contrast %.2f:1, need %.1f:1", r.What, r.Ratio, r.Need)
+		}
+	}
 }
