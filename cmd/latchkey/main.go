@@ -496,6 +496,13 @@ func (a *app) cleanup(ctx context.Context) {
 			} else if n > 0 {
 				a.log.Info("deleted expired push challenges and codes", "count", n)
 			}
+			// A new device whose approval request expired can never be approved (requests
+			// last at most 10 minutes): it goes after an hour.
+			if n, err := a.db.DeleteAbandonedDevices(ctx, time.Now().Add(-time.Hour)); err != nil {
+				a.log.Error("delete abandoned pending devices", "err", err)
+			} else if n > 0 {
+				a.log.Info("deleted new devices whose approval expired", "count", n)
+			}
 			if _, err := a.db.DeleteExpiredWebAuthnCeremonies(ctx, time.Now()); err != nil {
 				a.log.Error("delete expired webauthn ceremonies", "err", err)
 			}

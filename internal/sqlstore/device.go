@@ -386,6 +386,16 @@ func (s *DB) UpdateDevice(ctx context.Context, userID latchkey.UserID, id int64,
 // push challenges (and pending add_device challenges about it) and its unused transfer codes,
 // in one transaction. When it was primary, the oldest remaining active device becomes primary.
 func (s *DB) DeleteDevice(ctx context.Context, userID latchkey.UserID, id int64, keepOne bool) error {
+	return s.deleteDevice(ctx, userID, id, keepOne, false)
+}
+
+// deleteDevice is DeleteDevice; with pendingOnly, only while the device waits for approval
+// (not found otherwise).
+func (s *DB) deleteDevice(ctx context.Context, userID latchkey.UserID, id int64, keepOne, pendingOnly bool) error {
+	del := `DELETE FROM devices WHERE id = $1 AND user_id = $2 RETURNING is_primary, totp_credential_id, state`
+	if pendingOnly {
+		del = `DELETE FROM devices WHERE id = $1 AND user_id = $2 AND state = 'pending' RETURNING is_primary, totp_credential_id, state`
+	}
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := s.lockUser(ctx, tx, userID); latchkey.ErrorCode(err) == latchkey.ENotFound {
 			return notFound("device")
@@ -395,7 +405,7 @@ func (s *DB) DeleteDevice(ctx context.Context, userID latchkey.UserID, id int64,
 		var primary bool
 		var credID sql.NullInt64
 		var state string
-		err := tx.QueryRowContext(ctx, `DELETE FROM devices WHERE id = $1 AND user_id = $2 RETURNING is_primary, totp_credential_id, state`, id, userID).Scan(&primary, &credID, &state)
+		err := tx.QueryRowContext(ctx, del, id, userID).Scan(&primary, &credID, &state)
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("device")
 		} else if err != nil {
@@ -727,6 +737,47 @@ func (s *DB) DeleteExpiredPushData(ctx context.Context, t time.Time) (int, error
 		}
 	}
 	return total, nil
+}
+
+// DeleteAbandonedDevices removes new devices still waiting for approval that were created
+// before t: their approval request expired long ago, and they can never be approved. Each
+// goes with what DeleteDevice removes with a device. It returns how many went, at most
+// CleanupBatch per call.
+func (s *DB) DeleteAbandonedDevices(ctx context.Context, t time.Time) (int, error) {
+	rows, err := s.query(ctx, `SELECT id, user_id FROM devices WHERE state = $1 AND created_at < $2 ORDER BY created_at LIMIT $3`,
+		string(latchkey.DevicePending), us(t), CleanupBatch)
+	if err != nil {
+		return 0, fmt.Errorf("find abandoned devices: %w", err)
+	}
+	type dev struct {
+		id   int64
+		user latchkey.UserID
+	}
+	var devs []dev
+	for rows.Next() {
+		var d dev
+		if err := rows.Scan(&d.id, &d.user); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("find abandoned devices: %w", err)
+		}
+		devs = append(devs, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("find abandoned devices: %w", err)
+	}
+	n := 0
+	for _, d := range devs {
+		// Only while it still waits: one approved meanwhile stays.
+		err := s.deleteDevice(ctx, d.user, d.id, false, true)
+		if latchkey.ErrorCode(err) == latchkey.ENotFound {
+			continue
+		} else if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // CleanupBatch bounds the rows that one cleanup statement deletes.

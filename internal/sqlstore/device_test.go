@@ -880,3 +880,33 @@ func TestCreateDeviceDecidesTheApproval(t *testing.T) {
 		}
 	})
 }
+
+// TestDeleteAbandonedDevices: new devices still waiting for approval, created before the
+// cut, go with their approval requests; active devices and newer pending ones stay.
+func TestDeleteAbandonedDevices(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
+		active, _ := mkDevice(t, db, alice, "pub-active", latchkey.DeviceActive, "seed")
+		p1, _ := mkDevice(t, db, alice, "pub-p1", latchkey.DevicePending, "")
+		p2, _ := mkDevice(t, db, bob, "pub-p2", latchkey.DevicePending, "")
+		mkPush(t, db, "approve-p1", alice, active.ID, latchkey.PushAddDevice, p1.ID, t0, t0.Add(time.Minute))
+		if n, err := db.DeleteAbandonedDevices(ctx, t0); err != nil || n != 0 {
+			t.Fatalf("devices created at the cut: %d deleted, %v; want 0", n, err)
+		}
+		if n, err := db.DeleteAbandonedDevices(ctx, t0.Add(time.Second)); err != nil || n != 2 {
+			t.Fatalf("DeleteAbandonedDevices = %d, %v; want 2", n, err)
+		}
+		for _, id := range []int64{p1.ID, p2.ID} {
+			if _, err := db.FindDevice(ctx, id); errCode(err) != latchkey.ENotFound {
+				t.Errorf("pending device %d after the cleanup: %v", id, err)
+			}
+		}
+		if d, err := db.FindDevice(ctx, active.ID); err != nil || d.State != latchkey.DeviceActive {
+			t.Errorf("the active device after the cleanup: %+v, %v", d, err)
+		}
+		if _, err := db.FindPushChallenge(ctx, "approve-p1"); errCode(err) != latchkey.ENotFound {
+			t.Errorf("the removed device's approval request: %v", err)
+		}
+	})
+}
