@@ -101,6 +101,23 @@ func New(opts Options) (Sender, error) {
 	return s, nil
 }
 
+// newMessageID returns a Message-ID of 128 random bits at the sender address's domain. (The
+// mail library's own takes the machine's host name, which a mail should not tell its
+// recipient: inside a cluster it names the node, a container or an internal host.)
+func newMessageID(from string) (string, error) {
+	domain := "latchkey.invalid"
+	if a, err := netmail.ParseAddress(from); err == nil {
+		if _, d, ok := strings.Cut(a.Address, "@"); ok && d != "" {
+			domain = d
+		}
+	}
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("message id: %w", err)
+	}
+	return hex.EncodeToString(b) + "@" + domain, nil
+}
+
 // newMsg builds the MIME message: multipart/alternative with a text and an HTML part, with
 // From, To, Subject, Date, Message-ID and MIME-Version headers.
 func newMsg(from string, m Message, now time.Time) (*gomail.Msg, error) {
@@ -119,7 +136,11 @@ func newMsg(from string, m Message, now time.Time) (*gomail.Msg, error) {
 	if id := m.Headers["Message-ID"]; id != "" {
 		msg.SetMessageIDWithValue(strings.Trim(id, "<>"))
 	} else {
-		msg.SetMessageID()
+		id, err := newMessageID(from)
+		if err != nil {
+			return nil, err
+		}
+		msg.SetMessageIDWithValue(id)
 	}
 	for k, v := range m.Headers {
 		if k != "Message-ID" {
