@@ -176,12 +176,20 @@ func (c *client) listen(ctx context.Context, f func(deviceproto.Challenge)) erro
 		if errors.As(err, &ae) && (ae.Status == 401 || ae.Status == 403) {
 			return err
 		}
-		// Fall back to one long poll before waiting.
+		// Fall back to one long poll before waiting; when the server is too busy to hold
+		// one either (503), to a plain read, which it always answers, so that a request
+		// waiting now is not missed until the next try.
 		if chs, perr := c.poll(ctx, 25*time.Second); perr == nil {
 			for _, ch := range chs {
 				f(ch)
 			}
 			continue
+		} else if errors.As(perr, &ae) && ae.Status == 503 {
+			if chs, err := c.poll(ctx, 0); err == nil {
+				for _, ch := range chs {
+					f(ch)
+				}
+			}
 		}
 		pause(ctx, &backoff)
 	}

@@ -99,12 +99,13 @@ func (h *Hub) WaitDevice(userID, deviceID int64) (*DeviceWait, error) {
 	return w, nil
 }
 
-// displace tells the wait to end and takes it out of the lists, so that it counts no more
-// against its device and user; it still counts against the node until it is closed.
-// h.mu is held.
+// displace tells the wait to end and takes it out of the lists and the node's count: its
+// holder closes it at once (before any database read), and a flood of one device's waits
+// must not fill the node's limit with waits on their way out. h.mu is held.
 func (h *Hub) displace(w *DeviceWait) {
 	close(w.displaced)
 	h.unlist(w)
+	h.waits--
 }
 
 // unlist takes the wait out of the per-device and per-user lists. h.mu is held.
@@ -141,8 +142,10 @@ func (w *DeviceWait) Close() {
 		return
 	}
 	w.closed = true
-	h.unlist(w)
-	h.waits--
+	if w.listed { // a displaced wait left the count already
+		h.unlist(w)
+		h.waits--
+	}
 	h.mu.Unlock()
 	w.unsubscribe()
 }

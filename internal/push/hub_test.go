@@ -54,8 +54,8 @@ func TestDeviceWaitsPerDevice(t *testing.T) {
 			t.Fatalf("wait %d missed the device's news", i)
 		}
 	}
-	if n := h.Waits(); n != WaitsPerDevice+1 {
-		t.Fatalf("Waits() = %d before the displaced wait closed, want %d", n, WaitsPerDevice+1)
+	if n := h.Waits(); n != WaitsPerDevice {
+		t.Fatalf("Waits() = %d with one wait displaced, want %d", n, WaitsPerDevice)
 	}
 	ws[0].Close()
 	ws[0].Close() // twice is harmless
@@ -122,17 +122,19 @@ func TestDeviceWaitsNodeLimit(t *testing.T) {
 	for _, w := range ws[1:] {
 		w.Close()
 	}
-	// A displaced wait counts until it closes: its connection is still open.
+	// A displaced wait leaves the node's count at once: one device's flood of waits, each
+	// displacing the one before, cannot fill the node's limit.
 	var same []*DeviceWait
-	for range 4 {
+	for range 40 {
 		same = append(same, mustWait(t, h, 1, 1))
 	}
-	if !displaced(same[0]) {
-		t.Fatal("the oldest of the device's waits was not displaced")
+	if n := h.Waits(); n != WaitsPerDevice {
+		t.Fatalf("Waits() = %d after 40 waits of one device, want %d", n, WaitsPerDevice)
 	}
-	if _, err := h.WaitDevice(9, 9); !errors.Is(err, ErrBusy) {
-		t.Fatalf("a wait while a displaced one is still open: %v, want ErrBusy", err)
+	for _, w := range same {
+		w.Close()
 	}
-	same[0].Close()
-	mustWait(t, h, 9, 9)
+	if n := h.Waits(); n != 0 {
+		t.Fatalf("Waits() = %d after every wait closed, want 0", n)
+	}
 }

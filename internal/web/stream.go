@@ -97,6 +97,17 @@ func (st *eventStream) checkAside(ctx context.Context) ([]byte, bool) {
 
 const streamPing = ": ping\n\n"
 
+// gone reports whether a newer wait displaced the stream: it ends before it reads the
+// database again (a flood of one device's streams costs no reads for those displaced).
+func (st *eventStream) gone() bool {
+	select {
+	case <-st.displaced:
+		return true
+	default:
+		return false
+	}
+}
+
 // serveConn serves the stream on a hijacked connection and closes it at the end. A client
 // that went away is noticed when a write fails (a ping at the latest).
 func (st *eventStream) serveConn(ctx context.Context, cancel context.CancelFunc, conn net.Conn, h http.Header) {
@@ -122,6 +133,12 @@ func (st *eventStream) serveConn(ctx context.Context, cancel context.CancelFunc,
 	ping := time.NewTicker(pingEvery)
 	defer ping.Stop()
 	for {
+		if st.gone() {
+			if pending != nil {
+				write(pending) // an empty stream, as for a device that is gone
+			}
+			return
+		}
 		events, ok := st.checkAside(ctx)
 		if !ok {
 			if pending != nil {
@@ -161,6 +178,9 @@ func (st *eventStream) serveHandler(ctx context.Context, w http.ResponseWriter) 
 	defer ping.Stop()
 	for {
 		_ = rc.SetWriteDeadline(time.Now().Add(pingEvery + 10*time.Second))
+		if st.gone() {
+			return errWritten
+		}
 		events, ok := st.check(ctx)
 		if !ok {
 			return errWritten
