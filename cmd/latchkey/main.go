@@ -408,6 +408,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if conns > 0 {
+		// Past half the connections the listener takes, idle keep-alive connections make
+		// room for new ones (idle.go).
+		srv.ConnState = newIdleReaper(conns / 2).ConnState
+	}
 	// Device event streams and long polls end at once when shutdown begins.
 	srv.RegisterOnShutdown(handler.Shutdown)
 
