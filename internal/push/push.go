@@ -482,17 +482,10 @@ func (s *Service) AuthenticateDeferred(ctx context.Context, c Client, r *http.Re
 	if sig.DeviceID == 0 {
 		return nil, nil, nil, latchkey.Errorf(latchkey.EDeviceSignature, "The %s header is required.", deviceproto.HeaderDevice)
 	}
-	// Too many bad signatures from this address: refused before any read. The token is taken
-	// now, for requests sent at once, and given back unless the signature fails.
-	if err := s.badSig.Take(c.IP, now); err != nil {
+	// Too many bad signatures from this address: refused before any read.
+	if err := s.badSig.Check(c.IP, now); err != nil {
 		return nil, nil, nil, err
 	}
-	badSig := false
-	defer func() {
-		if !badSig {
-			s.badSig.Refund(c.IP, now)
-		}
-	}()
 	// The device and its user in one read; the user is looked at only once the request is
 	// proven.
 	d, u, err := s.opt.Store.FindDeviceWithUser(ctx, sig.DeviceID)
@@ -503,7 +496,13 @@ func (s *Service) AuthenticateDeferred(ctx context.Context, c Client, r *http.Re
 	}
 	key, err := deviceproto.ParsePublicKeyDER(d.PublicKey)
 	if err != nil || !sig.Verify(key) {
-		badSig = true
+		// The failure's token is taken here, in one step with the check: of forged requests
+		// sent at once, those past the limit are refused unaudited. (Taken before the work, a
+		// token would be held by every request in flight, and a device's or a NAT's
+		// concurrent good requests would be throttled.)
+		if err := s.badSig.Take(c.IP, now); err != nil {
+			return nil, nil, nil, err
+		}
 		s.audit(ctx, c, &latchkey.User{ID: d.UserID}, latchkey.ActionDeviceRefused, latchkey.OutcomeFailure, fmt.Sprintf("bad signature for device %d", d.ID))
 		return nil, nil, nil, errSignature
 	}

@@ -2,10 +2,14 @@ package web_test
 
 import (
 	"bufio"
+	"context"
+	"crypto/x509"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/deviceproto"
 )
 
@@ -43,18 +47,38 @@ func BenchmarkPushRoundTrip(b *testing.B) {
 	}
 }
 
-// BenchmarkConnectedDevices opens b.N device event streams to one server and reports the
-// server process's heap per open connection (client and server share the process, so the
-// figure is an upper bound).
+// BenchmarkConnectedDevices opens b.N device event streams to one server, one per device of
+// its own user (a device holds 3 at most, push.WaitsPerDevice), and reports the server
+// process's heap per open connection (client and server share the process, so the figure is
+// an upper bound).
 func BenchmarkConnectedDevices(b *testing.B) {
 	f := newFixture(b, "")
-	_, d := f.activated(b)
 	n := max(b.N, 100)
+	devs := make([]*testDevice, n)
+	for i := range devs {
+		d := f.newDevice(b)
+		u := &latchkey.User{Username: fmt.Sprintf("device-user-%d", i), Email: fmt.Sprintf("device-user-%d@example.com", i), Role: latchkey.RoleUser, PasswordHash: "unused"}
+		u.UsernameKey = u.Username
+		if err := f.db.CreateUser(context.Background(), u); err != nil {
+			b.Fatal(err)
+		}
+		der, err := x509.MarshalPKIXPublicKey(&d.key.PublicKey)
+		if err != nil {
+			b.Fatal(err)
+		}
+		dev := &latchkey.Device{UserID: u.ID, Name: "Phone", Platform: "linux", PublicKey: der, State: latchkey.DeviceActive}
+		if err := f.db.CreateDevice(context.Background(), dev, &latchkey.TOTPCredential{Name: "Phone", Secret: make([]byte, 20)}); err != nil {
+			b.Fatal(err)
+		}
+		d.id = dev.ID
+		devs[i] = d
+	}
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	b.ResetTimer()
 	for i := 0; i < n; i++ {
+		d := devs[i]
 		req := d.request("GET", deviceproto.PathEvents, nil, d.id)
 		resp, err := f.srv.Client().Do(req)
 		if err != nil || resp.StatusCode != 200 {
