@@ -819,6 +819,11 @@ func (s *Service) approveDevice(ctx context.Context, c Client, u *latchkey.User,
 	if err := s.opt.Store.ActivateDevice(ctx, id, cred, s.now()); err != nil {
 		return fmt.Errorf("activate device: %w", err)
 	}
+	// The user answered on their device with the right number, as for a sign-in: the count
+	// of pushes since the last success starts again.
+	if err := s.opt.Store.ResetThrottle(ctx, latchkey.ThrottleKeyPush(u.Username)); err != nil {
+		s.log.ErrorContext(ctx, "reset push count", "err", err)
+	}
 	s.audit(ctx, c, u, latchkey.ActionDeviceAdded, latchkey.OutcomeSuccess, fmt.Sprintf("device %d %q (%s), approved by an existing device", sub.ID, sub.Name, sub.Platform))
 	s.notify(ctx, c, u, mail.DeviceAdded, sub.Name)
 	s.opt.Hub.NotifyDevice(id)

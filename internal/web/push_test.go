@@ -699,13 +699,13 @@ func TestRefusedNewDeviceIsRemoved(t *testing.T) {
 // towards the cap of pushes since the last sign-in, so that someone with the password and a
 // session cannot keep sending requests to the user's phone.
 func TestAddDevicePushesPausedAndCapped(t *testing.T) {
-	addDevice := func(f *fixture, c *apiClient) response {
+	addDevice := func(f *fixture, c *apiClient, name ...string) response {
 		t.Helper()
 		r := c.post("/api/v1/account/devices/activation", nil)
 		if r.code != 200 || r.body["approval_required"] != true {
 			t.Fatalf("activation: %d %s", r.code, r.raw)
 		}
-		return f.newDevice(t).activate(deviceproto.PathActivate, r.body["code"].(string), "Phone")
+		return f.newDevice(t).activate(deviceproto.PathActivate, r.body["code"].(string), append(name, "Phone")[0])
 	}
 	t.Run("paused after fraud", func(t *testing.T) {
 		f := newFixture(t, "")
@@ -731,15 +731,20 @@ func TestAddDevicePushesPausedAndCapped(t *testing.T) {
 	t.Run("capped", func(t *testing.T) {
 		f := newFixture(t, "")
 		c, d1 := f.activated(t)
+		numbers := map[string]string{} // by device name
 		for i := range 5 { // push.max_pushes, by default
-			if r := addDevice(f, c); r.code != 202 {
+			name := fmt.Sprintf("Phone %d", i)
+			r := addDevice(f, c, name)
+			if r.code != 202 {
 				t.Fatalf("pending activation %d: %d %s", i, r.code, r.raw)
 			}
+			numbers[name] = r.body["number"].(string)
 		}
 		if r := addDevice(f, c); r.code != 429 || !strings.Contains(r.raw, "Too many requests") {
 			t.Fatalf("a sixth new device since the last sign-in: %d %s, want 429", r.code, r.raw)
 		}
-		if chs := d1.challenges(); len(chs) != 5 {
+		chs := d1.challenges()
+		if len(chs) != 5 {
 			t.Fatalf("the device was asked %d times, want 5", len(chs))
 		}
 		// They count for sign-ins too: the next push is refused.
@@ -749,6 +754,15 @@ func TestAddDevicePushesPausedAndCapped(t *testing.T) {
 		}
 		if r := b.post("/api/v1/login/push", nil); r.code != 429 {
 			t.Fatalf("a push after five approval requests: %d %s, want 429", r.code, r.raw)
+		}
+		// An approval answered on the device with the right number is a success, like a
+		// sign-in's: the count starts again.
+		ch := chs[0]
+		if r := d1.answer(ch["id"].(string), "approve", numbers[ch["device_name"].(string)]); r.body["state"] != "approved" {
+			t.Fatalf("approve the new device %v: %d %s", ch["device_name"], r.code, r.raw)
+		}
+		if r := b.post("/api/v1/login/push", nil); r.code != 200 {
+			t.Fatalf("a push after an approved new device: %d %s, want 200", r.code, r.raw)
 		}
 	})
 }
