@@ -271,28 +271,32 @@ type NewTicket struct {
 	Message  string `json:"message"`
 }
 
-// Validate checks and normalises n (trims, normalises the username) and returns EInvalid with
-// a message that names the first problem. types are the allowed request types.
+// Validate checks and normalises n (trims, normalises the username). Bad input gives
+// InputErrors (EInvalid) that name every problem, in the order of the form: email,
+// username, type, message. types are the allowed request types.
 func (n *NewTicket) Validate(types []Choice) error {
 	n.Email = strings.TrimSpace(n.Email)
 	n.Username = login.NormalizeUsername(n.Username)
 	n.Type = strings.TrimSpace(n.Type)
-	msg, err := cleanMessage(n.Message)
-	if err != nil {
-		return &InputError{Field: "message", Err: err.(*latchkey.Error)}
-	}
-	n.Message = msg
+	var errs InputErrors
 	if n.Email == "" {
-		return inputError("email", "Enter your email address, so that we can answer you.")
-	}
-	if a, err := mail.ParseAddress(n.Email); err != nil || a.Address != n.Email || a.Name != "" || len(n.Email) > MaxEmail || !strings.Contains(n.Email[strings.LastIndexByte(n.Email, '@')+1:], ".") && !strings.HasSuffix(n.Email, "@localhost") {
-		return inputError("email", "Enter a valid email address, like name@example.com.")
+		errs = append(errs, inputError("email", "Enter your email address, so that we can answer you."))
+	} else if a, err := mail.ParseAddress(n.Email); err != nil || a.Address != n.Email || a.Name != "" || len(n.Email) > MaxEmail || !strings.Contains(n.Email[strings.LastIndexByte(n.Email, '@')+1:], ".") && !strings.HasSuffix(n.Email, "@localhost") {
+		errs = append(errs, inputError("email", "Enter a valid email address, like name@example.com."))
 	}
 	if n.Username != "" && !login.ValidUsername(n.Username) {
-		return inputError("username", "The username can have up to 64 letters, digits and . _ - @. Leave it empty if you don't know it.")
+		errs = append(errs, inputError("username", "The username can have up to 64 letters, digits and . _ - @. Leave it empty if you don't know it."))
 	}
 	if !slices.ContainsFunc(types, func(c Choice) bool { return c.ID == n.Type }) {
-		return inputError("type", "Choose what your request is about.")
+		errs = append(errs, inputError("type", "Choose what your request is about."))
+	}
+	if msg, err := cleanMessage(n.Message); err != nil {
+		errs = append(errs, &InputError{Field: "message", Err: err.(*latchkey.Error)})
+	} else {
+		n.Message = msg
+	}
+	if len(errs) > 0 {
+		return errs
 	}
 	return nil
 }
@@ -309,17 +313,38 @@ func (e *InputError) Error() string { return e.Err.Error() }
 // Unwrap lets latchkey.ErrorCode and latchkey.ErrorMessage see the domain error.
 func (e *InputError) Unwrap() error { return e.Err }
 
-func inputError(field, msg string) error {
+func inputError(field, msg string) *InputError {
 	return &InputError{Field: field, Err: latchkey.Errorf(latchkey.EInvalid, "%s", msg)}
 }
 
-// Field returns the form field an error is about, or "" when it is not about one field.
-func Field(err error) string {
-	var ie *InputError
-	if errors.As(err, &ie) {
-		return ie.Field
+// InputErrors is every problem of one form, never none, in the order of the form. To
+// errors.As, latchkey.ErrorCode and latchkey.ErrorMessage it is its first problem: the JSON
+// API, which answers one error, answers that one.
+type InputErrors []*InputError
+
+func (es InputErrors) Error() string { return es[0].Error() }
+
+// Unwrap returns the problems, first first.
+func (es InputErrors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
 	}
-	return ""
+	return out
+}
+
+// Problems returns the problems of the input that err reports, in the order of the form, or
+// nil when err is not about the input.
+func Problems(err error) []*InputError {
+	var es InputErrors
+	if errors.As(err, &es) {
+		return es
+	}
+	var e *InputError
+	if errors.As(err, &e) {
+		return []*InputError{e}
+	}
+	return nil
 }
 
 // cleanMessage trims a message and refuses an empty, too long or malformed one.

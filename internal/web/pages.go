@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -67,15 +68,64 @@ func pngDataURL(s string) template.URL {
 
 // view is what every template receives.
 type view struct {
-	Title  string
-	User   *latchkey.User
-	Error  string            // a message for the whole form
-	Fields map[string]string // field name → message shown next to it
+	Title string
+	User  *latchkey.User
+	Error string // a message for the whole form
+	// Fields maps a field's name, which is also its input's id, to the message shown next
+	// to it. addField keeps the order of the form for the error summary.
+	Fields map[string]string
 	Flash  string
 	Next   string
 	// Passkeys shows "Sign in with a passkey" on the sign-in page.
 	Passkeys bool
 	Data     any
+
+	fieldOrder []string // the Fields added with addField, in the order of the form
+}
+
+// problem is one field's error in the error summary at the top of a page.
+type problem struct{ Field, Message string }
+
+// addField shows msg next to field. Add the fields of a form in its order: the error summary
+// lists them so, and the first one gets the focus.
+func (v *view) addField(field, msg string) *view {
+	if v.Fields == nil {
+		v.Fields = map[string]string{}
+	}
+	if _, ok := v.Fields[field]; !ok {
+		v.fieldOrder = append(v.fieldOrder, field)
+	}
+	v.Fields[field] = msg
+	return v
+}
+
+// Problems lists the page's field errors for its error summary and its title ("Error: …"):
+// those added with addField in their order, then any set on Fields directly, by name.
+// "reason-value" is no error: the admin's user page carries the typed reason back in it.
+func (v *view) Problems() []problem {
+	var out []problem
+	for _, f := range v.fieldOrder {
+		out = append(out, problem{f, v.Fields[f]})
+	}
+	var rest []string
+	for f := range v.Fields {
+		if f != "reason-value" && !slices.Contains(v.fieldOrder, f) {
+			rest = append(rest, f)
+		}
+	}
+	slices.Sort(rest)
+	for _, f := range rest {
+		out = append(out, problem{f, v.Fields[f]})
+	}
+	return out
+}
+
+// FirstProblem is the field that gets the focus (autofocus) on a page with field errors, or "".
+func (v *view) FirstProblem() string {
+	if p := v.Problems(); len(p) > 0 {
+		return p[0].Field
+	}
+	return ""
 }
 
 func (s *Server) render(w http.ResponseWriter, code int, name string, v *view) error {
@@ -181,7 +231,7 @@ func form(r *http.Request) error {
 func fieldError(v *view, field string, err error) *view {
 	switch latchkey.ErrorCode(err) {
 	case latchkey.EInvalid, latchkey.EInvalidCode, latchkey.EInvalidCredentials, latchkey.EWeakPassword:
-		v.Fields = map[string]string{field: latchkey.ErrorMessage(err)}
+		v.addField(field, latchkey.ErrorMessage(err))
 	default:
 		v.Error = latchkey.ErrorMessage(err)
 	}
@@ -213,6 +263,31 @@ var flashes = map[string]string{
 }
 
 func flash(r *http.Request) string { return flashes[r.URL.Query().Get("done")] }
+
+// pageNotFound answers a path that no route takes: the "Page not found" page, in the layout
+// of every page, instead of ServeMux's plain text. A path that has routes for other methods
+// gets ServeMux's own answer, 405 with an Allow header. Paths under /api/ never come here:
+// apiNoRoute answers them in JSON.
+func (s *Server) pageNotFound(mux *http.ServeMux) pageFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if m == r.Method {
+				continue
+			}
+			probe := &http.Request{Method: m, URL: r.URL, Host: r.Host}
+			if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+			return nil
+		}
+		return s.render(w, http.StatusNotFound, "notfound", &view{Title: "Page not found", User: s.signedInUser(r)})
+	}
+}
 
 func (s *Server) pageHome(w http.ResponseWriter, r *http.Request) error {
 	if _, _, err := s.login.Authenticate(r.Context(), s.token(r)); err == nil {

@@ -732,7 +732,7 @@ func TestAddDevicePushesPausedAndCapped(t *testing.T) {
 		f := newFixture(t, "")
 		c, d1 := f.activated(t)
 		numbers := map[string]string{} // by device name
-		for i := range 5 { // push.max_pushes, by default
+		for i := range 5 {             // push.max_pushes, by default
 			name := fmt.Sprintf("Phone %d", i)
 			r := addDevice(f, c, name)
 			if r.code != 202 {

@@ -139,6 +139,9 @@ func (s *Server) routes() http.Handler {
 	// Admin console /admin/... (one table in admin.go) and /activate for invited users.
 	s.mountAdmin(mux)
 
+	// Any other path: the "Page not found" page (API paths: apiNoRoute above).
+	mux.Handle("/", s.page(s.pageNotFound(mux)))
+
 	var h http.Handler = mux
 	h = s.limitBody(h)
 	h = crossOrigin(h)

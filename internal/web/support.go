@@ -108,15 +108,16 @@ func (s *Server) pageSupportNewPost(w http.ResponseWriter, r *http.Request) erro
 	c, err := s.support.Create(r.Context(), client(r), in)
 	if err != nil {
 		v := &view{Title: "Create a new support ticket", Data: supportForm{Types: s.support.Types(), In: in}}
-		field := support.Field(err)
 		code := status(latchkey.ErrorCode(err))
 		if e, ok := err.(*latchkey.Error); ok && e.Code == latchkey.EThrottled {
 			w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter/time.Second)))
 		}
-		if field == "" {
+		problems := support.Problems(err)
+		for _, p := range problems {
+			v.addField(p.Field, latchkey.ErrorMessage(p))
+		}
+		if len(problems) == 0 {
 			v.Error = latchkey.ErrorMessage(err)
-		} else {
-			v = fieldError(v, field, err)
 		}
 		return s.render(w, code, "support_new", v)
 	}

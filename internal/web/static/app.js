@@ -132,7 +132,18 @@ document.addEventListener("DOMContentLoaded", function () {
     var kind = el.getAttribute("data-webauthn");
     var status = el.querySelector(".webauthn-status") || (el.form && el.form.querySelector(".webauthn-status"));
     var button = el.tagName === "FORM" ? el.querySelector("button[type=submit]") : (el.tagName === "BUTTON" ? el : el.querySelector("button"));
-    function show(msg) { if (status) { status.textContent = msg; } }
+    // show says how it goes, politely; fail says what went wrong, in red and at once
+    // (role=alert); done says it worked.
+    function say(msg, kind) {
+      if (!status) { return; }
+      status.classList.toggle("error", kind === "error");
+      status.classList.toggle("done", kind === "done");
+      status.setAttribute("role", kind === "error" ? "alert" : "status");
+      status.setAttribute("aria-live", kind === "error" ? "assertive" : "polite");
+      status.textContent = msg;
+    }
+    function show(msg) { say(msg, ""); }
+    function fail(msg) { say(msg, "error"); }
     if (!supported) { show("This browser cannot use security keys."); if (button) { button.disabled = true; } return; }
     el.hidden = false;
     if (button) { button.hidden = false; }
@@ -141,11 +152,11 @@ document.addEventListener("DOMContentLoaded", function () {
       var body = {};
       if (kind === "register") {
         var name = el.querySelector("input[name=name]");
-        if (!name.value.trim()) { show("Give the key a name first."); name.focus(); return; }
+        if (!name.value.trim()) { fail("Give the key a name first."); name.focus(); return; }
         body.name = name.value.trim();
       }
       var form = kind === "confirm" ? document.getElementById(el.getAttribute("data-form")) : null;
-      if (form && !form.querySelector("input[name=password]").value) { show("Enter your password first."); return; }
+      if (form && !form.querySelector("input[name=password]").value) { fail("Enter your password first."); return; }
       if (button) { button.disabled = true; }
       show("Touch your security key…");
       post(el.getAttribute("data-begin")).then(function (start) {
@@ -179,18 +190,22 @@ document.addEventListener("DOMContentLoaded", function () {
         var next = safe(el.getAttribute("data-next"));
         var codes = done.recovery_codes || [];
         if (kind === "register" && codes.length) {
+          // The key is added and cannot be cancelled: keep only the news and the codes,
+          // and take the focus to them.
           var box = el.parentNode.querySelector(".webauthn-codes");
           var list = box.querySelector("ul");
           codes.forEach(function (c) { var li = document.createElement("li"), code = document.createElement("code"); code.textContent = c; li.appendChild(code); list.appendChild(li); });
-          el.hidden = true;
+          el.querySelectorAll(".field, button, noscript").forEach(function (x) { x.hidden = true; });
+          document.querySelectorAll("[data-key-pending]").forEach(function (x) { x.hidden = true; });
           box.hidden = false;
-          show("");
+          say("Security key \"" + body.name + "\" added. Save your recovery codes: they are shown only now.", "done");
+          box.querySelector("[tabindex='-1']").focus();
           return;
         }
         show("Done.");
         window.location.assign(next);
       }).catch(function (e) {
-        show(said(e));
+        fail(said(e));
         if (button) { button.disabled = false; }
       });
     }
