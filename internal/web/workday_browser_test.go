@@ -180,9 +180,9 @@ func TestBrowserSessionsPanel(t *testing.T) {
 	cdp(t, ctx, "stay signed in", chromedp.Click(chromedp.CSS(`a[href="/settings/security"]`)), chromedp.WaitVisible(chromedp.CSS("#sessions")))
 }
 
-// contrastJS measures, on the page, the contrast ratio (WCAG 2.2) of every badge's text to
-// its background.
-const contrastJS = `(() => {
+// contrastLib is the JavaScript of WCAG 2.2's contrast ratio: rgb parses a computed colour,
+// ratio compares two, bg finds the background an element is drawn on.
+const contrastLib = `
   const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
   const lin = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
   const lum = ([r, g, b]) => 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
@@ -194,6 +194,11 @@ const contrastJS = `(() => {
     }
     return [255, 255, 255];
   };
+`
+
+// contrastJS measures, on the page, the contrast ratio (WCAG 2.2) of every badge's text to
+// its background.
+const contrastJS = `(() => {` + contrastLib + `
   const out = [];
   for (const b of document.querySelectorAll('.badge')) {
     out.push({what: 'badge "' + b.textContent.trim() + '"', ratio: ratio(rgb(getComputedStyle(b).color), bg(b)), need: 4.5});
@@ -202,18 +207,7 @@ const contrastJS = `(() => {
 })()`
 
 // focusJS reads the focused element's outline against the background around it.
-const focusJS = `(() => {
-  const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
-  const lin = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
-  const lum = ([r, g, b]) => 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
-  const ratio = (a, b) => { const x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); };
-  const bg = el => {
-    for (let e = el; e; e = e.parentElement) {
-      const c = rgb(getComputedStyle(e).backgroundColor);
-      if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
-    }
-    return [255, 255, 255];
-  };
+const focusJS = `(() => {` + contrastLib + `
   const el = document.activeElement;
   if (!el || el === document.body) return {what: 'nothing focused', ratio: 0, need: 0};
   const st = getComputedStyle(el);
