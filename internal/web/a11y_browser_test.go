@@ -141,14 +141,8 @@ func TestBrowserFormErrorsAnnounced(t *testing.T) {
 	ctx := browsertest.New(t, 2*time.Minute)
 	shot := func(name string) { browsertest.Screenshot(t, ctx, "a11y-"+name) }
 
-	cdp(t, ctx, "sign in",
-		chromedp.Navigate(f.base+"/login"),
-		chromedp.WaitVisible(chromedp.CSS("#username")),
-		chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
-		chromedp.SendKeys(chromedp.CSS("#password"), pw),
-		chromedp.Click(chromedp.CSS(`form[action="/login"] button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.CSS("#factors")),
-	)
+	passwordStep(t, ctx, f.base)
+	cdp(t, ctx, "signed in", chromedp.WaitVisible(chromedp.CSS("#factors")))
 	if got := js[string](t, ctx, `document.title`); got != "Security · Latchkey" {
 		t.Errorf("a page without errors is titled %q", got)
 	}
@@ -292,14 +286,8 @@ func TestBrowserSecurityKeyAnnounced(t *testing.T) {
 	f := newA11yFixture(t, "")
 	ctx := browsertest.New(t, 2*time.Minute)
 	shot := func(name string) { browsertest.Screenshot(t, ctx, "a11y-"+name) }
-	cdp(t, ctx, "sign in",
-		chromedp.Navigate(f.base+"/login"),
-		chromedp.WaitVisible(chromedp.CSS("#username")),
-		chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
-		chromedp.SendKeys(chromedp.CSS("#password"), pw),
-		chromedp.Click(chromedp.CSS(`form[action="/login"] button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.CSS("#factors")),
-	)
+	passwordStep(t, ctx, f.base)
+	cdp(t, ctx, "signed in", chromedp.WaitVisible(chromedp.CSS("#factors")))
 	authenticatorFor(t, ctx)
 	addKey := func(name string) {
 		t.Helper()
@@ -373,16 +361,7 @@ func TestBrowserSecurityKeyAnnounced(t *testing.T) {
 func TestBrowserKeyFailsAtSecondStep(t *testing.T) {
 	f := newA11yFixture(t, "")
 	ctx := browsertest.New(t, 2*time.Minute)
-	signIn := func() {
-		t.Helper()
-		cdp(t, ctx, "sign in",
-			chromedp.Navigate(f.base+"/login"),
-			chromedp.WaitVisible(chromedp.CSS("#username")),
-			chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
-			chromedp.SendKeys(chromedp.CSS("#password"), pw),
-			chromedp.Click(chromedp.CSS(`form[action="/login"] button[type=submit]`)),
-		)
-	}
+	signIn := func() { t.Helper(); passwordStep(t, ctx, f.base) }
 	signIn()
 	cdp(t, ctx, "signed in", chromedp.WaitVisible(chromedp.CSS("#factors")))
 	id := authenticatorFor(t, ctx)
@@ -417,14 +396,8 @@ func TestBrowserKeyFailsAtSecondStep(t *testing.T) {
 func TestBrowserCancelEnrolment(t *testing.T) {
 	f := newA11yFixture(t, login.MFARequired)
 	ctx := browsertest.New(t, time.Minute)
-	cdp(t, ctx, "sign in",
-		chromedp.Navigate(f.base+"/login"),
-		chromedp.WaitVisible(chromedp.CSS("#username")),
-		chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
-		chromedp.SendKeys(chromedp.CSS("#password"), pw),
-		chromedp.Click(chromedp.CSS(`form[action="/login"] button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.CSS("#cancel-sign-in")),
-	)
+	passwordStep(t, ctx, f.base)
+	cdp(t, ctx, "setup page", chromedp.WaitVisible(chromedp.CSS("#cancel-sign-in")))
 	if n := cdpCount(t, ctx, `#need-help[href="/support/new"]`); n != 1 {
 		t.Errorf("the setup page has %d Need help? links, want 1", n)
 	}
@@ -528,4 +501,16 @@ func TestSupportAPIOneError(t *testing.T) {
 	if r.code != 400 || r.errCode() != "invalid_request" || len(e) != 2 || e["message"] != "Enter your email address, so that we can answer you." {
 		t.Errorf("create with every field wrong = %d %s, want 400 invalid_request about the email address", r.code, r.raw)
 	}
+}
+
+// passwordStep signs alice in with her password on the sign-in page at base.
+func passwordStep(t *testing.T, ctx context.Context, base string) {
+	t.Helper()
+	cdp(t, ctx, "sign in",
+		chromedp.Navigate(base+"/login"),
+		chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
+		chromedp.SendKeys(chromedp.CSS("#password"), pw),
+		chromedp.Click(chromedp.CSS(`form[action="/login"] button[type=submit]`)),
+	)
 }
