@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"time"
 )
 
 // idleReaper closes idle keep-alive connections when the server holds many connections:
@@ -18,12 +17,13 @@ type idleReaper struct {
 	high int
 
 	mu   sync.Mutex
-	open int                    // connections in the server's hands (new, active, idle)
-	idle map[net.Conn]time.Time // the idle ones, since when
+	open int                 // connections in the server's hands (new, active, idle)
+	seq  uint64              // counts the turns to idle: their order, without reading a clock
+	idle map[net.Conn]uint64 // the idle ones, with the turn each became idle at
 }
 
 func newIdleReaper(high int) *idleReaper {
-	return &idleReaper{high: high, idle: map[net.Conn]time.Time{}}
+	return &idleReaper{high: high, idle: map[net.Conn]uint64{}}
 }
 
 // ConnState is the http.Server's ConnState hook.
@@ -37,7 +37,8 @@ func (r *idleReaper) ConnState(c net.Conn, st http.ConnState) {
 			victim = r.oldestIdle()
 		}
 	case http.StateIdle:
-		r.idle[c] = time.Now()
+		r.seq++
+		r.idle[c] = r.seq
 	case http.StateActive:
 		delete(r.idle, c)
 	case http.StateHijacked, http.StateClosed:
@@ -55,9 +56,9 @@ func (r *idleReaper) ConnState(c net.Conn, st http.ConnState) {
 // alternative is a server that stops answering.
 func (r *idleReaper) oldestIdle() net.Conn {
 	var oldest net.Conn
-	var since time.Time
+	var since uint64
 	for c, t := range r.idle {
-		if oldest == nil || t.Before(since) {
+		if oldest == nil || t < since {
 			oldest, since = c, t
 		}
 	}

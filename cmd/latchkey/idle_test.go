@@ -53,7 +53,7 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 		c, r := get("/")
 		read(r)
 		conns, readers = append(conns, c), append(readers, r)
-		time.Sleep(20 * time.Millisecond) // distinct idle times
+		time.Sleep(20 * time.Millisecond) // each idle before the next connects
 	}
 	for i := range conns {
 		if closed(conns[i], readers[i]) {
@@ -74,4 +74,21 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 	read(r)
 	read(slowR)
 	_ = slow
+}
+
+// BenchmarkIdleReaperConnState is what the hook adds to every request on a keep-alive
+// connection: the turn to active and back to idle, from every processor at once.
+func BenchmarkIdleReaperConnState(b *testing.B) {
+	r := newIdleReaper(1 << 20)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		c, s := net.Pipe()
+		defer c.Close()
+		defer s.Close()
+		r.ConnState(s, http.StateNew)
+		for pb.Next() {
+			r.ConnState(s, http.StateActive)
+			r.ConnState(s, http.StateIdle)
+		}
+	})
 }

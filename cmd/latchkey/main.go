@@ -196,6 +196,7 @@ type app struct {
 	db     *sqlstore.DB
 	login  *login.Service
 	push   *push.Service
+	hub    *push.Hub       // device waits; serve limits them (connectionLimits)
 	mail   *mail.Queue     // every notification goes through the persisted outbox
 	relay  *pgnotify.Relay // PostgreSQL only: push wake-ups between nodes
 	public *url.URL
@@ -271,8 +272,6 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		}
 		hub = push.NewHub(relay)
 	}
-	_, waits := connectionLimits(descriptorLimit(), cfg.Push.MaxConnections)
-	hub.LimitWaits(waits)
 	pusher := push.New(push.Options{
 		Store:        db,
 		Mailer:       sender,
@@ -314,7 +313,7 @@ func open(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 			Attestation: cfg.WebAuthn.Attestation, Passkeys: cfg.WebAuthn.Passkeys,
 		},
 	})
-	return &app{cfg: cfg, log: log, db: db, login: svc, push: pusher, mail: sender, relay: relay, public: public, audit: rec, auditEvents: auditEvents}, nil
+	return &app{cfg: cfg, log: log, db: db, login: svc, push: pusher, hub: hub, mail: sender, relay: relay, public: public, audit: rec, auditEvents: auditEvents}, nil
 }
 
 func publicURL(cfg *Config) *url.URL {
@@ -363,6 +362,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer a.Close()
+	a.hub.LimitWaits(waits)
 	if err := a.login.WebAuthnOff(); err != nil {
 		log.Warn("security keys are off: the relying party ID must be a domain name; set --public-url to http://localhost:PORT or the server's DNS name", "public_url", cfg.PublicURL, "err", err)
 	}
