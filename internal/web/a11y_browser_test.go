@@ -304,6 +304,9 @@ func TestBrowserSecurityKeyAnnounced(t *testing.T) {
 	if want := `Security key "Blue key" added. Save your recovery codes: they are shown only now.`; st.Text != want || st.Role != "status" || !st.Visible {
 		t.Errorf("after adding the key the status is %+v, want %q, visible, role status", st, want)
 	}
+	if h, title := js[string](t, ctx, `document.querySelector('main h1').textContent`), js[string](t, ctx, `document.title`); h != "Security key added" || title != "Security key added · Latchkey" {
+		t.Errorf("after adding the key the heading is %q and the title %q, want %q", h, title, "Security key added")
+	}
 	if got := focused(t, ctx); got != "key-codes-title" {
 		t.Errorf("focus on %q, want the codes' heading", got)
 	}

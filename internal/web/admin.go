@@ -443,16 +443,13 @@ func (s *Server) adminUserCreate(w http.ResponseWriter, r *http.Request, a *auth
 		case code == latchkey.EConflict:
 			v.Fields = map[string]string{"username": msg}
 		case code == latchkey.EInvalid:
-			v.Fields = map[string]string{}
-			for _, part := range strings.SplitAfter(msg, ".") {
-				part = strings.TrimSpace(part)
-				switch {
-				case strings.Contains(part, "username"):
-					v.Fields["username"] = part
-				case strings.Contains(part, "email"):
-					v.Fields["email"] = part
-				case strings.Contains(part, "role"):
-					v.Fields["role"] = part
+			parts := strings.SplitAfter(msg, ".")
+			for _, field := range []string{"username", "email", "role"} { // the form's order
+				for _, part := range parts {
+					if part = strings.TrimSpace(part); strings.Contains(part, field) {
+						v.addField(field, part)
+						break
+					}
 				}
 			}
 			v.Error = "Check the fields marked below."
@@ -524,9 +521,7 @@ func (s *Server) adminUserPage(w http.ResponseWriter, r *http.Request, a *auth, 
 		return err
 	}
 	p.Throttled = p.Lock.Throttled(s.now())
-	if v.Fields != nil {
-		p.Reason = v.Fields["reason-value"]
-	}
+	p.Reason = v.reason
 	return s.renderAdmin(w, code, "admin_user", u.Username, "users", a, v, p)
 }
 
@@ -579,7 +574,8 @@ func (s *Server) adminUserAction(act userAction) authedPageFunc {
 			v := &view{Error: latchkey.ErrorMessage(err)}
 			if act == actResetMFA {
 				v.Error = ""
-				v.Fields = map[string]string{"reason": latchkey.ErrorMessage(err), "reason-value": r.PostFormValue("reason")}
+				v.addField("reason", latchkey.ErrorMessage(err))
+				v.reason = r.PostFormValue("reason")
 			}
 			return s.adminUserPage(w, r, a, id, status(code), v)
 		}

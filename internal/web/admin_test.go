@@ -413,6 +413,17 @@ func TestAdminCreateUserRefusals(t *testing.T) {
 			}
 		})
 	}
+	// Every field wrong: the error summary lists them in the form's order, and the first
+	// gets the focus.
+	r := admin.form("/admin/users", url.Values{"username": {"a b"}, "email": {"nope"}, "role": {"god"}})
+	summary, _, _ := strings.Cut(r.raw[strings.Index(r.raw, `id="error-summary"`)+1:], "</div>")
+	iu, ie, ir := strings.Index(summary, `href="#username"`), strings.Index(summary, `href="#email"`), strings.Index(summary, `href="#role"`)
+	if r.code != 400 || !strings.Contains(summary, "There are 3 problems") || iu < 0 || !(iu < ie && ie < ir) {
+		t.Errorf("all fields wrong: %d, summary %q, want 3 problems linked in the order username, email, role", r.code, summary)
+	}
+	if !regexp.MustCompile(`<input id="username"[^>]*autofocus`).MatchString(r.raw) {
+		t.Error("the first field in error, username, does not get the focus")
+	}
 	if _, _, err := f.db.FindUsers(context.Background(), latchkey.UserFilter{Username: ptr("erin")}); err != nil {
 		t.Fatal(err)
 	}

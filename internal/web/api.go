@@ -526,16 +526,7 @@ func (s *Server) apiRegenerateRecovery(w http.ResponseWriter, r *http.Request, a
 // no catch-all pattern covers the path, as "/api/" does here), else 404. Both in JSON.
 func apiNoRoute(mux *http.ServeMux) apiFunc {
 	return func(w http.ResponseWriter, r *http.Request) (any, error) {
-		var allow []string
-		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-			if m == r.Method {
-				continue
-			}
-			probe := &http.Request{Method: m, URL: r.URL, Host: r.Host}
-			if _, pattern := mux.Handler(probe); pattern != "" && pattern != apiPrefix {
-				allow = append(allow, m)
-			}
-		}
+		allow := allowedMethods(mux, r, apiPrefix)
 		if len(allow) == 0 {
 			return nil, latchkey.Errorf(latchkey.ENotFound, "There is no API endpoint %s %s.", r.Method, r.URL.Path)
 		}
@@ -543,6 +534,23 @@ func apiNoRoute(mux *http.ServeMux) apiFunc {
 		use := slices.DeleteFunc(slices.Clone(allow), func(m string) bool { return m == http.MethodHead })
 		return nil, latchkey.Errorf(latchkey.EMethodNotAllowed, "%s does not take %s; use %s.", r.URL.Path, r.Method, orList(use))
 	}
+}
+
+// allowedMethods returns the methods other than r's that mux routes r's path to, through a
+// pattern other than catchAll (the pattern that answers "no such route"): the Allow header of
+// a 405, or none for a 404.
+func allowedMethods(mux *http.ServeMux, r *http.Request, catchAll string) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host}
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != catchAll {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 // orList joins words as "a", "a or b", "a, b or c".

@@ -74,8 +74,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			sw.code = http.StatusOK
 		}
 		route := r.Pattern
-		if route == "" {
-			route = "unmatched"
+		if route == "" || route == "/" || route == apiPrefix {
+			route = "unmatched" // the catch-alls: no route took the path (one label, whatever the path)
 		}
 		s.metrics.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
 		s.metrics.duration.WithLabelValues(route).Observe(d.Seconds())

@@ -81,6 +81,7 @@ type view struct {
 	Data     any
 
 	fieldOrder []string // the Fields added with addField, in the order of the form
+	reason     string   // the admin's user page: the reason typed, shown again with its error
 }
 
 // problem is one field's error in the error summary at the top of a page.
@@ -100,8 +101,8 @@ func (v *view) addField(field, msg string) *view {
 }
 
 // Problems lists the page's field errors for its error summary and its title ("Error: …"):
-// those added with addField in their order, then any set on Fields directly, by name.
-// "reason-value" is no error: the admin's user page carries the typed reason back in it.
+// those added with addField in their order, then any set on Fields directly (pages with one
+// field), by name.
 func (v *view) Problems() []problem {
 	var out []problem
 	for _, f := range v.fieldOrder {
@@ -109,7 +110,7 @@ func (v *view) Problems() []problem {
 	}
 	var rest []string
 	for f := range v.Fields {
-		if f != "reason-value" && !slices.Contains(v.fieldOrder, f) {
+		if !slices.Contains(v.fieldOrder, f) {
 			rest = append(rest, f)
 		}
 	}
@@ -270,17 +271,7 @@ func flash(r *http.Request) string { return flashes[r.URL.Query().Get("done")] }
 // apiNoRoute answers them in JSON.
 func (s *Server) pageNotFound(mux *http.ServeMux) pageFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		var allow []string
-		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-			if m == r.Method {
-				continue
-			}
-			probe := &http.Request{Method: m, URL: r.URL, Host: r.Host}
-			if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
-				allow = append(allow, m)
-			}
-		}
-		if len(allow) > 0 {
+		if allow := allowedMethods(mux, r, "/"); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
 			http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
 			return nil

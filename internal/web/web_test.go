@@ -483,6 +483,47 @@ func TestHealthAndMetrics(t *testing.T) {
 	}
 }
 
+// TestMetricsUnmatchedRoutes: requests that no route takes (a page or an API path) count
+// under one label, "unmatched", and never under the path asked for: a scan of random paths
+// must not make the metrics grow, nor read as requests of the home page.
+func TestMetricsUnmatchedRoutes(t *testing.T) {
+	f := newFixture(t, "")
+	c := f.client(t)
+	for _, p := range []string{"/no-such-page", "/api/v1/no-such-endpoint", "/settings/nothing"} {
+		c.do("GET", p, "", "")
+	}
+	c.do("GET", "/", "", "")
+	resp, err := http.Get(f.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := string(b)
+	if !strings.Contains(m, `latchkey_http_requests_total{code="404",route="unmatched"} 3`) {
+		t.Errorf("metrics lack 3 unmatched 404s:\n%s", grepLines(m, "latchkey_http_requests_total"))
+	}
+	for _, bad := range []string{`route="/",code="404"`, `code="404",route="/"`, `code="404",route="/api/"`, "no-such"} {
+		if strings.Contains(m, bad) {
+			t.Errorf("metrics contain %s:\n%s", bad, grepLines(m, "latchkey_http_requests_total"))
+		}
+	}
+	if !strings.Contains(m, `latchkey_http_requests_total{code="303",route="GET /{$}"} 1`) {
+		t.Errorf("the home page's redirect is not counted under its own route:\n%s", grepLines(m, "latchkey_http_requests_total"))
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 func TestOpenRedirectRefused(t *testing.T) {
 	f := newFixture(t, "")
 	c := f.client(t)

@@ -198,6 +198,10 @@ document.addEventListener("DOMContentLoaded", function () {
           el.querySelectorAll(".field, button, noscript").forEach(function (x) { x.hidden = true; });
           document.querySelectorAll("[data-key-pending]").forEach(function (x) { x.hidden = true; });
           box.hidden = false;
+          document.querySelectorAll("[data-key-done]").forEach(function (h) {
+            h.textContent = h.getAttribute("data-key-done");
+            document.title = document.title.replace(/^[^·]*/, h.textContent + " ");
+          });
           say("Security key \"" + body.name + "\" added. Save your recovery codes: they are shown only now.", "done");
           box.querySelector("[tabindex='-1']").focus();
           return;
