@@ -296,10 +296,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Connected devices: on one node, a fresh process, so that the memory of the load above
 	// (argon2id hashes the runtime has not returned yet) does not count.
 	if o.runs("devices") {
-		users := make([]int, o.devices)
-		for i := range users {
-			users[i] = i % len(sd.users)
+		// One device per user, as in a deployment: a user's devices hold at most
+		// push.WaitsPerUser streams at once (a new one ends the oldest), so ten devices each
+		// for 1,000 users would hold 8,000 streams, not 10,000. Users beyond --users are
+		// seeded for the devices that lack one.
+		if extra := o.devices - len(sd.users); extra > 0 {
+			logf("seeding %d more users, one for each device", extra)
+			if err := sd.seedUsers(ctx, extra, func(int) {}); err != nil {
+				return err
+			}
 		}
+		users := spread(len(sd.users), o.devices)
 		logf("seeding %d devices", o.devices)
 		devs, err := sd.seedDevices(ctx, users)
 		if err != nil {
@@ -310,7 +317,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		nodes = cluster{srv}
-		rep.restart = srv.startup
+		rep.restart, rep.restartUsers = srv.startup, len(sd.users)
 		time.Sleep(time.Second)
 		if err := connectedDevices(ctx, o, srv, devs, rep, logf); err != nil {
 			return err
@@ -558,8 +565,16 @@ func connectedDevices(ctx context.Context, o *options, srv *server, devs []bench
 		rep.devicesRuntime = m
 	}
 	logf("%d streams open: RSS %s (before %s, peak %s)", o.devices, mib(rep.devicesRSS), mib(before), mib(rep.devicesPeak))
+	// The figure is the cost of o.devices open streams only if the server holds them all:
+	// a stream the server ended (displaced, or past its limit) costs nothing.
+	if held, ok := rep.devicesRuntime[deviceConnections]; ok && int(held) != o.devices {
+		return fmt.Errorf("connected devices: the server holds %.0f of the %d streams (%s)", held, o.devices, deviceConnections)
+	}
 	return nil
 }
+
+// deviceConnections is the server's gauge of device event streams and long polls open.
+const deviceConnections = "latchkey_device_connections"
 
 func randHex(n int) string {
 	b := make([]byte, n)
@@ -604,7 +619,7 @@ func runtimeMetrics(ctx context.Context, base string) (map[string]float64, error
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) != 2 || !strings.HasPrefix(f[0], "go_") {
+		if len(f) != 2 || !strings.HasPrefix(f[0], "go_") && f[0] != deviceConnections {
 			continue
 		}
 		if v, err := strconv.ParseFloat(f[1], 64); err == nil {

@@ -350,7 +350,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			log.Warn("listening on every interface: links in mails and activation codes say localhost; set --public-url to the address people reach the server at", "public_url", cfg.PublicURL)
 		}
 	}
-	conns, waits := connectionLimits(descriptorLimit(), cfg.Push.MaxConnections)
+	conns, waits, idleHigh := connectionLimits(descriptorLimit(), cfg.Push.MaxConnections)
 	if conns > 0 {
 		// Past the limit a connection waits in the kernel's backlog instead of the server
 		// failing every accept and every file it opens.
@@ -409,9 +409,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if conns > 0 {
-		// Past half the connections the listener takes, idle keep-alive connections make
-		// room for new ones (idle.go).
-		srv.ConnState = newIdleReaper(conns / 2).ConnState
+		// Past half the connections that device waits leave, idle keep-alive connections
+		// make room for new ones (idle.go).
+		srv.ConnState = newIdleReaper(idleHigh).ConnState
 	}
 	// Device event streams and long polls end at once when shutdown begins.
 	srv.RegisterOnShutdown(handler.Shutdown)
