@@ -71,13 +71,53 @@ type DeviceWait struct {
 	user, device   int64
 	displaced      chan struct{}
 	unsubscribe    func()
-	listed, closed bool // in the hub's lists; Close was called (guarded by h.mu)
+	listed, closed bool        // in the hub's lists; Close was called (guarded by h.mu)
+	alive          func() bool // SetAlive (guarded by h.mu)
+}
+
+// SetAlive gives the wait a check of its client. A later wait of the same device calls it
+// on the older ones and ends those whose client is gone: a stream whose connection the client
+// closed (a phone that moved networks, a proxy that restarted) would otherwise hold its place
+// until a write to it failed, and its device's new stream would count twice meanwhile.
+func (w *DeviceWait) SetAlive(f func() bool) {
+	w.h.mu.Lock()
+	w.alive = f
+	w.h.mu.Unlock()
+}
+
+// endGone ends the device's waits whose clients are gone (SetAlive). The checks run outside
+// h.mu: they may make a system call each.
+func (h *Hub) endGone(deviceID int64) {
+	type check struct {
+		w     *DeviceWait
+		alive func() bool
+	}
+	var buf [WaitsPerDevice + 1]check
+	checks := buf[:0]
+	h.mu.Lock()
+	for _, w := range h.waitsByDevice[deviceID] {
+		if w.alive != nil && len(checks) < len(buf) {
+			checks = append(checks, check{w, w.alive})
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range checks {
+		if c.alive() {
+			continue
+		}
+		h.mu.Lock()
+		if c.w.listed && !c.w.closed {
+			h.displace(c.w)
+		}
+		h.mu.Unlock()
+	}
 }
 
 // WaitDevice opens a wait for news of the device of the user. At most WaitsPerDevice waits
 // of one device and WaitsPerUser of one user are open: a new one displaces the oldest. When
 // the node holds its limit (LimitWaits) it answers ErrBusy. Close ends the wait.
 func (h *Hub) WaitDevice(userID, deviceID int64) (*DeviceWait, error) {
+	h.endGone(deviceID)
 	h.mu.Lock()
 	if h.maxWaits > 0 && h.waits >= h.maxWaits {
 		h.mu.Unlock()

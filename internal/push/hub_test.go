@@ -138,3 +138,33 @@ func TestDeviceWaitsNodeLimit(t *testing.T) {
 		t.Fatalf("Waits() = %d after every wait closed, want 0", n)
 	}
 }
+
+// TestDeviceWaitsEndGone: a new wait of a device ends the older ones whose client is gone
+// (SetAlive), at once and out of the node's count, and leaves the live ones and other
+// devices' waits alone.
+func TestDeviceWaitsEndGone(t *testing.T) {
+	h := NewHub()
+	gone := mustWait(t, h, 1, 10)
+	live := mustWait(t, h, 1, 10)
+	other := mustWait(t, h, 1, 11)
+	gone.SetAlive(func() bool { return false })
+	live.SetAlive(func() bool { return true })
+	other.SetAlive(func() bool { return false }) // another device: not checked by device 10's wait
+	if displaced(gone) || h.Waits() != 3 {
+		t.Fatalf("a gone client's wait ended before its device waited again (waits %d)", h.Waits())
+	}
+	next := mustWait(t, h, 1, 10)
+	if !displaced(gone) {
+		t.Fatal("the wait whose client is gone was not ended by its device's new wait")
+	}
+	if displaced(live) || displaced(other) || displaced(next) {
+		t.Fatal("a live wait, or another device's, was ended")
+	}
+	if n := h.Waits(); n != 3 {
+		t.Fatalf("node holds %d waits, want 3 (the gone one left the count)", n)
+	}
+	gone.Close()
+	if n := h.Waits(); n != 3 {
+		t.Fatalf("closing the ended wait changed the count to %d", n)
+	}
+}

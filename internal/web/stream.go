@@ -38,6 +38,9 @@ func (s *Server) deviceEvents(w http.ResponseWriter, r *http.Request, d *latchke
 	h.Set("X-Accel-Buffering", "no")
 	if r.ProtoMajor == 1 {
 		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			// A newer wait of the device ends this stream if its client closed the connection
+			// (nothing reads it until a write fails).
+			wait.SetAlive(func() bool { return !peerClosed(conn) })
 			// The request context ends when the handler returns; the stream's own outlives it.
 			ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 			go st.serveConn(ctx, cancel, conn, h.Clone())
@@ -109,7 +112,8 @@ func (st *eventStream) gone() bool {
 }
 
 // serveConn serves the stream on a hijacked connection and closes it at the end. A client
-// that went away is noticed when a write fails (a ping at the latest).
+// that went away is noticed when a write fails (the second ping at the latest), or when its
+// device opens a new wait (DeviceWait.SetAlive), whichever comes first.
 func (st *eventStream) serveConn(ctx context.Context, cancel context.CancelFunc, conn net.Conn, h http.Header) {
 	defer conn.Close()
 	defer cancel()

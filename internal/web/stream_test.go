@@ -256,3 +256,34 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestClosedStreamEndsWhenItsDeviceReturns: a stream whose client closed the connection
+// holds its place until a write fails (up to two pings); the device's next stream ends it at
+// once, so that a device that reconnects counts once, and a proxy's restart in front of a
+// node full of streams does not leave the node holding twice as many.
+func TestClosedStreamEndsWhenItsDeviceReturns(t *testing.T) {
+	f := newFixture(t, "")
+	_, d := f.activated(t)
+	first, ended := openStream(t, d)
+	if first.StatusCode != 200 {
+		t.Fatalf("stream: %d", first.StatusCode)
+	}
+	waitFor(t, func() bool { return f.push.Hub().Waits() == 1 })
+	first.Body.Close() // the client goes away; the server reads nothing from the stream
+	<-ended
+	time.Sleep(100 * time.Millisecond) // the FIN crosses the loopback
+	if n := f.push.Hub().Waits(); n != 1 {
+		t.Fatalf("%d waits after the client closed, before any write: want 1 (nothing noticed yet)", n)
+	}
+	second, _ := openStream(t, d)
+	if second.StatusCode != 200 {
+		t.Fatalf("second stream: %d", second.StatusCode)
+	}
+	deadline := time.Now().Add(3 * time.Second) // well before the first ping (pingEvery)
+	for f.push.Hub().Waits() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the closed stream still holds its place: %d waits with one client", f.push.Hub().Waits())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
