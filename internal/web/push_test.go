@@ -133,15 +133,22 @@ func (f *fixture) signedIn(tb testing.TB) *apiClient {
 func (f *fixture) activated(tb testing.TB) (*apiClient, *testDevice) {
 	tb.Helper()
 	c := f.signedIn(tb)
+	code := activationCode(tb, c)
+	d := f.newDevice(tb)
+	if r := d.activate(deviceproto.PathActivate, code, "Laptop"); r.code != 200 || r.body["state"] != "active" {
+		tb.Fatalf("activate: %d %s", r.code, r.raw)
+	}
+	return c, d
+}
+
+// activationCode makes a new-device activation code in c's session.
+func activationCode(tb testing.TB, c *apiClient) string {
+	tb.Helper()
 	r := c.post("/api/v1/account/devices/activation", nil)
 	if r.code != 200 {
 		tb.Fatalf("activation: %d %s", r.code, r.raw)
 	}
-	d := f.newDevice(tb)
-	if r := d.activate(deviceproto.PathActivate, r.body["code"].(string), "Laptop"); r.code != 200 || r.body["state"] != "active" {
-		tb.Fatalf("activate: %d %s", r.code, r.raw)
-	}
-	return c, d
+	return r.body["code"].(string)
 }
 
 // pushLogin signs alice in with the password and starts a push; it returns the browser and
@@ -784,11 +791,7 @@ func TestSignOutEverywhereVoidsActivationCodes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, "")
 			c := f.signedIn(t)
-			r := c.post("/api/v1/account/devices/activation", nil)
-			if r.code != 200 {
-				t.Fatalf("activation: %d %s", r.code, r.raw)
-			}
-			code := r.body["code"].(string)
+			code := activationCode(t, c)
 			if r := tt.end(c); r.code != 200 {
 				t.Fatalf("%s: %d %s", tt.name, r.code, r.raw)
 			}
@@ -1046,11 +1049,7 @@ func sendAtOnce(t *testing.T, n int, mk func() *http.Request) map[int]int {
 func TestActivationThrottleOverHTTP(t *testing.T) {
 	f := newFixture(t, "")
 	c := f.signedIn(t)
-	r := c.post("/api/v1/account/devices/activation", nil)
-	if r.code != 200 {
-		t.Fatalf("activation: %d %s", r.code, r.raw)
-	}
-	right := r.body["code"].(string)
+	right := activationCode(t, c)
 	wrong, err := deviceproto.NewCode(rand.Reader) // of the right form, so that it is looked up
 	if err != nil {
 		t.Fatal(err)
