@@ -21,7 +21,7 @@ import (
 const (
 	maxWait    = 30 * time.Second
 	streamLife = 10 * time.Minute
-	pingEvery  = 15 * time.Second
+	pingEvery  = 15 * time.Second // the default of Options.StreamPing
 	recheck    = 2 * time.Second
 )
 

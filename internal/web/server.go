@@ -57,6 +57,10 @@ type Options struct {
 	// CookieDomain, when set, gives the session cookie Domain= so that it reaches the
 	// applications on sibling hosts behind forward-auth; "" keeps it host-only.
 	CookieDomain string
+	// StreamPing is how often a device's event stream sends a comment line while it has no
+	// event (default 15 s): it keeps proxies from closing an idle stream, and a stream whose
+	// client went away ends at the first ping after (docs/device-protocol.md).
+	StreamPing time.Duration
 }
 
 // Server is the HTTP handler of Latchkey.
@@ -82,6 +86,8 @@ type Server struct {
 	stopOnce sync.Once
 	// busyLogged is when (Unix seconds) a refused device wait was last logged.
 	busyLogged atomic.Int64
+	// pingEvery is Options.StreamPing.
+	pingEvery time.Duration
 }
 
 // Shutdown ends the device event streams and long polls in flight, so that a graceful
@@ -105,6 +111,9 @@ func New(opt Options) *Server {
 	if opt.PublicURL == nil {
 		opt.PublicURL = &url.URL{Scheme: "http", Host: "127.0.0.1:8080"}
 	}
+	if opt.StreamPing <= 0 {
+		opt.StreamPing = pingEvery
+	}
 	if opt.ForwardAuth == nil {
 		opt.ForwardAuth, _ = forwardauth.Compile(nil, forwardauth.MFA)
 	}
@@ -126,6 +135,7 @@ func New(opt Options) *Server {
 		forwardAuth: opt.ForwardAuth,
 		admin:       opt.Admin,
 		support:     opt.Support,
+		pingEvery:   opt.StreamPing,
 	}
 	if opt.OIDC != nil && opt.Login != nil {
 		// Sessions that account rules end (password change, resets, a disabled user) end

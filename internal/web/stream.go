@@ -112,8 +112,10 @@ func (st *eventStream) gone() bool {
 }
 
 // serveConn serves the stream on a hijacked connection and closes it at the end. A client
-// that went away is noticed when a write fails (the second ping at the latest), or when its
-// device opens a new wait (DeviceWait.SetAlive), whichever comes first.
+// that closed the connection is noticed at the next ping, where a peek at the socket finds
+// its FIN (a write alone would succeed once more: it fails only after the client's reset),
+// or when its device opens a new wait (DeviceWait.SetAlive), whichever comes first. One
+// that vanished without a FIN is noticed when a write times out.
 func (st *eventStream) serveConn(ctx context.Context, cancel context.CancelFunc, conn net.Conn, h http.Header) {
 	defer conn.Close()
 	defer cancel()
@@ -134,7 +136,7 @@ func (st *eventStream) serveConn(ctx context.Context, cancel context.CancelFunc,
 
 	end := time.NewTimer(streamLife)
 	defer end.Stop()
-	ping := time.NewTicker(pingEvery)
+	ping := time.NewTicker(st.s.pingEvery)
 	defer ping.Stop()
 	for {
 		if st.gone() {
@@ -164,7 +166,7 @@ func (st *eventStream) serveConn(ctx context.Context, cancel context.CancelFunc,
 		case <-end.C:
 			return
 		case <-ping.C:
-			if !write([]byte(streamPing)) {
+			if peerClosed(conn) || !write([]byte(streamPing)) {
 				return
 			}
 		case <-st.sig:
@@ -178,10 +180,10 @@ func (st *eventStream) serveHandler(ctx context.Context, w http.ResponseWriter) 
 	w.WriteHeader(http.StatusOK)
 	end := time.NewTimer(streamLife)
 	defer end.Stop()
-	ping := time.NewTicker(pingEvery)
+	ping := time.NewTicker(st.s.pingEvery)
 	defer ping.Stop()
 	for {
-		_ = rc.SetWriteDeadline(time.Now().Add(pingEvery + 10*time.Second))
+		_ = rc.SetWriteDeadline(time.Now().Add(st.s.pingEvery + 10*time.Second))
 		if st.gone() {
 			return errWritten
 		}

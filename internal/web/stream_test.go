@@ -14,6 +14,7 @@ import (
 	"github.com/latchkey/latchkey/internal/deviceproto"
 	"github.com/latchkey/latchkey/internal/login"
 	"github.com/latchkey/latchkey/internal/push"
+	"github.com/latchkey/latchkey/internal/web"
 )
 
 // lineWriter passes each log write on as a line, without blocking.
@@ -285,5 +286,34 @@ func TestClosedStreamEndsWhenItsDeviceReturns(t *testing.T) {
 			t.Fatalf("the closed stream still holds its place: %d waits with one client", f.push.Hub().Waits())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestClosedStreamEndsAtThePing: a stream whose client closed the connection, and whose
+// device does not come back, gives up its place at the first ping after, not the second.
+// (The first write to a connection the client closed succeeds; only the client's reset to
+// it makes the next one fail, so a write alone took two pings: 30 s at the default.)
+func TestClosedStreamEndsAtThePing(t *testing.T) {
+	const every = 2 * time.Second
+	f := newFixtureStore(t, "", io.Discard, nil, func(o *web.Options) { o.StreamPing = every })
+	_, d := f.activated(t)
+	opened := time.Now()
+	resp, ended := openStream(t, d)
+	if resp.StatusCode != 200 {
+		t.Fatalf("stream: %d", resp.StatusCode)
+	}
+	waitFor(t, func() bool { return f.push.Hub().Waits() == 1 })
+	resp.Body.Close()
+	<-ended
+	// The pings are at every and 2·every after the stream opened: half a period of slack.
+	deadline := opened.Add(every + every/2)
+	for f.push.Hub().Waits() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the closed stream still holds its place %v after it opened, past its first ping (%v)", time.Since(opened).Round(time.Millisecond), every)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if held := time.Since(opened); held < every-every/4 {
+		t.Fatalf("the stream ended %v after it opened, before its first ping (%v): something else ended it", held.Round(time.Millisecond), every)
 	}
 }

@@ -80,8 +80,9 @@ func newFixtureLog(tb testing.TB, public string, logw io.Writer) *fixture {
 }
 
 // newFixtureStore is newFixtureLog with the sign-in service's store wrapped by wrap (when not
-// nil), for tests that count what the service reads.
-func newFixtureStore(tb testing.TB, public string, logw io.Writer, wrap func(*sqlstore.DB) login.Store) *fixture {
+// nil), for tests that count what the service reads, and the handler's options changed by
+// tune.
+func newFixtureStore(tb testing.TB, public string, logw io.Writer, wrap func(*sqlstore.DB) login.Store, tune ...func(*web.Options)) *fixture {
 	tb.Helper()
 	ctx := context.Background()
 	c := &clock{t: time.Now().UTC()}
@@ -112,7 +113,11 @@ func newFixtureStore(tb testing.TB, public string, logw io.Writer, wrap func(*sq
 		Pusher:     pusher,
 		PublicURL:  strings.TrimSuffix(pu.String(), "/"), // security keys on for a host name, off for an IP
 	})
-	h := web.New(web.Options{Login: svc, Push: pusher, DB: db, PublicURL: pu, Now: c.Now, MaxBody: 4096, Logger: slog.New(slog.NewTextHandler(logw, nil))})
+	opt := web.Options{Login: svc, Push: pusher, DB: db, PublicURL: pu, Now: c.Now, MaxBody: 4096, Logger: slog.New(slog.NewTextHandler(logw, nil))}
+	for _, f := range tune {
+		f(&opt)
+	}
+	h := web.New(opt)
 	srv.Config.Handler = h
 	srv.Start()
 	tb.Cleanup(srv.Close)
