@@ -297,8 +297,8 @@ func TestClosedStreamEndsAtThePing(t *testing.T) {
 	const every = 2 * time.Second
 	f := newFixtureStore(t, "", io.Discard, nil, func(o *web.Options) { o.StreamPing = every })
 	_, d := f.activated(t)
-	opened := time.Now()
 	resp, ended := openStream(t, d)
+	opened := time.Now() // the ping's ticker started just before the headers were written
 	if resp.StatusCode != 200 {
 		t.Fatalf("stream: %d", resp.StatusCode)
 	}
