@@ -259,9 +259,9 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 // TestClosedStreamEndsWhenItsDeviceReturns: a stream whose client closed the connection
-// holds its place until its next ping (TestClosedStreamEndsAtThePing); the device's next stream ends it at
-// once, so that a device that reconnects counts once, and a proxy's restart in front of a
-// node full of streams does not leave the node holding twice as many.
+// holds its place until its next ping (TestClosedStreamEndsAtThePing); the device's next
+// stream ends it at once, so that a device that reconnects counts once, and a proxy's
+// restart in front of a node full of streams does not leave the node holding twice as many.
 func TestClosedStreamEndsWhenItsDeviceReturns(t *testing.T) {
 	f := newFixture(t, "")
 	_, d := f.activated(t)
