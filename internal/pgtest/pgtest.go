@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,7 +30,7 @@ type server struct {
 	dir  string
 	port int
 	err  error
-	cred *syscall.Credential
+	cred *owner // whom the server runs as; nil: this process's user
 }
 
 var (
@@ -68,7 +67,7 @@ func Stop() {
 		return
 	}
 	cmd := exec.Command(filepath.Join(shared.bin, "pg_ctl"), "stop", "-D", filepath.Join(shared.dir, "data"), "-m", "immediate", "-w")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: shared.cred}
+	runAs(cmd, shared.cred)
 	_ = cmd.Run()
 	os.RemoveAll(shared.dir)
 }
@@ -133,7 +132,7 @@ func (s *server) start() error {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		s.cred = &owner{uid: uid, gid: gid}
 		if err := os.Chmod(dir, 0o755); err != nil {
 			return err
 		}
@@ -146,9 +145,7 @@ func (s *server) start() error {
 		cmd := exec.Command(filepath.Join(bin, name), args...)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
-		if s.cred != nil {
-			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
-		}
+		runAs(cmd, s.cred)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%s: %v: %s", name, err, strings.TrimSpace(string(out)))

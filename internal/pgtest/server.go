@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 )
 
@@ -88,9 +87,7 @@ func (s *server) ctl(action string, args ...string) error {
 	cmd := exec.Command(filepath.Join(s.bin, "pg_ctl"), append([]string{action, "-D", filepath.Join(s.dir, "data"), "-w"}, args...)...)
 	cmd.Dir = s.dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
-	if s.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
-	}
+	runAs(cmd, s.cred)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("pg_ctl %s: %v: %s", action, err, strings.TrimSpace(string(out)))
