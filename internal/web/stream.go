@@ -115,7 +115,8 @@ func (st *eventStream) gone() bool {
 // that closed the connection is noticed at the next ping, where a peek at the socket finds
 // its FIN (a write alone would succeed once more: it fails only after the client's reset),
 // or when its device opens a new wait (DeviceWait.SetAlive), whichever comes first. One
-// that vanished without a FIN is noticed when a write times out.
+// that vanished without a FIN (a phone off the network) holds its place until its device
+// returns, the kernel gives up retransmitting, or the stream's life (streamLife) ends.
 func (st *eventStream) serveConn(ctx context.Context, cancel context.CancelFunc, conn net.Conn, h http.Header) {
 	defer conn.Close()
 	defer cancel()
