@@ -161,18 +161,19 @@ func TestBrowserFormErrorsAnnounced(t *testing.T) {
 		}
 		return "000000"
 	}
-	cdp(t, ctx, "a wrong code",
-		chromedp.SendKeys(chromedp.CSS("#code"), wrong(totp.Code(key, totp.Step(f.clock.Now())))),
-		chromedp.Submit(chromedp.CSS("#code")),
-		chromedp.WaitVisible(chromedp.CSS("#error-summary")),
-	)
+	// enter types code and submits it, then waits for the element sel.
+	enter := func(what, code, sel string) {
+		t.Helper()
+		cdp(t, ctx, what,
+			chromedp.SendKeys(chromedp.CSS("#code"), code),
+			chromedp.Submit(chromedp.CSS("#code")),
+			chromedp.WaitVisible(chromedp.CSS(sel)),
+		)
+	}
+	enter("a wrong code", wrong(totp.Code(key, totp.Step(f.clock.Now()))), "#error-summary")
 	checkErrorPage(t, ctx, "Set up two-factor authentication", "code")
 	shot("01-totp-wrong-code")
-	cdp(t, ctx, "the right code",
-		chromedp.SendKeys(chromedp.CSS("#code"), totp.Code(key, totp.Step(f.clock.Now()))),
-		chromedp.Submit(chromedp.CSS("#code")),
-		chromedp.WaitVisible(chromedp.CSS("#recovery-codes")),
-	)
+	enter("the right code", totp.Code(key, totp.Step(f.clock.Now())), "#recovery-codes")
 
 	// The second step.
 	f.clock.Add(time.Minute)
@@ -187,11 +188,7 @@ func TestBrowserFormErrorsAnnounced(t *testing.T) {
 	if n := cdpCount(t, ctx, `#need-help[href="/support/new"]`); n != 1 {
 		t.Errorf("the second step has %d Need help? links, want 1", n)
 	}
-	cdp(t, ctx, "a wrong code at the second step",
-		chromedp.SendKeys(chromedp.CSS("#code"), wrong(totp.Code(key, totp.Step(f.clock.Now())))),
-		chromedp.Submit(chromedp.CSS("#code")),
-		chromedp.WaitVisible(chromedp.CSS("#error-summary")),
-	)
+	enter("a wrong code at the second step", wrong(totp.Code(key, totp.Step(f.clock.Now()))), "#error-summary")
 	checkErrorPage(t, ctx, "Two-factor authentication", "code")
 	shot("02-second-step-wrong-code")
 
@@ -460,14 +457,7 @@ func TestNeedHelpOnEveryStep(t *testing.T) {
 	f := newFixture(t, "")
 	c := f.client(t)
 	c.post("/api/v1/login", map[string]string{"username": "alice", "password": pw})
-	r := c.post("/api/v1/account/totp", nil)
-	key, err := totp.ParseURI(r.body["otpauth_uri"].(string))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := c.post("/api/v1/account/totp/confirm", map[string]string{"code": totp.Code(key.Secret, totp.Step(f.clock.Now()))}); r.code != 200 {
-		t.Fatalf("confirm: %d %s", r.code, r.raw)
-	}
+	f.enrolTOTP(t, c)
 	c = f.client(t)
 	if r := c.post("/api/v1/login", map[string]string{"username": "alice", "password": pw}); r.body["state"] != "second_factor" {
 		t.Fatalf("login: %s", r.raw)
@@ -489,7 +479,7 @@ func TestNeedHelpOnEveryStep(t *testing.T) {
 	if r := b.post("/api/v1/login", map[string]string{"username": "alice", "password": pw}); r.body["state"] != "second_factor" {
 		t.Fatalf("login: %s", r.raw)
 	}
-	r = b.do("POST", "/login/push", "application/x-www-form-urlencoded", "")
+	r := b.do("POST", "/login/push", "application/x-www-form-urlencoded", "")
 	if r.code != 200 || !strings.Contains(r.raw, "push-number") || !strings.Contains(r.raw, `<a href="/support/new" id="need-help">Need help?</a>`) {
 		t.Errorf("push page: %d, no Need help? link", r.code)
 	}

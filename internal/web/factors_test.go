@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey"
-	"github.com/latchkey/latchkey/internal/totp"
 )
 
 // TestFactorListOverHTTP drives the Security page's one list through the JSON API and the
@@ -27,14 +26,7 @@ func TestFactorListOverHTTP(t *testing.T) {
 	if r := c.post("/api/v1/login", map[string]string{"username": "alice", "password": pw}); r.code != 200 {
 		t.Fatalf("login: %d %s", r.code, r.raw)
 	}
-	r := c.post("/api/v1/account/totp", nil)
-	key, err := totp.ParseURI(r.body["otpauth_uri"].(string))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := c.post("/api/v1/account/totp/confirm", map[string]string{"code": totp.Code(key.Secret, totp.Step(f.clock.Now()))}); r.code != 200 {
-		t.Fatalf("confirm: %d %s", r.code, r.raw)
-	}
+	f.enrolTOTP(t, c)
 	alice := mustUser(t, f)
 	k := &latchkey.WebAuthnCredential{UserID: alice.ID, Name: "Blue key", CredentialID: []byte("blue-credential"), Data: []byte("{}")}
 	if err := f.db.CreateWebAuthnCredential(ctx, k, nil, false); err != nil {
@@ -84,7 +76,7 @@ func TestFactorListOverHTTP(t *testing.T) {
 	if fs := list(); fs[0]["kind"] != "totp" {
 		t.Fatalf("a refused request changed the order: %v", fs)
 	}
-	r = c.post("/api/v1/account/factors/primary", map[string]string{"factor": fmt.Sprintf("webauthn:%d", k.ID)})
+	r := c.post("/api/v1/account/factors/primary", map[string]string{"factor": fmt.Sprintf("webauthn:%d", k.ID)})
 	if r.code != 200 {
 		t.Fatalf("primary: %d %s", r.code, r.raw)
 	}

@@ -129,6 +129,22 @@ func (f *fixture) signedIn(tb testing.TB) *apiClient {
 	return c
 }
 
+// enrolTOTP enrols an authenticator app for c's signed-in user through the API, confirmed
+// with the code of the fixture clock's step, and returns its secret.
+func (f *fixture) enrolTOTP(tb testing.TB, c *apiClient) []byte {
+	tb.Helper()
+	r := c.post("/api/v1/account/totp", nil)
+	uri, _ := r.body["otpauth_uri"].(string)
+	key, err := totp.ParseURI(uri)
+	if err != nil {
+		tb.Fatalf("begin totp: %d %s: %v", r.code, r.raw, err)
+	}
+	if r := c.post("/api/v1/account/totp/confirm", map[string]string{"code": totp.Code(key.Secret, totp.Step(f.clock.Now()))}); r.code != 200 {
+		tb.Fatalf("confirm totp: %d %s", r.code, r.raw)
+	}
+	return key.Secret
+}
+
 // activated returns alice's signed-in client and a first active device.
 func (f *fixture) activated(tb testing.TB) (*apiClient, *testDevice) {
 	tb.Helper()
