@@ -55,7 +55,7 @@ func TestBrowserSecurityPage(t *testing.T) {
 	}
 
 	// Add a security key and an authenticator app from the one list.
-	authenticator(t, ctx)
+	browsertest.Authenticator(t, ctx)
 	do(t, ctx, "add a key",
 		chromedp.Navigate(base+"/settings/security"),
 		chromedp.Click(chromedp.CSS(`a[href="/settings/security/keys/add"]`)),

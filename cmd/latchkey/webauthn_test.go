@@ -36,37 +36,6 @@ func localServer(t *testing.T, config string, users ...string) (*testServer, str
 	return s, base
 }
 
-// authenticator adds a DevTools virtual authenticator (CTAP2 over USB, resident keys, user
-// verification, presence simulated) to the page, with the given credentials in it.
-func authenticator(t *testing.T, ctx context.Context, creds ...*webauthn.Credential) webauthn.AuthenticatorID {
-	t.Helper()
-	var id webauthn.AuthenticatorID
-	do(t, ctx, "add virtual authenticator", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
-			return err
-		}
-		res, err := chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{Options: &webauthn.VirtualAuthenticatorOptions{
-			Protocol: webauthn.AuthenticatorProtocolCtap2, Transport: webauthn.AuthenticatorTransportUsb,
-			HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true,
-			// Credentials read back with GetCredentials carry CMTG fields, which AddCredential
-			// accepts only on an authenticator that supports the extension.
-			HasCmtgKey: true,
-		}})
-		if err != nil {
-			return err
-		}
-		id = res.AuthenticatorID
-		for _, c := range creds {
-			c.CmtgKeys, c.ActiveCmtgKeyIndex, c.GenerateCmtgKeyOnNextOperation = nil, nil, false
-			if _, err := chromedp.Call(ctx, webauthn.AddCredential, webauthn.AddCredentialParams{AuthenticatorID: id, Credential: c}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
-	return id
-}
-
 // unplug removes a virtual authenticator and returns the credentials it held.
 func unplug(t *testing.T, ctx context.Context, id webauthn.AuthenticatorID) []*webauthn.Credential {
 	t.Helper()
@@ -105,7 +74,7 @@ func TestBrowserSecurityKeys(t *testing.T) {
 	shot := func(name string) { browsertest.Screenshot(t, ctx, "keys-"+name) }
 
 	do(t, ctx, "open", chromedp.Navigate(base+"/login"), chromedp.WaitVisible(chromedp.CSS("#username")))
-	blue := authenticator(t, ctx)
+	blue := browsertest.Authenticator(t, ctx)
 	signIn(t, ctx, base, "alice")
 	addKey := func(name string) {
 		t.Helper()
@@ -133,7 +102,7 @@ func TestBrowserSecurityKeys(t *testing.T) {
 	if len(blueCreds) != 1 {
 		t.Fatalf("blue key holds %d credentials", len(blueCreds))
 	}
-	green := authenticator(t, ctx)
+	green := browsertest.Authenticator(t, ctx)
 	addKey("Green key")
 	do(t, ctx, "second key added", chromedp.WaitVisible(chromedp.CSS(".flash")))
 	keys := text(t, ctx, "#factors")
@@ -156,7 +125,7 @@ func TestBrowserSecurityKeys(t *testing.T) {
 	}
 	useKey("the green key")
 	greenCreds := unplug(t, ctx, green)
-	blue = authenticator(t, ctx, blueCreds...)
+	blue = browsertest.Authenticator(t, ctx, blueCreds...)
 	useKey("the blue key")
 
 	// Remove the blue key; the blue authenticator can no longer sign in.
@@ -183,7 +152,7 @@ func TestBrowserSecurityKeys(t *testing.T) {
 
 	// Passkey: the green key holds a discoverable credential; no username is typed.
 	unplug(t, ctx, blue)
-	authenticator(t, ctx, greenCreds...)
+	browsertest.Authenticator(t, ctx, greenCreds...)
 	do(t, ctx, "passkey",
 		chromedp.Navigate(base+"/login"),
 		chromedp.WaitVisible(chromedp.CSS(".passkey button")),

@@ -239,28 +239,6 @@ func TestBrowserSupportFormAllErrors(t *testing.T) {
 	cdp(t, ctx, "back home", chromedp.Click(chromedp.CSS(`main a[href="/"]`)), chromedp.WaitVisible(chromedp.CSS("#username")))
 }
 
-// authenticatorFor adds a DevTools virtual authenticator (a USB security key that is touched
-// at once) to the tab.
-func authenticatorFor(t *testing.T, ctx context.Context) webauthn.AuthenticatorID {
-	t.Helper()
-	var id webauthn.AuthenticatorID
-	cdp(t, ctx, "add a virtual authenticator", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-		if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
-			return err
-		}
-		res, err := chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{Options: &webauthn.VirtualAuthenticatorOptions{
-			Protocol: webauthn.AuthenticatorProtocolCtap2, Transport: webauthn.AuthenticatorTransportUsb,
-			HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true,
-		}})
-		if err != nil {
-			return err
-		}
-		id = res.AuthenticatorID
-		return nil
-	}))
-	return id
-}
-
 // statusJS reads a .webauthn-status: text, role, live setting, classes and colour.
 const statusJS = `(sel => {
   const s = document.querySelector(sel);
@@ -285,7 +263,7 @@ func TestBrowserSecurityKeyAnnounced(t *testing.T) {
 	shot := func(name string) { browsertest.Screenshot(t, ctx, "a11y-"+name) }
 	passwordStep(t, ctx, f.base)
 	cdp(t, ctx, "signed in", chromedp.WaitVisible(chromedp.CSS("#factors")))
-	authenticatorFor(t, ctx)
+	browsertest.Authenticator(t, ctx)
 	addKey := func(name string) {
 		t.Helper()
 		cdp(t, ctx, "add key "+name,
@@ -364,7 +342,7 @@ func TestBrowserKeyFailsAtSecondStep(t *testing.T) {
 	signIn := func() { t.Helper(); passwordStep(t, ctx, f.base) }
 	signIn()
 	cdp(t, ctx, "signed in", chromedp.WaitVisible(chromedp.CSS("#factors")))
-	id := authenticatorFor(t, ctx)
+	id := browsertest.Authenticator(t, ctx)
 	cdp(t, ctx, "add a key",
 		chromedp.Navigate(f.base+"/settings/security/keys/add"),
 		chromedp.WaitVisible(chromedp.CSS("#key-name")),
