@@ -153,7 +153,7 @@ func (s *Service) enrollment(u *latchkey.User, secret []byte) (*Enrollment, erro
 // BeginTOTP starts enrolling an authenticator app: it creates a pending credential with a new
 // 160-bit secret, replacing any earlier pending one. It needs a recent password check.
 func (s *Service) BeginTOTP(ctx context.Context, c Client, sess *latchkey.Session, u *latchkey.User) (*Enrollment, error) {
-	if err := s.Recent(sess); err != nil {
+	if err := s.Recent(ctx, sess, u); err != nil {
 		return nil, err
 	}
 	if !s.MethodAllowed(latchkey.MethodTOTP) {
@@ -206,7 +206,7 @@ func (s *Service) pending(ctx context.Context, u *latchkey.User) (*latchkey.TOTP
 // the user unenrolled. In a rollout's sign-in (sess in StateEnroll) the app must be the
 // user's first factor (errNotFirst): refused, it replaces no codes either.
 func (s *Service) ConfirmTOTP(ctx context.Context, c Client, sess *latchkey.Session, u *latchkey.User, code string) ([]string, error) {
-	if err := s.Recent(sess); err != nil {
+	if err := s.Recent(ctx, sess, u); err != nil {
 		return nil, err
 	}
 	code, err := parseCode(code)
@@ -267,7 +267,8 @@ func (s *Service) firstRecoveryCodes(ctx context.Context, u *latchkey.User) ([]s
 
 var errLastFactorOff = latchkey.Errorf(latchkey.EForbidden, "Your organisation requires two-factor authentication, so you can't turn off your only method. Add another method first.")
 
-// DisableTOTP removes the user's authenticator app after checking the password. Under the
+// DisableTOTP removes the user's authenticator app after checking the password, in a session
+// that gave a second factor within the re-authentication window (RecentMFA). Under the
 // policy MFARequired the last factor cannot be removed.
 func (s *Service) DisableTOTP(ctx context.Context, c Client, sess *latchkey.Session, u *latchkey.User, pw string) error {
 	creds, err := s.opt.Store.FindTOTPCredentials(ctx, u.ID)
@@ -286,6 +287,9 @@ func (s *Service) DisableTOTP(ctx context.Context, c Client, sess *latchkey.Sess
 	if s.opt.MFA == MFARequired && confirmed == 1 {
 		return errLastFactorOff
 	}
+	if err := s.RecentMFA(ctx, sess, u); err != nil {
+		return err
+	}
 	if err := s.checkPassword(ctx, c, u, latchkey.ActionTOTPDisabled, pw); err != nil {
 		return err
 	}
@@ -299,8 +303,9 @@ func (s *Service) DisableTOTP(ctx context.Context, c Client, sess *latchkey.Sess
 	return nil
 }
 
-// RegenerateRecoveryCodes replaces the user's recovery codes after checking the password;
-// the old set stops working at once.
+// RegenerateRecoveryCodes replaces the user's recovery codes after checking the password, in
+// a session that gave a second factor within the re-authentication window (the user has
+// one: recovery codes need it); the old set stops working at once.
 func (s *Service) RegenerateRecoveryCodes(ctx context.Context, c Client, sess *latchkey.Session, u *latchkey.User, pw string) ([]string, error) {
 	m, err := s.methods(ctx, u)
 	if err != nil {
@@ -308,6 +313,9 @@ func (s *Service) RegenerateRecoveryCodes(ctx context.Context, c Client, sess *l
 	}
 	if !slices.ContainsFunc(m, func(x string) bool { return x != latchkey.MethodRecovery }) {
 		return nil, latchkey.Errorf(latchkey.EForbidden, "Recovery codes need two-factor authentication. Enable it first.")
+	}
+	if !s.freshMFA(sess, s.now()) {
+		return nil, errReauthMFA
 	}
 	if err := s.checkPassword(ctx, c, u, latchkey.ActionRecoveryGenerated, pw); err != nil {
 		return nil, err
@@ -323,8 +331,9 @@ func (s *Service) RegenerateRecoveryCodes(ctx context.Context, c Client, sess *l
 	return codes, nil
 }
 
-// ChangePassword sets a new password after checking the current one, signs out every other
-// session, rotates this one, and tells the user by email.
+// ChangePassword sets a new password after checking the current one, in a session that gave
+// a second factor within the re-authentication window if the user has one (RecentMFA), signs
+// out every other session, rotates this one, and tells the user by email.
 func (s *Service) ChangePassword(ctx context.Context, c Client, token string, current, next string) (*Result, error) {
 	sess, u, err := s.Authenticate(ctx, token)
 	if err != nil {
@@ -333,11 +342,14 @@ func (s *Service) ChangePassword(ctx context.Context, c Client, token string, cu
 	if next == "" {
 		return nil, latchkey.Errorf(latchkey.EInvalid, "Enter a new password.")
 	}
-	if err := s.checkPassword(ctx, c, u, latchkey.ActionPasswordChanged, current); err != nil {
-		return nil, err
-	}
 	m, err := s.methods(ctx, u)
 	if err != nil {
+		return nil, err
+	}
+	if len(m) > 0 && !s.freshMFA(sess, s.now()) {
+		return nil, errReauthMFA
+	}
+	if err := s.checkPassword(ctx, c, u, latchkey.ActionPasswordChanged, current); err != nil {
 		return nil, err
 	}
 	if err := s.opt.Policy.Check(next, len(m) > 0, u.Username, u.Email); err != nil {

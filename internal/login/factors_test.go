@@ -35,6 +35,11 @@ func TestFactorsPrimaryAndRename(t *testing.T) {
 	if _, err := e.addKey(t, res, blue, "Blue key"); err != nil {
 		t.Fatal(err)
 	}
+	// With a factor, the next ones need a session that gave one (full re-authentication).
+	res, err := e.keySignIn(t, "alice", blue)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.addKey(t, res, green, "Green key"); err != nil {
 		t.Fatal(err)
 	}

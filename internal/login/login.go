@@ -1049,7 +1049,12 @@ func (s *Service) checkPassword(ctx context.Context, c Client, u *latchkey.User,
 }
 
 // Reauthenticate confirms the password of a signed-in user, so that sensitive actions are
-// allowed for the next ReauthWindow, and rotates the session ID.
+// allowed for the next ReauthWindow, and rotates the session ID. It is the first half of a
+// full re-authentication (ASVS 5.0 7.5.1): for a user with a second factor whose session has
+// not given one within the window, the session becomes the second step of sign-in, as StepUp
+// makes it (Result.State StateSecondFactor, with the methods), and completing that step with
+// any of the user's factors gives it a fresh MFAAt. Until then the session is signed in for
+// nothing, and it ends with the step (FlowTTL) if no factor is given.
 func (s *Service) Reauthenticate(ctx context.Context, c Client, token string, pw string) (*Result, error) {
 	sess, u, err := s.Authenticate(ctx, token)
 	if err != nil {
@@ -1058,24 +1063,66 @@ func (s *Service) Reauthenticate(ctx context.Context, c Client, token string, pw
 	if err := s.checkPassword(ctx, c, u, latchkey.ActionReauthenticate, pw); err != nil {
 		return nil, err
 	}
+	now := s.now()
 	next := *sess
-	next.PasswordAt = s.now()
+	next.PasswordAt = now
+	var methods []string
+	if !s.freshMFA(sess, now) {
+		if methods, err = s.methods(ctx, u); err != nil {
+			return nil, err
+		}
+		if len(methods) > 0 {
+			s.secondStep(&next, c, now)
+		}
+	}
 	res, err := s.issue(ctx, token, &next)
 	if err != nil {
 		return nil, err
 	}
 	res.User = u
-	s.audit(ctx, c, u, "", latchkey.ActionReauthenticate, latchkey.OutcomeSuccess, "")
+	detail := ""
+	if next.State == latchkey.StateSecondFactor {
+		res.Methods, detail = methods, "next: "+string(next.State)
+	}
+	s.audit(ctx, c, u, "", latchkey.ActionReauthenticate, latchkey.OutcomeSuccess, detail)
 	return res, nil
 }
 
-// Recent reports whether the session's last password check is within the re-authentication
-// window, and returns EReauthenticate otherwise.
-func (s *Service) Recent(sess *latchkey.Session) error {
+// Recent reports whether the session was re-authenticated fully within the re-authentication
+// window (ASVS 5.0 7.5.1): the password, and for a user with a second factor a factor as well
+// (the session's MFAAt). It returns EReauthenticate otherwise. It reads the user's factors only
+// when the password is recent and the second factor is not.
+func (s *Service) Recent(ctx context.Context, sess *latchkey.Session, u *latchkey.User) error {
 	if s.now().Sub(sess.PasswordAt) > s.opt.ReauthWindow {
 		return latchkey.Errorf(latchkey.EReauthenticate, "For your security, confirm your password to continue.")
 	}
+	return s.RecentMFA(ctx, sess, u)
+}
+
+// RecentMFA is Recent without the password, for the actions whose form asks for the password
+// itself (turning off the authenticator app, new recovery codes, a new password): a user with
+// a second factor must have given one within the window.
+func (s *Service) RecentMFA(ctx context.Context, sess *latchkey.Session, u *latchkey.User) error {
+	now := s.now()
+	if s.freshMFA(sess, now) {
+		return nil
+	}
+	m, err := s.methods(ctx, u)
+	if err != nil {
+		return err
+	}
+	if len(m) > 0 {
+		return errReauthMFA
+	}
 	return nil
+}
+
+// errReauthMFA asks for a full re-authentication: the password and a second factor.
+var errReauthMFA = latchkey.Errorf(latchkey.EReauthenticate, "For your security, confirm it's you with your password and your second factor to continue.")
+
+// freshMFA reports whether sess gave a second factor within the re-authentication window.
+func (s *Service) freshMFA(sess *latchkey.Session, now time.Time) bool {
+	return sess.MFAAt != nil && slices.Contains(sess.AMR, latchkey.AMRMFA) && now.Sub(*sess.MFAAt) <= s.opt.ReauthWindow
 }
 
 func (s *Service) notify(ctx context.Context, c Client, u *latchkey.User, tmpl func(string, mail.Data) (mail.Message, error), left int) {

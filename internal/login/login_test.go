@@ -428,11 +428,12 @@ func TestRecoveryCodes(t *testing.T) {
 	if got := res.Methods; len(got) != 2 || got[0] != "totp" || got[1] != "recovery" {
 		t.Errorf("Methods = %v, want [totp recovery]", got)
 	}
-	if _, err := e.svc.LoginRecovery(ctx, alice, res.Token, "  "+codes[0]+" "); err != nil {
+	viaCode, err := e.svc.LoginRecovery(ctx, alice, res.Token, "  "+codes[0]+" ")
+	if err != nil {
 		t.Fatalf("LoginRecovery: %v", err)
 	}
 	res = e.signIn(t, "alice")
-	_, err := e.svc.LoginRecovery(ctx, alice, res.Token, codes[0])
+	_, err = e.svc.LoginRecovery(ctx, alice, res.Token, codes[0])
 	if code(t, err) != latchkey.EInvalidCode || latchkey.ErrorMessage(err) != "This recovery code has already been used. Use another one." {
 		t.Errorf("second use = %v, want 'already been used'", err)
 	}
@@ -451,8 +452,12 @@ func TestRecoveryCodes(t *testing.T) {
 	if !sawUse {
 		t.Errorf("no mail about the recovery code use: %v", e.mail.subjects())
 	}
-	// Regenerating voids the old set.
-	fresh, err := e.svc.RegenerateRecoveryCodes(ctx, alice, first.Session, u, goodPassword)
+	// Regenerating needs a session that gave a second factor lately (a recovery code counts),
+	// and voids the old set.
+	if _, err := e.svc.RegenerateRecoveryCodes(ctx, alice, first.Session, u, goodPassword); code(t, err) != latchkey.EReauthenticate {
+		t.Fatalf("RegenerateRecoveryCodes in a password-only session = %v, want reauthentication_required", err)
+	}
+	fresh, err := e.svc.RegenerateRecoveryCodes(ctx, alice, viaCode.Session, u, goodPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +467,7 @@ func TestRecoveryCodes(t *testing.T) {
 	if _, err := e.svc.LoginRecovery(ctx, alice, res.Token, fresh[0]); err != nil {
 		t.Errorf("new code after regeneration: %v", err)
 	}
-	if _, err := e.svc.RegenerateRecoveryCodes(ctx, alice, first.Session, u, "wrong"); code(t, err) != latchkey.EInvalidCredentials {
+	if _, err := e.svc.RegenerateRecoveryCodes(ctx, alice, viaCode.Session, u, "wrong"); code(t, err) != latchkey.EInvalidCredentials {
 		t.Errorf("regenerate with a wrong password = %v", err)
 	}
 	// Recovery codes are stored only hashed.
@@ -664,8 +669,9 @@ func TestDisableTOTP(t *testing.T) {
 	e := newEnv(t)
 	u := e.user(t, "alice")
 	ctx := context.Background()
-	res := e.signIn(t, "alice")
-	e.enableTOTP(t, res)
+	secret, _ := e.enableTOTP(t, e.signIn(t, "alice"))
+	e.clock.Add(30 * time.Second)
+	res := e.mfaSignIn(t, "", secret)
 	if err := e.svc.DisableTOTP(ctx, alice, res.Session, u, "wrong"); code(t, err) != latchkey.EInvalidCredentials {
 		t.Fatalf("DisableTOTP(wrong password) = %v", err)
 	}

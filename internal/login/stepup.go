@@ -37,16 +37,12 @@ func (s *Service) StepUp(ctx context.Context, c Client, token string, since time
 	}
 	now := s.now()
 	next := *sess
-	next.State, next.AMR = latchkey.StateSecondFactor, []string{latchkey.AMRPassword}
+	s.secondStep(&next, c, now)
 	if len(methods) == 0 {
 		if methods = s.EnrollMethods(); len(methods) == 0 {
 			return nil, latchkey.Errorf(latchkey.EForbidden, "This application needs two-step verification, and no method can be set up here. Ask your administrator.")
 		}
 		next.State = latchkey.StateEnroll
-	}
-	next.MFAAt, next.LastSeenAt, next.IP, next.UserAgent = nil, now, c.IP, c.UserAgent
-	if end := now.Add(s.opt.FlowTTL); end.Before(next.ExpiresAt) {
-		next.ExpiresAt = end
 	}
 	res, err := s.issue(ctx, token, &next)
 	if err != nil {
@@ -55,4 +51,14 @@ func (s *Service) StepUp(ctx context.Context, c Client, token string, since time
 	res.User, res.Methods = u, methods
 	s.audit(ctx, c, u, "", ActionStepUp, latchkey.OutcomeSuccess, "next: "+string(next.State))
 	return res, nil
+}
+
+// secondStep turns next, a signed-in session, into the second step of sign-in from now: no
+// second factor yet, and at most FlowTTL left (never more than the session had).
+func (s *Service) secondStep(next *latchkey.Session, c Client, now time.Time) {
+	next.State, next.AMR = latchkey.StateSecondFactor, []string{latchkey.AMRPassword}
+	next.MFAAt, next.LastSeenAt, next.IP, next.UserAgent = nil, now, c.IP, c.UserAgent
+	if end := now.Add(s.opt.FlowTTL); end.Before(next.ExpiresAt) {
+		next.ExpiresAt = end
+	}
 }

@@ -147,7 +147,7 @@ func (s *Service) BeginWebAuthnRegistration(ctx context.Context, sess *latchkey.
 	if err := s.webauthnReady(); err != nil {
 		return nil, err
 	}
-	if err := s.Recent(sess); err != nil {
+	if err := s.Recent(ctx, sess, u); err != nil {
 		return nil, err
 	}
 	w, err := s.waUser(ctx, u)
@@ -193,7 +193,7 @@ func (s *Service) FinishWebAuthnRegistration(ctx context.Context, c Client, sess
 	if err != nil {
 		return nil, err
 	}
-	if err := s.Recent(sess); err != nil {
+	if err := s.Recent(ctx, sess, u); err != nil {
 		return nil, err
 	}
 	data, err := s.takeCeremony(ctx, ceremonyID, latchkey.CeremonyRegister, u.ID, sess.ID)
@@ -485,7 +485,7 @@ func (s *Service) RenameSecurityKey(ctx context.Context, c Client, u *latchkey.U
 // RemoveSecurityKey removes one of the user's keys. It needs a recent password check, and
 // under MFARequired the last factor cannot go. With the last factor go the recovery codes.
 func (s *Service) RemoveSecurityKey(ctx context.Context, c Client, sess *latchkey.Session, u *latchkey.User, id int64) error {
-	if err := s.Recent(sess); err != nil {
+	if err := s.Recent(ctx, sess, u); err != nil {
 		return err
 	}
 	keys, err := s.opt.Store.FindWebAuthnCredentials(ctx, u.ID)

@@ -192,6 +192,10 @@ func TestSecurityKeyCeremonyChecks(t *testing.T) {
 
 	t.Run("registered twice", func(t *testing.T) {
 		// The same credential ID again, by its owner and by another user: refused, nothing added.
+		resA, err := e.keySignIn(t, "alice", ka)
+		if err != nil {
+			t.Fatal(err)
+		}
 		again := *ka // the same key (credential ID and key pair) presented once more
 		if _, err := e.addKey(t, resA, &again, "Again"); code(t, err) != latchkey.EConflict {
 			t.Fatalf("same user: %v", err)
@@ -438,8 +442,16 @@ func TestRemoveSecurityKeyNeedsRecentPassword(t *testing.T) {
 	if err := e.svc.RemoveSecurityKey(ctx, alice, sess, u, keys[0].ID); code(t, err) != latchkey.EReauthenticate {
 		t.Fatalf("stale session: %v", err)
 	}
+	// The password alone is not enough: the re-authentication goes on to a second factor.
 	re, err := e.svc.Reauthenticate(ctx, alice, res.Token, goodPassword)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if re.State != latchkey.StateSecondFactor || !slices.Contains(re.Methods, latchkey.MethodWebAuthn) {
+		t.Fatalf("Reauthenticate: %s %v, want second_factor with webauthn", re.State, re.Methods)
+	}
+	o, _ := e.svc.BeginWebAuthnLogin(ctx, re.Token)
+	if re, err = e.svc.FinishWebAuthnLogin(ctx, alice, re.Token, o.CeremonyID, k2.get(t, o)); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.svc.RemoveSecurityKey(ctx, alice, re.Session, u, keys[0].ID); err != nil {
@@ -450,7 +462,7 @@ func TestRemoveSecurityKeyNeedsRecentPassword(t *testing.T) {
 	}
 	// The removed key no longer signs in.
 	r := e.signIn(t, "alice")
-	o, _ := e.svc.BeginWebAuthnLogin(ctx, r.Token)
+	o, _ = e.svc.BeginWebAuthnLogin(ctx, r.Token)
 	if _, err := e.svc.FinishWebAuthnLogin(ctx, alice, r.Token, o.CeremonyID, k1.get(t, o)); code(t, err) != latchkey.EInvalidCode {
 		t.Fatalf("removed key: %v", err)
 	}
@@ -466,7 +478,8 @@ func TestResetAllMFA(t *testing.T) {
 	res := e.signIn(t, "alice")
 	secret, codes := e.enableTOTP(t, res)
 	k := newSoftKey(t)
-	if _, err := e.addKey(t, res, k, "Key"); err != nil {
+	e.clock.Add(30 * time.Second) // a second factor is added in a session that gave the first
+	if _, err := e.addKey(t, e.mfaSignIn(t, "", secret), k, "Key"); err != nil {
 		t.Fatal(err)
 	}
 	other := e.signIn(t, "alice") // a second session, signed out by the reset

@@ -503,7 +503,7 @@ func (s *Server) pageTOTP(w http.ResponseWriter, r *http.Request, a *auth) error
 	if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
 		return err
 	}
-	if err := s.login.Recent(a.session); err != nil {
+	if err := s.login.Recent(r.Context(), a.session, a.user); err != nil {
 		en = nil // the enrolment page asks for a fresh password before showing a secret
 	}
 	return s.render(w, http.StatusOK, "totp", &view{Title: "Set up two-factor authentication", User: a.user, Data: totpView{Enrollment: en, From: from}})

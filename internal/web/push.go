@@ -135,7 +135,7 @@ type activationResponse struct {
 }
 
 func (s *Server) createActivation(ctx context.Context, r *http.Request, a *auth) (*activationResponse, error) {
-	if err := s.login.Recent(a.session); err != nil {
+	if err := s.login.Recent(ctx, a.session, a.user); err != nil {
 		return nil, err
 	}
 	if !s.login.MethodAllowed(latchkey.MethodPush) {
@@ -216,7 +216,7 @@ func (s *Server) apiUpdateDevice(w http.ResponseWriter, r *http.Request, a *auth
 
 // removeDevice checks recent re-authentication and the MFA policy, then removes the device.
 func (s *Server) removeDevice(ctx context.Context, r *http.Request, a *auth, id int64) error {
-	if err := s.login.Recent(a.session); err != nil {
+	if err := s.login.Recent(ctx, a.session, a.user); err != nil {
 		return err
 	}
 	devs, err := s.push.UserDevices(ctx, a.user)

@@ -256,7 +256,7 @@ func (s *Server) pageKeyRemove(w http.ResponseWriter, r *http.Request, a *auth) 
 }
 
 func (s *Server) pageKeyAdd(w http.ResponseWriter, r *http.Request, a *auth) error {
-	if reauthRedirect(w, r, s.login.Recent(a.session), "/settings/security/keys/add") {
+	if reauthRedirect(w, r, s.login.Recent(r.Context(), a.session, a.user), "/settings/security/keys/add") {
 		return nil
 	}
 	return s.render(w, http.StatusOK, "key_add", &view{Title: "Add security key", User: a.user, Next: "/settings/security?done=key-added"})
