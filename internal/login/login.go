@@ -1093,10 +1093,20 @@ func (s *Service) Reauthenticate(ctx context.Context, c Client, token string, pw
 // (the session's MFAAt). It returns EReauthenticate otherwise. It reads the user's factors only
 // when the password is recent and the second factor is not.
 func (s *Service) Recent(ctx context.Context, sess *latchkey.Session, u *latchkey.User) error {
+	if err := s.RecentPassword(sess); err != nil {
+		return err
+	}
+	return s.RecentMFA(ctx, sess, u)
+}
+
+// RecentPassword is the password half of Recent: the session's last password check is within
+// the window. On its own it is enough only where a second factor comes later anyway (a new
+// Latch device that an existing one must approve).
+func (s *Service) RecentPassword(sess *latchkey.Session) error {
 	if s.now().Sub(sess.PasswordAt) > s.opt.ReauthWindow {
 		return latchkey.Errorf(latchkey.EReauthenticate, "For your security, confirm your password to continue.")
 	}
-	return s.RecentMFA(ctx, sess, u)
+	return nil
 }
 
 // RecentMFA is Recent without the password, for the actions whose form asks for the password

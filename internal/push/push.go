@@ -191,8 +191,11 @@ type Activation struct {
 // CreateActivation creates an activation code for the signed-in user of sess. When the user
 // already has an active device and sess carries no second factor from the last FreshMFA,
 // the new device will need approval from an existing one (journey 8). The caller checks
-// recent re-authentication first.
-func (s *Service) CreateActivation(ctx context.Context, c Client, u *latchkey.User, sess *latchkey.Session) (*Activation, error) {
+// the recent password first, and passes in noMFA why the session's re-authentication is not
+// full (login.RecentMFA; nil when it is): then only a code whose device an existing one must
+// approve is made, the approval being the second factor, and without an active device noMFA
+// is the answer.
+func (s *Service) CreateActivation(ctx context.Context, c Client, u *latchkey.User, sess *latchkey.Session, noMFA error) (*Activation, error) {
 	devs, err := s.opt.Store.FindDevices(ctx, u.ID)
 	if err != nil {
 		return nil, fmt.Errorf("find devices: %w", err)
@@ -203,6 +206,12 @@ func (s *Service) CreateActivation(ctx context.Context, c Client, u *latchkey.Us
 		hasActive = hasActive || d.State == latchkey.DeviceActive
 	}
 	fresh := sess.MFAAt != nil && now.Sub(*sess.MFAAt) <= s.opt.FreshMFA
+	if noMFA != nil {
+		if !hasActive {
+			return nil, noMFA
+		}
+		fresh = false
+	}
 	code, err := deviceproto.NewCode(s.opt.Rand)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/totp"
 )
 
 // TestFactorListOverHTTP drives the Security page's one list through the JSON API and the
@@ -26,7 +27,7 @@ func TestFactorListOverHTTP(t *testing.T) {
 	if r := c.post("/api/v1/login", map[string]string{"username": "alice", "password": pw}); r.code != 200 {
 		t.Fatalf("login: %d %s", r.code, r.raw)
 	}
-	f.enrolTOTP(t, c)
+	secret := f.enrolTOTP(t, c)
 	alice := mustUser(t, f)
 	k := &latchkey.WebAuthnCredential{UserID: alice.ID, Name: "Blue key", CredentialID: []byte("blue-credential"), Data: []byte("{}")}
 	if err := f.db.CreateWebAuthnCredential(ctx, k, nil, false); err != nil {
@@ -136,8 +137,15 @@ func TestFactorListOverHTTP(t *testing.T) {
 	if keys, _ := f.db.FindWebAuthnCredentials(ctx, alice.ID); len(keys) != 1 {
 		t.Fatal("a stale session removed the key")
 	}
-	if r := form("/reauth", url.Values{"password": {pw}, "next": {"/settings/security#factors"}}); r.code != 303 || r.header.Get("Location") != "/settings/security#factors" {
+	// The password, then a second factor (full re-authentication), and back.
+	if r := form("/reauth", url.Values{"password": {pw}, "next": {"/settings/security#factors"}}); r.code != 303 || r.header.Get("Location") != "/login/code?next=%2Fsettings%2Fsecurity%23factors" {
 		t.Fatalf("reauth: %d %q", r.code, r.header.Get("Location"))
+	}
+	if r := c.do("DELETE", fmt.Sprintf("/api/v1/account/webauthn/%d", k.ID), "", ""); r.code != 401 {
+		t.Fatalf("delete with the password alone: %d %s", r.code, r.raw)
+	}
+	if r := form("/login/code", url.Values{"code": {totp.Code(secret, totp.Step(f.clock.Now()))}, "next": {"/settings/security#factors"}}); r.code != 303 || r.header.Get("Location") != "/settings/security#factors" {
+		t.Fatalf("second factor: %d %q %s", r.code, r.header.Get("Location"), r.raw)
 	}
 	if r := c.do("DELETE", fmt.Sprintf("/api/v1/account/webauthn/%d", k.ID), "", ""); r.code != 200 || r.body["removed"] != true {
 		t.Fatalf("fresh delete: %d %s", r.code, r.raw)

@@ -453,10 +453,29 @@ func (s *Server) pageSetupPost(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) pageReauth(w http.ResponseWriter, r *http.Request, a *auth) error {
-	return s.render(w, http.StatusOK, "reauth", &view{Title: "Confirm your password", User: a.user, Next: safeNext(r.URL.Query().Get("next"))})
+// reauthView says whether the re-authentication goes on to a second factor after the
+// password (login.Reauthenticate), so that the page can say so before it is asked.
+func (s *Server) reauthView(r *http.Request, a *auth, next string) (*view, error) {
+	then := false
+	if err := s.login.RecentMFA(r.Context(), a.session, a.user); err != nil {
+		if latchkey.ErrorCode(err) != latchkey.EReauthenticate {
+			return nil, err
+		}
+		then = true
+	}
+	return &view{Title: "Confirm your password", User: a.user, Next: next, Data: map[string]bool{"SecondFactor": then}}, nil
 }
 
+func (s *Server) pageReauth(w http.ResponseWriter, r *http.Request, a *auth) error {
+	v, err := s.reauthView(r, a, safeNext(r.URL.Query().Get("next")))
+	if err != nil {
+		return err
+	}
+	return s.render(w, http.StatusOK, "reauth", v)
+}
+
+// pageReauthPost checks the password; a user with a second factor who has not given one
+// lately goes on to the second step of sign-in (/login/code), which comes back to next.
 func (s *Server) pageReauthPost(w http.ResponseWriter, r *http.Request, a *auth) error {
 	if err := form(r); err != nil {
 		return err
@@ -468,11 +487,30 @@ func (s *Server) pageReauthPost(w http.ResponseWriter, r *http.Request, a *auth)
 			return err
 		}
 		writeRetryAfter(w, err)
-		return s.render(w, status(latchkey.ErrorCode(err)), "reauth", fieldError(&view{Title: "Confirm your password", User: a.user, Next: next}, "password", err))
+		v, verr := s.reauthView(r, a, next)
+		if verr != nil {
+			return verr
+		}
+		return s.render(w, status(latchkey.ErrorCode(err)), "reauth", fieldError(v, "password", err))
 	}
 	s.setSession(w, res)
+	if res.State == latchkey.StateSecondFactor {
+		http.Redirect(w, r, withNext("/login/code", nextOr(next, "/settings/security")), http.StatusSeeOther)
+		return nil
+	}
 	http.Redirect(w, r, nextOr(next, "/settings/security"), http.StatusSeeOther)
 	return nil
+}
+
+// needsMFA sends the user to re-authenticate, and back to next, when the page's action needs
+// a second factor given lately (login.RecentMFA) that the session lacks. It reports whether
+// the request is answered (redirected, or failed with the error returned).
+func (s *Server) needsMFA(w http.ResponseWriter, r *http.Request, a *auth, next string) (bool, error) {
+	err := s.login.RecentMFA(r.Context(), a.session, a.user)
+	if err != nil && latchkey.ErrorCode(err) != latchkey.EReauthenticate {
+		return true, err
+	}
+	return reauthRedirect(w, r, err, next), nil
 }
 
 func (s *Server) pageSecurity(w http.ResponseWriter, r *http.Request, a *auth) error {
@@ -559,7 +597,18 @@ func (s *Server) pageTOTPConfirm(w http.ResponseWriter, r *http.Request, a *auth
 }
 
 func (s *Server) pageTOTPDisable(w http.ResponseWriter, r *http.Request, a *auth) error {
+	if done, err := s.needsMFA(w, r, a, withFrom("/settings/security/totp/disable", r.URL.Query().Get("from"))); done {
+		return err
+	}
 	return s.render(w, http.StatusOK, "disable", &view{Title: "Turn off two-factor authentication", User: a.user, Data: map[string]string{"From": fromParam(r.URL.Query().Get("from"))}})
+}
+
+// withFrom is path with from=account when from says the form was opened from the account page.
+func withFrom(path, from string) string {
+	if fromParam(from) == "" {
+		return path
+	}
+	return path + "?from=account"
 }
 
 func fromParam(s string) string {
@@ -584,6 +633,9 @@ func (s *Server) pageTOTPDisablePost(w http.ResponseWriter, r *http.Request, a *
 		if latchkey.ErrorCode(err) == latchkey.EInternal {
 			return err
 		}
+		if reauthRedirect(w, r, err, withFrom("/settings/security/totp/disable", from)) {
+			return nil
+		}
 		writeRetryAfter(w, err)
 		v := fieldError(&view{Title: "Turn off two-factor authentication", User: a.user, Data: map[string]string{"From": from}}, "password", err)
 		return s.render(w, status(latchkey.ErrorCode(err)), "disable", v)
@@ -597,6 +649,9 @@ func (s *Server) pageTOTPDisablePost(w http.ResponseWriter, r *http.Request, a *
 }
 
 func (s *Server) pageRecoveryCodes(w http.ResponseWriter, r *http.Request, a *auth) error {
+	if done, err := s.needsMFA(w, r, a, "/settings/security/recovery-codes"); done {
+		return err
+	}
 	return s.render(w, http.StatusOK, "regenerate", &view{Title: "New recovery codes", User: a.user})
 }
 
@@ -609,6 +664,9 @@ func (s *Server) pageRecoveryCodesPost(w http.ResponseWriter, r *http.Request, a
 		if latchkey.ErrorCode(err) == latchkey.EInternal {
 			return err
 		}
+		if reauthRedirect(w, r, err, "/settings/security/recovery-codes") {
+			return nil
+		}
 		writeRetryAfter(w, err)
 		return s.render(w, status(latchkey.ErrorCode(err)), "regenerate", fieldError(&view{Title: "New recovery codes", User: a.user}, "password", err))
 	}
@@ -616,6 +674,9 @@ func (s *Server) pageRecoveryCodesPost(w http.ResponseWriter, r *http.Request, a
 }
 
 func (s *Server) pagePassword(w http.ResponseWriter, r *http.Request, a *auth) error {
+	if done, err := s.needsMFA(w, r, a, "/settings/password"); done {
+		return err
+	}
 	return s.render(w, http.StatusOK, "password", &view{Title: "Change password", User: a.user})
 }
 
@@ -628,6 +689,9 @@ func (s *Server) pagePasswordPost(w http.ResponseWriter, r *http.Request, a *aut
 		c := latchkey.ErrorCode(err)
 		if c == latchkey.EInternal {
 			return err
+		}
+		if reauthRedirect(w, r, err, "/settings/password") {
+			return nil
 		}
 		writeRetryAfter(w, err)
 		field := "current_password"

@@ -94,7 +94,8 @@ type deviceAddView struct {
 }
 
 func (s *Server) pageDeviceAdd(w http.ResponseWriter, r *http.Request, a *auth) error {
-	if reauthRedirect(w, r, s.login.Recent(r.Context(), a.session, a.user), "/settings/security/devices/add") {
+	// The password here; the POST decides whether a second factor is needed as well.
+	if reauthRedirect(w, r, s.login.RecentPassword(a.session), "/settings/security/devices/add") {
 		return nil
 	}
 	return s.render(w, http.StatusOK, "device_add", &view{Title: "Add authenticator app", User: a.user, Data: deviceAddView{}})

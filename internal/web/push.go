@@ -135,13 +135,19 @@ type activationResponse struct {
 }
 
 func (s *Server) createActivation(ctx context.Context, r *http.Request, a *auth) (*activationResponse, error) {
-	if err := s.login.Recent(ctx, a.session, a.user); err != nil {
+	// The password must be recent; the second factor too, unless an existing device is to
+	// approve the new one (push.CreateActivation).
+	if err := s.login.RecentPassword(a.session); err != nil {
 		return nil, err
+	}
+	noMFA := s.login.RecentMFA(ctx, a.session, a.user)
+	if noMFA != nil && latchkey.ErrorCode(noMFA) != latchkey.EReauthenticate {
+		return nil, noMFA
 	}
 	if !s.login.MethodAllowed(latchkey.MethodPush) {
 		return nil, latchkey.Errorf(latchkey.EForbidden, "Your organisation does not allow the Latch app.")
 	}
-	act, err := s.push.CreateActivation(ctx, pushClient(r), a.user, a.session)
+	act, err := s.push.CreateActivation(ctx, pushClient(r), a.user, a.session, noMFA)
 	if err != nil {
 		return nil, err
 	}

@@ -906,7 +906,16 @@ func TestSwitchDeviceAndRemoval(t *testing.T) {
 	if r := b.do("DELETE", path, "", ""); r.code != 403 || r.errCode() != "reauthentication_required" {
 		t.Fatalf("stale removal: %d %s", r.code, r.raw)
 	}
-	b.post("/api/v1/account/reauthenticate", map[string]string{"password": pw})
+	// The password alone leaves the session in the second step; a code completes it.
+	if r := b.post("/api/v1/account/reauthenticate", map[string]string{"password": pw}); r.code != 200 || r.body["state"] != "second_factor" {
+		t.Fatalf("reauthenticate: %d %s", r.code, r.raw)
+	}
+	if r := b.do("DELETE", path, "", ""); r.code != 401 {
+		t.Fatalf("removal with the password alone: %d %s", r.code, r.raw)
+	}
+	if r := b.post("/api/v1/login/totp", map[string]string{"code": totp.Code(nw.seed, totp.Step(f.clock.Now()))}); r.code != 200 {
+		t.Fatalf("second factor: %d %s", r.code, r.raw)
+	}
 	_, id, number := f.pushLogin(t)
 	if r := b.do("DELETE", path, "", ""); r.code != 204 {
 		t.Fatalf("removal: %d %s", r.code, r.raw)
