@@ -372,16 +372,28 @@ func TestBrowserJourneys(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#qr")),
 	)
 	secret = scanQR(t, ctx)
-	enterCode(t, ctx, totp.Code(secret, totp.Step(time.Now())), "#recovery-codes")
+	enrolled := totp.Step(time.Now())
+	enterCode(t, ctx, totp.Code(secret, enrolled), "#recovery-codes")
 	do(t, ctx, "back to account", chromedp.Click(chromedp.CSS(`a[href^="/settings/account"]`)), chromedp.WaitVisible(chromedp.CSS("#totp")))
 	shot("16-account-on")
 	if on, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById('totp').checked`)); !on {
 		t.Error("the checkbox is not ticked after enabling")
 	}
+	// This session signed in with the password alone: turning the app off asks for the
+	// password and then a code (full re-authentication), and comes back to the confirmation.
 	do(t, ctx, "untick and save",
 		chromedp.Click(chromedp.CSS("#totp")),
 		chromedp.Click(chromedp.CSS(`form[action="/settings/account"] button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.CSS("#confirm")),
+		chromedp.WaitVisible(chromedp.CSS("#then-second-factor")),
+	)
+	shot("16b-reauth-password")
+	do(t, ctx, "confirm the password",
+		chromedp.SendKeys(chromedp.CSS("#password"), alicePassword),
+		chromedp.Submit(chromedp.CSS("#password")),
+		chromedp.WaitVisible(chromedp.CSS(`form[action="/login/code"] #code`)),
+	)
+	enterCode(t, ctx, totp.Code(secret, enrolled+1), "#confirm") // the next step: the enrolment's is used
+	do(t, ctx, "confirm turning off",
 		chromedp.Click(chromedp.CSS("#confirm")),
 		chromedp.SendKeys(chromedp.CSS("#password"), alicePassword),
 		chromedp.Submit(chromedp.CSS("#password")),

@@ -407,7 +407,7 @@ func TestLatchEndToEnd(t *testing.T) {
 			newID = d.(map[string]any)["id"].(float64)
 		}
 	}
-	b.reauth(alicePassword, desk)
+	b.reauth(alicePassword, newPhone) // the primary device, where pushes go
 	if c, m := b.call("DELETE", fmt.Sprintf("/api/v1/account/devices/%d", int64(newID)), nil); c != 204 {
 		t.Fatalf("remove: %d %v", c, m)
 	}

@@ -306,6 +306,16 @@ func TestBrowserSecurityKeyAnnounced(t *testing.T) {
 	}
 	shot("05-key-added")
 
+	// Another key needs the first one given lately: the password, then the key, and back.
+	cdp(t, ctx, "re-authenticate with the key",
+		chromedp.Navigate(f.base+"/settings/security/keys/add"),
+		chromedp.WaitVisible(chromedp.CSS("#then-second-factor")),
+		chromedp.SendKeys(chromedp.CSS("#password"), pw),
+		chromedp.Submit(chromedp.CSS("#password")),
+		chromedp.WaitVisible(chromedp.CSS(".key-login button")),
+		chromedp.Click(chromedp.CSS(".key-login button")),
+		chromedp.WaitVisible(chromedp.CSS("#key-name")),
+	)
 	// The same key again: the browser refuses, and the page says so as an error.
 	addKey("Blue key again")
 	waitJS(t, ctx, "the refusal", `document.querySelector('.key-form .webauthn-status').textContent.includes('registered already')`)
