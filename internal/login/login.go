@@ -1063,17 +1063,15 @@ func (s *Service) Reauthenticate(ctx context.Context, c Client, token string, pw
 	if err := s.checkPassword(ctx, c, u, latchkey.ActionReauthenticate, pw); err != nil {
 		return nil, err
 	}
+	methods, err := s.factorDue(ctx, sess, u)
+	if err != nil {
+		return nil, err
+	}
 	now := s.now()
 	next := *sess
 	next.PasswordAt = now
-	var methods []string
-	if !s.freshMFA(sess, now) {
-		if methods, err = s.methods(ctx, u); err != nil {
-			return nil, err
-		}
-		if len(methods) > 0 {
-			s.secondStep(&next, c, now)
-		}
+	if len(methods) > 0 {
+		s.secondStep(&next, c, now)
 	}
 	res, err := s.issue(ctx, token, &next)
 	if err != nil {
@@ -1113,11 +1111,7 @@ func (s *Service) RecentPassword(sess *latchkey.Session) error {
 // itself (turning off the authenticator app, new recovery codes, a new password): a user with
 // a second factor must have given one within the window.
 func (s *Service) RecentMFA(ctx context.Context, sess *latchkey.Session, u *latchkey.User) error {
-	now := s.now()
-	if s.freshMFA(sess, now) {
-		return nil
-	}
-	m, err := s.methods(ctx, u)
+	m, err := s.factorDue(ctx, sess, u)
 	if err != nil {
 		return err
 	}
@@ -1125,6 +1119,16 @@ func (s *Service) RecentMFA(ctx context.Context, sess *latchkey.Session, u *latc
 		return errReauthMFA
 	}
 	return nil
+}
+
+// factorDue returns the methods of the second factor that sess owes before a sensitive action:
+// none when it gave one within the window or the user has none, else the user's methods (the
+// ones Reauthenticate's second step offers, so that what RecentMFA asks for can be given).
+func (s *Service) factorDue(ctx context.Context, sess *latchkey.Session, u *latchkey.User) ([]string, error) {
+	if s.freshMFA(sess, s.now()) {
+		return nil, nil
+	}
+	return s.methods(ctx, u)
 }
 
 // errReauthMFA asks for a full re-authentication: the password and a second factor.
