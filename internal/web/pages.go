@@ -6,6 +6,7 @@ import (
 	"errors"
 	"html/template"
 	"io/fs"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -215,14 +216,32 @@ func nextOr(p, def string) string {
 	return def
 }
 
-// form reads an urlencoded form. A body over the limit is reported as such.
+// repeatable names the form fields that a page sends more than once on purpose: the support
+// desk's identity checklist sends one "check" per ticked box.
+var repeatable = map[string]bool{"check": true}
+
+// form reads an urlencoded form. A body over the limit is reported as such. A field given
+// twice, in the body or in the query, is refused, as a JSON body's is (decode): no page of
+// ours sends one, and which of two values a handler, a proxy or a log reads is a difference
+// someone can use. Multipart bodies are refused: no page sends one, and their fields would be
+// parsed later, past these checks.
 func form(r *http.Request) error {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+		return latchkey.Errorf(latchkey.EUnsupportedMedia, "Send the form as application/x-www-form-urlencoded.")
+	}
 	if err := r.ParseForm(); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return latchkey.Errorf(latchkey.ETooLarge, "The form is too large.")
 		}
 		return latchkey.Errorf(latchkey.EInvalid, "The form could not be read.")
+	}
+	for _, vs := range []url.Values{r.PostForm, r.URL.Query()} {
+		for k, v := range vs {
+			if len(v) > 1 && !repeatable[k] {
+				return latchkey.Errorf(latchkey.EInvalid, "The form has the field %.40q more than once.", k)
+			}
+		}
 	}
 	return nil
 }

@@ -303,6 +303,50 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// TestFormFieldTwice: a page's form with a field given twice, in the body or in the query, is
+// refused with the field's name and signs no one in, whichever value a reader would take; a
+// multipart body is refused; the one field meant to repeat (the desk's checklist, tested in
+// TestDeskActions) still does.
+func TestFormFieldTwice(t *testing.T) {
+	f := newSupportFixture(t, io.Discard)
+	c := f.client(t)
+	const form = "application/x-www-form-urlencoded"
+	tests := []struct {
+		name, path, ctype, body string
+		code                    int
+		msg                     string
+	}{
+		{"username twice", "/login", form, "username=nobody&password=x&username=alice", 400, "&#34;username&#34; more than once"},
+		{"password twice", "/login", form, "username=alice&password=wrong&password=" + url.QueryEscape(pw), 400, "&#34;password&#34; more than once"},
+		{"next twice in the query", "/login?next=/a&next=/b", form, "username=alice&password=" + url.QueryEscape(pw), 400, "&#34;next&#34; more than once"},
+		{"ticket field twice", "/support/new", form, "email=a%40example.com&type=other&message=hi&email=b%40example.com", 400, "&#34;email&#34; more than once"},
+		{"multipart", "/login", "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nalice\r\n--x--\r\n", 415, "application/x-www-form-urlencoded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := c.do("POST", tt.path, tt.ctype, tt.body)
+			if r.code != tt.code || !strings.Contains(r.raw, tt.msg) {
+				t.Fatalf("POST %s %q = %d, want %d with %q:\n%.2000s", tt.path, tt.body, r.code, tt.code, tt.msg, r.raw)
+			}
+		})
+	}
+	if ck := c.sessionCookie(); ck != nil {
+		t.Errorf("a form with a field twice set a session cookie")
+	}
+	for _, k := range []string{"user:alice", "user:nobody"} {
+		if th, _ := f.db.FindThrottle(context.Background(), k); th.Failures != 0 {
+			t.Errorf("%s: a refused form counted %d failures", k, th.Failures)
+		}
+	}
+	if _, n, err := f.db.FindTickets(context.Background(), latchkey.TicketFilter{}); err != nil || n != 0 {
+		t.Errorf("a refused ticket form opened %d tickets (%v)", n, err)
+	}
+	// The same forms, each field once, do what they say.
+	if r := c.do("POST", "/login?next=/a", form, "username=alice&password="+url.QueryEscape(pw)); r.code != 303 || c.sessionCookie() == nil {
+		t.Fatalf("the sign-in form, each field once: %d %.500s", r.code, r.raw)
+	}
+}
+
 // TestMethodNotAllowed: an API path that exists, asked with another method, answers 405 in
 // JSON with the methods it takes in Allow and in the message; a path that does not exist
 // answers 404, whatever the method.
