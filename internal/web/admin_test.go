@@ -679,7 +679,7 @@ func TestAdminUsersPolicyAppsAudit(t *testing.T) {
 	if r := admin.get("/admin/users?q=" + strings.Repeat("x", 300)); r.code != 400 {
 		t.Errorf("long search: %d", r.code)
 	}
-	if r := admin.get("/admin/policy"); r.code != 200 || !strings.Contains(r.raw, "Optional") || !strings.Contains(r.raw, "12 hours") {
+	if r := admin.get("/admin/policy"); r.code != 200 || !strings.Contains(r.raw, "Optional") || !strings.Contains(r.raw, "12 hours") || !strings.Contains(r.raw, "Password and second factor asked again") {
 		t.Errorf("policy: %d", r.code)
 	}
 
