@@ -256,8 +256,10 @@ type DeviceStore interface {
 	CreatePushChallenge(ctx Context, c *PushChallenge) error
 	// SendPushChallenge counts a push under countKey (when not empty, like RecordFailure),
 	// inserts c and appends e (when not nil, chained like AppendAuditEvent) in one
-	// transaction: a sign-in request costs one write.
-	SendPushChallenge(ctx Context, c *PushChallenge, countKey string, e *AuditEvent) error
+	// transaction: a sign-in request costs one write. With limit > 0, a push that the count
+	// would take past limit gives EThrottled and writes nothing (the cap holds for pushes
+	// sent at once).
+	SendPushChallenge(ctx Context, c *PushChallenge, countKey string, limit int, e *AuditEvent) error
 	// FindPushChallenge returns ENotFound when there is no such challenge.
 	FindPushChallenge(ctx Context, id string) (*PushChallenge, error)
 	// PendingPushChallenges returns the challenges to a device that are pending and not

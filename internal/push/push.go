@@ -365,12 +365,18 @@ func (s *Service) Redeem(ctx context.Context, c Client, kind string, sig *device
 // has a factor (Device.Code).
 var errNotFirstDevice = latchkey.Errorf(latchkey.EForbidden, "This code was made to set up a first sign-in method, and the account has one now. Sign in with it and add this device from your Security page.")
 
+// addLater and signInOther say what to do instead of a refused push.
+const (
+	addLater    = "Add the device later, or right after signing in with a second factor."
+	signInOther = "Use another method to sign in."
+)
+
 // awaitApproval creates d pending and sends primary the challenge that approves it. The
 // approval request is a push like a sign-in's: refused while pushes to the user are paused
 // after a fraud report or past their cap (so that pending devices cannot pile up either),
 // and counted.
 func (s *Service) awaitApproval(ctx context.Context, c Client, u *latchkey.User, d, primary *latchkey.Device) (*deviceproto.ActivateResponse, error) {
-	if err := s.pushAllowed(ctx, c, u, "Add the device later, or right after signing in with a second factor."); err != nil {
+	if err := s.pushAllowed(ctx, c, u, addLater); err != nil {
 		return nil, err
 	}
 	d.State = latchkey.DevicePending
@@ -382,7 +388,15 @@ func (s *Service) awaitApproval(ctx context.Context, c Client, u *latchkey.User,
 		return nil, err
 	}
 	ch.SubjectDeviceID = d.ID
-	if err := s.opt.Store.SendPushChallenge(ctx, ch, latchkey.ThrottleKeyPush(u.Username), nil); err != nil {
+	if err := s.opt.Store.SendPushChallenge(ctx, ch, latchkey.ThrottleKeyPush(u.Username), s.opt.MaxPushes, nil); err != nil {
+		if latchkey.ErrorCode(err) == latchkey.EThrottled {
+			// Pushes sent at once took the count past the cap after pushAllowed read it:
+			// the device it would have approved goes (DeleteAbandonedDevices is the backstop).
+			if derr := s.opt.Store.DeleteDevice(ctx, u.ID, d.ID, false); derr != nil {
+				s.opt.Logger.Error("remove the refused pending device", "device", d.ID, "err", derr)
+			}
+			return nil, s.capReached(ctx, c, u, addLater)
+		}
 		return nil, fmt.Errorf("create challenge: %w", err)
 	}
 	s.opt.Hub.NotifyDevice(primary.ID)
@@ -615,7 +629,7 @@ func (s *Service) newChallenge(ctx context.Context, u *latchkey.User, d *latchke
 func (s *Service) SendLogin(ctx context.Context, u *latchkey.User, sessionID string, deviceID int64, ip, userAgent, app string) (*latchkey.PushChallenge, error) {
 	c := Client{IP: ip, UserAgent: userAgent}
 	now := s.now()
-	if err := s.pushAllowed(ctx, c, u, "Use another method to sign in."); err != nil {
+	if err := s.pushAllowed(ctx, c, u, signInOther); err != nil {
 		return nil, err
 	}
 	devs, err := s.opt.Store.FindDevices(ctx, u.ID)
@@ -641,7 +655,10 @@ func (s *Service) SendLogin(ctx context.Context, u *latchkey.User, sessionID str
 	// The push's count, the challenge and its audit entry are one write.
 	sent := &latchkey.AuditEvent{Time: now, UserID: u.ID, Username: u.Username, Action: latchkey.ActionPushSent,
 		Outcome: latchkey.OutcomeSuccess, IP: c.IP, UserAgent: c.UserAgent, Detail: fmt.Sprintf("to device %d", target.ID)}
-	if err := s.opt.Store.SendPushChallenge(ctx, ch, latchkey.ThrottleKeyPush(u.Username), sent); err != nil {
+	if err := s.opt.Store.SendPushChallenge(ctx, ch, latchkey.ThrottleKeyPush(u.Username), s.opt.MaxPushes, sent); err != nil {
+		if latchkey.ErrorCode(err) == latchkey.EThrottled {
+			return nil, s.capReached(ctx, c, u, signInOther)
+		}
 		return nil, fmt.Errorf("create challenge: %w", err)
 	}
 	s.opt.Hub.NotifyDevice(target.ID)
@@ -666,11 +683,18 @@ func (s *Service) pushAllowed(ctx context.Context, c Client, u *latchkey.User, i
 			Message: "Requests to your devices are paused because one was recently reported as not made by you. " + instead + " Or contact your support desk."}
 	}
 	if count.Failures >= s.opt.MaxPushes {
-		s.audit(ctx, c, u, latchkey.ActionPushRefused, latchkey.OutcomeDenied, fmt.Sprintf("%d pushes since the last sign-in", count.Failures))
-		return &latchkey.Error{Code: latchkey.EThrottled, RetryAfter: s.opt.ChallengeTTL,
-			Message: "Too many requests were sent to your device since your last sign-in. " + instead}
+		return s.capReached(ctx, c, u, instead)
 	}
 	return nil
+}
+
+// capReached audits and returns the refusal of a push past MaxPushes since the last
+// successful sign-in: found by pushAllowed's read, or by the count in the push's own
+// transaction when pushes were sent at once (SendPushChallenge's limit).
+func (s *Service) capReached(ctx context.Context, c Client, u *latchkey.User, instead string) error {
+	s.audit(ctx, c, u, latchkey.ActionPushRefused, latchkey.OutcomeDenied, fmt.Sprintf("%d pushes since the last sign-in", s.opt.MaxPushes))
+	return &latchkey.Error{Code: latchkey.EThrottled, RetryAfter: s.opt.ChallengeTTL,
+		Message: "Too many requests were sent to your device since your last sign-in. " + instead}
 }
 
 // Pending returns the challenges waiting for the device's answer, as the device sees them.

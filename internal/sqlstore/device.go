@@ -505,12 +505,15 @@ const qInsertPush = `INSERT INTO push_challenges (` + pushColumns + `)
 
 // CreatePushChallenge inserts c; EConflict when its ID exists already.
 func (s *DB) CreatePushChallenge(ctx context.Context, c *latchkey.PushChallenge) error {
-	return s.SendPushChallenge(ctx, c, "", nil)
+	return s.SendPushChallenge(ctx, c, "", 0, nil)
 }
 
 // SendPushChallenge counts a push under countKey (when not empty, as RecordFailure does),
 // inserts c and appends e (when not nil) in one transaction; EConflict when c's ID exists.
-func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, countKey string, e *latchkey.AuditEvent) error {
+// With limit > 0, a push that would be counted past limit is refused with EThrottled and
+// nothing is written: the count decides in the transaction, so that pushes sent at once
+// cannot all pass a cap that each read before any was counted.
+func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, countKey string, limit int, e *latchkey.AuditEvent) error {
 	state := c.State
 	if state == "" {
 		state = latchkey.PushPending
@@ -521,6 +524,9 @@ func (s *DB) SendPushChallenge(ctx context.Context, c *latchkey.PushChallenge, c
 			var n int
 			if err := scan(&n); err != nil {
 				return fmt.Errorf("count push: %w", err)
+			}
+			if limit > 0 && n > limit {
+				return latchkey.Errorf(latchkey.EThrottled, "%d pushes were sent since the last sign-in.", limit)
 			}
 			return nil
 		}, nil, qRecordFailure, countKey, us(c.CreatedAt))

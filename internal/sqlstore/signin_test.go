@@ -314,7 +314,7 @@ func TestSendPushChallenge(t *testing.T) {
 		ch := &latchkey.PushChallenge{ID: "p1", UserID: u.ID, DeviceID: 5, Kind: latchkey.PushLogin, SessionID: "flow-0", Number: "42",
 			CreatedAt: t0, ExpiresAt: t0.Add(2 * time.Minute)}
 		e := sent()
-		if err := db.SendPushChallenge(ctx, ch, "push:alice", e); err != nil {
+		if err := db.SendPushChallenge(ctx, ch, "push:alice", 0, e); err != nil {
 			t.Fatalf("SendPushChallenge: %v", err)
 		}
 		if got, err := db.FindPushChallenge(ctx, "p1"); err != nil || got.State != latchkey.PushPending {
@@ -328,7 +328,7 @@ func TestSendPushChallenge(t *testing.T) {
 			t.Errorf("after: %+v, want %+v", got, want)
 		}
 		e = sent()
-		if err := db.SendPushChallenge(ctx, ch, "push:alice", e); errCode(err) != latchkey.EConflict {
+		if err := db.SendPushChallenge(ctx, ch, "push:alice", 0, e); errCode(err) != latchkey.EConflict {
 			t.Errorf("the same challenge again = %v, want %s", err, latchkey.EConflict)
 		}
 		if e.ID != 0 || e.Hash != nil {
@@ -336,6 +336,47 @@ func TestSendPushChallenge(t *testing.T) {
 		}
 		if got := readCompletionState(t, db, u, 0); got != want {
 			t.Errorf("after a refused challenge: %+v, want %+v (nothing written)", got, want)
+		}
+	})
+}
+
+// TestSendPushChallengeLimit: with a limit, the count in the push's own transaction decides:
+// of pushes sent at once, as many as the limit leaves pass, and a refused one writes neither
+// its count, nor its challenge, nor its audit entry.
+func TestSendPushChallengeLimit(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u, _ := completionFixture(t, db, 1) // push:alice at 1, one audit entry
+		const limit, n = 5, 12
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() {
+				ch := &latchkey.PushChallenge{ID: fmt.Sprintf("p%d", i), UserID: u.ID, DeviceID: 5, Kind: latchkey.PushLogin, SessionID: "flow-0", Number: "42",
+					CreatedAt: t0, ExpiresAt: t0.Add(2 * time.Minute)}
+				e := &latchkey.AuditEvent{Time: t0, UserID: u.ID, Username: "alice", Action: latchkey.ActionPushSent, Outcome: latchkey.OutcomeSuccess}
+				errs[i] = db.SendPushChallenge(ctx, ch, "push:alice", limit, e)
+			})
+		}
+		wg.Wait()
+		sent := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				sent++
+			case errCode(err) != latchkey.EThrottled:
+				t.Errorf("push %d: %v, want nil or %s", i, err, latchkey.EThrottled)
+			}
+			if _, ferr := db.FindPushChallenge(ctx, fmt.Sprintf("p%d", i)); (ferr == nil) != (err == nil) {
+				t.Errorf("push %d: refused %v, its challenge found: %v", i, err, ferr)
+			}
+		}
+		if sent != limit-1 {
+			t.Errorf("%d of %d pushes sent at once passed with the count at 1 and the limit %d, want %d", sent, n, limit, limit-1)
+		}
+		want := completionState{flowExists: true, lastStep: 10, userFailures: 1, pushFailures: limit, auditEntries: 1 + limit - 1}
+		if got := readCompletionState(t, db, u, 0); got != want {
+			t.Errorf("after: %+v, want %+v", got, want)
 		}
 	})
 }

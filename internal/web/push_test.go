@@ -788,6 +788,58 @@ func TestAddDevicePushesPausedAndCapped(t *testing.T) {
 			t.Fatalf("a push after an approved new device: %d %s, want 200", r.code, r.raw)
 		}
 	})
+	// Sent at once, the requests all find the count below the cap before any is counted: the
+	// count in the push's own transaction decides, and a refused new device is not kept.
+	t.Run("capped at once", func(t *testing.T) {
+		f := newFixture(t, "")
+		c, d1 := f.activated(t)
+		const n = 12
+		reqs := make(chan *http.Request, n)
+		for i := range n {
+			r := c.post("/api/v1/account/devices/activation", nil)
+			if r.code != 200 || r.body["approval_required"] != true {
+				t.Fatalf("activation %d: %d %s", i, r.code, r.raw)
+			}
+			d := f.newDevice(t)
+			pub, _ := deviceproto.EncodePublicKey(&d.key.PublicKey)
+			body, _ := json.Marshal(deviceproto.ActivateRequest{Code: r.body["code"].(string), PublicKey: pub, Name: fmt.Sprintf("Phone %d", i), Platform: "linux"})
+			reqs <- d.request("POST", deviceproto.PathActivate, body, 0)
+		}
+		codes := sendAtOnce(t, n, func() *http.Request { return <-reqs })
+		if codes[202] != 5 || codes[429] != n-5 {
+			t.Errorf("%d new devices at once: %v, want 5 × 202 and %d × 429", n, codes, n-5)
+		}
+		if chs := d1.challenges(); len(chs) != 5 {
+			t.Errorf("the device was asked %d times, want 5", len(chs))
+		}
+		r := c.do("GET", "/api/v1/account/devices", "", "")
+		if got := strings.Count(r.raw, `"Phone `); got != 5 {
+			t.Errorf("%d new devices listed, want the 5 that await approval: %s", got, r.raw)
+		}
+	})
+	t.Run("sign-in pushes capped at once", func(t *testing.T) {
+		f := newFixture(t, "")
+		_, d1 := f.activated(t)
+		const n = 12
+		reqs := make(chan *http.Request, n)
+		for i := range n {
+			b := f.client(t)
+			if r := b.post("/api/v1/login", map[string]string{"username": "alice", "password": pw}); r.code != 200 || r.body["state"] != "second_factor" {
+				t.Fatalf("login %d: %d %s", i, r.code, r.raw)
+			}
+			req, _ := http.NewRequest("POST", f.srv.URL+"/api/v1/login/push", strings.NewReader(""))
+			req.Header.Set("Content-Type", "application/json")
+			req.AddCookie(b.sessionCookie())
+			reqs <- req
+		}
+		codes := sendAtOnce(t, n, func() *http.Request { return <-reqs })
+		if codes[200] != 5 || codes[429] != n-5 {
+			t.Errorf("%d sign-in pushes at once: %v, want 5 × 200 and %d × 429", n, codes, n-5)
+		}
+		if chs := d1.challenges(); len(chs) != 5 {
+			t.Errorf("the device was asked %d times, want 5", len(chs))
+		}
+	})
 }
 
 // TestSignOutEverywhereVoidsActivationCodes: an activation code stays usable no longer than
