@@ -1,8 +1,10 @@
-// Package ratelimit holds the in-memory per-IP limiter of failed attempts that the sign-in
-// and device services share: a token bucket per IP address, refilled over time.
+// Package ratelimit holds the in-memory per-IP limiter of failed attempts that the sign-in,
+// device and support services share: a token bucket per IPv4 address or IPv6 /64, refilled
+// over time.
 package ratelimit
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 
@@ -31,7 +33,24 @@ func New(burst int, refill time.Duration) *Limiter {
 	return &Limiter{burst: float64(burst), refill: refill, buckets: map[string]*bucket{}}
 }
 
+// Key is the bucket of an address: an IPv4 address (also when written as IPv6, ::ffff:a.b.c.d)
+// is its own, an IPv6 address shares the bucket of its /64, the block one host or one
+// customer line is given, so that the 2^64 addresses of one attacker are one bucket. What
+// does not parse as an address is its own key.
+func Key(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	return netip.PrefixFrom(a.WithZone(""), 64).Masked().String()
+}
+
 func (l *Limiter) level(ip string, now time.Time) *bucket {
+	ip = Key(ip)
 	b := l.buckets[ip]
 	if b == nil {
 		if len(l.buckets) >= maxEntries {

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -57,5 +58,41 @@ func TestTakeIsCheckAndSpend(t *testing.T) {
 	}
 	if n != 5 {
 		t.Fatalf("refunds filled the bucket beyond its burst: %d takes", n)
+	}
+}
+
+// TestIPv6SharesItsSlash64: the addresses of one IPv6 /64 spend one bucket, another /64 has
+// its own; an IPv4 address is the same bucket however it is written.
+func TestIPv6SharesItsSlash64(t *testing.T) {
+	now := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	l := New(10, time.Hour)
+	passed := 0
+	for i := range 100 {
+		if l.Take(fmt.Sprintf("2001:db8:1:2::%x", i+1), now) == nil {
+			passed++
+		}
+	}
+	if passed != 10 {
+		t.Errorf("%d of 100 attempts from one /64 passed, want the burst of 10", passed)
+	}
+	if err := l.Take("2001:db8:1:3::1", now); err != nil {
+		t.Errorf("another /64: %v", err)
+	}
+	for range 10 {
+		l.Fail("192.0.2.7", now)
+	}
+	if err := l.Take("::ffff:192.0.2.7", now); latchkey.ErrorCode(err) != latchkey.EThrottled {
+		t.Errorf("192.0.2.7 written as IPv6: %v, want throttled", err)
+	}
+	for ip, want := range map[string]string{
+		"2001:db8:1:2:aaaa:bbbb:cccc:dddd": "2001:db8:1:2::/64",
+		"fe80::1%eth0":                     "fe80::/64",
+		"::ffff:192.0.2.7":                 "192.0.2.7",
+		"192.0.2.7":                        "192.0.2.7",
+		"not an address":                   "not an address",
+	} {
+		if got := Key(ip); got != want {
+			t.Errorf("Key(%q) = %q, want %q", ip, got, want)
+		}
 	}
 }
