@@ -104,3 +104,11 @@ func (s *Service) findSessionOnly(ctx context.Context, token string) (*latchkey.
 	}
 	return sess, nil
 }
+
+// SessionOf returns the session of token in whatever state it is (a sign-in under way, an
+// idle session whose second factor is remembered, one past its end), without the checks of
+// Authenticate and without changing it; ENotFound when the token names none. For the pages
+// that decide about a session that does not sign anyone in (the OIDC logout's hint).
+func (s *Service) SessionOf(ctx context.Context, token string) (*latchkey.Session, error) {
+	return s.findSessionOnly(ctx, token)
+}

@@ -247,9 +247,21 @@ func (s *Server) pageEndSession(w http.ResponseWriter, r *http.Request) error {
 	if err != nil && latchkey.ErrorCode(err) != latchkey.EUnauthenticated {
 		return err
 	}
+	// The confirmation counts only from Latchkey's own page: a cross-site POST (let through
+	// for RP-initiated logout) with confirm=yes is a request like a GET's.
+	confirmed := r.Method == http.MethodPost && r.PostFormValue("confirm") == "yes" && sameSite.Check(r) == nil
 	if u == nil {
-		// Nothing to end in this browser (or only an idle session): end it anyway, so that a
-		// remembered second factor does not outlive a sign-out, and go back.
+		// No one signed in, but the browser may hold a session that remembers something: an
+		// idle one whose second factor the workday keeps, a sign-in under way. Ending it takes
+		// the same proof as ending a signed-in one, so that a link on another site cannot
+		// make its user give the second factor again.
+		idle, err := s.login.SessionOf(r.Context(), s.token(r))
+		if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
+			return err
+		}
+		if idle != nil && !confirmed && !(req.UserID == idle.UserID && (req.SID == "" || req.SID == idle.SID)) {
+			return s.render(w, http.StatusOK, "logout_confirm", &view{Title: "Sign out?", Data: logoutConfirmView{Params: req.Params, Session: idle}})
+		}
 		if ended, err := s.login.EndSession(r.Context(), client(r), s.token(r)); err == nil && ended != nil {
 			s.endForApps(r, ended)
 		}
@@ -257,9 +269,6 @@ func (s *Server) pageEndSession(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, req.RedirectURI, http.StatusSeeOther)
 		return nil
 	}
-	// The confirmation counts only from Latchkey's own page: a cross-site POST (let through
-	// for RP-initiated logout) with confirm=yes is a request like a GET's.
-	confirmed := r.Method == http.MethodPost && r.PostFormValue("confirm") == "yes" && sameSite.Check(r) == nil
 	// A hint for this user, and for this very session when it names one (an ID token from an
 	// earlier session is no proof that this session's application asks).
 	hinted := req.UserID == u.ID && (req.SID == "" || req.SID == sess.SID)

@@ -580,6 +580,40 @@ func TestRPInitiatedLogout(t *testing.T) {
 		}
 	})
 
+	// An idle session, whose second factor the workday remembers, ends like a signed-in one:
+	// a link on another site without a hint only asks, and the next sign-in still needs the
+	// password alone; with the hint it ends, and the next sign-in asks for the code again.
+	t.Run("idle session asks first", func(t *testing.T) {
+		f.clock.Add(time.Minute)
+		b := f.browser()
+		in := b.signIn(rp1, "alice")
+		f.clock.Add(61 * time.Minute)
+		req, _ := http.NewRequest("GET", endSession+"?"+url.Values{"client_id": {"rp1"}, "post_logout_redirect_uri": {rp1.logoutTo}}.Encode(), nil)
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		req.Header.Set("Sec-Fetch-Mode", "navigate")
+		resp, err := b.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), "still remembers your last sign-in") || !strings.Contains(string(body), `name="confirm" value="yes"`) {
+			t.Fatalf("cross-site end_session of an idle session: %d %q\n%s", resp.StatusCode, resp.Header.Get("Location"), body)
+		}
+		again := b.signIn(rp1, "alice")
+		if got := asked(again.pages); got != "password" {
+			t.Fatalf("after the cross-site link the sign-in asked %s, want the password only (the second factor remembered)", got)
+		}
+		f.clock.Add(61 * time.Minute)
+		if resp, _ := get(b, url.Values{"id_token_hint": {in.idt}, "post_logout_redirect_uri": {rp1.logoutTo}}); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("end_session of an idle session with the hint: %d", resp.StatusCode)
+		}
+		f.receiveLogout(rp1)
+		if got := asked(b.signIn(rp1, "alice").pages); got != "password and code" {
+			t.Errorf("after the application's logout the sign-in asked %s, want password and code", got)
+		}
+	})
+
 	t.Run("unregistered post_logout_redirect_uri", func(t *testing.T) {
 		f.clock.Add(time.Minute)
 		b := f.browser()
