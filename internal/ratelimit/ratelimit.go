@@ -67,12 +67,23 @@ func (l *Limiter) level(ip string, now time.Time) *bucket {
 	return b
 }
 
-// evict drops every full bucket: they carry no information.
+// evict drops every full bucket: they carry no information. When that leaves the map above
+// nine tenths of maxEntries (as many clients failing at once as it holds, from as many
+// addresses or /64s), it drops buckets at random down to nine tenths, forgetting some
+// failures rather than scanning the whole map again for every new address: the memory and the
+// work of a flood stay bounded, and the per-account counters, which are in the database,
+// still hold.
 func (l *Limiter) evict(now time.Time) {
 	for ip, b := range l.buckets {
 		if b.tokens+float64(now.Sub(b.at))/float64(l.refill) >= l.burst {
 			delete(l.buckets, ip)
 		}
+	}
+	for ip := range l.buckets { // in Go's random order
+		if len(l.buckets) <= maxEntries*9/10 {
+			break
+		}
+		delete(l.buckets, ip)
 	}
 }
 

@@ -96,3 +96,27 @@ func TestIPv6SharesItsSlash64(t *testing.T) {
 		}
 	}
 }
+
+// TestFloodOfAddressesIsBounded: with as many failing addresses as the limiter holds, a new
+// address does not keep it scanning the whole map: the first one past the bound drops a tenth,
+// and the next ones are added without a scan until it fills again.
+func TestFloodOfAddressesIsBounded(t *testing.T) {
+	now := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	l := New(10, time.Hour)
+	for i := range maxEntries {
+		l.Fail(fmt.Sprintf("10.%d.%d.%d", i>>16, i>>8&255, i&255), now)
+	}
+	if len(l.buckets) != maxEntries {
+		t.Fatalf("%d buckets, want %d", len(l.buckets), maxEntries)
+	}
+	l.Fail("192.0.2.1", now)
+	if n := len(l.buckets); n != maxEntries*9/10+1 {
+		t.Fatalf("after one more address: %d buckets, want %d", n, maxEntries*9/10+1)
+	}
+	for i := range 1000 {
+		l.Fail(fmt.Sprintf("198.51.%d.%d", i>>8, i&255), now)
+	}
+	if n := len(l.buckets); n != maxEntries*9/10+1001 {
+		t.Errorf("after 1000 more: %d buckets, want %d (no scan dropped any)", n, maxEntries*9/10+1001)
+	}
+}
