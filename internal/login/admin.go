@@ -100,10 +100,11 @@ func OptionalReason(reason string) (string, error) {
 	return reason, nil
 }
 
-// errAdminMFA refuses an account's sign-in methods or role to an administrator whose own
-// session passed no second factor: a phished password alone must not strip a user's MFA or
-// make an administrator (the support desk asks the same of its agents).
-var errAdminMFA = latchkey.Errorf(latchkey.EForbidden, "Sign in with a second factor before you change someone's sign-in methods or role: set one up on your Security page.")
+// errAdminMFA refuses an account's sign-in methods or role, or a new administrator or agent,
+// to an administrator whose own session passed no second factor: a phished password alone
+// must not strip a user's MFA or make an administrator (the support desk asks the same of its
+// agents).
+var errAdminMFA = latchkey.Errorf(latchkey.EForbidden, "Sign in with a second factor before you change someone's sign-in methods or role, or create an administrator or support agent: set one up on your Security page.")
 
 // adminMFA audits and returns errAdminMFA when actorMFA is false (the entry concerns target).
 func (s *Service) adminMFA(ctx context.Context, c Client, actor, target *latchkey.User, actorMFA bool, what string) error {

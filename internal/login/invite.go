@@ -38,11 +38,13 @@ func checkNewAccount(username, email string, role latchkey.Role) (string, string
 
 // InviteUser creates an account without a usable password and mails its owner a one-time
 // activation link (valid InvitationTTL) to a page where they choose a password. Admins may
-// create any role; support agents only users (an agent must not mint admins or agents).
-// The link's token carries 256 random bits; only a keyed hash of it is stored, and it
-// appears in no log line. It returns EForbidden for any other actor, EInvalid for bad input
-// and EConflict when the username is taken.
-func (s *Service) InviteUser(ctx context.Context, c Client, actor *latchkey.User, username, email string, role latchkey.Role) (*latchkey.User, error) {
+// create any role, but an admin or a support agent only when actorMFA (the actor's session
+// passed a second factor, as for a role change: the link may go to any address, so a phished
+// password alone must not mint an administrator); support agents only users (an agent must
+// not mint admins or agents). The link's token carries 256 random bits; only a keyed hash of
+// it is stored, and it appears in no log line. It returns EForbidden for any other actor or
+// a refused role, EInvalid for bad input and EConflict when the username is taken.
+func (s *Service) InviteUser(ctx context.Context, c Client, actor *latchkey.User, actorMFA bool, username, email string, role latchkey.Role) (*latchkey.User, error) {
 	if role == "" {
 		role = latchkey.RoleUser
 	}
@@ -55,6 +57,12 @@ func (s *Service) InviteUser(ctx context.Context, c Client, actor *latchkey.User
 	username, email, err := checkNewAccount(username, email, role)
 	if err != nil {
 		return nil, err
+	}
+	if role != latchkey.RoleUser {
+		// No account exists yet: the refusal is recorded on the administrator.
+		if err := s.adminMFA(ctx, c, actor, actor, actorMFA, "creating "+username+" as "+string(role)); err != nil {
+			return nil, err
+		}
 	}
 	// A password nobody knows: the account exists, but the password step fails for it like for
 	// any wrong password (same work, same answer) until the owner activates it.

@@ -893,7 +893,7 @@ func TestUsernamesThatLookAlike(t *testing.T) {
 			t.Errorf("the refusal names the other user: %q", latchkey.ErrorMessage(err))
 		}
 	}
-	if _, err := e.svc.InviteUser(ctx, alice, root, "rnike", "r@example.com", latchkey.RoleUser); code(t, err) != latchkey.EConflict {
+	if _, err := e.svc.InviteUser(ctx, alice, root, false, "rnike", "r@example.com", latchkey.RoleUser); code(t, err) != latchkey.EConflict {
 		t.Errorf("invitation of rnike beside mike = %v, want a conflict", err)
 	}
 	if _, err := e.svc.CreateUser(ctx, alice, login.NewUser{Username: "mike", Email: "x@example.com", Password: goodPassword}); code(t, err) != latchkey.EConflict || !strings.Contains(latchkey.ErrorMessage(err), "is taken") {

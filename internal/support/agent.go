@@ -305,7 +305,9 @@ func (s *Service) InviteUser(ctx context.Context, c login.Client, agent *latchke
 	if username == "" {
 		username = t.Username
 	}
-	u, err := s.opt.Inviter.InviteUser(ctx, c, agent, username, t.Email, latchkey.RoleUser)
+	// Role user only: the desk never creates agents or admins, so the agent's second factor
+	// is not asked here (false: should the role ever change, the Inviter refuses it).
+	u, err := s.opt.Inviter.InviteUser(ctx, c, agent, false, username, t.Email, latchkey.RoleUser)
 	if err != nil {
 		return nil, err
 	}

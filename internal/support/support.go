@@ -45,9 +45,11 @@ type Accounts interface {
 }
 
 // Inviter creates an account that receives an activation email to set a password and enrol
-// MFA: (*login.Service).InviteUser of the admin console.
+// MFA: (*login.Service).InviteUser of the admin console. actorMFA says whether the actor's
+// session passed a second factor; it matters only for roles other than user, which the desk
+// never asks for.
 type Inviter interface {
-	InviteUser(ctx context.Context, c login.Client, actor *latchkey.User, username, email string, role latchkey.Role) (*latchkey.User, error)
+	InviteUser(ctx context.Context, c login.Client, actor *latchkey.User, actorMFA bool, username, email string, role latchkey.Role) (*latchkey.User, error)
 }
 
 // Choice is a configurable option with a stable ID and a name people read: a request type

@@ -415,20 +415,33 @@ type newUserForm struct {
 	Username, Email string
 	Role            latchkey.Role
 	Roles           []latchkey.Role
+	NoMFA           bool // the admin's session has no second factor: users only
 }
 
 var roles = []latchkey.Role{latchkey.RoleUser, latchkey.RoleSupport, latchkey.RoleAdmin}
 
+// newUserRoles is the roles the new-user form offers: an administrator whose session passed no
+// second factor may create plain users only (login.InviteUser refuses the others).
+func newUserRoles(a *auth) ([]latchkey.Role, bool) {
+	if a.session.MFAAt == nil {
+		return []latchkey.Role{latchkey.RoleUser}, true
+	}
+	return roles, false
+}
+
 func (s *Server) adminUserNew(w http.ResponseWriter, r *http.Request, a *auth) error {
-	return s.renderAdmin(w, http.StatusOK, "admin_user_new", "Create a user", "users", a, nil, newUserForm{Role: latchkey.RoleUser, Roles: roles})
+	f := newUserForm{Role: latchkey.RoleUser}
+	f.Roles, f.NoMFA = newUserRoles(a)
+	return s.renderAdmin(w, http.StatusOK, "admin_user_new", "Create a user", "users", a, nil, f)
 }
 
 func (s *Server) adminUserCreate(w http.ResponseWriter, r *http.Request, a *auth) error {
 	if err := form(r); err != nil {
 		return err
 	}
-	f := newUserForm{Username: r.PostFormValue("username"), Email: r.PostFormValue("email"), Role: latchkey.Role(r.PostFormValue("role")), Roles: roles}
-	u, err := s.login.InviteUser(r.Context(), client(r), a.user, f.Username, f.Email, f.Role)
+	f := newUserForm{Username: r.PostFormValue("username"), Email: r.PostFormValue("email"), Role: latchkey.Role(r.PostFormValue("role"))}
+	f.Roles, f.NoMFA = newUserRoles(a)
+	u, err := s.login.InviteUser(r.Context(), client(r), a.user, a.session.MFAAt != nil, f.Username, f.Email, f.Role)
 	if err != nil {
 		if u != nil { // created, but the mail failed: show the account and the message
 			return s.adminUserPage(w, r, a, u.ID, http.StatusInternalServerError, &view{Error: latchkey.ErrorMessage(err)})

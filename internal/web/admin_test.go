@@ -370,7 +370,7 @@ func TestAdminActivateConcurrently(t *testing.T) {
 
 func TestAdminInviteRequiredMFAGoesToEnrolment(t *testing.T) {
 	f := newAdminFixture(t, login.MFARequired, nil)
-	if _, err := f.svc.InviteUser(context.Background(), login.Client{}, f.admin, "dave", "dave@example.com", latchkey.RoleUser); err != nil {
+	if _, err := f.svc.InviteUser(context.Background(), login.Client{}, f.admin, false, "dave", "dave@example.com", latchkey.RoleUser); err != nil {
 		t.Fatal(err)
 	}
 	link := linkRE.FindString(f.mails.msgs[len(f.mails.msgs)-1].Text)
@@ -432,14 +432,56 @@ func TestAdminCreateUserRefusals(t *testing.T) {
 	}
 	// Support agents may invite users, not admins or agents; users may invite nobody.
 	ctx := context.Background()
-	if _, err := f.svc.InviteUser(ctx, login.Client{}, f.agent, "frank", "frank@example.com", latchkey.RoleAdmin); latchkey.ErrorCode(err) != latchkey.EForbidden {
+	if _, err := f.svc.InviteUser(ctx, login.Client{}, f.agent, true, "frank", "frank@example.com", latchkey.RoleAdmin); latchkey.ErrorCode(err) != latchkey.EForbidden {
 		t.Errorf("agent invites an admin: %v", err)
 	}
-	if _, err := f.svc.InviteUser(ctx, login.Client{}, f.agent, "frank", "frank@example.com", latchkey.RoleUser); err != nil {
+	if _, err := f.svc.InviteUser(ctx, login.Client{}, f.agent, false, "frank", "frank@example.com", latchkey.RoleUser); err != nil {
 		t.Errorf("agent invites a user: %v", err)
 	}
-	if _, err := f.svc.InviteUser(ctx, login.Client{}, f.alice, "gina", "gina@example.com", latchkey.RoleUser); latchkey.ErrorCode(err) != latchkey.EForbidden {
+	if _, err := f.svc.InviteUser(ctx, login.Client{}, f.alice, true, "gina", "gina@example.com", latchkey.RoleUser); latchkey.ErrorCode(err) != latchkey.EForbidden {
 		t.Errorf("user invites: %v", err)
+	}
+}
+
+// TestAdminCreatePrivilegedNeedsMFA: an administrator signed in with the password only may
+// create plain users but not administrators or agents (the activation link may go to any
+// address, so a phished password must not mint an administrator), as for a role change; the
+// form offers only the user role then and says why.
+func TestAdminCreatePrivilegedNeedsMFA(t *testing.T) {
+	f := newAdminFixture(t, login.MFAOptional, nil)
+	ctx := context.Background()
+	pwdOnly := f.browser(t, "root")
+	if r := pwdOnly.get("/admin/users/new"); r.code != 200 || !strings.Contains(r.raw, `id="admin-no-mfa"`) || strings.Contains(r.raw, `<option value="admin"`) || strings.Contains(r.raw, `<option value="support"`) {
+		t.Errorf("new-user page of a password-only admin: %d, offers admin or support, or does not say why not", r.code)
+	}
+	for _, role := range []string{"admin", "support"} {
+		n := len(f.mails.msgs)
+		r := pwdOnly.form("/admin/users", url.Values{"username": {"mallory-" + role}, "email": {"mallory@example.net"}, "role": {role}})
+		if r.code != http.StatusForbidden || !strings.Contains(r.raw, "second factor") {
+			t.Errorf("password-only admin creates a %s: %d, want 403 naming the second factor", role, r.code)
+		}
+		if _, err := f.db.FindUserByUsername(ctx, "mallory-"+role); latchkey.ErrorCode(err) != latchkey.ENotFound {
+			t.Errorf("a password-only admin created a %s: %v", role, err)
+		}
+		if len(f.mails.msgs) != n {
+			t.Errorf("an activation mail was sent for a refused %s", role)
+		}
+	}
+	if ev := f.events(t, latchkey.ActionAdminDenied); len(ev) != 2 || !strings.Contains(ev[0].Detail, "no second factor") || ev[0].Actor != "root" {
+		t.Errorf("refusals audited: %v", ev)
+	}
+	// Plain users as before.
+	f.invite(t, pwdOnly, "erin")
+	admin := f.mfaBrowser(t, "root")
+	if r := admin.get("/admin/users/new"); strings.Contains(r.raw, `id="admin-no-mfa"`) || !strings.Contains(r.raw, `<option value="admin"`) {
+		t.Error("an admin signed in with a second factor is not offered the admin role")
+	}
+	r := admin.form("/admin/users", url.Values{"username": {"frank"}, "email": {"frank@example.com"}, "role": {"admin"}})
+	if r.code != http.StatusSeeOther {
+		t.Fatalf("admin with a second factor creates an admin: %d %s", r.code, r.raw)
+	}
+	if u, err := f.db.FindUserByUsername(ctx, "frank"); err != nil || u.Role != latchkey.RoleAdmin {
+		t.Errorf("frank = %+v, %v, want an admin", u, err)
 	}
 }
 

@@ -389,8 +389,11 @@ func TestDeskActions(t *testing.T) {
 func TestDeskInvite(t *testing.T) {
 	var f *supportFixture
 	f = newSupportFixture(t, io.Discard, func(o *support.Options) {
-		o.Inviter = inviterFunc(func(ctx context.Context, c login.Client, actor *latchkey.User, username, email string, role latchkey.Role) (*latchkey.User, error) {
-			return f.svc.InviteUser(ctx, c, actor, username, email, role)
+		o.Inviter = inviterFunc(func(ctx context.Context, c login.Client, actor *latchkey.User, actorMFA bool, username, email string, role latchkey.Role) (*latchkey.User, error) {
+			if role != latchkey.RoleUser {
+				t.Errorf("the desk asked for an account with role %q, want user", role)
+			}
+			return f.svc.InviteUser(ctx, c, actor, actorMFA, username, email, role)
 		})
 	})
 	ctx := context.Background()
@@ -424,10 +427,10 @@ func TestDeskInvite(t *testing.T) {
 	}
 }
 
-type inviterFunc func(ctx context.Context, c login.Client, actor *latchkey.User, username, email string, role latchkey.Role) (*latchkey.User, error)
+type inviterFunc func(ctx context.Context, c login.Client, actor *latchkey.User, actorMFA bool, username, email string, role latchkey.Role) (*latchkey.User, error)
 
-func (f inviterFunc) InviteUser(ctx context.Context, c login.Client, actor *latchkey.User, username, email string, role latchkey.Role) (*latchkey.User, error) {
-	return f(ctx, c, actor, username, email, role)
+func (f inviterFunc) InviteUser(ctx context.Context, c login.Client, actor *latchkey.User, actorMFA bool, username, email string, role latchkey.Role) (*latchkey.User, error) {
+	return f(ctx, c, actor, actorMFA, username, email, role)
 }
 
 // TestDeskQueuePages: a queue longer than a page pages through every ticket (a flood of new
