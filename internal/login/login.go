@@ -214,6 +214,9 @@ var (
 	errFlowExpired    = &latchkey.Error{Code: latchkey.EFlowExpired, Message: msgFlowExpired}
 	errUnauthed       = &latchkey.Error{Code: latchkey.EUnauthenticated, Message: msgSignIn}
 	errBadPassword    = &latchkey.Error{Code: latchkey.EInvalidCredentials, Message: "The password is incorrect."}
+	// errUsedRecoveryCode answers a recovery code of the user's set that was used already,
+	// at sign-in and in Reset all MFA alike.
+	errUsedRecoveryCode = &latchkey.Error{Code: latchkey.EInvalidCode, Message: "This recovery code has already been used. Use another one."}
 )
 
 // NormalizeUsername returns the canonical form of a username: NFKC, trimmed, lower case.
@@ -929,7 +932,7 @@ func (s *Service) LoginRecovery(ctx context.Context, c Client, token, code strin
 	case latchkey.EConflict:
 		s.fail(ctx, c, key)
 		s.audit(ctx, c, u, "", latchkey.ActionLoginRecovery, latchkey.OutcomeFailure, "code already used")
-		return nil, latchkey.Errorf(latchkey.EInvalidCode, "This recovery code has already been used. Use another one.")
+		return nil, errUsedRecoveryCode
 	default:
 		return nil, fmt.Errorf("use recovery code: %w", err)
 	}

@@ -140,13 +140,19 @@ func (s *Service) ResetAllMFA(ctx context.Context, c Client, sess *latchkey.Sess
 				return err
 			}
 		} else if rc, err := normalizeRecoveryCode(p.Code); err == nil {
-			if err := s.opt.Store.UseRecoveryCode(ctx, u.ID, s.keyedHash("recovery", rc), s.now()); err != nil {
-				if c2 := latchkey.ErrorCode(err); c2 != latchkey.ENotFound && c2 != latchkey.EConflict {
-					return fmt.Errorf("use recovery code: %w", err)
-				}
+			// As at sign-in: a used code says so (the security bar), an unknown one does not.
+			switch err := s.opt.Store.UseRecoveryCode(ctx, u.ID, s.keyedHash("recovery", rc), s.now()); latchkey.ErrorCode(err) {
+			case "":
+			case latchkey.ENotFound:
 				s.fail(ctx, c, key)
 				s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeFailure, "wrong recovery code")
 				return errBadCode
+			case latchkey.EConflict:
+				s.fail(ctx, c, key)
+				s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeFailure, "recovery code already used")
+				return errUsedRecoveryCode
+			default:
+				return fmt.Errorf("use recovery code: %w", err)
 			}
 		} else {
 			return latchkey.Errorf(latchkey.EInvalid, "Enter the 6-digit code from your authenticator app, or a recovery code.")

@@ -542,6 +542,42 @@ func TestResetAllMFA(t *testing.T) {
 	}
 }
 
+// TestResetAllMFAUsedRecoveryCode: Reset all MFA with a recovery code used already says so
+// (SECURITY.md: "a used code says 'already used'"), as sign-in does, and the trail tells it
+// from an unknown code; nothing is reset.
+func TestResetAllMFAUsedRecoveryCode(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.user(t, "alice")
+	res := e.signIn(t, "alice")
+	_, codes := e.enableTOTP(t, res)
+	flow := e.signIn(t, "alice")
+	if _, err := e.svc.LoginRecovery(ctx, alice, flow.Token, codes[0]); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, code, msg, detail string
+	}{
+		{"used", codes[0], "This recovery code has already been used. Use another one.", "recovery code already used"},
+		{"unknown", "abcd-efgh-jkmn-pqrs", "That code didn't work. Check the code and try again.", "wrong recovery code"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e.clock.Add(time.Minute) // past any throttling wait of the step before
+			err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, login.ResetProof{Password: goodPassword, Code: tt.code})
+			if code(t, err) != latchkey.EInvalidCode || latchkey.ErrorMessage(err) != tt.msg {
+				t.Errorf("ResetAllMFA(%s code) = %v, want %q", tt.name, err, tt.msg)
+			}
+			evs, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{UserID: &res.User.ID})
+			if last := evs[len(evs)-1]; last.Action != latchkey.ActionMFAReset || last.Outcome != latchkey.OutcomeFailure || last.Detail != tt.detail {
+				t.Errorf("audited %s %s %q, want %s failure %q", last.Action, last.Outcome, last.Detail, latchkey.ActionMFAReset, tt.detail)
+			}
+		})
+	}
+	if st, _ := e.svc.Status(ctx, res.User); !st.TOTPEnabled || st.RecoveryCodesLeft != 9 {
+		t.Errorf("after refused resets: %+v", st)
+	}
+}
+
 func TestRolloutEnrolment(t *testing.T) {
 	e := newEnv(t, func(o *login.Options) {
 		o.MFA = login.MFARequired
