@@ -77,7 +77,9 @@ type View struct {
 	Ticket   *latchkey.Ticket
 	Messages []*latchkey.TicketMessage
 	// Account is the matching account: the ticket's username when it names one, else the
-	// only account with the ticket's email address; nil when none matches.
+	// only account with the ticket's email address; nil when none matches. When the agent
+	// may not act on it (CanAct), it holds only the ID and the role, and Factors and
+	// SignIns are empty.
 	Account *latchkey.User
 	// MatchedBy says how Account was found ("username" or "email").
 	MatchedBy string
@@ -116,8 +118,14 @@ func (s *Service) Ticket(ctx context.Context, agent *latchkey.User, id int64) (*
 		v.CanInvite = s.opt.Inviter != nil
 		return v, nil
 	}
+	if v.CanAct = login.CanActOn(agent, v.Account); v.CanAct != nil {
+		// An agent may not act on an administrator's or agent's account (or their own), so
+		// the desk shows nothing of it either: no email, sign-ins (addresses, times) or
+		// factors; only its ID and role, which say why the agent cannot act.
+		v.Account = &latchkey.User{ID: v.Account.ID, Role: v.Account.Role}
+		return v, nil
+	}
 	v.EmailDiffers = !strings.EqualFold(v.Account.Email, t.Email)
-	v.CanAct = login.CanActOn(agent, v.Account)
 	if v.Factors, err = s.opt.Accounts.Factors(ctx, v.Account); err != nil {
 		return nil, err
 	}

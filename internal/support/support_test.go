@@ -414,7 +414,11 @@ func TestAgentAuthorization(t *testing.T) {
 			}
 			v, err := e.svc.Ticket(ctx, tt.actor, tk.ID)
 			if err != nil || code(v.CanAct) != latchkey.EForbidden {
-				t.Errorf("Ticket: CanAct = %v, %v, want forbidden", v.CanAct, err)
+				t.Fatalf("Ticket: CanAct = %v, %v, want forbidden", v.CanAct, err)
+			}
+			// Nor does the desk show the account: no email, factors or sign-ins, only the role.
+			if v.Account == nil || v.Account.Email != "" || v.Account.Username != "" || v.Account.Role != tt.target.Role || v.Factors != nil || v.SignIns != nil || v.EmailDiffers {
+				t.Errorf("Ticket shows the account: username %q, email %q, role %q, %d factors, %d sign-ins", v.Account.Username, v.Account.Email, v.Account.Role, len(v.Factors), len(v.SignIns))
 			}
 			if err := e.svc.ResetMFA(ctx, client, tt.actor, true, tk.ID, "x"); code(err) != latchkey.EForbidden {
 				t.Errorf("ResetMFA = %v, want forbidden", err)

@@ -278,6 +278,10 @@ func TestDeskAuthorization(t *testing.T) {
 	if r.code != 200 || !strings.Contains(r.raw, `id="cannot-act"`) || strings.Contains(r.raw, "/reset-mfa") {
 		t.Errorf("ticket page for an admin's ticket: %d, want the refusal and no reset form", r.code)
 	}
+	// Nor the admin's account: no sign-ins (addresses, times), methods, email or role.
+	if !strings.Contains(r.raw, `id="account-restricted"`) || strings.Contains(r.raw, "Recent sign-ins") || strings.Contains(r.raw, `id="factors"`) || strings.Contains(r.raw, `id="account-username"`) || strings.Contains(r.raw, "<dt>Role</dt>") {
+		t.Error("an agent's page for an admin's ticket shows the admin's account")
+	}
 	form := url.Values{"check": {"callback", "manager", "question"}}.Encode()
 	if r := agent.do("POST", "/admin/tickets/"+id+"/checks", "application/x-www-form-urlencoded", form); r.code != 303 {
 		t.Fatalf("checks: %d %s", r.code, r.raw)
