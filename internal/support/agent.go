@@ -292,7 +292,9 @@ func (s *Service) touch(ctx context.Context, t *latchkey.Ticket) {
 
 // InviteUser creates the account a ticket asks for (role user, the ticket's email address)
 // through the Inviter, which mails the activation link. EConflict when an account already
-// matches the ticket; EForbidden when users cannot be created from tickets.
+// matches the ticket; EForbidden when users cannot be created from tickets. When the account
+// was created but the mail failed it returns the account and the Inviter's error, and the
+// creation is recorded on the ticket all the same.
 func (s *Service) InviteUser(ctx context.Context, c login.Client, agent *latchkey.User, id int64, username, reason string) (*latchkey.User, error) {
 	t, err := s.agentTicket(ctx, agent, id)
 	if err != nil {
@@ -316,12 +318,18 @@ func (s *Service) InviteUser(ctx context.Context, c login.Client, agent *latchke
 	// Role user only: the desk never creates agents or admins, so the agent's second factor
 	// is not asked here (false: should the role ever change, the Inviter refuses it).
 	u, err := s.opt.Inviter.InviteUser(ctx, c, agent, false, username, t.Email, latchkey.RoleUser)
-	if err != nil {
+	if u == nil {
 		return nil, err
 	}
-	s.record(ctx, c, agent, u, t.ID, latchkey.ActionTicketUserAdded, latchkey.OutcomeSuccess, "invited; reason: "+reason)
+	// The account exists even when its activation mail failed (err): the trail links it to
+	// the ticket either way.
+	detail := "invited; reason: " + reason
+	if err != nil {
+		detail = "created, activation mail not sent; reason: " + reason
+	}
+	s.record(ctx, c, agent, u, t.ID, latchkey.ActionTicketUserAdded, latchkey.OutcomeSuccess, detail)
 	s.touch(ctx, t)
-	return u, nil
+	return u, err
 }
 
 // Reply sends the agent's answer to the requester by email (threaded with the confirmation),

@@ -2,6 +2,7 @@ package support_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -24,11 +25,15 @@ var _ support.Accounts = (*login.Service)(nil)
 type outbox struct {
 	mu   sync.Mutex
 	msgs []mail.Message
+	fail error // when set, Send sends nothing and returns it
 }
 
 func (o *outbox) Send(_ context.Context, m mail.Message) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.fail != nil {
+		return o.fail
+	}
 	o.msgs = append(o.msgs, m)
 	return nil
 }
@@ -462,6 +467,34 @@ func TestInviteUser(t *testing.T) {
 	}
 	if _, err := e2.svc.InviteUser(ctx, client, agent2, tk2.ID, "x", "x"); code(err) != latchkey.EForbidden {
 		t.Errorf("InviteUser without an Inviter = %v, want forbidden", err)
+	}
+}
+
+// TestInviteUserMailFails: when the activation mail fails after the account was created, the
+// agent hears of it and the trail still links the new account to the ticket.
+func TestInviteUserMailFails(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	agent := e.user(t, "sam", latchkey.RoleSupport)
+	tk := e.open(t, "new@example.com", "newbie").Ticket
+	e.mail.mu.Lock()
+	e.mail.fail = errors.New("smtp: connection refused")
+	e.mail.mu.Unlock()
+	got, err := e.svc.InviteUser(ctx, client, agent, tk.ID, "", "new starter")
+	if err == nil || got == nil || got.Username != "newbie" {
+		t.Errorf("InviteUser with the mail down = %+v, %v, want the account and an error", got, err)
+	}
+	u, err := e.db.FindUserByUsername(ctx, "newbie")
+	if err != nil {
+		t.Fatalf("the account was not created: %v", err)
+	}
+	ev, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{UserID: &u.ID})
+	var linked bool
+	for _, x := range ev {
+		linked = linked || (x.Action == latchkey.ActionTicketUserAdded && x.TicketID == tk.ID && x.Actor == "sam")
+	}
+	if !linked {
+		t.Errorf("no %s entry links %s to ticket %d: %d entries", latchkey.ActionTicketUserAdded, u.Username, tk.ID, len(ev))
 	}
 }
 
