@@ -103,7 +103,15 @@ func (s *Service) takeSealed(ctx context.Context, id, kind string) (*webauthn.Se
 	if len(id) > maxSealed {
 		return nil, errCeremony
 	}
-	box, err := base64.RawURLEncoding.DecodeString(id[len(sealedPrefix):])
+	// One ceremony has one spelling: the lenient decoder skips \r and \n and ignores the
+	// unused low bits of the last character, so another spelling of the same box would get a
+	// used record of its own and the answer would count again. The record is named after the
+	// decoded box too, not the text.
+	enc := id[len(sealedPrefix):]
+	if strings.IndexFunc(enc, notBase64URL) >= 0 {
+		return nil, errCeremony
+	}
+	box, err := base64.RawURLEncoding.Strict().DecodeString(enc)
 	aead := s.ceremonyAEAD()
 	if err != nil || len(box) < aead.NonceSize()+aead.Overhead()+8 {
 		return nil, errCeremony
@@ -120,7 +128,7 @@ func (s *Service) takeSealed(ctx context.Context, id, kind string) (*webauthn.Se
 	if err := json.Unmarshal(plain[8:], &data); err != nil {
 		return nil, errCeremony
 	}
-	sum := sha256.Sum256([]byte(id))
+	sum := sha256.Sum256(box)
 	used := &latchkey.WebAuthnCeremony{ID: "used-" + hex.EncodeToString(sum[:16]), Kind: kind, Data: []byte("{}"), ExpiresAt: expires}
 	if err := s.opt.Store.CreateWebAuthnCeremony(ctx, used); latchkey.ErrorCode(err) == latchkey.EConflict {
 		return nil, errCeremony
@@ -128,6 +136,11 @@ func (s *Service) takeSealed(ctx context.Context, id, kind string) (*webauthn.Se
 		return nil, fmt.Errorf("record webauthn ceremony: %w", err)
 	}
 	return &data, nil
+}
+
+// notBase64URL reports whether r is outside the unpadded base64url alphabet.
+func notBase64URL(r rune) bool {
+	return !('A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-' || r == '_')
 }
 
 // ceremonyAEAD returns the AES-256-GCM of sealed ceremonies, keyed from the session key.

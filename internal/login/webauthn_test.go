@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -628,5 +629,57 @@ func TestRolloutEnrolment(t *testing.T) {
 	// A method policy does not allow is refused.
 	if e.svc.MethodAllowed(latchkey.MethodPush) {
 		t.Error("push allowed although not in Methods")
+	}
+}
+
+// TestPasskeyCeremonyOneSpelling: a sealed ceremony ID has one spelling. The lenient base64
+// decoder skipped line breaks and ignored the unused low bits of the last character, and the
+// used record was named after the ID's text, so a captured answer of a passkey with a zero
+// counter (which the counter check never catches) signed in again under each new spelling.
+func TestPasskeyCeremonyOneSpelling(t *testing.T) {
+	e := newEnv(t, func(o *login.Options) { o.WebAuthn.Passkeys = true })
+	ctx := context.Background()
+	e.user(t, "alice")
+	k := newSoftKey(t)
+	k.counter = math.MaxUint32 // create counts up to 0: a synced passkey without a counter
+	if _, err := e.addKey(t, e.signIn(t, "alice"), k, "Passkey"); err != nil {
+		t.Fatal(err)
+	}
+	o, err := e.svc.BeginPasskeyLogin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.counter = math.MaxUint32
+	answer := k.get(t, o)
+	if res, err := e.svc.FinishPasskeyLogin(ctx, alice, "", o.CeremonyID, answer); err != nil || res.State != latchkey.StateAuthenticated {
+		t.Fatalf("passkey sign-in: %v", err)
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	id := o.CeremonyID
+	spellings := map[string]string{
+		"line feed":       id[:10] + "\n" + id[10:],
+		"carriage return": id[:10] + "\r" + id[10:],
+		"both at the end": id + "\r\n",
+	}
+	last := strings.IndexByte(alphabet, id[len(id)-1])
+	if enc := id[len("pk1."):]; len(enc)%4 != 0 {
+		// The last character carries 2 or 4 unused low bits: flipping the lowest one spells the
+		// same bytes to a lenient decoder.
+		spellings["unused bit of the last character"] = id[:len(id)-1] + string(alphabet[last^1])
+	} else {
+		t.Logf("the ID's last character has no unused bits (%d characters)", len(enc))
+	}
+	for name, other := range spellings {
+		if res, err := e.svc.FinishPasskeyLogin(ctx, alice, "", other, answer); code(t, err) != latchkey.EFlowExpired {
+			t.Errorf("%s: the answer replayed under another spelling: %v %+v, want flow_expired", name, err, res)
+		}
+	}
+	// A fresh ceremony spelled another way is refused too, not only a used one.
+	o, _ = e.svc.BeginPasskeyLogin(ctx)
+	if _, err := e.svc.FinishPasskeyLogin(ctx, alice, "", o.CeremonyID[:10]+"\n"+o.CeremonyID[10:], k.get(t, o)); code(t, err) != latchkey.EFlowExpired {
+		t.Errorf("a fresh ceremony with a line break: %v, want flow_expired", err)
+	}
+	if res, err := e.svc.FinishPasskeyLogin(ctx, alice, "", o.CeremonyID, k.get(t, o)); err != nil || res.State != latchkey.StateAuthenticated {
+		t.Errorf("the same ceremony spelled rightly: %v", err)
 	}
 }
