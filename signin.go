@@ -18,6 +18,11 @@ type SecondFactorCompletion struct {
 	// PushChallengeID, when not empty, is the approved push challenge that proved the factor:
 	// its CompletedAt is set (once: a challenge completed already gives EConflict).
 	PushChallengeID string
+	// RecoveryCodeHash, when not nil, is the hash of the recovery code that proved the factor:
+	// the session user's unused code with that hash is marked used (once: a code used
+	// already, or unknown, gives EConflict), so that a code is spent only by the sign-in it
+	// completes.
+	RecoveryCodeHash []byte
 	// ResetThrottles are throttle keys whose counters are removed (missing ones are skipped).
 	ResetThrottles []string
 	// Audit, when not nil, is appended to the audit trail, chained like AppendAuditEvent;
@@ -59,7 +64,8 @@ type SecondFactorStore interface {
 	// is written or none of it. It returns EConflict when the TOTP step is no longer newer
 	// than the credential's last step or the credential is gone or unconfirmed (of two
 	// concurrent completions with the same code, exactly one succeeds), or when the push
-	// challenge is not approved or was completed already, and ENotFound when
+	// challenge is not approved or was completed already, or when the recovery code is not
+	// an unused code of the user, and ENotFound when
 	// the old session no longer exists or has another verifier (rotated or revoked
 	// concurrently).
 	CompleteSecondFactor(ctx Context, c *SecondFactorCompletion) error

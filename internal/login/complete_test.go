@@ -433,3 +433,44 @@ func TestPasswordStepWritesOnce(t *testing.T) {
 		t.Errorf("%d audit entries after the failed write, want %d", n, before+2)
 	}
 }
+
+// TestRecoveryCodeSpentBySignIn: a recovery code is spent by the sign-in it completes, in
+// the completion's transaction. Here a second tab completes the sign-in with another code
+// while the first request is between its read of the flow and its completion: the first gets
+// flow_expired and its code stays unused. Before, it had marked its code used first, and lost
+// it without a sign-in or a mail.
+func TestRecoveryCodeSpentBySignIn(t *testing.T) {
+	e, ws := newCountingEnv(t)
+	u := e.user(t, "alice")
+	ctx := context.Background()
+	_, codes := e.enableTOTP(t, e.signIn(t, "alice"))
+	flow := e.signIn(t, "alice")
+	ws.before = func() { // the other tab, after this request read the flow
+		if _, err := e.svc.LoginRecovery(ctx, alice, flow.Token, codes[1]); err != nil {
+			t.Errorf("the other tab's LoginRecovery: %v", err)
+		}
+	}
+	if _, err := e.svc.LoginRecovery(ctx, alice, flow.Token, codes[0]); code(t, err) != latchkey.EFlowExpired {
+		t.Fatalf("LoginRecovery on a flow completed meanwhile = %v, want %s", err, latchkey.EFlowExpired)
+	}
+	stored, err := e.db.FindRecoveryCodes(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := 0
+	for _, c := range stored {
+		if c.UsedAt != nil {
+			used++
+		}
+	}
+	if used != 1 {
+		t.Errorf("%d recovery codes used, want 1 (the other tab's)", used)
+	}
+	if _, err := e.svc.LoginRecovery(ctx, alice, e.signIn(t, "alice").Token, codes[0]); err != nil {
+		t.Errorf("the code of the request that lost: %v, want it still usable", err)
+	}
+	_, err = e.svc.LoginRecovery(ctx, alice, e.signIn(t, "alice").Token, codes[1])
+	if latchkey.ErrorMessage(err) != "This recovery code has already been used. Use another one." {
+		t.Errorf("the other tab's code again = %v, want 'already been used'", err)
+	}
+}

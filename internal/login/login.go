@@ -13,6 +13,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -738,6 +739,7 @@ func (s *Service) checkFlow(sess *latchkey.Session, u *latchkey.User, state latc
 type completion struct {
 	cred, step     int64
 	push           string // the approved push challenge, completed with the sign-in
+	recovery       []byte // the hash of the recovery code, spent with the sign-in
 	action, detail string
 	// admit, when set, checks the counter under admitKey inside the completion's
 	// transaction (latchkey.SecondFactorCompletion.Admit).
@@ -781,6 +783,7 @@ func (s *Service) complete(ctx context.Context, c Client, token string, sess *la
 		TOTPCredentialID: done.cred,
 		TOTPStep:         done.step,
 		PushChallengeID:  done.push,
+		RecoveryCodeHash: done.recovery,
 		// Deleting a counter that is not there costs a statement, not a transaction.
 		ResetThrottles: []string{userKey(u.Username), latchkey.ThrottleKeyPush(u.Username)},
 		Audit: &latchkey.AuditEvent{Time: now, UserID: u.ID, Username: u.Username, Action: done.action,
@@ -921,28 +924,43 @@ func (s *Service) LoginRecovery(ctx context.Context, c Client, token, code strin
 	if err != nil {
 		return nil, err
 	}
-	err = s.opt.Store.UseRecoveryCode(ctx, u.ID, s.keyedHash("recovery", norm), s.now())
-	switch latchkey.ErrorCode(err) {
-	case "":
-		s.refund(ctx, key)
-	case latchkey.ENotFound:
+	// The code is looked up first, without writing anything, and spent in the completion's
+	// transaction (as a TOTP step is recorded): a sign-in that fails (its flow completed by
+	// another request meanwhile, a double submit or a second tab) spends no code.
+	hash := s.keyedHash("recovery", norm)
+	codes, err := s.opt.Store.FindRecoveryCodes(ctx, u.ID)
+	if err != nil {
+		s.abandon(ctx, key)
+		return nil, fmt.Errorf("find recovery codes: %w", err)
+	}
+	i := slices.IndexFunc(codes, func(rc *latchkey.RecoveryCode) bool { return subtle.ConstantTimeCompare(rc.Hash, hash) == 1 })
+	switch {
+	case i < 0:
 		s.fail(ctx, c, key)
 		s.audit(ctx, c, u, "", latchkey.ActionLoginRecovery, latchkey.OutcomeFailure, "unknown code")
 		return nil, errBadCode
-	case latchkey.EConflict:
-		s.fail(ctx, c, key)
-		s.audit(ctx, c, u, "", latchkey.ActionLoginRecovery, latchkey.OutcomeFailure, "code already used")
-		return nil, errUsedRecoveryCode
-	default:
-		return nil, fmt.Errorf("use recovery code: %w", err)
+	case codes[i].UsedAt != nil:
+		return nil, s.recoveryUsed(ctx, c, u, key)
 	}
-	res, err := s.complete(ctx, c, token, sess, u, completion{action: latchkey.ActionLoginRecovery}, latchkey.AMROTP)
-	if err != nil {
+	s.refund(ctx, key)
+	res, err := s.complete(ctx, c, token, sess, u, completion{recovery: hash, action: latchkey.ActionLoginRecovery}, latchkey.AMROTP)
+	if latchkey.ErrorCode(err) == latchkey.EConflict {
+		// Spent meanwhile by another sign-in: counted as the code used before would be.
+		return nil, s.recoveryUsed(ctx, c, u, key)
+	} else if err != nil {
 		return nil, err
 	}
 	left, _ := s.recoveryLeft(ctx, u.ID)
 	s.notify(ctx, c, u, mail.RecoveryCodeUsed, left)
 	return res, nil
+}
+
+// recoveryUsed counts and audits a recovery code that was used already, and returns the
+// answer that says so.
+func (s *Service) recoveryUsed(ctx context.Context, c Client, u *latchkey.User, key attempt) error {
+	s.fail(ctx, c, key)
+	s.audit(ctx, c, u, "", latchkey.ActionLoginRecovery, latchkey.OutcomeFailure, "code already used")
+	return errUsedRecoveryCode
 }
 
 // Authenticate returns the signed-in session and user of token. Expired, idle, unfinished and

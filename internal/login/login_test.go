@@ -406,6 +406,82 @@ func TestEnrolmentNeedsCorrectCode(t *testing.T) {
 	}
 }
 
+// TestRecoveryCodesSentAtOnce: several recovery codes sent for one sign-in at once (a double
+// submit, two tabs) sign in once and spend one code, the one that signed in, and its mail is
+// sent. Before, each request marked its code used before completing the sign-in, and the
+// requests that then found the flow completed by another had spent theirs for nothing (this
+// test caught it in about half its runs; TestRecoveryCodeSpentBySignIn orders the two
+// requests so that it always does).
+func TestRecoveryCodesSentAtOnce(t *testing.T) {
+	e := newEnv(t)
+	u := e.user(t, "alice")
+	ctx := context.Background()
+	_, codes := e.enableTOTP(t, e.signIn(t, "alice"))
+	res := e.signIn(t, "alice")
+	const n = 10
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins, expired := 0, 0
+	for i := range n {
+		wg.Go(func() {
+			_, err := e.svc.LoginRecovery(ctx, alice, res.Token, codes[i])
+			mu.Lock()
+			defer mu.Unlock()
+			switch latchkey.ErrorCode(err) {
+			case "":
+				wins++
+			case latchkey.EFlowExpired:
+				expired++
+			default:
+				t.Errorf("LoginRecovery(codes[%d]) = %v, want success or flow_expired", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 || expired != n-1 {
+		t.Errorf("%d sign-ins, %d flow_expired, want 1 and %d", wins, expired, n-1)
+	}
+	stored, err := e.db.FindRecoveryCodes(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := 0
+	for _, c := range stored {
+		if c.UsedAt != nil {
+			used++
+		}
+	}
+	if used != 1 {
+		t.Errorf("%d recovery codes used, want 1 (the one that signed in)", used)
+	}
+	mails := 0
+	for _, s := range e.mail.subjects() {
+		if s == "A recovery code was used to sign in" {
+			mails++
+		}
+	}
+	if mails != used {
+		t.Errorf("%d mails about a recovery code used, %d codes used", mails, used)
+	}
+	// The codes sent at once, each in a sign-in of its own: the one spent says so, the
+	// others still sign in.
+	again, ok := 0, 0
+	for i := range n {
+		_, err := e.svc.LoginRecovery(ctx, alice, e.signIn(t, "alice").Token, codes[i])
+		switch {
+		case err == nil:
+			ok++
+		case latchkey.ErrorMessage(err) == "This recovery code has already been used. Use another one.":
+			again++
+		default:
+			t.Errorf("LoginRecovery(codes[%d]) later = %v", i, err)
+		}
+	}
+	if again != 1 || ok != n-1 {
+		t.Errorf("later: %d already used, %d signed in, want 1 and %d", again, ok, n-1)
+	}
+}
+
 func TestRecoveryCodes(t *testing.T) {
 	e := newEnv(t)
 	u := e.user(t, "alice")

@@ -36,6 +36,7 @@ const (
 		 WHERE id = $3 AND confirmed_at IS NOT NULL AND last_step < $1`
 	qFindThrottle  = `SELECT failures, last_failure_at FROM throttles WHERE key = $1`
 	qCompletePush  = `UPDATE push_challenges SET completed_at = $1 WHERE id = $2 AND state = $3 AND completed_at IS NULL`
+	qUseRecovery   = `UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND hash = $3 AND used_at IS NULL`
 	qLastAuditHash = `SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1`
 	// qInsertAudit appends a chained audit entry on SQLite. Its ID is the statement's last
 	// insert ID: RETURNING makes SQLite keep its rows in a table of their own, opened and
@@ -59,7 +60,7 @@ func (s *DB) auditStatements() []string {
 }
 
 // CompleteSecondFactor checks the account's throttle counter (when c.Admit is set), records
-// the TOTP step, rotates the session, resets the throttle counters and appends the audit entry
+// the TOTP step or the recovery code's use, rotates the session, resets the throttle counters and appends the audit entry
 // in one transaction (latchkey.SecondFactorStore), pipelined on PostgreSQL (pipeline.go). On
 // SQLite the transaction holds the write lock from BEGIN; on PostgreSQL the counter's row is
 // locked first (by the DELETE that resets it, or FOR UPDATE when it is not reset), the replay
@@ -138,6 +139,19 @@ func (s *DB) CompleteSecondFactor(ctx context.Context, c *latchkey.SecondFactorC
 			}
 			return nil
 		}, qCompletePush, us(n.LastSeenAt), c.PushChallengeID, string(latchkey.PushApproved))
+	}
+	if c.RecoveryCodeHash != nil {
+		// Like the TOTP step: of two completions with the same code, the second waits for
+		// the first (the row's lock on PostgreSQL, the write lock on SQLite) and finds the
+		// code used; a completion that fails (its flow rotated meanwhile) spends nothing.
+		p.exec(func(rows int64, err error) error {
+			if err != nil {
+				return fmt.Errorf("use recovery code: %w", err)
+			} else if rows != 1 {
+				return latchkey.Errorf(latchkey.EConflict, "This recovery code has already been used.")
+			}
+			return nil
+		}, qUseRecovery, us(n.LastSeenAt), n.UserID, c.RecoveryCodeHash)
 	}
 	if len(c.ResetThrottles) > 0 && !resetFirst {
 		s.planResetThrottles(&p, keys, &latchkey.Throttle{}, nil)

@@ -600,3 +600,92 @@ func TestStartPasswordSession(t *testing.T) {
 		}
 	})
 }
+
+// TestCompleteSecondFactorRecoveryCode: a recovery code is spent with the sign-in it
+// completes: a used or unknown code, or another user's, refuses the completion and writes
+// nothing of it; a completion refused for its flow leaves the code unused; of several
+// sign-ins completed at once with the same code, one succeeds.
+func TestCompleteSecondFactorRecoveryCode(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		const n = 8
+		u, c := completionFixture(t, db, n+3)
+		bob := mkUser(t, db, "bob")
+		if err := db.ReplaceRecoveryCodes(ctx, u.ID, [][]byte{[]byte("code-a"), []byte("code-b")}, t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.ReplaceRecoveryCodes(ctx, bob.ID, [][]byte{[]byte("code-bob")}, t0); err != nil {
+			t.Fatal(err)
+		}
+		withCode := func(flow int, hash string) *latchkey.SecondFactorCompletion {
+			x := completionOf(u, c, flow, 0)
+			x.TOTPCredentialID, x.RecoveryCodeHash = 0, []byte(hash)
+			x.Audit.Action = latchkey.ActionLoginRecovery
+			return x
+		}
+		used := func() map[string]bool {
+			t.Helper()
+			m := map[string]bool{}
+			for _, id := range []latchkey.UserID{u.ID, bob.ID} {
+				codes, err := db.FindRecoveryCodes(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, rc := range codes {
+					m[string(rc.Hash)] = rc.UsedAt != nil
+				}
+			}
+			return m
+		}
+
+		// The flow is gone: refused, and the code stays unused.
+		gone := withCode(0, "code-a")
+		gone.OldSessionID = "flow-gone"
+		if err := db.CompleteSecondFactor(ctx, gone); errCode(err) != latchkey.ENotFound {
+			t.Fatalf("a gone flow: %v, want %s", err, latchkey.ENotFound)
+		}
+		if used()["code-a"] {
+			t.Fatal("a completion refused for its flow spent its recovery code")
+		}
+		// Several sign-ins with the same code at once: one.
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins, conflicts := 0, 0
+		for i := range n {
+			wg.Go(func() {
+				err := db.CompleteSecondFactor(ctx, withCode(i, "code-a"))
+				mu.Lock()
+				defer mu.Unlock()
+				switch errCode(err) {
+				case "":
+					wins++
+				case latchkey.EConflict:
+					conflicts++
+				default:
+					t.Errorf("unexpected error %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if wins != 1 || conflicts != n-1 {
+			t.Errorf("%d wins, %d conflicts, want 1 and %d", wins, conflicts, n-1)
+		}
+		if got := used(); !got["code-a"] || got["code-b"] || got["code-bob"] {
+			t.Errorf("used codes %v, want code-a alone", got)
+		}
+		// Used already, unknown, another user's: refused, nothing written.
+		for i, hash := range []string{"code-a", "code-x", "code-bob"} {
+			flow := n + i
+			before := readCompletionState(t, db, u, flow)
+			if err := db.CompleteSecondFactor(ctx, withCode(flow, hash)); errCode(err) != latchkey.EConflict {
+				t.Errorf("%s: CompleteSecondFactor = %v, want %s", hash, err, latchkey.EConflict)
+			}
+			if got := readCompletionState(t, db, u, flow); got != before || !got.flowExists {
+				t.Errorf("%s: state %+v, want %+v", hash, got, before)
+			}
+		}
+		if got := used(); got["code-bob"] || got["code-b"] {
+			t.Errorf("used codes %v, want code-a alone", got)
+		}
+	})
+}
