@@ -64,7 +64,9 @@ type WebAuthnStore interface {
 	// has a factor already (as ConfirmTOTPCredential).
 	CreateWebAuthnCredential(ctx Context, c *WebAuthnCredential, recoveryHashes [][]byte, first bool) error
 	// UseWebAuthnCredential records an assertion: the new counter (only ever raised), the
-	// clone warning (only ever set) and the time.
+	// clone warning (only ever set) and the time. Without the warning, a counter that is not
+	// 0 must rise, or it returns EConflict (a concurrent assertion raised it first);
+	// ENotFound when the key is gone.
 	UseWebAuthnCredential(ctx Context, id int64, signCount uint32, cloneWarning bool, at time.Time) error
 	// RenameWebAuthnCredential renames a key of that user; ENotFound when there is none.
 	RenameWebAuthnCredential(ctx Context, userID UserID, id int64, name string) error

@@ -474,3 +474,44 @@ func TestRecoveryCodeSpentBySignIn(t *testing.T) {
 		t.Errorf("the other tab's code again = %v, want 'already been used'", err)
 	}
 }
+
+// TestKeyCounterRecordedMeanwhile: two assertions of one key with the same counter, checked
+// at once against the counter read before either was recorded, do not both sign in: the
+// second finds the counter raised when it records it, and is refused and flagged as the
+// counter check refuses a counter that did not rise.
+func TestKeyCounterRecordedMeanwhile(t *testing.T) {
+	e, ws := newCountingEnv(t)
+	e.user(t, "alice")
+	ctx := context.Background()
+	k := newSoftKey(t)
+	if _, err := e.addKey(t, e.signIn(t, "alice"), k, "Blue key"); err != nil {
+		t.Fatal(err)
+	}
+	first, second := e.signIn(t, "alice"), e.signIn(t, "alice")
+	o1, err := e.svc.BeginWebAuthnLogin(ctx, first.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o2, err := e.svc.BeginWebAuthnLogin(ctx, second.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := k.counter
+	a1 := k.get(t, o1)
+	k.counter = counter // a copy of the key answers with the same counter
+	a2 := k.get(t, o2)
+	ws.before = func() { // after the flow's read
+		ws.before = func() { // after the keys' read: the other sign-in completes
+			if _, err := e.svc.FinishWebAuthnLogin(ctx, alice, second.Token, o2.CeremonyID, a2); err != nil {
+				t.Errorf("the other sign-in: %v", err)
+			}
+		}
+	}
+	if res, err := e.svc.FinishWebAuthnLogin(ctx, alice, first.Token, o1.CeremonyID, a1); code(t, err) != latchkey.EInvalidCode {
+		t.Fatalf("the same counter recorded meanwhile: %v %+v, want %s", err, res, latchkey.EInvalidCode)
+	}
+	keys, err := e.svc.SecurityKeys(ctx, first.User)
+	if err != nil || len(keys) != 1 || !keys[0].CloneWarning {
+		t.Errorf("SecurityKeys = %+v, %v; want the key flagged", keys, err)
+	}
+}

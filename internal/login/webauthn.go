@@ -337,16 +337,24 @@ func (s *Service) checkAssertion(ctx context.Context, c Client, u *latchkey.User
 		s.audit(ctx, c, u, "", action, latchkey.OutcomeFailure, waDetail(err))
 		return errKeyFailed
 	}
-	if cred.Authenticator.CloneWarning {
+	cloned := func(detail string) error {
 		if err := s.opt.Store.UseWebAuthnCredential(ctx, row.ID, row.SignCount, true, s.now()); err != nil {
 			s.log.ErrorContext(ctx, "flag security key", "err", err)
 		}
 		s.fail(ctx, c, key)
-		s.audit(ctx, c, u, "", latchkey.ActionWebAuthnCounter, latchkey.OutcomeDenied,
-			fmt.Sprintf("key %d: counter %d after %d", row.ID, parsed.Response.AuthenticatorData.Counter, row.SignCount))
+		s.audit(ctx, c, u, "", latchkey.ActionWebAuthnCounter, latchkey.OutcomeDenied, detail)
 		return errKeyCloned
 	}
-	if err := s.opt.Store.UseWebAuthnCredential(ctx, row.ID, cred.Authenticator.SignCount, false, s.now()); err != nil {
+	if cred.Authenticator.CloneWarning {
+		return cloned(fmt.Sprintf("key %d: counter %d after %d", row.ID, parsed.Response.AuthenticatorData.Counter, row.SignCount))
+	}
+	// The store checks the counter again as it raises it: of two assertions with the same
+	// counter at once (both checked against the counter read before either was recorded),
+	// the second is refused as the counter check would have refused it after the first.
+	err = s.opt.Store.UseWebAuthnCredential(ctx, row.ID, cred.Authenticator.SignCount, false, s.now())
+	if latchkey.ErrorCode(err) == latchkey.EConflict {
+		return cloned(fmt.Sprintf("key %d: counter %d recorded meanwhile", row.ID, parsed.Response.AuthenticatorData.Counter))
+	} else if err != nil {
 		return fmt.Errorf("record security key use: %w", err)
 	}
 	s.refund(ctx, key)

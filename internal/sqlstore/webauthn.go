@@ -71,20 +71,30 @@ func (s *DB) CreateWebAuthnCredential(ctx context.Context, c *latchkey.WebAuthnC
 }
 
 // UseWebAuthnCredential records an assertion: the counter only rises, the warning only sets.
+// An assertion without the warning must raise a counter that is not 0 (the check of the
+// counter the caller read, made again in the UPDATE): of two assertions with the same counter
+// at once, the second gets EConflict.
 func (s *DB) UseWebAuthnCredential(ctx context.Context, id int64, signCount uint32, cloneWarning bool, when time.Time) error {
 	res, err := s.exec(ctx,
 		`UPDATE webauthn_credentials SET
 		   sign_count = CASE WHEN sign_count < $1 THEN $1 ELSE sign_count END,
 		   clone_warning = (clone_warning OR $2),
 		   last_used_at = $3
-		 WHERE id = $4`, int64(signCount), cloneWarning, us(when), id)
+		 WHERE id = $4 AND ($2 OR sign_count < $1 OR (sign_count = 0 AND $1 = 0))`, int64(signCount), cloneWarning, us(when), id)
 	if err != nil {
 		return fmt.Errorf("use security key: %w", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if n, _ := res.RowsAffected(); n == 1 {
+		return nil
+	}
+	var n int
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM webauthn_credentials WHERE id = $1`, id).Scan(&n); err != nil {
+		return fmt.Errorf("find security key: %w", err)
+	}
+	if n == 0 {
 		return notFound("security key")
 	}
-	return nil
+	return latchkey.Errorf(latchkey.EConflict, "This security key's counter did not rise.")
 }
 
 // RenameWebAuthnCredential renames a key of that user.

@@ -351,3 +351,67 @@ func TestLastFactorRemovedAtOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestUseWebAuthnCredentialCounter: an assertion without the clone warning must raise a
+// counter that is not 0, in the UPDATE itself: of several assertions recorded at once with
+// the same counter, one is recorded and the others get EConflict. A key whose counter stays
+// 0 (a synced passkey) is recorded every time, a warning always, and a gone key is ENotFound.
+func TestUseWebAuthnCredentialCounter(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		alice := mkUser(t, db, "alice")
+		k := &latchkey.WebAuthnCredential{UserID: alice.ID, Name: "Blue key", CredentialID: []byte("cred-1"), Data: []byte(`{}`), SignCount: 5}
+		synced := &latchkey.WebAuthnCredential{UserID: alice.ID, Name: "Passkey", CredentialID: []byte("cred-2"), Data: []byte(`{}`)}
+		for _, c := range []*latchkey.WebAuthnCredential{k, synced} {
+			if err := db.CreateWebAuthnCredential(ctx, c, nil, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		const n = 8
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins, conflicts := 0, 0
+		for range n {
+			wg.Go(func() {
+				err := db.UseWebAuthnCredential(ctx, k.ID, 6, false, t0)
+				mu.Lock()
+				defer mu.Unlock()
+				switch errCode(err) {
+				case "":
+					wins++
+				case latchkey.EConflict:
+					conflicts++
+				default:
+					t.Errorf("unexpected error %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if wins != 1 || conflicts != n-1 {
+			t.Errorf("%d recorded, %d conflicts, want 1 and %d", wins, conflicts, n-1)
+		}
+		for _, tt := range []struct {
+			name    string
+			id      int64
+			count   uint32
+			warning bool
+			want    string
+		}{
+			{"a lower counter", k.ID, 4, false, latchkey.EConflict},
+			{"a higher counter", k.ID, 7, false, ""},
+			{"a warning", k.ID, 7, true, ""},
+			{"a counter of 0 after 7", k.ID, 0, false, latchkey.EConflict},
+			{"a key without a counter", synced.ID, 0, false, ""},
+			{"a key without a counter again", synced.ID, 0, false, ""},
+			{"a gone key", 99999, 8, false, latchkey.ENotFound},
+		} {
+			if err := db.UseWebAuthnCredential(ctx, tt.id, tt.count, tt.warning, t0); errCode(err) != tt.want {
+				t.Errorf("%s: UseWebAuthnCredential = %v, want %q", tt.name, err, tt.want)
+			}
+		}
+		keys, err := db.FindWebAuthnCredentials(ctx, alice.ID)
+		if err != nil || len(keys) != 2 || keys[0].SignCount != 7 || !keys[0].CloneWarning || keys[1].SignCount != 0 || keys[1].CloneWarning {
+			t.Errorf("keys after: %v %+v", err, keys)
+		}
+	})
+}
