@@ -424,3 +424,57 @@ func TestIDTokenHintOfAnotherUser(t *testing.T) {
 		t.Fatalf("prompt=none, hint for alice, alice signed in: %+v, %v", d, err)
 	}
 }
+
+// TestCodeOfAnEndedSessionOrDisabledUser: a code issued before its session ended (logout,
+// revocation) or before its user was disabled is refused as invalid_grant at the exchange,
+// while a code of the live session of an active user is exchanged.
+func TestCodeOfAnEndedSessionOrDisabledUser(t *testing.T) {
+	tests := []struct {
+		name string
+		end  func(t *testing.T, f *fixture, sess *latchkey.Session)
+		ok   bool
+	}{
+		{"session live", func(*testing.T, *fixture, *latchkey.Session) {}, true},
+		{"logout", func(t *testing.T, f *fixture, sess *latchkey.Session) {
+			if err := f.db.DeleteSession(context.Background(), sess.ID); err != nil {
+				t.Fatal(err)
+			}
+			f.p.EndSessions(context.Background(), sess)
+		}, false},
+		{"session expired", func(_ *testing.T, f *fixture, _ *latchkey.Session) { f.now = t0.Add(30 * time.Second) }, false},
+		{"user disabled", func(t *testing.T, f *fixture, _ *latchkey.Session) {
+			disabled := true
+			if _, err := f.db.UpdateUser(context.Background(), f.user.ID, latchkey.UserUpdate{Disabled: &disabled}); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t)
+			ctx := context.Background()
+			sess := &latchkey.Session{ID: "s1", SID: "sid1", UserID: f.user.ID, State: latchkey.StateAuthenticated, AMR: []string{"pwd"},
+				PasswordAt: t0, CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(20 * time.Second)}
+			if err := f.db.CreateSession(ctx, sess); err != nil {
+				t.Fatal(err)
+			}
+			id := f.start(t, "app", url.Values{"scope": {"openid offline_access"}})
+			if _, err := f.p.Authorize(ctx, id, sess, f.user); err != nil {
+				t.Fatal(err)
+			}
+			code := f.code(t, id)
+			tt.end(t, f, sess)
+			rec := httptest.NewRecorder()
+			f.p.Handler().ServeHTTP(rec, f.tokenRequest("app", code))
+			if tt.ok {
+				if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "refresh_token") {
+					t.Fatalf("exchange: %d %s, want 200 with a refresh token", rec.Code, rec.Body)
+				}
+				return
+			}
+			if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "invalid_grant") {
+				t.Fatalf("exchange: %d %s, want 400 invalid_grant", rec.Code, rec.Body)
+			}
+		})
+	}
+}

@@ -232,7 +232,30 @@ func (s *storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRe
 	if !r.Done() || !s.p.now().Before(r.CodeExpiresAt) {
 		return nil, errors.New("code expired")
 	}
+	if err := s.codeHolds(ctx, r); err != nil {
+		return nil, err
+	}
 	return authRequest{r}, nil
+}
+
+// codeHolds refuses the exchange of a code whose user is disabled or gone, or whose Latchkey
+// session has ended since (logout, revocation, sign out everywhere, an account rule): the
+// code would otherwise outlive the sign-in it stands for, and with offline_access keep
+// refreshing. This is how EndSessions revokes the requests of a session.
+func (s *storage) codeHolds(ctx context.Context, r *latchkey.OIDCAuthRequest) error {
+	if err := s.activeUser(ctx, r.UserID); err != nil {
+		return zoidc.ErrInvalidGrant().WithDescription("The account cannot sign in.").WithParent(err)
+	}
+	if r.SID == "" {
+		return nil
+	}
+	sess, err := s.db.FindSessionBySID(ctx, r.SID)
+	if latchkey.ErrorCode(err) == latchkey.ENotFound || err == nil && (sess.UserID != r.UserID || !s.p.now().Before(sess.ExpiresAt)) {
+		return zoidc.ErrInvalidGrant().WithDescription("The sign-in session has ended.")
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // codeReused revokes the grant of a code exchanged a second time, and audits it.
