@@ -8,11 +8,13 @@ import (
 	"github.com/latchkey/latchkey"
 )
 
-// SessionsEnded is told about signed-in sessions that an account rule ended (password
-// change, Reset all MFA, a user disabled or reset by an admin or an agent), so that they end
-// for the applications too: the OIDC provider revokes their tokens and sends back-channel
-// logouts. It must not block.
-type SessionsEnded func(ctx context.Context, ended []*latchkey.Session)
+// SessionsEnded is told that an account rule (password change, Reset all MFA, a user
+// disabled, reset or signed out by an admin or an agent) ended every session of userID but
+// the one it keeps, if any, and which of them were signed in, so that the account ends for
+// the applications too: the OIDC provider revokes every token of the user (offline ones of
+// sessions ended earlier included) and sends back-channel logouts for the ended sessions. It
+// is called even when no session was signed in. It must not block.
+type SessionsEnded func(ctx context.Context, userID latchkey.UserID, ended []*latchkey.Session)
 
 // endedHook holds the SessionsEnded of a Service; nil until set.
 type endedHook struct{ fn atomic.Pointer[SessionsEnded] }
@@ -22,7 +24,7 @@ type endedHook struct{ fn atomic.Pointer[SessionsEnded] }
 func (s *Service) OnSessionsEnded(fn SessionsEnded) { s.ended.fn.Store(&fn) }
 
 // endUserSessions deletes every session of the user except exceptID ("" for none) and tells
-// the SessionsEnded hook about the signed-in ones among them.
+// the SessionsEnded hook, with the signed-in ones among them.
 func (s *Service) endUserSessions(ctx context.Context, userID latchkey.UserID, exceptID string) error {
 	var ended []*latchkey.Session
 	if fn := s.ended.fn.Load(); fn != nil {
@@ -39,8 +41,8 @@ func (s *Service) endUserSessions(ctx context.Context, userID latchkey.UserID, e
 	if err := s.opt.Store.DeleteUserSessions(ctx, userID, exceptID); err != nil {
 		return err
 	}
-	if fn := s.ended.fn.Load(); fn != nil && len(ended) > 0 {
-		(*fn)(ctx, ended)
+	if fn := s.ended.fn.Load(); fn != nil {
+		(*fn)(ctx, userID, ended)
 	}
 	return nil
 }

@@ -191,7 +191,8 @@ func (s *Service) RevokeSession(ctx context.Context, c Client, u *latchkey.User,
 }
 
 // RevokeAllSessions ends every session of u, the caller's own included, and returns the
-// signed-in ones it ended.
+// signed-in ones it ended. The caller ends the account for the applications too
+// (oidc.Provider.EndAllSessions): it does not go through the SessionsEnded hook.
 func (s *Service) RevokeAllSessions(ctx context.Context, c Client, u *latchkey.User) ([]*latchkey.Session, error) {
 	list, err := s.opt.Store.FindUserSessions(ctx, u.ID, s.now())
 	if err != nil {

@@ -138,9 +138,11 @@ func New(opt Options) *Server {
 		pingEvery:   opt.StreamPing,
 	}
 	if opt.OIDC != nil && opt.Login != nil {
-		// Sessions that account rules end (password change, resets, a disabled user) end
-		// for the applications too.
-		opt.Login.OnSessionsEnded(func(ctx context.Context, ended []*latchkey.Session) { opt.OIDC.EndSessions(ctx, ended...) })
+		// Sessions that account rules end (password change, resets, a disabled user, an
+		// admin's sign-out) end for the applications too, with every token of the account.
+		opt.Login.OnSessionsEnded(func(ctx context.Context, userID latchkey.UserID, ended []*latchkey.Session) {
+			opt.OIDC.EndAllSessions(ctx, userID, ended...)
+		})
 	}
 	if opt.Push != nil {
 		hub := opt.Push.Hub()

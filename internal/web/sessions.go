@@ -23,6 +23,14 @@ func (s *Server) endForApps(r *http.Request, ended ...*latchkey.Session) {
 	}
 }
 
+// endAccountForApps is endForApps for "Sign out everywhere": it also revokes every other
+// OIDC token of u, such as offline_access ones given in sessions that had ended before.
+func (s *Server) endAccountForApps(r *http.Request, u *latchkey.User, ended ...*latchkey.Session) {
+	if s.oidc != nil {
+		s.oidc.EndAllSessions(r.Context(), u.ID, ended...)
+	}
+}
+
 // sessionJSON is one session in GET /api/v1/account/sessions.
 type sessionJSON struct {
 	ID         string    `json:"id"`
@@ -82,7 +90,7 @@ func (s *Server) apiRevokeAllSessions(w http.ResponseWriter, r *http.Request, a 
 	if err != nil {
 		return nil, err
 	}
-	s.endForApps(r, ended...)
+	s.endAccountForApps(r, a.user, ended...)
 	s.clearSession(w)
 	return map[string]any{"revoked": len(ended), "signed_out": true}, nil
 }
@@ -107,7 +115,7 @@ func (s *Server) pageRevokeAllSessions(w http.ResponseWriter, r *http.Request, a
 	if err != nil {
 		return err
 	}
-	s.endForApps(r, ended...)
+	s.endAccountForApps(r, a.user, ended...)
 	s.clearSession(w)
 	http.Redirect(w, r, "/login?done=signed-out-all", http.StatusSeeOther)
 	return nil

@@ -809,3 +809,58 @@ func TestBackchannelLogoutOnAccountRules(t *testing.T) {
 		t.Error("alice is still signed in after the admin signed her out")
 	}
 }
+
+// TestSignOutEverywhereRevokesOfflineTokens: "Sign out everywhere" and an admin's sign-out
+// revoke every token of the account, also the offline_access refresh token given in
+// yesterday's session, which had ended by itself and which no session list names any more.
+func TestSignOutEverywhereRevokesOfflineTokens(t *testing.T) {
+	refreshes := func(rp *wdRP, in wdSignIn) bool {
+		_, err := rp.conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: in.tok.RefreshToken}).Token()
+		return err == nil
+	}
+	ctx := context.Background()
+	for _, how := range []string{"revoke-all", "admin"} {
+		t.Run(how, func(t *testing.T) {
+			f := newWorkdayFixture(t, nil)
+			rp1 := f.rp("rp1", false)
+			b := f.browser()
+			yesterday := b.signIn(rp1, "alice")
+			f.clock.t = madridAt(1, 9, 0)
+			today := b.signIn(rp1, "alice")
+			if today.claims.SID == yesterday.claims.SID {
+				t.Fatal("the next morning's sign-in kept yesterday's session")
+			}
+			switch how {
+			case "revoke-all":
+				req, _ := http.NewRequest("POST", f.srv.URL+"/api/v1/account/sessions/revoke-all", nil)
+				req.Header.Set("Sec-Fetch-Site", "same-origin")
+				resp, err := b.hc.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("revoke-all: %d", resp.StatusCode)
+				}
+			case "admin":
+				admin, err := f.svc.CreateUser(ctx, login.Client{}, login.NewUser{Username: "root", Email: "root@example.com", Role: latchkey.RoleAdmin, Password: "an admin's long passphrase"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				alice, err := f.db.FindUserByUsername(ctx, "alice")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := f.svc.AdminRevokeSessions(ctx, login.Client{}, admin, "", alice.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if refreshes(rp1, today) {
+				t.Error("today's refresh token still works")
+			}
+			if refreshes(rp1, yesterday) {
+				t.Error("yesterday's offline refresh token still works after signing out everywhere")
+			}
+		})
+	}
+}
