@@ -12,11 +12,14 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
 
 	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/audit"
 	"github.com/latchkey/latchkey/internal/oidc"
 )
 
@@ -371,4 +374,77 @@ func TestRefreshWithFewerScopesRotates(t *testing.T) {
 	if code != http.StatusOK || rt3 == "" || !strings.Contains(scope, "email") || !strings.Contains(scope, "offline_access") {
 		t.Errorf("refresh of the rotated token without scope: %d, refresh token %q, scope %q; want the grant's scopes", code, rt3, scope)
 	}
+}
+
+// pairedRefreshReads is the real store whose refresh token reads, once armed, wait until two
+// of them have read: two refreshes with the same token both find it unused.
+type pairedRefreshReads struct {
+	oidc.Store
+	armed bool
+	read  sync.WaitGroup
+}
+
+func (s *pairedRefreshReads) FindOIDCRefreshToken(ctx context.Context, id string) (*latchkey.OIDCRefreshToken, error) {
+	rt, err := s.Store.FindOIDCRefreshToken(ctx, id)
+	if s.armed {
+		s.read.Done()
+		s.read.Wait()
+	}
+	return rt, err
+}
+
+// TestConcurrentRefreshReuseRevokesTheGrant: two refreshes at once with the same token both
+// read it unused; one rotates it, and the other, refused, is a reuse like a later one: the
+// grant is revoked (the winner's new refresh token no longer works) and the reuse audited.
+func TestConcurrentRefreshReuseRevokesTheGrant(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	store := &pairedRefreshReads{Store: f.db}
+	clock := func() time.Time { return f.now }
+	p, err := oidc.New(oidc.Options{Store: store, Issuer: "http://id.test", Now: clock, Audit: audit.New(f.db, nil, clock)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.p = p
+	id := f.start(t, "app", url.Values{"scope": {"openid offline_access"}})
+	if _, err := f.p.Authorize(ctx, id, &latchkey.Session{AMR: []string{"pwd"}, PasswordAt: t0}, f.user); err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	json.Unmarshal([]byte(f.exchange(t, "app", id)), &tok)
+	refresh := func(rt string) *httptest.ResponseRecorder {
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+		req := httptest.NewRequest("POST", "http://id.test/oidc/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("app", f.secrets["app"])
+		rec := httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, req)
+		return rec
+	}
+	store.armed = true
+	store.read.Add(2)
+	var recs [2]*httptest.ResponseRecorder
+	var wg sync.WaitGroup
+	for i := range recs {
+		wg.Go(func() { recs[i] = refresh(tok.RefreshToken) })
+	}
+	wg.Wait()
+	store.armed = false
+	won, lost := recs[0], recs[1]
+	if won.Code != http.StatusOK {
+		won, lost = lost, won
+	}
+	if won.Code != http.StatusOK || lost.Code != http.StatusBadRequest || !strings.Contains(lost.Body.String(), "invalid_grant") {
+		t.Fatalf("concurrent refreshes: %d %s and %d %s, want one 200 and one invalid_grant", recs[0].Code, recs[0].Body, recs[1].Code, recs[1].Body)
+	}
+	var next struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	json.Unmarshal(won.Body.Bytes(), &next)
+	if rec := refresh(next.RefreshToken); rec.Code == http.StatusOK {
+		t.Errorf("the winner's new refresh token still works after the reuse: %s", rec.Body)
+	}
+	f.audited(t, latchkey.ActionOIDCRefreshReused, latchkey.OutcomeDenied, "client: app")
 }

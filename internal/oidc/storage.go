@@ -360,8 +360,13 @@ func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Token
 	if currentRefreshToken != "" {
 		use.RefreshID = hashSecret(currentRefreshToken)
 	}
-	if err := s.db.CreateOIDCTokens(ctx, at, rt, use, now); latchkey.ErrorCode(err) == latchkey.ENotFound {
-		return "", "", time.Time{}, zoidc.ErrInvalidGrant().WithDescription("The refresh token was used already.")
+	if err := s.db.CreateOIDCTokens(ctx, at, rt, use, now); latchkey.ErrorCode(err) == latchkey.ENotFound && use.RefreshID != "" {
+		// Another refresh used the token since TokenRequestByRefreshToken read it: a reuse
+		// like any other, which the order of two requests must not excuse.
+		if r, ok := req.(*refreshRequest); ok {
+			err = s.refreshReused(ctx, r.OIDCRefreshToken)
+		}
+		return "", "", time.Time{}, zoidc.ErrInvalidGrant().WithDescription("The refresh token was used already.").WithParent(err)
 	} else if err != nil {
 		return "", "", time.Time{}, s.issued(ctx, req, err)
 	}
@@ -384,13 +389,7 @@ func (s *storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 		return nil, err
 	}
 	if rt.UsedAt != nil {
-		n, derr := s.db.DeleteOIDCGrant(ctx, rt.GrantID)
-		if derr != nil {
-			return nil, fmt.Errorf("revoke grant of reused refresh token: %w", derr)
-		}
-		s.p.log.WarnContext(ctx, "oidc: refresh token reused; grant revoked", "client_id", rt.ClientID, "user_id", rt.UserID, "tokens", n)
-		s.p.recordID(ctx, nil, rt.UserID, latchkey.ActionOIDCRefreshReused, latchkey.OutcomeDenied, fmt.Sprintf("client: %s; tokens revoked: %d", rt.ClientID, n))
-		return nil, errors.New("refresh token used already")
+		return nil, s.refreshReused(ctx, rt)
 	}
 	if !s.p.now().Before(rt.ExpiresAt) {
 		return nil, errors.New("refresh token expired")
@@ -402,6 +401,17 @@ func (s *storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 		return nil, err
 	}
 	return &refreshRequest{OIDCRefreshToken: rt, scopes: rt.Scopes}, nil
+}
+
+// refreshReused revokes the grant of a refresh token used a second time, and audits it.
+func (s *storage) refreshReused(ctx context.Context, rt *latchkey.OIDCRefreshToken) error {
+	n, err := s.db.DeleteOIDCGrant(ctx, rt.GrantID)
+	if err != nil {
+		return fmt.Errorf("revoke grant of reused refresh token: %w", err)
+	}
+	s.p.log.WarnContext(ctx, "oidc: refresh token reused; grant revoked", "client_id", rt.ClientID, "user_id", rt.UserID, "tokens", n)
+	s.p.recordID(ctx, nil, rt.UserID, latchkey.ActionOIDCRefreshReused, latchkey.OutcomeDenied, fmt.Sprintf("client: %s; tokens revoked: %d", rt.ClientID, n))
+	return errors.New("refresh token used already")
 }
 
 // sessionRule applies the workday session to a refresh: while the Latchkey session the grant
