@@ -24,6 +24,10 @@ const pathDeviceAuthorization = "/oidc/device_authorization"
 //   - discovery lists only what Latchkey serves: the authorization code flow with PKCE and
 //     refresh tokens, no implicit flow, no JWT bearer or device grant, no private_key_jwt
 //     algorithms (the library advertises all of them whatever the configuration);
+//   - an authorization request whose redirect_uri is not, as a string, one its client
+//     registered gets a 400 without a redirect: the library compares the URI after
+//     percent-decoding it, and would send its own validation errors (and the state) to
+//     https://app.test/%63b for a registered https://app.test/cb;
 //   - an authorization request's request_uri is noted for CreateAuthRequest, which refuses
 //     it, and an access token in the userinfo URL is refused (RFC 6750 §2.3);
 //   - a path under /oidc/ that is no endpoint is a 404 in JSON (the library's was plain text);
@@ -46,7 +50,7 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 			discovery.ServeHTTP(w, r)
 			return
 		case PathAuthorize:
-			if p.badMaxAge(w, r) {
+			if p.unregisteredRedirect(w, r) || p.badMaxAge(w, r) {
 				return
 			}
 			// The library reads only the parameters it knows; CreateAuthRequest refuses a
@@ -103,6 +107,25 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 		}
 		lib.ServeHTTP(w, r)
 	})
+}
+
+// unregisteredRedirect refuses, without redirecting, an authorization request of a known
+// client whose redirect_uri is not exactly (byte for byte) one the client registered
+// (RFC 6749 §4.1.2.1: an invalid redirect URI is never redirected to). Errors found later,
+// by the library or by Latchkey, are then only sent to a registered URI. A request of an
+// unknown client or without redirect_uri is left to the library, which refuses it without
+// redirecting too. It reports whether it answered.
+func (p *Provider) unregisteredRedirect(w http.ResponseWriter, r *http.Request) bool {
+	id, redirect := r.FormValue("client_id"), r.FormValue("redirect_uri")
+	if id == "" || redirect == "" {
+		return false
+	}
+	c, err := p.opt.Store.FindOIDCClientByID(r.Context(), id)
+	if err != nil || slices.Contains(c.RedirectURIs, redirect) {
+		return false
+	}
+	op.AuthRequestError(w, r, nil, zoidc.ErrInvalidRequestRedirectURI().WithDescription("The redirect_uri is not registered for this client."), p.op)
+	return true
 }
 
 // badMaxAge answers an authorization request whose max_age is not a number of seconds with

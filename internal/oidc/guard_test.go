@@ -247,3 +247,43 @@ func TestAuthorizeRefusesWhatItCannotHonour(t *testing.T) {
 		t.Errorf("access token in the userinfo URL = %d %s, want 400 invalid_request", rec.Code, rec.Body)
 	}
 }
+
+// TestErrorsNeverGoToAnUnregisteredRedirect: a redirect_uri that only percent-decodes to a
+// registered one (https://app.test/%63b for https://app.test/cb) is refused with a 400 and no
+// redirect, also when the request has another error that the library would have redirected
+// there with the state; with the registered URI, that error goes to the client.
+func TestErrorsNeverGoToAnUnregisteredRedirect(t *testing.T) {
+	f := setup(t)
+	authorize := func(params url.Values) *httptest.ResponseRecorder {
+		q := url.Values{"client_id": {"app"}, "redirect_uri": {"https://app.test/cb"}, "response_type": {"code"}, "scope": {"openid"},
+			"code_challenge": {challenge()}, "code_challenge_method": {"S256"}, "state": {"S"}}
+		for k, v := range params {
+			q[k] = v
+		}
+		rec := httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/oidc/authorize?"+q.Encode(), nil))
+		return rec
+	}
+	for _, tt := range []struct {
+		name   string
+		params url.Values
+	}{
+		{"prompt none and login", url.Values{"prompt": {"none login"}}},
+		{"response_type token", url.Values{"response_type": {"token"}}},
+		{"bad id_token_hint", url.Values{"id_token_hint": {"not.a.token"}}},
+	} {
+		rec := authorize(tt.params)
+		if loc, _ := url.Parse(rec.Header().Get("Location")); rec.Code != http.StatusFound || loc == nil || loc.Host != "app.test" || loc.Query().Get("error") == "" {
+			t.Errorf("%s with the registered redirect_uri = %d to %q, want an error at it", tt.name, rec.Code, rec.Header().Get("Location"))
+		}
+		for _, uri := range []string{"https://app.test/%63b", "https://app.test/c%62", "https://%61pp.test/cb"} {
+			params := url.Values{"redirect_uri": {uri}}
+			for k, v := range tt.params {
+				params[k] = v
+			}
+			if rec := authorize(params); rec.Code != http.StatusBadRequest || rec.Header().Get("Location") != "" {
+				t.Errorf("%s with redirect_uri %q = %d to %q, want 400 without a redirect", tt.name, uri, rec.Code, rec.Header().Get("Location"))
+			}
+		}
+	}
+}
