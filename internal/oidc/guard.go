@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/rs/cors"
+	httphelper "github.com/zitadel/oidc/v3/pkg/http"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
@@ -50,7 +51,11 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 			discovery.ServeHTTP(w, r)
 			return
 		case PathAuthorize:
-			if p.unregisteredRedirect(w, r) || p.badMaxAge(w, r) {
+			if p.unregisteredRedirect(w, r) {
+				return
+			}
+			w = p.withIss(w)
+			if p.badMaxAge(w, r) {
 				return
 			}
 			// The library reads only the parameters it knows; CreateAuthRequest refuses a
@@ -184,7 +189,57 @@ func (p *Provider) discover(w http.ResponseWriter, r *http.Request) {
 	c.RevocationEndpointAuthSigningAlgValuesSupported = nil
 	c.IntrospectionEndpointAuthSigningAlgValuesSupported = nil
 	c.RequestObjectSigningAlgValuesSupported = nil
-	op.Discover(w, c)
+	httphelper.MarshalJSON(w, struct {
+		*zoidc.DiscoveryConfiguration
+		// RFC 9207 §3: every authorization response carries iss (withIss).
+		IssParameterSupported bool `json:"authorization_response_iss_parameter_supported"`
+	}{c, true})
+}
+
+// withIss returns w adding RFC 9207's iss, the issuer, to every authorization response it
+// redirects to a client (a code or an error, in the query or, for response_mode=fragment, in
+// the fragment), so that a client talking to several providers can tell which one answered
+// (mix-up attacks).
+func (p *Provider) withIss(w http.ResponseWriter) http.ResponseWriter {
+	return &issWriter{ResponseWriter: w, iss: strings.TrimSuffix(p.opt.Issuer, "/")}
+}
+
+type issWriter struct {
+	http.ResponseWriter
+	iss string
+}
+
+func (w *issWriter) WriteHeader(status int) {
+	if status/100 == 3 {
+		if loc := w.Header().Get("Location"); loc != "" {
+			w.Header().Set("Location", addIss(loc, w.iss))
+		}
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *issWriter) Write(b []byte) (int, error) { return w.ResponseWriter.Write(b) }
+
+// addIss adds iss to loc when loc is an authorization response (an absolute URL whose query
+// or fragment has code or error); anything else, such as the redirect to Latchkey's own
+// sign-in, is returned as it is.
+func addIss(loc, iss string) string {
+	u, err := url.Parse(loc)
+	if err != nil || !u.IsAbs() {
+		return loc
+	}
+	param := "iss=" + url.QueryEscape(iss)
+	if u.Fragment != "" {
+		if f, err := url.ParseQuery(u.Fragment); err == nil && (f.Has("code") || f.Has("error")) && !f.Has("iss") {
+			return loc + "&" + param
+		}
+		return loc
+	}
+	if q := u.Query(); (q.Has("code") || q.Has("error")) && !q.Has("iss") {
+		u.RawQuery += "&" + param
+		return u.String()
+	}
+	return loc
 }
 
 // basicChallenge adds RFC 6749 §5.2's WWW-Authenticate challenge to a 401 answer (invalid_client)

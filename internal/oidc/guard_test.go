@@ -287,3 +287,71 @@ func TestErrorsNeverGoToAnUnregisteredRedirect(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthorizationResponsesNameTheIssuer: RFC 9207. Discovery says so, and every answer at
+// the client's redirect URI carries iss: the code, the library's errors, Latchkey's own, in
+// the fragment for response_mode=fragment; the redirect to Latchkey's sign-in does not.
+func TestAuthorizationResponsesNameTheIssuer(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	rec := httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/.well-known/openid-configuration", nil))
+	var disc map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &disc); err != nil || disc["authorization_response_iss_parameter_supported"] != true || disc["issuer"] != "http://id.test" {
+		t.Errorf("discovery = %v, %v; want authorization_response_iss_parameter_supported true", disc, err)
+	}
+	authorize := func(params url.Values) *url.URL {
+		q := url.Values{"client_id": {"app"}, "redirect_uri": {"https://app.test/cb"}, "response_type": {"code"}, "scope": {"openid"},
+			"code_challenge": {challenge()}, "code_challenge_method": {"S256"}, "state": {"S"}}
+		for k, v := range params {
+			q[k] = v
+		}
+		rec := httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/oidc/authorize?"+q.Encode(), nil))
+		loc, _ := url.Parse(rec.Header().Get("Location"))
+		if loc == nil {
+			t.Fatalf("authorize %v: %d without a redirect", params, rec.Code)
+		}
+		return loc
+	}
+	for _, tt := range []struct {
+		name   string
+		params url.Values
+	}{
+		{"library's error", url.Values{"prompt": {"none login"}}},
+		{"bad max_age", url.Values{"max_age": {"soon"}}},
+		{"login_required", url.Values{"prompt": {"none"}}},
+	} {
+		loc := authorize(tt.params)
+		if tt.name == "login_required" {
+			// prompt=none without a session: Latchkey's decision, answered by Respond.
+			id := loc.Query().Get("id")
+			d, err := f.p.Authorize(ctx, id, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := httptest.NewRecorder()
+			f.p.Respond(rec, httptest.NewRequest("GET", "http://id.test/oidc/login?id="+id, nil), id, d.Err)
+			loc, _ = url.Parse(rec.Header().Get("Location"))
+		}
+		if q := loc.Query(); loc.Host != "app.test" || q.Get("error") == "" || q.Get("iss") != "http://id.test" || q.Get("state") != "S" {
+			t.Errorf("%s: redirected to %s, want an error with iss=http://id.test", tt.name, loc)
+		}
+	}
+	frag := authorize(url.Values{"response_mode": {"fragment"}, "prompt": {"none login"}})
+	if fq, _ := url.ParseQuery(frag.Fragment); fq.Get("error") == "" || fq.Get("iss") != "http://id.test" || frag.Query().Has("iss") {
+		t.Errorf("fragment error: redirected to %s, want iss in the fragment", frag)
+	}
+	if login := authorize(nil); login.Path != "/oidc/login" || login.Query().Has("iss") {
+		t.Errorf("sign-in redirect = %s, want /oidc/login without iss", login)
+	}
+	id := f.start(t, "app", nil)
+	if _, err := f.p.Authorize(ctx, id, &latchkey.Session{AMR: []string{"pwd"}, PasswordAt: t0}, f.user); err != nil {
+		t.Fatal(err)
+	}
+	rec = httptest.NewRecorder()
+	f.p.Respond(rec, httptest.NewRequest("GET", "http://id.test/oidc/login?id="+id, nil), id, nil)
+	if loc, _ := url.Parse(rec.Header().Get("Location")); loc == nil || loc.Query().Get("code") == "" || loc.Query().Get("iss") != "http://id.test" {
+		t.Errorf("code response = %q, want a code with iss=http://id.test", rec.Header().Get("Location"))
+	}
+}

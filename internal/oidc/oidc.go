@@ -412,6 +412,7 @@ func (p *Provider) authorize(ctx context.Context, id string, sess *latchkey.Sess
 func (p *Provider) Respond(w http.ResponseWriter, r *http.Request, id string, err error) {
 	ctx := op.ContextWithIssuer(p.logContext(r.Context()), strings.TrimSuffix(p.opt.Issuer, "/"))
 	r = r.WithContext(ctx)
+	w = p.withIss(w)
 	req, lerr := p.st.AuthRequestByID(ctx, id)
 	if lerr != nil {
 		op.AuthRequestError(w, r, nil, zoidc.ErrInvalidRequest().WithDescription("The authorization request is unknown or expired."), p.op)
