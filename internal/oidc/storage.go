@@ -260,13 +260,19 @@ func (s *storage) codeHolds(ctx context.Context, r *latchkey.OIDCAuthRequest) er
 
 // codeReused revokes the grant of a code exchanged a second time, and audits it.
 func (s *storage) codeReused(ctx context.Context, r *latchkey.OIDCAuthRequest) error {
-	n, err := s.db.DeleteOIDCGrant(ctx, r.ID)
+	return s.grantReused(ctx, "code", latchkey.ActionOIDCCodeReused, r.ID, r.ClientID, r.UserID)
+}
+
+// grantReused revokes grant, whose credential (what: a code, a refresh token) was used a
+// second time, logs and audits it, and returns the error that refuses the request.
+func (s *storage) grantReused(ctx context.Context, what, action, grant, clientID string, userID latchkey.UserID) error {
+	n, err := s.db.DeleteOIDCGrant(ctx, grant)
 	if err != nil {
-		return fmt.Errorf("revoke grant of reused code: %w", err)
+		return fmt.Errorf("revoke grant of reused %s: %w", what, err)
 	}
-	s.p.log.WarnContext(ctx, "oidc: authorization code reused; grant revoked", "client_id", r.ClientID, "user_id", r.UserID, "tokens", n)
-	s.p.recordID(ctx, nil, r.UserID, latchkey.ActionOIDCCodeReused, latchkey.OutcomeDenied, fmt.Sprintf("client: %s; tokens revoked: %d", r.ClientID, n))
-	return errors.New("code used already")
+	s.p.log.WarnContext(ctx, "oidc: "+what+" reused; grant revoked", "client_id", clientID, "user_id", userID, "tokens", n)
+	s.p.recordID(ctx, nil, userID, action, latchkey.OutcomeDenied, fmt.Sprintf("client: %s; tokens revoked: %d", clientID, n))
+	return errors.New(what + " used already")
 }
 
 // issued handles the error of CreateOIDCTokens for req: a code that another exchange used
@@ -405,13 +411,7 @@ func (s *storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 
 // refreshReused revokes the grant of a refresh token used a second time, and audits it.
 func (s *storage) refreshReused(ctx context.Context, rt *latchkey.OIDCRefreshToken) error {
-	n, err := s.db.DeleteOIDCGrant(ctx, rt.GrantID)
-	if err != nil {
-		return fmt.Errorf("revoke grant of reused refresh token: %w", err)
-	}
-	s.p.log.WarnContext(ctx, "oidc: refresh token reused; grant revoked", "client_id", rt.ClientID, "user_id", rt.UserID, "tokens", n)
-	s.p.recordID(ctx, nil, rt.UserID, latchkey.ActionOIDCRefreshReused, latchkey.OutcomeDenied, fmt.Sprintf("client: %s; tokens revoked: %d", rt.ClientID, n))
-	return errors.New("refresh token used already")
+	return s.grantReused(ctx, "refresh token", latchkey.ActionOIDCRefreshReused, rt.GrantID, rt.ClientID, rt.UserID)
 }
 
 // sessionRule applies the workday session to a refresh: while the Latchkey session the grant
