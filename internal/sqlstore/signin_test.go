@@ -261,28 +261,7 @@ func TestCompleteSecondFactorConcurrent(t *testing.T) {
 		ctx := context.Background()
 		const n = 12
 		u, c := completionFixture(t, db, n)
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		wins, conflicts := 0, 0
-		for i := range n {
-			wg.Go(func() {
-				err := db.CompleteSecondFactor(ctx, completionOf(u, c, i, 20))
-				mu.Lock()
-				defer mu.Unlock()
-				switch errCode(err) {
-				case "":
-					wins++
-				case latchkey.EConflict:
-					conflicts++
-				default:
-					t.Errorf("unexpected error %v", err)
-				}
-			})
-		}
-		wg.Wait()
-		if wins != 1 || conflicts != n-1 {
-			t.Errorf("%d wins, %d conflicts, want 1 and %d", wins, conflicts, n-1)
-		}
+		oneWins(t, n, func(i int) error { return db.CompleteSecondFactor(ctx, completionOf(u, c, i, 20)) })
 		signedIn, flows := 0, 0
 		for i := range n {
 			st := readCompletionState(t, db, u, i)
@@ -648,28 +627,7 @@ func TestCompleteSecondFactorRecoveryCode(t *testing.T) {
 			t.Fatal("a completion refused for its flow spent its recovery code")
 		}
 		// Several sign-ins with the same code at once: one.
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		wins, conflicts := 0, 0
-		for i := range n {
-			wg.Go(func() {
-				err := db.CompleteSecondFactor(ctx, withCode(i, "code-a"))
-				mu.Lock()
-				defer mu.Unlock()
-				switch errCode(err) {
-				case "":
-					wins++
-				case latchkey.EConflict:
-					conflicts++
-				default:
-					t.Errorf("unexpected error %v", err)
-				}
-			})
-		}
-		wg.Wait()
-		if wins != 1 || conflicts != n-1 {
-			t.Errorf("%d wins, %d conflicts, want 1 and %d", wins, conflicts, n-1)
-		}
+		oneWins(t, n, func(i int) error { return db.CompleteSecondFactor(ctx, withCode(i, "code-a")) })
 		if got := used(); !got["code-a"] || got["code-b"] || got["code-bob"] {
 			t.Errorf("used codes %v, want code-a alone", got)
 		}
@@ -688,4 +646,32 @@ func TestCompleteSecondFactorRecoveryCode(t *testing.T) {
 			t.Errorf("used codes %v, want code-a alone", got)
 		}
 	})
+}
+
+// oneWins runs f(0..n-1) at once and checks that exactly one succeeds and every other is
+// refused with EConflict.
+func oneWins(t *testing.T, n int, f func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins, conflicts := 0, 0
+	for i := range n {
+		wg.Go(func() {
+			err := f(i)
+			mu.Lock()
+			defer mu.Unlock()
+			switch errCode(err) {
+			case "":
+				wins++
+			case latchkey.EConflict:
+				conflicts++
+			default:
+				t.Errorf("unexpected error %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 || conflicts != n-1 {
+		t.Errorf("%d succeeded, %d conflicts, want 1 and %d", wins, conflicts, n-1)
+	}
 }

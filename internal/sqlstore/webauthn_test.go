@@ -368,28 +368,7 @@ func TestUseWebAuthnCredentialCounter(t *testing.T) {
 			}
 		}
 		const n = 8
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		wins, conflicts := 0, 0
-		for range n {
-			wg.Go(func() {
-				err := db.UseWebAuthnCredential(ctx, k.ID, 6, false, t0)
-				mu.Lock()
-				defer mu.Unlock()
-				switch errCode(err) {
-				case "":
-					wins++
-				case latchkey.EConflict:
-					conflicts++
-				default:
-					t.Errorf("unexpected error %v", err)
-				}
-			})
-		}
-		wg.Wait()
-		if wins != 1 || conflicts != n-1 {
-			t.Errorf("%d recorded, %d conflicts, want 1 and %d", wins, conflicts, n-1)
-		}
+		oneWins(t, n, func(_ int) error { return db.UseWebAuthnCredential(ctx, k.ID, 6, false, t0) })
 		for _, tt := range []struct {
 			name    string
 			id      int64
