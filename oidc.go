@@ -201,8 +201,9 @@ type OIDCStore interface {
 	DeleteOIDCRefreshToken(ctx Context, id string) error
 	// DeleteOIDCGrant revokes every token of a grant and returns how many it deleted.
 	DeleteOIDCGrant(ctx Context, grantID string) (int, error)
-	// DeleteOIDCUserTokens revokes every token of a user for a client ("" for all clients).
-	DeleteOIDCUserTokens(ctx Context, userID UserID, clientID string) error
+	// DeleteOIDCUserTokens revokes every token of a user for a client ("" for all clients),
+	// except those given in the Latchkey session keepSID (its public SID; "" keeps none).
+	DeleteOIDCUserTokens(ctx Context, userID UserID, clientID, keepSID string) error
 	// FindOIDCSessionClients returns the clients that a user signed in to in the Latchkey
 	// session sid (a completed request or a live token), ordered by ID.
 	FindOIDCSessionClients(ctx Context, sid string) ([]*OIDCClient, error)

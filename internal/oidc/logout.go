@@ -64,15 +64,17 @@ func (p *Provider) EndSessions(ctx context.Context, ended ...*latchkey.Session) 
 // EndAllSessions ends, for every application, the account of userID after an account-wide
 // event (sign out everywhere, a password change, an MFA reset, a user disabled or signed out
 // by an admin or an agent): it does what EndSessions does for the sessions that just ended,
-// then revokes every access and refresh token of the user, also the offline_access ones
-// given in sessions that had ended earlier (which no session list names any more) and those
-// of a session the event kept: the applications sign in again through it.
-func (p *Provider) EndAllSessions(ctx context.Context, userID latchkey.UserID, ended ...*latchkey.Session) {
+// then revokes every other access and refresh token of the user, also the offline_access
+// ones given in sessions that had ended earlier (which no session list names any more),
+// except those given in the session the event kept, keptSID (the public SID of the session
+// of a user who changed their password or reset their MFA; "" when the event kept none): that
+// session stays signed in, and so do its applications.
+func (p *Provider) EndAllSessions(ctx context.Context, userID latchkey.UserID, keptSID string, ended ...*latchkey.Session) {
 	p.EndSessions(ctx, ended...)
 	if userID == 0 {
 		return
 	}
-	if err := p.opt.Store.DeleteOIDCUserTokens(ctx, userID, ""); err != nil {
+	if err := p.opt.Store.DeleteOIDCUserTokens(ctx, userID, "", keptSID); err != nil {
 		p.log.ErrorContext(ctx, "oidc: revoke the tokens of an account", "user_id", userID, "err", err)
 	}
 }

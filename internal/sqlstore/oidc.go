@@ -348,11 +348,14 @@ func (s *DB) DeleteOIDCGrant(ctx context.Context, grantID string) (int, error) {
 	return total, err
 }
 
-// DeleteOIDCUserTokens revokes every token of a user for a client ("" for all clients).
-func (s *DB) DeleteOIDCUserTokens(ctx context.Context, userID latchkey.UserID, clientID string) error {
+// DeleteOIDCUserTokens revokes every token of a user for a client ("" for all clients),
+// except those given in the session keepSID ("" keeps none; a token without a SID, older than
+// SIDs, is never kept).
+func (s *DB) DeleteOIDCUserTokens(ctx context.Context, userID latchkey.UserID, clientID, keepSID string) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, table := range []string{"oidc_access_tokens", "oidc_refresh_tokens"} {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE user_id = $1 AND ($2 = '' OR client_id = $2)`, userID, clientID); err != nil {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE user_id = $1 AND ($2 = '' OR client_id = $2) AND ($3 = '' OR sid <> $3)`,
+				userID, clientID, keepSID); err != nil {
 				return fmt.Errorf("delete user tokens from %s: %w", table, err)
 			}
 		}

@@ -197,13 +197,13 @@ func TestOIDCTokens(t *testing.T) {
 		if _, err := db.FindOIDCAccessToken(ctx, "b1"); err != nil {
 			t.Errorf("token of another grant: %v", err)
 		}
-		if err := db.DeleteOIDCUserTokens(ctx, u.ID, "app"); err != nil {
+		if err := db.DeleteOIDCUserTokens(ctx, u.ID, "app", ""); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.FindOIDCAccessToken(ctx, "b1"); err != nil {
 			t.Errorf("token of another client after DeleteOIDCUserTokens(app): %v", err)
 		}
-		if err := db.DeleteOIDCUserTokens(ctx, u.ID, ""); err != nil {
+		if err := db.DeleteOIDCUserTokens(ctx, u.ID, "", ""); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.FindOIDCAccessToken(ctx, "b1"); errCode(err) != latchkey.ENotFound {
@@ -377,6 +377,67 @@ func TestOIDCSessionTokens(t *testing.T) {
 		}
 		if n, err := db.DeleteOIDCSessionTokens(ctx, ""); err != nil || n != 0 {
 			t.Errorf(`DeleteOIDCSessionTokens("") = %d, %v; want nothing deleted`, n, err)
+		}
+	})
+}
+
+// TestOIDCUserTokensKeepASession: an account-wide revocation that keeps a session (a password
+// change keeps the changer's) revokes every token of the user but those given in that
+// session: those of other sessions, of sessions ended long ago, and those without a SID
+// (older than SIDs) go; another user's stay.
+func TestOIDCUserTokensKeepASession(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		mkClient(t, db, "app")
+		mkClient(t, db, "other")
+		alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
+		mk := func(id, client string, u *latchkey.User, sid string) {
+			t.Helper()
+			g := latchkey.OIDCGrant{GrantID: "g-" + id, ClientID: client, UserID: u.ID, Scopes: []string{"openid", "offline_access"}, Audience: []string{client}, AMR: []string{"pwd"}, ACR: "pwd", AuthTime: t0, SID: sid}
+			if err := db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "a" + id, OIDCGrant: g, RefreshTokenID: "r" + id, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+				&latchkey.OIDCRefreshToken{ID: "r" + id, OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}, latchkey.OIDCTokenUse{}, t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mk("kept1", "app", alice, "here")
+		mk("kept2", "other", alice, "here")
+		mk("phone", "app", alice, "phone")
+		mk("yesterday", "other", alice, "yesterday")
+		mk("old", "app", alice, "")
+		mk("bob", "app", bob, "bobs")
+		alive := func(id string) bool {
+			t.Helper()
+			_, errA := db.FindOIDCAccessToken(ctx, "a"+id)
+			_, errR := db.FindOIDCRefreshToken(ctx, "r"+id)
+			if (errA == nil) != (errR == nil) {
+				t.Fatalf("token pair %s: access %v, refresh %v", id, errA, errR)
+			}
+			return errA == nil
+		}
+		// Keeping a session for one client only still revokes nothing of the other client.
+		if err := db.DeleteOIDCUserTokens(ctx, alice.ID, "app", "here"); err != nil {
+			t.Fatal(err)
+		}
+		for id, want := range map[string]bool{"kept1": true, "kept2": true, "phone": false, "yesterday": true, "old": false, "bob": true} {
+			if got := alive(id); got != want {
+				t.Errorf(`after DeleteOIDCUserTokens(alice, "app", "here"): %s alive = %v, want %v`, id, got, want)
+			}
+		}
+		if err := db.DeleteOIDCUserTokens(ctx, alice.ID, "", "here"); err != nil {
+			t.Fatal(err)
+		}
+		for id, want := range map[string]bool{"kept1": true, "kept2": true, "yesterday": false, "bob": true} {
+			if got := alive(id); got != want {
+				t.Errorf(`after DeleteOIDCUserTokens(alice, "", "here"): %s alive = %v, want %v`, id, got, want)
+			}
+		}
+		if err := db.DeleteOIDCUserTokens(ctx, alice.ID, "", ""); err != nil {
+			t.Fatal(err)
+		}
+		for id, want := range map[string]bool{"kept1": false, "kept2": false, "bob": true} {
+			if got := alive(id); got != want {
+				t.Errorf(`after DeleteOIDCUserTokens(alice, "", ""): %s alive = %v, want %v`, id, got, want)
+			}
 		}
 	})
 }

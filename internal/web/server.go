@@ -139,9 +139,10 @@ func New(opt Options) *Server {
 	}
 	if opt.OIDC != nil && opt.Login != nil {
 		// Sessions that account rules end (password change, resets, a disabled user, an
-		// admin's sign-out) end for the applications too, with every token of the account.
-		opt.Login.OnSessionsEnded(func(ctx context.Context, userID latchkey.UserID, ended []*latchkey.Session) {
-			opt.OIDC.EndAllSessions(ctx, userID, ended...)
+		// admin's sign-out) end for the applications too, with every token of the account
+		// but those of the session the rule kept (the password changer's).
+		opt.Login.OnSessionsEnded(func(ctx context.Context, userID latchkey.UserID, kept string, ended []*latchkey.Session) {
+			opt.OIDC.EndAllSessions(ctx, userID, kept, ended...)
 		})
 	}
 	if opt.Push != nil {

@@ -24,10 +24,11 @@ func (s *Server) endForApps(r *http.Request, ended ...*latchkey.Session) {
 }
 
 // endAccountForApps is endForApps for "Sign out everywhere": it also revokes every other
-// OIDC token of u, such as offline_access ones given in sessions that had ended before.
+// OIDC token of u, such as offline_access ones given in sessions that had ended before. It
+// keeps no session's tokens: "Sign out everywhere" signs out this browser too.
 func (s *Server) endAccountForApps(r *http.Request, u *latchkey.User, ended ...*latchkey.Session) {
 	if s.oidc != nil {
-		s.oidc.EndAllSessions(r.Context(), u.ID, ended...)
+		s.oidc.EndAllSessions(r.Context(), u.ID, "", ended...)
 	}
 }
 

@@ -864,3 +864,98 @@ func TestSignOutEverywhereRevokesOfflineTokens(t *testing.T) {
 		})
 	}
 }
+
+// refreshes reports whether rp can still use the refresh token it was given in in (which a
+// success rotates: ask once per sign-in).
+func (rp *wdRP) refreshes(in wdSignIn) bool {
+	_, err := rp.conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: in.tok.RefreshToken}).Token()
+	return err == nil
+}
+
+// api sends a JSON request as the browser's own page would and returns the status.
+func (b *wdBrowser) api(method, path string, body any) int {
+	b.f.t.Helper()
+	raw, err := json.Marshal(body)
+	if err != nil {
+		b.f.t.Fatal(err)
+	}
+	req, _ := http.NewRequest(method, b.f.srv.URL+path, strings.NewReader(string(raw)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		b.f.t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b.f.t.Logf("%s %s: %d %s", method, path, resp.StatusCode, msg)
+	}
+	return resp.StatusCode
+}
+
+// TestAccountRulesKeepThisBrowsersApplications: an account rule that keeps the session it
+// was made in (a password change, Reset all MFA, an administrator signing out their own other
+// sessions) keeps that session's applications signed in too: the tokens given in it stay
+// valid, while those of the other sessions and the offline_access token of yesterday's
+// session (which had ended by itself) are revoked.
+func TestAccountRulesKeepThisBrowsersApplications(t *testing.T) {
+	ctx := context.Background()
+	for _, how := range []string{"password change", "reset MFA", "admin's own sessions"} {
+		t.Run(how, func(t *testing.T) {
+			f := newWorkdayFixture(t, nil)
+			rp1, rp2 := f.rp("rp1", false), f.rp("rp2", false)
+			laptop, phone := f.browser(), f.browser()
+			yesterday := laptop.signIn(rp1, "alice")
+			f.clock.t = madridAt(1, 9, 0)
+			here := laptop.signIn(rp1, "alice")
+			f.clock.Add(time.Minute)
+			hereToo := laptop.signIn(rp2, "alice")
+			f.clock.Add(time.Minute)
+			there := phone.signIn(rp1, "alice")
+			f.clock.Add(time.Minute)
+			if here.claims.SID == yesterday.claims.SID || hereToo.claims.SID != here.claims.SID || there.claims.SID == here.claims.SID {
+				t.Fatalf("sids: yesterday %q, here %q and %q, phone %q", yesterday.claims.SID, here.claims.SID, hereToo.claims.SID, there.claims.SID)
+			}
+			switch how {
+			case "password change":
+				if code := laptop.api("POST", "/api/v1/account/password", map[string]string{"current_password": pw, "new_password": "a new and rather long passphrase"}); code != 200 {
+					t.Fatalf("change password: %d", code)
+				}
+			case "reset MFA":
+				if code := laptop.api("POST", "/api/v1/account/mfa/reset", map[string]string{"password": pw, "code": totp.Code(f.secret, totp.Step(f.clock.Now()))}); code != 200 {
+					t.Fatalf("reset MFA: %d", code)
+				}
+			case "admin's own sessions":
+				admin := latchkey.RoleAdmin
+				alice, err := f.db.FindUserByUsername(ctx, "alice")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if alice, err = f.db.UpdateUser(ctx, alice.ID, latchkey.UserUpdate{Role: &admin}); err != nil {
+					t.Fatal(err)
+				}
+				sess, err := f.db.FindSessionBySID(ctx, here.claims.SID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := f.svc.AdminRevokeSessions(ctx, login.Client{}, alice, sess.ID, alice.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.oidc.WaitLogouts()
+			if !laptop.signedIn() || phone.signedIn() {
+				t.Fatalf("signed in: laptop %v, phone %v; want true, false", laptop.signedIn(), phone.signedIn())
+			}
+			if !rp1.refreshes(here) || !rp2.refreshes(hereToo) {
+				t.Error("the applications of the session that stays signed in were signed out")
+			}
+			if rp1.refreshes(there) {
+				t.Error("the phone's refresh token still works")
+			}
+			if rp1.refreshes(yesterday) {
+				t.Error("yesterday's offline refresh token still works")
+			}
+		})
+	}
+}
