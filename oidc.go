@@ -136,6 +136,16 @@ type OIDCRefreshToken struct {
 	UsedAt    *time.Time
 }
 
+// OIDCTokenSession is a client and the Latchkey session that tokens were given to it in: who
+// is told, by a back-channel logout, that those tokens were revoked.
+type OIDCTokenSession struct {
+	ClientID string
+	// SID is the public ID of the session ("" for tokens older than SIDs).
+	SID string
+	// BackchannelLogoutURI is the client's ("" when it registered none).
+	BackchannelLogoutURI string
+}
+
 // OIDCSigningKey is a key that signs ID tokens. PrivateKey is PKCS #8 DER (encrypted at rest
 // by the store), PublicKey PKIX DER. A retired key signs nothing more but stays published in
 // the JWKS until ExpiresAt, when every token it signed has expired.
@@ -202,8 +212,10 @@ type OIDCStore interface {
 	// DeleteOIDCGrant revokes every token of a grant and returns how many it deleted.
 	DeleteOIDCGrant(ctx Context, grantID string) (int, error)
 	// DeleteOIDCUserTokens revokes every token of a user for a client ("" for all clients),
-	// except those given in the Latchkey session keepSID (its public SID; "" keeps none).
-	DeleteOIDCUserTokens(ctx Context, userID UserID, clientID, keepSID string) error
+	// except those given in the Latchkey session keepSID (its public SID; "" keeps none), and
+	// returns, for the back-channel logouts, each client and session whose tokens it revoked,
+	// once, ordered by client and SID.
+	DeleteOIDCUserTokens(ctx Context, userID UserID, clientID, keepSID string) ([]OIDCTokenSession, error)
 	// FindOIDCSessionClients returns the clients that a user signed in to in the Latchkey
 	// session sid (a completed request or a live token), ordered by ID.
 	FindOIDCSessionClients(ctx Context, sid string) ([]*OIDCClient, error)

@@ -13,7 +13,7 @@ import (
 // the one it keeps, if any, and which of them were signed in, so that the account ends for
 // the applications too: the OIDC provider revokes every token of the user (offline ones of
 // sessions ended earlier included) but those given in the kept session, and sends
-// back-channel logouts for the ended sessions. kept is the public ID (sid) of the session the
+// back-channel logouts for the ended sessions and to the clients whose tokens it revoked. kept is the public ID (sid) of the session the
 // rule kept (the password changer's own), "" when it kept none: that session stays signed in,
 // and its applications with it. It is called even when no session was signed in. It must not
 // block.

@@ -170,7 +170,7 @@ func TestTokenRefusalsSayWhy(t *testing.T) {
 	if rec := userinfo(); rec.Code != 200 {
 		t.Fatalf("userinfo: %d %s", rec.Code, rec.Body)
 	}
-	if err := f.db.DeleteOIDCUserTokens(ctx, f.user.ID, "", ""); err != nil {
+	if _, err := f.db.DeleteOIDCUserTokens(ctx, f.user.ID, "", ""); err != nil {
 		t.Fatal(err)
 	}
 	rec = userinfo()

@@ -51,7 +51,7 @@ func (p *Provider) EndSessions(ctx context.Context, ended ...*latchkey.Session) 
 			if c.BackchannelLogoutURI == "" {
 				continue
 			}
-			tok, err := p.logoutToken(ctx, c.ID, sess)
+			tok, err := p.logoutToken(ctx, c.ID, sess.UserID, sess.SID)
 			if err != nil {
 				p.log.ErrorContext(ctx, "oidc: sign a logout token", "client_id", c.ID, "err", err)
 				continue
@@ -68,14 +68,39 @@ func (p *Provider) EndSessions(ctx context.Context, ended ...*latchkey.Session) 
 // ones given in sessions that had ended earlier (which no session list names any more),
 // except those given in the session the event kept, keptSID (the public SID of the session
 // of a user who changed their password or reset their MFA; "" when the event kept none): that
-// session stays signed in, and so do its applications.
+// session stays signed in, and so do its applications. A client whose tokens of an earlier
+// session are revoked this way is sent a back-channel logout for that session too (sub and
+// its sid; sub alone for a token older than sids), once per client and session; the clients
+// of the sessions that just ended were told by EndSessions, and the kept session's keep
+// their tokens and are told nothing.
 func (p *Provider) EndAllSessions(ctx context.Context, userID latchkey.UserID, keptSID string, ended ...*latchkey.Session) {
 	p.EndSessions(ctx, ended...)
 	if userID == 0 {
 		return
 	}
-	if err := p.opt.Store.DeleteOIDCUserTokens(ctx, userID, "", keptSID); err != nil {
+	revoked, err := p.opt.Store.DeleteOIDCUserTokens(ctx, userID, "", keptSID)
+	if err != nil {
 		p.log.ErrorContext(ctx, "oidc: revoke the tokens of an account", "user_id", userID, "err", err)
+		return
+	}
+	// EndSessions has told the clients of the ended sessions and deleted their tokens; one
+	// of their tokens found here was issued meanwhile, and its client was told already.
+	told := make(map[string]bool, len(ended))
+	for _, sess := range ended {
+		if sess != nil && sess.SID != "" {
+			told[sess.SID] = true
+		}
+	}
+	for _, ts := range revoked {
+		if ts.BackchannelLogoutURI == "" || told[ts.SID] {
+			continue
+		}
+		tok, err := p.logoutToken(ctx, ts.ClientID, userID, ts.SID)
+		if err != nil {
+			p.log.ErrorContext(ctx, "oidc: sign a logout token", "client_id", ts.ClientID, "err", err)
+			continue
+		}
+		p.sendLogout(ts.ClientID, ts.BackchannelLogoutURI, tok)
 	}
 }
 
@@ -83,9 +108,11 @@ func (p *Provider) EndAllSessions(ctx context.Context, userID latchkey.UserID, k
 // (for a graceful shutdown, and tests).
 func (p *Provider) WaitLogouts() { p.logouts.wg.Wait() }
 
-// logoutToken returns a logout token for client about sess, signed with the provider's
-// current key: iss, aud, iat, exp, jti, events, sub and sid, and never a nonce.
-func (p *Provider) logoutToken(ctx context.Context, clientID string, sess *latchkey.Session) (string, error) {
+// logoutToken returns a logout token for client about the session sid of userID, signed
+// with the provider's current key: iss, aud, iat, exp, jti, events, sub and sid (left out when
+// sid is "", which OIDC Back-Channel Logout 1.0 §2.4 allows: the client ends every session of
+// the user), and never a nonce.
+func (p *Provider) logoutToken(ctx context.Context, clientID string, userID latchkey.UserID, sid string) (string, error) {
 	key, err := p.st.SigningKey(ctx)
 	if err != nil {
 		return "", err
@@ -98,8 +125,10 @@ func (p *Provider) logoutToken(ctx context.Context, clientID string, sess *latch
 		"exp":    now.Add(2 * time.Minute).Unix(),
 		"jti":    randomToken(),
 		"events": map[string]any{backchannelEvent: map[string]any{}},
-		"sub":    subject(sess.UserID),
-		"sid":    sess.SID,
+		"sub":    subject(userID),
+	}
+	if sid != "" {
+		claims["sid"] = sid
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {

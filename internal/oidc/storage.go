@@ -454,7 +454,8 @@ func (s *storage) TerminateSession(ctx context.Context, userID, clientID string)
 	if err != nil {
 		return err
 	}
-	return s.db.DeleteOIDCUserTokens(ctx, id, clientID, "")
+	_, err = s.db.DeleteOIDCUserTokens(ctx, id, clientID, "")
+	return err
 }
 
 // RevokeToken revokes an access token (by ID, with userID set) or a refresh token (by the

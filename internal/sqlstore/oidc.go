@@ -1,11 +1,13 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -350,17 +352,59 @@ func (s *DB) DeleteOIDCGrant(ctx context.Context, grantID string) (int, error) {
 
 // DeleteOIDCUserTokens revokes every token of a user for a client ("" for all clients),
 // except those given in the session keepSID ("" keeps none; a token without a SID, older than
-// SIDs, is never kept).
-func (s *DB) DeleteOIDCUserTokens(ctx context.Context, userID latchkey.UserID, clientID, keepSID string) error {
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+// SIDs, is never kept), and returns each client and session whose tokens it revoked, once.
+// The tokens' own DELETE returns them, so that a token issued while it runs is either kept
+// or named.
+func (s *DB) DeleteOIDCUserTokens(ctx context.Context, userID latchkey.UserID, clientID, keepSID string) ([]latchkey.OIDCTokenSession, error) {
+	var out []latchkey.OIDCTokenSession
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		out = out[:0]
+		seen := map[latchkey.OIDCTokenSession]bool{}
 		for _, table := range []string{"oidc_access_tokens", "oidc_refresh_tokens"} {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE user_id = $1 AND ($2 = '' OR client_id = $2) AND ($3 = '' OR sid <> $3)`,
-				userID, clientID, keepSID); err != nil {
+			rows, err := tx.QueryContext(ctx, `DELETE FROM `+table+` WHERE user_id = $1 AND ($2 = '' OR client_id = $2) AND ($3 = '' OR sid <> $3)
+				RETURNING client_id, sid`, userID, clientID, keepSID)
+			if err != nil {
+				return fmt.Errorf("delete user tokens from %s: %w", table, err)
+			}
+			for rows.Next() {
+				var ts latchkey.OIDCTokenSession
+				if err := rows.Scan(&ts.ClientID, &ts.SID); err != nil {
+					rows.Close()
+					return fmt.Errorf("delete user tokens from %s: %w", table, err)
+				}
+				if !seen[ts] {
+					seen[ts] = true
+					out = append(out, ts)
+				}
+			}
+			if err := rows.Close(); err != nil {
+				return fmt.Errorf("delete user tokens from %s: %w", table, err)
+			}
+			if err := rows.Err(); err != nil {
 				return fmt.Errorf("delete user tokens from %s: %w", table, err)
 			}
 		}
+		uris := map[string]string{}
+		for i, ts := range out {
+			uri, ok := uris[ts.ClientID]
+			if !ok {
+				err := tx.QueryRowContext(ctx, `SELECT backchannel_logout_uri FROM oidc_clients WHERE id = $1`, ts.ClientID).Scan(&uri)
+				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return fmt.Errorf("find back-channel logout uri: %w", err)
+				}
+				uris[ts.ClientID] = uri
+			}
+			out[i].BackchannelLogoutURI = uri
+		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b latchkey.OIDCTokenSession) int {
+		return cmp.Or(strings.Compare(a.ClientID, b.ClientID), strings.Compare(a.SID, b.SID))
+	})
+	return out, nil
 }
 
 // FindOIDCSessionClients returns the clients signed in to in the Latchkey session sid.

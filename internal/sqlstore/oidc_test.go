@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -197,13 +198,13 @@ func TestOIDCTokens(t *testing.T) {
 		if _, err := db.FindOIDCAccessToken(ctx, "b1"); err != nil {
 			t.Errorf("token of another grant: %v", err)
 		}
-		if err := db.DeleteOIDCUserTokens(ctx, u.ID, "app", ""); err != nil {
+		if _, err := db.DeleteOIDCUserTokens(ctx, u.ID, "app", ""); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.FindOIDCAccessToken(ctx, "b1"); err != nil {
 			t.Errorf("token of another client after DeleteOIDCUserTokens(app): %v", err)
 		}
-		if err := db.DeleteOIDCUserTokens(ctx, u.ID, "", ""); err != nil {
+		if _, err := db.DeleteOIDCUserTokens(ctx, u.ID, "", ""); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.FindOIDCAccessToken(ctx, "b1"); errCode(err) != latchkey.ENotFound {
@@ -384,12 +385,16 @@ func TestOIDCSessionTokens(t *testing.T) {
 // TestOIDCUserTokensKeepASession: an account-wide revocation that keeps a session (a password
 // change keeps the changer's) revokes every token of the user but those given in that
 // session: those of other sessions, of sessions ended long ago, and those without a SID
-// (older than SIDs) go; another user's stay.
+// (older than SIDs) go; another user's stay. It names each client and session whose tokens
+// it revoked once, with the client's back-channel logout URI, for the logouts.
 func TestOIDCUserTokensKeepASession(t *testing.T) {
 	each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
 		mkClient(t, db, "app")
-		mkClient(t, db, "other")
+		const bcl = "https://other.example/backchannel-logout"
+		if err := db.CreateOIDCClient(ctx, &latchkey.OIDCClient{ID: "other", Name: "Other", RedirectURIs: []string{"https://other.example/cb"}, BackchannelLogoutURI: bcl}); err != nil {
+			t.Fatal(err)
+		}
 		alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
 		mk := func(id, client string, u *latchkey.User, sid string) {
 			t.Helper()
@@ -403,40 +408,51 @@ func TestOIDCUserTokensKeepASession(t *testing.T) {
 		mk("kept2", "other", alice, "here")
 		mk("phone", "app", alice, "phone")
 		mk("yesterday", "other", alice, "yesterday")
+		mk("yesterday2", "other", alice, "yesterday") // a second grant of the same session
 		mk("old", "app", alice, "")
+		mk("old2", "other", alice, "")
 		mk("bob", "app", bob, "bobs")
+		// An access token alone (no refresh token) names its session too.
+		g := latchkey.OIDCGrant{GrantID: "g-lone", ClientID: "other", UserID: alice.ID, Scopes: []string{"openid"}, Audience: []string{"other"}, AMR: []string{"pwd"}, ACR: "pwd", AuthTime: t0, SID: "lone"}
+		if err := db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "alone", OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}, nil, latchkey.OIDCTokenUse{}, t0); err != nil {
+			t.Fatal(err)
+		}
 		alive := func(id string) bool {
 			t.Helper()
 			_, errA := db.FindOIDCAccessToken(ctx, "a"+id)
 			_, errR := db.FindOIDCRefreshToken(ctx, "r"+id)
-			if (errA == nil) != (errR == nil) {
+			if (errA == nil) != (errR == nil) && id != "lone" {
 				t.Fatalf("token pair %s: access %v, refresh %v", id, errA, errR)
 			}
 			return errA == nil
 		}
-		// Keeping a session for one client only still revokes nothing of the other client.
-		if err := db.DeleteOIDCUserTokens(ctx, alice.ID, "app", "here"); err != nil {
-			t.Fatal(err)
+		type ts = latchkey.OIDCTokenSession
+		steps := []struct {
+			client, keep string
+			revoked      []ts
+			alive        map[string]bool
+		}{
+			// Keeping a session for one client only still revokes nothing of the other client.
+			{"app", "here", []ts{{ClientID: "app"}, {ClientID: "app", SID: "phone"}},
+				map[string]bool{"kept1": true, "kept2": true, "phone": false, "yesterday": true, "old": false, "old2": true, "bob": true}},
+			{"", "here", []ts{{ClientID: "other", BackchannelLogoutURI: bcl}, {ClientID: "other", SID: "lone", BackchannelLogoutURI: bcl}, {ClientID: "other", SID: "yesterday", BackchannelLogoutURI: bcl}},
+				map[string]bool{"kept1": true, "kept2": true, "yesterday": false, "yesterday2": false, "old2": false, "lone": false, "bob": true}},
+			{"", "", []ts{{ClientID: "app", SID: "here"}, {ClientID: "other", SID: "here", BackchannelLogoutURI: bcl}},
+				map[string]bool{"kept1": false, "kept2": false, "bob": true}},
+			{"", "", nil, map[string]bool{"bob": true}},
 		}
-		for id, want := range map[string]bool{"kept1": true, "kept2": true, "phone": false, "yesterday": true, "old": false, "bob": true} {
-			if got := alive(id); got != want {
-				t.Errorf(`after DeleteOIDCUserTokens(alice, "app", "here"): %s alive = %v, want %v`, id, got, want)
+		for _, st := range steps {
+			got, err := db.DeleteOIDCUserTokens(ctx, alice.ID, st.client, st.keep)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		if err := db.DeleteOIDCUserTokens(ctx, alice.ID, "", "here"); err != nil {
-			t.Fatal(err)
-		}
-		for id, want := range map[string]bool{"kept1": true, "kept2": true, "yesterday": false, "bob": true} {
-			if got := alive(id); got != want {
-				t.Errorf(`after DeleteOIDCUserTokens(alice, "", "here"): %s alive = %v, want %v`, id, got, want)
+			if !slices.Equal(got, st.revoked) {
+				t.Errorf("DeleteOIDCUserTokens(alice, %q, %q) = %+v, want %+v", st.client, st.keep, got, st.revoked)
 			}
-		}
-		if err := db.DeleteOIDCUserTokens(ctx, alice.ID, "", ""); err != nil {
-			t.Fatal(err)
-		}
-		for id, want := range map[string]bool{"kept1": false, "kept2": false, "bob": true} {
-			if got := alive(id); got != want {
-				t.Errorf(`after DeleteOIDCUserTokens(alice, "", ""): %s alive = %v, want %v`, id, got, want)
+			for id, want := range st.alive {
+				if got := alive(id); got != want {
+					t.Errorf("after DeleteOIDCUserTokens(alice, %q, %q): %s alive = %v, want %v", st.client, st.keep, id, got, want)
+				}
 			}
 		}
 	})

@@ -374,8 +374,11 @@ type logoutClaims struct {
 	JTI      string                     `json:"jti"`
 	Subject  string                     `json:"sub"`
 	SID      string                     `json:"sid"`
+	Expiry   int64                      `json:"exp"`
 	Events   map[string]json.RawMessage `json:"events"`
 	Nonce    *string                    `json:"nonce"`
+	// Names are the claims the token has.
+	Names map[string]bool `json:"-"`
 }
 
 // receiveLogout waits for a logout token at the test relying parties' endpoint, verifies its
@@ -399,8 +402,16 @@ func (f *wdFixture) receiveLogout(rp *wdRP) logoutClaims {
 		f.t.Fatalf("logout token signature: %v", err)
 	}
 	var c logoutClaims
+	var all map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &c); err != nil {
 		f.t.Fatal(err)
+	}
+	if err := json.Unmarshal(payload, &all); err != nil {
+		f.t.Fatal(err)
+	}
+	c.Names = map[string]bool{}
+	for k := range all {
+		c.Names[k] = true
 	}
 	return c
 }
@@ -952,6 +963,93 @@ func TestAccountRulesKeepThisBrowsersApplications(t *testing.T) {
 			}
 			if rp1.refreshes(there) {
 				t.Error("the phone's refresh token still works")
+			}
+			if rp1.refreshes(yesterday) {
+				t.Error("yesterday's offline refresh token still works")
+			}
+		})
+	}
+}
+
+// TestBackchannelLogoutOfEarlierSessions: an account-wide event tells, by back-channel
+// logout, every client whose tokens it revokes, not only the clients of the sessions it just
+// ended: rp1, whose only token is the offline_access refresh token of yesterday's session
+// (which had ended by itself), gets a logout token for that session; rp3, whose token is
+// older than session IDs, one with sub alone. Each client and session is told once, and the
+// applications of a session the event keeps (the password changer's) are told nothing.
+func TestBackchannelLogoutOfEarlierSessions(t *testing.T) {
+	ctx := context.Background()
+	for _, how := range []string{"sign out everywhere", "password change", "admin"} {
+		t.Run(how, func(t *testing.T) {
+			f := newWorkdayFixture(t, nil)
+			rp1, rp2, rp3 := f.rp("rp1", true), f.rp("rp2", true), f.rp("rp3", true)
+			laptop, phone := f.browser(), f.browser()
+			yesterday := laptop.signIn(rp1, "alice")
+			f.clock.t = madridAt(1, 9, 0)
+			here := laptop.signIn(rp2, "alice")
+			f.clock.Add(time.Minute)
+			there := phone.signIn(rp2, "alice")
+			if here.claims.SID == yesterday.claims.SID || there.claims.SID == here.claims.SID {
+				t.Fatalf("sids: yesterday %q, laptop %q, phone %q", yesterday.claims.SID, here.claims.SID, there.claims.SID)
+			}
+			alice, err := f.db.FindUserByUsername(ctx, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A refresh token of rp3 given before sessions had IDs (migration 0009).
+			g := latchkey.OIDCGrant{GrantID: "legacy", ClientID: "rp3", UserID: alice.ID, Scopes: []string{"openid", "offline_access"}, Audience: []string{"rp3"}, AMR: []string{"pwd"}, ACR: "pwd", AuthTime: wdStart}
+			if err := f.db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "legacy-at", OIDCGrant: g, RefreshTokenID: "legacy-rt", CreatedAt: wdStart, ExpiresAt: f.clock.Now().Add(time.Hour)},
+				&latchkey.OIDCRefreshToken{ID: "legacy-rt", OIDCGrant: g, CreatedAt: wdStart, ExpiresAt: f.clock.Now().Add(time.Hour)}, latchkey.OIDCTokenUse{}, f.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			f.clock.Add(time.Minute)
+			want := map[string]bool{"rp1 " + yesterday.claims.SID: true, "rp2 " + there.claims.SID: true, "rp3 ": true}
+			switch how {
+			case "sign out everywhere":
+				if code := laptop.api("POST", "/api/v1/account/sessions/revoke-all", nil); code != 200 {
+					t.Fatalf("revoke-all: %d", code)
+				}
+				want["rp2 "+here.claims.SID] = true
+			case "password change":
+				if code := laptop.api("POST", "/api/v1/account/password", map[string]string{"current_password": pw, "new_password": "a new and rather long passphrase"}); code != 200 {
+					t.Fatalf("change password: %d", code)
+				}
+			case "admin":
+				admin, err := f.svc.CreateUser(ctx, login.Client{}, login.NewUser{Username: "root", Email: "root@example.com", Role: latchkey.RoleAdmin, Password: "an admin's long passphrase"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := f.svc.AdminRevokeSessions(ctx, login.Client{}, admin, "", alice.ID); err != nil {
+					t.Fatal(err)
+				}
+				want["rp2 "+here.claims.SID] = true
+			}
+			rps := map[string]*wdRP{"rp1": rp1, "rp2": rp2, "rp3": rp3}
+			got := map[string]bool{}
+			for range want {
+				c := f.receiveLogout(rp1) // every RP shares the endpoint and the keys
+				key := c.Audience + " " + c.SID
+				if got[key] {
+					t.Errorf("logout token for %q twice", key)
+				}
+				got[key] = true
+				if rps[c.Audience] == nil || c.Issuer != f.srv.URL || c.Subject != yesterday.claims.Subject || c.JTI == "" || c.IssuedAt != f.clock.Now().Unix() ||
+					c.Expiry != c.IssuedAt+120 || c.Nonce != nil || c.Names["sid"] != (c.SID != "") {
+					t.Errorf("logout token claims = %+v", c)
+				}
+				if _, ok := c.Events["http://schemas.openid.net/event/backchannel-logout"]; !ok || len(c.Events) != 1 {
+					t.Errorf("logout token events = %v", c.Events)
+				}
+			}
+			f.oidc.WaitLogouts()
+			for len(f.logout) > 0 {
+				c := f.receiveLogout(rp1)
+				t.Errorf("an extra logout token: aud %s sid %q", c.Audience, c.SID)
+			}
+			for key := range want {
+				if !got[key] {
+					t.Errorf("no logout token for %q; got %v", key, got)
+				}
 			}
 			if rp1.refreshes(yesterday) {
 				t.Error("yesterday's offline refresh token still works")
