@@ -3,6 +3,9 @@ package oidc
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"maps"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -14,6 +17,8 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/latchkey/latchkey"
 )
 
 // pathDeviceAuthorization is where the library serves the device authorization endpoint,
@@ -42,10 +47,20 @@ const pathDeviceAuthorization = "/oidc/device_authorization"
 //     expired token, its 403 carrying the store's error);
 //   - a client refused at the token or revocation endpoint after HTTP Basic authentication
 //     gets the Basic challenge (RFC 6749 §5.2), and token responses are never cached
-//     (Cache-Control: no-store, Pragma: no-cache, RFC 6749 §5.1).
+//     (Cache-Control: no-store, Pragma: no-cache, RFC 6749 §5.1);
+//   - a request that gives a parameter more than once is refused before anything reads it
+//     (checkParams): at the authorize endpoint with a 400 and no redirect, elsewhere with
+//     invalid_request in JSON.
 func (p *Provider) guard(lib http.Handler) http.Handler {
 	discovery := cors.New(corsOptions).Handler(http.HandlerFunc(p.discover))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case PathAuthorize, PathToken, PathRevoke, PathIntrospect, PathUserinfo, PathEndSession:
+			if err := checkParams(r); err != nil {
+				refuseParams(w, r, err)
+				return
+			}
+		}
 		switch r.URL.Path {
 		case PathDiscovery:
 			discovery.ServeHTTP(w, r)
@@ -112,6 +127,86 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 		}
 		lib.ServeHTTP(w, r)
 	})
+}
+
+// checkParams reads the parameters of a request to a protocol endpoint (its query and an
+// application/x-www-form-urlencoded body, parsed once: the library then reads the same
+// values from r.Form, since http.Request.ParseForm does nothing the second time) and refuses
+// a request that gives one more than once, as RFC 6749 §3.1 and §3.2 forbid: twice in the
+// query, twice in the body, once in each, or spelled in another case, which the library
+// reads as the same parameter. Of two values, the guard's checks read the first and the
+// library the last (or, of two spellings, either one): a redirect_uri given twice would
+// pass the guard with the registered URI and be used by the library with the other. The
+// error (EInvalid) names the parameter. A body over the server's limit is ETooLarge, one
+// that cannot be parsed EInvalid, and a multipart body, whose parameters some readers see
+// (FormValue) and others not (ParseForm), EUnsupportedMedia.
+func checkParams(r *http.Request) error {
+	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+			return latchkey.Errorf(latchkey.EUnsupportedMedia, "The request's parameters must be sent as application/x-www-form-urlencoded.")
+		}
+	}
+	if err := r.ParseForm(); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return latchkey.Errorf(latchkey.ETooLarge, "The request is too large (at most %d bytes).", mbe.Limit)
+		}
+		return latchkey.Errorf(latchkey.EInvalid, "The request's parameters cannot be read.")
+	}
+	// Sorted, so that the same request is always refused naming the same parameter.
+	names := slices.Sorted(maps.Keys(r.Form))
+	folded := make(map[string]string, len(names))
+	for _, k := range names {
+		if len(r.Form[k]) > 1 {
+			return latchkey.Errorf(latchkey.EInvalid, "The request has the parameter %.40q more than once.", k)
+		}
+		// The library matches names with strings.EqualFold; upper then lower case folds
+		// each name the same way (or a few more together, which only refuses more).
+		f := strings.ToLower(strings.ToUpper(k))
+		if other, ok := folded[f]; ok {
+			return latchkey.Errorf(latchkey.EInvalid, "The request has the parameter %.40q more than once (also as %.40q).", other, k)
+		}
+		folded[f] = k
+	}
+	return nil
+}
+
+// refusalPrefix starts the plain-text answer of an authorization (or end-session) request
+// that checkParams refused, which RefusalReason recognises.
+const refusalPrefix = "invalid_request: "
+
+// refuseParams answers a request that checkParams refused with err: an authorization or
+// end-session request with plain text and no redirect (which of two redirect_uri or state
+// values would be the client's?), which the page in front shows (RefusalReason); the other
+// endpoints with an OAuth error in JSON, never cached (and at userinfo with RFC 6750's
+// challenge).
+func refuseParams(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusBadRequest
+	switch latchkey.ErrorCode(err) {
+	case latchkey.ETooLarge:
+		status = http.StatusRequestEntityTooLarge
+	case latchkey.EUnsupportedMedia:
+		status = http.StatusUnsupportedMediaType
+	}
+	msg := latchkey.ErrorMessage(err)
+	switch r.URL.Path {
+	case PathAuthorize, PathEndSession:
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, refusalPrefix+msg, status)
+		return
+	case PathUserinfo:
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_request"`)
+	}
+	oauthError(w, status, "invalid_request", msg)
+}
+
+// RefusalReason returns the reason, in plain words, of a plain-text refusal of an
+// authorization request that the provider wrote before the library (a parameter given more
+// than once, a body that cannot be read), and false for any other text: the library's,
+// which may carry a store's error, is not for the user's eyes.
+func RefusalReason(text string) (string, bool) {
+	reason, ok := strings.CutPrefix(text, refusalPrefix)
+	return strings.TrimSpace(reason), ok
 }
 
 // unregisteredRedirect refuses, without redirecting, an authorization request of a known

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/latchkey/latchkey"
+	"github.com/latchkey/latchkey/internal/oidc"
 )
 
 // TestDiscoveryListsWhatIsOffered: discovery advertises the authorization code flow (PKCE
@@ -353,5 +354,139 @@ func TestAuthorizationResponsesNameTheIssuer(t *testing.T) {
 	f.p.Respond(rec, httptest.NewRequest("GET", "http://id.test/oidc/login?id="+id, nil), id, nil)
 	if loc, _ := url.Parse(rec.Header().Get("Location")); loc == nil || loc.Query().Get("code") == "" || loc.Query().Get("iss") != "http://id.test" {
 		t.Errorf("code response = %q, want a code with iss=http://id.test", rec.Header().Get("Location"))
+	}
+}
+
+// TestDuplicatedParametersAreRefused: RFC 6749 §3.1 and §3.2, request parameters MUST NOT be
+// included more than once. A parameter twice in the query, twice in the body, once in each,
+// or spelled in another case (the library reads names without regard to case) is refused
+// before anything reads one of its values: at the authorize endpoint with a 400 and no
+// redirect, naming the parameter; at the token, revocation, introspection and userinfo
+// endpoints with invalid_request in JSON, never cached. A refused exchange leaves the code
+// usable. Without the check, a redirect_uri given twice passed the guard with the registered
+// URI and the library sent its error, with the state, to the other.
+func TestDuplicatedParametersAreRefused(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	base := url.Values{"client_id": {"app"}, "redirect_uri": {"https://app.test/cb"}, "response_type": {"code"}, "scope": {"openid"},
+		"code_challenge": {challenge()}, "code_challenge_method": {"S256"}, "state": {"S"}}
+	for _, tt := range []struct {
+		name, method, query, body, param string
+	}{
+		{"redirect_uri twice in the query", "GET", base.Encode() + "&prompt=none+login&redirect_uri=" + url.QueryEscape("https://app.test/%63b"), "", `"redirect_uri"`},
+		{"redirect_uri in another case", "GET", base.Encode() + "&prompt=none+login&Redirect_URI=" + url.QueryEscape("https://app.test/%63b"), "", `"Redirect_URI"`},
+		{"state twice", "GET", base.Encode() + "&state=T", "", `"state"`},
+		{"state twice, one empty", "GET", base.Encode() + "&state=", "", `"state"`},
+		{"scope in the query and the body", "POST", "scope=openid+email", base.Encode(), `"scope"`},
+		{"client_id twice in the body", "POST", "", base.Encode() + "&client_id=third", `"client_id"`},
+	} {
+		t.Run("authorize, "+tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(tt.method, "http://id.test/oidc/authorize?"+tt.query, strings.NewReader(tt.body))
+			if tt.body != "" {
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			rec := httptest.NewRecorder()
+			f.p.Handler().ServeHTTP(rec, req)
+			reason, ok := oidc.RefusalReason(rec.Body.String())
+			if rec.Code != http.StatusBadRequest || rec.Header().Get("Location") != "" || !ok || !strings.Contains(reason, tt.param) || !strings.Contains(reason, "more than once") {
+				t.Fatalf("%s: %d to %q, %q (reason %q); want 400 without a redirect, naming %s", tt.name, rec.Code, rec.Header().Get("Location"), rec.Body, reason, tt.param)
+			}
+		})
+	}
+	// Each parameter once: to the sign-in, as before.
+	f.start(t, "app", nil)
+
+	id := f.start(t, "app", nil)
+	if _, err := f.p.Authorize(ctx, id, &latchkey.Session{AMR: []string{"pwd"}, PasswordAt: t0}, f.user); err != nil {
+		t.Fatal(err)
+	}
+	code := f.code(t, id)
+	good := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {"https://app.test/cb"}, "code_verifier": {verifier}}.Encode()
+	for _, tt := range []struct {
+		name, path, query, body, param string
+	}{
+		{"token, code twice", "/oidc/token", "", good + "&code=other", `"code"`},
+		{"token, code_verifier in the query and the body", "/oidc/token", "code_verifier=" + verifier, good, `"code_verifier"`},
+		{"token, grant_type in another case", "/oidc/token", "", good + "&Grant_Type=refresh_token", `"Grant_Type"`},
+		{"token, redirect_uri twice in the query", "/oidc/token", "redirect_uri=a&redirect_uri=b", good, `"redirect_uri"`},
+		{"revoke, token twice", "/oidc/revoke", "", "token=a&token=b", `"token"`},
+		{"introspect, token in the query and the body", "/oidc/introspect", "token=a", "token=b", `"token"`},
+		{"userinfo, access_token twice", "/oidc/userinfo", "", "access_token=a&access_token=b", `"access_token"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			target := "http://id.test" + tt.path
+			if tt.query != "" {
+				target += "?" + tt.query
+			}
+			req := httptest.NewRequest("POST", target, strings.NewReader(tt.body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth("app", f.secrets["app"])
+			rec := httptest.NewRecorder()
+			f.p.Handler().ServeHTTP(rec, req)
+			var body map[string]string
+			err := json.Unmarshal(rec.Body.Bytes(), &body)
+			if rec.Code != http.StatusBadRequest || err != nil || len(body) != 2 || body["error"] != "invalid_request" ||
+				!strings.Contains(body["error_description"], tt.param) || !strings.Contains(body["error_description"], "more than once") {
+				t.Errorf("%d %s; want 400 invalid_request naming %s", rec.Code, rec.Body, tt.param)
+			}
+			if cc := rec.Header().Get("Cache-Control"); cc != "no-store" {
+				t.Errorf("Cache-Control = %q, want no-store", cc)
+			}
+			if tt.path == "/oidc/userinfo" && rec.Header().Get("WWW-Authenticate") != `Bearer error="invalid_request"` {
+				t.Errorf("WWW-Authenticate = %q", rec.Header().Get("WWW-Authenticate"))
+			}
+		})
+	}
+	// Nothing changed: the code was not used up, and its exchange works.
+	rec := httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, f.tokenRequest("app", code))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "access_token") {
+		t.Fatalf("the exchange after the refused ones: %d %s", rec.Code, rec.Body)
+	}
+	if a := f.actions(t); slices.Contains(a, latchkey.ActionOIDCCodeReused) {
+		t.Errorf("refused exchanges recorded a reuse: %v", a)
+	}
+}
+
+// TestUnreadableParameters: a body over the server's limit is a 413, a multipart body (whose
+// fields the library would never read) a 415, each as invalid_request in JSON at the token
+// endpoint.
+func TestUnreadableParameters(t *testing.T) {
+	f := setup(t)
+	for _, tt := range []struct {
+		name, ctype, body string
+		limit             int64
+		code              int
+		msg               string
+	}{
+		{"too large", "application/x-www-form-urlencoded", "grant_type=authorization_code&code=" + strings.Repeat("x", 200), 100, http.StatusRequestEntityTooLarge, "too large"},
+		{"multipart", "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"grant_type\"\r\n\r\nauthorization_code\r\n--x--\r\n", 1 << 20, http.StatusUnsupportedMediaType, "application/x-www-form-urlencoded"},
+		{"bad escape", "application/x-www-form-urlencoded", "grant_type=authorization_code&code=%zz", 1 << 20, http.StatusBadRequest, "cannot be read"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("POST", "http://id.test/oidc/token", strings.NewReader(tt.body))
+			req.Header.Set("Content-Type", tt.ctype)
+			req.Body = http.MaxBytesReader(rec, req.Body, tt.limit)
+			req.SetBasicAuth("app", f.secrets["app"])
+			f.p.Handler().ServeHTTP(rec, req)
+			var body map[string]string
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != tt.code || body["error"] != "invalid_request" || !strings.Contains(body["error_description"], tt.msg) {
+				t.Errorf("%d %s; want %d invalid_request saying %q", rec.Code, rec.Body, tt.code, tt.msg)
+			}
+		})
+	}
+}
+
+// TestEndSessionParameterTwice: an RP-initiated logout request with a parameter once in the
+// query and once in the body (which the pages' form check, looking at each alone, lets by)
+// is refused naming it.
+func TestEndSessionParameterTwice(t *testing.T) {
+	f := setup(t)
+	req := httptest.NewRequest("POST", "http://id.test/oidc/end_session?state=a", strings.NewReader("client_id=app&state=b"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	_, err := f.p.ParseEndSession(req)
+	if latchkey.ErrorCode(err) != latchkey.EInvalid || !strings.Contains(latchkey.ErrorMessage(err), `"state" more than once`) {
+		t.Errorf("ParseEndSession = %v, want invalid_request naming state", err)
 	}
 }

@@ -189,8 +189,12 @@ type EndSessionRequest struct {
 // ParseEndSession validates an RP-initiated logout request: the id_token_hint must be an ID
 // token this provider signed (an expired one is accepted, as the specification allows), the
 // post_logout_redirect_uri must be registered by the client exactly. An invalid request gives
-// EInvalid with the reason.
+// EInvalid with the reason; a parameter given more than once is refused, as at every
+// protocol endpoint (checkParams), before the library reads one of the values.
 func (p *Provider) ParseEndSession(r *http.Request) (*EndSessionRequest, error) {
+	if err := checkParams(r); err != nil {
+		return nil, err
+	}
 	ctx := op.ContextWithIssuer(r.Context(), strings.TrimSuffix(p.opt.Issuer, "/"))
 	req, err := op.ParseEndSessionRequest(r, p.op.Decoder())
 	if err != nil {

@@ -348,8 +348,12 @@ func (s *Server) authorizePage(h http.Handler) http.Handler {
 
 // authorizeReason says in plain words why the library refused an authorization request it
 // could not send back, from its text (which is not shown: it may carry a store's error), or
-// nothing when the text is not one it knows.
+// nothing when the text is not one it knows. The provider's own refusals before the library
+// (a parameter given twice) say their reason, naming at most a parameter: that is shown.
 func authorizeReason(text string) string {
+	if reason, ok := oidc.RefusalReason(text); ok {
+		return reason + " "
+	}
 	switch {
 	case strings.Contains(text, "client by id"), strings.Contains(text, "client id"):
 		return "The application that sent you here is not registered with Latchkey. "

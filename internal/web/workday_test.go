@@ -1057,3 +1057,40 @@ func TestBackchannelLogoutOfEarlierSessions(t *testing.T) {
 		})
 	}
 }
+
+// TestOIDCParameterTwice: through the server, an authorization request with a parameter
+// given twice gets Latchkey's error page naming it (400, no redirect), and an RP-initiated
+// logout with a parameter once in the query and once in the body a 400 page naming it, the
+// session untouched.
+func TestOIDCParameterTwice(t *testing.T) {
+	f := newWorkdayFixture(t, nil)
+	rp1 := f.rp("rp1", false)
+	b := f.browser()
+	b.signIn(rp1, "alice")
+	auth, _ := url.Parse(rp1.conf.AuthCodeURL("st", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+	auth.RawQuery += "&redirect_uri=" + url.QueryEscape("http://127.0.0.1:1/rp1/%63allback")
+	resp, err := b.hc.Get(auth.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+		!strings.Contains(string(body), "the parameter &#34;redirect_uri&#34; more than once") {
+		t.Errorf("authorize with redirect_uri twice: %d to %q (%s)\n%s", resp.StatusCode, resp.Header.Get("Location"), resp.Header.Get("Content-Type"), body)
+	}
+	req := b.form("/oidc/end_session?state=a", url.Values{"client_id": {"rp1"}, "state": {"b"}, "confirm": {"yes"}})
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err = b.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "the parameter &#34;state&#34; more than once") {
+		t.Errorf("end_session with state in the query and the body: %d\n%s", resp.StatusCode, body)
+	}
+	if !b.signedIn() {
+		t.Error("a refused end_session request signed the user out")
+	}
+}
