@@ -75,14 +75,14 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 			}
 			// The library reads only the parameters it knows; CreateAuthRequest refuses a
 			// request_uri, which it would ignore.
-			if r.FormValue("request_uri") != "" {
+			if v, _ := param(r.Form, "request_uri"); v != "" {
 				r = r.WithContext(context.WithValue(r.Context(), requestURIKey{}, true))
 			}
 		case pathDeviceAuthorization:
 			oauthError(w, http.StatusNotFound, "invalid_request", "Latchkey does not offer the device authorization grant.")
 			return
 		case PathToken:
-			if r.Method == http.MethodPost && r.PostFormValue("grant_type") == string(zoidc.GrantTypeBearer) {
+			if v, _ := param(r.Form, "grant_type"); r.Method == http.MethodPost && v == string(zoidc.GrantTypeBearer) {
 				oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "Latchkey does not offer the JWT bearer grant.")
 				return
 			}
@@ -98,7 +98,7 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 				code: "invalid_client", description: "The client credentials are not valid."}, r)
 			return
 		case PathUserinfo:
-			if r.URL.Query().Has("access_token") {
+			if _, ok := param(r.URL.Query(), "access_token"); ok {
 				// RFC 6750 §2.3: a token in the URL ends up in logs and the browser's history.
 				oauthError(w, http.StatusBadRequest, "invalid_request", "Send the access token in the Authorization header (Bearer), not in the URL.")
 				return
@@ -106,7 +106,7 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 			// RFC 6750 §3: the challenge names the error only when a token came.
 			rw := &refusalWriter{ResponseWriter: w, status: http.StatusUnauthorized, challenge: `Bearer error="invalid_token"`,
 				code: "invalid_token", description: "The access token is not valid or has expired."}
-			if r.Header.Get("Authorization") == "" && r.PostFormValue("access_token") == "" {
+			if v, _ := param(r.PostForm, "access_token"); r.Header.Get("Authorization") == "" && v == "" {
 				rw.challenge, rw.code, rw.description = "Bearer", "invalid_request", "Send the access token: Authorization: Bearer TOKEN."
 			}
 			// A token the store refuses (revoked, expired, its user disabled) comes back from
@@ -171,6 +171,23 @@ func checkParams(r *http.Request) error {
 	return nil
 }
 
+// param returns the value of the parameter name in v as the library reads it: the name
+// matched without regard to case (its decoder uses strings.EqualFold), so that a check here
+// cannot be passed by spelling a name in another case (Redirect_URI) for the library to read
+// alone; checkParams has refused a request with two spellings of one name. ok says whether
+// the parameter is there at all.
+func param(v url.Values, name string) (value string, ok bool) {
+	if x, ok := v[name]; ok && len(x) > 0 {
+		return x[0], true
+	}
+	for k, x := range v {
+		if len(x) > 0 && strings.EqualFold(k, name) {
+			return x[0], true
+		}
+	}
+	return "", false
+}
+
 // refusalPrefix starts the plain-text answer of an authorization (or end-session) request
 // that checkParams refused, which RefusalReason recognises.
 const refusalPrefix = "invalid_request: "
@@ -216,7 +233,8 @@ func RefusalReason(text string) (string, bool) {
 // unknown client or without redirect_uri is left to the library, which refuses it without
 // redirecting too. It reports whether it answered.
 func (p *Provider) unregisteredRedirect(w http.ResponseWriter, r *http.Request) bool {
-	id, redirect := r.FormValue("client_id"), r.FormValue("redirect_uri")
+	id, _ := param(r.Form, "client_id")
+	redirect, _ := param(r.Form, "redirect_uri")
 	if id == "" || redirect == "" {
 		return false
 	}
@@ -233,15 +251,16 @@ func (p *Provider) unregisteredRedirect(w http.ResponseWriter, r *http.Request) 
 // a bad client or redirect URI. The library fails to parse such a request before it knows the
 // client, and could only show a page. It reports whether it answered.
 func (p *Provider) badMaxAge(w http.ResponseWriter, r *http.Request) bool {
-	v := r.FormValue("max_age")
+	v, _ := param(r.Form, "max_age")
 	if v == "" {
 		return false
 	}
 	if _, err := strconv.ParseUint(v, 10, 32); err == nil {
 		return false
 	}
-	redirect := r.FormValue("redirect_uri")
-	c, err := p.opt.Store.FindOIDCClientByID(r.Context(), r.FormValue("client_id"))
+	redirect, _ := param(r.Form, "redirect_uri")
+	id, _ := param(r.Form, "client_id")
+	c, err := p.opt.Store.FindOIDCClientByID(r.Context(), id)
 	if err != nil || !slices.Contains(c.RedirectURIs, redirect) {
 		return false // the library refuses the request on a page, never redirecting
 	}
@@ -252,7 +271,7 @@ func (p *Provider) badMaxAge(w http.ResponseWriter, r *http.Request) bool {
 	q := u.Query()
 	q.Set("error", "invalid_request")
 	q.Set("error_description", "max_age must be a whole number of seconds.")
-	if st := r.FormValue("state"); st != "" {
+	if st, _ := param(r.Form, "state"); st != "" {
 		q.Set("state", st)
 	}
 	u.RawQuery = q.Encode()

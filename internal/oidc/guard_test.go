@@ -490,3 +490,44 @@ func TestEndSessionParameterTwice(t *testing.T) {
 		t.Errorf("ParseEndSession = %v, want invalid_request naming state", err)
 	}
 }
+
+// TestGuardReadsNamesAsTheLibraryDoes: the library reads a parameter whatever the case of its
+// name (Redirect_URI is redirect_uri to it), so the checks in front of it do too: a
+// redirect_uri that only percent-decodes to a registered one is refused without a redirect
+// also when spelled Redirect_URI, request_uri and a bad max_age in another case are refused
+// at the client's redirect URI as in lower case, and an access token in the userinfo URL
+// is refused whatever its name's case.
+func TestGuardReadsNamesAsTheLibraryDoes(t *testing.T) {
+	f := setup(t)
+	q := func(extra string) string {
+		return "client_id=app&response_type=code&scope=openid&state=S&code_challenge=" + challenge() + "&code_challenge_method=S256&" + extra
+	}
+	authorize := func(query string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/oidc/authorize?"+query, nil))
+		return rec
+	}
+	for _, extra := range []string{"prompt=none+login", "id_token_hint=not.a.token"} {
+		for _, name := range []string{"Redirect_URI", "REDIRECT_URI"} {
+			query := q(name + "=" + url.QueryEscape("https://app.test/%63b") + "&" + extra)
+			if rec := authorize(query); rec.Code != http.StatusBadRequest || rec.Header().Get("Location") != "" {
+				t.Errorf("%s=https://app.test/%%63b with %s = %d to %q, want 400 without a redirect", name, extra, rec.Code, rec.Header().Get("Location"))
+			}
+		}
+	}
+	for _, tt := range []struct{ name, extra, err string }{
+		{"Request_URI", "Request_URI=" + url.QueryEscape("https://app.test/req.jwt"), "request_uri_not_supported"},
+		{"Max_Age", "Max_Age=soon", "invalid_request"},
+	} {
+		rec := authorize(q("redirect_uri=" + url.QueryEscape("https://app.test/cb") + "&" + tt.extra))
+		loc, _ := url.Parse(rec.Header().Get("Location"))
+		if rec.Code != http.StatusFound || loc == nil || loc.Host != "app.test" || loc.Query().Get("error") != tt.err || loc.Query().Get("state") != "S" {
+			t.Errorf("%s = %d to %q, want %s at the redirect URI\n%s", tt.name, rec.Code, rec.Header().Get("Location"), tt.err, rec.Body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/oidc/userinfo?Access_Token=abc", nil))
+	if rec.Code != 400 || !strings.Contains(rec.Body.String(), "invalid_request") || !strings.Contains(rec.Body.String(), "not in the URL") {
+		t.Errorf("Access_Token in the userinfo URL = %d %s, want 400 invalid_request", rec.Code, rec.Body)
+	}
+}

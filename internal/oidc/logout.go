@@ -221,7 +221,7 @@ func (p *Provider) ParseEndSession(r *http.Request) (*EndSessionRequest, error) 
 		out.SID = v.IDTokenHintClaims.SessionID
 	}
 	for _, k := range []string{"id_token_hint", "client_id", "post_logout_redirect_uri", "state"} {
-		if val := r.Form.Get(k); val != "" {
+		if val, _ := param(r.Form, k); val != "" {
 			out.Params.Set(k, val)
 		}
 	}
