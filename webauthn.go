@@ -91,6 +91,10 @@ type WebAuthnStore interface {
 	// devices (with their nonces, challenges and codes), security keys and recovery codes. It
 	// returns the IDs of the devices it removed, those that existed at its commit, so that
 	// their open event streams can be ended. audit, when not nil, is appended in the same
-	// transaction.
-	ResetMFA(ctx Context, userID UserID, audit *AuditEvent) (removedDevices []int64, err error)
+	// transaction. recoveryCodeHash, when not nil, is the hash of the recovery code that
+	// proved the reset: it is spent in the same transaction, before anything is removed, and
+	// when the user has no such code (ENotFound) or it was used already (EConflict) nothing
+	// is removed and the audit entry is not written, so that a code is spent only by the
+	// reset it completes and, of two resets with one code, one does.
+	ResetMFA(ctx Context, userID UserID, recoveryCodeHash []byte, audit *AuditEvent) (removedDevices []int64, err error)
 }

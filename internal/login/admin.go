@@ -159,7 +159,7 @@ func (s *Service) AdminResetMFA(ctx context.Context, c Client, actor *latchkey.U
 	if err := s.adminMFA(ctx, c, actor, u, actorMFA, "MFA reset"); err != nil {
 		return err
 	}
-	if err := s.resetMFA(ctx, u.ID, event(c, actor, u, "", latchkey.ActionAdminMFAReset, latchkey.OutcomeSuccess, "reason: "+reason)); err != nil {
+	if err := s.resetMFA(ctx, u.ID, nil, event(c, actor, u, "", latchkey.ActionAdminMFAReset, latchkey.OutcomeSuccess, "reason: "+reason)); err != nil {
 		return err
 	}
 	if err := s.endUserSessions(ctx, u.ID, ""); err != nil {

@@ -79,7 +79,7 @@ func (s *Service) AgentResetMFA(ctx context.Context, c Client, a AgentAction, ta
 		}
 		return err
 	}
-	if err := s.resetMFA(ctx, target.ID, agentEvent(c, a, target, latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "all MFA reset")); err != nil {
+	if err := s.resetMFA(ctx, target.ID, nil, agentEvent(c, a, target, latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "all MFA reset")); err != nil {
 		return err
 	}
 	if err := s.endUserSessions(ctx, target.ID, ""); err != nil {

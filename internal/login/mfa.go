@@ -126,6 +126,7 @@ func (s *Service) ResetAllMFA(ctx context.Context, c Client, sess *latchkey.Sess
 	if err != nil {
 		return err
 	}
+	var recovery []byte // the hash of the recovery code, spent with the reset
 	switch {
 	case len(p.KeyResponse) > 0:
 		if err := s.webauthnReady(); err != nil {
@@ -140,25 +141,26 @@ func (s *Service) ResetAllMFA(ctx context.Context, c Client, sess *latchkey.Sess
 				return err
 			}
 		} else if rc, err := normalizeRecoveryCode(p.Code); err == nil {
-			// As at sign-in: a used code says so (the security bar), an unknown one does not.
-			switch err := s.opt.Store.UseRecoveryCode(ctx, u.ID, s.keyedHash("recovery", rc), s.now()); latchkey.ErrorCode(err) {
-			case "":
-			case latchkey.ENotFound:
-				s.fail(ctx, c, key)
-				s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeFailure, "wrong recovery code")
-				return errBadCode
-			case latchkey.EConflict:
-				s.fail(ctx, c, key)
-				s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeFailure, "recovery code already used")
-				return errUsedRecoveryCode
-			default:
-				return fmt.Errorf("use recovery code: %w", err)
-			}
+			recovery = s.keyedHash("recovery", rc)
 		} else {
 			return latchkey.Errorf(latchkey.EInvalid, "Enter the 6-digit code from your authenticator app, or a recovery code.")
 		}
 	}
-	if err := s.resetMFA(ctx, u.ID, event(c, nil, u, "", latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "by the user")); err != nil {
+	// A recovery code is spent in the reset's own transaction, as a sign-in spends it with
+	// its completion: a reset that fails spends no code, and of two resets with one code one
+	// happens. As at sign-in, a used code says so (the security bar), an unknown one does not;
+	// either refusal removes nothing.
+	err = s.resetMFA(ctx, u.ID, recovery, event(c, nil, u, "", latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "by the user"))
+	switch {
+	case recovery != nil && latchkey.ErrorCode(err) == latchkey.ENotFound:
+		s.fail(ctx, c, key)
+		s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeFailure, "wrong recovery code")
+		return errBadCode
+	case recovery != nil && latchkey.ErrorCode(err) == latchkey.EConflict:
+		s.fail(ctx, c, key)
+		s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeFailure, "recovery code already used")
+		return errUsedRecoveryCode
+	case err != nil:
 		return err
 	}
 	if err := s.endUserSessions(ctx, u.ID, sess.ID); err != nil {
@@ -270,9 +272,11 @@ func (s *Service) CompleteEnrollment(ctx context.Context, c Client, token, amr s
 // resetMFA removes every second factor of the user (Store.ResetMFA) and wakes the event
 // streams of the Latch devices that went with them, on every node, so that a device open on
 // someone's desk stops now rather than at its next ping (15 s): the store returns the devices
-// its transaction deleted.
-func (s *Service) resetMFA(ctx context.Context, id latchkey.UserID, e *latchkey.AuditEvent) error {
-	removed, err := s.opt.Store.ResetMFA(ctx, id, e)
+// its transaction deleted. recoveryCodeHash, when not nil, is the recovery code that proved
+// the reset (ResetAllMFA), spent in that transaction: ENotFound or EConflict, and nothing
+// removed, when it cannot be.
+func (s *Service) resetMFA(ctx context.Context, id latchkey.UserID, recoveryCodeHash []byte, e *latchkey.AuditEvent) error {
+	removed, err := s.opt.Store.ResetMFA(ctx, id, recoveryCodeHash, e)
 	if err != nil {
 		return fmt.Errorf("reset mfa: %w", err)
 	}

@@ -579,6 +579,39 @@ func TestResetAllMFAUsedRecoveryCode(t *testing.T) {
 	}
 }
 
+// TestResetAllMFARecoveryCodeSpentWithTheReset: a recovery code that proves Reset all MFA is
+// spent in the reset's own transaction: when the reset fails (here its audit entry, without
+// which it does not happen), the code stays unused, the factors stay, and the code still
+// works for the reset once the database takes it.
+func TestResetAllMFARecoveryCodeSpentWithTheReset(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.user(t, "alice")
+	res := e.signIn(t, "alice")
+	_, codes := e.enableTOTP(t, res)
+	if _, err := e.db.SQL().Exec(`CREATE TRIGGER reset_fails BEFORE INSERT ON audit_events
+		WHEN NEW.action = 'mfa.reset' AND NEW.outcome = 'success'
+		BEGIN SELECT RAISE(ABORT, 'audit write refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+	p := login.ResetProof{Password: goodPassword, Code: codes[0]}
+	if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, p); err == nil {
+		t.Fatal("ResetAllMFA succeeded without its audit entry")
+	}
+	if st, _ := e.svc.Status(ctx, res.User); !st.TOTPEnabled || st.RecoveryCodesLeft != len(codes) {
+		t.Fatalf("after a reset that failed: TOTP %v, %d recovery codes left, want the app and all %d", st.TOTPEnabled, st.RecoveryCodesLeft, len(codes))
+	}
+	if _, err := e.db.SQL().Exec(`DROP TRIGGER reset_fails`); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, p); err != nil {
+		t.Fatalf("ResetAllMFA with the code again: %v", err)
+	}
+	if st, _ := e.svc.Status(ctx, res.User); st.Factors != 0 || st.RecoveryCodesLeft != 0 {
+		t.Fatalf("after the reset: %+v", st)
+	}
+}
+
 func TestRolloutEnrolment(t *testing.T) {
 	e := newEnv(t, func(o *login.Options) {
 		o.MFA = login.MFARequired

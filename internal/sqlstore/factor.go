@@ -276,15 +276,38 @@ func replaceRecoveryCodes(ctx context.Context, tx *sql.Tx, userID latchkey.UserI
 
 // UseRecoveryCode marks the code used: ENotFound when unknown, EConflict when used already.
 func (s *DB) UseRecoveryCode(ctx context.Context, userID latchkey.UserID, hash []byte, when time.Time) error {
-	res, err := s.exec(ctx, `UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND hash = $3 AND used_at IS NULL`, us(when), userID, hash)
+	res, err := s.exec(ctx, qUseRecovery, us(when), userID, hash)
 	if err != nil {
 		return fmt.Errorf("use recovery code: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 1 {
 		return nil
 	}
+	return recoveryCodeNotUsable(s.queryRow(ctx, qCountRecovery, userID, hash))
+}
+
+// useRecoveryCode is UseRecoveryCode inside tx (ResetMFA): the code is spent only if the
+// transaction commits.
+func useRecoveryCode(ctx context.Context, tx *sql.Tx, userID latchkey.UserID, hash []byte, when time.Time) error {
+	res, err := tx.ExecContext(ctx, qUseRecovery, us(when), userID, hash)
+	if err != nil {
+		return fmt.Errorf("use recovery code: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return nil
+	}
+	return recoveryCodeNotUsable(tx.QueryRowContext(ctx, qCountRecovery, userID, hash))
+}
+
+// qCountRecovery counts the user's codes with a hash, used or not, to tell an unknown code
+// from a used one after qUseRecovery changed no row.
+const qCountRecovery = `SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND hash = $2`
+
+// recoveryCodeNotUsable reads the qCountRecovery of a code that could not be spent:
+// ENotFound when the user has no such code, EConflict when it was used already.
+func recoveryCodeNotUsable(row *sql.Row) error {
 	var n int
-	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND hash = $2`, userID, hash).Scan(&n); err != nil {
+	if err := row.Scan(&n); err != nil {
 		return fmt.Errorf("find recovery code: %w", err)
 	}
 	if n == 0 {

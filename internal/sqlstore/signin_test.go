@@ -652,6 +652,12 @@ func TestCompleteSecondFactorRecoveryCode(t *testing.T) {
 // refused with EConflict.
 func oneWins(t *testing.T, n int, f func(i int) error) {
 	t.Helper()
+	oneWinsAs(t, n, latchkey.EConflict, f)
+}
+
+// oneWinsAs is oneWins for losers refused with the error code loser.
+func oneWinsAs(t *testing.T, n int, loser string, f func(i int) error) {
+	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	wins, conflicts := 0, 0
@@ -663,7 +669,7 @@ func oneWins(t *testing.T, n int, f func(i int) error) {
 			switch errCode(err) {
 			case "":
 				wins++
-			case latchkey.EConflict:
+			case loser:
 				conflicts++
 			default:
 				t.Errorf("unexpected error %v", err)
@@ -672,6 +678,6 @@ func oneWins(t *testing.T, n int, f func(i int) error) {
 	}
 	wg.Wait()
 	if wins != 1 || conflicts != n-1 {
-		t.Errorf("%d succeeded, %d conflicts, want 1 and %d", wins, conflicts, n-1)
+		t.Errorf("%d succeeded, %d refused with %s, want 1 and %d", wins, conflicts, loser, n-1)
 	}
 }

@@ -174,12 +174,20 @@ func (s *DB) DeleteExpiredWebAuthnCeremonies(ctx context.Context, t time.Time) (
 }
 
 // ResetMFA removes every factor of a user in one transaction and returns the IDs of the devices
-// it removed.
-func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID, audit *latchkey.AuditEvent) (removed []int64, err error) {
+// it removed. With recoveryCodeHash, the code is spent first in that transaction, as a
+// sign-in spends it (qUseRecovery): of two resets with one code, the second waits for the
+// first (the user's row lock on PostgreSQL, the write lock on SQLite) and then finds no such
+// code, since the first removed the recovery codes with the rest.
+func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID, recoveryCodeHash []byte, audit *latchkey.AuditEvent) (removed []int64, err error) {
 	err = s.auditedTx(ctx, audit, func(ctx context.Context, tx *sql.Tx) error {
 		removed = nil // a batch may run the function again
 		if err := s.lockUser(ctx, tx, userID); err != nil {
 			return err
+		}
+		if recoveryCodeHash != nil {
+			if err := useRecoveryCode(ctx, tx, userID, recoveryCodeHash, s.now()); err != nil {
+				return err
+			}
 		}
 		for _, q := range []struct{ what, sql string }{
 			{"device nonces", `DELETE FROM device_nonces WHERE device_id IN (SELECT id FROM devices WHERE user_id = $1)`},

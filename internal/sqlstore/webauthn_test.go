@@ -170,7 +170,7 @@ func TestResetMFA(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		removed, err := db.ResetMFA(ctx, alice.ID, nil)
+		removed, err := db.ResetMFA(ctx, alice.ID, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,6 +189,97 @@ func TestResetMFA(t *testing.T) {
 		}
 		if n := count(bob); n != 5 {
 			t.Fatalf("another user's factors changed: %d, want 5", n)
+		}
+	})
+}
+
+// TestResetMFARecoveryCode: a reset proved by a recovery code spends it in its own
+// transaction: a used code (EConflict), an unknown one or another user's (ENotFound) refuse
+// the reset and nothing changes, audit entry included; of several resets at once with one
+// code, one happens and the others, which find the codes gone with the rest, change nothing.
+func TestResetMFARecoveryCode(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
+		for _, u := range []*latchkey.User{alice, bob} {
+			if err := db.CreateTOTPCredential(ctx, &latchkey.TOTPCredential{UserID: u.ID, Name: "App", Secret: []byte("12345678901234567890")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.ReplaceRecoveryCodes(ctx, alice.ID, [][]byte{[]byte("code-a"), []byte("code-b")}, t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.ReplaceRecoveryCodes(ctx, bob.ID, [][]byte{[]byte("code-bob")}, t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.UseRecoveryCode(ctx, alice.ID, []byte("code-b"), t0); err != nil {
+			t.Fatal(err)
+		}
+		reset := func(hash string) error {
+			e := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: "by the user"}
+			_, err := db.ResetMFA(ctx, alice.ID, []byte(hash), e)
+			return err
+		}
+		// state is what a reset changes: alice's factors and unused codes, bob's, and the
+		// reset entries of the trail.
+		type state struct{ totps, unused, bobUnused, entries int }
+		read := func() (st state) {
+			t.Helper()
+			totps, err := db.FindTOTPCredentials(ctx, alice.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.totps = len(totps)
+			for _, u := range []*latchkey.User{alice, bob} {
+				codes, err := db.FindRecoveryCodes(ctx, u.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, rc := range codes {
+					if rc.UsedAt != nil {
+						continue
+					}
+					if u == alice {
+						st.unused++
+					} else {
+						st.bobUnused++
+					}
+				}
+			}
+			if _, err := db.ChainAuditEvents(ctx); err != nil {
+				t.Fatal(err)
+			}
+			evs, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{UserID: &alice.ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range evs {
+				if e.Action == latchkey.ActionMFAReset {
+					st.entries++
+				}
+			}
+			return st
+		}
+		before := read()
+		if want := (state{totps: 1, unused: 1, bobUnused: 1}); before != want {
+			t.Fatalf("before: %+v, want %+v", before, want)
+		}
+		for _, tt := range []struct{ name, hash, want string }{
+			{"used", "code-b", latchkey.EConflict},
+			{"unknown", "code-x", latchkey.ENotFound},
+			{"another user's", "code-bob", latchkey.ENotFound},
+		} {
+			if err := reset(tt.hash); errCode(err) != tt.want {
+				t.Errorf("ResetMFA(%s code) = %v, want %s", tt.name, err, tt.want)
+			}
+			if got := read(); got != before {
+				t.Errorf("after ResetMFA(%s code): %+v, want %+v", tt.name, got, before)
+			}
+		}
+		const n = 8
+		oneWinsAs(t, n, latchkey.ENotFound, func(int) error { return reset("code-a") })
+		if got, want := read(), (state{bobUnused: 1, entries: 1}); got != want {
+			t.Errorf("after %d resets with one code: %+v, want %+v", n, got, want)
 		}
 	})
 }
@@ -222,7 +313,7 @@ func TestActionsWithTheirAuditEntry(t *testing.T) {
 			alice := mkUser(t, db, "alice")
 			mkDevice(t, db, alice, "pub-alice", latchkey.DeviceActive, "seed-alice")
 			bad := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", ActorID: 9, Actor: "root", Action: latchkey.ActionAdminMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: "fail"}
-			if _, err := db.ResetMFA(ctx, alice.ID, bad); err == nil {
+			if _, err := db.ResetMFA(ctx, alice.ID, nil, bad); err == nil {
 				t.Fatal("ResetMFA succeeded without its audit entry")
 			}
 			if devs, _ := db.FindDevices(ctx, alice.ID); len(devs) != 1 {
@@ -241,7 +332,7 @@ func TestActionsWithTheirAuditEntry(t *testing.T) {
 				t.Fatalf("UpdateUser = %v, %v", u, err)
 			}
 			reset := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionAdminMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: "reason: lost phone"}
-			if _, err := db.ResetMFA(ctx, alice.ID, reset); err != nil {
+			if _, err := db.ResetMFA(ctx, alice.ID, nil, reset); err != nil {
 				t.Fatal(err)
 			}
 			if good.ID == 0 || reset.ID == 0 {
