@@ -261,6 +261,9 @@ type deskView struct {
 	// AgentMFA reports whether the agent's session passed a second factor, which MFA
 	// actions need.
 	AgentMFA bool
+	// InviteMailFailed is set right after the agent created the ticket's account and its
+	// activation mail could not be sent (deskInviteMailFailed).
+	InviteMailFailed bool
 }
 
 func ticketID(r *http.Request) (int64, error) {
@@ -280,11 +283,13 @@ func (s *Server) renderDeskTicket(w http.ResponseWriter, r *http.Request, a *aut
 	if err != nil {
 		return err
 	}
-	if f := r.URL.Query().Get("done"); v.Flash == "" && deskFlashes[f] != "" {
-		v.Flash = deskFlashes[f]
+	done := r.URL.Query().Get("done")
+	if v.Flash == "" && deskFlashes[done] != "" {
+		v.Flash = deskFlashes[done]
 	}
 	v.Title, v.User = "Ticket "+tv.Ticket.Number(), a.user
-	v.Data = deskView{View: tv, TypeName: s.support.TypeName(tv.Ticket.Type), Checks: s.support.Checks(), Statuses: latchkey.TicketStatuses, AgentMFA: a.session.MFAAt != nil}
+	v.Data = deskView{View: tv, TypeName: s.support.TypeName(tv.Ticket.Type), Checks: s.support.Checks(), Statuses: latchkey.TicketStatuses, AgentMFA: a.session.MFAAt != nil,
+		InviteMailFailed: done == deskInviteMailFailed && v.Error == ""}
 	return s.render(w, code, "desk_ticket", v)
 }
 
@@ -305,6 +310,12 @@ func (s *Server) pageDeskTicket(w http.ResponseWriter, r *http.Request, a *auth)
 // deskAction runs an action of the ticket page: success goes back to the ticket with a fixed
 // confirmation; a refusal shows the ticket with the message and the refusal's status.
 func (s *Server) deskAction(w http.ResponseWriter, r *http.Request, a *auth, done string, f func(id int64, c login.Client) error) error {
+	return s.deskActionAs(w, r, a, func(id int64, c login.Client) (string, error) { return done, f(id, c) })
+}
+
+// deskActionAs is deskAction for an action whose success can have more than one outcome: f
+// returns the one to show (a key of deskFlashes, or deskInviteMailFailed).
+func (s *Server) deskActionAs(w http.ResponseWriter, r *http.Request, a *auth, f func(id int64, c login.Client) (string, error)) error {
 	if err := form(r); err != nil {
 		return err
 	}
@@ -312,7 +323,8 @@ func (s *Server) deskAction(w http.ResponseWriter, r *http.Request, a *auth, don
 	if err != nil {
 		return err
 	}
-	if err := f(id, client(r)); err != nil {
+	done, err := f(id, client(r))
+	if err != nil {
 		code := latchkey.ErrorCode(err)
 		if code == latchkey.EInternal {
 			return err
@@ -359,10 +371,20 @@ func (s *Server) pageDeskStatus(w http.ResponseWriter, r *http.Request, a *auth)
 	})
 }
 
+// deskInviteMailFailed is the outcome of a create-user action whose account was created but
+// whose activation mail could not be sent: the ticket page says so and what can be done.
+const deskInviteMailFailed = "invite-mail-failed"
+
 func (s *Server) pageDeskInvite(w http.ResponseWriter, r *http.Request, a *auth) error {
-	return s.deskAction(w, r, a, "invited", func(id int64, c login.Client) error {
-		_, err := s.support.InviteUser(r.Context(), c, a.user, id, r.PostFormValue("username"), r.PostFormValue("reason"))
-		return err
+	return s.deskActionAs(w, r, a, func(id int64, c login.Client) (string, error) {
+		u, err := s.support.InviteUser(r.Context(), c, a.user, id, r.PostFormValue("username"), r.PostFormValue("reason"))
+		if u != nil && err != nil {
+			// The account exists and the ticket recorded it; the mail's failure was logged
+			// where it happened (login). Not a failure of the action, and not an error page:
+			// the ticket, now showing the account, says what happened and what to do.
+			return deskInviteMailFailed, nil
+		}
+		return "invited", err
 	})
 }
 

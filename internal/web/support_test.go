@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -21,6 +22,8 @@ import (
 	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/audit"
 	"github.com/latchkey/latchkey/internal/login"
+	"github.com/latchkey/latchkey/internal/mail"
+	"github.com/latchkey/latchkey/internal/mail/mailtest"
 	"github.com/latchkey/latchkey/internal/password"
 	"github.com/latchkey/latchkey/internal/push"
 	"github.com/latchkey/latchkey/internal/sqlstore"
@@ -37,6 +40,13 @@ type supportFixture struct {
 // (support), kim (support) and root (admin).
 func newSupportFixture(tb testing.TB, logw io.Writer, mod ...func(*support.Options)) *supportFixture {
 	tb.Helper()
+	return newSupportFixtureWith(tb, logw, nil, mod...)
+}
+
+// newSupportFixtureWith is newSupportFixture whose sign-in service's options loginMod (when
+// not nil) changes first, e.g. its Mailer.
+func newSupportFixtureWith(tb testing.TB, logw io.Writer, loginMod func(*login.Options), mod ...func(*support.Options)) *supportFixture {
+	tb.Helper()
 	ctx := context.Background()
 	c := &clock{t: time.Now().UTC()}
 	db, err := sqlstore.Open(ctx, filepath.Join(tb.TempDir(), "web.db"), sqlstore.Options{SecretsKey: make([]byte, 32), Now: c.Now})
@@ -49,8 +59,12 @@ func newSupportFixture(tb testing.TB, logw io.Writer, mod ...func(*support.Optio
 	mails := &recMailer{}
 	rec := audit.New(db, nil, c.Now)
 	pusher := push.New(push.Options{Store: db, Mailer: mails, Audit: rec, Hub: push.NewHub(), Now: c.Now, Key: bytes.Repeat([]byte{9}, 32), PublicURL: pu.String()})
-	svc := login.New(login.Options{Store: db, Hasher: password.New(password.Options{Params: password.Params{Memory: 1024, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}}),
-		Mailer: mails, Audit: rec, Now: c.Now, SessionKey: bytes.Repeat([]byte{7}, 32), Pusher: pusher, PublicURL: pu.String()})
+	lopt := login.Options{Store: db, Hasher: password.New(password.Options{Params: password.Params{Memory: 1024, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16}}),
+		Mailer: mails, Audit: rec, Now: c.Now, SessionKey: bytes.Repeat([]byte{7}, 32), Pusher: pusher, PublicURL: pu.String()}
+	if loginMod != nil {
+		loginMod(&lopt)
+	}
+	svc := login.New(lopt)
 	opt := support.Options{Store: db, Accounts: svc, Mailer: mails, Audit: rec, Now: c.Now, Key: bytes.Repeat([]byte{5}, 32), PublicURL: pu.String()}
 	for _, m := range mod {
 		m(&opt)
@@ -429,6 +443,103 @@ func TestDeskInvite(t *testing.T) {
 	if r := agent.do("GET", "/admin/tickets/"+id, "", ""); !strings.Contains(r.raw, `id="account-username">newbie<`) || strings.Contains(r.raw, "/invite") {
 		t.Error("after the invitation the ticket does not show the new account")
 	}
+}
+
+// TestDeskInviteMailFails: when the account a ticket asks for is created but its activation
+// mail cannot be sent (a real SMTP server refuses the recipient), the agent is taken back to
+// the ticket, which now shows the account, with a notice that says so and names what can be
+// done: an agent asks an administrator, an administrator gets the account's page, where the
+// new link is sent. No error page, and the trail links the account to the ticket.
+func TestDeskInviteMailFails(t *testing.T) {
+	f, smtp := newMailFailingDesk(t)
+	ctx := context.Background()
+	form := "application/x-www-form-urlencoded"
+	for _, tt := range []struct {
+		agent, email, username string
+		want, notWant          string // in the notice
+	}{
+		{"sam", "new@example.com", "newbie", "Ask an administrator to send a new activation link", `id="account-page"`},
+		{"root", "new2@example.com", "newbie2", `id="account-page"`, "Ask an administrator"},
+	} {
+		t.Run(tt.agent, func(t *testing.T) {
+			tk, err := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: tt.email, Username: tt.username, Type: "account_change", Message: "I need an account."})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := strconv.FormatInt(tk.Ticket.ID, 10)
+			agent := f.signedIn(t, tt.agent)
+			r := agent.do("POST", "/admin/tickets/"+id+"/invite", form, "username="+tt.username+"&reason=new+starter")
+			if r.code != http.StatusSeeOther || r.header.Get("Location") != "/admin/tickets/"+id+"?done=invite-mail-failed" {
+				t.Fatalf("invite with the mail refused: %d %q, want 303 to the ticket\n%s", r.code, r.header.Get("Location"), r.raw)
+			}
+			u, err := f.db.FindUserByUsername(ctx, tt.username)
+			if err != nil || u.Email != tt.email {
+				t.Fatalf("the account: %+v, %v", u, err)
+			}
+			r = agent.do("GET", r.header.Get("Location"), "", "")
+			notice := regexp.MustCompile(`(?s)<div class="notice[^"]*" role="status" id="invite-mail-failed">.*?</div>`).FindString(r.raw)
+			if r.code != 200 || notice == "" {
+				t.Fatalf("ticket page after the failed mail: %d, no notice", r.code)
+			}
+			if !strings.Contains(notice, "The account "+tt.username+" was created, but its activation mail could not be sent.") ||
+				!strings.Contains(notice, tt.want) || strings.Contains(notice, tt.notWant) {
+				t.Errorf("notice for %s = %s\nwant %q and not %q", tt.agent, notice, tt.want, tt.notWant)
+			}
+			if !strings.Contains(r.raw, `id="account-username">`+tt.username+`<`) {
+				t.Error("the ticket page does not show the new account")
+			}
+			if tt.agent == "root" {
+				// The notice's link leads to the page whose button sends a new link.
+				if !strings.Contains(notice, `href="/admin/users/`+strconv.FormatInt(int64(u.ID), 10)+`"`) {
+					t.Errorf("the notice does not link to %s's page: %s", tt.username, notice)
+				}
+				if p := agent.do("GET", "/admin/users/"+strconv.FormatInt(int64(u.ID), 10), "", ""); p.code != 200 || !strings.Contains(p.raw, `action="/admin/users/`+strconv.FormatInt(int64(u.ID), 10)+`/invitation"`) {
+					t.Errorf("the account's page: %d, without the form that sends a new link", p.code)
+				}
+			}
+			// Nothing else pretends the mail went out.
+			if strings.Contains(r.raw, "gets an email to set a password") {
+				t.Error("the ticket page says the user gets an email")
+			}
+			ev, _ := f.db.FindAuditEvents(ctx, latchkey.AuditFilter{UserID: &u.ID})
+			var linked bool
+			for _, e := range ev {
+				linked = linked || (e.Action == latchkey.ActionTicketUserAdded && e.TicketID == tk.Ticket.ID && strings.Contains(e.Detail, "activation mail not sent"))
+			}
+			if !linked {
+				t.Errorf("no %s entry says the account of ticket %d was created without its mail", latchkey.ActionTicketUserAdded, tk.Ticket.ID)
+			}
+		})
+	}
+	for _, m := range smtp.Messages() {
+		if strings.HasPrefix(m.To, "new") {
+			t.Errorf("the SMTP server accepted a mail to %s", m.To)
+		}
+	}
+}
+
+// newMailFailingDesk is a support fixture whose desk creates users with the admin console's
+// invitations, and whose sign-in service sends its mail to a real SMTP server that refuses
+// every recipient whose address starts with "new".
+func newMailFailingDesk(t *testing.T) (*supportFixture, *mailtest.Server) {
+	t.Helper()
+	smtp := mailtest.StartServerWith(t, mailtest.Options{Reject: func(to string) error {
+		if strings.HasPrefix(to, "new") {
+			return errors.New("mailbox unavailable")
+		}
+		return nil
+	}})
+	sender, err := mail.New(mail.Options{SMTPURL: smtp.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f *supportFixture
+	f = newSupportFixtureWith(t, io.Discard, func(o *login.Options) { o.Mailer = sender }, func(o *support.Options) {
+		o.Inviter = inviterFunc(func(ctx context.Context, c login.Client, actor *latchkey.User, actorMFA bool, username, email string, role latchkey.Role) (*latchkey.User, error) {
+			return f.svc.InviteUser(ctx, c, actor, actorMFA, username, email, role)
+		})
+	})
+	return f, smtp
 }
 
 type inviterFunc func(ctx context.Context, c login.Client, actor *latchkey.User, actorMFA bool, username, email string, role latchkey.Role) (*latchkey.User, error)
