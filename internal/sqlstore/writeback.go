@@ -20,7 +20,10 @@ import (
 // So after the process's writes the store asks the kernel to start writing the log's dirty
 // pages back now (sync_file_range with SYNC_FILE_RANGE_WRITE on Linux: it starts the writes
 // and does not wait for them), at most every writebackEvery. When the checkpoint's sync comes,
-// most of the log is on the disk already and the sync waits for the rest only. Durability is
+// most of the log is on the disk already and the sync waits for the rest only. (The rest
+// includes the odd page written again while its write was in flight, which that call does not
+// start again: the page a writeback ends in is shared with the next commit's frame. It goes
+// with the next writeback, or with that sync.) Durability is
 // unchanged: nothing is reported written that was not before, SQLite's syncs run as before,
 // and a crash loses no more and no less. PostgreSQL does the same for its own log and data
 // files (wal_writer_flush_after, checkpoint_flush_after).
