@@ -381,6 +381,24 @@ type logoutClaims struct {
 	Names map[string]bool `json:"-"`
 }
 
+// adminSignsOut has an admin (created here, once per fixture) sign every session of
+// username out from the console.
+func (f *wdFixture) adminSignsOut(t *testing.T, username string) {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := f.svc.CreateUser(ctx, login.Client{}, login.NewUser{Username: "root", Email: "root@example.com", Role: latchkey.RoleAdmin, Password: "an admin's long passphrase"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := f.db.FindUserByUsername(ctx, username)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.AdminRevokeSessions(ctx, login.Client{}, admin, "", u.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // receiveLogout waits for a logout token at the test relying parties' endpoint, verifies its
 // signature with the provider's JWKS and returns its claims.
 func (f *wdFixture) receiveLogout(rp *wdRP) logoutClaims {
@@ -801,18 +819,7 @@ func TestBackchannelLogoutOnAccountRules(t *testing.T) {
 	rp1 := f.rp("rp1", true)
 	phone := f.browser()
 	in := phone.signIn(rp1, "alice")
-	ctx := context.Background()
-	admin, err := f.svc.CreateUser(ctx, login.Client{}, login.NewUser{Username: "root", Email: "root@example.com", Role: latchkey.RoleAdmin, Password: "an admin's long passphrase"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice, err := f.db.FindUserByUsername(ctx, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.svc.AdminRevokeSessions(ctx, login.Client{}, admin, "", alice.ID); err != nil {
-		t.Fatal(err)
-	}
+	f.adminSignsOut(t, "alice")
 	if c := f.receiveLogout(rp1); c.SID != in.claims.SID {
 		t.Errorf("logout token sid = %q, want the phone's %q", c.SID, in.claims.SID)
 	}
@@ -829,7 +836,6 @@ func TestSignOutEverywhereRevokesOfflineTokens(t *testing.T) {
 		_, err := rp.conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: in.tok.RefreshToken}).Token()
 		return err == nil
 	}
-	ctx := context.Background()
 	for _, how := range []string{"revoke-all", "admin"} {
 		t.Run(how, func(t *testing.T) {
 			f := newWorkdayFixture(t, nil)
@@ -854,17 +860,7 @@ func TestSignOutEverywhereRevokesOfflineTokens(t *testing.T) {
 					t.Fatalf("revoke-all: %d", resp.StatusCode)
 				}
 			case "admin":
-				admin, err := f.svc.CreateUser(ctx, login.Client{}, login.NewUser{Username: "root", Email: "root@example.com", Role: latchkey.RoleAdmin, Password: "an admin's long passphrase"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				alice, err := f.db.FindUserByUsername(ctx, "alice")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := f.svc.AdminRevokeSessions(ctx, login.Client{}, admin, "", alice.ID); err != nil {
-					t.Fatal(err)
-				}
+				f.adminSignsOut(t, "alice")
 			}
 			if refreshes(rp1, today) {
 				t.Error("today's refresh token still works")
@@ -1015,13 +1011,7 @@ func TestBackchannelLogoutOfEarlierSessions(t *testing.T) {
 					t.Fatalf("change password: %d", code)
 				}
 			case "admin":
-				admin, err := f.svc.CreateUser(ctx, login.Client{}, login.NewUser{Username: "root", Email: "root@example.com", Role: latchkey.RoleAdmin, Password: "an admin's long passphrase"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := f.svc.AdminRevokeSessions(ctx, login.Client{}, admin, "", alice.ID); err != nil {
-					t.Fatal(err)
-				}
+				f.adminSignsOut(t, "alice")
 				want["rp2 "+here.claims.SID] = true
 			}
 			rps := map[string]*wdRP{"rp1": rp1, "rp2": rp2, "rp3": rp3}
