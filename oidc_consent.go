@@ -48,6 +48,8 @@ type OIDCConsentStore interface {
 	// CreatedAt).
 	SaveOIDCConsent(ctx Context, c *OIDCConsent) error
 	// DeleteOIDCConsent removes a consent and, in the same transaction, every access and
-	// refresh token of the user for that client. ENotFound when there is no such consent.
-	DeleteOIDCConsent(ctx Context, userID UserID, clientID string) error
+	// refresh token of the user for that client, and returns, for the back-channel logouts,
+	// each session whose tokens it revoked, once, ordered by SID, as DeleteOIDCUserTokens
+	// does. ENotFound when there is no such consent.
+	DeleteOIDCConsent(ctx Context, userID UserID, clientID string) ([]OIDCTokenSession, error)
 }

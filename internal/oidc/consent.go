@@ -77,13 +77,19 @@ func (p *Provider) Consents(ctx context.Context, u *latchkey.User) ([]*latchkey.
 
 // RevokeConsent takes back what the user allowed the client: the consent goes, and so do the
 // client's access and refresh tokens for the user. The next sign-in to the client asks again.
-// ENotFound when the user had not allowed the client.
+// The client, if it registered a backchannel_logout_uri, is sent a back-channel logout for
+// each session whose tokens were revoked, once per session (sub and its sid; sub alone for
+// tokens older than sids), as after an account-wide sign-out: its sessions of the user end
+// with their tokens. The user's Latchkey sessions stay signed in, and so do the other
+// clients. ENotFound when the user had not allowed the client.
 func (p *Provider) RevokeConsent(ctx context.Context, u *latchkey.User, clientID string) error {
-	if err := p.opt.Store.DeleteOIDCConsent(ctx, u.ID, clientID); latchkey.ErrorCode(err) == latchkey.ENotFound {
+	revoked, err := p.opt.Store.DeleteOIDCConsent(ctx, u.ID, clientID)
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return latchkey.Errorf(latchkey.ENotFound, "This application has no access to your account.")
 	} else if err != nil {
 		return err
 	}
 	p.record(ctx, u, latchkey.ActionOIDCConsentRevoked, latchkey.OutcomeSuccess, "client: "+clientID)
+	p.logoutRevoked(ctx, u.ID, revoked, nil)
 	return nil
 }

@@ -91,6 +91,15 @@ func (p *Provider) EndAllSessions(ctx context.Context, userID latchkey.UserID, k
 			told[sess.SID] = true
 		}
 	}
+	p.logoutRevoked(ctx, userID, revoked, told)
+}
+
+// logoutRevoked sends a back-channel logout to each client and session of revoked (whose
+// tokens of userID were just revoked) whose client registered a backchannel_logout_uri,
+// except the sessions in told: a logout token with sub and the sid, or sub alone for tokens
+// older than sids (migration 0009), which ends every session of the user at that client.
+// revoked names each client and session once (DeleteOIDCUserTokens, DeleteOIDCConsent).
+func (p *Provider) logoutRevoked(ctx context.Context, userID latchkey.UserID, revoked []latchkey.OIDCTokenSession, told map[string]bool) {
 	for _, ts := range revoked {
 		if ts.BackchannelLogoutURI == "" || told[ts.SID] {
 			continue

@@ -358,48 +358,57 @@ func (s *DB) DeleteOIDCGrant(ctx context.Context, grantID string) (int, error) {
 func (s *DB) DeleteOIDCUserTokens(ctx context.Context, userID latchkey.UserID, clientID, keepSID string) ([]latchkey.OIDCTokenSession, error) {
 	var out []latchkey.OIDCTokenSession
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		out = out[:0]
-		seen := map[latchkey.OIDCTokenSession]bool{}
-		for _, table := range []string{"oidc_access_tokens", "oidc_refresh_tokens"} {
-			rows, err := tx.QueryContext(ctx, `DELETE FROM `+table+` WHERE user_id = $1 AND ($2 = '' OR client_id = $2) AND ($3 = '' OR sid <> $3)
-				RETURNING client_id, sid`, userID, clientID, keepSID)
-			if err != nil {
-				return fmt.Errorf("delete user tokens from %s: %w", table, err)
-			}
-			for rows.Next() {
-				var ts latchkey.OIDCTokenSession
-				if err := rows.Scan(&ts.ClientID, &ts.SID); err != nil {
-					rows.Close()
-					return fmt.Errorf("delete user tokens from %s: %w", table, err)
-				}
-				if !seen[ts] {
-					seen[ts] = true
-					out = append(out, ts)
-				}
-			}
-			if err := rows.Close(); err != nil {
-				return fmt.Errorf("delete user tokens from %s: %w", table, err)
-			}
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("delete user tokens from %s: %w", table, err)
-			}
-		}
-		uris := map[string]string{}
-		for i, ts := range out {
-			uri, ok := uris[ts.ClientID]
-			if !ok {
-				err := tx.QueryRowContext(ctx, `SELECT backchannel_logout_uri FROM oidc_clients WHERE id = $1`, ts.ClientID).Scan(&uri)
-				if err != nil && !errors.Is(err, sql.ErrNoRows) {
-					return fmt.Errorf("find back-channel logout uri: %w", err)
-				}
-				uris[ts.ClientID] = uri
-			}
-			out[i].BackchannelLogoutURI = uri
-		}
-		return nil
+		var err error
+		out, err = deleteUserTokens(ctx, tx, userID, clientID, keepSID)
+		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// deleteUserTokens is DeleteOIDCUserTokens (and DeleteOIDCConsent's revocation) in tx: it
+// returns each client and session whose tokens it deleted, once, with the client's
+// back-channel logout URI, ordered by client and SID.
+func deleteUserTokens(ctx context.Context, tx *sql.Tx, userID latchkey.UserID, clientID, keepSID string) ([]latchkey.OIDCTokenSession, error) {
+	var out []latchkey.OIDCTokenSession
+	seen := map[latchkey.OIDCTokenSession]bool{}
+	for _, table := range []string{"oidc_access_tokens", "oidc_refresh_tokens"} {
+		rows, err := tx.QueryContext(ctx, `DELETE FROM `+table+` WHERE user_id = $1 AND ($2 = '' OR client_id = $2) AND ($3 = '' OR sid <> $3)
+			RETURNING client_id, sid`, userID, clientID, keepSID)
+		if err != nil {
+			return nil, fmt.Errorf("delete user tokens from %s: %w", table, err)
+		}
+		for rows.Next() {
+			var ts latchkey.OIDCTokenSession
+			if err := rows.Scan(&ts.ClientID, &ts.SID); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("delete user tokens from %s: %w", table, err)
+			}
+			if !seen[ts] {
+				seen[ts] = true
+				out = append(out, ts)
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("delete user tokens from %s: %w", table, err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("delete user tokens from %s: %w", table, err)
+		}
+	}
+	uris := map[string]string{}
+	for i, ts := range out {
+		uri, ok := uris[ts.ClientID]
+		if !ok {
+			err := tx.QueryRowContext(ctx, `SELECT backchannel_logout_uri FROM oidc_clients WHERE id = $1`, ts.ClientID).Scan(&uri)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("find back-channel logout uri: %w", err)
+			}
+			uris[ts.ClientID] = uri
+		}
+		out[i].BackchannelLogoutURI = uri
 	}
 	slices.SortFunc(out, func(a, b latchkey.OIDCTokenSession) int {
 		return cmp.Or(strings.Compare(a.ClientID, b.ClientID), strings.Compare(a.SID, b.SID))

@@ -76,9 +76,11 @@ func (s *DB) SaveOIDCConsent(ctx context.Context, c *latchkey.OIDCConsent) error
 }
 
 // DeleteOIDCConsent removes a consent and every token of the user for that client, in one
-// transaction. ENotFound when there is no such consent.
-func (s *DB) DeleteOIDCConsent(ctx context.Context, userID latchkey.UserID, clientID string) error {
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+// transaction, and returns, for the back-channel logouts, each session whose tokens it
+// revoked, once (deleteUserTokens). ENotFound when there is no such consent.
+func (s *DB) DeleteOIDCConsent(ctx context.Context, userID latchkey.UserID, clientID string) ([]latchkey.OIDCTokenSession, error) {
+	var out []latchkey.OIDCTokenSession
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM oidc_consents WHERE user_id = $1 AND client_id = $2`, userID, clientID)
 		if err != nil {
 			return fmt.Errorf("delete oidc consent: %w", err)
@@ -86,13 +88,13 @@ func (s *DB) DeleteOIDCConsent(ctx context.Context, userID latchkey.UserID, clie
 		if n, _ := res.RowsAffected(); n == 0 {
 			return notFound("consent")
 		}
-		for _, table := range []string{"oidc_access_tokens", "oidc_refresh_tokens"} {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE user_id = $1 AND client_id = $2`, userID, clientID); err != nil {
-				return fmt.Errorf("delete tokens from %s: %w", table, err)
-			}
-		}
-		return nil
+		out, err = deleteUserTokens(ctx, tx, userID, clientID, "")
+		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // isForeignKey reports whether err is a foreign-key violation in either dialect.

@@ -62,7 +62,7 @@ func TestOIDCConsents(t *testing.T) {
 		tok("1", alice.ID, "app")
 		tok("2", alice.ID, "zed")
 		tok("3", bob.ID, "app")
-		if err := db.DeleteOIDCConsent(ctx, alice.ID, "app"); err != nil {
+		if _, err := db.DeleteOIDCConsent(ctx, alice.ID, "app"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.FindOIDCRefreshToken(ctx, "r-1"); errCode(err) != latchkey.ENotFound {
@@ -79,7 +79,7 @@ func TestOIDCConsents(t *testing.T) {
 		if _, err := db.FindOIDCConsent(ctx, bob.ID, "app"); err != nil {
 			t.Errorf("bob's consent: %v", err)
 		}
-		if err := db.DeleteOIDCConsent(ctx, alice.ID, "app"); errCode(err) != latchkey.ENotFound {
+		if _, err := db.DeleteOIDCConsent(ctx, alice.ID, "app"); errCode(err) != latchkey.ENotFound {
 			t.Errorf("deleting a missing consent: %v, want not found", err)
 		}
 		// Deleting the client removes its consents.
@@ -88,6 +88,67 @@ func TestOIDCConsents(t *testing.T) {
 		}
 		if list, err := db.FindOIDCConsents(ctx, alice.ID); err != nil || len(list) != 0 {
 			t.Errorf("consents after the client was deleted: %+v, %v", list, err)
+		}
+	})
+}
+
+// TestOIDCConsentRevocationNamesSessions: revoking a consent names, for the back-channel
+// logouts, each session whose tokens of that client it revoked, once (two grants of one
+// session, an access token alone, tokens older than SIDs), with the client's back-channel
+// logout URI; the user's tokens of another client and another user's tokens of the client
+// stay.
+func TestOIDCConsentRevocationNamesSessions(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		const bcl = "https://third.example/backchannel-logout"
+		if err := db.CreateOIDCClient(ctx, &latchkey.OIDCClient{ID: "third", Name: "Third", RedirectURIs: []string{"https://third.example/cb"}, BackchannelLogoutURI: bcl}); err != nil {
+			t.Fatal(err)
+		}
+		mkClient(t, db, "app")
+		alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
+		for _, c := range []*latchkey.OIDCConsent{{UserID: alice.ID, ClientID: "third", Scopes: []string{"openid"}}, {UserID: bob.ID, ClientID: "third", Scopes: []string{"openid"}}} {
+			if err := db.SaveOIDCConsent(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mk := func(id, client string, u *latchkey.User, sid string, refresh bool) {
+			t.Helper()
+			g := latchkey.OIDCGrant{GrantID: "g-" + id, ClientID: client, UserID: u.ID, Scopes: []string{"openid"}, Audience: []string{client}, AMR: []string{"pwd"}, ACR: "pwd", AuthTime: t0, SID: sid}
+			at := &latchkey.OIDCAccessToken{ID: "a" + id, OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+			var rt *latchkey.OIDCRefreshToken
+			if refresh {
+				at.RefreshTokenID = "r" + id
+				rt = &latchkey.OIDCRefreshToken{ID: "r" + id, OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+			}
+			if err := db.CreateOIDCTokens(ctx, at, rt, latchkey.OIDCTokenUse{}, t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mk("laptop", "third", alice, "laptop", true)
+		mk("laptop2", "third", alice, "laptop", true) // a second grant of the same session
+		mk("phone", "third", alice, "phone", false)   // an access token alone
+		mk("old", "third", alice, "", true)           // older than SIDs
+		mk("app", "app", alice, "laptop", true)
+		mk("bob", "third", bob, "bobs", true)
+		got, err := db.DeleteOIDCConsent(ctx, alice.ID, "third")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []latchkey.OIDCTokenSession{{ClientID: "third", BackchannelLogoutURI: bcl}, {ClientID: "third", SID: "laptop", BackchannelLogoutURI: bcl}, {ClientID: "third", SID: "phone", BackchannelLogoutURI: bcl}}
+		if !slices.Equal(got, want) {
+			t.Errorf("DeleteOIDCConsent(alice, third) = %+v, want %+v", got, want)
+		}
+		for id, alive := range map[string]bool{"laptop": false, "laptop2": false, "phone": false, "old": false, "app": true, "bob": true} {
+			if _, err := db.FindOIDCAccessToken(ctx, "a"+id); (err == nil) != alive {
+				t.Errorf("access token %s after revoking alice's consent to third: %v, want alive %v", id, err, alive)
+			}
+		}
+		if got, err := db.DeleteOIDCConsent(ctx, alice.ID, "third"); errCode(err) != latchkey.ENotFound || got != nil {
+			t.Errorf("revoking again = %+v, %v; want nothing, not found", got, err)
+		}
+		// Bob's consent and tokens were left alone; revoking it names his session.
+		if got, err := db.DeleteOIDCConsent(ctx, bob.ID, "third"); err != nil || len(got) != 1 || got[0].SID != "bobs" {
+			t.Errorf("DeleteOIDCConsent(bob, third) = %+v, %v", got, err)
 		}
 	})
 }

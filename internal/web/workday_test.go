@@ -146,8 +146,29 @@ type wdRP struct {
 
 func (f *wdFixture) rp(id string, backchannel bool) *wdRP {
 	f.t.Helper()
+	return f.newRP(id, backchannel, true)
+}
+
+// thirdPartyRP is rp for a third-party client (one that asks for consent), with a
+// back-channel logout URI, which alice has allowed already: her sign-ins go straight
+// through, as after Allow on the consent page.
+func (f *wdFixture) thirdPartyRP(id string) *wdRP {
+	f.t.Helper()
+	r := f.newRP(id, true, false)
+	alice, err := f.db.FindUserByUsername(context.Background(), "alice")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.db.SaveOIDCConsent(context.Background(), &latchkey.OIDCConsent{UserID: alice.ID, ClientID: id, Scopes: r.conf.Scopes}); err != nil {
+		f.t.Fatal(err)
+	}
+	return r
+}
+
+func (f *wdFixture) newRP(id string, backchannel, firstParty bool) *wdRP {
+	f.t.Helper()
 	ctx := context.Background()
-	nc := oidc.NewClient{ID: id, RedirectURIs: []string{"http://127.0.0.1:1/" + id + "/callback"}, PostLogoutRedirectURIs: []string{"http://127.0.0.1:1/" + id + "/signed-out"}, FirstParty: true}
+	nc := oidc.NewClient{ID: id, RedirectURIs: []string{"http://127.0.0.1:1/" + id + "/callback"}, PostLogoutRedirectURIs: []string{"http://127.0.0.1:1/" + id + "/signed-out"}, FirstParty: firstParty}
 	if backchannel {
 		nc.BackchannelLogoutURI = f.bcl
 	}
@@ -1045,6 +1066,86 @@ func TestBackchannelLogoutOfEarlierSessions(t *testing.T) {
 				t.Error("yesterday's offline refresh token still works")
 			}
 		})
+	}
+}
+
+// TestRevokingConsentLogsTheApplicationOut: revoking a third-party application's access
+// (Settings › Security › Connected applications) tells the application, by back-channel
+// logout, once for each session whose tokens it revoked: the laptop's (two sign-ins there),
+// the phone's, and with sub alone for a token older than sids. The first-party application
+// signed in in the same sessions is told nothing and keeps its tokens, and both browsers
+// stay signed in to Latchkey.
+func TestRevokingConsentLogsTheApplicationOut(t *testing.T) {
+	ctx := context.Background()
+	f := newWorkdayFixture(t, nil)
+	rp1, rp3 := f.rp("rp1", true), f.thirdPartyRP("rp3")
+	laptop, phone := f.browser(), f.browser()
+	first := laptop.signIn(rp1, "alice")
+	here := laptop.signIn(rp3, "alice")
+	f.clock.Add(time.Minute)
+	hereAgain := laptop.signIn(rp3, "alice")
+	f.clock.Add(time.Minute)
+	there := phone.signIn(rp3, "alice")
+	if hereAgain.claims.SID != here.claims.SID || there.claims.SID == here.claims.SID || first.claims.SID != here.claims.SID {
+		t.Fatalf("sids: rp1 %q, laptop %q and %q, phone %q", first.claims.SID, here.claims.SID, hereAgain.claims.SID, there.claims.SID)
+	}
+	alice, err := f.db.FindUserByUsername(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A refresh token of rp3 given before sessions had IDs (migration 0009).
+	g := latchkey.OIDCGrant{GrantID: "legacy", ClientID: "rp3", UserID: alice.ID, Scopes: []string{"openid", "offline_access"}, Audience: []string{"rp3"}, AMR: []string{"pwd"}, ACR: "pwd", AuthTime: wdStart}
+	if err := f.db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "legacy-at", OIDCGrant: g, RefreshTokenID: "legacy-rt", CreatedAt: wdStart, ExpiresAt: f.clock.Now().Add(time.Hour)},
+		&latchkey.OIDCRefreshToken{ID: "legacy-rt", OIDCGrant: g, CreatedAt: wdStart, ExpiresAt: f.clock.Now().Add(time.Hour)}, latchkey.OIDCTokenUse{}, f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(time.Minute)
+	if code := laptop.api("DELETE", "/api/v1/account/applications/rp3", nil); code != 200 {
+		t.Fatalf("revoke rp3: %d", code)
+	}
+	want := map[string]bool{"rp3 " + here.claims.SID: true, "rp3 " + there.claims.SID: true, "rp3 ": true}
+	got := map[string]bool{}
+	for range want {
+		c := f.receiveLogout(rp3)
+		key := c.Audience + " " + c.SID
+		if got[key] {
+			t.Errorf("logout token for %q twice", key)
+		}
+		got[key] = true
+		if c.Issuer != f.srv.URL || c.Subject != here.claims.Subject || c.JTI == "" || c.IssuedAt != f.clock.Now().Unix() ||
+			c.Expiry != c.IssuedAt+120 || c.Nonce != nil || c.Names["sid"] != (c.SID != "") {
+			t.Errorf("logout token claims = %+v", c)
+		}
+		if _, ok := c.Events["http://schemas.openid.net/event/backchannel-logout"]; !ok || len(c.Events) != 1 {
+			t.Errorf("logout token events = %v", c.Events)
+		}
+	}
+	f.oidc.WaitLogouts()
+	for len(f.logout) > 0 {
+		c := f.receiveLogout(rp1)
+		t.Errorf("an extra logout token: aud %s sid %q", c.Audience, c.SID)
+	}
+	for key := range want {
+		if !got[key] {
+			t.Errorf("no logout token for %q; got %v", key, got)
+		}
+	}
+	if rp3.refreshes(hereAgain) || rp3.refreshes(there) {
+		t.Error("a refresh token of the revoked application still works")
+	}
+	if !rp1.refreshes(first) {
+		t.Error("the first-party application lost its refresh token")
+	}
+	if !laptop.signedIn() || !phone.signedIn() {
+		t.Errorf("signed in: laptop %v, phone %v; want both still signed in", laptop.signedIn(), phone.signedIn())
+	}
+	// Revoking again: 404, and no one is told anything.
+	if code := laptop.api("DELETE", "/api/v1/account/applications/rp3", nil); code != http.StatusNotFound {
+		t.Errorf("revoke rp3 again: %d, want 404", code)
+	}
+	f.oidc.WaitLogouts()
+	if len(f.logout) > 0 {
+		t.Errorf("revoking a revoked application sent %d logout tokens", len(f.logout))
 	}
 }
 
