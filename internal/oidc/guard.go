@@ -50,10 +50,21 @@ const pathDeviceAuthorization = "/oidc/device_authorization"
 //     (Cache-Control: no-store, Pragma: no-cache, RFC 6749 §5.1);
 //   - a request that gives a parameter more than once is refused before anything reads it
 //     (checkParams): at the authorize endpoint with a 400 and no redirect, elsewhere with
-//     invalid_request in JSON.
+//     invalid_request in JSON;
+//   - the end_session endpoint takes GET and POST only (RP-Initiated Logout 1.0 §2): any
+//     other method is a 405 with Allow: GET, POST, before anything reads the request. The
+//     library's handler took every method and revoked the user's tokens for the client
+//     without a back-channel logout; Latchkey's RP-initiated logout is web's pageEndSession,
+//     which the server routes GET and POST to, and it sends HEAD here for this answer.
 func (p *Provider) guard(lib http.Handler) http.Handler {
 	discovery := cors.New(corsOptions).Handler(http.HandlerFunc(p.discover))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == PathEndSession && r.Method != http.MethodGet && r.Method != http.MethodPost {
+			w.Header().Set("Allow", "GET, POST")
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "The sign-out endpoint takes GET and POST only.", http.StatusMethodNotAllowed)
+			return
+		}
 		switch r.URL.Path {
 		case PathAuthorize, PathToken, PathRevoke, PathIntrospect, PathUserinfo, PathEndSession:
 			if err := checkParams(r); err != nil {

@@ -531,3 +531,40 @@ func TestGuardReadsNamesAsTheLibraryDoes(t *testing.T) {
 		t.Errorf("Access_Token in the userinfo URL = %d %s, want 400 invalid_request", rec.Code, rec.Body)
 	}
 }
+
+// TestEndSessionTakesGetAndPost: the provider's end_session endpoint answers a method other
+// than GET and POST, even with a valid id_token_hint (and a parameter twice in a body, which
+// it does not read), with a 405 naming them, and touches nothing: the library's handler
+// revoked the user's tokens for the client, with no back-channel logout.
+func TestEndSessionTakesGetAndPost(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	id := f.start(t, "app", nil)
+	if _, err := f.p.Authorize(ctx, id, &latchkey.Session{AMR: []string{"pwd"}, PasswordAt: t0}, f.user); err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		IDToken     string `json:"id_token"`
+	}
+	if err := json.Unmarshal([]byte(f.exchange(t, "app", id)), &tok); err != nil || tok.IDToken == "" {
+		t.Fatalf("token response: %v", err)
+	}
+	q := url.Values{"id_token_hint": {tok.IDToken}, "client_id": {"app"}}.Encode()
+	for _, method := range []string{"PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "PURGE"} {
+		req := httptest.NewRequest(method, "http://id.test/oidc/end_session?"+q, strings.NewReader("state=a&state=b"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rec := httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, POST" || rec.Header().Get("Location") != "" {
+			t.Errorf("%s end_session: %d, Allow %q, Location %q, %s", method, rec.Code, rec.Header().Get("Allow"), rec.Header().Get("Location"), rec.Body)
+		}
+	}
+	req := httptest.NewRequest("GET", "http://id.test/oidc/userinfo", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	rec := httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Errorf("userinfo after the refused end_session requests: %d %s", rec.Code, rec.Body)
+	}
+}

@@ -31,10 +31,7 @@ func (s *Server) mountOIDC(mux *http.ServeMux) {
 	if s.oidc == nil {
 		return
 	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := client(r)
-		s.oidc.Handler().ServeHTTP(w, r.WithContext(oidc.WithClient(r.Context(), c.IP, c.UserAgent)))
-	})
+	h := s.oidcHandler()
 	mux.Handle("GET "+oidc.PathDiscovery, h)
 	mux.Handle("/oidc/", h)
 	mux.Handle(oidc.PathAuthorize, s.authorizePage(h))
@@ -44,6 +41,14 @@ func (s *Server) mountOIDC(mux *http.ServeMux) {
 	mux.Handle("POST /settings/security/applications/{client_id}/revoke", s.pageAuthed(s.pageRevokeApplication))
 	mux.Handle("GET /api/v1/account/applications", s.apiAuthed(s.apiApplications))
 	mux.Handle("DELETE /api/v1/account/applications/{client_id}", s.apiAuthed(s.apiRevokeApplication))
+}
+
+// oidcHandler is the provider's handler, told the client's address and browser.
+func (s *Server) oidcHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := client(r)
+		s.oidc.Handler().ServeHTTP(w, r.WithContext(oidc.WithClient(r.Context(), c.IP, c.UserAgent)))
+	})
 }
 
 func init() {

@@ -130,9 +130,12 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /settings/security/sessions/revoke-all", s.pageAuthed(s.pageRevokeAllSessions))
 	s.mountOIDC(mux) // OpenID Connect provider: /oidc/...
 	if s.oidc != nil {
-		// RP-initiated logout ends the browser's Latchkey session (sessions.go).
+		// RP-initiated logout ends the browser's Latchkey session (sessions.go). It takes GET
+		// and POST only: HEAD, which the GET route would take, and every other method (the
+		// /oidc/ route) get the provider's 405 (Allow: GET, POST), and change nothing.
 		mux.Handle("GET /oidc/end_session", s.page(s.pageEndSession))
 		mux.Handle("POST /oidc/end_session", s.page(s.pageEndSession))
+		mux.Handle("HEAD /oidc/end_session", s.oidcHandler())
 	}
 	s.mountSupport(mux) // support desk: /api/v1/support, /support, /admin/tickets
 

@@ -1149,6 +1149,46 @@ func TestRevokingConsentLogsTheApplicationOut(t *testing.T) {
 	}
 }
 
+// TestEndSessionOtherMethods: the end_session endpoint takes GET and POST only. Any other
+// method, with a valid id_token_hint of the browser's user and session, is a 405 naming
+// them (Allow: GET, POST) and touches nothing: the browser stays signed in, the
+// application keeps its tokens and is sent no logout. The library's own end_session
+// handler, which the catch-all /oidc/ route reached with these methods, revoked the user's
+// tokens for the client without a back-channel logout; HEAD, routed with GET, could sign
+// the browser out.
+func TestEndSessionOtherMethods(t *testing.T) {
+	for _, method := range []string{"PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "PURGE"} {
+		t.Run(method, func(t *testing.T) {
+			f := newWorkdayFixture(t, nil)
+			rp1 := f.rp("rp1", true)
+			b := f.browser()
+			in := b.signIn(rp1, "alice")
+			q := url.Values{"id_token_hint": {in.idt}, "client_id": {"rp1"}, "post_logout_redirect_uri": {rp1.logoutTo}, "state": {"s"}}
+			req, _ := http.NewRequest(method, f.srv.URL+"/oidc/end_session?"+q.Encode(), nil)
+			resp, err := b.hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, POST" || resp.Header.Get("Location") != "" {
+				t.Errorf("%s /oidc/end_session: %d, Allow %q, Location %q\n%s", method, resp.StatusCode, resp.Header.Get("Allow"), resp.Header.Get("Location"), body)
+			}
+			f.oidc.WaitLogouts()
+			if len(f.logout) > 0 {
+				c := f.receiveLogout(rp1)
+				t.Errorf("%s /oidc/end_session sent a logout token: aud %s sid %q", method, c.Audience, c.SID)
+			}
+			if !b.signedIn() {
+				t.Errorf("%s /oidc/end_session signed the browser out", method)
+			}
+			if !rp1.refreshes(in) {
+				t.Errorf("%s /oidc/end_session revoked the application's tokens", method)
+			}
+		})
+	}
+}
+
 // TestOIDCParameterTwice: through the server, an authorization request with a parameter
 // given twice gets Latchkey's error page naming it (400, no redirect), and an RP-initiated
 // logout with a parameter once in the query and once in the body a 400 page naming it, the
