@@ -478,3 +478,63 @@ func TestCodeOfAnEndedSessionOrDisabledUser(t *testing.T) {
 		})
 	}
 }
+
+// TestRotationDoesNotProlongGrantsWithoutSID: a refresh token older than sids (migration
+// 0009; here given in a session without one) keeps its expiry when it rotates, so that
+// such grants, whose revocation signs the user out of every session at the client, are gone
+// one refresh token lifetime after the upgrade; a grant with a sid gets the full lifetime
+// at every rotation, as before.
+func TestRotationDoesNotProlongGrantsWithoutSID(t *testing.T) {
+	for _, sid := range []string{"", "sid1"} {
+		t.Run("sid="+sid, func(t *testing.T) {
+			f := setup(t)
+			ctx := context.Background()
+			sess := &latchkey.Session{ID: "s1", SID: sid, UserID: f.user.ID, State: latchkey.StateAuthenticated, AMR: []string{"pwd"},
+				PasswordAt: t0, CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(time.Hour)}
+			if sid != "" {
+				if err := f.db.CreateSession(ctx, sess); err != nil {
+					t.Fatal(err)
+				}
+			}
+			id := f.start(t, "app", url.Values{"scope": {"openid offline_access"}})
+			if _, err := f.p.Authorize(ctx, id, sess, f.user); err != nil {
+				t.Fatal(err)
+			}
+			var tok struct {
+				RefreshToken string `json:"refresh_token"`
+			}
+			if err := json.Unmarshal([]byte(f.exchange(t, "app", id)), &tok); err != nil || tok.RefreshToken == "" {
+				t.Fatalf("token response: %v", err)
+			}
+			refresh := func() int {
+				t.Helper()
+				form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}
+				req := httptest.NewRequest("POST", "http://id.test/oidc/token", strings.NewReader(form.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.SetBasicAuth("app", f.secrets["app"])
+				rec := httptest.NewRecorder()
+				f.p.Handler().ServeHTTP(rec, req)
+				if rec.Code == http.StatusOK {
+					if err := json.Unmarshal(rec.Body.Bytes(), &tok); err != nil || tok.RefreshToken == "" {
+						t.Fatalf("refresh response %s", rec.Body)
+					}
+				}
+				return rec.Code
+			}
+			// The first token lasts 30 days; rotated on day 20, it lasts until day 30 without
+			// a sid, until day 50 with one.
+			f.now = t0.Add(20 * 24 * time.Hour)
+			if code := refresh(); code != http.StatusOK {
+				t.Fatalf("refresh on day 20: %d", code)
+			}
+			f.now = t0.Add(30*24*time.Hour + time.Minute)
+			want := http.StatusOK
+			if sid == "" {
+				want = http.StatusBadRequest
+			}
+			if code := refresh(); code != want {
+				t.Errorf("refresh just after day 30: %d, want %d", code, want)
+			}
+		})
+	}
+}

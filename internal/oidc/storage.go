@@ -357,10 +357,18 @@ func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Token
 	now := s.p.now()
 	refresh := randomToken()
 	rg := g
+	expires := now.Add(s.p.opt.RefreshTokenTTL)
 	if r, ok := req.(*refreshRequest); ok {
 		rg.Scopes = r.OIDCGrant.Scopes // RFC 6749 §6: the new refresh token's scope is the old one's
+		// A grant older than sids (migration 0009) names no session: its revocation sends
+		// a logout token with sub alone, which ends every session of the user at the
+		// client. Rotation keeps its expiry instead of renewing it, so that the last of them
+		// is gone one refresh token lifetime after this release.
+		if rg.SID == "" && r.ExpiresAt.Before(expires) {
+			expires = r.ExpiresAt
+		}
 	}
-	rt := &latchkey.OIDCRefreshToken{ID: hashSecret(refresh), OIDCGrant: rg, CreatedAt: now, ExpiresAt: now.Add(s.p.opt.RefreshTokenTTL)}
+	rt := &latchkey.OIDCRefreshToken{ID: hashSecret(refresh), OIDCGrant: rg, CreatedAt: now, ExpiresAt: expires}
 	at := &latchkey.OIDCAccessToken{ID: randomToken(), OIDCGrant: g, RefreshTokenID: rt.ID, CreatedAt: now, ExpiresAt: now.Add(s.p.opt.AccessTokenTTL)}
 	use := used(req)
 	if currentRefreshToken != "" {
