@@ -149,7 +149,10 @@ func (s *Service) ResetAllMFA(ctx context.Context, c Client, sess *latchkey.Sess
 	// A recovery code is spent in the reset's own transaction, as a sign-in spends it with
 	// its completion: a reset that fails spends no code, and of two resets with one code one
 	// happens. As at sign-in, a used code says so (the security bar), an unknown one does not;
-	// either refusal removes nothing.
+	// either refusal removes nothing. Its attempt is settled here, after the reset, as an app
+	// code's or a key's is once the code or the key checked out: a refused code stays
+	// counted, and one that was not refused (the reset happened, or failed for another
+	// reason) is taken back.
 	err = s.resetMFA(ctx, u.ID, recovery, event(c, nil, u, "", latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "by the user"))
 	switch {
 	case recovery != nil && latchkey.ErrorCode(err) == latchkey.ENotFound:
@@ -161,7 +164,13 @@ func (s *Service) ResetAllMFA(ctx context.Context, c Client, sess *latchkey.Sess
 		s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeFailure, "recovery code already used")
 		return errUsedRecoveryCode
 	case err != nil:
+		if recovery != nil {
+			s.abandon(ctx, key)
+		}
 		return err
+	}
+	if recovery != nil {
+		s.refund(ctx, key)
 	}
 	if err := s.endUserSessions(ctx, u.ID, sess.ID); err != nil {
 		s.log.ErrorContext(ctx, "sign out other sessions", "err", err)

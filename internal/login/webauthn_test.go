@@ -612,6 +612,79 @@ func TestResetAllMFARecoveryCodeSpentWithTheReset(t *testing.T) {
 	}
 }
 
+// TestResetAllMFATakesBackItsAttempt: the attempt Reset all MFA counts against the account
+// for its factor is taken back when the factor was right, whichever it is: an app code, a
+// security key, or a recovery code, which is checked by the reset's own transaction (also
+// when that reset fails for another reason: the code was not refused). A wrong code stays
+// counted.
+func TestResetAllMFATakesBackItsAttempt(t *testing.T) {
+	for _, proof := range []string{"app code", "security key", "recovery code"} {
+		t.Run(proof, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			e.user(t, "alice")
+			res := e.signIn(t, "alice")
+			secret, codes := e.enableTOTP(t, res)
+			k := newSoftKey(t)
+			if proof == "security key" {
+				e.clock.Add(30 * time.Second) // a second factor is added in a session that gave the first
+				if _, err := e.addKey(t, e.mfaSignIn(t, "", secret), k, "Key"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			failures := func() int {
+				t.Helper()
+				th, err := e.db.FindThrottle(ctx, latchkey.ThrottleKeyUser("alice"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return th.Failures
+			}
+			e.clock.Add(time.Minute)
+			if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, login.ResetProof{Password: goodPassword, Code: "abcd-efgh-jkmn-pqrs"}); code(t, err) != latchkey.EInvalidCode {
+				t.Fatalf("a wrong recovery code: %v", err)
+			}
+			if n := failures(); n != 1 {
+				t.Fatalf("counter = %d after a wrong code, want 1", n)
+			}
+			e.clock.Add(time.Minute) // past the wait
+			var p login.ResetProof
+			switch proof {
+			case "app code":
+				p = login.ResetProof{Password: goodPassword, Code: totp.Code(secret, totp.Step(e.clock.Now()))}
+			case "security key":
+				o, err := e.svc.BeginConfirmKey(ctx, res.Session, res.User)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p = login.ResetProof{Password: goodPassword, CeremonyID: o.CeremonyID, KeyResponse: k.get(t, o)}
+			case "recovery code":
+				p = login.ResetProof{Password: goodPassword, Code: codes[0]}
+				if _, err := e.db.SQL().Exec(`CREATE TRIGGER reset_fails BEFORE INSERT ON audit_events
+					WHEN NEW.action = 'mfa.reset' AND NEW.outcome = 'success'
+					BEGIN SELECT RAISE(ABORT, 'audit write refused'); END`); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, p); err == nil {
+					t.Fatal("ResetAllMFA succeeded without its audit entry")
+				}
+				if n := failures(); n != 1 {
+					t.Errorf("counter = %d after a right code whose reset failed, want 1 (the wrong code's)", n)
+				}
+				if _, err := e.db.SQL().Exec(`DROP TRIGGER reset_fails`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, p); err != nil {
+				t.Fatalf("ResetAllMFA with the %s: %v", proof, err)
+			}
+			if n := failures(); n != 1 {
+				t.Errorf("counter = %d after the reset with the %s, want 1 (the wrong code's)", n, proof)
+			}
+		})
+	}
+}
+
 func TestRolloutEnrolment(t *testing.T) {
 	e := newEnv(t, func(o *login.Options) {
 		o.MFA = login.MFARequired
