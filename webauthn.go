@@ -91,10 +91,25 @@ type WebAuthnStore interface {
 	// devices (with their nonces, challenges and codes), security keys and recovery codes. It
 	// returns the IDs of the devices it removed, those that existed at its commit, so that
 	// their open event streams can be ended. audit, when not nil, is appended in the same
-	// transaction. recoveryCodeHash, when not nil, is the hash of the recovery code that
-	// proved the reset: it is spent in the same transaction, before anything is removed, and
-	// when the user has no such code (ENotFound) or it was used already (EConflict) nothing
-	// is removed and the audit entry is not written, so that a code is spent only by the
-	// reset it completes and, of two resets with one code, one does.
-	ResetMFA(ctx Context, userID UserID, recoveryCodeHash []byte, audit *AuditEvent) (removedDevices []int64, err error)
+	// transaction. proof, when not nil, is the factor that proved a user's own reset, written
+	// in the same transaction before anything is removed (MFAResetProof): when it cannot be,
+	// nothing is removed and the audit entry is not written.
+	ResetMFA(ctx Context, userID UserID, proof *MFAResetProof, audit *AuditEvent) (removedDevices []int64, err error)
+}
+
+// MFAResetProof is the factor that proved a user's own Reset all MFA, which ResetMFA writes
+// in the reset's transaction, before the removals, as a sign-in writes its factor with its
+// completion (SecondFactorCompletion): a reset that fails spends neither the code nor its
+// time step, and of two resets with one code one happens. At most one of the two is set.
+type MFAResetProof struct {
+	// TOTPCredentialID, when not 0, is the user's confirmed credential whose code was
+	// accepted for TOTPStep: the step is recorded as UseTOTPStep does, and when it is no
+	// longer newer than the credential's last used step (another request used the code, or
+	// a later one, meanwhile) or the credential is gone, the reset is refused with EConflict.
+	TOTPCredentialID int64
+	TOTPStep         int64
+	// RecoveryCodeHash, when not nil, is the hash of the recovery code: the user's unused
+	// code with that hash is marked used; the reset is refused with ENotFound when the user
+	// has no such code and with EConflict when it was used already.
+	RecoveryCodeHash []byte
 }

@@ -11,30 +11,11 @@ import (
 	"github.com/latchkey/latchkey/internal/totp"
 )
 
-// useTOTP accepts a 6-digit code of any of the user's confirmed TOTP credentials (authenticator
-// apps and Latch devices' offline codes) once: after time step T was used, codes for any step
-// ≤ T are refused, also under concurrent requests. A failure counts against key.
-func (s *Service) useTOTP(ctx context.Context, c Client, u *latchkey.User, key attempt, code, action string) error {
-	cr, step, err := s.matchTOTP(ctx, c, u, key, code, action)
-	if err != nil {
-		return err
-	}
-	err = s.opt.Store.UseTOTPStep(ctx, cr.ID, step, s.now())
-	if latchkey.ErrorCode(err) == latchkey.EConflict {
-		s.fail(ctx, c, key)
-		s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "concurrent use of the same code")
-		return errBadCode
-	} else if err != nil {
-		return fmt.Errorf("use totp step: %w", err)
-	}
-	s.refund(ctx, key)
-	return nil
-}
-
 // matchTOTP finds the confirmed TOTP credential of u that code belongs to and the time step
 // it is for, newer than the credential's last used step; it records nothing: the caller
-// records the step (UseTOTPStep, or with the sign-in in CompleteSecondFactor), where the
-// replay guard holds against concurrent requests. A failure counts against key.
+// records the step with what the code proves (the sign-in in CompleteSecondFactor, the reset
+// in ResetMFA), where the replay guard holds against concurrent requests. A failure counts
+// against key.
 func (s *Service) matchTOTP(ctx context.Context, c Client, u *latchkey.User, key attempt, code, action string) (*latchkey.TOTPCredential, int64, error) {
 	cr, step, replayed, err := s.findTOTP(ctx, u, code)
 	if err != nil {
@@ -126,7 +107,7 @@ func (s *Service) ResetAllMFA(ctx context.Context, c Client, sess *latchkey.Sess
 	if err != nil {
 		return err
 	}
-	var recovery []byte // the hash of the recovery code, spent with the reset
+	var proof *latchkey.MFAResetProof // the app code's step or the recovery code, written with the reset
 	switch {
 	case len(p.KeyResponse) > 0:
 		if err := s.webauthnReady(); err != nil {
@@ -137,39 +118,45 @@ func (s *Service) ResetAllMFA(ctx context.Context, c Client, sess *latchkey.Sess
 		}
 	default:
 		if code, err := totp.ParseCode(p.Code); err == nil {
-			if err := s.useTOTP(ctx, c, u, key, code, latchkey.ActionMFAReset); err != nil {
+			cr, step, err := s.matchTOTP(ctx, c, u, key, code, latchkey.ActionMFAReset)
+			if err != nil {
 				return err
 			}
+			proof = &latchkey.MFAResetProof{TOTPCredentialID: cr.ID, TOTPStep: step}
 		} else if rc, err := normalizeRecoveryCode(p.Code); err == nil {
-			recovery = s.keyedHash("recovery", rc)
+			proof = &latchkey.MFAResetProof{RecoveryCodeHash: s.keyedHash("recovery", rc)}
 		} else {
 			return latchkey.Errorf(latchkey.EInvalid, "Enter the 6-digit code from your authenticator app, or a recovery code.")
 		}
 	}
-	// A recovery code is spent in the reset's own transaction, as a sign-in spends it with
-	// its completion: a reset that fails spends no code, and of two resets with one code one
-	// happens. As at sign-in, a used code says so (the security bar), an unknown one does not;
-	// either refusal removes nothing. Its attempt is settled here, after the reset, as an app
-	// code's or a key's is once the code or the key checked out: a refused code stays
-	// counted, and one that was not refused (the reset happened, or failed for another
+	// An app code's time step and a recovery code are written in the reset's own transaction,
+	// as a sign-in writes them with its completion: a reset that fails burns no code, and of
+	// two resets with one code one happens. As at sign-in, a used recovery code says so (the
+	// security bar), an unknown one does not; every refusal removes nothing. The code's attempt
+	// is settled here, after the reset, as a key's is once the key checked out: a refused code
+	// stays counted, and one that was not refused (the reset happened, or failed for another
 	// reason) is taken back.
-	err = s.resetMFA(ctx, u.ID, recovery, event(c, nil, u, "", latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "by the user"))
-	switch {
-	case recovery != nil && latchkey.ErrorCode(err) == latchkey.ENotFound:
+	err = s.resetMFA(ctx, u.ID, proof, event(c, nil, u, "", latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "by the user"))
+	switch code := latchkey.ErrorCode(err); {
+	case proof != nil && proof.TOTPCredentialID != 0 && code == latchkey.EConflict:
+		s.fail(ctx, c, key)
+		s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "concurrent use of the same code")
+		return errBadCode
+	case proof != nil && proof.RecoveryCodeHash != nil && code == latchkey.ENotFound:
 		s.fail(ctx, c, key)
 		s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeFailure, "wrong recovery code")
 		return errBadCode
-	case recovery != nil && latchkey.ErrorCode(err) == latchkey.EConflict:
+	case proof != nil && proof.RecoveryCodeHash != nil && code == latchkey.EConflict:
 		s.fail(ctx, c, key)
 		s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeFailure, "recovery code already used")
 		return errUsedRecoveryCode
 	case err != nil:
-		if recovery != nil {
+		if proof != nil {
 			s.abandon(ctx, key)
 		}
 		return err
 	}
-	if recovery != nil {
+	if proof != nil {
 		s.refund(ctx, key)
 	}
 	if err := s.endUserSessions(ctx, u.ID, sess.ID); err != nil {
@@ -281,11 +268,11 @@ func (s *Service) CompleteEnrollment(ctx context.Context, c Client, token, amr s
 // resetMFA removes every second factor of the user (Store.ResetMFA) and wakes the event
 // streams of the Latch devices that went with them, on every node, so that a device open on
 // someone's desk stops now rather than at its next ping (15 s): the store returns the devices
-// its transaction deleted. recoveryCodeHash, when not nil, is the recovery code that proved
-// the reset (ResetAllMFA), spent in that transaction: ENotFound or EConflict, and nothing
-// removed, when it cannot be.
-func (s *Service) resetMFA(ctx context.Context, id latchkey.UserID, recoveryCodeHash []byte, e *latchkey.AuditEvent) error {
-	removed, err := s.opt.Store.ResetMFA(ctx, id, recoveryCodeHash, e)
+// its transaction deleted. proof, when not nil, is the factor that proved the user's own
+// reset (ResetAllMFA), written in that transaction: an error, and nothing removed, when it
+// cannot be.
+func (s *Service) resetMFA(ctx context.Context, id latchkey.UserID, proof *latchkey.MFAResetProof, e *latchkey.AuditEvent) error {
+	removed, err := s.opt.Store.ResetMFA(ctx, id, proof, e)
 	if err != nil {
 		return fmt.Errorf("reset mfa: %w", err)
 	}

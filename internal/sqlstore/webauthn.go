@@ -174,18 +174,18 @@ func (s *DB) DeleteExpiredWebAuthnCeremonies(ctx context.Context, t time.Time) (
 }
 
 // ResetMFA removes every factor of a user in one transaction and returns the IDs of the devices
-// it removed. With recoveryCodeHash, the code is spent first in that transaction, as a
-// sign-in spends it (qUseRecovery): of two resets with one code, the second waits for the
-// first (the user's row lock on PostgreSQL, the write lock on SQLite) and then finds no such
-// code, since the first removed the recovery codes with the rest.
-func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID, recoveryCodeHash []byte, audit *latchkey.AuditEvent) (removed []int64, err error) {
+// it removed. With a proof, its factor is written first in that transaction, as a sign-in
+// writes it (qUseTOTPStep, qUseRecovery): of two resets with one code, the second waits for
+// the first (the user's row lock on PostgreSQL, the write lock on SQLite) and then finds the
+// code's credential or recovery code gone with the rest.
+func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID, proof *latchkey.MFAResetProof, audit *latchkey.AuditEvent) (removed []int64, err error) {
 	err = s.auditedTx(ctx, audit, func(ctx context.Context, tx *sql.Tx) error {
 		removed = nil // a batch may run the function again
 		if err := s.lockUser(ctx, tx, userID); err != nil {
 			return err
 		}
-		if recoveryCodeHash != nil {
-			if err := useRecoveryCode(ctx, tx, userID, recoveryCodeHash, s.now()); err != nil {
+		if proof != nil {
+			if err := s.useResetProof(ctx, tx, userID, proof); err != nil {
 				return err
 			}
 		}
@@ -220,6 +220,27 @@ func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID, recoveryCodeH
 	}
 	return removed, nil
 }
+
+// useResetProof writes the factor that proved a user's own reset (latchkey.MFAResetProof)
+// in the reset's transaction tx.
+func (s *DB) useResetProof(ctx context.Context, tx *sql.Tx, userID latchkey.UserID, proof *latchkey.MFAResetProof) error {
+	if proof.TOTPCredentialID != 0 {
+		res, err := tx.ExecContext(ctx, qUseTOTPStepOf, proof.TOTPStep, us(s.now()), proof.TOTPCredentialID, userID)
+		if err != nil {
+			return fmt.Errorf("use totp step: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return latchkey.Errorf(latchkey.EConflict, "This code was used already.")
+		}
+	}
+	if proof.RecoveryCodeHash != nil {
+		return useRecoveryCode(ctx, tx, userID, proof.RecoveryCodeHash, s.now())
+	}
+	return nil
+}
+
+// qUseTOTPStepOf is qUseTOTPStep for a credential of the user $4 only.
+const qUseTOTPStepOf = qUseTOTPStep + ` AND user_id = $4`
 
 // deleteReturningIDs runs a DELETE … RETURNING id and returns the IDs, sorted.
 func deleteReturningIDs(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int64, error) {

@@ -217,7 +217,7 @@ func TestResetMFARecoveryCode(t *testing.T) {
 		}
 		reset := func(hash string) error {
 			e := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: "by the user"}
-			_, err := db.ResetMFA(ctx, alice.ID, []byte(hash), e)
+			_, err := db.ResetMFA(ctx, alice.ID, &latchkey.MFAResetProof{RecoveryCodeHash: []byte(hash)}, e)
 			return err
 		}
 		// state is what a reset changes: alice's factors and unused codes, bob's, and the
@@ -282,6 +282,103 @@ func TestResetMFARecoveryCode(t *testing.T) {
 			t.Errorf("after %d resets with one code: %+v, want %+v", n, got, want)
 		}
 	})
+}
+
+// TestResetMFATOTPStep: a reset proved by an app code records the code's time step in its
+// own transaction: a step no longer newer than the credential's last one, or a credential
+// of another user, refuse the reset (EConflict) and nothing changes; a reset that fails (its
+// audit entry refused) leaves the step unused; of several resets at once with one code, one
+// happens and the others, which find the credential gone with the rest, change nothing.
+func TestResetMFATOTPStep(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			db := open(t, b.dsn(t), key)
+			failAudit(t, db, b.name == "postgres")
+			ctx := context.Background()
+			alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
+			creds := map[*latchkey.User]*latchkey.TOTPCredential{}
+			for _, u := range []*latchkey.User{alice, bob} {
+				c := &latchkey.TOTPCredential{UserID: u.ID, Name: "App", Secret: []byte("12345678901234567890")}
+				if err := db.CreateTOTPCredential(ctx, c); err != nil {
+					t.Fatal(err)
+				}
+				if err := db.ConfirmTOTPCredential(ctx, c.ID, 100, t0, nil, false); err != nil {
+					t.Fatal(err)
+				}
+				creds[u] = c
+			}
+			reset := func(cred int64, step int64, detail string) error {
+				e := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: detail}
+				_, err := db.ResetMFA(ctx, alice.ID, &latchkey.MFAResetProof{TOTPCredentialID: cred, TOTPStep: step}, e)
+				return err
+			}
+			// state is what a reset changes: alice's apps and the last step of her app, bob's
+			// last step, and the reset entries of the trail.
+			type state struct {
+				totps             int
+				lastStep, bobStep int64
+				entries           int
+			}
+			read := func() (st state) {
+				t.Helper()
+				for _, u := range []*latchkey.User{alice, bob} {
+					cs, err := db.FindTOTPCredentials(ctx, u.ID)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if u == bob {
+						st.bobStep = cs[0].LastStep
+						continue
+					}
+					st.totps = len(cs)
+					if len(cs) > 0 {
+						st.lastStep = cs[0].LastStep
+					}
+				}
+				if _, err := db.ChainAuditEvents(ctx); err != nil {
+					t.Fatal(err)
+				}
+				evs, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{UserID: &alice.ID})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range evs {
+					if e.Action == latchkey.ActionMFAReset {
+						st.entries++
+					}
+				}
+				return st
+			}
+			before := read()
+			if want := (state{totps: 1, lastStep: 100, bobStep: 100}); before != want {
+				t.Fatalf("before: %+v, want %+v", before, want)
+			}
+			for _, tt := range []struct {
+				name   string
+				cred   int64
+				step   int64
+				detail string
+				want   string
+			}{
+				{"a step used already", creds[alice].ID, 100, "by the user", latchkey.EConflict},
+				{"an older step", creds[alice].ID, 99, "by the user", latchkey.EConflict},
+				{"bob's app", creds[bob].ID, 101, "by the user", latchkey.EConflict},
+				{"a new step, audit refused", creds[alice].ID, 101, "fail", latchkey.EInternal},
+			} {
+				if err := reset(tt.cred, tt.step, tt.detail); errCode(err) != tt.want {
+					t.Errorf("ResetMFA(%s) = %v, want %s", tt.name, err, tt.want)
+				}
+				if got := read(); got != before {
+					t.Errorf("after ResetMFA(%s): %+v, want %+v", tt.name, got, before)
+				}
+			}
+			const n = 8
+			oneWinsAs(t, n, latchkey.EConflict, func(int) error { return reset(creds[alice].ID, 101, "by the user") })
+			if got, want := read(), (state{bobStep: 100, entries: 1}); got != want {
+				t.Errorf("after %d resets with one code: %+v, want %+v", n, got, want)
+			}
+		})
+	}
 }
 
 // failAudit makes the database refuse audit entries whose detail is "fail", as a full disk or
