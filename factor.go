@@ -28,6 +28,11 @@ const (
 // mfa: required) because the user has one already.
 var ErrNotFirstFactor = errors.New("the user has a second factor already")
 
+// ErrNoFactor refuses a user's own reset of all MFA (ResetMFA with a proof) when, in the
+// reset's transaction, the user has no factor left: another request removed them after the
+// reset's checks (of two resets with one code, the one that happened first).
+var ErrNoFactor = errors.New("the user has no second factor left")
+
 // ErrLastFactor refuses the removal of the user's last factor where one must stay (keepOne).
 var ErrLastFactor = errors.New("the user's last second factor")
 

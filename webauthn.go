@@ -100,7 +100,13 @@ type WebAuthnStore interface {
 // MFAResetProof is the factor that proved a user's own Reset all MFA, which ResetMFA writes
 // in the reset's transaction, before the removals, as a sign-in writes its factor with its
 // completion (SecondFactorCompletion): a reset that fails spends neither the code nor its
-// time step, and of two resets with one code one happens. At most one of the two is set.
+// time step, and of two resets with one code one happens. At most one of the two is set;
+// neither for a security key, whose assertion was recorded when it was checked.
+//
+// A proof, even an empty one, makes the reset the user's own: first in the transaction,
+// when the user has no factor left, it is refused with ErrNoFactor and changes nothing. The
+// loser of two resets with one code learns so, where it would find its code gone with the
+// rest and be told the code is wrong.
 type MFAResetProof struct {
 	// TOTPCredentialID, when not 0, is the user's confirmed credential whose code was
 	// accepted for TOTPStep: the step is recorded as UseTOTPStep does, and when it is no

@@ -2,6 +2,7 @@ package login
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -68,6 +69,11 @@ func (s *Service) matchTOTPCode(creds []*latchkey.TOTPCredential, code string) (
 	return nil, 0, replayed
 }
 
+// errResetMeanwhile answers a Reset all MFA whose user has no factor left by the time of its
+// transaction: another request removed them after its checks (the first of two resets with
+// one code, a double submit).
+var errResetMeanwhile = latchkey.Errorf(latchkey.EConflict, "Your sign-in methods were removed meanwhile, by another request: there is nothing left to reset.")
+
 // ResetProof is what "Reset all MFA" asks for: the password and one current factor, either a
 // code (authenticator app, Latch offline code or recovery code) or a security key's answer to
 // a CeremonyConfirm ceremony.
@@ -107,7 +113,9 @@ func (s *Service) ResetAllMFA(ctx context.Context, c Client, sess *latchkey.Sess
 	if err != nil {
 		return err
 	}
-	var proof *latchkey.MFAResetProof // the app code's step or the recovery code, written with the reset
+	// The proof is written with the reset: the app code's step or the recovery code, none for
+	// a key (recorded as it was checked). Its attempt is then settled after the reset.
+	proof := &latchkey.MFAResetProof{}
 	switch {
 	case len(p.KeyResponse) > 0:
 		if err := s.webauthnReady(); err != nil {
@@ -122,41 +130,49 @@ func (s *Service) ResetAllMFA(ctx context.Context, c Client, sess *latchkey.Sess
 			if err != nil {
 				return err
 			}
-			proof = &latchkey.MFAResetProof{TOTPCredentialID: cr.ID, TOTPStep: step}
+			proof.TOTPCredentialID, proof.TOTPStep = cr.ID, step
 		} else if rc, err := normalizeRecoveryCode(p.Code); err == nil {
-			proof = &latchkey.MFAResetProof{RecoveryCodeHash: s.keyedHash("recovery", rc)}
+			proof.RecoveryCodeHash = s.keyedHash("recovery", rc)
 		} else {
 			return latchkey.Errorf(latchkey.EInvalid, "Enter the 6-digit code from your authenticator app, or a recovery code.")
 		}
 	}
 	// An app code's time step and a recovery code are written in the reset's own transaction,
 	// as a sign-in writes them with its completion: a reset that fails burns no code, and of
-	// two resets with one code one happens. As at sign-in, a used recovery code says so (the
-	// security bar), an unknown one does not; every refusal removes nothing. The code's attempt
-	// is settled here, after the reset, as a key's is once the key checked out: a refused code
-	// stays counted, and one that was not refused (the reset happened, or failed for another
-	// reason) is taken back.
+	// two resets with one code one happens; the other finds no factor left and says so. As at
+	// sign-in, a used recovery code says so (the security bar), an unknown one does not; every
+	// refusal removes nothing. A code's attempt is settled here, after the reset, as a key's
+	// is once the key checked out: a refused code stays counted, and one that was not refused
+	// (the reset happened, or did not for another reason) is taken back.
+	settle := proof.TOTPCredentialID != 0 || proof.RecoveryCodeHash != nil
 	err = s.resetMFA(ctx, u.ID, proof, event(c, nil, u, "", latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "by the user"))
 	switch code := latchkey.ErrorCode(err); {
-	case proof != nil && proof.TOTPCredentialID != 0 && code == latchkey.EConflict:
+	case errors.Is(err, latchkey.ErrNoFactor):
+		// Removed by another request since the checks above: the factor was not compared
+		// with anything, and there is nothing left to reset.
+		if settle {
+			s.refund(ctx, key)
+		}
+		return errResetMeanwhile
+	case proof.TOTPCredentialID != 0 && code == latchkey.EConflict:
 		s.fail(ctx, c, key)
 		s.audit(ctx, c, u, "", latchkey.ActionCodeReplayed, latchkey.OutcomeFailure, "concurrent use of the same code")
 		return errBadCode
-	case proof != nil && proof.RecoveryCodeHash != nil && code == latchkey.ENotFound:
+	case proof.RecoveryCodeHash != nil && code == latchkey.ENotFound:
 		s.fail(ctx, c, key)
 		s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeFailure, "wrong recovery code")
 		return errBadCode
-	case proof != nil && proof.RecoveryCodeHash != nil && code == latchkey.EConflict:
+	case proof.RecoveryCodeHash != nil && code == latchkey.EConflict:
 		s.fail(ctx, c, key)
 		s.audit(ctx, c, u, "", latchkey.ActionMFAReset, latchkey.OutcomeFailure, "recovery code already used")
 		return errUsedRecoveryCode
 	case err != nil:
-		if proof != nil {
+		if settle {
 			s.abandon(ctx, key)
 		}
 		return err
 	}
-	if proof != nil {
+	if settle {
 		s.refund(ctx, key)
 	}
 	if err := s.endUserSessions(ctx, u.ID, sess.ID); err != nil {

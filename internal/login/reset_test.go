@@ -2,6 +2,8 @@ package login_test
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,5 +100,82 @@ func TestResetAllMFAAppCodeUsedMeanwhile(t *testing.T) {
 	evs, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{UserID: &res.User.ID})
 	if last := evs[len(evs)-1]; last.Action != latchkey.ActionCodeReplayed || last.Outcome != latchkey.OutcomeFailure {
 		t.Errorf("audited %s %s %q, want %s failure", last.Action, last.Outcome, last.Detail, latchkey.ActionCodeReplayed)
+	}
+}
+
+// TestResetAllMFALoserOfTwo: of two Reset all MFA requests with one factor (a double submit,
+// two tabs), the one whose transaction comes second finds no factor left and is told that
+// they were removed meanwhile, not that its code is wrong or used: with an app code, a
+// recovery code and a security key alike. It changes nothing (one reset entry, one mail) and
+// its attempt is taken back.
+func TestResetAllMFALoserOfTwo(t *testing.T) {
+	for _, proof := range []string{"app code", "recovery code", "security key"} {
+		t.Run(proof, func(t *testing.T) {
+			e, st := newResetHookEnv(t)
+			ctx := context.Background()
+			e.user(t, "alice")
+			res := e.signIn(t, "alice")
+			secret, codes := e.enableTOTP(t, res)
+			e.clock.Add(30 * time.Second)
+			other := e.mfaSignIn(t, "", secret) // the winner's tab
+			k := newSoftKey(t)
+			if proof == "security key" {
+				if _, err := e.addKey(t, other, k, "Key"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.clock.Add(30 * time.Second)
+			// proofOf is the proof of a request in the session of r.
+			proofOf := func(r *login.Result) login.ResetProof {
+				switch proof {
+				case "app code":
+					return login.ResetProof{Password: goodPassword, Code: totp.Code(secret, totp.Step(e.clock.Now()))}
+				case "recovery code":
+					return login.ResetProof{Password: goodPassword, Code: codes[0]}
+				}
+				o, err := e.svc.BeginConfirmKey(ctx, r.Session, r.User)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return login.ResetProof{Password: goodPassword, CeremonyID: o.CeremonyID, KeyResponse: k.get(t, o)}
+			}
+			// The second's key answers first, so that the first's counter is the higher one.
+			loser := proofOf(res)
+			winner := proofOf(other)
+			st.beforeReset = func() {
+				if err := e.svc.ResetAllMFA(ctx, alice, other.Session, other.User, winner); err != nil {
+					t.Errorf("the first reset: %v", err)
+				}
+			}
+			err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, loser)
+			if code(t, err) != latchkey.EConflict || !strings.Contains(latchkey.ErrorMessage(err), "removed meanwhile") {
+				t.Errorf("the second reset = %v, want %s saying the methods were removed meanwhile", err, latchkey.EConflict)
+			}
+			if s, _ := e.svc.Status(ctx, res.User); s.Factors != 0 || s.RecoveryCodesLeft != 0 {
+				t.Errorf("after the resets: %+v", s)
+			}
+			evs, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{UserID: &res.User.ID})
+			var resets []string
+			for _, ev := range evs {
+				if ev.Action == latchkey.ActionMFAReset || ev.Action == latchkey.ActionCodeReplayed {
+					resets = append(resets, ev.Outcome+" "+ev.Detail)
+				}
+			}
+			if !slices.Equal(resets, []string{latchkey.OutcomeSuccess + " by the user"}) {
+				t.Errorf("reset entries %q, want the first reset's success alone", resets)
+			}
+			notices := 0
+			for _, s := range e.mail.subjects() {
+				if s == "All your sign-in methods were reset" {
+					notices++
+				}
+			}
+			if notices != 1 {
+				t.Errorf("mails %v, want one reset notice", e.mail.subjects())
+			}
+			if th, _ := e.db.FindThrottle(ctx, latchkey.ThrottleKeyUser("alice")); th.Failures != 0 {
+				t.Errorf("counter = %d, want 0", th.Failures)
+			}
+		})
 	}
 }

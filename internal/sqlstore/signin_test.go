@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -655,9 +656,19 @@ func oneWins(t *testing.T, n int, f func(i int) error) {
 	oneWinsAs(t, n, latchkey.EConflict, f)
 }
 
-// oneWinsAs is oneWins for losers refused with the error code loser.
-func oneWinsAs(t *testing.T, n int, loser string, f func(i int) error) {
+// oneWinsAs is oneWins for losers refused with loser: an error code (a string), or an error
+// that the losers' errors wrap (a sentinel such as latchkey.ErrNoFactor).
+func oneWinsAs(t *testing.T, n int, loser any, f func(i int) error) {
 	t.Helper()
+	var refused func(error) bool
+	switch l := loser.(type) {
+	case string:
+		refused = func(err error) bool { return errCode(err) == l }
+	case error:
+		refused = func(err error) bool { return errors.Is(err, l) }
+	default:
+		t.Fatalf("oneWinsAs: loser %T is neither an error code nor an error", loser)
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	wins, conflicts := 0, 0
@@ -666,10 +677,10 @@ func oneWinsAs(t *testing.T, n int, loser string, f func(i int) error) {
 			err := f(i)
 			mu.Lock()
 			defer mu.Unlock()
-			switch errCode(err) {
-			case "":
+			switch {
+			case err == nil:
 				wins++
-			case loser:
+			case refused(err):
 				conflicts++
 			default:
 				t.Errorf("unexpected error %v", err)
@@ -678,6 +689,6 @@ func oneWinsAs(t *testing.T, n int, loser string, f func(i int) error) {
 	}
 	wg.Wait()
 	if wins != 1 || conflicts != n-1 {
-		t.Errorf("%d succeeded, %d refused with %s, want 1 and %d", wins, conflicts, loser, n-1)
+		t.Errorf("%d succeeded, %d refused with %v, want 1 and %d", wins, conflicts, loser, n-1)
 	}
 }

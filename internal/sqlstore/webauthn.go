@@ -176,8 +176,8 @@ func (s *DB) DeleteExpiredWebAuthnCeremonies(ctx context.Context, t time.Time) (
 // ResetMFA removes every factor of a user in one transaction and returns the IDs of the devices
 // it removed. With a proof, its factor is written first in that transaction, as a sign-in
 // writes it (qUseTOTPStep, qUseRecovery): of two resets with one code, the second waits for
-// the first (the user's row lock on PostgreSQL, the write lock on SQLite) and then finds the
-// code's credential or recovery code gone with the rest.
+// the first (the user's row lock on PostgreSQL, the write lock on SQLite) and then finds no
+// factor left: latchkey.ErrNoFactor.
 func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID, proof *latchkey.MFAResetProof, audit *latchkey.AuditEvent) (removed []int64, err error) {
 	err = s.auditedTx(ctx, audit, func(ctx context.Context, tx *sql.Tx) error {
 		removed = nil // a batch may run the function again
@@ -222,8 +222,14 @@ func (s *DB) ResetMFA(ctx context.Context, userID latchkey.UserID, proof *latchk
 }
 
 // useResetProof writes the factor that proved a user's own reset (latchkey.MFAResetProof)
-// in the reset's transaction tx.
+// in the reset's transaction tx, which locked the user: latchkey.ErrNoFactor first when the
+// user has no factor left.
 func (s *DB) useResetProof(ctx context.Context, tx *sql.Tx, userID latchkey.UserID, proof *latchkey.MFAResetProof) error {
+	if n, err := countFactors(ctx, tx, userID); err != nil {
+		return err
+	} else if n == 0 {
+		return latchkey.ErrNoFactor
+	}
 	if proof.TOTPCredentialID != 0 {
 		res, err := tx.ExecContext(ctx, qUseTOTPStepOf, proof.TOTPStep, us(s.now()), proof.TOTPCredentialID, userID)
 		if err != nil {

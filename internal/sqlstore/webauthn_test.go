@@ -196,13 +196,17 @@ func TestResetMFA(t *testing.T) {
 // TestResetMFARecoveryCode: a reset proved by a recovery code spends it in its own
 // transaction: a used code (EConflict), an unknown one or another user's (ENotFound) refuse
 // the reset and nothing changes, audit entry included; of several resets at once with one
-// code, one happens and the others, which find the codes gone with the rest, change nothing.
+// code, one happens and the others, which find no factor left (ErrNoFactor), change nothing.
 func TestResetMFARecoveryCode(t *testing.T) {
 	each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
 		alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
 		for _, u := range []*latchkey.User{alice, bob} {
-			if err := db.CreateTOTPCredential(ctx, &latchkey.TOTPCredential{UserID: u.ID, Name: "App", Secret: []byte("12345678901234567890")}); err != nil {
+			c := &latchkey.TOTPCredential{UserID: u.ID, Name: "App", Secret: []byte("12345678901234567890")}
+			if err := db.CreateTOTPCredential(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.ConfirmTOTPCredential(ctx, c.ID, 1, t0, nil, false); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -277,7 +281,7 @@ func TestResetMFARecoveryCode(t *testing.T) {
 			}
 		}
 		const n = 8
-		oneWinsAs(t, n, latchkey.ENotFound, func(int) error { return reset("code-a") })
+		oneWinsAs(t, n, latchkey.ErrNoFactor, func(int) error { return reset("code-a") })
 		if got, want := read(), (state{bobUnused: 1, entries: 1}); got != want {
 			t.Errorf("after %d resets with one code: %+v, want %+v", n, got, want)
 		}
@@ -288,7 +292,7 @@ func TestResetMFARecoveryCode(t *testing.T) {
 // own transaction: a step no longer newer than the credential's last one, or a credential
 // of another user, refuse the reset (EConflict) and nothing changes; a reset that fails (its
 // audit entry refused) leaves the step unused; of several resets at once with one code, one
-// happens and the others, which find the credential gone with the rest, change nothing.
+// happens and the others, which find no factor left (ErrNoFactor), change nothing.
 func TestResetMFATOTPStep(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -373,12 +377,66 @@ func TestResetMFATOTPStep(t *testing.T) {
 				}
 			}
 			const n = 8
-			oneWinsAs(t, n, latchkey.EConflict, func(int) error { return reset(creds[alice].ID, 101, "by the user") })
+			oneWinsAs(t, n, latchkey.ErrNoFactor, func(int) error { return reset(creds[alice].ID, 101, "by the user") })
 			if got, want := read(), (state{bobStep: 100, entries: 1}); got != want {
 				t.Errorf("after %d resets with one code: %+v, want %+v", n, got, want)
 			}
 		})
 	}
+}
+
+// TestResetMFANoFactorLeft: a user's own reset (any proof, a key's empty one too) of a user
+// who has no factor left is refused with ErrNoFactor and changes nothing, audit entry
+// included, even with the user's recovery code; a reset without a proof (an
+// administrator's, the support desk's) still runs.
+func TestResetMFANoFactorLeft(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		alice := mkUser(t, db, "alice")
+		// A pending app is no factor; a recovery code left behind (none is, normally) does
+		// not make one either.
+		pending := &latchkey.TOTPCredential{UserID: alice.ID, Name: "App", Secret: []byte("12345678901234567890")}
+		if err := db.CreateTOTPCredential(ctx, pending); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.ReplaceRecoveryCodes(ctx, alice.ID, [][]byte{[]byte("code-a")}, t0); err != nil {
+			t.Fatal(err)
+		}
+		entries := func() int {
+			t.Helper()
+			if _, err := db.ChainAuditEvents(ctx); err != nil {
+				t.Fatal(err)
+			}
+			evs, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{UserID: &alice.ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(evs)
+		}
+		event := func() *latchkey.AuditEvent {
+			return &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: "by the user"}
+		}
+		for name, proof := range map[string]*latchkey.MFAResetProof{
+			"a key's":         {},
+			"an app code's":   {TOTPCredentialID: pending.ID, TOTPStep: 5},
+			"a recovery code": {RecoveryCodeHash: []byte("code-a")},
+		} {
+			if _, err := db.ResetMFA(ctx, alice.ID, proof, event()); !errors.Is(err, latchkey.ErrNoFactor) {
+				t.Errorf("ResetMFA with %s proof = %v, want ErrNoFactor", name, err)
+			}
+		}
+		codes, _ := db.FindRecoveryCodes(ctx, alice.ID)
+		cs, _ := db.FindTOTPCredentials(ctx, alice.ID)
+		if n := entries(); n != 0 || len(codes) != 1 || codes[0].UsedAt != nil || len(cs) != 1 || cs[0].LastStep != 0 {
+			t.Fatalf("after refused resets: %d entries, codes %+v, apps %+v; want none, the code unused, the app as it was", n, codes, cs)
+		}
+		if _, err := db.ResetMFA(ctx, alice.ID, nil, event()); err != nil {
+			t.Fatalf("ResetMFA without a proof: %v", err)
+		}
+		if n := entries(); n != 1 {
+			t.Errorf("%d entries after the reset without a proof, want 1", n)
+		}
+	})
 }
 
 // failAudit makes the database refuse audit entries whose detail is "fail", as a full disk or
