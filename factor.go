@@ -112,14 +112,13 @@ type RecoveryCode struct {
 	UsedAt    *time.Time
 }
 
-// RecoveryCodeStore persists recovery codes.
+// RecoveryCodeStore persists recovery codes. A code is spent only with what it proves, in
+// that write's transaction: a sign-in (SecondFactorStore, SecondFactorCompletion's
+// RecoveryCodeHash) or a reset of all MFA (ResetMFA, MFAResetProof's RecoveryCodeHash).
 type RecoveryCodeStore interface {
 	// FindRecoveryCodes returns a user's recovery codes, used ones included.
 	FindRecoveryCodes(ctx Context, userID UserID) ([]*RecoveryCode, error)
 	// ReplaceRecoveryCodes deletes the user's codes and inserts the new hashes, in one
 	// transaction, so the old set stops working at once.
 	ReplaceRecoveryCodes(ctx Context, userID UserID, hashes [][]byte, at time.Time) error
-	// UseRecoveryCode atomically marks the code with that hash as used. It returns ENotFound
-	// when the user has no such code and EConflict when it was used already.
-	UseRecoveryCode(ctx Context, userID UserID, hash []byte, at time.Time) error
 }

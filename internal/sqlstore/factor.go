@@ -274,20 +274,10 @@ func replaceRecoveryCodes(ctx context.Context, tx *sql.Tx, userID latchkey.UserI
 	return nil
 }
 
-// UseRecoveryCode marks the code used: ENotFound when unknown, EConflict when used already.
-func (s *DB) UseRecoveryCode(ctx context.Context, userID latchkey.UserID, hash []byte, when time.Time) error {
-	res, err := s.exec(ctx, qUseRecovery, us(when), userID, hash)
-	if err != nil {
-		return fmt.Errorf("use recovery code: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		return nil
-	}
-	return recoveryCodeNotUsable(s.queryRow(ctx, qCountRecovery, userID, hash))
-}
-
-// useRecoveryCode is UseRecoveryCode inside tx (ResetMFA): the code is spent only if the
-// transaction commits.
+// useRecoveryCode marks the user's unused code with that hash used inside tx (ResetMFA), so
+// that it is spent only if the transaction commits: ENotFound when the user has no such code,
+// EConflict when it was used already. (A sign-in spends its code with qUseRecovery alone:
+// login looked it up first, CompleteSecondFactor.)
 func useRecoveryCode(ctx context.Context, tx *sql.Tx, userID latchkey.UserID, hash []byte, when time.Time) error {
 	res, err := tx.ExecContext(ctx, qUseRecovery, us(when), userID, hash)
 	if err != nil {
@@ -296,18 +286,10 @@ func useRecoveryCode(ctx context.Context, tx *sql.Tx, userID latchkey.UserID, ha
 	if n, _ := res.RowsAffected(); n == 1 {
 		return nil
 	}
-	return recoveryCodeNotUsable(tx.QueryRowContext(ctx, qCountRecovery, userID, hash))
-}
-
-// qCountRecovery counts the user's codes with a hash, used or not, to tell an unknown code
-// from a used one after qUseRecovery changed no row.
-const qCountRecovery = `SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND hash = $2`
-
-// recoveryCodeNotUsable reads the qCountRecovery of a code that could not be spent:
-// ENotFound when the user has no such code, EConflict when it was used already.
-func recoveryCodeNotUsable(row *sql.Row) error {
+	// No row changed: the user's codes with that hash, used or not, tell an unknown code
+	// from a used one.
 	var n int
-	if err := row.Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND hash = $2`, userID, hash).Scan(&n); err != nil {
 		return fmt.Errorf("find recovery code: %w", err)
 	}
 	if n == 0 {

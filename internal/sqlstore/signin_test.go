@@ -60,6 +60,26 @@ func completionOf(u *latchkey.User, c *latchkey.TOTPCredential, flow int, step i
 	}
 }
 
+// spendRecoveryCode spends u's recovery code hash as a sign-in does: it completes a flow
+// session of its own, named flow, with the code (CompleteSecondFactor).
+func spendRecoveryCode(t *testing.T, db *sqlstore.DB, u *latchkey.User, flow, hash string) error {
+	t.Helper()
+	ctx := context.Background()
+	s := &latchkey.Session{ID: flow, SID: "sid-" + flow, UserID: u.ID, State: latchkey.StateSecondFactor,
+		AMR: []string{"pwd"}, PasswordAt: t0, CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(10 * time.Minute)}
+	if err := db.CreateSession(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	at := t0.Add(time.Minute)
+	return db.CompleteSecondFactor(ctx, &latchkey.SecondFactorCompletion{
+		OldSessionID: flow,
+		Session: &latchkey.Session{ID: "signed-in-" + flow, SID: s.SID, UserID: u.ID, State: latchkey.StateAuthenticated,
+			AMR: []string{"pwd", "otp", "mfa"}, PasswordAt: t0, MFAAt: &at, CreatedAt: t0, LastSeenAt: at, ExpiresAt: at.Add(8 * time.Hour)},
+		RecoveryCodeHash: []byte(hash),
+		Audit:            &latchkey.AuditEvent{Time: at, UserID: u.ID, Username: u.Username, Action: latchkey.ActionLoginRecovery, Outcome: latchkey.OutcomeSuccess},
+	})
+}
+
 // completionState is what a completion may change.
 type completionState struct {
 	flowExists, signedInExists bool

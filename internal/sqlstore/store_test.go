@@ -185,35 +185,46 @@ func TestTOTPCredentials(t *testing.T) {
 	})
 }
 
+// TestRecoveryCodes: a user's codes are listed in order with their use, and replacing them
+// voids the old set at once: an old code, used or not, is unknown to a sign-in and to a reset
+// (which tells an unknown code from a used one), and the new ones are unused. Spending a code
+// is tested with the two writes that spend one (TestCompleteSecondFactorRecoveryCode,
+// TestResetMFARecoveryCode).
 func TestRecoveryCodes(t *testing.T) {
 	each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
 		u := mkUser(t, db, "alice")
-		if err := db.ReplaceRecoveryCodes(ctx, u.ID, [][]byte{[]byte("a"), []byte("b")}, t0); err != nil {
+		c := &latchkey.TOTPCredential{UserID: u.ID, Name: "app", Secret: []byte("0123456789abcdefghij")}
+		if err := db.CreateTOTPCredential(ctx, c); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.UseRecoveryCode(ctx, u.ID, []byte("a"), t0); err != nil {
+		if err := db.ConfirmTOTPCredential(ctx, c.ID, 1, t0, [][]byte{[]byte("a"), []byte("b")}, false); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.UseRecoveryCode(ctx, u.ID, []byte("a"), t0); errCode(err) != latchkey.EConflict {
-			t.Errorf("second use = %v, want conflict", err)
-		}
-		if err := db.UseRecoveryCode(ctx, u.ID, []byte("zz"), t0); errCode(err) != latchkey.ENotFound {
-			t.Errorf("unknown code = %v, want not_found", err)
-		}
-		other := mkUser(t, db, "bob")
-		if err := db.UseRecoveryCode(ctx, other.ID, []byte("b"), t0); errCode(err) != latchkey.ENotFound {
-			t.Errorf("another user's code = %v, want not_found", err)
+		if err := spendRecoveryCode(t, db, u, "flow-a", "a"); err != nil {
+			t.Fatal(err)
 		}
 		codes, _ := db.FindRecoveryCodes(ctx, u.ID)
-		if len(codes) != 2 || codes[0].UsedAt == nil || codes[1].UsedAt != nil {
-			t.Errorf("codes = %+v", codes)
+		if len(codes) != 2 || string(codes[0].Hash) != "a" || codes[0].UsedAt == nil || string(codes[1].Hash) != "b" || codes[1].UsedAt != nil {
+			t.Errorf("codes = %+v, want a used and b unused", codes)
 		}
 		if err := db.ReplaceRecoveryCodes(ctx, u.ID, [][]byte{[]byte("c")}, t0); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.UseRecoveryCode(ctx, u.ID, []byte("b"), t0); errCode(err) != latchkey.ENotFound {
-			t.Errorf("old code after replace = %v, want not_found", err)
+		codes, _ = db.FindRecoveryCodes(ctx, u.ID)
+		if len(codes) != 1 || string(codes[0].Hash) != "c" || codes[0].UsedAt != nil {
+			t.Errorf("codes after replace = %+v, want c unused", codes)
+		}
+		if err := spendRecoveryCode(t, db, u, "flow-b", "b"); errCode(err) != latchkey.EConflict {
+			t.Errorf("a sign-in with an old code after replace = %v, want conflict", err)
+		}
+		for _, old := range []string{"a", "b"} {
+			if _, err := db.ResetMFA(ctx, u.ID, &latchkey.MFAResetProof{RecoveryCodeHash: []byte(old)}, nil); errCode(err) != latchkey.ENotFound {
+				t.Errorf("a reset with old code %s after replace = %v, want not_found", old, err)
+			}
+		}
+		if cs, _ := db.FindTOTPCredentials(ctx, u.ID); len(cs) != 1 {
+			t.Errorf("refused resets removed the app: %+v", cs)
 		}
 	})
 }
@@ -382,8 +393,9 @@ func TestThrottlesAndSettings(t *testing.T) {
 	})
 }
 
-// TestConcurrentSingleUse: of many simultaneous uses of one TOTP step, one recovery code,
-// one setting, exactly one wins.
+// TestConcurrentSingleUse: of many simultaneous uses of one TOTP step, one setting, exactly
+// one wins (of one recovery code's: TestCompleteSecondFactorRecoveryCode,
+// TestResetMFARecoveryCode).
 func TestConcurrentSingleUse(t *testing.T) {
 	each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
@@ -396,8 +408,7 @@ func TestConcurrentSingleUse(t *testing.T) {
 		db.SetSetting(ctx, "token", "t")
 		const n = 12
 		for name, f := range map[string]func() error{
-			"totp step":     func() error { return db.UseTOTPStep(ctx, c.ID, 50, t0) },
-			"recovery code": func() error { return db.UseRecoveryCode(ctx, u.ID, []byte("r"), t0) },
+			"totp step": func() error { return db.UseTOTPStep(ctx, c.ID, 50, t0) },
 			"setting": func() error {
 				ok, err := db.ConsumeSetting(ctx, "token", "t")
 				if err == nil && !ok {

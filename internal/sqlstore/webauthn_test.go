@@ -216,7 +216,7 @@ func TestResetMFARecoveryCode(t *testing.T) {
 		if err := db.ReplaceRecoveryCodes(ctx, bob.ID, [][]byte{[]byte("code-bob")}, t0); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.UseRecoveryCode(ctx, alice.ID, []byte("code-b"), t0); err != nil {
+		if err := spendRecoveryCode(t, db, alice, "flow-b", "code-b"); err != nil {
 			t.Fatal(err)
 		}
 		reset := func(hash string) error {
