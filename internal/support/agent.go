@@ -95,6 +95,12 @@ type View struct {
 	ChecksDone, ChecksStale bool
 	// CanInvite is set when no account matches and users can be created from tickets.
 	CanInvite bool
+	// Invited is set when Account was created by an administrator or agent and its owner
+	// has not activated it yet (set a password with the mailed link); InviteEnd is when its
+	// latest link ends, and InviteExpired says it has. Not set when the agent may not act
+	// on the account.
+	Invited, InviteExpired bool
+	InviteEnd              time.Time
 }
 
 // Ticket returns a ticket with its conversation and the matching account for an agent.
@@ -126,6 +132,14 @@ func (s *Service) Ticket(ctx context.Context, agent *latchkey.User, id int64) (*
 		return v, nil
 	}
 	v.EmailDiffers = !strings.EqualFold(v.Account.Email, t.Email)
+	// An invitation row, expired or not, means the account was never activated (as on the
+	// admin console's user pages): using the link deletes it.
+	pending, err := s.opt.Store.PendingInvitations(ctx, []latchkey.UserID{v.Account.ID}, time.Unix(0, 0))
+	if err != nil {
+		return nil, err
+	}
+	v.InviteEnd, v.Invited = pending[v.Account.ID]
+	v.InviteExpired = v.Invited && !s.now().Before(v.InviteEnd)
 	if v.Factors, err = s.opt.Accounts.Factors(ctx, v.Account); err != nil {
 		return nil, err
 	}

@@ -35,6 +35,8 @@ import (
 type Store interface {
 	latchkey.TicketStore
 	latchkey.UserStore
+	// PendingInvitations tells the agent console an account that was never activated.
+	latchkey.InvitationStore
 }
 
 // Accounts is what the support desk asks of the sign-in service (*login.Service).

@@ -16,7 +16,7 @@ import (
 
 // TestBrowserDeskInviteMailFails, in Chromium: an agent creates the account a ticket asks for
 // while the activation mail cannot be sent, and lands on the ticket, which shows the new
-// account and a notice that says the mail was not sent and whom to ask.
+// account, not yet activated, and a notice that says the mail was not sent and whom to ask.
 func TestBrowserDeskInviteMailFails(t *testing.T) {
 	f, _ := newMailFailingDesk(t)
 	tk, err := f.desk.Create(context.Background(), login.Client{}, support.NewTicket{Email: "new@example.com", Username: "newbie", Type: "account_change", Message: "I start on Monday and need an account."})
@@ -52,5 +52,13 @@ func TestBrowserDeskInviteMailFails(t *testing.T) {
 	}
 	if got := cdpText(t, ctx, "#account-username"); got != "newbie" {
 		t.Errorf("the ticket's account is %q, want newbie", got)
+	}
+	// The new account is not active until its owner sets a password with a link (the admin
+	// console's word for it: Invited).
+	if got := cdpText(t, ctx, "#account-state"); got != "Invited" {
+		t.Errorf("the account's state is %q, want Invited", got)
+	}
+	if got := cdpText(t, ctx, "#account-invited"); !strings.HasPrefix(got, "Waiting for activation: the user has not set a password with the activation link yet. The link expires on ") {
+		t.Errorf("the account's note is %q, want it waiting for activation", got)
 	}
 }

@@ -518,6 +518,92 @@ func TestDeskInviteMailFails(t *testing.T) {
 	}
 }
 
+// TestDeskAccountAwaitingActivation: the ticket page of an account created from the ticket
+// says that its owner has not activated it yet, in the admin console's words (Invited, Link
+// expired), with when the link ends and who can send a new one, and says Active only once the
+// owner has set a password with the link.
+func TestDeskAccountAwaitingActivation(t *testing.T) {
+	var f *supportFixture
+	f = newSupportFixture(t, io.Discard, func(o *support.Options) {
+		o.Inviter = inviterFunc(func(ctx context.Context, c login.Client, actor *latchkey.User, actorMFA bool, username, email string, role latchkey.Role) (*latchkey.User, error) {
+			return f.svc.InviteUser(ctx, c, actor, actorMFA, username, email, role)
+		})
+	})
+	ctx := context.Background()
+	state := regexp.MustCompile(`id="account-state">([^<]*)<`)
+	note := regexp.MustCompile(`(?s)<p class="muted small" id="account-invited">.*?</p>`)
+	page := func(t *testing.T, c *apiClient, ticket string) (string, string, string) {
+		t.Helper()
+		r := c.do("GET", ticket, "", "")
+		m := state.FindStringSubmatch(r.raw)
+		if r.code != 200 || m == nil {
+			t.Fatalf("GET %s: %d, no account state", ticket, r.code)
+		}
+		return m[1], note.FindString(r.raw), r.raw
+	}
+
+	tk, err := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "new@example.com", Username: "newbie", Type: "account_change", Message: "I need an account."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticket := "/admin/tickets/" + strconv.FormatInt(tk.Ticket.ID, 10)
+	agent := f.signedIn(t, "sam")
+	if r := agent.do("POST", ticket+"/invite", "application/x-www-form-urlencoded", "username=newbie&reason=new+starter"); r.code != http.StatusSeeOther {
+		t.Fatalf("invite: %d %s", r.code, r.raw)
+	}
+	inv, err := f.db.FindUserByUsername(ctx, "newbie")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := f.clock.Now().Add(login.InvitationTTL).UTC().Format("2 Jan 2006, 15:04 MST")
+	if st, n, _ := page(t, agent, ticket); st != "Invited" || !strings.Contains(n, "Waiting for activation") || !strings.Contains(n, "The link expires on "+end+".") {
+		t.Errorf("state of the invited account = %q, note %q; want Invited, waiting for activation until %s", st, n, end)
+	}
+
+	// Past the link's end: the agent is told to ask an administrator, who gets the link to the
+	// page that sends a new one.
+	f.clock.Add(login.InvitationTTL + time.Minute)
+	agent = f.signedIn(t, "sam") // the clock's jump ended the session
+	if st, n, _ := page(t, agent, ticket); st != "Link expired" || !strings.Contains(n, "The link expired on "+end) ||
+		!strings.Contains(n, "an administrator can send a new one") || strings.Contains(n, "/admin/users/") {
+		t.Errorf("agent, link expired: state %q, note %q", st, n)
+	}
+	admin := f.signedIn(t, "root")
+	userPage := "/admin/users/" + strconv.FormatInt(int64(inv.ID), 10)
+	if st, n, _ := page(t, admin, ticket); st != "Link expired" || !strings.Contains(n, `href="`+userPage+`"`) {
+		t.Errorf("administrator, link expired: state %q, note %q", st, n)
+	}
+	if r := admin.do("POST", userPage+"/invitation", "application/x-www-form-urlencoded", ""); r.code != http.StatusSeeOther {
+		t.Fatalf("new link: %d %s", r.code, r.raw)
+	}
+	if st, _, _ := page(t, agent, ticket); st != "Invited" {
+		t.Errorf("state with a new link = %q, want Invited", st)
+	}
+
+	// The owner activates the account with the new link: now it is active.
+	f.mails.mu.Lock()
+	link := linkRE.FindString(f.mails.msgs[len(f.mails.msgs)-1].Text)
+	f.mails.mu.Unlock()
+	if link == "" {
+		t.Fatal("no activation link in the last mail")
+	}
+	if _, err := f.svc.Activate(ctx, login.Client{}, "", strings.SplitN(link, "token=", 2)[1], "a long and unusual passphrase"); err != nil {
+		t.Fatal(err)
+	}
+	if st, n, raw := page(t, agent, ticket); st != "Active" || n != "" || strings.Contains(raw, "Waiting for activation") {
+		t.Errorf("state of the activated account = %q, note %q; want Active and no note", st, n)
+	}
+	// An account that was never invited (alice, created with a password) is Active.
+	tk2, err := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "alice@example.com", Username: "alice", Type: "lost_phone", Message: "I lost my phone."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := "/admin/tickets/" + strconv.FormatInt(tk2.Ticket.ID, 10)
+	if st, n, _ := page(t, agent, alice); st != "Active" || n != "" {
+		t.Errorf("alice: state %q, note %q; want Active", st, n)
+	}
+}
+
 // newMailFailingDesk is a support fixture whose desk creates users with the admin console's
 // invitations, and whose sign-in service sends its mail to a real SMTP server that refuses
 // every recipient whose address starts with "new".
