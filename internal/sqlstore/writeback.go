@@ -47,6 +47,9 @@ type writeback struct {
 	done  sync.WaitGroup
 	// start starts the writeback of f's dirty pages (startWriteback; replaced in tests).
 	start func(f *os.File) error
+	// rest, nil but in the tests, is asked while run waits for a poke whether none is
+	// pending: then, until the next write, run starts no writeback (waitRest).
+	rest chan chan bool
 }
 
 // newWriteback starts the writeback goroutine of path; nil where the system has no way to
@@ -96,6 +99,9 @@ func (w *writeback) run() {
 		case <-w.stop:
 			return
 		case <-w.poked:
+		case answer := <-w.rest:
+			answer <- len(w.poked) == 0 // only run takes pokes: none can go meanwhile
+			continue
 		}
 		f = w.file(f)
 		if f != nil {

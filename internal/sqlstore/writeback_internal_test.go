@@ -23,7 +23,7 @@ func recordWriteback(t *testing.T, db *DB) *writebackRecord {
 	path := db.wal.path
 	db.wal.close()
 	r := &writebackRecord{}
-	db.wal = &writeback{path: path, poked: make(chan struct{}, 1), stop: make(chan struct{}), start: r.start}
+	db.wal = &writeback{path: path, poked: make(chan struct{}, 1), stop: make(chan struct{}), start: r.start, rest: make(chan chan bool)}
 	db.wal.done.Go(db.wal.run)
 	return r
 }
@@ -80,6 +80,25 @@ func (r *writebackRecord) waitCallAfter(tb *testing.T, t time.Time) {
 	}
 }
 
+// waitRest waits until w's goroutine waits for a poke with none pending. When no write is
+// made meanwhile, it then starts no writeback until the next one (a write's poke comes in
+// its turn to write, before the write returns when it ran alone).
+func waitRest(t *testing.T, w *writeback) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	answer := make(chan bool)
+	for asked := 0; ; asked++ {
+		select {
+		case w.rest <- answer:
+			if <-answer {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("the writeback did not come to rest in 5s (asked %d times, a poke pending each time): it goes on starting writebacks without writes", asked)
+		}
+	}
+}
+
 // TestWritebackAfterWrites: after the store's writes, the writeback of the write-ahead log
 // (and of nothing else) is started, at most every writebackEvery however many writes come,
 // and an idle store starts none.
@@ -114,7 +133,10 @@ func TestWritebackAfterWrites(t *testing.T) {
 		n++
 	}
 	elapsed := time.Since(begin)
-	time.Sleep(2 * writebackEvery)
+	// The writes ran one at a time on this goroutine, so each one's poke came before it
+	// returned: once the writeback waits for a poke with none pending, it has started all
+	// it will for them (the one for a poke pending at the last write included).
+	waitRest(t, db.wal)
 	files, at := rec.calls()
 	if max := int(elapsed/writebackEvery) + 3; len(files) > max {
 		t.Errorf("%d writes in %v started %d writebacks, want at most %d (one per %v)", n, elapsed, len(files), max, writebackEvery)
@@ -128,7 +150,8 @@ func TestWritebackAfterWrites(t *testing.T) {
 		t.Errorf("%d writes in %v started %d writebacks, want more than 2: the writes go on poking", n, elapsed, len(files))
 	}
 
-	// Idle again: nothing more.
+	// Idle again: nothing more while nothing is written (the wait shows a writeback that
+	// starts by itself; a store that works starts none however long it is).
 	settled := len(files)
 	time.Sleep(5 * writebackEvery)
 	if files, _ := rec.calls(); len(files) != settled {
