@@ -199,16 +199,7 @@ func TestTokenRefusalsSayWhy(t *testing.T) {
 // query); an access token in the userinfo URL is refused.
 func TestAuthorizeRefusesWhatItCannotHonour(t *testing.T) {
 	f := setup(t)
-	authorize := func(params url.Values) *httptest.ResponseRecorder {
-		q := url.Values{"client_id": {"app"}, "redirect_uri": {"https://app.test/cb"}, "response_type": {"code"}, "scope": {"openid"},
-			"code_challenge": {challenge()}, "code_challenge_method": {"S256"}, "state": {"st"}}
-		for k, v := range params {
-			q[k] = v
-		}
-		rec := httptest.NewRecorder()
-		f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/oidc/authorize?"+q.Encode(), nil))
-		return rec
-	}
+	authorize := func(params url.Values) *httptest.ResponseRecorder { return f.authorizeRequest("st", params) }
 	for _, uri := range []string{"https://app.test/c%62", "https://app.test/%63b", "https://app.test/cb/"} {
 		if rec := authorize(url.Values{"redirect_uri": {uri}, "max_age": {"soon"}}); rec.Code != 400 || rec.Header().Get("Location") != "" {
 			t.Errorf("redirect_uri %q with a bad max_age = %d to %q, want 400 without a redirect", uri, rec.Code, rec.Header().Get("Location"))
@@ -255,16 +246,7 @@ func TestAuthorizeRefusesWhatItCannotHonour(t *testing.T) {
 // there with the state; with the registered URI, that error goes to the client.
 func TestErrorsNeverGoToAnUnregisteredRedirect(t *testing.T) {
 	f := setup(t)
-	authorize := func(params url.Values) *httptest.ResponseRecorder {
-		q := url.Values{"client_id": {"app"}, "redirect_uri": {"https://app.test/cb"}, "response_type": {"code"}, "scope": {"openid"},
-			"code_challenge": {challenge()}, "code_challenge_method": {"S256"}, "state": {"S"}}
-		for k, v := range params {
-			q[k] = v
-		}
-		rec := httptest.NewRecorder()
-		f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/oidc/authorize?"+q.Encode(), nil))
-		return rec
-	}
+	authorize := func(params url.Values) *httptest.ResponseRecorder { return f.authorizeRequest("S", params) }
 	for _, tt := range []struct {
 		name   string
 		params url.Values
@@ -567,4 +549,17 @@ func TestEndSessionTakesGetAndPost(t *testing.T) {
 	if rec.Code != http.StatusOK {
 		t.Errorf("userinfo after the refused end_session requests: %d %s", rec.Code, rec.Body)
 	}
+}
+
+// authorizeRequest sends the app's authorization request, state and PKCE included, with
+// params put in place of or beside its parameters, to the provider's handler.
+func (f *fixture) authorizeRequest(state string, params url.Values) *httptest.ResponseRecorder {
+	q := url.Values{"client_id": {"app"}, "redirect_uri": {"https://app.test/cb"}, "response_type": {"code"}, "scope": {"openid"},
+		"code_challenge": {challenge()}, "code_challenge_method": {"S256"}, "state": {state}}
+	for k, v := range params {
+		q[k] = v
+	}
+	rec := httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://id.test/oidc/authorize?"+q.Encode(), nil))
+	return rec
 }
