@@ -455,6 +455,39 @@ func (f *wdFixture) receiveLogout(rp *wdRP) logoutClaims {
 	return c
 }
 
+// receiveLogouts takes len(want) logout tokens at rp's endpoint and checks that each is a
+// well-formed token for sub, for one of want's "client sid" keys (sid empty for sub alone),
+// none twice, every one of want there, and no other token after them.
+func (f *wdFixture) receiveLogouts(t *testing.T, rp *wdRP, sub string, want map[string]bool) {
+	t.Helper()
+	got := map[string]bool{}
+	for range want {
+		c := f.receiveLogout(rp)
+		key := c.Audience + " " + c.SID
+		if got[key] {
+			t.Errorf("logout token for %q twice", key)
+		}
+		got[key] = true
+		if !want[key] || c.Issuer != f.srv.URL || c.Subject != sub || c.JTI == "" || c.IssuedAt != f.clock.Now().Unix() ||
+			c.Expiry != c.IssuedAt+120 || c.Nonce != nil || c.Names["sid"] != (c.SID != "") {
+			t.Errorf("logout token claims = %+v", c)
+		}
+		if _, ok := c.Events["http://schemas.openid.net/event/backchannel-logout"]; !ok || len(c.Events) != 1 {
+			t.Errorf("logout token events = %v", c.Events)
+		}
+	}
+	f.oidc.WaitLogouts()
+	for len(f.logout) > 0 {
+		c := f.receiveLogout(rp)
+		t.Errorf("an extra logout token: aud %s sid %q", c.Audience, c.SID)
+	}
+	for key := range want {
+		if !got[key] {
+			t.Errorf("no logout token for %q; got %v", key, got)
+		}
+	}
+}
+
 func TestBackchannelLogout(t *testing.T) {
 	f := newWorkdayFixture(t, nil)
 	rp1, rp2 := f.rp("rp1", true), f.rp("rp2", false)
@@ -999,7 +1032,7 @@ func TestBackchannelLogoutOfEarlierSessions(t *testing.T) {
 	for _, how := range []string{"sign out everywhere", "password change", "admin"} {
 		t.Run(how, func(t *testing.T) {
 			f := newWorkdayFixture(t, nil)
-			rp1, rp2, rp3 := f.rp("rp1", true), f.rp("rp2", true), f.rp("rp3", true)
+			rp1, rp2, _ := f.rp("rp1", true), f.rp("rp2", true), f.rp("rp3", true)
 			laptop, phone := f.browser(), f.browser()
 			yesterday := laptop.signIn(rp1, "alice")
 			f.clock.t = madridAt(1, 9, 0)
@@ -1035,33 +1068,7 @@ func TestBackchannelLogoutOfEarlierSessions(t *testing.T) {
 				f.adminSignsOut(t, "alice")
 				want["rp2 "+here.claims.SID] = true
 			}
-			rps := map[string]*wdRP{"rp1": rp1, "rp2": rp2, "rp3": rp3}
-			got := map[string]bool{}
-			for range want {
-				c := f.receiveLogout(rp1) // every RP shares the endpoint and the keys
-				key := c.Audience + " " + c.SID
-				if got[key] {
-					t.Errorf("logout token for %q twice", key)
-				}
-				got[key] = true
-				if rps[c.Audience] == nil || c.Issuer != f.srv.URL || c.Subject != yesterday.claims.Subject || c.JTI == "" || c.IssuedAt != f.clock.Now().Unix() ||
-					c.Expiry != c.IssuedAt+120 || c.Nonce != nil || c.Names["sid"] != (c.SID != "") {
-					t.Errorf("logout token claims = %+v", c)
-				}
-				if _, ok := c.Events["http://schemas.openid.net/event/backchannel-logout"]; !ok || len(c.Events) != 1 {
-					t.Errorf("logout token events = %v", c.Events)
-				}
-			}
-			f.oidc.WaitLogouts()
-			for len(f.logout) > 0 {
-				c := f.receiveLogout(rp1)
-				t.Errorf("an extra logout token: aud %s sid %q", c.Audience, c.SID)
-			}
-			for key := range want {
-				if !got[key] {
-					t.Errorf("no logout token for %q; got %v", key, got)
-				}
-			}
+			f.receiveLogouts(t, rp1, yesterday.claims.Subject, want) // every RP shares the endpoint and the keys
 			if rp1.refreshes(yesterday) {
 				t.Error("yesterday's offline refresh token still works")
 			}
@@ -1104,32 +1111,7 @@ func TestRevokingConsentLogsTheApplicationOut(t *testing.T) {
 		t.Fatalf("revoke rp3: %d", code)
 	}
 	want := map[string]bool{"rp3 " + here.claims.SID: true, "rp3 " + there.claims.SID: true, "rp3 ": true}
-	got := map[string]bool{}
-	for range want {
-		c := f.receiveLogout(rp3)
-		key := c.Audience + " " + c.SID
-		if got[key] {
-			t.Errorf("logout token for %q twice", key)
-		}
-		got[key] = true
-		if c.Issuer != f.srv.URL || c.Subject != here.claims.Subject || c.JTI == "" || c.IssuedAt != f.clock.Now().Unix() ||
-			c.Expiry != c.IssuedAt+120 || c.Nonce != nil || c.Names["sid"] != (c.SID != "") {
-			t.Errorf("logout token claims = %+v", c)
-		}
-		if _, ok := c.Events["http://schemas.openid.net/event/backchannel-logout"]; !ok || len(c.Events) != 1 {
-			t.Errorf("logout token events = %v", c.Events)
-		}
-	}
-	f.oidc.WaitLogouts()
-	for len(f.logout) > 0 {
-		c := f.receiveLogout(rp1)
-		t.Errorf("an extra logout token: aud %s sid %q", c.Audience, c.SID)
-	}
-	for key := range want {
-		if !got[key] {
-			t.Errorf("no logout token for %q; got %v", key, got)
-		}
-	}
+	f.receiveLogouts(t, rp3, here.claims.Subject, want)
 	if rp3.refreshes(hereAgain) || rp3.refreshes(there) {
 		t.Error("a refresh token of the revoked application still works")
 	}
