@@ -16,7 +16,7 @@ import (
 // right there: with synchronous=NORMAL it syncs the log, copies its pages, and syncs the
 // database file. That connection is the batch writer's, so every request waiting for a
 // write waited for the copy and two syncs (2–4 ms each on the development machine), several
-// times a second under load (docs/performance.md, "The twenty-third session").
+// times a second under load (docs/performance-history.md, "The twenty-third session").
 //
 // So the store checkpoints itself, on a pool connection of its own, checkpointEvery after
 // the process's writes (never while it is idle), in two steps:

@@ -15,7 +15,7 @@ import (
 // waited, 2–4 ms on the development machine, and until the store ran its own checkpoints
 // (checkpoint.go) the connection that waited was the batch writer's, with every request
 // queued behind it; the checkpointer's last step, in the writers' turn, still syncs the log
-// (docs/performance.md, "The twenty-fourth session").
+// (docs/performance-history.md, "The twenty-fourth session").
 //
 // So after the process's writes the store asks the kernel to start writing the log's dirty
 // pages back now (sync_file_range with SYNC_FILE_RANGE_WRITE on Linux: it starts the writes
