@@ -184,11 +184,19 @@ func idClaims(t *testing.T, body string) map[string]any {
 	return c
 }
 
+// TestRefreshedIDTokenKeepsACRAndReuseIsAudited: a refresh while the session the grant was
+// given in lasts gives an ID token with the first one's acr, and a reused refresh token is
+// refused and audited.
 func TestRefreshedIDTokenKeepsACRAndReuseIsAudited(t *testing.T) {
 	f := setup(t)
 	ctx := context.Background()
 	mfaAt := t0
-	sess := &latchkey.Session{AMR: []string{latchkey.AMRPassword, latchkey.AMROTP, latchkey.AMRMFA}, PasswordAt: t0, MFAAt: &mfaAt}
+	sess := &latchkey.Session{ID: "s1", SID: "sid1", UserID: f.user.ID, State: latchkey.StateAuthenticated,
+		AMR: []string{latchkey.AMRPassword, latchkey.AMROTP, latchkey.AMRMFA}, PasswordAt: t0, MFAAt: &mfaAt,
+		CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(8 * time.Hour)}
+	if err := f.db.CreateSession(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
 	id := f.start(t, "app", url.Values{"scope": {"openid offline_access"}})
 	if _, err := f.p.Authorize(ctx, id, sess, f.user); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -534,6 +535,86 @@ func TestRotationDoesNotProlongGrantsWithoutSID(t *testing.T) {
 			}
 			if code := refresh(); code != want {
 				t.Errorf("refresh just after day 30: %d, want %d", code, want)
+			}
+		})
+	}
+}
+
+// TestGrantsWithoutSIDRefreshAsAfterTheSession: a refresh token older than sids (migration
+// 0009) names no session that could be found to last, so the workday rule treats its session
+// as ended: without offline_access it no longer refreshes (invalid_grant), and with it the
+// new tokens claim the password alone (amr without otp and mfa, acr pwd). A grant whose
+// session lasts keeps its second factor, with or without offline_access.
+func TestGrantsWithoutSIDRefreshAsAfterTheSession(t *testing.T) {
+	tests := []struct {
+		name     string
+		sid      string
+		offline  bool
+		wantCode int
+		wantACR  string
+	}{
+		{"no sid, offline_access", "", true, http.StatusOK, latchkey.ACRPassword},
+		{"no sid, no offline_access", "", false, http.StatusBadRequest, ""},
+		{"session lasts, offline_access", "sid1", true, http.StatusOK, latchkey.ACRMFA},
+		{"session lasts, no offline_access", "sid1", false, http.StatusOK, latchkey.ACRMFA},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t)
+			ctx := context.Background()
+			mfaAt := t0
+			if tt.sid != "" {
+				sess := &latchkey.Session{ID: "s1", SID: tt.sid, UserID: f.user.ID, State: latchkey.StateAuthenticated,
+					AMR: []string{latchkey.AMRPassword, latchkey.AMROTP, latchkey.AMRMFA}, PasswordAt: t0, MFAAt: &mfaAt,
+					CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(8 * time.Hour)}
+				if err := f.db.CreateSession(ctx, sess); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The grant is written as the store holds it (a refresh token without
+			// offline_access cannot be had through the token endpoint any more).
+			scopes := []string{"openid"}
+			if tt.offline {
+				scopes = append(scopes, "offline_access")
+			}
+			g := latchkey.OIDCGrant{GrantID: "g1", ClientID: "app", UserID: f.user.ID, Scopes: scopes, Audience: []string{"app"},
+				AMR: []string{latchkey.AMRPassword, latchkey.AMROTP, latchkey.AMRMFA}, ACR: latchkey.ACRMFA, AuthTime: t0, SID: tt.sid}
+			token := "refresh-" + strings.Repeat("r", 40)
+			h := sha256.Sum256([]byte(token))
+			rt := &latchkey.OIDCRefreshToken{ID: "sha256:" + hex.EncodeToString(h[:]), OIDCGrant: g, CreatedAt: t0, ExpiresAt: t0.Add(30 * 24 * time.Hour)}
+			if err := f.db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "at1", OIDCGrant: g, RefreshTokenID: rt.ID, CreatedAt: t0, ExpiresAt: t0.Add(15 * time.Minute)},
+				rt, latchkey.OIDCTokenUse{}, t0); err != nil {
+				t.Fatal(err)
+			}
+			f.now = t0.Add(time.Hour)
+			form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token}}
+			req := httptest.NewRequest("POST", "http://id.test/oidc/token", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth("app", f.secrets["app"])
+			rec := httptest.NewRecorder()
+			f.p.Handler().ServeHTTP(rec, req)
+			if rec.Code != tt.wantCode {
+				t.Fatalf("refresh: %d %s, want %d", rec.Code, rec.Body, tt.wantCode)
+			}
+			if tt.wantCode != http.StatusOK {
+				// The library sends invalid_grant without the store's description ("The
+				// sign-in session has ended."), as for a session that ended.
+				if !strings.Contains(rec.Body.String(), "invalid_grant") {
+					t.Errorf("refresh: %s, want invalid_grant", rec.Body)
+				}
+				return
+			}
+			c := idClaims(t, rec.Body.String())
+			var amr []string
+			for _, m := range c["amr"].([]any) {
+				amr = append(amr, m.(string))
+			}
+			wantAMR := []string{latchkey.AMRPassword}
+			if tt.wantACR == latchkey.ACRMFA {
+				wantAMR = g.AMR
+			}
+			if c["acr"] != tt.wantACR || !slices.Equal(amr, wantAMR) {
+				t.Errorf("refreshed ID token acr %v amr %v, want %s %v", c["acr"], amr, tt.wantACR, wantAMR)
 			}
 		})
 	}

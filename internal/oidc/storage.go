@@ -426,17 +426,18 @@ func (s *storage) refreshReused(ctx context.Context, rt *latchkey.OIDCRefreshTok
 // was given in lasts, nothing changes. Once it has ended (its workday or maximum age is over;
 // a logout revokes the tokens outright), only an offline_access grant may refresh, and its
 // new tokens no longer claim the second factor: an ID token's amr shows mfa only while the
-// proof stands.
+// proof stands. A grant without a sid (given before migration 0009) names no session that
+// could be found to last, so it counts as one whose session has ended: it cannot go on
+// claiming a proof nothing shows still stands.
 func (s *storage) sessionRule(ctx context.Context, rt *latchkey.OIDCRefreshToken) error {
-	if rt.SID == "" {
-		return nil
-	}
-	sess, err := s.db.FindSessionBySID(ctx, rt.SID)
-	if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
-		return err
-	}
-	if err == nil && s.p.now().Before(sess.ExpiresAt) {
-		return nil
+	if rt.SID != "" {
+		sess, err := s.db.FindSessionBySID(ctx, rt.SID)
+		if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
+			return err
+		}
+		if err == nil && s.p.now().Before(sess.ExpiresAt) {
+			return nil
+		}
 	}
 	if !slices.Contains(rt.Scopes, zoidc.ScopeOfflineAccess) {
 		return zoidc.ErrInvalidGrant().WithDescription("The sign-in session has ended.")
