@@ -51,22 +51,28 @@ const pathDeviceAuthorization = "/oidc/device_authorization"
 //   - a request that gives a parameter more than once is refused before anything reads it
 //     (checkParams): at the authorize endpoint with a 400 and no redirect, elsewhere with
 //     invalid_request in JSON;
-//   - the end_session endpoint takes GET and POST only (RP-Initiated Logout 1.0 §2): any
-//     other method is a 405 with Allow: GET, POST, before anything reads the request. The
-//     library's handler took every method and revoked the user's tokens for the client
-//     without a back-channel logout; Latchkey's RP-initiated logout is web's pageEndSession,
-//     which the server routes GET and POST to, and it sends HEAD here for this answer.
+//   - the end_session endpoint never reaches the library, whose handler took every method
+//     and revoked the user's tokens for the client without a back-channel logout. Latchkey's
+//     RP-initiated logout is web's pageEndSession, which the server routes GET and POST to
+//     in front of this handler. Here, before anything reads the request, a method other
+//     than GET and POST is a 405 with Allow: GET, POST (RP-Initiated Logout 1.0 §2; the
+//     server sends HEAD here for this answer), and GET and POST, which reach this handler
+//     only when it is mounted without that page, are a 404.
 func (p *Provider) guard(lib http.Handler) http.Handler {
 	discovery := cors.New(corsOptions).Handler(http.HandlerFunc(p.discover))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == PathEndSession && r.Method != http.MethodGet && r.Method != http.MethodPost {
-			w.Header().Set("Allow", "GET, POST")
+		if r.URL.Path == PathEndSession {
 			w.Header().Set("Cache-Control", "no-store")
-			http.Error(w, "The sign-out endpoint takes GET and POST only.", http.StatusMethodNotAllowed)
+			if r.Method != http.MethodGet && r.Method != http.MethodPost {
+				w.Header().Set("Allow", "GET, POST")
+				http.Error(w, "The sign-out endpoint takes GET and POST only.", http.StatusMethodNotAllowed)
+				return
+			}
+			http.Error(w, "The sign-out endpoint is not served here.", http.StatusNotFound)
 			return
 		}
 		switch r.URL.Path {
-		case PathAuthorize, PathToken, PathRevoke, PathIntrospect, PathUserinfo, PathEndSession:
+		case PathAuthorize, PathToken, PathRevoke, PathIntrospect, PathUserinfo:
 			if err := checkParams(r); err != nil {
 				refuseParams(w, r, err)
 				return
@@ -129,7 +135,7 @@ func (p *Provider) guard(lib http.Handler) http.Handler {
 			return
 		}
 		switch r.URL.Path {
-		case PathAuthorize, PathEndSession, PathKeys:
+		case PathAuthorize, PathKeys:
 		default:
 			// Not an endpoint of the provider: the library's plain-text 404 becomes an
 			// OAuth error in JSON, like its other answers.
@@ -199,15 +205,14 @@ func param(v url.Values, name string) (value string, ok bool) {
 	return "", false
 }
 
-// refusalPrefix starts the plain-text answer of an authorization (or end-session) request
-// that checkParams refused, which RefusalReason recognises.
+// refusalPrefix starts the plain-text answer of an authorization request that checkParams
+// refused, which RefusalReason recognises.
 const refusalPrefix = "invalid_request: "
 
-// refuseParams answers a request that checkParams refused with err: an authorization or
-// end-session request with plain text and no redirect (which of two redirect_uri or state
-// values would be the client's?), which the page in front shows (RefusalReason); the other
-// endpoints with an OAuth error in JSON, never cached (and at userinfo with RFC 6750's
-// challenge).
+// refuseParams answers a request that checkParams refused with err: an authorization request
+// with plain text and no redirect (which of two redirect_uri or state values would be the
+// client's?), which the page in front shows (RefusalReason); the other endpoints with an
+// OAuth error in JSON, never cached (and at userinfo with RFC 6750's challenge).
 func refuseParams(w http.ResponseWriter, r *http.Request, err error) {
 	status := http.StatusBadRequest
 	switch latchkey.ErrorCode(err) {
@@ -218,7 +223,7 @@ func refuseParams(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	msg := latchkey.ErrorMessage(err)
 	switch r.URL.Path {
-	case PathAuthorize, PathEndSession:
+	case PathAuthorize:
 		w.Header().Set("Cache-Control", "no-store")
 		http.Error(w, refusalPrefix+msg, status)
 		return

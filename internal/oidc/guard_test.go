@@ -551,6 +551,56 @@ func TestEndSessionTakesGetAndPost(t *testing.T) {
 	}
 }
 
+// TestHandlerNeverServesEndSession: the provider's handler, mounted alone, answers GET and POST
+// at end_session with a 404 and no redirect, even with a valid id_token_hint, and touches
+// nothing: the library's end_session revoked the user's tokens for the client with no
+// back-channel logout. RP-initiated logout is the server's page, in front of the handler.
+func TestHandlerNeverServesEndSession(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	id := f.start(t, "app", url.Values{"scope": {"openid offline_access"}})
+	if _, err := f.p.Authorize(ctx, id, &latchkey.Session{AMR: []string{"pwd"}, PasswordAt: t0}, f.user); err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+		IDToken      string `json:"id_token"`
+	}
+	if err := json.Unmarshal([]byte(f.exchange(t, "app", id)), &tok); err != nil || tok.IDToken == "" || tok.RefreshToken == "" {
+		t.Fatalf("token response: %v", err)
+	}
+	q := url.Values{"id_token_hint": {tok.IDToken}, "client_id": {"app"}, "state": {"bye"}}.Encode()
+	for _, req := range []*http.Request{
+		httptest.NewRequest("GET", "http://id.test/oidc/end_session?"+q, nil),
+		httptest.NewRequest("POST", "http://id.test/oidc/end_session", strings.NewReader(q)),
+	} {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rec := httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusNotFound || rec.Header().Get("Location") != "" || rec.Header().Get("Cache-Control") != "no-store" {
+			t.Errorf("%s end_session: %d, Location %q, Cache-Control %q, %s; want 404 without a redirect", req.Method, rec.Code,
+				rec.Header().Get("Location"), rec.Header().Get("Cache-Control"), rec.Body)
+		}
+		info := httptest.NewRequest("GET", "http://id.test/oidc/userinfo", nil)
+		info.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		rec = httptest.NewRecorder()
+		f.p.Handler().ServeHTTP(rec, info)
+		if rec.Code != http.StatusOK {
+			t.Errorf("userinfo after %s end_session: %d %s", req.Method, rec.Code, rec.Body)
+		}
+	}
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}
+	req := httptest.NewRequest("POST", "http://id.test/oidc/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("app", f.secrets["app"])
+	rec := httptest.NewRecorder()
+	f.p.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Errorf("refresh after the end_session requests: %d %s", rec.Code, rec.Body)
+	}
+}
+
 // authorizeRequest sends the app's authorization request, state and PKCE included, with
 // params put in place of or beside its parameters, to the provider's handler.
 func (f *fixture) authorizeRequest(state string, params url.Values) *httptest.ResponseRecorder {

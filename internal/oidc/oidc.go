@@ -196,7 +196,10 @@ var corsOptions = cors.Options{
 // Handler serves the protocol endpoints: mount it, unstripped, at PathDiscovery and under
 // /oidc/. Whatever the library logs about a request goes to Options.Logger (see LogHandler).
 // Discovery, the device authorization path, the token endpoint's JWT bearer grant and the
-// introspection endpoint's refusals are Latchkey's own answers (guard.go).
+// introspection endpoint's refusals are Latchkey's own answers (guard.go). It never serves
+// RP-initiated logout: PathEndSession is a 404 for GET and POST and a 405 for any other
+// method, so the server routes GET and POST there to its own page (ParseEndSession, then
+// EndSessions for the back-channel logouts) in front of it.
 func (p *Provider) Handler() http.Handler {
 	lib := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.op.ServeHTTP(w, r.WithContext(p.logContext(r.Context())))
