@@ -61,13 +61,18 @@ func (s *Server) apiRenameTOTP(w http.ResponseWriter, r *http.Request, a *auth) 
 	if err != nil {
 		return nil, err
 	}
+	return rename(r, func(name string) error { return s.login.RenameTOTP(r.Context(), client(r), a.user, id, name) })
+}
+
+// rename reads a rename request's {"name": …} and gives the name to do.
+func rename(r *http.Request, do func(name string) error) (any, error) {
 	var req struct {
 		Name string `json:"name"`
 	}
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
-	if err := s.login.RenameTOTP(r.Context(), client(r), a.user, id, req.Name); err != nil {
+	if err := do(req.Name); err != nil {
 		return nil, err
 	}
 	return map[string]bool{"renamed": true}, nil

@@ -159,16 +159,7 @@ func (s *Server) apiRenameKey(w http.ResponseWriter, r *http.Request, a *auth) (
 	if err != nil {
 		return nil, err
 	}
-	var req struct {
-		Name string `json:"name"`
-	}
-	if err := decode(r, &req); err != nil {
-		return nil, err
-	}
-	if err := s.login.RenameSecurityKey(r.Context(), client(r), a.user, id, req.Name); err != nil {
-		return nil, err
-	}
-	return map[string]bool{"renamed": true}, nil
+	return rename(r, func(name string) error { return s.login.RenameSecurityKey(r.Context(), client(r), a.user, id, name) })
 }
 
 func (s *Server) apiDeleteKey(w http.ResponseWriter, r *http.Request, a *auth) (any, error) {
@@ -327,6 +318,17 @@ func (s *Server) enrollPage(w http.ResponseWriter, r *http.Request, code int, v 
 	return s.render(w, code, "enroll", v)
 }
 
+// enrollForm reads a posted form of the rollout pages: its next page, and the flow as
+// enrollFlow loads it.
+func (s *Server) enrollForm(w http.ResponseWriter, r *http.Request) (*auth, string, bool, error) {
+	if err := form(r); err != nil {
+		return nil, "", false, err
+	}
+	next := safeNext(r.PostFormValue("next"))
+	a, ok, err := s.enrollFlow(w, r, next)
+	return a, next, ok, err
+}
+
 // enrollFlow loads the rollout flow or shows the sign-in page with why it ended.
 func (s *Server) enrollFlow(w http.ResponseWriter, r *http.Request, next string) (*auth, bool, error) {
 	tok := s.token(r)
@@ -354,11 +356,7 @@ func (s *Server) pageEnroll(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) pageEnrollTOTP(w http.ResponseWriter, r *http.Request) error {
-	if err := form(r); err != nil {
-		return err
-	}
-	next := safeNext(r.PostFormValue("next"))
-	a, ok, err := s.enrollFlow(w, r, next)
+	a, next, ok, err := s.enrollForm(w, r)
 	if !ok {
 		return err
 	}
@@ -370,11 +368,7 @@ func (s *Server) pageEnrollTOTP(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) pageEnrollTOTPConfirm(w http.ResponseWriter, r *http.Request) error {
-	if err := form(r); err != nil {
-		return err
-	}
-	next := safeNext(r.PostFormValue("next"))
-	a, ok, err := s.enrollFlow(w, r, next)
+	a, next, ok, err := s.enrollForm(w, r)
 	if !ok {
 		return err
 	}
@@ -397,11 +391,7 @@ func (s *Server) pageEnrollTOTPConfirm(w http.ResponseWriter, r *http.Request) e
 }
 
 func (s *Server) pageEnrollDevice(w http.ResponseWriter, r *http.Request) error {
-	if err := form(r); err != nil {
-		return err
-	}
-	next := safeNext(r.PostFormValue("next"))
-	a, ok, err := s.enrollFlow(w, r, next)
+	a, next, ok, err := s.enrollForm(w, r)
 	if !ok {
 		return err
 	}
@@ -414,11 +404,7 @@ func (s *Server) pageEnrollDevice(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) pageEnrollDone(w http.ResponseWriter, r *http.Request) error {
-	if err := form(r); err != nil {
-		return err
-	}
-	next := safeNext(r.PostFormValue("next"))
-	a, ok, err := s.enrollFlow(w, r, next)
+	a, next, ok, err := s.enrollForm(w, r)
 	if !ok {
 		return err
 	}
