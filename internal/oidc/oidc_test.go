@@ -552,11 +552,15 @@ func TestGrantsWithoutSIDRefreshAsAfterTheSession(t *testing.T) {
 		offline  bool
 		wantCode int
 		wantACR  string
+		// otherUser: the session of the grant's sid is another user's.
+		otherUser bool
 	}{
-		{"no sid, offline_access", "", true, http.StatusOK, latchkey.ACRPassword},
-		{"no sid, no offline_access", "", false, http.StatusBadRequest, ""},
-		{"session lasts, offline_access", "sid1", true, http.StatusOK, latchkey.ACRMFA},
-		{"session lasts, no offline_access", "sid1", false, http.StatusOK, latchkey.ACRMFA},
+		{"no sid, offline_access", "", true, http.StatusOK, latchkey.ACRPassword, false},
+		{"no sid, no offline_access", "", false, http.StatusBadRequest, "", false},
+		{"session lasts, offline_access", "sid1", true, http.StatusOK, latchkey.ACRMFA, false},
+		{"session lasts, no offline_access", "sid1", false, http.StatusOK, latchkey.ACRMFA, false},
+		{"another user's session, offline_access", "sid1", true, http.StatusOK, latchkey.ACRPassword, true},
+		{"another user's session, no offline_access", "sid1", false, http.StatusBadRequest, "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -564,7 +568,15 @@ func TestGrantsWithoutSIDRefreshAsAfterTheSession(t *testing.T) {
 			ctx := context.Background()
 			mfaAt := t0
 			if tt.sid != "" {
-				sess := &latchkey.Session{ID: "s1", SID: tt.sid, UserID: f.user.ID, State: latchkey.StateAuthenticated,
+				owner := f.user.ID
+				if tt.otherUser {
+					bob := &latchkey.User{Username: "bob", Email: "bob@example.com", Role: latchkey.RoleUser, PasswordHash: "x"}
+					if err := f.db.CreateUser(ctx, bob); err != nil {
+						t.Fatal(err)
+					}
+					owner = bob.ID
+				}
+				sess := &latchkey.Session{ID: "s1", SID: tt.sid, UserID: owner, State: latchkey.StateAuthenticated,
 					AMR: []string{latchkey.AMRPassword, latchkey.AMROTP, latchkey.AMRMFA}, PasswordAt: t0, MFAAt: &mfaAt,
 					CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(8 * time.Hour)}
 				if err := f.db.CreateSession(ctx, sess); err != nil {

@@ -428,14 +428,15 @@ func (s *storage) refreshReused(ctx context.Context, rt *latchkey.OIDCRefreshTok
 // new tokens no longer claim the second factor: an ID token's amr shows mfa only while the
 // proof stands. A grant without a sid (given before migration 0009) names no session that
 // could be found to last, so it counts as one whose session has ended: it cannot go on
-// claiming a proof nothing shows still stands.
+// claiming a proof nothing shows still stands; so does a grant whose sid names another
+// user's session (as codeHolds checks of a code).
 func (s *storage) sessionRule(ctx context.Context, rt *latchkey.OIDCRefreshToken) error {
 	if rt.SID != "" {
 		sess, err := s.db.FindSessionBySID(ctx, rt.SID)
 		if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
 			return err
 		}
-		if err == nil && s.p.now().Before(sess.ExpiresAt) {
+		if err == nil && sess.UserID == rt.UserID && s.p.now().Before(sess.ExpiresAt) {
 			return nil
 		}
 	}
