@@ -134,13 +134,14 @@ func (w *writeCountingStore) CompleteSecondFactor(ctx context.Context, c *latchk
 	return w.Store.CompleteSecondFactor(ctx, c)
 }
 
-func newCountingEnv(t *testing.T) (*env, *writeCountingStore) {
+// newCountingEnv is newEnv, with mod, over a writeCountingStore.
+func newCountingEnv(t *testing.T, mod ...func(*login.Options)) (*env, *writeCountingStore) {
 	t.Helper()
 	var ws *writeCountingStore
-	e := newEnv(t, func(o *login.Options) {
+	e := newEnv(t, append([]func(*login.Options){func(o *login.Options) {
 		ws = &writeCountingStore{Store: o.Store, calls: map[string]int{}, reads: map[string]int{}}
 		o.Store = ws
-	})
+	}}, mod...)...)
 	return e, ws
 }
 
@@ -472,6 +473,68 @@ func TestRecoveryCodeSpentBySignIn(t *testing.T) {
 	_, err = e.svc.LoginRecovery(ctx, alice, e.signIn(t, "alice").Token, codes[1])
 	if latchkey.ErrorMessage(err) != "This recovery code has already been used. Use another one." {
 		t.Errorf("the other tab's code again = %v, want 'already been used'", err)
+	}
+}
+
+// TestRecoveryCodeSpentMeanwhileCounts: a recovery code that a sign-in finds unused, and that
+// is spent before the sign-in's completion (which then finds it used), is answered "already
+// used" and stays counted, as a code used before: against the client's IP and the account.
+// Before, the attempt was taken back before the completion, and such a guess cost nothing.
+// Spent by another sign-in, whose success resets the account's counter (the attempts in
+// flight with it), only the IP shows the attempt; spent by a write that leaves the counter
+// alone (here an UPDATE of the codes), the account's counter shows it too.
+func TestRecoveryCodeSpentMeanwhileCounts(t *testing.T) {
+	tests := []struct {
+		name    string
+		spend   func(t *testing.T, e *env, u *latchkey.User, other *login.Result, code string)
+		account bool // the account's counter is checked
+	}{
+		{"by another sign-in", func(t *testing.T, e *env, _ *latchkey.User, other *login.Result, code string) {
+			if _, err := e.svc.LoginRecovery(context.Background(), alice, other.Token, code); err != nil {
+				t.Errorf("the other sign-in's LoginRecovery: %v", err)
+			}
+		}, false},
+		{"by a write that leaves the counter", func(t *testing.T, e *env, u *latchkey.User, _ *login.Result, _ string) {
+			if _, err := e.db.SQL().Exec(`UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL`, e.clock.Now().UnixMicro(), u.ID); err != nil {
+				t.Error(err)
+			}
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, ws := newCountingEnv(t, func(o *login.Options) {
+				o.Throttle = login.DefaultThrottle
+				o.Throttle.IPBurst = 1 // one token: an attempt kept refuses the IP's next guess
+			})
+			u := e.user(t, "alice")
+			ctx := context.Background()
+			_, codes := e.enableTOTP(t, e.signIn(t, "alice"))
+			flow, other := e.signIn(t, "alice"), e.signIn(t, "alice")
+			c := login.Client{IP: "198.51.100.9", UserAgent: "test"}
+			ws.before = func() { // after the flow's read
+				ws.before = func() { // after the codes' read: the code is spent
+					tt.spend(t, e, u, other, codes[0])
+				}
+			}
+			_, err := e.svc.LoginRecovery(ctx, c, flow.Token, codes[0])
+			if latchkey.ErrorMessage(err) != "This recovery code has already been used. Use another one." {
+				t.Fatalf("LoginRecovery with a code spent meanwhile = %v, want 'already been used'", err)
+			}
+			events, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+			if last := events[len(events)-1]; last.Action != latchkey.ActionLoginRecovery || last.Outcome != latchkey.OutcomeFailure || last.Detail != "code already used" || last.IP != c.IP {
+				t.Errorf("last audit entry = %+v, want the failure, code already used", last)
+			}
+			if s, err := e.db.FindSessionByID(ctx, flow.Session.ID); err != nil || s.State != latchkey.StateSecondFactor {
+				t.Errorf("the flow = %+v, %v; want it unfinished", s, err)
+			}
+			if th, _ := e.db.FindThrottle(ctx, latchkey.ThrottleKeyUser("alice")); tt.account && th.Failures != 1 {
+				t.Errorf("the account's counter = %d, want 1 (the attempt counted)", th.Failures)
+			}
+			// The IP's single token stays taken: its next guess is refused before any check.
+			if _, err := e.svc.LoginRecovery(ctx, c, flow.Token, codes[1]); code(t, err) != latchkey.EThrottled {
+				t.Errorf("the IP's next guess = %v, want %s", err, latchkey.EThrottled)
+			}
+		})
 	}
 }
 

@@ -942,12 +942,20 @@ func (s *Service) LoginRecovery(ctx context.Context, c Client, token, code strin
 	case codes[i].UsedAt != nil:
 		return nil, s.recoveryUsed(ctx, c, u, key)
 	}
-	s.refund(ctx, key)
+	// The attempt is settled after the completion, as a TOTP step's (completeTOTP): the
+	// completion's transaction resets the account's counter, this attempt included, so a
+	// sign-in gives back only the IP's token; a code spent meanwhile stays counted, against
+	// the account and the IP, as a code used before; and a code that was not refused (the
+	// flow ended meanwhile, or the write failed) is taken back.
 	res, err := s.complete(ctx, c, token, sess, u, completion{recovery: hash, action: latchkey.ActionLoginRecovery}, latchkey.AMROTP)
-	if latchkey.ErrorCode(err) == latchkey.EConflict {
+	switch {
+	case err == nil:
+		s.ip.Refund(key.ip, s.now())
+	case latchkey.ErrorCode(err) == latchkey.EConflict:
 		// Spent meanwhile by another sign-in: counted as the code used before would be.
 		return nil, s.recoveryUsed(ctx, c, u, key)
-	} else if err != nil {
+	default:
+		s.refund(context.WithoutCancel(ctx), key) // also when the request's context ended
 		return nil, err
 	}
 	left, _ := s.recoveryLeft(ctx, u.ID)
