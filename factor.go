@@ -64,7 +64,10 @@ func (c *TOTPCredential) LogValue() slog.Value {
 	return slog.GroupValue(slog.Int64("id", c.ID), slog.Int64("user_id", int64(c.UserID)))
 }
 
-// TOTPStore persists TOTP credentials.
+// TOTPStore persists TOTP credentials. A confirmed credential's time step is recorded as used
+// only with what its code proves, in that write's transaction (the replay guard): a sign-in
+// (SecondFactorStore, SecondFactorCompletion's TOTPStep) or a reset of all MFA (ResetMFA,
+// MFAResetProof's TOTPStep).
 type TOTPStore interface {
 	// FindTOTPCredentials returns all of a user's TOTP credentials, pending ones included,
 	// oldest first.
@@ -81,10 +84,6 @@ type TOTPStore interface {
 	// has another (a confirmed app, a Latch device or a security key) it returns
 	// ErrNotFirstFactor and changes nothing.
 	ConfirmTOTPCredential(ctx Context, id int64, step int64, at time.Time, recoveryHashes [][]byte, first bool) error
-	// UseTOTPStep atomically records that step was accepted for the credential: it succeeds
-	// only when step > LastStep, so of two concurrent requests with the same code exactly one
-	// wins. The loser gets EConflict. Unknown or pending credentials give ENotFound.
-	UseTOTPStep(ctx Context, id int64, step int64, at time.Time) error
 	// DeleteTOTPCredential removes the credential of that user in one transaction; ENotFound
 	// when nothing matched. When the removal leaves the user without a factor, the
 	// recovery codes go too, or, with keepOne (mfa: required), it returns ErrLastFactor and

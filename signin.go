@@ -12,7 +12,9 @@ type SecondFactorCompletion struct {
 	OldVerifier  string
 	Session      *Session
 	// TOTPCredentialID, when not 0, is the credential whose code was accepted for TOTPStep:
-	// the step is recorded first, as UseTOTPStep does (only when TOTPStep > LastStep).
+	// the step becomes its last used step in the completion's transaction, only when the
+	// credential is confirmed and TOTPStep > LastStep (the replay guard: else EConflict, and
+	// of two completions with one code, one succeeds).
 	TOTPCredentialID int64
 	TOTPStep         int64
 	// PushChallengeID, when not empty, is the approved push challenge that proved the factor:

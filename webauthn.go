@@ -109,7 +109,8 @@ type WebAuthnStore interface {
 // rest and be told the code is wrong.
 type MFAResetProof struct {
 	// TOTPCredentialID, when not 0, is the user's confirmed credential whose code was
-	// accepted for TOTPStep: the step is recorded as UseTOTPStep does, and when it is no
+	// accepted for TOTPStep: the step becomes its last used step in the reset's transaction,
+	// as a sign-in records it in its completion's (SecondFactorCompletion), and when it is no
 	// longer newer than the credential's last used step (another request used the code, or
 	// a later one, meanwhile) or the credential is gone, the reset is refused with EConflict.
 	TOTPCredentialID int64

@@ -91,11 +91,6 @@ func (w *writeCountingStore) ResetThrottle(ctx context.Context, key string) erro
 	return w.Store.ResetThrottle(ctx, key)
 }
 
-func (w *writeCountingStore) UseTOTPStep(ctx context.Context, id int64, step int64, at time.Time) error {
-	w.count("UseTOTPStep")
-	return w.Store.UseTOTPStep(ctx, id, step, at)
-}
-
 func (w *writeCountingStore) RotateSession(ctx context.Context, oldID, oldVerifier string, s *latchkey.Session) error {
 	w.count("RotateSession")
 	return w.Store.RotateSession(ctx, oldID, oldVerifier, s)

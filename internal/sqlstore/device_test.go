@@ -150,8 +150,8 @@ func TestDevices(t *testing.T) {
 			!bytes.Equal(creds[1].Secret, []byte("seed-of-device-a-001")) || !creds[1].Confirmed() {
 			t.Fatalf("FindTOTPCredentials = %+v, %v", creds, err)
 		}
-		if err := db.UseTOTPStep(ctx, credA.ID, 10, t0); err != nil {
-			t.Errorf("UseTOTPStep on a device credential: %v", err)
+		if err := useTOTPStep(t, db, u, "flow-device-a", credA.ID, 10); err != nil {
+			t.Errorf("a sign-in with a device credential's step: %v", err)
 		}
 
 		b, _ := mkDevice(t, db, u, "key-b", latchkey.DeviceActive, "seed-of-device-b-001")
@@ -373,8 +373,11 @@ func TestReplaceDeviceKey(t *testing.T) {
 		a, credA := mkDevice(t, db, u, "key-a", latchkey.DeviceActive, "seed-of-device-a-001")
 		_, credB := mkDevice(t, db, u, "key-b", latchkey.DeviceActive, "seed-of-device-b-001")
 		p, _ := mkDevice(t, db, u, "key-p", latchkey.DevicePending, "")
-		if err := db.UseTOTPStep(ctx, credA.ID, 500, t0); err != nil {
+		if err := useTOTPStep(t, db, u, "flow-500", credA.ID, 500); err != nil {
 			t.Fatal(err)
+		}
+		if err := useTOTPStep(t, db, u, "flow-400-old-seed", credA.ID, 400); errCode(err) != latchkey.EConflict {
+			t.Fatalf("a sign-in with step 400 after step 500 = %v, want conflict", err)
 		}
 		when := t0.Add(time.Hour)
 		newSeed := []byte("new-seed-of-device-a")
@@ -412,8 +415,8 @@ func TestReplaceDeviceKey(t *testing.T) {
 			}
 		}
 		// Step 400 was refused before (≤ 500); with the new seed and LastStep 0 it is accepted.
-		if err := db.UseTOTPStep(ctx, credA.ID, 400, when); err != nil {
-			t.Errorf("UseTOTPStep after re-keying: %v", err)
+		if err := useTOTPStep(t, db, u, "flow-400", credA.ID, 400); err != nil {
+			t.Errorf("a sign-in with step 400 after re-keying: %v", err)
 		}
 		// The old key is free again.
 		mkDevice(t, db, u, "key-a", latchkey.DevicePending, "")

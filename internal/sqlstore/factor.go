@@ -160,27 +160,6 @@ func (s *DB) ConfirmTOTPCredential(ctx context.Context, id int64, step int64, wh
 	})
 }
 
-// UseTOTPStep records step as used if and only if it is newer than the last used step.
-func (s *DB) UseTOTPStep(ctx context.Context, id int64, step int64, when time.Time) error {
-	res, err := s.exec(ctx,
-		`UPDATE totp_credentials SET last_step = $1, last_used_at = $2
-		 WHERE id = $3 AND confirmed_at IS NOT NULL AND last_step < $1`, step, us(when), id)
-	if err != nil {
-		return fmt.Errorf("use totp step: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		return nil
-	}
-	var confirmed sql.NullInt64
-	err = s.queryRow(ctx, `SELECT confirmed_at FROM totp_credentials WHERE id = $1`, id).Scan(&confirmed)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && !confirmed.Valid) {
-		return notFound("authenticator app")
-	} else if err != nil {
-		return fmt.Errorf("find totp credential: %w", err)
-	}
-	return latchkey.Errorf(latchkey.EConflict, "This code was used already.")
-}
-
 // DeleteTOTPCredential removes the user's credential, and the user's recovery codes when
 // dropRecovery is true, in one transaction.
 func (s *DB) DeleteTOTPCredential(ctx context.Context, userID latchkey.UserID, id int64, keepOne bool) error {

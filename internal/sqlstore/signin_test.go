@@ -64,6 +64,26 @@ func completionOf(u *latchkey.User, c *latchkey.TOTPCredential, flow int, step i
 // session of its own, named flow, with the code (CompleteSecondFactor).
 func spendRecoveryCode(t *testing.T, db *sqlstore.DB, u *latchkey.User, flow, hash string) error {
 	t.Helper()
+	return signInWith(t, db, u, flow, latchkey.ActionLoginRecovery, func(c *latchkey.SecondFactorCompletion) {
+		c.RecoveryCodeHash = []byte(hash)
+	})
+}
+
+// useTOTPStep records step of u's credential cred as used as a sign-in does, the one write
+// that records a step outside a reset of all MFA: it completes a flow session of its own,
+// named flow, with the code (CompleteSecondFactor, whose replay guard refuses with
+// EConflict a step not newer than the last used one, or of a credential gone or pending).
+func useTOTPStep(t *testing.T, db *sqlstore.DB, u *latchkey.User, flow string, cred, step int64) error {
+	t.Helper()
+	return signInWith(t, db, u, flow, latchkey.ActionLoginTOTP, func(c *latchkey.SecondFactorCompletion) {
+		c.TOTPCredentialID, c.TOTPStep = cred, step
+	})
+}
+
+// signInWith creates a second-factor flow session of u named flow and completes it with
+// CompleteSecondFactor, audited as action, with the factor that proof sets.
+func signInWith(t *testing.T, db *sqlstore.DB, u *latchkey.User, flow, action string, proof func(*latchkey.SecondFactorCompletion)) error {
+	t.Helper()
 	ctx := context.Background()
 	s := &latchkey.Session{ID: flow, SID: "sid-" + flow, UserID: u.ID, State: latchkey.StateSecondFactor,
 		AMR: []string{"pwd"}, PasswordAt: t0, CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(10 * time.Minute)}
@@ -71,13 +91,14 @@ func spendRecoveryCode(t *testing.T, db *sqlstore.DB, u *latchkey.User, flow, ha
 		t.Fatal(err)
 	}
 	at := t0.Add(time.Minute)
-	return db.CompleteSecondFactor(ctx, &latchkey.SecondFactorCompletion{
+	c := &latchkey.SecondFactorCompletion{
 		OldSessionID: flow,
 		Session: &latchkey.Session{ID: "signed-in-" + flow, SID: s.SID, UserID: u.ID, State: latchkey.StateAuthenticated,
 			AMR: []string{"pwd", "otp", "mfa"}, PasswordAt: t0, MFAAt: &at, CreatedAt: t0, LastSeenAt: at, ExpiresAt: at.Add(8 * time.Hour)},
-		RecoveryCodeHash: []byte(hash),
-		Audit:            &latchkey.AuditEvent{Time: at, UserID: u.ID, Username: u.Username, Action: latchkey.ActionLoginRecovery, Outcome: latchkey.OutcomeSuccess},
-	})
+		Audit: &latchkey.AuditEvent{Time: at, UserID: u.ID, Username: u.Username, Action: action, Outcome: latchkey.OutcomeSuccess},
+	}
+	proof(c)
+	return db.CompleteSecondFactor(ctx, c)
 }
 
 // completionState is what a completion may change.

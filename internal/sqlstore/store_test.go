@@ -137,8 +137,8 @@ func TestTOTPCredentials(t *testing.T) {
 		if err != nil || len(creds) != 1 || creds[0].ID != c.ID || !bytes.Equal(creds[0].Secret, secret) || creds[0].Confirmed() {
 			t.Fatalf("after a second pending enrolment: %+v, %v (want only the new pending one)", creds, err)
 		}
-		if err := db.UseTOTPStep(ctx, c.ID, 10, t0); errCode(err) != latchkey.ENotFound {
-			t.Errorf("UseTOTPStep on a pending credential = %v, want not_found", err)
+		if err := useTOTPStep(t, db, u, "flow-pending", c.ID, 10); errCode(err) != latchkey.EConflict {
+			t.Errorf("a sign-in with a pending credential's step = %v, want conflict", err)
 		}
 		hashes := [][]byte{[]byte("h1"), []byte("h2")}
 		if err := db.ConfirmTOTPCredential(ctx, c.ID, 100, t0, hashes, false); err != nil {
@@ -155,16 +155,21 @@ func TestTOTPCredentials(t *testing.T) {
 		if !creds[0].Confirmed() || creds[0].LastStep != 100 || !creds[0].ConfirmedAt.Equal(t0.Truncate(time.Microsecond)) {
 			t.Errorf("confirmed credential = %+v", creds[0])
 		}
-		for _, tt := range []struct {
+		// The replay guard, as sign-ins meet it (each completes a flow of its own): only a
+		// step newer than the last used one, which the confirmation's step starts.
+		for i, tt := range []struct {
 			step int64
 			want string
 		}{{100, latchkey.EConflict}, {99, latchkey.EConflict}, {101, ""}, {101, latchkey.EConflict}, {103, ""}} {
-			if got := errCode(db.UseTOTPStep(ctx, c.ID, tt.step, t0)); got != tt.want {
-				t.Errorf("UseTOTPStep(%d) = %q, want %q", tt.step, got, tt.want)
+			if got := errCode(useTOTPStep(t, db, u, fmt.Sprintf("flow-%d", i), c.ID, tt.step)); got != tt.want {
+				t.Errorf("a sign-in with step %d = %q, want %q", tt.step, got, tt.want)
 			}
 		}
-		if err := db.UseTOTPStep(ctx, 9999, 1000, t0); errCode(err) != latchkey.ENotFound {
-			t.Errorf("UseTOTPStep(missing) = %v", err)
+		if creds, _ := db.FindTOTPCredentials(ctx, u.ID); creds[0].LastStep != 103 {
+			t.Errorf("last step = %d after the sign-ins, want 103", creds[0].LastStep)
+		}
+		if err := useTOTPStep(t, db, u, "flow-missing", 9999, 1000); errCode(err) != latchkey.EConflict {
+			t.Errorf("a sign-in with a missing credential's step = %v, want conflict", err)
 		}
 		other := mkUser(t, db, "mallory")
 		if err := db.DeleteTOTPCredential(ctx, other.ID, c.ID, false); errCode(err) != latchkey.ENotFound {
@@ -393,53 +398,66 @@ func TestThrottlesAndSettings(t *testing.T) {
 	})
 }
 
-// TestConcurrentSingleUse: of many simultaneous uses of one TOTP step, one setting, exactly
-// one wins (of one recovery code's: TestCompleteSecondFactorRecoveryCode,
-// TestResetMFARecoveryCode).
+// TestConcurrentSingleUse: of many simultaneous uses of one TOTP step, or of one setting (the
+// setup token), exactly one wins. The step is used by the two writes that record one, a
+// sign-in's completion and a reset of all MFA, at once: a losing sign-in finds the step used
+// or the app gone (EConflict), a losing reset the step used or no factor left. (Mostly a
+// reset wins, and the others find the app gone: the replay guard among sign-ins alone, or
+// resets alone, is TestCompleteSecondFactorConcurrent's and TestResetMFATOTPStep's; of one
+// recovery code's, TestCompleteSecondFactorRecoveryCode's and TestResetMFARecoveryCode's.)
 func TestConcurrentSingleUse(t *testing.T) {
 	each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
-		u := mkUser(t, db, "alice")
-		c := &latchkey.TOTPCredential{UserID: u.ID, Name: "app", Secret: []byte("0123456789abcdefghij")}
-		db.CreateTOTPCredential(ctx, c)
-		if err := db.ConfirmTOTPCredential(ctx, c.ID, 1, t0, [][]byte{[]byte("r")}, false); err != nil {
+		const n = 12
+		u, c := completionFixture(t, db, n)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		signIns, resets, refused := 0, 0, 0
+		for i := range n {
+			wg.Go(func() {
+				var err error
+				if i%2 == 0 {
+					err = db.CompleteSecondFactor(ctx, completionOf(u, c, i, 50))
+				} else {
+					e := &latchkey.AuditEvent{UserID: u.ID, Username: u.Username, Action: latchkey.ActionMFAReset, Outcome: latchkey.OutcomeSuccess}
+					_, err = db.ResetMFA(ctx, u.ID, &latchkey.MFAResetProof{TOTPCredentialID: c.ID, TOTPStep: 50}, e)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil && i%2 == 0:
+					signIns++
+				case err == nil:
+					resets++
+				case errCode(err) == latchkey.EConflict, i%2 == 1 && errors.Is(err, latchkey.ErrNoFactor):
+					refused++
+				default:
+					t.Errorf("use %d of the step: unexpected error %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		if signIns+resets != 1 || refused != n-1 {
+			t.Errorf("totp step: %d sign-ins and %d resets, %d refused, want 1 in all and %d", signIns, resets, refused, n-1)
+		}
+		creds, err := db.FindTOTPCredentials(ctx, u.ID)
+		if err != nil {
 			t.Fatal(err)
 		}
-		db.SetSetting(ctx, "token", "t")
-		const n = 12
-		for name, f := range map[string]func() error{
-			"totp step": func() error { return db.UseTOTPStep(ctx, c.ID, 50, t0) },
-			"setting": func() error {
-				ok, err := db.ConsumeSetting(ctx, "token", "t")
-				if err == nil && !ok {
-					return latchkey.Errorf(latchkey.EConflict, "lost")
-				}
-				return err
-			},
-		} {
-			var wg sync.WaitGroup
-			var mu sync.Mutex
-			wins, conflicts := 0, 0
-			for range n {
-				wg.Go(func() {
-					err := f()
-					mu.Lock()
-					defer mu.Unlock()
-					switch errCode(err) {
-					case "":
-						wins++
-					case latchkey.EConflict:
-						conflicts++
-					default:
-						t.Errorf("%s: unexpected error %v", name, err)
-					}
-				})
-			}
-			wg.Wait()
-			if wins != 1 || conflicts != n-1 {
-				t.Errorf("%s: %d wins, %d conflicts, want 1 and %d", name, wins, conflicts, n-1)
-			}
+		if want := 1 - resets; len(creds) != want || want == 1 && creds[0].LastStep != 50 {
+			t.Errorf("after %d sign-ins and %d resets: credentials %+v, want %d with last step 50", signIns, resets, creds, want)
 		}
+
+		if err := db.SetSetting(ctx, "token", "t"); err != nil {
+			t.Fatal(err)
+		}
+		oneWins(t, n, func(int) error {
+			ok, err := db.ConsumeSetting(ctx, "token", "t")
+			if err == nil && !ok {
+				return latchkey.Errorf(latchkey.EConflict, "lost")
+			}
+			return err
+		})
 	})
 }
 
