@@ -45,20 +45,25 @@ type InvitationStore interface {
 type UserSearch struct {
 	// Query matches a part of the username or email address, case-insensitively; "" matches all.
 	Query string
-	// WithoutFactor keeps only enabled users with no second factor.
+	// WithoutFactor keeps only active users (enabled and activated) with no second factor,
+	// the ones FactorAdoption counts in NoFactor: an account awaiting activation is left out.
 	WithoutFactor bool
 	Offset        int
 	Limit         int // 0 means no limit
 }
 
 // FactorAdoption counts users by the factors they have, for the admin dashboard. A user with
-// several kinds counts once in each.
+// several kinds counts once in each. An enabled account whose owner has not activated it yet
+// (an invitation, expired or not) counts in AwaitingActivation only: nobody has signed in
+// with it, so it is not a user without a second factor.
 type FactorAdoption struct {
-	Users    int // every enabled user
+	Users    int // every active user: enabled and activated
 	TOTP     int // with a confirmed standalone authenticator app
 	Latch    int // with an active Latch device
 	Key      int // with a security key or passkey
 	NoFactor int // with none of them
+	// AwaitingActivation counts the enabled accounts not activated yet, apart from Users.
+	AwaitingActivation int
 }
 
 // FactorKinds says which kinds of second factor a user has.
@@ -102,7 +107,8 @@ type AdminStore interface {
 	// FindFactorKinds returns the kinds of factor of each of the given users (users without
 	// any are missing from the map).
 	FindFactorKinds(ctx Context, ids []UserID) (map[UserID]FactorKinds, error)
-	// FactorAdoption counts enabled users by factor kind.
+	// FactorAdoption counts active users by factor kind, and the accounts awaiting
+	// activation apart.
 	FactorAdoption(ctx Context) (FactorAdoption, error)
 	// CountAuditEvents counts the events since since whose action starts with one of
 	// prefixes, by outcome and by bucket of width width (buckets start at multiples of width

@@ -102,6 +102,10 @@ const (
 	hasKey   = `EXISTS (SELECT 1 FROM webauthn_credentials k WHERE k.user_id = u.id)`
 )
 
+// awaitingActivation is the SQL condition that the user u has not activated the account: an
+// invitation row, expired or not (using the link deletes it, and nothing else does).
+const awaitingActivation = `EXISTS (SELECT 1 FROM invitations i WHERE i.user_id = u.id)`
+
 // SearchUsers returns the users whose username or email contains q.Query, by username.
 func (s *DB) SearchUsers(ctx context.Context, q latchkey.UserSearch) ([]*latchkey.User, int, error) {
 	var where []string
@@ -111,7 +115,7 @@ func (s *DB) SearchUsers(ctx context.Context, q latchkey.UserSearch) ([]*latchke
 		where = append(where, `(LOWER(u.username) LIKE $1 ESCAPE '\' OR LOWER(u.email) LIKE $1 ESCAPE '\')`)
 	}
 	if q.WithoutFactor {
-		where = append(where, `NOT u.disabled AND NOT `+hasTOTP+` AND NOT `+hasLatch+` AND NOT `+hasKey)
+		where = append(where, `NOT u.disabled AND NOT `+awaitingActivation+` AND NOT `+hasTOTP+` AND NOT `+hasLatch+` AND NOT `+hasKey)
 	}
 	cond := ""
 	if len(where) > 0 {
@@ -201,18 +205,20 @@ func (s *DB) FindFactorKinds(ctx context.Context, ids []latchkey.UserID) (map[la
 	return out, rows.Err()
 }
 
-// FactorAdoption counts enabled users by factor kind.
+// FactorAdoption counts active users (enabled, activated) by factor kind, and the enabled
+// accounts awaiting activation apart.
 func (s *DB) FactorAdoption(ctx context.Context) (latchkey.FactorAdoption, error) {
 	var a latchkey.FactorAdoption
 	err := s.queryRow(ctx, `
-		SELECT COUNT(*),
-			COALESCE(SUM(CASE WHEN f.totp THEN 1 ELSE 0 END), 0),
-			COALESCE(SUM(CASE WHEN f.latch THEN 1 ELSE 0 END), 0),
-			COALESCE(SUM(CASE WHEN f.wkey THEN 1 ELSE 0 END), 0),
-			COALESCE(SUM(CASE WHEN NOT (f.totp OR f.latch OR f.wkey) THEN 1 ELSE 0 END), 0)
-		FROM (SELECT `+hasTOTP+` AS totp, `+hasLatch+` AS latch, `+hasKey+` AS wkey
+		SELECT COALESCE(SUM(CASE WHEN NOT f.invited THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN NOT f.invited AND f.totp THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN NOT f.invited AND f.latch THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN NOT f.invited AND f.wkey THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN NOT f.invited AND NOT (f.totp OR f.latch OR f.wkey) THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN f.invited THEN 1 ELSE 0 END), 0)
+		FROM (SELECT `+awaitingActivation+` AS invited, `+hasTOTP+` AS totp, `+hasLatch+` AS latch, `+hasKey+` AS wkey
 			FROM users u WHERE NOT u.disabled) f`).
-		Scan(&a.Users, &a.TOTP, &a.Latch, &a.Key, &a.NoFactor)
+		Scan(&a.Users, &a.TOTP, &a.Latch, &a.Key, &a.NoFactor, &a.AwaitingActivation)
 	if err != nil {
 		return a, fmt.Errorf("count factor adoption: %w", err)
 	}

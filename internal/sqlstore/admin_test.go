@@ -64,6 +64,56 @@ func TestInvitations(t *testing.T) {
 	})
 }
 
+// TestFactorAdoptionAwaitingActivation: an account whose owner has not activated it (an
+// invitation row, expired or not) is counted apart, as awaiting activation, and neither among
+// the active users nor among those without a second factor (whom the dashboard's link lists
+// with SearchUsers' WithoutFactor); once activated it is an active user like any other. A
+// disabled account counts nowhere.
+func TestFactorAdoptionAwaitingActivation(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
+		newbie, late, carol, gone := mkUser(t, db, "newbie"), mkUser(t, db, "late"), mkUser(t, db, "carol"), mkUser(t, db, "gone")
+		for _, inv := range []*latchkey.Invitation{
+			{Hash: "h-newbie", UserID: newbie.ID, CreatedAt: t0, ExpiresAt: t0.Add(72 * time.Hour)},
+			{Hash: "h-late", UserID: late.ID, CreatedAt: t0.Add(-100 * time.Hour), ExpiresAt: t0.Add(-28 * time.Hour)}, // expired
+			{Hash: "h-carol", UserID: carol.ID, CreatedAt: t0, ExpiresAt: t0.Add(72 * time.Hour)},
+			{Hash: "h-gone", UserID: gone.ID, CreatedAt: t0, ExpiresAt: t0.Add(72 * time.Hour)},
+		} {
+			if err := db.CreateInvitation(ctx, inv); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if id, err := db.ConsumeInvitation(ctx, "h-carol", t0); err != nil || id != carol.ID { // carol activates
+			t.Fatalf("ConsumeInvitation = %d, %v", id, err)
+		}
+		yes := true
+		if _, err := db.UpdateUser(ctx, gone.ID, latchkey.UserUpdate{Disabled: &yes}); err != nil {
+			t.Fatal(err)
+		}
+		c := &latchkey.TOTPCredential{UserID: bob.ID, Name: "Phone", Secret: make([]byte, 20)}
+		if err := db.CreateTOTPCredential(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.ConfirmTOTPCredential(ctx, c.ID, 1, t0, nil, false); err != nil {
+			t.Fatal(err)
+		}
+
+		a, err := db.FactorAdoption(ctx)
+		if want := (latchkey.FactorAdoption{Users: 3, TOTP: 1, NoFactor: 2, AwaitingActivation: 2}); err != nil || a != want {
+			t.Errorf("FactorAdoption = %+v, %v; want %+v", a, err, want)
+		}
+		users, n, err := db.SearchUsers(ctx, latchkey.UserSearch{WithoutFactor: true})
+		var names []string
+		for _, u := range users {
+			names = append(names, u.Username)
+		}
+		if err != nil || n != 2 || len(users) != 2 || users[0].ID != alice.ID || users[1].ID != carol.ID {
+			t.Errorf("SearchUsers(WithoutFactor) = %v, %d, %v; want alice and carol", names, n, err)
+		}
+	})
+}
+
 func TestAdminQueries(t *testing.T) {
 	each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()

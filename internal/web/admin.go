@@ -265,7 +265,7 @@ func (s *Server) adminDashboard(w http.ResponseWriter, r *http.Request, a *auth)
 		{"Security key", "s-key", ad.Key, ad.Users},
 		{"No second factor", "s-none", ad.NoFactor, ad.Users},
 	}
-	d.Shares = shareChart("adoption", "MFA adoption by factor", fmt.Sprintf("Share of %d enabled users with each kind of second factor; a user with several kinds counts in each.", ad.Users), d.ShareRows)
+	d.Shares = shareChart("adoption", "MFA adoption by factor", fmt.Sprintf("Share of %d active users with each kind of second factor; a user with several kinds counts in each.", ad.Users), d.ShareRows)
 
 	// Last 24 hours, hourly; last 7 days, daily (UTC).
 	hourStart := now.Truncate(time.Hour).Add(-23 * time.Hour)
@@ -293,7 +293,11 @@ func (s *Server) adminDashboard(w http.ResponseWriter, r *http.Request, a *auth)
 		{"Sign-ins, 24 h", strconv.Itoa(ok24), fmt.Sprintf("%d in 7 days", ok7), "k-ok"},
 		{"Failed attempts, 24 h", strconv.Itoa(fail24), rate(ok24, fail24), "k-fail"},
 		{"Throttled or locked, 24 h", strconv.Itoa(den24), fmt.Sprintf("%d in 7 days", den7), "k-denied"},
-		{"Users without MFA", strconv.Itoa(ad.NoFactor), fmt.Sprintf("of %d enabled users", ad.Users), "k-warn"},
+		{"Users without MFA", strconv.Itoa(ad.NoFactor), fmt.Sprintf("of %d active users", ad.Users), "k-warn"},
+	}
+	if ad.AwaitingActivation > 0 {
+		// Invited accounts have not signed in yet: apart, not among the users without MFA.
+		d.KPIs[3].Note += fmt.Sprintf("; %d awaiting activation", ad.AwaitingActivation)
 	}
 	if s.admin.Tickets != nil {
 		ages, err := s.admin.Tickets.TicketStats(ctx)
