@@ -3,6 +3,7 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -77,4 +78,39 @@ func TestBrowserDashboardAwaitingActivation(t *testing.T) {
 	if strings.Join(rows, " ") != "agent root" {
 		t.Errorf("users without a second factor = %q, want agent and root", rows)
 	}
+}
+
+// TestBrowserUserPageAwaitingActivation, in Chromium: the admin console's page of an invited
+// account that has not been activated says that it is waiting for activation, with the
+// status the page shows in its header (Invited, then Link expired), where it said that the
+// user signs in with the password alone; the page of an active user without a factor still
+// says that.
+func TestBrowserUserPageAwaitingActivation(t *testing.T) {
+	f := newAdminFixture(t, login.MFAOptional, nil)
+	id, _ := f.invite(t, f.browser(t, "root"), "newbie")
+	ctx := browsertest.New(t, 2*time.Minute)
+	open := func(user latchkey.UserID) string {
+		t.Helper()
+		cdp(t, ctx, "open the user's page",
+			chromedp.Navigate(fmt.Sprintf("%s/admin/users/%d", f.srv.URL, user)),
+			chromedp.WaitVisible(chromedp.CSS("#factors-h")),
+		)
+		return js[string](t, ctx, `document.querySelector('section[aria-labelledby=factors-h] p.muted')?.textContent ?? ''`)
+	}
+	cdpSignIn(t, ctx, f.srv.URL, "root")
+
+	if got, want := open(id), "No second factor yet: the account is waiting for activation (Invited). The user cannot sign in until they set a password with the activation link."; got != want {
+		t.Errorf("newbie's sign-in methods say %q, want %q", got, want)
+	}
+	browsertest.Screenshot(t, ctx, "admin-user-invited")
+	if got, want := open(f.alice.ID), "No second factor. The user signs in with the password alone, or is asked to set one up when policy requires it."; got != want {
+		t.Errorf("alice's sign-in methods say %q, want %q", got, want)
+	}
+
+	f.clock.Add(login.InvitationTTL + time.Minute)
+	cdpSignIn(t, ctx, f.srv.URL, "root") // the clock's jump ended the session
+	if got, want := open(id), "No second factor yet: the account is waiting for activation (Link expired). The user cannot sign in until they set a password with a new activation link."; got != want {
+		t.Errorf("newbie's sign-in methods, link expired, say %q, want %q", got, want)
+	}
+	browsertest.Screenshot(t, ctx, "admin-user-invite-expired")
 }
