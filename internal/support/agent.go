@@ -132,13 +132,9 @@ func (s *Service) Ticket(ctx context.Context, agent *latchkey.User, id int64) (*
 		return v, nil
 	}
 	v.EmailDiffers = !strings.EqualFold(v.Account.Email, t.Email)
-	// An invitation row, expired or not, means the account was never activated (as on the
-	// admin console's user pages): using the link deletes it.
-	pending, err := s.opt.Store.PendingInvitations(ctx, []latchkey.UserID{v.Account.ID}, time.Unix(0, 0))
-	if err != nil {
+	if v.InviteEnd, v.Invited, err = s.awaitingActivation(ctx, v.Account); err != nil {
 		return nil, err
 	}
-	v.InviteEnd, v.Invited = pending[v.Account.ID]
 	v.InviteExpired = v.Invited && !s.now().Before(v.InviteEnd)
 	if v.Factors, err = s.opt.Accounts.Factors(ctx, v.Account); err != nil {
 		return nil, err
@@ -147,6 +143,18 @@ func (s *Service) Ticket(ctx context.Context, agent *latchkey.User, id int64) (*
 		return nil, err
 	}
 	return v, nil
+}
+
+// awaitingActivation reports whether u's owner has not activated the account yet, and when
+// its latest activation link ends. An invitation row, expired or not, means the account was
+// never activated (as on the admin console's user pages): using the link deletes it.
+func (s *Service) awaitingActivation(ctx context.Context, u *latchkey.User) (time.Time, bool, error) {
+	pending, err := s.opt.Store.PendingInvitations(ctx, []latchkey.UserID{u.ID}, time.Unix(0, 0))
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	end, ok := pending[u.ID]
+	return end, ok, nil
 }
 
 // match finds the ticket's account: by username, else by a unique email address.
@@ -221,7 +229,8 @@ func (s *Service) RecordChecks(ctx context.Context, c login.Client, agent *latch
 }
 
 // mfaTarget loads what an MFA action needs and refuses it unless the identity checks are
-// complete and the agent may act on the matching account. Refusals are audited.
+// complete and the agent may act on the matching account. Refusals are audited, except that
+// of an account awaiting activation (EConflict: there is nothing to act on, nothing is denied).
 func (s *Service) mfaTarget(ctx context.Context, c login.Client, agent *latchkey.User, agentMFA bool, id int64, reason string) (*latchkey.Ticket, *latchkey.User, login.AgentAction, error) {
 	var a login.AgentAction
 	t, err := s.agentTicket(ctx, agent, id)
@@ -243,6 +252,14 @@ func (s *Service) mfaTarget(ctx context.Context, c login.Client, agent *latchkey
 		s.record(ctx, c, agent, u, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: protected account")
 		return nil, nil, a, err
 	}
+	// An account awaiting activation has no sign-in method to reset or remove: a reset would
+	// only mail its owner about a change that did not happen and use the checks up. Nothing
+	// is written (the ticket page offers no such action; this is a form posted by hand).
+	if _, invited, err := s.awaitingActivation(ctx, u); err != nil {
+		return nil, nil, a, err
+	} else if invited {
+		return nil, nil, a, latchkey.Errorf(latchkey.EConflict, "%s has not activated the account yet, so it has no sign-in methods to reset or remove. If the activation link did not arrive or expired, an administrator can send a new one from the account's page.", u.Username)
+	}
 	if t.Status == latchkey.TicketResolved || t.Status == latchkey.TicketClosed {
 		s.record(ctx, c, agent, nil, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: the ticket is "+string(t.Status))
 		return nil, nil, a, latchkey.Errorf(latchkey.EConflict, "This ticket is %s: reopen it (set it in progress) before you change sign-in methods.", strings.ReplaceAll(string(t.Status), "_", " "))
@@ -261,7 +278,8 @@ func (s *Service) mfaTarget(ctx context.Context, c login.Client, agent *latchkey
 // ResetMFA removes every second factor of the ticket's account (see login.AgentResetMFA)
 // once the identity checks are complete, and moves the ticket to in progress if it was new.
 // agentMFA reports whether the agent's own session passed a second factor; without one the
-// action is refused (EForbidden).
+// action is refused (EForbidden). An account whose owner has not activated it yet has nothing
+// to reset: EConflict, and nothing is written (no audit entry, mail or change of the ticket).
 func (s *Service) ResetMFA(ctx context.Context, c login.Client, agent *latchkey.User, agentMFA bool, id int64, reason string) error {
 	t, u, a, err := s.mfaTarget(ctx, c, agent, agentMFA, id, reason)
 	if err != nil {
@@ -280,7 +298,8 @@ func (s *Service) ResetMFA(ctx context.Context, c login.Client, agent *latchkey.
 }
 
 // RemoveFactor removes one second factor (a reference like "totp:3") of the ticket's account
-// once the identity checks are complete; agentMFA as for ResetMFA.
+// once the identity checks are complete; agentMFA, and an account awaiting activation, as
+// for ResetMFA.
 func (s *Service) RemoveFactor(ctx context.Context, c login.Client, agent *latchkey.User, agentMFA bool, id int64, factorRef, reason string) error {
 	t, u, a, err := s.mfaTarget(ctx, c, agent, agentMFA, id, reason)
 	if err != nil {

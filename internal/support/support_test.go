@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -366,6 +367,81 @@ func TestAgentActions(t *testing.T) {
 	}
 	if _, err := e.svc.SetStatus(ctx, client, agent, tk.ID, "bogus", ""); code(err) != latchkey.EInvalid {
 		t.Errorf("SetStatus(bogus) = %v", err)
+	}
+}
+
+// TestAgentActionsAwaitingActivation: the account a ticket's user was created with has no
+// sign-in method until its owner activates it, so a reset of its MFA or the removal of a
+// factor, posted by hand with every check done and the agent's second factor, is refused
+// with a conflict that says why, also once the link expired, and writes nothing: no audit
+// entry, no mail, the checks stand and the ticket's status stays. Once the owner has activated
+// the account and set up an app, the desk acts on it as on any other.
+func TestAgentActionsAwaitingActivation(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	agent := e.user(t, "sam", latchkey.RoleSupport)
+	tk := e.open(t, "new@example.com", "newbie").Ticket
+	u, err := e.svc.InviteUser(ctx, client, agent, tk.ID, "", "new starter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := []string{"callback", "manager", "question"}
+	if _, err := e.svc.RecordChecks(ctx, client, agent, tk.ID, all); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.SetStatus(ctx, client, agent, tk.ID, latchkey.TicketWaiting, ""); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	e.mail.mu.Lock()
+	mails := len(e.mail.msgs)
+	e.mail.mu.Unlock()
+	refused := func(when string) {
+		t.Helper()
+		for name, act := range map[string]func() error{
+			"ResetMFA":     func() error { return e.svc.ResetMFA(ctx, client, agent, true, tk.ID, "lost phone") },
+			"RemoveFactor": func() error { return e.svc.RemoveFactor(ctx, client, agent, true, tk.ID, "totp:1", "lost phone") },
+		} {
+			if err := act(); code(err) != latchkey.EConflict || !strings.Contains(latchkey.ErrorMessage(err), "newbie has not activated the account yet, so it has no sign-in methods to reset or remove.") {
+				t.Errorf("%s, %s = %v, want a conflict: not activated", name, when, err)
+			}
+		}
+		if ev, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{}); len(ev) != len(before) {
+			t.Errorf("%s: the refusals wrote %d audit entries, want none: %+v", when, len(ev)-len(before), ev[len(before):])
+		}
+		e.mail.mu.Lock()
+		for _, m := range e.mail.msgs[mails:] {
+			t.Errorf("%s: the refusals sent %q to %s", when, m.Subject, m.To)
+		}
+		e.mail.mu.Unlock()
+		if got, _ := e.db.FindTicketByID(ctx, tk.ID); got.Status != latchkey.TicketWaiting || len(got.Checks) != len(all) {
+			t.Errorf("%s: the ticket after the refusals: status %q, checks %v; want waiting and the checks standing", when, got.Status, got.Checks)
+		}
+	}
+	refused("invited")
+	e.now = e.now.Add(login.InvitationTTL + time.Minute) // the link expires; the checks too
+	if _, err := e.svc.RecordChecks(ctx, client, agent, tk.ID, all); err != nil {
+		t.Fatal(err)
+	}
+	before, _ = e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	refused("link expired")
+
+	// Activated with a new link, with an app: the desk removes it like any other.
+	if err := e.login.ResendInvitation(ctx, client, e.user(t, "root", latchkey.RoleAdmin), u.ID); err != nil {
+		t.Fatal(err)
+	}
+	link := e.mail.last().Text
+	token := regexp.MustCompile(`token=([A-Za-z0-9_-]+)`).FindStringSubmatch(link)
+	if token == nil {
+		t.Fatalf("no activation link in %q", link)
+	}
+	if _, err := e.login.Activate(ctx, client, "", token[1], "correct horse battery staple"); err != nil {
+		t.Fatal(err)
+	}
+	e.withTOTP(t, u)
+	fs, _ := e.login.Factors(ctx, u)
+	if err := e.svc.RemoveFactor(ctx, client, agent, true, tk.ID, fs[0].Ref, "lost phone"); err != nil {
+		t.Errorf("RemoveFactor once activated = %v", err)
 	}
 }
 

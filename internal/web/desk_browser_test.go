@@ -2,6 +2,8 @@ package web_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/browsertest"
 	"github.com/latchkey/latchkey/internal/login"
 	"github.com/latchkey/latchkey/internal/support"
@@ -60,5 +63,101 @@ func TestBrowserDeskInviteMailFails(t *testing.T) {
 	}
 	if got := cdpText(t, ctx, "#account-invited"); !strings.HasPrefix(got, "Waiting for activation: the user has not set a password with the activation link yet. The link expires on ") {
 		t.Errorf("the account's note is %q, want it waiting for activation", got)
+	}
+}
+
+// TestBrowserDeskAwaitingActivation, in Chromium: the ticket page of an account created from
+// the ticket, which its owner has not activated yet, offers no identity checks and no MFA
+// action (there is nothing to reset) and says why; a reset posted by hand from the page is
+// refused with 409 and a message that says why, and changes nothing. The page of an active
+// account still has the checklist.
+func TestBrowserDeskAwaitingActivation(t *testing.T) {
+	var f *supportFixture
+	f = newSupportFixture(t, io.Discard, func(o *support.Options) {
+		o.Inviter = inviterFunc(func(ctx context.Context, c login.Client, actor *latchkey.User, actorMFA bool, username, email string, role latchkey.Role) (*latchkey.User, error) {
+			return f.svc.InviteUser(ctx, c, actor, actorMFA, username, email, role)
+		})
+	})
+	ctx := context.Background()
+	tk, err := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "new@example.com", Username: "newbie", Type: "account_change", Message: "I start on Monday and need an account."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticket := "/admin/tickets/" + strconv.FormatInt(tk.Ticket.ID, 10)
+	// The checks are saved, as an agent could have done before the account existed.
+	sam, err := f.db.FindUserByUsername(ctx, "sam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.desk.RecordChecks(ctx, login.Client{}, sam, tk.Ticket.ID, []string{"callback", "manager", "question"}); err != nil {
+		t.Fatal(err)
+	}
+	bctx := browsertest.New(t, 2*time.Minute)
+	cdpSignIn(t, bctx, f.srv.URL, "sam")
+	cdp(t, bctx, "create the user from the ticket",
+		chromedp.Navigate(f.srv.URL+ticket),
+		chromedp.WaitVisible(chromedp.CSS("#invite-reason")),
+		chromedp.SendKeys(chromedp.CSS("#invite-reason"), "new starter, confirmed by their manager"),
+		chromedp.Submit(chromedp.CSS("#invite-reason")),
+		chromedp.WaitVisible(chromedp.CSS("#account-state")),
+	)
+	browsertest.Screenshot(t, bctx, "desk-awaiting-activation")
+	if got := cdpText(t, bctx, "#account-state"); got != "Invited" {
+		t.Errorf("the account's state is %q, want Invited", got)
+	}
+	for _, sel := range []string{"#checklist", `form[action$="/reset-mfa"]`, `form[action$="/remove-factor"]`, "#no-factors"} {
+		if n := cdpCount(t, bctx, sel); n != 0 {
+			t.Errorf("the page of an account awaiting activation has %s", sel)
+		}
+	}
+	if got, want := js[string](t, bctx, `document.querySelector('#factors #awaiting-activation')?.textContent ?? ''`), "Nothing to reset or remove: the account is waiting for activation, so it has no second factor yet."; !strings.HasPrefix(got, want) {
+		t.Errorf("sign-in methods = %q, want %q", got, want)
+	}
+
+	// A reset posted by hand, from the page itself.
+	before, _ := f.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	mails := len(f.mails.subjects("new@example.com"))
+	cdp(t, bctx, "post a reset by hand",
+		chromedp.Evaluate[chromedp.Void](`(() => {
+  window.handPosted = true; // gone once the answer's page is loaded
+  const f = document.createElement('form');
+  f.method = 'post';
+  f.action = location.pathname + '/reset-mfa';
+  f.innerHTML = '<input name="reason" value="lost phone">';
+  document.body.append(f);
+  f.submit();
+})()`),
+	)
+	waitJS(t, bctx, "the answer to the reset", `!window.handPosted && document.readyState === 'complete'`)
+	browsertest.Screenshot(t, bctx, "desk-awaiting-activation-reset-refused")
+	if got, want := js[string](t, bctx, `document.getElementById('form-error')?.textContent ?? ''`), "newbie has not activated the account yet, so it has no sign-in methods to reset or remove."; !strings.HasPrefix(got, want) {
+		t.Errorf("refusal = %q, want %q", got, want)
+	}
+	code, err := chromedp.Run(bctx, chromedp.Evaluate[int](`fetch(location.pathname.replace(/\/reset-mfa$/, '/remove-factor'), {method: 'POST', body: new URLSearchParams({factor: 'totp:1', reason: 'lost phone'})}).then(r => r.status)`, chromedp.EvalAwaitPromise))
+	if err != nil || code != http.StatusConflict {
+		t.Errorf("a removal posted by hand: %d %v, want 409", code, err)
+	}
+	if after, _ := f.db.FindAuditEvents(ctx, latchkey.AuditFilter{}); len(after) != len(before) {
+		t.Errorf("the refused actions wrote %d audit entries", len(after)-len(before))
+	}
+	if got := f.mails.subjects("new@example.com"); len(got) != mails {
+		t.Errorf("the refused actions sent %q", got[mails:])
+	}
+	if got, _ := f.db.FindTicketByID(ctx, tk.Ticket.ID); len(got.Checks) != 3 {
+		t.Errorf("the refused reset used the checks up: %v", got.Checks)
+	}
+
+	// An active account's ticket keeps the checklist.
+	tk2, err := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "alice@example.com", Username: "alice", Type: "lost_phone", Message: "I lost my phone."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdp(t, bctx, "open alice's ticket",
+		chromedp.Navigate(f.srv.URL+"/admin/tickets/"+strconv.FormatInt(tk2.Ticket.ID, 10)),
+		chromedp.WaitVisible(chromedp.CSS("#checklist")),
+		chromedp.WaitVisible(chromedp.CSS("#no-factors")),
+	)
+	if n := cdpCount(t, bctx, "#awaiting-activation"); n != 0 {
+		t.Error("alice's ticket says her account is waiting for activation")
 	}
 }
