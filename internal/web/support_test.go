@@ -449,7 +449,8 @@ func TestDeskInvite(t *testing.T) {
 // mail cannot be sent (a real SMTP server refuses the recipient), the agent is taken back to
 // the ticket, which now shows the account, with a notice that says so and names what can be
 // done: an agent asks an administrator, an administrator gets the account's page, where the
-// new link is sent. No error page, and the trail links the account to the ticket.
+// new link is sent; the account's note says the same, not when the unsent link expires. No
+// error page, and the trail links the account to the ticket.
 func TestDeskInviteMailFails(t *testing.T) {
 	f, smtp := newMailFailingDesk(t)
 	ctx := context.Background()
@@ -487,6 +488,12 @@ func TestDeskInviteMailFails(t *testing.T) {
 			}
 			if !strings.Contains(r.raw, `id="account-username">`+tt.username+`<`) {
 				t.Error("the ticket page does not show the new account")
+			}
+			// The account's note says the link never went out, not when it expires.
+			note := regexp.MustCompile(`(?s)<p class="muted small" id="account-invited">.*?</p>`).FindString(r.raw)
+			if !strings.Contains(note, "the activation mail could not be sent, so the user has no link to set a password with yet;") ||
+				strings.Contains(note, "expire") || (tt.agent == "root") != strings.Contains(note, `href="/admin/users/`+strconv.FormatInt(int64(u.ID), 10)+`"`) {
+				t.Errorf("account note for %s = %s", tt.agent, note)
 			}
 			if tt.agent == "root" {
 				// The notice's link leads to the page whose button sends a new link.
