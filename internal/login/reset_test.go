@@ -39,32 +39,49 @@ func newResetHookEnv(t *testing.T) (*env, *resetHookStore) {
 	return e, st
 }
 
-// TestResetAllMFAAppCodeSpentWithTheReset: an app code that proves Reset all MFA has its time
-// step recorded in the reset's own transaction: when the reset fails (here its audit entry,
-// without which it does not happen), the code is not burned and still works for the reset
-// once the database takes it.
-func TestResetAllMFAAppCodeSpentWithTheReset(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
+// aliceWithApp creates alice, signs her in and enrols an authenticator app in that session,
+// the start of the Reset all MFA tests: it returns the session, the app's secret and the
+// recovery codes.
+func (e *env) aliceWithApp(t *testing.T) (res *login.Result, secret []byte, codes []string) {
+	t.Helper()
 	e.user(t, "alice")
-	res := e.signIn(t, "alice")
-	secret, codes := e.enableTOTP(t, res)
-	e.clock.Add(30 * time.Second) // a step after the one that confirmed the app
+	res = e.signIn(t, "alice")
+	secret, codes = e.enableTOTP(t, res)
+	return res, secret, codes
+}
+
+// failResetAudit makes the audit entry of a successful Reset all MFA fail, and with it the
+// reset, which does not happen without its entry, until the returned function is called.
+func failResetAudit(t *testing.T, e *env) (allow func()) {
+	t.Helper()
 	if _, err := e.db.SQL().Exec(`CREATE TRIGGER reset_fails BEFORE INSERT ON audit_events
 		WHEN NEW.action = 'mfa.reset' AND NEW.outcome = 'success'
 		BEGIN SELECT RAISE(ABORT, 'audit write refused'); END`); err != nil {
 		t.Fatal(err)
 	}
-	p := login.ResetProof{Password: goodPassword, Code: totp.Code(secret, totp.Step(e.clock.Now()))}
+	return func() {
+		t.Helper()
+		if _, err := e.db.SQL().Exec(`DROP TRIGGER reset_fails`); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkSpentWithTheReset checks that the code or key of p, a proof for Reset all MFA of the
+// user of res, is spent in the reset's own transaction: with the reset's audit entry refused
+// the reset fails and leaves the app and all codes recovery codes, and p then still works
+// for the reset once the database takes it.
+func checkSpentWithTheReset(t *testing.T, e *env, res *login.Result, p login.ResetProof, codes int) {
+	t.Helper()
+	ctx := context.Background()
+	allow := failResetAudit(t, e)
 	if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, p); err == nil {
 		t.Fatal("ResetAllMFA succeeded without its audit entry")
 	}
-	if st, _ := e.svc.Status(ctx, res.User); !st.TOTPEnabled || st.RecoveryCodesLeft != len(codes) {
-		t.Fatalf("after a reset that failed: TOTP %v, %d recovery codes left, want the app and all %d", st.TOTPEnabled, st.RecoveryCodesLeft, len(codes))
+	if st, _ := e.svc.Status(ctx, res.User); !st.TOTPEnabled || st.RecoveryCodesLeft != codes {
+		t.Fatalf("after a reset that failed: TOTP %v, %d recovery codes left, want the app and all %d", st.TOTPEnabled, st.RecoveryCodesLeft, codes)
 	}
-	if _, err := e.db.SQL().Exec(`DROP TRIGGER reset_fails`); err != nil {
-		t.Fatal(err)
-	}
+	allow()
 	if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, p); err != nil {
 		t.Fatalf("ResetAllMFA with the code again: %v", err)
 	}
@@ -73,15 +90,25 @@ func TestResetAllMFAAppCodeSpentWithTheReset(t *testing.T) {
 	}
 }
 
+// TestResetAllMFAAppCodeSpentWithTheReset: an app code that proves Reset all MFA has its time
+// step recorded in the reset's own transaction: when the reset fails (here its audit entry,
+// without which it does not happen), the code is not burned and still works for the reset
+// once the database takes it.
+func TestResetAllMFAAppCodeSpentWithTheReset(t *testing.T) {
+	e := newEnv(t)
+	res, secret, codes := e.aliceWithApp(t)
+	e.clock.Add(30 * time.Second) // a step after the one that confirmed the app
+	p := login.ResetProof{Password: goodPassword, Code: totp.Code(secret, totp.Step(e.clock.Now()))}
+	checkSpentWithTheReset(t, e, res, p, len(codes))
+}
+
 // TestResetAllMFAAppCodeUsedMeanwhile: an app code used by a sign-in after Reset all MFA
 // checked it and before its transaction refuses the reset as a replay (the replay guard holds
 // in the reset's transaction), audited as one, and nothing is removed.
 func TestResetAllMFAAppCodeUsedMeanwhile(t *testing.T) {
 	e, st := newResetHookEnv(t)
 	ctx := context.Background()
-	e.user(t, "alice")
-	res := e.signIn(t, "alice")
-	secret, _ := e.enableTOTP(t, res)
+	res, secret, _ := e.aliceWithApp(t)
 	e.clock.Add(30 * time.Second)
 	c := totp.Code(secret, totp.Step(e.clock.Now()))
 	st.beforeReset = func() {
@@ -113,9 +140,7 @@ func TestResetAllMFALoserOfTwo(t *testing.T) {
 		t.Run(proof, func(t *testing.T) {
 			e, st := newResetHookEnv(t)
 			ctx := context.Background()
-			e.user(t, "alice")
-			res := e.signIn(t, "alice")
-			secret, codes := e.enableTOTP(t, res)
+			res, secret, codes := e.aliceWithApp(t)
 			e.clock.Add(30 * time.Second)
 			other := e.mfaSignIn(t, "", secret) // the winner's tab
 			k := newSoftKey(t)

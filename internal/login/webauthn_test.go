@@ -475,9 +475,7 @@ func TestRemoveSecurityKeyNeedsRecentPassword(t *testing.T) {
 func TestResetAllMFA(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.user(t, "alice")
-	res := e.signIn(t, "alice")
-	secret, codes := e.enableTOTP(t, res)
+	res, secret, codes := e.aliceWithApp(t)
 	k := newSoftKey(t)
 	e.clock.Add(30 * time.Second) // a second factor is added in a session that gave the first
 	if _, err := e.addKey(t, e.mfaSignIn(t, "", secret), k, "Key"); err != nil {
@@ -549,9 +547,7 @@ func TestResetAllMFA(t *testing.T) {
 func TestResetAllMFAUsedRecoveryCode(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.user(t, "alice")
-	res := e.signIn(t, "alice")
-	_, codes := e.enableTOTP(t, res)
+	res, _, codes := e.aliceWithApp(t)
 	flow := e.signIn(t, "alice")
 	if _, err := e.svc.LoginRecovery(ctx, alice, flow.Token, codes[0]); err != nil {
 		t.Fatal(err)
@@ -585,31 +581,8 @@ func TestResetAllMFAUsedRecoveryCode(t *testing.T) {
 // works for the reset once the database takes it.
 func TestResetAllMFARecoveryCodeSpentWithTheReset(t *testing.T) {
 	e := newEnv(t)
-	ctx := context.Background()
-	e.user(t, "alice")
-	res := e.signIn(t, "alice")
-	_, codes := e.enableTOTP(t, res)
-	if _, err := e.db.SQL().Exec(`CREATE TRIGGER reset_fails BEFORE INSERT ON audit_events
-		WHEN NEW.action = 'mfa.reset' AND NEW.outcome = 'success'
-		BEGIN SELECT RAISE(ABORT, 'audit write refused'); END`); err != nil {
-		t.Fatal(err)
-	}
-	p := login.ResetProof{Password: goodPassword, Code: codes[0]}
-	if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, p); err == nil {
-		t.Fatal("ResetAllMFA succeeded without its audit entry")
-	}
-	if st, _ := e.svc.Status(ctx, res.User); !st.TOTPEnabled || st.RecoveryCodesLeft != len(codes) {
-		t.Fatalf("after a reset that failed: TOTP %v, %d recovery codes left, want the app and all %d", st.TOTPEnabled, st.RecoveryCodesLeft, len(codes))
-	}
-	if _, err := e.db.SQL().Exec(`DROP TRIGGER reset_fails`); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, p); err != nil {
-		t.Fatalf("ResetAllMFA with the code again: %v", err)
-	}
-	if st, _ := e.svc.Status(ctx, res.User); st.Factors != 0 || st.RecoveryCodesLeft != 0 {
-		t.Fatalf("after the reset: %+v", st)
-	}
+	res, _, codes := e.aliceWithApp(t)
+	checkSpentWithTheReset(t, e, res, login.ResetProof{Password: goodPassword, Code: codes[0]}, len(codes))
 }
 
 // TestResetAllMFATakesBackItsAttempt: the attempt Reset all MFA counts against the account
@@ -622,9 +595,7 @@ func TestResetAllMFATakesBackItsAttempt(t *testing.T) {
 		t.Run(proof, func(t *testing.T) {
 			e := newEnv(t)
 			ctx := context.Background()
-			e.user(t, "alice")
-			res := e.signIn(t, "alice")
-			secret, codes := e.enableTOTP(t, res)
+			res, secret, codes := e.aliceWithApp(t)
 			k := newSoftKey(t)
 			if proof == "security key" {
 				e.clock.Add(30 * time.Second) // a second factor is added in a session that gave the first
@@ -660,20 +631,14 @@ func TestResetAllMFATakesBackItsAttempt(t *testing.T) {
 				p = login.ResetProof{Password: goodPassword, CeremonyID: o.CeremonyID, KeyResponse: k.get(t, o)}
 			case "recovery code":
 				p = login.ResetProof{Password: goodPassword, Code: codes[0]}
-				if _, err := e.db.SQL().Exec(`CREATE TRIGGER reset_fails BEFORE INSERT ON audit_events
-					WHEN NEW.action = 'mfa.reset' AND NEW.outcome = 'success'
-					BEGIN SELECT RAISE(ABORT, 'audit write refused'); END`); err != nil {
-					t.Fatal(err)
-				}
+				allow := failResetAudit(t, e)
 				if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, p); err == nil {
 					t.Fatal("ResetAllMFA succeeded without its audit entry")
 				}
 				if n := failures(); n != 1 {
 					t.Errorf("counter = %d after a right code whose reset failed, want 1 (the wrong code's)", n)
 				}
-				if _, err := e.db.SQL().Exec(`DROP TRIGGER reset_fails`); err != nil {
-					t.Fatal(err)
-				}
+				allow()
 			}
 			if err := e.svc.ResetAllMFA(ctx, alice, res.Session, res.User, p); err != nil {
 				t.Fatalf("ResetAllMFA with the %s: %v", proof, err)
