@@ -449,23 +449,13 @@ func TestRecoveryCodeSpentBySignIn(t *testing.T) {
 	if _, err := e.svc.LoginRecovery(ctx, alice, flow.Token, codes[0]); code(t, err) != latchkey.EFlowExpired {
 		t.Fatalf("LoginRecovery on a flow completed meanwhile = %v, want %s", err, latchkey.EFlowExpired)
 	}
-	stored, err := e.db.FindRecoveryCodes(ctx, u.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	used := 0
-	for _, c := range stored {
-		if c.UsedAt != nil {
-			used++
-		}
-	}
-	if used != 1 {
+	if used := e.usedRecoveryCodes(t, u.ID); used != 1 {
 		t.Errorf("%d recovery codes used, want 1 (the other tab's)", used)
 	}
 	if _, err := e.svc.LoginRecovery(ctx, alice, e.signIn(t, "alice").Token, codes[0]); err != nil {
 		t.Errorf("the code of the request that lost: %v, want it still usable", err)
 	}
-	_, err = e.svc.LoginRecovery(ctx, alice, e.signIn(t, "alice").Token, codes[1])
+	_, err := e.svc.LoginRecovery(ctx, alice, e.signIn(t, "alice").Token, codes[1])
 	if latchkey.ErrorMessage(err) != "This recovery code has already been used. Use another one." {
 		t.Errorf("the other tab's code again = %v, want 'already been used'", err)
 	}

@@ -128,6 +128,22 @@ func (e *env) enableTOTP(t *testing.T, res *login.Result) ([]byte, []string) {
 	return secret, codes
 }
 
+// usedRecoveryCodes counts the stored recovery codes of a user that are marked used.
+func (e *env) usedRecoveryCodes(t *testing.T, id latchkey.UserID) int {
+	t.Helper()
+	stored, err := e.db.FindRecoveryCodes(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := 0
+	for _, c := range stored {
+		if c.UsedAt != nil {
+			used++
+		}
+	}
+	return used
+}
+
 func code(t *testing.T, err error) string {
 	t.Helper()
 	return latchkey.ErrorCode(err)
@@ -441,16 +457,7 @@ func TestRecoveryCodesSentAtOnce(t *testing.T) {
 	if wins != 1 || expired != n-1 {
 		t.Errorf("%d sign-ins, %d flow_expired, want 1 and %d", wins, expired, n-1)
 	}
-	stored, err := e.db.FindRecoveryCodes(ctx, u.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	used := 0
-	for _, c := range stored {
-		if c.UsedAt != nil {
-			used++
-		}
-	}
+	used := e.usedRecoveryCodes(t, u.ID)
 	if used != 1 {
 		t.Errorf("%d recovery codes used, want 1 (the one that signed in)", used)
 	}
