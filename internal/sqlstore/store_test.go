@@ -74,6 +74,27 @@ func mkUser(t *testing.T, db *sqlstore.DB, name string) *latchkey.User {
 	return u
 }
 
+// mkPendingApp creates an authenticator app of u that is not confirmed yet.
+func mkPendingApp(t *testing.T, db *sqlstore.DB, u *latchkey.User) *latchkey.TOTPCredential {
+	t.Helper()
+	c := &latchkey.TOTPCredential{UserID: u.ID, Name: "App", Secret: []byte("12345678901234567890")}
+	if err := db.CreateTOTPCredential(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// mkApp creates a confirmed authenticator app of u, without recovery codes, whose last used
+// time step is step.
+func mkApp(t *testing.T, db *sqlstore.DB, u *latchkey.User, step int64) *latchkey.TOTPCredential {
+	t.Helper()
+	c := mkPendingApp(t, db, u)
+	if err := db.ConfirmTOTPCredential(context.Background(), c.ID, step, t0, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func TestUsers(t *testing.T) {
 	each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
@@ -199,10 +220,7 @@ func TestRecoveryCodes(t *testing.T) {
 	each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
 		u := mkUser(t, db, "alice")
-		c := &latchkey.TOTPCredential{UserID: u.ID, Name: "app", Secret: []byte("0123456789abcdefghij")}
-		if err := db.CreateTOTPCredential(ctx, c); err != nil {
-			t.Fatal(err)
-		}
+		c := mkPendingApp(t, db, u)
 		if err := db.ConfirmTOTPCredential(ctx, c.ID, 1, t0, [][]byte{[]byte("a"), []byte("b")}, false); err != nil {
 			t.Fatal(err)
 		}

@@ -163,9 +163,7 @@ func TestResetMFA(t *testing.T) {
 				pending, _ := mkDevice(t, db, u, "pub-pending", latchkey.DevicePending, "")
 				aliceDevices = []int64{d.ID, pending.ID}
 			}
-			if err := db.CreateTOTPCredential(ctx, &latchkey.TOTPCredential{UserID: u.ID, Name: "App", Secret: []byte("12345678901234567890")}); err != nil {
-				t.Fatal(err)
-			}
+			mkPendingApp(t, db, u)
 			if err := db.CreateWebAuthnCredential(ctx, &latchkey.WebAuthnCredential{UserID: u.ID, Name: "Key", CredentialID: []byte("cred-" + u.Username), Data: []byte(`{}`)}, [][]byte{[]byte("h-" + u.Username)}, false); err != nil {
 				t.Fatal(err)
 			}
@@ -201,15 +199,8 @@ func TestResetMFARecoveryCode(t *testing.T) {
 	each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
 		alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
-		for _, u := range []*latchkey.User{alice, bob} {
-			c := &latchkey.TOTPCredential{UserID: u.ID, Name: "App", Secret: []byte("12345678901234567890")}
-			if err := db.CreateTOTPCredential(ctx, c); err != nil {
-				t.Fatal(err)
-			}
-			if err := db.ConfirmTOTPCredential(ctx, c.ID, 1, t0, nil, false); err != nil {
-				t.Fatal(err)
-			}
-		}
+		mkApp(t, db, alice, 1)
+		mkApp(t, db, bob, 1)
 		if err := db.ReplaceRecoveryCodes(ctx, alice.ID, [][]byte{[]byte("code-a"), []byte("code-b")}, t0); err != nil {
 			t.Fatal(err)
 		}
@@ -300,17 +291,7 @@ func TestResetMFATOTPStep(t *testing.T) {
 			failAudit(t, db, b.name == "postgres")
 			ctx := context.Background()
 			alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
-			creds := map[*latchkey.User]*latchkey.TOTPCredential{}
-			for _, u := range []*latchkey.User{alice, bob} {
-				c := &latchkey.TOTPCredential{UserID: u.ID, Name: "App", Secret: []byte("12345678901234567890")}
-				if err := db.CreateTOTPCredential(ctx, c); err != nil {
-					t.Fatal(err)
-				}
-				if err := db.ConfirmTOTPCredential(ctx, c.ID, 100, t0, nil, false); err != nil {
-					t.Fatal(err)
-				}
-				creds[u] = c
-			}
+			creds := map[*latchkey.User]*latchkey.TOTPCredential{alice: mkApp(t, db, alice, 100), bob: mkApp(t, db, bob, 100)}
 			reset := func(cred int64, step int64, detail string) error {
 				e := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: detail}
 				_, err := db.ResetMFA(ctx, alice.ID, &latchkey.MFAResetProof{TOTPCredentialID: cred, TOTPStep: step}, e)
@@ -395,10 +376,7 @@ func TestResetMFANoFactorLeft(t *testing.T) {
 		alice := mkUser(t, db, "alice")
 		// A pending app is no factor; a recovery code left behind (none is, normally) does
 		// not make one either.
-		pending := &latchkey.TOTPCredential{UserID: alice.ID, Name: "App", Secret: []byte("12345678901234567890")}
-		if err := db.CreateTOTPCredential(ctx, pending); err != nil {
-			t.Fatal(err)
-		}
+		pending := mkPendingApp(t, db, alice)
 		if err := db.ReplaceRecoveryCodes(ctx, alice.ID, [][]byte{[]byte("code-a")}, t0); err != nil {
 			t.Fatal(err)
 		}
@@ -511,10 +489,7 @@ func TestFirstFactor(t *testing.T) {
 	each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
 		u := mkUser(t, db, "alice")
-		app := &latchkey.TOTPCredential{UserID: u.ID, Name: "App", Secret: []byte("12345678901234567890")}
-		if err := db.CreateTOTPCredential(ctx, app); err != nil {
-			t.Fatal(err)
-		}
+		app := mkPendingApp(t, db, u)
 		key := &latchkey.WebAuthnCredential{UserID: u.ID, Name: "Key", CredentialID: []byte("cred-first"), Data: []byte(`{}`)}
 		if err := db.CreateWebAuthnCredential(ctx, key, [][]byte{[]byte("h1")}, true); err != nil {
 			t.Fatalf("the first factor: %v", err)
@@ -560,13 +535,7 @@ func TestLastFactorRemovedAtOnce(t *testing.T) {
 			}
 			var remove func() error
 			if round%2 == 0 {
-				app := &latchkey.TOTPCredential{UserID: u.ID, Name: "App", Secret: []byte("12345678901234567890")}
-				if err := db.CreateTOTPCredential(ctx, app); err != nil {
-					t.Fatal(err)
-				}
-				if err := db.ConfirmTOTPCredential(ctx, app.ID, 1, t0, nil, false); err != nil {
-					t.Fatal(err)
-				}
+				app := mkApp(t, db, u, 1)
 				remove = func() error { return db.DeleteTOTPCredential(ctx, u.ID, app.ID, true) }
 			} else {
 				d, _ := mkDevice(t, db, u, fmt.Sprintf("key-%d", round), latchkey.DeviceActive, fmt.Sprintf("seed-of-device-%03d", round))
