@@ -241,18 +241,7 @@ func TestResetMFARecoveryCode(t *testing.T) {
 					}
 				}
 			}
-			if _, err := db.ChainAuditEvents(ctx); err != nil {
-				t.Fatal(err)
-			}
-			evs, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{UserID: &alice.ID})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range evs {
-				if e.Action == latchkey.ActionMFAReset {
-					st.entries++
-				}
-			}
+			st.entries = resetEntries(t, db, alice.ID)
 			return st
 		}
 		before := read()
@@ -320,18 +309,7 @@ func TestResetMFATOTPStep(t *testing.T) {
 						st.lastStep = cs[0].LastStep
 					}
 				}
-				if _, err := db.ChainAuditEvents(ctx); err != nil {
-					t.Fatal(err)
-				}
-				evs, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{UserID: &alice.ID})
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, e := range evs {
-					if e.Action == latchkey.ActionMFAReset {
-						st.entries++
-					}
-				}
+				st.entries = resetEntries(t, db, alice.ID)
 				return st
 			}
 			before := read()
@@ -382,14 +360,7 @@ func TestResetMFANoFactorLeft(t *testing.T) {
 		}
 		entries := func() int {
 			t.Helper()
-			if _, err := db.ChainAuditEvents(ctx); err != nil {
-				t.Fatal(err)
-			}
-			evs, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{UserID: &alice.ID})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return len(evs)
+			return len(userAuditEvents(t, db, alice.ID))
 		}
 		event := func() *latchkey.AuditEvent {
 			return &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: "by the user"}
@@ -433,6 +404,32 @@ func failAudit(t *testing.T, db *sqlstore.DB, postgres bool) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// userAuditEvents chains the audit trail and returns the entries of user id.
+func userAuditEvents(t *testing.T, db *sqlstore.DB, id latchkey.UserID) []*latchkey.AuditEvent {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := db.ChainAuditEvents(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{UserID: &id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// resetEntries is the number of Reset all MFA entries of user id in the chained trail.
+func resetEntries(t *testing.T, db *sqlstore.DB, id latchkey.UserID) int {
+	t.Helper()
+	n := 0
+	for _, e := range userAuditEvents(t, db, id) {
+		if e.Action == latchkey.ActionMFAReset {
+			n++
+		}
+	}
+	return n
 }
 
 // TestActionsWithTheirAuditEntry: a reset of all MFA and an update of a user are written
