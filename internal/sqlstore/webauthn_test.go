@@ -274,74 +274,70 @@ func TestResetMFARecoveryCode(t *testing.T) {
 // audit entry refused) leaves the step unused; of several resets at once with one code, one
 // happens and the others, which find no factor left (ErrNoFactor), change nothing.
 func TestResetMFATOTPStep(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			db := open(t, b.dsn(t), key)
-			failAudit(t, db, b.name == "postgres")
-			ctx := context.Background()
-			alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
-			creds := map[*latchkey.User]*latchkey.TOTPCredential{alice: mkApp(t, db, alice, 100), bob: mkApp(t, db, bob, 100)}
-			reset := func(cred int64, step int64, detail string) error {
-				e := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: detail}
-				_, err := db.ResetMFA(ctx, alice.ID, &latchkey.MFAResetProof{TOTPCredentialID: cred, TOTPStep: step}, e)
-				return err
-			}
-			// state is what a reset changes: alice's apps and the last step of her app, bob's
-			// last step, and the reset entries of the trail.
-			type state struct {
-				totps             int
-				lastStep, bobStep int64
-				entries           int
-			}
-			read := func() (st state) {
-				t.Helper()
-				for _, u := range []*latchkey.User{alice, bob} {
-					cs, err := db.FindTOTPCredentials(ctx, u.ID)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if u == bob {
-						st.bobStep = cs[0].LastStep
-						continue
-					}
-					st.totps = len(cs)
-					if len(cs) > 0 {
-						st.lastStep = cs[0].LastStep
-					}
+	eachWithFailAudit(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		alice, bob := mkUser(t, db, "alice"), mkUser(t, db, "bob")
+		creds := map[*latchkey.User]*latchkey.TOTPCredential{alice: mkApp(t, db, alice, 100), bob: mkApp(t, db, bob, 100)}
+		reset := func(cred int64, step int64, detail string) error {
+			e := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: detail}
+			_, err := db.ResetMFA(ctx, alice.ID, &latchkey.MFAResetProof{TOTPCredentialID: cred, TOTPStep: step}, e)
+			return err
+		}
+		// state is what a reset changes: alice's apps and the last step of her app, bob's
+		// last step, and the reset entries of the trail.
+		type state struct {
+			totps             int
+			lastStep, bobStep int64
+			entries           int
+		}
+		read := func() (st state) {
+			t.Helper()
+			for _, u := range []*latchkey.User{alice, bob} {
+				cs, err := db.FindTOTPCredentials(ctx, u.ID)
+				if err != nil {
+					t.Fatal(err)
 				}
-				st.entries = resetEntries(t, db, alice.ID)
-				return st
-			}
-			before := read()
-			if want := (state{totps: 1, lastStep: 100, bobStep: 100}); before != want {
-				t.Fatalf("before: %+v, want %+v", before, want)
-			}
-			for _, tt := range []struct {
-				name   string
-				cred   int64
-				step   int64
-				detail string
-				want   string
-			}{
-				{"a step used already", creds[alice].ID, 100, "by the user", latchkey.EConflict},
-				{"an older step", creds[alice].ID, 99, "by the user", latchkey.EConflict},
-				{"bob's app", creds[bob].ID, 101, "by the user", latchkey.EConflict},
-				{"a new step, audit refused", creds[alice].ID, 101, "fail", latchkey.EInternal},
-			} {
-				if err := reset(tt.cred, tt.step, tt.detail); errCode(err) != tt.want {
-					t.Errorf("ResetMFA(%s) = %v, want %s", tt.name, err, tt.want)
+				if u == bob {
+					st.bobStep = cs[0].LastStep
+					continue
 				}
-				if got := read(); got != before {
-					t.Errorf("after ResetMFA(%s): %+v, want %+v", tt.name, got, before)
+				st.totps = len(cs)
+				if len(cs) > 0 {
+					st.lastStep = cs[0].LastStep
 				}
 			}
-			const n = 8
-			oneWinsAs(t, n, latchkey.ErrNoFactor, func(int) error { return reset(creds[alice].ID, 101, "by the user") })
-			if got, want := read(), (state{bobStep: 100, entries: 1}); got != want {
-				t.Errorf("after %d resets with one code: %+v, want %+v", n, got, want)
+			st.entries = resetEntries(t, db, alice.ID)
+			return st
+		}
+		before := read()
+		if want := (state{totps: 1, lastStep: 100, bobStep: 100}); before != want {
+			t.Fatalf("before: %+v, want %+v", before, want)
+		}
+		for _, tt := range []struct {
+			name   string
+			cred   int64
+			step   int64
+			detail string
+			want   string
+		}{
+			{"a step used already", creds[alice].ID, 100, "by the user", latchkey.EConflict},
+			{"an older step", creds[alice].ID, 99, "by the user", latchkey.EConflict},
+			{"bob's app", creds[bob].ID, 101, "by the user", latchkey.EConflict},
+			{"a new step, audit refused", creds[alice].ID, 101, "fail", latchkey.EInternal},
+		} {
+			if err := reset(tt.cred, tt.step, tt.detail); errCode(err) != tt.want {
+				t.Errorf("ResetMFA(%s) = %v, want %s", tt.name, err, tt.want)
 			}
-		})
-	}
+			if got := read(); got != before {
+				t.Errorf("after ResetMFA(%s): %+v, want %+v", tt.name, got, before)
+			}
+		}
+		const n = 8
+		oneWinsAs(t, n, latchkey.ErrNoFactor, func(int) error { return reset(creds[alice].ID, 101, "by the user") })
+		if got, want := read(), (state{bobStep: 100, entries: 1}); got != want {
+			t.Errorf("after %d resets with one code: %+v, want %+v", n, got, want)
+		}
+	})
 }
 
 // TestResetMFANoFactorLeft: a user's own reset (any proof, a key's empty one too) of a user
@@ -406,6 +402,17 @@ func failAudit(t *testing.T, db *sqlstore.DB, postgres bool) {
 	}
 }
 
+// eachWithFailAudit is each with failAudit on every backend's store.
+func eachWithFailAudit(t *testing.T, f func(t *testing.T, db *sqlstore.DB)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			db := open(t, b.dsn(t), key)
+			failAudit(t, db, b.name == "postgres")
+			f(t, db)
+		})
+	}
+}
+
 // userAuditEvents chains the audit trail and returns the entries of user id.
 func userAuditEvents(t *testing.T, db *sqlstore.DB, id latchkey.UserID) []*latchkey.AuditEvent {
 	t.Helper()
@@ -435,48 +442,44 @@ func resetEntries(t *testing.T, db *sqlstore.DB, id latchkey.UserID) int {
 // TestActionsWithTheirAuditEntry: a reset of all MFA and an update of a user are written
 // with their audit entry or not at all: when the entry cannot be written, nothing changed.
 func TestActionsWithTheirAuditEntry(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			db := open(t, b.dsn(t), key)
-			failAudit(t, db, b.name == "postgres")
-			ctx := context.Background()
-			alice := mkUser(t, db, "alice")
-			mkDevice(t, db, alice, "pub-alice", latchkey.DeviceActive, "seed-alice")
-			bad := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", ActorID: 9, Actor: "root", Action: latchkey.ActionAdminMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: "fail"}
-			if _, err := db.ResetMFA(ctx, alice.ID, nil, bad); err == nil {
-				t.Fatal("ResetMFA succeeded without its audit entry")
-			}
-			if devs, _ := db.FindDevices(ctx, alice.ID); len(devs) != 1 {
-				t.Errorf("%d devices after a reset whose audit entry failed, want 1", len(devs))
-			}
-			role := latchkey.RoleAdmin
-			badRole := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionUserRole, Outcome: latchkey.OutcomeSuccess, Detail: "fail"}
-			if _, err := db.UpdateUser(ctx, alice.ID, latchkey.UserUpdate{Role: &role, Audit: badRole}); err == nil {
-				t.Fatal("UpdateUser succeeded without its audit entry")
-			}
-			if u, _ := db.FindUserByID(ctx, alice.ID); u.Role != latchkey.RoleUser {
-				t.Errorf("role %q after an update whose audit entry failed", u.Role)
-			}
-			good := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionUserRole, Outcome: latchkey.OutcomeSuccess, Detail: "user → admin"}
-			if u, err := db.UpdateUser(ctx, alice.ID, latchkey.UserUpdate{Role: &role, Audit: good}); err != nil || u.Role != latchkey.RoleAdmin {
-				t.Fatalf("UpdateUser = %v, %v", u, err)
-			}
-			reset := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionAdminMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: "reason: lost phone"}
-			if _, err := db.ResetMFA(ctx, alice.ID, nil, reset); err != nil {
-				t.Fatal(err)
-			}
-			if good.ID == 0 || reset.ID == 0 {
-				t.Errorf("audit IDs %d, %d: not set", good.ID, reset.ID)
-			}
-			if _, err := db.ChainAuditEvents(ctx); err != nil {
-				t.Fatal(err)
-			}
-			events, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{})
-			if err != nil || len(events) != 2 || events[0].Detail != "user → admin" || events[1].Action != latchkey.ActionAdminMFAReset {
-				t.Fatalf("audit trail = %v, %v", events, err)
-			}
-		})
-	}
+	eachWithFailAudit(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		alice := mkUser(t, db, "alice")
+		mkDevice(t, db, alice, "pub-alice", latchkey.DeviceActive, "seed-alice")
+		bad := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", ActorID: 9, Actor: "root", Action: latchkey.ActionAdminMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: "fail"}
+		if _, err := db.ResetMFA(ctx, alice.ID, nil, bad); err == nil {
+			t.Fatal("ResetMFA succeeded without its audit entry")
+		}
+		if devs, _ := db.FindDevices(ctx, alice.ID); len(devs) != 1 {
+			t.Errorf("%d devices after a reset whose audit entry failed, want 1", len(devs))
+		}
+		role := latchkey.RoleAdmin
+		badRole := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionUserRole, Outcome: latchkey.OutcomeSuccess, Detail: "fail"}
+		if _, err := db.UpdateUser(ctx, alice.ID, latchkey.UserUpdate{Role: &role, Audit: badRole}); err == nil {
+			t.Fatal("UpdateUser succeeded without its audit entry")
+		}
+		if u, _ := db.FindUserByID(ctx, alice.ID); u.Role != latchkey.RoleUser {
+			t.Errorf("role %q after an update whose audit entry failed", u.Role)
+		}
+		good := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionUserRole, Outcome: latchkey.OutcomeSuccess, Detail: "user → admin"}
+		if u, err := db.UpdateUser(ctx, alice.ID, latchkey.UserUpdate{Role: &role, Audit: good}); err != nil || u.Role != latchkey.RoleAdmin {
+			t.Fatalf("UpdateUser = %v, %v", u, err)
+		}
+		reset := &latchkey.AuditEvent{UserID: alice.ID, Username: "alice", Action: latchkey.ActionAdminMFAReset, Outcome: latchkey.OutcomeSuccess, Detail: "reason: lost phone"}
+		if _, err := db.ResetMFA(ctx, alice.ID, nil, reset); err != nil {
+			t.Fatal(err)
+		}
+		if good.ID == 0 || reset.ID == 0 {
+			t.Errorf("audit IDs %d, %d: not set", good.ID, reset.ID)
+		}
+		if _, err := db.ChainAuditEvents(ctx); err != nil {
+			t.Fatal(err)
+		}
+		events, err := db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+		if err != nil || len(events) != 2 || events[0].Detail != "user → admin" || events[1].Action != latchkey.ActionAdminMFAReset {
+			t.Fatalf("audit trail = %v, %v", events, err)
+		}
+	})
 }
 
 // TestFirstFactor: a rollout's factor (first) is written only while the user has none: an
