@@ -955,6 +955,23 @@ func (b *wdBrowser) api(method, path string, body any) int {
 	return resp.StatusCode
 }
 
+// legacyRefreshToken gives the client clientID an offline_access refresh token of alice's, with
+// its access token, of a grant made before sessions had IDs (migration 0009): no sid, valid for
+// an hour from now.
+func (f *wdFixture) legacyRefreshToken(t *testing.T, clientID string) {
+	t.Helper()
+	ctx := context.Background()
+	alice, err := f.db.FindUserByUsername(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := latchkey.OIDCGrant{GrantID: "legacy", ClientID: clientID, UserID: alice.ID, Scopes: []string{"openid", "offline_access"}, Audience: []string{clientID}, AMR: []string{"pwd"}, ACR: "pwd", AuthTime: wdStart}
+	if err := f.db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "legacy-at", OIDCGrant: g, RefreshTokenID: "legacy-rt", CreatedAt: wdStart, ExpiresAt: f.clock.Now().Add(time.Hour)},
+		&latchkey.OIDCRefreshToken{ID: "legacy-rt", OIDCGrant: g, CreatedAt: wdStart, ExpiresAt: f.clock.Now().Add(time.Hour)}, latchkey.OIDCTokenUse{}, f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestAccountRulesKeepThisBrowsersApplications: an account rule that keeps the session it
 // was made in (a password change, Reset all MFA, an administrator signing out their own other
 // sessions) keeps that session's applications signed in too: the tokens given in it stay
@@ -1028,7 +1045,6 @@ func TestAccountRulesKeepThisBrowsersApplications(t *testing.T) {
 // older than session IDs, one with sub alone. Each client and session is told once, and the
 // applications of a session the event keeps (the password changer's) are told nothing.
 func TestBackchannelLogoutOfEarlierSessions(t *testing.T) {
-	ctx := context.Background()
 	for _, how := range []string{"sign out everywhere", "password change", "admin"} {
 		t.Run(how, func(t *testing.T) {
 			f := newWorkdayFixture(t, nil)
@@ -1042,16 +1058,8 @@ func TestBackchannelLogoutOfEarlierSessions(t *testing.T) {
 			if here.claims.SID == yesterday.claims.SID || there.claims.SID == here.claims.SID {
 				t.Fatalf("sids: yesterday %q, laptop %q, phone %q", yesterday.claims.SID, here.claims.SID, there.claims.SID)
 			}
-			alice, err := f.db.FindUserByUsername(ctx, "alice")
-			if err != nil {
-				t.Fatal(err)
-			}
 			// A refresh token of rp3 given before sessions had IDs (migration 0009).
-			g := latchkey.OIDCGrant{GrantID: "legacy", ClientID: "rp3", UserID: alice.ID, Scopes: []string{"openid", "offline_access"}, Audience: []string{"rp3"}, AMR: []string{"pwd"}, ACR: "pwd", AuthTime: wdStart}
-			if err := f.db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "legacy-at", OIDCGrant: g, RefreshTokenID: "legacy-rt", CreatedAt: wdStart, ExpiresAt: f.clock.Now().Add(time.Hour)},
-				&latchkey.OIDCRefreshToken{ID: "legacy-rt", OIDCGrant: g, CreatedAt: wdStart, ExpiresAt: f.clock.Now().Add(time.Hour)}, latchkey.OIDCTokenUse{}, f.clock.Now()); err != nil {
-				t.Fatal(err)
-			}
+			f.legacyRefreshToken(t, "rp3")
 			f.clock.Add(time.Minute)
 			want := map[string]bool{"rp1 " + yesterday.claims.SID: true, "rp2 " + there.claims.SID: true, "rp3 ": true}
 			switch how {
@@ -1083,7 +1091,6 @@ func TestBackchannelLogoutOfEarlierSessions(t *testing.T) {
 // signed in in the same sessions is told nothing and keeps its tokens, and both browsers
 // stay signed in to Latchkey.
 func TestRevokingConsentLogsTheApplicationOut(t *testing.T) {
-	ctx := context.Background()
 	f := newWorkdayFixture(t, nil)
 	rp1, rp3 := f.rp("rp1", true), f.thirdPartyRP("rp3")
 	laptop, phone := f.browser(), f.browser()
@@ -1096,16 +1103,8 @@ func TestRevokingConsentLogsTheApplicationOut(t *testing.T) {
 	if hereAgain.claims.SID != here.claims.SID || there.claims.SID == here.claims.SID || first.claims.SID != here.claims.SID {
 		t.Fatalf("sids: rp1 %q, laptop %q and %q, phone %q", first.claims.SID, here.claims.SID, hereAgain.claims.SID, there.claims.SID)
 	}
-	alice, err := f.db.FindUserByUsername(ctx, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A refresh token of rp3 given before sessions had IDs (migration 0009).
-	g := latchkey.OIDCGrant{GrantID: "legacy", ClientID: "rp3", UserID: alice.ID, Scopes: []string{"openid", "offline_access"}, Audience: []string{"rp3"}, AMR: []string{"pwd"}, ACR: "pwd", AuthTime: wdStart}
-	if err := f.db.CreateOIDCTokens(ctx, &latchkey.OIDCAccessToken{ID: "legacy-at", OIDCGrant: g, RefreshTokenID: "legacy-rt", CreatedAt: wdStart, ExpiresAt: f.clock.Now().Add(time.Hour)},
-		&latchkey.OIDCRefreshToken{ID: "legacy-rt", OIDCGrant: g, CreatedAt: wdStart, ExpiresAt: f.clock.Now().Add(time.Hour)}, latchkey.OIDCTokenUse{}, f.clock.Now()); err != nil {
-		t.Fatal(err)
-	}
+	f.legacyRefreshToken(t, "rp3")
 	f.clock.Add(time.Minute)
 	if code := laptop.api("DELETE", "/api/v1/account/applications/rp3", nil); code != 200 {
 		t.Fatalf("revoke rp3: %d", code)
