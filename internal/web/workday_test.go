@@ -218,6 +218,18 @@ func (b *wdBrowser) form(path string, v url.Values) *http.Request {
 	return req
 }
 
+// do sends req from the browser and returns the answer and its body, read and closed.
+func (b *wdBrowser) do(t *testing.T, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, body
+}
+
 // signIn runs the authorization code flow with PKCE for r, typing alice's password and the
 // current TOTP code when Latchkey asks, and returns the verified ID token's claims.
 func (b *wdBrowser) signIn(r *wdRP, user string) wdSignIn {
@@ -227,12 +239,7 @@ func (b *wdBrowser) signIn(r *wdRP, user string) wdSignIn {
 	req, _ := http.NewRequest("GET", r.conf.AuthCodeURL("st-"+r.conf.ClientID, oauth2.S256ChallengeOption(verifier)), nil)
 	var out wdSignIn
 	for range 20 {
-		resp, err := b.hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, body := b.do(t, req)
 		loc := resp.Header.Get("Location")
 		if resp.StatusCode/100 != 3 || loc == "" {
 			t.Fatalf("%s %s: %d without redirect\n%s", req.Method, req.URL, resp.StatusCode, body)
@@ -502,11 +509,7 @@ func TestBackchannelLogout(t *testing.T) {
 	in1 := b.signIn(rp1, "alice")
 	in2 := b.signIn(rp2, "alice")
 
-	resp, err := b.hc.Do(b.form("/logout", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := b.do(t, b.form("/logout", nil))
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("POST /logout: %d", resp.StatusCode)
 	}
@@ -527,7 +530,7 @@ func TestBackchannelLogout(t *testing.T) {
 		rp *wdRP
 		in wdSignIn
 	}{"rp1": {rp1, in1}, "rp2": {rp2, in2}} {
-		if _, err := x.rp.conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: x.in.tok.RefreshToken}).Token(); err == nil {
+		if x.rp.refreshes(x.in) {
 			t.Errorf("%s: the refresh token still works after logout", name)
 		}
 	}
@@ -542,11 +545,7 @@ func TestBackchannelLogoutOnRevoke(t *testing.T) {
 	laptop.signIn(rp1, "alice")
 	// From the laptop, sign out the phone's session.
 	req, _ := http.NewRequest("DELETE", f.srv.URL+"/api/v1/account/sessions/"+in.claims.SID, nil)
-	resp, err := laptop.hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := laptop.do(t, req)
 	if resp.StatusCode != 200 {
 		t.Fatalf("DELETE session: %d", resp.StatusCode)
 	}
@@ -564,12 +563,8 @@ func TestRPInitiatedLogout(t *testing.T) {
 	endSession := f.srv.URL + "/oidc/end_session"
 	get := func(b *wdBrowser, q url.Values) (*http.Response, string) {
 		t.Helper()
-		resp, err := b.hc.Get(endSession + "?" + q.Encode())
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		req, _ := http.NewRequest("GET", endSession+"?"+q.Encode(), nil)
+		resp, body := b.do(t, req)
 		return resp, string(body)
 	}
 
@@ -601,11 +596,7 @@ func TestRPInitiatedLogout(t *testing.T) {
 			t.Fatal("a GET without id_token_hint signed the user out")
 		}
 		q.Set("confirm", "yes")
-		resp, err := b.hc.Do(b.form("/oidc/end_session", q))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp, _ = b.do(t, b.form("/oidc/end_session", q))
 		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != rp1.logoutTo+"?state=bye-2" {
 			t.Fatalf("confirmed end_session: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 		}
@@ -624,12 +615,7 @@ func TestRPInitiatedLogout(t *testing.T) {
 			req := b.form("/oidc/end_session", q)
 			req.Header.Set("Origin", "https://rp1.test")
 			req.Header.Set("Sec-Fetch-Site", "cross-site")
-			resp, err := b.hc.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := b.do(t, req)
 			return resp, string(body)
 		}
 		// A cross-site confirm=yes without a hint is not a confirmation: the user is asked.
@@ -649,11 +635,7 @@ func TestRPInitiatedLogout(t *testing.T) {
 		f.clock.Add(time.Minute)
 		b := f.browser()
 		old := b.signIn(rp1, "alice")
-		resp, err := b.hc.Do(b.form("/logout", nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		b.do(t, b.form("/logout", nil))
 		f.receiveLogout(rp1)
 		f.clock.Add(time.Minute)
 		b.signIn(rp1, "alice")
@@ -674,12 +656,7 @@ func TestRPInitiatedLogout(t *testing.T) {
 		req, _ := http.NewRequest("GET", endSession+"?"+url.Values{"client_id": {"rp1"}, "post_logout_redirect_uri": {rp1.logoutTo}}.Encode(), nil)
 		req.Header.Set("Sec-Fetch-Site", "cross-site")
 		req.Header.Set("Sec-Fetch-Mode", "navigate")
-		resp, err := b.hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, body := b.do(t, req)
 		if resp.StatusCode != 200 || !strings.Contains(string(body), "still remembers your last sign-in") || !strings.Contains(string(body), `name="confirm" value="yes"`) {
 			t.Fatalf("cross-site end_session of an idle session: %d %q\n%s", resp.StatusCode, resp.Header.Get("Location"), body)
 		}
@@ -729,13 +706,9 @@ func TestSessionsAPI(t *testing.T) {
 		t.Helper()
 		req, _ := http.NewRequest(method, f.srv.URL+path, nil)
 		req.Header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0")
-		resp, err := b.hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		resp, raw := b.do(t, req)
 		var m map[string]any
-		json.NewDecoder(resp.Body).Decode(&m)
+		json.Unmarshal(raw, &m)
 		return resp.StatusCode, m
 	}
 	code, m := call(laptop, "GET", "/api/v1/account/sessions")
@@ -782,13 +755,9 @@ func TestSessionsAPI(t *testing.T) {
 	put := func(body string) (int, map[string]any) {
 		req, _ := http.NewRequest("PUT", f.srv.URL+"/api/v1/account/time-zone", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := laptop.hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		resp, raw := laptop.do(t, req)
 		var m map[string]any
-		json.NewDecoder(resp.Body).Decode(&m)
+		json.Unmarshal(raw, &m)
 		return resp.StatusCode, m
 	}
 	for _, bad := range []string{`{"time_zone":"Mars/Olympus"}`, `{"time_zone":""}`, `{"zone":"UTC"}`} {
@@ -847,11 +816,7 @@ func TestSlowBackchannelNeverBlocksLogout(t *testing.T) {
 	b := f.browser()
 	b.signIn(rp, "alice")
 	start := time.Now()
-	resp, err := b.hc.Do(b.form("/logout", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := b.do(t, b.form("/logout", nil))
 	if d := time.Since(start); resp.StatusCode != http.StatusSeeOther || d > 2*time.Second {
 		t.Errorf("POST /logout: %d after %v; want 303 at once", resp.StatusCode, d)
 	}
@@ -886,10 +851,6 @@ func TestBackchannelLogoutOnAccountRules(t *testing.T) {
 // revoke every token of the account, also the offline_access refresh token given in
 // yesterday's session, which had ended by itself and which no session list names any more.
 func TestSignOutEverywhereRevokesOfflineTokens(t *testing.T) {
-	refreshes := func(rp *wdRP, in wdSignIn) bool {
-		_, err := rp.conf.TokenSource(context.Background(), &oauth2.Token{RefreshToken: in.tok.RefreshToken}).Token()
-		return err == nil
-	}
 	for _, how := range []string{"revoke-all", "admin"} {
 		t.Run(how, func(t *testing.T) {
 			f := newWorkdayFixture(t, nil)
@@ -905,21 +866,17 @@ func TestSignOutEverywhereRevokesOfflineTokens(t *testing.T) {
 			case "revoke-all":
 				req, _ := http.NewRequest("POST", f.srv.URL+"/api/v1/account/sessions/revoke-all", nil)
 				req.Header.Set("Sec-Fetch-Site", "same-origin")
-				resp, err := b.hc.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				resp.Body.Close()
+				resp, _ := b.do(t, req)
 				if resp.StatusCode != 200 {
 					t.Fatalf("revoke-all: %d", resp.StatusCode)
 				}
 			case "admin":
 				f.adminSignsOut(t, "alice")
 			}
-			if refreshes(rp1, today) {
+			if rp1.refreshes(today) {
 				t.Error("today's refresh token still works")
 			}
-			if refreshes(rp1, yesterday) {
+			if rp1.refreshes(yesterday) {
 				t.Error("yesterday's offline refresh token still works after signing out everywhere")
 			}
 		})
@@ -943,12 +900,7 @@ func (b *wdBrowser) api(method, path string, body any) int {
 	req, _ := http.NewRequest(method, b.f.srv.URL+path, strings.NewReader(string(raw)))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Sec-Fetch-Site", "same-origin")
-	resp, err := b.hc.Do(req)
-	if err != nil {
-		b.f.t.Fatal(err)
-	}
-	msg, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, msg := b.do(b.f.t, req)
 	if resp.StatusCode != 200 {
 		b.f.t.Logf("%s %s: %d %s", method, path, resp.StatusCode, msg)
 	}
@@ -1146,12 +1098,7 @@ func TestEndSessionOtherMethods(t *testing.T) {
 			in := b.signIn(rp1, "alice")
 			q := url.Values{"id_token_hint": {in.idt}, "client_id": {"rp1"}, "post_logout_redirect_uri": {rp1.logoutTo}, "state": {"s"}}
 			req, _ := http.NewRequest(method, f.srv.URL+"/oidc/end_session?"+q.Encode(), nil)
-			resp, err := b.hc.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := b.do(t, req)
 			if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, POST" || resp.Header.Get("Location") != "" {
 				t.Errorf("%s /oidc/end_session: %d, Allow %q, Location %q\n%s", method, resp.StatusCode, resp.Header.Get("Allow"), resp.Header.Get("Location"), body)
 			}
@@ -1181,24 +1128,15 @@ func TestOIDCParameterTwice(t *testing.T) {
 	b.signIn(rp1, "alice")
 	auth, _ := url.Parse(rp1.conf.AuthCodeURL("st", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
 	auth.RawQuery += "&redirect_uri=" + url.QueryEscape("http://127.0.0.1:1/rp1/%63allback")
-	resp, err := b.hc.Get(auth.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	req, _ := http.NewRequest("GET", auth.String(), nil)
+	resp, body := b.do(t, req)
 	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
 		!strings.Contains(string(body), "the parameter &#34;redirect_uri&#34; more than once") {
 		t.Errorf("authorize with redirect_uri twice: %d to %q (%s)\n%s", resp.StatusCode, resp.Header.Get("Location"), resp.Header.Get("Content-Type"), body)
 	}
-	req := b.form("/oidc/end_session?state=a", url.Values{"client_id": {"rp1"}, "state": {"b"}, "confirm": {"yes"}})
+	req = b.form("/oidc/end_session?state=a", url.Values{"client_id": {"rp1"}, "state": {"b"}, "confirm": {"yes"}})
 	req.Header.Set("Sec-Fetch-Site", "same-origin")
-	resp, err = b.hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body = b.do(t, req)
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "the parameter &#34;state&#34; more than once") {
 		t.Errorf("end_session with state in the query and the body: %d\n%s", resp.StatusCode, body)
 	}
