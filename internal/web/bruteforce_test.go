@@ -230,6 +230,30 @@ func (s *bfServer) checked(t *testing.T, u *latchkey.User, action, detail string
 	return n
 }
 
+// firstBurst sends 300 wrong guesses (what, such as "wrong passwords") for u at once, guess(i,
+// xff) each, and checks the server's answers: FreeFailures of them checked, each a 401 with
+// errCode, the rest refused with 429 before any check, and as many checked guesses in the audit
+// trail (action, detail) and in the account's failure counter.
+func (s *bfServer) firstBurst(t *testing.T, u *latchkey.User, what, errCode, action, detail string, guess func(i int, xff string) (status int, code string)) {
+	t.Helper()
+	var c tally
+	hammer(300, func(i int, xff string) {
+		c.add(guess(i, xff))
+	})
+	t.Logf("300 concurrent %s: %v", what, &c)
+	checked := c.get(401, errCode)
+	expectChecked(t, "300 concurrent "+what, checked, login.DefaultThrottle.FreeFailures, &c)
+	if c.get(429, latchkey.EThrottled) != 300-checked {
+		t.Errorf("every answer but the checked %s must be 429: %v", what, &c)
+	}
+	if got := s.checked(t, u, action, detail); got != checked {
+		t.Errorf("the audit trail has %d checked %s, the answers say %d", got, what, checked)
+	}
+	if got := s.failures(t, u.Username); got != checked {
+		t.Errorf("the account's failure counter is %d, want %d", got, checked)
+	}
+}
+
 // TestBruteForcePassword: bfAttackers goroutines send 300 wrong passwords for one account at
 // once, each with its own X-Forwarded-For. The server checks FreeFailures of them and refuses
 // the rest with 429 before any check, then the right password too; once a wait has passed,
@@ -237,25 +261,11 @@ func (s *bfServer) checked(t *testing.T, u *latchkey.User, action, detail string
 func TestBruteForcePassword(t *testing.T) {
 	s := newBFServer(t, password.Params{})
 	victim := s.user(t, "victim", nil)
-	limit := login.DefaultThrottle.FreeFailures
 
-	var c tally
-	hammer(300, func(i int, xff string) {
+	s.firstBurst(t, victim, "wrong passwords", latchkey.EInvalidCredentials, latchkey.ActionLogin, "wrong password", func(i int, xff string) (int, string) {
 		st, code, _ := s.post(t, "/api/v1/login", "", xff, map[string]string{"username": "victim", "password": fmt.Sprintf("wrong guess %d", i)})
-		c.add(st, code)
+		return st, code
 	})
-	t.Logf("300 concurrent wrong passwords: %v", &c)
-	checked := c.get(401, latchkey.EInvalidCredentials)
-	expectChecked(t, "300 concurrent wrong passwords", checked, limit, &c)
-	if c.get(429, latchkey.EThrottled) != 300-checked {
-		t.Errorf("every answer but the checked guesses must be 429: %v", &c)
-	}
-	if got := s.checked(t, victim, latchkey.ActionLogin, "wrong password"); got != checked {
-		t.Errorf("the audit trail has %d checked wrong passwords, the answers say %d", got, checked)
-	}
-	if got := s.failures(t, "victim"); got != checked {
-		t.Errorf("the account's failure counter is %d, want %d", got, checked)
-	}
 	// The right password is refused without a check while the account waits.
 	if st, code, _ := s.post(t, "/api/v1/login", "", "127.0.0.1", map[string]string{"username": "victim", "password": pw}); st != 429 {
 		t.Errorf("the right password during the wait: %d %s, want 429", st, code)
@@ -297,7 +307,6 @@ func TestBruteForceTOTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	victim := s.user(t, "victim", secret)
-	limit := login.DefaultThrottle.FreeFailures
 
 	signIn := func() string {
 		st, code, cookies := s.post(t, "/api/v1/login", "", "127.0.0.1", map[string]string{"username": "victim", "password": pw})
@@ -325,23 +334,10 @@ func TestBruteForceTOTP(t *testing.T) {
 		}
 	}
 
-	var c tally
-	hammer(300, func(i int, xff string) {
+	s.firstBurst(t, victim, "wrong codes", latchkey.EInvalidCode, latchkey.ActionLoginTOTP, "wrong code", func(i int, xff string) (int, string) {
 		st, code, _ := s.post(t, "/api/v1/login/totp", cookie, xff, map[string]string{"code": wrong[i]})
-		c.add(st, code)
+		return st, code
 	})
-	t.Logf("300 concurrent wrong codes: %v", &c)
-	checked := c.get(401, latchkey.EInvalidCode)
-	expectChecked(t, "300 concurrent wrong codes", checked, limit, &c)
-	if c.get(429, latchkey.EThrottled) != 300-checked {
-		t.Errorf("every answer but the checked codes must be 429: %v", &c)
-	}
-	if got := s.checked(t, victim, latchkey.ActionLoginTOTP, "wrong code"); got != checked {
-		t.Errorf("the audit trail has %d checked wrong codes, the answers say %d", got, checked)
-	}
-	if got := s.failures(t, "victim"); got != checked {
-		t.Errorf("the account's failure counter is %d, want %d", got, checked)
-	}
 	if st, code, _ := s.post(t, "/api/v1/login/totp", cookie, "127.0.0.1", map[string]string{"code": totp.Code(secret, now)}); st != 429 {
 		t.Errorf("the right code during the wait: %d %s, want 429", st, code)
 	}
