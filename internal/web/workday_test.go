@@ -202,14 +202,17 @@ type wdSignIn struct {
 }
 
 // wdBrowser keeps cookies and stops at the relying party's address.
+// wdBrowser is a browser of a test (or subtest) t: its helpers fail t, never the fixture's
+// test, so that a failure in a subtest is reported as such.
 type wdBrowser struct {
 	f  *wdFixture
+	t  *testing.T
 	hc *http.Client
 }
 
-func (f *wdFixture) browser() *wdBrowser {
+func (f *wdFixture) browser(t *testing.T) *wdBrowser {
 	jar, _ := cookiejar.New(nil)
-	return &wdBrowser{f: f, hc: &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	return &wdBrowser{f: f, t: t, hc: &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
 func (b *wdBrowser) form(path string, v url.Values) *http.Request {
@@ -233,7 +236,7 @@ func (b *wdBrowser) do(t *testing.T, req *http.Request) (*http.Response, []byte)
 // signIn runs the authorization code flow with PKCE for r, typing alice's password and the
 // current TOTP code when Latchkey asks, and returns the verified ID token's claims.
 func (b *wdBrowser) signIn(r *wdRP, user string) wdSignIn {
-	t := b.f.t
+	t := b.t
 	t.Helper()
 	verifier := oauth2.GenerateVerifier()
 	req, _ := http.NewRequest("GET", r.conf.AuthCodeURL("st-"+r.conf.ClientID, oauth2.S256ChallengeOption(verifier)), nil)
@@ -282,10 +285,10 @@ func (b *wdBrowser) signIn(r *wdRP, user string) wdSignIn {
 
 // signedIn reports whether the browser's session counts as signed in.
 func (b *wdBrowser) signedIn() bool {
-	b.f.t.Helper()
+	b.t.Helper()
 	resp, err := b.hc.Get(b.f.srv.URL + "/api/v1/session")
 	if err != nil {
-		b.f.t.Fatal(err)
+		b.t.Fatal(err)
 	}
 	resp.Body.Close()
 	return resp.StatusCode == 200
@@ -304,7 +307,7 @@ func asked(pages []string) string {
 func TestWorkdayAcrossApplications(t *testing.T) {
 	f := newWorkdayFixture(t, nil)
 	rp1, rp2 := f.rp("rp1", false), f.rp("rp2", false)
-	b := f.browser()
+	b := f.browser(t)
 
 	first := b.signIn(rp1, "alice")
 	if got := asked(first.pages); got != "password and code" {
@@ -377,7 +380,7 @@ func TestWorkdayCappedByMaxAge(t *testing.T) {
 	// No inactivity in the way: the session is only bounded by its absolute end.
 	f := newWorkdayFixture(t, func(o *login.Options) { o.IdleTimeout = 48 * time.Hour })
 	rp1, rp2 := f.rp("rp1", false), f.rp("rp2", false)
-	b := f.browser()
+	b := f.browser(t)
 	start := madridAt(0, 20, 0) // after the workday
 	f.clock.t = start
 	if got := asked(b.signIn(rp1, "alice").pages); got != "password and code" {
@@ -429,31 +432,31 @@ func (f *wdFixture) adminSignsOut(t *testing.T, username string) {
 
 // receiveLogout waits for a logout token at the test relying parties' endpoint, verifies its
 // signature with the provider's JWKS and returns its claims.
-func (f *wdFixture) receiveLogout(rp *wdRP) logoutClaims {
-	f.t.Helper()
+func (f *wdFixture) receiveLogout(t *testing.T, rp *wdRP) logoutClaims {
+	t.Helper()
 	var raw string
 	select {
 	case raw = <-f.logout:
 	case <-time.After(10 * time.Second):
-		f.t.Fatal("no back-channel logout within 10 s")
+		t.Fatal("no back-channel logout within 10 s")
 	}
 	var disc struct {
 		JWKS string `json:"jwks_uri"`
 	}
 	if err := rp.provider.Claims(&disc); err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
 	payload, err := gooidc.NewRemoteKeySet(context.Background(), disc.JWKS).VerifySignature(context.Background(), raw)
 	if err != nil {
-		f.t.Fatalf("logout token signature: %v", err)
+		t.Fatalf("logout token signature: %v", err)
 	}
 	var c logoutClaims
 	var all map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &c); err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := json.Unmarshal(payload, &all); err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
 	c.Names = map[string]bool{}
 	for k := range all {
@@ -469,7 +472,7 @@ func (f *wdFixture) receiveLogouts(t *testing.T, rp *wdRP, sub string, want map[
 	t.Helper()
 	got := map[string]bool{}
 	for range want {
-		c := f.receiveLogout(rp)
+		c := f.receiveLogout(t, rp)
 		key := c.Audience + " " + c.SID
 		if got[key] {
 			t.Errorf("logout token for %q twice", key)
@@ -485,7 +488,7 @@ func (f *wdFixture) receiveLogouts(t *testing.T, rp *wdRP, sub string, want map[
 	}
 	f.oidc.WaitLogouts()
 	for len(f.logout) > 0 {
-		c := f.receiveLogout(rp)
+		c := f.receiveLogout(t, rp)
 		t.Errorf("an extra logout token: aud %s sid %q", c.Audience, c.SID)
 	}
 	for key := range want {
@@ -505,7 +508,7 @@ func TestBackchannelLogout(t *testing.T) {
 	if err := rp1.provider.Claims(&disc); err != nil || !disc.Supported || !disc.Session {
 		t.Errorf("discovery: backchannel_logout_supported %v, _session_supported %v (%v)", disc.Supported, disc.Session, err)
 	}
-	b := f.browser()
+	b := f.browser(t)
 	in1 := b.signIn(rp1, "alice")
 	in2 := b.signIn(rp2, "alice")
 
@@ -513,7 +516,7 @@ func TestBackchannelLogout(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("POST /logout: %d", resp.StatusCode)
 	}
-	c := f.receiveLogout(rp1)
+	c := f.receiveLogout(t, rp1)
 	if c.Issuer != f.srv.URL || c.Audience != "rp1" || c.Subject != in1.claims.Subject || c.SID != in1.claims.SID || c.JTI == "" || c.IssuedAt == 0 || c.Nonce != nil {
 		t.Errorf("logout token claims = %+v", c)
 	}
@@ -539,7 +542,7 @@ func TestBackchannelLogout(t *testing.T) {
 func TestBackchannelLogoutOnRevoke(t *testing.T) {
 	f := newWorkdayFixture(t, nil)
 	rp1 := f.rp("rp1", true)
-	laptop, phone := f.browser(), f.browser()
+	laptop, phone := f.browser(t), f.browser(t)
 	in := phone.signIn(rp1, "alice")
 	f.clock.Add(time.Minute)
 	laptop.signIn(rp1, "alice")
@@ -549,7 +552,7 @@ func TestBackchannelLogoutOnRevoke(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("DELETE session: %d", resp.StatusCode)
 	}
-	if c := f.receiveLogout(rp1); c.SID != in.claims.SID {
+	if c := f.receiveLogout(t, rp1); c.SID != in.claims.SID {
 		t.Errorf("logout token sid = %q, want the phone's %q", c.SID, in.claims.SID)
 	}
 	if phone.signedIn() || !laptop.signedIn() {
@@ -562,14 +565,14 @@ func TestRPInitiatedLogout(t *testing.T) {
 	rp1 := f.rp("rp1", true)
 	endSession := f.srv.URL + "/oidc/end_session"
 	get := func(b *wdBrowser, q url.Values) (*http.Response, string) {
-		t.Helper()
+		b.t.Helper()
 		req, _ := http.NewRequest("GET", endSession+"?"+q.Encode(), nil)
-		resp, body := b.do(t, req)
+		resp, body := b.do(b.t, req)
 		return resp, string(body)
 	}
 
 	t.Run("with id_token_hint", func(t *testing.T) {
-		b := f.browser()
+		b := f.browser(t)
 		in := b.signIn(rp1, "alice")
 		resp, _ := get(b, url.Values{"id_token_hint": {in.idt}, "post_logout_redirect_uri": {rp1.logoutTo}, "state": {"bye-1"}})
 		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != rp1.logoutTo+"?state=bye-1" {
@@ -578,14 +581,14 @@ func TestRPInitiatedLogout(t *testing.T) {
 		if b.signedIn() {
 			t.Error("the Latchkey session survived RP-initiated logout")
 		}
-		if c := f.receiveLogout(rp1); c.SID != in.claims.SID {
+		if c := f.receiveLogout(t, rp1); c.SID != in.claims.SID {
 			t.Errorf("logout token sid = %q, want %q", c.SID, in.claims.SID)
 		}
 	})
 
 	t.Run("without id_token_hint asks first", func(t *testing.T) {
 		f.clock.Add(time.Minute)
-		b := f.browser()
+		b := f.browser(t)
 		b.signIn(rp1, "alice")
 		q := url.Values{"client_id": {"rp1"}, "post_logout_redirect_uri": {rp1.logoutTo}, "state": {"bye-2"}}
 		resp, body := get(b, q)
@@ -603,12 +606,12 @@ func TestRPInitiatedLogout(t *testing.T) {
 		if b.signedIn() {
 			t.Error("still signed in after confirming")
 		}
-		f.receiveLogout(rp1)
+		f.receiveLogout(t, rp1)
 	})
 
 	t.Run("POST from the application's page", func(t *testing.T) {
 		f.clock.Add(time.Minute)
-		b := f.browser()
+		b := f.browser(t)
 		in := b.signIn(rp1, "alice")
 		post := func(q url.Values) (*http.Response, string) {
 			t.Helper()
@@ -628,15 +631,15 @@ func TestRPInitiatedLogout(t *testing.T) {
 		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != rp1.logoutTo+"?state=bye-3" || b.signedIn() {
 			t.Fatalf("cross-site POST with id_token_hint: %d to %q, signed in %v\n%s", resp.StatusCode, resp.Header.Get("Location"), b.signedIn(), body)
 		}
-		f.receiveLogout(rp1)
+		f.receiveLogout(t, rp1)
 	})
 
 	t.Run("id_token_hint of an earlier session asks first", func(t *testing.T) {
 		f.clock.Add(time.Minute)
-		b := f.browser()
+		b := f.browser(t)
 		old := b.signIn(rp1, "alice")
 		b.do(t, b.form("/logout", nil))
-		f.receiveLogout(rp1)
+		f.receiveLogout(t, rp1)
 		f.clock.Add(time.Minute)
 		b.signIn(rp1, "alice")
 		resp, body := get(b, url.Values{"id_token_hint": {old.idt}, "post_logout_redirect_uri": {rp1.logoutTo}})
@@ -650,7 +653,7 @@ func TestRPInitiatedLogout(t *testing.T) {
 	// password alone; with the hint it ends, and the next sign-in asks for the code again.
 	t.Run("idle session asks first", func(t *testing.T) {
 		f.clock.Add(time.Minute)
-		b := f.browser()
+		b := f.browser(t)
 		in := b.signIn(rp1, "alice")
 		f.clock.Add(61 * time.Minute)
 		req, _ := http.NewRequest("GET", endSession+"?"+url.Values{"client_id": {"rp1"}, "post_logout_redirect_uri": {rp1.logoutTo}}.Encode(), nil)
@@ -668,7 +671,7 @@ func TestRPInitiatedLogout(t *testing.T) {
 		if resp, _ := get(b, url.Values{"id_token_hint": {in.idt}, "post_logout_redirect_uri": {rp1.logoutTo}}); resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("end_session of an idle session with the hint: %d", resp.StatusCode)
 		}
-		f.receiveLogout(rp1)
+		f.receiveLogout(t, rp1)
 		if got := asked(b.signIn(rp1, "alice").pages); got != "password and code" {
 			t.Errorf("after the application's logout the sign-in asked %s, want password and code", got)
 		}
@@ -676,7 +679,7 @@ func TestRPInitiatedLogout(t *testing.T) {
 
 	t.Run("unregistered post_logout_redirect_uri", func(t *testing.T) {
 		f.clock.Add(time.Minute)
-		b := f.browser()
+		b := f.browser(t)
 		in := b.signIn(rp1, "alice")
 		for _, q := range []url.Values{
 			{"id_token_hint": {in.idt}, "post_logout_redirect_uri": {"https://evil.example/"}},
@@ -698,7 +701,7 @@ func TestRPInitiatedLogout(t *testing.T) {
 func TestSessionsAPI(t *testing.T) {
 	f := newWorkdayFixture(t, nil)
 	rp1 := f.rp("rp1", false)
-	laptop, phone := f.browser(), f.browser()
+	laptop, phone := f.browser(t), f.browser(t)
 	laptop.signIn(rp1, "alice")
 	f.clock.Add(time.Minute)
 	phoneIn := phone.signIn(rp1, "alice")
@@ -813,7 +816,7 @@ func TestSlowBackchannelNeverBlocksLogout(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 	f.bcl = slow.URL + "/hang"
 	rp := f.rp("slow", true)
-	b := f.browser()
+	b := f.browser(t)
 	b.signIn(rp, "alice")
 	start := time.Now()
 	resp, _ := b.do(t, b.form("/logout", nil))
@@ -836,10 +839,10 @@ func TestSlowBackchannelNeverBlocksLogout(t *testing.T) {
 func TestBackchannelLogoutOnAccountRules(t *testing.T) {
 	f := newWorkdayFixture(t, nil)
 	rp1 := f.rp("rp1", true)
-	phone := f.browser()
+	phone := f.browser(t)
 	in := phone.signIn(rp1, "alice")
 	f.adminSignsOut(t, "alice")
-	if c := f.receiveLogout(rp1); c.SID != in.claims.SID {
+	if c := f.receiveLogout(t, rp1); c.SID != in.claims.SID {
 		t.Errorf("logout token sid = %q, want the phone's %q", c.SID, in.claims.SID)
 	}
 	if phone.signedIn() {
@@ -855,7 +858,7 @@ func TestSignOutEverywhereRevokesOfflineTokens(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			f := newWorkdayFixture(t, nil)
 			rp1 := f.rp("rp1", false)
-			b := f.browser()
+			b := f.browser(t)
 			yesterday := b.signIn(rp1, "alice")
 			f.clock.t = madridAt(1, 9, 0)
 			today := b.signIn(rp1, "alice")
@@ -892,17 +895,17 @@ func (rp *wdRP) refreshes(in wdSignIn) bool {
 
 // api sends a JSON request as the browser's own page would and returns the status.
 func (b *wdBrowser) api(method, path string, body any) int {
-	b.f.t.Helper()
+	b.t.Helper()
 	raw, err := json.Marshal(body)
 	if err != nil {
-		b.f.t.Fatal(err)
+		b.t.Fatal(err)
 	}
 	req, _ := http.NewRequest(method, b.f.srv.URL+path, strings.NewReader(string(raw)))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Sec-Fetch-Site", "same-origin")
-	resp, msg := b.do(b.f.t, req)
+	resp, msg := b.do(b.t, req)
 	if resp.StatusCode != 200 {
-		b.f.t.Logf("%s %s: %d %s", method, path, resp.StatusCode, msg)
+		b.t.Logf("%s %s: %d %s", method, path, resp.StatusCode, msg)
 	}
 	return resp.StatusCode
 }
@@ -935,7 +938,7 @@ func TestAccountRulesKeepThisBrowsersApplications(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			f := newWorkdayFixture(t, nil)
 			rp1, rp2 := f.rp("rp1", false), f.rp("rp2", false)
-			laptop, phone := f.browser(), f.browser()
+			laptop, phone := f.browser(t), f.browser(t)
 			yesterday := laptop.signIn(rp1, "alice")
 			f.clock.t = madridAt(1, 9, 0)
 			here := laptop.signIn(rp1, "alice")
@@ -1001,7 +1004,7 @@ func TestBackchannelLogoutOfEarlierSessions(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			f := newWorkdayFixture(t, nil)
 			rp1, rp2, _ := f.rp("rp1", true), f.rp("rp2", true), f.rp("rp3", true)
-			laptop, phone := f.browser(), f.browser()
+			laptop, phone := f.browser(t), f.browser(t)
 			yesterday := laptop.signIn(rp1, "alice")
 			f.clock.t = madridAt(1, 9, 0)
 			here := laptop.signIn(rp2, "alice")
@@ -1045,7 +1048,7 @@ func TestBackchannelLogoutOfEarlierSessions(t *testing.T) {
 func TestRevokingConsentLogsTheApplicationOut(t *testing.T) {
 	f := newWorkdayFixture(t, nil)
 	rp1, rp3 := f.rp("rp1", true), f.thirdPartyRP("rp3")
-	laptop, phone := f.browser(), f.browser()
+	laptop, phone := f.browser(t), f.browser(t)
 	first := laptop.signIn(rp1, "alice")
 	here := laptop.signIn(rp3, "alice")
 	f.clock.Add(time.Minute)
@@ -1094,7 +1097,7 @@ func TestEndSessionOtherMethods(t *testing.T) {
 		t.Run(method, func(t *testing.T) {
 			f := newWorkdayFixture(t, nil)
 			rp1 := f.rp("rp1", true)
-			b := f.browser()
+			b := f.browser(t)
 			in := b.signIn(rp1, "alice")
 			q := url.Values{"id_token_hint": {in.idt}, "client_id": {"rp1"}, "post_logout_redirect_uri": {rp1.logoutTo}, "state": {"s"}}
 			req, _ := http.NewRequest(method, f.srv.URL+"/oidc/end_session?"+q.Encode(), nil)
@@ -1104,7 +1107,7 @@ func TestEndSessionOtherMethods(t *testing.T) {
 			}
 			f.oidc.WaitLogouts()
 			if len(f.logout) > 0 {
-				c := f.receiveLogout(rp1)
+				c := f.receiveLogout(t, rp1)
 				t.Errorf("%s /oidc/end_session sent a logout token: aud %s sid %q", method, c.Audience, c.SID)
 			}
 			if !b.signedIn() {
@@ -1124,7 +1127,7 @@ func TestEndSessionOtherMethods(t *testing.T) {
 func TestOIDCParameterTwice(t *testing.T) {
 	f := newWorkdayFixture(t, nil)
 	rp1 := f.rp("rp1", false)
-	b := f.browser()
+	b := f.browser(t)
 	b.signIn(rp1, "alice")
 	auth, _ := url.Parse(rp1.conf.AuthCodeURL("st", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
 	auth.RawQuery += "&redirect_uri=" + url.QueryEscape("http://127.0.0.1:1/rp1/%63allback")
