@@ -71,12 +71,17 @@ func checkAction(a AgentAction, target *latchkey.User) error {
 // recovery codes) in one transaction for the support desk, signs out all of target's
 // sessions and tells target by email. Under MFARequired the next sign-in goes to the rollout.
 // It returns EForbidden when the agent may not act on target (CanActOn), and audits the
-// action (or its refusal) with the agent, the ticket and the reason.
+// action (or its refusal) with the agent, the ticket and the reason. An account whose owner
+// has not activated it yet has nothing to reset: EConflict (RequireActivated), and nothing is
+// written.
 func (s *Service) AgentResetMFA(ctx context.Context, c Client, a AgentAction, target *latchkey.User) error {
 	if err := checkAction(a, target); err != nil {
 		if latchkey.ErrorCode(err) == latchkey.EForbidden {
 			s.auditAgent(ctx, c, a, target, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "reset of all MFA refused")
 		}
+		return err
+	}
+	if err := s.RequireActivated(ctx, target); err != nil {
 		return err
 	}
 	if err := s.resetMFA(ctx, target.ID, nil, agentEvent(c, a, target, latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "all MFA reset")); err != nil {
@@ -98,12 +103,15 @@ func (s *Service) notifyAgent(ctx context.Context, c Client, a AgentAction, targ
 // AgentRemoveFactor removes one second factor of target, named by its reference ("totp:3",
 // "device:7", "webauthn:12"), for the support desk; with the last factor go the recovery
 // codes. It signs out target's sessions and tells target by email. ENotFound when target has
-// no such factor; EForbidden as AgentResetMFA.
+// no such factor; EForbidden and EConflict as AgentResetMFA.
 func (s *Service) AgentRemoveFactor(ctx context.Context, c Client, a AgentAction, target *latchkey.User, factorRef string) error {
 	if err := checkAction(a, target); err != nil {
 		if latchkey.ErrorCode(err) == latchkey.EForbidden {
 			s.auditAgent(ctx, c, a, target, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "removal of "+factorRef+" refused")
 		}
+		return err
+	}
+	if err := s.RequireActivated(ctx, target); err != nil {
 		return err
 	}
 	kind, id, err := ParseFactorRef(factorRef)

@@ -98,13 +98,9 @@ func (s *Service) ResendInvitation(ctx context.Context, c Client, actor *latchke
 	if err != nil {
 		return err
 	}
-	// An invitation row, expired or not, means the account was never activated: using the
-	// link deletes it (and nothing else does).
-	pending, err := s.opt.Store.PendingInvitations(ctx, []latchkey.UserID{id}, time.Unix(0, 0))
-	if err != nil {
+	if invited, err := s.invited(ctx, id); err != nil {
 		return err
-	}
-	if _, ok := pending[id]; !ok {
+	} else if !invited {
 		return latchkey.Errorf(latchkey.EConflict, "%s has activated the account already; there is nothing to send.", u.Username)
 	}
 	if u.Disabled {
@@ -114,6 +110,37 @@ func (s *Service) ResendInvitation(ctx context.Context, c Client, actor *latchke
 		return err
 	}
 	s.auditBy(ctx, c, actor, u, "", latchkey.ActionUserInvited, latchkey.OutcomeSuccess, "new activation link")
+	return nil
+}
+
+// invited reports whether the account id awaits activation: an invitation row, expired or
+// not, means that it was never activated, since using the link deletes it (and nothing else
+// does).
+func (s *Service) invited(ctx context.Context, id latchkey.UserID) (bool, error) {
+	pending, err := s.opt.Store.PendingInvitations(ctx, []latchkey.UserID{id}, time.Unix(0, 0))
+	if err != nil {
+		return false, fmt.Errorf("find invitation: %w", err)
+	}
+	_, ok := pending[id]
+	return ok, nil
+}
+
+// RequireActivated returns nil when the owner of u has activated the account (or it was
+// created with a password), and EConflict while it awaits activation (an invitation, expired
+// or not). Such an account has never been signed in with and has no sign-in method, so a
+// reset of its MFA or the removal of one of its factors has nothing to act on: the admin
+// console's AdminResetMFA and the support desk's AgentResetMFA and AgentRemoveFactor refuse
+// it with this error before anything is written (no audit entry: nothing is denied; no mail
+// about a change that did not happen). The support desk asks it first, before the ticket's
+// own rules.
+func (s *Service) RequireActivated(ctx context.Context, u *latchkey.User) error {
+	invited, err := s.invited(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	if invited {
+		return latchkey.Errorf(latchkey.EConflict, "%s has not activated the account yet, so it has no sign-in methods to reset or remove. If the activation link did not arrive or expired, an administrator can send a new one from the account's page.", u.Username)
+	}
 	return nil
 }
 

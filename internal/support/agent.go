@@ -254,11 +254,11 @@ func (s *Service) mfaTarget(ctx context.Context, c login.Client, agent *latchkey
 	}
 	// An account awaiting activation has no sign-in method to reset or remove: a reset would
 	// only mail its owner about a change that did not happen and use the checks up. Nothing
-	// is written (the ticket page offers no such action; this is a form posted by hand).
-	if _, invited, err := s.awaitingActivation(ctx, u); err != nil {
+	// is written (the ticket page offers no such action; this is a form posted by hand). The
+	// rule is login's (which refuses on its own too); asked here first, before the ticket's
+	// rules, whose refusals are audited.
+	if err := s.opt.Accounts.RequireActivated(ctx, u); err != nil {
 		return nil, nil, a, err
-	} else if invited {
-		return nil, nil, a, latchkey.Errorf(latchkey.EConflict, "%s has not activated the account yet, so it has no sign-in methods to reset or remove. If the activation link did not arrive or expired, an administrator can send a new one from the account's page.", u.Username)
 	}
 	if t.Status == latchkey.TicketResolved || t.Status == latchkey.TicketClosed {
 		s.record(ctx, c, agent, nil, t.ID, latchkey.ActionTicketRefused, latchkey.OutcomeDenied, "MFA action refused: the ticket is "+string(t.Status))

@@ -44,6 +44,9 @@ type Accounts interface {
 	Factors(ctx context.Context, u *latchkey.User) ([]login.Factor, error)
 	AgentResetMFA(ctx context.Context, c login.Client, a login.AgentAction, target *latchkey.User) error
 	AgentRemoveFactor(ctx context.Context, c login.Client, a login.AgentAction, target *latchkey.User, factorRef string) error
+	// RequireActivated refuses (EConflict) an account whose owner has not activated it yet:
+	// it has nothing to reset or remove. The desk asks it before the ticket's own rules.
+	RequireActivated(ctx context.Context, u *latchkey.User) error
 }
 
 // Inviter creates an account that receives an activation email to set a password and enrol

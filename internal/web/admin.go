@@ -589,7 +589,9 @@ func (s *Server) adminUserAction(act userAction) authedPageFunc {
 				return err
 			}
 			v := &view{Error: latchkey.ErrorMessage(err)}
-			if act == actResetMFA {
+			// A refused reason goes beside the field; any other refusal of a reset (an account
+			// with nothing to reset, whose page has no form) above the page.
+			if act == actResetMFA && code == latchkey.EInvalid {
 				v.Error = ""
 				v.addField("reason", latchkey.ErrorMessage(err))
 				v.reason = r.PostFormValue("reason")

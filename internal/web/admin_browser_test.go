@@ -13,6 +13,7 @@ import (
 	"github.com/latchkey/latchkey"
 	"github.com/latchkey/latchkey/internal/browsertest"
 	"github.com/latchkey/latchkey/internal/login"
+	"github.com/latchkey/latchkey/internal/totp"
 )
 
 // cdpSignIn signs username in with the password pw on the sign-in page of base.
@@ -113,4 +114,73 @@ func TestBrowserUserPageAwaitingActivation(t *testing.T) {
 		t.Errorf("newbie's sign-in methods, link expired, say %q, want %q", got, want)
 	}
 	browsertest.Screenshot(t, ctx, "admin-user-invite-expired")
+}
+
+// cdpSignInMFA gives username an authenticator app and signs them in with the password and
+// a code from it, in Chromium.
+func cdpSignInMFA(t *testing.T, ctx context.Context, f *adminFixture, username string) {
+	t.Helper()
+	u, err := f.db.FindUserByUsername(context.Background(), username)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := bytes.Repeat([]byte{3}, 20)
+	app := &latchkey.TOTPCredential{UserID: u.ID, Name: "Phone", Secret: secret}
+	if err := f.db.CreateTOTPCredential(context.Background(), app); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.ConfirmTOTPCredential(context.Background(), app.ID, 1, f.clock.Now(), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	cdpSignIn(t, ctx, f.srv.URL, username)
+	cdp(t, ctx, "second factor of "+username,
+		chromedp.WaitVisible(chromedp.CSS("#code")),
+		chromedp.SendKeys(chromedp.CSS("#code"), totp.Code(secret, totp.Step(f.clock.Now()))),
+		chromedp.Submit(chromedp.CSS("#code")),
+		chromedp.WaitNotPresent(chromedp.CSS("#code")),
+	)
+}
+
+// TestBrowserUserPageResetAwaitingActivation, in Chromium: to an administrator signed in with
+// a second factor, the page of an invited account that has not been activated offers no
+// Reset MFA form and says why; a reset posted by hand from the page is refused with the
+// reason above the page, and nothing is reset or mailed.
+func TestBrowserUserPageResetAwaitingActivation(t *testing.T) {
+	f := newAdminFixture(t, login.MFAOptional, nil)
+	id, _ := f.invite(t, f.browser(t, "root"), "newbie")
+	ctx := browsertest.New(t, 2*time.Minute)
+	cdpSignInMFA(t, ctx, f, "root")
+	cdp(t, ctx, "open newbie's page",
+		chromedp.Navigate(fmt.Sprintf("%s/admin/users/%d", f.srv.URL, id)),
+		chromedp.WaitVisible(chromedp.CSS("#reset-h")),
+	)
+	browsertest.Screenshot(t, ctx, "admin-user-invited-no-reset")
+	if n := cdpCount(t, ctx, `form[action$="/reset-mfa"]`); n != 0 {
+		t.Error("the page of an account awaiting activation has the Reset MFA form")
+	}
+	if got, want := cdpText(t, ctx, "#reset-nothing"), "Nothing to reset: newbie has not activated the account yet, so it has no second factor."; !strings.HasPrefix(got, want) {
+		t.Errorf("Reset MFA says %q, want %q", got, want)
+	}
+	cdp(t, ctx, "post a reset by hand",
+		chromedp.Evaluate[chromedp.Void](`(() => {
+  window.handPosted = true; // gone once the answer's page is loaded
+  const f = document.createElement('form');
+  f.method = 'post';
+  f.action = location.pathname + '/reset-mfa';
+  f.innerHTML = '<input name="reason" value="lost phone">';
+  document.body.append(f);
+  f.submit();
+})()`),
+	)
+	waitJS(t, ctx, "the answer to the reset", `!window.handPosted && document.readyState === 'complete'`)
+	browsertest.Screenshot(t, ctx, "admin-user-invited-reset-refused")
+	if got, want := js[string](t, ctx, `document.getElementById('form-error')?.textContent ?? ''`), "newbie has not activated the account yet, so it has no sign-in methods to reset or remove."; !strings.HasPrefix(got, want) {
+		t.Errorf("refusal = %q, want %q", got, want)
+	}
+	if ev := f.events(t, latchkey.ActionAdminMFAReset); len(ev) != 0 {
+		t.Errorf("the refused reset was audited: %+v", ev)
+	}
+	if got := f.mails.subjects("newbie@example.com"); len(got) != 1 {
+		t.Errorf("mails to newbie %q, want the activation mail only", got)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"html"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -651,6 +652,52 @@ func TestAdminUserActions(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestAdminResetMFAAwaitingActivation: the page of an invited account that has not been
+// activated offers no Reset MFA form (there is nothing to reset) and says why, to an
+// administrator signed in with a second factor, who is offered it on an active account's
+// page; a reset posted by hand is refused with 409 and the reason above the page, also once
+// the link expired, and writes nothing: no mfa.reset_by_admin entry, no mail to the invitee.
+func TestAdminResetMFAAwaitingActivation(t *testing.T) {
+	f := newAdminFixture(t, login.MFAOptional, nil)
+	admin := f.mfaBrowser(t, "root")
+	id, _ := f.invite(t, admin, "newbie")
+	page := fmt.Sprintf("/admin/users/%d", id)
+	formError := regexp.MustCompile(`(?s)<div class="alert" role="alert" id="form-error">(.*?)</div>`)
+	refused := func(when string) {
+		t.Helper()
+		r := admin.get(page)
+		if r.code != 200 || strings.Contains(r.raw, `/reset-mfa"`) || !strings.Contains(r.raw, `id="reset-nothing"`) {
+			t.Errorf("%s: the page of newbie (%d) offers a reset, or does not say why not", when, r.code)
+		}
+		r = admin.form(page+"/reset-mfa", url.Values{"reason": {"lost phone"}})
+		m := formError.FindStringSubmatch(r.raw)
+		if r.code != http.StatusConflict || m == nil || !strings.HasPrefix(html.UnescapeString(m[1]), "newbie has not activated the account yet, so it has no sign-in methods to reset or remove.") {
+			t.Errorf("%s: a reset posted by hand: %d, error %q; want 409 and why", when, r.code, m)
+		}
+		if ev := f.events(t, latchkey.ActionAdminMFAReset); len(ev) != 0 {
+			t.Errorf("%s: the refused reset was audited: %+v", when, ev)
+		}
+		if got := f.mails.subjects("newbie@example.com"); len(got) != 1 {
+			t.Errorf("%s: mails to newbie %q, want the activation mail only", when, got)
+		}
+	}
+	refused("invited")
+	// An active account with a factor: the form is there.
+	app := &latchkey.TOTPCredential{UserID: f.alice.ID, Name: "Phone", Secret: bytes.Repeat([]byte{1}, 20)}
+	if err := f.db.CreateTOTPCredential(context.Background(), app); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.ConfirmTOTPCredential(context.Background(), app.ID, 1, f.clock.Now(), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if r := admin.get(fmt.Sprintf("/admin/users/%d", f.alice.ID)); !strings.Contains(r.raw, `/reset-mfa"`) || strings.Contains(r.raw, `id="reset-nothing"`) {
+		t.Error("alice's page does not offer the reset")
+	}
+	f.clock.Add(login.InvitationTTL + time.Minute)
+	admin = f.mfaBrowser(t, "root") // the clock's jump ended the session
+	refused("link expired")
 }
 
 func TestAdminDashboard(t *testing.T) {
