@@ -146,8 +146,9 @@ func (s *Service) AdminSetRole(ctx context.Context, c Client, actor *latchkey.Us
 // recovery codes), ends its sessions and mails the user. reason is required and audited;
 // actorMFA says whether the administrator's own session passed a second factor, without
 // which the reset is refused (EForbidden), as is a role change (AdminSetRole). An account
-// whose owner has not activated it yet has nothing to reset: EConflict (RequireActivated),
-// and nothing is written. Under MFARequired the user's next sign-in goes to the rollout.
+// whose owner has not activated it yet (RequireActivated), or that has no second factor
+// (HasSecondFactor), has nothing to reset: EConflict, and nothing is written or mailed.
+// Under MFARequired the user's next sign-in goes to the rollout.
 func (s *Service) AdminResetMFA(ctx context.Context, c Client, actor *latchkey.User, actorMFA bool, id latchkey.UserID, reason string) error {
 	reason, err := CleanReason(reason)
 	if err != nil {
@@ -161,6 +162,9 @@ func (s *Service) AdminResetMFA(ctx context.Context, c Client, actor *latchkey.U
 		return err
 	}
 	if err := s.RequireActivated(ctx, u); err != nil {
+		return err
+	}
+	if err := s.requireFactor(ctx, u); err != nil {
 		return err
 	}
 	if err := s.resetMFA(ctx, u.ID, nil, event(c, actor, u, "", latchkey.ActionAdminMFAReset, latchkey.OutcomeSuccess, "reason: "+reason)); err != nil {

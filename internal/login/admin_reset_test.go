@@ -109,3 +109,57 @@ func TestAdminResetMFAAwaitingActivation(t *testing.T) {
 		t.Errorf("last mail %q, want the reset's", got[len(got)-1])
 	}
 }
+
+// TestResetMFANoFactor: an active account without a second factor (a pending enrolment is
+// none) has nothing to reset, so the admin console's reset and the support desk's are refused
+// with a conflict that says so, and write nothing: no mfa.reset entry, no "All your sign-in
+// methods were reset" mail. With an app the reset runs, and a second one, which would find
+// nothing left, is refused in turn.
+func TestResetMFANoFactor(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	root, sam := e.staff(t)
+	bob := e.user(t, "bob")
+	agent := login.AgentAction{Agent: sam, AgentMFA: true, TicketID: 1001, Reason: "lost phone"}
+	const why = "bob has no second factor, so there is nothing to reset"
+	refused := func(when string) {
+		t.Helper()
+		if ok, err := e.svc.HasSecondFactor(ctx, bob); ok || err != nil {
+			t.Errorf("HasSecondFactor, %s = %v, %v; want false", when, ok, err)
+		}
+		nothing := e.unchanged(t)
+		for name, act := range map[string]func() error{
+			"AdminResetMFA": func() error { return e.svc.AdminResetMFA(ctx, alice, root, true, bob.ID, "lost phone") },
+			"AgentResetMFA": func() error { return e.svc.AgentResetMFA(ctx, alice, agent, bob) },
+		} {
+			if err := act(); code(t, err) != latchkey.EConflict || !strings.HasPrefix(latchkey.ErrorMessage(err), why) {
+				t.Errorf("%s, %s = %v, want a conflict: %q", name, when, err, why)
+			}
+		}
+		nothing(when)
+	}
+	refused("no factor")
+	// An app begun but not confirmed is no factor.
+	res := e.signIn(t, "bob")
+	if _, err := e.svc.BeginTOTP(ctx, alice, res.Session, res.User); err != nil {
+		t.Fatal(err)
+	}
+	refused("a pending app")
+
+	for name, reset := range map[string]func() error{
+		"AdminResetMFA": func() error { return e.svc.AdminResetMFA(ctx, alice, root, true, bob.ID, "lost phone") },
+		"AgentResetMFA": func() error { return e.svc.AgentResetMFA(ctx, alice, agent, bob) },
+	} {
+		e.enableTOTP(t, e.signIn(t, "bob"))
+		if ok, err := e.svc.HasSecondFactor(ctx, bob); !ok || err != nil {
+			t.Errorf("HasSecondFactor with an app = %v, %v; want true", ok, err)
+		}
+		if err := reset(); err != nil {
+			t.Fatalf("%s with an app: %v", name, err)
+		}
+		if got := e.mail.subjects(); got[len(got)-1] != "All your sign-in methods were reset" {
+			t.Errorf("%s: last mail %q, want the reset's", name, got[len(got)-1])
+		}
+		refused("after " + name)
+	}
+}

@@ -72,8 +72,8 @@ func checkAction(a AgentAction, target *latchkey.User) error {
 // sessions and tells target by email. Under MFARequired the next sign-in goes to the rollout.
 // It returns EForbidden when the agent may not act on target (CanActOn), and audits the
 // action (or its refusal) with the agent, the ticket and the reason. An account whose owner
-// has not activated it yet has nothing to reset: EConflict (RequireActivated), and nothing is
-// written.
+// has not activated it yet (RequireActivated), or that has no second factor
+// (HasSecondFactor), has nothing to reset: EConflict, and nothing is written or mailed.
 func (s *Service) AgentResetMFA(ctx context.Context, c Client, a AgentAction, target *latchkey.User) error {
 	if err := checkAction(a, target); err != nil {
 		if latchkey.ErrorCode(err) == latchkey.EForbidden {
@@ -82,6 +82,9 @@ func (s *Service) AgentResetMFA(ctx context.Context, c Client, a AgentAction, ta
 		return err
 	}
 	if err := s.RequireActivated(ctx, target); err != nil {
+		return err
+	}
+	if err := s.requireFactor(ctx, target); err != nil {
 		return err
 	}
 	if err := s.resetMFA(ctx, target.ID, nil, agentEvent(c, a, target, latchkey.ActionMFAReset, latchkey.OutcomeSuccess, "all MFA reset")); err != nil {

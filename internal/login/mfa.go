@@ -281,6 +281,33 @@ func (s *Service) CompleteEnrollment(ctx context.Context, c Client, token, amr s
 	return res, nil
 }
 
+// HasSecondFactor reports whether u has a second factor that a reset of all MFA removes: a
+// confirmed authenticator app (a Latch device's offline codes included) or a security key,
+// as the stores count them (a pending enrolment, a device waiting for approval or a recovery
+// code left behind is none). The admin console's page offers its Reset MFA form only then.
+func (s *Service) HasSecondFactor(ctx context.Context, u *latchkey.User) (bool, error) {
+	n, err := s.factorCount(ctx, u)
+	return n > 0, err
+}
+
+// requireFactor refuses with EConflict a reset of all MFA by an administrator or the support
+// desk of an account that has no second factor (HasSecondFactor): it would remove nothing,
+// yet audit a reset and mail the user that every sign-in method was reset. The check is made
+// before the reset's transaction, not in it (the store refuses a reset with no factor left,
+// latchkey.ErrNoFactor, only for a user's own reset, with a proof): two resets of one
+// account by two staff members at the same moment may both pass it, and the second then
+// removes nothing but is still audited and mailed, as every such reset was before.
+func (s *Service) requireFactor(ctx context.Context, u *latchkey.User) error {
+	ok, err := s.HasSecondFactor(ctx, u)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return latchkey.Errorf(latchkey.EConflict, "%s has no second factor, so there is nothing to reset: nothing was changed and no mail was sent.", u.Username)
+	}
+	return nil
+}
+
 // resetMFA removes every second factor of the user (Store.ResetMFA) and wakes the event
 // streams of the Latch devices that went with them, on every node, so that a device open on
 // someone's desk stops now rather than at its next ping (15 s): the store returns the devices

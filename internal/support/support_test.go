@@ -445,6 +445,55 @@ func TestAgentActionsAwaitingActivation(t *testing.T) {
 	}
 }
 
+// TestAgentResetMFANoFactor: an active account without a second factor has nothing to reset,
+// so a reset of its MFA, posted by hand with every check done and the agent's second factor,
+// is refused with a conflict that says so and writes nothing: no audit entry, no mail, the
+// checks stand and the ticket's status stays. With an app, the reset runs and uses the
+// checks up.
+func TestAgentResetMFANoFactor(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	agent := e.user(t, "sam", latchkey.RoleSupport)
+	bob := e.user(t, "bob", latchkey.RoleUser)
+	tk := e.open(t, "bob@example.com", "bob").Ticket
+	all := []string{"callback", "manager", "question"}
+	if _, err := e.svc.RecordChecks(ctx, client, agent, tk.ID, all); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.SetStatus(ctx, client, agent, tk.ID, latchkey.TicketWaiting, ""); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	e.mail.mu.Lock()
+	mails := len(e.mail.msgs)
+	e.mail.mu.Unlock()
+	if err := e.svc.ResetMFA(ctx, client, agent, true, tk.ID, "lost phone"); code(err) != latchkey.EConflict || !strings.HasPrefix(latchkey.ErrorMessage(err), "bob has no second factor, so there is nothing to reset") {
+		t.Errorf("ResetMFA of an account without a factor = %v, want a conflict: nothing to reset", err)
+	}
+	if ev, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{}); len(ev) != len(before) {
+		t.Errorf("the refusal wrote %d audit entries, want none: %+v", len(ev)-len(before), ev[len(before):])
+	}
+	e.mail.mu.Lock()
+	for _, m := range e.mail.msgs[mails:] {
+		t.Errorf("the refusal sent %q to %s", m.Subject, m.To)
+	}
+	e.mail.mu.Unlock()
+	if got, _ := e.db.FindTicketByID(ctx, tk.ID); got.Status != latchkey.TicketWaiting || len(got.Checks) != len(all) {
+		t.Errorf("the ticket after the refusal: status %q, checks %v; want waiting and the checks standing", got.Status, got.Checks)
+	}
+
+	e.withTOTP(t, bob)
+	if err := e.svc.ResetMFA(ctx, client, agent, true, tk.ID, "lost phone"); err != nil {
+		t.Fatalf("ResetMFA with an app: %v", err)
+	}
+	if got := e.mail.last().Subject; got != "All your sign-in methods were reset" {
+		t.Errorf("last mail %q, want the reset's", got)
+	}
+	if got, _ := e.db.FindTicketByID(ctx, tk.ID); len(got.Checks) != 0 {
+		t.Errorf("checks after the reset: %v, want used up", got.Checks)
+	}
+}
+
 func TestAgentAuthorization(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()

@@ -487,11 +487,14 @@ type userPage struct {
 	// InviteExpired: never activated, and the link expired.
 	InviteExpired bool
 	Factors       []login.Factor
-	Sessions      []*latchkey.Session
-	Lock          login.Lock
-	Throttled     bool
-	Roles         []latchkey.Role
-	Reason        string
+	// HasFactor: the account has a second factor that Reset MFA would remove
+	// (login.HasSecondFactor); without one the page offers no reset.
+	HasFactor bool
+	Sessions  []*latchkey.Session
+	Lock      login.Lock
+	Throttled bool
+	Roles     []latchkey.Role
+	Reason    string
 	// NoMFA: the administrator's own session passed no second factor, so role changes and
 	// MFA resets are refused (the page says so instead of offering them).
 	NoMFA bool
@@ -523,6 +526,9 @@ func (s *Server) adminUserPage(w http.ResponseWriter, r *http.Request, a *auth, 
 	}
 	p := &userPage{Target: u, Self: u.ID == a.user.ID, Roles: roles, NoMFA: a.session.MFAAt == nil}
 	if p.Factors, err = s.login.Factors(ctx, u); err != nil {
+		return err
+	}
+	if p.HasFactor, err = s.login.HasSecondFactor(ctx, u); err != nil {
 		return err
 	}
 	if p.Sessions, err = s.admin.Store.FindSignedInSessions(ctx, u.ID, s.now()); err != nil {

@@ -184,3 +184,42 @@ func TestBrowserUserPageResetAwaitingActivation(t *testing.T) {
 		t.Errorf("mails to newbie %q, want the activation mail only", got)
 	}
 }
+
+// TestBrowserUserPageResetNoFactor, in Chromium: to an administrator signed in with a second
+// factor, the page of an active account without one offers no Reset MFA form and says there
+// is nothing to reset; the page of an account with an app offers it.
+func TestBrowserUserPageResetNoFactor(t *testing.T) {
+	f := newAdminFixture(t, login.MFAOptional, nil)
+	ctx := browsertest.New(t, 2*time.Minute)
+	cdpSignInMFA(t, ctx, f, "root")
+	open := func(u *latchkey.User) {
+		t.Helper()
+		cdp(t, ctx, "open the page of "+u.Username,
+			chromedp.Navigate(fmt.Sprintf("%s/admin/users/%d", f.srv.URL, u.ID)),
+			chromedp.WaitVisible(chromedp.CSS("#reset-h")),
+		)
+	}
+	open(f.alice)
+	browsertest.Screenshot(t, ctx, "admin-user-no-factor")
+	if n := cdpCount(t, ctx, `form[action$="/reset-mfa"]`); n != 0 {
+		t.Error("the page of an account without a second factor has the Reset MFA form")
+	}
+	if got, want := cdpText(t, ctx, "#reset-nothing"), "Nothing to reset: alice has no second factor."; got != want {
+		t.Errorf("Reset MFA says %q, want %q", got, want)
+	}
+	app := &latchkey.TOTPCredential{UserID: f.alice.ID, Name: "Phone", Secret: bytes.Repeat([]byte{1}, 20)}
+	if err := f.db.CreateTOTPCredential(context.Background(), app); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.ConfirmTOTPCredential(context.Background(), app.ID, 1, f.clock.Now(), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	open(f.alice)
+	browsertest.Screenshot(t, ctx, "admin-user-reset")
+	if n := cdpCount(t, ctx, `form[action$="/reset-mfa"]`); n != 1 {
+		t.Error("the page of an account with an app has no Reset MFA form")
+	}
+	if n := cdpCount(t, ctx, "#reset-nothing"); n != 0 {
+		t.Error("the page of an account with an app says there is nothing to reset")
+	}
+}

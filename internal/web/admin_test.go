@@ -490,6 +490,15 @@ func ptr[T any](v T) *T { return &v }
 
 func TestAdminUserActions(t *testing.T) {
 	f := newAdminFixture(t, login.MFAOptional, nil)
+	// The agent has an authenticator app: an MFA reset has something to remove.
+	creds := &latchkey.TOTPCredential{UserID: f.agent.ID, Name: "Phone", Secret: bytes.Repeat([]byte{1}, 20)}
+	if err := f.db.CreateTOTPCredential(context.Background(), creds); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.ConfirmTOTPCredential(context.Background(), creds.ID, 1, f.clock.Now(), [][]byte{{1}}, false); err != nil {
+		t.Fatal(err)
+	}
+	agentPage := fmt.Sprintf("/admin/users/%d", f.agent.ID)
 	// Signed in with the password only, an administrator may not change a role or reset MFA.
 	pwdOnly := f.browser(t, "root")
 	user0 := fmt.Sprintf("/admin/users/%d", f.alice.ID)
@@ -504,14 +513,14 @@ func TestAdminUserActions(t *testing.T) {
 	if u, _ := f.db.FindUserByID(context.Background(), f.alice.ID); u.Role != latchkey.RoleUser {
 		t.Errorf("a password-only admin changed alice's role to %s", u.Role)
 	}
-	if r := pwdOnly.get(user0); !strings.Contains(r.raw, `id="admin-no-mfa"`) || strings.Contains(r.raw, "/reset-mfa") || strings.Contains(r.raw, `/role"`) {
+	if r := pwdOnly.get(agentPage); !strings.Contains(r.raw, `id="admin-no-mfa"`) || strings.Contains(r.raw, "/reset-mfa") || strings.Contains(r.raw, `/role"`) {
 		t.Error("a password-only admin is offered the role change or the MFA reset")
 	}
 	if ev := f.events(t, latchkey.ActionAdminDenied); len(ev) != 2 || !strings.Contains(ev[0].Detail, "no second factor") {
 		t.Errorf("refusals audited: %v", ev)
 	}
 	admin := f.mfaBrowser(t, "root")
-	if r := admin.get(user0); strings.Contains(r.raw, `id="admin-no-mfa"`) || !strings.Contains(r.raw, "/reset-mfa") {
+	if r := admin.get(agentPage); strings.Contains(r.raw, `id="admin-no-mfa"`) || !strings.Contains(r.raw, "/reset-mfa") {
 		t.Error("an admin signed in with a second factor is not offered the MFA reset")
 	}
 	alice := f.browser(t, "alice")
@@ -591,14 +600,6 @@ func TestAdminUserActions(t *testing.T) {
 	}
 
 	// Reset MFA needs a reason; it removes every factor, ends sessions and mails the user.
-	creds := &latchkey.TOTPCredential{UserID: f.agent.ID, Name: "Phone", Secret: bytes.Repeat([]byte{1}, 20)}
-	if err := f.db.CreateTOTPCredential(context.Background(), creds); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.db.ConfirmTOTPCredential(context.Background(), creds.ID, 1, f.clock.Now(), [][]byte{{1}}, false); err != nil {
-		t.Fatal(err)
-	}
-	agentPage := fmt.Sprintf("/admin/users/%d", f.agent.ID)
 	if r := admin.get(agentPage); !strings.Contains(r.raw, "Phone") || !strings.Contains(r.raw, "Authenticator app") {
 		t.Errorf("factor not listed on the detail page")
 	}
@@ -698,6 +699,48 @@ func TestAdminResetMFAAwaitingActivation(t *testing.T) {
 	f.clock.Add(login.InvitationTTL + time.Minute)
 	admin = f.mfaBrowser(t, "root") // the clock's jump ended the session
 	refused("link expired")
+}
+
+// TestAdminResetMFANoFactor: the page of an active account without a second factor offers no
+// Reset MFA form (there is nothing to reset) and says so; a reset posted by hand is refused
+// with 409 and the reason above the page, and writes nothing: no mfa.reset_by_admin entry, no
+// mail to the user. With an app the form is back, and the reset runs.
+func TestAdminResetMFANoFactor(t *testing.T) {
+	f := newAdminFixture(t, login.MFAOptional, nil)
+	admin := f.mfaBrowser(t, "root")
+	page := fmt.Sprintf("/admin/users/%d", f.alice.ID)
+	r := admin.get(page)
+	if r.code != 200 || strings.Contains(r.raw, `/reset-mfa"`) || !strings.Contains(r.raw, `<p class="muted" id="reset-nothing">Nothing to reset: alice has no second factor.</p>`) {
+		t.Errorf("the page of alice (%d) offers a reset, or does not say why not", r.code)
+	}
+	r = admin.form(page+"/reset-mfa", url.Values{"reason": {"lost phone"}})
+	m := regexp.MustCompile(`(?s)<div class="alert" role="alert" id="form-error">(.*?)</div>`).FindStringSubmatch(r.raw)
+	if r.code != http.StatusConflict || m == nil || !strings.HasPrefix(html.UnescapeString(m[1]), "alice has no second factor, so there is nothing to reset") {
+		t.Errorf("a reset posted by hand: %d, error %q; want 409 and why", r.code, m)
+	}
+	if ev := f.events(t, latchkey.ActionAdminMFAReset); len(ev) != 0 {
+		t.Errorf("the refused reset was audited: %+v", ev)
+	}
+	if got := f.mails.subjects("alice@example.com"); len(got) != 0 {
+		t.Errorf("mails to alice %q, want none", got)
+	}
+
+	app := &latchkey.TOTPCredential{UserID: f.alice.ID, Name: "Phone", Secret: bytes.Repeat([]byte{1}, 20)}
+	if err := f.db.CreateTOTPCredential(context.Background(), app); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.ConfirmTOTPCredential(context.Background(), app.ID, 1, f.clock.Now(), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if r := admin.get(page); !strings.Contains(r.raw, `/reset-mfa"`) || strings.Contains(r.raw, `id="reset-nothing"`) {
+		t.Error("the page of alice with an app does not offer the reset")
+	}
+	if r := admin.form(page+"/reset-mfa", url.Values{"reason": {"lost phone"}}); r.code != http.StatusSeeOther {
+		t.Errorf("reset with an app: %d %s", r.code, r.raw)
+	}
+	if got := f.mails.subjects("alice@example.com"); len(got) != 1 || got[0] != "All your sign-in methods were reset" {
+		t.Errorf("mails to alice %q, want the reset's", got)
+	}
 }
 
 func TestAdminDashboard(t *testing.T) {

@@ -28,6 +28,7 @@ import (
 	"github.com/latchkey/latchkey/internal/push"
 	"github.com/latchkey/latchkey/internal/sqlstore"
 	"github.com/latchkey/latchkey/internal/support"
+	"github.com/latchkey/latchkey/internal/totp"
 	"github.com/latchkey/latchkey/internal/web"
 )
 
@@ -92,6 +93,33 @@ func (f *supportFixture) signedIn(t *testing.T, name string) *apiClient {
 	c := f.client(t)
 	if r := c.post("/api/v1/login", map[string]string{"username": name, "password": pw}); r.code != 200 {
 		t.Fatalf("login %s: %d %s", name, r.code, r.raw)
+	}
+	return c
+}
+
+// mfaSignedIn is signedIn for name signed in with the password and an authenticator app (one
+// is set up for the account first).
+func (f *supportFixture) mfaSignedIn(t *testing.T, name string) *apiClient {
+	t.Helper()
+	ctx := context.Background()
+	u, err := f.db.FindUserByUsername(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := bytes.Repeat([]byte{3}, 20)
+	app := &latchkey.TOTPCredential{UserID: u.ID, Name: "Phone", Secret: secret}
+	if err := f.db.CreateTOTPCredential(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.ConfirmTOTPCredential(ctx, app.ID, 1, f.clock.Now(), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	c := f.client(t)
+	if r := c.post("/api/v1/login", map[string]string{"username": name, "password": pw}); r.code != 200 || r.body["state"] != "second_factor" {
+		t.Fatalf("login %s: %d %s", name, r.code, r.raw)
+	}
+	if r := c.post("/api/v1/login/totp", map[string]string{"code": totp.Code(secret, totp.Step(f.clock.Now()))}); r.code != 200 {
+		t.Fatalf("second factor of %s: %d %s", name, r.code, r.raw)
 	}
 	return c
 }
@@ -399,6 +427,45 @@ func TestDeskActions(t *testing.T) {
 	last := ev[len(ev)-1]
 	if last.Action != latchkey.ActionTicketStatus || last.TicketID != known.Ticket.ID || last.Actor != "sam" || last.UserID != 0 || !strings.Contains(last.Detail, "duplicate of another") {
 		t.Errorf("last audit event = %+v", last)
+	}
+}
+
+// TestDeskResetMFANoFactor: the ticket page of an active account without a second factor
+// offers no MFA action (there is nothing to reset); a reset posted by hand, with every check
+// done and the agent's second factor, is refused with 409 and a message that says so, and
+// writes nothing: no mfa.reset entry, no mail to the user, the checks stand.
+func TestDeskResetMFANoFactor(t *testing.T) {
+	f := newSupportFixture(t, io.Discard)
+	ctx := context.Background()
+	tk, err := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "alice@example.com", Username: "alice", Type: "lost_phone", Message: "I lost my phone."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticket := "/admin/tickets/" + strconv.FormatInt(tk.Ticket.ID, 10)
+	agent := f.mfaSignedIn(t, "sam")
+	form := "application/x-www-form-urlencoded"
+	if r := agent.do("POST", ticket+"/checks", form, "check=callback&check=manager&check=question"); r.code != http.StatusSeeOther {
+		t.Fatalf("checks: %d %s", r.code, r.raw)
+	}
+	if r := agent.do("GET", ticket, "", ""); r.code != 200 || !strings.Contains(r.raw, `id="no-factors"`) || strings.Contains(r.raw, "/reset-mfa") {
+		t.Errorf("the ticket of alice, who has no factor: %d, offers a reset or does not say she has none", r.code)
+	}
+	r := agent.do("POST", ticket+"/reset-mfa", form, "reason=lost+phone")
+	m := regexp.MustCompile(`(?s)<div class="alert" role="alert" id="form-error">(.*?)</div>`).FindStringSubmatch(r.raw)
+	if r.code != http.StatusConflict || m == nil || !strings.HasPrefix(html.UnescapeString(m[1]), "alice has no second factor, so there is nothing to reset") {
+		t.Errorf("a reset posted by hand: %d, error %q; want 409 and why", r.code, m)
+	}
+	ev, _ := f.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	for _, e := range ev {
+		if e.Action == latchkey.ActionMFAReset {
+			t.Errorf("the refused reset was audited: %+v", *e)
+		}
+	}
+	if got := f.mails.subjects("alice@example.com"); len(got) != 1 {
+		t.Errorf("mails to alice %q, want the ticket's confirmation only", got)
+	}
+	if got, _ := f.db.FindTicketByID(ctx, tk.Ticket.ID); len(got.Checks) != 3 {
+		t.Errorf("the refused reset used the checks up: %v", got.Checks)
 	}
 }
 
