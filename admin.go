@@ -23,6 +23,10 @@ type Invitation struct {
 	UserID    UserID
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// MailFailedAt is when the mail that carries the link could not be sent (nil: it was
+	// handed over for sending, or nothing is known): the user has no link, so the consoles
+	// say that instead of when it expires. A new link (a new invitation) starts without it.
+	MailFailedAt *time.Time
 }
 
 // InvitationStore persists account activations.
@@ -39,6 +43,12 @@ type InvitationStore interface {
 	// PendingInvitations returns, for the given users, when their invitation ends, for the
 	// invitations that have not expired at now (pass the Unix epoch for expired ones too).
 	PendingInvitations(ctx Context, ids []UserID, now time.Time) (map[UserID]time.Time, error)
+	// FindInvitationByUserID returns the user's invitation, expired or not (the account
+	// awaits activation), or ENotFound (activated, or created with a password).
+	FindInvitationByUserID(ctx Context, userID UserID) (*Invitation, error)
+	// MarkInvitationMailFailed records at as the invitation's MailFailedAt; ENotFound when no
+	// invitation has that hash any more (used, or replaced by a new link).
+	MarkInvitationMailFailed(ctx Context, hash string, at time.Time) error
 }
 
 // UserSearch selects users for the admin console.

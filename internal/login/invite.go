@@ -37,7 +37,10 @@ func checkNewAccount(username, email string, role latchkey.Role) (string, string
 }
 
 // InviteUser creates an account without a usable password and mails its owner a one-time
-// activation link (valid InvitationTTL) to a page where they choose a password. Admins may
+// activation link (valid InvitationTTL) to a page where they choose a password. When the mail
+// cannot be sent (the Mailer refuses it), the account stays, the invitation records the
+// failure (latchkey.Invitation's MailFailedAt) and InviteUser returns the account with an
+// EInternal error. Admins may
 // create any role, but an admin or a support agent only when actorMFA (the actor's session
 // passed a second factor, as for a role change: the link may go to any address, so a phished
 // password alone must not mint an administrator); support agents only users (an agent must
@@ -89,7 +92,8 @@ func (s *Service) InviteUser(ctx context.Context, c Client, actor *latchkey.User
 }
 
 // ResendInvitation mails a new activation link to a user who has not activated the account
-// yet; the previous link stops working. Admins only.
+// yet; the previous link stops working, and with it the record that its mail failed. Admins
+// only.
 func (s *Service) ResendInvitation(ctx context.Context, c Client, actor *latchkey.User, id latchkey.UserID) error {
 	if err := requireAdmin(actor); err != nil {
 		return err
@@ -162,8 +166,13 @@ func (s *Service) sendInvitation(ctx context.Context, actor *latchkey.User, u *l
 		err = s.opt.Mailer.Send(ctx, m)
 	}
 	if err != nil {
-		// The account exists; the admin can send a new link from the user's page.
+		// The account exists; the admin can send a new link from the user's page. The
+		// invitation remembers that its mail failed, so that the admin console and the
+		// support desk say the user has no link, not when it expires, until a new one is sent.
 		s.log.ErrorContext(ctx, "send activation mail", "user_id", u.ID, "err", err)
+		if merr := s.opt.Store.MarkInvitationMailFailed(ctx, inv.Hash, s.now()); merr != nil {
+			s.log.ErrorContext(ctx, "record the failed activation mail", "user_id", u.ID, "err", merr)
+		}
 		return latchkey.Errorf(latchkey.EInternal, "The account was created, but the activation mail could not be sent. Send a new link from the user's page.")
 	}
 	return nil

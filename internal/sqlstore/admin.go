@@ -14,14 +14,15 @@ import (
 // The admin console's storage: invitations (account activation links) and the read-only
 // questions of the dashboard, the user list and the audit view.
 
-// CreateInvitation replaces any invitation of inv.UserID by inv.
+// CreateInvitation replaces any invitation of inv.UserID by inv (a new link: the old one's
+// MailFailedAt goes with it).
 func (s *DB) CreateInvitation(ctx context.Context, inv *latchkey.Invitation) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM invitations WHERE user_id = $1`, inv.UserID); err != nil {
 			return fmt.Errorf("delete old invitation: %w", err)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO invitations (hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`,
-			inv.Hash, inv.UserID, us(inv.CreatedAt), us(inv.ExpiresAt))
+		_, err := tx.ExecContext(ctx, `INSERT INTO invitations (hash, user_id, created_at, expires_at, mail_failed_at) VALUES ($1, $2, $3, $4, $5)`,
+			inv.Hash, inv.UserID, us(inv.CreatedAt), us(inv.ExpiresAt), usPtr(inv.MailFailedAt))
 		if isUnique(err) {
 			return latchkey.Errorf(latchkey.EConflict, "The invitation exists already.")
 		} else if err != nil {
@@ -33,17 +34,39 @@ func (s *DB) CreateInvitation(ctx context.Context, inv *latchkey.Invitation) err
 
 // FindInvitation returns the unexpired invitation with that hash, or ENotFound.
 func (s *DB) FindInvitation(ctx context.Context, hash string, now time.Time) (*latchkey.Invitation, error) {
-	inv := latchkey.Invitation{Hash: hash}
+	return s.findInvitation(s.queryRow(ctx, `SELECT hash, user_id, created_at, expires_at, mail_failed_at FROM invitations WHERE hash = $1 AND expires_at > $2`, hash, us(now)))
+}
+
+// FindInvitationByUserID returns the user's invitation, expired or not, or ENotFound.
+func (s *DB) FindInvitationByUserID(ctx context.Context, userID latchkey.UserID) (*latchkey.Invitation, error) {
+	return s.findInvitation(s.queryRow(ctx, `SELECT hash, user_id, created_at, expires_at, mail_failed_at FROM invitations WHERE user_id = $1`, userID))
+}
+
+// findInvitation scans an invitation row.
+func (s *DB) findInvitation(row *sql.Row) (*latchkey.Invitation, error) {
+	var inv latchkey.Invitation
 	var created, expires int64
-	err := s.queryRow(ctx, `SELECT user_id, created_at, expires_at FROM invitations WHERE hash = $1 AND expires_at > $2`, hash, us(now)).
-		Scan(&inv.UserID, &created, &expires)
+	var failed sql.NullInt64
+	err := row.Scan(&inv.Hash, &inv.UserID, &created, &expires, &failed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("invitation")
 	} else if err != nil {
 		return nil, fmt.Errorf("find invitation: %w", err)
 	}
-	inv.CreatedAt, inv.ExpiresAt = at(created), at(expires)
+	inv.CreatedAt, inv.ExpiresAt, inv.MailFailedAt = at(created), at(expires), atPtr(failed)
 	return &inv, nil
+}
+
+// MarkInvitationMailFailed records when the invitation's mail could not be sent.
+func (s *DB) MarkInvitationMailFailed(ctx context.Context, hash string, t time.Time) error {
+	res, err := s.exec(ctx, `UPDATE invitations SET mail_failed_at = $1 WHERE hash = $2`, us(t), hash)
+	if err != nil {
+		return fmt.Errorf("mark invitation mail failed: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return notFound("invitation")
+	}
+	return nil
 }
 
 // ConsumeInvitation deletes the unexpired invitation with that hash and returns its user;

@@ -64,6 +64,58 @@ func TestInvitations(t *testing.T) {
 	})
 }
 
+// TestInvitationMailFailed: an invitation whose activation mail could not be sent keeps when
+// (MarkInvitationMailFailed), read with the invitation by its user, expired or not, and by
+// its hash; a new link is a new invitation, without it; an invitation used or replaced
+// meanwhile is not found to mark, and an account with no invitation has none to find.
+func TestInvitationMailFailed(t *testing.T) {
+	each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		u := mkUser(t, db, "bob")
+		if _, err := db.FindInvitationByUserID(ctx, u.ID); errCode(err) != latchkey.ENotFound {
+			t.Errorf("FindInvitationByUserID without an invitation = %v, want ENotFound", err)
+		}
+		if err := db.CreateInvitation(ctx, &latchkey.Invitation{Hash: "aa11", UserID: u.ID, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.FindInvitationByUserID(ctx, u.ID); err != nil || got.Hash != "aa11" || got.UserID != u.ID || !got.ExpiresAt.Equal(t0.Add(time.Hour).Truncate(time.Microsecond)) || got.MailFailedAt != nil {
+			t.Errorf("FindInvitationByUserID = %+v, %v; want aa11, mail not failed", got, err)
+		}
+		failed := t0.Add(time.Second)
+		if err := db.MarkInvitationMailFailed(ctx, "aa11", failed); err != nil {
+			t.Fatal(err)
+		}
+		want := failed.Truncate(time.Microsecond)
+		// By its user (expired or not: there is no time to ask about), and by its hash.
+		if got, err := db.FindInvitationByUserID(ctx, u.ID); err != nil || got.MailFailedAt == nil || !got.MailFailedAt.Equal(want) {
+			t.Errorf("FindInvitationByUserID after the failed mail = %+v, %v; want MailFailedAt %v", got, err, want)
+		}
+		if got, err := db.FindInvitation(ctx, "aa11", t0); err != nil || got.MailFailedAt == nil || !got.MailFailedAt.Equal(want) {
+			t.Errorf("FindInvitation after the failed mail = %+v, %v; want MailFailedAt %v", got, err, want)
+		}
+		// A new link replaces the invitation: its mail has not failed.
+		if err := db.CreateInvitation(ctx, &latchkey.Invitation{Hash: "bb22", UserID: u.ID, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.FindInvitationByUserID(ctx, u.ID); err != nil || got.Hash != "bb22" || got.MailFailedAt != nil {
+			t.Errorf("FindInvitationByUserID after a new link = %+v, %v; want bb22, mail not failed", got, err)
+		}
+		if err := db.MarkInvitationMailFailed(ctx, "aa11", failed); errCode(err) != latchkey.ENotFound {
+			t.Errorf("MarkInvitationMailFailed of a replaced invitation = %v, want ENotFound", err)
+		}
+		if got, _ := db.FindInvitationByUserID(ctx, u.ID); got == nil || got.MailFailedAt != nil {
+			t.Errorf("marking the replaced invitation marked the new one: %+v", got)
+		}
+		// Used: the account is active, nothing to find.
+		if _, err := db.ConsumeInvitation(ctx, "bb22", t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.FindInvitationByUserID(ctx, u.ID); errCode(err) != latchkey.ENotFound {
+			t.Errorf("FindInvitationByUserID after activation = %v, want ENotFound", err)
+		}
+	})
+}
+
 // TestFactorAdoptionAwaitingActivation: an account whose owner has not activated it (an
 // invitation row, expired or not) is counted apart, as awaiting activation, and neither among
 // the active users nor among those without a second factor (whom the dashboard's link lists

@@ -97,10 +97,11 @@ type View struct {
 	CanInvite bool
 	// Invited is set when Account was created by an administrator or agent and its owner
 	// has not activated it yet (set a password with the mailed link); InviteEnd is when its
-	// latest link ends, and InviteExpired says it has. Not set when the agent may not act
-	// on the account.
-	Invited, InviteExpired bool
-	InviteEnd              time.Time
+	// latest link ends, and InviteExpired says it has; InviteMailFailed that the mail with
+	// that link could not be sent, so the user has no link at all. Not set when the agent
+	// may not act on the account.
+	Invited, InviteExpired, InviteMailFailed bool
+	InviteEnd                                time.Time
 }
 
 // Ticket returns a ticket with its conversation and the matching account for an agent.
@@ -132,10 +133,14 @@ func (s *Service) Ticket(ctx context.Context, agent *latchkey.User, id int64) (*
 		return v, nil
 	}
 	v.EmailDiffers = !strings.EqualFold(v.Account.Email, t.Email)
-	if v.InviteEnd, v.Invited, err = s.awaitingActivation(ctx, v.Account); err != nil {
+	inv, err := s.awaitingActivation(ctx, v.Account)
+	if err != nil {
 		return nil, err
 	}
-	v.InviteExpired = v.Invited && !s.now().Before(v.InviteEnd)
+	if v.Invited = inv != nil; v.Invited {
+		v.InviteEnd, v.InviteMailFailed = inv.ExpiresAt, inv.MailFailedAt != nil
+		v.InviteExpired = !s.now().Before(v.InviteEnd)
+	}
 	if v.Factors, err = s.opt.Accounts.Factors(ctx, v.Account); err != nil {
 		return nil, err
 	}
@@ -145,16 +150,16 @@ func (s *Service) Ticket(ctx context.Context, agent *latchkey.User, id int64) (*
 	return v, nil
 }
 
-// awaitingActivation reports whether u's owner has not activated the account yet, and when
-// its latest activation link ends. An invitation row, expired or not, means the account was
-// never activated (as on the admin console's user pages): using the link deletes it.
-func (s *Service) awaitingActivation(ctx context.Context, u *latchkey.User) (time.Time, bool, error) {
-	pending, err := s.opt.Store.PendingInvitations(ctx, []latchkey.UserID{u.ID}, time.Unix(0, 0))
-	if err != nil {
-		return time.Time{}, false, err
+// awaitingActivation returns the invitation of u when its owner has not activated the
+// account yet (its latest link: when it ends, whether its mail failed), nil otherwise. An
+// invitation row, expired or not, means the account was never activated (as on the admin
+// console's user pages): using the link deletes it.
+func (s *Service) awaitingActivation(ctx context.Context, u *latchkey.User) (*latchkey.Invitation, error) {
+	inv, err := s.opt.Store.FindInvitationByUserID(ctx, u.ID)
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return nil, nil
 	}
-	end, ok := pending[u.ID]
-	return end, ok, nil
+	return inv, err
 }
 
 // match finds the ticket's account: by username, else by a unique email address.

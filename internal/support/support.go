@@ -35,7 +35,7 @@ import (
 type Store interface {
 	latchkey.TicketStore
 	latchkey.UserStore
-	// PendingInvitations tells the agent console an account that was never activated.
+	// FindInvitationByUserID tells the agent console an account that was never activated.
 	latchkey.InvitationStore
 }
 

@@ -623,6 +623,48 @@ func TestInviteUserMailFails(t *testing.T) {
 	}
 }
 
+// TestTicketInviteMailFailed: the ticket of an account whose activation mail could not be
+// sent says so (View.InviteMailFailed) on every visit, also once the link's time is over,
+// until an administrator sends a new link that goes out.
+func TestTicketInviteMailFailed(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	agent := e.user(t, "sam", latchkey.RoleSupport)
+	root := e.user(t, "root", latchkey.RoleAdmin)
+	tk := e.open(t, "new@example.com", "newbie").Ticket
+	e.mail.mu.Lock()
+	e.mail.fail = errors.New("smtp: connection refused")
+	e.mail.mu.Unlock()
+	u, err := e.svc.InviteUser(ctx, client, agent, tk.ID, "", "new starter")
+	if u == nil || err == nil {
+		t.Fatalf("InviteUser with the mail down = %+v, %v, want the account and an error", u, err)
+	}
+	view := func(when string) *support.View {
+		t.Helper()
+		v, err := e.svc.Ticket(ctx, agent, tk.ID)
+		if err != nil || v.Account == nil || v.Account.ID != u.ID {
+			t.Fatalf("%s: Ticket = %+v, %v", when, v, err)
+		}
+		return v
+	}
+	if v := view("after the failed mail"); !v.Invited || !v.InviteMailFailed || v.InviteExpired {
+		t.Errorf("after the failed mail: invited %v, mail failed %v, expired %v; want invited, mail failed", v.Invited, v.InviteMailFailed, v.InviteExpired)
+	}
+	e.now = e.now.Add(login.InvitationTTL + time.Minute)
+	if v := view("past the link's end"); !v.Invited || !v.InviteMailFailed || !v.InviteExpired {
+		t.Errorf("past the link's end: invited %v, mail failed %v, expired %v; want all three", v.Invited, v.InviteMailFailed, v.InviteExpired)
+	}
+	e.mail.mu.Lock()
+	e.mail.fail = nil
+	e.mail.mu.Unlock()
+	if err := e.login.ResendInvitation(ctx, client, root, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if v := view("after a new link"); !v.Invited || v.InviteMailFailed || v.InviteExpired || !v.InviteEnd.Equal(e.now.Add(login.InvitationTTL)) {
+		t.Errorf("after a new link: invited %v, mail failed %v, expired %v, ends %v; want invited until %v", v.Invited, v.InviteMailFailed, v.InviteExpired, v.InviteEnd, e.now.Add(login.InvitationTTL))
+	}
+}
+
 func TestQueue(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()

@@ -484,9 +484,11 @@ type userPage struct {
 	Self      bool
 	Invited   bool
 	InviteEnd time.Time
-	// InviteExpired: never activated, and the link expired.
-	InviteExpired bool
-	Factors       []login.Factor
+	// InviteExpired: never activated, and the link expired. InviteMailFailed: the mail with
+	// the latest link could not be sent, so the user has no link (until a new one is sent).
+	InviteExpired    bool
+	InviteMailFailed bool
+	Factors          []login.Factor
 	// HasFactor: the account has a second factor that Reset MFA would remove
 	// (login.HasSecondFactor); without one the page offers no reset.
 	HasFactor bool
@@ -534,12 +536,15 @@ func (s *Server) adminUserPage(w http.ResponseWriter, r *http.Request, a *auth, 
 	if p.Sessions, err = s.admin.Store.FindSignedInSessions(ctx, u.ID, s.now()); err != nil {
 		return err
 	}
-	pending, err := s.admin.Store.PendingInvitations(ctx, []latchkey.UserID{u.ID}, time.Unix(0, 0))
-	if err != nil {
+	// An invitation, expired or not, means the account was never activated.
+	inv, err := s.admin.Store.FindInvitationByUserID(ctx, u.ID)
+	if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
 		return err
 	}
-	p.InviteEnd, p.Invited = pending[u.ID]
-	p.InviteExpired = p.Invited && !s.now().Before(p.InviteEnd)
+	if p.Invited = inv != nil; p.Invited {
+		p.InviteEnd, p.InviteMailFailed = inv.ExpiresAt, inv.MailFailedAt != nil
+		p.InviteExpired = !s.now().Before(p.InviteEnd)
+	}
 	if p.Lock, err = s.login.LockState(ctx, u); err != nil {
 		return err
 	}

@@ -164,3 +164,51 @@ func TestBrowserDeskAwaitingActivation(t *testing.T) {
 		t.Error("alice's ticket says her account is waiting for activation")
 	}
 }
+
+// TestBrowserInviteMailFailedRemembered, in Chromium: an administrator creates the account a
+// ticket asks for while its activation mail cannot be sent; the ticket, opened again without
+// the action's outcome in the address, still says that the mail could not be sent, and its
+// link leads to the account's page, which says so too, where it said when the unsent link
+// expires, and offers the new link.
+func TestBrowserInviteMailFailedRemembered(t *testing.T) {
+	f, _ := newMailFailingDesk(t)
+	tk, err := f.desk.Create(context.Background(), login.Client{}, support.NewTicket{Email: "new@example.com", Username: "newbie", Type: "account_change", Message: "I start on Monday and need an account."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticket := "/admin/tickets/" + strconv.FormatInt(tk.Ticket.ID, 10)
+	ctx := browsertest.New(t, 2*time.Minute)
+	cdpSignIn(t, ctx, f.srv.URL, "root")
+	cdp(t, ctx, "create the user from the ticket",
+		chromedp.Navigate(f.srv.URL+ticket),
+		chromedp.WaitVisible(chromedp.CSS("#invite-reason")),
+		chromedp.SendKeys(chromedp.CSS("#invite-reason"), "new starter, confirmed by their manager"),
+		chromedp.Submit(chromedp.CSS("#invite-reason")),
+		chromedp.WaitVisible(chromedp.CSS("#invite-mail-failed")),
+	)
+	cdp(t, ctx, "open the ticket again",
+		chromedp.Navigate(f.srv.URL+ticket),
+		chromedp.WaitVisible(chromedp.CSS("#account-invited")),
+	)
+	browsertest.Screenshot(t, ctx, "desk-invite-mail-failed-again")
+	if n := cdpCount(t, ctx, "#invite-mail-failed"); n != 0 {
+		t.Error("the ticket opened again shows the notice of the action")
+	}
+	if got, want := cdpText(t, ctx, "#account-invited"), "Waiting for activation: the activation mail could not be sent, so the user has no link to set a password with yet; send a new one from the account's page."; got != want {
+		t.Errorf("the account's note is %q, want %q", got, want)
+	}
+	cdp(t, ctx, "follow the link to the account's page",
+		chromedp.Click(chromedp.CSS("#account-invited a")),
+		chromedp.WaitVisible(chromedp.CSS("#invite-state")),
+	)
+	browsertest.Screenshot(t, ctx, "admin-user-invite-mail-failed")
+	if got, want := cdpText(t, ctx, "#invite-state"), "The activation mail could not be sent, so the user has no link to set a password with yet. Send a new activation link."; got != want {
+		t.Errorf("the account's page says %q, want %q", got, want)
+	}
+	if got, want := js[string](t, ctx, `document.querySelector('section[aria-labelledby=factors-h] p.muted')?.textContent ?? ''`), "No second factor yet: the account is waiting for activation (Invited). The user cannot sign in until they set a password with a new activation link."; got != want {
+		t.Errorf("the account's sign-in methods say %q, want %q", got, want)
+	}
+	if n := cdpCount(t, ctx, `form[action$="/invitation"] button`); n != 1 {
+		t.Error("the account's page does not offer a new activation link")
+	}
+}

@@ -261,9 +261,11 @@ type deskView struct {
 	// AgentMFA reports whether the agent's session passed a second factor, which MFA
 	// actions need.
 	AgentMFA bool
-	// InviteMailFailed is set right after the agent created the ticket's account and its
-	// activation mail could not be sent (deskInviteMailFailed).
-	InviteMailFailed bool
+	// MailFailedNotice is set right after the agent created the ticket's account and its
+	// activation mail could not be sent (deskInviteMailFailed), while the account's
+	// invitation still says so: the notice about what just happened. The account's note says
+	// it from the invitation alone (View.InviteMailFailed), on every visit.
+	MailFailedNotice bool
 }
 
 func ticketID(r *http.Request) (int64, error) {
@@ -289,7 +291,7 @@ func (s *Server) renderDeskTicket(w http.ResponseWriter, r *http.Request, a *aut
 	}
 	v.Title, v.User = "Ticket "+tv.Ticket.Number(), a.user
 	v.Data = deskView{View: tv, TypeName: s.support.TypeName(tv.Ticket.Type), Checks: s.support.Checks(), Statuses: latchkey.TicketStatuses, AgentMFA: a.session.MFAAt != nil,
-		InviteMailFailed: done == deskInviteMailFailed && v.Error == ""}
+		MailFailedNotice: done == deskInviteMailFailed && v.Error == "" && tv.Invited && tv.InviteMailFailed}
 	return s.render(w, code, "desk_ticket", v)
 }
 

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -592,6 +593,78 @@ func TestDeskInviteMailFails(t *testing.T) {
 	}
 }
 
+// TestDeskInviteMailFailedRemembered: after the activation mail of an account created from a
+// ticket could not be sent, the ticket page, visited again (no ?done= in the address), still
+// says that the mail could not be sent and who can send a new link, not when the unsent link
+// expires, and so does the admin console's page of the account, where the administrator sends
+// it; once a new link went out, both say when it expires again, and the old address of the
+// outcome no longer shows the notice.
+func TestDeskInviteMailFailedRemembered(t *testing.T) {
+	refuse := &atomic.Bool{}
+	refuse.Store(true)
+	f, _ := newMailRefusingDesk(t, refuse)
+	ctx := context.Background()
+	tk, err := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "new@example.com", Username: "newbie", Type: "account_change", Message: "I need an account."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticket := "/admin/tickets/" + strconv.FormatInt(tk.Ticket.ID, 10)
+	agent := f.signedIn(t, "sam")
+	r := agent.do("POST", ticket+"/invite", "application/x-www-form-urlencoded", "username=newbie&reason=new+starter")
+	if r.code != http.StatusSeeOther || r.header.Get("Location") != ticket+"?done=invite-mail-failed" {
+		t.Fatalf("invite with the mail refused: %d %q", r.code, r.header.Get("Location"))
+	}
+	u, err := f.db.FindUserByUsername(ctx, "newbie")
+	if err != nil {
+		t.Fatal(err)
+	}
+	userPage := "/admin/users/" + strconv.FormatInt(int64(u.ID), 10)
+	noteRE := regexp.MustCompile(`(?s)<p class="muted small" id="account-invited">.*?</p>`)
+	stateRE := regexp.MustCompile(`(?s)<p class="muted" id="invite-state">(.*?)</p>`)
+	admin := f.signedIn(t, "root")
+	for _, c := range []struct {
+		who  string
+		c    *apiClient
+		want string
+	}{{"agent", agent, "an administrator can send a new one from the account's page."}, {"administrator", admin, `send a new one from <a href="` + userPage + `">the account's page</a>.`}} {
+		r := c.c.do("GET", ticket, "", "")
+		note := noteRE.FindString(r.raw)
+		if r.code != 200 || !strings.Contains(note, "Waiting for activation: the activation mail could not be sent, so the user has no link to set a password with yet;") ||
+			!strings.Contains(note, c.want) || strings.Contains(note, "expire") {
+			t.Errorf("%s, the ticket visited again: %d, note %s", c.who, r.code, note)
+		}
+		if strings.Contains(r.raw, `id="invite-mail-failed"`) {
+			t.Errorf("%s, the ticket visited again shows the notice of the action", c.who)
+		}
+	}
+	r = admin.do("GET", userPage, "", "")
+	state := stateRE.FindStringSubmatch(r.raw)
+	if r.code != 200 || state == nil || state[1] != "The activation mail could not be sent, so the user has no link to set a password with yet. Send a new activation link." {
+		t.Errorf("the account's page: %d, says %q", r.code, state)
+	}
+	if !strings.Contains(r.raw, "The user cannot sign in until they set a password with a new activation link.") {
+		t.Error("the account's sign-in methods do not say that a new link is needed")
+	}
+
+	// The administrator sends a new link, which goes out.
+	refuse.Store(false)
+	if r := admin.do("POST", userPage+"/invitation", "application/x-www-form-urlencoded", ""); r.code != http.StatusSeeOther {
+		t.Fatalf("new link: %d %s", r.code, r.raw)
+	}
+	end := f.clock.Now().Add(login.InvitationTTL).UTC().Format("2 Jan 2006, 15:04 MST")
+	r = agent.do("GET", ticket+"?done=invite-mail-failed", "", "")
+	if note := noteRE.FindString(r.raw); !strings.Contains(note, "The link expires on "+end+".") || strings.Contains(note, "could not be sent") {
+		t.Errorf("the ticket after a new link: note %s, want the link's end %s", note, end)
+	}
+	if strings.Contains(r.raw, `id="invite-mail-failed"`) {
+		t.Error("the old address of the outcome shows the notice after a new link went out")
+	}
+	r = admin.do("GET", userPage, "", "")
+	if state := stateRE.FindStringSubmatch(r.raw); state == nil || !strings.HasPrefix(state[1], "The activation link expires ") {
+		t.Errorf("the account's page after a new link says %q, want when it expires", state)
+	}
+}
+
 // TestDeskAccountAwaitingActivation: the ticket page of an account created from the ticket
 // says that its owner has not activated it yet, in the admin console's words (Invited, Link
 // expired), with when the link ends and who can send a new one, and says Active only once the
@@ -683,8 +756,17 @@ func TestDeskAccountAwaitingActivation(t *testing.T) {
 // every recipient whose address starts with "new".
 func newMailFailingDesk(t *testing.T) (*supportFixture, *mailtest.Server) {
 	t.Helper()
+	refuse := &atomic.Bool{}
+	refuse.Store(true)
+	return newMailRefusingDesk(t, refuse)
+}
+
+// newMailRefusingDesk is newMailFailingDesk whose SMTP server refuses those recipients only
+// while refuse is set.
+func newMailRefusingDesk(t *testing.T, refuse *atomic.Bool) (*supportFixture, *mailtest.Server) {
+	t.Helper()
 	smtp := mailtest.StartServerWith(t, mailtest.Options{Reject: func(to string) error {
-		if strings.HasPrefix(to, "new") {
+		if refuse.Load() && strings.HasPrefix(to, "new") {
 			return errors.New("mailbox unavailable")
 		}
 		return nil
