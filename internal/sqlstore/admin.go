@@ -11,6 +11,10 @@ import (
 	"github.com/latchkey/latchkey"
 )
 
+// condActor filters audit entries by actor; its second term lets the partial index
+// audit_events_actor (of non-empty actors) serve it (see qFindSessionBySID).
+const condActor = "actor = $%d AND actor <> ''"
+
 // The admin console's storage: invitations (account activation links) and the read-only
 // questions of the dashboard, the user list and the audit view.
 
@@ -295,7 +299,7 @@ func (s *DB) QueryAuditEvents(ctx context.Context, q latchkey.AuditQuery) ([]*la
 		add("username = $%d", q.Username)
 	}
 	if q.Actor != "" {
-		add("actor = $%d", q.Actor)
+		add(condActor, q.Actor)
 	}
 	switch {
 	case strings.HasSuffix(q.Action, "."):

@@ -10,6 +10,12 @@ import (
 	"github.com/latchkey/latchkey"
 )
 
+// qDeleteDevicePushes removes a device's pending challenges, those sent to it and those
+// asking to approve it; the last term lets the partial index push_challenges_subject
+// (WHERE subject_device_id <> 0) serve the second half (see qFindSessionBySID).
+const qDeleteDevicePushes = `DELETE FROM push_challenges WHERE state = $1
+	 AND (device_id = $2 OR (kind = $3 AND subject_device_id = $2 AND subject_device_id <> 0))`
+
 // Latch devices, their activation codes, request nonces and push challenges.
 //
 // "Exactly one active primary device per user" spans several rows, so every method that can
@@ -417,7 +423,7 @@ func (s *DB) deleteDevice(ctx context.Context, userID latchkey.UserID, id int64,
 		}{
 			{"totp credential", `DELETE FROM totp_credentials WHERE user_id = $1 AND (device_id = $2 OR id = $3)`, []any{userID, id, credID}},
 			{"nonces", `DELETE FROM device_nonces WHERE device_id = $1`, []any{id}},
-			{"push challenges", `DELETE FROM push_challenges WHERE state = $1 AND (device_id = $2 OR (kind = $3 AND subject_device_id = $2))`,
+			{"push challenges", qDeleteDevicePushes,
 				[]any{string(latchkey.PushPending), id, latchkey.PushAddDevice}},
 			{"transfer codes", `DELETE FROM device_activations WHERE kind = $1 AND device_id = $2 AND used_at IS NULL`, []any{latchkey.ActivationTransfer, id}},
 		} {
@@ -745,13 +751,17 @@ func (s *DB) DeleteExpiredPushData(ctx context.Context, t time.Time) (int, error
 	return total, nil
 }
 
+// qAbandonedDevices finds pending devices created before $1. The state is written out, not a
+// parameter, so that the partial index devices_pending (WHERE state = 'pending') serves it
+// (see qFindSessionBySID); latchkey.DevicePending is "pending".
+const qAbandonedDevices = `SELECT id, user_id FROM devices WHERE state = 'pending' AND created_at < $1 ORDER BY created_at LIMIT $2`
+
 // DeleteAbandonedDevices removes new devices still waiting for approval that were created
 // before t: their approval request expired long ago, and they can never be approved. Each
 // goes with what DeleteDevice removes with a device. It returns how many went, at most
 // CleanupBatch per call.
 func (s *DB) DeleteAbandonedDevices(ctx context.Context, t time.Time) (int, error) {
-	rows, err := s.query(ctx, `SELECT id, user_id FROM devices WHERE state = $1 AND created_at < $2 ORDER BY created_at LIMIT $3`,
-		string(latchkey.DevicePending), us(t), CleanupBatch)
+	rows, err := s.query(ctx, qAbandonedDevices, us(t), CleanupBatch)
 	if err != nil {
 		return 0, fmt.Errorf("find abandoned devices: %w", err)
 	}

@@ -66,12 +66,18 @@ func (s *DB) FindSessionByID(ctx context.Context, id string) (*latchkey.Session,
 	return sess, nil
 }
 
+// qFindSessionBySID reads a session by its public ID. Its index, sessions_sid, is partial
+// (of non-empty sids), and a database uses a partial index only for a query whose WHERE
+// implies the index's own: sid = $1 alone does not (the parameter could be empty), so without
+// the second term SQLite and PostgreSQL's generic plan read every session (plans_test.go).
+const qFindSessionBySID = `SELECT ` + sessionColumns + ` FROM sessions WHERE sid = $1 AND sid <> ''`
+
 // FindSessionBySID returns ENotFound when there is no session with that public ID.
 func (s *DB) FindSessionBySID(ctx context.Context, sid string) (*latchkey.Session, error) {
 	if sid == "" {
 		return nil, notFound("session")
 	}
-	sess, err := scanSession(s.queryRow(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE sid = $1`, sid))
+	sess, err := scanSession(s.queryRow(ctx, qFindSessionBySID, sid))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("session")
 	} else if err != nil {

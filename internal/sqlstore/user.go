@@ -12,6 +12,10 @@ import (
 	"github.com/latchkey/latchkey"
 )
 
+// qUsernameByKey finds the user whose username looks like a key. The second term lets the
+// partial index users_lookalike (of non-empty keys) serve it (see qFindSessionBySID).
+const qUsernameByKey = `SELECT username FROM users WHERE username_key = $1 AND username_key <> ''`
+
 const userColumns = `id, username, email, role, password_hash, disabled, primary_factor, time_zone, created_at, updated_at`
 
 // userRow is a row of userColumns: its scan targets, then its value.
@@ -122,7 +126,7 @@ func (s *DB) CreateUser(ctx context.Context, u *latchkey.User) error {
 	if isUnique(err) {
 		if u.UsernameKey != "" {
 			var other string
-			if s.queryRow(ctx, `SELECT username FROM users WHERE username_key = $1`, u.UsernameKey).Scan(&other) == nil && other != u.Username {
+			if s.queryRow(ctx, qUsernameByKey, u.UsernameKey).Scan(&other) == nil && other != u.Username {
 				return latchkey.Errorf(latchkey.EConflict, "The username %q looks too much like an existing one. Choose another.", u.Username)
 			}
 		}
@@ -234,7 +238,7 @@ func (s *DB) FillUsernameKeys(ctx context.Context, key func(username string) str
 			for _, x := range batch {
 				k := key(x.username)
 				res, err := tx.ExecContext(ctx, `UPDATE users SET username_key = $1 WHERE id = $2 AND username_key = ''
-					AND NOT EXISTS (SELECT 1 FROM users o WHERE o.username_key = $1)`, k, x.id)
+					AND NOT EXISTS (SELECT 1 FROM users o WHERE o.username_key = $1 AND o.username_key <> '')`, k, x.id)
 				if err != nil {
 					return fmt.Errorf("fill username key: %w", err)
 				}
