@@ -120,20 +120,7 @@ func TestBrowserDeskAwaitingActivation(t *testing.T) {
 	// A reset posted by hand, from the page itself.
 	before, _ := f.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
 	mails := len(f.mails.subjects("new@example.com"))
-	cdp(t, bctx, "post a reset by hand",
-		chromedp.Evaluate[chromedp.Void](`(() => {
-  window.handPosted = true; // gone once the answer's page is loaded
-  const f = document.createElement('form');
-  f.method = 'post';
-  f.action = location.pathname + '/reset-mfa';
-  f.innerHTML = '<input name="reason" value="lost phone">';
-  document.body.append(f);
-  f.submit();
-})()`),
-	)
-	waitJS(t, bctx, "the answer to the reset", `!window.handPosted && document.readyState === 'complete'`)
-	browsertest.Screenshot(t, bctx, "desk-awaiting-activation-reset-refused")
-	if got, want := js[string](t, bctx, `document.getElementById('form-error')?.textContent ?? ''`), "newbie has not activated the account yet, so it has no sign-in methods to reset or remove."; !strings.HasPrefix(got, want) {
+	if got, want := postResetByHand(t, bctx, "desk-awaiting-activation-reset-refused"), "newbie has not activated the account yet, so it has no sign-in methods to reset or remove."; !strings.HasPrefix(got, want) {
 		t.Errorf("refusal = %q, want %q", got, want)
 	}
 	code, err := chromedp.Run(bctx, chromedp.Evaluate[int](`fetch(location.pathname.replace(/\/reset-mfa$/, '/remove-factor'), {method: 'POST', body: new URLSearchParams({factor: 'totp:1', reason: 'lost phone'})}).then(r => r.status)`, chromedp.EvalAwaitPromise))
@@ -211,4 +198,25 @@ func TestBrowserInviteMailFailedRemembered(t *testing.T) {
 	if n := cdpCount(t, ctx, `form[action$="/invitation"] button`); n != 1 {
 		t.Error("the account's page does not offer a new activation link")
 	}
+}
+
+// postResetByHand posts a Reset MFA form of the page's own making to the page's path, as a
+// person could without the page offering one, saves a screenshot of the answer as shot and
+// returns the answer's form error.
+func postResetByHand(t *testing.T, ctx context.Context, shot string) string {
+	t.Helper()
+	cdp(t, ctx, "post a reset by hand",
+		chromedp.Evaluate[chromedp.Void](`(() => {
+  window.handPosted = true; // gone once the answer's page is loaded
+  const f = document.createElement('form');
+  f.method = 'post';
+  f.action = location.pathname + '/reset-mfa';
+  f.innerHTML = '<input name="reason" value="lost phone">';
+  document.body.append(f);
+  f.submit();
+})()`),
+	)
+	waitJS(t, ctx, "the answer to the reset", `!window.handPosted && document.readyState === 'complete'`)
+	browsertest.Screenshot(t, ctx, shot)
+	return js[string](t, ctx, `document.getElementById('form-error')?.textContent ?? ''`)
 }
