@@ -111,6 +111,47 @@ func (e *env) withTOTP(t *testing.T, u *latchkey.User) {
 	}
 }
 
+// readyToAct readies ticket id for an MFA action by agent: every identity check recorded and
+// the status waiting. It returns the checks.
+func (e *env) readyToAct(t *testing.T, agent *latchkey.User, id int64) []string {
+	t.Helper()
+	ctx := context.Background()
+	all := []string{"callback", "manager", "question"}
+	if _, err := e.svc.RecordChecks(ctx, client, agent, id, all); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.SetStatus(ctx, client, agent, id, latchkey.TicketWaiting, ""); err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// nothingWritten returns a check that fails t when anything was written since (named what in
+// its messages): an audit entry, a mail, ticket id's status no longer waiting or its checks
+// not the checks it holds now.
+func (e *env) nothingWritten(t *testing.T, id int64, checks int) func(t *testing.T, what string) {
+	t.Helper()
+	ctx := context.Background()
+	before, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	e.mail.mu.Lock()
+	mails := len(e.mail.msgs)
+	e.mail.mu.Unlock()
+	return func(t *testing.T, what string) {
+		t.Helper()
+		if ev, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{}); len(ev) != len(before) {
+			t.Errorf("%s wrote %d audit entries, want none: %+v", what, len(ev)-len(before), ev[len(before):])
+		}
+		e.mail.mu.Lock()
+		for _, m := range e.mail.msgs[mails:] {
+			t.Errorf("%s sent %q to %s", what, m.Subject, m.To)
+		}
+		e.mail.mu.Unlock()
+		if got, _ := e.db.FindTicketByID(ctx, id); got.Status != latchkey.TicketWaiting || len(got.Checks) != checks {
+			t.Errorf("the ticket after %s: status %q, checks %v; want waiting and the checks standing", what, got.Status, got.Checks)
+		}
+	}
+}
+
 func (e *env) open(t *testing.T, email, username string) *support.Created {
 	t.Helper()
 	c, err := e.svc.Create(context.Background(), client, support.NewTicket{Email: email, Username: username, Type: "lost_phone", Message: "I lost my phone."})
@@ -385,17 +426,8 @@ func TestAgentActionsAwaitingActivation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := []string{"callback", "manager", "question"}
-	if _, err := e.svc.RecordChecks(ctx, client, agent, tk.ID, all); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.svc.SetStatus(ctx, client, agent, tk.ID, latchkey.TicketWaiting, ""); err != nil {
-		t.Fatal(err)
-	}
-	before, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
-	e.mail.mu.Lock()
-	mails := len(e.mail.msgs)
-	e.mail.mu.Unlock()
+	all := e.readyToAct(t, agent, tk.ID)
+	wroteNothing := e.nothingWritten(t, tk.ID, len(all))
 	refused := func(when string) {
 		t.Helper()
 		for name, act := range map[string]func() error{
@@ -406,24 +438,14 @@ func TestAgentActionsAwaitingActivation(t *testing.T) {
 				t.Errorf("%s, %s = %v, want a conflict: not activated", name, when, err)
 			}
 		}
-		if ev, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{}); len(ev) != len(before) {
-			t.Errorf("%s: the refusals wrote %d audit entries, want none: %+v", when, len(ev)-len(before), ev[len(before):])
-		}
-		e.mail.mu.Lock()
-		for _, m := range e.mail.msgs[mails:] {
-			t.Errorf("%s: the refusals sent %q to %s", when, m.Subject, m.To)
-		}
-		e.mail.mu.Unlock()
-		if got, _ := e.db.FindTicketByID(ctx, tk.ID); got.Status != latchkey.TicketWaiting || len(got.Checks) != len(all) {
-			t.Errorf("%s: the ticket after the refusals: status %q, checks %v; want waiting and the checks standing", when, got.Status, got.Checks)
-		}
+		wroteNothing(t, when+": the refusals")
 	}
 	refused("invited")
 	e.now = e.now.Add(login.InvitationTTL + time.Minute) // the link expires; the checks too
 	if _, err := e.svc.RecordChecks(ctx, client, agent, tk.ID, all); err != nil {
 		t.Fatal(err)
 	}
-	before, _ = e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
+	wroteNothing = e.nothingWritten(t, tk.ID, len(all))
 	refused("link expired")
 
 	// Activated with a new link, with an app: the desk removes it like any other.
@@ -456,31 +478,12 @@ func TestAgentResetMFANoFactor(t *testing.T) {
 	agent := e.user(t, "sam", latchkey.RoleSupport)
 	bob := e.user(t, "bob", latchkey.RoleUser)
 	tk := e.open(t, "bob@example.com", "bob").Ticket
-	all := []string{"callback", "manager", "question"}
-	if _, err := e.svc.RecordChecks(ctx, client, agent, tk.ID, all); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.svc.SetStatus(ctx, client, agent, tk.ID, latchkey.TicketWaiting, ""); err != nil {
-		t.Fatal(err)
-	}
-	before, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{})
-	e.mail.mu.Lock()
-	mails := len(e.mail.msgs)
-	e.mail.mu.Unlock()
+	all := e.readyToAct(t, agent, tk.ID)
+	wroteNothing := e.nothingWritten(t, tk.ID, len(all))
 	if err := e.svc.ResetMFA(ctx, client, agent, true, tk.ID, "lost phone"); code(err) != latchkey.EConflict || !strings.HasPrefix(latchkey.ErrorMessage(err), "bob has no second factor, so there is nothing to reset") {
 		t.Errorf("ResetMFA of an account without a factor = %v, want a conflict: nothing to reset", err)
 	}
-	if ev, _ := e.db.FindAuditEvents(ctx, latchkey.AuditFilter{}); len(ev) != len(before) {
-		t.Errorf("the refusal wrote %d audit entries, want none: %+v", len(ev)-len(before), ev[len(before):])
-	}
-	e.mail.mu.Lock()
-	for _, m := range e.mail.msgs[mails:] {
-		t.Errorf("the refusal sent %q to %s", m.Subject, m.To)
-	}
-	e.mail.mu.Unlock()
-	if got, _ := e.db.FindTicketByID(ctx, tk.ID); got.Status != latchkey.TicketWaiting || len(got.Checks) != len(all) {
-		t.Errorf("the ticket after the refusal: status %q, checks %v; want waiting and the checks standing", got.Status, got.Checks)
-	}
+	wroteNothing(t, "the refusal")
 
 	e.withTOTP(t, bob)
 	if err := e.svc.ResetMFA(ctx, client, agent, true, tk.ID, "lost phone"); err != nil {

@@ -23,11 +23,7 @@ import (
 // the account's note says so too, not when a link that never arrived expires.
 func TestBrowserDeskInviteMailFails(t *testing.T) {
 	f, _ := newMailFailingDesk(t)
-	tk, err := f.desk.Create(context.Background(), login.Client{}, support.NewTicket{Email: "new@example.com", Username: "newbie", Type: "account_change", Message: "I start on Monday and need an account."})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ticket := "/admin/tickets/" + strconv.FormatInt(tk.Ticket.ID, 10)
+	_, ticket := f.newbieTicket(t)
 	ctx := browsertest.New(t, 2*time.Minute)
 	cdp(t, ctx, "sign in as the agent",
 		chromedp.Navigate(f.srv.URL+"/login"),
@@ -82,11 +78,7 @@ func TestBrowserDeskAwaitingActivation(t *testing.T) {
 		})
 	})
 	ctx := context.Background()
-	tk, err := f.desk.Create(ctx, login.Client{}, support.NewTicket{Email: "new@example.com", Username: "newbie", Type: "account_change", Message: "I start on Monday and need an account."})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ticket := "/admin/tickets/" + strconv.FormatInt(tk.Ticket.ID, 10)
+	tk, ticket := f.newbieTicket(t)
 	// The checks are saved, as an agent could have done before the account existed.
 	sam, err := f.db.FindUserByUsername(ctx, "sam")
 	if err != nil {
@@ -159,11 +151,7 @@ func TestBrowserDeskAwaitingActivation(t *testing.T) {
 // expires, and offers the new link.
 func TestBrowserInviteMailFailedRemembered(t *testing.T) {
 	f, _ := newMailFailingDesk(t)
-	tk, err := f.desk.Create(context.Background(), login.Client{}, support.NewTicket{Email: "new@example.com", Username: "newbie", Type: "account_change", Message: "I start on Monday and need an account."})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ticket := "/admin/tickets/" + strconv.FormatInt(tk.Ticket.ID, 10)
+	_, ticket := f.newbieTicket(t)
 	ctx := browsertest.New(t, 2*time.Minute)
 	cdpSignIn(t, ctx, f.srv.URL, "root")
 	cdp(t, ctx, "create the user from the ticket",
@@ -219,4 +207,15 @@ func postResetByHand(t *testing.T, ctx context.Context, shot string) string {
 	waitJS(t, ctx, "the answer to the reset", `!window.handPosted && document.readyState === 'complete'`)
 	browsertest.Screenshot(t, ctx, shot)
 	return js[string](t, ctx, `document.getElementById('form-error')?.textContent ?? ''`)
+}
+
+// newbieTicket opens a ticket that asks for an account for newbie (new@example.com), and
+// returns it with the path of its page in the desk.
+func (f *supportFixture) newbieTicket(t *testing.T) (*support.Created, string) {
+	t.Helper()
+	tk, err := f.desk.Create(context.Background(), login.Client{}, support.NewTicket{Email: "new@example.com", Username: "newbie", Type: "account_change", Message: "I start on Monday and need an account."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk, "/admin/tickets/" + strconv.FormatInt(tk.Ticket.ID, 10)
 }
